@@ -1,0 +1,115 @@
+"""One typed settings object for the whole server.
+
+Sources, highest priority first: explicit overrides (CLI flags), ``ZVONOK_*`` environment
+variables, an optional TOML file (``--config`` / ``ZVONOK_CONFIG``), then the defaults below.
+Every field is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of a zvonok node. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ZVONOK_", frozen=True, extra="forbid", env_nested_delimiter="__"
+    )
+
+    # --- HTTP / WebSocket ---
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path(".zvonok")
+    dev_mode: bool = True
+
+    # --- media plane ---
+    media_host: str = "0.0.0.0"
+    media_port: int = Field(40000, ge=0, le=65535)
+    announce_ips: list[str] = Field(default_factory=list)
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    consent_timeout: float = 30.0
+    dtls_timeout: float = 10.0
+
+    # --- auth ---
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = 30.0
+
+    # --- membership ---
+    membership_backend: Literal["sql", "http", "token"] = "sql"
+    database_url: str | None = None
+    sql_member_query_chat: str | None = None
+    sql_member_query_group: str | None = None
+    membership_http_url: str | None = None
+    membership_http_timeout: float = 2.0
+    membership_http_cache_ttl: float = 10.0
+    membership_http_token: str | None = None
+
+    # --- rooms and sessions ---
+    max_participants: int = Field(0, ge=0)
+    resume_grace: float = Field(30.0, ge=0)
+    inactivity_timeout: float = Field(60.0, gt=0)
+    ping_interval: float = Field(15.0, gt=0)
+
+    # --- limits ---
+    max_message_bytes: int = Field(256 * 1024, gt=0)
+    message_rate: float = Field(50.0, gt=0)
+    message_burst: int = Field(200, gt=0)
+    bad_message_limit: int = Field(20, gt=0)
+    max_pending_ice: int = Field(200, gt=0)
+    max_tracks_per_session: int = Field(16, gt=0)
+    send_queue_size: int = Field(256, gt=0)
+
+    # --- logging ---
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_levels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        allowed = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"}
+        bad = [alg for alg in value if alg not in allowed]
+        if bad:
+            raise ValueError(f"unsupported JWT algorithms {bad}; allowed: {sorted(allowed)}")
+        if not value:
+            raise ValueError("at least one JWT algorithm is required")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ZVONOK_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; ``overrides`` (from CLI flags) win; ``None`` overrides are ignored."""
+    if config_file is not None:
+        os.environ["ZVONOK_CONFIG"] = str(config_file)
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**clean)
