@@ -13,7 +13,7 @@ SessionId = NewType("SessionId", str)
 #: What a chat/group id in a URL may look like: messengers use integers, UUIDs or slugs.
 ROOM_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: What a client-chosen session id may look like.
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class RoomKind(StrEnum):

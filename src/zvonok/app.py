@@ -1,0 +1,189 @@
+"""The composition root: settings → auth → membership store → cluster → media worker → rooms →
+ASGI app, and the process entry point used by ``zvonok serve``.
+
+The only module that knows every layer; each layer gets its collaborators injected here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .auth.secret import load_or_create_secret
+from .auth.tokens import TokenVerifier
+from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
+from .config import Settings
+from .logs import configure_logging
+from .media.worker import MediaWorker
+from .rooms.service import RoomService
+from .signaling.ws import CallEndpoint, ConnectionLimits
+from .store.base import MembershipStore, create_store
+
+log = logging.getLogger("zvonok.app")
+
+
+@dataclass(slots=True)
+class Components:
+    """Everything a running node owns; closed in reverse order of creation."""
+
+    settings: Settings
+    worker: MediaWorker
+    store: MembershipStore
+    rooms: RoomService
+    endpoint: CallEndpoint
+    health: LocalClusterHealth
+
+
+async def build(settings: Settings) -> Components:
+    """Create and start every component of a node."""
+    secret = settings.jwt_secret
+    if secret is None and any(alg.startswith("HS") for alg in settings.jwt_algorithms):
+        secret = load_or_create_secret(settings.data_dir)
+    verifier = TokenVerifier(settings, secret)
+    store = await create_store(settings)
+    worker = MediaWorker(
+        host=settings.media_host,
+        port=settings.media_port,
+        announce_ips=settings.announce_ips,
+        consent_timeout=settings.consent_timeout,
+        dtls_timeout=settings.dtls_timeout,
+    )
+    await worker.start()
+    rooms = RoomService(
+        worker=worker,
+        sessions=LocalSessionDirectory(),
+        rooms=LocalRoomDirectory(),
+        ice_servers=settings.ice_servers,
+        max_participants=settings.max_participants,
+        resume_grace=settings.resume_grace,
+        max_pending_ice=settings.max_pending_ice,
+        max_tracks=settings.max_tracks_per_session,
+    )
+    endpoint = CallEndpoint(
+        verifier=verifier,
+        store=store,
+        rooms=rooms,
+        limits=ConnectionLimits(
+            max_message_bytes=settings.max_message_bytes,
+            message_rate=settings.message_rate,
+            message_burst=settings.message_burst,
+            bad_message_limit=settings.bad_message_limit,
+            send_queue_size=settings.send_queue_size,
+        ),
+    )
+    return Components(settings, worker, store, rooms, endpoint, LocalClusterHealth())
+
+
+async def shutdown(components: Components) -> None:
+    await components.rooms.close()
+    await components.worker.close()
+    await components.store.close()
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI application; components are built in its lifespan."""
+    state: dict[str, Components] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        components = await build(settings)
+        state["c"] = components
+        log.info(
+            "zvonok listening on http://%s:%d (WebSocket /api/v1/{chat|group}/{id}/call); "
+            "media UDP %s:%d announcing %s; data dir %s",
+            settings.host,
+            settings.port,
+            settings.media_host,
+            components.worker.port,
+            ",".join(components.worker.announced_ips),
+            settings.data_dir,
+        )
+        try:
+            yield
+        finally:
+            await shutdown(components)
+            log.info("zvonok stopped")
+
+    async def call(websocket: WebSocket) -> None:
+        if websocket.path_params.get("kind") not in ("chat", "group"):
+            await websocket.close(1008)
+            return
+        await state["c"].endpoint(websocket)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        components = state.get("c")
+        if components is None or components.rooms.closing:
+            return JSONResponse({"status": "not-ready"}, status_code=503)
+        return JSONResponse({"status": "ready", "cluster": components.health.status})
+
+    async def debug_state(request: Request) -> Response:
+        components = state["c"]
+        return JSONResponse(_state_snapshot(components))
+
+    routes: list[Any] = [
+        WebSocketRoute("/api/v1/{kind}/{room_id}/call", call),
+        Route("/healthz", healthz),
+        Route("/livez", healthz),
+        Route("/readyz", readyz),
+    ]
+    if settings.dev_mode:
+        routes.append(Route("/debug/state", debug_state))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _state_snapshot(components: Components) -> dict[str, Any]:
+    rooms = components.rooms
+    return {
+        "rooms": {
+            str(key): {
+                "participants": room.roster(),
+                "tracks": len(room.published),
+            }
+            for key, room in rooms.rooms.items()
+        },
+        "sessions": len(rooms.sessions),
+        "connections": components.endpoint.connections,
+        "tasks": len(asyncio.all_tasks()),
+        "transports": components.worker.transport_count(),
+    }
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM (``zvonok serve``)."""
+    configure_logging(settings)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
+        log.warning("uvloop not available; using the default event loop")
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=4 * settings.max_message_bytes,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=max(1.0, settings.inactivity_timeout - settings.ping_interval),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()

@@ -1,0 +1,640 @@
+"""One session's offer/answer state: m-line slots, payload-type and header-extension maps.
+
+Implements the server side of RFC 8829 (JSEP): offers (§5.2) with receive-only m-lines for the
+client's media and send-only m-lines for forwarded tracks, answers (§5.3) to client offers,
+m-line recycling (§5.2.2), BUNDLE (RFC 8843) on one transport with rtcp-mux (RFC 8858), ICE-lite
+(RFC 8445 §2.5), DTLS setup roles (RFC 5763 §5: the server is always the DTLS server), RTX
+(RFC 4588) with FID groups (RFC 5576), msid (RFC 8830).
+
+Payload types and header-extension ids are session-wide (one BUNDLE group) and never change once
+used: Chrome refuses an extension id renumbering and drops packets after a payload-type change.
+
+Pure logic on text: no sockets, no tasks. Imports only ``zvonok.media.sdp``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .candidate import Candidate
+from .codecs import (
+    SUPPORTED_EXTENSIONS,
+    codec_key,
+    filter_offer_codecs,
+    supported_codecs,
+)
+from .description import HeaderExtension, MediaDescription, RtpCodec, SessionDescription
+
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+#: Extensions that are never forwarded as-is (their values name the publisher's m-line/stream).
+NOT_FORWARDED = frozenset(
+    {
+        MID_URI,
+        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+    }
+)
+MAX_SLOTS = 256
+
+SignalingState = Literal["stable", "have-local-offer"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalParameters:
+    """What the server's transport announces in every m-line."""
+
+    ice_ufrag: str
+    ice_pwd: str
+    fingerprint: tuple[str, str]
+    candidates: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SendTrack:
+    """A track the server wants to send to this session (one consumer-to-be)."""
+
+    track_id: str
+    stream_id: str
+    kind: str
+    codecs: Sequence[RtpCodec]
+    ssrc: int
+    rtx_ssrc: int
+    cname: str
+
+
+@dataclass(slots=True)
+class Slot:
+    """One m-line of the session, for its whole life (recycled with a new mid when stopped)."""
+
+    index: int
+    mid: str
+    kind: str
+    recv: bool = False
+    send: SendTrack | None = None
+    stopped: bool = False
+    codecs: list[RtpCodec] = field(default_factory=list)
+    extensions: list[HeaderExtension] = field(default_factory=list)
+    client_sends: bool = False
+    client_receives: bool = False
+    remote_ssrc: int | None = None
+    remote_rtx_ssrc: int | None = None
+    remote_msid: tuple[str, str] | None = None
+    protocol: str = "UDP/TLS/RTP/SAVPF"
+    rejected_formats: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedTrack:
+    """A client track the server receives, as negotiated."""
+
+    mid: str
+    kind: str
+    ssrc: int
+    rtx_ssrc: int | None
+    codecs: dict[int, RtpCodec]
+    rtx: dict[int, int]
+    extensions: dict[str, int]
+    msid: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedSend:
+    """A server track the client accepted: codecs and extension ids in the client's space."""
+
+    track_id: str
+    mid: str
+    codecs: list[RtpCodec]
+    rtx: dict[int, int]
+    extensions: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiationResult:
+    """Everything the rooms layer needs after an offer/answer exchange completed."""
+
+    published: dict[str, PublishedTrack]
+    sending: dict[str, AcceptedSend]
+    refused: frozenset[str]
+    ice_ufrag: str
+    ice_pwd: str
+    fingerprints: list[tuple[str, str]]
+    candidates: list[Candidate]
+    ice_restart: bool
+
+
+class SessionNegotiator:
+    """Offer/answer for one session; the server is the impolite peer (RFC 8829 + W3C)."""
+
+    def __init__(self) -> None:
+        self.slots: list[Slot] = []
+        self.state: SignalingState = "stable"
+        self._pending: list[Slot] | None = None
+        self._pt_by_key: dict[tuple[object, ...], int] = {}
+        self._pt_used: dict[int, tuple[object, ...]] = {}
+        self._ext_ids: dict[str, int] = {}
+        self._mids_used: set[str] = set()
+        self._next_mid = 0
+        self._session_id = str(secrets.randbelow(2**62))
+        self._version = 0
+        self._remote_ufrag: str | None = None
+        self.client_codec_keys: set[tuple[object, ...]] = set()
+
+    # ------------------------------------------------------------------ offers by the server
+    def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
+        """Reconcile the m-lines with ``sends`` and return the offer text."""
+        if self.state != "stable":
+            raise RuntimeError("create_offer while an offer is outstanding")
+        slots = [_copy_slot(s) for s in self.slots]
+        if not slots:
+            for kind in ("audio", "video"):
+                slots.append(self._new_slot(len(slots), kind, recv=True))
+        wanted = {t.track_id: t for t in sends}
+        recyclable = [s.index for s in slots if s.stopped]
+        placed: set[str] = set()
+        for slot in slots:
+            if slot.send is None:
+                continue
+            if slot.send.track_id in wanted:
+                placed.add(slot.send.track_id)
+            elif not slot.recv:
+                slot.stopped = True
+            else:
+                slot.send = None
+        for track in sends:
+            if track.track_id in placed:
+                continue
+            index = next((i for i in recyclable if slots[i].kind == track.kind), None)
+            if index is not None:
+                recyclable.remove(index)
+                target = self._new_slot(index, track.kind, recv=False)
+                slots[index] = target
+            else:
+                if len(slots) >= MAX_SLOTS:
+                    raise ValueError(f"more than {MAX_SLOTS} m-lines")
+                target = self._new_slot(len(slots), track.kind, recv=False)
+                slots.append(target)
+            target.send = track
+        for slot in slots:
+            if slot.stopped:
+                continue
+            if slot.send is not None:
+                slot.codecs = self._send_codecs(slot.send)
+                if not slot.codecs:
+                    slot.stopped = True
+            elif not slot.codecs:
+                slot.codecs = self._our_codecs(slot.kind)
+            if not slot.extensions:
+                slot.extensions = self._our_extensions(slot.kind)
+        self._pending = slots
+        self.state = "have-local-offer"
+        return self._render(slots, local, offer=True)
+
+    def apply_answer(self, text: str) -> NegotiationResult:
+        """Apply the client's answer to our outstanding offer; raises ``ValueError``."""
+        if self.state != "have-local-offer" or self._pending is None:
+            raise ValueError("an answer arrived but no offer is outstanding")
+        desc = SessionDescription.parse(text)
+        slots = self._pending
+        if len(desc.media) != len(slots):
+            raise ValueError(f"answer has {len(desc.media)} m-lines, the offer had {len(slots)}")
+        for slot, media in zip(slots, desc.media, strict=True):
+            if media.kind != slot.kind:
+                raise ValueError(f"answer m-line {slot.index} is {media.kind}, offered {slot.kind}")
+            if slot.stopped or media.port == 0:
+                slot.stopped = True
+                slot.client_sends = slot.client_receives = False
+                continue
+            if media.mid is not None and media.mid != slot.mid:
+                raise ValueError(
+                    f"answer m-line {slot.index} has mid {media.mid!r}, not {slot.mid!r}"
+                )
+            direction = media.direction or "sendrecv"
+            slot.client_sends = slot.recv and direction in ("sendrecv", "sendonly")
+            slot.client_receives = slot.send is not None and direction in ("sendrecv", "recvonly")
+            answered = {c.payload_type for c in media.codecs}
+            slot.codecs = [c for c in slot.codecs if c.payload_type in answered]
+            ext_ids = {e.uri: e.id for e in media.extensions}
+            slot.extensions = [e for e in slot.extensions if ext_ids.get(e.uri) == e.id]
+            self._learn_remote_media(slot, media)
+            self.client_codec_keys.update(codec_key(c) for c in media.codecs)
+        return self._commit(desc, slots, restart=False)
+
+    # ------------------------------------------------------------------ offers by the client
+    def apply_offer(
+        self,
+        text: str,
+        sends: Sequence[SendTrack],
+        local_for: Callable[[bool], LocalParameters],
+    ) -> tuple[str, NegotiationResult]:
+        """Answer a client offer. ``local_for(ice_restart)`` gives the transport parameters."""
+        if self.state != "stable":
+            raise ValueError("glare: the server's offer is outstanding")
+        desc = SessionDescription.parse(text)
+        if len(desc.media) < len(self.slots):
+            raise ValueError(
+                f"offer has {len(desc.media)} m-lines; {len(self.slots)} were negotiated"
+            )
+        if len(desc.media) > MAX_SLOTS:
+            raise ValueError(f"more than {MAX_SLOTS} m-lines")
+        media_list = desc.media
+        first = next((m for m in media_list if m.port != 0), None)
+        if first is None:
+            raise ValueError("offer has no active m-line")
+        ufrag, pwd = _ice_credentials(desc, first)
+        setup = first.setup or desc.setup
+        if setup == "passive":
+            raise ValueError("a=setup:passive is not supported: zvonok is always the DTLS server")
+        restart = self._remote_ufrag is not None and ufrag != self._remote_ufrag
+        slots = [_copy_slot(s) for s in self.slots]
+        unplaced = [t for t in sends if t.track_id not in _send_ids(slots)]
+        for index, media in enumerate(media_list):
+            slot = self._slot_for_offer(slots, index, media)
+            self._answer_media(slot, media, unplaced)
+        answer = self._render(slots, local_for(restart), offer=False)
+        result = self._commit(desc, slots, restart=restart)
+        return answer, result
+
+    def _slot_for_offer(self, slots: list[Slot], index: int, media: MediaDescription) -> Slot:
+        mid = media.mid
+        if index < len(slots):
+            slot = slots[index]
+            if mid is None or mid == slot.mid:
+                return slot
+            if not slot.stopped:
+                raise ValueError(f"offer m-line {index} has mid {mid!r}, negotiated {slot.mid!r}")
+            slots[index] = self._adopt_slot(index, media)
+            return slots[index]
+        slots.append(self._adopt_slot(index, media))
+        return slots[-1]
+
+    def _adopt_slot(self, index: int, media: MediaDescription) -> Slot:
+        mid = media.mid if media.mid is not None else self._fresh_mid()
+        if mid in self._mids_used:
+            raise ValueError(f"offer reuses mid {mid!r} of an earlier m-line")
+        self._mids_used.add(mid)
+        return Slot(index=index, mid=mid, kind=media.kind, protocol=media.protocol)
+
+    def _answer_media(self, slot: Slot, media: MediaDescription, unplaced: list[SendTrack]) -> None:
+        if media.kind != slot.kind:
+            raise ValueError(f"offer m-line {slot.index} changed kind to {media.kind}")
+        slot.protocol = media.protocol
+        if media.port == 0 or media.kind not in ("audio", "video"):
+            self._reject(slot, media)
+            return
+        if not media.rtcp_mux:
+            raise ValueError(f"m-line {slot.index} has no a=rtcp-mux (required)")
+        offered = filter_offer_codecs(media)
+        if not offered:
+            self._reject(slot, media)
+            return
+        self.client_codec_keys.update(codec_key(c) for c in media.codecs)
+        direction = media.direction or "sendrecv"
+        slot.stopped = False
+        slot.client_sends = direction in ("sendrecv", "sendonly")
+        slot.recv = slot.recv or slot.client_sends
+        slot.client_receives = direction in ("sendrecv", "recvonly")
+        if slot.client_receives and slot.send is None:
+            match = next((t for t in unplaced if t.kind == slot.kind), None)
+            if match is not None:
+                unplaced.remove(match)
+                slot.send = match
+        if not slot.client_receives and slot.send is not None and not slot.recv:
+            slot.send = None
+        for codec in offered:
+            self._reserve_pt(codec)
+        if slot.send is not None:
+            keys = {codec_key(c) for c in slot.send.codecs}
+            media_pts = {c.payload_type for c in offered if codec_key(c) in keys}
+            slot.codecs = [
+                c for c in offered if c.payload_type in media_pts or _apt(c) in media_pts
+            ] or offered
+        else:
+            slot.codecs = offered
+        supported = {uri for uri, _ in SUPPORTED_EXTENSIONS.get(slot.kind, ())}
+        slot.extensions = [e for e in media.extensions if e.uri in supported]
+        for ext in slot.extensions:
+            self._ext_ids.setdefault(ext.uri, ext.id)
+        self._learn_remote_media(slot, media)
+
+    def _reject(self, slot: Slot, media: MediaDescription) -> None:
+        slot.stopped = True
+        slot.recv = False
+        slot.send = None
+        slot.client_sends = slot.client_receives = False
+        slot.codecs = []
+        slot.rejected_formats = list(media.formats) or ["0"]
+
+    # ------------------------------------------------------------------ shared machinery
+    def _commit(
+        self, desc: SessionDescription, slots: list[Slot], *, restart: bool
+    ) -> NegotiationResult:
+        first = next((m for m in desc.media if m.port != 0), None)
+        if first is None:
+            raise ValueError("description has no active m-line")
+        ufrag, pwd = _ice_credentials(desc, first)
+        fingerprints = list(first.fingerprints or desc.fingerprints)
+        if not fingerprints:
+            raise ValueError("description has no a=fingerprint")
+        self.slots = slots
+        self._pending = None
+        self.state = "stable"
+        self._remote_ufrag = ufrag
+        candidates = [c for m in desc.media for c in m.candidates]
+        return NegotiationResult(
+            published=self._published(),
+            sending=self._sending(),
+            refused=frozenset(
+                s.send.track_id for s in slots if s.send is not None and not s.client_receives
+            ),
+            ice_ufrag=ufrag,
+            ice_pwd=pwd,
+            fingerprints=fingerprints,
+            candidates=candidates,
+            ice_restart=restart,
+        )
+
+    def rollback(self) -> None:
+        """Withdraw our outstanding offer (used when the session is reset)."""
+        self._pending = None
+        self.state = "stable"
+
+    def _published(self) -> dict[str, PublishedTrack]:
+        out: dict[str, PublishedTrack] = {}
+        for slot in self.slots:
+            if slot.stopped or not slot.client_sends or slot.remote_ssrc is None:
+                continue
+            media_codecs = {c.payload_type: c for c in slot.codecs if c.name.lower() != "rtx"}
+            rtx = {c.payload_type: a for c in slot.codecs if (a := _apt(c)) is not None}
+            out[slot.mid] = PublishedTrack(
+                mid=slot.mid,
+                kind=slot.kind,
+                ssrc=slot.remote_ssrc,
+                rtx_ssrc=slot.remote_rtx_ssrc,
+                codecs=media_codecs,
+                rtx=rtx,
+                extensions={e.uri: e.id for e in slot.extensions},
+                msid=slot.remote_msid,
+            )
+        return out
+
+    def _sending(self) -> dict[str, AcceptedSend]:
+        out: dict[str, AcceptedSend] = {}
+        for slot in self.slots:
+            if slot.stopped or slot.send is None or not slot.client_receives:
+                continue
+            out[slot.send.track_id] = AcceptedSend(
+                track_id=slot.send.track_id,
+                mid=slot.mid,
+                codecs=[c for c in slot.codecs if c.name.lower() != "rtx"],
+                rtx={c.payload_type: a for c in slot.codecs if (a := _apt(c)) is not None},
+                extensions={e.uri: e.id for e in slot.extensions},
+            )
+        return out
+
+    def _learn_remote_media(self, slot: Slot, media: MediaDescription) -> None:
+        if not slot.client_sends:
+            slot.remote_ssrc = slot.remote_rtx_ssrc = None
+            return
+        slot.remote_ssrc = media.ssrc_of_media()
+        slot.remote_rtx_ssrc = media.rtx_ssrc()
+        slot.remote_msid = media.msid
+
+    def _new_slot(self, index: int, kind: str, *, recv: bool) -> Slot:
+        return Slot(index=index, mid=self._fresh_mid(), kind=kind, recv=recv)
+
+    def _fresh_mid(self) -> str:
+        while str(self._next_mid) in self._mids_used:
+            self._next_mid += 1
+        mid = str(self._next_mid)
+        self._mids_used.add(mid)
+        return mid
+
+    def _reserve_pt(self, codec: RtpCodec) -> None:
+        key = _pt_key(codec)
+        self._pt_by_key.setdefault(key, codec.payload_type)
+        self._pt_used.setdefault(codec.payload_type, key)
+
+    def _pt_for(self, codec: RtpCodec) -> int:
+        """The session's payload type for ``codec``: first seen wins, never reassigned."""
+        key = _pt_key(codec)
+        pt = self._pt_by_key.get(key)
+        if pt is not None:
+            return pt
+        preferred = codec.payload_type
+        if preferred in self._pt_used or not (96 <= preferred <= 127 or preferred < 35):
+            preferred = next(p for p in range(96, 128) if p not in self._pt_used)
+        self._pt_by_key[key] = preferred
+        self._pt_used[preferred] = key
+        return preferred
+
+    def _our_codecs(self, kind: str) -> list[RtpCodec]:
+        out: list[RtpCodec] = []
+        for codec in supported_codecs(kind):
+            if codec.name.lower() == "rtx":
+                continue
+            pt = self._pt_for(codec)
+            out.append(_with_pt(codec, pt))
+            rtx = _rtx_of(codec, supported_codecs(kind))
+            if rtx is not None:
+                out.append(self._rtx_for(pt, rtx))
+        return out
+
+    def _rtx_for(self, apt: int, template: RtpCodec) -> RtpCodec:
+        rtx = RtpCodec(
+            payload_type=template.payload_type,
+            name="rtx",
+            clock_rate=template.clock_rate,
+            channels=None,
+            fmtp={"apt": str(apt)},
+            rtcp_fb=[],
+        )
+        return _with_pt(rtx, self._pt_for(rtx))
+
+    def _send_codecs(self, track: SendTrack) -> list[RtpCodec]:
+        out: list[RtpCodec] = []
+        table = supported_codecs(track.kind)
+        seen: set[tuple[object, ...]] = set()
+        for codec in track.codecs:
+            if codec.name.lower() == "rtx":
+                continue
+            key = codec_key(codec)
+            if key in seen:
+                continue
+            if self.client_codec_keys and key not in self.client_codec_keys:
+                continue
+            ours = next((c for c in table if codec_key(c) == key), None)
+            if ours is None:
+                continue
+            seen.add(key)
+            pt = self._pt_for(_with_fmtp(ours, codec))
+            out.append(_with_pt(_with_fmtp(ours, codec), pt))
+            rtx = _rtx_of(ours, table)
+            if rtx is not None and track.kind == "video":
+                out.append(self._rtx_for(pt, rtx))
+        return out
+
+    def _our_extensions(self, kind: str) -> list[HeaderExtension]:
+        out = []
+        used = set(self._ext_ids.values())
+        for uri, preferred in SUPPORTED_EXTENSIONS.get(kind, ()):
+            ext_id = self._ext_ids.get(uri)
+            if ext_id is None:
+                ext_id = preferred if preferred not in used else _free_ext_id(used)
+                self._ext_ids[uri] = ext_id
+                used.add(ext_id)
+            out.append(HeaderExtension(id=ext_id, uri=uri))
+        return out
+
+    def _render(self, slots: list[Slot], local: LocalParameters, *, offer: bool) -> str:
+        self._version += 1
+        bundle = [s.mid for s in slots if not s.stopped]
+        lines = [
+            "v=0",
+            f"o=- {self._session_id} {self._version} IN IP4 0.0.0.0",
+            "s=zvonok",
+            "t=0 0",
+            "a=ice-lite",
+        ]
+        if bundle:
+            lines.append("a=group:BUNDLE " + " ".join(bundle))
+        lines.append("a=msid-semantic: WMS *")
+        for slot in slots:
+            lines.extend(_render_media(slot, local, offer=offer))
+        return "\r\n".join(lines) + "\r\n"
+
+
+# ---------------------------------------------------------------------- helpers
+def _render_media(slot: Slot, local: LocalParameters, *, offer: bool) -> list[str]:
+    if slot.stopped:
+        formats = [str(c.payload_type) for c in slot.codecs] or slot.rejected_formats or ["0"]
+        lines = [f"m={slot.kind} 0 {slot.protocol} {' '.join(formats)}", "c=IN IP4 0.0.0.0"]
+        lines.append(f"a=mid:{slot.mid}")
+        lines.append("a=inactive")
+        lines.extend(_codec_lines(slot.codecs))
+        return lines
+    formats = " ".join(str(c.payload_type) for c in slot.codecs)
+    lines = [f"m={slot.kind} 9 {slot.protocol} {formats}", "c=IN IP4 0.0.0.0"]
+    lines += [
+        f"a=mid:{slot.mid}",
+        f"a=ice-ufrag:{local.ice_ufrag}",
+        f"a=ice-pwd:{local.ice_pwd}",
+        f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
+        f"a=setup:{'actpass' if offer else 'passive'}",
+        "a=rtcp-mux",
+    ]
+    if slot.kind == "video":
+        lines.append("a=rtcp-rsize")
+    sending = slot.send is not None and (offer or slot.client_receives)
+    receiving = slot.recv and (offer or slot.client_sends)
+    lines.append("a=" + _direction(sending, receiving))
+    lines.extend(f"a=extmap:{e.id} {e.uri}" for e in slot.extensions)
+    lines.extend(_codec_lines(slot.codecs))
+    if sending and slot.send is not None:
+        track = slot.send
+        lines.append(f"a=msid:{track.stream_id} {track.track_id}")
+        has_rtx = any(c.name.lower() == "rtx" for c in slot.codecs)
+        if has_rtx:
+            lines.append(f"a=ssrc-group:FID {track.ssrc} {track.rtx_ssrc}")
+        for ssrc in (track.ssrc, track.rtx_ssrc) if has_rtx else (track.ssrc,):
+            lines.append(f"a=ssrc:{ssrc} cname:{track.cname}")
+            lines.append(f"a=ssrc:{ssrc} msid:{track.stream_id} {track.track_id}")
+    lines.extend(f"a={c}" for c in local.candidates)
+    lines.append("a=end-of-candidates")
+    return lines
+
+
+def _codec_lines(codecs: Sequence[RtpCodec]) -> list[str]:
+    lines = []
+    for c in codecs:
+        channels = f"/{c.channels}" if c.channels and c.channels > 1 else ""
+        lines.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}{channels}")
+        lines.extend(f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.rtcp_fb)
+        if c.fmtp:
+            lines.append(f"a=fmtp:{c.payload_type} {c.fmtp_text()}")
+    return lines
+
+
+def _direction(send: bool, recv: bool) -> str:
+    if send and recv:
+        return "sendrecv"
+    if send:
+        return "sendonly"
+    if recv:
+        return "recvonly"
+    return "inactive"
+
+
+def _ice_credentials(desc: SessionDescription, media: MediaDescription) -> tuple[str, str]:
+    ufrag = media.ice_ufrag or desc.ice_ufrag
+    pwd = media.ice_pwd or desc.ice_pwd
+    if not ufrag or not pwd:
+        raise ValueError("description has no a=ice-ufrag/a=ice-pwd")
+    return ufrag, pwd
+
+
+def _apt(codec: RtpCodec) -> int | None:
+    if codec.name.lower() != "rtx":
+        return None
+    try:
+        return int(codec.fmtp.get("apt", ""))
+    except ValueError:
+        return None
+
+
+def _pt_key(codec: RtpCodec) -> tuple[object, ...]:
+    if codec.name.lower() == "rtx":
+        return ("rtx", codec.fmtp.get("apt"))
+    return codec_key(codec)
+
+
+def _rtx_of(codec: RtpCodec, table: Sequence[RtpCodec]) -> RtpCodec | None:
+    return next((c for c in table if _apt(c) == codec.payload_type), None)
+
+
+def _with_pt(codec: RtpCodec, pt: int) -> RtpCodec:
+    return RtpCodec(
+        payload_type=pt,
+        name=codec.name,
+        clock_rate=codec.clock_rate,
+        channels=codec.channels,
+        fmtp=dict(codec.fmtp),
+        rtcp_fb=list(codec.rtcp_fb),
+    )
+
+
+def _with_fmtp(ours: RtpCodec, theirs: RtpCodec) -> RtpCodec:
+    """Our codec entry carrying the publisher's fmtp (e.g. its H.264 profile-level-id)."""
+    merged = _with_pt(ours, ours.payload_type)
+    merged.fmtp.update(theirs.fmtp)
+    return merged
+
+
+def _free_ext_id(used: set[int]) -> int:
+    return next(i for i in range(1, 15) if i not in used)
+
+
+def _copy_slot(slot: Slot) -> Slot:
+    return Slot(
+        index=slot.index,
+        mid=slot.mid,
+        kind=slot.kind,
+        recv=slot.recv,
+        send=slot.send,
+        stopped=slot.stopped,
+        codecs=list(slot.codecs),
+        extensions=list(slot.extensions),
+        client_sends=slot.client_sends,
+        client_receives=slot.client_receives,
+        remote_ssrc=slot.remote_ssrc,
+        remote_rtx_ssrc=slot.remote_rtx_ssrc,
+        remote_msid=slot.remote_msid,
+        protocol=slot.protocol,
+        rejected_formats=list(slot.rejected_formats),
+    )
+
+
+def _send_ids(slots: Sequence[Slot]) -> set[str]:
+    return {s.send.track_id for s in slots if s.send is not None and not s.stopped}

@@ -1,0 +1,361 @@
+"""A participant: one session of one user in one room (the spec's ``PeerState``).
+
+Owns the session's media: its ``WebRtcTransport`` (ICE-lite/DTLS/SRTP), its ``MediaEndpoint``
+(RTP/RTCP demux), the producers of the tracks it publishes, the consumers of the tracks it
+receives, its ``SessionNegotiator`` and the buffered ICE candidates (``pendingICE``). It turns
+client ``offer``/``answer``/``ice`` messages into media changes and room changes into server
+offers, one negotiation at a time. Imports ``media``; never ``signaling``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import SignalError
+from ..ids import SessionId, UserId
+from ..media.forwarding.consumer import Consumer
+from ..media.forwarding.endpoint import MediaEndpoint
+from ..media.forwarding.router import CodecInfo
+from ..media.sdp.candidate import Candidate
+from ..media.sdp.codecs import codec_key
+from ..media.sdp.negotiation import (
+    AcceptedSend,
+    LocalParameters,
+    NegotiationResult,
+    PublishedTrack,
+    SendTrack,
+    SessionNegotiator,
+)
+from ..media.transport.transport import ConnectionState, IceParameters, WebRtcTransport
+from ..media.worker import MediaWorker
+from .room import PublishedEntry, Room
+from .sink import NullSink, SignalSink
+
+log = logging.getLogger("zvonok.rooms.participant")
+
+
+class _TransportEvents:
+    """The transport's listener: RTP/RTCP go straight to the endpoint (hot path)."""
+
+    __slots__ = ("on_rtp", "on_rtcp", "on_state")
+
+    def __init__(self, endpoint: MediaEndpoint, on_state: Callable[[ConnectionState], None]):
+        self.on_rtp = endpoint.on_rtp
+        self.on_rtcp = endpoint.on_rtcp
+        self.on_state = on_state
+
+
+class Participant:
+    """One session: signaling state plus the media objects it owns."""
+
+    def __init__(
+        self,
+        *,
+        room: Room,
+        session_id: SessionId,
+        user_id: UserId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+        worker: MediaWorker,
+        max_pending_ice: int,
+        max_tracks: int,
+        on_failed: Callable[[Participant], None],
+    ) -> None:
+        self.room = room
+        self.session_id = session_id
+        self.user_id = user_id
+        self.raw_room_id = raw_room_id
+        self.sink: SignalSink = sink
+        self.state = ConnectionState.NEW
+        self.closed = False
+        self.pending_ice: list[Candidate | None] = []
+        self.published: dict[str, str] = {}  # mid -> track id
+        self.consumers: dict[str, Consumer] = {}  # track id -> consumer
+        self._send_ssrcs: dict[str, tuple[int, int]] = {}
+        self._max_pending_ice = max_pending_ice
+        self._max_tracks = max_tracks
+        self._on_failed = on_failed
+        self._needs_offer = False
+        self._described = False
+        self._trickled = False
+        self.negotiator = SessionNegotiator()
+        self.endpoint = MediaEndpoint()
+        self.transport: WebRtcTransport = worker.create_transport(
+            _TransportEvents(self.endpoint, self._on_state)
+        )
+        self.log = logging.LoggerAdapter(
+            log, {"room": str(room.key), "session": session_id, "user": user_id}
+        )
+
+    # ------------------------------------------------------------------ signaling out
+    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
+        self.sink.send(msg_type, payload)
+
+    def attach(self, sink: SignalSink) -> None:
+        """Swap the signaling sink (resume on a new socket)."""
+        self.sink = sink
+
+    def detach(self) -> None:
+        self.sink = NullSink()
+
+    # ------------------------------------------------------------------ negotiation
+    def start(self) -> None:
+        """Send the first server offer (receive-only audio+video plus the room's tracks)."""
+        self._send_offer()
+
+    def request_sync(self) -> None:
+        """The room's tracks changed: offer now if stable, else once the current round ends."""
+        if self.closed:
+            return
+        if self.negotiator.state == "stable":
+            self._send_offer()
+        else:
+            self._needs_offer = True
+
+    def _wanted(self) -> list[SendTrack]:
+        wanted = []
+        for entry in self.room.tracks_for(self):
+            ssrcs = self._send_ssrcs.get(entry.track_id)
+            if ssrcs is None:
+                ssrcs = (_random_ssrc(), _random_ssrc())
+                self._send_ssrcs[entry.track_id] = ssrcs
+            wanted.append(
+                SendTrack(
+                    track_id=entry.track_id,
+                    stream_id=entry.publisher.session_id,
+                    kind=entry.track.kind,
+                    codecs=list(entry.track.codecs.values()),
+                    ssrc=ssrcs[0],
+                    rtx_ssrc=ssrcs[1],
+                    cname=entry.publisher.session_id,
+                )
+            )
+        return wanted
+
+    def _local(self, restart: bool = False) -> LocalParameters:
+        ice = self.transport.restart_ice() if restart else self.transport.local_ice
+        return LocalParameters(
+            ice_ufrag=ice.ufrag,
+            ice_pwd=ice.pwd,
+            fingerprint=self.transport.fingerprint,
+            candidates=self.transport.local_candidates(),
+        )
+
+    def _send_offer(self) -> None:
+        self._needs_offer = False
+        sdp = self.negotiator.create_offer(self._wanted(), self._local())
+        self._send_track_map()
+        self.send("offer", {"type": "offer", "sdp": sdp})
+        self.log.info("server offer sent (%d m-lines)", len(self.negotiator._pending or []))
+
+    def handle_offer(self, sdp: str) -> None:
+        if self.negotiator.state != "stable":
+            if self._described:
+                raise SignalError("glare", "the server's offer is outstanding; answer it first")
+            # A naive client that only ever offers: withdraw our first offer and answer theirs.
+            self.negotiator.rollback()
+        try:
+            answer, result = self.negotiator.apply_offer(sdp, self._wanted(), self._local)
+        except ValueError as exc:
+            raise SignalError("bad-sdp", f"offer refused: {exc}") from None
+        self._apply(result)
+        self._send_track_map()
+        self.send("answer", {"type": "answer", "sdp": answer})
+        self.log.info("client offer answered (ice restart: %s)", result.ice_restart)
+        self._after_round()
+
+    def handle_answer(self, sdp: str) -> None:
+        if self.negotiator.state != "have-local-offer":
+            raise SignalError("bad-message", "no server offer is outstanding")
+        try:
+            result = self.negotiator.apply_answer(sdp)
+        except ValueError as exc:
+            self.negotiator.rollback()
+            self._needs_offer = True
+            raise SignalError("bad-sdp", f"answer refused: {exc}") from None
+        self._apply(result)
+        self.log.info("client answer applied")
+        self._after_round()
+
+    def _after_round(self) -> None:
+        if not self._trickled:
+            self._trickled = True
+            self._trickle_local()
+        if self._needs_offer and not self.closed:
+            self._send_offer()
+
+    def _trickle_local(self) -> None:
+        first = next((s for s in self.negotiator.slots if not s.stopped), None)
+        if first is None:
+            return
+        for candidate in self.transport.local_candidates():
+            self.send(
+                "ice", {"candidate": candidate, "sdpMid": first.mid, "sdpMLineIndex": first.index}
+            )
+        self.send("ice", {"candidate": "", "sdpMid": first.mid, "sdpMLineIndex": first.index})
+
+    def handle_ice(self, candidate: Candidate | None) -> None:
+        """A remote candidate (``None`` = end of candidates); buffered until described."""
+        if not self._described:
+            if len(self.pending_ice) >= self._max_pending_ice:
+                raise SignalError("rate-limited", "too many ICE candidates buffered")
+            self.pending_ice.append(candidate)
+            return
+        self._add_candidate(candidate)
+
+    def _add_candidate(self, candidate: Candidate | None) -> None:
+        # ICE-lite: the server learns the client's address from its connectivity checks, so a
+        # remote candidate is recorded for logs and diagnostics only.
+        if candidate is not None:
+            self.log.debug("remote candidate %s", candidate)
+
+    # ------------------------------------------------------------------ applying results
+    def _apply(self, result: NegotiationResult) -> None:
+        self.transport.set_remote(
+            IceParameters(result.ice_ufrag, result.ice_pwd), result.fingerprints
+        )
+        if not self._described:
+            self._described = True
+            for candidate in self.pending_ice:
+                self._add_candidate(candidate)
+            self.pending_ice.clear()
+        self._sync_published(result.published)
+        self._sync_consumers(result.sending)
+
+    def _sync_published(self, published: dict[str, PublishedTrack]) -> None:
+        for mid, track_id in list(self.published.items()):
+            entry = self.room.published.get(track_id)
+            now = published.get(mid)
+            if entry is None or now is None or now.ssrc != entry.track.ssrc:
+                del self.published[mid]
+                if entry is not None:
+                    self.endpoint.remove_producer(entry.producer)
+                self.room.unpublish(track_id)
+        for mid, track in published.items():
+            if mid in self.published:
+                continue
+            if len(self.published) >= self._max_tracks:
+                self.send("error", {"code": "too-many-tracks", "message": "track limit reached"})
+                continue
+            track_id = "t" + secrets.token_hex(6)
+            producer = self.room.router.create_producer(
+                producer_id=track_id,
+                sink=self.transport,
+                kind="video" if track.kind == "video" else "audio",
+                codecs={
+                    pt: CodecInfo(mime=c.name, clock_rate=c.clock_rate)
+                    for pt, c in track.codecs.items()
+                },
+                ssrc=track.ssrc,
+                rtx_ssrc=track.rtx_ssrc,
+                rtx_payload_types=track.rtx,
+            )
+            self.endpoint.add_producer(producer)
+            self.published[mid] = track_id
+            self.log.info("publishes %s track %s (mid %s)", track.kind, track_id, mid)
+            self.room.publish(PublishedEntry(track_id, producer, self, track))
+
+    def _sync_consumers(self, sending: dict[str, AcceptedSend]) -> None:
+        for track_id, consumer in list(self.consumers.items()):
+            if track_id not in sending or consumer.closed:
+                self._drop_consumer(track_id)
+        for track_id, accepted in sending.items():
+            if track_id in self.consumers:
+                continue
+            entry = self.room.published.get(track_id)
+            if entry is None or entry.producer.closed:
+                continue
+            consumer = self._create_consumer(entry, accepted)
+            if consumer is not None:
+                self.consumers[track_id] = consumer
+                self.endpoint.add_consumer(consumer)
+
+    def _create_consumer(self, entry: PublishedEntry, accepted: AcceptedSend) -> Consumer | None:
+        by_key = {codec_key(c): c.payload_type for c in accepted.codecs}
+        pt_map = {
+            pt: by_key[codec_key(c)]
+            for pt, c in entry.track.codecs.items()
+            if codec_key(c) in by_key
+        }
+        if not pt_map:
+            self.log.warning("no common codec for track %s", entry.track_id)
+            return None
+        rtx_map = {apt: rtx for rtx, apt in accepted.rtx.items()}
+        ext_map = {
+            pub_id: accepted.extensions[uri]
+            for uri, pub_id in entry.track.extensions.items()
+            if uri in accepted.extensions and not uri.endswith(":sdes:mid")
+        }
+        ssrc, rtx_ssrc = self._send_ssrcs[entry.track_id]
+        return self.room.router.create_consumer(
+            entry.producer,
+            consumer_id=f"{self.session_id}/{entry.track_id}",
+            sink=self.transport,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc if rtx_map else None,
+            payload_types=pt_map,
+            rtx_payload_types=rtx_map,
+            ext_id_map=ext_map,
+            cname=entry.publisher.session_id,
+        )
+
+    def _drop_consumer(self, track_id: str) -> None:
+        consumer = self.consumers.pop(track_id, None)
+        if consumer is not None:
+            self.endpoint.remove_consumer(consumer)
+            consumer.close()
+
+    def _send_track_map(self) -> None:
+        slots = self.negotiator._pending or self.negotiator.slots
+        tracks = []
+        for slot in slots:
+            if slot.stopped or slot.send is None:
+                continue
+            entry = self.room.published.get(slot.send.track_id)
+            if entry is None:
+                continue
+            tracks.append(
+                {
+                    "trackId": slot.send.track_id,
+                    "streamId": slot.send.stream_id,
+                    "mid": slot.mid,
+                    "kind": slot.kind,
+                    "sessionId": entry.publisher.session_id,
+                    "userId": entry.publisher.user_id,
+                }
+            )
+        self.send("tracks", {"tracks": tracks})
+
+    # ------------------------------------------------------------------ state and teardown
+    def _on_state(self, state: ConnectionState) -> None:
+        if self.closed or state == self.state:
+            return
+        self.state = state
+        self.log.info("connection state %s", state.value)
+        self.send("state", {"state": state.value})
+        if state == ConnectionState.FAILED:
+            self._on_failed(self)
+
+    def close(self) -> None:
+        """Free every media object of the session; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for mid, track_id in list(self.published.items()):
+            entry = self.room.published.get(track_id)
+            if entry is not None:
+                self.endpoint.remove_producer(entry.producer)
+            del self.published[mid]
+            self.room.unpublish(track_id)
+        for track_id in list(self.consumers):
+            self._drop_consumer(track_id)
+        self.pending_ice.clear()
+        self.transport.close()
+        self.state = ConnectionState.CLOSED
+
+
+def _random_ssrc() -> int:
+    return secrets.randbelow(0xFFFFFFF0) + 1

@@ -1,0 +1,194 @@
+"""The room service: rooms by key (``chat:1`` ≠ ``group:1``), sessions by id, join/leave/resume.
+
+Rooms are created on the first join and deleted, with everything they own, when the last session
+leaves. A session id is bound to the user who first used it (through the cluster's
+``SessionDirectory``); only that user can resume it. A dropped socket detaches the session for the
+resume grace window; then the session ends as if it had left. Imports ``media`` and ``cluster``;
+never ``signaling``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
+from ..errors import SignalError
+from ..ids import RoomKey, SessionId, UserId
+from ..media.forwarding.router import Router
+from ..media.worker import MediaWorker
+from .participant import Participant
+from .room import Room
+from .sink import SignalSink
+
+log = logging.getLogger("zvonok.rooms")
+
+
+class RoomService:
+    """All rooms and sessions of this node."""
+
+    def __init__(
+        self,
+        *,
+        worker: MediaWorker,
+        sessions: SessionDirectory,
+        rooms: RoomDirectory,
+        ice_servers: list[dict[str, Any]],
+        max_participants: int = 0,
+        resume_grace: float = 30.0,
+        max_pending_ice: int = 200,
+        max_tracks: int = 16,
+    ) -> None:
+        self.worker = worker
+        self.rooms: dict[RoomKey, Room] = {}
+        self.sessions: dict[SessionId, Participant] = {}
+        self._session_dir = sessions
+        self._room_dir = rooms
+        self._ice_servers = ice_servers
+        self._max_participants = max_participants
+        self._resume_grace = resume_grace
+        self._max_pending_ice = max_pending_ice
+        self._max_tracks = max_tracks
+        self._grace: dict[SessionId, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self.closing = False
+
+    async def join(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> tuple[Participant, bool]:
+        """Enter (or resume) a session; raises ``SignalError`` when refused."""
+        if self.closing:
+            raise SignalError(
+                "shutdown", "the server is shutting down", fatal=True, close_code=1012
+            )
+        async with self._lock:
+            binding = SessionBinding(user_id, key)
+            held = await self._session_dir.bind(session_id, binding)
+            if held != binding:
+                raise SignalError("session-taken", "this sessionId belongs to another session")
+            existing = self.sessions.get(session_id)
+            if existing is not None and not existing.closed:
+                return self._resume(existing, sink), True
+            room = self.rooms.get(key)
+            if room is None:
+                await self._room_dir.claim(key)
+                router = Router()
+                room = Room(key, router=router, unsubscribe_tick=self.worker.add_tick(router.tick))
+                self.rooms[key] = room
+                log.info("room created", extra={"room": str(key)})
+            if self._max_participants and len(room) >= self._max_participants:
+                await self._release_if_empty(room)
+                await self._session_dir.release(session_id, binding)
+                raise SignalError("room-full", "the room has reached its participant limit")
+            participant = Participant(
+                room=room,
+                session_id=session_id,
+                user_id=user_id,
+                raw_room_id=raw_room_id,
+                sink=sink,
+                worker=self.worker,
+                max_pending_ice=self._max_pending_ice,
+                max_tracks=self._max_tracks,
+                on_failed=self._failed,
+            )
+            room.participants[session_id] = participant
+            self.sessions[session_id] = participant
+        participant.send("joined", self._joined_payload(participant, resumed=False))
+        room.broadcast(
+            "participant-joined", {"sessionId": session_id, "userId": user_id}, participant
+        )
+        participant.log.info("joined")
+        participant.start()
+        return participant, False
+
+    def _resume(self, participant: Participant, sink: SignalSink) -> Participant:
+        handle = self._grace.pop(participant.session_id, None)
+        if handle is not None:
+            handle.cancel()
+        old = participant.sink
+        old.send("error", {"code": "replaced", "message": "session resumed on another connection"})
+        old.close(4001, "replaced")
+        participant.attach(sink)
+        participant.send("joined", self._joined_payload(participant, resumed=True))
+        participant.send("state", {"state": participant.state.value})
+        participant.log.info("resumed")
+        return participant
+
+    def _joined_payload(self, participant: Participant, *, resumed: bool) -> dict[str, Any]:
+        return {
+            "sessionId": participant.session_id,
+            "userId": participant.user_id,
+            "room": str(participant.room.key),
+            "participants": participant.room.roster(exclude=participant),
+            "iceServers": self._ice_servers,
+            "resumed": resumed,
+        }
+
+    def detach(self, participant: Participant, sink: SignalSink) -> None:
+        """The socket of ``participant`` dropped: keep the session for the grace window."""
+        if participant.closed or participant.sink is not sink:
+            return
+        participant.detach()
+        if self._resume_grace <= 0:
+            self._spawn(self.leave(participant, "disconnect"))
+            return
+        loop = asyncio.get_running_loop()
+        self._grace[participant.session_id] = loop.call_later(
+            self._resume_grace, lambda: self._spawn(self.leave(participant, "disconnect"))
+        )
+        participant.log.info("detached; resumable for %.0f s", self._resume_grace)
+
+    async def leave(self, participant: Participant, reason: str) -> None:
+        """End a session now: free its media, tell the others, drop an empty room."""
+        if participant.closed:
+            return
+        handle = self._grace.pop(participant.session_id, None)
+        if handle is not None:
+            handle.cancel()
+        room = participant.room
+        room.participants.pop(participant.session_id, None)
+        if self.sessions.get(participant.session_id) is participant:
+            del self.sessions[participant.session_id]
+        participant.close()
+        await self._session_dir.release(
+            participant.session_id, SessionBinding(participant.user_id, room.key)
+        )
+        room.broadcast(
+            "participant-left",
+            {"sessionId": participant.session_id, "userId": participant.user_id, "reason": reason},
+            participant,
+        )
+        participant.log.info("left (%s)", reason)
+        await self._release_if_empty(room)
+
+    async def _release_if_empty(self, room: Room) -> None:
+        if len(room) == 0 and self.rooms.get(room.key) is room:
+            del self.rooms[room.key]
+            room.close()
+            await self._room_dir.release(room.key)
+            log.info("room deleted", extra={"room": str(room.key)})
+
+    def _failed(self, participant: Participant) -> None:
+        self._spawn(self.leave(participant, "failed"))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Shutdown: end every session (clients were told by the signaling layer)."""
+        self.closing = True
+        for participant in list(self.sessions.values()):
+            await self.leave(participant, "shutdown")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,309 @@
+"""The call WebSocket endpoint: ``/api/v1/chat/{id}/call`` and ``/api/v1/group/{id}/call``.
+
+Authenticates before accepting (401 bad token, 403 not a member, 503 store down), then runs one
+connection: a reader loop that parses envelopes and dispatches them to the rooms layer, and one
+writer task that drains a bounded queue into the socket (the only place that writes). Bad input
+gets an ``error`` reply and the connection lives on; a run of bad messages or a flood closes only
+this connection. Imports ``rooms``, ``auth``, ``store``; ``media`` only for candidate parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..auth.tokens import Grants, TokenVerifier
+from ..errors import AuthError, SignalError, StoreUnavailable
+from ..ids import ROOM_ID_RE, RoomKey, RoomKind
+from ..media.sdp.candidate import Candidate
+from ..rooms.participant import Participant
+from ..rooms.service import RoomService
+from ..store.base import MembershipStore
+from .messages import ClientMessage, MessageError, parse_client_message, server_message
+
+log = logging.getLogger("zvonok.signaling")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_message_bytes: int
+    message_rate: float
+    message_burst: int
+    bad_message_limit: int
+    send_queue_size: int
+
+
+class WebSocketSink:
+    """A bounded outgoing queue drained by one writer task; overflow closes the connection."""
+
+    def __init__(self, websocket: WebSocket, size: int) -> None:
+        self._ws = websocket
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=size)
+        self.room_id: int | str | None = None
+        self.session_id: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = asyncio.Event()
+
+    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
+        if self.close_code is not None:
+            return
+        frame = server_message(msg_type, payload, self.room_id or "", self.session_id)
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.close(1008, "send queue overflow")
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.close_reason = reason
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """The writer: sends queued frames in order; closes the socket when asked."""
+        try:
+            while True:
+                frame = await self._queue.get()
+                if frame is None:
+                    break
+                await self._ws.send_text(frame)
+            await self._ws.close(self.close_code or 1000, self.close_reason)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self.closed.set()
+
+
+class TokenBucket:
+    """Per-connection message rate limit."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class CallEndpoint:
+    """The ASGI WebSocket handler for both URL kinds."""
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        store: MembershipStore,
+        rooms: RoomService,
+        limits: ConnectionLimits,
+    ) -> None:
+        self._verifier = verifier
+        self._store = store
+        self._rooms = rooms
+        self._limits = limits
+        self.connections = 0
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        kind = RoomKind(websocket.path_params["kind"])
+        room_id = str(websocket.path_params["room_id"])
+        grants = await self._authorize(websocket, kind, room_id)
+        if grants is None:
+            return
+        await websocket.accept()
+        self.connections += 1
+        try:
+            await Connection(websocket, RoomKey(kind, room_id), grants, self).run()
+        finally:
+            self.connections -= 1
+
+    async def _authorize(self, websocket: WebSocket, kind: RoomKind, room_id: str) -> Grants | None:
+        token = _token_of(websocket)
+        try:
+            grants = await self._verifier.verify(token)
+        except AuthError as exc:
+            log.info("refused: %s", exc.reason, extra={"room": f"{kind.value}:?"})
+            await _deny(websocket, 401, "unauthorized", "invalid or missing token")
+            return None
+        if not ROOM_ID_RE.match(room_id):
+            await _deny(websocket, 403, "forbidden", "no access to this call")
+            return None
+        key = RoomKey(kind, room_id)
+        try:
+            member = await self._store.is_member(grants, key)
+        except StoreUnavailable:
+            log.warning("membership backend unavailable", extra={"room": str(key)})
+            await _deny(websocket, 503, "unavailable", "membership check unavailable, retry")
+            return None
+        if not member:
+            log.info("refused: not a member", extra={"room": str(key), "user": grants.user_id})
+            await _deny(websocket, 403, "forbidden", "no access to this call")
+            return None
+        return grants
+
+
+class Connection:
+    """One accepted call WebSocket: its reader loop, its writer task, its session."""
+
+    def __init__(self, ws: WebSocket, key: RoomKey, grants: Grants, owner: CallEndpoint) -> None:
+        self._ws = ws
+        self._key = key
+        self._grants = grants
+        self._rooms = owner._rooms
+        self._limits = owner._limits
+        self._sink = WebSocketSink(ws, owner._limits.send_queue_size)
+        self._bucket = TokenBucket(owner._limits.message_rate, owner._limits.message_burst)
+        self._bad = 0
+        self.participant: Participant | None = None
+        self._left = False
+        self._extra = {"room": str(key), "user": grants.user_id}
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._sink.run())
+        try:
+            await self._read_loop()
+        finally:
+            if self.participant is not None and not self._left:
+                self._rooms.detach(self.participant, self._sink)
+            if self._sink.close_code is None:
+                self._sink.close(1000, "")
+            try:
+                await asyncio.wait_for(self._sink.closed.wait(), timeout=5)
+            except TimeoutError:
+                pass
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+
+    async def _read_loop(self) -> None:
+        while self._sink.close_code is None:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            await self._on_frame(data)
+
+    async def _on_frame(self, data: str | bytes) -> None:
+        if not self._bucket.take():
+            self._error("rate-limited", "too many messages; slow down", None)
+            self._count_bad()
+            return
+        if len(data) > self._limits.max_message_bytes:
+            self._error("too-large", f"frame above {self._limits.max_message_bytes} bytes", None)
+            self._count_bad()
+            return
+        try:
+            msg = parse_client_message(data)
+        except MessageError as exc:
+            log.info("bad message: %s", exc.message, extra=self._extra)
+            self._error(exc.code, exc.message, exc.ref)
+            self._count_bad()
+            return
+        try:
+            await self._dispatch(msg)
+            self._bad = 0
+        except SignalError as exc:
+            log.info("refused %s: %s", msg.type, exc.message, extra=self._extra)
+            self._error(exc.code, exc.message, msg.type)
+            if exc.fatal:
+                self._sink.close(exc.close_code, exc.code)
+            else:
+                self._count_bad()
+        except Exception:
+            log.exception("internal error handling %s", msg.type, extra=self._extra)
+            self._error("internal", "internal error", msg.type)
+
+    def _count_bad(self) -> None:
+        self._bad += 1
+        if self._bad >= self._limits.bad_message_limit and self._sink.close_code is None:
+            self._error("too-many-errors", "too many bad messages", None)
+            self._sink.close(1008, "too many bad messages")
+
+    def _error(self, code: str, message: str, ref: str | None) -> None:
+        payload: dict[str, Any] = {"code": code, "message": message}
+        if ref is not None:
+            payload["ref"] = ref
+        self._sink.send("error", payload)
+
+    async def _dispatch(self, msg: ClientMessage) -> None:
+        if msg.room_id != self._key.id:
+            raise SignalError("room-mismatch", "roomId does not match the URL")
+        participant = self.participant
+        if participant is None:
+            if msg.type != "join":
+                raise SignalError("not-joined", "send 'join' first")
+            await self._join(msg)
+            return
+        if msg.session_id != participant.session_id:
+            raise SignalError("session-mismatch", "sessionId differs from the joined session")
+        if participant.closed:
+            raise SignalError("not-joined", "the session has ended; join again")
+        if msg.type == "join":
+            raise SignalError("already-joined", "this connection has already joined")
+        if msg.type == "offer" and msg.description is not None:
+            participant.handle_offer(msg.description.sdp)
+        elif msg.type == "answer" and msg.description is not None:
+            participant.handle_answer(msg.description.sdp)
+        elif msg.type == "ice" and msg.ice is not None:
+            participant.handle_ice(_candidate(msg.ice.candidate))
+        elif msg.type == "leave":
+            self._left = True
+            await self._rooms.leave(participant, "leave")
+            self._sink.close(1000, "left")
+
+    async def _join(self, msg: ClientMessage) -> None:
+        self._sink.room_id = msg.raw_room_id
+        self._sink.session_id = msg.session_id
+        try:
+            participant, _ = await self._rooms.join(
+                self._key, self._grants.user_id, msg.session_id, msg.raw_room_id, self._sink
+            )
+        except SignalError:
+            self._sink.session_id = None
+            raise
+        self.participant = participant
+        self._extra["session"] = msg.session_id
+
+
+def _candidate(text: str) -> Candidate | None:
+    if text == "":
+        return None
+    try:
+        return Candidate.parse(text)
+    except ValueError as exc:
+        raise SignalError("bad-candidate", f"bad ICE candidate: {exc}") from None
+
+
+def _token_of(websocket: WebSocket) -> str:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return websocket.query_params.get("access_token", "")
+
+
+async def _deny(websocket: WebSocket, status: int, code: str, message: str) -> None:
+    response = JSONResponse({"error": code, "message": message}, status_code=status)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:
+        await websocket.close(1008)

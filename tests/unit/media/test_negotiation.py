@@ -1,0 +1,206 @@
+"""Server-side offer/answer: real browser offers answered, our offers answered, stability rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zvonok.media.sdp.codecs import codec_key
+from zvonok.media.sdp.description import RtpCodec, SessionDescription
+from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "sdp"
+LOCAL = LocalParameters(
+    ice_ufrag="srvufrag",
+    ice_pwd="serverpasswordserverpassword",
+    fingerprint=("sha-256", ":".join(["AB"] * 32)),
+    candidates=["candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"],
+)
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def local_for(restart: bool) -> LocalParameters:
+    if restart:
+        return LocalParameters("newufrag", "newpasswordnewpasswordnew", LOCAL.fingerprint, [])
+    return LOCAL
+
+
+def vp8_track(track_id: str = "t1", ssrc: int = 1111) -> SendTrack:
+    return SendTrack(
+        track_id=track_id,
+        stream_id="alice-1",
+        kind="video",
+        codecs=[RtpCodec(120, "VP8", 90000, None, {"max-fs": "12288"}, ["nack"])],
+        ssrc=ssrc,
+        rtx_ssrc=ssrc + 1,
+        cname="alice-1",
+    )
+
+
+def answer_to(
+    offer: str, *, publish: dict[str, int] | None = None, reject: set[str] = frozenset()
+) -> str:
+    """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps."""
+    desc = SessionDescription.parse(offer)
+    publish = publish or {}
+    for media in desc.media:
+        media.ice_ufrag, media.ice_pwd = "cliufrag", "clientpasswordclientpass"
+        media.fingerprints = [("sha-256", ":".join(["CD"] * 32))]
+        media.setup = "active"
+        media.candidates = []
+        media.end_of_candidates = False
+        if media.mid in reject:
+            media.port = 0
+            continue
+        flip = {"recvonly": "sendonly", "sendonly": "recvonly"}
+        media.direction = flip.get(media.direction or "", media.direction)
+        media.ssrcs, media.ssrc_groups, media.msid = {}, [], None
+        if media.mid in publish:
+            media.ssrcs = {publish[media.mid]: {"cname": "client"}}
+    desc.ice_lite = False
+    return str(desc)
+
+
+def test_first_offer_is_two_recvonly_lines() -> None:
+    neg = SessionNegotiator()
+    desc = SessionDescription.parse(neg.create_offer([], LOCAL))
+    assert desc.ice_lite
+    assert [(m.kind, m.direction) for m in desc.media] == [
+        ("audio", "recvonly"),
+        ("video", "recvonly"),
+    ]
+    assert desc.bundle == [[m.mid for m in desc.media]]
+    for media in desc.media:
+        assert media.setup == "actpass" and media.rtcp_mux
+        assert media.fingerprints == [LOCAL.fingerprint]
+        assert [str(c) for c in media.candidates] == list(LOCAL.candidates)
+    assert [c.name for c in desc.media[0].codecs][0] == "opus"
+    assert [c.name for c in desc.media[1].codecs][0] == "VP8"
+    assert neg.state == "have-local-offer"
+
+
+def test_answer_publishes_tracks() -> None:
+    neg = SessionNegotiator()
+    offer = neg.create_offer([], LOCAL)
+    result = neg.apply_answer(answer_to(offer, publish={"0": 10, "1": 20}))
+    assert neg.state == "stable"
+    assert {m: t.ssrc for m, t in result.published.items()} == {"0": 10, "1": 20}
+    assert result.ice_ufrag == "cliufrag"
+    assert result.published["1"].codecs[96].name == "VP8"
+
+
+@pytest.mark.parametrize("browser", ["chromium", "firefox", "aiortc"])
+def test_client_offer_answered(browser: str) -> None:
+    neg = SessionNegotiator()
+    offer = fixture(f"{browser}_offer_audio_video.sdp")
+    answer_text, result = neg.apply_offer(offer, [], local_for)
+    answer = SessionDescription.parse(answer_text)
+    offered = SessionDescription.parse(offer)
+    assert [m.mid for m in answer.media] == [m.mid for m in offered.media]
+    for sent, got in zip(offered.media, answer.media, strict=True):
+        assert got.direction == "recvonly"
+        assert got.setup == "passive"
+        assert {c.payload_type for c in got.codecs} <= {c.payload_type for c in sent.codecs}
+        assert all(c.name.lower() not in ("red", "ulpfec", "telephone-event") for c in got.codecs)
+    assert set(result.published) == {m.mid for m in offered.media}
+    for media in offered.media:
+        assert result.published[media.mid or ""].ssrc == media.ssrc_of_media()
+    assert answer.media[0].codecs[0].name.lower() == "opus"
+
+
+def test_screen_share_offer_publishes_three_tracks() -> None:
+    neg = SessionNegotiator()
+    _, result = neg.apply_offer(fixture("chromium_offer_screenshare.sdp"), [], local_for)
+    assert [t.kind for t in result.published.values()] == ["audio", "video", "video"]
+
+
+def test_payload_types_stay_stable_after_client_offer() -> None:
+    neg = SessionNegotiator()
+    offer = fixture("firefox_offer_audio_video.sdp")
+    neg.apply_offer(offer, [], local_for)
+    firefox_vp8 = next(
+        c.payload_type for c in SessionDescription.parse(offer).media[1].codecs if c.name == "VP8"
+    )
+    ours = SessionDescription.parse(neg.create_offer([vp8_track()], LOCAL))
+    sent = ours.media[2]
+    assert sent.direction == "sendonly"
+    assert [c.payload_type for c in sent.codecs if c.name == "VP8"] == [firefox_vp8]
+    assert sent.ssrc_of_media() == 1111 and sent.rtx_ssrc() == 1112
+    assert sent.msid == ("alice-1", "t1")
+    ids = {e.uri: e.id for m in ours.media for e in m.extensions}
+    offered_ids = {e.uri: e.id for m in SessionDescription.parse(offer).media for e in m.extensions}
+    for uri, ext_id in ids.items():
+        if uri in offered_ids:
+            assert offered_ids[uri] == ext_id
+
+
+def test_glare_refused_and_offers_serialized() -> None:
+    neg = SessionNegotiator()
+    neg.create_offer([], LOCAL)
+    with pytest.raises(ValueError, match="glare"):
+        neg.apply_offer(fixture("chromium_offer_audio_video.sdp"), [], local_for)
+    with pytest.raises(RuntimeError, match="outstanding"):
+        neg.create_offer([], LOCAL)
+
+
+def test_removed_track_stops_mline_then_recycles_it() -> None:
+    neg = SessionNegotiator()
+    neg.apply_answer(answer_to(neg.create_offer([vp8_track("a")], LOCAL)))
+    first = SessionDescription.parse(neg.create_offer([], LOCAL))
+    assert first.media[2].port == 0 and first.media[2].mid not in first.bundle[0]
+    neg.apply_answer(answer_to(str(first), reject={first.media[2].mid or ""}))
+    second = SessionDescription.parse(neg.create_offer([vp8_track("b", 3333)], LOCAL))
+    assert len(second.media) == 3
+    assert second.media[2].port != 0 and second.media[2].mid != first.media[2].mid
+    assert second.media[2].msid == ("alice-1", "b")
+    vp8 = [c.payload_type for m in second.media for c in m.codecs if c.name == "VP8"]
+    assert len(set(vp8)) == 1
+
+
+def test_accepted_send_reports_codecs_and_refusals() -> None:
+    neg = SessionNegotiator()
+    offer = neg.create_offer([vp8_track("a"), vp8_track("b", 5555)], LOCAL)
+    mids = [m.mid for m in SessionDescription.parse(offer).media]
+    result = neg.apply_answer(answer_to(offer, reject={mids[3] or ""}))
+    assert set(result.sending) == {"a"}
+    assert result.refused == frozenset({"b"})
+    accepted = result.sending["a"]
+    assert [c.name for c in accepted.codecs] == ["VP8"]
+    assert list(accepted.rtx.values()) == [accepted.codecs[0].payload_type]
+    assert codec_key(accepted.codecs[0]) == codec_key(vp8_track().codecs[0])
+
+
+def test_ice_restart_detected() -> None:
+    neg = SessionNegotiator()
+    offer = fixture("chromium_offer_audio_video.sdp")
+    neg.apply_offer(offer, [], local_for)
+    restarted = offer.replace("a=ice-ufrag:w4uw", "a=ice-ufrag:zzzz")
+    answer, result = neg.apply_offer(restarted, [], local_for)
+    assert result.ice_restart and "a=ice-ufrag:newufrag" in answer
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("garbage", "line 1"),
+        (
+            fixture("chromium_offer_audio_video.sdp").replace("a=setup:actpass", "a=setup:passive"),
+            "setup:passive",
+        ),
+        (fixture("chromium_offer_audio_video.sdp").replace("a=rtcp-mux\n", ""), "rtcp-mux"),
+    ],
+)
+def test_bad_offers(text: str, message: str) -> None:
+    neg = SessionNegotiator()
+    with pytest.raises(ValueError, match=message):
+        neg.apply_offer(text, [], local_for)
+    assert neg.state == "stable" and neg.slots == []
+
+
+def test_answer_without_offer_refused() -> None:
+    with pytest.raises(ValueError, match="no offer is outstanding"):
+        SessionNegotiator().apply_answer(fixture("chromium_answer_to_server_offer.sdp"))
