@@ -49,12 +49,16 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: float = 30.0
+    jwks_timeout: float = Field(5.0, gt=0)
+    jwks_cache_ttl: float = Field(300.0, gt=0)
+    jwks_refresh_cooldown: float = Field(30.0, ge=0)
 
     # --- membership ---
     membership_backend: Literal["sql", "http", "token"] = "sql"
     database_url: str | None = None
     sql_member_query_chat: str | None = None
     sql_member_query_group: str | None = None
+    sql_timeout: float = Field(5.0, gt=0)
     membership_http_url: str | None = None
     membership_http_timeout: float = 2.0
     membership_http_cache_ttl: float = 10.0

@@ -1,0 +1,232 @@
+"""The ``zvonok`` command: ``serve``, ``token``, and management of the SQL membership tables.
+
+Owns the click command tree and ``main`` (the console-script entry point). Imports ``config``,
+``auth``, ``store``, ``ids`` and ``logs``; ``app`` (and so the media plane) only lazily, inside
+``serve``. Errors a user can fix (bad flags, a chat not of two members, a duplicate id, an
+unknown group) print ``error: ...`` on stderr and exit with status 2. Implements no RFC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from .auth.secret import load_or_create_secret
+from .auth.tokens import issue_token
+from .config import Settings, load_settings
+from .errors import StoreUnavailable
+from .ids import RoomKey
+from .logs import check_level
+from .store.base import embedded_database_url
+from .store.sql import SqlMembershipStore
+
+T = TypeVar("T")
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State directory (secret, embedded database); default ZVONOK_DATA_DIR or ./.zvonok.",
+)
+_config = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML settings file (same keys as the ZVONOK_* variables, lower case).",
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _settings(config_file: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(config_file, **overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        _fail(f"invalid settings: {problems}")
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@click.group()
+def cli() -> None:
+    """zvonok: a WebRTC calls server (SFU + WebSocket signaling) for messengers."""
+
+
+@cli.command()
+@click.option("--host", default=None, help="HTTP/WebSocket listen address.")
+@click.option("--port", type=int, default=None, help="HTTP/WebSocket port.")
+@_data_dir
+@click.option("--media-port", type=int, default=None, help="The UDP port of the media plane.")
+@click.option(
+    "--announce-ip", multiple=True, help="Address clients reach the media port at (repeatable)."
+)
+@_config
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR.")
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    media_port: int | None,
+    announce_ip: tuple[str, ...],
+    config_file: Path | None,
+    log_format: str | None,
+    log_level: str | None,
+) -> None:
+    """Run the server until SIGINT/SIGTERM. Flags override ZVONOK_* variables and --config."""
+    settings = _settings(
+        config_file,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        media_port=media_port,
+        announce_ips=list(announce_ip) or None,
+        log_format=log_format,
+        log_level=log_level,
+    )
+    try:
+        check_level(settings.log_level, *settings.log_levels.values())
+    except ValueError as exc:
+        _fail(str(exc))
+    from .app import run
+
+    run(settings)
+
+
+@cli.command()
+@click.option("--user", required=True, help="The user id (the token's sub).")
+@click.option("--ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True)
+@click.option("--rooms", default=None, help="Token grants, e.g. chat:1,group:2.")
+@_data_dir
+@_config
+def token(
+    user: str, ttl: float, rooms: str | None, data_dir: Path | None, config_file: Path | None
+) -> None:
+    """Print an HS256 token the server accepts (development and tests)."""
+    settings = _settings(config_file, data_dir=data_dir)
+    if "HS256" not in settings.jwt_algorithms:
+        _fail(f"the server accepts {settings.jwt_algorithms}, not HS256; sign with your own key")
+    room_list = None
+    if rooms is not None:
+        try:
+            room_list = [str(RoomKey.parse(room)) for room in _split(rooms)]
+        except ValueError as exc:
+            _fail(str(exc))
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    click.echo(
+        issue_token(
+            secret,
+            user,
+            ttl,
+            rooms=room_list,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    )
+
+
+def _with_store(settings: Settings, action: Callable[[SqlMembershipStore], Awaitable[T]]) -> T:
+    """Run ``action`` on the configured SQL store (schema created first) and close it."""
+    if settings.membership_backend != "sql":
+        click.echo(
+            f"note: membership_backend is {settings.membership_backend!r}; "
+            "the server does not read these tables",
+            err=True,
+        )
+
+    async def go() -> T:
+        url = settings.database_url or embedded_database_url(settings.data_dir)
+        store = SqlMembershipStore(url, timeout=settings.sql_timeout)
+        try:
+            await store.create_schema()
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except ValueError as exc:
+        _fail(str(exc))
+    except StoreUnavailable as exc:
+        _fail(f"{exc} ({exc.__cause__})", code=1)
+
+
+@cli.group()
+def chat() -> None:
+    """Private chats (exactly two members) in the SQL membership tables."""
+
+
+@chat.command("create")
+@click.option("--members", required=True, help="The two user ids, e.g. alice,bob.")
+@click.option("--id", "room_id", default=None, help="The chat id; default: the next integer.")
+@_data_dir
+@_config
+def chat_create(
+    members: str, room_id: str | None, data_dir: Path | None, config_file: Path | None
+) -> None:
+    """Create a private chat and print its id."""
+    settings = _settings(config_file, data_dir=data_dir)
+    click.echo(_with_store(settings, lambda store: store.create_chat(_split(members), room_id)))
+
+
+@cli.group()
+def group() -> None:
+    """Groups in the SQL membership tables."""
+
+
+@group.command("create")
+@click.option("--members", default="", help="User ids, e.g. alice,bob,carol.")
+@click.option("--id", "room_id", default=None, help="The group id; default: the next integer.")
+@_data_dir
+@_config
+def group_create(
+    members: str, room_id: str | None, data_dir: Path | None, config_file: Path | None
+) -> None:
+    """Create a group and print its id."""
+    settings = _settings(config_file, data_dir=data_dir)
+    click.echo(_with_store(settings, lambda store: store.create_group(_split(members), room_id)))
+
+
+@group.command("add")
+@click.option("--id", "room_id", required=True, help="The group id.")
+@click.option("--members", required=True, help="User ids to add.")
+@_data_dir
+@_config
+def group_add(room_id: str, members: str, data_dir: Path | None, config_file: Path | None) -> None:
+    """Add members to a group; prints the group id."""
+    settings = _settings(config_file, data_dir=data_dir)
+    _with_store(settings, lambda store: store.add_members(room_id, _split(members)))
+    click.echo(room_id)
+
+
+@group.command("remove")
+@click.option("--id", "room_id", required=True, help="The group id.")
+@click.option("--members", required=True, help="User ids to remove.")
+@_data_dir
+@_config
+def group_remove(
+    room_id: str, members: str, data_dir: Path | None, config_file: Path | None
+) -> None:
+    """Remove members from a group; prints the group id."""
+    settings = _settings(config_file, data_dir=data_dir)
+    _with_store(settings, lambda store: store.remove_members(room_id, _split(members)))
+    click.echo(room_id)
+
+
+def main() -> None:
+    """The console-script entry point (``zvonok``)."""
+    cli(prog_name="zvonok")
