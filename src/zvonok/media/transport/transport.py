@@ -1,0 +1,272 @@
+"""``WebRtcTransport``: one session's ICE-lite + DTLS-SRTP endpoint on the worker's socket.
+
+Owns: the connection state machine (NEW → CONNECTING on the first valid check → CONNECTED when
+DTLS is done and SRTP ready → DISCONNECTED when consent goes stale → CONNECTED again when checks
+resume, or FAILED; CLOSED on close()), the per-session counters and the RTP/RTCP split of
+RFC 5761 §4 on the hot path. Glues ``ice.IceLiteAgent``, ``dtls.DtlsServer`` and
+``srtp.SrtpSession``; timeouts (DTLS handshake, RFC 7675 consent) are evaluated by ``tick``, which
+the worker calls from its one housekeeping task (no per-session timers besides DTLS
+retransmission during the handshake).
+Must not import anything from zvonok outside ``zvonok.media``. Created only by
+``MediaWorker.create_transport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from OpenSSL import SSL
+
+from .dtls import DtlsServer, DtlsState
+from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
+from .srtp import SrtpSession
+from .udp import MediaUdpProtocol
+
+__all__ = ["ConnectionState", "IceParameters", "TransportListener", "WebRtcTransport"]
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionState(StrEnum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class TransportListener(Protocol):
+    """Receives a session's decrypted media and its state changes."""
+
+    def on_rtp(self, packet: bytes) -> None: ...
+    def on_rtcp(self, packet: bytes) -> None: ...
+    def on_state(self, state: ConnectionState) -> None: ...
+
+
+class WebRtcTransport:
+    """ICE-lite, DTLS (server role) and SRTP for one session."""
+
+    def __init__(
+        self,
+        *,
+        transport_id: str,
+        listener: TransportListener,
+        udp: MediaUdpProtocol,
+        dtls_context: SSL.Context,
+        fingerprint: tuple[str, str],
+        candidates: Callable[[], list[str]],
+        loop: asyncio.AbstractEventLoop,
+        clock: Callable[[], float],
+        consent_timeout: float,
+        dtls_timeout: float,
+        on_closed: Callable[[WebRtcTransport], None],
+    ) -> None:
+        self.id = transport_id
+        self.state = ConnectionState.NEW
+        self.fingerprint = fingerprint
+        self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
+        self.srtp_errors = self.stun_requests = 0
+        self.rx_dropped = 0  # media that arrived before SRTP was ready (early, or after FAILED)
+        self._listener = listener
+        self._udp = udp
+        self._candidates = candidates
+        self._clock = clock
+        self._dtls_timeout = dtls_timeout
+        self._on_closed = on_closed
+        self._ice = IceLiteAgent(IceParameters.generate(), consent_timeout=consent_timeout)
+        self._dtls = DtlsServer(dtls_context, self, loop)
+        self._dtls_addr: Address | None = None
+        self._srtp: SrtpSession | None = None
+        self._connecting_since = 0.0
+        self._log = logging.LoggerAdapter(log, {"transport": transport_id})
+        udp.register_ufrag(self._ice.local.ufrag, self)
+
+    # -- the contract -----------------------------------------------------------------------
+
+    @property
+    def local_ice(self) -> IceParameters:
+        """The current local ICE credentials."""
+        return self._ice.local
+
+    @property
+    def selected_address(self) -> Address | None:
+        """The peer address media is sent to (the last nominated one)."""
+        return self._ice.selected
+
+    def local_candidates(self) -> list[str]:
+        """``candidate:...`` lines (no ``a=``) for every announced address of the worker."""
+        return self._candidates()
+
+    def set_remote(self, ice: IceParameters, fingerprints: Sequence[tuple[str, str]]) -> None:
+        """Apply a remote description's ICE credentials and DTLS fingerprints."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        self._ice.set_remote(ice)
+        self._dtls.set_remote_fingerprints(fingerprints)
+
+    def restart_ice(self) -> IceParameters:
+        """New local credentials; the old ones keep working until the peer uses the new."""
+        params = self._ice.restart()
+        if self.state is not ConnectionState.CLOSED:
+            self._udp.register_ufrag(params.ufrag, self)
+        return params
+
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        """Protect and send one RTP packet; dropped silently unless CONNECTED."""
+        srtp = self._srtp
+        if srtp is None or self.state is not ConnectionState.CONNECTED:
+            return
+        try:
+            data = srtp.protect_rtp(bytes(packet))
+        except ValueError:
+            self.srtp_errors += 1
+            return
+        self._send(data)
+
+    def send_rtcp(self, packet: bytes | bytearray) -> None:
+        """Protect and send one (compound) RTCP packet; dropped silently unless CONNECTED."""
+        srtp = self._srtp
+        if srtp is None or self.state is not ConnectionState.CONNECTED:
+            return
+        try:
+            data = srtp.protect_rtcp(bytes(packet))
+        except ValueError:
+            self.srtp_errors += 1
+            return
+        self._send(data)
+
+    def close(self) -> None:
+        """close_notify if connected, forget the addresses and ufrags, CLOSED. Idempotent."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        self._dtls.close()
+        self._udp.unregister(self, self._ice.local_ufrags())
+        self._srtp = None
+        self._set_state(ConnectionState.CLOSED)
+        self._on_closed(self)
+
+    # -- housekeeping (the worker tick) ------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Evaluate the DTLS handshake timeout and consent freshness (RFC 7675)."""
+        state = self.state
+        if state is ConnectionState.CONNECTING:
+            if now - self._connecting_since >= self._dtls_timeout:
+                self._fail("DTLS handshake timed out")
+        elif state is ConnectionState.CONNECTED or state is ConnectionState.DISCONNECTED:
+            consent = self._ice.consent(now)
+            if consent is Consent.EXPIRED:
+                self._fail("ICE consent expired")
+            elif consent is Consent.STALE and state is ConnectionState.CONNECTED:
+                self._set_state(ConnectionState.DISCONNECTED)
+            elif consent is Consent.FRESH and state is ConnectionState.DISCONNECTED:
+                self._set_state(ConnectionState.CONNECTED)
+
+    # -- datagrams from the socket (udp.DatagramEndpoint) ------------------------------------
+
+    def handle_stun(self, request: BindingRequest, addr: Address) -> bool:
+        """Answer one connectivity check; True if it was valid."""
+        self.stun_requests += 1
+        state = self.state
+        if state is ConnectionState.FAILED or state is ConnectionState.CLOSED:
+            return False
+        now = self._clock()
+        try:
+            outcome = self._ice.handle(request, addr, now)
+        except ValueError as exc:
+            self._udp.refuse_stun(str(exc))
+            return False
+        self._udp.sendto(outcome.response, addr)
+        if not outcome.accepted:
+            return False
+        if self._ice.selected == addr:
+            self._dtls_addr = addr  # DTLS (close_notify, retransmissions) follows a migration
+        if outcome.retired_ufrag is not None:
+            self._udp.unregister_ufrag(outcome.retired_ufrag, self)
+        if state is ConnectionState.NEW:
+            self._connecting_since = now
+            self._set_state(ConnectionState.CONNECTING)
+        elif state is ConnectionState.DISCONNECTED:
+            self._set_state(ConnectionState.CONNECTED)
+        return True
+
+    def handle_dtls(self, data: bytes, addr: Address) -> None:
+        """One DTLS datagram from a bound address."""
+        self._dtls_addr = addr
+        self._dtls.handle_datagram(data)
+
+    def handle_media(self, data: bytes, addr: Address) -> None:
+        """One SRTP/SRTCP datagram from a bound address: unprotect and deliver (hot path)."""
+        srtp = self._srtp
+        if srtp is None:  # before DTLS (or the fingerprint check) is done: nothing to decrypt
+            self.rx_dropped += 1
+            return
+        if len(data) < 12:
+            self.srtp_errors += 1
+            return
+        is_rtcp = 191 < data[1] < 224  # RFC 5761 §4: RTCP packet types 192-223
+        try:
+            packet = srtp.unprotect_rtcp(data) if is_rtcp else srtp.unprotect_rtp(data)
+        except ValueError:
+            self.srtp_errors += 1
+            return
+        self.rx_packets += 1
+        self.rx_bytes += len(data)
+        if is_rtcp:
+            self._listener.on_rtcp(packet)
+        else:
+            self._listener.on_rtp(packet)
+
+    # -- DTLS events (dtls.DtlsListener) -----------------------------------------------------
+
+    def dtls_send(self, data: bytes) -> None:
+        addr = self._dtls_addr or self._ice.selected
+        if addr is not None:
+            self._udp.sendto(data, addr)
+
+    def dtls_connected(self, srtp: SrtpSession) -> None:
+        self._srtp = srtp
+        self._log.info("DTLS connected, SRTP profile %s", srtp.profile.name.decode())
+        if self.state is ConnectionState.CONNECTING or self.state is ConnectionState.NEW:
+            self._set_state(ConnectionState.CONNECTED)
+
+    def dtls_failed(self, reason: str) -> None:
+        self._fail(reason)
+
+    def dtls_closed(self) -> None:
+        self._log.info("peer sent DTLS close_notify")
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        addr = self._ice.selected
+        if addr is not None:
+            self._udp.sendto(data, addr)
+            self.tx_packets += 1
+            self.tx_bytes += len(data)
+
+    def _fail(self, reason: str) -> None:
+        self._log.warning("transport failed: %s", reason)
+        self._dtls.abort()
+        self._srtp = None
+        self._set_state(ConnectionState.FAILED)
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        try:
+            self._listener.on_state(state)
+        except Exception:
+            self._log.exception("listener.on_state(%s) raised", state)
+
+    @property
+    def dtls_state(self) -> DtlsState:
+        """The DTLS association's state (for diagnostics and tests)."""
+        return self._dtls.state

@@ -1,0 +1,147 @@
+"""The worker's one UDP socket: RFC 7983 demultiplexing and address → session lookup.
+
+Owns: ``MediaUdpProtocol`` (the ``asyncio.DatagramProtocol``), the two lookup tables (local ICE
+ufrag → endpoint, remote address → endpoint) and the drop counters. ``datagram_received`` is the
+hot path: one look at the first byte (RFC 7983 §7: 0-3 STUN, 20-63 DTLS, 128-191 RTP/RTCP,
+anything else dropped), one dict lookup by source address, one call into the endpoint; no
+logging and no exceptions on valid packets. An unknown address is only learned through a STUN
+binding request whose USERNAME names a live endpoint and which that endpoint authenticates
+(MESSAGE-INTEGRITY with its local pwd, FINGERPRINT).
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, cast
+
+from .ice import Address, BindingRequest
+
+#: How many authenticated addresses one endpoint may hold (candidate pairs being checked).
+MAX_ADDRESSES_PER_ENDPOINT = 8
+
+
+class DatagramEndpoint(Protocol):
+    """What the socket hands datagrams to (a ``WebRtcTransport``)."""
+
+    def handle_stun(self, request: BindingRequest, addr: Address) -> bool:
+        """Answer a check; True if it was valid (the address may be bound to this endpoint)."""
+        ...
+
+    def handle_dtls(self, data: bytes, addr: Address) -> None: ...
+    def handle_media(self, data: bytes, addr: Address) -> None: ...
+
+
+class MediaUdpProtocol(asyncio.DatagramProtocol):
+    """Demultiplexes the worker socket's datagrams to the sessions."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self._lost = asyncio.Event()
+        self._by_addr: dict[Address, DatagramEndpoint] = {}
+        self._by_ufrag: dict[str, DatagramEndpoint] = {}
+        self._addrs_of: dict[int, list[Address]] = {}
+        self.dropped = 0  # datagrams dropped before reaching any session
+        self.stun_refused = 0  # binding requests refused (bad integrity, unknown ufrag...)
+        self.last_refusal = ""  # why the last one was refused (debugging and tests)
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._lost.set()
+
+    async def close(self) -> None:
+        """Close the socket and wait until asyncio has released it."""
+        if self.transport is not None:
+            self.transport.close()
+            await self._lost.wait()
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors (peer port closed): consent freshness notices a dead peer
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        if not data:
+            self.dropped += 1
+            return
+        first = data[0]
+        if 127 < first < 192:
+            endpoint = self._by_addr.get(addr)
+            if endpoint is not None:
+                endpoint.handle_media(data, addr)
+                return
+        elif first < 4:
+            self._on_stun(data, addr)
+            return
+        elif 19 < first < 64:
+            endpoint = self._by_addr.get(addr)
+            if endpoint is not None:
+                endpoint.handle_dtls(data, addr)
+                return
+        self.dropped += 1
+
+    # -- STUN -------------------------------------------------------------------------------
+
+    def _on_stun(self, data: bytes, addr: Address) -> None:
+        try:
+            request = BindingRequest.parse(data)
+            endpoint = self._by_ufrag.get(request.local_ufrag)
+            if endpoint is None:
+                raise ValueError(f"STUN USERNAME names no live session: {request.local_ufrag!r}")
+        except ValueError as exc:
+            self._refuse(str(exc))
+            return
+        if not endpoint.handle_stun(request, addr):
+            return
+        if self._by_addr.get(addr) is not endpoint:
+            self.bind_address(addr, endpoint)
+
+    def _refuse(self, reason: str) -> None:
+        self.stun_refused += 1
+        self.last_refusal = reason
+
+    # -- registry (called by the transports) ------------------------------------------------
+
+    def refuse_stun(self, reason: str) -> None:
+        """An endpoint refused a check after the lookup (bad integrity): count it here."""
+        self._refuse(reason)
+
+    def register_ufrag(self, ufrag: str, endpoint: DatagramEndpoint) -> None:
+        """Route checks whose USERNAME starts with ``ufrag`` to ``endpoint``."""
+        self._by_ufrag[ufrag] = endpoint
+
+    def unregister_ufrag(self, ufrag: str, endpoint: DatagramEndpoint) -> None:
+        """Forget a retired local ufrag (only if it still belongs to ``endpoint``)."""
+        if self._by_ufrag.get(ufrag) is endpoint:
+            del self._by_ufrag[ufrag]
+
+    def bind_address(self, addr: Address, endpoint: DatagramEndpoint) -> None:
+        """Deliver datagrams from ``addr`` to ``endpoint`` (after a valid check from it)."""
+        previous = self._by_addr.get(addr)
+        if previous is not None:
+            self._addrs_of[id(previous)].remove(addr)
+        self._by_addr[addr] = endpoint
+        addrs = self._addrs_of.setdefault(id(endpoint), [])
+        addrs.append(addr)
+        if len(addrs) > MAX_ADDRESSES_PER_ENDPOINT:
+            del self._by_addr[addrs.pop(0)]
+
+    def unregister(self, endpoint: DatagramEndpoint, ufrags: list[str]) -> None:
+        """Forget every address and ufrag of a closed endpoint."""
+        for addr in self._addrs_of.pop(id(endpoint), []):
+            if self._by_addr.get(addr) is endpoint:
+                del self._by_addr[addr]
+        for ufrag in ufrags:
+            self.unregister_ufrag(ufrag, endpoint)
+
+    def endpoint_for(self, addr: Address) -> DatagramEndpoint | None:
+        """The endpoint bound to ``addr``, if any."""
+        return self._by_addr.get(addr)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        """Send one datagram; silently nothing once the socket is closed."""
+        if self.transport is not None:
+            self.transport.sendto(data, addr)

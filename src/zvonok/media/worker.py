@@ -1,0 +1,190 @@
+"""``MediaWorker``: one UDP socket, one DTLS certificate and one housekeeping tick per process.
+
+Owns: the worker's socket (``transport.udp.MediaUdpProtocol``), its ECDSA P-256 certificate and
+DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 8445 §5.1.1.1,
+priorities per §5.1.2.1, loopback lowest) and the ~4 Hz tick task that evaluates consent and
+DTLS timeouts and runs the callbacks registered with ``add_tick`` (the rooms' routers).
+Must not import anything from zvonok outside ``zvonok.media`` (and ``zvonok.errors``/``ids``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import ipaddress
+import logging
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+
+from .transport.dtls import DtlsCertificate
+from .transport.transport import TransportListener, WebRtcTransport
+from .transport.udp import MediaUdpProtocol
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two housekeeping ticks.
+TICK_INTERVAL = 0.25
+#: Socket buffers: a burst of keyframe packets for many subscribers must not overflow them.
+SOCKET_BUFFER = 4 * 1024 * 1024
+_SIOCGIFADDR = 0x8915
+#: RFC 8445 §5.1.2.2: type preference of host candidates.
+_HOST_TYPE_PREFERENCE = 126
+
+
+def local_ipv4_addresses() -> list[str]:
+    """Every interface's IPv4 address (SIOCGIFADDR), loopback last; 127.0.0.1 always included."""
+    found: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                reply = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+            except OSError:
+                continue  # no IPv4 address on this interface
+            ip = socket.inet_ntoa(reply[20:24])
+            if ip not in found:
+                found.append(ip)
+    if "127.0.0.1" not in found:
+        found.append("127.0.0.1")
+    return sorted(found, key=lambda ip: ipaddress.ip_address(ip).is_loopback)
+
+
+def host_candidates(ips: Sequence[str], port: int) -> list[str]:
+    """``candidate:`` lines for host candidates, all on the one worker port (component 1)."""
+    lines = []
+    for index, ip in enumerate(ips):
+        local_preference = max(65535 - index, 0)
+        priority = (_HOST_TYPE_PREFERENCE << 24) | (local_preference << 8) | (256 - 1)
+        lines.append(f"candidate:{index + 1} 1 udp {priority} {ip} {port} typ host")
+    return lines
+
+
+def _announced(host: str, announce_ips: Sequence[str]) -> list[str]:
+    if announce_ips:
+        return list(announce_ips)
+    if host in ("", "0.0.0.0", "::"):
+        return local_ipv4_addresses()
+    return [host]
+
+
+class MediaWorker:
+    """The media plane of one process: socket, certificate, transports and the tick."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 40000,
+        announce_ips: Sequence[str] = (),
+        consent_timeout: float = 30.0,
+        dtls_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.announced_ips: list[str] = _announced(host, announce_ips)
+        self.certificate = DtlsCertificate.generate()
+        self.fingerprint = ("sha-256", self.certificate.fingerprint("sha-256"))
+        self.consent_timeout = consent_timeout
+        self.dtls_timeout = dtls_timeout
+        self.clock = clock
+        self.udp = MediaUdpProtocol()
+        self._context = self.certificate.make_context()
+        self._transports: dict[str, WebRtcTransport] = {}
+        self._ticks: list[Callable[[float], None]] = []
+        self._tick_task: asyncio.Task[None] | None = None
+        self._candidates: list[str] = []
+
+    @property
+    def transports(self) -> dict[str, WebRtcTransport]:
+        """Live transports by id (read-only use)."""
+        return self._transports
+
+    def transport_count(self) -> int:
+        """How many transports are live (health endpoint, metrics)."""
+        return len(self._transports)
+
+    async def start(self) -> None:
+        """Bind the UDP socket (port 0 picks an ephemeral port, see ``.port``), start the tick."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            sock.bind((self.host, self.port))
+            sock.setblocking(False)
+            await loop.create_datagram_endpoint(lambda: self.udp, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        self._candidates = host_candidates(self.announced_ips, self.port)
+        self._tick_task = asyncio.create_task(self._tick_loop(), name="media-worker-tick")
+        log.info("media worker on %s:%d, announcing %s", self.host, self.port, self.announced_ips)
+
+    async def close(self) -> None:
+        """Close every transport, then the tick task and the socket. Idempotent."""
+        for transport in list(self._transports.values()):
+            transport.close()
+        task, self._tick_task = self._tick_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # our own cancellation still propagates
+        await self.udp.close()
+
+    def create_transport(self, listener: TransportListener) -> WebRtcTransport:
+        """A new session transport on this worker's socket."""
+        transport = WebRtcTransport(
+            transport_id=secrets.token_hex(6),
+            listener=listener,
+            udp=self.udp,
+            dtls_context=self._context,
+            fingerprint=self.fingerprint,
+            candidates=self.local_candidates,
+            loop=asyncio.get_running_loop(),
+            clock=self.clock,
+            consent_timeout=self.consent_timeout,
+            dtls_timeout=self.dtls_timeout,
+            on_closed=self._transport_closed,
+        )
+        self._transports[transport.id] = transport
+        return transport
+
+    def local_candidates(self) -> list[str]:
+        """The worker's host candidates (the same for every transport)."""
+        return list(self._candidates)
+
+    def add_tick(self, callback: Callable[[float], None]) -> Callable[[], None]:
+        """Run ``callback(now)`` on every housekeeping tick; returns the unsubscribe function."""
+        self._ticks.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._ticks:
+                self._ticks.remove(callback)
+
+        return unsubscribe
+
+    def tick(self, now: float) -> None:
+        """One housekeeping pass (called by the tick task; tests call it with a fake clock)."""
+        for transport in list(self._transports.values()):
+            transport.tick(now)
+        for callback in list(self._ticks):
+            try:
+                callback(now)
+            except Exception:
+                log.exception("tick callback %r raised", callback)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            try:
+                self.tick(self.clock())
+            except Exception:  # a bug in one pass must not stop consent checking for good
+                log.exception("media worker tick failed")
+
+    def _transport_closed(self, transport: WebRtcTransport) -> None:
+        self._transports.pop(transport.id, None)
