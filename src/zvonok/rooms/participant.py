@@ -18,7 +18,7 @@ from ..errors import SignalError
 from ..ids import SessionId, UserId
 from ..media.forwarding.consumer import Consumer
 from ..media.forwarding.endpoint import MediaEndpoint
-from ..media.forwarding.router import CodecInfo
+from ..media.forwarding.types import CodecInfo
 from ..media.sdp.candidate import Candidate
 from ..media.sdp.codecs import codec_key
 from ..media.sdp.negotiation import (
@@ -62,7 +62,7 @@ class Participant:
         worker: MediaWorker,
         max_pending_ice: int,
         max_tracks: int,
-        on_failed: Callable[[Participant], None],
+        on_failed: Callable[[Participant, str], None],
     ) -> None:
         self.room = room
         self.session_id = session_id
@@ -214,9 +214,11 @@ class Participant:
 
     # ------------------------------------------------------------------ applying results
     def _apply(self, result: NegotiationResult) -> None:
-        self.transport.set_remote(
-            IceParameters(result.ice_ufrag, result.ice_pwd), result.fingerprints
-        )
+        try:
+            remote_ice = IceParameters(result.ice_ufrag, result.ice_pwd)
+        except ValueError as exc:
+            raise SignalError("bad-sdp", f"bad ICE credentials: {exc}") from None
+        self.transport.set_remote(remote_ice, result.fingerprints)
         if not self._described:
             self._described = True
             for candidate in self.pending_ice:
@@ -246,7 +248,13 @@ class Participant:
                 sink=self.transport,
                 kind="video" if track.kind == "video" else "audio",
                 codecs={
-                    pt: CodecInfo(mime=c.name, clock_rate=c.clock_rate)
+                    pt: CodecInfo(
+                        mime=c.name,
+                        clock_rate=c.clock_rate,
+                        nack="nack" in c.rtcp_fb,
+                        pli="nack pli" in c.rtcp_fb,
+                        fir="ccm fir" in c.rtcp_fb,
+                    )
                     for pt, c in track.codecs.items()
                 },
                 ssrc=track.ssrc,
@@ -336,8 +344,8 @@ class Participant:
         self.state = state
         self.log.info("connection state %s", state.value)
         self.send("state", {"state": state.value})
-        if state == ConnectionState.FAILED:
-            self._on_failed(self)
+        if state in (ConnectionState.FAILED, ConnectionState.CLOSED):
+            self._on_failed(self, state.value)
 
     def close(self) -> None:
         """Free every media object of the session; idempotent."""

@@ -175,8 +175,9 @@ class RoomService:
             await self._room_dir.release(room.key)
             log.info("room deleted", extra={"room": str(room.key)})
 
-    def _failed(self, participant: Participant) -> None:
-        self._spawn(self.leave(participant, "failed"))
+    def _failed(self, participant: Participant, reason: str) -> None:
+        """The session's connection failed or was closed by the peer: end the session."""
+        self._spawn(self.leave(participant, reason))
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
