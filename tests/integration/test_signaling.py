@@ -45,8 +45,8 @@ class Client:
         envelope.update(fields)
         await self.ws.send(json.dumps(envelope))
 
-    async def expect(self, msg_type: str, timeout: float = 5.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def expect(self, msg_type: str, wait: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -112,14 +112,17 @@ async def test_auth_matrix(zvonok_server: ZvonokServer) -> None:
     none_header = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
     none_claims = b64(json.dumps({"sub": "alice", "exp": int(time.time()) + 600}).encode())
     none_token = f"{none_header}.{none_claims}."
+    expired = hs_token(secret, exp=int(time.time()) - 3600)
+    rs_claims = {"sub": "alice", "exp": int(time.time()) + 600}
+    rs_token = jwt.encode(rs_claims, rsa_key, algorithm="RS256")
     cases: dict[str, tuple[dict[str, str], str, int]] = {
         "missing": ({}, "", 401),
         "malformed": ({"Authorization": "Bearer not-a-jwt"}, "", 401),
-        "expired": ({"Authorization": "Bearer " + hs_token(secret, exp=int(time.time()) - 3600)}, "", 401),
+        "expired": ({"Authorization": "Bearer " + expired}, "", 401),
         "wrong signature": ({"Authorization": "Bearer " + hs_token("x" * 40)}, "", 401),
         "alg none": ({"Authorization": "Bearer " + none_token}, "", 401),
         "rs256 on hs server": (
-            {"Authorization": "Bearer " + jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, rsa_key, algorithm="RS256")},
+            {"Authorization": "Bearer " + rs_token},
             "",
             401,
         ),
@@ -293,7 +296,7 @@ async def test_dropped_socket_ends_session_after_grace(
         async with client(server, "alice", chat) as a:
             await a.join()
             await b.expect("participant-joined")
-        left = await b.expect("participant-left", timeout=5)
+        left = await b.expect("participant-left", wait=5)
         assert left["payload"]["reason"] == "disconnect"
 
 

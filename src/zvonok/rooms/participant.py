@@ -276,10 +276,10 @@ class Participant:
             entry = self.room.published.get(track_id)
             if entry is None or entry.producer.closed:
                 continue
-            consumer = self._create_consumer(entry, accepted)
-            if consumer is not None:
-                self.consumers[track_id] = consumer
-                self.endpoint.add_consumer(consumer)
+            created = self._create_consumer(entry, accepted)
+            if created is not None:
+                self.consumers[track_id] = created
+                self.endpoint.add_consumer(created)
 
     def _create_consumer(self, entry: PublishedEntry, accepted: AcceptedSend) -> Consumer | None:
         by_key = {codec_key(c): c.payload_type for c in accepted.codecs}

@@ -509,8 +509,8 @@ class SessionNegotiator:
 # ---------------------------------------------------------------------- helpers
 def _render_media(slot: Slot, local: LocalParameters, *, offer: bool) -> list[str]:
     if slot.stopped:
-        formats = [str(c.payload_type) for c in slot.codecs] or slot.rejected_formats or ["0"]
-        lines = [f"m={slot.kind} 0 {slot.protocol} {' '.join(formats)}", "c=IN IP4 0.0.0.0"]
+        stopped = [str(c.payload_type) for c in slot.codecs] or slot.rejected_formats or ["0"]
+        lines = [f"m={slot.kind} 0 {slot.protocol} {' '.join(stopped)}", "c=IN IP4 0.0.0.0"]
         lines.append(f"a=mid:{slot.mid}")
         lines.append("a=inactive")
         lines.extend(_codec_lines(slot.codecs))
