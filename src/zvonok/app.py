@@ -26,6 +26,7 @@ from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionD
 from .config import Settings
 from .logs import configure_logging
 from .media.worker import MediaWorker
+from .rooms.participant import Participant
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, create_store
@@ -150,7 +151,7 @@ def _state_snapshot(components: Components) -> dict[str, Any]:
     return {
         "rooms": {
             str(key): {
-                "participants": room.roster(),
+                "participants": [_participant_snapshot(p) for p in room.participants.values()],
                 "tracks": len(room.published),
             }
             for key, room in rooms.rooms.items()
@@ -159,6 +160,45 @@ def _state_snapshot(components: Components) -> dict[str, Any]:
         "connections": components.endpoint.connections,
         "tasks": len(asyncio.all_tasks()),
         "transports": components.worker.transport_count(),
+    }
+
+
+def _participant_snapshot(participant: Participant) -> dict[str, Any]:
+    endpoint = participant.endpoint
+    room = participant.room
+    return {
+        "sessionId": participant.session_id,
+        "userId": participant.user_id,
+        "state": participant.state.value,
+        "endpoint": {
+            "packetsIn": endpoint.packets_in,
+            "rtcpIn": endpoint.rtcp_in,
+            "unknownSsrc": endpoint.unknown_ssrc,
+            "dropped": endpoint.dropped,
+            "plis": endpoint.plis,
+            "nacks": endpoint.nacks,
+        },
+        "published": {
+            track_id: {
+                "kind": entry.producer.kind,
+                "packets": entry.producer.packets_received,
+                "keyframes": entry.producer.keyframes,
+                "keyframeRequests": entry.producer.keyframe_requests_sent,
+                "nacksSent": entry.producer.nacks_sent,
+            }
+            for track_id in participant.published.values()
+            if (entry := room.published.get(track_id)) is not None
+        },
+        "receiving": {
+            track_id: {
+                "packets": consumer.packets_sent,
+                "dropped": consumer.dropped,
+                "rtx": consumer.rtx_sent,
+                "nacks": consumer.nacks_received,
+                "keyframeRequests": consumer.keyframe_requests_received,
+            }
+            for track_id, consumer in participant.consumers.items()
+        },
     }
 
 

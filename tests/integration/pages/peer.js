@@ -1,0 +1,615 @@
+// zvonok test peer: a minimal client of docs/protocol.md for the real-client harness
+// (tests/integration/harness). Independent of the SDK on purpose: it is the reference the server
+// is checked against.
+//
+// Query parameters: ws (the call URL ws://host/api/v1/{chat|group}/{id}/call), token (sent as the
+// access_token query parameter), roomId, sessionId, user, peerId, color (red, green, blue, yellow,
+// magenta, cyan, white, black), audio=1/0, video=1/0, mode (answer | offer | early-ice |
+// loopback), report (URL to POST the report to every reportMs ms; its JSON answer may carry
+// commands), loopbackOnly=1/0 (send only 127.0.0.1 candidates; default 1), audioSource
+// (tone | gum), roomIdAs (auto | string | number).
+//
+// mode=answer waits for the server's offer; mode=offer sends its own offer when `joined` arrives
+// and holds its candidates until the remote description is set; mode=early-ice sends its offer
+// right after `join` and trickles candidates at once; mode=loopback needs no server: it connects
+// two RTCPeerConnections inside the page and reports the receiving one (harness self-check).
+"use strict";
+(() => {
+  const Q = new URLSearchParams(location.search);
+  const cfg = {
+    ws: Q.get("ws"),
+    token: Q.get("token"),
+    roomId: Q.get("roomId") || "",
+    sessionId: Q.get("sessionId") || "s-" + Math.random().toString(36).slice(2, 10),
+    user: Q.get("user") || "",
+    peerId: Q.get("peerId") || "",
+    color: Q.get("color") || "red",
+    audio: Q.get("audio") !== "0",
+    video: Q.get("video") !== "0",
+    mode: Q.get("mode") || "answer",
+    report: Q.get("report"),
+    reportMs: Number(Q.get("reportMs") || 500),
+    loopbackOnly: Q.get("loopbackOnly") !== "0",
+    audioSource: Q.get("audioSource") || "tone",
+    roomIdAs: Q.get("roomIdAs") || "auto",
+  };
+  const wireRoomId =
+    cfg.roomIdAs === "string" ? cfg.roomId
+      : cfg.roomIdAs === "number" || /^[1-9][0-9]{0,14}$/.test(cfg.roomId) ? Number(cfg.roomId)
+        : cfg.roomId;
+
+  // The palette; tests/integration/harness/stats.py holds the same table.
+  const PALETTE = {
+    red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255], yellow: [255, 255, 0],
+    magenta: [255, 0, 255], cyan: [0, 255, 255], white: [255, 255, 255], black: [0, 0, 0],
+  };
+  const TONES = { red: 440, green: 550, blue: 660, yellow: 770, magenta: 880, cyan: 990 };
+
+  // ---- log and errors -------------------------------------------------------------------
+  const logLines = [];
+  const errors = [];
+  const text = (x) => (typeof x === "string" ? x : x instanceof Error ? x.message : JSON.stringify(x));
+  function log(...args) {
+    const line = new Date().toISOString().slice(11, 23) + " " + args.map(text).join(" ");
+    logLines.push(line);
+    if (logLines.length > 300) logLines.shift();
+    console.log(line);
+  }
+  function fail(where, err) {
+    const msg = where + ": " + text(err && err.message ? err.message : err);
+    errors.push(msg);
+    log("ERROR", msg);
+  }
+  window.addEventListener("error", (e) => fail("window", e.message));
+  window.addEventListener("unhandledrejection", (e) => fail("promise", e.reason));
+
+  // ---- local media ----------------------------------------------------------------------
+  function colourSource(color, label) {
+    const canvas = document.createElement("canvas");
+    canvas.width = 320;
+    canvas.height = 240;
+    canvas.title = label;
+    document.getElementById("local").appendChild(canvas);
+    const g = canvas.getContext("2d");
+    const rgb = PALETTE[color] || PALETTE.red;
+    let n = 0;
+    const paint = () => {
+      g.fillStyle = `rgb(${rgb.join(",")})`;
+      g.fillRect(0, 0, 320, 240);
+      g.fillStyle = n++ % 2 ? "#000" : "#fff"; // a changing corner keeps frames flowing
+      g.fillRect(0, 0, 8, 8);
+    };
+    paint();
+    const timer = setInterval(paint, 66);
+    const stream = canvas.captureStream(15);
+    const track = stream.getVideoTracks()[0];
+    const stop = () => {
+      clearInterval(timer);
+      track.stop();
+      canvas.remove();
+    };
+    return { track, stream, stop };
+  }
+
+  let audioCtx = null;
+  async function audioSource(color) {
+    if (cfg.audioSource === "gum") {
+      const s = await navigator.mediaDevices.getUserMedia({ audio: true });
+      return { track: s.getAudioTracks()[0], stop: () => s.getTracks().forEach((t) => t.stop()) };
+    }
+    audioCtx = audioCtx || new AudioContext();
+    const osc = audioCtx.createOscillator();
+    osc.frequency.value = TONES[color] || 440;
+    const gain = audioCtx.createGain();
+    gain.gain.value = 0.3;
+    const dst = audioCtx.createMediaStreamDestination();
+    osc.connect(gain).connect(dst);
+    osc.start();
+    audioCtx.resume().catch((e) => log("AudioContext.resume", e));
+    const track = dst.stream.getAudioTracks()[0];
+    return { track, stop: () => { osc.stop(); track.stop(); } };
+  }
+
+  const local = { stream: new MediaStream(), sources: [], screen: null };
+
+  // ---- state ----------------------------------------------------------------------------
+  let ws = null;
+  let pc = null;
+  let started = false;
+  let joined = false;
+  let answeredFirst = false;
+  let makingOffer = false;
+  let wantOffer = false;
+  let glareRetry = false;
+  let remoteSet = false;
+  let left = false;
+  let queue = Promise.resolve();
+  const pendingIce = [];
+  const heldIce = [];
+  const received = {};
+  const sent = {};
+  const participants = new Map();
+  const leftEvents = [];
+  const serverErrors = [];
+  const states = [];
+  const closes = [];
+  const commandResults = {};
+  let joinedPayload = null;
+  let trackList = [];
+  const streamOf = new Map(); // transceiver -> the stream id of its last `track` event
+  const records = [];
+
+  const enqueue = (what, fn) => {
+    queue = queue.then(fn).catch((e) => fail(what, e));
+    return queue;
+  };
+
+  // ---- signaling ------------------------------------------------------------------------
+  function send(type, payload) {
+    const msg = { type, roomId: wireRoomId, sessionId: cfg.sessionId };
+    if (payload !== undefined) msg.payload = payload;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      log("not sent (socket not open):", type);
+      return;
+    }
+    ws.send(JSON.stringify(msg));
+    sent[type] = (sent[type] || 0) + 1;
+  }
+
+  function openSocket() {
+    const url = new URL(cfg.ws);
+    if (cfg.token) url.searchParams.set("access_token", cfg.token);
+    joined = false;
+    const sock = new WebSocket(url.toString());
+    ws = sock;
+    sock.onopen = () => {
+      log("ws open");
+      send("join");
+      if (cfg.mode === "early-ice") enqueue("early offer", () => offerNow("early-ice"));
+    };
+    sock.onmessage = (e) => enqueue("handle", () => handle(e.data));
+    sock.onclose = (e) => {
+      closes.push({ code: e.code, reason: e.reason, at: Date.now() });
+      log("ws close", e.code, e.reason);
+    };
+    sock.onerror = () => log("ws error");
+  }
+
+  async function handle(data) {
+    const m = JSON.parse(data);
+    received[m.type] = (received[m.type] || 0) + 1;
+    let p = m.payload;
+    if (typeof p === "string") p = JSON.parse(p);
+    if (m.type !== "ice") log("<-", m.type, m.type === "offer" || m.type === "answer" ? "" : p);
+    switch (m.type) {
+      case "joined":
+        joined = true;
+        joinedPayload = p;
+        for (const x of p.participants || []) participants.set(x.sessionId, x);
+        if (cfg.mode === "offer") await offerNow("after joined");
+        else maybeOffer();
+        break;
+      case "participant-joined":
+        participants.set(p.sessionId, p);
+        break;
+      case "participant-left":
+        participants.delete(p.sessionId);
+        leftEvents.push(p);
+        break;
+      case "tracks":
+        trackList = p.tracks || [];
+        break;
+      case "offer":
+        await pc.setRemoteDescription(p); // implicit rollback of our own offer on glare
+        await afterRemoteDescription();
+        await pc.setLocalDescription();
+        send("answer", { type: "answer", sdp: pc.localDescription.sdp });
+        answeredFirst = true;
+        // The browser fires negotiationneeded again if the answer left something unnegotiated.
+        wantOffer = glareRetry;
+        glareRetry = false;
+        maybeOffer();
+        break;
+      case "answer":
+        await pc.setRemoteDescription(p);
+        await afterRemoteDescription();
+        maybeOffer();
+        break;
+      case "ice":
+        await onRemoteIce(p);
+        break;
+      case "state":
+        states.push(p.state);
+        break;
+      case "error":
+        serverErrors.push(p);
+        if (p.code === "glare") {
+          wantOffer = true;
+          glareRetry = pc.signalingState !== "stable";
+          maybeOffer();
+        }
+        break;
+      default:
+        log("unknown message type", m.type);
+    }
+  }
+
+  async function afterRemoteDescription() {
+    remoteSet = true;
+    while (pendingIce.length) {
+      const c = pendingIce.shift();
+      await pc.addIceCandidate(c).catch((e) => fail("addIceCandidate (buffered)", e));
+    }
+    while (heldIce.length) send("ice", heldIce.shift());
+  }
+
+  async function onRemoteIce(p) {
+    if (!p || !p.candidate) return; // end of candidates: nothing to do against an ICE-lite server
+    const c = { candidate: p.candidate, sdpMid: p.sdpMid, sdpMLineIndex: p.sdpMLineIndex };
+    if (!pc.remoteDescription) {
+      pendingIce.push(c);
+      return;
+    }
+    await pc.addIceCandidate(c).catch((e) => fail("addIceCandidate", e));
+  }
+
+  async function offerNow(why) {
+    if (makingOffer || left) return;
+    makingOffer = true;
+    wantOffer = false;
+    try {
+      await pc.setLocalDescription();
+      send("offer", { type: "offer", sdp: pc.localDescription.sdp });
+      log("-> offer", why);
+    } finally {
+      makingOffer = false;
+    }
+  }
+
+  function maybeOffer() {
+    if (!wantOffer || !joined || left || makingOffer || !pc || pc.signalingState !== "stable") return;
+    if (cfg.mode === "answer" && !answeredFirst) return;
+    enqueue("offer", () => (wantOffer && pc.signalingState === "stable" ? offerNow("negotiation") : null));
+  }
+
+  const candidateAddress = (c) => (c.split(" ")[4] || "").toLowerCase();
+  const isLoopback = (c) => {
+    const a = candidateAddress(c);
+    return a.startsWith("127.") || a === "::1";
+  };
+
+  function createPc() {
+    const conn = new RTCPeerConnection({ iceServers: [] });
+    conn.onicecandidate = (e) => {
+      const c = e.candidate;
+      if (!c || !c.candidate) {
+        if (!c) sendIce({ candidate: "" });
+        return;
+      }
+      if (cfg.loopbackOnly && !isLoopback(c.candidate)) return;
+      sendIce({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
+    };
+    conn.onnegotiationneeded = () => {
+      wantOffer = true;
+      maybeOffer();
+    };
+    conn.onsignalingstatechange = () => maybeOffer();
+    conn.onconnectionstatechange = () => log("connectionState", conn.connectionState);
+    conn.oniceconnectionstatechange = () => log("iceConnectionState", conn.iceConnectionState);
+    conn.ontrack = (e) => {
+      if (e.streams[0]) streamOf.set(e.transceiver, e.streams[0].id);
+      log("track", e.track.kind, "mid", e.transceiver.mid, "stream", e.streams[0] && e.streams[0].id);
+    };
+    return conn;
+  }
+
+  function sendIce(p) {
+    if (cfg.mode === "offer" && !remoteSet) heldIce.push(p);
+    else send("ice", p);
+  }
+
+  // ---- remote tracks --------------------------------------------------------------------
+  function ownerOf(tr) {
+    const byMid = trackList.find((t) => t.mid === tr.mid);
+    if (byMid) return byMid;
+    const track = tr.receiver.track;
+    const byId = trackList.find((t) => t.trackId === track.id);
+    if (byId) return byId;
+    const streamId = streamOf.get(tr) || null;
+    const who = streamId ? participants.get(streamId) : null;
+    return { sessionId: streamId, userId: who ? who.userId : null, streamId, trackId: track.id };
+  }
+
+  const isReceiving = (tr) => tr.currentDirection === "recvonly" || tr.currentDirection === "sendrecv";
+
+  function syncRecords() {
+    if (!pc || pc.signalingState === "closed") return;
+    for (const tr of pc.getTransceivers()) {
+      if (!tr.mid || !tr.receiver.track) continue;
+      const latest = records.filter((r) => r.transceiver === tr && !r.superseded).pop();
+      if (!isReceiving(tr)) {
+        if (latest) latest.pausedSeen = true;
+        continue;
+      }
+      const own = ownerOf(tr);
+      if (latest && !latest.pausedSeen && (!own.sessionId || latest.sessionId === own.sessionId)) {
+        if (!latest.userId && own.userId) latest.userId = own.userId;
+        continue;
+      }
+      if (latest) latest.superseded = true;
+      addRecord(tr, own);
+    }
+  }
+
+  function addRecord(tr, own) {
+    const track = tr.receiver.track;
+    const rec = {
+      id: records.length, transceiver: tr, track, mid: tr.mid, kind: track.kind,
+      sessionId: own.sessionId || null, userId: own.userId || null,
+      streamId: own.streamId || streamOf.get(tr) || null, trackId: own.trackId || track.id,
+      superseded: false, pausedSeen: false, video: null, audio: null, frozen: null, createdAt: Date.now(),
+      lastPackets: -1, lastPacketAt: null,
+    };
+    if (track.kind === "video") {
+      const v = document.createElement("video");
+      v.muted = true;
+      v.autoplay = true;
+      v.playsInline = true;
+      v.srcObject = new MediaStream([track]);
+      document.getElementById("remote").appendChild(v);
+      v.play().catch((e) => log("video.play", e));
+      rec.video = v;
+    } else {
+      // Chromium computes a received track's audio level only while something plays it out.
+      const a = document.createElement("audio");
+      a.autoplay = true;
+      a.srcObject = new MediaStream([track]);
+      document.getElementById("remote").appendChild(a);
+      a.play().catch((e) => log("audio.play", e));
+      rec.audio = a;
+    }
+    records.push(rec);
+    log("remote track", rec.kind, "mid", rec.mid, "from", rec.userId, rec.sessionId);
+  }
+
+  const probe = document.createElement("canvas");
+  probe.width = probe.height = 16;
+  const probeCtx = probe.getContext("2d", { willReadFrequently: true });
+
+  function sampleColour(v) {
+    if (!v || !v.videoWidth || !v.videoHeight) return null;
+    const w = v.videoWidth;
+    const h = v.videoHeight;
+    probeCtx.drawImage(v, w / 4, h / 4, w / 2, h / 2, 0, 0, 16, 16);
+    const d = probeCtx.getImageData(0, 0, 16, 16).data;
+    const sum = [0, 0, 0];
+    for (let i = 0; i < d.length; i += 4) for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+    return sum.map((s) => Math.round(s / (d.length / 4)));
+  }
+
+  function nearestColour(rgb) {
+    if (!rgb) return null;
+    let best = null;
+    let bestD = Infinity;
+    for (const [name, ref] of Object.entries(PALETTE)) {
+      const dist = ref.reduce((acc, x, i) => acc + (x - rgb[i]) ** 2, 0);
+      if (dist < bestD) [best, bestD] = [name, dist];
+    }
+    return best;
+  }
+
+  async function inboundStats(tr) {
+    const out = {};
+    const stats = await tr.receiver.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      out.packetsReceived = s.packetsReceived;
+      out.bytesReceived = s.bytesReceived;
+      out.framesDecoded = s.framesDecoded;
+      out.framesReceived = s.framesReceived;
+      out.totalAudioEnergy = s.totalAudioEnergy;
+      out.audioLevel = s.audioLevel;
+      out.codecId = s.codecId;
+      if (s.lastPacketReceivedTimestamp !== undefined) {
+        const age = s.timestamp - s.lastPacketReceivedTimestamp;
+        out.statsPacketAge = age > -1000 && age < 1e7 ? Math.max(0, age) : null;
+      }
+    });
+    stats.forEach((s) => {
+      if (s.type === "codec" && s.id === out.codecId) out.codec = s.mimeType;
+    });
+    return out;
+  }
+
+  async function recordReport(r) {
+    const tr = r.transceiver;
+    const base = {
+      id: r.id, trackId: r.trackId, mid: r.mid, kind: r.kind, userId: r.userId,
+      sessionId: r.sessionId, streamId: r.streamId, superseded: r.superseded,
+    };
+    if (r.frozen) return { ...r.frozen, ...base, ended: true };
+    const receiving = isReceiving(tr) && !r.pausedSeen;
+    const now = Date.now();
+    let stats = {};
+    try {
+      stats = await inboundStats(tr);
+    } catch (e) {
+      log("getStats", e);
+    }
+    if (stats.packetsReceived !== undefined && stats.packetsReceived !== r.lastPackets) {
+      r.lastPackets = stats.packetsReceived;
+      r.lastPacketAt = now;
+    }
+    const rgb = r.video && receiving ? sampleColour(r.video) : null;
+    const out = {
+      ...base, ...stats,
+      readyState: r.track.readyState, muted: r.track.muted, direction: tr.currentDirection,
+      receiving, ended: r.superseded || !receiving || r.track.readyState === "ended",
+      lastPacketAge: stats.statsPacketAge ?? (r.lastPacketAt === null ? null : now - r.lastPacketAt),
+      rgb, colour: nearestColour(rgb),
+      width: r.video ? r.video.videoWidth : null, height: r.video ? r.video.videoHeight : null,
+    };
+    if (r.superseded || r.pausedSeen) {
+      r.frozen = out;
+      if (r.video) r.video.srcObject = null;
+      if (r.audio) r.audio.srcObject = null;
+    }
+    return out;
+  }
+
+  // ---- the report -----------------------------------------------------------------------
+  async function report() {
+    syncRecords();
+    const tracks = [];
+    for (const r of records) tracks.push(await recordReport(r));
+    return {
+      peerId: cfg.peerId, user: cfg.user, sessionId: cfg.sessionId, roomId: cfg.roomId,
+      mode: cfg.mode, color: cfg.color, ts: Date.now(), userAgent: navigator.userAgent,
+      started, joined, left, joinedPayload,
+      wsState: ws ? ["connecting", "open", "closing", "closed"][ws.readyState] : null,
+      connectionState: pc ? pc.connectionState : null,
+      iceConnectionState: pc ? pc.iceConnectionState : null,
+      signalingState: pc ? pc.signalingState : null,
+      participants: [...participants.values()], participantLeft: leftEvents,
+      messages: { ...received }, sent: { ...sent }, serverErrors, states, closes, errors,
+      trackMap: trackList, tracks,
+      localTracks: local.sources.map((s) => ({ kind: s.track.kind, readyState: s.track.readyState })),
+      commands: commandResults, log: logLines.slice(-100),
+    };
+  }
+
+  // ---- loopback self-test -----------------------------------------------------------------
+  async function loopback() {
+    const sender = new RTCPeerConnection({ iceServers: [] });
+    pc = new RTCPeerConnection({ iceServers: [] });
+    const wire = (from, to) => {
+      const early = [];
+      from.onicecandidate = (e) => {
+        if (!e.candidate || !e.candidate.candidate || !isLoopback(e.candidate.candidate)) return;
+        if (to.remoteDescription) to.addIceCandidate(e.candidate).catch((x) => fail("loop ice", x));
+        else early.push(e.candidate);
+      };
+      return async () => {
+        for (const c of early.splice(0)) await to.addIceCandidate(c).catch((x) => fail("loop ice", x));
+      };
+    };
+    const flushToReceiver = wire(sender, pc);
+    const flushToSender = wire(pc, sender);
+    pc.ontrack = (e) => e.streams[0] && streamOf.set(e.transceiver, e.streams[0].id);
+    for (const s of local.sources) sender.addTrack(s.track, local.stream);
+    const offer = await sender.createOffer();
+    await sender.setLocalDescription(offer);
+    await pc.setRemoteDescription(offer);
+    await flushToReceiver();
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await sender.setRemoteDescription(answer);
+    await flushToSender();
+    joined = true;
+    const self = { sessionId: "loop-" + cfg.sessionId, userId: cfg.user };
+    participants.set(self.sessionId, self);
+    trackList = pc.getTransceivers().map((t) => ({
+      mid: t.mid, kind: t.receiver.track.kind, trackId: t.receiver.track.id,
+      streamId: local.stream.id, ...self,
+    }));
+    window.peer.loopbackSender = sender;
+  }
+
+  // ---- commands (Firefox has no driver: they come back in the answer to a report POST) -----
+  async function runCommand(c) {
+    try {
+      const value = await window.peer[c.method](...(c.args || []));
+      commandResults[c.id] = { ok: true, value: value === undefined ? null : value };
+    } catch (e) {
+      commandResults[c.id] = { ok: false, error: text(e.message || e) };
+      fail("command " + c.method, e);
+    }
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  async function postLoop() {
+    for (;;) {
+      try {
+        const body = JSON.stringify(await report());
+        const res = await fetch(cfg.report, { method: "POST", body, headers: { "Content-Type": "text/plain" } });
+        const answer = await res.json();
+        for (const c of answer.commands || []) await runCommand(c);
+      } catch (e) {
+        log("report POST failed", e);
+      }
+      await sleep(cfg.reportMs);
+    }
+  }
+
+  // ---- the API for tests ----------------------------------------------------------------
+  window.peer = {
+    cfg,
+    report,
+    get started() { return started; },
+    get pc() { return pc; },
+    async addScreenShare(color) {
+      if (local.screen) throw new Error("a screen share is already on");
+      const src = colourSource(color || "yellow", "screen");
+      src.sender = pc.addTrack(src.track, src.stream);
+      local.screen = src;
+      return true;
+    },
+    async removeScreenShare() {
+      if (!local.screen) throw new Error("no screen share");
+      pc.removeTrack(local.screen.sender);
+      local.screen.stop();
+      local.screen = null;
+      return true;
+    },
+    async leave() {
+      send("leave");
+      left = true;
+      for (const s of local.sources) s.stop();
+      if (local.screen) local.screen.stop();
+      if (pc) pc.close();
+      return true;
+    },
+    async closeSocket(code) {
+      if (ws) ws.close(code || 1000, "test");
+      return true;
+    },
+    async reconnect(iceRestart) {
+      if (ws && ws.readyState < WebSocket.CLOSING) ws.close(1000, "reconnect");
+      openSocket();
+      if (iceRestart) pc.restartIce();
+      return true;
+    },
+    async sendRaw(textFrame) {
+      ws.send(textFrame);
+      return true;
+    },
+  };
+
+  async function start() {
+    try {
+      if (cfg.video) {
+        const v = colourSource(cfg.color, "camera");
+        local.sources.push(v);
+        local.stream.addTrack(v.track);
+      }
+      if (cfg.audio) {
+        const a = await audioSource(cfg.color);
+        local.sources.push(a);
+        local.stream.addTrack(a.track);
+      }
+      if (cfg.mode === "loopback") {
+        await loopback();
+      } else {
+        pc = createPc();
+        for (const s of local.sources) pc.addTrack(s.track, local.stream);
+        openSocket();
+      }
+      started = true;
+      log("started", cfg.mode, cfg.user, cfg.sessionId);
+    } catch (e) {
+      fail("start", e);
+    }
+    if (cfg.report) postLoop();
+  }
+  start();
+})();
