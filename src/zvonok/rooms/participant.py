@@ -81,6 +81,7 @@ class Participant:
         self._needs_offer = False
         self._described = False
         self._trickled = False
+        self._glare_refused = False
         self.negotiator = SessionNegotiator()
         self.endpoint = MediaEndpoint()
         self.transport: WebRtcTransport = worker.create_transport(
@@ -146,6 +147,7 @@ class Participant:
 
     def _send_offer(self) -> None:
         self._needs_offer = False
+        self._glare_refused = False
         sdp = self.negotiator.create_offer(self._wanted(), self._local())
         self._send_track_map()
         self.send("offer", {"type": "offer", "sdp": sdp})
@@ -153,10 +155,14 @@ class Participant:
 
     def handle_offer(self, sdp: str) -> None:
         if self.negotiator.state != "stable":
-            if self._described:
+            if not self._glare_refused:
+                # Impolite: a polite client rolls back, answers our offer and offers again.
+                self._glare_refused = True
                 raise SignalError("glare", "the server's offer is outstanding; answer it first")
-            # A naive client that only ever offers: withdraw our first offer and answer theirs.
+            # A second colliding offer without an answer in between: a naive client that only
+            # ever offers. Withdraw our offer, answer theirs, and offer again afterwards.
             self.negotiator.rollback()
+            self._needs_offer = True
         try:
             answer, result = self.negotiator.apply_offer(sdp, self._wanted(), self._local)
         except ValueError as exc:

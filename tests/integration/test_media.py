@@ -1,0 +1,139 @@
+"""Calls through zvonok with real WebRTC clients we did not write, on loopback.
+
+"Receives" means: the remote track's packets and decoded frames grow (getStats), and the decoded
+picture has the sender's colour, so an echo or a mix-up fails. Browsers run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from .harness.aiortc_peer import AiortcPeers
+from .harness.chromium import ChromiumPeers
+from .harness.firefox import FirefoxPeers
+from .harness.server import ZvonokServer
+from .harness.stats import PeerReport
+
+pytestmark = pytest.mark.timeout(150)
+
+WAIT = 30.0
+
+
+async def test_two_aiortc_peers_in_a_private_chat(
+    zvonok_server: ZvonokServer, aiortc_peers: AiortcPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await aiortc_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await aiortc_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_two_chromium_peers_in_a_private_chat(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_chromium_and_firefox_in_a_private_chat(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await firefox_peers.open(zvonok_server, user="bob", room=chat, color="green")
+    await a.wait_receiving(from_user="bob", color="green", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_three_chromium_peers_in_a_group_then_one_leaves(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    group = zvonok_server.create_group(["alice", "bob", "carol"])
+    colours = {"alice": "red", "bob": "blue", "carol": "yellow"}
+    peers = {
+        user: await chromium_peers.open(
+            zvonok_server, user=user, room=group, color=colour, kind="group"
+        )
+        for user, colour in colours.items()
+    }
+    for user, peer in peers.items():
+        for other, colour in colours.items():
+            if other != user:
+                await peer.wait_receiving(from_user=other, color=colour, timeout=WAIT)
+                await peer.wait_receiving(from_user=other, kind="audio", timeout=WAIT)
+        report = await peer.report()
+        assert not report.tracks_from(user), f"{user} receives its own media"
+        live = [t for t in report.tracks if not t.ended]
+        assert len(live) == 4, f"{user} should receive exactly 2 x (audio, video): {live}"
+    # carol leaves: her tracks end at the others within 2 s, and alice and bob keep talking.
+    await peers["carol"].leave()
+    started = time.monotonic()
+    await peers["alice"].wait_track_ended(from_user="carol", timeout=5)
+    await peers["bob"].wait_track_ended(from_user="carol", timeout=5)
+    assert time.monotonic() - started < 2.5
+    await peers["alice"].wait_participant("carol", present=False, timeout=5)
+    await asyncio.sleep(1)
+    await peers["alice"].wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    await peers["bob"].wait_receiving(from_user="alice", color="red", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_screen_share_added_mid_call_with_the_clients_own_offer(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.add_screen_share("green")
+    await b.wait_receiving(from_user="alice", color="green", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    videos = [t for t in (await b.report()).tracks_from("alice", kind="video") if not t.ended]
+    assert len(videos) == 2
+    await a.remove_screen_share()
+
+    def one_video_left(report: PeerReport) -> str | None:
+        live = [t for t in report.tracks_from("alice", kind="video") if not t.ended]
+        return None if len(live) == 1 else f"{len(live)} live videos from alice"
+
+    await b.wait_for(one_video_left, "screen share track ended", timeout=10)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_audio_only_peer(zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue", video=False)
+    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    assert not (await a.report()).tracks_from("bob", kind="video")
+
+
+@pytest.mark.browser
+async def test_peer_that_offers_and_trickles_before_any_answer(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(
+        zvonok_server, user="bob", room=chat, color="magenta", mode="early-ice"
+    )
+    await a.wait_receiving(from_user="bob", color="magenta", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
