@@ -1,0 +1,255 @@
+"""One subscriber's copy of one producer's track.
+
+Owns: ``Consumer`` — per-subscriber rewriting of SSRC, payload type, sequence number, timestamp
+and header-extension ids (RFC 3550 §5.1, RFC 8285) on a copy of the raw bytes; waiting for a
+keyframe after start/resume; NACK answers from the producer's history as RTX (RFC 4585 §6.2.1,
+RFC 4588 §4) or plain resends; keyframe requests passed to the producer; sender reports
+(RFC 3550 §6.4.1) derived from the publisher's so that lip sync holds, with SDES CNAME (§6.5);
+loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8).
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from struct import unpack_from
+
+from ..packets.rtcp import (
+    ReportBlock,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    ntp_middle,
+)
+from ..packets.rtp import ext_id_table, rewrite_rtp, wrap_rtx
+from .producer import Producer
+from .types import PacketSink
+
+SENDER_REPORT_INTERVAL = 1.0
+MAX_NACKED_PER_REQUEST = 128
+_SENT_SR_KEPT = 8
+_SYNC_TRAIL = 0x1000
+
+
+class Consumer:
+    """Forwards one producer's packets to one subscriber. Created by ``Router.create_consumer``."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        *,
+        consumer_id: str,
+        sink: PacketSink,
+        ssrc: int,
+        rtx_ssrc: int | None,
+        payload_types: Mapping[int, int],
+        rtx_payload_types: Mapping[int, int],
+        ext_id_map: Mapping[int, int],
+        cname: str,
+        clock: Callable[[], float],
+        on_close: Callable[[Consumer], None],
+    ) -> None:
+        self.id = consumer_id
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc if rtx_payload_types else None
+        self.kind = producer.kind
+        self.producer = producer
+        self.closed = False
+        self.paused = False
+        self._sink = sink
+        self._send = sink.send_rtp
+        self._pts = dict(payload_types)
+        self._rtx_pts = dict(rtx_payload_types)
+        self._ext = ext_id_table(ext_id_map)
+        self._cname = cname
+        self._clock = clock
+        self._on_close = on_close
+        self._video = producer.kind == "video"
+        #: True while packets are not forwarded: paused, closed, or waiting for a sync point.
+        self._blocked = True
+        self._waiting = True
+        self._seq_offset = 0
+        self._sync_in_seq = 0  # the first producer seq forwarded with the current offset
+        self._last_out_seq = secrets.randbits(16)
+        self._ts_offset = secrets.randbits(32)
+        self._rtx_seq = secrets.randbits(16)
+        self._last_sr = float("-inf")
+        self._sent_srs: dict[int, float] = {}
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.rtx_sent = 0
+        self.dropped = 0
+        self.nacks_received = 0
+        self.keyframe_requests_received = 0
+        self.fraction_lost = 0
+        self.packets_lost = 0
+        self.jitter = 0
+        self.rtt: float | None = None
+
+    # -- hot path --------------------------------------------------------------------------
+
+    def forward(self, packet: bytes) -> None:
+        """Rewrite a copy of the producer's packet for this subscriber and send it."""
+        if self._blocked and not self._try_start(packet):
+            return
+        in_seq = packet[2] << 8 | packet[3]
+        since_sync = (in_seq - self._sync_in_seq) & 0xFFFF
+        if since_sync >= 0x8000:
+            self.dropped += 1  # older than our sync point: never sent in this numbering
+            return
+        if since_sync > _SYNC_TRAIL:  # keep the sync point trailing, so that 16-bit wrap is safe
+            self._sync_in_seq = (in_seq - _SYNC_TRAIL) & 0xFFFF
+        pt = self._pts.get(packet[1] & 0x7F)
+        if pt is None:
+            self._skip(in_seq)
+            return
+        ts = (unpack_from("!I", packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
+        seq = (in_seq + self._seq_offset) & 0xFFFF
+        try:
+            out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
+        except ValueError:
+            self._skip(in_seq)
+            return
+        if (seq - self._last_out_seq) & 0xFFFF < 0x8000:
+            self._last_out_seq = seq
+        self.packets_sent += 1
+        header = 12 + (out[0] & 0x0F) * 4
+        if out[0] & 0x10:
+            header += 4 + (out[header + 2] << 8 | out[header + 3]) * 4
+        self.octets_sent += len(out) - header
+        self._send(out)
+
+    def _try_start(self, packet: bytes) -> bool:
+        """While blocked: start (again) at a keyframe (video) or the next packet (audio)."""
+        if self.closed or self.paused:
+            return False
+        if self._video and not self.producer.packet_is_keyframe:
+            self.dropped += 1
+            return False
+        in_seq = packet[2] << 8 | packet[3]
+        self._seq_offset = (self._last_out_seq + 1 - in_seq) & 0xFFFF
+        self._sync_in_seq = in_seq
+        self._blocked = self._waiting = False
+        return True
+
+    def _skip(self, in_seq: int) -> None:
+        """Drop a packet without leaving a hole in our numbering when it is the next in order."""
+        self.dropped += 1
+        if (in_seq + self._seq_offset - self._last_out_seq) & 0xFFFF == 1:
+            self._seq_offset = (self._seq_offset - 1) & 0xFFFF
+            self._sync_in_seq = (in_seq + 1) & 0xFFFF
+
+    # -- control ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin forwarding: video waits for a keyframe and asks the producer for one."""
+        if not self.paused and not self.closed and self._video:
+            self.producer.request_keyframe()
+
+    def pause(self) -> None:
+        if self.closed:
+            return
+        self.paused = True
+        self._blocked = self._waiting = True
+
+    def resume(self) -> None:
+        if self.closed or not self.paused:
+            return
+        self.paused = False
+        self._blocked = self._waiting = True
+        self.start()
+
+    def receive_nack(self, seqs: Iterable[int]) -> None:
+        """Resend the packets the subscriber lost (its seqs) from the producer's history."""
+        history = self.producer.history
+        self.nacks_received += 1
+        if history is None or self.closed or self.paused:
+            return
+        for count, seq in enumerate(seqs):
+            if count >= MAX_NACKED_PER_REQUEST:
+                break
+            in_seq = (seq - self._seq_offset) & 0xFFFF
+            if (in_seq - self._sync_in_seq) & 0xFFFF >= 0x8000:
+                continue
+            packet = history.get(in_seq)
+            if packet is not None:
+                self._resend(packet, seq & 0xFFFF)
+
+    def _resend(self, packet: bytes, seq: int) -> None:
+        pt = self._pts.get(packet[1] & 0x7F)
+        if pt is None:
+            return
+        ts = (unpack_from("!I", packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
+        try:
+            out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
+            rtx_pt = self._rtx_pts.get(pt)
+            if rtx_pt is not None and self.rtx_ssrc is not None:
+                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+                out = wrap_rtx(out, self.rtx_ssrc, rtx_pt, self._rtx_seq)
+        except ValueError:
+            return
+        self.rtx_sent += 1
+        self._send(out)
+
+    def receive_keyframe_request(self) -> None:
+        """PLI/FIR from the subscriber: a (throttled) request to the producer."""
+        self.keyframe_requests_received += 1
+        if not self.closed and self._video:
+            self.producer.request_keyframe()
+
+    def receive_receiver_report(self, block: ReportBlock, now: float) -> None:
+        """Loss and jitter as the subscriber sees them; RTT from LSR/DLSR (RFC 3550 §6.4.1)."""
+        self.fraction_lost = block.fraction_lost
+        self.packets_lost = block.packets_lost
+        self.jitter = block.jitter
+        sent_at = self._sent_srs.get(block.lsr) if block.lsr else None
+        if sent_at is not None:
+            self.rtt = max(0.0, now - sent_at - block.dlsr / 65536)
+
+    # -- periodic --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Sender report + SDES about once a second; re-ask for a keyframe while waiting."""
+        if self.closed:
+            return
+        if self._waiting and not self.paused and self._video:
+            self.producer.request_keyframe()
+        if now - self._last_sr >= SENDER_REPORT_INTERVAL * 0.95:
+            report = self.sender_report(now)
+            if report is not None:
+                self._last_sr = now
+                self._sink.send_rtcp(report)
+
+    def sender_report(self, now: float) -> bytes | None:
+        """SR + SDES CNAME, or None before the publisher's first SR or our first packet.
+
+        The NTP↔RTP relation is the publisher's, shifted by our timestamp offset and
+        extrapolated to ``now`` at the codec clock rate; the counts are our own.
+        """
+        last = self.producer.last_sr
+        if last is None or self.packets_sent == 0:
+            return None
+        ntp, rtp_ts, at = last
+        elapsed = now - at
+        ntp_now = (ntp + int(elapsed * (1 << 32))) & 0xFFFF_FFFF_FFFF_FFFF
+        rtp_now = (rtp_ts + self._ts_offset + round(elapsed * self.producer.clock_rate)) & (
+            0xFFFF_FFFF
+        )
+        packets, octets = self.packets_sent & 0xFFFF_FFFF, self.octets_sent & 0xFFFF_FFFF
+        sr = SenderReport(self.ssrc, ntp_now, rtp_now, packets, octets)
+        self._sent_srs[ntp_middle(ntp_now)] = now
+        while len(self._sent_srs) > _SENT_SR_KEPT:
+            del self._sent_srs[next(iter(self._sent_srs))]
+        return build_compound([sr, SourceDescription.cname_of(self.ssrc, self._cname)])
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop forwarding and detach from the producer and the router. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._blocked = True
+        self.producer.remove_consumer(self)
+        self._on_close(self)

@@ -1,0 +1,132 @@
+"""One room's media: its producers, its consumers and their periodic RTCP.
+
+Owns: ``Router`` (creates and closes ``Producer``s and ``Consumer``s, runs their ``tick``: receiver
+reports and NACK retries to publishers, sender reports to subscribers, RFC 3550 §6.2 at about
+one a second driven by the owner's clock; it has no timers of its own) and the RTCP sender SSRC
+(RFC 3550 §8.1: random) and CNAME the router uses when it reports as a receiver.
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from .consumer import Consumer
+from .producer import Producer
+from .types import CodecInfo, PacketSink
+
+__all__ = ["CodecInfo", "Consumer", "PacketSink", "Producer", "Router"]
+
+
+class Router:
+    """Producers and consumers of one room. ``close`` cascades; ``tick`` is called 4-5x/s."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.rtcp_ssrc = secrets.randbits(32) or 1
+        self.cname = "zvonok-" + secrets.token_hex(4)
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.closed = False
+
+    def create_producer(
+        self,
+        *,
+        producer_id: str,
+        sink: PacketSink,
+        kind: Literal["audio", "video"],
+        codecs: Mapping[int, CodecInfo],
+        ssrc: int,
+        rtx_ssrc: int | None,
+        rtx_payload_types: Mapping[int, int],
+    ) -> Producer:
+        """A producer for a published track; ``sink`` is the publisher's transport."""
+        if self.closed:
+            raise ValueError("router is closed")
+        if producer_id in self.producers:
+            raise ValueError(f"producer {producer_id!r} already exists")
+        producer = Producer(
+            producer_id=producer_id,
+            sink=sink,
+            kind=kind,
+            codecs=codecs,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+            rtx_payload_types=rtx_payload_types,
+            rtcp_ssrc=self.rtcp_ssrc,
+            cname=self.cname,
+            clock=self._clock,
+            on_close=self._producer_closed,
+        )
+        self.producers[producer_id] = producer
+        return producer
+
+    def create_consumer(
+        self,
+        producer: Producer,
+        *,
+        consumer_id: str,
+        sink: PacketSink,
+        ssrc: int,
+        rtx_ssrc: int | None,
+        payload_types: Mapping[int, int],
+        rtx_payload_types: Mapping[int, int],
+        ext_id_map: Mapping[int, int],
+        cname: str,
+    ) -> Consumer:
+        """A consumer of ``producer`` for one subscriber; ``sink`` is the subscriber's transport.
+
+        ``payload_types``: publisher pt -> subscriber pt; ``rtx_payload_types``: subscriber
+        media pt -> subscriber rtx pt; ``ext_id_map``: publisher ext id -> subscriber ext id.
+        """
+        if self.closed or producer.closed:
+            raise ValueError("router or producer is closed")
+        if self.producers.get(producer.id) is not producer:
+            raise ValueError(f"producer {producer.id!r} does not belong to this router")
+        if consumer_id in self.consumers:
+            raise ValueError(f"consumer {consumer_id!r} already exists")
+        consumer = Consumer(
+            producer,
+            consumer_id=consumer_id,
+            sink=sink,
+            ssrc=ssrc,
+            rtx_ssrc=rtx_ssrc,
+            payload_types=payload_types,
+            rtx_payload_types=rtx_payload_types,
+            ext_id_map=ext_id_map,
+            cname=cname,
+            clock=self._clock,
+            on_close=self._consumer_closed,
+        )
+        self.consumers[consumer_id] = consumer
+        producer.add_consumer(consumer)
+        consumer.start()
+        return consumer
+
+    def tick(self, now: float) -> None:
+        """Periodic RTCP of every producer and consumer (no timers of the router's own)."""
+        for producer in list(self.producers.values()):
+            producer.tick(now)
+        for consumer in list(self.consumers.values()):
+            consumer.tick(now)
+
+    def close(self) -> None:
+        """Close every producer (which closes its consumers) and any consumer left. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers.values()):
+            producer.close()
+        for consumer in list(self.consumers.values()):
+            consumer.close()
+
+    def _producer_closed(self, producer: Producer) -> None:
+        if self.producers.get(producer.id) is producer:
+            del self.producers[producer.id]
+
+    def _consumer_closed(self, consumer: Consumer) -> None:
+        if self.consumers.get(consumer.id) is consumer:
+            del self.consumers[consumer.id]
