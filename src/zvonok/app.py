@@ -21,15 +21,18 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .auth.secret import load_or_create_secret
-from .auth.tokens import TokenVerifier
+from .auth.tokens import TokenVerifier, issue_token
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .config import Settings
+from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
 from .rooms.participant import Participant
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, create_store
+from .store.sql import SqlMembershipStore
+from .web import web_routes
 
 log = logging.getLogger("zvonok.app")
 
@@ -44,12 +47,14 @@ class Components:
     rooms: RoomService
     endpoint: CallEndpoint
     health: LocalClusterHealth
+    dev_secret: str | None
 
 
 async def build(settings: Settings) -> Components:
     """Create and start every component of a node."""
     secret = settings.jwt_secret
-    if secret is None and any(alg.startswith("HS") for alg in settings.jwt_algorithms):
+    hs = any(alg.startswith("HS") for alg in settings.jwt_algorithms)
+    if secret is None and hs:
         secret = load_or_create_secret(settings.data_dir)
     verifier = TokenVerifier(settings, secret)
     store = await create_store(settings)
@@ -83,7 +88,9 @@ async def build(settings: Settings) -> Components:
             send_queue_size=settings.send_queue_size,
         ),
     )
-    return Components(settings, worker, store, rooms, endpoint, LocalClusterHealth())
+    return Components(
+        settings, worker, store, rooms, endpoint, LocalClusterHealth(), secret if hs else None
+    )
 
 
 async def shutdown(components: Components) -> None:
@@ -110,6 +117,11 @@ def create_app(settings: Settings) -> Starlette:
             ",".join(components.worker.announced_ips),
             settings.data_dir,
         )
+        if settings.dev_enabled:
+            log.warning(
+                "development mode: /dev/token and /dev/join hand out tokens and memberships to "
+                "anyone who asks; set ZVONOK_DEV_MODE=false (or configure real keys) in production"
+            )
         try:
             yield
         finally:
@@ -135,13 +147,36 @@ def create_app(settings: Settings) -> Starlette:
         components = state["c"]
         return JSONResponse(_state_snapshot(components))
 
+    def issue_dev_token(user_id: str) -> str:
+        secret = state["c"].dev_secret
+        if secret is None:
+            raise ValueError("dev tokens need an HS256 secret")
+        return issue_token(
+            secret,
+            user_id,
+            3600.0,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+
+    async def dev_ensure_member(kind: str, room_id: str, user_id: str) -> None:
+        store = state["c"].store
+        if not isinstance(store, SqlMembershipStore):
+            raise ValueError("/dev/join works with the embedded SQL membership store only")
+        await store.ensure_member(RoomKey(RoomKind(kind), room_id), user_id)
+
     routes: list[Any] = [
+        *web_routes(
+            dev_mode=settings.dev_enabled,
+            issue_dev_token=issue_dev_token,
+            dev_ensure_member=dev_ensure_member,
+        ),
         WebSocketRoute("/api/v1/{kind}/{room_id}/call", call),
         Route("/healthz", healthz),
         Route("/livez", healthz),
         Route("/readyz", readyz),
     ]
-    if settings.dev_mode:
+    if settings.dev_enabled:
         routes.append(Route("/debug/state", debug_state))
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path(".zvonok")
-    dev_mode: bool = True
+    dev_mode: bool | None = None
 
     # --- media plane ---
     media_host: str = "0.0.0.0"
@@ -83,6 +83,23 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def dev_enabled(self) -> bool:
+        """Development helpers are on when asked for, or by default on the embedded setup only.
+
+        The embedded setup is an auto-generated HS256 secret and the embedded SQLite store; as soon
+        as an operator points zvonok at real keys or a real database, dev mode must be asked for.
+        """
+        if self.dev_mode is not None:
+            return self.dev_mode
+        return (
+            self.jwt_secret is None
+            and self.jwt_public_key is None
+            and self.jwks_url is None
+            and self.membership_backend == "sql"
+            and self.database_url is None
+        )
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -1,0 +1,1229 @@
+// zvonok.js: the browser SDK of zvonok (a WebRTC SFU with WebSocket signaling).
+//
+// Owns the client side of docs/protocol.md: one WebSocket and one RTCPeerConnection per call,
+// W3C perfect negotiation as the POLITE peer (the server is impolite), trickle ICE both ways
+// with remote candidates buffered until a remote description is set, the `tracks` map that names
+// the owner of every received track, reconnection with the same sessionId (resume, ICE restart
+// or rebuild), remote mute detection from RTP, and a 2 s connection-quality sample.
+// A dependency-free ES module with JSDoc types; no build step. It talks to nothing but the
+// WebSocket URL it is given (and the media server that URL's signaling names).
+
+const SESSION_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** @type {Required<ReconnectOptions>} */
+const RECONNECT_DEFAULTS = { minDelay: 500, maxDelay: 8000, timeout: 60000 };
+const STATS_INTERVAL = 2000;
+const JOIN_TIMEOUT = 15000;
+const ICE_DISCONNECT_GRACE = 2000;
+const ICE_RESTART_MIN_GAP = 5000;
+// Join errors after which trying again with the same sessionId cannot help.
+const FATAL_JOIN_ERRORS = new Set(["session-taken", "room-full", "room-mismatch", "bad-message"]);
+
+/**
+ * @typedef {object} ReconnectOptions
+ * @property {number} [minDelay]  first backoff delay in ms (default 500)
+ * @property {number} [maxDelay]  backoff ceiling in ms (default 8000)
+ * @property {number} [timeout]   give up (event `failed`) after this many ms (default 60000)
+ *
+ * @typedef {object} ZvonokCallOptions
+ * @property {string} url          ws(s)://host/api/v1/{chat|group}/{id}/call (or a path on this host)
+ * @property {string} [token]      the JWT; sent as the `access_token` query parameter
+ * @property {number|string} roomId  the chat/group id, echoed in every message
+ * @property {string} [sessionId]  1-64 of [A-Za-z0-9_.-]; generated when absent, kept for resume
+ * @property {RTCIceServer[]} [iceServers]  default: the `iceServers` of the server's `joined`
+ * @property {ReconnectOptions} [reconnect]
+ * @property {number} [statsInterval]  ms between `quality` events (default 2000; 0 disables)
+ * @property {boolean} [debug]     log signaling to the console
+ *
+ * @typedef {object} RemoteTrackInfo
+ * @property {string} trackId     the server's id of the forwarded track
+ * @property {string} mid
+ * @property {"audio"|"video"} kind
+ * @property {string} sessionId   the publisher's session
+ * @property {string} userId      the publisher's user
+ * @property {MediaStreamTrack} track
+ * @property {MediaStream[]} streams
+ * @property {boolean} muted
+ *
+ * @typedef {object} Participant
+ * @property {string} sessionId
+ * @property {string} userId
+ * @property {Map<string, MediaStreamTrack>} tracks  trackId -> the received track
+ */
+
+/** An error with a machine-readable `code` (the protocol's codes plus the SDK's own). */
+export class ZvonokError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {object} [extra]
+   */
+  constructor(code, message, extra = {}) {
+    super(message);
+    this.name = "ZvonokError";
+    /** @type {string} */
+    this.code = code;
+    Object.assign(this, extra);
+  }
+}
+
+/** An event whose fields are both properties of the event (like RTCTrackEvent) and `detail`. */
+export class ZvonokEvent extends Event {
+  /**
+   * @param {string} type
+   * @param {Record<string, any>} [init]
+   */
+  constructor(type, init = {}) {
+    super(type);
+    /** @type {Record<string, any>} */
+    this.detail = init;
+    for (const [key, value] of Object.entries(init)) {
+      if (!(key in Event.prototype)) /** @type {any} */ (this)[key] = value;
+    }
+  }
+}
+
+/** @returns {string} a random session id (works outside secure contexts too) */
+export function newSessionId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return "s-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The WebSocket URL of a call on the server that served this page (or on `base`).
+ * @param {"chat"|"group"} kind
+ * @param {string|number} roomId
+ * @param {string} [base]  an http(s) or ws(s) origin; default `location.href`
+ */
+export function callUrl(kind, roomId, base) {
+  const url = new URL(`/api/v1/${kind}/${encodeURIComponent(String(roomId))}/call`,
+    base ?? location.href);
+  url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
+  return url.toString();
+}
+
+/**
+ * One call: one signaling WebSocket and one RTCPeerConnection to the SFU.
+ *
+ * Events: joined, participantjoined, participantleft, track, trackended, connectionstatechange,
+ * reconnecting, reconnected, failed, error, quality, mute.
+ */
+export class ZvonokCall extends EventTarget {
+  /** @param {ZvonokCallOptions} options */
+  constructor(options) {
+    super();
+    if (!options || !options.url) throw new ZvonokError("bad-options", "url is required");
+    if (options.roomId === undefined || options.roomId === null || options.roomId === "") {
+      throw new ZvonokError("bad-options", "roomId is required");
+    }
+    const sessionId = options.sessionId ?? newSessionId();
+    if (!SESSION_ID_RE.test(sessionId)) {
+      throw new ZvonokError("bad-options", "sessionId must be 1-64 of [A-Za-z0-9_.-]");
+    }
+    this._url = options.url;
+    this._token = options.token ?? null;
+    this.roomId = options.roomId;
+    this.sessionId = sessionId;
+    /** @type {string|null} */
+    this.userId = null;
+    this._iceServersOption = options.iceServers ?? null;
+    /** @type {RTCIceServer[]} */
+    this.iceServers = [];
+    this._reconnectOptions = { ...RECONNECT_DEFAULTS, ...(options.reconnect ?? {}) };
+    this._statsInterval = options.statsInterval ?? STATS_INTERVAL;
+    this._debug = Boolean(options.debug);
+    /** "new" | "connecting" | "joined" | "reconnecting" | "closed" | "failed" */
+    this.state = "new";
+    /** the server's view of this session's connection (its `state` messages) */
+    this.serverState = "new";
+    /** @type {Map<string, Participant>} */
+    this.participants = new Map();
+    /** the published camera/microphone tracks (a stable object: tracks are swapped inside it) */
+    this.localStream = new MediaStream();
+    /** @type {MediaStream|null} */
+    this.screenStream = null;
+
+    /** @type {WebSocket|null} */
+    this._ws = null;
+    /** @type {RTCPeerConnection|null} */
+    this._pc = null;
+    /** @type {{resolve: (v: any) => void, reject: (e: any) => void, timer: any}|null} */
+    this._pendingJoin = null;
+    /** @type {Promise<void>} */
+    this._chain = Promise.resolve();
+    /** @type {RTCIceCandidateInit[]} */
+    this._pendingIce = [];
+    this._needOffer = false;
+    this._reofferAfterServerOffer = false;
+    this._expectGlare = false;
+    this._answeredFirst = false;
+    /** mid -> the server's description of the track it sends there */
+    this._trackMap = new Map();
+    /** @type {Map<string, RemoteTrackInfo>} trackId -> received track */
+    this._remote = new Map();
+    /** @type {Set<string>} sessions that left (their late tracks are ignored) */
+    this._departed = new Set();
+    /** @type {{audio: LocalSlot|null, video: LocalSlot|null, screen: LocalSlot|null}} */
+    this._local = { audio: null, video: null, screen: null };
+    this._muted = { audio: false, video: false };
+    /** @type {{started: number, attempt: number, timer: any}|null} */
+    this._reconnect = null;
+    this._iceTimer = null;
+    this._lastIceRestart = 0;
+    this._statsTimer = null;
+    /** @type {{at: number, bytesIn: number, bytesOut: number, recv: number, lost: number,
+     *   tracks: Map<string, {bytes: number, recv: number, lost: number}>}|null} */
+    this._lastSample = null;
+    this._lastEmittedState = "";
+    this._leaving = false;
+    this._lastEmittedServer = "";
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /**
+   * Open the WebSocket (token in `access_token`) and send `join`.
+   * @returns {Promise<{sessionId: string, userId: string, room: string, resumed: boolean,
+   *   participants: {sessionId: string, userId: string}[], iceServers: RTCIceServer[]}>}
+   */
+  async join() {
+    if (this.state !== "new") throw new ZvonokError("bad-state", `join() in state ${this.state}`);
+    this.state = "connecting";
+    try {
+      return await this._openSocket();
+    } catch (error) {
+      const err = asZvonokError(error);
+      if (this.state === "connecting") {
+        this._shutdown("closed");
+        this._emitError(err.code, err.message, { fatal: true });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Publish the camera and/or microphone (getUserMedia), or the tracks of a given stream.
+   * @param {{audio?: boolean|MediaTrackConstraints, video?: boolean|MediaTrackConstraints}
+   *   | MediaStream} [what]
+   * @returns {Promise<MediaStream>} the local stream
+   */
+  async publish(what = { audio: true, video: true }) {
+    this._assertOpen();
+    let stream;
+    let owned = false;
+    if (what instanceof MediaStream) {
+      stream = what;
+    } else {
+      stream = await this._getMedia(() => navigator.mediaDevices.getUserMedia(what));
+      owned = true;
+    }
+    for (const track of stream.getTracks()) {
+      const kind = /** @type {"audio"|"video"} */ (track.kind);
+      const old = this._local[kind];
+      if (old) this._replaceLocal(kind, old, track, owned);
+      else this._addLocal(kind, track, owned);
+    }
+    return this.localStream;
+  }
+
+  /**
+   * Mute or unmute the microphone ("audio") or turn the camera off/on ("video"). The track is
+   * disabled AND detached from its sender, so no RTP flows and the others' `mute` events fire.
+   * @param {"audio"|"video"} kind
+   * @param {boolean} muted
+   */
+  setMuted(kind, muted) {
+    if (kind !== "audio" && kind !== "video") throw new ZvonokError("bad-argument", "kind?");
+    this._muted[kind] = Boolean(muted);
+    const slot = this._local[kind];
+    if (slot) {
+      slot.track.enabled = !muted;
+      if (slot.sender) this._setSenderTrack(slot.sender, muted ? null : slot.track);
+    }
+    this._emit("mute", { local: true, kind, muted: Boolean(muted), sessionId: this.sessionId,
+      userId: this.userId, track: slot?.track ?? null });
+  }
+
+  /** @param {"audio"|"video"} kind */
+  isMuted(kind) {
+    return this._muted[kind];
+  }
+
+  /**
+   * Switch the camera or microphone to another device without renegotiation (replaceTrack).
+   * @param {"audioinput"|"videoinput"} deviceKind
+   * @param {string} deviceId
+   */
+  async switchDevice(deviceKind, deviceId) {
+    this._assertOpen();
+    const kind = deviceKind === "audioinput" ? "audio" : deviceKind === "videoinput" ? "video" : null;
+    if (!kind) throw new ZvonokError("bad-argument", "deviceKind is audioinput or videoinput");
+    const stream = await this._getMedia(() => navigator.mediaDevices.getUserMedia(
+      { [kind]: { deviceId: { exact: deviceId } } }));
+    const track = stream.getTracks()[0];
+    const old = this._local[kind];
+    if (old) this._replaceLocal(kind, old, track, true);
+    else this._addLocal(kind, track, true);
+    return track;
+  }
+
+  /**
+   * Share the screen (getDisplayMedia, or the first video track of `options.stream`) as an extra
+   * video track; its own offer publishes it.
+   * @param {{stream?: MediaStream}} [options]
+   * @returns {Promise<MediaStreamTrack>}
+   */
+  async startScreenShare(options = {}) {
+    this._assertOpen();
+    if (this._local.screen) return this._local.screen.track;
+    const owned = !options.stream;
+    const stream = options.stream ?? await this._getMedia(
+      () => navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }));
+    const track = stream.getVideoTracks()[0];
+    if (!track) throw new ZvonokError("media-unavailable", "the stream has no video track");
+    if ("contentHint" in track) track.contentHint = "detail";
+    this.screenStream = new MediaStream([track]);
+    /** @type {LocalSlot} */
+    const slot = { track, owned, sender: null, stream: this.screenStream };
+    this._local.screen = slot;
+    track.addEventListener("ended", () => {
+      if (this._local.screen === slot) this.stopScreenShare();
+    });
+    if (this._pc) slot.sender = this._pc.addTrack(track, this.screenStream);
+    return track;
+  }
+
+  /** Stop sharing the screen (removeTrack; a new offer unpublishes it). */
+  stopScreenShare() {
+    const slot = this._local.screen;
+    if (!slot) return;
+    this._local.screen = null;
+    this.screenStream = null;
+    if (slot.sender && this._pc && this._pc.signalingState !== "closed") {
+      try {
+        this._pc.removeTrack(slot.sender);
+      } catch (error) {
+        this._log("removeTrack failed", error);
+      }
+    }
+    if (slot.owned) slot.track.stop();
+  }
+
+  /** Leave the call: `leave` to the server, then close everything. */
+  async leave() {
+    if (this.state === "closed" || this.state === "failed" || this._leaving) return;
+    const ws = this._ws;
+    if (ws && ws.readyState === WebSocket.OPEN && this.state === "joined") {
+      // The server answers `leave` by closing the socket; wait for that (at most 1 s) before
+      // closing the connection, so the others are told "leave", not that the media dropped.
+      this._leaving = true;
+      this._send("leave", null);
+      await new Promise((resolve) => {
+        ws.addEventListener("close", resolve);
+        setTimeout(resolve, 1000);
+      });
+    }
+    this._shutdown("closed");
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, "leave");
+  }
+
+  /** The connection state of the RTCPeerConnection ("new" before joining). */
+  get connectionState() {
+    return this._pc ? pcState(this._pc) : this.state === "closed" ? "closed" : "new";
+  }
+
+  /** @returns {RemoteTrackInfo[]} every track received now */
+  get remoteTracks() {
+    return [...this._remote.values()];
+  }
+
+  /** The RTCPeerConnection (for diagnostics; do not negotiate on it). */
+  get peerConnection() {
+    return this._pc;
+  }
+
+  /** @returns {Promise<RTCStatsReport|null>} */
+  async getStats() {
+    return this._pc ? this._pc.getStats() : null;
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  /** Open a socket and join; resolves with the `joined` payload. */
+  _openSocket() {
+    return new Promise((resolve, reject) => {
+      let ws;
+      try {
+        ws = new WebSocket(this._socketUrl());
+      } catch (error) {
+        reject(new ZvonokError("connect-failed", `bad URL: ${error}`));
+        return;
+      }
+      this._ws = ws;
+      let opened = false;
+      const timer = setTimeout(() => {
+        if (this._pendingJoin?.timer !== timer) return;
+        this._pendingJoin = null;
+        reject(new ZvonokError("join-timeout", "the server did not answer join"));
+        ws.close(1000, "join timeout");
+      }, JOIN_TIMEOUT);
+      this._pendingJoin = { resolve, reject, timer };
+      ws.onopen = () => {
+        opened = true;
+        this._sendOn(ws, "join", null);
+      };
+      ws.onmessage = (event) => {
+        if (ws === this._ws) this._onFrame(event.data);
+      };
+      ws.onerror = () => {};
+      ws.onclose = (event) => this._onSocketClose(ws, event, opened);
+    });
+  }
+
+  _socketUrl() {
+    const url = new URL(this._url, location.href);
+    if (url.protocol === "http:") url.protocol = "ws:";
+    if (url.protocol === "https:") url.protocol = "wss:";
+    if (this._token) url.searchParams.set("access_token", this._token);
+    return url.toString();
+  }
+
+  /**
+   * @param {WebSocket} ws
+   * @param {CloseEvent} event
+   * @param {boolean} opened
+   */
+  _onSocketClose(ws, event, opened) {
+    if (ws !== this._ws) return;
+    this._ws = null;
+    if (this._leaving) return;
+    this._log("socket closed", event.code, event.reason);
+    const pending = this._pendingJoin;
+    if (pending) {
+      this._pendingJoin = null;
+      clearTimeout(pending.timer);
+      pending.reject(opened
+        ? new ZvonokError("closed", `the server closed the connection (${event.code})`,
+          { closeCode: event.code })
+        : new ZvonokError("connect-failed",
+          "could not connect: token refused, not a member, or server down",
+          { closeCode: event.code }));
+      return;
+    }
+    if (this.state !== "joined") return;
+    if (event.code === 4001) {
+      this._fail("replaced", "this session was resumed on another connection");
+      return;
+    }
+    this._startReconnect(`socket closed (${event.code})`);
+  }
+
+  /** @param {string} type @param {any} payload */
+  _send(type, payload) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      this._log("not sent (socket down):", type);
+      return false;
+    }
+    this._sendOn(ws, type, payload);
+    return true;
+  }
+
+  /** @param {WebSocket} ws @param {string} type @param {any} payload */
+  _sendOn(ws, type, payload) {
+    const message = { type, roomId: this.roomId, sessionId: this.sessionId };
+    if (payload !== null && payload !== undefined) message.payload = payload;
+    this._log("->", type, payload?.sdp ?? "");
+    ws.send(JSON.stringify(message));
+  }
+
+  /** @param {any} data */
+  _onFrame(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!message || typeof message !== "object" || typeof message.type !== "string") return;
+    let payload = message.payload;
+    if (typeof payload === "string") {
+      try {
+        payload = JSON.parse(payload);
+      } catch {
+        return;
+      }
+    }
+    payload = payload ?? {};
+    this._log("<-", message.type, typeof payload.sdp === "string" ? payload.sdp : "");
+    switch (message.type) {
+      case "joined": return this._onJoined(payload);
+      case "participant-joined": return this._onParticipantJoined(payload, false);
+      case "participant-left": return this._onParticipantLeft(payload);
+      case "tracks": return this._onTracks(payload);
+      case "offer":
+      case "answer":
+        return this._enqueue((pc) => this._onDescription(pc, payload));
+      case "ice": return this._enqueue((pc) => this._onRemoteCandidate(pc, payload));
+      case "state": return this._onServerState(payload);
+      case "error": return this._onServerError(payload);
+      default: return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ room events
+
+  /** @param {any} payload */
+  _onJoined(payload) {
+    const pending = this._pendingJoin;
+    if (!pending) return;
+    this._pendingJoin = null;
+    clearTimeout(pending.timer);
+    this.userId = payload.userId ?? this.userId;
+    this.iceServers = this._iceServersOption ?? payload.iceServers ?? [];
+    const wasReconnecting = this._reconnect !== null;
+    this._syncRoster(payload.participants ?? []);
+    const resumed = Boolean(payload.resumed) && this._pc !== null;
+    this.state = "joined";
+    if (wasReconnecting) {
+      clearTimeout(this._reconnect?.timer);
+      this._reconnect = null;
+      if (resumed) this._afterResume();
+      else this._rebuildPeerConnection();
+    } else {
+      this._createPeerConnection();
+    }
+    const info = {
+      sessionId: this.sessionId, userId: this.userId, room: payload.room,
+      participants: payload.participants ?? [], iceServers: this.iceServers, resumed,
+    };
+    if (wasReconnecting) this._emit("reconnected", info);
+    else this._emit("joined", info);
+    this._emitConnectionState();
+    pending.resolve(info);
+  }
+
+  /** @param {{sessionId: string, userId: string}[]} roster */
+  _syncRoster(roster) {
+    const present = new Set(roster.map((p) => p.sessionId));
+    for (const [sessionId, p] of this.participants) {
+      if (!present.has(sessionId)) {
+        this._onParticipantLeft({ sessionId, userId: p.userId, reason: "disconnect" });
+      }
+    }
+    for (const p of roster) this._onParticipantJoined(p, true);
+  }
+
+  /** @param {any} payload @param {boolean} existing */
+  _onParticipantJoined(payload, existing) {
+    const { sessionId, userId } = payload;
+    if (typeof sessionId !== "string" || this.participants.has(sessionId)) return;
+    this._departed.delete(sessionId);
+    this.participants.set(sessionId, { sessionId, userId, tracks: new Map() });
+    this._emit("participantjoined", { sessionId, userId, existing });
+  }
+
+  /** @param {any} payload */
+  _onParticipantLeft(payload) {
+    const { sessionId, reason } = payload;
+    // A renegotiation still in flight may name its tracks: forget them, and ignore them.
+    for (const [mid, entry] of this._trackMap) {
+      if (entry.sessionId === sessionId) this._trackMap.delete(mid);
+    }
+    this._departed.add(sessionId);
+    if (this._departed.size > 256) this._departed.delete(this._departed.values().next().value);
+    const participant = this.participants.get(sessionId);
+    if (!participant) return;
+    for (const info of [...this._remote.values()]) {
+      if (info.sessionId === sessionId) this._endRemote(info, "participant-left");
+    }
+    this.participants.delete(sessionId);
+    this._emit("participantleft", { sessionId, userId: participant.userId, reason });
+  }
+
+  /** @param {any} payload */
+  _onTracks(payload) {
+    const list = Array.isArray(payload.tracks) ? payload.tracks : [];
+    this._trackMap = new Map(list.map((t) => [String(t.mid), t]));
+    const ids = new Set(list.map((t) => t.trackId));
+    for (const info of [...this._remote.values()]) {
+      if (!ids.has(info.trackId)) this._endRemote(info, "unpublished");
+    }
+  }
+
+  /** @param {any} payload */
+  _onServerState(payload) {
+    if (typeof payload.state !== "string") return;
+    this.serverState = payload.state;
+    this._emitConnectionState();
+  }
+
+  /** @param {any} payload */
+  _onServerError(payload) {
+    const code = String(payload.code ?? "unknown");
+    const message = String(payload.message ?? code);
+    const pending = this._pendingJoin;
+    if (pending && (payload.ref === "join" || code === "shutdown")) {
+      this._pendingJoin = null;
+      clearTimeout(pending.timer);
+      pending.reject(new ZvonokError(code, message, { fatal: FATAL_JOIN_ERRORS.has(code) }));
+      if (this._ws) this._ws.close(1000, "join refused");
+      return;
+    }
+    if (code === "glare") {
+      // The server's offer travels ahead of this error, so normally it has been answered by
+      // now and ours is already being made again (see _onDescription). If ours is still
+      // pending, withdraw it and offer again after answering the server's offer.
+      this._enqueue(async (pc) => {
+        if (this._expectGlare) {
+          this._expectGlare = false;
+        } else if (pc.signalingState === "have-local-offer") {
+          await pc.setLocalDescription({ type: "rollback" });
+          this._reofferAfterServerOffer = true;
+        }
+      });
+      return;
+    }
+    if (code === "not-joined" && this.state === "joined" && this._ws) {
+      // The server ended this session (e.g. its media failed): join again on a new socket.
+      this._ws.close(4000, "rejoin");
+      return;
+    }
+    this._emitError(code, message, { ref: payload.ref ?? null, fromServer: true });
+  }
+
+  // ------------------------------------------------------------------ peer connection
+
+  _createPeerConnection() {
+    // bundlePolicy stays "balanced" (the default): with "max-bundle" Firefox offers every
+    // m-line but the first with port 0 and a=bundle-only. The server's answer bundles anyway.
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, rtcpMuxPolicy: "require" });
+    this._pc = pc;
+    this._pendingIce = [];
+    this._needOffer = false;
+    this._reofferAfterServerOffer = false;
+    this._expectGlare = false;
+    this._answeredFirst = false;
+    pc.onnegotiationneeded = () => this._enqueue((p) => this._makeOffer(p));
+    pc.onicecandidate = (event) => this._onLocalCandidate(pc, event.candidate);
+    pc.ontrack = (event) => this._onTrack(pc, event);
+    pc.oniceconnectionstatechange = () => this._onIceState(pc);
+    pc.onconnectionstatechange = () => {
+      if (pc === this._pc) this._emitConnectionState();
+    };
+    for (const kind of /** @type {const} */ (["audio", "video", "screen"])) {
+      const slot = this._local[kind];
+      if (!slot) continue;
+      const stream = kind === "screen" ? /** @type {MediaStream} */ (slot.stream) : this.localStream;
+      slot.sender = pc.addTrack(slot.track, stream);
+      if (kind !== "screen" && this._muted[kind]) this._setSenderTrack(slot.sender, null);
+    }
+    this._startStats();
+    return pc;
+  }
+
+  /** resumed: false: the server has a fresh session; start over with a new connection. */
+  _rebuildPeerConnection() {
+    for (const info of [...this._remote.values()]) this._endRemote(info, "reset");
+    this._trackMap = new Map();
+    const old = this._pc;
+    this._pc = null;
+    if (old) old.close();
+    this._createPeerConnection();
+  }
+
+  /** resumed: true: recover a negotiation cut by the drop, restart ICE if it broke. */
+  _afterResume() {
+    this._enqueue(async (pc) => {
+      if (pc.signalingState === "have-local-offer") {
+        await pc.setLocalDescription({ type: "rollback" });
+        this._needOffer = true;
+      }
+      if (["disconnected", "failed"].includes(pc.iceConnectionState)) this._restartIce(pc);
+      this._afterStable(pc);
+    });
+  }
+
+  /**
+   * Run negotiation steps one at a time, on the connection current when they run.
+   * @param {(pc: RTCPeerConnection) => any} step
+   */
+  _enqueue(step) {
+    const pc = this._pc;
+    this._chain = this._chain.then(async () => {
+      if (!pc || pc !== this._pc || pc.signalingState === "closed") return;
+      try {
+        await step(pc);
+      } catch (error) {
+        if (pc !== this._pc) return;
+        this._log("negotiation step failed", error);
+        this._emitError("negotiation-failed", String(error?.message ?? error));
+      }
+    });
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  async _makeOffer(pc) {
+    // The server always offers first after `join`; offering only after answering it avoids
+    // a first-round collision (where the server, not yet described, would answer ours).
+    if (pc.signalingState !== "stable" || !this._socketReady() || !this._answeredFirst) {
+      this._needOffer = true;
+      return;
+    }
+    this._needOffer = false;
+    await pc.setLocalDescription();
+    const local = pc.localDescription;
+    if (pc.signalingState !== "have-local-offer" || !local) return;
+    this._send("offer", { type: "offer", sdp: unbundleOnly(local.sdp) });
+  }
+
+  /** @param {RTCPeerConnection} pc @param {any} payload */
+  async _onDescription(pc, payload) {
+    if (typeof payload.sdp !== "string") return;
+    if (payload.type === "offer") {
+      // Polite: an incoming offer always wins; setRemoteDescription rolls ours back, and the
+      // server (impolite) refuses ours with `glare`, so ours is made again once stable.
+      const collision = pc.signalingState === "have-local-offer";
+      if (collision) {
+        this._needOffer = true;
+        this._expectGlare = true;
+      }
+      try {
+        await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
+      } catch (error) {
+        if (!collision || pc.signalingState !== "have-local-offer") throw error;
+        await pc.setLocalDescription({ type: "rollback" }); // no implicit rollback here
+        await pc.setRemoteDescription({ type: "offer", sdp: payload.sdp });
+      }
+      await this._flushCandidates(pc);
+      await pc.setLocalDescription();
+      const local = pc.localDescription;
+      if (local) this._send("answer", { type: "answer", sdp: unbundleOnly(local.sdp) });
+      this._answeredFirst = true;
+      if (this._reofferAfterServerOffer) {
+        this._reofferAfterServerOffer = false;
+        this._needOffer = true;
+      }
+    } else if (payload.type === "answer") {
+      if (pc.signalingState !== "have-local-offer") return;
+      await pc.setRemoteDescription({ type: "answer", sdp: payload.sdp });
+      await this._flushCandidates(pc);
+    }
+    this._afterStable(pc);
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  _afterStable(pc) {
+    if (pc.signalingState !== "stable") return;
+    this._reconcileTracks(pc);
+    if (this._needOffer && this._socketReady()) {
+      this._needOffer = false;
+      this._enqueue((p) => this._makeOffer(p));
+    }
+  }
+
+  _socketReady() {
+    return this.state === "joined" && this._ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** @param {RTCPeerConnection} pc @param {any} payload */
+  async _onRemoteCandidate(pc, payload) {
+    /** @type {RTCIceCandidateInit} */
+    const init = {
+      candidate: typeof payload.candidate === "string" ? payload.candidate : "",
+      sdpMid: payload.sdpMid ?? null,
+      sdpMLineIndex: payload.sdpMLineIndex ?? null,
+    };
+    if (payload.usernameFragment) init.usernameFragment = payload.usernameFragment;
+    if (init.sdpMid === null && init.sdpMLineIndex === null) init.sdpMLineIndex = 0;
+    if (!pc.remoteDescription) {
+      if (this._pendingIce.length < 200) this._pendingIce.push(init);
+      return;
+    }
+    await this._addCandidate(pc, init);
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  async _flushCandidates(pc) {
+    const pending = this._pendingIce;
+    this._pendingIce = [];
+    for (const init of pending) await this._addCandidate(pc, init);
+  }
+
+  /** @param {RTCPeerConnection} pc @param {RTCIceCandidateInit} init */
+  async _addCandidate(pc, init) {
+    try {
+      await pc.addIceCandidate(init);
+    } catch (error) {
+      // An end-of-candidates marker or a candidate of a previous ICE generation: harmless.
+      this._log("remote candidate not added", init.candidate, error);
+    }
+  }
+
+  /** @param {RTCPeerConnection} pc @param {RTCIceCandidate|null} candidate */
+  _onLocalCandidate(pc, candidate) {
+    if (pc !== this._pc) return;
+    if (candidate === null) {
+      this._send("ice", { candidate: "", sdpMid: null, sdpMLineIndex: null });
+      return;
+    }
+    if (!candidate.candidate) return;
+    this._send("ice", {
+      candidate: candidate.candidate, sdpMid: candidate.sdpMid,
+      sdpMLineIndex: candidate.sdpMLineIndex, usernameFragment: candidate.usernameFragment,
+    });
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  _onIceState(pc) {
+    if (pc !== this._pc) return;
+    const state = pc.iceConnectionState;
+    clearTimeout(this._iceTimer);
+    if (state === "failed") this._restartIce(pc);
+    else if (state === "disconnected") {
+      this._iceTimer = setTimeout(() => {
+        if (pc === this._pc && pc.iceConnectionState === "disconnected") this._restartIce(pc);
+      }, ICE_DISCONNECT_GRACE);
+    }
+    this._emitConnectionState();
+  }
+
+  /** ICE restart: new credentials in our own offer (only while the socket is up). */
+  /** @param {RTCPeerConnection} pc */
+  _restartIce(pc) {
+    if (!this._socketReady()) return; // the resume after reconnecting checks ICE again
+    const now = Date.now();
+    if (now - this._lastIceRestart < ICE_RESTART_MIN_GAP) {
+      clearTimeout(this._iceTimer);
+      this._iceTimer = setTimeout(() => this._onIceState(pc), ICE_RESTART_MIN_GAP);
+      return;
+    }
+    this._lastIceRestart = now;
+    this._log("ICE restart");
+    pc.restartIce();
+  }
+
+  // ------------------------------------------------------------------ remote tracks
+
+  /** @param {RTCPeerConnection} pc @param {RTCTrackEvent} event */
+  _onTrack(pc, event) {
+    if (pc !== this._pc) return;
+    const mid = event.transceiver?.mid ?? null;
+    this._adoptRemote(event.track, event.streams, mid);
+  }
+
+  /** Tracks the browser did not announce with `track` (a recycled m-line, a rebuilt stream). */
+  /** @param {RTCPeerConnection} pc */
+  _reconcileTracks(pc) {
+    for (const transceiver of pc.getTransceivers()) {
+      const dir = transceiver.currentDirection;
+      if (dir !== "recvonly" && dir !== "sendrecv") continue;
+      const entry = transceiver.mid === null ? null : this._trackMap.get(transceiver.mid);
+      if (entry && !this._remote.has(entry.trackId)) {
+        const track = transceiver.receiver.track;
+        this._adoptRemote(track, [new MediaStream([track])], transceiver.mid);
+      }
+    }
+  }
+
+  /**
+   * Name a received track's owner (by mid, else by stream id = publisher sessionId); emit `track`.
+   * @param {MediaStreamTrack} track @param {readonly MediaStream[]} streams @param {string|null} mid
+   */
+  _adoptRemote(track, streams, mid) {
+    const entry = mid === null ? undefined : this._trackMap.get(mid);
+    const sessionId = entry?.sessionId ?? streams[0]?.id ?? null;
+    if (!sessionId || sessionId === this.sessionId || this._departed.has(sessionId)) return;
+    const trackId = entry?.trackId ?? `${sessionId}/${mid ?? track.id}`;
+    const existing = this._remote.get(trackId);
+    if (existing && existing.track === track) return;
+    if (existing) this._endRemote(existing, "replaced");
+    for (const other of [...this._remote.values()]) {
+      if (other.track === track) this._endRemote(other, "replaced"); // a recycled m-line
+    }
+    const userId = entry?.userId ?? this.participants.get(sessionId)?.userId ?? "";
+    const kind = /** @type {"audio"|"video"} */ (track.kind);
+    /** @type {RemoteTrackInfo} */
+    const info = { trackId, mid: mid ?? "", kind, sessionId, userId, track,
+      streams: [...streams], muted: track.muted };
+    this._remote.set(trackId, info);
+    let participant = this.participants.get(sessionId);
+    if (!participant) {
+      participant = { sessionId, userId, tracks: new Map() };
+      this.participants.set(sessionId, participant);
+      this._emit("participantjoined", { sessionId, userId, existing: false });
+    }
+    participant.tracks.set(trackId, track);
+    track.onmute = () => this._setRemoteMuted(info, true, "track");
+    track.onunmute = () => this._setRemoteMuted(info, false, "track");
+    track.onended = () => this._endRemote(info, "ended");
+    this._emit("track", { track, streams: info.streams, userId, sessionId, kind, trackId,
+      mid: info.mid, muted: info.muted });
+  }
+
+  /** @param {RemoteTrackInfo} info @param {string} reason */
+  _endRemote(info, reason) {
+    if (this._remote.get(info.trackId) !== info) return;
+    this._remote.delete(info.trackId);
+    this.participants.get(info.sessionId)?.tracks.delete(info.trackId);
+    info.track.onmute = info.track.onunmute = info.track.onended = null;
+    this._emit("trackended", { track: info.track, trackId: info.trackId, kind: info.kind,
+      sessionId: info.sessionId, userId: info.userId, reason });
+  }
+
+  /** @param {RemoteTrackInfo} info @param {boolean} muted @param {string} source */
+  _setRemoteMuted(info, muted, source) {
+    if (info.muted === muted || this._remote.get(info.trackId) !== info) return;
+    info.muted = muted;
+    this._emit("mute", { local: false, kind: info.kind, muted, sessionId: info.sessionId,
+      userId: info.userId, trackId: info.trackId, track: info.track, source });
+  }
+
+  // ------------------------------------------------------------------ local media
+
+  /**
+   * @param {() => Promise<MediaStream>} get
+   * @returns {Promise<MediaStream>}
+   */
+  async _getMedia(get) {
+    if (!navigator.mediaDevices) {
+      const err = new ZvonokError("media-unavailable",
+        "no camera/microphone API here: the page needs https:// or http://localhost");
+      this._emitError(err.code, err.message);
+      throw err;
+    }
+    try {
+      return await get();
+    } catch (error) {
+      const name = /** @type {any} */ (error)?.name;
+      const err = name === "NotAllowedError" || name === "SecurityError"
+        ? new ZvonokError("media-denied", "camera/microphone/screen permission was denied")
+        : new ZvonokError("media-unavailable", `no usable device: ${name ?? error}`);
+      this._emitError(err.code, err.message);
+      throw err;
+    }
+  }
+
+  /** @param {"audio"|"video"} kind @param {MediaStreamTrack} track @param {boolean} owned */
+  _addLocal(kind, track, owned) {
+    track.enabled = !this._muted[kind];
+    /** @type {LocalSlot} */
+    const slot = { track, owned, sender: null, stream: this.localStream };
+    this._local[kind] = slot;
+    this.localStream.addTrack(track);
+    if (this._pc && this._pc.signalingState !== "closed") {
+      slot.sender = this._pc.addTrack(track, this.localStream);
+      if (this._muted[kind]) this._setSenderTrack(slot.sender, null);
+    }
+  }
+
+  /**
+   * @param {"audio"|"video"} kind @param {LocalSlot} slot
+   * @param {MediaStreamTrack} track @param {boolean} owned
+   */
+  _replaceLocal(kind, slot, track, owned) {
+    const old = slot.track;
+    track.enabled = !this._muted[kind];
+    this.localStream.removeTrack(old);
+    this.localStream.addTrack(track);
+    slot.track = track;
+    if (slot.sender && !this._muted[kind]) this._setSenderTrack(slot.sender, track);
+    if (slot.owned && old !== track) old.stop();
+    slot.owned = owned;
+  }
+
+  /** @param {RTCRtpSender} sender @param {MediaStreamTrack|null} track */
+  _setSenderTrack(sender, track) {
+    sender.replaceTrack(track).catch((error) => this._log("replaceTrack failed", error));
+  }
+
+  _assertOpen() {
+    if (this.state === "closed" || this.state === "failed") {
+      throw new ZvonokError("bad-state", `the call is ${this.state}`);
+    }
+  }
+
+  // ------------------------------------------------------------------ reconnect
+
+  /** @param {string} reason */
+  _startReconnect(reason) {
+    if (this._reconnect) return;
+    this.state = "reconnecting";
+    this._reconnect = { started: Date.now(), attempt: 0, timer: null };
+    this._emitConnectionState();
+    this._scheduleReconnect(reason);
+  }
+
+  /** @param {string} reason */
+  _scheduleReconnect(reason) {
+    const r = this._reconnect;
+    if (!r || this.state !== "reconnecting") return;
+    const { minDelay, maxDelay, timeout } = this._reconnectOptions;
+    const left = timeout - (Date.now() - r.started);
+    if (left <= 0) {
+      this._fail("reconnect-timeout", "could not reconnect; giving up");
+      return;
+    }
+    const base = Math.min(maxDelay, minDelay * 2 ** r.attempt);
+    const delay = Math.min(left, Math.round(base * (0.75 + Math.random() * 0.5)));
+    r.attempt += 1;
+    this._emit("reconnecting", { attempt: r.attempt, delay, reason });
+    r.timer = setTimeout(() => this._attemptReconnect(), delay);
+  }
+
+  async _attemptReconnect() {
+    if (this.state !== "reconnecting") return;
+    try {
+      await this._openSocket();
+    } catch (error) {
+      if (this.state !== "reconnecting") return;
+      const err = asZvonokError(error);
+      if (/** @type {any} */ (err).fatal) {
+        this._fail(err.code, err.message);
+        return;
+      }
+      this._scheduleReconnect(err.message);
+    }
+  }
+
+  /** @param {string} code @param {string} message */
+  _fail(code, message) {
+    if (this.state === "closed" || this.state === "failed") return;
+    this._shutdown("failed");
+    if (this._ws) this._ws.close(1000, "failed");
+    this._emit("failed", { code, message });
+  }
+
+  /** Release everything; `state` is "closed" (left) or "failed". */
+  /** @param {"closed"|"failed"} state */
+  _shutdown(state) {
+    this.state = state;
+    if (this._reconnect) clearTimeout(this._reconnect.timer);
+    this._reconnect = null;
+    clearTimeout(this._iceTimer);
+    this._stopStats();
+    const pending = this._pendingJoin;
+    this._pendingJoin = null;
+    if (pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new ZvonokError("closed", "the call was closed"));
+    }
+    for (const info of [...this._remote.values()]) this._endRemote(info, state === "closed" ? "left" : "failed");
+    const pc = this._pc;
+    this._pc = null;
+    if (pc) pc.close();
+    for (const slot of Object.values(this._local)) {
+      if (slot?.owned) slot.track.stop();
+    }
+    this._local = { audio: null, video: null, screen: null };
+    this.screenStream = null;
+    this.participants.clear();
+    this._emitConnectionState();
+  }
+
+  // ------------------------------------------------------------------ quality
+
+  _startStats() {
+    this._stopStats();
+    this._lastSample = null;
+    if (this._statsInterval > 0) {
+      this._statsTimer = setInterval(() => this._sample(), this._statsInterval);
+    }
+  }
+
+  _stopStats() {
+    if (this._statsTimer) clearInterval(this._statsTimer);
+    this._statsTimer = null;
+  }
+
+  async _sample() {
+    const pc = this._pc;
+    if (!pc) return;
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return;
+    }
+    if (pc !== this._pc) return;
+    const now = performance.now();
+    const sample = readStats(report, this._remote);
+    const last = this._lastSample;
+    this._lastSample = { at: now, ...sample };
+    if (!last) return;
+    const seconds = Math.max(0.001, (now - last.at) / 1000);
+    const recv = sample.recv - last.recv;
+    const lost = Math.max(0, sample.lost - last.lost);
+    const inboundLoss = recv + lost > 0 ? lost / (recv + lost) : 0;
+    const loss = Math.max(inboundLoss, sample.remoteLoss);
+    const bitrateIn = Math.max(0, Math.round((sample.bytesIn - last.bytesIn) * 8 / seconds));
+    const bitrateOut = Math.max(0, Math.round((sample.bytesOut - last.bytesOut) * 8 / seconds));
+    const rtt = sample.rtt;
+    const connected = pcState(pc) === "connected";
+    /** @type {Record<string, {userId: string, bitrateIn: number, loss: number, level: string}>} */
+    const perParticipant = {};
+    for (const [trackId, current] of sample.tracks) {
+      const info = this._remote.get(trackId);
+      const before = last.tracks.get(trackId);
+      if (!info || !before) continue;
+      const tRecv = current.recv - before.recv;
+      const tLost = Math.max(0, current.lost - before.lost);
+      this._setRemoteMuted(info, tRecv === 0, "rtp");
+      const entry = perParticipant[info.sessionId] ??=
+        { userId: info.userId, bitrateIn: 0, loss: 0, level: "good", recv: 0, lost: 0 };
+      entry.bitrateIn += Math.max(0, Math.round((current.bytes - before.bytes) * 8 / seconds));
+      entry.recv += tRecv;
+      entry.lost += tLost;
+    }
+    for (const entry of Object.values(perParticipant)) {
+      const e = /** @type {any} */ (entry);
+      e.loss = e.recv + e.lost > 0 ? e.lost / (e.recv + e.lost) : 0;
+      e.level = qualityLevel(connected, rtt, e.loss);
+      delete e.recv;
+      delete e.lost;
+    }
+    this._emit("quality", {
+      bitrateIn, bitrateOut, rtt, loss, level: qualityLevel(connected, rtt, loss),
+      participants: perParticipant,
+    });
+  }
+
+  // ------------------------------------------------------------------ events
+
+  _emitConnectionState() {
+    const state = this.state === "reconnecting" ? "reconnecting" : this.connectionState;
+    if (state === this._lastEmittedState && this.serverState === this._lastEmittedServer) return;
+    this._lastEmittedState = state;
+    this._lastEmittedServer = this.serverState;
+    this._emit("connectionstatechange", { state, serverState: this.serverState,
+      iceConnectionState: this._pc?.iceConnectionState ?? "closed" });
+  }
+
+  /** @param {string} code @param {string} message @param {Record<string, any>} [extra] */
+  _emitError(code, message, extra = {}) {
+    this._emit("error", { code, message, ...extra });
+  }
+
+  /** @param {string} type @param {Record<string, any>} init */
+  _emit(type, init) {
+    try {
+      this.dispatchEvent(new ZvonokEvent(type, init));
+    } catch (error) {
+      console.error(`zvonok: a '${type}' listener threw`, error);
+    }
+  }
+
+  /** @param {...any} args */
+  _log(...args) {
+    if (this._debug) console.debug("zvonok:", ...args);
+  }
+}
+
+/**
+ * @typedef {object} LocalSlot
+ * @property {MediaStreamTrack} track
+ * @property {boolean} owned     captured by the SDK (stopped on leave)
+ * @property {RTCRtpSender|null} sender
+ * @property {MediaStream|null} stream
+ */
+
+/**
+ * Firefox offers bundled m-lines as `port 0` + `a=bundle-only` (RFC 8843 section 6), which a
+ * server may read as rejected m-lines. Sent as ordinary bundled m-lines instead (port 9, the
+ * placeholder of trickle ICE): the same meaning, since the offer bundles them all. The local
+ * description is untouched.
+ * @param {string} sdp
+ */
+export function unbundleOnly(sdp) {
+  if (!sdp.includes("a=bundle-only")) return sdp;
+  return sdp.split(/\r\n(?=m=)/).map((section) => {
+    if (!section.startsWith("m=") || !/\r\na=bundle-only\r\n/.test(section + "\r\n")) {
+      return section;
+    }
+    return section.replace(/^(m=\S+) 0 /, "$1 9 ").replace(/\r\na=bundle-only(?=\r\n|$)/, "");
+  }).join("\r\n");
+}
+
+/** @param {unknown} error @returns {ZvonokError} */
+function asZvonokError(error) {
+  if (error instanceof ZvonokError) return error;
+  return new ZvonokError("internal", String(/** @type {any} */ (error)?.message ?? error));
+}
+
+/** connectionState, or a mapping of iceConnectionState where the former is missing. */
+/** @param {RTCPeerConnection} pc */
+function pcState(pc) {
+  if (pc.connectionState) return pc.connectionState;
+  const ice = pc.iceConnectionState;
+  return ice === "completed" ? "connected" : ice === "checking" ? "connecting" : ice;
+}
+
+/**
+ * @param {boolean} connected @param {number|null} rtt ms @param {number} loss 0..1
+ * @returns {"good"|"fair"|"poor"}
+ */
+export function qualityLevel(connected, rtt, loss) {
+  if (!connected || loss > 0.08 || (rtt !== null && rtt > 500)) return "poor";
+  if (loss > 0.02 || (rtt !== null && rtt > 250)) return "fair";
+  return "good";
+}
+
+/**
+ * The counters the quality sample needs from one getStats() report.
+ * @param {RTCStatsReport} report
+ * @param {Map<string, RemoteTrackInfo>} remote
+ */
+function readStats(report, remote) {
+  const byTrackId = new Map();
+  const byMid = new Map();
+  for (const info of remote.values()) {
+    byTrackId.set(info.track.id, info.trackId);
+    byMid.set(info.mid, info.trackId);
+  }
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let recv = 0;
+  let lost = 0;
+  let remoteLoss = 0;
+  /** @type {number|null} */
+  let rtt = null;
+  /** @type {number|null} */
+  let remoteRtt = null;
+  let selectedPair = null;
+  /** @type {Map<string, {bytes: number, recv: number, lost: number}>} */
+  const tracks = new Map();
+  /** @type {any[]} */
+  const pairs = [];
+  report.forEach((/** @type {any} */ s) => {
+    if (s.type === "inbound-rtp") {
+      bytesIn += s.bytesReceived ?? 0;
+      recv += s.packetsReceived ?? 0;
+      lost += Math.max(0, s.packetsLost ?? 0);
+      const id = byTrackId.get(s.trackIdentifier) ?? byMid.get(s.mid);
+      if (id) {
+        const t = tracks.get(id) ?? { bytes: 0, recv: 0, lost: 0 };
+        t.bytes += s.bytesReceived ?? 0;
+        t.recv += s.packetsReceived ?? 0;
+        t.lost += Math.max(0, s.packetsLost ?? 0);
+        tracks.set(id, t);
+      }
+    } else if (s.type === "outbound-rtp") {
+      bytesOut += s.bytesSent ?? 0;
+    } else if (s.type === "remote-inbound-rtp") {
+      remoteLoss = Math.max(remoteLoss, s.fractionLost ?? 0);
+      if (typeof s.roundTripTime === "number") remoteRtt = s.roundTripTime * 1000;
+    } else if (s.type === "transport" && s.selectedCandidatePairId) {
+      selectedPair = s.selectedCandidatePairId;
+    } else if (s.type === "candidate-pair") {
+      pairs.push(s);
+    }
+  });
+  const pair = pairs.find((p) => p.id === selectedPair)
+    ?? pairs.find((p) => p.selected)
+    ?? pairs.find((p) => p.nominated && p.state === "succeeded");
+  if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime * 1000;
+  if (rtt === null) rtt = remoteRtt;
+  if (rtt !== null) rtt = Math.round(rtt);
+  return { bytesIn, bytesOut, recv, lost, remoteLoss, rtt, tracks };
+}
