@@ -137,3 +137,55 @@ async def test_peer_that_offers_and_trickles_before_any_answer(
     )
     await a.wait_receiving(from_user="bob", color="magenta", timeout=WAIT)
     await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+
+
+@pytest.mark.browser
+async def test_resume_with_ice_restart_keeps_media_flowing(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.reconnect(ice_restart=True)
+    await a.wait_message("joined", count=2, timeout=10)
+    logs = zvonok_server.log_tail(400)
+    assert '"msg": "resumed"' in logs, "the session was not resumed"
+    await asyncio.sleep(3)
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    assert (await b.report()).messages("participant-left") == 0
+    ufrags = [
+        line for line in zvonok_server.log_tail(400).splitlines() if "ice restart: True" in line
+    ]
+    assert ufrags, "the client's ICE restart was not seen by the server"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("codec", ["H264", "VP9"])
+async def test_video_forwarded_in_the_publishers_codec(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, codec: str
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red", codec=codec)
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    track = await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    report = await b.report()
+    raw = [t for t in report.raw.get("tracks", []) if t.get("trackId") == track.track_id]
+    assert raw and str(raw[0].get("codec", "")).lower() == f"video/{codec.lower()}", raw
+
+
+@pytest.mark.browser
+async def test_subscriber_gets_a_track_only_in_a_codec_it_accepts(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    # Firefox here has no H.264 (the OpenH264 download is off): it must refuse Alice's H.264
+    # video, still get her audio, and still send its own video to her.
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red", codec="H264")
+    b = await firefox_peers.open(zvonok_server, user="bob", room=chat, color="green")
+    await a.wait_receiving(from_user="bob", color="green", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+    live = [t for t in (await b.report()).tracks_from("alice", kind="video") if not t.ended]
+    assert all(not t.frames_decoded for t in live), live

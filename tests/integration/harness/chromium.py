@@ -176,8 +176,9 @@ class ChromiumPeers:
         mode: str = "answer",
         session_id: str | None = None,
         token: str | None = None,
+        codec: str | None = None,
     ) -> ChromiumPeer:
-        """Join ``kind:room`` as ``user`` sending ``color`` video and a tone."""
+        """Join ``kind:room`` as ``user`` sending ``color`` video (in ``codec``) and a tone."""
         peer_id = f"chromium{next(_peer_ids)}"
         session = session_id or f"{peer_id}-{user}"
         if token is None:
@@ -186,6 +187,8 @@ class ChromiumPeers:
             server, token, user=user, room=room, color=color, kind=kind, audio=audio,
             video=video, mode=mode, session_id=session, peer_id=peer_id,
         )  # fmt: skip
+        if codec:
+            params["codec"] = codec
         return await self._start(f"{peer_id}({user})", session, params)
 
     async def open_loopback(

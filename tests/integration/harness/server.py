@@ -91,7 +91,7 @@ class ZvonokServer:
             "--port", str(self.port),
             "--media-port", str(self.media_port),
             "--data-dir", str(self.data_dir),
-            "--announce-ip", "127.0.0.1",
+            *([] if os.environ.get("ZVONOK_TEST_ZERO_CONFIG") else ["--announce-ip", "127.0.0.1"]),
             "--log-format", "json",
         ]  # fmt: skip
 

@@ -32,6 +32,7 @@
     loopbackOnly: Q.get("loopbackOnly") !== "0",
     audioSource: Q.get("audioSource") || "tone",
     roomIdAs: Q.get("roomIdAs") || "auto",
+    codec: Q.get("codec") || "", // e.g. "H264" or "VP9": the only video codec this peer sends
   };
   const wireRoomId =
     cfg.roomIdAs === "string" ? cfg.roomId
@@ -201,6 +202,7 @@
         break;
       case "offer":
         await pc.setRemoteDescription(p); // implicit rollback of our own offer on glare
+        preferCodec();
         await afterRemoteDescription();
         await pc.setLocalDescription();
         send("answer", { type: "answer", sdp: pc.localDescription.sdp });
@@ -234,6 +236,21 @@
     }
   }
 
+  function preferCodec() {
+    // Restrict what this peer SENDS to cfg.codec (plus its RTX) on its own video transceivers.
+    if (!cfg.codec || !RTCRtpReceiver.getCapabilities) return;
+    const all = RTCRtpReceiver.getCapabilities("video").codecs;
+    const wanted = "video/" + cfg.codec.toLowerCase();
+    const picked = all.filter((c) => c.mimeType.toLowerCase() === wanted);
+    const rtx = all.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
+    if (!picked.length) return fail("preferCodec", new Error("no " + wanted + " here"));
+    for (const t of pc.getTransceivers()) {
+      if (t.sender.track && t.sender.track.kind === "video" && t.setCodecPreferences) {
+        t.setCodecPreferences([...picked, ...rtx]);
+      }
+    }
+  }
+
   async function afterRemoteDescription() {
     remoteSet = true;
     while (pendingIce.length) {
@@ -258,6 +275,7 @@
     makingOffer = true;
     wantOffer = false;
     try {
+      preferCodec();
       await pc.setLocalDescription();
       send("offer", { type: "offer", sdp: pc.localDescription.sdp });
       log("-> offer", why);

@@ -140,7 +140,6 @@ class SessionNegotiator:
         self._session_id = str(secrets.randbelow(2**62))
         self._version = 0
         self._remote_ufrag: str | None = None
-        self.client_codec_keys: set[tuple[object, ...]] = set()
 
     # ------------------------------------------------------------------ offers by the server
     def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
@@ -219,7 +218,6 @@ class SessionNegotiator:
             ext_ids = {e.uri: e.id for e in media.extensions}
             slot.extensions = [e for e in slot.extensions if ext_ids.get(e.uri) == e.id]
             self._learn_remote_media(slot, media)
-            self.client_codec_keys.update(codec_key(c) for c in media.codecs)
         return self._commit(desc, slots, restart=False)
 
     # ------------------------------------------------------------------ offers by the client
@@ -290,7 +288,6 @@ class SessionNegotiator:
         if not offered:
             self._reject(slot, media)
             return
-        self.client_codec_keys.update(codec_key(c) for c in media.codecs)
         direction = media.direction or "sendrecv"
         slot.stopped = False
         slot.client_sends = direction in ("sendrecv", "sendonly")
@@ -462,8 +459,6 @@ class SessionNegotiator:
                 continue
             key = codec_key(codec)
             if key in seen:
-                continue
-            if self.client_codec_keys and key not in self.client_codec_keys:
                 continue
             ours = next((c for c in table if codec_key(c) == key), None)
             if ours is None:
