@@ -250,7 +250,7 @@ def run(settings: Settings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws="websockets",
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=max(1.0, settings.inactivity_timeout - settings.ping_interval),

@@ -56,6 +56,8 @@ def record_fields(record: logging.LogRecord) -> dict[str, str]:
     for name, value in record.__dict__.items():
         if name in _STANDARD or name.startswith("_"):
             continue
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            continue  # objects libraries attach to records (e.g. uvicorn's protocol) are noise
         fields[name] = REDACTED if _SECRET_NAME_RE.search(name) else redact(str(value))
     return fields
 

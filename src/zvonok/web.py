@@ -31,6 +31,7 @@ USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: The largest JSON body the development endpoints read.
 MAX_BODY_BYTES = 4096
 
+#: ``user_id -> token``; ``ValueError`` when this server cannot sign tokens (503).
 IssueDevToken = Callable[[str], str]
 #: ``(kind, room_id, user_id)``: make the user a member; ``ValueError`` when that is impossible
 #: (a private chat that already has two other members), ``StoreUnavailable`` when the store is down.
@@ -118,7 +119,11 @@ def _dev_token_endpoint(issue: IssueDevToken) -> Callable[[Request], Awaitable[R
             user_id = parse_user_id(await read_json(request))
         except ValueError as exc:
             return _error(400, "bad-request", str(exc))
-        return JSONResponse({"token": issue(user_id)})
+        try:
+            token = issue(user_id)
+        except ValueError as exc:  # e.g. the server verifies RS256/ES256 only: no secret to sign
+            return _error(503, "unavailable", str(exc))
+        return JSONResponse({"token": token})
 
     return dev_token
 

@@ -12,6 +12,9 @@ side's tiles. Uses the Debian Chromium (never ``playwright install``) with the f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 import os
 import re
 import socket
@@ -96,9 +99,41 @@ def _free_port(kind: int) -> int:
         return port
 
 
+@contextlib.contextmanager
+def serve(data_dir: Path, **env: str) -> Iterator[str]:
+    """Run ``python -m zvonok serve`` in dev mode on loopback; yields its http base URL."""
+    port = _free_port(socket.SOCK_STREAM)
+    media_port = _free_port(socket.SOCK_DGRAM)
+    environ = {**os.environ, "ZVONOK_DEV_MODE": "true", "ZVONOK_MEDIA_HOST": "127.0.0.1", **env}
+    args = [sys.executable, "-m", "zvonok", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--media-port", str(media_port), "--data-dir", str(data_dir)]
+    args += ["--announce-ip", "127.0.0.1"]
+    log_path = data_dir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, "the server did not become ready in 20 s"
+                time.sleep(0.2)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``zvonok serve`` in dev mode on loopback; yields its http base URL.
+    """A real dev-mode server for this module's tests.
 
     ``ZVONOK_DEMO_SERVER=http://127.0.0.1:PORT`` runs the tests against a dev-mode server that is
     already running instead.
@@ -107,49 +142,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if running:
         yield running.rstrip("/")
         return
-    port = _free_port(socket.SOCK_STREAM)
-    media_port = _free_port(socket.SOCK_DGRAM)
-    data_dir = tmp_path_factory.mktemp("zvonok-demo")
-    env = {**os.environ, "ZVONOK_DEV_MODE": "true", "ZVONOK_MEDIA_HOST": "127.0.0.1"}
-    args = [
-        sys.executable,
-        "-m",
-        "zvonok",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--media-port",
-        str(media_port),
-        "--data-dir",
-        str(data_dir),
-        "--announce-ip",
-        "127.0.0.1",
-    ]
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, (data_dir / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready in 20 s"
-            time.sleep(0.2)
+    with serve(tmp_path_factory.mktemp("zvonok-demo")) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def server_without_resume(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose sessions end as soon as their socket drops (resume grace 0).
+
+    With ``ZVONOK_DEMO_SERVER`` set, ``ZVONOK_DEMO_SERVER_NO_RESUME`` names such a server.
+    """
+    if os.environ.get("ZVONOK_DEMO_SERVER"):
+        running = os.environ.get("ZVONOK_DEMO_SERVER_NO_RESUME")
+        if not running:
+            pytest.skip("ZVONOK_DEMO_SERVER_NO_RESUME is not set")
+        yield running.rstrip("/")
+        return
+    with serve(tmp_path_factory.mktemp("zvonok-demo-noresume"), ZVONOK_RESUME_GRACE="0") as base:
+        yield base
 
 
 @pytest.fixture
@@ -324,6 +334,32 @@ async def test_dropped_socket_resumes(server: str, browser: Browser) -> None:
         await page.click("#leave")
 
 
+async def test_lost_session_is_rebuilt(server_without_resume: str, browser: Browser) -> None:
+    """The server forgot the session (``resumed: false``): a new connection, tracks published."""
+    alice, bob = await two_party(browser, server_without_resume, "rebuild")
+    await alice.evaluate(
+        """() => {
+          const call = window.zvonokDemo.call;
+          window.resumed = null;
+          window.oldPc = call.peerConnection;
+          call.addEventListener("reconnected", (e) => { window.resumed = e.resumed; });
+          call._ws.close(4000, "test drop");
+        }"""
+    )
+    resumed = await wait_for(
+        lambda: alice.evaluate("() => window.resumed !== null && String(window.resumed)"),
+        "alice to reconnect",
+        15,
+    )
+    assert resumed == "false"
+    assert await alice.evaluate("() => window.zvonokDemo.call.peerConnection !== window.oldPc")
+    await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the rebuild", 20)
+    await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the rebuild", 20)
+    assert await tile_count(bob, '.tile[data-user-id="alice"]') == 1
+    for page in (alice, bob):
+        await page.click("#leave")
+
+
 async def test_a_third_user_cannot_join_a_private_chat(server: str, browser: Browser) -> None:
     alice = await open_demo(browser, server, "alice", "chat", "pair")
     bob = await open_demo(browser, server, "bob", "chat", "pair")
@@ -458,7 +494,7 @@ async def test_sdk_reports_media_denied(browser: Browser) -> None:
     assert result == [["media-denied"], "media-denied", "new"]
 
 
-FIREFOX_PREFS = {
+FIREFOX_PREFS: dict[str, bool | int | str] = {
     "media.navigator.streams.fake": True,
     "media.navigator.permission.disabled": True,
     "media.peerconnection.ice.loopback": True,
@@ -495,38 +531,100 @@ def _user_js(prefs: dict[str, bool | int | str]) -> str:
     return "".join(f'user_pref("{k}", {value(v)});\n' for k, v in prefs.items())
 
 
+def firefox_quality(log: Path) -> list[dict[str, Any]]:
+    """The demo's ``quality`` events that Firefox printed (``?debug``) to its stdout."""
+    marker = '"zvonok demo: quality" '
+    events = []
+    for line in log.read_text(errors="replace").splitlines():
+        _, found, literal = line.partition(marker)
+        if found:
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(json.loads(literal)))
+    return events
+
+
 async def test_firefox_and_chromium_call(server: str, browser: Browser, tmp_path: Path) -> None:
     """Firefox ESR (a bare process, the demo's ``?join&debug``) calls Chromium both ways."""
     profile = tmp_path / "firefox-profile"
     profile.mkdir()
     (profile / "user.js").write_text(_user_js(FIREFOX_PREFS))
     alice = await open_demo(browser, server, "alice", "chat", "firefox")
-    out = (tmp_path / "firefox.log").open("w+b")
+    log = tmp_path / "firefox.log"
     url = f"{server}/?user=bob&kind=chat&room=firefox&join&debug"
-    firefox = subprocess.Popen(
-        ["firefox-esr", "--headless", "--no-remote", "--profile", str(profile), url],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        await wait_for(lambda: media_flows(alice, "bob"), "chromium to get firefox's media", 30)
-
-        async def firefox_receives() -> bool:
-            lines = (tmp_path / "firefox.log").read_text(errors="replace").splitlines()
-            quality = [line for line in lines if "zvonok demo: quality" in line]
-            return (
-                bool(quality)
-                and '\\"userId\\":\\"alice\\",\\"bitrateIn\\":' in quality[-1]
-                and '\\"bitrateIn\\":0,' not in quality[-1].split("participants")[-1]
-            )
-
-        await wait_for(firefox_receives, "firefox to receive chromium's media", 20, every=1.0)
-    finally:
-        firefox.terminate()
+    with log.open("wb") as out:
+        firefox = await asyncio.create_subprocess_exec(
+            "firefox-esr",
+            "--headless",
+            "--no-remote",
+            "--profile",
+            str(profile),
+            url,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            firefox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            firefox.kill()
-            firefox.wait(timeout=5)
-        out.close()
+            await wait_for(lambda: media_flows(alice, "bob"), "chromium to get firefox's media", 30)
+
+            async def firefox_receives() -> bool:
+                events = firefox_quality(log)
+                if not events:
+                    return False
+                seen = events[-1]["participants"].values()
+                return any(p["userId"] == "alice" and p["bitrateIn"] > 50_000 for p in seen)
+
+            await wait_for(firefox_receives, "firefox to receive chromium's media", 20, every=1.0)
+        finally:
+            firefox.terminate()
+            try:
+                await asyncio.wait_for(firefox.wait(), timeout=10)
+            except TimeoutError:
+                firefox.kill()
+                await asyncio.wait_for(firefox.wait(), timeout=5)
     await alice.click("#leave")
+
+
+async def test_group_call_of_three(server: str, browser: Browser) -> None:
+    pages = {
+        user: await open_demo(browser, server, user, "group", "three")
+        for user in ("ann", "ben", "cat")
+    }
+    for user, page in pages.items():
+        for peer in pages:
+            if peer != user:
+                await wait_for(
+                    functools.partial(media_flows, page, peer), f"{user} to get {peer}'s media", 20
+                )
+        names = await page.eval_on_selector_all(
+            ".tile:not(.local)", "(tiles) => tiles.map((t) => t.dataset.userId).sort()"
+        )
+        assert names == sorted(set(pages) - {user})
+    for page in pages.values():
+        await page.click("#leave")
+
+
+async def test_ice_restart_keeps_the_call(server: str, browser: Browser) -> None:
+    alice, bob = await two_party(browser, server, "icerestart")
+    before = await alice.evaluate(
+        """() => {
+          const pc = window.zvonokDemo.call.peerConnection;
+          const ufrag = /a=ice-ufrag:(\\S+)/.exec(pc.localDescription.sdp)[1];
+          pc.restartIce();
+          return ufrag;
+        }"""
+    )
+
+    async def restarted() -> bool:
+        state = await alice.evaluate(
+            """() => {
+              const pc = window.zvonokDemo.call.peerConnection;
+              return [pc.signalingState, /a=ice-ufrag:(\\S+)/.exec(pc.localDescription.sdp)[1],
+                      /a=ice-ufrag:(\\S+)/.exec(pc.remoteDescription.sdp)[1]];
+            }"""
+        )
+        return bool(state[0] == "stable" and state[1] != before)
+
+    await wait_for(restarted, "the ICE restart to complete", 10)
+    await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the restart", 15)
+    await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the restart", 15)
+    for page in (alice, bob):
+        await page.click("#leave")

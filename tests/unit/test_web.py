@@ -21,6 +21,8 @@ class FakeDev:
         self.fail: Exception | None = None
 
     def issue(self, user_id: str) -> str:
+        if isinstance(self.fail, ValueError):
+            raise self.fail
         self.issued.append(user_id)
         return f"token-for-{user_id}"
 
@@ -164,3 +166,11 @@ def test_parsers() -> None:
 def test_unknown_static_file() -> None:
     with pytest.raises(ValueError, match="unknown static file 'x.js'"):
         static_text("x.js")
+
+
+def test_dev_token_without_a_secret_is_503() -> None:
+    fake = FakeDev()
+    fake.fail = ValueError("dev tokens need an HS256 secret")
+    response = client(True, fake).post("/dev/token", json={"userId": "alice"})
+    assert response.status_code == 503
+    assert response.json() == {"error": "unavailable", "message": "dev tokens need an HS256 secret"}

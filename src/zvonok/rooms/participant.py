@@ -82,6 +82,7 @@ class Participant:
         self._described = False
         self._trickled = False
         self._glare_refused = False
+        self._last_offer: str | None = None
         self.negotiator = SessionNegotiator()
         self.endpoint = MediaEndpoint()
         self.transport: WebRtcTransport = worker.create_transport(
@@ -149,9 +150,17 @@ class Participant:
         self._needs_offer = False
         self._glare_refused = False
         sdp = self.negotiator.create_offer(self._wanted(), self._local())
+        self._last_offer = sdp
         self._send_track_map()
         self.send("offer", {"type": "offer", "sdp": sdp})
         self.log.info("server offer sent (%d m-lines)", len(self.negotiator._pending or []))
+
+    def resend_pending(self) -> None:
+        """After a resume: messages sent while detached were lost; repeat an unanswered offer."""
+        if self.negotiator.state == "have-local-offer" and self._last_offer is not None:
+            self._send_track_map()
+            self.send("offer", {"type": "offer", "sdp": self._last_offer})
+            self.log.info("unanswered server offer sent again after resume")
 
     def handle_offer(self, sdp: str) -> None:
         if self.negotiator.state != "stable":
@@ -350,8 +359,12 @@ class Participant:
         self.state = state
         self.log.info("connection state %s", state.value)
         self.send("state", {"state": state.value})
-        if state in (ConnectionState.FAILED, ConnectionState.CLOSED):
-            self._on_failed(self, state.value)
+        if state == ConnectionState.FAILED:
+            self._on_failed(self, "failed")
+        elif state == ConnectionState.CLOSED:
+            # The client closed its RTCPeerConnection (DTLS close_notify): it is leaving; its
+            # `leave` message usually follows within a moment and wins if it does.
+            self._on_failed(self, "leave")
 
     def close(self) -> None:
         """Free every media object of the session; idempotent."""

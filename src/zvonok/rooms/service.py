@@ -23,6 +23,8 @@ from .room import Room
 from .sink import SignalSink
 
 log = logging.getLogger("zvonok.rooms")
+#: How long a session whose client closed its peer connection waits for the client's `leave`.
+PEER_CLOSE_DELAY = 1.0
 
 
 class RoomService:
@@ -118,6 +120,7 @@ class RoomService:
         participant.attach(sink)
         participant.send("joined", self._joined_payload(participant, resumed=True))
         participant.send("state", {"state": participant.state.value})
+        participant.resend_pending()
         participant.log.info("resumed")
         return participant
 
@@ -176,8 +179,16 @@ class RoomService:
             log.info("room deleted", extra={"room": str(room.key)})
 
     def _failed(self, participant: Participant, reason: str) -> None:
-        """The session's connection failed or was closed by the peer: end the session."""
-        self._spawn(self.leave(participant, reason))
+        """The session's connection failed (end it now) or the peer closed it (end it shortly,
+        unless its ``leave`` arrives first)."""
+        if reason == "failed":
+            self._spawn(self.leave(participant, reason))
+            return
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(
+            PEER_CLOSE_DELAY, lambda: self._spawn(self.leave(participant, reason))
+        )
+        self._grace[participant.session_id] = handle
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)

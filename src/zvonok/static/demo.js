@@ -246,7 +246,12 @@ async function onJoin(event) {
         show(`Cannot join ${kind} ${roomId}: ${/** @type {Error} */ (error).message}`);
         throw error;
       }
-      token = (await postJson("/dev/token", { userId })).token;
+      try {
+        token = (await postJson("/dev/token", { userId })).token;
+      } catch (error) {
+        show(`No development token: ${/** @type {Error} */ (error).message}`);
+        throw error;
+      }
     }
     await startCall(kind, roomId, token, userId);
   } catch (error) {

@@ -204,3 +204,17 @@ def test_bad_offers(text: str, message: str) -> None:
 def test_answer_without_offer_refused() -> None:
     with pytest.raises(ValueError, match="no offer is outstanding"):
         SessionNegotiator().apply_answer(fixture("chromium_answer_to_server_offer.sdp"))
+
+
+def test_firefox_bundle_only_mlines_are_not_rejected() -> None:
+    offer = fixture("firefox_offer_audio_video.sdp")
+    desc = SessionDescription.parse(offer)
+    video = desc.media[1]
+    video.port = 0
+    video.other.append(("bundle-only", None))
+    video.ice_ufrag = video.ice_pwd = None
+    video.candidates = []
+    neg = SessionNegotiator()
+    answer, result = neg.apply_offer(str(desc), [], local_for)
+    assert set(result.published) == {"0", "1"}
+    assert SessionDescription.parse(answer).media[1].port != 0

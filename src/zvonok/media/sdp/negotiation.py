@@ -238,7 +238,7 @@ class SessionNegotiator:
         if len(desc.media) > MAX_SLOTS:
             raise ValueError(f"more than {MAX_SLOTS} m-lines")
         media_list = desc.media
-        first = next((m for m in media_list if m.port != 0), None)
+        first = next((m for m in media_list if _active(m, desc)), None)
         if first is None:
             raise ValueError("offer has no active m-line")
         ufrag, pwd = _ice_credentials(desc, first)
@@ -250,7 +250,7 @@ class SessionNegotiator:
         unplaced = [t for t in sends if t.track_id not in _send_ids(slots)]
         for index, media in enumerate(media_list):
             slot = self._slot_for_offer(slots, index, media)
-            self._answer_media(slot, media, unplaced)
+            self._answer_media(slot, media, unplaced, active=_active(media, desc))
         answer = self._render(slots, local_for(restart), offer=False)
         result = self._commit(desc, slots, restart=restart)
         return answer, result
@@ -275,11 +275,13 @@ class SessionNegotiator:
         self._mids_used.add(mid)
         return Slot(index=index, mid=mid, kind=media.kind, protocol=media.protocol)
 
-    def _answer_media(self, slot: Slot, media: MediaDescription, unplaced: list[SendTrack]) -> None:
+    def _answer_media(
+        self, slot: Slot, media: MediaDescription, unplaced: list[SendTrack], *, active: bool
+    ) -> None:
         if media.kind != slot.kind:
             raise ValueError(f"offer m-line {slot.index} changed kind to {media.kind}")
         slot.protocol = media.protocol
-        if media.port == 0 or media.kind not in ("audio", "video"):
+        if not active or media.kind not in ("audio", "video"):
             self._reject(slot, media)
             return
         if not media.rtcp_mux:
@@ -328,7 +330,7 @@ class SessionNegotiator:
     def _commit(
         self, desc: SessionDescription, slots: list[Slot], *, restart: bool
     ) -> NegotiationResult:
-        first = next((m for m in desc.media if m.port != 0), None)
+        first = next((m for m in desc.media if _active(m, desc)), None)
         if first is None:
             raise ValueError("description has no active m-line")
         ufrag, pwd = _ice_credentials(desc, first)
@@ -550,6 +552,15 @@ def _codec_lines(codecs: Sequence[RtpCodec]) -> list[str]:
         if c.fmtp:
             lines.append(f"a=fmtp:{c.payload_type} {c.fmtp_text()}")
     return lines
+
+
+def _active(media: MediaDescription, desc: SessionDescription) -> bool:
+    """Not rejected: a real port, or port 0 with ``a=bundle-only`` inside the BUNDLE group
+    (RFC 8843 §6: Firefox offers its bundled m-lines that way)."""
+    if media.port != 0:
+        return True
+    bundled = any(media.mid in group for group in desc.bundle)
+    return bundled and any(name == "bundle-only" for name, _ in media.other)
 
 
 def _direction(send: bool, recv: bool) -> str:
