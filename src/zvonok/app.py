@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from types import FrameType
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         components = await build(settings)
         state["c"] = components
+        app.state.zvonok = components
         log.info(
             "zvonok listening on http://%s:%d (WebSocket /api/v1/{chat|group}/{id}/call); "
             "media UDP %s:%d announcing %s; data dir %s",
@@ -237,6 +239,18 @@ def _participant_snapshot(participant: Participant) -> dict[str, Any]:
     }
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, plus: on SIGTERM/SIGINT first tell every session to reconnect (close 1012)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        app = self.config.app
+        components = getattr(getattr(app, "state", None), "zvonok", None)
+        if isinstance(components, Components) and not self.should_exit:
+            loop = asyncio.get_event_loop()
+            loop.call_soon_threadsafe(components.rooms.begin_shutdown)
+        super().handle_exit(sig, frame)
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM (``zvonok serve``)."""
     configure_logging(settings)
@@ -259,6 +273,6 @@ def run(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -195,6 +195,23 @@ class RoomService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM: refuse new joins and tell every session to reconnect (elsewhere or later)."""
+        if self.closing:
+            return
+        self.closing = True
+        log.info("shutting down: telling %d sessions to reconnect", len(self.sessions))
+        for participant in list(self.sessions.values()):
+            participant.send(
+                "error",
+                {
+                    "code": "shutdown",
+                    "message": "the server is shutting down; reconnect with the same sessionId",
+                    "retryAfterMs": 1000,
+                },
+            )
+            participant.sink.close(1012, "server shutting down")
+
     async def close(self) -> None:
         """Shutdown: end every session (clients were told by the signaling layer)."""
         self.closing = True
