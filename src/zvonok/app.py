@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from types import FrameType
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import uvicorn
