@@ -334,3 +334,55 @@ async def test_200_concurrent_joins_and_leaves_leave_nothing(
     assert state["rooms"] == {} and state["sessions"] == 0 and state["transports"] == 0
     assert state["connections"] == 0
     assert state["tasks"] <= baseline["tasks"] + 2
+
+
+async def test_http_membership_backend_and_its_outage(
+    zvonok_server_factory: ServerFactory,
+) -> None:
+    """The messenger's membership callback decides; when it is down, joins get 503, never 101."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    calls: list[dict[str, Any]] = []
+
+    class Membership(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append(body)
+            member = body["userId"] in ("alice", "bob") and body["kind"] == "group"
+            data = json.dumps({"member": member}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Membership)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    port = http.server_address[1]
+    try:
+        server = zvonok_server_factory.start(
+            env={
+                "ZVONOK_MEMBERSHIP_BACKEND": "http",
+                "ZVONOK_MEMBERSHIP_HTTP_URL": f"http://127.0.0.1:{port}/membership",
+                "ZVONOK_MEMBERSHIP_HTTP_CACHE_TTL": "0.1",
+            }
+        )
+        async with client(server, "alice", "42", kind="group") as c:
+            assert (await c.join())["payload"]["room"] == "group:42"
+        headers = {"Authorization": "Bearer " + server.token("mallory")}
+        assert (await refused_status(server.ws_url("group", "42"), headers))[0] == 403
+        headers = {"Authorization": "Bearer " + server.token("alice")}
+        assert (await refused_status(server.ws_url("chat", "42"), headers))[0] == 403
+        assert {"kind": "group", "roomId": "42", "userId": "alice"} in calls
+    finally:
+        http.shutdown()
+        http.server_close()
+    await asyncio.sleep(0.3)  # past the cache TTL: the next answer must come from the callback
+    started = time.monotonic()
+    assert (await refused_status(server.ws_url("group", "42"), headers))[0] == 503
+    assert time.monotonic() - started < 5
