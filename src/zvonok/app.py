@@ -87,6 +87,8 @@ async def build(settings: Settings) -> Components:
             message_burst=settings.message_burst,
             bad_message_limit=settings.bad_message_limit,
             send_queue_size=settings.send_queue_size,
+            connect_rate=settings.connect_rate,
+            connect_burst=settings.connect_burst,
         ),
     )
     return Components(

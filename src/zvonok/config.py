@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     max_pending_ice: int = Field(200, gt=0)
     max_tracks_per_session: int = Field(16, gt=0)
     send_queue_size: int = Field(256, gt=0)
+    connect_rate: float = Field(20.0, gt=0)
+    connect_burst: int = Field(200, gt=0)
 
     # --- logging ---
     log_level: str = "INFO"

@@ -308,7 +308,9 @@ async def state_of(server: ZvonokServer) -> dict[str, Any]:
 async def test_200_concurrent_joins_and_leaves_leave_nothing(
     zvonok_server_factory: ServerFactory,
 ) -> None:
-    server = zvonok_server_factory.start(env={"ZVONOK_RESUME_GRACE": "2"})
+    server = zvonok_server_factory.start(
+        env={"ZVONOK_RESUME_GRACE": "2", "ZVONOK_CONNECT_BURST": "1000"}
+    )
     groups = [server.create_group([f"u{i}" for i in range(10)]) for _ in range(4)]
     tokens = {f"u{i}": server.token(f"u{i}") for i in range(10)}
     baseline = await state_of(server)
@@ -386,3 +388,13 @@ async def test_http_membership_backend_and_its_outage(
     started = time.monotonic()
     assert (await refused_status(server.ws_url("group", "42"), headers))[0] == 503
     assert time.monotonic() - started < 5
+
+
+async def test_connection_rate_per_ip(zvonok_server_factory: ServerFactory) -> None:
+    server = zvonok_server_factory.start(
+        env={"ZVONOK_CONNECT_RATE": "0.5", "ZVONOK_CONNECT_BURST": "3"}
+    )
+    chat = server.create_chat(["alice", "bob"])
+    headers = {"Authorization": "Bearer " + server.token("mallory")}
+    statuses = [(await refused_status(server.ws_url("chat", chat), headers))[0] for _ in range(5)]
+    assert statuses == [403, 403, 403, 429, 429]

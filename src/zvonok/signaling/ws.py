@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ class ConnectionLimits:
     message_burst: int
     bad_message_limit: int
     send_queue_size: int
+    connect_rate: float = 20.0
+    connect_burst: int = 200
 
 
 class WebSocketSink:
@@ -105,6 +108,25 @@ class TokenBucket:
         return True
 
 
+class IpRateLimiter:
+    """WebSocket connection attempts per client IP: a token bucket each, LRU-bounded."""
+
+    def __init__(self, rate: float, burst: int, size: int = 10_000) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._size = size
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, ip: str) -> bool:
+        bucket = self._buckets.pop(ip, None)
+        if bucket is None:
+            bucket = TokenBucket(self._rate, self._burst)
+            if len(self._buckets) >= self._size:
+                self._buckets.popitem(last=False)
+        self._buckets[ip] = bucket
+        return bucket.take()
+
+
 class CallEndpoint:
     """The ASGI WebSocket handler for both URL kinds."""
 
@@ -120,11 +142,17 @@ class CallEndpoint:
         self._store = store
         self._rooms = rooms
         self._limits = limits
+        self._ip_buckets = IpRateLimiter(limits.connect_rate, limits.connect_burst)
         self.connections = 0
 
     async def __call__(self, websocket: WebSocket) -> None:
         kind = RoomKind(websocket.path_params["kind"])
         room_id = str(websocket.path_params["room_id"])
+        peer = websocket.client.host if websocket.client else "?"
+        if not self._ip_buckets.take(peer):
+            log.info("refused: connection rate from %s", peer)
+            await _deny(websocket, 429, "rate-limited", "too many connections; retry later")
+            return
         grants = await self._authorize(websocket, kind, room_id)
         if grants is None:
             return
