@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -149,7 +150,12 @@ def create_app(settings: Settings) -> Starlette:
 
     async def debug_state(request: Request) -> Response:
         components = state["c"]
-        return JSONResponse(_state_snapshot(components))
+        snapshot = _state_snapshot(components)
+        if request.query_params.get("gc"):
+            # Leak checks: what is still alive after a full collection (dev mode only).
+            snapshot["gcCollected"] = gc.collect()
+            snapshot["gcObjects"] = len(gc.get_objects())
+        return JSONResponse(snapshot)
 
     def issue_dev_token(user_id: str) -> str:
         secret = state["c"].dev_secret
