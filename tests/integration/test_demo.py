@@ -31,26 +31,10 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from zvonok.web import static_text
 
+from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--mute-audio",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--proxy-server=http://127.0.0.1:9",
-]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 # Inbound counters and the SDK's view of the received tracks, read in the page.
