@@ -153,7 +153,7 @@ class Participant:
         self._last_offer = sdp
         self._send_track_map()
         self.send("offer", {"type": "offer", "sdp": sdp})
-        self.log.info("server offer sent (%d m-lines)", len(self.negotiator._pending or []))
+        self.log.info("server offer sent (%d m-lines)", len(self.negotiator.current_slots))
 
     def resend_pending(self) -> None:
         """After a resume: messages sent while detached were lost; repeat an unanswered offer."""
@@ -332,7 +332,7 @@ class Participant:
             consumer.close()
 
     def _send_track_map(self) -> None:
-        slots = self.negotiator._pending or self.negotiator.slots
+        slots = self.negotiator.current_slots
         tracks = []
         for slot in slots:
             if slot.stopped or slot.send is None:

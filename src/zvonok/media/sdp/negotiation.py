@@ -355,6 +355,11 @@ class SessionNegotiator:
             ice_restart=restart,
         )
 
+    @property
+    def current_slots(self) -> list[Slot]:
+        """The m-lines of the outstanding offer if there is one, else the negotiated ones."""
+        return self._pending if self._pending is not None else self.slots
+
     def rollback(self) -> None:
         """Withdraw our outstanding offer (used when the session is reset)."""
         self._pending = None
