@@ -32,6 +32,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from zvonok.web import static_text
 
 from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
+from .harness.udp_relay import UdpRelay
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -84,14 +85,16 @@ def _free_port(kind: int) -> int:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, **env: str) -> Iterator[str]:
+def serve(
+    data_dir: Path, announce: str = "127.0.0.1", media_port: int | None = None, **env: str
+) -> Iterator[str]:
     """Run ``python -m zvonok serve`` in dev mode on loopback; yields its http base URL."""
     port = _free_port(socket.SOCK_STREAM)
-    media_port = _free_port(socket.SOCK_DGRAM)
+    media_port = media_port or _free_port(socket.SOCK_DGRAM)
     environ = {**os.environ, "ZVONOK_DEV_MODE": "true", "ZVONOK_MEDIA_HOST": "127.0.0.1", **env}
     args = [sys.executable, "-m", "zvonok", "serve", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--media-port", str(media_port), "--data-dir", str(data_dir)]
-    args += ["--announce-ip", "127.0.0.1"]
+    args += ["--announce-ip", announce]
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, env=environ, stdout=log, stderr=subprocess.STDOUT)
@@ -612,3 +615,46 @@ async def test_ice_restart_keeps_the_call(server: str, browser: Browser) -> None
     await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the restart", 15)
     for page in (alice, bob):
         await page.click("#leave")
+
+
+async def test_network_cut_reconnects_without_a_leave(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Alice's network goes away for a while: her WebSocket drops and her media is blackholed.
+    The SDK reconnects on its own (same session, ICE restart), media resumes both ways, and Bob
+    never sees her leave. Media goes through a NAT-like relay on 127.0.0.2 that the test cuts."""
+    media_port = _free_port(socket.SOCK_DGRAM)
+    relay = UdpRelay(("127.0.0.2", media_port), ("127.0.0.1", media_port))
+    await relay.start()
+    try:
+        with serve(
+            tmp_path_factory.mktemp("zvonok-cut"), announce="127.0.0.2", media_port=media_port
+        ) as base:
+            alice, bob = await two_party(browser, base, "cut")
+            await alice.evaluate(
+                """() => {
+                  const call = window.zvonokDemo.call;
+                  window.events = [];
+                  for (const t of ["reconnecting", "reconnected", "failed"])
+                    call.addEventListener(t, () => window.events.push(t));
+                  call._ws.close(4000, "network cut");
+                }"""
+            )
+            relay.cut(7)
+            await asyncio.sleep(7)
+            events = await wait_for(
+                lambda: alice.evaluate(
+                    "() => window.events.includes('reconnected') && window.events.join(',')"
+                ),
+                "alice's SDK to reconnect",
+                20,
+            )
+            assert "failed" not in events
+            assert relay.dropped > 0
+            await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the cut", 30)
+            await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the cut", 30)
+            assert await tile_count(bob, '.tile[data-user-id="alice"]') >= 1
+            for page in (alice, bob):
+                await page.click("#leave")
+    finally:
+        relay.close()
