@@ -37,6 +37,8 @@ from .store.sql import SqlMembershipStore
 from .web import web_routes
 
 log = logging.getLogger("zvonok.app")
+#: How long uvicorn's WebSocket protocol waits for a closing handshake (websockets' default).
+WS_CLOSE_TIMEOUT = 10.0
 
 
 @dataclass(slots=True)
@@ -259,6 +261,18 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def _ping_timeout(settings: Settings) -> float:
+    """Pong deadline, so that a silent client is gone within ``inactivity_timeout``.
+
+    A dead socket is noticed at most ``ping_interval + ping_timeout`` (plus the WebSocket library's
+    10 s closing handshake) after the client's last sign of life; its session then waits
+    ``resume_grace`` for a resume (longer only while its media still flows). Together they make
+    the inactivity timeout.
+    """
+    detection = settings.inactivity_timeout - settings.resume_grace - WS_CLOSE_TIMEOUT
+    return max(2.0, detection - settings.ping_interval)
+
+
 def run(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM (``zvonok serve``)."""
     configure_logging(settings)
@@ -275,7 +289,7 @@ def run(settings: Settings) -> None:
         ws="websockets",
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=max(1.0, settings.inactivity_timeout - settings.ping_interval),
+        ws_ping_timeout=_ping_timeout(settings),
         log_config=None,
         access_log=False,
         lifespan="on",

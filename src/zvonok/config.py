@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     max_participants: int = Field(0, ge=0)
     resume_grace: float = Field(30.0, ge=0)
     inactivity_timeout: float = Field(60.0, gt=0)
-    ping_interval: float = Field(15.0, gt=0)
+    ping_interval: float = Field(10.0, gt=0)
 
     # --- limits ---
     max_message_bytes: int = Field(256 * 1024, gt=0)

@@ -25,6 +25,8 @@ from .sink import SignalSink
 log = logging.getLogger("zvonok.rooms")
 #: How long a session whose client closed its peer connection waits for the client's `leave`.
 PEER_CLOSE_DELAY = 1.0
+#: A detached session whose media still flows is looked at again this often.
+MEDIA_RECHECK = 5.0
 
 
 class RoomService:
@@ -142,11 +144,26 @@ class RoomService:
         if self._resume_grace <= 0:
             self._spawn(self.leave(participant, "disconnect"))
             return
+        self._arm_grace(participant, self._resume_grace, participant.transport.rx_packets)
+        participant.log.info("detached; resumable for %.0f s", self._resume_grace)
+
+    def _arm_grace(self, participant: Participant, delay: float, rx_seen: int) -> None:
         loop = asyncio.get_running_loop()
         self._grace[participant.session_id] = loop.call_later(
-            self._resume_grace, lambda: self._spawn(self.leave(participant, "disconnect"))
+            delay, self._grace_expired, participant, rx_seen
         )
-        participant.log.info("detached; resumable for %.0f s", self._resume_grace)
+
+    def _grace_expired(self, participant: Participant, rx_seen: int) -> None:
+        """End a detached session, unless its media is still arriving (then it is not inactive:
+        look again a little later; it ends once both socket and media are gone)."""
+        self._grace.pop(participant.session_id, None)
+        if participant.closed:
+            return
+        rx_now = participant.transport.rx_packets
+        if rx_now != rx_seen:
+            self._arm_grace(participant, MEDIA_RECHECK, rx_now)
+            return
+        self._spawn(self.leave(participant, "disconnect"))
 
     async def leave(self, participant: Participant, reason: str) -> None:
         """End a session now: free its media, tell the others, drop an empty room."""
