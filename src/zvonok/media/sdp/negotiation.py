@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
 
-from .candidate import Candidate
 from .codecs import (
     SUPPORTED_EXTENSIONS,
     codec_key,
@@ -27,102 +24,34 @@ from .codecs import (
     supported_codecs,
 )
 from .description import HeaderExtension, MediaDescription, RtpCodec, SessionDescription
-
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-#: Extensions that are never forwarded as-is (their values name the publisher's m-line/stream).
-NOT_FORWARDED = frozenset(
-    {
-        MID_URI,
-        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
-        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
-    }
+from .render import render_media
+from .slots import (
+    MAX_SLOTS,
+    MID_URI,
+    NOT_FORWARDED,
+    AcceptedSend,
+    LocalParameters,
+    NegotiationResult,
+    PublishedTrack,
+    SendTrack,
+    SignalingState,
+    Slot,
+    copy_slot,
+    send_ids,
 )
-MAX_SLOTS = 256
 
-SignalingState = Literal["stable", "have-local-offer"]
-
-
-@dataclass(frozen=True, slots=True)
-class LocalParameters:
-    """What the server's transport announces in every m-line."""
-
-    ice_ufrag: str
-    ice_pwd: str
-    fingerprint: tuple[str, str]
-    candidates: Sequence[str]
-
-
-@dataclass(frozen=True, slots=True)
-class SendTrack:
-    """A track the server wants to send to this session (one consumer-to-be)."""
-
-    track_id: str
-    stream_id: str
-    kind: str
-    codecs: Sequence[RtpCodec]
-    ssrc: int
-    rtx_ssrc: int
-    cname: str
-
-
-@dataclass(slots=True)
-class Slot:
-    """One m-line of the session, for its whole life (recycled with a new mid when stopped)."""
-
-    index: int
-    mid: str
-    kind: str
-    recv: bool = False
-    send: SendTrack | None = None
-    stopped: bool = False
-    codecs: list[RtpCodec] = field(default_factory=list)
-    extensions: list[HeaderExtension] = field(default_factory=list)
-    client_sends: bool = False
-    client_receives: bool = False
-    remote_ssrc: int | None = None
-    remote_rtx_ssrc: int | None = None
-    remote_msid: tuple[str, str] | None = None
-    protocol: str = "UDP/TLS/RTP/SAVPF"
-    rejected_formats: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedTrack:
-    """A client track the server receives, as negotiated."""
-
-    mid: str
-    kind: str
-    ssrc: int
-    rtx_ssrc: int | None
-    codecs: dict[int, RtpCodec]
-    rtx: dict[int, int]
-    extensions: dict[str, int]
-    msid: tuple[str, str] | None
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedSend:
-    """A server track the client accepted: codecs and extension ids in the client's space."""
-
-    track_id: str
-    mid: str
-    codecs: list[RtpCodec]
-    rtx: dict[int, int]
-    extensions: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class NegotiationResult:
-    """Everything the rooms layer needs after an offer/answer exchange completed."""
-
-    published: dict[str, PublishedTrack]
-    sending: dict[str, AcceptedSend]
-    refused: frozenset[str]
-    ice_ufrag: str
-    ice_pwd: str
-    fingerprints: list[tuple[str, str]]
-    candidates: list[Candidate]
-    ice_restart: bool
+__all__ = [
+    "MAX_SLOTS",
+    "MID_URI",
+    "NOT_FORWARDED",
+    "AcceptedSend",
+    "LocalParameters",
+    "NegotiationResult",
+    "PublishedTrack",
+    "SendTrack",
+    "SessionNegotiator",
+    "Slot",
+]
 
 
 class SessionNegotiator:
@@ -146,7 +75,7 @@ class SessionNegotiator:
         """Reconcile the m-lines with ``sends`` and return the offer text."""
         if self.state != "stable":
             raise RuntimeError("create_offer while an offer is outstanding")
-        slots = [_copy_slot(s) for s in self.slots]
+        slots = [copy_slot(s) for s in self.slots]
         if not slots:
             for kind in ("audio", "video"):
                 slots.append(self._new_slot(len(slots), kind, recv=True))
@@ -246,8 +175,8 @@ class SessionNegotiator:
         if setup == "passive":
             raise ValueError("a=setup:passive is not supported: zvonok is always the DTLS server")
         restart = self._remote_ufrag is not None and ufrag != self._remote_ufrag
-        slots = [_copy_slot(s) for s in self.slots]
-        unplaced = [t for t in sends if t.track_id not in _send_ids(slots)]
+        slots = [copy_slot(s) for s in self.slots]
+        unplaced = [t for t in sends if t.track_id not in send_ids(slots)]
         for index, media in enumerate(media_list):
             slot = self._slot_for_offer(slots, index, media)
             self._answer_media(slot, media, unplaced, active=_active(media, desc))
@@ -504,61 +433,11 @@ class SessionNegotiator:
             lines.append("a=group:BUNDLE " + " ".join(bundle))
         lines.append("a=msid-semantic: WMS *")
         for slot in slots:
-            lines.extend(_render_media(slot, local, offer=offer))
+            lines.extend(render_media(slot, local, offer=offer))
         return "\r\n".join(lines) + "\r\n"
 
 
 # ---------------------------------------------------------------------- helpers
-def _render_media(slot: Slot, local: LocalParameters, *, offer: bool) -> list[str]:
-    if slot.stopped:
-        stopped = [str(c.payload_type) for c in slot.codecs] or slot.rejected_formats or ["0"]
-        lines = [f"m={slot.kind} 0 {slot.protocol} {' '.join(stopped)}", "c=IN IP4 0.0.0.0"]
-        lines.append(f"a=mid:{slot.mid}")
-        lines.append("a=inactive")
-        lines.extend(_codec_lines(slot.codecs))
-        return lines
-    formats = " ".join(str(c.payload_type) for c in slot.codecs)
-    lines = [f"m={slot.kind} 9 {slot.protocol} {formats}", "c=IN IP4 0.0.0.0"]
-    lines += [
-        f"a=mid:{slot.mid}",
-        f"a=ice-ufrag:{local.ice_ufrag}",
-        f"a=ice-pwd:{local.ice_pwd}",
-        f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
-        f"a=setup:{'actpass' if offer else 'passive'}",
-        "a=rtcp-mux",
-    ]
-    if slot.kind == "video":
-        lines.append("a=rtcp-rsize")
-    sending = slot.send is not None and (offer or slot.client_receives)
-    receiving = slot.recv and (offer or slot.client_sends)
-    lines.append("a=" + _direction(sending, receiving))
-    lines.extend(f"a=extmap:{e.id} {e.uri}" for e in slot.extensions)
-    lines.extend(_codec_lines(slot.codecs))
-    if sending and slot.send is not None:
-        track = slot.send
-        lines.append(f"a=msid:{track.stream_id} {track.track_id}")
-        has_rtx = any(c.name.lower() == "rtx" for c in slot.codecs)
-        if has_rtx:
-            lines.append(f"a=ssrc-group:FID {track.ssrc} {track.rtx_ssrc}")
-        for ssrc in (track.ssrc, track.rtx_ssrc) if has_rtx else (track.ssrc,):
-            lines.append(f"a=ssrc:{ssrc} cname:{track.cname}")
-            lines.append(f"a=ssrc:{ssrc} msid:{track.stream_id} {track.track_id}")
-    lines.extend(f"a={c}" for c in local.candidates)
-    lines.append("a=end-of-candidates")
-    return lines
-
-
-def _codec_lines(codecs: Sequence[RtpCodec]) -> list[str]:
-    lines = []
-    for c in codecs:
-        channels = f"/{c.channels}" if c.channels and c.channels > 1 else ""
-        lines.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}{channels}")
-        lines.extend(f"a=rtcp-fb:{c.payload_type} {fb}" for fb in c.rtcp_fb)
-        if c.fmtp:
-            lines.append(f"a=fmtp:{c.payload_type} {c.fmtp_text()}")
-    return lines
-
-
 def _active(media: MediaDescription, desc: SessionDescription) -> bool:
     """Not rejected: a real port, or port 0 with ``a=bundle-only`` inside the BUNDLE group
     (RFC 8843 §6: Firefox offers its bundled m-lines that way)."""
@@ -566,16 +445,6 @@ def _active(media: MediaDescription, desc: SessionDescription) -> bool:
         return True
     bundled = any(media.mid in group for group in desc.bundle)
     return bundled and any(name == "bundle-only" for name, _ in media.other)
-
-
-def _direction(send: bool, recv: bool) -> str:
-    if send and recv:
-        return "sendrecv"
-    if send:
-        return "sendonly"
-    if recv:
-        return "recvonly"
-    return "inactive"
 
 
 def _ice_credentials(desc: SessionDescription, media: MediaDescription) -> tuple[str, str]:
@@ -625,27 +494,3 @@ def _with_fmtp(ours: RtpCodec, theirs: RtpCodec) -> RtpCodec:
 
 def _free_ext_id(used: set[int]) -> int:
     return next(i for i in range(1, 15) if i not in used)
-
-
-def _copy_slot(slot: Slot) -> Slot:
-    return Slot(
-        index=slot.index,
-        mid=slot.mid,
-        kind=slot.kind,
-        recv=slot.recv,
-        send=slot.send,
-        stopped=slot.stopped,
-        codecs=list(slot.codecs),
-        extensions=list(slot.extensions),
-        client_sends=slot.client_sends,
-        client_receives=slot.client_receives,
-        remote_ssrc=slot.remote_ssrc,
-        remote_rtx_ssrc=slot.remote_rtx_ssrc,
-        remote_msid=slot.remote_msid,
-        protocol=slot.protocol,
-        rejected_formats=list(slot.rejected_formats),
-    )
-
-
-def _send_ids(slots: Sequence[Slot]) -> set[str]:
-    return {s.send.track_id for s in slots if s.send is not None and not s.stopped}
