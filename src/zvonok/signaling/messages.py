@@ -79,6 +79,8 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MessageError("bad-json", f"invalid JSON: {exc}") from None
+    except RecursionError:  # deeply nested arrays/objects: json's C decoder gives up
+        raise MessageError("bad-json", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise MessageError("bad-json", "a message must be a JSON object")
     msg_type = data.get("type")
@@ -125,6 +127,8 @@ def _payload(value: object, ref: str) -> dict[str, Any] | None:
             value = json.loads(value)
         except ValueError as exc:
             raise MessageError("bad-message", f"'payload' string is not JSON: {exc}", ref) from None
+        except RecursionError:
+            raise MessageError("bad-message", "'payload' nested too deeply", ref) from None
         if value is None:
             return None
     if not isinstance(value, dict):
@@ -141,7 +145,7 @@ def _description(
     if not isinstance(sdp, str) or not sdp:
         raise MessageError("bad-message", "payload.sdp must be a non-empty string", ref)
     if len(sdp) > MAX_SDP_CHARS:
-        raise MessageError("bad-message", f"payload.sdp is longer than {MAX_SDP_CHARS}", ref)
+        raise MessageError("bad-sdp", f"payload.sdp is longer than {MAX_SDP_CHARS}", ref)
     kind = payload.get("type", msg_type)
     if kind != msg_type:
         raise MessageError("bad-message", f"payload.type {kind!r} != message type", ref)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from struct import pack_into, unpack_from
+from struct import Struct, pack_into, unpack_from
 
 RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
+#: M|PT, sequence number, timestamp, SSRC (bytes 1-11), precompiled for the hot path.
+_pack_header_tail = Struct("!BHII").pack_into
 #: RFC 8285 §4.2 / §4.3 "defined by profile" values.
 EXT_ONE_BYTE = 0xBEDE
 EXT_TWO_BYTE = 0x1000
@@ -141,9 +143,8 @@ def rewrite_rtp(
     if len(data) < RTP_HEADER_SIZE:
         raise ValueError(f"RTP packet is too short ({len(data)} bytes)")
     out = bytearray(data)
-    out[1] = (out[1] & 0x80) | payload_type
-    pack_into("!HII", out, 2, seq, timestamp, ssrc)
-    if out[0] & 0x10:
+    _pack_header_tail(out, 1, (data[1] & 0x80) | payload_type, seq, timestamp, ssrc)
+    if data[0] & 0x10:
         return _remap_extensions(out, data, ext)
     return out
 
@@ -167,7 +168,10 @@ def _remap_extensions(out: bytearray, data: bytes | bytearray, table: bytes) -> 
         return out
     if kept_end < 0:  # rebuild from the original elements
         elements = _read_elements(data, profile, start, end)
-        out[pos:end] = build_extension_block([(table[e], v) for e, v in elements if table[e]])
+        block = build_extension_block([(table[e], v) for e, v in elements if table[e]])
+        out[pos:end] = block
+        if not block:  # nothing survived: no block, X cleared
+            out[0] &= 0xEF
     elif kept_end == start:  # nothing survived: no block, X cleared
         del out[pos:end]
         out[0] &= 0xEF

@@ -169,6 +169,8 @@ class SdpParser:
         formats = found[4].split()
         if "RTP" in found[3] and not all(_DIGITS.fullmatch(f) and int(f) < 128 for f in formats):
             raise ValueError(f"bad m= line {_short(line)}: payload types are 0..127")
+        if len(set(formats)) != len(formats):
+            raise ValueError(f"bad m= line {_short(line)}: a format is listed twice")
         self.media = MediaDescription(found[1], int(found[2]), found[3], formats)
         self.media_line = self.number
         self.desc.media.append(self.media)

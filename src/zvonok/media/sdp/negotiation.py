@@ -180,6 +180,11 @@ class SessionNegotiator:
         for index, media in enumerate(media_list):
             slot = self._slot_for_offer(slots, index, media)
             self._answer_media(slot, media, unplaced, active=_active(media, desc))
+        av = [m for m in media_list if m.kind in ("audio", "video") and _active(m, desc)]
+        if av and all(s.stopped for s in slots):
+            # Every active audio/video m-line was refused for want of a codec we forward.
+            names = sorted({c.name for m in media_list for c in m.codecs})
+            raise ValueError(f"offer has no codec zvonok supports (offered: {', '.join(names)})")
         answer = self._render(slots, local_for(restart), offer=False)
         result = self._commit(desc, slots, restart=restart)
         return answer, result
@@ -291,6 +296,8 @@ class SessionNegotiator:
 
     def rollback(self) -> None:
         """Withdraw our outstanding offer (used when the session is reset)."""
+        if self._pending is not None:  # mids only the withdrawn offer used were never negotiated
+            self._mids_used -= {s.mid for s in self._pending} - {s.mid for s in self.slots}
         self._pending = None
         self.state = "stable"
 
