@@ -218,3 +218,21 @@ def test_firefox_bundle_only_mlines_are_not_rejected() -> None:
     answer, result = neg.apply_offer(str(desc), [], local_for)
     assert set(result.published) == {"0", "1"}
     assert SessionDescription.parse(answer).media[1].port != 0
+
+
+def test_rollback_frees_the_withdrawn_offers_mids() -> None:
+    neg = SessionNegotiator()
+    neg.create_offer([], LOCAL)
+    neg.rollback()
+    _, result = neg.apply_offer(fixture("chromium_offer_audio_video.sdp"), [], local_for)
+    assert set(result.published) == {"0", "1"}
+
+
+def test_offer_with_no_supported_codec_is_refused() -> None:
+    offer = fixture("chromium_offer_audio_video.sdp")
+    desc = SessionDescription.parse(offer)
+    for media in desc.media:
+        for codec in media.codecs:
+            codec.name = "AV1" if media.kind == "video" else "iLBC"
+    with pytest.raises(ValueError, match="no codec zvonok supports"):
+        SessionNegotiator().apply_offer(str(desc), [], local_for)
