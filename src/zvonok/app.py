@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from .admin.ops import LazyAsgi, Operations, build_operations
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
@@ -29,6 +30,7 @@ from .config import Settings
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
+from .rooms.events import RoomEvents
 from .rooms.participant import Participant
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
@@ -52,6 +54,7 @@ class Components:
     endpoint: CallEndpoint
     health: LocalClusterHealth
     dev_secret: str | None
+    ops: Operations | None = None
 
 
 async def build(settings: Settings) -> Components:
@@ -70,6 +73,7 @@ async def build(settings: Settings) -> Components:
         dtls_timeout=settings.dtls_timeout,
     )
     await worker.start()
+    events = RoomEvents()
     rooms = RoomService(
         worker=worker,
         sessions=LocalSessionDirectory(),
@@ -79,6 +83,7 @@ async def build(settings: Settings) -> Components:
         resume_grace=settings.resume_grace,
         max_pending_ice=settings.max_pending_ice,
         max_tracks=settings.max_tracks_per_session,
+        events=events,
     )
     endpoint = CallEndpoint(
         verifier=verifier,
@@ -94,13 +99,22 @@ async def build(settings: Settings) -> Components:
             connect_burst=settings.connect_burst,
         ),
     )
+    ops = build_operations(
+        settings,
+        events=events,
+        rooms=rooms,
+        worker=worker,
+        connections=lambda: endpoint.connections,
+    )
     return Components(
-        settings, worker, store, rooms, endpoint, LocalClusterHealth(), secret if hs else None
+        settings, worker, store, rooms, endpoint, LocalClusterHealth(), secret if hs else None, ops
     )
 
 
 async def shutdown(components: Components) -> None:
     await components.rooms.close()
+    if components.ops is not None:
+        await components.ops.close()
     await components.worker.close()
     await components.store.close()
 
@@ -147,8 +161,20 @@ def create_app(settings: Settings) -> Starlette:
     async def readyz(request: Request) -> Response:
         components = state.get("c")
         if components is None or components.rooms.closing:
-            return JSONResponse({"status": "not-ready"}, status_code=503)
+            status = "draining" if components is not None else "not-ready"
+            return JSONResponse({"status": status}, status_code=503)
         return JSONResponse({"status": "ready", "cluster": components.health.status})
+
+    async def metrics(request: Request) -> Response:
+        ops = state["c"].ops
+        if ops is None:
+            return Response(status_code=404)
+        body, content_type = ops.metrics.render()
+        return Response(body, media_type=content_type)
+
+    def admin_app() -> Any:
+        components = state.get("c")
+        return components.ops.admin if components is not None and components.ops else None
 
     async def debug_state(request: Request) -> Response:
         components = state["c"]
@@ -187,7 +213,12 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/livez", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
+    if settings.admin_token:  # else the admin API does not exist (404)
+        admin = LazyAsgi(admin_app)
+        for path in ("/admin/{rest:path}", "/docs", "/openapi.json"):
+            routes.append(Route(path, admin))
     if settings.dev_enabled:
         routes.append(Route("/debug/state", debug_state))
     return Starlette(routes=routes, lifespan=lifespan)

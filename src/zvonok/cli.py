@@ -2,7 +2,8 @@
 
 Owns the click command tree and ``main`` (the console-script entry point). Imports ``config``,
 ``auth``, ``store``, ``ids`` and ``logs``; ``app`` (and so the media plane) only lazily, inside
-``serve``. Errors a user can fix (bad flags, a chat not of two members, a duplicate id, an
+``serve``, and the ``bench`` package (the load generator, an optional extra) only inside
+``bench``. Errors a user can fix (bad flags, a chat not of two members, a duplicate id, an
 unknown group) print ``error: ...`` on stderr and exit with status 2. Implements no RFC.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 from pydantic import ValidationError
 
+from .admin.cli import COMMANDS as ADMIN_COMMANDS
 from .auth.secret import load_or_create_secret
 from .auth.tokens import issue_token
 from .config import Settings, load_settings
@@ -225,6 +227,66 @@ def group_remove(
     settings = _settings(config_file, data_dir=data_dir)
     _with_store(settings, lambda store: store.remove_members(room_id, _split(members)))
     click.echo(room_id)
+
+
+@cli.command()
+@click.argument("scenario")
+@click.option("--duration", type=click.FloatRange(1, 600), default=20.0, show_default=True)
+@click.option("--warmup", type=click.FloatRange(0, 60), default=3.0, show_default=True)
+@click.option("--rooms", type=click.IntRange(1, 200), default=None, help="Override room count.")
+@click.option("--url", default=None, help="A running server (http://host:port); default: own.")
+@_data_dir
+@click.option("--server-pid", type=int, default=None, help="PID of --url's server (CPU, RSS).")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result."
+)
+def bench(
+    scenario: str,
+    duration: float,
+    warmup: float,
+    rooms: int | None,
+    url: str | None,
+    data_dir: Path | None,
+    server_pid: int | None,
+    json_path: Path | None,
+) -> None:
+    """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
+    calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given."""
+    try:
+        from .bench.runner import SCENARIOS, run_bench, summary, write_json
+    except ImportError as exc:
+        _fail(f"zvonok bench needs the bench extra (pip install 'zvonok[bench]'): {exc}")
+    if scenario not in SCENARIOS:
+        _fail(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
+    if url is not None:  # the running server's secret and embedded membership database
+        data_dir = _settings(None, data_dir=data_dir).data_dir
+    import uvloop
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        result = uvloop.run(
+            run_bench(
+                scenario,
+                duration=duration,
+                rooms=rooms,
+                url=url,
+                data_dir=data_dir,
+                server_pid=server_pid,
+                warmup=warmup,
+                progress=progress,
+            )  # fmt: skip
+        )
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc), code=1)
+    if json_path is not None:
+        write_json(json_path, result)
+    click.echo(summary(result))
+
+
+for _command in ADMIN_COMMANDS:  # rooms, kick, mute, close-room: the admin API from a shell
+    cli.add_command(_command)
 
 
 def main() -> None:

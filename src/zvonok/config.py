@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_levels: dict[str, str] = Field(default_factory=dict)
 
+    # --- operations: stats, admin API, webhooks ---
+    stats_interval: float = Field(5.0, ge=0)
+    admin_token: str | None = None
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: str | None = None
+    webhook_timeout: float = Field(5.0, gt=0)
+    webhook_max_attempts: int = Field(8, ge=1)
+    webhook_backoff: float = Field(0.5, gt=0)
+    webhook_backoff_max: float = Field(30.0, gt=0)
+    webhook_queue_size: int = Field(10_000, gt=0)
+
     @property
     def dev_enabled(self) -> bool:
         """Development helpers are on when asked for, or by default on the embedded setup only.

@@ -91,6 +91,7 @@ class Participant:
         self.log = logging.LoggerAdapter(
             log, {"room": str(room.key), "session": session_id, "user": user_id}
         )
+        self.log.info("media transport %s created", self.transport.id)
 
     # ------------------------------------------------------------------ signaling out
     def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
@@ -292,6 +293,8 @@ class Participant:
             if entry is None or entry.producer.closed:
                 continue
             created = self._create_consumer(entry, accepted)
+            if created is not None and track_id in self.room.muted:
+                created.pause()  # muted by an operator (admin API)
             if created is not None:
                 self.consumers[track_id] = created
                 self.endpoint.add_consumer(created)
@@ -356,8 +359,15 @@ class Participant:
     def _on_state(self, state: ConnectionState) -> None:
         if self.closed or state == self.state:
             return
-        self.state = state
-        self.log.info("connection state %s", state.value)
+        previous, self.state = self.state, state
+        self.room.events.connection_state(self, previous.value, state.value)
+        self.log.info(
+            "connection state %s (was %s; ICE path %s, DTLS %s)",
+            state.value,
+            previous.value,
+            self.transport.selected_address,
+            self.transport.dtls_state.value,
+        )
         self.send("state", {"state": state.value})
         if state == ConnectionState.FAILED:
             self._on_failed(self, "failed")

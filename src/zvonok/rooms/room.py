@@ -16,6 +16,7 @@ from ..ids import RoomKey, SessionId
 from ..media.forwarding.producer import Producer
 from ..media.forwarding.router import Router
 from ..media.sdp.negotiation import PublishedTrack
+from .events import NO_EVENTS, RoomEvents
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -34,8 +35,18 @@ class PublishedEntry:
 class Room:
     """Participants keyed by session id, plus the room's router and published tracks."""
 
-    def __init__(self, key: RoomKey, *, router: Router, unsubscribe_tick: Callable[[], None]):
+    def __init__(
+        self,
+        key: RoomKey,
+        *,
+        router: Router,
+        unsubscribe_tick: Callable[[], None],
+        events: RoomEvents = NO_EVENTS,
+    ):
         self.key = key
+        self.events = events
+        #: Track ids an operator muted: their consumers stay paused (admin API).
+        self.muted: set[str] = set()
         self.router = router
         self.participants: dict[SessionId, Participant] = {}
         self.published: dict[str, PublishedEntry] = {}
@@ -69,12 +80,15 @@ class Room:
 
     def publish(self, entry: PublishedEntry) -> None:
         self.published[entry.track_id] = entry
+        self.events.track_published(entry)
         self._resync(entry.publisher)
 
     def unpublish(self, track_id: str) -> None:
         entry = self.published.pop(track_id, None)
         if entry is None:
             return
+        self.muted.discard(track_id)
+        self.events.track_unpublished(entry)
         entry.producer.close()
         self._resync(entry.publisher)
 

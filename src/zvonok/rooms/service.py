@@ -18,6 +18,7 @@ from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..media.forwarding.router import Router
 from ..media.worker import MediaWorker
+from .events import RoomEvents
 from .participant import Participant
 from .room import Room
 from .sink import SignalSink
@@ -43,8 +44,11 @@ class RoomService:
         resume_grace: float = 30.0,
         max_pending_ice: int = 200,
         max_tracks: int = 16,
+        events: RoomEvents | None = None,
     ) -> None:
         self.worker = worker
+        #: Lifecycle events for webhooks and metrics (``rooms.events``).
+        self.events = events if events is not None else RoomEvents()
         self.rooms: dict[RoomKey, Room] = {}
         self.sessions: dict[SessionId, Participant] = {}
         self._session_dir = sessions
@@ -84,9 +88,15 @@ class RoomService:
             if room is None:
                 await self._room_dir.claim(key)
                 router = Router()
-                room = Room(key, router=router, unsubscribe_tick=self.worker.add_tick(router.tick))
+                room = Room(
+                    key,
+                    router=router,
+                    unsubscribe_tick=self.worker.add_tick(router.tick),
+                    events=self.events,
+                )
                 self.rooms[key] = room
                 log.info("room created", extra={"room": str(key)})
+                self.events.room_started(room)
             if self._max_participants and len(room) >= self._max_participants:
                 await self._release_if_empty(room)
                 await self._session_dir.release(session_id, binding)
@@ -109,6 +119,7 @@ class RoomService:
             "participant-joined", {"sessionId": session_id, "userId": user_id}, participant
         )
         participant.log.info("joined")
+        self.events.participant_joined(participant)
         participant.start()
         return participant, False
 
@@ -176,6 +187,7 @@ class RoomService:
         room.participants.pop(participant.session_id, None)
         if self.sessions.get(participant.session_id) is participant:
             del self.sessions[participant.session_id]
+        self.events.session_closing(participant)
         participant.close()
         await self._session_dir.release(
             participant.session_id, SessionBinding(participant.user_id, room.key)
@@ -186,6 +198,7 @@ class RoomService:
             participant,
         )
         participant.log.info("left (%s)", reason)
+        self.events.participant_left(participant, reason)
         await self._release_if_empty(room)
 
     async def _release_if_empty(self, room: Room) -> None:
@@ -194,6 +207,7 @@ class RoomService:
             room.close()
             await self._room_dir.release(room.key)
             log.info("room deleted", extra={"room": str(room.key)})
+            self.events.room_finished(room)
 
     def _failed(self, participant: Participant, reason: str) -> None:
         """The session's connection failed (end it now) or the peer closed it (end it shortly,

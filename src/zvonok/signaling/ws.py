@@ -19,6 +19,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from .. import metrics
 from ..auth.tokens import Grants, TokenVerifier
 from ..errors import AuthError, SignalError, StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
@@ -57,6 +58,9 @@ class WebSocketSink:
     def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
         if self.close_code is not None:
             return
+        metrics.record_signaling_message("out", msg_type)
+        if msg_type == "error" and payload:
+            metrics.record_signaling_error(str(payload.get("code")))
         frame = server_message(msg_type, payload, self.room_id or "", self.session_id)
         try:
             self._queue.put_nowait(frame)
@@ -151,6 +155,7 @@ class CallEndpoint:
         peer = websocket.client.host if websocket.client else "?"
         if not self._ip_buckets.take(peer):
             log.info("refused: connection rate from %s", peer)
+            metrics.record_auth_refusal("rate-limited")
             await _deny(websocket, 429, "rate-limited", "too many connections; retry later")
             return
         grants = await self._authorize(websocket, kind, room_id)
@@ -169,9 +174,11 @@ class CallEndpoint:
             grants = await self._verifier.verify(token)
         except AuthError as exc:
             log.info("refused: %s", exc.reason, extra={"room": f"{kind.value}:?"})
+            metrics.record_auth_refusal(exc.reason)
             await _deny(websocket, 401, "unauthorized", "invalid or missing token")
             return None
         if not ROOM_ID_RE.match(room_id):
+            metrics.record_auth_refusal("bad-room-id")
             await _deny(websocket, 403, "forbidden", "no access to this call")
             return None
         key = RoomKey(kind, room_id)
@@ -179,10 +186,12 @@ class CallEndpoint:
             member = await self._store.is_member(grants, key)
         except StoreUnavailable:
             log.warning("membership backend unavailable", extra={"room": str(key)})
+            metrics.record_auth_refusal("store-unavailable")
             await _deny(websocket, 503, "unavailable", "membership check unavailable, retry")
             return None
         if not member:
             log.info("refused: not a member", extra={"room": str(key), "user": grants.user_id})
+            metrics.record_auth_refusal("not-member")
             await _deny(websocket, 403, "forbidden", "no access to this call")
             return None
         return grants
@@ -242,10 +251,12 @@ class Connection:
         try:
             msg = parse_client_message(data)
         except MessageError as exc:
+            metrics.record_signaling_message("in", "other")
             log.info("bad message: %s", exc.message, extra=self._extra)
             self._error(exc.code, exc.message, exc.ref)
             self._count_bad()
             return
+        metrics.record_signaling_message("in", msg.type)
         try:
             await self._dispatch(msg)
             self._bad = 0

@@ -416,6 +416,13 @@ export class ZvonokCall extends EventTarget {
       this._fail("replaced", "this session was resumed on another connection");
       return;
     }
+    if (event.code === 4003 || event.code === 4004) {
+      // An operator ended this session (kick) or the call (room closed): never rejoin by itself.
+      const kicked = event.code === 4003;
+      this._fail(kicked ? "kicked" : "room-closed",
+        kicked ? "removed from the call by an operator" : "the call was closed by an operator");
+      return;
+    }
     this._startReconnect(`socket closed (${event.code})`);
   }
 

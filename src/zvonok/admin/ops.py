@@ -1,0 +1,107 @@
+"""The operations side of a node, built and closed by the app: metrics, quality, webhooks, admin.
+
+Owns ``Operations`` (what ``build_operations`` wires: the ``Metrics`` registry and its room
+observer, the ``QualityMonitor`` and the loop-lag probe on the media worker's tick, the
+``Webhooks`` senders when ``webhook_urls`` is set, the admin FastAPI app when ``admin_token`` is
+set) and ``LazyAsgi``, which lets the app declare routes before the lifespan has built what
+serves them. Imports ``rooms``, ``metrics``, ``media.worker`` (types and the tick interval);
+never ``signaling``. Implements no RFC.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..config import Settings
+from ..media.worker import TICK_INTERVAL, MediaWorker
+from ..metrics import Metrics
+from ..rooms.events import RoomEvents
+from ..rooms.quality import QualityMonitor
+from ..rooms.service import RoomService
+from .api import create_admin_app
+from .webhooks import Webhooks
+
+log = logging.getLogger("zvonok.admin")
+
+
+@dataclass(slots=True)
+class Operations:
+    """Everything operational a node runs; ``close`` undoes ``build_operations``."""
+
+    metrics: Metrics
+    quality: QualityMonitor
+    webhooks: Webhooks | None
+    admin: FastAPI | None
+    unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for unsubscribe in self.unsubscribe:
+            unsubscribe()
+        self.unsubscribe.clear()
+        if self.webhooks is not None:
+            await self.webhooks.close()
+
+
+def build_operations(
+    settings: Settings,
+    *,
+    events: RoomEvents,
+    rooms: RoomService,
+    worker: MediaWorker,
+    connections: Callable[[], int],
+) -> Operations:
+    """Wire metrics, quality, webhooks and the admin API to a running room service."""
+    webhooks: Webhooks | None = None
+    if settings.webhook_urls:
+        webhooks = Webhooks(
+            settings.webhook_urls,
+            secret=settings.webhook_secret,
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff,
+            backoff_max=settings.webhook_backoff_max,
+            queue_size=settings.webhook_queue_size,
+        )
+        if not settings.webhook_secret:
+            log.warning("webhook_urls set without webhook_secret: webhooks are not signed")
+    metrics = Metrics(
+        rooms=rooms,
+        worker=worker,
+        connections=connections,
+        tick_interval=TICK_INTERVAL,
+        webhook_queue=webhooks.queue_depth if webhooks is not None else None,
+    )
+    quality = QualityMonitor(
+        rooms, interval=settings.stats_interval, observers=[metrics.observe_quality]
+    )
+    events.add(metrics.observer)
+    if webhooks is not None:
+        events.add(webhooks.observer)
+        webhooks.start()
+    admin = None
+    if settings.admin_token:
+        admin = create_admin_app(rooms, quality, settings.admin_token)
+    ops = Operations(metrics, quality, webhooks, admin)
+    ops.unsubscribe.append(worker.add_tick(metrics.on_tick))
+    ops.unsubscribe.append(worker.add_tick(quality.tick))
+    return ops
+
+
+class LazyAsgi:
+    """An ASGI app that forwards to ``get()`` once it exists (404 until then)."""
+
+    def __init__(self, get: Callable[[], ASGIApp | None]) -> None:
+        self._get = get
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._get()
+        if app is None:
+            await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
+            return
+        await app(scope, receive, send)

@@ -1,0 +1,363 @@
+"""Prometheus metrics of a node (``GET /metrics``), all named ``zvonok_*``, labels bounded.
+
+Owns ``Metrics`` (one registry per app: a custom collector, the quality histograms, the
+event-loop lag histogram, process metrics) and the ``record_*`` functions the signaling layer
+calls. Media counters cost the hot path nothing new: media objects keep plain ``int`` fields
+(``Producer.packets_received``, ``Consumer.octets_sent``, ...); at scrape time ``_Folder`` sums
+the live objects' fields and adds the last values seen of objects that have since closed, so
+every counter stays monotonic (a session's objects are read one last time when it ends, through
+the ``session_closing`` room event). No label carries a room, session or user id.
+Imports ``rooms`` and ``media`` only for types; never ``signaling`` or ``admin``.
+Implements no RFC (RTT/jitter/loss come from RFC 3550 §6.4.1 receiver reports).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .rooms.events import BaseRoomObserver
+from .rooms.quality import QualitySample
+
+if TYPE_CHECKING:
+    from .media.worker import MediaWorker
+    from .rooms.participant import Participant
+    from .rooms.room import Room
+    from .rooms.service import RoomService
+
+#: Counters of rare events (signaling, auth, state changes), keyed by (name, *label values).
+_EVENTS: Counter[tuple[str, ...]] = Counter()
+#: name -> label names of the ``_EVENTS`` counters, and their help text.
+_EVENT_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "signaling_messages": (("direction", "type"), "Signaling messages by direction and type."),
+    "signaling_errors": (("code",), "error messages sent to clients, by code."),
+    "auth_refusals": (("reason",), "WebSocket upgrades refused, by reason."),
+    "connection_state_transitions": (("state",), "Media connection state changes, by new state."),
+    "connection_failures": (("reason",), "Media connections that failed, by cause."),
+    "sessions_started": ((), "Sessions that joined (resumes not counted)."),
+    "sessions_ended": (("reason",), "Sessions that ended, by participant-left reason."),
+    "rooms_started": ((), "Rooms created."),
+    "webhook_deliveries": (("result",), "Webhook POST attempts: ok, retry, failed, dropped."),
+    "admin_actions": (("action",), "Admin API actions taken."),
+}
+_CLIENT_TYPES = frozenset({"join", "offer", "answer", "ice", "leave"})
+
+
+def record(name: str, *labels: str) -> None:
+    """Count one event of ``name`` (a key of ``_EVENT_FAMILIES``)."""
+    _EVENTS[(name, *labels)] += 1
+
+
+def record_signaling_message(direction: str, msg_type: str) -> None:
+    """One signaling message ``in`` (from a client) or ``out``; unknown client types: other."""
+    if direction == "in" and msg_type not in _CLIENT_TYPES:
+        msg_type = "other"
+    _EVENTS[("signaling_messages", direction, msg_type)] += 1
+
+
+def record_signaling_error(code: str) -> None:
+    _EVENTS[("signaling_errors", code)] += 1
+
+
+def record_auth_refusal(reason: str) -> None:
+    _EVENTS[("auth_refusals", reason)] += 1
+
+
+# (metric name, object attribute, help); the name gets ``zvonok_`` and ``_total``.
+_PRODUCER_FIELDS = (
+    ("rtp_packets_received", "packets_received", "RTP packets received from publishers."),
+    ("rtp_bytes_received", "bytes_received", "RTP bytes (header + payload) from publishers."),
+    ("rtx_packets_received", "rtx_received", "RFC 4588 retransmissions from publishers."),
+    ("rtp_dropped_inbound", "dropped", "Inbound RTP dropped by a producer (short, closed, RTX)."),
+    ("nacks_sent", "nacks_sent", "Generic NACKs sent to publishers (RFC 4585)."),
+    ("keyframe_requests_sent", "keyframe_requests_sent", "PLI/FIR relayed to publishers."),
+    ("keyframes_received", "keyframes", "Keyframes spotted after a keyframe request."),
+)
+_CONSUMER_FIELDS = (
+    ("rtp_packets_sent", "packets_sent", "RTP media packets forwarded to subscribers."),
+    ("rtp_bytes_sent", "octets_sent", "RTP payload bytes forwarded to subscribers."),
+    ("rtp_retransmissions", "rtx_sent", "Packets resent to subscribers answering NACKs."),
+    ("rtp_dropped_outbound", "dropped", "Packets not forwarded (waiting for a keyframe, ...)."),
+    ("nacks_received", "nacks_received", "Generic NACKs received from subscribers."),
+    ("keyframe_requests_received", "keyframe_requests_received", "PLI/FIR from subscribers."),
+)
+_ENDPOINT_FIELDS = (
+    ("rtcp_packets_received", "rtcp_in", "Compound RTCP packets received."),
+    ("rtcp_malformed", "rtcp_malformed", "Compound RTCP packets that did not parse."),
+    ("rtp_unknown_ssrc", "unknown_ssrc", "RTP packets of an SSRC no track claims."),
+    ("rtcp_pli_received", "plis", "PLI packets received (RFC 4585 §6.3.1)."),
+    ("rtcp_fir_received", "firs", "FIR packets received (RFC 5104 §4.3.1)."),
+    ("rtcp_nack_received", "nacks", "Generic NACK packets received (RFC 4585 §6.2.1)."),
+)
+_TRANSPORT_FIELDS = (
+    ("transport_packets_received", "rx_packets", "SRTP/SRTCP datagrams decrypted."),
+    ("transport_bytes_received", "rx_bytes", "SRTP/SRTCP bytes received (on the wire)."),
+    ("transport_packets_sent", "tx_packets", "SRTP/SRTCP datagrams sent."),
+    ("transport_bytes_sent", "tx_bytes", "SRTP/SRTCP bytes sent (on the wire)."),
+    ("srtp_errors", "srtp_errors", "Datagrams that failed SRTP protection/authentication."),
+    ("media_dropped_not_ready", "rx_dropped", "Media that arrived before DTLS-SRTP was ready."),
+    ("stun_requests", "stun_requests", "ICE connectivity checks received."),
+)
+
+
+class _Folder:
+    """Monotonic totals over objects that come and go: live values + last values of gone ones."""
+
+    def __init__(self, fields: tuple[tuple[str, str, str], ...]) -> None:
+        self.fields = fields
+        self.retired: Counter[tuple[str, str]] = Counter()  # (label, attr) -> value
+        self._seen: dict[int, tuple[weakref.ref[object], str, tuple[int, ...]]] = {}
+
+    def _read(self, obj: object) -> tuple[int, ...]:
+        return tuple(int(getattr(obj, attr, 0) or 0) for _, attr, _ in self.fields)
+
+    def _retire(self, key: int) -> None:
+        _, label, values = self._seen.pop(key)
+        for (_, attr, _), value in zip(self.fields, values, strict=True):
+            self.retired[(label, attr)] += value
+
+    def touch(self, objects: Iterable[tuple[object, str]]) -> None:
+        """Remember the current values of ``objects`` (they may be about to close)."""
+        for obj, label in objects:
+            key = id(obj)
+            held = self._seen.get(key)
+            if held is not None and held[0]() is not obj:
+                self._retire(key)
+            self._seen[key] = (weakref.ref(obj), label, self._read(obj))
+
+    def totals(self, live: Iterable[tuple[object, str]]) -> Counter[tuple[str, str]]:
+        """Touch every live object, retire the others, and return (label, attr) -> total."""
+        live_list = list(live)
+        self.touch(live_list)
+        alive = {id(obj) for obj, _ in live_list}
+        for key in [k for k in self._seen if k not in alive]:
+            self._retire(key)
+        out = Counter(self.retired)
+        for _, label, values in self._seen.values():
+            for (_, attr, _), value in zip(self.fields, values, strict=True):
+                out[(label, attr)] += value
+        return out
+
+    def families(self, live: Iterable[tuple[object, str]], label: str | None) -> list[Metric]:
+        totals = self.totals(live)
+        labels = [label] if label else []
+        out: list[Metric] = []
+        for name, attr, help_text in self.fields:
+            family = CounterMetricFamily(f"zvonok_{name}", help_text, labels=labels)
+            values = {lbl: v for (lbl, a), v in totals.items() if a == attr}
+            for lbl in ("audio", "video") if label else ("",):
+                family.add_metric([lbl] if label else [], values.get(lbl, 0))
+            out.append(family)
+        return out
+
+
+def _label(obj: object) -> str:
+    return "video" if getattr(obj, "kind", "audio") == "video" else "audio"
+
+
+class ZvonokCollector(Collector):
+    """Reads the rooms and the media worker at scrape time."""
+
+    def __init__(
+        self,
+        rooms: RoomService,
+        worker: MediaWorker,
+        connections: Callable[[], int],
+        webhook_queue: Callable[[], int] | None,
+    ) -> None:
+        self._rooms = rooms
+        self._worker = worker
+        self._connections = connections
+        self._webhook_queue = webhook_queue
+        self.producers = _Folder(_PRODUCER_FIELDS)
+        self.consumers = _Folder(_CONSUMER_FIELDS)
+        self.endpoints = _Folder(_ENDPOINT_FIELDS)
+        self.transports = _Folder(_TRANSPORT_FIELDS)
+
+    def retire_session(self, participant: Participant) -> None:
+        """Read a session's media objects one last time before they close."""
+        room = participant.room
+        producers = [
+            entry.producer
+            for track_id in participant.published.values()
+            if (entry := room.published.get(track_id)) is not None
+        ]
+        self.producers.touch((p, _label(p)) for p in producers)
+        consumers = [c for p in producers for c in p.consumers]
+        consumers += list(participant.consumers.values())
+        self.consumers.touch((c, _label(c)) for c in consumers)
+        self.endpoints.touch([(participant.endpoint, "")])
+        self.transports.touch([(participant.transport, "")])
+
+    def collect(self) -> Iterator[Metric]:
+        rooms = list(self._rooms.rooms.values())
+        sessions = list(self._rooms.sessions.values())
+        yield from self._gauges(rooms, sessions)
+        producers = [p for r in rooms for p in r.router.producers.values()]
+        consumers = [c for r in rooms for c in r.router.consumers.values()]
+        yield from self.producers.families(((p, _label(p)) for p in producers), "kind")
+        yield from self.consumers.families(((c, _label(c)) for c in consumers), "kind")
+        yield from self.endpoints.families(((s.endpoint, "") for s in sessions), None)
+        transports = list(self._worker.transports.values())
+        yield from self.transports.families(((t, "") for t in transports), None)
+        yield from _event_families()
+
+    def _gauges(self, rooms: list[Room], sessions: list[Participant]) -> Iterator[Metric]:
+        yield GaugeMetricFamily("zvonok_rooms", "Rooms on this node.", value=len(rooms))
+        by_state = GaugeMetricFamily(
+            "zvonok_sessions", "Sessions by media connection state.", labels=["state"]
+        )
+        states = Counter(s.state.value for s in sessions)
+        for state in ("new", "connecting", "connected", "disconnected", "failed", "closed"):
+            by_state.add_metric([state], states.get(state, 0))
+        yield by_state
+        tracks = GaugeMetricFamily("zvonok_tracks", "Published tracks by kind.", labels=["kind"])
+        subs = GaugeMetricFamily(
+            "zvonok_subscriptions", "Forwarded copies of tracks (consumers).", labels=["kind"]
+        )
+        kinds = Counter(_label(e.producer) for r in rooms for e in r.published.values())
+        sub_kinds = Counter(_label(c) for r in rooms for c in r.router.consumers.values())
+        for kind in ("audio", "video"):
+            tracks.add_metric([kind], kinds.get(kind, 0))
+            subs.add_metric([kind], sub_kinds.get(kind, 0))
+        yield tracks
+        yield subs
+        muted = sum(len(r.muted) for r in rooms)
+        yield GaugeMetricFamily("zvonok_muted_tracks", "Tracks muted by an operator.", value=muted)
+        yield GaugeMetricFamily(
+            "zvonok_websocket_connections", "Open call WebSockets.", value=self._connections()
+        )
+        yield GaugeMetricFamily(
+            "zvonok_media_transports", "Live WebRTC transports.", value=len(self._worker.transports)
+        )
+        yield GaugeMetricFamily(
+            "zvonok_draining", "1 while the node refuses joins (shutting down).",
+            value=1 if self._rooms.closing else 0,
+        )  # fmt: skip
+        if self._webhook_queue is not None:
+            yield GaugeMetricFamily(
+                "zvonok_webhook_queue_depth", "Webhook events waiting.", value=self._webhook_queue()
+            )
+
+
+def _event_families() -> Iterator[Metric]:
+    counts = dict(_EVENTS)
+    for name, (labels, help_text) in _EVENT_FAMILIES.items():
+        family = CounterMetricFamily(f"zvonok_{name}", help_text, labels=list(labels))
+        found = False
+        for key, value in counts.items():
+            if key[0] == name:
+                family.add_metric(list(key[1:]), value)
+                found = True
+        if not found and not labels:
+            family.add_metric([], 0)
+        yield family
+
+
+class MetricsObserver(BaseRoomObserver):
+    """Room events → rare-event counters; a closing session's counters are read one last time."""
+
+    def __init__(self, collector: ZvonokCollector) -> None:
+        self._collector = collector
+
+    def room_started(self, room: Room) -> None:
+        record("rooms_started")
+
+    def participant_joined(self, participant: Participant) -> None:
+        record("sessions_started")
+
+    def participant_left(self, participant: Participant, reason: str) -> None:
+        record("sessions_ended", reason)
+
+    def session_closing(self, participant: Participant) -> None:
+        self._collector.retire_session(participant)
+
+    def connection_state(self, participant: Participant, previous: str, state: str) -> None:
+        record("connection_state_transitions", state)
+        if state == "failed":
+            record("connection_failures", _failure_cause(participant, previous))
+
+
+def _failure_cause(participant: Participant, previous: str) -> str:
+    """``dtls`` (handshake failed or timed out) or ``ice-consent`` (RFC 7675 consent lost)."""
+    if previous in ("new", "connecting"):
+        return "dtls"
+    return "ice-consent"
+
+
+#: Buckets for the RR-derived histograms (seconds, seconds, ratio) and the loop lag.
+RTT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+JITTER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
+LOSS_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The registry of one app, plus the hooks that feed it (room events, quality, tick)."""
+
+    def __init__(
+        self,
+        *,
+        rooms: RoomService,
+        worker: MediaWorker,
+        connections: Callable[[], int],
+        tick_interval: float,
+        webhook_queue: Callable[[], int] | None = None,
+    ) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.collector = ZvonokCollector(rooms, worker, connections, webhook_queue)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        self.registry.register(GC_COLLECTOR)
+        self.observer = MetricsObserver(self.collector)
+        self._tick_interval = tick_interval
+        self._last_tick: float | None = None
+        kind = ("kind",)
+        self.rtt = Histogram(
+            "zvonok_rtt_seconds", "Round-trip time to subscribers, from receiver reports.",
+            kind, buckets=RTT_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.jitter = Histogram(
+            "zvonok_jitter_seconds", "Interarrival jitter subscribers report.",
+            kind, buckets=JITTER_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.loss = Histogram(
+            "zvonok_loss_ratio", "Fraction lost subscribers report per interval.",
+            kind, buckets=LOSS_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.loop_lag = Histogram(
+            "zvonok_event_loop_lag_seconds", "How late the media housekeeping tick ran.",
+            buckets=LAG_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+
+    def observe_quality(self, sample: QualitySample) -> None:
+        """One subscription's receiver-report figures (called once per stats interval)."""
+        if sample.rtt is not None:
+            self.rtt.labels(sample.kind).observe(sample.rtt)
+        self.jitter.labels(sample.kind).observe(sample.jitter)
+        self.loss.labels(sample.kind).observe(sample.loss)
+
+    def on_tick(self, now: float) -> None:
+        """The worker's housekeeping tick: its lateness is the event loop's lag."""
+        last, self._last_tick = self._last_tick, now
+        if last is not None:
+            self.loop_lag.observe(max(0.0, now - last - self._tick_interval))
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of everything (``GET /metrics``)."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

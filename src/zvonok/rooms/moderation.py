@@ -1,0 +1,104 @@
+"""Operator actions on live calls: kick a session, mute a published track, close a room.
+
+Owns ``kick``, ``set_muted`` and ``close_room`` over a ``RoomService``; the admin API
+(``zvonok.admin.api``) is their only caller. A kicked session is told (``error`` code
+``kicked``), ended like a leave (the others get ``participant-left`` with reason ``kicked``) and
+its socket closed with ``KICKED_CLOSE_CODE``. A muted track keeps arriving from its publisher but
+every consumer of it is paused, so nothing is forwarded (new subscribers start paused too); the
+whole room, publisher included, is told with a ``track-muted`` message. Closing a room does the
+same as a kick to each of its sessions with code ``room-closed``. Imports ``rooms`` only; never
+``signaling`` or ``admin``. Implements no RFC.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..ids import RoomKey, SessionId
+
+if TYPE_CHECKING:
+    from .participant import Participant
+    from .service import RoomService
+
+#: WebSocket close code after an operator kicked the session (docs/protocol.md).
+KICKED_CLOSE_CODE = 4003
+#: WebSocket close code after an operator closed the room.
+ROOM_CLOSED_CLOSE_CODE = 4004
+
+
+async def _end(
+    service: RoomService, participant: Participant, code: str, message: str, close_code: int
+) -> None:
+    sink = participant.sink
+    sink.send("error", {"code": code, "message": message})
+    participant.log.info("ended by an operator (%s)", code)
+    await service.leave(participant, code)
+    sink.close(close_code, code)
+
+
+async def kick(service: RoomService, session_id: str) -> bool:
+    """End ``session_id`` now; False if no such live session."""
+    participant = service.sessions.get(SessionId(session_id))
+    if participant is None or participant.closed:
+        return False
+    await _end(
+        service, participant, "kicked", "removed from the call by an operator", KICKED_CLOSE_CODE
+    )
+    return True
+
+
+async def close_room(service: RoomService, key: RoomKey) -> int | None:
+    """End every session of the room; how many were ended (None: no such room)."""
+    room = service.rooms.get(key)
+    if room is None:
+        return None
+    ended = 0
+    for participant in list(room.participants.values()):
+        if participant.closed:
+            continue
+        await _end(
+            service,
+            participant,
+            "room-closed",
+            "the call was closed by an operator",
+            ROOM_CLOSED_CLOSE_CODE,
+        )
+        ended += 1
+    return ended
+
+
+def set_muted(service: RoomService, session_id: str, track_id: str, muted: bool) -> bool | None:
+    """Stop (or resume) forwarding one published track of ``session_id``.
+
+    Returns None when the session or its track does not exist, else whether anything changed.
+    """
+    participant = service.sessions.get(SessionId(session_id))
+    if participant is None or participant.closed or track_id not in participant.published.values():
+        return None
+    room = participant.room
+    entry = room.published.get(track_id)
+    if entry is None:
+        return None
+    if (track_id in room.muted) == muted:
+        return False
+    if muted:
+        room.muted.add(track_id)
+    else:
+        room.muted.discard(track_id)
+    for consumer in list(entry.producer.consumers):
+        if muted:
+            consumer.pause()
+        else:
+            consumer.resume()
+    payload = {
+        "trackId": track_id,
+        "kind": entry.producer.kind,
+        "sessionId": participant.session_id,
+        "userId": participant.user_id,
+        "muted": muted,
+        "by": "operator",
+    }
+    for member in list(room.participants.values()):
+        member.send("track-muted", payload)
+    participant.log.info("track %s %s by an operator", track_id, "muted" if muted else "unmuted")
+    return True

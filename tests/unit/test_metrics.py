@@ -1,0 +1,134 @@
+"""The metrics registry: folding plain counters of live and closed objects, the rare-event
+counters, histograms, and that the exposition parses with Prometheus' own text parser."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from zvonok import metrics
+from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
+from zvonok.media.worker import MediaWorker
+from zvonok.metrics import Metrics, _Folder
+from zvonok.rooms.quality import QualitySample
+from zvonok.rooms.service import RoomService
+
+
+class Thing:
+    def __init__(self, packets: int = 0) -> None:
+        self.packets = packets
+
+
+FIELDS = (("things", "packets", "help"),)
+
+
+def test_folder_stays_monotonic_as_objects_close() -> None:
+    folder = _Folder(FIELDS)
+    a, b = Thing(10), Thing(5)
+    assert folder.totals([(a, "x"), (b, "x")])[("x", "packets")] == 15
+    a.packets = 20
+    folder.touch([(a, "x")])  # read one last time before it closes
+    a.packets = 20
+    assert folder.totals([(b, "x")])[("x", "packets")] == 25
+    c = Thing(1)
+    assert folder.totals([(b, "x"), (c, "y")]) == {("x", "packets"): 25, ("y", "packets"): 1}
+    assert folder.totals([]) == {("x", "packets"): 25, ("y", "packets"): 1}
+
+
+def test_folder_retires_an_object_whose_id_was_reused() -> None:
+    folder = _Folder(FIELDS)
+    a = Thing(7)
+    folder.touch([(a, "x")])
+    key = id(a)
+    del a
+    b = Thing(2)
+    folder._seen[id(b)] = folder._seen.pop(key)  # as if b got the dead object's id
+    assert folder.totals([(b, "x")])[("x", "packets")] == 9
+
+
+def test_unknown_client_message_types_are_one_label() -> None:
+    metrics.record_signaling_message("in", "no-such-type-" + "x" * 50)
+    assert metrics._EVENTS[("signaling_messages", "in", "other")] >= 1
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[Metrics]:
+    worker = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
+    await worker.start()
+    rooms = RoomService(
+        worker=worker,
+        sessions=LocalSessionDirectory(),
+        rooms=LocalRoomDirectory(),
+        ice_servers=[],
+    )
+    yield Metrics(rooms=rooms, worker=worker, connections=lambda: 3, tick_interval=0.25)
+    await worker.close()
+
+
+def parsed(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, content_type = m.render()
+    assert content_type.startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+async def test_exposition_parses_and_has_bounded_labels(registry: Metrics) -> None:
+    metrics.record_auth_refusal("expired")
+    metrics.record_signaling_error("bad-json")
+    registry.observe_quality(QualitySample("video", 0.04, 0.002, 0.01))
+    registry.observe_quality(QualitySample("audio", None, 0.001, 0.0))
+    registry.on_tick(10.0)
+    registry.on_tick(10.35)
+    samples = parsed(registry)
+    assert samples[("zvonok_rooms", ())] == 0
+    assert samples[("zvonok_websocket_connections", ())] == 3
+    assert samples[("zvonok_rtp_packets_received_total", (("kind", "video"),))] == 0
+    assert samples[("zvonok_auth_refusals_total", (("reason", "expired"),))] >= 1
+    assert samples[("zvonok_signaling_errors_total", (("code", "bad-json"),))] >= 1
+    assert samples[("zvonok_rtt_seconds_count", (("kind", "video"),))] == 1
+    assert samples[("zvonok_loss_ratio_count", (("kind", "audio"),))] == 1
+    assert samples[("zvonok_event_loop_lag_seconds_count", ())] == 1
+    assert samples[("zvonok_event_loop_lag_seconds_sum", ())] == pytest.approx(0.1)
+    assert ("process_resident_memory_bytes", ()) in samples or (
+        "python_gc_objects_collected_total",
+        (("generation", "0"),),
+    ) in samples
+    names = {name for name, _ in samples if name.startswith("zvonok_")}
+    assert len(names) > 40
+    labels = {k for _, lbls in samples for k, _ in lbls}
+    assert not labels & {"room", "session", "user", "session_id", "room_id"}
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+async def test_docs_and_dashboard_name_only_real_metrics_and_document_all(
+    registry: Metrics,
+) -> None:
+    body, _ = registry.render()
+    families = {
+        f.name
+        for f in text_string_to_metric_families(body.decode())
+        if f.name.startswith("zvonok_")
+    }
+    families.add("zvonok_webhook_queue_depth")  # exposed only with webhook_urls
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {_family(m) for e in exprs for m in re.findall(r"zvonok_[a-z_]+", e)}
+    assert used and used <= families, used - families
+    operations = (DOCS / "operations.md").read_text()
+    documented = set(re.findall(r"`(zvonok_[a-z_]+)`", operations))
+    documented = {_family(n) for n in documented}
+    assert families <= documented, families - documented
+
+
+def _family(name: str) -> str:
+    return re.sub(r"_(bucket|count|sum|total)$", "", name)
