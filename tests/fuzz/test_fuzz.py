@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import atheris  # noqa: F401  (a missing fuzzer is an install bug, never a skip)
 import pytest
-
-pytest.importorskip("atheris")
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from struct import unpack_from
+from struct import Struct, unpack_from
 
 from ..packets.rtcp import (
     ReportBlock,
@@ -26,6 +26,7 @@ from ..packets.rtp import ext_id_table, rewrite_rtp, wrap_rtx
 from .producer import Producer
 from .types import PacketSink
 
+_unpack_u32 = Struct("!I").unpack_from
 SENDER_REPORT_INTERVAL = 1.0
 MAX_NACKED_PER_REQUEST = 128
 _SENT_SR_KEPT = 8
@@ -104,7 +105,7 @@ class Consumer:
         if pt is None:
             self._skip(in_seq)
             return
-        ts = (unpack_from("!I", packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
+        ts = (_unpack_u32(packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
         seq = (in_seq + self._seq_offset) & 0xFFFF
         try:
             out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
@@ -114,8 +115,9 @@ class Consumer:
         if (seq - self._last_out_seq) & 0xFFFF < 0x8000:
             self._last_out_seq = seq
         self.packets_sent += 1
-        header = 12 + (out[0] & 0x0F) * 4
-        if out[0] & 0x10:
+        first = out[0]
+        header = 12 + (first & 0x0F) * 4
+        if first & 0x10:
             header += 4 + (out[header + 2] << 8 | out[header + 3]) * 4
         self.octets_sent += len(out) - header
         self._send(out)

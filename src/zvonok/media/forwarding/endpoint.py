@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from struct import unpack_from
+from struct import Struct
 
 from ..packets.rtcp import (
     Fir,
@@ -24,6 +24,9 @@ from ..packets.rtcp import (
 )
 from .consumer import Consumer
 from .producer import Producer
+
+#: Read a 32-bit field (SSRC, timestamp) on the hot path.
+_unpack_u32 = Struct("!I").unpack_from
 
 
 def _drop_unknown(ssrc: int, packet: bytes) -> None:
@@ -92,7 +95,7 @@ class MediaEndpoint:
         if len(packet) < 12:
             self.dropped += 1
             return
-        ssrc: int = unpack_from("!I", packet, 8)[0]
+        ssrc: int = _unpack_u32(packet, 8)[0]
         handler = self._rtp.get(ssrc)
         if handler is None:
             self.unknown_ssrc += 1

@@ -12,7 +12,7 @@ Must not import anything from zvonok outside ``zvonok.media``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from struct import unpack_from
+from struct import Struct
 from typing import TYPE_CHECKING
 
 from ..packets.codecs import KeyframeDetector, keyframe_detector
@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 
 KEYFRAME_REQUEST_INTERVAL = 1.0
 RECEIVER_REPORT_INTERVAL = 1.0
-HISTORY_SIZE = 1024
+#: Packets kept for NACK answers: 2-5 s of video (NACKs older than NACK_MAX_AGE are moot).
+HISTORY_SIZE = 512
+
+#: Read a 32-bit field (SSRC, timestamp) on the hot path.
+_unpack_u32 = Struct("!I").unpack_from
 
 
 class Producer:
@@ -118,7 +122,7 @@ class Producer:
         self.bytes_received += len(packet)
         seq = packet[2] << 8 | packet[3]
         now = self._clock()
-        gap = self.stats.update(seq, unpack_from("!I", packet, 4)[0], now)
+        gap = self.stats.update(seq, _unpack_u32(packet, 4)[0], now)
         if gap:
             self._on_gap(seq, gap, now)
         elif self.missing.entries:

@@ -21,6 +21,8 @@ RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 #: M|PT, sequence number, timestamp, SSRC (bytes 1-11), precompiled for the hot path.
 _pack_header_tail = Struct("!BHII").pack_into
+#: ``rewrite_rtp``'s one-entry cache: (original packet, ext table, packet with remapped ext).
+_ext_cache: list[bytes] = [b"", b"", b""]
 #: RFC 8285 §4.2 / §4.3 "defined by profile" values.
 EXT_ONE_BYTE = 0xBEDE
 EXT_TWO_BYTE = 0x1000
@@ -142,10 +144,20 @@ def rewrite_rtp(
     """
     if len(data) < RTP_HEADER_SIZE:
         raise ValueError(f"RTP packet is too short ({len(data)} bytes)")
-    out = bytearray(data)
+    if not data[0] & 0x10:
+        out = bytearray(data)
+    elif type(data) is bytes:
+        # A fan-out rewrites the same packet for every subscriber, mostly with equal ext
+        # tables: remap the extension block once per (packet, table), then only copy.
+        cache = _ext_cache
+        if cache[0] is data and (cache[1] is ext or cache[1] == ext):
+            out = bytearray(cache[2])
+        else:
+            out = _remap_extensions(bytearray(data), data, ext)
+            cache[0], cache[1], cache[2] = data, ext, bytes(out)
+    else:
+        out = _remap_extensions(bytearray(data), data, ext)
     _pack_header_tail(out, 1, (data[1] & 0x80) | payload_type, seq, timestamp, ssrc)
-    if data[0] & 0x10:
-        return _remap_extensions(out, data, ext)
     return out
 
 

@@ -13,8 +13,22 @@ packets. Every failure surfaces as ``ValueError`` so that the caller counts and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pylibsrtp
+from pylibsrtp._binding import ffi, lib
+
+#: Room libsrtp may append to a protected RTP packet (tag, MKI): pylibsrtp's own bound.
+_RTP_TRAILER = 144
+
+
+def _failure(status: int) -> str:
+    """pylibsrtp's own message for a libsrtp status code."""
+    try:
+        pylibsrtp._srtp_assert(status)  # type: ignore[no-untyped-call]
+    except pylibsrtp.Error as exc:
+        return str(exc)
+    return f"status {status}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +73,10 @@ class SrtpSession:
     ``tx_master`` / ``rx_master`` are master key + salt (``profile.master_length`` bytes each).
     """
 
-    __slots__ = ("profile", "_tx", "_rx")
+    __slots__ = (
+        "profile", "_tx", "_rx", "_tx_ctx", "_tx_cdata", "_tx_buffer", "_tx_len",
+        "_rx_ctx", "_rx_cdata", "_rx_buffer", "_rx_len",
+    )  # fmt: skip
 
     def __init__(self, profile: SrtpProfile, *, tx_master: bytes, rx_master: bytes) -> None:
         for label, key in (("tx", tx_master), ("rx", rx_master)):
@@ -82,13 +99,33 @@ class SrtpSession:
         tx_policy.allow_repeat_tx = True
         self._rx = pylibsrtp.Session(rx_policy)
         self._tx = pylibsrtp.Session(tx_policy)
+        # The hot path calls libsrtp directly on the session's own buffer (what
+        # ``Session.protect`` does, minus a bytes copy, a type check and an allocation per call).
+        tx: Any = self._tx
+        self._tx_ctx = tx._srtp[0]
+        self._tx_cdata = tx._cdata
+        self._tx_buffer = tx._buffer
+        self._tx_len = ffi.new("int *")
+        rx: Any = self._rx
+        self._rx_ctx = rx._srtp[0]
+        self._rx_cdata = rx._cdata
+        self._rx_buffer = rx._buffer
+        self._rx_len = ffi.new("int *")
 
-    def protect_rtp(self, packet: bytes) -> bytes:
+    def protect_rtp(self, packet: bytes | bytearray) -> bytes:
         """Encrypt and authenticate one RTP packet; ``ValueError`` if libsrtp refuses it."""
-        try:
-            return bytes(self._tx.protect(packet))
-        except pylibsrtp.Error as exc:
-            raise ValueError(f"SRTP protect failed: {exc}") from None
+        size = len(packet)
+        buffer = self._tx_buffer
+        if size > len(buffer) - _RTP_TRAILER:
+            raise ValueError(f"SRTP protect failed: packet of {size} bytes is too long")
+        length = self._tx_len
+        length[0] = size
+        buffer[0:size] = packet
+        status = lib.srtp_protect(self._tx_ctx, self._tx_cdata, length)
+        if status:
+            raise ValueError(f"SRTP protect failed: {_failure(status)}")
+        out: bytes = buffer[0 : length[0]]
+        return out
 
     def protect_rtcp(self, packet: bytes) -> bytes:
         """Encrypt and authenticate one (compound) RTCP packet."""
@@ -99,10 +136,18 @@ class SrtpSession:
 
     def unprotect_rtp(self, packet: bytes) -> bytes:
         """Authenticate and decrypt one SRTP packet; replayed or tampered → ``ValueError``."""
-        try:
-            return bytes(self._rx.unprotect(packet))
-        except pylibsrtp.Error as exc:
-            raise ValueError(f"SRTP unprotect failed: {exc}") from None
+        size = len(packet)
+        buffer = self._rx_buffer
+        if size > len(buffer):
+            raise ValueError(f"SRTP unprotect failed: packet of {size} bytes is too long")
+        length = self._rx_len
+        length[0] = size
+        buffer[0:size] = packet
+        status = lib.srtp_unprotect(self._rx_ctx, self._rx_cdata, length)
+        if status:
+            raise ValueError(f"SRTP unprotect failed: {_failure(status)}")
+        out: bytes = buffer[0 : length[0]]
+        return out
 
     def unprotect_rtcp(self, packet: bytes) -> bytes:
         """Authenticate and decrypt one SRTCP packet."""

@@ -40,6 +40,9 @@ class ConnectionState(StrEnum):
     CLOSED = "closed"
 
 
+_CONNECTED = ConnectionState.CONNECTED
+
+
 class TransportListener(Protocol):
     """Receives a session's decrypted media and its state changes."""
 
@@ -117,16 +120,20 @@ class WebRtcTransport:
         return params
 
     def send_rtp(self, packet: bytes | bytearray) -> None:
-        """Protect and send one RTP packet; dropped silently unless CONNECTED."""
+        """Protect and send one RTP packet; dropped silently unless CONNECTED (hot path)."""
         srtp = self._srtp
-        if srtp is None or self.state is not ConnectionState.CONNECTED:
+        if srtp is None or self.state is not _CONNECTED:
             return
         try:
-            data = srtp.protect_rtp(bytes(packet))
+            data = srtp.protect_rtp(packet)
         except ValueError:
             self.srtp_errors += 1
             return
-        self._send(data)
+        addr = self._ice.selected
+        if addr is not None:
+            self._udp.sendto(data, addr)
+            self.tx_packets += 1
+            self.tx_bytes += len(data)
 
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         """Protect and send one (compound) RTCP packet; dropped silently unless CONNECTED."""

@@ -49,9 +49,11 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self.sendto = self.transport.sendto  # type: ignore[method-assign]  # one lookup less
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.__dict__.pop("sendto", None)
         self._lost.set()
 
     async def close(self) -> None:

@@ -1,0 +1,360 @@
+"""One generated call participant: signaling, ICE, DTLS-SRTP, replaying and receiving media.
+
+Owns ``Meter`` (what every participant counts into: packets sent and received per kind inside the
+measurement window, one-way latencies) and ``BenchClient``: the protocol of docs/protocol.md over
+``websockets``, a full ICE agent reduced to what a loopback call needs (one host candidate, one
+check with USE-CANDIDATE, consent checks every 4-6 s, RFC 8445 §7.2 / RFC 7675), the DTLS client
+(RFC 5764, via ``zvonok.media.transport.dtls``'s context and key export) and SRTP (pylibsrtp via
+``zvonok.media.transport.srtp``). Media is the ``Clip`` replayed: Opus every 20 ms, VP8 at 30 fps,
+a keyframe (the loop restarts) on PLI/FIR. Every RTP packet carries RTP padding (RFC 3550 §5.1)
+holding the send time, the publisher and the kind; the server forwards padding untouched and
+never reads it, subscribers read it back. Never imported by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import struct
+import time
+from typing import Any
+
+from aioice import stun
+from OpenSSL import SSL
+from websockets.asyncio.client import ClientConnection, connect
+
+from ..media.transport.dtls import DtlsCertificate, export_srtp, split_records
+from ..media.transport.srtp import SrtpSession
+from .clip import Clip
+from .sdp import LocalMedia, OfferInfo, build_answer, parse_offer
+
+AUDIO, VIDEO = 0, 1
+KINDS = ("audio", "video")
+MARK = struct.Struct("!QHBB")  # send time (ns), publisher index, kind, padding length
+MARK_SIZE = MARK.size
+_HEADER = struct.Struct("!BBHII")
+CONNECT_TIMEOUT = 20.0
+MAX_MESSAGES = 100_000
+MAX_CONSENT_CHECKS = 100_000
+
+
+class Meter:
+    """Counters shared by every client of one run; the window is [t0, t1) in perf_counter_ns."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t1 = 1 << 62
+        self.sent = [0, 0]
+        self.expected = [0, 0]
+        self.received = [0, 0]
+        self.rx_total = 0
+        self.latencies: list[int] = []
+        self.errors: list[str] = []
+
+    def open(self) -> None:
+        self.t0, self.t1 = time.perf_counter_ns(), 1 << 62
+
+    def close(self) -> None:
+        self.t1 = time.perf_counter_ns()
+
+
+class BenchClient(asyncio.DatagramProtocol):
+    """One participant; its tasks are owned here and cancelled by ``close``."""
+
+    def __init__(
+        self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
+        certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
+    ) -> None:  # fmt: skip
+        self.index, self.url, self.token, self.room_id = index, url, token, room_id
+        self.session_id = f"bench-{index}"
+        self.meter, self.clip, self.receivers = meter, clip, receivers
+        self.publish, self.speak = publish, speak
+        self.ufrag, self.pwd = secrets.token_hex(4), secrets.token_hex(16)
+        self.fingerprint = certificate.fingerprint("sha-256")
+        self._ctx = certificate.make_context(server=False)
+        self.ssrcs = (random.getrandbits(32), random.getrandbits(32))
+        self.sending: dict[str, tuple[str, int]] = {}
+        self.ext: dict[str, int] = {}
+        self.offer: OfferInfo | None = None
+        self.ws: ClientConnection | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.port = 0
+        self.dtls: SSL.Connection | None = None
+        self.srtp: SrtpSession | None = None
+        self.ice_ok = False
+        self.connected = asyncio.Event()
+        self.keyframe_wanted = True
+        self.ws_open_ns = self.first_rx_ns = 0
+        self.state = "new"
+        self.plis = self.nacks = self.rx_packets = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the socket and the WebSocket, join; ``connected`` is set when SRTP is ready."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0)
+        )
+        self.udp = transport
+        self.port = self.udp.get_extra_info("sockname")[1]
+        headers = [("Authorization", f"Bearer {self.token}")]
+        self.ws = await connect(self.url, additional_headers=headers, open_timeout=CONNECT_TIMEOUT)
+        self.ws_open_ns = time.perf_counter_ns()
+        self._tasks.append(loop.create_task(self._read()))
+        await self._send("join")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.ws is not None:
+            try:
+                await self._send("leave")
+                await self.ws.close()
+            except Exception:  # noqa: BLE001 - already closed by the server
+                pass
+        if self.udp is not None:
+            self.udp.close()
+
+    # -- signaling -----------------------------------------------------------------------------
+
+    async def _send(self, type_: str, payload: dict[str, Any] | None = None) -> None:
+        assert self.ws is not None
+        message: dict[str, Any] = {"type": type_, "roomId": self.room_id}
+        message["sessionId"] = self.session_id
+        if payload is not None:
+            message["payload"] = payload
+        await self.ws.send(json.dumps(message))
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        for _ in range(MAX_MESSAGES):
+            message = json.loads(await self.ws.recv())
+            payload = message.get("payload") or {}
+            if isinstance(payload, str):
+                payload = json.loads(payload)
+            kind = message.get("type")
+            if kind == "offer":
+                await self._answer(payload["sdp"])
+            elif kind == "state":
+                self.state = str(payload.get("state"))
+            elif kind == "error":
+                self.meter.errors.append(f"{self.session_id}: {payload}")
+
+    async def _answer(self, sdp: str) -> None:
+        offer = parse_offer(sdp)
+        for m in offer.media:
+            kind = AUDIO if m.kind == "audio" else VIDEO
+            taken = any(k == m.kind for k, _ in self.sending.values())
+            if m.direction == "recvonly" and self.publish[kind] and not taken:
+                self.sending[m.mid] = (m.kind, self.ssrcs[kind])
+            if m.mid in self.sending:
+                self.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
+        local = LocalMedia(
+            self.ufrag, self.pwd, self.fingerprint, self.port, f"c{self.index}", self.session_id
+        )
+        await self._send(
+            "answer", {"type": "answer", "sdp": build_answer(offer, local, self.sending)}
+        )
+        if self.offer is None:
+            self.offer = offer
+            self._tasks.append(asyncio.get_running_loop().create_task(self._connect()))
+
+    # -- ICE and DTLS ----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        assert self.offer is not None and self.udp is not None
+        msg = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        msg.attributes["USERNAME"] = f"{self.offer.ice_ufrag}:{self.ufrag}"
+        msg.attributes["PRIORITY"] = 0x6E0001FF
+        msg.attributes["ICE-CONTROLLING"] = random.getrandbits(64)
+        msg.attributes["USE-CANDIDATE"] = None
+        msg.add_message_integrity(self.offer.ice_pwd.encode())
+        msg.add_fingerprint()
+        self.udp.sendto(bytes(msg), self.offer.address)
+
+    async def _connect(self) -> None:
+        """Checks until answered, the DTLS handshake (retransmitted), then consent checks."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while self.srtp is None:
+            if time.monotonic() > deadline:
+                self.meter.errors.append(f"{self.session_id}: media did not connect")
+                return
+            if not self.ice_ok:
+                self._check()
+            elif self.dtls is None:
+                self.dtls = SSL.Connection(self._ctx, None)
+                self.dtls.set_connect_state()
+                self.dtls.set_ciphertext_mtu(1200)
+                self._handshake()
+            else:
+                self.dtls.DTLSv1_handle_timeout()
+                self._flush()
+            await asyncio.sleep(0.1 if not self.ice_ok else 0.3)
+        for _ in range(MAX_CONSENT_CHECKS):
+            await asyncio.sleep(random.uniform(4.0, 6.0))
+            self._check()
+
+    def _handshake(self) -> None:
+        assert self.dtls is not None
+        try:
+            self.dtls.do_handshake()
+        except SSL.WantReadError:
+            pass
+        except SSL.Error as exc:
+            self.meter.errors.append(f"{self.session_id}: DTLS {exc}")
+        else:
+            if self.srtp is None:
+                self.srtp = export_srtp(self.dtls, server=False)
+                self.connected.set()
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self.dtls is not None and self.udp is not None and self.offer is not None
+        try:
+            data = self.dtls.bio_read(65536)
+        except SSL.WantReadError:
+            return
+        for datagram in split_records(data):
+            self.udp.sendto(datagram, self.offer.address)
+
+    # -- datagrams ------------------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        first = data[0]
+        srtp = self.srtp
+        if 127 < first < 192 and srtp is not None:
+            if 191 < data[1] < 224:
+                self._rtcp(srtp, data)
+                return
+            try:
+                packet = srtp.unprotect_rtp(data)
+            except ValueError:
+                return
+            now = time.perf_counter_ns()
+            self.rx_packets += 1
+            if not self.first_rx_ns:
+                self.first_rx_ns = now
+            if packet[0] & 0x20 and len(packet) > 12 + MARK_SIZE:
+                sent, _pub, kind, size = MARK.unpack_from(packet, len(packet) - MARK_SIZE)
+                meter = self.meter
+                if size == MARK_SIZE and meter.t0 <= sent < meter.t1 and kind < 2:
+                    meter.received[kind] += 1
+                    meter.latencies.append(now - sent)
+        elif first < 4:
+            self.ice_ok = True
+        elif 19 < first < 64 and self.dtls is not None:
+            self.dtls.bio_write(data)
+            self._handshake()
+
+    def _rtcp(self, srtp: SrtpSession, data: bytes) -> None:
+        try:
+            packet = srtp.unprotect_rtcp(data)
+        except ValueError:
+            return
+        pos = 0
+        while pos + 4 <= len(packet):
+            fmt, pt = packet[pos] & 0x1F, packet[pos + 1]
+            if pt == 206 and fmt in (1, 4):
+                self.plis += 1
+                self.keyframe_wanted = True
+            elif pt == 205 and fmt == 1:
+                self.nacks += 1
+            pos += 4 + (packet[pos + 2] << 8 | packet[pos + 3]) * 4
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def start_publishing(self, phase: float) -> None:
+        """Replay the clip on the m-lines we send on (a task owned by this client)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self._publish(phase)))
+
+    def _extensions(self, kind: str) -> bytes:
+        mid = next((m for m, (k, _) in self.sending.items() if k == kind), "")
+        out = bytearray()
+        level = self.ext.get(f"{kind}:urn:ietf:params:rtp-hdrext:ssrc-audio-level")
+        if level:
+            out += bytes([level << 4, 0x80 | 30])
+        send_time = self.ext.get(
+            f"{kind}:http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+        )
+        if send_time:
+            out += bytes([send_time << 4 | 2, 0, 0, 0])
+        mid_id = self.ext.get(f"{kind}:urn:ietf:params:rtp-hdrext:sdes:mid")
+        if mid_id and mid:
+            out += bytes([mid_id << 4 | (len(mid) - 1)]) + mid.encode()
+        if not out:
+            return b""
+        out += bytes(-len(out) % 4)
+        return struct.pack("!HH", 0xBEDE, len(out) // 4) + bytes(out)
+
+    async def _publish(self, phase: float) -> None:
+        await asyncio.sleep(phase)
+        pt_audio = pt_video = 0
+        assert self.offer is not None
+        for m in self.offer.media:
+            if m.mid in self.sending:
+                if m.kind == "audio":
+                    pt_audio = m.payload_type("opus") or 111
+                else:
+                    pt_video = m.payload_type("VP8") or 96
+        audio = (
+            self.publish[AUDIO]
+            and self.speak
+            and any(k == "audio" for k, _ in self.sending.values())
+        )
+        video = self.publish[VIDEO] and any(k == "video" for k, _ in self.sending.values())
+        ext_a, ext_v = self._extensions("audio"), self._extensions("video")
+        seq = [random.getrandbits(16), random.getrandbits(16)]
+        start = time.perf_counter()
+        next_audio = next_video = start
+        audio_index = video_index = frame = 0
+        while True:
+            now = time.perf_counter()
+            if audio and now >= next_audio:
+                payload = self.clip.audio[audio_index % len(self.clip.audio)]
+                ts = audio_index * 960
+                self._send_rtp(AUDIO, pt_audio, seq, ts, ext_a, payload, marker=False)
+                audio_index += 1
+                next_audio = start + audio_index * 0.02
+            if video and now >= next_video:
+                if self.keyframe_wanted:
+                    self.keyframe_wanted, frame = False, 0
+                packets = self.clip.video[frame % len(self.clip.video)]
+                ts = video_index * 3000
+                for i, payload in enumerate(packets):
+                    last = i == len(packets) - 1
+                    self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=last)
+                video_index += 1
+                frame += 1
+                next_video = start + video_index / 30
+            wake = min(next_audio if audio else 1e18, next_video if video else 1e18)
+            if wake > 1e17:
+                return
+            await asyncio.sleep(max(0.0, wake - time.perf_counter()))
+
+    def _send_rtp(
+        self, kind: int, pt: int, seq: list[int], ts: int, ext: bytes, payload: bytes, *,
+        marker: bool,
+    ) -> None:  # fmt: skip
+        srtp, udp, offer = self.srtp, self.udp, self.offer
+        if srtp is None or udp is None or offer is None:
+            return
+        seq[kind] = (seq[kind] + 1) & 0xFFFF
+        first = 0xA0 | (0x10 if ext else 0)
+        header = _HEADER.pack(
+            first, pt | (0x80 if marker else 0), seq[kind], ts & 0xFFFFFFFF, self.ssrcs[kind]
+        )
+        now = time.perf_counter_ns()
+        mark = MARK.pack(now, self.index & 0xFFFF, kind, MARK_SIZE)
+        try:
+            data = srtp.protect_rtp(header + ext + payload + mark)
+        except ValueError:
+            return
+        udp.sendto(data, offer.address)
+        meter = self.meter
+        if meter.t0 <= now < meter.t1:
+            meter.sent[kind] += 1
+            meter.expected[kind] += self.receivers

@@ -1,0 +1,101 @@
+"""In-process microbenchmark of the forwarding hot path, without the kernel and the generator.
+
+Owns ``measure_hotpath``: a real ``MediaUdpProtocol`` → ``WebRtcTransport`` (SRTP unprotect) →
+``MediaEndpoint`` → ``Producer`` → ``Consumer``s (rewrite) → ``WebRtcTransport.send_rtp`` (SRTP
+protect) chain, with a socket whose ``sendto`` does nothing, fed pre-protected packets. It
+measures the Python + libsrtp part of the per-copy cost, which is what the server's code
+controls; ``zvonok bench`` measures the whole (kernel included). Run it with
+``python -m zvonok.bench.hotpath [FANOUT ...]``. Imports the server's media modules (the server
+never imports this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import time
+from typing import Any
+
+from ..media.forwarding.endpoint import MediaEndpoint
+from ..media.forwarding.router import Router
+from ..media.forwarding.types import CodecInfo
+from ..media.transport.dtls import DtlsCertificate
+from ..media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
+from ..media.transport.transport import ConnectionState, WebRtcTransport
+from ..media.transport.udp import MediaUdpProtocol
+
+PACKETS = 3000
+PAYLOAD = 1100
+
+
+class _NullSocket:
+    def sendto(self, data: bytes, addr: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _packet(seq: int) -> bytes:
+    ext = bytes([0x10, 0x9E, 0x40, ord("0")])  # audio level (id 1) + mid "0" (id 4)
+    header = struct.pack("!BBHIIHH", 0x90, 111, seq, seq * 960, 0x1234, 0xBEDE, 1)
+    return header + ext + bytes(PAYLOAD)
+
+
+async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
+    """Microseconds of CPU per delivered copy at ``fanout`` (process time, one run)."""
+    loop = asyncio.get_running_loop()
+    key = bytes(range(AEAD_AES_128_GCM.master_length))
+    udp = MediaUdpProtocol()
+    udp.connection_made(_NullSocket())  # type: ignore[arg-type]
+    context = DtlsCertificate.generate().make_context()
+    router = Router()
+
+    def transport(index: int, listener: Any) -> WebRtcTransport:
+        t = WebRtcTransport(
+            transport_id=f"t{index}", listener=listener, udp=udp, dtls_context=context,
+            fingerprint=("sha-256", ""), candidates=list, loop=loop, clock=time.monotonic,
+            consent_timeout=30.0, dtls_timeout=10.0, on_closed=lambda _t: None,
+        )  # fmt: skip
+        t._srtp = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
+        t.state = ConnectionState.CONNECTED
+        t._ice.selected = ("127.0.0.1", 10000 + index)
+        udp.bind_address(("127.0.0.1", 10000 + index), t)
+        return t
+
+    endpoint = MediaEndpoint()
+    publisher = transport(0, endpoint)
+    producer = router.create_producer(
+        producer_id="p", sink=publisher, kind="audio", codecs={111: CodecInfo("opus", 48000)},
+        ssrc=0x1234, rtx_ssrc=None, rtx_payload_types={},
+    )  # fmt: skip
+    endpoint.add_producer(producer)
+    for i in range(fanout):
+        router.create_consumer(
+            producer, consumer_id=f"c{i}", sink=transport(i + 1, MediaEndpoint()), ssrc=i + 1,
+            rtx_ssrc=None, payload_types={111: 111}, rtx_payload_types={}, ext_id_map={1: 1},
+            cname="bench",
+        )  # fmt: skip
+    client = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
+    wire = [client.protect_rtp(_packet(seq)) for seq in range(1, packets + 1)]
+    addr = ("127.0.0.1", 10000)
+    receive = udp.datagram_received
+    start = time.process_time()
+    for data in wire:
+        receive(data, addr)
+    elapsed = time.process_time() - start
+    sent = sum(c.packets_sent for c in router.consumers.values())
+    if sent != packets * fanout:
+        raise RuntimeError(f"hot path delivered {sent} of {packets * fanout} copies")
+    return elapsed / sent * 1e6
+
+
+async def _main(fanouts: list[int]) -> None:
+    for fanout in fanouts:
+        runs = sorted([await measure_hotpath(fanout) for _ in range(5)])
+        print(f"fan-out {fanout:3d}: {runs[2]:6.2f} µs per copy (median of 5; min {runs[0]:.2f})")
+
+
+if __name__ == "__main__":
+    asyncio.run(_main([int(a) for a in sys.argv[1:]] or [1, 3, 21]))

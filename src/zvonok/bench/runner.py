@@ -1,0 +1,273 @@
+"""Scenarios, the run (join, warm up, measure, drain), live progress, the JSON result and summary.
+
+Owns ``SCENARIOS`` (mesh-4, fanout-2x20, fanout-2x40, calls-1to1-x25, audio-100, idle-200),
+``run_bench`` (the ``zvonok bench`` command's body) and ``summary``. In each room the senders join
+first and start sending; the other participants join afterwards, and their join time (WebSocket
+open → first media packet) is what ``join_ms`` reports. Measurement happens in a window after a
+warm-up: packets are counted by their send time (carried in the packet), so nothing sent before
+or after the window is counted on either side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..media.transport.dtls import DtlsCertificate
+from .client import KINDS, BenchClient, Meter
+from .clip import load_clip
+from .target import ProcStat, Target, spawn_server
+
+JOIN_CONCURRENCY = 8
+MAX_CLIENTS = 500
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``rooms`` rooms of ``size`` participants; the first ``senders`` of each publish first."""
+
+    name: str
+    kind: str  # chat or group
+    rooms: int
+    size: int
+    senders: int
+    video: bool = True
+    receivers_publish: bool = False  # the late joiners publish too (mesh)
+    idle: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("mesh-4", "group", 1, 4, 3, receivers_publish=True),
+        Scenario("fanout-2x5", "group", 1, 7, 2),
+        Scenario("fanout-2x10", "group", 1, 12, 2),
+        Scenario("fanout-2x20", "group", 1, 22, 2),
+        Scenario("fanout-2x40", "group", 1, 42, 2),
+        Scenario("calls-1to1-x25", "chat", 25, 2, 1, receivers_publish=True),
+        Scenario("audio-100", "group", 1, 100, 4, video=False),
+        Scenario("idle-200", "group", 50, 4, 0, idle=True),
+    )
+}
+
+
+def _percentile(values: list[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+class LagMonitor:
+    """The generator's event-loop lag: how late a 20 ms sleep wakes up."""
+
+    def __init__(self) -> None:
+        self.lags: list[int] = []
+
+    async def run(self) -> None:
+        for _ in range(10_000_000):
+            start = time.perf_counter_ns()
+            await asyncio.sleep(0.02)
+            self.lags.append(time.perf_counter_ns() - start - 20_000_000)
+
+
+def _gen_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> None:
+    gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+
+    async def one(client: BenchClient) -> None:
+        async with gate:
+            await client.start()
+            await asyncio.wait_for(client.connected.wait(), 20.0)
+
+    await asyncio.gather(*(one(c) for c in clients))
+    report(f"{len(clients)} connected")
+
+
+async def run_bench(
+    name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
+    server_pid: int | None, warmup: float, progress: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Run one scenario against our own server (or ``url``); returns the result dict."""
+    scenario = SCENARIOS[name]
+    room_count = max(1, rooms if rooms is not None else scenario.rooms)
+    if room_count * scenario.size > MAX_CLIENTS:
+        raise ValueError(f"{room_count * scenario.size} participants is above {MAX_CLIENTS}")
+    tmp = None
+    if url is None:
+        tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
+        target = await spawn_server(Path(tmp.name))
+    else:
+        if data_dir is None:
+            raise ValueError("--url needs --data-dir of that server (its secret and database)")
+        target = Target(url.rstrip("/"), data_dir, server_pid)
+    try:
+        return await _run(scenario, room_count, duration, warmup, target, progress)
+    finally:
+        target.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+async def _run(
+    s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    clip, meter = load_clip(), Meter()
+    certificate = DtlsCertificate.generate()
+    tag = f"b{random.getrandbits(24):x}"
+    rooms = [
+        (s.kind, f"{tag}-{r}", [f"u{r}-{i}" for i in range(s.size)]) for r in range(room_count)
+    ]
+    await target.create_rooms(rooms)
+    proc = ProcStat(target.pid) if target.pid else None
+    rss_before = proc.rss_bytes() if proc else 0
+    senders: list[BenchClient] = []
+    late: list[BenchClient] = []
+    for kind, room_id, members in rooms:
+        for i, user in enumerate(members):
+            sender = i < s.senders
+            publish = (not s.idle) and (sender or s.receivers_publish)
+            client = BenchClient(
+                index=len(senders) + len(late), url=target.ws_url(kind, room_id),
+                token=target.token(user), room_id=room_id, meter=meter, clip=clip,
+                certificate=certificate, publish=(publish, publish and s.video),
+                speak=True, receivers=s.size - 1,
+            )  # fmt: skip
+            (senders if sender else late).append(client)
+    lag = LagMonitor()
+    lag_task = asyncio.create_task(lag.run())
+    clients = senders + late
+    try:
+        t_setup = time.monotonic()
+        await _join(senders, progress)
+        for client in senders:
+            client.start_publishing(random.uniform(0, 0.033))
+        await _join(late, progress)
+        for client in late:
+            if client.publish[0]:
+                client.start_publishing(random.uniform(0, 0.033))
+        setup_s = time.monotonic() - t_setup
+        await asyncio.sleep(warmup)
+        lag.lags.clear()
+        times0 = proc.cpu_times() if proc else (0.0, 0.0)
+        cpu0, gen0, meter_start = sum(times0), _gen_cpu(), time.monotonic()
+        meter.open()
+        for second in range(int(duration)):
+            await asyncio.sleep(1.0)
+            if proc:
+                cpu = (proc.cpu_seconds() - cpu0) / (second + 1) * 100
+                progress(
+                    f"t={second + 1:>3}s rx={sum(meter.received):>8} server {cpu:5.1f}% "
+                    f"rss {proc.rss_bytes() / 2**20:6.1f} MB gen {_gen_cpu() - gen0:5.1f}s"
+                )
+        await asyncio.sleep(duration - int(duration))
+        meter.close()
+        elapsed = time.monotonic() - meter_start
+        times1 = proc.cpu_times() if proc else (0.0, 0.0)
+        cpu = sum(times1) - cpu0
+        split = (times1[0] - times0[0], times1[1] - times0[1])
+        gen = _gen_cpu() - gen0
+        rss = proc.rss_bytes() if proc else 0
+        await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
+        return _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
+                       rss_before, setup_s, split)  # fmt: skip
+    finally:
+        lag_task.cancel()
+        await asyncio.gather(lag_task, return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def _result(
+    s: Scenario, room_count: int, clients: list[BenchClient], late: list[BenchClient],
+    meter: Meter, lag: LagMonitor, elapsed: float, cpu: float, gen: float, rss: int,
+    rss_before: int, setup_s: float, split: tuple[float, float],
+) -> dict[str, Any]:  # fmt: skip
+    delivered = sum(meter.received)
+    joins = [(c.first_rx_ns - c.ws_open_ns) for c in late if c.first_rx_ns]
+    return {
+        "scenario": s.name,
+        "rooms": room_count,
+        "participants": len(clients),
+        "duration_s": round(elapsed, 3),
+        "setup_s": round(setup_s, 3),
+        "sent": dict(zip(KINDS, meter.sent, strict=True)),
+        "expected": dict(zip(KINDS, meter.expected, strict=True)),
+        "delivered": dict(zip(KINDS, meter.received, strict=True)),
+        "delivery_ratio": {
+            k: (round(r / e, 5) if e else None)
+            for k, r, e in zip(KINDS, meter.received, meter.expected, strict=True)
+        },
+        "delivered_per_s": round(delivered / elapsed, 1),
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_user_s": round(split[0], 3),
+        "server_cpu_system_s": round(split[1], 3),
+        "server_cpu_percent": round(cpu / elapsed * 100, 2),
+        "cpu_us_per_delivered_packet": round(cpu / delivered * 1e6, 2) if delivered else None,
+        "latency_ms": {
+            "p50": round(_percentile(meter.latencies, 0.50), 3),
+            "p95": round(_percentile(meter.latencies, 0.95), 3),
+            "p99": round(_percentile(meter.latencies, 0.99), 3),
+        },
+        "server_rss_mb": round(rss / 2**20, 1),
+        "server_rss_per_session_kb": round((rss - rss_before) / len(clients) / 1024, 1),
+        "join_ms": {
+            "count": len(joins),
+            "p50": round(_percentile(joins, 0.5), 1),
+            "max": round(max(joins) / 1e6, 1) if joins else None,
+        },
+        "generator_cpu_percent": round(gen / elapsed * 100, 2),
+        "generator_loop_lag_ms": {
+            "p50": round(_percentile(lag.lags, 0.5), 3),
+            "p99": round(_percentile(lag.lags, 0.99), 3),
+            "max": round(max(lag.lags, default=0) / 1e6, 3),
+        },
+        "keyframe_requests_seen": sum(c.plis for c in clients),
+        "nacks_seen": sum(c.nacks for c in clients),
+        "errors": meter.errors[:20],
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few human lines about one result."""
+    r = result
+    ratio = ", ".join(f"{k} {v:.4f}" for k, v in r["delivery_ratio"].items() if v is not None)
+    lat, join, lag = r["latency_ms"], r["join_ms"], r["generator_loop_lag_ms"]
+    return "\n".join(
+        [
+            f"{r['scenario']}: {r['participants']} participants in {r['rooms']} room(s), "
+            f"{r['duration_s']} s measured",
+            f"  server CPU {r['server_cpu_percent']}% of a core (user {r['server_cpu_user_s']} s,"
+            f" system {r['server_cpu_system_s']} s); "
+            f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "
+            f"({r['delivered_per_s']} packets/s delivered)",
+            f"  delivery {ratio or 'n/a'}; latency p50/p95/p99 {lat['p50']}/{lat['p95']}/"
+            f"{lat['p99']} ms (generator included)",
+            f"  server RSS {r['server_rss_mb']} MB ({r['server_rss_per_session_kb']} kB/session);"
+            f" join p50 {join['p50']} ms, max {join['max']} ms ({join['count']} joins)",
+            f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
+            f"{lag['p99']}/{lag['max']} ms; errors {len(r['errors'])}",
+        ]
+    )
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def median_of(results: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return float(statistics.median(values)) if values else 0.0

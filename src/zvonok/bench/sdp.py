@@ -1,0 +1,147 @@
+"""The generator's side of offer/answer: read the server's offer, write the answer (RFC 8829).
+
+Owns ``OfferInfo`` / ``OfferedMedia`` (just what the generator needs from an offer: ICE
+credentials, the server's candidate, per m-line kind, mid, direction, codecs and extension ids)
+and ``build_answer`` (BUNDLE, rtcp-mux, ``a=setup:active``: the generator is the DTLS client,
+RFC 5763 §5; ``a=ssrc`` and ``a=msid`` for what it publishes, RFC 8830). Written independently of
+``zvonok.media.sdp`` on purpose, so the benchmark does not share the server's SDP code.
+Imports nothing from zvonok.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class OfferedMedia:
+    """One m-line of the server's offer."""
+
+    kind: str
+    mid: str
+    direction: str
+    payload_types: list[str]
+    lines: list[str]  # the rtpmap/fmtp/rtcp-fb lines
+    extensions: dict[str, int] = field(default_factory=dict)
+
+    def payload_type(self, name: str) -> int | None:
+        """The first payload type whose rtpmap names ``name`` (case-insensitive)."""
+        for line in self.lines:
+            if line.startswith("a=rtpmap:"):
+                pt, _, rest = line[9:].partition(" ")
+                if rest.lower().startswith(name.lower() + "/"):
+                    return int(pt)
+        return None
+
+
+@dataclass
+class OfferInfo:
+    """What the generator needs from the server's offer."""
+
+    ice_ufrag: str
+    ice_pwd: str
+    address: tuple[str, int]
+    media: list[OfferedMedia]
+
+
+def parse_offer(text: str) -> OfferInfo:
+    """Read the server's offer; ``ValueError`` when a needed line is missing."""
+    ufrag = pwd = ""
+    address: tuple[str, int] | None = None
+    media: list[OfferedMedia] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            parts = line[2:].split()
+            media.append(OfferedMedia(parts[0], "", "sendrecv", parts[3:], []))
+        elif line.startswith("a=ice-ufrag:"):
+            ufrag = line[12:]
+        elif line.startswith("a=ice-pwd:"):
+            pwd = line[10:]
+        elif line.startswith("a=candidate:") and address is None:
+            fields = line.split()
+            if fields[2].lower() == "udp" and fields[4].startswith("127."):
+                address = (fields[4], int(fields[5]))
+        elif not media:
+            continue
+        elif line.startswith("a=mid:"):
+            media[-1].mid = line[6:]
+        elif line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            media[-1].direction = line[2:]
+        elif line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+            media[-1].lines.append(line)
+        elif line.startswith("a=extmap:"):
+            ident, _, uri = line[9:].partition(" ")
+            media[-1].extensions[uri.strip()] = int(ident.split("/")[0])
+    if not ufrag or not pwd or address is None:
+        raise ValueError("server offer lacks ICE credentials or a 127.x UDP candidate")
+    return OfferInfo(ufrag, pwd, address, media)
+
+
+@dataclass
+class LocalMedia:
+    """The generator's own identity in every answer."""
+
+    ufrag: str
+    pwd: str
+    fingerprint: str
+    port: int
+    cname: str
+    stream: str
+
+
+def _codec_lines(m: OfferedMedia, pt: int) -> list[str]:
+    """The codec lines of payload type ``pt`` and of its RTX (apt=pt), if offered."""
+    rtx = [
+        int(line[7:].split()[0])
+        for line in m.lines
+        if line.startswith("a=fmtp:") and line.endswith(f"apt={pt}")
+    ]
+    keep = {pt, *rtx}
+    return [ln for ln in m.lines if int(ln.split(":", 1)[1].split()[0]) in keep]
+
+
+def build_answer(offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[str, int]]) -> str:
+    """The answer: ``sending`` maps mid -> (kind, ssrc) for the m-lines we publish on."""
+    mids = [m.mid for m in offer.media]
+    lines = [
+        "v=0",
+        f"o=- {local.port} 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        f"a=group:BUNDLE {' '.join(mids)}",
+        "a=msid-semantic: WMS *",
+    ]
+    for m in offer.media:
+        codec = "opus" if m.kind == "audio" else "VP8"
+        pt = m.payload_type(codec)
+        pts = _codec_lines(m, pt) if pt is not None else []
+        formats = sorted({int(ln.split(":", 1)[1].split()[0]) for ln in pts}, key=lambda p: p != pt)
+        if m.direction == "recvonly":
+            direction = "sendonly" if m.mid in sending else "inactive"
+        elif m.direction == "sendonly":
+            direction = "recvonly"
+        else:
+            direction = "inactive"
+        lines += [
+            f"m={m.kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, formats or [0]))}",
+            "c=IN IP4 0.0.0.0",
+            f"a=mid:{m.mid}",
+            f"a=ice-ufrag:{local.ufrag}",
+            f"a=ice-pwd:{local.pwd}",
+            f"a=fingerprint:sha-256 {local.fingerprint}",
+            "a=setup:active",
+            "a=rtcp-mux",
+            f"a={direction}",
+            *(f"a=extmap:{ident} {uri}" for uri, ident in m.extensions.items()),
+            *pts,
+        ]
+        if direction == "sendonly":
+            ssrc = sending[m.mid][1]
+            lines += [
+                f"a=msid:{local.stream} {local.stream}-{m.kind}",
+                f"a=ssrc:{ssrc} cname:{local.cname}",
+                f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{m.kind}",
+            ]
+        lines.append(f"a=candidate:1 1 udp 2130706431 127.0.0.1 {local.port} typ host")
+    return "\r\n".join(lines) + "\r\n"

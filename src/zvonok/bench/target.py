@@ -1,0 +1,172 @@
+"""The server under test: start our own ``zvonok serve`` or use a running one; read its /proc.
+
+Owns ``Target`` (WebSocket URLs, tokens signed with the server's secret, rooms created in its
+embedded SQL store — the same code the ``zvonok chat/group create`` commands run), ``spawn_server``
+(a ``python -m zvonok serve`` subprocess on free loopback ports with a temp data dir, stopped by
+PID) and ``ProcStat`` (utime+stime and RSS of a process and all its descendants, from
+``/proc/<pid>/stat`` and ``/proc/<pid>/status``). Imports the auth/store modules only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..auth.secret import load_or_create_secret
+from ..auth.tokens import issue_token
+from ..store.base import embedded_database_url
+from ..store.sql import SqlMembershipStore
+
+START_TIMEOUT = 20.0
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ProcStat:
+    """CPU seconds and RSS bytes of ``pid`` and its descendants."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def _tree(self) -> list[int]:
+        parents: dict[int, int] = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    stat = Path(f"/proc/{name}/stat").read_text()
+                except OSError:
+                    continue
+                parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found, todo = [self.pid], [self.pid]
+        while todo:
+            parent = todo.pop()
+            children = [p for p, pp in parents.items() if pp == parent]
+            found += children
+            todo += children
+        return found
+
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds: utime and stime, fields 14 and 15 of /proc/<pid>/stat."""
+        user = system = 0
+        for pid in self._tree():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            user += int(fields[11])
+            system += int(fields[12])
+        return user / _TICKS, system / _TICKS
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_times())
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for pid in self._tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
+
+@dataclass
+class Target:
+    """Where the server is and how to get in."""
+
+    http_url: str
+    data_dir: Path
+    pid: int | None
+    process: subprocess.Popen[bytes] | None = None
+
+    def ws_url(self, kind: str, room_id: str) -> str:
+        return self.http_url.replace("http", "ws", 1) + f"/api/v1/{kind}/{room_id}/call"
+
+    def token(self, user: str) -> str:
+        return issue_token(load_or_create_secret(self.data_dir), user, 3600.0)
+
+    async def create_rooms(self, rooms: list[tuple[str, str, list[str]]]) -> None:
+        """Create (kind, id, members) rooms in the server's embedded database."""
+        store = SqlMembershipStore(embedded_database_url(self.data_dir), timeout=10.0)
+        try:
+            await store.create_schema()
+            for kind, room_id, members in rooms:
+                if kind == "chat":
+                    await store.create_chat(members, room_id)
+                else:
+                    await store.create_group(members, room_id)
+        finally:
+            await store.close()
+
+    def stop(self) -> None:
+        """SIGTERM our own server by PID, SIGKILL after 10 s. Nothing for ``--url``."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
+    """``python -m zvonok serve`` on free loopback ports; returns when /healthz answers."""
+    port, media_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    env = {
+        **os.environ,
+        "ZVONOK_CONNECT_RATE": "10000",
+        "ZVONOK_CONNECT_BURST": "10000",
+        "ZVONOK_LOG_LEVEL": "WARNING",
+    }
+    load_or_create_secret(data_dir)
+    argv = [
+        sys.executable, "-m", "zvonok", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--media-port", str(media_port), "--data-dir", str(data_dir),
+        "--announce-ip", "127.0.0.1", "--log-format", "json",
+    ]  # fmt: skip
+    process = _popen(argv, env, data_dir / "server.log")
+    target = Target(f"http://127.0.0.1:{port}", data_dir, process.pid, process)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"zvonok serve exited with {process.returncode}; see {data_dir}")
+        if await asyncio.to_thread(_healthy, target.http_url):
+            return target
+        await asyncio.sleep(0.1)
+    target.stop()
+    raise RuntimeError(f"zvonok serve did not answer within {START_TIMEOUT} s")
+
+
+def _popen(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start the server in its own session, its output in ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
