@@ -139,6 +139,14 @@ class _Folder:
                 self._retire(key)
             self._seen[key] = (weakref.ref(obj), label, self._read(obj))
 
+    def retire(self, objects: Iterable[tuple[object, str]]) -> None:
+        """Fold the final values of ``objects`` (about to close) into the totals now, keeping no
+        reference: sessions that end between scrapes must not pile up here."""
+        for obj, label in objects:
+            self._seen.pop(id(obj), None)
+            for (_, attr, _), value in zip(self.fields, self._read(obj), strict=True):
+                self.retired[(label, attr)] += value
+
     def totals(self, live: Iterable[tuple[object, str]]) -> Counter[tuple[str, str]]:
         """Touch every live object, retire the others, and return (label, attr) -> total."""
         live_list = list(live)
@@ -196,12 +204,12 @@ class ZvonokCollector(Collector):
             for track_id in participant.published.values()
             if (entry := room.published.get(track_id)) is not None
         ]
-        self.producers.touch((p, _label(p)) for p in producers)
-        consumers = [c for p in producers for c in p.consumers]
-        consumers += list(participant.consumers.values())
-        self.consumers.touch((c, _label(c)) for c in consumers)
-        self.endpoints.touch([(participant.endpoint, "")])
-        self.transports.touch([(participant.transport, "")])
+        self.producers.retire((p, _label(p)) for p in producers)
+        consumers = {id(c): c for p in producers for c in p.consumers}
+        consumers.update((id(c), c) for c in participant.consumers.values())
+        self.consumers.retire((c, _label(c)) for c in consumers.values())
+        self.endpoints.retire([(participant.endpoint, "")])
+        self.transports.retire([(participant.transport, "")])
 
     def collect(self) -> Iterator[Metric]:
         rooms = list(self._rooms.rooms.values())
