@@ -642,6 +642,7 @@ async def test_network_cut_reconnects_without_a_leave(
             )
             relay.cut(7)
             await asyncio.sleep(7)
+            cut_ended = time.monotonic()
             events = await wait_for(
                 lambda: alice.evaluate(
                     "() => window.events.includes('reconnected') && window.events.join(',')"
@@ -653,6 +654,9 @@ async def test_network_cut_reconnects_without_a_leave(
             assert relay.dropped > 0
             await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the cut", 30)
             await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the cut", 30)
+            healed = time.monotonic() - cut_ended
+            print(f"network cut healed {healed:.1f} s after the network came back")
+            assert healed < 5.0, f"media resumed {healed:.1f} s after the network came back"
             assert await tile_count(bob, '.tile[data-user-id="alice"]') >= 1
             for page in (alice, bob):
                 await page.click("#leave")
