@@ -15,11 +15,21 @@ from .harness.aiortc_peer import AiortcPeers
 from .harness.chromium import ChromiumPeers
 from .harness.firefox import FirefoxPeers
 from .harness.server import ZvonokServer
-from .harness.stats import PeerReport
+from .harness.stats import PeerReport, ReportPeer
 
 pytestmark = pytest.mark.timeout(150)
 
 WAIT = 30.0
+
+
+async def hear_and_see_each_other(
+    a: ReportPeer, a_colour: str, b: ReportPeer, b_colour: str
+) -> None:
+    """alice (a) and bob (b) each decode the other's colour and get the other's audio."""
+    await a.wait_receiving(from_user="bob", color=b_colour, timeout=WAIT)
+    await b.wait_receiving(from_user="alice", color=a_colour, timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
+    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
 
 
 async def test_two_aiortc_peers_in_a_private_chat(
@@ -28,10 +38,7 @@ async def test_two_aiortc_peers_in_a_private_chat(
     chat = zvonok_server.create_chat(["alice", "bob"])
     a = await aiortc_peers.open(zvonok_server, user="alice", room=chat, color="red")
     b = await aiortc_peers.open(zvonok_server, user="bob", room=chat, color="blue")
-    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
-    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+    await hear_and_see_each_other(a, "red", b, "blue")
 
 
 @pytest.mark.browser
@@ -41,10 +48,7 @@ async def test_two_chromium_peers_in_a_private_chat(
     chat = zvonok_server.create_chat(["alice", "bob"])
     a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
     b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
-    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
-    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+    await hear_and_see_each_other(a, "red", b, "blue")
 
 
 @pytest.mark.browser
@@ -54,10 +58,7 @@ async def test_chromium_and_firefox_in_a_private_chat(
     chat = zvonok_server.create_chat(["alice", "bob"])
     a = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red")
     b = await firefox_peers.open(zvonok_server, user="bob", room=chat, color="green")
-    await a.wait_receiving(from_user="bob", color="green", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
-    await a.wait_receiving(from_user="bob", kind="audio", timeout=WAIT)
-    await b.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+    await hear_and_see_each_other(a, "red", b, "green")
 
 
 @pytest.mark.browser
