@@ -41,6 +41,8 @@ from .web import web_routes
 log = logging.getLogger("zvonok.app")
 #: How long uvicorn's WebSocket protocol waits for a closing handshake (websockets' default).
 WS_CLOSE_TIMEOUT = 10.0
+#: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
+DRAIN_TIMEOUT = 3.0
 
 
 @dataclass(slots=True)
@@ -281,15 +283,39 @@ def _participant_snapshot(participant: Participant) -> dict[str, Any]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, plus: on SIGTERM/SIGINT first tell every session to reconnect (close 1012)."""
+    """uvicorn, plus: on SIGTERM/SIGINT first tell every session to reconnect (close 1012).
+
+    uvicorn's own shutdown closes every WebSocket with 1012 at once, which would race the
+    sessions' `error shutdown` messages; so the sessions are told and their sockets closed first
+    (bounded by ``DRAIN_TIMEOUT``), and only then does uvicorn's shutdown start. A second signal
+    goes straight to uvicorn (force exit on a second Ctrl-C).
+    """
+
+    _draining = False
+    _drain_task: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         app = self.config.app
         components = getattr(getattr(app, "state", None), "zvonok", None)
-        if isinstance(components, Components) and not self.should_exit:
+        if isinstance(components, Components) and not self._draining:
+            self._draining = True
             loop = asyncio.get_event_loop()
-            loop.call_soon_threadsafe(components.rooms.begin_shutdown)
+            loop.call_soon_threadsafe(self._start_drain, components, sig, frame)
+            return
         super().handle_exit(sig, frame)
+
+    def _start_drain(self, components: Components, sig: int, frame: FrameType | None) -> None:
+        self._drain_task = asyncio.get_running_loop().create_task(
+            self._drain(components, sig, frame)
+        )
+
+    async def _drain(self, components: Components, sig: int, frame: FrameType | None) -> None:
+        try:
+            components.rooms.begin_shutdown()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(components.endpoint.idle.wait(), DRAIN_TIMEOUT)
+        finally:
+            super().handle_exit(sig, frame)
 
 
 def _ping_timeout(settings: Settings) -> float:

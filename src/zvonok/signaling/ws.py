@@ -148,6 +148,9 @@ class CallEndpoint:
         self._limits = limits
         self._ip_buckets = IpRateLimiter(limits.connect_rate, limits.connect_burst)
         self.connections = 0
+        #: Set while no call WebSocket is open (shutdown waits on it).
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     async def __call__(self, websocket: WebSocket) -> None:
         kind = RoomKind(websocket.path_params["kind"])
@@ -163,10 +166,13 @@ class CallEndpoint:
             return
         await websocket.accept()
         self.connections += 1
+        self.idle.clear()
         try:
             await Connection(websocket, RoomKey(kind, room_id), grants, self).run()
         finally:
             self.connections -= 1
+            if not self.connections:
+                self.idle.set()
 
     async def _authorize(self, websocket: WebSocket, kind: RoomKind, room_id: str) -> Grants | None:
         token = _token_of(websocket)
