@@ -60,9 +60,9 @@ CONSOLE_LINES = 500
 _peer_ids = itertools.count(1)
 
 
-def peer_params(
+async def join_params(
     server: CallServer,
-    token: str,
+    peer_id: str,
     *,
     user: str,
     room: str,
@@ -71,15 +71,19 @@ def peer_params(
     audio: bool,
     video: bool,
     mode: str,
-    session_id: str,
-    peer_id: str,
-) -> dict[str, str]:
-    """The query string of ``peer.html`` for one participant (shared with firefox.py)."""
-    return {
+    session_id: str | None,
+    token: str | None,
+) -> tuple[str, dict[str, str]]:
+    """The session id and query string of ``peer.html`` for one participant joining a call
+    (shared with firefox.py); a token is fetched from the server's CLI when none is given."""
+    session = session_id or f"{peer_id}-{user}"
+    if token is None:
+        token = await asyncio.to_thread(server.token, user)
+    return session, {
         "ws": server.ws_url(kind, room),
         "token": token,
         "roomId": room,
-        "sessionId": session_id,
+        "sessionId": session,
         "user": user,
         "peerId": peer_id,
         "color": color,
@@ -180,12 +184,9 @@ class ChromiumPeers:
     ) -> ChromiumPeer:
         """Join ``kind:room`` as ``user`` sending ``color`` video (in ``codec``) and a tone."""
         peer_id = f"chromium{next(_peer_ids)}"
-        session = session_id or f"{peer_id}-{user}"
-        if token is None:
-            token = await asyncio.to_thread(server.token, user)
-        params = peer_params(
-            server, token, user=user, room=room, color=color, kind=kind, audio=audio,
-            video=video, mode=mode, session_id=session, peer_id=peer_id,
+        session, params = await join_params(
+            server, peer_id, user=user, room=room, color=color, kind=kind, audio=audio,
+            video=video, mode=mode, session_id=session_id, token=token,
         )  # fmt: skip
         if codec:
             params["codec"] = codec

@@ -7,7 +7,7 @@ dir> <url>`` process in its own process group, killed by PID/PGID on close) and
 ``report()`` returns the page's latest POSTed report, and page methods (``leave``,
 ``add_screen_share``...) travel as commands in the answer to its next POST (<= 0.5 s).
 
-Imports the harness (``stats``, ``report_server``, ``server``, ``chromium.peer_params``); never
+Imports the harness (``stats``, ``report_server``, ``server``, ``chromium.join_params``); never
 zvonok.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .chromium import peer_params
+from .chromium import join_params
 from .report_server import ReportServer
 from .server import CallServer
 from .stats import PeerReport, ReportPeer
@@ -212,12 +212,9 @@ class FirefoxPeers:
     ) -> FirefoxPeer:
         """Join ``kind:room`` as ``user`` sending ``color`` video and a tone."""
         peer_id = f"firefox{next(_peer_ids)}"
-        session = session_id or f"{peer_id}-{user}"
-        if token is None:
-            token = await asyncio.to_thread(server.token, user)
-        params = peer_params(
-            server, token, user=user, room=room, color=color, kind=kind, audio=audio,
-            video=video, mode=mode, session_id=session, peer_id=peer_id,
+        session, params = await join_params(
+            server, peer_id, user=user, room=room, color=color, kind=kind, audio=audio,
+            video=video, mode=mode, session_id=session_id, token=token,
         )  # fmt: skip
         return await self._start(f"{peer_id}({user})", peer_id, session, params)
 
