@@ -132,12 +132,13 @@ def create_app(settings: Settings) -> Starlette:
         app.state.zvonok = components
         log.info(
             "zvonok listening on http://%s:%d (WebSocket /api/v1/{chat|group}/{id}/call); "
-            "media UDP %s:%d announcing %s; data dir %s",
+            "media UDP %s:%d announcing %s (%s forwarding loop); data dir %s",
             settings.host,
             settings.port,
             settings.media_host,
             components.worker.port,
             ",".join(components.worker.announced_ips),
+            components.worker.forwarding,
             settings.data_dir,
         )
         if settings.dev_enabled:
@@ -240,6 +241,7 @@ def _state_snapshot(components: Components) -> dict[str, Any]:
         "connections": components.endpoint.connections,
         "tasks": len(asyncio.all_tasks()),
         "transports": components.worker.transport_count(),
+        "forwarding": components.worker.forwarding,
     }
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from .harness.aiortc_peer import AiortcPeers
 from .harness.chromium import ChromiumPeers
 from .harness.firefox import FirefoxPeers
-from .harness.server import ZvonokServer
+from .harness.server import ServerFactory, ZvonokServer
 from .harness.stats import PeerReport, ReportPeer
 
 pytestmark = pytest.mark.timeout(150)
@@ -39,6 +40,28 @@ async def test_two_aiortc_peers_in_a_private_chat(
     a = await aiortc_peers.open(zvonok_server, user="alice", room=chat, color="red")
     b = await aiortc_peers.open(zvonok_server, user="bob", room=chat, color="blue")
     await hear_and_see_each_other(a, "red", b, "blue")
+
+
+async def test_two_aiortc_peers_through_the_pure_python_forwarding_loop(
+    zvonok_server_factory: ServerFactory, aiortc_peers: AiortcPeers
+) -> None:
+    """``ZVONOK_PURE_PYTHON=1``: the reference of the compiled loop carries a real call too."""
+    server = zvonok_server_factory.start(env={"ZVONOK_PURE_PYTHON": "1"})
+    chat = server.create_chat(["alice", "bob"])
+    a = await aiortc_peers.open(server, user="alice", room=chat, color="red")
+    b = await aiortc_peers.open(server, user="bob", room=chat, color="blue")
+    await hear_and_see_each_other(a, "red", b, "blue")
+    async with httpx.AsyncClient() as http:
+        state = (await http.get(server.http_url + "/debug/state")).json()
+    assert state["forwarding"] == "python"
+
+
+async def test_the_default_server_runs_the_compiled_forwarding_loop(
+    zvonok_server: ZvonokServer,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        state = (await http.get(zvonok_server.http_url + "/debug/state")).json()
+    assert state["forwarding"] == "compiled"
 
 
 @pytest.mark.browser

@@ -1,22 +1,26 @@
-"""In-process microbenchmark of the forwarding hot path, without the kernel and the generator.
+"""In-process microbenchmark of the forwarding hot path, without the generator.
 
 Owns ``measure_hotpath``: a real ``MediaUdpProtocol`` → ``WebRtcTransport`` (SRTP unprotect) →
-``MediaEndpoint`` → ``Producer`` → ``Consumer``s (rewrite) → ``WebRtcTransport.send_rtp`` (SRTP
-protect) chain, with a socket whose ``sendto`` does nothing, fed pre-protected packets. It
-measures the Python + libsrtp part of the per-copy cost, which is what the server's code
-controls; ``zvonok bench`` measures the whole (kernel included). Run it with
-``python -m zvonok.bench.hotpath [FANOUT ...]``. Imports the server's media modules (the server
-never imports this).
+``MediaEndpoint`` → ``Producer`` → forwarders (rewrite, SRTP protect, send) chain on a real
+loopback UDP socket whose copies go to one socket nobody reads (the kernel drops them once its
+buffer is full), fed pre-protected packets straight into ``datagram_received``. It measures the
+server's own per-copy cost, kernel send included, without the receive side of the kernel and
+without a client; ``zvonok bench`` measures the whole. Run it with
+``python -m zvonok.bench.hotpath [FANOUT ...]``; ``ZVONOK_PURE_PYTHON=1`` measures the
+pure-Python reference instead of the compiled loop. Imports the server's media modules (the
+server never imports this).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import sys
 import time
 from typing import Any
 
+from ..media.fastpath import native
 from ..media.forwarding.endpoint import MediaEndpoint
 from ..media.forwarding.router import Router
 from ..media.forwarding.types import CodecInfo
@@ -26,15 +30,16 @@ from ..media.transport.transport import ConnectionState, WebRtcTransport
 from ..media.transport.udp import MediaUdpProtocol
 
 PACKETS = 3000
+
+
+class _Endpoint(MediaEndpoint):
+    """A session's media endpoint that ignores the transport's state changes."""
+
+    def on_state(self, state: ConnectionState) -> None:
+        pass
+
+
 PAYLOAD = 1100
-
-
-class _NullSocket:
-    def sendto(self, data: bytes, addr: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _packet(seq: int) -> bytes:
@@ -48,7 +53,10 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
     loop = asyncio.get_running_loop()
     key = bytes(range(AEAD_AES_128_GCM.master_length))
     udp = MediaUdpProtocol()
-    udp.connection_made(_NullSocket())  # type: ignore[arg-type]
+    await loop.create_datagram_endpoint(lambda: udp, local_addr=("127.0.0.1", 0))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink_addr = sink.getsockname()
     context = DtlsCertificate.generate().make_context()
     router = Router()
 
@@ -58,13 +66,15 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
             fingerprint=("sha-256", ""), candidates=list, loop=loop, clock=time.monotonic,
             consent_timeout=30.0, dtls_timeout=10.0, on_closed=lambda _t: None,
         )  # fmt: skip
-        t._srtp = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
-        t.state = ConnectionState.CONNECTED
-        t._ice.selected = ("127.0.0.1", 10000 + index)
-        udp.bind_address(("127.0.0.1", 10000 + index), t)
+        t._set_state(ConnectionState.CONNECTING)
+        t.dtls_connected(SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key))
+        t._ice.selected = sink_addr
+        t.rtp_target.set_address(sink_addr)
+        if index == 0:
+            udp.bind_address(("127.0.0.1", 10000), t)
         return t
 
-    endpoint = MediaEndpoint()
+    endpoint = _Endpoint()
     publisher = transport(0, endpoint)
     producer = router.create_producer(
         producer_id="p", sink=publisher, kind="audio", codecs={111: CodecInfo("opus", 48000)},
@@ -73,7 +83,7 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
     endpoint.add_producer(producer)
     for i in range(fanout):
         router.create_consumer(
-            producer, consumer_id=f"c{i}", sink=transport(i + 1, MediaEndpoint()), ssrc=i + 1,
+            producer, consumer_id=f"c{i}", sink=transport(i + 1, _Endpoint()), ssrc=i + 1,
             rtx_ssrc=None, payload_types={111: 111}, rtx_payload_types={}, ext_id_map={1: 1},
             cname="bench",
         )  # fmt: skip
@@ -86,6 +96,9 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
         receive(data, addr)
     elapsed = time.process_time() - start
     sent = sum(c.packets_sent for c in router.consumers.values())
+    router.close()
+    await udp.close()
+    sink.close()
     if sent != packets * fanout:
         raise RuntimeError(f"hot path delivered {sent} of {packets * fanout} copies")
     return elapsed / sent * 1e6
@@ -94,7 +107,10 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
 async def _main(fanouts: list[int]) -> None:
     for fanout in fanouts:
         runs = sorted([await measure_hotpath(fanout) for _ in range(5)])
-        print(f"fan-out {fanout:3d}: {runs[2]:6.2f} µs per copy (median of 5; min {runs[0]:.2f})")
+        print(
+            f"fan-out {fanout:3d}: {runs[2]:6.2f} µs per copy (median of 5; min {runs[0]:.2f})"
+            f" [{'compiled' if native is not None else 'pure Python'}]"
+        )
 
 
 if __name__ == "__main__":

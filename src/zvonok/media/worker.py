@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 
+from .fastpath import native
 from .transport.dtls import DtlsCertificate
 from .transport.transport import TransportListener, WebRtcTransport
 from .transport.udp import MediaUdpProtocol
@@ -102,6 +103,11 @@ class MediaWorker:
     def transports(self) -> dict[str, WebRtcTransport]:
         """Live transports by id (read-only use)."""
         return self._transports
+
+    @property
+    def forwarding(self) -> str:
+        """Which forwarding loop runs: "compiled" (C, one sendmmsg per fan-out) or "python"."""
+        return "compiled" if native is not None and self.udp.fileno >= 0 else "python"
 
     def transport_count(self) -> int:
         """How many transports are live (health endpoint, metrics)."""

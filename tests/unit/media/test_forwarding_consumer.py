@@ -74,7 +74,7 @@ def test_fan_out_rewrites_for_each_subscriber() -> None:
             original = RtpPacket.parse(packets[i])
             assert (p.ssrc, p.payload_type) == (0x2000 + n, 96 + n)
             assert p.sequence_number == (first.sequence_number + i) & 0xFFFF
-            assert (p.timestamp - original.timestamp) & 0xFFFF_FFFF == c._ts_offset
+            assert (p.timestamp - original.timestamp) & 0xFFFF_FFFF == c.core.ts_offset
             assert p.extensions == [(10 + n, b"\x01\x02\x03")]  # mid and twcc removed
             assert p.payload == original.payload and p.marker == original.marker
         assert c.packets_sent == 4 and c.octets_sent == sum(len(p.payload) for p in parsed)
@@ -84,7 +84,7 @@ def test_waits_for_keyframe_with_continuous_seqs() -> None:
     clock, router, producer, pub_sink = setup()
     c, sink = consumer(router, producer)
     assert [p for p in pub_sink.feedback() if isinstance(p, Pli)]  # asked at start
-    start = c._last_out_seq
+    start = c.core.last_out_seq
     for seq in range(10, 15):
         producer.receive_rtp(rtp(seq))  # deltas before the keyframe: dropped
     assert sink.rtp == [] and c.dropped == 5
@@ -188,7 +188,7 @@ def test_sender_report_derived_from_the_publishers() -> None:
     assert isinstance(sr, SenderReport) and isinstance(sdes, SourceDescription)
     assert sr.ssrc == c.ssrc and sdes.chunks[0].cname == "pub-0"
     assert sr.ntp_timestamp == ntp + (1 << 31)  # + 0.5 s
-    assert sr.rtp_timestamp == (90_000 + c._ts_offset + 45_000) & 0xFFFF_FFFF
+    assert sr.rtp_timestamp == (90_000 + c.core.ts_offset + 45_000) & 0xFFFF_FFFF
     assert (sr.packet_count, sr.octet_count) == (1, len(VP8_KEY))
     clock.now += 0.3
     router.tick(clock())

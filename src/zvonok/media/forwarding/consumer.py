@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from struct import Struct, unpack_from
+from struct import unpack_from
 
 from ..packets.rtcp import (
     ReportBlock,
@@ -23,14 +23,13 @@ from ..packets.rtcp import (
     ntp_middle,
 )
 from ..packets.rtp import ext_id_table, rewrite_rtp, wrap_rtx
+from .forwarder import ForwarderLike, make_forwarder
 from .producer import Producer
 from .types import PacketSink
 
-_unpack_u32 = Struct("!I").unpack_from
 SENDER_REPORT_INTERVAL = 1.0
 MAX_NACKED_PER_REQUEST = 128
 _SENT_SR_KEPT = 8
-_SYNC_TRAIL = 0x1000
 
 
 class Consumer:
@@ -67,20 +66,20 @@ class Consumer:
         self._clock = clock
         self._on_close = on_close
         self._video = producer.kind == "video"
-        #: True while packets are not forwarded: paused, closed, or waiting for a sync point.
-        self._blocked = True
-        self._waiting = True
-        self._seq_offset = 0
-        self._sync_in_seq = 0  # the first producer seq forwarded with the current offset
-        self._last_out_seq = secrets.randbits(16)
-        self._ts_offset = secrets.randbits(32)
+        #: The per-copy state of the hot path (compiled when the transport is).
+        self.core: ForwarderLike = make_forwarder(
+            sink,
+            ssrc=ssrc,
+            payload_types=self._pts,
+            ext_table=self._ext,
+            video=self._video,
+            ts_offset=secrets.randbits(32),
+            last_out_seq=secrets.randbits(16),
+        )
         self._rtx_seq = secrets.randbits(16)
         self._last_sr = float("-inf")
         self._sent_srs: dict[int, float] = {}
-        self.packets_sent = 0
-        self.octets_sent = 0
         self.rtx_sent = 0
-        self.dropped = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
         self.fraction_lost = 0
@@ -88,59 +87,24 @@ class Consumer:
         self.jitter = 0
         self.rtt: float | None = None
 
-    # -- hot path --------------------------------------------------------------------------
+    # -- counters (kept by the forwarder) --------------------------------------------------
 
-    def forward(self, packet: bytes) -> None:
-        """Rewrite a copy of the producer's packet for this subscriber and send it."""
-        if self._blocked and not self._try_start(packet):
-            return
-        in_seq = packet[2] << 8 | packet[3]
-        since_sync = (in_seq - self._sync_in_seq) & 0xFFFF
-        if since_sync >= 0x8000:
-            self.dropped += 1  # older than our sync point: never sent in this numbering
-            return
-        if since_sync > _SYNC_TRAIL:  # keep the sync point trailing, so that 16-bit wrap is safe
-            self._sync_in_seq = (in_seq - _SYNC_TRAIL) & 0xFFFF
-        pt = self._pts.get(packet[1] & 0x7F)
-        if pt is None:
-            self._skip(in_seq)
-            return
-        ts = (_unpack_u32(packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
-        seq = (in_seq + self._seq_offset) & 0xFFFF
-        try:
-            out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
-        except ValueError:
-            self._skip(in_seq)
-            return
-        if (seq - self._last_out_seq) & 0xFFFF < 0x8000:
-            self._last_out_seq = seq
-        self.packets_sent += 1
-        first = out[0]
-        header = 12 + (first & 0x0F) * 4
-        if first & 0x10:
-            header += 4 + (out[header + 2] << 8 | out[header + 3]) * 4
-        self.octets_sent += len(out) - header
-        self._send(out)
+    @property
+    def packets_sent(self) -> int:
+        return self.core.packets_sent
 
-    def _try_start(self, packet: bytes) -> bool:
-        """While blocked: start (again) at a keyframe (video) or the next packet (audio)."""
-        if self.closed or self.paused:
-            return False
-        if self._video and not self.producer.packet_is_keyframe:
-            self.dropped += 1
-            return False
-        in_seq = packet[2] << 8 | packet[3]
-        self._seq_offset = (self._last_out_seq + 1 - in_seq) & 0xFFFF
-        self._sync_in_seq = in_seq
-        self._blocked = self._waiting = False
-        return True
+    @property
+    def octets_sent(self) -> int:
+        return self.core.octets_sent
 
-    def _skip(self, in_seq: int) -> None:
-        """Drop a packet without leaving a hole in our numbering when it is the next in order."""
-        self.dropped += 1
-        if (in_seq + self._seq_offset - self._last_out_seq) & 0xFFFF == 1:
-            self._seq_offset = (self._seq_offset - 1) & 0xFFFF
-            self._sync_in_seq = (in_seq + 1) & 0xFFFF
+    @property
+    def dropped(self) -> int:
+        return self.core.dropped
+
+    @property
+    def waiting(self) -> bool:
+        """True while a started consumer waits for its start point (video: a keyframe)."""
+        return self.core.blocked and not self.core.held
 
     # -- control ---------------------------------------------------------------------------
 
@@ -153,13 +117,15 @@ class Consumer:
         if self.closed:
             return
         self.paused = True
-        self._blocked = self._waiting = True
+        self.core.held = True
+        self.core.blocked = True
 
     def resume(self) -> None:
         if self.closed or not self.paused:
             return
         self.paused = False
-        self._blocked = self._waiting = True
+        self.core.held = False
+        self.core.blocked = True
         self.start()
 
     def receive_nack(self, seqs: Iterable[int]) -> None:
@@ -171,8 +137,9 @@ class Consumer:
         for count, seq in enumerate(seqs):
             if count >= MAX_NACKED_PER_REQUEST:
                 break
-            in_seq = (seq - self._seq_offset) & 0xFFFF
-            if (in_seq - self._sync_in_seq) & 0xFFFF >= 0x8000:
+            core = self.core
+            in_seq = (seq - core.seq_offset) & 0xFFFF
+            if core.blocked or (in_seq - core.sync_in_seq) & 0xFFFF >= 0x8000:
                 continue
             packet = history.get(in_seq)
             if packet is not None:
@@ -182,7 +149,7 @@ class Consumer:
         pt = self._pts.get(packet[1] & 0x7F)
         if pt is None:
             return
-        ts = (unpack_from("!I", packet, 4)[0] + self._ts_offset) & 0xFFFF_FFFF
+        ts = (unpack_from("!I", packet, 4)[0] + self.core.ts_offset) & 0xFFFF_FFFF
         try:
             out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
             rtx_pt = self._rtx_pts.get(pt)
@@ -215,7 +182,7 @@ class Consumer:
         """Sender report + SDES about once a second; re-ask for a keyframe while waiting."""
         if self.closed:
             return
-        if self._waiting and not self.paused and self._video:
+        if self._video and not self.paused and self.waiting:
             self.producer.request_keyframe()
         if now - self._last_sr >= SENDER_REPORT_INTERVAL * 0.95:
             report = self.sender_report(now)
@@ -230,15 +197,16 @@ class Consumer:
         extrapolated to ``now`` at the codec clock rate; the counts are our own.
         """
         last = self.producer.last_sr
-        if last is None or self.packets_sent == 0:
+        if last is None or self.core.packets_sent == 0:
             return None
         ntp, rtp_ts, at = last
         elapsed = now - at
         ntp_now = (ntp + int(elapsed * (1 << 32))) & 0xFFFF_FFFF_FFFF_FFFF
-        rtp_now = (rtp_ts + self._ts_offset + round(elapsed * self.producer.clock_rate)) & (
+        rtp_now = (rtp_ts + self.core.ts_offset + round(elapsed * self.producer.clock_rate)) & (
             0xFFFF_FFFF
         )
-        packets, octets = self.packets_sent & 0xFFFF_FFFF, self.octets_sent & 0xFFFF_FFFF
+        core = self.core
+        packets, octets = core.packets_sent & 0xFFFF_FFFF, core.octets_sent & 0xFFFF_FFFF
         sr = SenderReport(self.ssrc, ntp_now, rtp_now, packets, octets)
         self._sent_srs[ntp_middle(ntp_now)] = now
         while len(self._sent_srs) > _SENT_SR_KEPT:
@@ -252,6 +220,7 @@ class Consumer:
         if self.closed:
             return
         self.closed = True
-        self._blocked = True
+        self.core.held = True
+        self.core.blocked = True
         self.producer.remove_consumer(self)
         self._on_close(self)

@@ -27,6 +27,7 @@ from ..packets.rtcp import (
     ntp_middle,
 )
 from ..packets.rtp import rtp_header_size, unwrap_rtx
+from .forwarder import make_fanout
 from .history import PacketHistory
 from .stats import MissingPackets, ReceiveStats
 from .types import CodecInfo, PacketSink
@@ -76,7 +77,8 @@ class Producer:
         self._clock = clock
         self._on_close = on_close
         self.consumers: list[Consumer] = []
-        self._forwards: tuple[Callable[[bytes], None], ...] = ()
+        #: Every consumer's forwarder, called in order for each packet (compiled when built).
+        self._fanout = make_fanout()
         video = kind == "video"
         self.history: PacketHistory | None = PacketHistory(HISTORY_SIZE) if video else None
         self._detectors: dict[int, KeyframeDetector] = {}
@@ -93,8 +95,6 @@ class Producer:
         self._pli = any(c.pli for c in codecs.values())
         self._fir = any(c.fir for c in codecs.values())
         self._fir_seq = 0
-        #: True while the packet being fanned out starts a keyframe (read by waiting consumers).
-        self.packet_is_keyframe = False
         #: Keyframes are only looked for between a request and the next keyframe (video).
         self.want_keyframe = False
         self._last_keyframe_request = float("-inf")
@@ -127,27 +127,26 @@ class Producer:
             self._on_gap(seq, gap, now)
         elif self.missing.entries:
             self.missing.entries.pop(seq, None)
-        if self.want_keyframe:
-            self._spot_keyframe(packet)
+        keyframe = self.want_keyframe and self._spot_keyframe(packet)
         history = self.history
         if history is not None:
             history.slots[seq & history.mask] = packet
-        for forward in self._forwards:
-            forward(packet)
-        self.packet_is_keyframe = False
+        self._fanout.forward(packet, keyframe)
 
-    def _spot_keyframe(self, packet: bytes) -> None:
+    def _spot_keyframe(self, packet: bytes) -> bool:
+        """True if the packet starts a keyframe (waiting consumers start there)."""
         detector = self._detectors.get(packet[1] & 0x7F)
         if detector is None:
-            return
+            return False
         try:
             start = rtp_header_size(packet)
         except ValueError:
-            return
-        if detector(memoryview(packet)[start:]):
-            self.packet_is_keyframe = True
-            self.keyframes += 1
-            self._keyframe_pending = self.want_keyframe = False
+            return False
+        if not detector(memoryview(packet)[start:]):
+            return False
+        self.keyframes += 1
+        self._keyframe_pending = self.want_keyframe = False
+        return True
 
     def _on_gap(self, seq: int, gap: int, now: float) -> None:
         if not self._nack:
@@ -177,12 +176,12 @@ class Producer:
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
-        self._forwards = tuple(c.forward for c in self.consumers)
+        self._fanout.set([c.core for c in self.consumers])
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
-            self._forwards = tuple(c.forward for c in self.consumers)
+            self._fanout.set([c.core for c in self.consumers])
 
     # -- RTCP ------------------------------------------------------------------------------
 
@@ -254,7 +253,7 @@ class Producer:
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
-        self._forwards = ()
+        self._fanout.set(())
         if self.history is not None:
             self.history.clear()
         self._on_close(self)

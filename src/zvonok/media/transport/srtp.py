@@ -112,6 +112,13 @@ class SrtpSession:
         self._rx_buffer = rx._buffer
         self._rx_len = ffi.new("int *")
 
+    def tx_handle(self) -> tuple[int, int]:
+        """Addresses of the outbound libsrtp context and of ``srtp_protect``, for the compiled
+        forwarding loop (``zvonok.media._fastpath``); valid while this session lives."""
+        ctx = int(ffi.cast("uintptr_t", self._tx_ctx))
+        protect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
+        return ctx, protect
+
     def protect_rtp(self, packet: bytes | bytearray) -> bytes:
         """Encrypt and authenticate one RTP packet; ``ValueError`` if libsrtp refuses it."""
         size = len(packet)

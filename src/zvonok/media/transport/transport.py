@@ -24,6 +24,7 @@ from OpenSSL import SSL
 from .dtls import DtlsServer, DtlsState
 from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
 from .srtp import SrtpSession
+from .target import make_send_target
 from .udp import MediaUdpProtocol
 
 __all__ = ["ConnectionState", "IceParameters", "TransportListener", "WebRtcTransport"]
@@ -72,8 +73,8 @@ class WebRtcTransport:
         self.id = transport_id
         self.state = ConnectionState.NEW
         self.fingerprint = fingerprint
-        self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = 0
-        self.srtp_errors = self.stun_requests = 0
+        self.rx_packets = self.rx_bytes = self.stun_requests = 0
+        self._tx_packets = self._tx_bytes = self._srtp_errors = 0  # RTCP out, SRTP in
         self.rx_dropped = 0  # media that arrived before SRTP was ready (early, or after FAILED)
         self._listener = listener
         self._udp = udp
@@ -85,9 +86,27 @@ class WebRtcTransport:
         self._dtls = DtlsServer(dtls_context, self, loop)
         self._dtls_addr: Address | None = None
         self._srtp: SrtpSession | None = None
+        #: Outbound RTP (compiled when built): consumers of this session send through it.
+        self.rtp_target = make_send_target(udp.fileno, udp.sendto)
         self._connecting_since = 0.0
         self._log = logging.LoggerAdapter(log, {"transport": transport_id})
         udp.register_ufrag(self._ice.local.ufrag, self)
+
+    # -- counters -----------------------------------------------------------------------------
+
+    @property
+    def tx_packets(self) -> int:
+        """SRTP and SRTCP datagrams sent."""
+        return self._tx_packets + self.rtp_target.tx_packets  # type: ignore[no-any-return]
+
+    @property
+    def tx_bytes(self) -> int:
+        return self._tx_bytes + self.rtp_target.tx_bytes  # type: ignore[no-any-return]
+
+    @property
+    def srtp_errors(self) -> int:
+        """Packets that failed SRTP protection (out) or authentication (in)."""
+        return self._srtp_errors + self.rtp_target.srtp_errors  # type: ignore[no-any-return]
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -120,20 +139,8 @@ class WebRtcTransport:
         return params
 
     def send_rtp(self, packet: bytes | bytearray) -> None:
-        """Protect and send one RTP packet; dropped silently unless CONNECTED (hot path)."""
-        srtp = self._srtp
-        if srtp is None or self.state is not _CONNECTED:
-            return
-        try:
-            data = srtp.protect_rtp(packet)
-        except ValueError:
-            self.srtp_errors += 1
-            return
-        addr = self._ice.selected
-        if addr is not None:
-            self._udp.sendto(data, addr)
-            self.tx_packets += 1
-            self.tx_bytes += len(data)
+        """Protect and send one RTP packet; dropped silently unless CONNECTED."""
+        self.rtp_target.send(packet)
 
     def send_rtcp(self, packet: bytes | bytearray) -> None:
         """Protect and send one (compound) RTCP packet; dropped silently unless CONNECTED."""
@@ -143,7 +150,7 @@ class WebRtcTransport:
         try:
             data = srtp.protect_rtcp(bytes(packet))
         except ValueError:
-            self.srtp_errors += 1
+            self._srtp_errors += 1
             return
         self._send(data)
 
@@ -154,6 +161,8 @@ class WebRtcTransport:
         self._dtls.close()
         self._udp.unregister(self, self._ice.local_ufrags())
         self._srtp = None
+        self.rtp_target.clear_srtp()
+        self.rtp_target.set_address(None)
         self._set_state(ConnectionState.CLOSED)
         self._on_closed(self)
 
@@ -191,8 +200,11 @@ class WebRtcTransport:
         self._udp.sendto(outcome.response, addr)
         if not outcome.accepted:
             return False
-        if self._ice.selected == addr:
+        selected = self._ice.selected
+        if selected == addr:
             self._dtls_addr = addr  # DTLS (close_notify, retransmissions) follows a migration
+        if selected is not self.rtp_target.address:
+            self.rtp_target.set_address(selected)
         if outcome.retired_ufrag is not None:
             self._udp.unregister_ufrag(outcome.retired_ufrag, self)
         if state is ConnectionState.NEW:
@@ -214,13 +226,13 @@ class WebRtcTransport:
             self.rx_dropped += 1
             return
         if len(data) < 12:
-            self.srtp_errors += 1
+            self._srtp_errors += 1
             return
         is_rtcp = 191 < data[1] < 224  # RFC 5761 §4: RTCP packet types 192-223
         try:
             packet = srtp.unprotect_rtcp(data) if is_rtcp else srtp.unprotect_rtp(data)
         except ValueError:
-            self.srtp_errors += 1
+            self._srtp_errors += 1
             return
         self.rx_packets += 1
         self.rx_bytes += len(data)
@@ -238,6 +250,7 @@ class WebRtcTransport:
 
     def dtls_connected(self, srtp: SrtpSession) -> None:
         self._srtp = srtp
+        self.rtp_target.set_srtp(*srtp.tx_handle(), srtp)
         self._log.info("DTLS connected, SRTP profile %s", srtp.profile.name.decode())
         if self.state is ConnectionState.CONNECTING or self.state is ConnectionState.NEW:
             self._set_state(ConnectionState.CONNECTED)
@@ -255,8 +268,8 @@ class WebRtcTransport:
         addr = self._ice.selected
         if addr is not None:
             self._udp.sendto(data, addr)
-            self.tx_packets += 1
-            self.tx_bytes += len(data)
+            self._tx_packets += 1
+            self._tx_bytes += len(data)
 
     def _fail(self, reason: str) -> None:
         self._log.warning("transport failed: %s", reason)
@@ -268,6 +281,7 @@ class WebRtcTransport:
         if state is self.state:
             return
         self.state = state
+        self.rtp_target.enabled = state is _CONNECTED
         try:
             self._listener.on_state(state)
         except Exception:

@@ -37,6 +37,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
+        #: The socket's file descriptor (-1 without a real socket), for the compiled send path.
+        self.fileno = -1
         self._lost = asyncio.Event()
         self._by_addr: dict[Address, DatagramEndpoint] = {}
         self._by_ufrag: dict[str, DatagramEndpoint] = {}
@@ -50,9 +52,15 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
         self.sendto = self.transport.sendto  # type: ignore[method-assign]  # one lookup less
+        sock = transport.get_extra_info("socket")
+        try:
+            self.fileno = sock.fileno() if sock is not None else -1
+        except (AttributeError, OSError):
+            self.fileno = -1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.fileno = -1
         self.__dict__.pop("sendto", None)
         self._lost.set()
 

@@ -1,0 +1,31 @@
+"""Chooses between the compiled forwarding loop and its pure-Python reference.
+
+Owns ``native``: the ``zvonok.media._fastpath`` extension module (``SendTarget``, ``Forwarder``,
+``Fanout``; rewriting, SRTP protection and one ``sendmmsg`` per fan-out, see its C source), or
+None when it is not built or ``ZVONOK_PURE_PYTHON=1`` is set. The pure-Python reference lives in
+``forwarding/forwarder.py`` and ``transport/target.py``; both behave byte for byte the same and
+the tests compare them. Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from .packets.rtp import rewrite_rtp
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("ZVONOK_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _fastpath  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _fastpath.set_slow_rewrite(rewrite_rtp)
+    module: ModuleType = _fastpath
+    return module
+
+
+#: The compiled module, or None (pure Python).
+native: ModuleType | None = _load()

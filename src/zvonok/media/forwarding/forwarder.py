@@ -1,0 +1,177 @@
+"""The per-copy rewriting state of one consumer, and one producer's fan-out list.
+
+Owns the pure-Python reference of the hot path's two compiled types (``zvonok.media._fastpath``):
+``Forwarder`` — continuous sequence numbers across keyframe gating, pause and dropped packets, a
+random timestamp offset, payload-type and header-extension-id rewriting on a copy of the raw bytes
+(RFC 3550 §5.1, RFC 8285) — and ``Fanout``, which calls every forwarder of a producer in order.
+``make_forwarder`` and ``make_fanout`` pick the compiled types when the transport offers a
+compiled ``SendTarget``; everything else (unit tests with recording sinks, builds without a C
+compiler, ``ZVONOK_PURE_PYTHON=1``) uses these classes. Both sides count the same way.
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from struct import Struct
+from typing import Any, Protocol
+
+from ..fastpath import native
+from ..packets.rtp import rewrite_rtp
+
+_unpack_u32 = Struct("!I").unpack_from
+#: Keep the sync point this far behind the newest packet so that 16-bit wrap is safe.
+SYNC_TRAIL = 0x1000
+
+
+class ForwarderLike(Protocol):
+    """What ``Consumer`` reads and writes on its forwarder (Python or compiled)."""
+
+    ssrc: int
+    video: bool
+    blocked: bool
+    held: bool
+    seq_offset: int
+    sync_in_seq: int
+    last_out_seq: int
+    ts_offset: int
+    packets_sent: int
+    octets_sent: int
+    dropped: int
+
+    def forward(self, packet: bytes, keyframe: bool = False) -> None: ...
+
+
+class Forwarder:
+    """Rewrites a producer's packets for one subscriber and hands them to ``send``.
+
+    ``blocked``: nothing is forwarded until a start point (video: a keyframe); ``held``: paused
+    or closed, so not even a keyframe starts it.
+    """
+
+    __slots__ = (
+        "ssrc", "video", "blocked", "held", "seq_offset", "sync_in_seq", "last_out_seq",
+        "ts_offset", "packets_sent", "octets_sent", "dropped", "_send", "_pts", "_ext",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        send: Callable[[bytearray], None],
+        ssrc: int,
+        payload_types: Mapping[int, int],
+        ext_table: bytes,
+        video: bool,
+        ts_offset: int,
+        last_out_seq: int,
+    ) -> None:
+        self._send = send
+        self._pts = dict(payload_types)
+        self._ext = ext_table
+        self.ssrc = ssrc
+        self.video = video
+        self.blocked = True
+        self.held = False
+        self.seq_offset = 0
+        self.sync_in_seq = 0
+        self.last_out_seq = last_out_seq & 0xFFFF
+        self.ts_offset = ts_offset & 0xFFFF_FFFF
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.dropped = 0
+
+    def forward(self, packet: bytes, keyframe: bool = False) -> None:
+        """Rewrite a copy of the producer's packet for this subscriber and send it."""
+        in_seq = packet[2] << 8 | packet[3]
+        if self.blocked:
+            if self.held:
+                return
+            if self.video and not keyframe:
+                self.dropped += 1
+                return
+            self.seq_offset = (self.last_out_seq + 1 - in_seq) & 0xFFFF
+            self.sync_in_seq = in_seq
+            self.blocked = False
+        since_sync = (in_seq - self.sync_in_seq) & 0xFFFF
+        if since_sync >= 0x8000:
+            self.dropped += 1  # older than our sync point: never sent in this numbering
+            return
+        if since_sync > SYNC_TRAIL:
+            self.sync_in_seq = (in_seq - SYNC_TRAIL) & 0xFFFF
+        pt = self._pts.get(packet[1] & 0x7F)
+        if pt is None:
+            self.skip(in_seq)
+            return
+        ts = (_unpack_u32(packet, 4)[0] + self.ts_offset) & 0xFFFF_FFFF
+        seq = (in_seq + self.seq_offset) & 0xFFFF
+        try:
+            out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
+        except ValueError:
+            self.skip(in_seq)
+            return
+        if (seq - self.last_out_seq) & 0xFFFF < 0x8000:
+            self.last_out_seq = seq
+        self.packets_sent += 1
+        first = out[0]
+        header = 12 + (first & 0x0F) * 4
+        if first & 0x10:
+            header += 4 + (out[header + 2] << 8 | out[header + 3]) * 4
+        self.octets_sent += max(0, len(out) - header)
+        self._send(out)
+
+    def skip(self, in_seq: int) -> None:
+        """Drop a packet without leaving a hole in our numbering when it is the next in order."""
+        self.dropped += 1
+        if (in_seq + self.seq_offset - self.last_out_seq) & 0xFFFF == 1:
+            self.seq_offset = (self.seq_offset - 1) & 0xFFFF
+            self.sync_in_seq = (in_seq + 1) & 0xFFFF
+
+
+class Fanout:
+    """One producer's forwarders, called in order for every packet."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: tuple[Any, ...] = ()
+
+    def set(self, items: Iterable[Any]) -> None:
+        self.items = tuple(items)
+
+    def forward(self, packet: bytes, keyframe: bool) -> None:
+        for item in self.items:
+            item.forward(packet, keyframe)
+
+
+def make_forwarder(
+    sink: object,
+    *,
+    ssrc: int,
+    payload_types: Mapping[int, int],
+    ext_table: bytes,
+    video: bool,
+    ts_offset: int,
+    last_out_seq: int,
+) -> ForwarderLike:
+    """The compiled forwarder when ``sink`` (a transport) has a compiled ``rtp_target``, else the
+    Python one sending through ``sink.send_rtp``."""
+    target = getattr(sink, "rtp_target", None)
+    if native is not None and isinstance(target, native.SendTarget):
+        forwarder: ForwarderLike = native.Forwarder(
+            target=target, ssrc=ssrc, payload_types=dict(payload_types), ext_table=ext_table,
+            video=video, ts_offset=ts_offset, last_out_seq=last_out_seq,
+        )  # fmt: skip
+        return forwarder
+    return Forwarder(
+        send=sink.send_rtp,  # type: ignore[attr-defined]
+        ssrc=ssrc, payload_types=payload_types, ext_table=ext_table, video=video,
+        ts_offset=ts_offset, last_out_seq=last_out_seq,
+    )  # fmt: skip
+
+
+def make_fanout() -> Fanout:
+    """The compiled fan-out (batches compiled forwarders into one sendmmsg) or the Python one."""
+    if native is not None:
+        fanout: Fanout = native.Fanout()
+        return fanout
+    return Fanout()
