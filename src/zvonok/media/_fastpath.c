@@ -4,16 +4,24 @@
  * Owns the per-copy work of the SFU's hot path, on raw bytes and without Python objects per
  * packet: per-subscriber rewriting of SSRC, payload type, sequence number, timestamp and
  * one-byte header-extension ids (RFC 3550 §5.1, RFC 8285 §4.2), SRTP protection through
- * libsrtp (RFC 3711, RFC 7714; the libsrtp linked into pylibsrtp, whose srtp_protect address
- * the Python side hands over), and sending a whole fan-out with one sendmmsg(2).
+ * libsrtp (RFC 3711, RFC 7714; the libsrtp linked into pylibsrtp, whose srtp_protect and
+ * srtp_unprotect addresses the Python side hands over), sending a whole fan-out with one
+ * sendmmsg(2), and the receive side up to the producer: RFC 7983 demultiplexing by first byte,
+ * the address lookup, SRTP unprotect and the SSRC lookup.
  *
- * Three types, each mirroring a pure-Python reference in zvonok/media/forwarding/forwarder.py
- * and zvonok/media/transport/target.py (the tests run both and compare the bytes on the wire):
+ * Each type mirrors a pure-Python reference (the tests run both and compare what comes out):
  *
- *   SendTarget  one transport's outbound RTP: socket fd, SRTP context, selected address.
- *   Forwarder   one consumer's rewriting state (what Consumer.forward did in Python).
- *   Fanout      one producer's list of forwarders; forward() rewrites, protects and batches
- *               every copy, then flushes the batch with sendmmsg.
+ *   SendTarget     one transport's outbound RTP: socket fd, SRTP context, selected address
+ *                  (transport/target.py).
+ *   Forwarder      one consumer's rewriting state (forwarding/forwarder.py).
+ *   Fanout         one producer's list of forwarders; forward() rewrites, protects and batches
+ *                  every copy, then flushes the batch with sendmmsg (forwarding/forwarder.py).
+ *   Demux          the worker socket's datagram_received for SRTP/SRTCP from bound addresses,
+ *                  RFC 7983 (transport/udp.py; STUN and DTLS stay in Python).
+ *   Receiver       one transport's inbound SRTP: unprotect, count, deliver; SRTCP is passed to
+ *                  the transport's Python path (transport/receiver.py).
+ *   RtpDispatcher  one session's decrypted RTP by SSRC to its producers
+ *                  (forwarding/endpoint.py).
  *
  * Single-threaded by design (the worker's event loop), so the batch buffers are static.
  * When the socket would block, the remaining copies go to the target's Python fallback
@@ -877,6 +885,442 @@ static PyTypeObject FanoutType = {
     .tp_getset = Fanout_getset,
 };
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Inbound: RtpDispatcher (one session's RTP by SSRC), Receiver (one transport's SRTP in),     */
+/* Demux (the worker socket's datagram_received).                                              */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *handlers; /* dict: media/RTX SSRC (int) -> callable(packet) */
+    PyObject *unknown;  /* callable(ssrc, packet) for an SSRC no producer claims */
+    unsigned long long packets_in, bytes_in, dropped, unknown_ssrc;
+} RtpDispatcher;
+
+static PyTypeObject RtpDispatcherType;
+
+static int
+RtpDispatcher_init(RtpDispatcher *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"handlers", "unknown", NULL};
+    PyObject *handlers, *unknown;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O", kwlist, &PyDict_Type, &handlers,
+                                     &unknown))
+        return -1;
+    Py_INCREF(handlers);
+    Py_XSETREF(self->handlers, handlers);
+    Py_INCREF(unknown);
+    Py_XSETREF(self->unknown, unknown);
+    return 0;
+}
+
+static int
+RtpDispatcher_traverse(RtpDispatcher *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->handlers);
+    Py_VISIT(self->unknown);
+    return 0;
+}
+
+static int
+RtpDispatcher_clear(RtpDispatcher *self)
+{
+    Py_CLEAR(self->handlers);
+    Py_CLEAR(self->unknown);
+    return 0;
+}
+
+static void
+RtpDispatcher_dealloc(RtpDispatcher *self)
+{
+    PyObject_GC_UnTrack(self);
+    RtpDispatcher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Hand one decrypted RTP packet (bytes) to the producer owning its SSRC. 0, or -1 with an
+ * exception set (raised by a handler). */
+static int
+dispatch_rtp(RtpDispatcher *d, PyObject *packet)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(packet);
+    d->packets_in++;
+    d->bytes_in += (unsigned long long)n;
+    if (n < 12) {
+        d->dropped++;
+        return 0;
+    }
+    if (d->handlers == NULL)
+        return 0;
+    uint32_t ssrc = rd32((const uint8_t *)PyBytes_AS_STRING(packet) + 8);
+    PyObject *key = PyLong_FromUnsignedLong(ssrc);
+    if (key == NULL)
+        return -1;
+    PyObject *handler = PyDict_GetItemWithError(d->handlers, key); /* borrowed */
+    PyObject *res;
+    if (handler != NULL) {
+        Py_INCREF(handler);
+        res = PyObject_CallOneArg(handler, packet);
+        Py_DECREF(handler);
+    } else if (PyErr_Occurred()) {
+        res = NULL;
+    } else {
+        d->unknown_ssrc++;
+        res = PyObject_CallFunctionObjArgs(d->unknown, key, packet, NULL);
+    }
+    Py_DECREF(key);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static PyObject *
+RtpDispatcher_dispatch(RtpDispatcher *self, PyObject *packet)
+{
+    if (!PyBytes_Check(packet)) {
+        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
+        return NULL;
+    }
+    if (dispatch_rtp(self, packet) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef RtpDispatcher_members[] = {
+    {"handlers", T_OBJECT, offsetof(RtpDispatcher, handlers), READONLY, NULL},
+    {"packets_in", T_ULONGLONG, offsetof(RtpDispatcher, packets_in), 0, NULL},
+    {"bytes_in", T_ULONGLONG, offsetof(RtpDispatcher, bytes_in), 0, NULL},
+    {"dropped", T_ULONGLONG, offsetof(RtpDispatcher, dropped), 0, NULL},
+    {"unknown_ssrc", T_ULONGLONG, offsetof(RtpDispatcher, unknown_ssrc), 0, NULL},
+    {NULL}};
+
+static PyMethodDef RtpDispatcher_methods[] = {
+    {"dispatch", (PyCFunction)RtpDispatcher_dispatch, METH_O,
+     "dispatch(packet): to the handler of its SSRC, or to unknown(ssrc, packet)."},
+    {NULL}};
+
+static PyTypeObject RtpDispatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.RtpDispatcher",
+    .tp_basicsize = sizeof(RtpDispatcher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One session's decrypted RTP, routed by SSRC to its producers.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)RtpDispatcher_init,
+    .tp_dealloc = (destructor)RtpDispatcher_dealloc,
+    .tp_traverse = (traverseproc)RtpDispatcher_traverse,
+    .tp_clear = (inquiry)RtpDispatcher_clear,
+    .tp_members = RtpDispatcher_members,
+    .tp_methods = RtpDispatcher_methods,
+};
+
+typedef struct {
+    PyObject_HEAD
+    void *srtp_ctx;
+    protect_fn unprotect; /* srtp_unprotect has srtp_protect's signature */
+    PyObject *srtp_keep;
+    PyObject *rtcp;           /* callable(datagram): the transport's SRTCP path */
+    PyObject *deliver;        /* callable(packet) for decrypted RTP */
+    RtpDispatcher *dispatcher; /* deliver's RtpDispatcher when it is one (called directly) */
+    unsigned long long rx_packets, rx_bytes, srtp_errors, rx_dropped;
+} Receiver;
+
+static PyTypeObject ReceiverType;
+
+static int
+Receiver_init(Receiver *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"rtcp", "deliver", NULL};
+    PyObject *rtcp, *deliver;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &rtcp, &deliver))
+        return -1;
+    if (!PyCallable_Check(rtcp) || !PyCallable_Check(deliver)) {
+        PyErr_SetString(PyExc_TypeError, "rtcp and deliver must be callable");
+        return -1;
+    }
+    Py_INCREF(rtcp);
+    Py_XSETREF(self->rtcp, rtcp);
+    Py_INCREF(deliver);
+    Py_XSETREF(self->deliver, deliver);
+    Py_CLEAR(self->dispatcher);
+    if (PyCFunction_Check(deliver)) {
+        PyObject *owner = PyCFunction_GET_SELF(deliver);
+        if (owner != NULL && Py_TYPE(owner) == &RtpDispatcherType) {
+            Py_INCREF(owner);
+            self->dispatcher = (RtpDispatcher *)owner;
+        }
+    }
+    return 0;
+}
+
+static int
+Receiver_traverse(Receiver *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->srtp_keep);
+    Py_VISIT(self->rtcp);
+    Py_VISIT(self->deliver);
+    Py_VISIT(self->dispatcher);
+    return 0;
+}
+
+static int
+Receiver_clear(Receiver *self)
+{
+    self->srtp_ctx = NULL;
+    self->unprotect = NULL;
+    Py_CLEAR(self->srtp_keep);
+    Py_CLEAR(self->rtcp);
+    Py_CLEAR(self->deliver);
+    Py_CLEAR(self->dispatcher);
+    return 0;
+}
+
+static void
+Receiver_dealloc(Receiver *self)
+{
+    PyObject_GC_UnTrack(self);
+    Receiver_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Receiver_set_srtp(Receiver *self, PyObject *args)
+{
+    unsigned long long ctx, fn;
+    PyObject *keep;
+    if (!PyArg_ParseTuple(args, "KKO", &ctx, &fn, &keep))
+        return NULL;
+    if (ctx == 0 || fn == 0) {
+        PyErr_SetString(PyExc_ValueError, "SRTP context and unprotect function must be set");
+        return NULL;
+    }
+    Py_INCREF(keep);
+    Py_XSETREF(self->srtp_keep, keep);
+    self->srtp_ctx = (void *)(uintptr_t)ctx;
+    self->unprotect = (protect_fn)(uintptr_t)fn;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Receiver_clear_srtp(Receiver *self, PyObject *Py_UNUSED(ignored))
+{
+    self->srtp_ctx = NULL;
+    self->unprotect = NULL;
+    Py_CLEAR(self->srtp_keep);
+    Py_RETURN_NONE;
+}
+
+static uint8_t rx_buf[BUF_SIZE];
+
+/* One SRTP/SRTCP datagram from this transport's peer (exactly transport.handle_media). */
+static int
+receiver_receive(Receiver *r, PyObject *data)
+{
+    if (r->srtp_ctx == NULL) { /* before DTLS is done: nothing to decrypt */
+        r->rx_dropped++;
+        return 0;
+    }
+    const uint8_t *in = (const uint8_t *)PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n < 12) {
+        r->srtp_errors++;
+        return 0;
+    }
+    if (in[1] > 191 && in[1] < 224) { /* RFC 5761 §4: RTCP */
+        PyObject *res = PyObject_CallOneArg(r->rtcp, data);
+        if (res == NULL)
+            return -1;
+        Py_DECREF(res);
+        return 0;
+    }
+    int len = (int)n;
+    if (n > BUF_SIZE) {
+        r->srtp_errors++;
+        return 0;
+    }
+    memcpy(rx_buf, in, (size_t)n);
+    if (r->unprotect(r->srtp_ctx, rx_buf, &len) != 0) {
+        r->srtp_errors++;
+        return 0;
+    }
+    r->rx_packets++;
+    r->rx_bytes += (unsigned long long)n;
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)rx_buf, len);
+    if (packet == NULL)
+        return -1;
+    int status = 0;
+    if (r->dispatcher != NULL) {
+        status = dispatch_rtp(r->dispatcher, packet);
+    } else {
+        PyObject *res = PyObject_CallOneArg(r->deliver, packet);
+        if (res == NULL)
+            status = -1;
+        else
+            Py_DECREF(res);
+    }
+    Py_DECREF(packet);
+    return status;
+}
+
+static PyObject *
+Receiver_receive(Receiver *self, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "datagram must be bytes");
+        return NULL;
+    }
+    if (receiver_receive(self, data) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Receiver_get_ready(Receiver *self, void *closure)
+{
+    return PyBool_FromLong(self->srtp_ctx != NULL);
+}
+
+static PyMemberDef Receiver_members[] = {
+    {"rx_packets", T_ULONGLONG, offsetof(Receiver, rx_packets), 0, NULL},
+    {"rx_bytes", T_ULONGLONG, offsetof(Receiver, rx_bytes), 0, NULL},
+    {"srtp_errors", T_ULONGLONG, offsetof(Receiver, srtp_errors), 0, NULL},
+    {"rx_dropped", T_ULONGLONG, offsetof(Receiver, rx_dropped), 0, NULL},
+    {NULL}};
+
+static PyMethodDef Receiver_methods[] = {
+    {"set_srtp", (PyCFunction)Receiver_set_srtp, METH_VARARGS,
+     "set_srtp(ctx, unprotect, keep): the inbound libsrtp context and srtp_unprotect."},
+    {"clear_srtp", (PyCFunction)Receiver_clear_srtp, METH_NOARGS, "Forget the SRTP context."},
+    {"receive", (PyCFunction)Receiver_receive, METH_O,
+     "receive(datagram): decrypt SRTP and deliver, or pass SRTCP to rtcp()."},
+    {NULL}};
+
+static PyGetSetDef Receiver_getset[] = {
+    {"ready", (getter)Receiver_get_ready, NULL, "keyed (DTLS done)", NULL}, {NULL}};
+
+static PyTypeObject ReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.Receiver",
+    .tp_basicsize = sizeof(Receiver),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "One transport's inbound SRTP: decrypt and deliver RTP, pass SRTCP on.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Receiver_init,
+    .tp_dealloc = (destructor)Receiver_dealloc,
+    .tp_traverse = (traverseproc)Receiver_traverse,
+    .tp_clear = (inquiry)Receiver_clear,
+    .tp_members = Receiver_members,
+    .tp_methods = Receiver_methods,
+    .tp_getset = Receiver_getset,
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *by_addr;  /* dict: peer address -> endpoint (the socket protocol's own table) */
+    PyObject *fallback; /* the Python datagram_received: STUN, DTLS, unknown addresses */
+    PyObject *attr;     /* interned "media_in" */
+} Demux;
+
+static int
+Demux_init(Demux *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"by_addr", "fallback", NULL};
+    PyObject *by_addr, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O", kwlist, &PyDict_Type, &by_addr,
+                                     &fallback))
+        return -1;
+    Py_INCREF(by_addr);
+    Py_XSETREF(self->by_addr, by_addr);
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    Py_XSETREF(self->attr, PyUnicode_InternFromString("media_in"));
+    return self->attr == NULL ? -1 : 0;
+}
+
+static int
+Demux_traverse(Demux *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->by_addr);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+Demux_clear(Demux *self)
+{
+    Py_CLEAR(self->by_addr);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->attr);
+    return 0;
+}
+
+static void
+Demux_dealloc(Demux *self)
+{
+    PyObject_GC_UnTrack(self);
+    Demux_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* RFC 7983: SRTP/SRTCP (first byte 128-191) from a bound address straight to its transport's
+ * receiver; everything else to the Python path. */
+static PyObject *
+Demux_datagram_received(Demux *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "datagram_received(data, addr)");
+        return NULL;
+    }
+    PyObject *data = args[0], *addr = args[1];
+    if (PyBytes_Check(data) && PyBytes_GET_SIZE(data) > 0) {
+        uint8_t first = (uint8_t)PyBytes_AS_STRING(data)[0];
+        if (first > 127 && first < 192) {
+            PyObject *endpoint = PyDict_GetItemWithError(self->by_addr, addr); /* borrowed */
+            if (endpoint != NULL) {
+                PyObject *receiver = PyObject_GetAttr(endpoint, self->attr);
+                if (receiver == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                        return NULL;
+                    PyErr_Clear(); /* an endpoint without a receiver: the Python path */
+                    return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+                }
+                int status;
+                if (Py_TYPE(receiver) == &ReceiverType) {
+                    status = receiver_receive((Receiver *)receiver, data);
+                } else {
+                    PyObject *res = PyObject_CallMethod(receiver, "receive", "O", data);
+                    status = res == NULL ? -1 : 0;
+                    Py_XDECREF(res);
+                }
+                Py_DECREF(receiver);
+                if (status < 0)
+                    return NULL;
+                Py_RETURN_NONE;
+            }
+            if (PyErr_Occurred())
+                PyErr_Clear(); /* an unhashable address: the Python path decides */
+        }
+    }
+    return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
+}
+
+static PyMethodDef Demux_methods[] = {
+    {"datagram_received", (PyCFunction)(void (*)(void))Demux_datagram_received, METH_FASTCALL,
+     "datagram_received(data, addr): the socket protocol's callback."},
+    {NULL}};
+
+static PyTypeObject DemuxType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.Demux",
+    .tp_basicsize = sizeof(Demux),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The worker socket's media demultiplexer (RFC 7983), in front of the Python one.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Demux_init,
+    .tp_dealloc = (destructor)Demux_dealloc,
+    .tp_traverse = (traverseproc)Demux_traverse,
+    .tp_clear = (inquiry)Demux_clear,
+    .tp_methods = Demux_methods,
+};
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyObject *
@@ -905,7 +1349,8 @@ PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
     if (PyType_Ready(&SendTargetType) < 0 || PyType_Ready(&ForwarderType) < 0 ||
-        PyType_Ready(&FanoutType) < 0)
+        PyType_Ready(&FanoutType) < 0 || PyType_Ready(&RtpDispatcherType) < 0 ||
+        PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&DemuxType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -913,6 +1358,9 @@ PyInit__fastpath(void)
     if (PyModule_AddObjectRef(m, "SendTarget", (PyObject *)&SendTargetType) < 0 ||
         PyModule_AddObjectRef(m, "Forwarder", (PyObject *)&ForwarderType) < 0 ||
         PyModule_AddObjectRef(m, "Fanout", (PyObject *)&FanoutType) < 0 ||
+        PyModule_AddObjectRef(m, "RtpDispatcher", (PyObject *)&RtpDispatcherType) < 0 ||
+        PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
+        PyModule_AddObjectRef(m, "Demux", (PyObject *)&DemuxType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
         PyModule_AddIntConstant(m, "BATCH", BATCH) < 0) {
         Py_DECREF(m);

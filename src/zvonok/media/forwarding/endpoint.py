@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from struct import Struct
 
 from ..packets.rtcp import (
     Fir,
@@ -23,10 +22,8 @@ from ..packets.rtcp import (
     parse_compound,
 )
 from .consumer import Consumer
+from .dispatch import make_dispatcher
 from .producer import Producer
-
-#: Read a 32-bit field (SSRC, timestamp) on the hot path.
-_unpack_u32 = Struct("!I").unpack_from
 
 
 def _drop_unknown(ssrc: int, packet: bytes) -> None:
@@ -39,19 +36,19 @@ class MediaEndpoint:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._rtp: dict[int, Callable[[bytes], None]] = {}
+        self._dispatcher = make_dispatcher(self._rtp, self._unknown)
+        #: Hot path: hand a decrypted RTP packet to the producer owning its SSRC (compiled when
+        #: built; short packets are dropped and counted, unknown SSRCs go to on_unknown_ssrc).
+        self.on_rtp: Callable[[bytes], None] = self._dispatcher.dispatch
         self._producers: dict[int, Producer] = {}  # media ssrc -> producer (for SR)
         self._consumers: dict[int, Consumer] = {}  # media and rtx ssrc -> consumer
         #: Called with (ssrc, packet) for RTP of an SSRC no producer claims; default drops.
         self.on_unknown_ssrc: Callable[[int, bytes], None] = _drop_unknown
-        self.packets_in = 0
-        self.bytes_in = 0
         self.rtcp_in = 0
         self.nacks = 0
         self.plis = 0
         self.firs = 0
-        self.dropped = 0
         self.rtcp_malformed = 0
-        self.unknown_ssrc = 0
 
     # -- routing tables --------------------------------------------------------------------
 
@@ -88,20 +85,26 @@ class MediaEndpoint:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    def on_rtp(self, packet: bytes) -> None:
-        """Hot path: hand the packet to the producer owning its SSRC."""
-        self.packets_in += 1
-        self.bytes_in += len(packet)
-        if len(packet) < 12:
-            self.dropped += 1
-            return
-        ssrc: int = _unpack_u32(packet, 8)[0]
-        handler = self._rtp.get(ssrc)
-        if handler is None:
-            self.unknown_ssrc += 1
-            self.on_unknown_ssrc(ssrc, packet)
-            return
-        handler(packet)
+    def _unknown(self, ssrc: int, packet: bytes) -> None:
+        self.on_unknown_ssrc(ssrc, packet)
+
+    @property
+    def packets_in(self) -> int:
+        """RTP packets received (decrypted)."""
+        return self._dispatcher.packets_in
+
+    @property
+    def bytes_in(self) -> int:
+        return self._dispatcher.bytes_in
+
+    @property
+    def unknown_ssrc(self) -> int:
+        return self._dispatcher.unknown_ssrc
+
+    @property
+    def dropped(self) -> int:
+        """Packets dropped here: RTP too short for a header, malformed RTCP."""
+        return self._dispatcher.dropped + self.rtcp_malformed
 
     def on_rtcp(self, packet: bytes) -> None:
         """A decrypted compound RTCP packet; malformed ones are dropped and counted."""
@@ -110,7 +113,6 @@ class MediaEndpoint:
             packets = parse_compound(packet)
         except ValueError:
             self.rtcp_malformed += 1
-            self.dropped += 1
             return
         now = self._clock()
         for p in packets:

@@ -119,6 +119,12 @@ class SrtpSession:
         protect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
         return ctx, protect
 
+    def rx_handle(self) -> tuple[int, int]:
+        """Addresses of the inbound libsrtp context and of ``srtp_unprotect`` (see tx_handle)."""
+        ctx = int(ffi.cast("uintptr_t", self._rx_ctx))
+        unprotect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_unprotect")))
+        return ctx, unprotect
+
     def protect_rtp(self, packet: bytes | bytearray) -> bytes:
         """Encrypt and authenticate one RTP packet; ``ValueError`` if libsrtp refuses it."""
         size = len(packet)

@@ -23,6 +23,7 @@ from OpenSSL import SSL
 
 from .dtls import DtlsServer, DtlsState
 from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
+from .receiver import ReceiverLike, make_receiver
 from .srtp import SrtpSession
 from .target import make_send_target
 from .udp import MediaUdpProtocol
@@ -73,9 +74,9 @@ class WebRtcTransport:
         self.id = transport_id
         self.state = ConnectionState.NEW
         self.fingerprint = fingerprint
-        self.rx_packets = self.rx_bytes = self.stun_requests = 0
-        self._tx_packets = self._tx_bytes = self._srtp_errors = 0  # RTCP out, SRTP in
-        self.rx_dropped = 0  # media that arrived before SRTP was ready (early, or after FAILED)
+        self.stun_requests = 0
+        self._tx_packets = self._tx_bytes = self._srtp_errors = 0  # SRTCP out, errors
+        self._rx_packets = self._rx_bytes = self._rx_dropped = 0  # SRTCP in
         self._listener = listener
         self._udp = udp
         self._candidates = candidates
@@ -88,6 +89,8 @@ class WebRtcTransport:
         self._srtp: SrtpSession | None = None
         #: Outbound RTP (compiled when built): consumers of this session send through it.
         self.rtp_target = make_send_target(udp.fileno, udp.sendto)
+        #: Inbound SRTP (compiled when built): RTP to ``listener.on_rtp``, SRTCP back to us.
+        self.media_in: ReceiverLike = make_receiver(self._handle_rtcp, listener.on_rtp)
         self._connecting_since = 0.0
         self._log = logging.LoggerAdapter(log, {"transport": transport_id})
         udp.register_ufrag(self._ice.local.ufrag, self)
@@ -106,7 +109,22 @@ class WebRtcTransport:
     @property
     def srtp_errors(self) -> int:
         """Packets that failed SRTP protection (out) or authentication (in)."""
-        return self._srtp_errors + self.rtp_target.srtp_errors  # type: ignore[no-any-return]
+        out: int = self.rtp_target.srtp_errors
+        return self._srtp_errors + out + self.media_in.srtp_errors
+
+    @property
+    def rx_packets(self) -> int:
+        """SRTP and SRTCP datagrams decrypted."""
+        return self._rx_packets + self.media_in.rx_packets
+
+    @property
+    def rx_bytes(self) -> int:
+        return self._rx_bytes + self.media_in.rx_bytes
+
+    @property
+    def rx_dropped(self) -> int:
+        """Media that arrived before SRTP was ready (early, or after FAILED/CLOSED)."""
+        return self._rx_dropped + self.media_in.rx_dropped
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -163,6 +181,7 @@ class WebRtcTransport:
         self._srtp = None
         self.rtp_target.clear_srtp()
         self.rtp_target.set_address(None)
+        self.media_in.clear_srtp()
         self._set_state(ConnectionState.CLOSED)
         self._on_closed(self)
 
@@ -220,26 +239,24 @@ class WebRtcTransport:
         self._dtls.handle_datagram(data)
 
     def handle_media(self, data: bytes, addr: Address) -> None:
-        """One SRTP/SRTCP datagram from a bound address: unprotect and deliver (hot path)."""
+        """One SRTP/SRTCP datagram from a bound address (the compiled demultiplexer calls
+        ``media_in.receive`` directly)."""
+        self.media_in.receive(data)
+
+    def _handle_rtcp(self, data: bytes) -> None:
+        """One SRTCP datagram (from ``media_in``): unprotect and deliver."""
         srtp = self._srtp
-        if srtp is None:  # before DTLS (or the fingerprint check) is done: nothing to decrypt
-            self.rx_dropped += 1
+        if srtp is None:
+            self._rx_dropped += 1
             return
-        if len(data) < 12:
-            self._srtp_errors += 1
-            return
-        is_rtcp = 191 < data[1] < 224  # RFC 5761 §4: RTCP packet types 192-223
         try:
-            packet = srtp.unprotect_rtcp(data) if is_rtcp else srtp.unprotect_rtp(data)
+            packet = srtp.unprotect_rtcp(data)
         except ValueError:
             self._srtp_errors += 1
             return
-        self.rx_packets += 1
-        self.rx_bytes += len(data)
-        if is_rtcp:
-            self._listener.on_rtcp(packet)
-        else:
-            self._listener.on_rtp(packet)
+        self._rx_packets += 1
+        self._rx_bytes += len(data)
+        self._listener.on_rtcp(packet)
 
     # -- DTLS events (dtls.DtlsListener) -----------------------------------------------------
 
@@ -251,6 +268,7 @@ class WebRtcTransport:
     def dtls_connected(self, srtp: SrtpSession) -> None:
         self._srtp = srtp
         self.rtp_target.set_srtp(*srtp.tx_handle(), srtp)
+        self.media_in.set_srtp(*srtp.rx_handle(), srtp)
         self._log.info("DTLS connected, SRTP profile %s", srtp.profile.name.decode())
         if self.state is ConnectionState.CONNECTING or self.state is ConnectionState.NEW:
             self._set_state(ConnectionState.CONNECTED)
@@ -275,6 +293,8 @@ class WebRtcTransport:
         self._log.warning("transport failed: %s", reason)
         self._dtls.abort()
         self._srtp = None
+        self.rtp_target.clear_srtp()
+        self.media_in.clear_srtp()
         self._set_state(ConnectionState.FAILED)
 
     def _set_state(self, state: ConnectionState) -> None:

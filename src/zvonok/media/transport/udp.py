@@ -7,14 +7,19 @@ anything else dropped), one dict lookup by source address, one call into the end
 logging and no exceptions on valid packets. An unknown address is only learned through a STUN
 binding request whose USERNAME names a live endpoint and which that endpoint authenticates
 (MESSAGE-INTEGRITY with its local pwd, FINGERPRINT).
+When the compiled fast path is built, a ``_fastpath.Demux`` takes the SRTP/SRTCP branch of
+``datagram_received`` (same table, straight to the transport's ``media_in``) and hands every other
+datagram to the Python method, which stays the reference.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from types import MethodType
 from typing import Protocol, cast
 
+from ..fastpath import native
 from .ice import Address, BindingRequest
 
 #: How many authenticated addresses one endpoint may hold (candidate pairs being checked).
@@ -44,6 +49,13 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         self._by_ufrag: dict[str, DatagramEndpoint] = {}
         self._addrs_of: dict[int, list[Address]] = {}
         self.dropped = 0  # datagrams dropped before reaching any session
+        if native is not None:
+            # SRTP/SRTCP from bound addresses go straight to the transport's compiled receiver;
+            # STUN, DTLS and anything unknown come back to the Python method below.
+            demux = native.Demux(
+                self._by_addr, MethodType(MediaUdpProtocol.datagram_received, self)
+            )
+            self.datagram_received = demux.datagram_received  # type: ignore[method-assign]
         self.stun_refused = 0  # binding requests refused (bad integrity, unknown ufrag...)
         self.last_refusal = ""  # why the last one was refused (debugging and tests)
 
