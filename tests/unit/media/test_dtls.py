@@ -148,6 +148,31 @@ async def test_fingerprints_after_handshake() -> None:
     assert fake.srtp is not None and not fake.failed
 
 
+async def test_a_weaker_matching_fingerprint_cannot_downgrade() -> None:
+    """RFC 8122 §5: the strongest offered hash decides; a sha-1 match beside a wrong sha-256
+    (what an attacker with a sha-1 collision would offer) is refused."""
+    server, fake = make_server()
+    client = DtlsClient()
+    other = DtlsCertificate.generate()
+    server.set_remote_fingerprints(
+        [("sha-1", client.cert.fingerprint("sha-1")), ("sha-256", other.fingerprint())]
+    )
+    run_handshake(client, server, fake)
+    assert fake.failed == ["DTLS peer certificate does not match the SDP fingerprint"]
+    assert fake.srtp is None
+
+
+async def test_several_certificates_with_the_strongest_hash() -> None:
+    server, fake = make_server()
+    client = DtlsClient()
+    other = DtlsCertificate.generate()
+    server.set_remote_fingerprints(
+        [("sha-256", other.fingerprint()), ("sha-256", client.cert.fingerprint())]
+    )
+    run_handshake(client, server, fake)
+    assert fake.srtp is not None and not fake.failed
+
+
 async def test_late_fingerprint_mismatch_fails() -> None:
     server, fake = make_server()
     run_handshake(DtlsClient(), server, fake)

@@ -41,6 +41,8 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha-384": hashes.SHA384,
     "sha-512": hashes.SHA512,
 }
+#: Hash functions from weakest to strongest (RFC 8122 §5: the strongest offered one decides).
+_STRENGTH = ["sha-1", "sha-224", "sha-256", "sha-384", "sha-512"]
 
 
 def certificate_fingerprint(cert: x509.Certificate, algorithm: str = "sha-256") -> str:
@@ -231,10 +233,14 @@ class DtlsServer:
         if cert is None:
             self._fail("DTLS peer sent no certificate")
             return
-        for alg, value in self._fingerprints or ():
-            if alg in _HASHES and certificate_fingerprint(cert, alg) == value:
-                break
-        else:
+        # RFC 8122 §5: judge by the strongest hash function offered that we support, so that a
+        # matching weaker fingerprint (a collision in the weak hash) cannot be used to downgrade.
+        offered = [(alg, value) for alg, value in self._fingerprints or () if alg in _HASHES]
+        strongest = max((_STRENGTH.index(alg) for alg, _ in offered), default=-1)
+        if not any(
+            _STRENGTH.index(alg) == strongest and certificate_fingerprint(cert, alg) == value
+            for alg, value in offered
+        ):
             self._fail("DTLS peer certificate does not match the SDP fingerprint")
             return
         try:
