@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import MagicMock
 
 import pytest
 from aioice import stun
@@ -264,3 +265,26 @@ def test_fuzz_corrupted_fixture(position: int, value: int) -> None:
         IceLiteAgent(LOCAL).handle(request, CLIENT_ADDR, now=0.0)
     except ValueError:
         pass
+
+
+@pytest.mark.parametrize(
+    "addr", [("127.0.0.1", 50000), ("192.0.2.1", 1), ("::1", 443), ("2001:db8::7", 65535)]
+)
+def test_responses_are_byte_equal_to_aioices_encoder(addr: tuple[str, int]) -> None:
+    """Our raw-bytes encoder against aioice's generic one (an independent implementation)."""
+    from zvonok.media.transport.ice import binding_error, binding_success
+
+    aioice_stun = stun
+    tid = bytes(range(12))
+    request = MagicMock(transaction_id=tid)
+    expected = aioice_stun.Message(aioice_stun.Method.BINDING, aioice_stun.Class.RESPONSE, tid, {})
+    expected.attributes["XOR-MAPPED-ADDRESS"] = addr
+    expected.add_message_integrity(b"pwd-pwd-pwd-pwd-pwd-pwd")
+    assert binding_success(request, addr, "pwd-pwd-pwd-pwd-pwd-pwd") == bytes(expected)
+    error = aioice_stun.Message(aioice_stun.Method.BINDING, aioice_stun.Class.ERROR, tid, {})
+    error.attributes["ERROR-CODE"] = (487, "Role Conflict")
+    error.add_message_integrity(b"secret")
+    assert binding_error(request, 487, "Role Conflict", "secret") == bytes(error)
+    parsed = aioice_stun.parse_message(binding_success(request, addr, "k"))
+    assert parsed.attributes["XOR-MAPPED-ADDRESS"] == addr
+    assert parsed.check_message_integrity(b"k") and not parsed.check_message_integrity(b"x")
