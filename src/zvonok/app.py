@@ -349,6 +349,9 @@ def run(settings: Settings) -> None:
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=_ping_timeout(settings),
+        # permessage-deflate keeps a zlib compressor and decompressor per connection (~64 kB
+        # each at the library's settings) and compresses every message; signaling is small.
+        ws_per_message_deflate=settings.ws_compression,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     resume_grace: float = Field(30.0, ge=0)
     inactivity_timeout: float = Field(60.0, gt=0)
     ping_interval: float = Field(10.0, gt=0)
+    ws_compression: bool = False
 
     # --- limits ---
     max_message_bytes: int = Field(256 * 1024, gt=0)

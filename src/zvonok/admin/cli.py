@@ -14,7 +14,6 @@ import json
 from typing import Any, NoReturn
 
 import click
-import httpx
 
 _url = click.option(
     "--url",
@@ -34,6 +33,8 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _call(method: str, url: str, path: str, token: str) -> Any:
+    import httpx  # only these commands need it; the server process never loads it
+
     try:
         response = httpx.request(
             method, url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}, timeout=10

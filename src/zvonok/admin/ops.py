@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,8 +24,11 @@ from ..metrics import Metrics
 from ..rooms.events import RoomEvents
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
-from .api import create_admin_app
-from .webhooks import Webhooks
+
+if TYPE_CHECKING:  # FastAPI (admin) and httpx (webhooks) load only when configured: ~9 MB RSS
+    from fastapi import FastAPI
+
+    from .webhooks import Webhooks
 
 log = logging.getLogger("zvonok.admin")
 
@@ -59,6 +62,8 @@ def build_operations(
     """Wire metrics, quality, webhooks and the admin API to a running room service."""
     webhooks: Webhooks | None = None
     if settings.webhook_urls:
+        from .webhooks import Webhooks
+
         webhooks = Webhooks(
             settings.webhook_urls,
             secret=settings.webhook_secret,
@@ -86,6 +91,8 @@ def build_operations(
         webhooks.start()
     admin = None
     if settings.admin_token:
+        from .api import create_admin_app
+
         admin = create_admin_app(rooms, quality, settings.admin_token)
     ops = Operations(metrics, quality, webhooks, admin)
     ops.unsubscribe.append(worker.add_tick(metrics.on_tick))
