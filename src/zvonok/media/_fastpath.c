@@ -21,7 +21,11 @@
  *   Receiver       one transport's inbound SRTP: unprotect, count, deliver; SRTCP is passed to
  *                  the transport's Python path (transport/receiver.py).
  *   RtpDispatcher  one session's decrypted RTP by SSRC to its producers
- *                  (forwarding/endpoint.py).
+ *                  (forwarding/dispatch.py).
+ *   ReceiveStatsBase  sequence/jitter tracking of one inbound stream, RFC 3550 A.1/A.8
+ *                  (forwarding/stats.py subclasses it).
+ *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
+ *                  while one is wanted, history, fan-out (forwarding/producer.py).
  *
  * Single-threaded by design (the worker's event loop), so the batch buffers are static.
  * When the socket would block, the remaining copies go to the target's Python fallback
@@ -37,6 +41,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 /* Largest plaintext RTP packet we protect: pylibsrtp's 1500-byte buffer minus its trailer
  * room, the same bound as the Python path (srtp.py). */
@@ -794,8 +799,9 @@ Fanout_set(Fanout *self, PyObject *items)
 }
 
 static PyObject *
-Fanout_forward(Fanout *self, PyObject *const *args, Py_ssize_t nargs)
+Fanout_forward(PyObject *fanout, PyObject *const *args, Py_ssize_t nargs)
 {
+    Fanout *self = (Fanout *)fanout;
     if (nargs != 2 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "forward(packet: bytes, keyframe: bool)");
         return NULL;
@@ -1321,6 +1327,338 @@ static PyTypeObject DemuxType = {
     .tp_methods = Demux_methods,
 };
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ingest: ReceiveStats (RFC 3550 A.1/A.8 per SSRC) and ProducerCore (a producer's hot path).  */
+
+#define MAX_DROPOUT 3000
+#define MAX_MISORDER 100
+#define SEQ_MOD 65536
+
+typedef struct {
+    PyObject_HEAD
+    int clock_rate;
+    char started;
+    int base_seq, max_seq, bad_seq;
+    long long cycles, received, expected_prior, received_prior, last_transit, last_ts;
+    double jitter;
+} ReceiveStatsBase;
+
+static PyTypeObject ReceiveStatsBaseType;
+
+static int
+ReceiveStatsBase_init(ReceiveStatsBase *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"clock_rate", NULL};
+    int clock_rate;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i", kwlist, &clock_rate))
+        return -1;
+    self->clock_rate = clock_rate;
+    self->started = 0;
+    self->base_seq = self->max_seq = 0;
+    self->cycles = 0;
+    self->bad_seq = SEQ_MOD + 1;
+    self->received = self->expected_prior = self->received_prior = 0;
+    self->jitter = 0.0;
+    self->last_transit = 0;
+    self->last_ts = -1;
+    return 0;
+}
+
+static void
+stats_init_seq(ReceiveStatsBase *s, int seq)
+{
+    s->started = 1;
+    s->base_seq = s->max_seq = seq;
+    s->bad_seq = SEQ_MOD + 1;
+    s->cycles = 0;
+    s->received = s->expected_prior = s->received_prior = 0;
+}
+
+static void
+stats_jitter(ReceiveStatsBase *s, long long ts, double arrival)
+{
+    long long transit = (long long)(arrival * (double)s->clock_rate) - ts;
+    if (s->last_ts >= 0) {
+        long long d = ((transit - s->last_transit + (1LL << 31)) & 0xFFFFFFFFLL) - (1LL << 31);
+        s->jitter += ((double)(d < 0 ? -d : d) - s->jitter) / 16.0;
+    }
+    s->last_transit = transit;
+    s->last_ts = ts;
+}
+
+/* Count one packet; how many seqs it skipped ahead (exactly stats.ReceiveStats.update). */
+static int
+stats_update(ReceiveStatsBase *s, int seq, long long ts, double arrival)
+{
+    if (!s->started) {
+        stats_init_seq(s, seq);
+        s->received = 1;
+        stats_jitter(s, ts, arrival);
+        return 0;
+    }
+    int udelta = (seq - s->max_seq) & 0xFFFF;
+    if (0 < udelta && udelta < MAX_DROPOUT) {
+        if (seq < s->max_seq)
+            s->cycles += SEQ_MOD;
+        s->max_seq = seq;
+        s->received++;
+        if (ts != s->last_ts)
+            stats_jitter(s, ts, arrival);
+        return udelta - 1;
+    }
+    if (udelta <= SEQ_MOD - MAX_MISORDER) {
+        if (seq == s->bad_seq) {
+            stats_init_seq(s, seq);
+            s->received = 1;
+        } else {
+            s->bad_seq = (seq + 1) & 0xFFFF;
+        }
+        return 0;
+    }
+    s->received++;
+    return 0;
+}
+
+static PyObject *
+ReceiveStatsBase_update(ReceiveStatsBase *self, PyObject *args)
+{
+    int seq;
+    long long ts;
+    double arrival;
+    if (!PyArg_ParseTuple(args, "iLd", &seq, &ts, &arrival))
+        return NULL;
+    return PyLong_FromLong(stats_update(self, seq & 0xFFFF, ts, arrival));
+}
+
+static PyMemberDef ReceiveStatsBase_members[] = {
+    {"clock_rate", T_INT, offsetof(ReceiveStatsBase, clock_rate), READONLY, NULL},
+    {"started", T_BOOL, offsetof(ReceiveStatsBase, started), 0, NULL},
+    {"base_seq", T_INT, offsetof(ReceiveStatsBase, base_seq), 0, NULL},
+    {"max_seq", T_INT, offsetof(ReceiveStatsBase, max_seq), 0, NULL},
+    {"bad_seq", T_INT, offsetof(ReceiveStatsBase, bad_seq), 0, NULL},
+    {"cycles", T_LONGLONG, offsetof(ReceiveStatsBase, cycles), 0, NULL},
+    {"received", T_LONGLONG, offsetof(ReceiveStatsBase, received), 0, NULL},
+    {"expected_prior", T_LONGLONG, offsetof(ReceiveStatsBase, expected_prior), 0, NULL},
+    {"received_prior", T_LONGLONG, offsetof(ReceiveStatsBase, received_prior), 0, NULL},
+    {"last_transit", T_LONGLONG, offsetof(ReceiveStatsBase, last_transit), 0, NULL},
+    {"last_ts", T_LONGLONG, offsetof(ReceiveStatsBase, last_ts), 0, NULL},
+    {"jitter", T_DOUBLE, offsetof(ReceiveStatsBase, jitter), 0, NULL},
+    {NULL}};
+
+static PyMethodDef ReceiveStatsBase_methods[] = {
+    {"update", (PyCFunction)ReceiveStatsBase_update, METH_VARARGS,
+     "update(seq, ts, arrival) -> seqs skipped ahead (RFC 3550 A.1, A.8)."},
+    {NULL}};
+
+static PyTypeObject ReceiveStatsBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.ReceiveStatsBase",
+    .tp_basicsize = sizeof(ReceiveStatsBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Sequence and jitter state of one inbound RTP stream (subclassed in stats.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ReceiveStatsBase_init,
+    .tp_members = ReceiveStatsBase_members,
+    .tp_methods = ReceiveStatsBase_methods,
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *stats;        /* a ReceiveStatsBase (subclass) or any object with update() */
+    PyObject *missing;      /* dict: seqs awaiting retransmission (shared with MissingPackets) */
+    PyObject *history;      /* list of packets indexed by seq & mask, or None */
+    PyObject *fanout;       /* Fanout or any object with forward(packet, keyframe) */
+    PyObject *on_gap;       /* callable(seq, gap, now) */
+    PyObject *spot_keyframe; /* callable(packet) -> bool, called only while want_keyframe */
+    PyObject *clock;        /* callable() -> float, or None for CLOCK_MONOTONIC */
+    Py_ssize_t mask;
+    char closed, want_keyframe;
+    unsigned long long packets_received, bytes_received, dropped;
+} ProducerCore;
+
+static PyTypeObject ProducerCoreType;
+
+static int
+ProducerCore_init(ProducerCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"stats", "missing", "history", "fanout", "on_gap",
+                             "spot_keyframe", "clock", NULL};
+    PyObject *stats, *missing, *history, *fanout, *on_gap, *spot, *clock;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOOOO", kwlist, &stats, &PyDict_Type,
+                                     &missing, &history, &fanout, &on_gap, &spot, &clock))
+        return -1;
+    if (history != Py_None) {
+        Py_ssize_t n = PyList_Check(history) ? PyList_GET_SIZE(history) : 0;
+        if (n <= 0 || (n & (n - 1))) {
+            PyErr_SetString(PyExc_ValueError, "history must be a list whose size is a power of 2");
+            return -1;
+        }
+        self->mask = n - 1;
+    }
+    PyObject **slots[] = {&self->stats, &self->missing, &self->history, &self->fanout,
+                          &self->on_gap, &self->spot_keyframe, &self->clock};
+    PyObject *values[] = {stats, missing, history, fanout, on_gap, spot, clock};
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(values[i]);
+        Py_XSETREF(*slots[i], values[i]);
+    }
+    return 0;
+}
+
+static int
+ProducerCore_traverse(ProducerCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->stats);
+    Py_VISIT(self->missing);
+    Py_VISIT(self->history);
+    Py_VISIT(self->fanout);
+    Py_VISIT(self->on_gap);
+    Py_VISIT(self->spot_keyframe);
+    Py_VISIT(self->clock);
+    return 0;
+}
+
+static int
+ProducerCore_clear(ProducerCore *self)
+{
+    Py_CLEAR(self->stats);
+    Py_CLEAR(self->missing);
+    Py_CLEAR(self->history);
+    Py_CLEAR(self->fanout);
+    Py_CLEAR(self->on_gap);
+    Py_CLEAR(self->spot_keyframe);
+    Py_CLEAR(self->clock);
+    return 0;
+}
+
+static void
+ProducerCore_dealloc(ProducerCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    ProducerCore_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+core_now(ProducerCore *c, double *now)
+{
+    if (c->clock == Py_None) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        *now = (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+        return 0;
+    }
+    PyObject *res = PyObject_CallNoArgs(c->clock);
+    if (res == NULL)
+        return -1;
+    *now = PyFloat_AsDouble(res);
+    Py_DECREF(res);
+    return (*now == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* One packet from the publisher (exactly Producer.receive_rtp): count, track sequence and
+ * jitter, note gaps (NACK) and arrivals of missing packets, spot keyframes when one was asked
+ * for, store in the history, fan out. */
+static PyObject *
+ProducerCore_receive(ProducerCore *self, PyObject *packet)
+{
+    if (!PyBytes_Check(packet)) {
+        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(packet);
+    if (self->closed || n < 12) {
+        self->dropped++;
+        Py_RETURN_NONE;
+    }
+    const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(packet);
+    self->packets_received++;
+    self->bytes_received += (unsigned long long)n;
+    int seq = p[2] << 8 | p[3];
+    long long ts = (long long)rd32(p + 4);
+    double now;
+    if (core_now(self, &now) < 0)
+        return NULL;
+    long gap;
+    if (PyObject_TypeCheck(self->stats, &ReceiveStatsBaseType)) {
+        gap = stats_update((ReceiveStatsBase *)self->stats, seq, ts, now);
+    } else {
+        PyObject *res = PyObject_CallMethod(self->stats, "update", "iLd", seq, ts, now);
+        if (res == NULL)
+            return NULL;
+        gap = PyLong_AsLong(res);
+        Py_DECREF(res);
+        if (gap == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (gap) {
+        PyObject *res = PyObject_CallFunction(self->on_gap, "ild", seq, gap, now);
+        if (res == NULL)
+            return NULL;
+        Py_DECREF(res);
+    } else if (PyDict_GET_SIZE(self->missing) > 0) {
+        PyObject *key = PyLong_FromLong(seq);
+        if (key == NULL)
+            return NULL;
+        if (PyDict_DelItem(self->missing, key) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                Py_DECREF(key);
+                return NULL;
+            }
+            PyErr_Clear();
+        }
+        Py_DECREF(key);
+    }
+    int keyframe = 0;
+    if (self->want_keyframe) {
+        PyObject *res = PyObject_CallOneArg(self->spot_keyframe, packet);
+        if (res == NULL)
+            return NULL;
+        keyframe = PyObject_IsTrue(res);
+        Py_DECREF(res);
+        if (keyframe < 0)
+            return NULL;
+    }
+    if (self->history != Py_None) {
+        Py_INCREF(packet);
+        PyList_SetItem(self->history, seq & self->mask, packet); /* steals, drops the old */
+    }
+    PyObject *flag = keyframe ? Py_True : Py_False;
+    if (Py_TYPE(self->fanout) == &FanoutType) {
+        PyObject *args[2] = {packet, flag};
+        return Fanout_forward(self->fanout, args, 2);
+    }
+    return PyObject_CallMethod(self->fanout, "forward", "OO", packet, flag);
+}
+
+static PyMemberDef ProducerCore_members[] = {
+    {"stats", T_OBJECT, offsetof(ProducerCore, stats), READONLY, NULL},
+    {"closed", T_BOOL, offsetof(ProducerCore, closed), 0, NULL},
+    {"want_keyframe", T_BOOL, offsetof(ProducerCore, want_keyframe), 0, NULL},
+    {"packets_received", T_ULONGLONG, offsetof(ProducerCore, packets_received), 0, NULL},
+    {"bytes_received", T_ULONGLONG, offsetof(ProducerCore, bytes_received), 0, NULL},
+    {"dropped", T_ULONGLONG, offsetof(ProducerCore, dropped), 0, NULL},
+    {NULL}};
+
+static PyMethodDef ProducerCore_methods[] = {
+    {"receive", (PyCFunction)ProducerCore_receive, METH_O,
+     "receive(packet): the producer's hot path (see Producer.receive_rtp)."},
+    {NULL}};
+
+static PyTypeObject ProducerCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.ProducerCore",
+    .tp_basicsize = sizeof(ProducerCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A published track's per-packet work: stats, NACK bookkeeping, history, fan-out.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ProducerCore_init,
+    .tp_dealloc = (destructor)ProducerCore_dealloc,
+    .tp_traverse = (traverseproc)ProducerCore_traverse,
+    .tp_clear = (inquiry)ProducerCore_clear,
+    .tp_members = ProducerCore_members,
+    .tp_methods = ProducerCore_methods,
+};
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyObject *
@@ -1350,7 +1688,8 @@ PyInit__fastpath(void)
 {
     if (PyType_Ready(&SendTargetType) < 0 || PyType_Ready(&ForwarderType) < 0 ||
         PyType_Ready(&FanoutType) < 0 || PyType_Ready(&RtpDispatcherType) < 0 ||
-        PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&DemuxType) < 0)
+        PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&DemuxType) < 0 ||
+        PyType_Ready(&ReceiveStatsBaseType) < 0 || PyType_Ready(&ProducerCoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -1361,6 +1700,8 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "RtpDispatcher", (PyObject *)&RtpDispatcherType) < 0 ||
         PyModule_AddObjectRef(m, "Receiver", (PyObject *)&ReceiverType) < 0 ||
         PyModule_AddObjectRef(m, "Demux", (PyObject *)&DemuxType) < 0 ||
+        PyModule_AddObjectRef(m, "ReceiveStatsBase", (PyObject *)&ReceiveStatsBaseType) < 0 ||
+        PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
         PyModule_AddIntConstant(m, "BATCH", BATCH) < 0) {
         Py_DECREF(m);

@@ -447,3 +447,102 @@ def test_compiled_demux_sorts_datagrams_like_the_reference(
     )
     assert compiled.dropped == reference.dropped
     assert compiled.stun_refused == reference.stun_refused
+
+
+# -- producer core -------------------------------------------------------------------------------
+
+
+@st.composite
+def publisher_stream(draw: st.DrawFn) -> list[tuple[bytes, bool, float]]:
+    """(packet, want a keyframe now, arrival) in publisher order with loss, reordering, jumps."""
+    seq = draw(st.integers(0, 0xFFFF))
+    ts = draw(st.integers(0, 0xFFFF_FFFF))
+    now = 1000.0
+    out = []
+    for _ in range(draw(st.integers(1, 40))):
+        step = draw(st.sampled_from([1, 1, 1, 2, 5, -1, -3, 0, 4000, 40000]))
+        seq = (seq + step) & 0xFFFF
+        ts = (ts + draw(st.sampled_from([0, 0, 3000, 960, 90000]))) & 0xFFFF_FFFF
+        now += draw(st.floats(0, 0.05))
+        short = draw(st.integers(0, 20)) == 0
+        key = draw(st.booleans())
+        packet = struct.pack("!BBHII", 0x80, 96, seq, ts, 7) + bytes([1 if key else 0])
+        out.append((packet[:8] if short else packet, draw(st.booleans()), now))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=publisher_stream(), video=st.booleans())
+def test_compiled_producer_core_matches_the_reference(
+    stream: list[tuple[bytes, bool, float]], video: bool
+) -> None:
+    assert native is not None
+    from zvonok.media.forwarding.forwarder import ProducerCore as PyCore
+    from zvonok.media.forwarding.stats import PyReceiveStats, ReceiveStats
+
+    clock = [0.0]
+    cores, logs, histories, missings = [], [], [], []
+    for kind, stats in (
+        (native.ProducerCore, ReceiveStats(90000)),
+        (PyCore, PyReceiveStats(90000)),
+    ):
+        log: list[Any] = []
+        missing: dict[int, list[float]] = {}
+        history: list[bytes | None] | None = [None] * 16 if video else None
+
+        class Out:
+            def __init__(self, log: list[Any]) -> None:
+                self.log = log
+
+            def forward(self, packet: bytes, keyframe: bool) -> None:
+                self.log.append(("out", packet, keyframe))
+
+        def on_gap(seq: int, gap: int, now: float, log=log, missing=missing) -> None:
+            log.append(("gap", seq, gap, now))
+            missing[(seq - 1) & 0xFFFF] = [now, now, 1.0]
+
+        def spot(packet: bytes, log=log) -> bool:
+            log.append(("spot", packet))
+            return packet[-1] == 1
+
+        core = kind(stats, missing, history, Out(log), on_gap, spot, lambda: clock[0])
+        cores.append(core)
+        logs.append(log)
+        histories.append(history)
+        missings.append(missing)
+    for packet, want, now in stream:
+        clock[0] = now
+        for core in cores:
+            core.want_keyframe = want
+            core.receive(packet)
+    assert logs[0] == logs[1]
+    assert histories[0] == histories[1] and missings[0] == missings[1]
+    for name in ("packets_received", "bytes_received", "dropped"):
+        assert getattr(cores[0], name) == getattr(cores[1], name), name
+    fields = ("started", "base_seq", "max_seq", "cycles", "bad_seq", "received", "jitter",
+              "last_transit", "last_ts")  # fmt: skip
+    for name in fields:
+        assert getattr(cores[0].stats, name) == getattr(cores[1].stats, name), name
+    for stats in (cores[0].stats, cores[1].stats):
+        stats.clock_rate  # noqa: B018  (readable on both)
+    assert cores[0].stats.report_block(1, 0, 0) == cores[1].stats.report_block(1, 0, 0)
+
+
+def test_producer_core_reads_the_monotonic_clock_itself() -> None:
+    """With clock=None the compiled core reads CLOCK_MONOTONIC, as time.monotonic does."""
+    import time
+
+    from zvonok.media.forwarding.stats import ReceiveStats
+
+    assert native is not None
+    seen: list[float] = []
+    core = native.ProducerCore(
+        ReceiveStats(48000), {}, None, Fanout(), lambda s, g, now: seen.append(now),
+        lambda p: False, None,
+    )  # fmt: skip
+    before = time.monotonic()
+    core.receive(rtp_packet(1))
+    core.receive(rtp_packet(3))  # a gap: on_gap gets the time
+    assert before <= seen[0] <= time.monotonic()
+    with pytest.raises(ValueError, match="power of 2"):
+        native.ProducerCore(ReceiveStats(1), {}, [None] * 3, Fanout(), print, print, None)

@@ -1,6 +1,8 @@
-"""The per-copy rewriting state of one consumer, and one producer's fan-out list.
+"""The per-packet state of a producer and of each of its consumers, and the fan-out list.
 
-Owns the pure-Python reference of the hot path's two compiled types (``zvonok.media._fastpath``):
+Owns the pure-Python reference of the hot path's compiled types (``zvonok.media._fastpath``):
+``ProducerCore`` (a published track's per-packet work: statistics, NACK bookkeeping, keyframe
+spotting, history, fan-out),
 ``Forwarder`` — continuous sequence numbers across keyframe gating, pause and dropped packets, a
 random timestamp offset, payload-type and header-extension-id rewriting on a copy of the raw bytes
 (RFC 3550 §5.1, RFC 8285) — and ``Fanout``, which calls every forwarder of a producer in order.
@@ -12,6 +14,7 @@ Must not import anything from zvonok outside ``zvonok.media``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from struct import Struct
 from typing import Any, Protocol
@@ -175,3 +178,77 @@ def make_fanout() -> Fanout:
         fanout: Fanout = native.Fanout()
         return fanout
     return Fanout()
+
+
+class ProducerCore:
+    """A published track's per-packet work: the pure-Python reference of the compiled
+    ``ProducerCore``. ``receive`` counts, updates the receive statistics (RFC 3550 A.1/A.8),
+    reports a gap to ``on_gap(seq, gap, now)`` (NACK, RFC 4585 §6.2.1) or forgets an arrived
+    missing seq, asks ``spot_keyframe(packet)`` while ``want_keyframe``, stores the packet in the
+    history ring and fans it out."""
+
+    __slots__ = (
+        "stats", "closed", "want_keyframe", "packets_received", "bytes_received", "dropped",
+        "_missing", "_history", "_mask", "_fanout", "_on_gap", "_spot", "_clock",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        stats: Any,
+        missing: dict[int, list[float]],
+        history: list[bytes | None] | None,
+        fanout: Any,
+        on_gap: Callable[[int, int, float], None],
+        spot_keyframe: Callable[[bytes], bool],
+        clock: Callable[[], float] | None,
+    ) -> None:
+        self.stats = stats
+        self.closed = self.want_keyframe = False
+        self.packets_received = self.bytes_received = self.dropped = 0
+        self._missing = missing
+        self._history = history
+        self._mask = len(history) - 1 if history is not None else 0
+        self._fanout = fanout
+        self._on_gap = on_gap
+        self._spot = spot_keyframe
+        self._clock = clock or time.monotonic
+
+    def receive(self, packet: bytes) -> None:
+        if self.closed or len(packet) < 12:
+            self.dropped += 1
+            return
+        self.packets_received += 1
+        self.bytes_received += len(packet)
+        seq = packet[2] << 8 | packet[3]
+        now = self._clock()
+        gap = self.stats.update(seq, _unpack_u32(packet, 4)[0], now)
+        if gap:
+            self._on_gap(seq, gap, now)
+        elif self._missing:
+            self._missing.pop(seq, None)
+        keyframe = self.want_keyframe and self._spot(packet)
+        history = self._history
+        if history is not None:
+            history[seq & self._mask] = packet
+        self._fanout.forward(packet, keyframe)
+
+
+def make_producer_core(
+    *,
+    stats: Any,
+    missing: dict[int, list[float]],
+    history: list[bytes | None] | None,
+    fanout: Any,
+    on_gap: Callable[[int, int, float], None],
+    spot_keyframe: Callable[[bytes], bool],
+    clock: Callable[[], float],
+) -> ProducerCore:
+    """The compiled core when the extension is built, else the Python one. A ``clock`` that is
+    ``time.monotonic`` is read in C (the same CLOCK_MONOTONIC) instead of called."""
+    own_clock = None if clock is time.monotonic else clock
+    if native is not None:
+        core: ProducerCore = native.ProducerCore(
+            stats, missing, history, fanout, on_gap, spot_keyframe, own_clock
+        )
+        return core
+    return ProducerCore(stats, missing, history, fanout, on_gap, spot_keyframe, own_clock)

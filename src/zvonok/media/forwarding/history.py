@@ -30,4 +30,5 @@ class PacketHistory:
         return packet
 
     def clear(self) -> None:
-        self.slots = [None] * len(self.slots)
+        """Forget every packet (in place: the producer's compiled core shares the list)."""
+        self.slots[:] = [None] * len(self.slots)

@@ -27,7 +27,7 @@ from ..packets.rtcp import (
     ntp_middle,
 )
 from ..packets.rtp import rtp_header_size, unwrap_rtx
-from .forwarder import make_fanout
+from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
 from .stats import MissingPackets, ReceiveStats
 from .types import CodecInfo, PacketSink
@@ -69,7 +69,6 @@ class Producer:
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.codecs = dict(codecs)
-        self.closed = False
         self._sink = sink
         self._rtx_pts = dict(rtx_payload_types)
         self._rtcp_ssrc = rtcp_ssrc
@@ -95,43 +94,54 @@ class Producer:
         self._pli = any(c.pli for c in codecs.values())
         self._fir = any(c.fir for c in codecs.values())
         self._fir_seq = 0
-        #: Keyframes are only looked for between a request and the next keyframe (video).
-        self.want_keyframe = False
         self._last_keyframe_request = float("-inf")
         self._keyframe_pending = False
         self._last_rr = float("-inf")
         #: The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time).
         self.last_sr: tuple[int, int, float] | None = None
-        self.packets_received = 0
-        self.bytes_received = 0
         self.keyframes = 0
         self.rtx_received = 0
-        self.dropped = 0
+        self._rtx_dropped = 0
+        #: The per-packet work (compiled when built); ``receive_rtp`` is its bound method.
+        self.core = make_producer_core(
+            stats=self.stats,
+            missing=self.missing.entries,
+            history=self.history.slots if self.history is not None else None,
+            fanout=self._fanout,
+            on_gap=self._on_gap,
+            spot_keyframe=self._spot_keyframe,
+            clock=clock,
+        )
+        self.receive_rtp: Callable[[bytes], None] = self.core.receive
         self.nacks_sent = 0
         self.keyframe_requests_sent = 0
 
     # -- hot path --------------------------------------------------------------------------
 
-    def receive_rtp(self, packet: bytes) -> None:
-        """One packet from the publisher: count, spot keyframes (when one was asked for), store,
-        fan out."""
-        if self.closed or len(packet) < 12:
-            self.dropped += 1
-            return
-        self.packets_received += 1
-        self.bytes_received += len(packet)
-        seq = packet[2] << 8 | packet[3]
-        now = self._clock()
-        gap = self.stats.update(seq, _unpack_u32(packet, 4)[0], now)
-        if gap:
-            self._on_gap(seq, gap, now)
-        elif self.missing.entries:
-            self.missing.entries.pop(seq, None)
-        keyframe = self.want_keyframe and self._spot_keyframe(packet)
-        history = self.history
-        if history is not None:
-            history.slots[seq & history.mask] = packet
-        self._fanout.forward(packet, keyframe)
+    @property
+    def closed(self) -> bool:
+        return self.core.closed
+
+    @property
+    def want_keyframe(self) -> bool:
+        """Keyframes are only looked for between a request and the next keyframe (video)."""
+        return self.core.want_keyframe
+
+    @want_keyframe.setter
+    def want_keyframe(self, value: bool) -> None:
+        self.core.want_keyframe = value
+
+    @property
+    def packets_received(self) -> int:
+        return self.core.packets_received
+
+    @property
+    def bytes_received(self) -> int:
+        return self.core.bytes_received
+
+    @property
+    def dropped(self) -> int:
+        return self.core.dropped + self._rtx_dropped
 
     def _spot_keyframe(self, packet: bytes) -> bool:
         """True if the packet starts a keyframe (waiting consumers start there)."""
@@ -158,16 +168,16 @@ class Producer:
     def receive_rtx(self, packet: bytes) -> None:
         """An RFC 4588 retransmission: unwrap and handle like the original (padding-only: drop)."""
         if self.closed or len(packet) < 12:
-            self.dropped += 1
+            self._rtx_dropped += 1
             return
         apt = self._rtx_pts.get(packet[1] & 0x7F)
         if apt is None:
-            self.dropped += 1
+            self._rtx_dropped += 1
             return
         try:
             original = unwrap_rtx(packet, apt, self.ssrc)
         except ValueError:
-            self.dropped += 1  # padding-only probes land here too
+            self._rtx_dropped += 1  # padding-only probes land here too
             return
         self.rtx_received += 1
         self.receive_rtp(bytes(original))
@@ -249,7 +259,7 @@ class Producer:
         """Close every consumer of this track, then tell the router. Idempotent."""
         if self.closed:
             return
-        self.closed = True
+        self.core.closed = True
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()

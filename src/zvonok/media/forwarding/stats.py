@@ -1,13 +1,17 @@
 """Reception statistics of one inbound RTP stream and the NACK list of its missing packets.
 
 Owns: ``ReceiveStats`` (RFC 3550 A.1 sequence validation without probation, A.3 expected/lost
-and fraction lost, A.8 interarrival jitter) producing report blocks (§6.4.1), and
+and fraction lost, A.8 interarrival jitter) producing report blocks (§6.4.1) — its per-packet
+``update`` compiled when the extension is built, ``PyReceiveStats`` the reference — and
 ``MissingPackets`` (the seqs to NACK, RFC 4585 §6.2.1, with bounded retries and age).
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..fastpath import native
 from ..packets.rtcp import ReportBlock
 
 MAX_DROPOUT = 3000
@@ -21,8 +25,9 @@ NACK_MAX_AGE = 1.0
 NACK_RETRY_INTERVAL = 0.1
 
 
-class ReceiveStats:
-    """Counters of one SSRC. ``update`` is on the hot path."""
+class PyReceiveStatsState:
+    """Sequence and jitter state of one SSRC: the pure-Python reference of the compiled
+    ``ReceiveStatsBase``. ``update`` is on the hot path."""
 
     __slots__ = (
         "clock_rate", "started", "base_seq", "max_seq", "cycles", "bad_seq", "received",
@@ -80,6 +85,19 @@ class ReceiveStats:
         self.last_transit = transit
         self.last_ts = ts
 
+
+class _Report:
+    """Loss counts and report blocks from the state (RFC 3550 A.3), for either state class."""
+
+    __slots__ = ()
+    base_seq: int
+    max_seq: int
+    cycles: int
+    received: int
+    expected_prior: int
+    received_prior: int
+    jitter: float
+
     @property
     def extended_max(self) -> int:
         return self.cycles + self.max_seq
@@ -97,7 +115,8 @@ class ReceiveStats:
         expected = self.expected
         expected_interval = expected - self.expected_prior
         received_interval = self.received - self.received_prior
-        self.expected_prior, self.received_prior = expected, self.received
+        # (the fields live in the state class this is mixed into)
+        self.expected_prior, self.received_prior = expected, self.received  # type: ignore[misc]
         lost_interval = expected_interval - received_interval
         fraction = 0
         if expected_interval > 0 and lost_interval > 0:
@@ -106,6 +125,22 @@ class ReceiveStats:
         return ReportBlock(
             ssrc, fraction, lost, self.extended_max & 0xFFFF_FFFF, int(self.jitter), lsr, dlsr
         )
+
+
+class PyReceiveStats(PyReceiveStatsState, _Report):
+    """The pure-Python receive statistics (reference; used without the compiled extension)."""
+
+    __slots__ = ()
+
+
+if TYPE_CHECKING or native is None:
+    ReceiveStats = PyReceiveStats
+else:
+
+    class ReceiveStats(native.ReceiveStatsBase, _Report):  # type: ignore[misc,name-defined]
+        """Receive statistics of one SSRC: the compiled state with the report logic above."""
+
+        __slots__ = ()
 
 
 class MissingPackets:
