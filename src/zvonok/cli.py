@@ -240,6 +240,11 @@ def group_remove(
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result."
 )
+@click.option(
+    "--no-pacing",
+    is_flag=True,
+    help="Send each video frame back to back instead of through the browser-like pacer.",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -249,6 +254,7 @@ def bench(
     data_dir: Path | None,
     server_pid: int | None,
     json_path: Path | None,
+    no_pacing: bool,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given."""
@@ -276,6 +282,7 @@ def bench(
                 server_pid=server_pid,
                 warmup=warmup,
                 progress=progress,
+                pacing=not no_pacing,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

@@ -1,8 +1,10 @@
 """CI smoke run of ``zvonok bench``: a short mesh-4 against its own server must finish and deliver.
 
 Not a timed test: it checks that the generator and the server talk (every participant connects,
-media flows, the JSON result is complete), never the performance targets of docs/benchmarks.md.
-Runs the real command in a subprocess (which starts and stops its own ``zvonok serve``).
+media flows, the JSON result is complete, both latencies are measured, with and without the video
+pacer), never the performance targets of docs/benchmarks.md. Runs the real command in a
+subprocess (which starts and stops its own ``zvonok serve``). Also checks the pacer's budget
+arithmetic (``bench.client.Pacer``) without a server.
 """
 
 from __future__ import annotations
@@ -12,31 +14,79 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import av  # noqa: F401  (the generator needs PyAV and websockets: a missing one is an install bug)
 import pytest
 import websockets  # noqa: F401
 
+from zvonok.bench.client import PACE_INTERVAL, Pacer
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 
-def test_mesh4_short_run_delivers(tmp_path: Path) -> None:
+def _bench(tmp_path: Path, *extra: str, duration: str = "5") -> tuple[dict[str, Any], str]:
     out = tmp_path / "mesh4.json"
     env_cache = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     done = subprocess.run(
-        [sys.executable, "-m", "zvonok", "bench", "mesh-4", "--duration", "5", "--warmup", "1",
-         "--json", str(out)],
+        [sys.executable, "-m", "zvonok", "bench", "mesh-4", "--duration", duration, "--warmup",
+         "1", "--json", str(out), *extra],
         capture_output=True, text=True, timeout=80, check=False,
         env={**os.environ, **env_cache},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_mesh4_short_run_delivers(tmp_path: Path) -> None:
+    result, stdout = _bench(tmp_path)
     assert result["scenario"] == "mesh-4"
     assert result["participants"] == 4
     assert result["errors"] == []
+    assert result["pacing"] is True
     for kind in ("audio", "video"):
         assert result["expected"][kind] > 0
         assert result["delivery_ratio"][kind] > 0.9, result
     assert result["cpu_us_per_delivered_packet"] > 0
     assert result["join_ms"]["count"] == 1
-    assert "µs per delivered packet" in done.stdout
+    # every delivered packet has a kernel receive timestamp, which precedes the event loop's
+    sfu, e2e = result["sfu_latency_ms"], result["latency_ms"]
+    assert sfu["no_timestamp"] == 0
+    assert sfu["count"] == e2e["count"] == sum(result["delivered"].values())
+    assert 0 < sfu["p50"] <= e2e["p50"]
+    assert sfu["p99"] <= e2e["p99"] and sfu["max"] <= e2e["max"]
+    assert "µs per delivered packet" in stdout
+    assert "SFU-added latency" in stdout and "end-to-end latency" in stdout
+
+
+def test_mesh4_without_pacing_delivers(tmp_path: Path) -> None:
+    result, stdout = _bench(tmp_path, "--no-pacing", duration="2")
+    assert result["pacing"] is False
+    assert result["errors"] == []
+    assert result["delivery_ratio"]["video"] > 0.9, result
+    assert result["sfu_latency_ms"]["count"] > 0
+    assert "in bursts" in stdout
+
+
+def test_pacer_budget_is_paid_down_and_does_not_build_up() -> None:
+    per_tick = 1000.0
+    pacer = Pacer(per_tick * 8 / PACE_INTERVAL, 0.0)
+    assert pacer.next_tick == pytest.approx(0.0)
+    pacer.refill(0.0)
+    assert pacer.budget == pytest.approx(per_tick)
+    pacer.spend(1200)  # a packet may overdraw the budget: the debt carries over
+    assert pacer.budget == pytest.approx(-200)
+    pacer.refill(0.004)  # before the next tick: nothing
+    assert pacer.budget == pytest.approx(-200)
+    pacer.refill(PACE_INTERVAL)
+    assert pacer.budget == pytest.approx(800)
+    pacer.refill(2 * PACE_INTERVAL)  # unused budget is replaced, not accumulated
+    assert pacer.budget == pytest.approx(per_tick)
+    pacer.spend(3500)
+    pacer.refill(4 * PACE_INTERVAL)  # two ticks pay down 2000 of the 2500 debt
+    assert pacer.budget == pytest.approx(-500)
+    pacer.refill(10 * PACE_INTERVAL)  # long idle: back to one tick's budget
+    assert pacer.budget == pytest.approx(per_tick)
+    assert pacer.next_tick == pytest.approx(11 * PACE_INTERVAL)
+    pacer.spend(10**9)  # the debt is capped at half a second of the rate
+    assert pacer.budget == pytest.approx(-per_tick / PACE_INTERVAL * 0.5)

@@ -1,14 +1,19 @@
 """One generated call participant: signaling, ICE, DTLS-SRTP, replaying and receiving media.
 
 Owns ``Meter`` (what every participant counts into: packets sent and received per kind inside the
-measurement window, one-way latencies) and ``BenchClient``: the protocol of docs/protocol.md over
-``websockets``, a full ICE agent reduced to what a loopback call needs (one host candidate, one
-check with USE-CANDIDATE, consent checks every 4-6 s, RFC 8445 §7.2 / RFC 7675), the DTLS client
-(RFC 5764, via ``zvonok.media.transport.dtls``'s context and key export) and SRTP (pylibsrtp via
-``zvonok.media.transport.srtp``). Media is the ``Clip`` replayed: Opus every 20 ms, VP8 at 30 fps,
+measurement window, one-way latencies), ``Pacer`` (a browser-like video pacer) and
+``BenchClient``: the protocol of docs/protocol.md over ``websockets``, a full ICE agent reduced to
+what a loopback call needs (one host candidate, one check with USE-CANDIDATE, consent checks every
+4-6 s, RFC 8445 §7.2 / RFC 7675), the DTLS client (RFC 5764, via ``zvonok.media.transport.dtls``'s
+context and key export) and SRTP (pylibsrtp via ``zvonok.media.transport.srtp``). Media is the
+``Clip`` replayed: Opus every 20 ms, VP8 at 30 fps through the pacer (or in one burst per frame),
 a keyframe (the loop restarts) on PLI/FIR. Every RTP packet carries RTP padding (RFC 3550 §5.1)
-holding the send time, the publisher and the kind; the server forwards padding untouched and
-never reads it, subscribers read it back. Never imported by the server.
+holding its send time (CLOCK_REALTIME, taken just before SRTP protect and ``sendto``), the
+publisher and the kind; the server forwards padding untouched and never reads it, subscribers
+read it back. Each participant's UDP socket is a plain non-blocking socket read with
+``recvmsg`` from ``loop.add_reader``, with SO_TIMESTAMPNS on: the kernel's receive timestamp of
+every datagram (same clock) gives the latency the SFU adds, apart from the generator's own event
+loop. Never imported by the server.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import asyncio
 import json
 import random
 import secrets
+import socket
 import struct
 import time
+from array import array
+from collections import deque
 from typing import Any
 
 from aioice import stun
@@ -38,10 +46,22 @@ _HEADER = struct.Struct("!BBHII")
 CONNECT_TIMEOUT = 20.0
 MAX_MESSAGES = 100_000
 MAX_CONSENT_CHECKS = 100_000
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; == SCM_TIMESTAMPNS
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+RX_BUFFER = 2048
+PACE_FACTOR = 2.5  # libwebrtc's PacingController::kDefaultPaceMultiplier
+PACE_INTERVAL = 0.005  # its periodic process interval (kDefaultMinPacketLimit)
+PACE_MAX_DEBT = 0.5  # seconds of pacing rate the debt may reach (kMaxDebtInTime)
 
 
 class Meter:
-    """Counters shared by every client of one run; the window is [t0, t1) in perf_counter_ns."""
+    """Counters shared by every client of one run; the window is [t0, t1) in ``time.time_ns``.
+
+    CLOCK_REALTIME, the clock of the send marks and of SO_TIMESTAMPNS. ``latencies`` is the
+    end-to-end latency (subscriber's event loop − send mark), ``sfu_latencies`` the kernel
+    receive timestamp − send mark of the same packets.
+    """
 
     def __init__(self) -> None:
         self.t0 = self.t1 = 1 << 62
@@ -49,27 +69,69 @@ class Meter:
         self.expected = [0, 0]
         self.received = [0, 0]
         self.rx_total = 0
-        self.latencies: list[int] = []
+        self.latencies = array("q")
+        self.sfu_latencies = array("q")
+        self.no_timestamp = 0  # delivered packets without a kernel timestamp
+        self.tx_dropped = 0  # sendto failures (EAGAIN/ENOBUFS): neither sent nor expected
         self.errors: list[str] = []
 
     def open(self) -> None:
-        self.t0, self.t1 = time.perf_counter_ns(), 1 << 62
+        self.t0, self.t1 = time.time_ns(), 1 << 62
 
     def close(self) -> None:
-        self.t1 = time.perf_counter_ns()
+        self.t1 = time.time_ns()
 
 
-class BenchClient(asyncio.DatagramProtocol):
+class Pacer:
+    """A periodic media budget like libwebrtc's pacer (``PacingController``, ``IntervalBudget``).
+
+    Every ``PACE_INTERVAL`` the budget gets ``rate × interval`` bytes: debt is paid down, but an
+    unused positive budget does not build up (it is replaced). Queued packets go out while the
+    budget is positive, each one charged with its size, so the debt may go below zero (down to
+    ``PACE_MAX_DEBT`` of the rate). Audio bypasses it, as in libwebrtc. No timers of its own: the
+    publish loop calls ``refill`` and drains ``queue`` when ``next_tick`` is due; ticks that
+    passed while the queue was empty are credited at the next call, so a frame that finds the
+    queue empty starts going out at once, then one small burst every 5 ms.
+    """
+
+    def __init__(self, rate_bps: float, now: float) -> None:
+        self.per_tick = rate_bps / 8 * PACE_INTERVAL
+        self.max_debt = rate_bps / 8 * PACE_MAX_DEBT
+        self.budget = 0.0
+        self.last_tick = now - PACE_INTERVAL
+        self.queue: deque[tuple[int, bytes, bool]] = deque()  # (RTP timestamp, payload, marker)
+
+    @property
+    def next_tick(self) -> float:
+        return self.last_tick + PACE_INTERVAL
+
+    def refill(self, now: float) -> None:
+        """Credit the ticks up to ``now`` (at least one when ``now >= next_tick``)."""
+        ticks = int((now - self.last_tick) / PACE_INTERVAL + 1e-9)
+        if ticks <= 0:
+            return
+        self.last_tick += ticks * PACE_INTERVAL
+        # Tick by tick: a debt is paid down by per_tick; a budget >= 0 is replaced by per_tick.
+        budget, per_tick = self.budget, self.per_tick
+        paid = budget + ticks * per_tick
+        self.budget = per_tick if budget >= 0 or paid >= per_tick else paid
+
+    def spend(self, size: int) -> None:
+        self.budget = max(self.budget - size, -self.max_debt)
+
+
+class BenchClient:
     """One participant; its tasks are owned here and cancelled by ``close``."""
 
     def __init__(
         self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
         certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
+        pacing: bool = True,
     ) -> None:  # fmt: skip
         self.index, self.url, self.token, self.room_id = index, url, token, room_id
         self.session_id = f"bench-{index}"
         self.meter, self.clip, self.receivers = meter, clip, receivers
-        self.publish, self.speak = publish, speak
+        self.publish, self.speak, self.pacing = publish, speak, pacing
         self.ufrag, self.pwd = secrets.token_hex(4), secrets.token_hex(16)
         self.fingerprint = certificate.fingerprint("sha-256")
         self._ctx = certificate.make_context(server=False)
@@ -78,7 +140,7 @@ class BenchClient(asyncio.DatagramProtocol):
         self.ext: dict[str, int] = {}
         self.offer: OfferInfo | None = None
         self.ws: ClientConnection | None = None
-        self.udp: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
         self.port = 0
         self.dtls: SSL.Connection | None = None
         self.srtp: SrtpSession | None = None
@@ -95,11 +157,17 @@ class BenchClient(asyncio.DatagramProtocol):
     async def start(self) -> None:
         """Open the socket and the WebSocket, join; ``connected`` is set when SRTP is ready."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: self, local_addr=("127.0.0.1", 0)
-        )
-        self.udp = transport
-        self.port = self.udp.get_extra_info("sockname")[1]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1", 0))
+            loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        self.port = sock.getsockname()[1]
         headers = [("Authorization", f"Bearer {self.token}")]
         self.ws = await connect(self.url, additional_headers=headers, open_timeout=CONNECT_TIMEOUT)
         self.ws_open_ns = time.perf_counter_ns()
@@ -116,8 +184,10 @@ class BenchClient(asyncio.DatagramProtocol):
                 await self.ws.close()
             except Exception:  # noqa: BLE001 - already closed by the server
                 pass
-        if self.udp is not None:
-            self.udp.close()
+        if self.sock is not None:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
 
     # -- signaling -----------------------------------------------------------------------------
 
@@ -165,8 +235,17 @@ class BenchClient(asyncio.DatagramProtocol):
 
     # -- ICE and DTLS ----------------------------------------------------------------------------
 
+    def _sendto(self, data: bytes) -> None:
+        """Signaling-plane datagrams (STUN, DTLS): dropped when the socket buffer is full."""
+        assert self.offer is not None
+        if self.sock is not None:
+            try:
+                self.sock.sendto(data, self.offer.address)
+            except OSError:
+                pass
+
     def _check(self) -> None:
-        assert self.offer is not None and self.udp is not None
+        assert self.offer is not None
         msg = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
         msg.attributes["USERNAME"] = f"{self.offer.ice_ufrag}:{self.ufrag}"
         msg.attributes["PRIORITY"] = 0x6E0001FF
@@ -174,7 +253,7 @@ class BenchClient(asyncio.DatagramProtocol):
         msg.attributes["USE-CANDIDATE"] = None
         msg.add_message_integrity(self.offer.ice_pwd.encode())
         msg.add_fingerprint()
-        self.udp.sendto(bytes(msg), self.offer.address)
+        self._sendto(bytes(msg))
 
     async def _connect(self) -> None:
         """Checks until answered, the DTLS handshake (retransmitted), then consent checks."""
@@ -213,17 +292,41 @@ class BenchClient(asyncio.DatagramProtocol):
         self._flush()
 
     def _flush(self) -> None:
-        assert self.dtls is not None and self.udp is not None and self.offer is not None
+        assert self.dtls is not None
         try:
             data = self.dtls.bio_read(65536)
         except SSL.WantReadError:
             return
         for datagram in split_records(data):
-            self.udp.sendto(datagram, self.offer.address)
+            self._sendto(datagram)
 
     # -- datagrams ------------------------------------------------------------------------------
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def _readable(self) -> None:
+        """The socket is readable: one datagram and its kernel receive timestamp.
+
+        One per callback: the poll is level-triggered, so the loop calls again while more are
+        queued, and reading until EAGAIN would cost a raised exception per wake-up (most wake-ups
+        bring one datagram), which costs more than the extra poll.
+        """
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data, ancillary, _flags, _addr = sock.recvmsg(RX_BUFFER, _ANCILLARY)
+        except OSError:  # EAGAIN (spurious wake-up), or an ICMP error reported on the socket
+            return
+        kernel_ns = 0
+        if ancillary:
+            level, kind, cdata = ancillary[0]
+            if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                sec, nsec = _TIMESPEC.unpack(cdata)
+                kernel_ns = sec * 1_000_000_000 + nsec
+        if data:
+            self.datagram_received(data, kernel_ns)
+
+    def datagram_received(self, data: bytes, kernel_ns: int) -> None:
+        """One datagram; ``kernel_ns`` its SO_TIMESTAMPNS receive time (0: none)."""
         first = data[0]
         srtp = self.srtp
         if 127 < first < 192 and srtp is not None:
@@ -234,16 +337,20 @@ class BenchClient(asyncio.DatagramProtocol):
                 packet = srtp.unprotect_rtp(data)
             except ValueError:
                 return
-            now = time.perf_counter_ns()
+            now = time.time_ns()
             self.rx_packets += 1
             if not self.first_rx_ns:
-                self.first_rx_ns = now
+                self.first_rx_ns = time.perf_counter_ns()
             if packet[0] & 0x20 and len(packet) > 12 + MARK_SIZE:
                 sent, _pub, kind, size = MARK.unpack_from(packet, len(packet) - MARK_SIZE)
                 meter = self.meter
                 if size == MARK_SIZE and meter.t0 <= sent < meter.t1 and kind < 2:
                     meter.received[kind] += 1
                     meter.latencies.append(now - sent)
+                    if kernel_ns:
+                        meter.sfu_latencies.append(kernel_ns - sent)
+                    else:
+                        meter.no_timestamp += 1
         elif first < 4:
             self.ice_ok = True
         elif 19 < first < 64 and self.dtls is not None:
@@ -311,6 +418,7 @@ class BenchClient(asyncio.DatagramProtocol):
         start = time.perf_counter()
         next_audio = next_video = start
         audio_index = video_index = frame = 0
+        pacer = Pacer(self._pacing_rate(audio), start) if video and self.pacing else None
         while True:
             now = time.perf_counter()
             if audio and now >= next_audio:
@@ -324,37 +432,64 @@ class BenchClient(asyncio.DatagramProtocol):
                     self.keyframe_wanted, frame = False, 0
                 packets = self.clip.video[frame % len(self.clip.video)]
                 ts = video_index * 3000
-                for i, payload in enumerate(packets):
-                    last = i == len(packets) - 1
-                    self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=last)
+                last = len(packets) - 1
+                if pacer is not None:
+                    pacer.queue.extend((ts, p, i == last) for i, p in enumerate(packets))
+                else:  # the whole frame back to back (--no-pacing)
+                    for i, payload in enumerate(packets):
+                        self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=i == last)
                 video_index += 1
                 frame += 1
                 next_video = start + video_index / 30
             wake = min(next_audio if audio else 1e18, next_video if video else 1e18)
+            if pacer is not None and pacer.queue:
+                if now >= pacer.next_tick:
+                    pacer.refill(now)
+                    queue = pacer.queue
+                    while queue and pacer.budget > 0:
+                        ts, payload, marker = queue.popleft()
+                        pacer.spend(
+                            self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=marker)
+                        )
+                if pacer.queue:
+                    wake = min(wake, pacer.next_tick)
             if wake > 1e17:
                 return
             await asyncio.sleep(max(0.0, wake - time.perf_counter()))
 
+    def _pacing_rate(self, audio: bool) -> float:
+        """``PACE_FACTOR`` × the clip's bitrate (RTP payloads; audio included when sent)."""
+        rate = self.clip.video_bitrate
+        if audio and self.clip.audio:
+            rate += sum(len(p) for p in self.clip.audio) * 8 * 50 / len(self.clip.audio)
+        return PACE_FACTOR * rate
+
     def _send_rtp(
         self, kind: int, pt: int, seq: list[int], ts: int, ext: bytes, payload: bytes, *,
         marker: bool,
-    ) -> None:  # fmt: skip
-        srtp, udp, offer = self.srtp, self.udp, self.offer
-        if srtp is None or udp is None or offer is None:
-            return
+    ) -> int:  # fmt: skip
+        """Send one RTP packet, its send mark taken just before protect + ``sendto``; its size."""
+        srtp, sock, offer = self.srtp, self.sock, self.offer
+        if srtp is None or sock is None or offer is None:
+            return 0
         seq[kind] = (seq[kind] + 1) & 0xFFFF
         first = 0xA0 | (0x10 if ext else 0)
         header = _HEADER.pack(
             first, pt | (0x80 if marker else 0), seq[kind], ts & 0xFFFFFFFF, self.ssrcs[kind]
         )
-        now = time.perf_counter_ns()
-        mark = MARK.pack(now, self.index & 0xFFFF, kind, MARK_SIZE)
+        body = header + ext + payload
+        now = time.time_ns()
         try:
-            data = srtp.protect_rtp(header + ext + payload + mark)
+            data = srtp.protect_rtp(body + MARK.pack(now, self.index & 0xFFFF, kind, MARK_SIZE))
         except ValueError:
-            return
-        udp.sendto(data, offer.address)
+            return 0
         meter = self.meter
+        try:
+            sock.sendto(data, offer.address)
+        except OSError:  # socket buffer full: a drop on the generator's side, not the SFU's
+            meter.tx_dropped += 1
+            return len(data)
         if meter.t0 <= now < meter.t1:
             meter.sent[kind] += 1
             meter.expected[kind] += self.receivers
+        return len(data)

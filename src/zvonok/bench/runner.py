@@ -5,7 +5,9 @@ Owns ``SCENARIOS`` (mesh-4, fanout-2x20, fanout-2x40, calls-1to1-x25, audio-100,
 first and start sending; the other participants join afterwards, and their join time (WebSocket
 open → first media packet) is what ``join_ms`` reports. Measurement happens in a window after a
 warm-up: packets are counted by their send time (carried in the packet), so nothing sent before
-or after the window is counted on either side.
+or after the window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel
+receive timestamp at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the
+subscriber's event loop − send mark: end to end, the generator's receive path included).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,30 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def _percentile(values: list[int], q: float) -> float:
+def _percentile(values: Sequence[int], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+
+
+def _latency(values: Sequence[int]) -> dict[str, float | int]:
+    """p50/p95/p99/max in ms of nanosecond latencies (one sort), and how many there were."""
+    if not values:
+        return {"count": 0, "p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+    ordered = sorted(values)
+    last = len(ordered) - 1
+
+    def at(q: float) -> float:
+        return round(ordered[min(last, int(q * len(ordered)))] / 1e6, 3)
+
+    return {
+        "count": len(ordered),
+        "p50": at(0.50),
+        "p95": at(0.95),
+        "p99": at(0.99),
+        "max": round(ordered[last] / 1e6, 3),
+    }
 
 
 class LagMonitor:
@@ -99,9 +120,13 @@ async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> No
 
 async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
-    server_pid: int | None, warmup: float, progress: Callable[[str], None],
+    server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run one scenario against our own server (or ``url``); returns the result dict."""
+    """Run one scenario against our own server (or ``url``); returns the result dict.
+
+    ``pacing``: publishers send video through a browser-like pacer (2.5 × the clip's bitrate,
+    a burst every 5 ms); off, every frame goes out back to back.
+    """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
     if room_count * scenario.size > MAX_CLIENTS:
@@ -115,7 +140,7 @@ async def run_bench(
             raise ValueError("--url needs --data-dir of that server (its secret and database)")
         target = Target(url.rstrip("/"), data_dir, server_pid)
     try:
-        return await _run(scenario, room_count, duration, warmup, target, progress)
+        return await _run(scenario, room_count, duration, warmup, target, progress, pacing)
     finally:
         target.stop()
         if tmp is not None:
@@ -124,7 +149,7 @@ async def run_bench(
 
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
-    progress: Callable[[str], None],
+    progress: Callable[[str], None], pacing: bool,
 ) -> dict[str, Any]:  # fmt: skip
     clip, meter = load_clip(), Meter()
     certificate = DtlsCertificate.generate()
@@ -145,7 +170,7 @@ async def _run(
                 index=len(senders) + len(late), url=target.ws_url(kind, room_id),
                 token=target.token(user), room_id=room_id, meter=meter, clip=clip,
                 certificate=certificate, publish=(publish, publish and s.video),
-                speak=True, receivers=s.size - 1,
+                speak=True, receivers=s.size - 1, pacing=pacing,
             )  # fmt: skip
             (senders if sender else late).append(client)
     lag = LagMonitor()
@@ -184,7 +209,7 @@ async def _run(
         rss = proc.rss_bytes() if proc else 0
         await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
         return _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
-                       rss_before, setup_s, split)  # fmt: skip
+                       rss_before, setup_s, split, pacing)  # fmt: skip
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
@@ -194,7 +219,7 @@ async def _run(
 def _result(
     s: Scenario, room_count: int, clients: list[BenchClient], late: list[BenchClient],
     meter: Meter, lag: LagMonitor, elapsed: float, cpu: float, gen: float, rss: int,
-    rss_before: int, setup_s: float, split: tuple[float, float],
+    rss_before: int, setup_s: float, split: tuple[float, float], pacing: bool,
 ) -> dict[str, Any]:  # fmt: skip
     delivered = sum(meter.received)
     joins = [(c.first_rx_ns - c.ws_open_ns) for c in late if c.first_rx_ns]
@@ -203,6 +228,7 @@ def _result(
         "rooms": room_count,
         "participants": len(clients),
         "duration_s": round(elapsed, 3),
+        "pacing": pacing,
         "setup_s": round(setup_s, 3),
         "sent": dict(zip(KINDS, meter.sent, strict=True)),
         "expected": dict(zip(KINDS, meter.expected, strict=True)),
@@ -217,11 +243,11 @@ def _result(
         "server_cpu_system_s": round(split[1], 3),
         "server_cpu_percent": round(cpu / elapsed * 100, 2),
         "cpu_us_per_delivered_packet": round(cpu / delivered * 1e6, 2) if delivered else None,
-        "latency_ms": {
-            "p50": round(_percentile(meter.latencies, 0.50), 3),
-            "p95": round(_percentile(meter.latencies, 0.95), 3),
-            "p99": round(_percentile(meter.latencies, 0.99), 3),
-        },
+        # kernel RX timestamp (SO_TIMESTAMPNS) at the subscriber − send mark: what the SFU adds
+        "sfu_latency_ms": {**_latency(meter.sfu_latencies), "no_timestamp": meter.no_timestamp},
+        # the subscriber's event loop − send mark: end to end, the generator included
+        "latency_ms": _latency(meter.latencies),
+        "generator_tx_dropped": meter.tx_dropped,
         "server_rss_mb": round(rss / 2**20, 1),
         "server_rss_per_session_kb": round((rss - rss_before) / len(clients) / 1024, 1),
         "join_ms": {
@@ -245,7 +271,8 @@ def summary(result: dict[str, Any]) -> str:
     """A few human lines about one result."""
     r = result
     ratio = ", ".join(f"{k} {v:.4f}" for k, v in r["delivery_ratio"].items() if v is not None)
-    lat, join, lag = r["latency_ms"], r["join_ms"], r["generator_loop_lag_ms"]
+    lat, sfu = r["latency_ms"], r["sfu_latency_ms"]
+    join, lag = r["join_ms"], r["generator_loop_lag_ms"]
     return "\n".join(
         [
             f"{r['scenario']}: {r['participants']} participants in {r['rooms']} room(s), "
@@ -254,8 +281,11 @@ def summary(result: dict[str, Any]) -> str:
             f" system {r['server_cpu_system_s']} s); "
             f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "
             f"({r['delivered_per_s']} packets/s delivered)",
-            f"  delivery {ratio or 'n/a'}; latency p50/p95/p99 {lat['p50']}/{lat['p95']}/"
-            f"{lat['p99']} ms (generator included)",
+            f"  delivery {ratio or 'n/a'}; video {'paced' if r['pacing'] else 'in bursts'}",
+            f"  SFU-added latency p50/p95/p99/max {sfu['p50']}/{sfu['p95']}/{sfu['p99']}/"
+            f"{sfu['max']} ms (kernel RX timestamp − send)",
+            f"  end-to-end latency p50/p95/p99/max {lat['p50']}/{lat['p95']}/{lat['p99']}/"
+            f"{lat['max']} ms (generator included)",
             f"  server RSS {r['server_rss_mb']} MB ({r['server_rss_per_session_kb']} kB/session);"
             f" join p50 {join['p50']} ms, max {join['max']} ms ({join['count']} joins)",
             f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
