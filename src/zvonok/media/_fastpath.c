@@ -53,6 +53,42 @@
 
 typedef int (*protect_fn)(void *ctx, void *hdr, int *len);
 
+/* One direction of a libsrtp session as the Python side hands it over: the srtp_t, the libsrtp
+ * function to call on it (srtp_protect or srtp_unprotect: same signature), and the owner that
+ * keeps the context alive. Shared by SendTarget and Receiver. */
+typedef struct {
+    void *ctx;
+    protect_fn fn;
+    PyObject *keep;
+} SrtpBinding;
+
+/* set_srtp(ctx, fn, keep) of either type; ``what`` names the function in the error. */
+static PyObject *
+srtp_bind(SrtpBinding *b, PyObject *args, const char *what)
+{
+    unsigned long long ctx, fn;
+    PyObject *keep;
+    if (!PyArg_ParseTuple(args, "KKO", &ctx, &fn, &keep))
+        return NULL;
+    if (ctx == 0 || fn == 0) {
+        PyErr_Format(PyExc_ValueError, "SRTP context and %s function must be set", what);
+        return NULL;
+    }
+    Py_INCREF(keep);
+    Py_XSETREF(b->keep, keep);
+    b->ctx = (void *)(uintptr_t)ctx;
+    b->fn = (protect_fn)(uintptr_t)fn;
+    Py_RETURN_NONE;
+}
+
+static void
+srtp_unbind(SrtpBinding *b)
+{
+    b->ctx = NULL;
+    b->fn = NULL;
+    Py_CLEAR(b->keep);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* SendTarget                                                                                 */
 
@@ -63,9 +99,7 @@ typedef struct {
     PyObject *addr;     /* the Python address tuple, or None */
     struct sockaddr_storage sa;
     socklen_t salen;
-    void *srtp_ctx;
-    protect_fn protect;
-    PyObject *srtp_keep; /* keeps the libsrtp session (and so srtp_ctx) alive */
+    SrtpBinding srtp; /* srtp_protect on the outbound context */
     int enabled;
     unsigned long long tx_packets, tx_bytes, srtp_errors, send_errors;
 } SendTarget;
@@ -75,7 +109,7 @@ static PyTypeObject SendTargetType;
 static int
 target_ready(SendTarget *t)
 {
-    return t->enabled && t->srtp_ctx != NULL && t->salen != 0;
+    return t->enabled && t->srtp.ctx != NULL && t->salen != 0;
 }
 
 static int
@@ -105,7 +139,7 @@ SendTarget_traverse(SendTarget *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fallback);
     Py_VISIT(self->addr);
-    Py_VISIT(self->srtp_keep);
+    Py_VISIT(self->srtp.keep);
     return 0;
 }
 
@@ -114,9 +148,7 @@ SendTarget_clear(SendTarget *self)
 {
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->addr);
-    Py_CLEAR(self->srtp_keep);
-    self->srtp_ctx = NULL;
-    self->protect = NULL;
+    srtp_unbind(&self->srtp);
     return 0;
 }
 
@@ -131,27 +163,13 @@ SendTarget_dealloc(SendTarget *self)
 static PyObject *
 SendTarget_set_srtp(SendTarget *self, PyObject *args)
 {
-    unsigned long long ctx, fn;
-    PyObject *keep;
-    if (!PyArg_ParseTuple(args, "KKO", &ctx, &fn, &keep))
-        return NULL;
-    if (ctx == 0 || fn == 0) {
-        PyErr_SetString(PyExc_ValueError, "SRTP context and protect function must be set");
-        return NULL;
-    }
-    Py_INCREF(keep);
-    Py_XSETREF(self->srtp_keep, keep);
-    self->srtp_ctx = (void *)(uintptr_t)ctx;
-    self->protect = (protect_fn)(uintptr_t)fn;
-    Py_RETURN_NONE;
+    return srtp_bind(&self->srtp, args, "protect");
 }
 
 static PyObject *
 SendTarget_clear_srtp(SendTarget *self, PyObject *Py_UNUSED(ignored))
 {
-    self->srtp_ctx = NULL;
-    self->protect = NULL;
-    Py_CLEAR(self->srtp_keep);
+    srtp_unbind(&self->srtp);
     Py_RETURN_NONE;
 }
 
@@ -235,7 +253,7 @@ static int
 target_protect(SendTarget *t, uint8_t *buf, int len)
 {
     int out = len;
-    if (len > MAX_PLAIN || t->protect(t->srtp_ctx, buf, &out) != 0) {
+    if (len > MAX_PLAIN || t->srtp.fn(t->srtp.ctx, buf, &out) != 0) {
         t->srtp_errors++;
         return -1;
     }
@@ -1022,9 +1040,7 @@ static PyTypeObject RtpDispatcherType = {
 
 typedef struct {
     PyObject_HEAD
-    void *srtp_ctx;
-    protect_fn unprotect; /* srtp_unprotect has srtp_protect's signature */
-    PyObject *srtp_keep;
+    SrtpBinding srtp; /* srtp_unprotect on the inbound context */
     PyObject *rtcp;           /* callable(datagram): the transport's SRTCP path */
     PyObject *deliver;        /* callable(packet) for decrypted RTP */
     RtpDispatcher *dispatcher; /* deliver's RtpDispatcher when it is one (called directly) */
@@ -1062,7 +1078,7 @@ Receiver_init(Receiver *self, PyObject *args, PyObject *kwds)
 static int
 Receiver_traverse(Receiver *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->srtp_keep);
+    Py_VISIT(self->srtp.keep);
     Py_VISIT(self->rtcp);
     Py_VISIT(self->deliver);
     Py_VISIT(self->dispatcher);
@@ -1072,9 +1088,7 @@ Receiver_traverse(Receiver *self, visitproc visit, void *arg)
 static int
 Receiver_clear(Receiver *self)
 {
-    self->srtp_ctx = NULL;
-    self->unprotect = NULL;
-    Py_CLEAR(self->srtp_keep);
+    srtp_unbind(&self->srtp);
     Py_CLEAR(self->rtcp);
     Py_CLEAR(self->deliver);
     Py_CLEAR(self->dispatcher);
@@ -1092,27 +1106,13 @@ Receiver_dealloc(Receiver *self)
 static PyObject *
 Receiver_set_srtp(Receiver *self, PyObject *args)
 {
-    unsigned long long ctx, fn;
-    PyObject *keep;
-    if (!PyArg_ParseTuple(args, "KKO", &ctx, &fn, &keep))
-        return NULL;
-    if (ctx == 0 || fn == 0) {
-        PyErr_SetString(PyExc_ValueError, "SRTP context and unprotect function must be set");
-        return NULL;
-    }
-    Py_INCREF(keep);
-    Py_XSETREF(self->srtp_keep, keep);
-    self->srtp_ctx = (void *)(uintptr_t)ctx;
-    self->unprotect = (protect_fn)(uintptr_t)fn;
-    Py_RETURN_NONE;
+    return srtp_bind(&self->srtp, args, "unprotect");
 }
 
 static PyObject *
 Receiver_clear_srtp(Receiver *self, PyObject *Py_UNUSED(ignored))
 {
-    self->srtp_ctx = NULL;
-    self->unprotect = NULL;
-    Py_CLEAR(self->srtp_keep);
+    srtp_unbind(&self->srtp);
     Py_RETURN_NONE;
 }
 
@@ -1122,7 +1122,7 @@ static uint8_t rx_buf[BUF_SIZE];
 static int
 receiver_receive(Receiver *r, PyObject *data)
 {
-    if (r->srtp_ctx == NULL) { /* before DTLS is done: nothing to decrypt */
+    if (r->srtp.ctx == NULL) { /* before DTLS is done: nothing to decrypt */
         r->rx_dropped++;
         return 0;
     }
@@ -1145,7 +1145,7 @@ receiver_receive(Receiver *r, PyObject *data)
         return 0;
     }
     memcpy(rx_buf, in, (size_t)n);
-    if (r->unprotect(r->srtp_ctx, rx_buf, &len) != 0) {
+    if (r->srtp.fn(r->srtp.ctx, rx_buf, &len) != 0) {
         r->srtp_errors++;
         return 0;
     }
@@ -1183,7 +1183,7 @@ Receiver_receive(Receiver *self, PyObject *data)
 static PyObject *
 Receiver_get_ready(Receiver *self, void *closure)
 {
-    return PyBool_FromLong(self->srtp_ctx != NULL);
+    return PyBool_FromLong(self->srtp.ctx != NULL);
 }
 
 static PyMemberDef Receiver_members[] = {
