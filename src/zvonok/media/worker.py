@@ -2,8 +2,9 @@
 
 Owns: the worker's socket (``transport.udp.MediaUdpProtocol``), its ECDSA P-256 certificate and
 DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 8445 §5.1.1.1,
-priorities per §5.1.2.1, loopback lowest) and the ~4 Hz tick task that evaluates consent and
-DTLS timeouts and runs the callbacks registered with ``add_tick`` (the rooms' routers).
+priorities per §5.1.2.1, loopback lowest) and the ~4 Hz tick task that runs the callbacks
+registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
+consent and DTLS timeouts.
 Must not import anything from zvonok outside ``zvonok.media`` (and ``zvonok.errors``/``ids``).
 """
 
@@ -26,8 +27,12 @@ from .transport.udp import MediaUdpProtocol
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two housekeeping ticks.
+#: Seconds between two housekeeping ticks (the routers' RTCP and NACK timing needs ~250 ms).
 TICK_INTERVAL = 0.25
+#: Seconds between two sweeps of every transport's consent and DTLS deadlines: their timeouts
+#: are whole seconds (8 s stale, 30 s consent, 10 s DTLS), and an idle server's cost is mostly
+#: such wake-ups, so the sweep runs on every fourth tick, not on each.
+TRANSPORT_SWEEP_INTERVAL = 1.0
 #: Socket buffers: a burst of keyframe packets for many subscribers must not overflow them.
 SOCKET_BUFFER = 4 * 1024 * 1024
 _SIOCGIFADDR = 0x8915
@@ -98,6 +103,7 @@ class MediaWorker:
         self._ticks: list[Callable[[float], None]] = []
         self._tick_task: asyncio.Task[None] | None = None
         self._candidates: list[str] = []
+        self._next_sweep = float("-inf")
 
     @property
     def transports(self) -> dict[str, WebRtcTransport]:
@@ -175,9 +181,12 @@ class MediaWorker:
         return unsubscribe
 
     def tick(self, now: float) -> None:
-        """One housekeeping pass (called by the tick task; tests call it with a fake clock)."""
-        for transport in list(self._transports.values()):
-            transport.tick(now)
+        """One housekeeping pass (called by the tick task; tests call it with a fake clock):
+        the transports' deadlines once per ``TRANSPORT_SWEEP_INTERVAL``, the callbacks always."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + TRANSPORT_SWEEP_INTERVAL * 0.95
+            for transport in list(self._transports.values()):
+                transport.tick(now)
         for callback in list(self._ticks):
             try:
                 callback(now)

@@ -288,3 +288,143 @@ def test_responses_are_byte_equal_to_aioices_encoder(addr: tuple[str, int]) -> N
     parsed = aioice_stun.parse_message(binding_success(request, addr, "k"))
     assert parsed.attributes["XOR-MAPPED-ADDRESS"] == addr
     assert parsed.check_message_integrity(b"k") and not parsed.check_message_integrity(b"x")
+
+
+def _aioice_view(data: bytes) -> tuple[object, ...] | None:
+    """What aioice's codec (an independent implementation) makes of a binding request."""
+    try:
+        message = stun.parse_message(data)
+    except Exception:
+        return None
+    attrs = message.attributes
+    return (
+        message.message_method,
+        message.message_class,
+        message.transaction_id,
+        attrs.get("USERNAME"),
+        attrs.get("PRIORITY"),
+        "USE-CANDIDATE" in attrs,
+        attrs.get("ICE-CONTROLLING"),
+        attrs.get("ICE-CONTROLLED"),
+        message.check_message_integrity(LOCAL.pwd.encode()),
+    )
+
+
+def _our_view(request: BindingRequest) -> tuple[object, ...]:
+    return (
+        stun.Method.BINDING,
+        stun.Class.REQUEST,
+        request.transaction_id,
+        f"{request.local_ufrag}:{request.remote_ufrag}",
+        request.priority,
+        request.use_candidate,
+        request.ice_controlling,
+        request.ice_controlled,
+        request.message.check_integrity(LOCAL.pwd.encode()),
+    )
+
+
+_requests = st.fixed_dictionaries(
+    {
+        "username": st.text(
+            st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12
+        ).map(lambda remote: f"zvnk:{remote}"),
+        "priority": st.integers(0, 2**32 - 1),
+        "use_candidate": st.booleans(),
+        "controlling": st.none() | st.integers(0, 2**64 - 1),
+        "controlled": st.none() | st.integers(0, 2**64 - 1),
+        "software": st.none() | st.text(max_size=30),
+        "pwd": st.sampled_from([LOCAL.pwd, "another-password-of-22-chars"]),
+        "tid": st.binary(min_size=12, max_size=12),
+    }
+)
+
+
+def _encode_with_aioice(fields: dict[str, object]) -> bytes:
+    message = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, fields["tid"])  # type: ignore[arg-type]
+    if fields["software"] is not None:
+        message.attributes["SOFTWARE"] = fields["software"]
+    message.attributes["USERNAME"] = fields["username"]
+    message.attributes["PRIORITY"] = fields["priority"]
+    if fields["use_candidate"]:
+        message.attributes["USE-CANDIDATE"] = None
+    if fields["controlling"] is not None:
+        message.attributes["ICE-CONTROLLING"] = fields["controlling"]
+    if fields["controlled"] is not None:
+        message.attributes["ICE-CONTROLLED"] = fields["controlled"]
+    message.add_message_integrity(str(fields["pwd"]).encode())
+    return bytes(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_requests)
+def test_parser_agrees_with_aioice_on_encoded_requests(fields: dict[str, object]) -> None:
+    """Every request aioice's encoder makes parses to the same fields and integrity verdict."""
+    data = _encode_with_aioice(fields)
+    assert _our_view(BindingRequest.parse(data)) == _aioice_view(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_requests, st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3))
+def test_parser_accepts_only_what_aioice_accepts(
+    fields: dict[str, object], corruptions: list[tuple[int, int]]
+) -> None:
+    """Corrupted twins: whatever our parser accepts, aioice parses to the same fields (ours is
+    the stricter of the two: an attribute running past the end or of the wrong size is refused)."""
+    data = bytearray(_encode_with_aioice(fields))
+    for position, value in corruptions:
+        if position < len(data):
+            data[position] = value
+    try:
+        request = BindingRequest.parse(bytes(data))
+    except ValueError:
+        return
+    assert _our_view(request) == _aioice_view(bytes(data))
+
+
+def _patch_length(data: bytes) -> bytes:
+    return data[:2] + (len(data) - 20).to_bytes(2, "big") + data[4:]
+
+
+def test_attribute_running_past_the_end_refused() -> None:
+    data = make_request()
+    # PRIORITY is the second attribute; claim its value is longer than what is left.
+    truncated = _patch_length(data[:-8] + b"\x80\x22\x00\x40")
+    with pytest.raises(ValueError, match="attribute 0x8022 runs past the message end"):
+        BindingRequest.parse(truncated)
+
+
+def test_wrong_size_priority_refused() -> None:
+    body = b"\x00\x06\x00\x09zvnk:aioc\x00\x00\x00" + b"\x00\x24\x00\x02\x00\x01\x00\x00"
+    header = b"\x00\x01" + len(body).to_bytes(2, "big") + stun.COOKIE.to_bytes(4, "big")
+    with pytest.raises(ValueError, match="PRIORITY has 2 bytes, not 4"):
+        BindingRequest.parse(header + bytes(12) + body)
+
+
+def test_type_top_bits_refused() -> None:
+    data = bytearray(make_request())
+    data[0] |= 0x40
+    with pytest.raises(ValueError, match="the type's top two bits are not zero"):
+        BindingRequest.parse(bytes(data))
+
+
+def test_non_utf8_username_refused() -> None:
+    import zlib
+
+    body = b"\x00\x06\x00\x06zv\xffk:a\x00\x00" + b"\x00\x24\x00\x04\x00\x00\x00\x01"
+    body += b"\x00\x08\x00\x14" + bytes(20)  # MESSAGE-INTEGRITY (not checked while parsing)
+    head = b"\x00\x01" + (len(body) + 8).to_bytes(2, "big") + stun.COOKIE.to_bytes(4, "big")
+    message = head + bytes(12) + body
+    crc = (zlib.crc32(message) ^ 0x5354554E).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="USERNAME is not UTF-8"):
+        BindingRequest.parse(message + b"\x80\x28\x00\x04" + crc)
+
+
+def test_attributes_after_integrity_are_ignored() -> None:
+    """RFC 8489 §14.5: only FINGERPRINT may follow MESSAGE-INTEGRITY; anything else is not
+    authenticated, so a USE-CANDIDATE appended by an attacker must not count."""
+    data = make_request()
+    forged = _patch_length(data + b"\x00\x25\x00\x00")
+    request = BindingRequest.parse(forged)
+    assert request.use_candidate is False
+    request.verify(LOCAL.pwd)

@@ -16,7 +16,12 @@ from zvonok.media.transport.ice import IceParameters
 from zvonok.media.transport.srtp import SrtpSession
 from zvonok.media.transport.transport import ConnectionState, WebRtcTransport
 from zvonok.media.transport.udp import MAX_ADDRESSES_PER_ENDPOINT
-from zvonok.media.worker import MediaWorker, host_candidates, local_ipv4_addresses
+from zvonok.media.worker import (
+    TRANSPORT_SWEEP_INTERVAL,
+    MediaWorker,
+    host_candidates,
+    local_ipv4_addresses,
+)
 
 from .test_dtls import RTCP, RTP, DtlsClient
 
@@ -295,6 +300,9 @@ async def test_dtls_timeout(worker: MediaWorker, peer: Peer, clock: FakeClock) -
     worker.tick(clock.now)
     assert state(transport) is ConnectionState.CONNECTING
     clock.now += 0.1
+    worker.tick(clock.now)  # within the same sweep interval: not evaluated again yet
+    assert state(transport) is ConnectionState.CONNECTING
+    clock.now += TRANSPORT_SWEEP_INTERVAL
     worker.tick(clock.now)
     assert state(transport) is ConnectionState.FAILED
 
