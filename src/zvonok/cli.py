@@ -245,6 +245,11 @@ def group_remove(
     is_flag=True,
     help="Send each video frame back to back instead of through the browser-like pacer.",
 )
+@click.option(
+    "--janus",
+    is_flag=True,
+    help="Measure our own Janus VideoRoom (the installed janus binary) instead of zvonok.",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -255,15 +260,19 @@ def bench(
     server_pid: int | None,
     json_path: Path | None,
     no_pacing: bool,
+    janus: bool,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
-    calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given."""
+    calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
+    --janus, its own Janus instead (for comparison; not idle-200)."""
     try:
         from .bench.runner import SCENARIOS, run_bench, summary, write_json
     except ImportError as exc:
         _fail(f"zvonok bench needs the bench extra (pip install 'zvonok[bench]'): {exc}")
     if scenario not in SCENARIOS:
         _fail(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
+    if janus and url is not None:
+        _fail("--janus starts its own Janus and does not take --url")
     if url is not None:  # the running server's secret and embedded membership database
         data_dir = _settings(None, data_dir=data_dir).data_dir
     import uvloop
@@ -283,6 +292,7 @@ def bench(
                 warmup=warmup,
                 progress=progress,
                 pacing=not no_pacing,
+                janus=janus,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

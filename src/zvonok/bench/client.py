@@ -1,16 +1,18 @@
 """One generated call participant: signaling, ICE, DTLS-SRTP, replaying and receiving media.
 
 Owns ``Meter`` (what every participant counts into: packets sent and received per kind inside the
-measurement window, one-way latencies), ``Pacer`` (a browser-like video pacer) and
-``BenchClient``: the protocol of docs/protocol.md over ``websockets``, a full ICE agent reduced to
-what a loopback call needs (one host candidate, one check with USE-CANDIDATE, consent checks every
-4-6 s, RFC 8445 §7.2 / RFC 7675), the DTLS client (RFC 5764, via ``zvonok.media.transport.dtls``'s
-context and key export) and SRTP (pylibsrtp via ``zvonok.media.transport.srtp``). Media is the
+measurement window, one-way latencies), ``Pacer`` (a browser-like video pacer), ``MediaLeg`` (one
+peer connection's media plane, shared with the Janus target in ``janus``) and ``BenchClient``: the
+protocol of docs/protocol.md over ``websockets`` with one ``MediaLeg``. The leg is a full ICE agent
+reduced to what a loopback call needs (one host candidate, one check with USE-CANDIDATE, consent
+checks every 4-6 s, RFC 8445 §7.2 / RFC 7675), DTLS (RFC 5764, via
+``zvonok.media.transport.dtls``'s context and key export; the client role against zvonok, either
+role against Janus) and SRTP (pylibsrtp via ``zvonok.media.transport.srtp``). Media is the
 ``Clip`` replayed: Opus every 20 ms, VP8 at 30 fps through the pacer (or in one burst per frame),
 a keyframe (the loop restarts) on PLI/FIR. Every RTP packet carries RTP padding (RFC 3550 §5.1)
 holding its send time (CLOCK_REALTIME, taken just before SRTP protect and ``sendto``), the
 publisher and the kind; the server forwards padding untouched and never reads it, subscribers
-read it back. Each participant's UDP socket is a plain non-blocking socket read with
+read it back. Each leg's UDP socket is a plain non-blocking socket read with
 ``recvmsg`` from ``loop.add_reader``, with SO_TIMESTAMPNS on: the kernel's receive timestamp of
 every datagram (same clock) gives the latency the SFU adds, apart from the generator's own event
 loop. Never imported by the server.
@@ -120,26 +122,31 @@ class Pacer:
         self.budget = max(self.budget - size, -self.max_debt)
 
 
-class BenchClient:
-    """One participant; its tasks are owned here and cancelled by ``close``."""
+class MediaLeg:
+    """One peer connection's media plane: socket, ICE checks, DTLS, SRTP, sending and receiving.
+
+    The signaling side (``BenchClient`` for zvonok, ``janus.JanusParticipant`` for Janus) fills
+    ``sending`` (mid -> (kind, SSRC) of the m-lines we send on) and ``ext`` (negotiated extension
+    ids), sets ``dtls_server`` (our DTLS role: the client unless the peer's SDP said
+    ``a=setup:active``) and hands the peer's description to ``set_remote``; its tasks are owned
+    here and cancelled by ``cancel``.
+    """
 
     def __init__(
-        self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
-        certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
-        pacing: bool = True,
+        self, *, index: int, name: str, meter: Meter, clip: Clip, certificate: DtlsCertificate,
+        publish: tuple[bool, bool], speak: bool, receivers: int, pacing: bool = True,
     ) -> None:  # fmt: skip
-        self.index, self.url, self.token, self.room_id = index, url, token, room_id
-        self.session_id = f"bench-{index}"
+        self.index, self.name = index, name
         self.meter, self.clip, self.receivers = meter, clip, receivers
         self.publish, self.speak, self.pacing = publish, speak, pacing
         self.ufrag, self.pwd = secrets.token_hex(4), secrets.token_hex(16)
+        self.certificate = certificate
         self.fingerprint = certificate.fingerprint("sha-256")
-        self._ctx = certificate.make_context(server=False)
+        self.dtls_server = False
         self.ssrcs = (random.getrandbits(32), random.getrandbits(32))
         self.sending: dict[str, tuple[str, int]] = {}
         self.ext: dict[str, int] = {}
         self.offer: OfferInfo | None = None
-        self.ws: ClientConnection | None = None
         self.sock: socket.socket | None = None
         self.port = 0
         self.dtls: SSL.Connection | None = None
@@ -147,91 +154,42 @@ class BenchClient:
         self.ice_ok = False
         self.connected = asyncio.Event()
         self.keyframe_wanted = True
-        self.ws_open_ns = self.first_rx_ns = 0
-        self.state = "new"
+        self.first_rx_ns = 0
         self.plis = self.nacks = self.rx_packets = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Open the socket and the WebSocket, join; ``connected`` is set when SRTP is ready."""
+    def open(self, host: str = "127.0.0.1") -> None:
+        """Bind the UDP socket on ``host`` (``port``) and start reading it."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             sock.setblocking(False)
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             loop.add_reader(sock.fileno(), self._readable)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
         self.port = sock.getsockname()[1]
-        headers = [("Authorization", f"Bearer {self.token}")]
-        self.ws = await connect(self.url, additional_headers=headers, open_timeout=CONNECT_TIMEOUT)
-        self.ws_open_ns = time.perf_counter_ns()
-        self._tasks.append(loop.create_task(self._read()))
-        await self._send("join")
 
-    async def close(self) -> None:
+    def set_remote(self, offer: OfferInfo) -> None:
+        """The peer's description; the first one starts ICE and DTLS (later ones change nothing)."""
+        if self.offer is None:
+            self.offer = offer
+            self._tasks.append(asyncio.get_running_loop().create_task(self._connect()))
+
+    async def cancel(self) -> None:
+        """Cancel this leg's tasks (connect, consent, publish)."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.ws is not None:
-            try:
-                await self._send("leave")
-                await self.ws.close()
-            except Exception:  # noqa: BLE001 - already closed by the server
-                pass
+
+    def close_socket(self) -> None:
         if self.sock is not None:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
-
-    # -- signaling -----------------------------------------------------------------------------
-
-    async def _send(self, type_: str, payload: dict[str, Any] | None = None) -> None:
-        assert self.ws is not None
-        message: dict[str, Any] = {"type": type_, "roomId": self.room_id}
-        message["sessionId"] = self.session_id
-        if payload is not None:
-            message["payload"] = payload
-        await self.ws.send(json.dumps(message))
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        for _ in range(MAX_MESSAGES):
-            message = json.loads(await self.ws.recv())
-            payload = message.get("payload") or {}
-            if isinstance(payload, str):
-                payload = json.loads(payload)
-            kind = message.get("type")
-            if kind == "offer":
-                await self._answer(payload["sdp"])
-            elif kind == "state":
-                self.state = str(payload.get("state"))
-            elif kind == "error":
-                self.meter.errors.append(f"{self.session_id}: {payload}")
-
-    async def _answer(self, sdp: str) -> None:
-        offer = parse_offer(sdp)
-        for m in offer.media:
-            kind = AUDIO if m.kind == "audio" else VIDEO
-            taken = any(k == m.kind for k, _ in self.sending.values())
-            if m.direction == "recvonly" and self.publish[kind] and not taken:
-                self.sending[m.mid] = (m.kind, self.ssrcs[kind])
-            if m.mid in self.sending:
-                self.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
-        local = LocalMedia(
-            self.ufrag, self.pwd, self.fingerprint, self.port, f"c{self.index}", self.session_id
-        )
-        await self._send(
-            "answer", {"type": "answer", "sdp": build_answer(offer, local, self.sending)}
-        )
-        if self.offer is None:
-            self.offer = offer
-            self._tasks.append(asyncio.get_running_loop().create_task(self._connect()))
 
     # -- ICE and DTLS ----------------------------------------------------------------------------
 
@@ -255,19 +213,36 @@ class BenchClient:
         msg.add_fingerprint()
         self._sendto(bytes(msg))
 
+    def _answer_check(self, data: bytes) -> None:
+        """Answer the peer's connectivity check (RFC 8445 §7.3; zvonok, ICE-lite, sends none,
+        Janus's agent does): a success response authenticated with our password."""
+        if self.offer is None:
+            return
+        try:
+            request = stun.parse_message(data)
+        except ValueError:
+            return
+        response = stun.Message(
+            stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=request.transaction_id
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = self.offer.address  # our one peer address
+        response.add_message_integrity(self.pwd.encode())
+        response.add_fingerprint()
+        self._sendto(bytes(response))
+
     async def _connect(self) -> None:
         """Checks until answered, the DTLS handshake (retransmitted), then consent checks."""
         deadline = time.monotonic() + CONNECT_TIMEOUT
+        if self.dtls_server:  # ready before the peer's ClientHello, which follows its ICE
+            self._start_dtls()
         while self.srtp is None:
             if time.monotonic() > deadline:
-                self.meter.errors.append(f"{self.session_id}: media did not connect")
+                self.meter.errors.append(f"{self.name}: media did not connect")
                 return
             if not self.ice_ok:
                 self._check()
             elif self.dtls is None:
-                self.dtls = SSL.Connection(self._ctx, None)
-                self.dtls.set_connect_state()
-                self.dtls.set_ciphertext_mtu(1200)
+                self._start_dtls()
                 self._handshake()
             else:
                 self.dtls.DTLSv1_handle_timeout()
@@ -277,6 +252,15 @@ class BenchClient:
             await asyncio.sleep(random.uniform(4.0, 6.0))
             self._check()
 
+    def _start_dtls(self) -> None:
+        """The DTLS connection in our role: the client unless ``dtls_server``."""
+        self.dtls = SSL.Connection(self.certificate.make_context(server=self.dtls_server), None)
+        if self.dtls_server:
+            self.dtls.set_accept_state()
+        else:
+            self.dtls.set_connect_state()
+        self.dtls.set_ciphertext_mtu(1200)
+
     def _handshake(self) -> None:
         assert self.dtls is not None
         try:
@@ -284,10 +268,10 @@ class BenchClient:
         except SSL.WantReadError:
             pass
         except SSL.Error as exc:
-            self.meter.errors.append(f"{self.session_id}: DTLS {exc}")
+            self.meter.errors.append(f"{self.name}: DTLS {exc}")
         else:
             if self.srtp is None:
-                self.srtp = export_srtp(self.dtls, server=False)
+                self.srtp = export_srtp(self.dtls, server=self.dtls_server)
                 self.connected.set()
         self._flush()
 
@@ -352,7 +336,10 @@ class BenchClient:
                     else:
                         meter.no_timestamp += 1
         elif first < 4:
-            self.ice_ok = True
+            if first == 0 and data[1] == 1:  # a Binding request: the peer's own check
+                self._answer_check(data)
+            else:
+                self.ice_ok = True
         elif 19 < first < 64 and self.dtls is not None:
             self.dtls.bio_write(data)
             self._handshake()
@@ -493,3 +480,111 @@ class BenchClient:
             meter.sent[kind] += 1
             meter.expected[kind] += self.receivers
         return len(data)
+
+
+class BenchClient:
+    """One participant of zvonok (docs/protocol.md signaling, one ``MediaLeg``)."""
+
+    def __init__(
+        self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
+        certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
+        pacing: bool = True,
+    ) -> None:  # fmt: skip
+        self.index, self.url, self.token, self.room_id = index, url, token, room_id
+        self.session_id = f"bench-{index}"
+        self.meter, self.publish = meter, publish
+        self.leg = MediaLeg(
+            index=index, name=self.session_id, meter=meter, clip=clip, certificate=certificate,
+            publish=publish, speak=speak, receivers=receivers, pacing=pacing,
+        )  # fmt: skip
+        self.ws: ClientConnection | None = None
+        self.ws_open_ns = 0
+        self.state = "new"
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def connected(self) -> asyncio.Event:
+        return self.leg.connected
+
+    @property
+    def first_rx_ns(self) -> int:
+        return self.leg.first_rx_ns
+
+    @property
+    def plis(self) -> int:
+        return self.leg.plis
+
+    @property
+    def nacks(self) -> int:
+        return self.leg.nacks
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the socket and the WebSocket, join; ``connected`` is set when SRTP is ready."""
+        self.leg.open()
+        headers = [("Authorization", f"Bearer {self.token}")]
+        self.ws = await connect(self.url, additional_headers=headers, open_timeout=CONNECT_TIMEOUT)
+        self.ws_open_ns = time.perf_counter_ns()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read()))
+        await self._send("join")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.leg.cancel()
+        if self.ws is not None:
+            try:
+                await self._send("leave")
+                await self.ws.close()
+            except Exception:  # noqa: BLE001 - already closed by the server
+                pass
+        self.leg.close_socket()
+
+    def start_publishing(self, phase: float) -> None:
+        """Replay the clip on the m-lines we send on (a task owned by the media leg)."""
+        self.leg.start_publishing(phase)
+
+    # -- signaling -----------------------------------------------------------------------------
+
+    async def _send(self, type_: str, payload: dict[str, Any] | None = None) -> None:
+        assert self.ws is not None
+        message: dict[str, Any] = {"type": type_, "roomId": self.room_id}
+        message["sessionId"] = self.session_id
+        if payload is not None:
+            message["payload"] = payload
+        await self.ws.send(json.dumps(message))
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        for _ in range(MAX_MESSAGES):
+            message = json.loads(await self.ws.recv())
+            payload = message.get("payload") or {}
+            if isinstance(payload, str):
+                payload = json.loads(payload)
+            kind = message.get("type")
+            if kind == "offer":
+                await self._answer(payload["sdp"])
+            elif kind == "state":
+                self.state = str(payload.get("state"))
+            elif kind == "error":
+                self.meter.errors.append(f"{self.session_id}: {payload}")
+
+    async def _answer(self, sdp: str) -> None:
+        offer = parse_offer(sdp)
+        leg = self.leg
+        for m in offer.media:
+            kind = AUDIO if m.kind == "audio" else VIDEO
+            taken = any(k == m.kind for k, _ in leg.sending.values())
+            if m.direction == "recvonly" and self.publish[kind] and not taken:
+                leg.sending[m.mid] = (m.kind, leg.ssrcs[kind])
+            if m.mid in leg.sending:
+                leg.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
+        local = LocalMedia(
+            leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id
+        )
+        await self._send(
+            "answer", {"type": "answer", "sdp": build_answer(offer, local, leg.sending)}
+        )
+        leg.set_remote(offer)

@@ -1,13 +1,16 @@
 """Scenarios, the run (join, warm up, measure, drain), live progress, the JSON result and summary.
 
-Owns ``SCENARIOS`` (mesh-4, fanout-2x20, fanout-2x40, calls-1to1-x25, audio-100, idle-200),
-``run_bench`` (the ``zvonok bench`` command's body) and ``summary``. In each room the senders join
-first and start sending; the other participants join afterwards, and their join time (WebSocket
-open → first media packet) is what ``join_ms`` reports. Measurement happens in a window after a
-warm-up: packets are counted by their send time (carried in the packet), so nothing sent before
-or after the window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel
-receive timestamp at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the
-subscriber's event loop − send mark: end to end, the generator's receive path included).
+Owns ``SCENARIOS`` (mesh-4, fanout-2x5/2x10/2x20/2x40, calls-1to1-x25, audio-100, idle-200),
+``run_bench`` (the ``zvonok bench`` command's body; ``janus=True`` hands the scenario to
+``bench.janus``), ``measure`` (the warm-up, the window and the result, shared by both targets;
+``"server"`` in the result says which one was measured) and ``summary``. In each room the
+senders join first and start sending; the other participants join afterwards, and their join time
+(WebSocket open → first media packet) is what ``join_ms`` reports. Measurement happens in a
+window after a warm-up: packets are counted by their send time (carried in the packet), so
+nothing sent before or after the window is counted on either side. Latency comes twice:
+``sfu_latency_ms`` (kernel receive timestamp at the subscriber − send mark: what the SFU adds)
+and ``latency_ms`` (the subscriber's event loop − send mark: end to end, the generator's receive
+path included).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..media.transport.dtls import DtlsCertificate
 from .client import KINDS, BenchClient, Meter
@@ -106,6 +109,37 @@ def _gen_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Participant(Protocol):
+    """What the measurement reads of a participant (``BenchClient``, ``JanusParticipant``)."""
+
+    @property
+    def ws_open_ns(self) -> int:
+        """perf_counter_ns when its signaling started (the WebSocket was open)."""
+        ...
+
+    @property
+    def first_rx_ns(self) -> int:
+        """perf_counter_ns of its first received media packet (0: none yet)."""
+        ...
+
+    @property
+    def plis(self) -> int: ...
+
+    @property
+    def nacks(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Window:
+    """How to measure: the window's length, the warm-up before it, and what is measured."""
+
+    duration: float
+    warmup: float
+    pacing: bool
+    progress: Callable[[str], None]
+    server: str  # "zvonok" or e.g. "janus 1.1.2": which server the numbers are about
+
+
 async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> None:
     gate = asyncio.Semaphore(JOIN_CONCURRENCY)
 
@@ -121,16 +155,25 @@ async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> No
 async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
+    janus: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
     ``pacing``: publishers send video through a browser-like pacer (2.5 × the clip's bitrate,
-    a burst every 5 ms); off, every frame goes out back to back.
+    a burst every 5 ms); off, every frame goes out back to back. ``janus``: against our own
+    Janus VideoRoom instead (``bench.janus``), for comparison.
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
     if room_count * scenario.size > MAX_CLIENTS:
         raise ValueError(f"{room_count * scenario.size} participants is above {MAX_CLIENTS}")
+    if janus:
+        if url is not None:
+            raise ValueError("--janus starts its own Janus; it does not take --url")
+        from .janus import run_janus
+
+        window = Window(duration, warmup, pacing, progress, "janus")
+        return await run_janus(scenario, room_count, window)
     tmp = None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
@@ -186,49 +229,65 @@ async def _run(
             if client.publish[0]:
                 client.start_publishing(random.uniform(0, 0.033))
         setup_s = time.monotonic() - t_setup
-        await asyncio.sleep(warmup)
-        lag.lags.clear()
-        times0 = proc.cpu_times() if proc else (0.0, 0.0)
-        cpu0, gen0, meter_start = sum(times0), _gen_cpu(), time.monotonic()
-        meter.open()
-        for second in range(int(duration)):
-            await asyncio.sleep(1.0)
-            if proc:
-                cpu = (proc.cpu_seconds() - cpu0) / (second + 1) * 100
-                progress(
-                    f"t={second + 1:>3}s rx={sum(meter.received):>8} server {cpu:5.1f}% "
-                    f"rss {proc.rss_bytes() / 2**20:6.1f} MB gen {_gen_cpu() - gen0:5.1f}s"
-                )
-        await asyncio.sleep(duration - int(duration))
-        meter.close()
-        elapsed = time.monotonic() - meter_start
-        times1 = proc.cpu_times() if proc else (0.0, 0.0)
-        cpu = sum(times1) - cpu0
-        split = (times1[0] - times0[0], times1[1] - times0[1])
-        gen = _gen_cpu() - gen0
-        rss = proc.rss_bytes() if proc else 0
-        await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
-        return _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
-                       rss_before, setup_s, split, pacing)  # fmt: skip
+        window = Window(duration, warmup, pacing, progress, "zvonok")
+        return await measure(s, room_count, clients, late, meter, lag, proc, rss_before, setup_s,
+                             window)  # fmt: skip
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
 
+async def measure(
+    s: Scenario, room_count: int, clients: Sequence[Participant], late: Sequence[Participant],
+    meter: Meter, lag: LagMonitor, proc: ProcStat | None, rss_before: int, setup_s: float,
+    window: Window,
+) -> dict[str, Any]:  # fmt: skip
+    """Warm up, measure the window (server CPU, RSS, the meter), drain; the result dict.
+
+    Every participant has joined and the publishers send; the caller closes them afterwards.
+    """
+    duration, progress = window.duration, window.progress
+    await asyncio.sleep(window.warmup)
+    lag.lags.clear()
+    times0 = proc.cpu_times() if proc else (0.0, 0.0)
+    cpu0, gen0, meter_start = sum(times0), _gen_cpu(), time.monotonic()
+    meter.open()
+    for second in range(int(duration)):
+        await asyncio.sleep(1.0)
+        if proc:
+            cpu = (proc.cpu_seconds() - cpu0) / (second + 1) * 100
+            progress(
+                f"t={second + 1:>3}s rx={sum(meter.received):>8} server {cpu:5.1f}% "
+                f"rss {proc.rss_bytes() / 2**20:6.1f} MB gen {_gen_cpu() - gen0:5.1f}s"
+            )
+    await asyncio.sleep(duration - int(duration))
+    meter.close()
+    elapsed = time.monotonic() - meter_start
+    times1 = proc.cpu_times() if proc else (0.0, 0.0)
+    cpu = sum(times1) - cpu0
+    split = (times1[0] - times0[0], times1[1] - times0[1])
+    gen = _gen_cpu() - gen0
+    rss = proc.rss_bytes() if proc else 0
+    await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
+    return _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
+                   rss_before, setup_s, split, window)  # fmt: skip
+
+
 def _result(
-    s: Scenario, room_count: int, clients: list[BenchClient], late: list[BenchClient],
+    s: Scenario, room_count: int, clients: Sequence[Participant], late: Sequence[Participant],
     meter: Meter, lag: LagMonitor, elapsed: float, cpu: float, gen: float, rss: int,
-    rss_before: int, setup_s: float, split: tuple[float, float], pacing: bool,
+    rss_before: int, setup_s: float, split: tuple[float, float], window: Window,
 ) -> dict[str, Any]:  # fmt: skip
     delivered = sum(meter.received)
     joins = [(c.first_rx_ns - c.ws_open_ns) for c in late if c.first_rx_ns]
     return {
         "scenario": s.name,
+        "server": window.server,
         "rooms": room_count,
         "participants": len(clients),
         "duration_s": round(elapsed, 3),
-        "pacing": pacing,
+        "pacing": window.pacing,
         "setup_s": round(setup_s, 3),
         "sent": dict(zip(KINDS, meter.sent, strict=True)),
         "expected": dict(zip(KINDS, meter.expected, strict=True)),
@@ -275,8 +334,8 @@ def summary(result: dict[str, Any]) -> str:
     join, lag = r["join_ms"], r["generator_loop_lag_ms"]
     return "\n".join(
         [
-            f"{r['scenario']}: {r['participants']} participants in {r['rooms']} room(s), "
-            f"{r['duration_s']} s measured",
+            f"{r['scenario']} on {r.get('server', 'zvonok')}: {r['participants']} participants"
+            f" in {r['rooms']} room(s), {r['duration_s']} s measured",
             f"  server CPU {r['server_cpu_percent']}% of a core (user {r['server_cpu_user_s']} s,"
             f" system {r['server_cpu_system_s']} s); "
             f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "

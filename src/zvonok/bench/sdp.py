@@ -1,9 +1,11 @@
 """The generator's side of offer/answer: read the server's offer, write the answer (RFC 8829).
 
 Owns ``OfferInfo`` / ``OfferedMedia`` (just what the generator needs from an offer: ICE
-credentials, the server's candidate, per m-line kind, mid, direction, codecs and extension ids)
-and ``build_answer`` (BUNDLE, rtcp-mux, ``a=setup:active``: the generator is the DTLS client,
-RFC 5763 §5; ``a=ssrc`` and ``a=msid`` for what it publishes, RFC 8830). Written independently of
+credentials, the server's candidate, per m-line kind, mid, direction, codecs and extension ids),
+``build_answer`` (BUNDLE, rtcp-mux, ``a=setup:active``: the generator is the DTLS client,
+RFC 5763 §5; ``a=ssrc`` and ``a=msid`` for what it publishes, RFC 8830) and ``build_offer`` (a
+publisher's sendonly offer, ``a=setup:actpass``, for servers such as Janus where the client
+offers); ``parse_offer`` reads the server's answer to it as well. Written independently of
 ``zvonok.media.sdp`` on purpose, so the benchmark does not share the server's SDP code.
 Imports nothing from zvonok.
 """
@@ -42,11 +44,20 @@ class OfferInfo:
     ice_pwd: str
     address: tuple[str, int]
     media: list[OfferedMedia]
+    setup: str = ""  # the first a=setup value: "active" makes us the DTLS server (RFC 5763 §5)
 
 
-def parse_offer(text: str) -> OfferInfo:
-    """Read the server's offer; ``ValueError`` when a needed line is missing."""
-    ufrag = pwd = ""
+def parse_offer(
+    text: str, *, hosts: tuple[str, ...] = ("127.",),
+    fallback_address: tuple[str, int] | None = None,
+) -> OfferInfo:  # fmt: skip
+    """Read the server's offer (or answer); ``ValueError`` when a needed line is missing.
+
+    The server's address is its first UDP candidate whose address starts with one of ``hosts``
+    (loopback by default); ``fallback_address`` when there is none (a renegotiation that does
+    not repeat the candidates).
+    """
+    ufrag = pwd = setup = ""
     address: tuple[str, int] | None = None
     media: list[OfferedMedia] = []
     for raw in text.splitlines():
@@ -58,9 +69,11 @@ def parse_offer(text: str) -> OfferInfo:
             ufrag = line[12:]
         elif line.startswith("a=ice-pwd:"):
             pwd = line[10:]
+        elif line.startswith("a=setup:"):
+            setup = setup or line[8:]
         elif line.startswith("a=candidate:") and address is None:
             fields = line.split()
-            if fields[2].lower() == "udp" and fields[4].startswith("127."):
+            if fields[2].lower() == "udp" and fields[4].startswith(hosts):
                 address = (fields[4], int(fields[5]))
         elif not media:
             continue
@@ -73,9 +86,10 @@ def parse_offer(text: str) -> OfferInfo:
         elif line.startswith("a=extmap:"):
             ident, _, uri = line[9:].partition(" ")
             media[-1].extensions[uri.strip()] = int(ident.split("/")[0])
+    address = address or fallback_address
     if not ufrag or not pwd or address is None:
-        raise ValueError("server offer lacks ICE credentials or a 127.x UDP candidate")
-    return OfferInfo(ufrag, pwd, address, media)
+        raise ValueError(f"server offer lacks ICE credentials or a UDP candidate on {hosts}")
+    return OfferInfo(ufrag, pwd, address, media, setup)
 
 
 @dataclass
@@ -88,6 +102,7 @@ class LocalMedia:
     port: int
     cname: str
     stream: str
+    host: str = "127.0.0.1"  # the address of our one host candidate
 
 
 def _codec_lines(m: OfferedMedia, pt: int) -> list[str]:
@@ -143,5 +158,61 @@ def build_answer(offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[s
                 f"a=ssrc:{ssrc} cname:{local.cname}",
                 f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{m.kind}",
             ]
-        lines.append(f"a=candidate:1 1 udp 2130706431 127.0.0.1 {local.port} typ host")
+        lines.append(f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host")
+    return "\r\n".join(lines) + "\r\n"
+
+
+#: The header extensions a publisher offers (the ones ``client.MediaLeg`` writes), per kind.
+OFFER_EXTENSIONS = {
+    "audio": [(1, "urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+              (4, "urn:ietf:params:rtp-hdrext:sdes:mid")],
+    "video": [(2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+              (4, "urn:ietf:params:rtp-hdrext:sdes:mid")],
+}  # fmt: skip
+OPUS_PT, VP8_PT = 111, 96
+
+
+def build_offer(local: LocalMedia, sending: dict[str, tuple[str, int]]) -> str:
+    """A publisher's offer: one sendonly m-line per ``sending`` entry (mid -> (kind, ssrc)).
+
+    Opus (48 kHz stereo, in-band FEC) or VP8 with NACK/PLI/FIR feedback, BUNDLE, rtcp-mux,
+    ``a=setup:actpass`` (the answerer picks the DTLS role), no RTX, our one host candidate.
+    """
+    lines = [
+        "v=0",
+        f"o=- {local.port} 2 IN IP4 {local.host}",
+        "s=-",
+        "t=0 0",
+        f"a=group:BUNDLE {' '.join(sending)}",
+        "a=msid-semantic: WMS *",
+    ]
+    for mid, (kind, ssrc) in sending.items():
+        if kind == "audio":
+            pt = OPUS_PT
+            codec = [f"a=rtpmap:{pt} opus/48000/2", f"a=fmtp:{pt} minptime=10;useinbandfec=1"]
+        elif kind == "video":
+            pt = VP8_PT
+            codec = [f"a=rtpmap:{pt} VP8/90000"] + [
+                f"a=rtcp-fb:{pt} {fb}" for fb in ("ccm fir", "nack", "nack pli")
+            ]
+        else:
+            raise ValueError(f"cannot offer {kind!r}")
+        lines += [
+            f"m={kind} 9 UDP/TLS/RTP/SAVPF {pt}",
+            "c=IN IP4 0.0.0.0",
+            f"a=mid:{mid}",
+            f"a=ice-ufrag:{local.ufrag}",
+            f"a=ice-pwd:{local.pwd}",
+            f"a=fingerprint:sha-256 {local.fingerprint}",
+            "a=setup:actpass",
+            "a=rtcp-mux",
+            "a=sendonly",
+            *(f"a=extmap:{ident} {uri}" for ident, uri in OFFER_EXTENSIONS[kind]),
+            *codec,
+            f"a=msid:{local.stream} {local.stream}-{kind}",
+            f"a=ssrc:{ssrc} cname:{local.cname}",
+            f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{kind}",
+            f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host",
+            "a=end-of-candidates",
+        ]
     return "\r\n".join(lines) + "\r\n"
