@@ -173,6 +173,12 @@ class MediaLeg:
         self.sock = sock
         self.port = sock.getsockname()[1]
 
+    def learn_extensions(self, description: OfferInfo) -> None:
+        """Take the header-extension ids the peer's description gives the m-lines we send on."""
+        for m in description.media:
+            if m.mid in self.sending:
+                self.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
+
     def set_remote(self, offer: OfferInfo) -> None:
         """The peer's description; the first one starts ICE and DTLS (later ones change nothing)."""
         if self.offer is None:
@@ -579,8 +585,7 @@ class BenchClient:
             taken = any(k == m.kind for k, _ in leg.sending.values())
             if m.direction == "recvonly" and self.publish[kind] and not taken:
                 leg.sending[m.mid] = (m.kind, leg.ssrcs[kind])
-            if m.mid in leg.sending:
-                leg.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
+        leg.learn_extensions(offer)
         local = LocalMedia(
             leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id
         )

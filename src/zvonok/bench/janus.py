@@ -33,13 +33,12 @@ import itertools
 import json
 import random
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -51,9 +50,9 @@ from websockets.typing import Subprotocol
 from ..media.transport.dtls import DtlsCertificate
 from .client import AUDIO, VIDEO, MediaLeg, Meter
 from .clip import Clip, load_clip
-from .runner import JOIN_CONCURRENCY, LagMonitor, Scenario, Window, measure
+from .runner import LagMonitor, Scenario, Window, each, measure
 from .sdp import LocalMedia, build_answer, build_offer, parse_offer
-from .target import ProcStat, _free_port
+from .target import ProcStat, free_port, start_process, stop_process
 
 PROTOCOL = Subprotocol("janus-protocol")
 PLUGIN = "janus.plugin.videoroom"
@@ -63,7 +62,6 @@ JANUS_BINARY = "/usr/bin/janus"
 LIB_DIRS = ("/usr/lib/*/janus", "/usr/lib/janus", "/usr/local/lib/janus", "/opt/janus/lib/janus")
 DEBUG_LEVEL = 3  # warnings and errors only
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 20.0
 KEEPALIVE_INTERVAL = 25.0  # Janus drops a session after 60 s without a request
@@ -231,16 +229,8 @@ class JanusServer:
         return "\n".join(out)
 
     def stop(self) -> None:
-        """SIGTERM our own Janus by PID, SIGKILL after ``STOP_TIMEOUT``."""
-        process = self.process
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        """SIGTERM our own Janus by PID, SIGKILL after ``target.STOP_TIMEOUT``."""
+        stop_process(self.process)
 
     async def create_rooms(self, rooms: Sequence[tuple[int, int]]) -> None:
         """Create (room id, publishers) VideoRooms through an admin session of its own."""
@@ -260,10 +250,10 @@ class JanusServer:
 async def spawn_janus(root: Path) -> JanusServer:
     """Start Janus with a configuration under ``root``; returns once its API answers ``info``."""
     binary, lib = find_janus()
-    port, address = _free_port(socket.SOCK_STREAM), media_address()
+    port, address = free_port(socket.SOCK_STREAM), media_address()
     config = write_config(root, lib, port, address)
     argv = [str(binary), "-C", str(config), "-F", str(root / "conf")]
-    process = _popen(argv, root)
+    process = start_process(argv, root / "janus.out", cwd=root)
     server = JanusServer(f"ws://127.0.0.1:{port}", root, process, address)
     deadline = time.monotonic() + START_TIMEOUT
     try:
@@ -279,15 +269,6 @@ async def spawn_janus(root: Path) -> JanusServer:
     except BaseException:
         server.stop()
         raise
-
-
-def _popen(argv: list[str], root: Path) -> subprocess.Popen[bytes]:
-    """Start Janus in its own session in ``root``, its stdout in ``root/janus.out``."""
-    with (root / "janus.out").open("wb") as out:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=root,
-        )  # fmt: skip
 
 
 async def _server_version(url: str) -> str:
@@ -613,9 +594,7 @@ class JanusParticipant:
                 f"{self.name}: publish gave no answer: {plugin_data(reply, check=False)}"
             )
         answer = parse_offer(sdp, hosts=(self.address,))
-        for m in answer.media:
-            if m.mid in leg.sending:
-                leg.ext.update({f"{m.kind}:{u}": i for u, i in m.extensions.items()})
+        leg.learn_extensions(answer)
         leg.dtls_server = answer.setup != "passive"  # Janus answers active: it is the client
         leg.set_remote(answer)
         await self._wait(leg)
@@ -689,19 +668,6 @@ class JanusParticipant:
 # -- the run --------------------------------------------------------------------------------------
 
 
-async def _each(
-    items: Sequence[JanusParticipant], step: Callable[[JanusParticipant], Awaitable[None]],
-) -> None:  # fmt: skip
-    """``step`` for every participant, ``JOIN_CONCURRENCY`` at a time."""
-    gate = asyncio.Semaphore(JOIN_CONCURRENCY)
-
-    async def one(item: JanusParticipant) -> None:
-        async with gate:
-            await step(item)
-
-    await asyncio.gather(*(one(item) for item in items))
-
-
 async def run_janus(s: Scenario, room_count: int, window: Window) -> dict[str, Any]:
     """Run scenario ``s`` against our own Janus; the result dict of ``runner.measure``."""
     if s.idle:
@@ -763,16 +729,16 @@ async def _run(s: Scenario, room_count: int, window: Window, server: JanusServer
     clients = senders + late
     try:
         t_setup = time.monotonic()
-        await _each(senders, lambda m: m.start())
+        await each(senders, lambda m: m.start())
         for member in senders:
             member.start_publishing(random.uniform(0, 0.033))
-        await _each(senders, lambda m: m.subscribe(feeds(m)))
+        await each(senders, lambda m: m.subscribe(feeds(m)))
         window.progress(f"{len(senders)} connected")
-        await _each(late, join_late)
+        await each(late, join_late)
         for member in late:
             member.start_publishing(random.uniform(0, 0.033))
         # those who joined before a later publisher now subscribe to it too
-        await _each(clients, lambda m: m.subscribe(feeds(m)))
+        await each(clients, lambda m: m.subscribe(feeds(m)))
         window.progress(f"{len(late)} connected")
         setup_s = time.monotonic() - t_setup
         return await measure(

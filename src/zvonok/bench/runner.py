@@ -22,10 +22,10 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..media.transport.dtls import DtlsCertificate
 from .client import KINDS, BenchClient, Meter
@@ -33,6 +33,7 @@ from .clip import load_clip
 from .target import ProcStat, Target, spawn_server
 
 JOIN_CONCURRENCY = 8
+T = TypeVar("T")
 MAX_CLIENTS = 500
 
 
@@ -140,15 +141,23 @@ class Window:
     server: str  # "zvonok" or e.g. "janus 1.1.2": which server the numbers are about
 
 
-async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> None:
+async def each(items: Sequence[T], step: Callable[[T], Awaitable[None]]) -> None:
+    """``step`` for every item, ``JOIN_CONCURRENCY`` at a time (joins, subscriptions)."""
     gate = asyncio.Semaphore(JOIN_CONCURRENCY)
 
-    async def one(client: BenchClient) -> None:
+    async def one(item: T) -> None:
         async with gate:
-            await client.start()
-            await asyncio.wait_for(client.connected.wait(), 20.0)
+            await step(item)
 
-    await asyncio.gather(*(one(c) for c in clients))
+    await asyncio.gather(*(one(item) for item in items))
+
+
+async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> None:
+    async def join(client: BenchClient) -> None:
+        await client.start()
+        await asyncio.wait_for(client.connected.wait(), 20.0)
+
+    await each(clients, join)
     report(f"{len(clients)} connected")
 
 

@@ -3,8 +3,10 @@
 Owns ``Target`` (WebSocket URLs, tokens signed with the server's secret, rooms created in its
 embedded SQL store — the same code the ``zvonok chat/group create`` commands run), ``spawn_server``
 (a ``python -m zvonok serve`` subprocess on free loopback ports with a temp data dir, stopped by
-PID) and ``ProcStat`` (utime+stime and RSS of a process and all its descendants, from
-``/proc/<pid>/stat`` and ``/proc/<pid>/status``). Imports the auth/store modules only.
+PID), ``start_process``/``stop_process`` (a server under test in its own session, ended by PID;
+the Janus target uses them too) and ``ProcStat`` (utime+stime and RSS of a process and all its
+descendants, from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``). Imports the auth/store
+modules only.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ START_TIMEOUT = 20.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _free_port(kind: int) -> int:
+#: Seconds a process we started gets between SIGTERM and SIGKILL.
+STOP_TIMEOUT = 10.0
+
+
+def free_port(kind: int) -> int:
+    """A port on 127.0.0.1 that is free now (``SOCK_STREAM`` or ``SOCK_DGRAM``)."""
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -116,20 +123,13 @@ class Target:
 
     def stop(self) -> None:
         """SIGTERM our own server by PID, SIGKILL after 10 s. Nothing for ``--url``."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if self.process is not None:
+            stop_process(self.process)
 
 
 async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
     """``python -m zvonok serve`` on free loopback ports; returns when /healthz answers."""
-    port, media_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+    port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = {
         **os.environ,
         "ZVONOK_CONNECT_RATE": "10000",
@@ -142,7 +142,7 @@ async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
         "--media-port", str(media_port), "--data-dir", str(data_dir),
         "--announce-ip", "127.0.0.1", "--log-format", "json",
     ]  # fmt: skip
-    process = _popen(argv, env, data_dir / "server.log")
+    process = start_process(argv, data_dir / "server.log", env=env)
     target = Target(f"http://127.0.0.1:{port}", data_dir, process.pid, process)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -155,13 +155,27 @@ async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
     raise RuntimeError(f"zvonok serve did not answer within {START_TIMEOUT} s")
 
 
-def _popen(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the server in its own session, its output in ``log_path``."""
+def start_process(
+    argv: list[str], log_path: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server under test in its own session, its output in ``log_path``."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
+            cwd=cwd, start_new_session=True,
         )  # fmt: skip
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process we started, by PID; SIGKILL after ``STOP_TIMEOUT``. Idempotent."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def _healthy(url: str) -> bool:
