@@ -17,7 +17,7 @@ from zvonok.media.transport.ice import (
     Consent,
     IceLiteAgent,
     IceParameters,
-    parse_stun,
+    StunMessage,
 )
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "stun"
@@ -130,7 +130,7 @@ def test_bad_cookie_refused() -> None:
     data = bytearray(fixture("aioice_binding"))
     data[4] ^= 0xFF
     with pytest.raises(ValueError, match="STUN magic cookie is wrong"):
-        parse_stun(bytes(data))
+        StunMessage.parse(bytes(data))
 
 
 @pytest.mark.parametrize(

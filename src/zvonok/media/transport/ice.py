@@ -222,11 +222,6 @@ class StunMessage:
         )
 
 
-def parse_stun(data: bytes) -> StunMessage:
-    """Parse one STUN message (RFC 8489 §5), checking the magic cookie and FINGERPRINT."""
-    return StunMessage.parse(data)
-
-
 class BindingRequest:
     """A connectivity check as received: parsed and fingerprinted, not yet authenticated."""
 
