@@ -236,3 +236,59 @@ def test_offer_with_no_supported_codec_is_refused() -> None:
             codec.name = "AV1" if media.kind == "video" else "iLBC"
     with pytest.raises(ValueError, match="no codec zvonok supports"):
         SessionNegotiator().apply_offer(str(desc), [], local_for)
+
+
+def _pt_table(*texts: str) -> dict[int, tuple[object, ...]]:
+    """payload type -> codec across descriptions; fails on one type naming two codecs."""
+    table: dict[int, tuple[object, ...]] = {}
+    for text in texts:
+        for media in SessionDescription.parse(text).media:
+            for codec in media.codecs:
+                key = ("rtx",) if codec.name.lower() == "rtx" else codec_key(codec)
+                assert table.setdefault(codec.payload_type, key) == key, (
+                    f"payload type {codec.payload_type} is both {table[codec.payload_type]} "
+                    f"and {key}"
+                )
+    return table
+
+
+def test_withdrawn_offer_leaves_no_payload_type_behind() -> None:
+    """The aiortc case: our offer (VP8 forwarded at our PT) is withdrawn and the client's offer
+    (opus at 96, VP8 at 97) answered; the answer and every later offer use the client's PTs."""
+    neg = SessionNegotiator()
+    ours = neg.create_offer([vp8_track()], LOCAL)
+    withdrawn = _pt_table(ours)
+    neg.rollback()
+    client = fixture("aiortc_offer_audio_video.sdp")
+    answer, _ = neg.apply_offer(client, [vp8_track()], local_for)
+    later = neg.create_offer([vp8_track(), vp8_track("t2", 2222)], LOCAL)
+    table = _pt_table(client, answer, later)
+    assert table[96] == codec_key(RtpCodec(96, "opus", 48000, 2, {}, []))
+    assert withdrawn[96] != table[96]  # the withdrawn offer had used 96 for something else
+    vp8 = [
+        c.payload_type
+        for m in SessionDescription.parse(later).media
+        for c in m.codecs
+        if c.name == "VP8"
+    ]
+    assert vp8 and set(vp8) == {97}
+
+
+def test_withdrawn_offer_frees_its_extension_ids_and_mids() -> None:
+    neg = SessionNegotiator()
+    before = neg._reservations()
+    neg.create_offer([vp8_track(), vp8_track("t2", 2222)], LOCAL)
+    neg.rollback()
+    assert neg._reservations() == before
+
+
+def test_refused_client_offer_reserves_nothing() -> None:
+    neg = SessionNegotiator()
+    neg.apply_answer(answer_to(neg.create_offer([], LOCAL)))
+    before = neg._reservations()
+    desc = SessionDescription.parse(fixture("chromium_offer_screenshare.sdp"))
+    desc.media[-1].rtcp_mux = False  # refused at the last m-line, after the others reserved
+    with pytest.raises(ValueError, match="rtcp-mux"):
+        neg.apply_offer(str(desc), [], local_for)
+    assert neg._reservations() == before
+    assert neg.state == "stable"

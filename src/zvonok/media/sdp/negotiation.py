@@ -8,6 +8,9 @@ m-line recycling (§5.2.2), BUNDLE (RFC 8843) on one transport with rtcp-mux (RF
 
 Payload types and header-extension ids are session-wide (one BUNDLE group) and never change once
 used: Chrome refuses an extension id renumbering and drops packets after a payload-type change.
+What an offer reserves (payload types, extension ids, mids) is reserved only once the offer is
+answered: a withdrawn offer (``rollback``, JSEP §5.7) or a refused client offer leaves the session
+exactly as it was, so the client's next offer is answered as if ours never existed.
 
 Pure logic on text: no sockets, no tasks. Imports only ``zvonok.media.sdp``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .codecs import (
     SUPPORTED_EXTENSIONS,
@@ -54,6 +58,17 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Reservations:
+    """What offers reserve in a session: payload types, extension ids, mids (a snapshot)."""
+
+    pt_by_key: dict[tuple[object, ...], int]
+    pt_used: dict[int, tuple[object, ...]]
+    ext_ids: dict[str, int]
+    mids_used: frozenset[str]
+    next_mid: int
+
+
 class SessionNegotiator:
     """Offer/answer for one session; the server is the impolite peer (RFC 8829 + W3C)."""
 
@@ -69,12 +84,26 @@ class SessionNegotiator:
         self._session_id = str(secrets.randbelow(2**62))
         self._version = 0
         self._remote_ufrag: str | None = None
+        #: What was reserved before our outstanding offer (restored by ``rollback``).
+        self._before_offer: _Reservations | None = None
 
     # ------------------------------------------------------------------ offers by the server
     def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
         """Reconcile the m-lines with ``sends`` and return the offer text."""
         if self.state != "stable":
             raise RuntimeError("create_offer while an offer is outstanding")
+        before = self._reservations()
+        try:
+            slots = self._offer_slots(sends)
+        except ValueError:
+            self._restore(before)
+            raise
+        self._before_offer = before
+        self._pending = slots
+        self.state = "have-local-offer"
+        return self._render(slots, local, offer=True)
+
+    def _offer_slots(self, sends: Sequence[SendTrack]) -> list[Slot]:
         slots = [copy_slot(s) for s in self.slots]
         if not slots:
             for kind in ("audio", "video"):
@@ -116,9 +145,7 @@ class SessionNegotiator:
                 slot.codecs = self._our_codecs(slot.kind)
             if not slot.extensions:
                 slot.extensions = self._our_extensions(slot.kind)
-        self._pending = slots
-        self.state = "have-local-offer"
-        return self._render(slots, local, offer=True)
+        return slots
 
     def apply_answer(self, text: str) -> NegotiationResult:
         """Apply the client's answer to our outstanding offer; raises ``ValueError``."""
@@ -159,6 +186,19 @@ class SessionNegotiator:
         """Answer a client offer. ``local_for(ice_restart)`` gives the transport parameters."""
         if self.state != "stable":
             raise ValueError("glare: the server's offer is outstanding")
+        before = self._reservations()
+        try:
+            return self._answer_offer(text, sends, local_for)
+        except ValueError:
+            self._restore(before)  # a refused offer reserves nothing
+            raise
+
+    def _answer_offer(
+        self,
+        text: str,
+        sends: Sequence[SendTrack],
+        local_for: Callable[[bool], LocalParameters],
+    ) -> tuple[str, NegotiationResult]:
         desc = SessionDescription.parse(text)
         if len(desc.media) < len(self.slots):
             raise ValueError(
@@ -273,6 +313,7 @@ class SessionNegotiator:
             raise ValueError("description has no a=fingerprint")
         self.slots = slots
         self._pending = None
+        self._before_offer = None
         self.state = "stable"
         self._remote_ufrag = ufrag
         candidates = [c for m in desc.media for c in m.candidates]
@@ -295,11 +336,28 @@ class SessionNegotiator:
         return self._pending if self._pending is not None else self.slots
 
     def rollback(self) -> None:
-        """Withdraw our outstanding offer (used when the session is reset)."""
-        if self._pending is not None:  # mids only the withdrawn offer used were never negotiated
-            self._mids_used -= {s.mid for s in self._pending} - {s.mid for s in self.slots}
+        """Withdraw our outstanding offer (JSEP §5.7): everything it reserved is free again."""
+        if self._before_offer is not None:
+            self._restore(self._before_offer)
+        self._before_offer = None
         self._pending = None
         self.state = "stable"
+
+    def _reservations(self) -> _Reservations:
+        return _Reservations(
+            pt_by_key=dict(self._pt_by_key),
+            pt_used=dict(self._pt_used),
+            ext_ids=dict(self._ext_ids),
+            mids_used=frozenset(self._mids_used),
+            next_mid=self._next_mid,
+        )
+
+    def _restore(self, saved: _Reservations) -> None:
+        self._pt_by_key = dict(saved.pt_by_key)
+        self._pt_used = dict(saved.pt_used)
+        self._ext_ids = dict(saved.ext_ids)
+        self._mids_used = set(saved.mids_used)
+        self._next_mid = saved.next_mid
 
     def _published(self) -> dict[str, PublishedTrack]:
         out: dict[str, PublishedTrack] = {}
