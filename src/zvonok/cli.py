@@ -10,6 +10,8 @@ unknown group) print ``error: ...`` on stderr and exit with status 2. Implements
 from __future__ import annotations
 
 import asyncio
+import shlex
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -297,6 +299,7 @@ def bench(
         )
     except (ValueError, RuntimeError) as exc:
         _fail(str(exc), code=1)
+    result["command"] = shlex.join(["zvonok", *sys.argv[1:]])  # how to measure it again
     if json_path is not None:
         write_json(json_path, result)
     click.echo(summary(result))

@@ -55,9 +55,11 @@ def test_mesh4_against_janus_delivers_everything(tmp_path: Path) -> None:
     for kind in ("audio", "video"):
         assert result["expected"][kind] > 0
         assert result["delivery_ratio"][kind] >= 0.99, result
+    assert result["duplicates"] == {"audio": 0, "video": 0}, result
+    assert result["unexpected"] == {"audio": 0, "video": 0}, result
     assert result["cpu_us_per_delivered_packet"] > 0
     assert result["server_rss_mb"] > 0
     assert result["join_ms"]["count"] == 1 and result["join_ms"]["p50"] > 0
     sfu = result["sfu_latency_ms"]
-    assert sfu["count"] == sum(result["delivered"].values()) and sfu["no_timestamp"] == 0
+    assert sfu["count"] > 0 and sfu["no_timestamp"] == 0
     assert "mesh-4 on janus" in done.stdout

@@ -11,8 +11,11 @@ role against Janus) and SRTP (pylibsrtp via ``zvonok.media.transport.srtp``). Me
 ``Clip`` replayed: Opus every 20 ms, VP8 at 30 fps through the pacer (or in one burst per frame),
 a keyframe (the loop restarts) on PLI/FIR. Every RTP packet carries RTP padding (RFC 3550 §5.1)
 holding its send time (CLOCK_REALTIME, taken just before SRTP protect and ``sendto``), the
-publisher and the kind; the server forwards padding untouched and never reads it, subscribers
-read it back. Each leg's UDP socket is a plain non-blocking socket read with
+publisher's own packet number for that kind, the publisher and the kind; the server forwards
+padding untouched and never reads it, subscribers read it back. A subscriber counts a packet as
+delivered only when it comes from a publisher it subscribes to (``MediaLeg.sources``) and is the
+first copy of that packet (``Seen``); other publishers' packets and second copies are counted
+apart. Each leg's UDP socket is a plain non-blocking socket read with
 ``recvmsg`` from ``loop.add_reader``, with SO_TIMESTAMPNS on: the kernel's receive timestamp of
 every datagram (same clock) gives the latency the SFU adds, apart from the generator's own event
 loop. Never imported by the server.
@@ -42,7 +45,8 @@ from .sdp import LocalMedia, OfferInfo, build_answer, parse_offer
 
 AUDIO, VIDEO = 0, 1
 KINDS = ("audio", "video")
-MARK = struct.Struct("!QHBB")  # send time (ns), publisher index, kind, padding length
+# send time (ns), the publisher's packet number for this kind, publisher index, kind, padding length
+MARK = struct.Struct("!QIHBB")
 MARK_SIZE = MARK.size
 _HEADER = struct.Struct("!BBHII")
 CONNECT_TIMEOUT = 20.0
@@ -55,14 +59,18 @@ RX_BUFFER = 2048
 PACE_FACTOR = 2.5  # libwebrtc's PacingController::kDefaultPaceMultiplier
 PACE_INTERVAL = 0.005  # its periodic process interval (kDefaultMinPacketLimit)
 PACE_MAX_DEBT = 0.5  # seconds of pacing rate the debt may reach (kMaxDebtInTime)
+SEEN_WINDOW = 4096  # packets per stream behind the newest one a duplicate is recognised in
 
 
 class Meter:
     """Counters shared by every client of one run; the window is [t0, t1) in ``time.time_ns``.
 
-    CLOCK_REALTIME, the clock of the send marks and of SO_TIMESTAMPNS. ``latencies`` is the
-    end-to-end latency (subscriber's event loop − send mark), ``sfu_latencies`` the kernel
-    receive timestamp − send mark of the same packets.
+    CLOCK_REALTIME, the clock of the send marks and of SO_TIMESTAMPNS. ``received`` counts the
+    first copy of each packet from a publisher the subscriber subscribes to, ``duplicates`` the
+    further copies of such packets, ``unexpected`` packets from any other publisher (one's own
+    echoed back, another room's). ``latencies`` is the end-to-end latency (subscriber's event loop
+    − send mark) of the ``received`` packets, ``sfu_latencies`` the kernel receive timestamp −
+    send mark of the same packets.
     """
 
     def __init__(self) -> None:
@@ -70,7 +78,8 @@ class Meter:
         self.sent = [0, 0]
         self.expected = [0, 0]
         self.received = [0, 0]
-        self.rx_total = 0
+        self.duplicates = [0, 0]
+        self.unexpected = [0, 0]
         self.latencies = array("q")
         self.sfu_latencies = array("q")
         self.no_timestamp = 0  # delivered packets without a kernel timestamp
@@ -82,6 +91,42 @@ class Meter:
 
     def close(self) -> None:
         self.t1 = time.time_ns()
+
+
+class Seen:
+    """Which packets of each (publisher, kind) stream a subscriber has had: duplicate detection.
+
+    Keyed by the publisher's packet number from the send mark, a sliding window like SRTP's
+    replay list (RFC 3711 §3.3.2): the newest number and a bitmask of the ``SEEN_WINDOW`` before
+    it. A packet older than the window is taken as new (a copy that late cannot be told apart;
+    on loopback reordering is a few packets at most).
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[int, list[int]] = {}  # publisher << 1 | kind -> [newest, mask]
+
+    def first(self, stream: int, number: int) -> bool:
+        """Record ``number`` of ``stream``; False when it was seen before."""
+        state = self._streams.get(stream)
+        if state is None:
+            self._streams[stream] = [number, 1]
+            return True
+        newest, mask = state
+        if number > newest:
+            shift = number - newest
+            state[0] = number
+            state[1] = ((mask << shift) | 1) & _SEEN_MASK if shift < SEEN_WINDOW else 1
+            return True
+        if newest - number >= SEEN_WINDOW:
+            return True
+        bit = 1 << (newest - number)
+        if mask & bit:
+            return False
+        state[1] = mask | bit
+        return True
+
+
+_SEEN_MASK = (1 << SEEN_WINDOW) - 1
 
 
 class Pacer:
@@ -147,6 +192,9 @@ class MediaLeg:
         self.sending: dict[str, tuple[str, int]] = {}
         self.ext: dict[str, int] = {}
         self.offer: OfferInfo | None = None
+        self.sources: set[int] = set()  # indices of the publishers this leg subscribes to
+        self.seen = Seen()
+        self.numbers = [0, 0]  # our own packet number per kind (the send mark's)
         self.sock: socket.socket | None = None
         self.port = 0
         self.dtls: SSL.Connection | None = None
@@ -332,9 +380,15 @@ class MediaLeg:
             if not self.first_rx_ns:
                 self.first_rx_ns = time.perf_counter_ns()
             if packet[0] & 0x20 and len(packet) > 12 + MARK_SIZE:
-                sent, _pub, kind, size = MARK.unpack_from(packet, len(packet) - MARK_SIZE)
+                sent, number, pub, kind, size = MARK.unpack_from(packet, len(packet) - MARK_SIZE)
                 meter = self.meter
                 if size == MARK_SIZE and meter.t0 <= sent < meter.t1 and kind < 2:
+                    if pub not in self.sources:
+                        meter.unexpected[kind] += 1
+                        return
+                    if not self.seen.first(pub << 1 | kind, number):
+                        meter.duplicates[kind] += 1
+                        return
                     meter.received[kind] += 1
                     meter.latencies.append(now - sent)
                     if kernel_ns:
@@ -471,9 +525,11 @@ class MediaLeg:
             first, pt | (0x80 if marker else 0), seq[kind], ts & 0xFFFFFFFF, self.ssrcs[kind]
         )
         body = header + ext + payload
+        number = self.numbers[kind] = (self.numbers[kind] + 1) & 0xFFFFFFFF
         now = time.time_ns()
         try:
-            data = srtp.protect_rtp(body + MARK.pack(now, self.index & 0xFFFF, kind, MARK_SIZE))
+            mark = MARK.pack(now, number, self.index & 0xFFFF, kind, MARK_SIZE)
+            data = srtp.protect_rtp(body + mark)
         except ValueError:
             return 0
         meter = self.meter

@@ -50,7 +50,7 @@ from websockets.typing import Subprotocol
 from ..media.transport.dtls import DtlsCertificate
 from .client import AUDIO, VIDEO, MediaLeg, Meter
 from .clip import Clip, load_clip
-from .runner import LagMonitor, Scenario, Window, each, measure
+from .runner import LagMonitor, Scenario, Window, each, measure, room_sources
 from .sdp import LocalMedia, build_answer, build_offer, parse_offer
 from .target import ProcStat, free_port, start_process, stop_process
 
@@ -541,6 +541,7 @@ class JanusParticipant:
                 publish=publish, speak=True, receivers=receivers, pacing=pacing,
             )  # fmt: skip
         self.sub: MediaLeg | None = None
+        self.sources: set[int] = set()  # indices of the publishers our subscriber counts
         self.feed: int | None = None
         self.subscribed: list[int] = []
         self.ws_open_ns = 0
@@ -616,6 +617,7 @@ class JanusParticipant:
                 certificate=self.certificate, publish=(False, False), speak=False, receivers=0,
                 pacing=self.pacing,
             )  # fmt: skip
+            self.sub.sources = self.sources
             self.sub.open(self.address)
         leg = self.sub
         if self._sub_handle is None:
@@ -714,6 +716,8 @@ async def _run(s: Scenario, room_count: int, window: Window, server: JanusServer
             )  # fmt: skip
             members.append(member)
             (senders if sender else late).append(member)
+        for member, sources in zip(members, room_sources(members), strict=True):
+            member.sources = sources
         rooms.append(members)
     room_of = {id(m): members for members in rooms for m in members}
 

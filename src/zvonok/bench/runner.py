@@ -16,7 +16,10 @@ path included).
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import os
+import platform
 import random
 import resource
 import statistics
@@ -103,6 +106,20 @@ class LagMonitor:
             start = time.perf_counter_ns()
             await asyncio.sleep(0.02)
             self.lags.append(time.perf_counter_ns() - start - 20_000_000)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPUs, their model, the kernel."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release()}
 
 
 def _gen_cpu() -> float:
@@ -199,6 +216,23 @@ async def run_bench(
             tmp.cleanup()
 
 
+class _Member(Protocol):
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def publish(self) -> tuple[bool, bool]: ...
+
+
+def room_sources(room: Sequence[_Member]) -> list[set[int]]:
+    """Each member's sources: the indices of every other member of its room who publishes.
+
+    A member's subscriber counts only packets from its sources as delivered.
+    """
+    publishers = {m.index for m in room if any(m.publish)}
+    return [publishers - {m.index} for m in room]
+
+
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
     progress: Callable[[str], None], pacing: bool,
@@ -215,6 +249,7 @@ async def _run(
     senders: list[BenchClient] = []
     late: list[BenchClient] = []
     for kind, room_id, members in rooms:
+        room: list[BenchClient] = []
         for i, user in enumerate(members):
             sender = i < s.senders
             publish = (not s.idle) and (sender or s.receivers_publish)
@@ -225,6 +260,9 @@ async def _run(
                 speak=True, receivers=s.size - 1, pacing=pacing,
             )  # fmt: skip
             (senders if sender else late).append(client)
+            room.append(client)
+        for client, sources in zip(room, room_sources(room), strict=True):
+            client.leg.sources = sources
     lag = LagMonitor()
     lag_task = asyncio.create_task(lag.run())
     clients = senders + late
@@ -261,6 +299,7 @@ async def measure(
     lag.lags.clear()
     times0 = proc.cpu_times() if proc else (0.0, 0.0)
     cpu0, gen0, meter_start = sum(times0), _gen_cpu(), time.monotonic()
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     meter.open()
     for second in range(int(duration)):
         await asyncio.sleep(1.0)
@@ -279,8 +318,9 @@ async def measure(
     gen = _gen_cpu() - gen0
     rss = proc.rss_bytes() if proc else 0
     await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
-    return _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
-                   rss_before, setup_s, split, window)  # fmt: skip
+    result = _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
+                     rss_before, setup_s, split, window)  # fmt: skip
+    return {"started_utc": started, "machine": machine(), **result}
 
 
 def _result(
@@ -300,7 +340,11 @@ def _result(
         "setup_s": round(setup_s, 3),
         "sent": dict(zip(KINDS, meter.sent, strict=True)),
         "expected": dict(zip(KINDS, meter.expected, strict=True)),
+        # first copies from publishers the receiver subscribes to; further copies and packets of
+        # any other publisher (one's own echoed, another room's) are counted apart, never above
         "delivered": dict(zip(KINDS, meter.received, strict=True)),
+        "duplicates": dict(zip(KINDS, meter.duplicates, strict=True)),
+        "unexpected": dict(zip(KINDS, meter.unexpected, strict=True)),
         "delivery_ratio": {
             k: (round(r / e, 5) if e else None)
             for k, r, e in zip(KINDS, meter.received, meter.expected, strict=True)
@@ -349,7 +393,9 @@ def summary(result: dict[str, Any]) -> str:
             f" system {r['server_cpu_system_s']} s); "
             f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "
             f"({r['delivered_per_s']} packets/s delivered)",
-            f"  delivery {ratio or 'n/a'}; video {'paced' if r['pacing'] else 'in bursts'}",
+            f"  delivery {ratio or 'n/a'}; duplicates {sum(r.get('duplicates', {}).values())},"
+            f" from publishers not subscribed to {sum(r.get('unexpected', {}).values())};"
+            f" video {'paced' if r['pacing'] else 'in bursts'}",
             f"  SFU-added latency p50/p95/p99/max {sfu['p50']}/{sfu['p95']}/{sfu['p99']}/"
             f"{sfu['max']} ms (kernel RX timestamp − send)",
             f"  end-to-end latency p50/p95/p99/max {lat['p50']}/{lat['p95']}/{lat['p99']}/"
