@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     # --- limits ---
     max_message_bytes: int = Field(256 * 1024, gt=0)
+    glare_yield_ms: int = Field(1000, ge=0)
+    max_sessions_per_user: int = Field(8, ge=0)
     message_rate: float = Field(50.0, gt=0)
     message_burst: int = Field(200, gt=0)
     bad_message_limit: int = Field(20, gt=0)

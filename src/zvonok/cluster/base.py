@@ -27,8 +27,12 @@ class SessionDirectory(Protocol):
         """Bind the id if free and return the binding now in force (maybe someone else's)."""
         ...
 
-    async def release(self, session_id: SessionId, binding: SessionBinding) -> None:
-        """Forget the binding if it is still ``binding`` (compare-and-delete)."""
+    async def release(
+        self, session_id: SessionId, binding: SessionBinding, *, linger: float = 0.0
+    ) -> None:
+        """End the binding if it is still ``binding`` (compare-and-delete). With ``linger`` the id
+        stays reserved for the same user (any room) for that many seconds: others get the old
+        binding back from ``bind``, the same user binds it again."""
         ...
 
     async def lookup(self, session_id: SessionId) -> SessionBinding | None: ...

@@ -5,25 +5,65 @@ Also the test double for code written against ``cluster.base``.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
 from ..ids import RoomKey, SessionId
 from .base import SessionBinding
 
+#: At most this many ended sessions' ids are kept reserved (the oldest are forgotten first).
+MAX_LINGERING = 100_000
+
 
 class LocalSessionDirectory:
-    """Session bindings kept in a dict; entries are released when sessions end."""
+    """Session bindings kept in a dict; an ended session's id lingers, reserved for its user,
+    in a bounded table ordered by expiry."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_lingering: int = MAX_LINGERING
+    ) -> None:
         self._bindings: dict[SessionId, SessionBinding] = {}
+        self._lingering: OrderedDict[SessionId, tuple[float, SessionBinding]] = OrderedDict()
+        self._clock = clock
+        self._max_lingering = max_lingering
 
     async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
-        return self._bindings.setdefault(session_id, binding)
+        held = self._bindings.get(session_id)
+        if held is not None:
+            return held
+        self._expire()
+        lingering = self._lingering.get(session_id)
+        if lingering is not None:
+            if lingering[1].user_id != binding.user_id and lingering[0] > self._clock():
+                return lingering[1]
+            del self._lingering[session_id]
+        self._bindings[session_id] = binding
+        return binding
 
-    async def release(self, session_id: SessionId, binding: SessionBinding) -> None:
-        if self._bindings.get(session_id) == binding:
-            del self._bindings[session_id]
+    async def release(
+        self, session_id: SessionId, binding: SessionBinding, *, linger: float = 0.0
+    ) -> None:
+        if self._bindings.get(session_id) != binding:
+            return
+        del self._bindings[session_id]
+        if linger > 0:
+            self._expire()
+            self._lingering.pop(session_id, None)
+            self._lingering[session_id] = (self._clock() + linger, binding)
+            while len(self._lingering) > self._max_lingering:
+                self._lingering.popitem(last=False)
 
     async def lookup(self, session_id: SessionId) -> SessionBinding | None:
         return self._bindings.get(session_id)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._lingering:
+            session_id, (expiry, _) = next(iter(self._lingering.items()))
+            if expiry > now:
+                return
+            del self._lingering[session_id]
 
     def __len__(self) -> int:
         return len(self._bindings)

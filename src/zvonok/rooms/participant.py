@@ -5,10 +5,19 @@ Owns the session's media: its ``WebRtcTransport`` (ICE-lite/DTLS/SRTP), its ``Me
 receives, its ``SessionNegotiator`` and the buffered ICE candidates (``pendingICE``). It turns
 client ``offer``/``answer``/``ice`` messages into media changes and room changes into server
 offers, one negotiation at a time. Imports ``media``; never ``signaling``.
+
+Glare follows W3C perfect negotiation with the server as the impolite peer (docs/protocol.md,
+"Negotiation"): a client offer that collides with the server's unanswered offer is never applied
+while that offer is outstanding; it gets ``error`` ``glare`` once and is kept as the pending
+client offer (a later one replaces it). The client's answer wins and drops it (a polite client
+offers again when stable). If no answer comes within ``glare_yield`` seconds, the server withdraws
+its offer, answers the pending one, and offers again after that round. A refused offer or answer
+never leaves the session with nothing in flight: the server offers again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -63,6 +72,7 @@ class Participant:
         max_pending_ice: int,
         max_tracks: int,
         on_failed: Callable[[Participant, str], None],
+        glare_yield: float = 1.0,
     ) -> None:
         self.room = room
         self.session_id = session_id
@@ -81,7 +91,11 @@ class Participant:
         self._needs_offer = False
         self._described = False
         self._trickled = False
-        self._glare_refused = False
+        self._glare_yield = glare_yield
+        #: The latest client offer that collided with our outstanding offer, not yet applied.
+        self._pending_offer: str | None = None
+        self._glare_told = False
+        self._yield_timer: asyncio.TimerHandle | None = None
         self._last_offer: str | None = None
         self.negotiator = SessionNegotiator()
         self.endpoint = MediaEndpoint()
@@ -149,7 +163,7 @@ class Participant:
 
     def _send_offer(self) -> None:
         self._needs_offer = False
-        self._glare_refused = False
+        self._glare_told = False
         sdp = self.negotiator.create_offer(self._wanted(), self._local())
         self._last_offer = sdp
         self._send_track_map()
@@ -165,36 +179,82 @@ class Participant:
 
     def handle_offer(self, sdp: str) -> None:
         if self.negotiator.state != "stable":
-            if not self._glare_refused:
-                # Impolite: a polite client rolls back, answers our offer and offers again.
-                self._glare_refused = True
-                raise SignalError("glare", "the server's offer is outstanding; answer it first")
-            # A second colliding offer without an answer in between: a naive client that only
-            # ever offers. Withdraw our offer, answer theirs, and offer again afterwards.
-            self.negotiator.rollback()
-            self._needs_offer = True
+            # Impolite: never applied while our offer is outstanding; kept in case the client
+            # cannot roll back (then we yield after ``glare_yield``).
+            self._pending_offer = sdp
+            if self._yield_timer is None:
+                loop = asyncio.get_running_loop()
+                self._yield_timer = loop.call_later(self._glare_yield, self._yield_to_client)
+            if not self._glare_told:
+                self._glare_told = True
+                self.send(
+                    "error",
+                    {
+                        "code": "glare",
+                        "message": "the server's offer is outstanding; answer it first",
+                        "ref": "offer",
+                    },
+                )
+            return
+        self._answer(sdp)
+
+    def _answer(self, sdp: str) -> None:
+        """Answer a client offer while stable; a refused one is followed by our own offer."""
+        self._drop_pending_offer()
         try:
             answer, result = self.negotiator.apply_offer(sdp, self._wanted(), self._local)
-        except ValueError as exc:
-            raise SignalError("bad-sdp", f"offer refused: {exc}") from None
-        self._apply(result)
+            self._apply(result)
+        except (ValueError, SignalError) as exc:
+            self._refused("offer", exc)
+            return
         self._send_track_map()
         self.send("answer", {"type": "answer", "sdp": answer})
         self.log.info("client offer answered (ice restart: %s)", result.ice_restart)
         self._after_round()
+
+    def _yield_to_client(self) -> None:
+        """No answer came within ``glare_yield``: withdraw our offer, answer the client's."""
+        self._yield_timer = None
+        sdp = self._pending_offer
+        if self.closed or sdp is None or self.negotiator.state == "stable":
+            return
+        self.log.info("glare: no answer in %.1f s; answering the client's offer", self._glare_yield)
+        self.negotiator.rollback()
+        self._needs_offer = True
+        self._answer(sdp)
+
+    def _drop_pending_offer(self) -> None:
+        self._pending_offer = None
+        if self._yield_timer is not None:
+            self._yield_timer.cancel()
+            self._yield_timer = None
 
     def handle_answer(self, sdp: str) -> None:
         if self.negotiator.state != "have-local-offer":
             raise SignalError("bad-message", "no server offer is outstanding")
         try:
             result = self.negotiator.apply_answer(sdp)
-        except ValueError as exc:
+            self._apply(result)
+        except (ValueError, SignalError) as exc:
             self.negotiator.rollback()
-            self._needs_offer = True
-            raise SignalError("bad-sdp", f"answer refused: {exc}") from None
-        self._apply(result)
+            self._refused("answer", exc)
+            return
+        # A polite client rolled its colliding offer back; it offers again when stable.
+        self._drop_pending_offer()
         self.log.info("client answer applied")
         self._after_round()
+
+    def _refused(self, what: str, exc: ValueError | SignalError) -> None:
+        """A refused offer/answer: say why, then keep something in flight (JSEP stays alive)."""
+        message = exc.message if isinstance(exc, SignalError) else f"{what} refused: {exc}"
+        self.log.info("%s refused (bad-sdp)", what)
+        self.log.debug("%s refused: %s", what, message)
+        self.send("error", {"code": "bad-sdp", "message": message, "ref": what})
+        pending = self._pending_offer
+        if pending is not None:
+            self._answer(pending)  # a colliding client offer is still waiting: answer it
+        elif not self.closed:
+            self._send_offer()
 
     def _after_round(self) -> None:
         if not self._trickled:
@@ -390,6 +450,7 @@ class Participant:
         for track_id in list(self.consumers):
             self._drop_consumer(track_id)
         self.pending_ice.clear()
+        self._drop_pending_offer()
         self.transport.close()
         self.state = ConnectionState.CLOSED
 

@@ -3,8 +3,11 @@
 Rooms are created on the first join and deleted, with everything they own, when the last session
 leaves. A session id is bound to the user who first used it (through the cluster's
 ``SessionDirectory``); only that user can resume it. A dropped socket detaches the session for the
-resume grace window; then the session ends as if it had left. Imports ``media`` and ``cluster``;
-never ``signaling``.
+resume grace window; then the session ends as if it had left. An ended session's id stays bound
+to its user for ``resume_grace`` + 5 minutes (``SESSION_LINGER``), so nobody else can squat it and
+turn that user's rejoin into ``session-taken``. A session whose media failed is ended and its
+socket closed with ``error`` ``media-failed`` and close code 4002; the client joins again (a new
+session, same ``sessionId``). Imports ``media`` and ``cluster``; never ``signaling``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ log = logging.getLogger("zvonok.rooms")
 PEER_CLOSE_DELAY = 1.0
 #: A detached session whose media still flows is looked at again this often.
 MEDIA_RECHECK = 5.0
+#: How long an ended session's id stays bound to its user, beyond the resume grace.
+SESSION_LINGER = 300.0
+#: WebSocket close code after the session's media connection failed (docs/protocol.md).
+MEDIA_FAILED_CLOSE_CODE = 4002
 
 
 class RoomService:
@@ -44,6 +51,8 @@ class RoomService:
         resume_grace: float = 30.0,
         max_pending_ice: int = 200,
         max_tracks: int = 16,
+        max_sessions_per_user: int = 0,
+        glare_yield: float = 1.0,
         events: RoomEvents | None = None,
     ) -> None:
         self.worker = worker
@@ -58,6 +67,8 @@ class RoomService:
         self._resume_grace = resume_grace
         self._max_pending_ice = max_pending_ice
         self._max_tracks = max_tracks
+        self._max_sessions_per_user = max_sessions_per_user
+        self._glare_yield = glare_yield
         self._grace: dict[SessionId, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -97,10 +108,11 @@ class RoomService:
                 self.rooms[key] = room
                 log.info("room created", extra={"room": str(key)})
                 self.events.room_started(room)
-            if self._max_participants and len(room) >= self._max_participants:
+            refusal = self._refusal(room, user_id)
+            if refusal is not None:
                 await self._release_if_empty(room)
                 await self._session_dir.release(session_id, binding)
-                raise SignalError("room-full", "the room has reached its participant limit")
+                raise refusal
             participant = Participant(
                 room=room,
                 session_id=session_id,
@@ -111,6 +123,7 @@ class RoomService:
                 max_pending_ice=self._max_pending_ice,
                 max_tracks=self._max_tracks,
                 on_failed=self._failed,
+                glare_yield=self._glare_yield,
             )
             room.participants[session_id] = participant
             self.sessions[session_id] = participant
@@ -122,6 +135,17 @@ class RoomService:
         self.events.participant_joined(participant)
         participant.start()
         return participant, False
+
+    def _refusal(self, room: Room, user_id: UserId) -> SignalError | None:
+        """Why a new session may not enter ``room`` (None: it may)."""
+        if self._max_participants and len(room) >= self._max_participants:
+            return SignalError("room-full", "the room has reached its participant limit")
+        cap = self._max_sessions_per_user
+        if cap and sum(1 for p in room.participants.values() if p.user_id == user_id) >= cap:
+            return SignalError(
+                "too-many-sessions", f"this user already has {cap} sessions in this room"
+            )
+        return None
 
     def _resume(self, participant: Participant, sink: SignalSink) -> Participant:
         handle = self._grace.pop(participant.session_id, None)
@@ -190,7 +214,9 @@ class RoomService:
         self.events.session_closing(participant)
         participant.close()
         await self._session_dir.release(
-            participant.session_id, SessionBinding(participant.user_id, room.key)
+            participant.session_id,
+            SessionBinding(participant.user_id, room.key),
+            linger=self._resume_grace + SESSION_LINGER,
         )
         room.broadcast(
             "participant-left",
@@ -213,13 +239,27 @@ class RoomService:
         """The session's connection failed (end it now) or the peer closed it (end it shortly,
         unless its ``leave`` arrives first)."""
         if reason == "failed":
-            self._spawn(self.leave(participant, reason))
+            self._spawn(self._end_failed(participant))
             return
         loop = asyncio.get_running_loop()
         handle = loop.call_later(
             PEER_CLOSE_DELAY, lambda: self._spawn(self.leave(participant, reason))
         )
         self._grace[participant.session_id] = handle
+
+    async def _end_failed(self, participant: Participant) -> None:
+        """Media failed: end the session, then tell the client and close its socket (4002)."""
+        sink = participant.sink
+        await self.leave(participant, "failed")
+        sink.send(
+            "error",
+            {
+                "code": "media-failed",
+                "message": "the media connection failed; join again on a new connection",
+                "retryAfterMs": 0,
+            },
+        )
+        sink.close(MEDIA_FAILED_CLOSE_CODE, "media failed")
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)

@@ -10,6 +10,8 @@ from zvonok.media.sdp.codecs import codec_key
 from zvonok.media.sdp.description import RtpCodec, SessionDescription
 from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
 
+from ..sdp_answers import answer_to
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "sdp"
 LOCAL = LocalParameters(
     ice_ufrag="srvufrag",
@@ -39,30 +41,6 @@ def vp8_track(track_id: str = "t1", ssrc: int = 1111) -> SendTrack:
         rtx_ssrc=ssrc + 1,
         cname="alice-1",
     )
-
-
-def answer_to(
-    offer: str, *, publish: dict[str, int] | None = None, reject: set[str] = frozenset()
-) -> str:
-    """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps."""
-    desc = SessionDescription.parse(offer)
-    publish = publish or {}
-    for media in desc.media:
-        media.ice_ufrag, media.ice_pwd = "cliufrag", "clientpasswordclientpass"
-        media.fingerprints = [("sha-256", ":".join(["CD"] * 32))]
-        media.setup = "active"
-        media.candidates = []
-        media.end_of_candidates = False
-        if media.mid in reject:
-            media.port = 0
-            continue
-        flip = {"recvonly": "sendonly", "sendonly": "recvonly"}
-        media.direction = flip.get(media.direction or "", media.direction)
-        media.ssrcs, media.ssrc_groups, media.msid = {}, [], None
-        if media.mid in publish:
-            media.ssrcs = {publish[media.mid]: {"cname": "client"}}
-    desc.ice_lite = False
-    return str(desc)
 
 
 def test_first_offer_is_two_recvonly_lines() -> None:

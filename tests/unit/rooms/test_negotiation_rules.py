@@ -1,0 +1,214 @@
+"""The session's negotiation rules (docs/protocol.md, "Negotiation"), on a real RoomService.
+
+Glare with the server impolite: a colliding client offer is never applied while the server's offer
+is outstanding, gets one informational ``glare``, and is answered only if no answer arrives within
+``glare_yield``; a refused offer or answer is always followed by a server offer; a session whose
+media failed is ended and its socket closed (4002); an ended session's id stays bound to its user.
+Real captured client SDP, a real MediaWorker on 127.0.0.1; short real timers (tens of ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from zvonok.cluster.base import SessionBinding
+from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
+from zvonok.errors import SignalError
+from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
+from zvonok.media.sdp.description import SessionDescription
+from zvonok.media.transport.transport import ConnectionState
+from zvonok.media.worker import MediaWorker
+from zvonok.rooms.participant import Participant
+from zvonok.rooms.service import MEDIA_FAILED_CLOSE_CODE, RoomService
+
+from ..sdp_answers import answer_to, sdp_fixture
+
+ROOM = RoomKey(RoomKind.GROUP, "7")
+YIELD = 0.05
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any] | None]] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
+        self.sent.append((msg_type, payload))
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def types(self) -> list[str]:
+        return [t for t, _ in self.sent if t not in ("tracks", "ice")]
+
+    def last(self, msg_type: str) -> dict[str, Any]:
+        payload = next(p for t, p in reversed(self.sent) if t == msg_type)
+        assert payload is not None
+        return payload
+
+    def errors(self) -> list[str]:
+        return [str((p or {}).get("code")) for t, p in self.sent if t == "error"]
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+
+@pytest.fixture
+async def worker() -> AsyncIterator[MediaWorker]:
+    w = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
+    await w.start()
+    yield w
+    await w.close()
+
+
+@pytest.fixture
+async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
+    service = RoomService(
+        worker=worker,
+        sessions=LocalSessionDirectory(),
+        rooms=LocalRoomDirectory(),
+        ice_servers=[],
+        glare_yield=YIELD,
+        max_sessions_per_user=2,
+    )
+    yield service
+    await service.close()
+
+
+async def join(rooms: RoomService, user: str, session: str, sink: Sink) -> Participant:
+    participant, _ = await rooms.join(ROOM, UserId(user), SessionId(session), 7, sink)
+    return participant
+
+
+CLIENT_OFFER = sdp_fixture("chromium_offer_audio_video.sdp")
+
+
+async def test_colliding_offer_is_kept_and_dropped_when_the_answer_arrives(
+    rooms: RoomService,
+) -> None:
+    sink = Sink()
+    alice = await join(rooms, "alice", "a", sink)
+    server_offer = sink.last("offer")["sdp"]
+    sink.clear()
+    alice.handle_offer(CLIENT_OFFER)
+    alice.handle_offer(CLIENT_OFFER)  # the stale second offer of an explicit-rollback client
+    assert sink.errors() == ["glare"]  # informational, once
+    assert alice.negotiator.state == "have-local-offer"
+    alice.handle_answer(answer_to(server_offer, publish={"0": 1234}))
+    assert alice.negotiator.state == "stable"
+    await asyncio.sleep(YIELD * 3)
+    assert "answer" not in sink.types()  # the pending client offer was dropped, not answered
+    assert alice.published  # the answer (publishing audio on mid 0) was applied
+
+
+async def test_no_answer_within_glare_yield_answers_the_client_then_offers_again(
+    rooms: RoomService,
+) -> None:
+    sink = Sink()
+    alice = await join(rooms, "alice", "a", sink)
+    sink.clear()
+    alice.handle_offer(CLIENT_OFFER)
+    await asyncio.sleep(YIELD / 5)
+    assert sink.types() == ["error"]
+    await asyncio.sleep(YIELD * 3)
+    assert sink.types() == ["error", "answer", "offer"]
+    answer = SessionDescription.parse(sink.last("answer")["sdp"])
+    offered = SessionDescription.parse(CLIENT_OFFER)
+    assert [m.mid for m in answer.media] == [m.mid for m in offered.media]
+    assert set(alice.published) == {m.mid for m in offered.media}
+    assert alice.negotiator.state == "have-local-offer"  # the follow-up round
+
+
+async def test_refused_answer_is_followed_by_a_new_offer(rooms: RoomService) -> None:
+    sink = Sink()
+    alice = await join(rooms, "alice", "a", sink)
+    sink.clear()
+    alice.handle_answer(sdp_fixture("chromium_offer_screenshare.sdp").replace("offer", "answer"))
+    assert sink.errors() == ["bad-sdp"]
+    assert sink.types() == ["error", "offer"]
+    assert alice.negotiator.state == "have-local-offer"
+
+
+async def test_refused_offer_is_followed_by_a_new_offer(rooms: RoomService) -> None:
+    sink = Sink()
+    alice = await join(rooms, "alice", "a", sink)
+    alice.handle_answer(answer_to(sink.last("offer")["sdp"]))
+    sink.clear()
+    no_mux = "".join(
+        line for line in CLIENT_OFFER.splitlines(keepends=True) if line.strip() != "a=rtcp-mux"
+    )
+    assert no_mux != CLIENT_OFFER
+    alice.handle_offer(no_mux)
+    assert sink.types() == ["error", "offer"]
+    assert sink.last("error")["code"] == "bad-sdp"
+
+
+async def test_refused_answer_with_a_pending_client_offer_answers_it(rooms: RoomService) -> None:
+    sink = Sink()
+    alice = await join(rooms, "alice", "a", sink)
+    sink.clear()
+    alice.handle_offer(CLIENT_OFFER)
+    alice.handle_answer("v=0\r\n")
+    assert sink.errors() == ["glare", "bad-sdp"]
+    assert sink.types() == ["error", "error", "answer"]
+
+
+async def test_failed_media_ends_the_session_and_closes_its_socket(rooms: RoomService) -> None:
+    a, b = Sink(), Sink()
+    alice = await join(rooms, "alice", "a", a)
+    await join(rooms, "bob", "b", b)
+    alice._on_state(ConnectionState.FAILED)
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+        if a.closed:
+            break
+    assert a.closed == (MEDIA_FAILED_CLOSE_CODE, "media failed")
+    assert a.errors()[-1] == "media-failed"
+    left = b.last("participant-left")
+    assert left["sessionId"] == "a" and left["reason"] == "failed"
+    # the client joins again with the same id: a fresh session
+    again = await join(rooms, "alice", "a", Sink())
+    assert again is not alice and not again.closed
+
+
+async def test_ended_session_id_is_not_squatted(rooms: RoomService) -> None:
+    alice = await join(rooms, "alice", "a", Sink())
+    await rooms.leave(alice, "leave")
+    with pytest.raises(SignalError) as taken:
+        await join(rooms, "mallory", "a", Sink())
+    assert taken.value.code == "session-taken"
+    assert not (await join(rooms, "alice", "a", Sink())).closed
+
+
+async def test_sessions_per_user_capped(rooms: RoomService) -> None:
+    await join(rooms, "alice", "a1", Sink())
+    await join(rooms, "alice", "a2", Sink())
+    with pytest.raises(SignalError) as capped:
+        await join(rooms, "alice", "a3", Sink())
+    assert capped.value.code == "too-many-sessions"
+    await join(rooms, "bob", "b1", Sink())
+
+
+async def test_lingering_binding_expires_and_is_bounded() -> None:
+    now = [0.0]
+    directory = LocalSessionDirectory(clock=lambda: now[0], max_lingering=2)
+    alice = SessionBinding(UserId("alice"), ROOM)
+    mallory = SessionBinding(UserId("mallory"), ROOM)
+    elsewhere = SessionBinding(UserId("alice"), RoomKey(RoomKind.CHAT, "1"))
+    await directory.bind(SessionId("a"), alice)
+    await directory.release(SessionId("a"), alice, linger=10)
+    assert await directory.bind(SessionId("a"), mallory) == alice
+    assert await directory.bind(SessionId("a"), elsewhere) == elsewhere  # same user, any room
+    await directory.release(SessionId("a"), elsewhere, linger=10)
+    now[0] = 10.5
+    assert await directory.bind(SessionId("a"), mallory) == mallory
+    for name in ("x", "y", "z"):
+        binding = SessionBinding(UserId(name), ROOM)
+        await directory.bind(SessionId(name), binding)
+        await directory.release(SessionId(name), binding, linger=10)
+    assert await directory.bind(SessionId("x"), mallory) == mallory  # the oldest was forgotten
+    assert await directory.bind(SessionId("z"), mallory) != mallory

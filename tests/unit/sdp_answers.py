@@ -1,0 +1,41 @@
+"""Browser-shaped SDP answers to the server's offers, for unit tests of negotiation and rooms.
+
+Shared by tests/unit/media and tests/unit/rooms (test fakes live here, not in test modules).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zvonok.media.sdp.description import SessionDescription
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sdp"
+
+
+def sdp_fixture(name: str) -> str:
+    """A captured browser or aiortc SDP from tests/fixtures/sdp."""
+    return (FIXTURES / name).read_text()
+
+
+def answer_to(
+    offer: str, *, publish: dict[str, int] | None = None, reject: set[str] = frozenset()
+) -> str:
+    """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps."""
+    desc = SessionDescription.parse(offer)
+    publish = publish or {}
+    for media in desc.media:
+        media.ice_ufrag, media.ice_pwd = "cliufrag", "clientpasswordclientpass"
+        media.fingerprints = [("sha-256", ":".join(["CD"] * 32))]
+        media.setup = "active"
+        media.candidates = []
+        media.end_of_candidates = False
+        if media.mid in reject:
+            media.port = 0
+            continue
+        flip = {"recvonly": "sendonly", "sendonly": "recvonly"}
+        media.direction = flip.get(media.direction or "", media.direction)
+        media.ssrcs, media.ssrc_groups, media.msid = {}, [], None
+        if media.mid in publish:
+            media.ssrcs = {publish[media.mid]: {"cname": "client"}}
+    desc.ice_lite = False
+    return str(desc)
