@@ -39,8 +39,6 @@ from .store.sql import SqlMembershipStore
 from .web import web_routes
 
 log = logging.getLogger("zvonok.app")
-#: How long uvicorn's WebSocket protocol waits for a closing handshake (websockets' default).
-WS_CLOSE_TIMEOUT = 10.0
 #: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
 DRAIN_TIMEOUT = 3.0
 
@@ -325,12 +323,13 @@ class _Server(uvicorn.Server):
 def _ping_timeout(settings: Settings) -> float:
     """Pong deadline, so that a silent client is gone within ``inactivity_timeout``.
 
-    A dead socket is noticed at most ``ping_interval + ping_timeout`` (plus the WebSocket library's
-    10 s closing handshake) after the client's last sign of life; its session then waits
-    ``resume_grace`` for a resume (longer only while its media still flows). Together they make
-    the inactivity timeout.
+    uvicorn's sans-I/O WebSocket protocol pings ``ping_interval`` after the last pong and, when no
+    pong comes within ``ping_timeout``, fails the connection at once (close 1011 and the socket
+    closed, no closing-handshake wait): a dead socket is noticed ``ping_interval + ping_timeout``
+    after the client's last pong. Its session then waits ``resume_grace`` for a resume (longer
+    only while its media still flows). Together they make the inactivity timeout.
     """
-    detection = settings.inactivity_timeout - settings.resume_grace - WS_CLOSE_TIMEOUT
+    detection = settings.inactivity_timeout - settings.resume_grace
     return max(2.0, detection - settings.ping_interval)
 
 
@@ -347,7 +346,7 @@ def run(settings: Settings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=_ping_timeout(settings),
