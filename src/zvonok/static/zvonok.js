@@ -16,8 +16,13 @@ const STATS_INTERVAL = 2000;
 const JOIN_TIMEOUT = 15000;
 const ICE_DISCONNECT_GRACE = 2000;
 const ICE_RESTART_MIN_GAP = 5000;
-// Join errors after which trying again with the same sessionId cannot help.
-const FATAL_JOIN_ERRORS = new Set(["session-taken", "room-full", "room-mismatch", "bad-message"]);
+// Join errors after which trying again cannot help (`session-taken` is handled apart: the SDK
+// picks a fresh sessionId and joins again).
+const FATAL_JOIN_ERRORS = new Set([
+  "session-taken", "room-full", "too-many-sessions", "room-mismatch", "bad-message",
+]);
+// How many fresh sessionIds join() tries after `session-taken` before giving up.
+const SESSION_TAKEN_RETRIES = 3;
 
 /**
  * @typedef {object} ReconnectOptions
@@ -191,7 +196,15 @@ export class ZvonokCall extends EventTarget {
     if (this.state !== "new") throw new ZvonokError("bad-state", `join() in state ${this.state}`);
     this.state = "connecting";
     try {
-      return await this._openSocket();
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          return await this._openSocket();
+        } catch (error) {
+          if (asZvonokError(error).code !== "session-taken" || attempt >= SESSION_TAKEN_RETRIES
+            || this.state !== "connecting") throw error;
+          this._freshSessionId();
+        }
+      }
     } catch (error) {
       const err = asZvonokError(error);
       if (this.state === "connecting") {
@@ -592,6 +605,12 @@ export class ZvonokCall extends EventTarget {
       });
       return;
     }
+    if (code === "media-failed") {
+      // The server ended the session (its media failed) and closes the socket with 4002; the
+      // reconnect that follows joins a fresh session with the same sessionId.
+      this._log("media failed; the server ended the session", message);
+      return;
+    }
     if (code === "not-joined" && this.state === "joined" && this._ws) {
       // The server ended this session (e.g. its media failed): join again on a new socket.
       this._ws.close(4000, "rejoin");
@@ -986,12 +1005,25 @@ export class ZvonokCall extends EventTarget {
     } catch (error) {
       if (this.state !== "reconnecting") return;
       const err = asZvonokError(error);
+      if (err.code === "session-taken") {
+        // Our session ended long ago and someone else holds its id: start a fresh session.
+        this._freshSessionId();
+        this._scheduleReconnect(err.message);
+        return;
+      }
       if (/** @type {any} */ (err).fatal) {
         this._fail(err.code, err.message);
         return;
       }
       this._scheduleReconnect(err.message);
     }
+  }
+
+  /** `session-taken`: the id is someone else's; continue under a new one. */
+  _freshSessionId() {
+    const old = this.sessionId;
+    this.sessionId = newSessionId();
+    this._log("sessionId", old, "is taken; using", this.sessionId);
   }
 
   /** @param {string} code @param {string} message */
