@@ -250,21 +250,48 @@ def test_remote_parameters_and_validation() -> None:
 @given(st.binary(max_size=200))
 def test_fuzz_parse_only_raises_value_error(data: bytes) -> None:
     try:
-        BindingRequest.parse(data)
+        request = BindingRequest.parse(data)
     except ValueError:
-        pass
+        return
+    # random bytes that parse are never an authenticated check
+    agent = IceLiteAgent(LOCAL)
+    with pytest.raises(ValueError):
+        agent.handle(request, CLIENT_ADDR, now=0.0)
+    assert agent.last_check is None and agent.selected is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=19), st.integers(0, 255))
+def test_fuzz_corrupted_header_never_parses_as_the_check(position: int, value: int) -> None:
+    original = fixture("aioice_binding_use_candidate")
+    data = bytearray(original)
+    data[position] = value
+    # type, length, cookie and transaction id are all covered by the length check, the cookie
+    # or FINGERPRINT: only the unchanged header parses
+    try:
+        BindingRequest.parse(bytes(data))
+    except ValueError:
+        assert bytes(data) != original
+    else:
+        assert bytes(data) == original
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(min_value=20, max_value=91), st.integers(0, 255))
 def test_fuzz_corrupted_fixture(position: int, value: int) -> None:
-    data = bytearray(fixture("aioice_binding_use_candidate"))
+    original = fixture("aioice_binding_use_candidate")
+    data = bytearray(original)
     data[position] = value
-    try:
-        request = BindingRequest.parse(bytes(data))
-        IceLiteAgent(LOCAL).handle(request, CLIENT_ADDR, now=0.0)
-    except ValueError:
-        pass
+    agent = IceLiteAgent(LOCAL)
+    if bytes(data) == original:  # not corrupted after all: the real check is accepted
+        outcome = agent.handle(BindingRequest.parse(original), CLIENT_ADDR, now=0.0)
+        assert outcome.accepted and agent.nominated
+        return
+    # a corrupted check is never accepted: it fails to parse (fingerprint, lengths) or to
+    # authenticate, and leaves the agent as it was
+    with pytest.raises(ValueError):
+        agent.handle(BindingRequest.parse(bytes(data)), CLIENT_ADDR, now=0.0)
+    assert agent.last_check is None and agent.selected is None and not agent.nominated
 
 
 @pytest.mark.parametrize(

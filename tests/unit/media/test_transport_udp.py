@@ -141,6 +141,17 @@ async def peer(worker: MediaWorker) -> AsyncIterator[Peer]:
     client.close()
 
 
+def assert_success(
+    response: stun.Message | None, addr: tuple[str, int], local: IceParameters
+) -> None:
+    """``response`` is a binding success for ``addr`` signed with ``local``'s password."""
+    assert response is not None, "no answer to the check"
+    assert response.message_method == stun.Method.BINDING
+    assert response.message_class == stun.Class.RESPONSE, response
+    assert response.attributes["XOR-MAPPED-ADDRESS"] == addr
+    assert response.check_message_integrity(local.pwd.encode())
+
+
 async def connect(
     worker: MediaWorker, peer: Peer, profiles: bytes | None = None
 ) -> tuple[WebRtcTransport, Recorder, DtlsClient, SrtpSession]:
@@ -247,7 +258,8 @@ async def test_ice_restart_migrates_address(worker: MediaWorker, peer: Peer) -> 
     old = transport.local_ice
     new = transport.restart_ice()
     assert new != old and transport.local_ice == new
-    assert await peer.check(old) is not None  # still valid until the peer uses the new ones
+    # still valid until the peer uses the new ones
+    assert_success(await peer.check(old), peer.addr, old)
     moved = Peer(peer.server)
     try:
         response = await moved.check(new)
@@ -449,7 +461,8 @@ async def test_addresses_per_transport_are_bounded(worker: MediaWorker) -> None:
     peers = [Peer(("127.0.0.1", worker.port)) for _ in range(MAX_ADDRESSES_PER_ENDPOINT + 1)]
     try:
         for client in peers:
-            assert await client.check(transport.local_ice) is not None
+            local = transport.local_ice
+            assert_success(await client.check(local), client.addr, local)
         assert worker.udp.endpoint_for(peers[0].addr) is None
         assert all(worker.udp.endpoint_for(client.addr) is transport for client in peers[1:])
     finally:
@@ -463,7 +476,7 @@ async def test_listener_errors_do_not_spread(worker: MediaWorker, peer: Peer) ->
             raise RuntimeError("listener bug")
 
     transport = worker.create_transport(Broken())
-    assert await peer.check(transport.local_ice) is not None
+    assert_success(await peer.check(transport.local_ice), peer.addr, transport.local_ice)
     assert state(transport) is ConnectionState.CONNECTING
 
 

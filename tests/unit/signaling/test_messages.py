@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from zvonok.signaling.messages import MessageError, parse_client_message, server_message
+from zvonok.ids import SESSION_ID_RE
+from zvonok.signaling.messages import (
+    ClientMessage,
+    MessageError,
+    parse_client_message,
+    server_message,
+)
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -128,25 +135,88 @@ json_values = st.recursive(
 )
 
 
+#: values that make a field usable, so accepted envelopes are generated too
+_plausible_values = (
+    st.from_regex(SESSION_ID_RE, fullmatch=True)
+    | st.fixed_dictionaries(
+        {"sdp": st.text(min_size=1, max_size=20)},
+        optional={"type": st.sampled_from(["offer", "answer"])},
+    )
+    | st.fixed_dictionaries(
+        {},
+        optional={
+            "candidate": st.text(max_size=20) | st.none(),
+            "sdpMid": st.text(max_size=3) | st.none(),
+            "sdpMLineIndex": st.integers(-1, 3) | st.none(),
+        },
+    )
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300) | st.binary(max_size=300))
 def test_fuzz_raw_frames_only_raise_message_error(data: str | bytes) -> None:
     try:
-        parse_client_message(data)
-    except MessageError:
-        pass
+        decoded = json.loads(data)
+    except (ValueError, RecursionError):
+        decoded = None
+    try:
+        msg = parse_client_message(data)
+    except MessageError as exc:
+        # not a JSON object: "bad-json"; an object that is not a usable message: "bad-message"
+        # (or "bad-sdp" for an oversized description), as docs/protocol.md documents
+        if isinstance(decoded, dict):
+            assert exc.code in ("bad-message", "bad-sdp"), exc.code
+        else:
+            assert exc.code == "bad-json", exc.code
+        return
+    assert isinstance(decoded, dict)
+    _assert_reflects(msg, decoded)
+
+
+def _assert_reflects(msg: ClientMessage, fields: dict[str, Any]) -> None:
+    """A parsed message says what its frame said."""
+    assert msg.type == fields["type"]
+    assert msg.raw_room_id == fields["roomId"] and msg.room_id == str(fields["roomId"])
+    assert msg.session_id == fields["sessionId"] and SESSION_ID_RE.match(msg.session_id)
+    payload = fields.get("payload")
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    if msg.type in ("offer", "answer"):
+        assert isinstance(payload, dict) and msg.description is not None
+        assert msg.description.sdp == payload["sdp"] and msg.description.type == msg.type
+    else:
+        assert msg.description is None
+    if msg.type == "ice":
+        assert msg.ice is not None
+        assert msg.ice.candidate == ((payload or {}).get("candidate") or "")
+    else:
+        assert msg.ice is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from(["type", "roomId", "sessionId", "payload", "x"]), json_values, max_size=5
+        st.sampled_from(["type", "roomId", "sessionId", "payload", "x"]),
+        json_values | _plausible_values,
+        max_size=5,
     ),
     st.sampled_from(["join", "offer", "answer", "ice", "leave"]),
 )
-def test_fuzz_envelopes_only_raise_message_error(fields: dict[str, object], msg_type: str) -> None:
+def test_fuzz_envelopes_only_raise_message_error(fields: dict[str, Any], msg_type: str) -> None:
     fields.setdefault("type", msg_type)
+    room, session = fields.get("roomId"), fields.get("sessionId")
     try:
-        parse_client_message(json.dumps(fields))
-    except MessageError:
-        pass
+        msg = parse_client_message(json.dumps(fields))
+    except MessageError as exc:
+        assert exc.code in ("bad-message", "bad-sdp"), exc.code  # a JSON object: never bad-json
+        if fields["type"] == msg_type:
+            assert exc.ref == msg_type  # the error names the message it answers
+        event("rejected")
+        return
+    event("accepted")
+    # what is accepted has a usable type, roomId and sessionId
+    assert fields["type"] == msg_type
+    assert isinstance(room, int | str) and not isinstance(room, bool)
+    assert isinstance(session, str)
+    _assert_reflects(msg, fields)

@@ -206,14 +206,20 @@ class Vp9Descriptor:
 
 def vp9_is_keyframe(payload: Payload) -> bool:
     """P=0 and B=1, on spatial layer 0 when layer indices are present; False when unreadable."""
-    if not payload or payload[0] & 0x48 != 0x08:
+    n = len(payload)
+    if not n or payload[0] & 0x48 != 0x08:
         return False
-    if not payload[0] & 0x20:
+    b, pos = payload[0], 1
+    if b & 0x80:  # I: a picture id of one or two bytes, which must be there
+        if n < 2 or (payload[1] & 0x80 and n < 3):
+            return False
+        pos += 2 if payload[1] & 0x80 else 1
+    if not b & 0x20:
         return True
-    pos = 1
-    if payload[0] & 0x80:
-        pos += 2 if len(payload) > 1 and payload[1] & 0x80 else 1
-    return pos < len(payload) and payload[pos] >> 1 & 7 == 0
+    # L: the layer indices, and TL0PICIDX after them in non-flexible mode
+    if pos >= n or (not b & 0x10 and pos + 1 >= n):
+        return False
+    return payload[pos] >> 1 & 7 == 0
 
 
 @dataclass(slots=True)
