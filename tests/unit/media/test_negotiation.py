@@ -270,3 +270,14 @@ def test_refused_client_offer_reserves_nothing() -> None:
         neg.apply_offer(str(desc), [], local_for)
     assert neg._reservations() == before
     assert neg.state == "stable"
+
+
+def test_stopped_mline_keeps_transport_attributes_for_strict_parsers() -> None:
+    """aiortc refuses any m-section without ICE credentials, setup or rtcp-mux (even port 0)."""
+    neg = SessionNegotiator()
+    neg.apply_answer(answer_to(neg.create_offer([vp8_track("a")], LOCAL)))
+    stopped = SessionDescription.parse(neg.create_offer([], LOCAL)).media[2]
+    assert stopped.port == 0 and stopped.direction == "inactive"
+    assert (stopped.ice_ufrag, stopped.ice_pwd) == (LOCAL.ice_ufrag, LOCAL.ice_pwd)
+    assert stopped.setup == "actpass" and stopped.rtcp_mux
+    assert stopped.fingerprints == [LOCAL.fingerprint]

@@ -15,22 +15,20 @@ from .slots import LocalParameters, Slot
 
 def render_media(slot: Slot, local: LocalParameters, *, offer: bool) -> list[str]:
     if slot.stopped:
+        # Port 0 (RFC 8829 §5.2.2). The transport attributes are not needed by browsers but are
+        # harmless, and stricter parsers (aiortc) refuse any m-section without ICE credentials,
+        # a setup role or rtcp-mux, even a rejected one.
         stopped = [str(c.payload_type) for c in slot.codecs] or slot.rejected_formats or ["0"]
         lines = [f"m={slot.kind} 0 {slot.protocol} {' '.join(stopped)}", "c=IN IP4 0.0.0.0"]
         lines.append(f"a=mid:{slot.mid}")
+        lines += _transport_lines(local, offer=offer)
         lines.append("a=inactive")
         lines.extend(codec_lines(slot.codecs))
         return lines
     formats = " ".join(str(c.payload_type) for c in slot.codecs)
     lines = [f"m={slot.kind} 9 {slot.protocol} {formats}", "c=IN IP4 0.0.0.0"]
-    lines += [
-        f"a=mid:{slot.mid}",
-        f"a=ice-ufrag:{local.ice_ufrag}",
-        f"a=ice-pwd:{local.ice_pwd}",
-        f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
-        f"a=setup:{'actpass' if offer else 'passive'}",
-        "a=rtcp-mux",
-    ]
+    lines.append(f"a=mid:{slot.mid}")
+    lines += _transport_lines(local, offer=offer)
     if slot.kind == "video":
         lines.append("a=rtcp-rsize")
     sending = slot.send is not None and (offer or slot.client_receives)
@@ -71,3 +69,14 @@ def direction(send: bool, recv: bool) -> str:
     if recv:
         return "recvonly"
     return "inactive"
+
+
+def _transport_lines(local: LocalParameters, *, offer: bool) -> list[str]:
+    """ICE-lite credentials, the DTLS fingerprint and role (RFC 5763 §5), rtcp-mux (RFC 8858)."""
+    return [
+        f"a=ice-ufrag:{local.ice_ufrag}",
+        f"a=ice-pwd:{local.ice_pwd}",
+        f"a=fingerprint:{local.fingerprint[0]} {local.fingerprint[1]}",
+        f"a=setup:{'actpass' if offer else 'passive'}",
+        "a=rtcp-mux",
+    ]
