@@ -4,8 +4,9 @@ Each input is one decrypted RTP packet as a publisher could send it. It is parse
 (``RtpPacket``), read by the raw hot-path accessors, rewritten as a consumer does (new SSRC,
 payload type, sequence number, timestamp, header-extension ids remapped/removed, one-byte to
 two-byte form), wrapped into and unwrapped from RTX, and given to the keyframe detectors.
-Proves that only ``ValueError`` escapes and that a rewrite of a valid packet is a valid packet
-carrying the new header fields. Run: ``python tests/fuzz/fuzz_rtp.py [flags] [corpus dirs]``.
+Proves that only ``ValueError`` escapes, that a rewrite of a valid packet is a valid packet
+carrying the new header fields, and that whatever RTX wraps unwraps to the original packet.
+Run: ``python tests/fuzz/fuzz_rtp.py [flags] [corpus dirs]``.
 Imports atheris and ``zvonok.media.packets`` only.
 """
 
@@ -21,6 +22,7 @@ with atheris.instrument_imports(include=["zvonok"]):
         RtpPacket,
         ext_id_table,
         rewrite_rtp,
+        rtp_marker,
         rtp_payload_bounds,
         rtp_payload_type,
         rtp_seq,
@@ -50,14 +52,19 @@ def check_rewrite(data: bytes, table: bytes) -> None:
 
 
 def check_rtx(data: bytes) -> None:
+    """RFC 4588 §4: the RTX packet is on the RTX stream with the original sequence number first
+    in its payload, and unwrapping it gives back the original packet, padding dropped."""
     try:
         wrapped = wrap_rtx(data, 7, 97, 1)
     except ValueError:
         return
-    try:
-        unwrap_rtx(wrapped, 96, 9)
-    except ValueError:
-        pass
+    assert (rtp_ssrc(wrapped), rtp_payload_type(wrapped), rtp_seq(wrapped)) == (7, 97, 1)
+    assert rtp_marker(wrapped) == rtp_marker(data)
+    original = unwrap_rtx(wrapped, rtp_payload_type(data), rtp_ssrc(data))
+    start, end = rtp_payload_bounds(data)
+    expected = bytearray(data[:start])
+    expected[0] &= 0xDF  # the P bit: the original's padding is not carried
+    assert original == expected + data[start:end], "RTX did not unwrap to the original packet"
 
 
 def test_one_input(data: bytes) -> None:
