@@ -52,7 +52,7 @@ class Client:
             if left <= 0:
                 raise AssertionError(f"no {msg_type!r}; saw {[m['type'] for m in self.seen]}")
             raw = await asyncio.wait_for(self.ws.recv(), left)
-            msg = json.loads(raw)
+            msg: dict[str, Any] = json.loads(raw)
             self.seen.append(msg)
             if msg["type"] == msg_type:
                 return msg
@@ -86,7 +86,7 @@ async def refused_status(url: str, headers: dict[str, str] | None = None) -> tup
     with pytest.raises(InvalidStatus) as info:
         async with connect(url, additional_headers=headers or {}):
             pass
-    return info.value.response.status_code, info.value.response.body or b""
+    return info.value.response.status_code, bytes(info.value.response.body or b"")
 
 
 def secret_of(server: ZvonokServer) -> str:

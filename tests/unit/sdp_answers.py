@@ -5,6 +5,7 @@ Shared by tests/unit/media and tests/unit/rooms (test fakes live here, not in te
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from zvonok.media.sdp.description import SessionDescription
@@ -18,7 +19,7 @@ def sdp_fixture(name: str) -> str:
 
 
 def answer_to(
-    offer: str, *, publish: dict[str, int] | None = None, reject: set[str] = frozenset()
+    offer: str, *, publish: dict[str, int] | None = None, reject: AbstractSet[str] = frozenset()
 ) -> str:
     """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps."""
     desc = SessionDescription.parse(offer)

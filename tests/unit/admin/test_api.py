@@ -14,7 +14,7 @@ from zvonok.media.worker import MediaWorker
 from zvonok.rooms.quality import QualityMonitor
 from zvonok.rooms.service import RoomService
 
-from ..rooms.test_service import RecordingSink
+from ..fakes import RecordingSink
 
 TOKEN = "operator-token"
 ROOM = RoomKey(RoomKind.GROUP, "9")

@@ -108,7 +108,9 @@ def wire(profile: object = AEAD_AES_128_GCM) -> Iterator[Wire]:
         w.close()
 
 
-def pair(w: Wire, *, video: bool, ext: dict[int, int] = EXT_MAP) -> tuple[Any, Forwarder, list]:
+def pair(
+    w: Wire, *, video: bool, ext: dict[int, int] = EXT_MAP
+) -> tuple[Any, Forwarder, list[bytes]]:
     """A compiled forwarder on ``w`` and the Python reference; ``sent`` collects its plaintext,
     which also goes through a Python ``SendTarget`` (protected into ``w.reference_sent``)."""
     assert native is not None
@@ -180,7 +182,7 @@ def test_compiled_forwarder_sends_what_the_reference_sends(
     with wire() as w:
         compiled, reference, sent = pair(w, video=video)
         for packet, keyframe in stream:
-            compiled.forward(packet, keyframe)  # type: ignore[attr-defined]
+            compiled.forward(packet, keyframe)
             reference.forward(packet, keyframe)
         expected = w.reference_sent
         assert w.received(len(expected)) == expected
@@ -224,27 +226,27 @@ def test_a_failing_destination_does_not_stop_the_batch() -> None:
     with wire() as w:
         good, _, _ = pair(w, video=False)
         bad, _, _ = pair(w, video=False)
-        bad.target.set_address(("::1", 9))  # type: ignore[attr-defined]  # IPv6 on an IPv4 socket
+        bad.target.set_address(("::1", 9))  # IPv6 on an IPv4 socket
         fanout = native.Fanout()
         fanout.set([bad, good, bad])
         fanout.forward(struct.pack("!BBHII", 0x80, 111, 1, 0, 1) + bytes(40), False)
         assert len(w.received(1)) == 1
-        assert good.target.send_errors == 0  # type: ignore[attr-defined]
-        assert bad.target.send_errors == 2 and bad.target.tx_packets == 0  # type: ignore
+        assert good.target.send_errors == 0
+        assert bad.target.send_errors == 2 and bad.target.tx_packets == 0
 
 
 def test_target_sends_nothing_unless_ready_but_numbering_goes_on() -> None:
     assert native is not None
     with wire() as w:
         compiled, reference, sent = pair(w, video=False)
-        target = compiled.target  # type: ignore[attr-defined]
+        target = compiled.target
         target.enabled = False
         assert not target.ready
         packet = struct.pack("!BBHII", 0x80, 111, 1, 0, 1) + bytes(40)
-        compiled.forward(packet)  # type: ignore[attr-defined]
+        compiled.forward(packet)
         target.enabled = True
         target.send(packet)
-        assert compiled.packets_sent == 1 and target.tx_packets == 1  # type: ignore
+        assert compiled.packets_sent == 1 and target.tx_packets == 1
         assert w.received(1) == w.protect([packet])
         target.clear_srtp()
         assert not target.ready
@@ -257,7 +259,7 @@ def test_aes_cm_profile() -> None:
         compiled, reference, sent = pair(w, video=False)
         for seq in range(10):
             packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 1) + bytes(160)
-            compiled.forward(packet)  # type: ignore[attr-defined]
+            compiled.forward(packet)
             reference.forward(packet)
         assert w.received(10) == w.protect(sent)
 
@@ -434,10 +436,11 @@ def test_compiled_demux_sorts_datagrams_like_the_reference(
     logs: list[list[Any]] = [[], []]
     protocols = [MediaUdpProtocol(), MediaUdpProtocol()]
     for protocol, log in zip(protocols, logs, strict=True):
-        protocol.bind_address(("127.0.0.1", 1), _Endpoint(log, with_receiver=True))  # type: ignore
-        protocol.bind_address(("127.0.0.1", 2), _Endpoint(log, with_receiver=False))  # type: ignore
+        protocol.bind_address(("127.0.0.1", 1), _Endpoint(log, with_receiver=True))
+        protocol.bind_address(("127.0.0.1", 2), _Endpoint(log, with_receiver=False))
     compiled, reference = protocols
-    assert compiled.datagram_received is not MediaUdpProtocol.datagram_received
+    handler: object = compiled.datagram_received  # the compiled demultiplexer once bound
+    assert handler is not MediaUdpProtocol.datagram_received
     for data, addr in datagrams:
         compiled.datagram_received(data, addr)
         MediaUdpProtocol.datagram_received(reference, data, addr)  # the Python reference
@@ -497,11 +500,14 @@ def test_compiled_producer_core_matches_the_reference(
             def forward(self, packet: bytes, keyframe: bool) -> None:
                 self.log.append(("out", packet, keyframe))
 
-        def on_gap(seq: int, gap: int, now: float, log=log, missing=missing) -> None:
+        def on_gap(
+            seq: int, gap: int, now: float, log: list[Any] = log,
+            missing: dict[int, list[float]] = missing,
+        ) -> None:  # fmt: skip
             log.append(("gap", seq, gap, now))
             missing[(seq - 1) & 0xFFFF] = [now, now, 1.0]
 
-        def spot(packet: bytes, log=log) -> bool:
+        def spot(packet: bytes, log: list[Any] = log) -> bool:
             log.append(("spot", packet))
             return packet[-1] == 1
 

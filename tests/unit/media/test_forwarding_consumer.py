@@ -3,7 +3,6 @@ sender reports derived from the publisher's, RTT from receiver reports."""
 
 from __future__ import annotations
 
-from zvonok.media.forwarding.consumer import Consumer
 from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
 from zvonok.media.packets.rtcp import (
@@ -16,41 +15,19 @@ from zvonok.media.packets.rtcp import (
 )
 from zvonok.media.packets.rtp import RtpPacket, rtp_seq
 
-from .test_forwarding_producer import (
+from .forwarding_fakes import (
     OPUS,
     PUB_SSRC,
     VP8_DELTA,
     VP8_KEY,
     FakeClock,
     FakeSink,
+    consumer,
     make_video,
     rtp,
 )
 
 EXT = [(1, b"1"), (3, b"\x01\x02\x03"), (5, b"\x00\x07")]  # mid, abs-send-time, twcc
-
-
-def consumer(
-    router: Router,
-    producer: Producer,
-    n: int = 0,
-    *,
-    rtx: bool = True,
-    pts: dict[int, int] | None = None,
-) -> tuple[Consumer, FakeSink]:
-    sink = FakeSink()
-    c = router.create_consumer(
-        producer,
-        consumer_id=f"c{n}",
-        sink=sink,
-        ssrc=0x2000 + n,
-        rtx_ssrc=0x3000 + n if rtx else None,
-        payload_types=pts or {97: 96 + n},
-        rtx_payload_types={96 + n: 120 + n} if rtx else {},
-        ext_id_map={3: 10 + n},
-        cname=f"pub-{n}",
-    )
-    return c, sink
 
 
 def setup() -> tuple[FakeClock, Router, Producer, FakeSink]:

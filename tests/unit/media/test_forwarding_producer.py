@@ -1,5 +1,5 @@
 """Producer: loss/jitter/RR, NACK generation and retries, keyframe-request throttling, RTX in,
-close cascades. Fakes (sink, clock, packet builder) are shared with the other forwarding tests."""
+close cascades. The fakes (sink, clock, packet builder) are in ``forwarding_fakes``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from zvonok.media.forwarding.history import PacketHistory
-from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
 from zvonok.media.packets.rtcp import (
     Fir,
@@ -20,69 +19,18 @@ from zvonok.media.packets.rtcp import (
     SourceDescription,
     parse_compound,
 )
-from zvonok.media.packets.rtp import build_extension_block, wrap_rtx
+from zvonok.media.packets.rtp import wrap_rtx
 
-PUB_SSRC = 0x11110000
-PUB_RTX_SSRC = 0x11110001
-VP8 = {97: CodecInfo("VP8", 90000)}
-OPUS = {111: CodecInfo("opus", 48000)}
-VP8_KEY = bytes.fromhex("9080 05 00 9d012a") + bytes(20)  # X S PID=0 | I | picture id | P=0
-VP8_DELTA = bytes.fromhex("9080 06 01") + bytes(20)  # the same descriptor, P=1
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeSink:
-    """Records what a transport would protect and send."""
-
-    def __init__(self) -> None:
-        self.rtp: list[bytes] = []
-        self.rtcp: list[bytes] = []
-
-    def send_rtp(self, packet: bytes | bytearray) -> None:
-        self.rtp.append(bytes(packet))
-
-    def send_rtcp(self, packet: bytes | bytearray) -> None:
-        self.rtcp.append(bytes(packet))
-
-    def feedback(self) -> list[object]:
-        return [p for data in self.rtcp for p in parse_compound(data)]
-
-
-def rtp(
-    seq: int,
-    ts: int = 0,
-    *,
-    pt: int = 97,
-    ssrc: int = PUB_SSRC,
-    payload: bytes = VP8_DELTA,
-    marker: bool = False,
-    ext: list[tuple[int, bytes]] | None = None,
-) -> bytes:
-    block = build_extension_block(ext or [])
-    first = 0x90 if block else 0x80
-    second = pt | (0x80 if marker else 0)
-    return struct.pack("!BBHII", first, second, seq & 0xFFFF, ts, ssrc) + block + payload
-
-
-def make_video(
-    router: Router, sink: FakeSink, codecs: dict[int, CodecInfo] | None = None
-) -> Producer:
-    return router.create_producer(
-        producer_id="video",
-        sink=sink,
-        kind="video",
-        codecs=codecs or VP8,
-        ssrc=PUB_SSRC,
-        rtx_ssrc=PUB_RTX_SSRC,
-        rtx_payload_types={98: 97},
-    )
+from .forwarding_fakes import (
+    OPUS,
+    PUB_RTX_SSRC,
+    PUB_SSRC,
+    VP8_KEY,
+    FakeClock,
+    FakeSink,
+    make_video,
+    rtp,
+)
 
 
 def test_receiver_report_after_loss() -> None:

@@ -24,13 +24,13 @@ from zvonok.media.packets.rtcp import (
 )
 from zvonok.media.packets.rtp import rtp_seq
 
-from .test_forwarding_consumer import consumer
-from .test_forwarding_producer import (
+from .forwarding_fakes import (
     PUB_RTX_SSRC,
     PUB_SSRC,
     VP8_KEY,
     FakeClock,
     FakeSink,
+    consumer,
     make_video,
     rtp,
 )

@@ -354,7 +354,7 @@ def _our_view(request: BindingRequest) -> tuple[object, ...]:
 _requests = st.fixed_dictionaries(
     {
         "username": st.text(
-            st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12
+            st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12
         ).map(lambda remote: f"zvnk:{remote}"),
         "priority": st.integers(0, 2**32 - 1),
         "use_candidate": st.booleans(),

@@ -23,7 +23,7 @@ from zvonok.media.worker import (
     local_ipv4_addresses,
 )
 
-from .test_dtls import RTCP, RTP, DtlsClient
+from .dtls_client import RTCP, RTP, DtlsClient
 
 REMOTE = IceParameters("peer", "peerpasswordpeerpassword")
 

@@ -21,7 +21,7 @@ from zvonok.rooms.quality import QualityMonitor, QualitySample
 from zvonok.rooms.room import Room
 from zvonok.rooms.service import RoomService
 
-from .test_service import RecordingSink
+from ..fakes import RecordingSink
 
 ROOM = RoomKey(RoomKind.CHAT, "5")
 

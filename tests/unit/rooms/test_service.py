@@ -18,21 +18,7 @@ from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.worker import MediaWorker
 from zvonok.rooms.service import RoomService
 
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any] | None]] = []
-        self.closed: tuple[int, str] | None = None
-
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
-        self.sent.append((msg_type, payload))
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def types(self) -> list[str]:
-        return [t for t, _ in self.sent]
-
+from ..fakes import RecordingSink
 
 ROOM = RoomKey(RoomKind.GROUP, "7")
 

@@ -1,0 +1,23 @@
+"""Fakes shared by unit tests of different packages (rooms, admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RecordingSink:
+    """A signaling sink (what a WebSocket session gives the room service) that records what it is
+    sent and how it was closed."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any] | None]] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
+        self.sent.append((msg_type, payload))
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def types(self) -> list[str]:
+        return [t for t, _ in self.sent]
