@@ -4,10 +4,16 @@ every process is closed. Browsers run one at a time (tests are sequential)."""
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
+import jwt
 import pytest
+
+from zvonok.auth.secret import load_or_create_secret
 
 from .harness.aiortc_media import frame_colour, rgb_to_yuv
 from .harness.aiortc_peer import AiortcPeers, local_candidates
@@ -110,10 +116,23 @@ def test_server_wrapper_starts_waits_and_stops(
     assert server.ws_url("chat", "7").endswith("/api/v1/chat/7/call")
     chat = server.create_chat(["alice", "bob"])
     group = server.create_group(["alice", "bob", "carol"])
-    assert chat and group
-    assert server.token("alice").count(".") == 2
-    assert server.stop() is not None
-    assert server.process.poll() is not None
+    # the real CLI wrote both, with their members, into the server's embedded database
+    with closing(sqlite3.connect(server.data_dir / "zvonok.db")) as db:
+        members = {
+            (kind, user)
+            for kind, table, column, room in (
+                ("chat", "zvonok_chat_members", "chat_id", chat),
+                ("group", "zvonok_group_members", "group_id", group),
+            )
+            for (user,) in db.execute(f"SELECT user_id FROM {table} WHERE {column} = ?", (room,))
+        }  # fmt: skip
+    assert members == {("chat", "alice"), ("chat", "bob"), ("group", "alice"),
+                       ("group", "bob"), ("group", "carol")}  # fmt: skip
+    # and signed the token with the secret the server reads
+    secret = load_or_create_secret(server.data_dir)
+    assert jwt.decode(server.token("alice"), secret, algorithms=["HS256"])["sub"] == "alice"
+    assert server.stop() == -signal.SIGTERM  # ended by our SIGTERM, not on its own
+    assert server.process.poll() == -signal.SIGTERM
 
 
 def test_server_wrapper_reports_early_exit(zvonok_server_factory: ServerFactory) -> None:
