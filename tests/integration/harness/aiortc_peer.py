@@ -10,6 +10,10 @@ aioice never offers 127.0.0.1 by itself).
 aiortc cannot roll back a local offer: on glare before the first answer the peer replaces its
 RTCPeerConnection by a fresh one (nothing of the old one reached the server), later glare is
 recorded as an error. ``remove_screen_share`` is not available (aiortc has no removeTrack).
+Mode ``offer-first`` (the client matrix) is the client that cannot roll back: it offers once right
+after ``join``, ignores server offers that collide with it (and ``glare``), waits for the answer,
+and answers later server offers. ``delay_join`` / ``delay_offer`` / ``delay_answer`` (seconds,
+set before ``start``) wait before sending ``join``, the first offer and each answer (race hunting).
 
 Imports aiortc, websockets and the harness; never zvonok.
 """
@@ -64,6 +68,8 @@ def local_candidates(sdp: str) -> list[dict[str, Any]]:
 class AiortcPeer(ReportPeer):
     """One participant; the reader task is owned here and cancelled by ``close``."""
 
+    delay_join = delay_offer = delay_answer = 0.0
+
     def __init__(
         self, name: str, *, url: str, token: str, room: str, session_id: str, user: str,
         color: str, audio: bool, video: bool, mode: str, auth: str = "header",
@@ -115,10 +121,16 @@ class AiortcPeer(ReportPeer):
         if self.auth == "query":
             url, headers = f"{url}?access_token={self.token}", []
         self.ws = await connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT)
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        if self.mode != "offer-first":
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        await asyncio.sleep(self.delay_join)
         await self.send("join")
         if self.mode == "early-ice":
             await self._offer("early-ice")
+        if self.mode == "offer-first":  # a naive client: it reads nothing before its offer is out
+            await asyncio.sleep(self.delay_offer)
+            await self._offer(self.mode)
+            self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def send(self, type_: str, payload: dict[str, Any] | None = None) -> None:
         message: dict[str, Any] = {"type": type_, "roomId": self.room, "sessionId": self.session_id}
@@ -174,11 +186,14 @@ class AiortcPeer(ReportPeer):
             self.states.append(str(p.get("state")))
         elif type_ == "error":
             self.server_errors.append(p)
-            if p.get("code") == "glare":
+            if p.get("code") == "glare" and self.mode != "offer-first":
                 self.want_offer = True
                 await self._maybe_offer()
 
     async def _on_offer(self, p: dict[str, Any]) -> None:
+        if self.mode == "offer-first" and self.pc.signalingState == "have-local-offer":
+            self._log("offer-first: a server offer that collides with ours is ignored")
+            return
         if self.pc.signalingState == "have-local-offer":
             if self.answered_first:
                 self.errors.append("glare after the first negotiation: aiortc cannot roll back")
@@ -189,6 +204,7 @@ class AiortcPeer(ReportPeer):
             self._new_pc()
             self.want_offer = True
         await self.pc.setRemoteDescription(RTCSessionDescription(p["sdp"], "offer"))
+        await asyncio.sleep(self.delay_answer)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.send("answer", {"type": "answer", "sdp": self.pc.localDescription.sdp})
         self.answered_first = True

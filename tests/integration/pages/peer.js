@@ -13,6 +13,16 @@
 // and holds its candidates until the remote description is set; mode=early-ice sends its offer
 // right after `join` and trickles candidates at once; mode=loopback needs no server: it connects
 // two RTCPeerConnections inside the page and reports the receiving one (harness self-check).
+//
+// Negotiation styles of the client matrix (test_negotiation_matrix.py): mode=perfect is W3C/MDN
+// perfect negotiation on the polite side (RTCPeerConnection created on `joined`, offers on
+// negotiationneeded, a colliding server offer is applied with implicit rollback, messages handled
+// as they come, `glare` ignored); mode=perfect-explicit is the same with MDN's explicit rollback
+// (setLocalDescription({type: "rollback"}) then setRemoteDescription), where the negotiationneeded
+// Chrome fires in between makes a second, stale offer go out just before the answer (reproduced
+// every time); mode=answer-only never offers; mode=offer-only offers once right after `join`,
+// ignores every server offer and never answers. delayJoin, delayOffer, delayAnswer (ms) wait
+// before sending `join`, before making the first offer and before making an answer (race hunting).
 "use strict";
 (() => {
   const Q = new URLSearchParams(location.search);
@@ -33,7 +43,11 @@
     audioSource: Q.get("audioSource") || "tone",
     roomIdAs: Q.get("roomIdAs") || "auto",
     codec: Q.get("codec") || "", // e.g. "H264" or "VP9": the only video codec this peer sends
+    delayJoin: Number(Q.get("delayJoin") || 0),
+    delayOffer: Number(Q.get("delayOffer") || 0),
+    delayAnswer: Number(Q.get("delayAnswer") || 0),
   };
+  const isPerfect = cfg.mode === "perfect" || cfg.mode === "perfect-explicit";
   const wireRoomId =
     cfg.roomIdAs === "string" ? cfg.roomId
       : cfg.roomIdAs === "number" || /^[1-9][0-9]{0,14}$/.test(cfg.roomId) ? Number(cfg.roomId)
@@ -124,6 +138,8 @@
   let glareRetry = false;
   let remoteSet = false;
   let left = false;
+  let pendingTracks = null; // offer-only: the `tracks` map of the description to come
+  let firstOffer = true;
   let queue = Promise.resolve();
   const pendingIce = [];
   const heldIce = [];
@@ -165,10 +181,18 @@
     ws = sock;
     sock.onopen = () => {
       log("ws open");
-      send("join");
-      if (cfg.mode === "early-ice") enqueue("early offer", () => offerNow("early-ice"));
+      const join = () => {
+        send("join");
+        if (cfg.mode === "early-ice" || cfg.mode === "offer-only") {
+          enqueue("early offer", () => offerNow(cfg.mode));
+        }
+      };
+      if (cfg.delayJoin > 0) setTimeout(join, cfg.delayJoin);
+      else join();
     };
-    sock.onmessage = (e) => enqueue("handle", () => handle(e.data));
+    // MDN's perfect negotiation handles each message as it comes; the other modes one at a time.
+    sock.onmessage = (e) =>
+      isPerfect ? handle(e.data).catch((x) => fail("handle", x)) : enqueue("handle", () => handle(e.data));
     sock.onclose = (e) => {
       closes.push({ code: e.code, reason: e.reason, at: Date.now() });
       log("ws close", e.code, e.reason);
@@ -188,6 +212,7 @@
         joinedPayload = p;
         for (const x of p.participants || []) participants.set(x.sessionId, x);
         if (cfg.mode === "offer") await offerNow("after joined");
+        else if (isPerfect && !pc) startPerfect();
         else maybeOffer();
         break;
       case "participant-joined":
@@ -198,12 +223,25 @@
         leftEvents.push(p);
         break;
       case "tracks":
-        trackList = p.tracks || [];
+        // offer-only: a map describes the m-lines of the description that follows it, and only
+        // the server's answers are ever applied.
+        if (cfg.mode === "offer-only") pendingTracks = p.tracks || [];
+        else trackList = p.tracks || [];
         break;
       case "offer":
+        if (isPerfect) {
+          await onDescription(p);
+          break;
+        }
+        if (cfg.mode === "offer-only") {
+          pendingTracks = null;
+          log("offer-only: the server's offer is ignored");
+          break;
+        }
         await pc.setRemoteDescription(p); // implicit rollback of our own offer on glare
         preferCodec();
         await afterRemoteDescription();
+        if (cfg.delayAnswer > 0) await sleep(cfg.delayAnswer);
         await pc.setLocalDescription();
         send("answer", { type: "answer", sdp: pc.localDescription.sdp });
         answeredFirst = true;
@@ -213,6 +251,11 @@
         maybeOffer();
         break;
       case "answer":
+        if (isPerfect) {
+          await onDescription(p);
+          break;
+        }
+        if (pendingTracks) [trackList, pendingTracks] = [pendingTracks, null];
         await pc.setRemoteDescription(p);
         await afterRemoteDescription();
         maybeOffer();
@@ -276,6 +319,8 @@
     wantOffer = false;
     try {
       preferCodec();
+      if (cfg.delayOffer > 0 && firstOffer) await sleep(cfg.delayOffer);
+      firstOffer = false;
       await pc.setLocalDescription();
       send("offer", { type: "offer", sdp: pc.localDescription.sdp });
       log("-> offer", why);
@@ -285,6 +330,7 @@
   }
 
   function maybeOffer() {
+    if (isPerfect || cfg.mode === "answer-only" || cfg.mode === "offer-only") return;
     if (!wantOffer || !joined || left || makingOffer || !pc || pc.signalingState !== "stable") return;
     if (cfg.mode === "answer" && !answeredFirst) return;
     enqueue("offer", () => (wantOffer && pc.signalingState === "stable" ? offerNow("negotiation") : null));
@@ -308,6 +354,7 @@
       sendIce({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
     };
     conn.onnegotiationneeded = () => {
+      if (isPerfect) return void perfectOffer("negotiationneeded");
       wantOffer = true;
       maybeOffer();
     };
@@ -319,6 +366,51 @@
       log("track", e.track.kind, "mid", e.transceiver.mid, "stream", e.streams[0] && e.streams[0].id);
     };
     return conn;
+  }
+
+  // ---- perfect negotiation, the polite side (MDN's pattern; mode=perfect | perfect-explicit) --
+  function startPerfect() {
+    pc = createPc();
+    for (const s of local.sources) pc.addTrack(s.track, local.stream);
+  }
+
+  async function perfectOffer(why) {
+    try {
+      if (cfg.delayOffer > 0 && firstOffer) await sleep(cfg.delayOffer);
+      firstOffer = false;
+      makingOffer = true;
+      await pc.setLocalDescription();
+      const d = pc.localDescription; // an answer if a server offer was applied meanwhile
+      send(d.type, { type: d.type, sdp: d.sdp });
+      log("->", d.type, why);
+    } catch (e) {
+      fail("perfect negotiation: " + why, e);
+    } finally {
+      makingOffer = false;
+    }
+  }
+
+  async function onDescription(desc) {
+    const collision = desc.type === "offer" && (makingOffer || pc.signalingState !== "stable");
+    if (collision && cfg.mode === "perfect-explicit") {
+      await pc.setLocalDescription({ type: "rollback" });
+      // Our tracks are unnegotiated again: Chrome fires negotiationneeded, and in about half of
+      // the tries its handler's offer goes out before the server's offer is applied. Make that
+      // happen every time: the stale offer is sent just before our answer.
+      await sleep(0);
+      const stale = makingOffer ? null : perfectOffer("stale, right after the rollback");
+      await pc.setRemoteDescription(desc);
+      await stale;
+    } else {
+      await pc.setRemoteDescription(desc); // implicit rollback of our offer on a collision
+    }
+    await afterRemoteDescription();
+    if (desc.type !== "offer") return;
+    if (cfg.delayAnswer > 0) await sleep(cfg.delayAnswer);
+    await pc.setLocalDescription();
+    const d = pc.localDescription;
+    send(d.type, { type: d.type, sdp: d.sdp });
+    log("->", d.type, collision ? "(after a collision)" : "");
   }
 
   function sendIce(p) {
@@ -601,6 +693,12 @@
       ws.send(textFrame);
       return true;
     },
+    // Load another peer.html into this browser (Firefox has no driver to do it): the client
+    // matrix reuses one Firefox process for many calls.
+    async navigate(url) {
+      setTimeout(() => location.assign(url), 0);
+      return true;
+    },
   };
 
   async function start() {
@@ -618,9 +716,11 @@
       if (cfg.mode === "loopback") {
         await loopback();
       } else {
-        pc = createPc();
-        for (const s of local.sources) pc.addTrack(s.track, local.stream);
-        openSocket();
+        if (!isPerfect) {
+          pc = createPc();
+          for (const s of local.sources) pc.addTrack(s.track, local.stream);
+        }
+        openSocket(); // perfect modes create their RTCPeerConnection on `joined`
       }
       started = true;
       log("started", cfg.mode, cfg.user, cfg.sessionId);
