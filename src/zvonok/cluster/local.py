@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from ..ids import RoomKey, SessionId
+from ..ids import RoomKey, SessionId, UserId
 from .base import SessionBinding
 
 #: At most this many ended sessions' ids are kept reserved (the oldest are forgotten first).
@@ -17,14 +17,15 @@ MAX_LINGERING = 100_000
 
 
 class LocalSessionDirectory:
-    """Session bindings kept in a dict; an ended session's id lingers, reserved for its user,
-    in a bounded table ordered by expiry."""
+    """Session bindings kept in a dict. An ended session's id lingers, reserved for its user, in
+    a bounded table ordered by expiry (two flat dicts: no per-entry objects for the collector)."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.monotonic, max_lingering: int = MAX_LINGERING
     ) -> None:
         self._bindings: dict[SessionId, SessionBinding] = {}
-        self._lingering: OrderedDict[SessionId, tuple[float, SessionBinding]] = OrderedDict()
+        self._linger_until: OrderedDict[SessionId, float] = OrderedDict()
+        self._linger_user: dict[SessionId, UserId] = {}
         self._clock = clock
         self._max_lingering = max_lingering
 
@@ -33,11 +34,11 @@ class LocalSessionDirectory:
         if held is not None:
             return held
         self._expire()
-        lingering = self._lingering.get(session_id)
-        if lingering is not None:
-            if lingering[1].user_id != binding.user_id and lingering[0] > self._clock():
-                return lingering[1]
-            del self._lingering[session_id]
+        owner = self._linger_user.get(session_id)
+        if owner is not None:
+            if owner != binding.user_id and self._linger_until[session_id] > self._clock():
+                return SessionBinding(owner, binding.room)
+            self._forget(session_id)
         self._bindings[session_id] = binding
         return binding
 
@@ -49,21 +50,27 @@ class LocalSessionDirectory:
         del self._bindings[session_id]
         if linger > 0:
             self._expire()
-            self._lingering.pop(session_id, None)
-            self._lingering[session_id] = (self._clock() + linger, binding)
-            while len(self._lingering) > self._max_lingering:
-                self._lingering.popitem(last=False)
+            self._forget(session_id)
+            self._linger_until[session_id] = self._clock() + linger
+            self._linger_user[session_id] = binding.user_id
+            while len(self._linger_until) > self._max_lingering:
+                oldest, _ = self._linger_until.popitem(last=False)
+                del self._linger_user[oldest]
 
     async def lookup(self, session_id: SessionId) -> SessionBinding | None:
         return self._bindings.get(session_id)
 
+    def _forget(self, session_id: SessionId) -> None:
+        if self._linger_until.pop(session_id, None) is not None:
+            del self._linger_user[session_id]
+
     def _expire(self) -> None:
         now = self._clock()
-        while self._lingering:
-            session_id, (expiry, _) = next(iter(self._lingering.items()))
+        while self._linger_until:
+            session_id, expiry = next(iter(self._linger_until.items()))
             if expiry > now:
                 return
-            del self._lingering[session_id]
+            self._forget(session_id)
 
     def __len__(self) -> int:
         return len(self._bindings)

@@ -176,6 +176,9 @@ class AiortcPeer(ReportPeer):
         elif type_ == "tracks":
             self.track_map[:] = p.get("tracks", [])
         elif type_ == "offer":
+            if self.left:  # an offer already on its way when we left: nothing to negotiate
+                self._log("offer after leave ignored")
+                return
             await self._on_offer(p)
         elif type_ == "answer":
             await self.pc.setRemoteDescription(RTCSessionDescription(p["sdp"], "answer"))
