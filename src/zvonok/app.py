@@ -34,7 +34,7 @@ from .rooms.events import RoomEvents
 from .rooms.participant import Participant
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
-from .store.base import MembershipStore, create_store
+from .store.base import MembershipStore, check_store, create_store
 from .store.sql import SqlMembershipStore
 from .web import web_routes
 
@@ -65,6 +65,7 @@ async def build(settings: Settings) -> Components:
         secret = load_or_create_secret(settings.data_dir)
     verifier = TokenVerifier(settings, secret)
     store = await create_store(settings)
+    await check_store(store)  # a membership query the database refuses stops the start here
     worker = MediaWorker(
         host=settings.media_host,
         port=settings.media_port,

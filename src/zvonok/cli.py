@@ -165,8 +165,8 @@ def _with_store(settings: Settings, action: Callable[[SqlMembershipStore], Await
         return asyncio.run(go())
     except ValueError as exc:
         _fail(str(exc))
-    except StoreUnavailable as exc:
-        _fail(f"{exc} ({exc.__cause__})", code=1)
+    except StoreUnavailable as exc:  # its message carries the database's own, without the SQL
+        _fail(str(exc), code=1)
 
 
 @cli.group()

@@ -1,8 +1,10 @@
 """SqlMembershipStore on a real PostgreSQL started by the test (tests/pg.py): default tables,
-custom queries over a messenger-like schema, and an unreachable server."""
+custom queries over a messenger-like schema, an unreachable server, what the log says when a query
+fails (the database's message, never the ids) and the start-up check of the custom queries."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import time
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests import pg
 from tests.pg import postgres_url
 from tests.unit.test_store_sql import (
+    CHAT_QUERY,
+    MESSENGER_SCHEMA,
     chat,
     check_custom_queries,
     check_default_tables,
@@ -23,7 +27,7 @@ from tests.unit.test_store_sql import (
     group,
 )
 from zvonok.errors import StoreUnavailable
-from zvonok.store.sql import SqlMembershipStore
+from zvonok.store.sql import MembershipQueryError, SqlMembershipStore
 
 __all__ = ["postgres_url"]
 
@@ -99,3 +103,119 @@ async def test_slow_query_times_out_and_the_store_recovers(database: str) -> Non
         assert await store.is_member(grants("a"), chat("1"))
     finally:
         await store.close()
+
+
+#: The mistake a new user makes: a BIGINT column compared with :room_id, which is a string.
+BIGINT_CHAT_QUERY = (
+    "SELECT 1 FROM dialogs WHERE id = :room_id AND (user_a = :user_id OR user_b = :user_id)"
+)
+ADVICE = (
+    "; :room_id and :user_id are strings: compare as text, CAST(column AS TEXT) = :room_id "
+    "(docs/auth.md)"
+)
+
+
+async def messenger_tables(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        for statement in MESSENGER_SCHEMA:
+            await conn.execute(text(statement))
+    await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("query", "logged"),
+    [
+        pytest.param(
+            BIGINT_CHAT_QUERY,
+            "DataError: invalid input for query argument $1: <room_id> ('str' object cannot be "
+            "interpreted as an integer) [SQLSTATE 22000]" + ADVICE,
+            id="asyncpg-converts-the-parameter",
+        ),
+        pytest.param(
+            "SELECT 1 FROM dialogs WHERE id = CAST(:room_id AS TEXT) AND :user_id <> ''",
+            "UndefinedFunctionError: operator does not exist: bigint = text (hint: No operator "
+            "matches the given name and argument types. You might need to add explicit type "
+            "casts.) [SQLSTATE 42883]" + ADVICE,
+            id="no-operator",
+        ),
+        pytest.param(
+            "SELECT 1 FROM dialogs WHERE id = CAST(CAST(:room_id AS TEXT) AS BIGINT)"
+            " AND CAST(user_a AS TEXT) = :user_id",
+            'InvalidTextRepresentationError: invalid input syntax for type bigint: "<room_id>" '
+            "[SQLSTATE 22P02]" + ADVICE,
+            id="the-database-quotes-the-value",
+        ),
+        pytest.param(
+            "SELECT 1 FROM dialog WHERE CAST(id AS TEXT) = :room_id AND :user_id <> ''",
+            'UndefinedTableError: relation "dialog" does not exist [SQLSTATE 42P01]',
+            id="missing-table",
+        ),
+    ],
+)
+async def test_failures_log_the_database_message_without_the_ids(
+    database: str, caplog: pytest.LogCaptureFixture, query: str, logged: str
+) -> None:
+    await messenger_tables(database)
+    store = SqlMembershipStore(database, chat_query=query)
+    caplog.set_level(logging.WARNING, "zvonok.store.sql")
+    try:
+        with pytest.raises(StoreUnavailable, match="sql_member_query_chat"):
+            await store.is_member(grants("user-secret-42"), chat("room-secret-7"))
+    finally:
+        await store.close()
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line == f"database failed to check membership (sql_member_query_chat): {logged}"
+    assert "secret" not in caplog.text
+
+
+async def test_startup_check_on_postgres(database: str, caplog: pytest.LogCaptureFixture) -> None:
+    await messenger_tables(database)
+    store = SqlMembershipStore(database, chat_query=CHAT_QUERY)
+    try:
+        await store.check_queries()  # a text comparison runs; the default group query warns
+    finally:
+        await store.close()
+    assert "the default group query on zvonok_group_members does not run" in caplog.text
+    guarded = (  # the index-friendly guard docs/auth.md suggests: runs for "0" and for slugs
+        "SELECT 1 FROM dialogs WHERE id = CASE WHEN :room_id ~ '^[0-9]{1,18}$'"
+        " THEN CAST(:room_id AS BIGINT) END"
+        " AND (CAST(user_a AS TEXT) = :user_id OR CAST(user_b AS TEXT) = :user_id)"
+    )
+    store = SqlMembershipStore(database, chat_query=guarded)
+    try:
+        await store.check_queries()
+        assert await store.is_member(grants("100"), chat("1"))
+        assert not await store.is_member(grants("100"), chat("slug"))
+    finally:
+        await store.close()
+    broken = SqlMembershipStore(database, chat_query=BIGINT_CHAT_QUERY)
+    try:
+        with pytest.raises(MembershipQueryError) as info:
+            await broken.check_queries()
+    finally:
+        await broken.close()
+    assert str(info.value) == (
+        "sql_member_query_chat does not run on the database (tried with room_id '0' and "
+        "user_id '0'): DataError: invalid input for query argument $1: '0' ('str' object cannot "
+        "be interpreted as an integer) [SQLSTATE 22000]" + ADVICE
+    )
+
+
+async def test_startup_check_with_the_database_down(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x"
+    store = SqlMembershipStore(url, chat_query=BIGINT_CHAT_QUERY, timeout=2.0)
+    caplog.set_level(logging.WARNING, "zvonok.store.sql")
+    try:
+        await store.check_queries()  # a warning, not an error: the server starts
+    finally:
+        await store.close()
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line.startswith(
+        "start-up check of the membership queries skipped: cannot reach the database: "
+        "ConnectionRefusedError: "
+    )
+    assert line.endswith("; joins answer 503 until it is reachable")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -45,6 +47,8 @@ def messenger() -> Iterator[Messenger]:
             data = answer.encode()
             try:
                 self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", "https://sso.example/login?next=/members&sid=42")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -55,6 +59,10 @@ def messenger() -> Iterator[Messenger]:
         def _answer(self, body: dict[str, Any]) -> tuple[int, str]:
             if self.path.startswith("/status/"):
                 return int(self.path.rsplit("/", 1)[1]), "{}"
+            if self.path.startswith(
+                "/echo-500"
+            ):  # an error page that repeats the request, ids and all
+                return 500, f"<h1>boom</h1>\n<pre>{json.dumps(body)}\n{'x' * 500}</pre>"
             if self.path == "/not-json":
                 return 200, "<html>"
             if self.path == "/no-bool":
@@ -161,6 +169,58 @@ async def test_server_down_is_unavailable() -> None:
             await store.is_member(grants("alice"), RoomKey.parse("chat:1"))
     finally:
         await store.close()
+
+
+async def test_failures_are_logged_for_the_operator(
+    messenger: Messenger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status, reason and a short body excerpt; the URL without credentials; never the ids."""
+    caplog.set_level(logging.WARNING, "zvonok.store.http")
+    base = messenger.base.replace("http://", "http://api:key@")
+    for path in ("/echo-500?sig=abc", "/status/302", "/not-json", "/slow"):
+        store = HttpMembershipStore(f"{base}{path}", timeout=0.3)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.is_member(
+                    grants("user-secret-42"), RoomKey.parse("group:room-secret-7")
+                )
+        finally:
+            await store.close()
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 4
+    echo, redirect, not_json, slow = lines
+    assert echo.startswith(
+        f"membership callback failed: POST {messenger.base}/echo-500 answered HTTP 500 Internal "
+        'Server Error; body: <h1>boom</h1> <pre>{"kind": "group", "roomId": "<room_id>", '
+        '"userId": "<user_id>"} xxx'
+    )
+    assert echo.endswith("x…") and len(echo) < 300
+    assert redirect == (
+        f"membership callback failed: POST {messenger.base}/status/302 answered HTTP 302 Found "
+        "(a redirect to https://sso.example/login; redirects are not followed); body: {}"
+    )
+    assert not_json.endswith("answered without a boolean 'member'; body: <html>")
+    assert re.search(r"/slow timed out after 0\.3 s \((ReadTimeout|no complete answer)\)$", slow)
+    assert "secret" not in caplog.text and "key@" not in caplog.text and "sig=" not in caplog.text
+
+
+async def test_connection_errors_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    caplog.set_level(logging.WARNING, "zvonok.store.http")
+    store = HttpMembershipStore(f"http://127.0.0.1:{port}/members", timeout=1.0)
+    try:
+        with pytest.raises(StoreUnavailable, match="could not connect"):
+            await store.is_member(grants("alice"), RoomKey.parse("chat:1"))
+    finally:
+        await store.close()
+    (line,) = [record.getMessage() for record in caplog.records]
+    assert line.startswith(
+        f"membership callback failed: POST http://127.0.0.1:{port}/members could not connect "
+        "(ConnectError: "
+    )
+    assert "Connection refused" in line or "connection attempts failed" in line
 
 
 def test_cache_is_a_bounded_lru() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,10 @@ from zvonok.auth.tokens import Grants
 from zvonok.config import Settings
 from zvonok.errors import StoreUnavailable
 from zvonok.ids import RoomKey, RoomKind, UserId
-from zvonok.store.base import create_store
+from zvonok.store.base import check_store, create_store
 from zvonok.store.claims import TokenGrantsStore
 from zvonok.store.http import HttpMembershipStore
-from zvonok.store.sql import SqlMembershipStore
+from zvonok.store.sql import MembershipQueryError, SqlMembershipStore
 
 #: A messenger's own schema, for the custom-query scenario (portable SQLite/PostgreSQL SQL).
 MESSENGER_SCHEMA = [
@@ -159,6 +160,96 @@ async def test_broken_query_is_unavailable(tmp_path: Path) -> None:
             await store.is_member(grants("a"), group("1"))
     finally:
         await store.close()
+
+
+async def test_failure_log_names_the_query_and_quotes_the_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqlMembershipStore(
+        sqlite_url(tmp_path),
+        group_query="SELECT 1 FROM missing WHERE a = :room_id AND b = :user_id",
+    )
+    caplog.set_level(logging.WARNING, "zvonok.store.sql")
+    try:
+        with pytest.raises(StoreUnavailable, match="sql_member_query_group"):
+            await store.is_member(grants("user-secret-42"), group("room-secret-7"))
+        with pytest.raises(StoreUnavailable, match="default chat query on zvonok_chat_members"):
+            await store.is_member(grants("user-secret-42"), chat("room-secret-7"))
+    finally:
+        await store.close()
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "database failed to check membership (sql_member_query_group): "
+        "OperationalError: no such table: missing",
+        "database failed to check membership (the default chat query on zvonok_chat_members): "
+        "OperationalError: no such table: zvonok_chat_members",
+    ]
+    assert "secret" not in caplog.text  # neither the user id nor the room id
+
+
+async def test_startup_check_refuses_a_broken_custom_query(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = sqlite_url(tmp_path)
+    good = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        for statement in MESSENGER_SCHEMA:
+            await conn.execute(text(statement))
+    await engine.dispose()
+    try:
+        await good.check_queries()  # both run (for user "0" in room "0"; no rows is fine)
+    finally:
+        await good.close()
+    typo = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query="SELEC 1 " + GROUP_QUERY)
+    try:
+        with pytest.raises(
+            MembershipQueryError,
+            match=r"^sql_member_query_group does not run on the database \(tried with room_id "
+            r"'0' and user_id '0'\): "
+            r'OperationalError: near "SELEC": syntax error$',
+        ):
+            await typo.check_queries()
+    finally:
+        await typo.close()
+    missing = SqlMembershipStore(url, chat_query="SELECT 1 FROM nope WHERE :room_id = :user_id")
+    caplog.set_level(logging.WARNING, "zvonok.store.sql")
+    try:
+        with pytest.raises(MembershipQueryError, match="sql_member_query_chat .*no such table"):
+            await check_store(missing)
+    finally:
+        await missing.close()  # check_store closed it already; closing twice is harmless
+    assert "start-up check failed: sql_member_query_chat does not run" in caplog.text
+
+
+async def test_startup_check_only_warns_for_default_tables_and_a_dead_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "zvonok.store.sql")
+    bare = SqlMembershipStore(
+        sqlite_url(tmp_path), group_query="SELECT 1 WHERE :room_id = :user_id"
+    )
+    try:
+        await bare.check_queries()  # no zvonok tables, no messenger tables: warnings, no error
+    finally:
+        await bare.close()
+    assert "the default chat query on zvonok_chat_members does not run on the database" in (
+        caplog.text
+    )
+    assert "zvonok chat create creates them" in caplog.text
+    caplog.clear()
+    dead = SqlMembershipStore(
+        f"sqlite+aiosqlite:///{tmp_path / 'no' / 'dir.db'}", chat_query=CHAT_QUERY
+    )
+    try:
+        await check_store(dead)
+    finally:
+        await dead.close()
+    assert "start-up check of the membership queries skipped: cannot reach the database" in (
+        caplog.text
+    )
+    assert "unable to open database file" in caplog.text
+    await check_store(TokenGrantsStore())  # nothing to check
 
 
 async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import stat
 import string
@@ -277,12 +278,16 @@ def jwks() -> Iterator[JwksServer]:
             if self.path == "/slow":
                 time.sleep(2.0)
             body = json.dumps({"keys": state.keys}).encode()
-            if self.path == "/not-json":
+            status = 200
+            if self.path.startswith("/status/"):
+                status = int(self.path.partition("?")[0].rsplit("/", 1)[1])
+                body = b"<h1>nope</h1>"
+            elif self.path == "/not-json":
                 body = b"<html>"
             elif self.path == "/no-keys":
                 body = b'{"keys": [{"kty": "nope", "kid": "rsa-1"}]}'
             try:
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -359,6 +364,43 @@ async def test_jwks_timeout(jwks: JwksServer) -> None:
     started = time.monotonic()
     assert await refused(verifier, token) == "no-key"
     assert time.monotonic() - started < 1.5
+
+
+async def test_jwks_failures_are_logged_for_the_operator(
+    jwks: JwksServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """URL (without credentials or query), then the HTTP status and reason or what else failed."""
+    caplog.set_level(logging.WARNING, "zvonok.auth")
+    base = shown = jwks.url.replace("/jwks.json", "")
+    token = jwt.encode(claims(), RSA_KEY, "RS256", headers={"kid": "rsa-1"})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cases = [
+        (
+            f"{base}/status/503?key=s3cret",
+            f"{shown}/status/503 failed: HTTP 503 Service Unavailable",
+        ),
+        (f"{base}/status/404", f"{shown}/status/404 failed: HTTP 404 Not Found"),
+        (f"{base}/not-json", f"{shown}/not-json failed: the answer is not JSON (Expecting value"),
+        (f"{base}/no-keys", f"{shown}/no-keys failed: not a usable JWK set: "),
+        (f"{base}/slow", f"{shown}/slow failed: timed out after 0.3 s"),
+        (f"http://127.0.0.1:{port}/jwks", f"http://127.0.0.1:{port}/jwks failed: cannot connect: "),
+        # urllib takes "id:pw@127.0.0.1" for a host name; the log shows neither id nor pw
+        (base.replace("//", "//id:pw@"), f"{shown} failed: cannot connect: "),
+    ]
+    for url, _ in cases:
+        assert await refused(jwks_verifier(url, timeout=0.3), token) == "no-key"
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == len(cases), lines
+    for line, (_, expected) in zip(lines, cases, strict=True):
+        assert line.startswith(f"JWKS fetch from {expected}"), line
+    assert "Connection refused" in lines[-2]
+    assert "pw@" not in caplog.text and "s3cret" not in caplog.text
+    caplog.clear()
+    rotated = jwt.encode(claims(), OTHER_RSA_KEY, "RS256", headers={"kid": "rotated-away"})
+    assert await refused(jwks_verifier(jwks.url), rotated) == "no-key"
+    assert caplog.records == []  # an unknown kid is the token's problem, not the endpoint's
 
 
 # --- fuzz: anything at all is refused with an AuthError, never another exception -----------

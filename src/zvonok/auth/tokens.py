@@ -1,7 +1,10 @@
 """JWT → ``Grants``: the one place that checks a token, and the only module importing PyJWT.
 
 Owns ``Grants``, ``TokenVerifier`` and ``issue_token``. Must not import ``signaling``, ``rooms``,
-``media``, ``store`` or ``cluster``; it only needs ``config``, ``errors`` and ``ids``.
+``media``, ``store`` or ``cluster``; it only needs ``config``, ``diagnostics``, ``errors`` and
+``ids``. A JWKS fetch that fails is logged (a warning) with the URL (without credentials or query)
+and what went wrong: the HTTP status and reason, a timeout, a connection error or a key set that
+is not JSON/JWKS.
 
 Implements RFC 7519 (JWT) §4.1 claim checks (``sub``, ``exp``, ``nbf``, ``iat``, ``iss``, ``aud``,
 ``jti``), RFC 7515 (JWS) §4.1.1 ``alg`` handling, and RFC 8725 (JWT BCP) §3.1–§3.2: the accepted
@@ -12,8 +15,11 @@ algorithms are never allowed together, so a public key can never be used as an H
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
 import time
+import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509 import load_pem_x509_certificate
 
 from ..config import Settings
+from ..diagnostics import excerpt, safe_url
 from ..errors import AuthError
 from ..ids import UserId
 
@@ -99,6 +106,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._leeway = settings.jwt_leeway
         self._jwks_timeout = settings.jwks_timeout
+        self._jwks_url = safe_url(settings.jwks_url) if settings.jwks_url else ""
         self._key: Any = None
         self._jwks: jwt.PyJWKClient | None = None
         self._jwks_lock = asyncio.Lock()
@@ -179,10 +187,16 @@ class TokenVerifier:
                     self._jwks_thread, client.get_signing_key_from_jwt, token
                 )
         except TimeoutError:
+            waited = self._jwks_timeout + 1.0
+            log.warning("JWKS fetch from %s failed: no answer within %g s", self._jwks_url, waited)
             raise AuthError("no-key", "the JWKS endpoint did not answer in time") from None
         except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.PyJWKError, ValueError) as exc:
             # no key for the kid, an unreachable endpoint, or a key set that is not JSON/JWKS
-            raise AuthError("no-key", f"no signing key: {exc}") from None
+            problem = _jwks_problem(exc, self._jwks_timeout)
+            if problem is None:  # the token's kid is not in the key set: the token's problem
+                raise AuthError("no-key", f"no signing key: {exc}") from None
+            log.warning("JWKS fetch from %s failed: %s", self._jwks_url, problem)
+            raise AuthError("no-key", f"no signing key: JWKS fetch failed: {problem}") from None
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc), f"token refused: {exc}") from None
         declared = getattr(jwk, "_jwk_data", {}).get("alg")
@@ -236,6 +250,29 @@ def _load_public_key(text: str) -> Any:
         return load_pem_public_key(data)
     except ValueError as exc:
         raise ValueError(f"jwt_public_key is not a PEM public key: {exc}") from None
+
+
+def _jwks_problem(exc: Exception, timeout: float) -> str | None:
+    """What went wrong fetching the key set, or ``None`` if it was fetched but lacks the kid."""
+    if isinstance(exc, jwt.PyJWKClientConnectionError):
+        cause: BaseException | None = exc.__cause__
+        if isinstance(cause, urllib.error.HTTPError):
+            return f"HTTP {cause.code} {cause.reason}".rstrip()
+        if isinstance(cause, urllib.error.URLError):
+            reason = cause.reason
+            if not isinstance(reason, TimeoutError):
+                return f"cannot connect: {excerpt(str(reason))}"
+            cause = reason
+        if isinstance(cause, TimeoutError):
+            return f"timed out after {timeout:g} s"
+        if isinstance(cause, http.client.HTTPException):
+            return f"bad HTTP answer ({type(cause).__name__}: {excerpt(str(cause))})"
+        return excerpt(str(exc))
+    if isinstance(exc, json.JSONDecodeError):
+        return f"the answer is not JSON ({exc})"
+    if isinstance(exc, jwt.PyJWKClientError) and str(exc).startswith("Unable to find a signing"):
+        return None
+    return f"not a usable JWK set: {excerpt(str(exc))}"
 
 
 def _reason(exc: Exception) -> str:

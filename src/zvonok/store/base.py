@@ -1,8 +1,9 @@
 """The membership-store contract and the factory that picks a backend from the settings.
 
-Owns ``MembershipStore`` and ``create_store``. Must not import ``signaling``, ``rooms``, ``media``
-or ``cluster``. A store answers "is this user a member of this chat/group?"; when it cannot
-answer it raises ``StoreUnavailable`` and the caller refuses (HTTP 503): access is never assumed.
+Owns ``MembershipStore``, ``create_store`` and ``check_store`` (the start-up check). Must not
+import ``signaling``, ``rooms``, ``media`` or ``cluster``. A store answers "is this user a member
+of this chat/group?"; when it cannot answer it raises ``StoreUnavailable`` and the caller refuses
+(HTTP 503): access is never assumed.
 Implements no RFC.
 """
 
@@ -59,3 +60,21 @@ async def create_store(settings: Settings) -> MembershipStore:
     if settings.database_url is None:
         await store.create_schema()
     return store
+
+
+async def check_store(store: MembershipStore) -> None:
+    """The start-up check: an SQL store runs each membership query once (``check_queries``).
+
+    Raises ``MembershipQueryError`` (a ``ValueError`` naming the setting, with the database's own
+    message) after closing the store, so ``zvonok serve`` stops at start instead of answering
+    every join with 503. An unreachable database is only a warning. Other backends need no check.
+    """
+    from .sql import SqlMembershipStore
+
+    if not isinstance(store, SqlMembershipStore):
+        return
+    try:
+        await store.check_queries()
+    except ValueError:
+        await store.close()
+        raise

@@ -8,7 +8,9 @@ Contract with the messenger (HTTP/1.1, RFC 9110): ``POST <membership_http_url>``
 ``{"kind": "chat"|"group", "roomId": "<id>", "userId": "<sub>"}`` and, if configured,
 ``Authorization: Bearer <membership_http_token>`` (RFC 6750 §2.1). ``200 {"member": true|false}``
 answers; ``403``/``404`` mean "not a member"; any other status, a malformed body, a timeout or a
-connection error raises ``StoreUnavailable``: a failure never lets anyone in.
+connection error raises ``StoreUnavailable``: a failure never lets anyone in. Each failure is one
+log line naming the URL (without credentials or query), the status and reason and a short body
+excerpt, or the kind of timeout or connection error; user and room ids are replaced by their names.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from typing import NoReturn
 
 import httpx
 
 from ..auth.tokens import Grants
 from ..config import Settings
+from ..diagnostics import excerpt, safe_url, scrub
 from ..errors import StoreUnavailable
 from ..ids import RoomKey
 
@@ -31,6 +35,8 @@ log = logging.getLogger("zvonok.store.http")
 DEFAULT_CACHE_SIZE = 10_000
 #: Statuses that mean "not a member" (the messenger may hide whether the room exists).
 NOT_MEMBER_STATUSES = frozenset({403, 404})
+#: How much of an unexpected response body a log line quotes.
+BODY_EXCERPT_CHARS = 160
 
 _Key = tuple[str, str, str]
 
@@ -80,6 +86,7 @@ class HttpMembershipStore:
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._url = url
+        self._shown_url = safe_url(url)
         self._timeout = timeout
         self._client = httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False)
         self.cache = AnswerCache(cache_ttl, cache_size)
@@ -111,28 +118,54 @@ class HttpMembershipStore:
     async def _ask(self, key: _Key) -> bool:
         kind, room_id, user_id = key
         body = {"kind": kind, "roomId": room_id, "userId": user_id}
+        values = {"room_id": room_id, "user_id": user_id}
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._client.post(self._url, json=body)
                 await response.aread()
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            log.warning("membership callback failed: %s", type(exc).__name__)
-            raise StoreUnavailable("membership callback failed") from exc
+            self._fail(scrub(self._describe(exc), values))
         if response.status_code in NOT_MEMBER_STATUSES:
             return False
         if response.status_code != 200:
-            log.warning("membership callback answered HTTP %d", response.status_code)
-            raise StoreUnavailable(f"membership callback answered HTTP {response.status_code}")
-        return _member_of(response)
+            self._fail(f"answered {_status(response)}{_body(response, values)}")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        member = answer.get("member") if isinstance(answer, dict) else None
+        if not isinstance(member, bool):
+            self._fail(f"answered without a boolean 'member'{_body(response, values)}")
+        return member
+
+    def _fail(self, problem: str) -> NoReturn:
+        message = f"membership callback failed: POST {self._shown_url} {problem}"
+        log.warning("%s", message)
+        raise StoreUnavailable(message)
+
+    def _describe(self, exc: BaseException) -> str:
+        """A timeout or transport error, by kind (``httpx.ConnectTimeout``, ``ConnectError``...)."""
+        name = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return f"timed out after {self._timeout:g} s ({name})"
+        if isinstance(exc, TimeoutError):  # our bound on the whole request and its body
+            return f"timed out after {self._timeout:g} s (no complete answer)"
+        cause = exc.__cause__
+        text = excerpt(str(exc) or (str(cause) if cause is not None else ""), BODY_EXCERPT_CHARS)
+        if isinstance(exc, httpx.ConnectError):
+            return f"could not connect ({name}: {text})"
+        return f"failed ({name}: {text})" if text else f"failed ({name})"
 
 
-def _member_of(response: httpx.Response) -> bool:
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    member = answer.get("member") if isinstance(answer, dict) else None
-    if not isinstance(member, bool):
-        log.warning("membership callback answered without a boolean 'member'")
-        raise StoreUnavailable("membership callback answered without a boolean 'member'")
-    return member
+def _status(response: httpx.Response) -> str:
+    status = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    location = response.headers.get("location")
+    if response.is_redirect and location:
+        status += f" (a redirect to {safe_url(location)}; redirects are not followed)"
+    return status
+
+
+def _body(response: httpx.Response, values: dict[str, str]) -> str:
+    """``; body: <excerpt>`` with the ids replaced, or nothing for an empty body."""
+    text = excerpt(response.content.decode("utf-8", "replace"), BODY_EXCERPT_CHARS)
+    return f"; body: {scrub(text, values)}" if text else ""

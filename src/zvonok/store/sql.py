@@ -6,8 +6,10 @@ Owns ``SqlMembershipStore`` and zvonok's own membership tables (``zvonok_chats``
 
 Instead of the default tables a deployment can give one SQL query per room kind that reads its
 messenger's own schema: bind parameters ``:room_id`` and ``:user_id``; the user is a member iff the
-query returns at least one row. Any database error or timeout becomes ``StoreUnavailable``.
-Implements no RFC.
+query returns at least one row. Any database error or timeout becomes ``StoreUnavailable`` and one
+log line with the database driver's own message and the query's setting name, never the SQL
+parameters (user and room ids). ``check_queries`` runs every membership query once at start-up so
+a query the database refuses stops the server there. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 from sqlalchemy import (
     Column,
@@ -30,12 +32,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.expression import text
 
 from ..auth.tokens import Grants
+from ..diagnostics import excerpt, scrub
 from ..errors import StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
 
@@ -64,6 +67,20 @@ group_members = Table(
 AUTO_ID_ATTEMPTS = 3
 
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+#: The ids the start-up check asks about; any answer is fine, only an error is not.
+CHECK_PARAMS = {"room_id": "0", "user_id": "0"}
+#: How long a database message may be in a log line.
+MESSAGE_CHARS = 400
+#: SQLSTATEs of a type mismatch: no operator ``bigint = text`` (42883); text as a number (22P02).
+_TYPE_MISMATCH = frozenset({"42883", "22P02"})
+_TEXT_ADVICE = (
+    "; :room_id and :user_id are strings: compare as text, CAST(column AS TEXT) = :room_id "
+    "(docs/auth.md)"
+)
+
+
+class MembershipQueryError(ValueError):
+    """The start-up check: the database refused a membership query (names its setting)."""
 
 
 class SqlMembershipStore:
@@ -86,6 +103,19 @@ class SqlMembershipStore:
         self._queries: dict[RoomKind, Executable] = {
             RoomKind.CHAT: _query(chat_query, "chat", chat_members, "chat_id"),
             RoomKind.GROUP: _query(group_query, "group", group_members, "group_id"),
+        }
+        #: Where each query comes from, as log lines name it.
+        self.sources: dict[RoomKind, str] = {
+            RoomKind.CHAT: "sql_member_query_chat"
+            if chat_query is not None
+            else "the default chat query on zvonok_chat_members",
+            RoomKind.GROUP: "sql_member_query_group"
+            if group_query is not None
+            else "the default group query on zvonok_group_members",
+        }
+        self._custom = {
+            RoomKind.CHAT: chat_query is not None,
+            RoomKind.GROUP: group_query is not None,
         }
 
     async def create_schema(self) -> None:
@@ -152,9 +182,64 @@ class SqlMembershipStore:
 
     async def is_member(self, grants: Grants, room: RoomKey) -> bool:
         params = {"room_id": room.id, "user_id": str(grants.user_id)}
-        async with self._guard("check membership"), self._engine.connect() as conn:
+        guard = self._guard("check membership", room.kind, params)
+        async with guard, self._engine.connect() as conn:
             row = (await conn.execute(self._queries[room.kind], params)).first()
         return row is not None
+
+    async def check_queries(self) -> None:
+        """The start-up check: run each membership query once for user "0" in room "0".
+
+        The answer is ignored. ``MembershipQueryError`` names the custom query's setting when the
+        database refused it (a syntax error, a missing table or column, a type mismatch), with the
+        database's own message. The default query failing (zvonok's tables not created yet in an
+        external database), a database that cannot be reached, or a query that does not answer
+        within the timeout is a warning only: the server starts and those joins answer 503.
+        """
+        for kind, query in self._queries.items():
+            source = self.sources[kind]
+            try:
+                async with asyncio.timeout(self._timeout):
+                    conn = await self._engine.connect()
+            except _DB_ERRORS as exc:
+                log.warning(
+                    "start-up check of the membership queries skipped: cannot reach the "
+                    "database: %s; joins answer 503 until it is reachable",
+                    describe(exc, self._timeout),
+                )
+                return
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await conn.execute(query, CHECK_PARAMS)
+            except _DB_ERRORS as exc:
+                detail = describe(exc, self._timeout)
+                if not _refused(exc):
+                    log.warning("start-up check of %s did not complete: %s", source, detail)
+                    continue
+                if not self._custom[kind]:  # zvonok's own tables: created by the CLI, maybe later
+                    log.warning(
+                        "start-up check: %s does not run on the database: %s; %s joins answer 503 "
+                        "until the tables exist (zvonok %s create creates them) or "
+                        "sql_member_query_%s is set",
+                        source,
+                        detail,
+                        kind.value,
+                        kind.value,
+                        kind.value,
+                    )
+                    continue
+                advice = _TEXT_ADVICE if _type_mismatch(exc) else ""
+                message = (
+                    f"{source} does not run on the database (tried with room_id '0' and user_id "
+                    f"'0'): {detail}{advice}"
+                )
+                log.error("start-up check failed: %s", message)
+                raise MembershipQueryError(message) from None
+            finally:
+                with contextlib.suppress(*_DB_ERRORS):
+                    async with asyncio.timeout(self._timeout):
+                        await conn.close()
+        log.info("start-up check: the membership queries run on the database")
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -177,16 +262,79 @@ class SqlMembershipStore:
         raise ValueError(f"{kind.value} {room_id or new_id} already exists")
 
     @contextlib.asynccontextmanager
-    async def _guard(self, action: str) -> AsyncIterator[None]:
-        """Bound ``action`` by the timeout; database failures become ``StoreUnavailable``."""
+    async def _guard(
+        self,
+        action: str,
+        kind: RoomKind | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[None]:
+        """Bound ``action`` by the timeout; database failures become ``StoreUnavailable``.
+
+        The log line names the query (``kind``) and quotes the driver's message with ``params``
+        replaced by their names.
+        """
         try:
             async with asyncio.timeout(self._timeout):
                 yield
         except IntegrityError:
             raise
         except _DB_ERRORS as exc:
-            log.warning("database failed to %s: %s", action, type(exc).__name__)
-            raise StoreUnavailable(f"database failed to {action}") from exc
+            where = f" ({self.sources[kind]})" if kind is not None else ""
+            detail = scrub(describe(exc, self._timeout), params or {})
+            if kind is not None and self._custom[kind] and _type_mismatch(exc):
+                detail += _TEXT_ADVICE
+            log.warning("database failed to %s%s: %s", action, where, detail)
+            raise StoreUnavailable(f"database failed to {action}{where}: {detail}") from exc
+
+
+def describe(exc: BaseException, timeout: float) -> str:
+    """The database driver's own message for ``exc``: one line, without the SQL or its parameters.
+
+    SQLAlchemy's ``str(exc)`` appends the statement and its parameters, so only the driver's
+    exception (``exc.orig``, and for asyncpg the asyncpg error behind it) is read. The caller
+    still scrubs the result: a driver may quote a parameter value in its message.
+    """
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    driver = _driver_error(exc)
+    if driver is None:  # not from the driver: the first line is SQLAlchemy's own message
+        first_line = str(exc).partition("\n")[0]
+        name = type(exc).__name__
+        return excerpt(f"{name}: {first_line}" if first_line else name, MESSAGE_CHARS)
+    assert isinstance(exc, StatementError) and exc.orig is not None
+    text = f"{type(driver).__name__}: {str(exc.orig) or str(driver)}"
+    hint = getattr(driver, "hint", None)
+    if isinstance(hint, str) and hint:
+        text += f" (hint: {hint})"
+    sqlstate = getattr(driver, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        text += f" [SQLSTATE {sqlstate}]"
+    return excerpt(text, MESSAGE_CHARS)
+
+
+def _driver_error(exc: BaseException) -> BaseException | None:
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        return exc.orig.__cause__ if exc.orig.__cause__ is not None else exc.orig
+    return None
+
+
+def _type_mismatch(exc: BaseException) -> bool:
+    """A parameter compared with, or converted to, a non-text type (see ``_TEXT_ADVICE``)."""
+    driver = _driver_error(exc)
+    if driver is None:
+        return False
+    if getattr(driver, "sqlstate", None) in _TYPE_MISMATCH:
+        return True
+    # asyncpg converts a parameter to the column's type before sending it: "invalid input for
+    # query argument $1: '0' ('str' object cannot be interpreted as an integer)"
+    return "invalid input for query argument" in str(driver)
+
+
+def _refused(exc: BaseException) -> bool:
+    """The database answered and refused the statement (not: unreachable, gone, slow)."""
+    if isinstance(exc, DBAPIError):
+        return not exc.connection_invalidated
+    return isinstance(exc, SQLAlchemyError) and not isinstance(exc, OSError)
 
 
 def _tables(kind: RoomKind) -> tuple[Table, Table, str]:
