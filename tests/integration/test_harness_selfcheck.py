@@ -31,9 +31,11 @@ async def test_chromium_loopback_decodes_colour(chromium_peers: ChromiumPeers) -
     peer = await chromium_peers.open_loopback(user="alice", color="blue")
     track = await peer.wait_receiving(from_user="alice", color="blue", timeout=20)
     assert track.colour == "blue"
-    await peer.wait_receiving(from_user="alice", kind="audio", timeout=10)
+    await peer.wait_receiving(from_user="alice", kind="audio", color="blue", timeout=10)
     with pytest.raises(AssertionError, match="decoded colour blue"):
         await peer.wait_receiving(from_user="alice", color="red", timeout=2)
+    with pytest.raises(AssertionError, match="decoded tone blue"):
+        await peer.wait_receiving(from_user="alice", kind="audio", color="red", timeout=2)
 
 
 @pytest.mark.browser
@@ -41,7 +43,7 @@ async def test_firefox_loopback_decodes_colour(firefox_peers: FirefoxPeers) -> N
     peer = await firefox_peers.open_loopback(user="bob", color="green")
     track = await peer.wait_receiving(from_user="bob", color="green", timeout=20)
     assert track.colour == "green"
-    await peer.wait_receiving(from_user="bob", kind="audio", timeout=10)
+    await peer.wait_receiving(from_user="bob", kind="audio", timeout=10)  # no tone: firefox.py
     assert await peer.call("closeSocket") is True  # the command channel answers
     await peer.close()
     assert peer.process is not None and peer.process.poll() is not None
@@ -52,7 +54,9 @@ async def test_aiortc_loopback_decodes_colour(aiortc_peers: AiortcPeers) -> None
     peer = await aiortc_peers.open_loopback(user="carol", color="yellow")
     track = await peer.wait_receiving(from_user="carol", color="yellow", timeout=20)
     assert track.colour == "yellow"
-    await peer.wait_receiving(from_user="carol", kind="audio", timeout=10)
+    await peer.wait_receiving(from_user="carol", kind="audio", color="yellow", timeout=10)
+    with pytest.raises(AssertionError, match="decoded tone yellow"):
+        await peer.wait_receiving(from_user="carol", kind="audio", color="red", timeout=3)
 
 
 def test_colour_round_trip_through_yuv() -> None:
@@ -151,7 +155,8 @@ async def test_real_server_two_chromium_peers(
     b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
     await a.wait_receiving(from_user="bob", color="blue", timeout=20)
     await b.wait_receiving(from_user="alice", color="red", timeout=20)
-    await b.wait_receiving(from_user="alice", kind="audio", timeout=10)
+    await b.wait_receiving(from_user="alice", kind="audio", color="red", timeout=10)
+    await a.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=10)
     await a.leave()
     await b.wait_track_ended(from_user="alice", timeout=10)
 
@@ -165,6 +170,9 @@ async def test_real_server_firefox_and_chromium(
     d = await firefox_peers.open(zvonok_server, user="dave", room=chat, color="cyan")
     await a.wait_receiving(from_user="dave", color="cyan", timeout=20)
     await d.wait_receiving(from_user="alice", color="red", timeout=20)
+    await a.wait_receiving(from_user="dave", kind="audio", color="cyan", timeout=20)
+    with pytest.raises(AssertionError, match="decoded tone cyan"):
+        await a.wait_receiving(from_user="dave", kind="audio", color="red", timeout=2)
 
 
 @pytest.mark.browser

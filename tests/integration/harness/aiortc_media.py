@@ -1,8 +1,10 @@
 """Media for aiortc test peers: a solid-colour video track, a tone, and received-track bookkeeping.
 
 Owns ``ColourVideoTrack`` and ``ToneTrack`` (what an aiortc peer sends), ``frame_colour`` (the
-centre colour of a decoded frame, BT.601 limited range, no numpy) and ``Receiver``: per remote
-track, one consumer task counting decoded frames and sampling their colour, and the same
+centre colour of a decoded frame, BT.601 limited range, no numpy), ``dominant_tone_hz`` (which
+palette tone a window of decoded audio is, by Goertzel filters, no numpy) and ``Receiver``: per
+remote track, one consumer task counting decoded frames and sampling their colour or tone, and the
+same
 "one record per (transceiver, owner)" bookkeeping as ``pages/peer.js``, rendered as the report
 JSON ``stats.PeerReport`` parses.
 
@@ -16,6 +18,7 @@ import asyncio
 import fractions
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,10 @@ from .stats import COLOURS, TONES, nearest_colour
 SAMPLE_RATE = 48000
 AUDIO_PTIME = 0.02
 MAX_FRAMES = 10_000_000  # bounds the consumer loops (a day of video)
+TONE_WINDOW_S = 0.1  # whole periods of every tone (multiples of 110 Hz)
+TONE_EVERY = 25  # audio frames between two measurements (~0.5 s; pure Python is not free)
+TONE_PURITY = 0.6  # the share of the window's energy the dominant tone must hold
+MIN_TONE_RMS = 100.0  # s16 units; quieter is silence
 
 
 def rgb_to_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -67,6 +74,42 @@ def frame_colour(frame: VideoFrame) -> tuple[int, int, int]:
     u = _plane_mean(frame.planes[1], cw, ch)
     v = _plane_mean(frame.planes[2], cw, ch)
     return yuv_to_rgb(y, u, v)
+
+
+def goertzel_power(samples: Sequence[int], rate: float, hz: float) -> float:
+    """The power of ``samples`` at ``hz`` (one Goertzel filter)."""
+    coeff = 2.0 * math.cos(2.0 * math.pi * hz / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + coeff * s1 - s2, s1
+    return s1 * s1 + s2 * s2 - coeff * s1 * s2
+
+
+def dominant_tone_hz(samples: Sequence[int], rate: float) -> float | None:
+    """The palette tone holding most of the window's energy, or None (silence, noise, a mix).
+
+    For a pure sine over whole periods the Goertzel power at its frequency is ``n/2`` times the
+    window's energy, so ``purity`` is ~1 for one tone and at most ~0.5 for an even mix of two.
+    """
+    n = len(samples)
+    energy = float(sum(x * x for x in samples))
+    if n == 0 or math.sqrt(energy / n) < MIN_TONE_RMS:
+        return None
+    hz, power = max(
+        ((f, goertzel_power(samples, rate, f)) for f in TONES.values()), key=lambda fp: fp[1]
+    )
+    return hz if power / (n / 2 * energy) >= TONE_PURITY else None
+
+
+def mono_s16(frame: AudioFrame, step: int = 2) -> array.array[int] | None:
+    """The first channel of an s16/s16p frame, every ``step``-th sample (None for other formats)."""
+    channels = len(frame.layout.channels)
+    if frame.format.name == "s16":
+        data = array.array("h", bytes(frame.planes[0])[: 2 * frame.samples * channels])
+        return data[:: channels * step]
+    if frame.format.name == "s16p":
+        return array.array("h", bytes(frame.planes[0])[: 2 * frame.samples])[::step]
+    return None
 
 
 class ColourVideoTrack(VideoStreamTrack):
@@ -130,7 +173,22 @@ class _Counter:
     frames: int = 0
     last_at: float | None = None
     rgb: tuple[int, int, int] | None = None
+    tone_hz: float | None = None
+    window: array.array[int] = field(default_factory=lambda: array.array("h"))
     ended: bool = False
+
+    def add_audio(self, frame: AudioFrame) -> None:
+        """Collect a 0.1 s window every ``TONE_EVERY`` frames and measure its tone."""
+        if not self.window and self.frames % TONE_EVERY != 0:
+            return
+        samples = mono_s16(frame)
+        if samples is None:
+            return
+        self.window.extend(samples)
+        rate = frame.sample_rate / 2
+        if len(self.window) >= rate * TONE_WINDOW_S:
+            self.tone_hz = dominant_tone_hz(self.window[: int(rate * TONE_WINDOW_S)], rate)
+            self.window = array.array("h")
 
 
 @dataclass
@@ -175,6 +233,8 @@ class Receiver:
                 counter.last_at = time.monotonic()
                 if isinstance(frame, VideoFrame) and counter.frames % 3 == 1:
                     counter.rgb = frame_colour(frame)
+                elif isinstance(frame, AudioFrame):
+                    counter.add_audio(frame)
         except MediaStreamError:
             counter.ended = True
 
@@ -249,6 +309,7 @@ class Receiver:
             "lastPacketAge": None if counter.last_at is None else 1000 * (now - counter.last_at),
             "rgb": counter.rgb if r.kind == "video" else None,
             "colour": nearest_colour(counter.rgb) if counter.rgb and r.kind == "video" else None,
+            "toneHz": counter.tone_hz if r.kind == "audio" else None,
         }
         if r.superseded or r.paused_seen:
             r.frozen = out

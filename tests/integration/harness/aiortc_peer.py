@@ -35,6 +35,7 @@ from aiortc.sdp import candidate_from_sdp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from . import errors
 from .aiortc_media import ColourVideoTrack, Receiver, ToneTrack
 from .server import CallServer
 from .stats import PeerReport, ReportPeer
@@ -342,8 +343,10 @@ class AiortcLoopback(ReportPeer):
 class AiortcPeers:
     """Opens aiortc participants and closes them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: errors.Allowed | None = None) -> None:
+        self.allowed = allowed or errors.Allowed()
         self.peers: list[AiortcPeer | AiortcLoopback] = []
+        self.recorded: dict[str, list[str]] = {}
 
     async def open(
         self,
@@ -378,18 +381,30 @@ class AiortcPeers:
         await peer.start()
         return peer
 
+    def check_errors(self) -> None:
+        """Fail on any error a peer recorded that the allow-list does not cover."""
+        for peer in self.peers:
+            self.recorded[peer.name] = list(getattr(peer, "errors", []))
+        for name, recorded in self.recorded.items():
+            errors.check(name, recorded, self.allowed.client)
+
     async def close(self) -> None:
         for peer in self.peers:
+            self.recorded[peer.name] = list(getattr(peer, "errors", []))
             await peer.close()
         self.peers.clear()
 
 
 @pytest.fixture
-async def aiortc_peers(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AiortcPeers]:
-    """aiortc participants for one test, gathering 127.0.0.1 candidates."""
+async def aiortc_peers(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[AiortcPeers]:
+    """aiortc participants for one test, gathering 127.0.0.1 candidates; at its end every
+    peer's recorded ``errors`` must be empty or allowed (errors.py)."""
     use_loopback_addresses(monkeypatch)
-    peers = AiortcPeers()
+    peers = AiortcPeers(errors.Allowed.of(request))
     try:
         yield peers
     finally:
         await peers.close()
+    peers.check_errors()

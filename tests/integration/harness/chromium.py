@@ -4,7 +4,8 @@ Owns ``CHROMIUM_FLAGS`` (from /work/shared/testing/real-clients.md), ``ChromiumP
 browser context + page running ``pages/peer.html``) and ``ChromiumPeers`` with its fixture
 ``chromium_peers`` (function scope: one browser per test, launched on the first ``open``, closed
 with every context at the end of the test). Debian's /usr/bin/chromium is used; Playwright's own
-browser download is never needed.
+browser download is never needed. At the end of the test every peer's recorded errors (the
+page's ``errors`` and uncaught page errors) must be empty or allowed (errors.py).
 
 Imports the harness (``stats``, ``report_server``, ``server``) and playwright; never zvonok.
 """
@@ -28,6 +29,7 @@ from playwright.async_api import (
 )
 from playwright.async_api import Error as PlaywrightError
 
+from . import errors
 from .report_server import ReportServer
 from .server import CallServer
 from .stats import PeerReport, ReportPeer
@@ -102,8 +104,15 @@ class ChromiumPeer(ReportPeer):
         self.context = context
         self.page = page
         self._console: list[str] = []
+        self._page_errors: list[str] = []
+        self._reported_errors: list[str] = []
+        self._closed = False
         page.on("console", self._on_console)
-        page.on("pageerror", lambda exc: self._log(f"pageerror: {exc}"))
+        page.on("pageerror", self._on_page_error)
+
+    def _on_page_error(self, exc: Exception) -> None:
+        self._log(f"pageerror: {exc}")
+        self._page_errors.append(f"pageerror: {exc}")
 
     def _on_console(self, message: ConsoleMessage) -> None:
         self._log(f"[{message.type}] {message.text}")
@@ -124,7 +133,18 @@ class ChromiumPeer(ReportPeer):
             raw = await self.page.evaluate("window.peer.report()")
         except PlaywrightError as exc:
             raise RuntimeError(f"report() failed in the page: {exc}") from exc
+        if isinstance(raw, dict) and isinstance(raw.get("errors"), list):
+            self._reported_errors = [str(e) for e in raw["errors"]]
         return PeerReport.parse(raw)
+
+    async def errors(self) -> list[str]:
+        """What the page recorded as errors (its ``errors`` list and uncaught page errors)."""
+        if not self._closed:
+            try:
+                await asyncio.wait_for(self.report(), 5.0)
+            except (TimeoutError, RuntimeError, ValueError) as exc:
+                self._log(f"no final report for the error check: {exc!r}")
+        return [*self._reported_errors, *self._page_errors]
 
     async def add_screen_share(self, color: str = "yellow") -> None:
         await self.call("addScreenShare", color)
@@ -145,6 +165,7 @@ class ChromiumPeer(ReportPeer):
         await self.call("sendRaw", frame)
 
     async def close(self) -> None:
+        self._closed = True
         try:
             await self.context.close()
         except PlaywrightError:
@@ -154,9 +175,11 @@ class ChromiumPeer(ReportPeer):
 class ChromiumPeers:
     """Opens Chromium participants; one browser for the owner's lifetime."""
 
-    def __init__(self, pages: ReportServer) -> None:
+    def __init__(self, pages: ReportServer, allowed: errors.Allowed | None = None) -> None:
         self.pages = pages
+        self.allowed = allowed or errors.Allowed()
         self.peers: list[ChromiumPeer] = []
+        self.recorded: dict[str, list[str]] = {}
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
 
@@ -218,8 +241,16 @@ class ChromiumPeers:
             ) from exc
         return peer
 
+    async def check_errors(self) -> None:
+        """Fail on any error a peer recorded that the allow-list does not cover."""
+        for peer in self.peers:
+            self.recorded[peer.name] = await peer.errors()
+        for name, recorded in self.recorded.items():
+            errors.check(name, recorded, self.allowed.client)
+
     async def close(self) -> None:
         for peer in self.peers:
+            self.recorded[peer.name] = await peer.errors()
             await peer.close()
         self.peers.clear()
         if self._browser is not None:
@@ -231,10 +262,14 @@ class ChromiumPeers:
 
 
 @pytest.fixture
-async def chromium_peers(report_server: ReportServer) -> AsyncIterator[ChromiumPeers]:
-    """Chromium participants for one test; the browser is closed at its end."""
-    peers = ChromiumPeers(report_server)
+async def chromium_peers(
+    report_server: ReportServer, request: pytest.FixtureRequest
+) -> AsyncIterator[ChromiumPeers]:
+    """Chromium participants for one test; the browser is closed at its end, then every
+    peer's recorded errors must be empty or allowed."""
+    peers = ChromiumPeers(report_server, errors.Allowed.of(request))
     try:
         yield peers
     finally:
         await peers.close()
+    await peers.check_errors()

@@ -5,7 +5,15 @@ quiet-startup prefs), ``FirefoxPeer`` (one ``firefox-esr --headless --no-remote 
 dir> <url>`` process in its own process group, killed by PID/PGID on close) and
 ``FirefoxPeers`` with its fixture ``firefox_peers`` (function scope). There is no driver:
 ``report()`` returns the page's latest POSTed report, and page methods (``leave``,
-``add_screen_share``...) travel as commands in the answer to its next POST (<= 0.5 s).
+``add_screen_share``...) travel as commands in the answer to its next POST (<= 0.5 s). At the
+end of the test every page's recorded ``errors`` (from its last report) must be empty or allowed
+(errors.py).
+
+Audio: Firefox here has no audio device, so its ``AudioContext`` stays suspended: an oscillator
+would send silence and an ``AnalyserNode`` measures nothing. So a Firefox peer sends its colour's
+tone from the fake microphone (``audioSource=gum`` with ``media.navigator.audio.fake_frequency``
+set per profile), which Chromium and aiortc receivers check; as a receiver it cannot measure a
+tone (``measures_tone = False``) and its audio is checked at the RTP level only.
 
 Imports the harness (``stats``, ``report_server``, ``server``, ``chromium.join_params``); never
 zvonok.
@@ -28,10 +36,11 @@ from typing import Any
 
 import pytest
 
+from . import errors
 from .chromium import join_params
 from .report_server import ReportServer
 from .server import CallServer
-from .stats import PeerReport, ReportPeer
+from .stats import TONES, PeerReport, ReportPeer
 
 FIREFOX = os.environ.get("ZVONOK_TEST_FIREFOX", "firefox-esr")
 FIREFOX_PREFS: dict[str, bool | int | str] = {
@@ -82,17 +91,24 @@ STOP_TIMEOUT = 5.0
 _peer_ids = itertools.count(1)
 
 
-def write_profile(directory: Path) -> None:
-    """A fresh profile: ``user.js`` with ``FIREFOX_PREFS``."""
-    lines = [f"user_pref({json.dumps(k)}, {json.dumps(v)});" for k, v in FIREFOX_PREFS.items()]
+def write_profile(directory: Path, colour: str = "red") -> None:
+    """A fresh profile: ``user.js`` with ``FIREFOX_PREFS`` and the fake microphone playing the
+    tone of ``colour``."""
+    prefs = {**FIREFOX_PREFS, "media.navigator.audio.fake_frequency": int(TONES[colour])}
+    lines = [f"user_pref({json.dumps(k)}, {json.dumps(v)});" for k, v in prefs.items()]
     (directory / "user.js").write_text("\n".join(lines) + "\n")
 
 
 class FirefoxPeer(ReportPeer):
     """One Firefox process with one page; state from POSTed reports."""
 
-    def __init__(self, name: str, peer_id: str, session_id: str, pages: ReportServer) -> None:
+    measures_tone = False  # no audio device: the receiving AudioContext never runs
+
+    def __init__(
+        self, name: str, peer_id: str, session_id: str, pages: ReportServer, colour: str = "red"
+    ) -> None:
         self.name = name
+        self.colour = colour
         self.peer_id = peer_id
         self.session_id = session_id
         self.pages = pages
@@ -101,7 +117,7 @@ class FirefoxPeer(ReportPeer):
         self._output = self.profile / "firefox.log"
 
     def launch(self, url: str) -> None:
-        write_profile(self.profile)
+        write_profile(self.profile, self.colour)
         env = {**os.environ, "HOME": str(self.profile), "MOZ_HEADLESS": "1"}
         with self._output.open("wb") as out:
             self.process = subprocess.Popen(
@@ -128,6 +144,11 @@ class FirefoxPeer(ReportPeer):
         if raw is None:
             raise RuntimeError("no report POSTed yet")
         return PeerReport.parse(raw)
+
+    def errors(self) -> list[str]:
+        """What the page recorded as errors, as of its latest report."""
+        recorded = (self.pages.latest(self.peer_id) or {}).get("errors") or []
+        return [str(e) for e in recorded]
 
     async def wait_started(self, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
         def check(now: PeerReport) -> str | None:
@@ -193,9 +214,11 @@ class FirefoxPeer(ReportPeer):
 class FirefoxPeers:
     """Opens Firefox participants (one process each) and closes them all."""
 
-    def __init__(self, pages: ReportServer) -> None:
+    def __init__(self, pages: ReportServer, allowed: errors.Allowed | None = None) -> None:
         self.pages = pages
+        self.allowed = allowed or errors.Allowed()
         self.peers: list[FirefoxPeer] = []
+        self.recorded: dict[str, list[str]] = {}
 
     async def open(
         self,
@@ -230,24 +253,37 @@ class FirefoxPeers:
     async def _start(
         self, name: str, peer_id: str, session_id: str, params: dict[str, str]
     ) -> FirefoxPeer:
-        peer = FirefoxPeer(name, peer_id, session_id, self.pages)
+        peer = FirefoxPeer(name, peer_id, session_id, self.pages, params.get("color", "red"))
         self.peers.append(peer)
         params["report"] = self.pages.report_url(peer_id)
+        params["audioSource"] = "gum"  # the fake microphone's tone (see the module docstring)
         peer.launch(self.pages.page_url("peer.html", **params))
         await peer.wait_started()
         return peer
 
+    def check_errors(self) -> None:
+        """Fail on any error a page recorded that the allow-list does not cover."""
+        for peer in self.peers:
+            self.recorded[peer.name] = peer.errors()
+        for name, recorded in self.recorded.items():
+            errors.check(name, recorded, self.allowed.client)
+
     async def close(self) -> None:
         for peer in self.peers:
+            self.recorded[peer.name] = peer.errors()
             await peer.close()
         self.peers.clear()
 
 
 @pytest.fixture
-async def firefox_peers(report_server: ReportServer) -> AsyncIterator[FirefoxPeers]:
-    """Firefox participants for one test; every process is killed at its end."""
-    peers = FirefoxPeers(report_server)
+async def firefox_peers(
+    report_server: ReportServer, request: pytest.FixtureRequest
+) -> AsyncIterator[FirefoxPeers]:
+    """Firefox participants for one test; every process is killed at its end, then every
+    page's recorded errors must be empty or allowed."""
+    peers = FirefoxPeers(report_server, errors.Allowed.of(request))
     try:
         yield peers
     finally:
         await peers.close()
+    peers.check_errors()

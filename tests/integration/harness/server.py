@@ -5,7 +5,9 @@ dir, wait until its HTTP port answers, issue tokens and create chats/groups thro
 capture its log, stop it by PID), the ``CallServer`` protocol the peers need (``ws_url`` and
 ``token``), and the fixtures ``zvonok_server`` (function scope: a fresh server, data dir and
 room ids per test) and ``zvonok_server_factory`` (start servers with extra flags or
-``ZVONOK_*`` environment; all stopped at the end of the test).
+``ZVONOK_*`` environment; all stopped at the end of the test, whose teardown then fails on any
+ERROR record or traceback in their logs that the test's ``allow_errors`` marker does not cover;
+see errors.py).
 
 Does not import zvonok: the server is a black box reached through its CLI, HTTP and WebSocket.
 """
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+
+from . import errors
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -124,6 +128,10 @@ class ZvonokServer:
             out.append(value if isinstance(value, dict) else line)
         return out
 
+    def problems(self) -> list[str]:
+        """The ERROR/CRITICAL records and tracebacks captured so far (errors.server_problems)."""
+        return errors.server_problems(list(self._lines))
+
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Until GET ``health_path`` answers 200; fails with the output tail otherwise."""
         deadline = time.monotonic() + timeout
@@ -190,8 +198,9 @@ class ZvonokServer:
 class ServerFactory:
     """Starts servers for one test and stops them all at its end."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, allowed: errors.Allowed | None = None) -> None:
         self.root = root
+        self.allowed = allowed or errors.Allowed()
         self.servers: list[ZvonokServer] = []
 
     def start(
@@ -215,15 +224,24 @@ class ServerFactory:
         for server in reversed(self.servers):
             server.stop()
 
+    def check_logs(self) -> None:
+        """Fail on an ERROR record or traceback of any server that the allow-list does not cover."""
+        for n, server in enumerate(self.servers):
+            errors.check(f"zvonok server {n} (log)", server.problems(), self.allowed.server)
+
 
 @pytest.fixture
-def zvonok_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """``factory.start(extra_args=..., env={"ZVONOK_RESUME_GRACE": "2"})`` per test."""
-    factory = ServerFactory(tmp_path)
+def zvonok_server_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    """``factory.start(extra_args=..., env={"ZVONOK_RESUME_GRACE": "2"})`` per test; at its end
+    every server is stopped and its log must hold no unexpected error (errors.py)."""
+    factory = ServerFactory(tmp_path, errors.Allowed.of(request))
     try:
         yield factory
     finally:
         factory.close()
+    factory.check_logs()
 
 
 @pytest.fixture

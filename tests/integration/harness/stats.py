@@ -8,10 +8,11 @@ the last report and the peer's console log.
 
 "Media arrives" follows /work/shared/testing/real-clients.md: the remote track is live and
 receiving, ``packetsReceived`` grows between two samples (and ``framesDecoded`` for video), the
-last packet is under 2 s old, and the decoded picture is the sender's colour. Audio is checked
-at the RTP level only (packets growing, last packet fresh): headless Chromium here has no audio
-output device, so nothing pulls received audio out of its jitter buffer and its level stays 0
-(``audio_energy`` is reported for information).
+last packet is under 2 s old, and the decoded picture is the sender's colour. Audio: packets
+grow, the last packet is fresh, and (when a colour is asked for) the decoded sound's dominant
+frequency is the sender's tone (``TONES``): browsers measure it with an ``AnalyserNode`` on the
+remote track (peer.js), aiortc peers with a Goertzel filter on decoded frames (aiortc_media.py),
+so echoed or misrouted audio fails like a wrong colour (``audio_energy`` is for information).
 
 Imports only the standard library (no zvonok, no browser drivers).
 """
@@ -37,7 +38,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
 }
-#: Test-tone frequency per colour (audio senders).
+#: Test-tone frequency per colour (audio senders; the same table as ``pages/peer.js``). All are
+#: multiples of 110 Hz, so a 0.1 s window holds whole periods of each.
 TONES: dict[str, float] = {
     "red": 440.0,
     "green": 550.0,
@@ -45,7 +47,11 @@ TONES: dict[str, float] = {
     "yellow": 770.0,
     "magenta": 880.0,
     "cyan": 990.0,
+    "white": 1100.0,
+    "black": 1210.0,
 }
+#: A measured frequency further than this from every tone is no tone.
+TONE_TOLERANCE_HZ = 40.0
 POLL_INTERVAL = 0.5
 MIN_SAMPLE_GAP_MS = 300.0
 MAX_PACKET_AGE_MS = 2000.0
@@ -56,6 +62,14 @@ def nearest_colour(rgb: tuple[int, int, int]) -> str:
     return min(
         COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], rgb, strict=True))
     )
+
+
+def nearest_tone(hz: float | None) -> str | None:
+    """The colour whose tone is within ``TONE_TOLERANCE_HZ`` of ``hz``, or None."""
+    if hz is None:
+        return None
+    name = min(TONES, key=lambda n: abs(TONES[n] - hz))
+    return name if abs(TONES[name] - hz) <= TONE_TOLERANCE_HZ else None
 
 
 def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
@@ -99,6 +113,8 @@ class TrackReport:
     audio_energy: float | None
     colour: str | None
     rgb: tuple[int, int, int] | None
+    tone_hz: float | None = None
+    tone: str | None = None
 
     @classmethod
     def parse(cls, data: object) -> TrackReport:
@@ -125,13 +141,16 @@ class TrackReport:
             audio_energy=_opt_float(data, "totalAudioEnergy"),
             colour=_opt_str(data, "colour"),
             rgb=None if rgb is None else (int(rgb[0]), int(rgb[1]), int(rgb[2])),
+            tone_hz=_opt_float(data, "toneHz"),
+            tone=nearest_tone(_opt_float(data, "toneHz")),
         )
 
     def describe(self) -> str:
         return (
             f"{self.kind} mid={self.mid} from {self.user_id}/{self.session_id} ended={self.ended} "
             f"packets={self.packets_received} frames={self.frames_decoded} "
-            f"age={self.last_packet_age} colour={self.colour} {self.rgb}"
+            f"age={self.last_packet_age} colour={self.colour} {self.rgb} "
+            f"tone={self.tone} {self.tone_hz}"
         )
 
 
@@ -195,8 +214,11 @@ def _grew(before: int | None, after: int | None) -> bool:
     return before is not None and after is not None and after > before
 
 
-def track_problem(before: TrackReport | None, now: TrackReport, colour: str | None) -> str | None:
-    """Why ``now`` (compared with the earlier sample ``before``) is not live media, or None."""
+def track_problem(
+    before: TrackReport | None, now: TrackReport, colour: str | None, tone: bool = True
+) -> str | None:
+    """Why ``now`` (compared with the earlier sample ``before``) is not live media, or None;
+    ``tone=False`` skips the audio tone check (a receiver that cannot measure one)."""
     if now.ended:
         return "ended"
     if before is None:
@@ -209,6 +231,8 @@ def track_problem(before: TrackReport | None, now: TrackReport, colour: str | No
         return f"last packet {now.last_packet_age:.0f} ms ago"
     if colour is not None and now.kind == "video" and now.colour != colour:
         return f"decoded colour {now.colour} {now.rgb}, expected {colour}"
+    if tone and colour is not None and now.kind == "audio" and now.tone != colour:
+        return f"decoded tone {now.tone} ({now.tone_hz} Hz), expected {colour} ({TONES[colour]} Hz)"
     return None
 
 
@@ -216,6 +240,8 @@ class ReportPeer(abc.ABC):
     """A call participant whose state is read through ``report()``; all waits are bounded."""
 
     name: str
+    #: Whether this peer measures the tone of received audio (Firefox here cannot: firefox.py).
+    measures_tone: bool = True
 
     @abc.abstractmethod
     async def report(self) -> PeerReport:
@@ -265,7 +291,8 @@ class ReportPeer(abc.ABC):
         timeout: float = 20.0,  # noqa: ASYNC109
         from_session: str | None = None,
     ) -> TrackReport:
-        """Until a live ``kind`` track from the user/session receives growing media of ``color``."""
+        """Until a live ``kind`` track from the user/session receives growing media of ``color``
+        (video: the decoded picture's colour; audio: the decoded sound's tone)."""
         if color is not None and color not in COLOURS:
             raise ValueError(f"unknown colour {color!r}; use one of {sorted(COLOURS)}")
         who = from_session or from_user or "anyone"
@@ -282,7 +309,9 @@ class ReportPeer(abc.ABC):
                 return f"no live {kind} track from {who}"
             reasons = []
             for track in live:
-                problem = track_problem(before.track(track.id) if before else None, track, color)
+                problem = track_problem(
+                    before.track(track.id) if before else None, track, color, self.measures_tone
+                )
                 if problem is None:
                     found.append(track)
                     return None

@@ -58,7 +58,9 @@
     red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255], yellow: [255, 255, 0],
     magenta: [255, 0, 255], cyan: [0, 255, 255], white: [255, 255, 255], black: [0, 0, 0],
   };
-  const TONES = { red: 440, green: 550, blue: 660, yellow: 770, magenta: 880, cyan: 990 };
+  const TONES = {
+    red: 440, green: 550, blue: 660, yellow: 770, magenta: 880, cyan: 990, white: 1100, black: 1210,
+  };
 
   // ---- log and errors -------------------------------------------------------------------
   const logLines = [];
@@ -477,9 +479,34 @@
       document.getElementById("remote").appendChild(a);
       a.play().catch((e) => log("audio.play", e));
       rec.audio = a;
+      rec.analyser = toneAnalyser(track);
     }
     records.push(rec);
     log("remote track", rec.kind, "mid", rec.mid, "from", rec.userId, rec.sessionId);
+  }
+
+  // The dominant frequency of a received audio track (stats.py maps it to the sender's tone).
+  // Chromium feeds a remote WebRTC track to WebAudio only while a media element plays it (above).
+  let rxAudio = null;
+  function toneAnalyser(track) {
+    rxAudio = rxAudio || new AudioContext();
+    rxAudio.resume().catch((e) => log("rx AudioContext.resume", e));
+    const analyser = rxAudio.createAnalyser();
+    analyser.fftSize = 8192;
+    analyser.smoothingTimeConstant = 0;
+    rxAudio.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+    return analyser;
+  }
+
+  function dominantHz(analyser) {
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    analyser.getFloatFrequencyData(bins);
+    const hzPerBin = rxAudio.sampleRate / analyser.fftSize;
+    let best = -1;
+    for (let i = Math.ceil(100 / hzPerBin); i < Math.min(bins.length, 3000 / hzPerBin); i++) {
+      if (best < 0 || bins[i] > bins[best]) best = i;
+    }
+    return best >= 0 && bins[best] > -80 ? Math.round(best * hzPerBin) : null; // else silence
   }
 
   const probe = document.createElement("canvas");
@@ -557,6 +584,7 @@
       receiving, ended: r.superseded || !receiving || r.track.readyState === "ended",
       lastPacketAge: stats.statsPacketAge ?? (r.lastPacketAt === null ? null : now - r.lastPacketAt),
       rgb, colour: nearestColour(rgb),
+      toneHz: r.analyser && receiving ? dominantHz(r.analyser) : null,
       width: r.video ? r.video.videoWidth : null, height: r.video ? r.video.videoHeight : null,
     };
     if (r.superseded || r.pausedSeen) {
@@ -697,6 +725,16 @@
     // matrix reuses one Firefox process for many calls.
     async navigate(url) {
       setTimeout(() => location.assign(url), 0);
+      return true;
+    },
+    // A deliberate fault for the harness self-check: send the first live remote track of each
+    // kind back instead of our own camera and tone, as an echoing server would.
+    async echo() {
+      for (const s of pc.getSenders()) {
+        const kind = s.track && s.track.kind;
+        const back = records.find((r) => r.kind === kind && !r.superseded && r.track.readyState === "live");
+        if (back) await s.replaceTrack(back.track);
+      }
       return true;
     },
   };
