@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 from .admin.ops import LazyAsgi, Operations, build_operations
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
+from .auth.turn import ice_servers_from
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .config import Settings
 from .ids import RoomKey, RoomKind
@@ -79,7 +80,9 @@ async def build(settings: Settings) -> Components:
         worker=worker,
         sessions=LocalSessionDirectory(),
         rooms=LocalRoomDirectory(),
-        ice_servers=settings.ice_servers,
+        ice_servers=ice_servers_from(
+            settings.ice_servers, settings.turn_urls, settings.turn_secret, settings.turn_ttl
+        ),
         max_participants=settings.max_participants,
         resume_grace=settings.resume_grace,
         max_pending_ice=settings.max_pending_ice,
@@ -253,6 +256,7 @@ def _participant_snapshot(participant: Participant) -> dict[str, Any]:
         "sessionId": participant.session_id,
         "userId": participant.user_id,
         "state": participant.state.value,
+        "selectedAddress": participant.transport.selected_address,
         "endpoint": {
             "packetsIn": endpoint.packets_in,
             "rtcpIn": endpoint.rtcp_in,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,12 +19,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .auth.turn import DEFAULT_TTL, check_turn_settings
+
 
 class Settings(BaseSettings):
     """Every knob of a zvonok node. Immutable once loaded."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ZVONOK_", frozen=True, extra="forbid", env_nested_delimiter="__"
+        env_prefix="ZVONOK_",
+        frozen=True,
+        extra="forbid",
+        env_nested_delimiter="__",
+        hide_input_in_errors=True,  # an error must not print turn_secret, jwt_secret, ...
     )
 
     # --- HTTP / WebSocket ---
@@ -38,6 +44,9 @@ class Settings(BaseSettings):
     media_port: int = Field(40000, ge=0, le=65535)
     announce_ips: list[str] = Field(default_factory=list)
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str | None = Field(None, repr=False)  # never logged or shown
+    turn_ttl: int = Field(DEFAULT_TTL, gt=0)
     consent_timeout: float = 30.0
     dtls_timeout: float = 10.0
 
@@ -116,6 +125,11 @@ class Settings(BaseSettings):
             and self.membership_backend == "sql"
             and self.database_url is None
         )
+
+    @model_validator(mode="after")
+    def _turn_settings(self) -> Settings:
+        check_turn_settings(self.turn_urls, self.turn_secret, self.ice_servers)
+        return self
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
@@ -46,7 +47,7 @@ class RoomService:
         worker: MediaWorker,
         sessions: SessionDirectory,
         rooms: RoomDirectory,
-        ice_servers: list[dict[str, Any]],
+        ice_servers: list[dict[str, Any]] | Callable[[UserId], list[dict[str, Any]]],
         max_participants: int = 0,
         resume_grace: float = 30.0,
         max_pending_ice: int = 200,
@@ -167,7 +168,12 @@ class RoomService:
             "userId": participant.user_id,
             "room": str(participant.room.key),
             "participants": participant.room.roster(exclude=participant),
-            "iceServers": self._ice_servers,
+            # a callable mints per-user entries (time-limited TURN credentials, auth/turn.py)
+            "iceServers": (
+                self._ice_servers(participant.user_id)
+                if callable(self._ice_servers)
+                else self._ice_servers
+            ),
             "resumed": resumed,
         }
 
