@@ -28,6 +28,7 @@ from .auth.tokens import TokenVerifier, issue_token
 from .auth.turn import ice_servers_from
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .config import Settings
+from .edge import DevHostPolicy
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
@@ -37,7 +38,7 @@ from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, check_store, create_store
 from .store.sql import SqlMembershipStore
-from .web import web_routes
+from .web import dev_guarded, web_routes
 
 log = logging.getLogger("zvonok.app")
 #: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
@@ -128,6 +129,9 @@ async def shutdown(components: Components) -> None:
 def create_app(settings: Settings) -> Starlette:
     """The ASGI application; components are built in its lifespan."""
     state: dict[str, Components] = {}
+    # An explicit dev_mode = true also lets the bind and announced addresses in as Host.
+    explicit = settings.dev_mode is True
+    dev_policy = DevHostPolicy([settings.host, *settings.announce_ips] if explicit else [])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -145,7 +149,16 @@ def create_app(settings: Settings) -> Starlette:
             components.worker.forwarding,
             settings.data_dir,
         )
-        if settings.dev_enabled:
+        if settings.dev_on_network:
+            log.warning(
+                "DEVELOPMENT MODE ON A NETWORK ADDRESS: dev_mode = true and the HTTP server "
+                "listens on %s, so /dev/token, /dev/join and /debug/state (tokens and memberships "
+                "for anyone who asks) are reachable from the network (Host names allowed: "
+                "loopback, %s); never do this on a shared or public network",
+                settings.host,
+                ", ".join(sorted(dev_policy.extra_hosts)) or "nothing else",
+            )
+        elif settings.dev_enabled:
             log.warning(
                 "development mode: /dev/token and /dev/join hand out tokens and memberships to "
                 "anyone who asks; set ZVONOK_DEV_MODE=false (or configure real keys) in production"
@@ -215,6 +228,7 @@ def create_app(settings: Settings) -> Starlette:
             dev_mode=settings.dev_enabled,
             issue_dev_token=issue_dev_token,
             dev_ensure_member=dev_ensure_member,
+            dev_policy=dev_policy,
         ),
         WebSocketRoute("/api/v1/{kind}/{room_id}/call", call),
         Route("/healthz", healthz),
@@ -227,7 +241,7 @@ def create_app(settings: Settings) -> Starlette:
         for path in ("/admin/{rest:path}", "/docs", "/openapi.json"):
             routes.append(Route(path, admin))
     if settings.dev_enabled:
-        routes.append(Route("/debug/state", debug_state))
+        routes.append(Route("/debug/state", dev_guarded(dev_policy, debug_state)))
     return Starlette(routes=routes, lifespan=lifespan)
 
 

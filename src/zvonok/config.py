@@ -7,6 +7,7 @@ Every field is documented in ``docs/configuration.md``; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .auth.turn import DEFAULT_TTL, check_turn_settings
+from .edge import is_loopback_host
 
 
 class Settings(BaseSettings):
@@ -38,6 +40,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path(".zvonok")
     dev_mode: bool | None = None
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
 
     # --- media plane ---
     media_host: str = "0.0.0.0"
@@ -111,15 +114,17 @@ class Settings(BaseSettings):
 
     @property
     def dev_enabled(self) -> bool:
-        """Development helpers are on when asked for, or by default on the embedded setup only.
+        """Development helpers are on when asked for, or by default on a loopback embedded setup.
 
         The embedded setup is an auto-generated HS256 secret and the embedded SQLite store; as soon
-        as an operator points zvonok at real keys or a real database, dev mode must be asked for.
+        as an operator points zvonok at real keys or a real database, or binds the HTTP server to
+        anything but a loopback address, dev mode must be asked for (``dev_mode = true``).
         """
         if self.dev_mode is not None:
             return self.dev_mode
         return (
-            self.jwt_secret is None
+            is_loopback_host(self.host)
+            and self.jwt_secret is None
             and self.jwt_public_key is None
             and self.jwks_url is None
             and self.membership_backend == "sql"
@@ -130,6 +135,21 @@ class Settings(BaseSettings):
     def _turn_settings(self) -> Settings:
         check_turn_settings(self.turn_urls, self.turn_secret, self.ice_servers)
         return self
+
+    @property
+    def dev_on_network(self) -> bool:
+        """Dev mode is on while the HTTP server listens on a non-loopback address."""
+        return self.dev_enabled and not is_loopback_host(self.host)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
 
     @field_validator("jwt_algorithms")
     @classmethod

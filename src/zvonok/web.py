@@ -6,8 +6,12 @@ Owns ``web_routes``: ``GET /`` (the demo page), ``GET /sdk/zvonok.js`` (the SDK,
 ``POST /dev/token`` and ``POST /dev/join``. The files are package data under
 ``zvonok/static/`` read with ``importlib.resources``. The development endpoints get their powers
 injected (``issue_dev_token``, ``dev_ensure_member``); in production mode they do not exist (404).
-Imports ``ids`` and ``errors`` only; never ``signaling``, ``rooms``, ``media``, ``store`` or
-``auth``. No RFC; the JSON error bodies follow the signaling refusals of ``docs/protocol.md``.
+Also owns ``dev_guarded``, which every development endpoint (``/debug/state`` too) goes through:
+a ``Host`` that is not loopback (DNS rebinding) or a cross-site ``Origin`` (RFC 6454) gets 403,
+a POST body that is not ``Content-Type: application/json`` gets 415 (no CORS-simple
+``text/plain`` form posts). Imports ``ids``, ``errors`` and ``edge`` only; never ``signaling``,
+``rooms``, ``media``, ``store`` or ``auth``. The JSON error bodies follow the signaling refusals
+of ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .edge import DevHostPolicy
 from .errors import StoreUnavailable
 from .ids import ROOM_ID_RE, RoomKind
 
@@ -36,6 +41,8 @@ IssueDevToken = Callable[[str], str]
 #: ``(kind, room_id, user_id)``: make the user a member; ``ValueError`` when that is impossible
 #: (a private chat that already has two other members), ``StoreUnavailable`` when the store is down.
 EnsureMember = Callable[[str, str, str], Awaitable[None]]
+#: A Starlette request handler.
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: name -> media type of every file served from the package.
 STATIC_FILES: dict[str, str] = {
@@ -113,7 +120,28 @@ def parse_room(data: dict[str, Any]) -> tuple[str, str]:
     return str(kind), room_id
 
 
-def _dev_token_endpoint(issue: IssueDevToken) -> Callable[[Request], Awaitable[Response]]:
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def dev_guarded(policy: DevHostPolicy, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` behind the development checks: loopback ``Host``, same-origin ``Origin``, and
+    for requests with a body, ``Content-Type: application/json``."""
+
+    async def guarded(request: Request) -> Response:
+        refusal = policy.refusal(
+            request.headers.get("host"), request.headers.get("origin"), request.url.scheme
+        )
+        if refusal is not None:
+            return _error(403, "forbidden", refusal)
+        if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
+            return _error(415, "unsupported-media-type", "send Content-Type: application/json")
+        return await endpoint(request)
+
+    return guarded
+
+
+def _dev_token_endpoint(issue: IssueDevToken) -> Endpoint:
     async def dev_token(request: Request) -> Response:
         try:
             user_id = parse_user_id(await read_json(request))
@@ -128,7 +156,7 @@ def _dev_token_endpoint(issue: IssueDevToken) -> Callable[[Request], Awaitable[R
     return dev_token
 
 
-def _dev_join_endpoint(ensure: EnsureMember) -> Callable[[Request], Awaitable[Response]]:
+def _dev_join_endpoint(ensure: EnsureMember) -> Endpoint:
     async def dev_join(request: Request) -> Response:
         try:
             data = await read_json(request)
@@ -152,8 +180,10 @@ def web_routes(
     dev_mode: bool,
     issue_dev_token: IssueDevToken | None,
     dev_ensure_member: EnsureMember | None,
+    dev_policy: DevHostPolicy | None = None,
 ) -> list[BaseRoute]:
-    """The routes of the demo page and the SDK; the ``/dev/*`` ones only in development mode."""
+    """The routes of the demo page and the SDK; the ``/dev/*`` ones only in development mode,
+    guarded by ``dev_policy`` (default: loopback ``Host`` only)."""
     mode = "dev" if dev_mode else "prod"
 
     async def page_config(request: Request) -> Response:
@@ -168,6 +198,9 @@ def web_routes(
     if dev_mode:
         if issue_dev_token is None or dev_ensure_member is None:
             raise ValueError("dev_mode needs issue_dev_token and dev_ensure_member")
-        routes.append(Route("/dev/token", _dev_token_endpoint(issue_dev_token), methods=["POST"]))
-        routes.append(Route("/dev/join", _dev_join_endpoint(dev_ensure_member), methods=["POST"]))
+        policy = dev_policy or DevHostPolicy()
+        token = dev_guarded(policy, _dev_token_endpoint(issue_dev_token))
+        join = dev_guarded(policy, _dev_join_endpoint(dev_ensure_member))
+        routes.append(Route("/dev/token", token, methods=["POST"]))
+        routes.append(Route("/dev/join", join, methods=["POST"]))
     return routes

@@ -39,7 +39,7 @@ def client(dev_mode: bool, fake: FakeDev | None = None) -> TestClient:
         issue_dev_token=fake.issue if dev_mode else None,
         dev_ensure_member=fake.ensure if dev_mode else None,
     )
-    return TestClient(Starlette(routes=routes))
+    return TestClient(Starlette(routes=routes), base_url="http://127.0.0.1:8080")
 
 
 def test_sdk_is_served_as_javascript() -> None:
@@ -134,10 +134,11 @@ def test_dev_bad_input_is_400(path: str, body: object, message: str) -> None:
 
 def test_dev_body_not_json_or_too_large() -> None:
     c = client(True)
-    response = c.post("/dev/token", content=b"{nope")
+    json_type = {"Content-Type": "application/json"}
+    response = c.post("/dev/token", content=b"{nope", headers=json_type)
     assert response.status_code == 400
     assert response.json()["message"] == "body is not JSON"
-    response = c.post("/dev/token", content=b"{" + b" " * 5000 + b"}")
+    response = c.post("/dev/token", content=b"{" + b" " * 5000 + b"}", headers=json_type)
     assert response.status_code == 400
     assert "larger than" in response.json()["message"]
 
@@ -174,3 +175,88 @@ def test_dev_token_without_a_secret_is_503() -> None:
     response = client(True, fake).post("/dev/token", json={"userId": "alice"})
     assert response.status_code == 503
     assert response.json() == {"error": "unavailable", "message": "dev tokens need an HS256 secret"}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+     "multipart/form-data; boundary=x", "application/jsonx", "application/json-patch+json"],
+)  # fmt: skip
+def test_dev_endpoints_need_a_json_content_type(content_type: str | None) -> None:
+    """A cross-site form or ``fetch`` with a CORS-simple type (no preflight) is refused: 415."""
+    fake = FakeDev()
+    headers = {"Content-Type": content_type} if content_type else {}
+    c = client(True, fake)
+    for path, body in (("/dev/token", b'{"userId": "eve"}'), ("/dev/join", b'{"userId": "eve"}')):
+        response = c.post(path, content=body, headers=headers)
+        assert response.status_code == 415, (path, content_type)
+        assert response.json()["error"] == "unsupported-media-type"
+    assert fake.issued == [] and fake.members == []
+
+
+def test_dev_endpoints_accept_json_with_parameters() -> None:
+    headers = {"Content-Type": "Application/JSON; charset=utf-8"}
+    response = client(True).post("/dev/token", content=b'{"userId": "al"}', headers=headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["attacker.example", "attacker.example:8080", "127.0.0.1.nip.io:8080", "localhost.evil",
+     "192.168.1.5:8080", "0.0.0.0:8080", "", "127.0.0.1@evil:80", "[::2]:8080"],
+)  # fmt: skip
+def test_dev_endpoints_refuse_a_foreign_host(host: str) -> None:
+    """DNS rebinding: the browser sends the attacker's name as ``Host``; refused with 403."""
+    fake = FakeDev()
+    response = client(True, fake).post("/dev/token", json={"userId": "eve"}, headers={"Host": host})
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "forbidden",
+        "message": "the Host header is not a loopback name or address",
+    }
+    assert fake.issued == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1:8080", "localhost:8080", "LOCALHOST", "127.1.2.3", "[::1]:8080", "localhost."],
+)
+def test_dev_endpoints_take_any_loopback_host(host: str) -> None:
+    response = client(True).post("/dev/token", json={"userId": "al"}, headers={"Host": host})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "status"),
+    [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080", 200),
+        ("localhost:8080", "http://localhost:8080", 200),
+        ("[::1]:8080", "http://[::1]:8080", 200),
+        ("localhost", "http://localhost", 200),
+        ("127.0.0.1:8080", "https://attacker.example", 403),
+        ("127.0.0.1:8080", "http://attacker.example:8080", 403),
+        ("127.0.0.1:8080", "null", 403),
+        ("127.0.0.1:8080", "http://localhost:8080", 403),  # another origin, though loopback
+        ("127.0.0.1:8080", "http://127.0.0.1:9999", 403),  # another local app's page
+        ("127.0.0.1:8080", "file://", 403),
+        ("127.0.0.1:8080", "http://127.0.0.1:notaport", 403),
+    ],
+)
+def test_dev_endpoints_refuse_a_cross_site_origin(host: str, origin: str, status: int) -> None:
+    fake = FakeDev()
+    response = client(True, fake).post(
+        "/dev/join",
+        json={"userId": "eve", "kind": "chat", "roomId": "1"},
+        headers={"Host": host, "Origin": origin},
+    )
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["message"] == "cross-site Origin"
+        assert fake.members == []
+
+
+def test_the_public_routes_are_not_guarded() -> None:
+    c = client(True)
+    headers = {"Host": "attacker.example", "Origin": "https://attacker.example"}
+    assert c.get("/", headers=headers).status_code == 200
+    assert c.get("/demo/config", headers=headers).json() == {"mode": "dev"}

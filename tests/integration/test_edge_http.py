@@ -1,0 +1,187 @@
+"""The HTTP edge against a real ``zvonok serve``: development endpoints, forwarded-for headers,
+frame sizes in bytes, untrusted text in logs, and the admin API's OpenAPI pages.
+
+Every test talks to the server over real sockets on loopback. A server bound to a non-loopback
+address runs inside a fresh network namespace (``unshare -n``; loopback plus 198.18.0.1, RFC 2544
+benchmarking space) so that nothing listens on this machine's real interfaces: the outer test
+re-runs one inner test of this module there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from .harness.server import ServerFactory, ZvonokServer
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).parents[2]
+IN_NAMESPACE = os.environ.get("ZVONOK_TEST_EDGE_NAMESPACE") == "1"
+NAMESPACE_ADDRESS = "198.18.0.1"
+
+
+def _log_text(server: ZvonokServer) -> str:
+    return "\n".join(json.dumps(x) if isinstance(x, dict) else x for x in server.logs())
+
+
+# --------------------------------------------------------------- development endpoints
+
+
+def test_dev_endpoints_refuse_foreign_host_origin_and_plain_text(
+    zvonok_server: ZvonokServer,
+) -> None:
+    """CSRF and DNS rebinding against a loopback dev server (the default setup)."""
+    base = zvonok_server.http_url
+    port = zvonok_server.port
+    body = {"userId": "eve"}
+    with httpx.Client(base_url=base, timeout=5) as http:
+        # What the demo page sends, from either loopback name: accepted.
+        for name in ("127.0.0.1", "localhost"):
+            headers = {"Host": f"{name}:{port}", "Origin": f"http://{name}:{port}"}
+            ok = http.post("/dev/token", json=body, headers=headers)
+            assert ok.status_code == 200 and ok.json()["token"], ok.text
+        assert http.get("/debug/state").status_code == 200
+        # A page on a rebinding name reaches 127.0.0.1 with its own name as Host.
+        rebound = {"Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"}
+        assert http.post("/dev/token", json=body, headers=rebound).status_code == 403
+        assert http.post("/dev/join", json=body, headers=rebound).status_code == 403
+        assert http.get("/debug/state", headers=rebound).status_code == 403
+        # A cross-site page posts to http://127.0.0.1:port directly (Host is right, Origin not).
+        cross = {"Origin": "https://attacker.example"}
+        response = http.post("/dev/token", json=body, headers=cross)
+        assert response.status_code == 403
+        assert response.json() == {"error": "forbidden", "message": "cross-site Origin"}
+        join = {"userId": "eve", "kind": "chat", "roomId": "77"}
+        assert http.post("/dev/join", json=join, headers=cross).status_code == 403
+        # A CORS-simple request (no preflight): text/plain or a form.
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            headers = {"Content-Type": content_type}
+            plain = http.post("/dev/join", content=json.dumps(join), headers=headers)
+            assert plain.status_code == 415, plain.text
+
+
+def test_dev_join_refusals_leave_no_membership(zvonok_server: ZvonokServer) -> None:
+    """A refused /dev/join changes nothing: eve still cannot open chat 77's call socket."""
+    base = zvonok_server.http_url
+    join = {"userId": "eve", "kind": "chat", "roomId": "77"}
+    with httpx.Client(base_url=base, timeout=5) as http:
+        assert http.post("/dev/join", json=join, headers={"Origin": "null"}).status_code == 403
+        assert (
+            http.post("/dev/join", content=json.dumps(join), headers={"Content-Type": "text/plain"})
+        ).status_code == 415
+    token = zvonok_server.token("eve")
+
+    async def status() -> int:
+        try:
+            async with connect(
+                zvonok_server.ws_url("chat", "77"),
+                additional_headers={"Authorization": f"Bearer {token}"},
+            ):
+                return 101
+        except InvalidStatus as exc:
+            return exc.response.status_code
+
+    assert asyncio.run(status()) == 403
+    with httpx.Client(base_url=base, timeout=5) as http:
+        assert http.post("/dev/join", json=join).status_code == 200
+    assert asyncio.run(status()) == 101
+
+
+@pytest.mark.timeout(240)
+def test_dev_endpoints_on_a_network_bind() -> None:
+    """``--host 0.0.0.0``: no dev endpoints unless ``dev_mode = true`` (then a loud warning)."""
+    unshare = shutil.which("unshare")
+    ip = shutil.which("ip")
+    assert unshare and ip, "unshare and ip (util-linux, iproute2) are needed for this test"
+    flags = ["-n"] if os.geteuid() == 0 else ["-Urn"]
+    inner = (
+        f"{ip} link set lo up && {ip} addr add {NAMESPACE_ADDRESS}/32 dev lo && "
+        f"{sys.executable} -m pytest -q -p no:cacheprovider "
+        "tests/integration/test_edge_http.py::test_network_bind_inside_a_namespace"
+    )
+    result = subprocess.run(
+        [unshare, *flags, "sh", "-c", inner],
+        cwd=ROOT,
+        env={**os.environ, "ZVONOK_TEST_EDGE_NAMESPACE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "1 passed" in output, output[-4000:]
+
+
+@pytest.mark.skipif(not IN_NAMESPACE, reason="run by test_dev_endpoints_on_a_network_bind")
+def test_network_bind_inside_a_namespace(zvonok_server_factory: ServerFactory) -> None:
+    bind = ["--host", "0.0.0.0", "--announce-ip", NAMESPACE_ADDRESS]
+    auto = zvonok_server_factory.start(extra_args=bind)
+    body = {"userId": "eve"}
+    for host in ("127.0.0.1", NAMESPACE_ADDRESS):
+        base = f"http://{host}:{auto.port}"
+        with httpx.Client(base_url=base, timeout=5) as http:
+            assert http.get("/demo/config").json() == {"mode": "prod"}
+            assert http.post("/dev/token", json=body).status_code == 404
+            assert http.post("/dev/join", json=body).status_code == 404
+            assert http.get("/debug/state").status_code == 404
+    assert "development mode" not in _log_text(auto).lower()
+
+    explicit = zvonok_server_factory.start(extra_args=bind, env={"ZVONOK_DEV_MODE": "true"})
+    warnings = [
+        entry
+        for entry in explicit.logs()
+        if isinstance(entry, dict)
+        and entry.get("level") == "WARNING"
+        and "DEVELOPMENT MODE ON A NETWORK ADDRESS" in str(entry.get("msg"))
+    ]
+    assert len(warnings) == 1, _log_text(explicit)[-3000:]
+    assert NAMESPACE_ADDRESS in str(warnings[0]["msg"])
+    # With dev_mode = true the bind and announced addresses count as local Host names too.
+    lan = f"http://{NAMESPACE_ADDRESS}:{explicit.port}"
+    with httpx.Client(base_url=lan, timeout=5) as http:
+        response = http.post("/dev/token", json=body, headers={"Origin": lan})
+        assert response.status_code == 200, response.text
+        assert http.get("/debug/state").status_code == 200
+        other = {"Host": f"198.18.0.2:{explicit.port}"}
+        assert http.post("/dev/token", json=body, headers=other).status_code == 403
+        cross = {"Origin": "http://attacker.example"}
+        assert http.post("/dev/token", json=body, headers=cross).status_code == 403
+        plain = {"Content-Type": "text/plain"}
+        assert (
+            http.post("/dev/token", content=b'{"userId":"eve"}', headers=plain).status_code == 415
+        )
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(120)
+async def test_demo_page_joins_from_both_loopback_names(zvonok_server: ZvonokServer) -> None:
+    """The demo page's own requests (JSON, same origin) pass the checks as 127.0.0.1 and as
+    localhost: both users get a development token and membership, and media flows."""
+    from playwright.async_api import async_playwright
+
+    from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
+    from .test_demo import media_flows, open_demo, wait_for
+
+    port = zvonok_server.port
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            alice = await open_demo(browser, f"http://127.0.0.1:{port}", "alice", "chat", "loop")
+            bob = await open_demo(browser, f"http://localhost:{port}", "bob", "chat", "loop")
+            await wait_for(lambda: media_flows(alice, "bob"), "alice to see and hear bob", 20)
+            await wait_for(lambda: media_flows(bob, "alice"), "bob to see and hear alice", 20)
+            assert await bob.evaluate("location.host") == f"localhost:{port}"
+        finally:
+            await browser.close()
