@@ -29,6 +29,7 @@ from .auth.turn import ice_servers_from
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .config import Settings
 from .edge import DevHostPolicy
+from .httpserver import EdgeLimits, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
@@ -43,6 +44,9 @@ from .web import dev_guarded, web_routes
 log = logging.getLogger("zvonok.app")
 #: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
 DRAIN_TIMEOUT = 3.0
+#: The least time a client has to answer a ping before the silence deadline (see
+#: ``_silence_timeout``), when ``inactivity_timeout - resume_grace`` would leave less.
+MIN_PONG_WAIT = 2.0
 
 
 @dataclass(slots=True)
@@ -339,17 +343,20 @@ class _Server(uvicorn.Server):
             super().handle_exit(sig, frame)
 
 
-def _ping_timeout(settings: Settings) -> float:
-    """Pong deadline, so that a silent client is gone within ``inactivity_timeout``.
+def _silence_timeout(settings: Settings) -> float:
+    """How long a call WebSocket may stay silent (no message, no pong) before it is failed.
 
-    uvicorn's sans-I/O WebSocket protocol pings ``ping_interval`` after the last pong and, when no
-    pong comes within ``ping_timeout``, fails the connection at once (close 1011 and the socket
-    closed, no closing-handshake wait): a dead socket is noticed ``ping_interval + ping_timeout``
-    after the client's last pong. Its session then waits ``resume_grace`` for a resume (longer
-    only while its media still flows). Together they make the inactivity timeout.
+    ``httpserver.EdgeWebSocketProtocol`` fails a socket exactly this long after the client's last
+    message or pong, wherever that falls between two pings (close 1011 and the socket closed at
+    once: no closing handshake is waited for); the session then waits ``resume_grace`` for a
+    resume (longer only while its media still flows). The two add up to ``inactivity_timeout``.
+    A live client is pinged every ``ping_interval``, so the deadline leaves it at least
+    ``MIN_PONG_WAIT`` to answer; then (a warning at start) sessions outlive the timeout.
     """
-    detection = settings.inactivity_timeout - settings.resume_grace
-    return max(2.0, detection - settings.ping_interval)
+    return max(
+        settings.inactivity_timeout - settings.resume_grace,
+        settings.ping_interval + MIN_PONG_WAIT,
+    )
 
 
 def run(settings: Settings) -> None:
@@ -361,14 +368,25 @@ def run(settings: Settings) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep serving without it
         log.warning("uvloop not available; using the default event loop")
+    silence = _silence_timeout(settings)
+    if silence + settings.resume_grace > settings.inactivity_timeout:
+        log.warning(
+            "inactivity_timeout %.0f s cannot be met with resume_grace %.0f s and ping_interval "
+            "%.0f s: a silent client's session ends %.0f s after its last sign of life",
+            settings.inactivity_timeout,
+            settings.resume_grace,
+            settings.ping_interval,
+            silence + settings.resume_grace,
+        )
+    _, ws_protocol = protocol_classes(EdgeLimits(silence_timeout=silence))
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=ws_protocol,
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=_ping_timeout(settings),
+        ws_ping_timeout=None,  # the silence deadline of ws_protocol replaces the pong deadline
         # permessage-deflate keeps a zlib compressor and decompressor per connection (~64 kB
         # each at the library's settings) and compresses every message; signaling is small.
         ws_per_message_deflate=settings.ws_compression,

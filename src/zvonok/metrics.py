@@ -46,6 +46,7 @@ _EVENT_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "signaling_messages": (("direction", "type"), "Signaling messages by direction and type."),
     "signaling_errors": (("code",), "error messages sent to clients, by code."),
     "auth_refusals": (("reason",), "WebSocket upgrades refused, by reason."),
+    "edge_refusals": (("reason",), "Connections refused or cut by the edge limits, by reason."),
     "connection_state_transitions": (("state",), "Media connection state changes, by new state."),
     "connection_failures": (("reason",), "Media connections that failed, by cause."),
     "sessions_started": ((), "Sessions that joined (resumes not counted)."),
