@@ -108,6 +108,7 @@ async def build(settings: Settings) -> Components:
             send_queue_size=settings.send_queue_size,
             connect_rate=settings.connect_rate,
             connect_burst=settings.connect_burst,
+            forwarded_allow_ips=tuple(settings.forwarded_allow_ips),
         ),
     )
     ops = build_operations(
@@ -392,6 +393,9 @@ def run(settings: Settings) -> None:
         ws_per_message_deflate=settings.ws_compression,
         log_config=None,
         access_log=False,
+        # The client address is the socket peer; X-Forwarded-For counts only from the proxies
+        # of forwarded_allow_ips, and zvonok reads it itself (signaling/ws.py, zvonok.edge).
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -185,3 +186,58 @@ async def test_demo_page_joins_from_both_loopback_names(zvonok_server: ZvonokSer
             assert await bob.evaluate("location.host") == f"localhost:{port}"
         finally:
             await browser.close()
+
+
+# --------------------------------------------------------------- X-Forwarded-For
+
+
+async def _attempt(server: ZvonokServer, forwarded_for: str) -> int:
+    """One WebSocket upgrade without a token; the HTTP status it got (401, or 429 when limited)."""
+    headers = {"X-Forwarded-For": forwarded_for}
+    try:
+        async with connect(server.ws_url("chat", "1"), additional_headers=headers):
+            return 101
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def _random_ip() -> str:
+    return (
+        "203.0.113."
+        + str(secrets.randbelow(254) + 1)
+        + ", 198.51.100."
+        + str(secrets.randbelow(254) + 1)
+    )
+
+
+LIMIT = {"ZVONOK_CONNECT_BURST": "5", "ZVONOK_CONNECT_RATE": "0.01"}
+
+
+def test_forwarded_for_is_ignored_by_default(zvonok_server_factory: ServerFactory) -> None:
+    """From 127.0.0.1, a fresh random ``X-Forwarded-For`` per attempt does not reset the limit."""
+    server = zvonok_server_factory.start(env=LIMIT)
+
+    async def run() -> list[int]:
+        return [await _attempt(server, _random_ip()) for _ in range(9)]
+
+    assert asyncio.run(run()) == [401] * 5 + [429] * 4
+    refusals = [e for e in server.logs() if "connection rate from" in json.dumps(e)]
+    assert refusals and all("127.0.0.1" in json.dumps(e) for e in refusals)
+    assert "203.0.113." not in _log_text(server)
+
+
+def test_forwarded_for_counts_from_a_configured_proxy(zvonok_server_factory: ServerFactory) -> None:
+    """With 127.0.0.1 a trusted proxy, its right-most ``X-Forwarded-For`` entry is the client."""
+    env = {**LIMIT, "ZVONOK_FORWARDED_ALLOW_IPS": '["127.0.0.1"]'}
+    server = zvonok_server_factory.start(env=env)
+
+    async def run() -> tuple[list[int], list[int]]:
+        varied = [await _attempt(server, f"10.9.9.{n}") for n in range(1, 10)]
+        # The client-supplied left entry changes; the proxy-appended right one does not.
+        same = [await _attempt(server, f"6.6.6.{n}, 203.0.113.77") for n in range(1, 10)]
+        return varied, same
+
+    varied, same = asyncio.run(run())
+    assert varied == [401] * 9
+    assert same == [401] * 5 + [429] * 4
+    assert any("connection rate from 203.0.113.77" in json.dumps(e) for e in server.logs())

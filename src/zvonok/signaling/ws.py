@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import metrics
 from ..auth.tokens import Grants, TokenVerifier
+from ..edge import TrustedProxies
 from ..errors import AuthError, SignalError, StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
 from ..media.sdp.candidate import Candidate
@@ -41,6 +42,8 @@ class ConnectionLimits:
     send_queue_size: int
     connect_rate: float = 20.0
     connect_burst: int = 200
+    #: Proxies whose ``X-Forwarded-For`` names the client (IPs/CIDRs); empty = the socket peer.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
 
 class WebSocketSink:
@@ -147,6 +150,7 @@ class CallEndpoint:
         self._rooms = rooms
         self._limits = limits
         self._ip_buckets = IpRateLimiter(limits.connect_rate, limits.connect_burst)
+        self._proxies = TrustedProxies(limits.forwarded_allow_ips)
         self.connections = 0
         #: Set while no call WebSocket is open (shutdown waits on it).
         self.idle = asyncio.Event()
@@ -156,6 +160,7 @@ class CallEndpoint:
         kind = RoomKind(websocket.path_params["kind"])
         room_id = str(websocket.path_params["room_id"])
         peer = websocket.client.host if websocket.client else "?"
+        peer = self._proxies.client_ip(peer, websocket.headers.getlist("x-forwarded-for"))
         if not self._ip_buckets.take(peer):
             log.info("refused: connection rate from %s", peer)
             metrics.record_auth_refusal("rate-limited")
