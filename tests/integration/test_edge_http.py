@@ -16,11 +16,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from .harness.server import ServerFactory, ZvonokServer
@@ -241,3 +243,49 @@ def test_forwarded_for_counts_from_a_configured_proxy(zvonok_server_factory: Ser
     assert varied == [401] * 9
     assert same == [401] * 5 + [429] * 4
     assert any("connection rate from 203.0.113.77" in json.dumps(e) for e in server.logs())
+
+
+# --------------------------------------------------------------- frame size in bytes
+
+
+async def _member_socket(server: ZvonokServer) -> tuple[str, str]:
+    chat = await asyncio.to_thread(server.create_chat, ["alice", "bob"])
+    token = await asyncio.to_thread(server.token, "alice")
+    return chat, token
+
+
+async def _next(ws: ClientConnection, msg_type: str, wait: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    seen: list[str] = []
+    for _ in range(1000):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except TimeoutError:
+            break
+        seen.append(f"{msg['type']}:{(msg.get('payload') or {}).get('code', '')}")
+        if msg["type"] == msg_type:
+            return msg
+    raise AssertionError(f"no {msg_type!r}; saw {seen}")
+
+
+def test_message_limit_counts_utf8_bytes(zvonok_server: ZvonokServer) -> None:
+    """``max_message_bytes`` (default 256 KiB) counts bytes: a ~1 MB frame of emoji is too large."""
+
+    async def run() -> list[str]:
+        chat, token = await _member_socket(zvonok_server)
+        codes = []
+        headers = {"Authorization": f"Bearer {token}"}
+        async with connect(
+            zvonok_server.ws_url("chat", chat), additional_headers=headers, max_size=None
+        ) as ws:
+            # 240,000 characters (< 262,144) but 960,000 bytes; 65,536 emoji = exactly 256 KiB.
+            for count in (240_000, 65_537, 65_536, 1000):
+                await ws.send("\U0001f600" * count)
+                error = await _next(ws, "error")
+                codes.append(error["payload"]["code"])
+        return codes
+
+    assert asyncio.run(run()) == ["too-large", "too-large", "bad-json", "bad-json"]

@@ -255,7 +255,7 @@ class Connection:
             self._error("rate-limited", "too many messages; slow down", None)
             self._count_bad()
             return
-        if len(data) > self._limits.max_message_bytes:
+        if _frame_bytes(data, self._limits.max_message_bytes) > self._limits.max_message_bytes:
             self._error("too-large", f"frame above {self._limits.max_message_bytes} bytes", None)
             self._count_bad()
             return
@@ -332,6 +332,13 @@ class Connection:
             raise
         self.participant = participant
         self._extra["session"] = msg.session_id
+
+
+def _frame_bytes(data: str | bytes, limit: int) -> int:
+    """The size of a frame in bytes (UTF-8 for text); exact only when it matters for ``limit``."""
+    if isinstance(data, bytes) or len(data) > limit or 4 * len(data) <= limit:
+        return len(data)  # bytes; or a text that is too long (or short enough) whatever it holds
+    return len(data.encode("utf-8", "surrogatepass"))
 
 
 def _candidate(text: str) -> Candidate | None:
