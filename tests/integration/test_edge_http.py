@@ -289,3 +289,55 @@ def test_message_limit_counts_utf8_bytes(zvonok_server: ZvonokServer) -> None:
         return codes
 
     assert asyncio.run(run()) == ["too-large", "too-large", "bad-json", "bad-json"]
+
+
+# --------------------------------------------------------------- untrusted text in logs
+
+
+@pytest.mark.timeout(60)
+def test_attacker_text_never_reaches_the_log(zvonok_server: ZvonokServer) -> None:
+    """A malformed ``a=ice-pwd``, a bad candidate and an unknown type that carry a marker: the
+    client is told why (its own text comes back), the INFO log says only the error code."""
+    marker = "zvmark-" + secrets.token_hex(6)
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        f"a=ice-ufrag:abcd\r\na=ice-pwd:{marker}!\r\n"
+    )
+
+    async def run() -> list[dict[str, Any]]:
+        chat, token = await _member_socket(zvonok_server)
+        headers = {"Authorization": f"Bearer {token}"}
+        errors = []
+        async with connect(zvonok_server.ws_url("chat", chat), additional_headers=headers) as ws:
+
+            async def send(msg_type: str, payload: Any = None) -> None:
+                envelope = {"type": msg_type, "roomId": chat, "sessionId": "s-alice"}
+                if payload is not None:
+                    envelope["payload"] = payload
+                await ws.send(json.dumps(envelope))
+
+            await send("join")
+            await _next(ws, "joined")
+            await send("offer", {"type": "offer", "sdp": sdp})
+            for _ in range(3):  # a server offer may be outstanding: `glare` first, then bad-sdp
+                error = await _next(ws, "error", 8)
+                if error["payload"]["code"] == "bad-sdp":
+                    break
+            errors.append(error)
+            candidate = f"candidate:{marker} 1 udp\r\nFORGED {marker} log line"
+            await send("ice", {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0})
+            errors.append(await _next(ws, "error"))
+            await send(f"x-{marker}")
+            errors.append(await _next(ws, "error"))
+        return errors
+
+    errors = asyncio.run(run())
+    assert [e["payload"]["code"] for e in errors] == ["bad-sdp", "bad-candidate", "bad-message"]
+    for error in errors:
+        assert marker in error["payload"]["message"], error  # the marker did reach the parsers
+    text = _log_text(zvonok_server)
+    assert marker not in text, [line for line in text.splitlines() if marker in line]
+    # ... and the refusals were logged, by code.
+    assert "bad-sdp" in text, text[-3000:]
+    assert "refused ice (bad-candidate)" in text, text[-3000:]
+    assert "bad message (bad-message)" in text, text[-3000:]

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import metrics
 from ..auth.tokens import Grants, TokenVerifier
-from ..edge import TrustedProxies
+from ..edge import TrustedProxies, loggable
 from ..errors import AuthError, SignalError, StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
 from ..media.sdp.candidate import Candidate
@@ -263,7 +263,9 @@ class Connection:
             msg = parse_client_message(data)
         except MessageError as exc:
             metrics.record_signaling_message("in", "other")
-            log.info("bad message: %s", exc.message, extra=self._extra)
+            # The message may quote the input: INFO carries the code only (docs/security.md).
+            log.info("bad message (%s)", exc.code, extra=self._extra)
+            log.debug("bad message: %s", loggable(exc.message), extra=self._extra)
             self._error(exc.code, exc.message, exc.ref)
             self._count_bad()
             return
@@ -272,7 +274,8 @@ class Connection:
             await self._dispatch(msg)
             self._bad = 0
         except SignalError as exc:
-            log.info("refused %s: %s", msg.type, exc.message, extra=self._extra)
+            log.info("refused %s (%s)", msg.type, exc.code, extra=self._extra)
+            log.debug("refused %s: %s", msg.type, loggable(exc.message), extra=self._extra)
             self._error(exc.code, exc.message, msg.type)
             if exc.fatal:
                 self._sink.close(exc.close_code, exc.code)
