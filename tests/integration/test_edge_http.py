@@ -341,3 +341,24 @@ def test_attacker_text_never_reaches_the_log(zvonok_server: ZvonokServer) -> Non
     assert "bad-sdp" in text, text[-3000:]
     assert "refused ice (bad-candidate)" in text, text[-3000:]
     assert "bad message (bad-message)" in text, text[-3000:]
+
+
+# --------------------------------------------------------------- admin OpenAPI pages
+
+
+def test_admin_openapi_and_docs_need_the_token(zvonok_server_factory: ServerFactory) -> None:
+    admin_token = secrets.token_urlsafe(32)
+    server = zvonok_server_factory.start(env={"ZVONOK_ADMIN_TOKEN": admin_token})
+    paths = ("/docs", "/openapi.json", "/admin/docs", "/admin/openapi.json", "/admin/rooms")
+    with httpx.Client(base_url=server.http_url, timeout=5) as http:
+        for path in paths:
+            assert http.get(path).status_code == 401, path
+            wrong = {"Authorization": "Bearer " + secrets.token_urlsafe(32)}
+            assert http.get(path, headers=wrong).status_code == 401, path
+            assert http.get(path, headers={"Authorization": admin_token}).status_code == 401, path
+            right = {"Authorization": f"Bearer {admin_token}"}
+            response = http.get(path, headers=right)
+            assert response.status_code == 200, path
+        spec = http.get("/openapi.json", headers=right).json()
+        assert "/admin/rooms" in spec["paths"]
+        assert "swagger" in http.get("/docs", headers=right).text.lower()

@@ -5,8 +5,9 @@ Owns ``create_admin_app``: ``GET /admin/rooms``, ``GET /admin/rooms/{room}``,
 ``POST /admin/sessions/{session_id}/kick``,
 ``POST /admin/sessions/{session_id}/tracks/{track_id}/mute`` and ``.../unmute``, with OpenAPI at
 ``/admin/openapi.json`` (also ``/openapi.json``) and Swagger UI at ``/admin/docs`` (also
-``/docs``). Every ``/admin/...`` operation needs ``Authorization: Bearer <admin_token>``
-(compared in constant time; separate from user JWTs); without an ``admin_token`` setting the app
+``/docs``). Every one of these paths, the OpenAPI description and Swagger UI included, needs
+``Authorization: Bearer <admin_token>`` (compared in constant time; separate from user JWTs;
+401 with ``WWW-Authenticate: Bearer`` otherwise); without an ``admin_token`` setting the app
 is not mounted at all. Imports ``rooms``, ``metrics``; never ``signaling`` or ``media``.
 Implements RFC 6750 §2.1 (bearer header) for the operator token only.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -88,8 +89,9 @@ def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str) ->
         title="zvonok admin API",
         version="1",
         description="Live rooms and sessions of one zvonok node; needs the operator token.",
-        docs_url="/admin/docs",
-        openapi_url="/admin/openapi.json",
+        # FastAPI's own docs and OpenAPI routes take no dependencies: declared below instead.
+        docs_url=None,
+        openapi_url=None,
         redoc_url=None,
     )
 
@@ -98,17 +100,21 @@ def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str) ->
     ) -> None:
         given = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "admin token missing or wrong")
+            raise HTTPException(
+                401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     auth = [Depends(authorized)]
 
-    @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_alias() -> JSONResponse:
+    async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs_alias(request: Request) -> HTMLResponse:
+    async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/admin/openapi.json", title=app.title)
+
+    for prefix in ("/admin", ""):
+        app.get(f"{prefix}/openapi.json", dependencies=auth, include_in_schema=False)(openapi)
+        app.get(f"{prefix}/docs", dependencies=auth, include_in_schema=False)(docs)
 
     @app.get("/admin/rooms", dependencies=auth, summary="Every live room with its sessions")
     async def list_rooms() -> dict[str, Any]:

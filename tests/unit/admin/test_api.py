@@ -76,6 +76,19 @@ async def test_openapi_at_both_paths(setup: tuple[RoomService, httpx.AsyncClient
     _, client = setup
     spec = (await client.get("/admin/openapi.json")).json()
     assert "/admin/sessions/{session_id}/kick" in spec["paths"]
+    assert not any(path.endswith(("/docs", "/openapi.json")) for path in spec["paths"])
     assert (await client.get("/openapi.json")).json() == spec
     assert "swagger" in (await client.get("/docs")).text.lower()
     assert (await client.get("/admin/docs")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/admin/docs", "/admin/openapi.json"])
+@pytest.mark.parametrize("authorization", ["", "Bearer nope", f"Basic {TOKEN}", TOKEN])
+async def test_openapi_and_docs_need_the_token(
+    setup: tuple[RoomService, httpx.AsyncClient], path: str, authorization: str
+) -> None:
+    _, client = setup
+    response = await client.get(path, headers={"Authorization": authorization})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "paths" not in response.text and "swagger" not in response.text.lower()
