@@ -21,3 +21,16 @@ class RecordingSink:
 
     def types(self) -> list[str]:
         return [t for t, _ in self.sent]
+
+    def last(self, msg_type: str) -> dict[str, Any]:
+        """The payload of the last message of ``msg_type`` (fails if none was sent)."""
+        payload: dict[str, Any] | None = next(p for t, p in reversed(self.sent) if t == msg_type)
+        assert payload is not None
+        return payload
+
+    def errors(self) -> list[str]:
+        """The codes of every ``error`` sent, in order."""
+        return [str((p or {}).get("code")) for t, p in self.sent if t == "error"]
+
+    def clear(self) -> None:
+        self.sent.clear()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -25,44 +24,17 @@ from zvonok.media.worker import MediaWorker
 from zvonok.rooms.participant import Participant
 from zvonok.rooms.service import MEDIA_FAILED_CLOSE_CODE, RoomService
 
+from ..fakes import RecordingSink
 from ..sdp_answers import answer_to, sdp_fixture
 
 ROOM = RoomKey(RoomKind.GROUP, "7")
 YIELD = 0.05
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any] | None]] = []
-        self.closed: tuple[int, str] | None = None
-
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
-        self.sent.append((msg_type, payload))
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
+class Sink(RecordingSink):
     def types(self) -> list[str]:
-        return [t for t, _ in self.sent if t not in ("tracks", "ice")]
-
-    def last(self, msg_type: str) -> dict[str, Any]:
-        payload: dict[str, Any] | None = next(p for t, p in reversed(self.sent) if t == msg_type)
-        assert payload is not None
-        return payload
-
-    def errors(self) -> list[str]:
-        return [str((p or {}).get("code")) for t, p in self.sent if t == "error"]
-
-    def clear(self) -> None:
-        self.sent.clear()
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[MediaWorker]:
-    w = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await w.start()
-    yield w
-    await w.close()
+        """What was sent, without the ``tracks`` maps and ``ice`` candidates around offers."""
+        return [t for t in super().types() if t not in ("tracks", "ice")]
 
 
 @pytest.fixture

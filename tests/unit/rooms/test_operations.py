@@ -6,10 +6,7 @@ and sinks that record what each session would have been sent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
@@ -49,14 +46,6 @@ class Recorder(BaseRoomObserver):
 class Broken(BaseRoomObserver):
     def room_started(self, room: Room) -> None:
         raise RuntimeError("observer bug")
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[MediaWorker]:
-    w = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await w.start()
-    yield w
-    await w.close()
 
 
 def make(worker: MediaWorker, *observers: Any) -> RoomService:

@@ -7,7 +7,6 @@ callback directly, so no test waits for wall-clock time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,14 +20,6 @@ from zvonok.rooms.service import RoomService
 from ..fakes import RecordingSink
 
 ROOM = RoomKey(RoomKind.GROUP, "7")
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[MediaWorker]:
-    w = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await w.start()
-    yield w
-    await w.close()
 
 
 def service(worker: MediaWorker, **kwargs: Any) -> RoomService:
