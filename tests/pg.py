@@ -1,9 +1,10 @@
 """A real, throwaway PostgreSQL server for tests: initdb into a temp dir, run on 127.0.0.1.
 
 ``postgres_url`` is a session-scoped pytest fixture (import it into a test module) yielding a
-``postgresql+asyncpg://`` URL. The server listens on a free loopback port with its unix socket in
-the temp dir, runs as the ``postgres`` OS user (through ``runuser``) when the tests run as root,
-and is stopped by its PID at the end. Missing PostgreSQL binaries FAIL the tests (never skip).
+``postgresql+asyncpg://`` URL; ``database`` (import both) a fresh database on it per test. The
+server listens on a free loopback port with its unix socket in the temp dir, runs as the
+``postgres`` OS user (through ``runuser``) when the tests run as root, and is stopped by its PID
+at the end. Missing PostgreSQL binaries FAIL the tests (never skip).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 #: Where Debian puts the server binaries; ``PG_BIN`` overrides.
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -152,3 +156,18 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[str]:
+    """A fresh database per test on the shared server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()

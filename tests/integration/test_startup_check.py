@@ -11,9 +11,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.integration.harness.server import ServerFactory, ZvonokServer, free_port
-from tests.integration.test_store_postgres import BIGINT_CHAT_QUERY, database, messenger_tables
-from tests.pg import postgres_url
-from tests.unit.test_store_sql import GROUP_QUERY
+from tests.pg import database, postgres_url
+from tests.store_scenarios import BIGINT_CHAT_QUERY, GROUP_QUERY, messenger_tables
 
 __all__ = ["database", "postgres_url"]
 

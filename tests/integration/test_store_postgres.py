@@ -8,45 +8,27 @@ import logging
 import shutil
 import socket
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import pg
-from tests.pg import postgres_url
-from tests.unit.test_store_sql import (
+from tests.pg import database, postgres_url
+from tests.store_scenarios import (
+    BIGINT_CHAT_QUERY,
     CHAT_QUERY,
-    MESSENGER_SCHEMA,
     chat,
     check_custom_queries,
     check_default_tables,
     grants,
     group,
+    messenger_tables,
 )
 from zvonok.errors import StoreUnavailable
 from zvonok.store.sql import MembershipQueryError, SqlMembershipStore
 
-__all__ = ["postgres_url"]
+__all__ = ["database", "postgres_url"]
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def database(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh database per test on the shared server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def test_default_tables(database: str) -> None:
@@ -105,22 +87,10 @@ async def test_slow_query_times_out_and_the_store_recovers(database: str) -> Non
         await store.close()
 
 
-#: The mistake a new user makes: a BIGINT column compared with :room_id, which is a string.
-BIGINT_CHAT_QUERY = (
-    "SELECT 1 FROM dialogs WHERE id = :room_id AND (user_a = :user_id OR user_b = :user_id)"
-)
 ADVICE = (
     "; :room_id and :user_id are strings: compare as text, CAST(column AS TEXT) = :room_id "
     "(docs/auth.md)"
 )
-
-
-async def messenger_tables(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        for statement in MESSENGER_SCHEMA:
-            await conn.execute(text(statement))
-    await engine.dispose()
 
 
 @pytest.mark.parametrize(
