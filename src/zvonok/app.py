@@ -29,7 +29,7 @@ from .auth.turn import ice_servers_from
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .config import Settings
 from .edge import DevHostPolicy
-from .httpserver import EdgeLimits, protocol_classes
+from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
@@ -108,6 +108,7 @@ async def build(settings: Settings) -> Components:
             send_queue_size=settings.send_queue_size,
             connect_rate=settings.connect_rate,
             connect_burst=settings.connect_burst,
+            join_timeout=settings.join_timeout,
             forwarded_allow_ips=tuple(settings.forwarded_allow_ips),
         ),
     )
@@ -379,11 +380,27 @@ def run(settings: Settings) -> None:
             settings.ping_interval,
             silence + settings.resume_grace,
         )
-    _, ws_protocol = protocol_classes(EdgeLimits(silence_timeout=silence))
+    budget = connection_budget(settings.max_connections)
+    if budget < settings.max_connections:
+        log.warning(
+            "max_connections lowered from %d to %d by the open-files limit (ulimit -n)",
+            settings.max_connections,
+            budget,
+        )
+    http_protocol, ws_protocol = protocol_classes(
+        EdgeLimits(
+            max_connections=budget,
+            max_connections_per_ip=settings.max_connections_per_ip,
+            header_timeout=settings.header_timeout,
+            silence_timeout=silence,
+            proxies=tuple(settings.forwarded_allow_ips),
+        )
+    )
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=http_protocol,
         ws=ws_protocol,
         ws_max_size=4 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval,

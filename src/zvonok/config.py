@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     send_queue_size: int = Field(256, gt=0)
     connect_rate: float = Field(20.0, gt=0)
     connect_burst: int = Field(200, gt=0)
+    max_connections: int = Field(10_000, gt=0)
+    max_connections_per_ip: int = Field(200, gt=0)
+    header_timeout: float = Field(10.0, gt=0)
+    join_timeout: float = Field(10.0, gt=0)
 
     # --- logging ---
     log_level: str = "INFO"

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from .harness.server import ServerFactory, ZvonokServer
 
@@ -171,3 +172,203 @@ async def test_silence_is_counted_from_the_last_frame_wherever_it_falls_between_
             alice.close()
     assert left["payload"]["sessionId"] == "alice-1"
     assert 7.5 <= elapsed <= 8.5, f"ended {elapsed:.2f} s after the last frame, not 8 s"
+
+
+def fd_targets(server: ZvonokServer) -> list[str]:
+    """What the server's descriptors point at (``socket:[inode]``, pipes, files), except the
+    embedded database's files in its data dir: its connection pool opens connections on demand
+    as concurrent joins need them (bounded by the pool), which is not what these tests measure."""
+    root = f"/proc/{server.process.pid}/fd"
+    data_dir = str(server.data_dir.resolve())
+    out = []
+    for name in os.listdir(root):
+        try:
+            target = os.readlink(f"{root}/{name}")
+        except OSError:
+            continue
+        if not target.startswith(data_dir):
+            out.append(target)
+    return sorted(out)
+
+
+def open_fds(server: ZvonokServer) -> int:
+    return len(fd_targets(server))
+
+
+async def fds_back_to(server: ZvonokServer, baseline: int, wait: float = 10.0) -> None:
+    deadline = time.monotonic() + wait
+    count = open_fds(server)
+    while count > baseline and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        count = open_fds(server)
+    assert count <= baseline, f"{count} fds open, baseline {baseline}: {fd_targets(server)}"
+
+
+async def tcp(server: ZvonokServer, source: str = "127.0.0.1") -> tuple[Any, Any]:
+    return await asyncio.open_connection(server.host, server.port, local_addr=(source, 0))
+
+
+async def call_and_offer(server: ZvonokServer, chat: str, user: str, source: str) -> None:
+    """A real client from ``source`` joins ``chat`` and gets ``joined`` and an ``offer``."""
+    token = await asyncio.to_thread(server.token, user)
+    url = server.ws_url("chat", chat) + "?access_token=" + token
+    async with connect(url, local_addr=(source, 0), open_timeout=5) as ws:
+        await ws.send(json.dumps({"type": "join", "roomId": chat, "sessionId": f"{user}-s"}))
+        await recv_until(ws, "joined", 5)
+        await recv_until(ws, "offer", 5)
+        await ws.send(json.dumps({"type": "leave", "roomId": chat, "sessionId": f"{user}-s"}))
+
+
+async def cut_after(reader: Any, started: float) -> tuple[float, bytes]:
+    """Read until the server closes; when (after ``started``) and what it sent."""
+    data = b""
+    try:
+        data = await asyncio.wait_for(reader.read(), 30)
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started, data
+
+
+async def test_slow_request_heads_and_websockets_that_never_join_are_cut_at_10_seconds(
+    zvonok_server: ZvonokServer,
+) -> None:
+    """Default settings. An idle socket, half a request line, and a slowloris sending one header
+    every 5 s get ``408`` and are closed 10 s after they connected; an authenticated WebSocket
+    that sends no valid ``join`` (none, or one for another room) gets ``error join-timeout`` and
+    close 1008 10 s after it was accepted; one that joined in time stays. Afterwards the
+    server's file descriptors are back to the baseline."""
+    server = zvonok_server
+    chat = await asyncio.to_thread(server.create_chat, ["alice", "bob"])
+    await call_and_offer(server, chat, "alice", "127.0.0.1")  # warm up: database, media
+    baseline = open_fds(server)
+    token = await asyncio.to_thread(server.token, "bob")
+    url = server.ws_url("chat", chat) + "?access_token=" + token
+
+    async def idle() -> tuple[float, bytes]:
+        started = time.monotonic()
+        reader, writer = await tcp(server)
+        result = await cut_after(reader, started)
+        writer.close()
+        return result
+
+    async def half_line() -> tuple[float, bytes]:
+        started = time.monotonic()
+        reader, writer = await tcp(server)
+        writer.write(b"GET /heal")
+        result = await cut_after(reader, started)
+        writer.close()
+        return result
+
+    async def slowloris() -> tuple[float, bytes]:
+        started = time.monotonic()
+        reader, writer = await tcp(server)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+
+        async def trickle() -> None:
+            for i in range(10):
+                await asyncio.sleep(3.0 if i == 0 else 5.0)  # at 3, 8, 13, ... s
+                writer.write(b"X-Slow-%d: 1\r\n" % i)
+
+        trickling = asyncio.create_task(trickle())
+        result = await cut_after(reader, started)
+        trickling.cancel()
+        writer.close()
+        return result
+
+    async def never_joins(join: bool) -> tuple[float, str, int | None]:
+        async with connect(url, open_timeout=5) as ws:
+            started = time.monotonic()
+            if join:  # a join for another room is refused and is not a valid join
+                other = {"type": "join", "roomId": "999", "sessionId": "bob-x"}
+                await ws.send(json.dumps(other))
+                assert (await recv_until(ws, "error", 5))["payload"]["code"] == "room-mismatch"
+            error = await recv_until(ws, "error", 20)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            return time.monotonic() - started, error["payload"]["code"], ws.close_code
+
+    async def joins_in_time() -> None:
+        async with connect(url, open_timeout=5) as ws:
+            await ws.send(json.dumps({"type": "join", "roomId": chat, "sessionId": "bob-ok"}))
+            await recv_until(ws, "joined", 5)
+            await asyncio.sleep(12)
+            await ws.send("{}")  # still open: a bad message gets its error reply
+            assert (await recv_until(ws, "error", 5))["payload"]["code"] == "bad-message"
+
+    results = await asyncio.gather(
+        idle(), half_line(), slowloris(), never_joins(False), never_joins(True), joins_in_time()
+    )
+    for name, (elapsed, data) in zip(("idle", "half line", "slowloris"), results[:3], strict=True):
+        assert 9.5 <= elapsed <= 11.0, f"{name}: cut after {elapsed:.2f} s"
+        assert data.startswith(b"HTTP/1.1 408 "), f"{name}: {data[:60]!r}"
+    for elapsed, code, close_code in results[3:5]:
+        assert (code, close_code) == ("join-timeout", 1008)
+        assert 9.5 <= elapsed <= 11.0, f"join deadline after {elapsed:.2f} s"
+    await fds_back_to(server, baseline)
+
+
+async def test_an_attack_from_one_address_leaves_room_for_everyone_else(
+    zvonok_server_factory: ServerFactory,
+) -> None:
+    """With ``max_connections_per_ip=100``, 500 idle TCP connections from 127.0.0.1: 100 are
+    held, 400 get ``503`` at once (and so does the next one from 127.0.0.1), the server holds
+    at most 100 extra descriptors, and a client from 127.0.0.2 still joins a call and gets its
+    offer. When the attacker closes, the descriptors are back to the baseline and 127.0.0.1 is
+    served again."""
+    server = zvonok_server_factory.start(
+        env={"ZVONOK_MAX_CONNECTIONS_PER_IP": "100", "ZVONOK_HEADER_TIMEOUT": "60"}
+    )
+    chat = await asyncio.to_thread(server.create_chat, ["alice", "bob"])
+    await call_and_offer(server, chat, "alice", "127.0.0.2")  # warm up: database, media
+    baseline = open_fds(server)
+
+    attack = [await tcp(server) for _ in range(500)]
+    try:
+
+        async def outcome(reader: Any) -> bytes | None:
+            try:
+                return bytes(await asyncio.wait_for(reader.read(), 2))
+            except TimeoutError:
+                return None  # held open
+
+        answers = await asyncio.gather(*(outcome(reader) for reader, _ in attack))
+        held = [a for a in answers if a is None]
+        refused = [a for a in answers if a is not None]
+        assert len(held) == 100, f"{len(held)} held"
+        assert all(a.startswith(b"HTTP/1.1 503 ") for a in refused), refused[:1]
+        assert open_fds(server) <= baseline + 100 + 5
+
+        reader, writer = await tcp(server)  # the 503 comes before any request is read
+        refused_now = await asyncio.wait_for(reader.read(), 2)
+        assert refused_now.startswith(b"HTTP/1.1 503 "), refused_now[:60]
+        writer.close()
+
+        await call_and_offer(server, chat, "bob", "127.0.0.2")
+    finally:
+        for _, writer in attack:
+            writer.close()
+    await fds_back_to(server, baseline)
+    await call_and_offer(server, chat, "bob", "127.0.0.1")
+
+
+async def test_the_total_cap_refuses_every_address_and_upgraded_sockets_give_their_slot_back(
+    zvonok_server_factory: ServerFactory,
+) -> None:
+    """``max_connections=5``: five WebSockets (upgraded from HTTP) from 127.0.0.3 fill the
+    server; a sixth connection from anywhere gets ``503``; once they close, five new ones fit."""
+    server = zvonok_server_factory.start(env={"ZVONOK_MAX_CONNECTIONS": "5"})
+    chat = await asyncio.to_thread(server.create_chat, ["alice", "bob"])
+    token = await asyncio.to_thread(server.token, "alice")
+    url = server.ws_url("chat", chat) + "?access_token=" + token
+    for _round in range(2):
+        sockets = [await connect(url, local_addr=("127.0.0.3", 0)) for _ in range(5)]
+        try:
+            reader, writer = await tcp(server, "127.0.0.4")
+            answer = await asyncio.wait_for(reader.read(), 2)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:60]
+            writer.close()
+        finally:
+            for ws in sockets:
+                await ws.close()
+        await asyncio.sleep(0.5)
+    await call_and_offer(server, chat, "bob", "127.0.0.4")

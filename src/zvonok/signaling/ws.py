@@ -42,6 +42,8 @@ class ConnectionLimits:
     send_queue_size: int
     connect_rate: float = 20.0
     connect_burst: int = 200
+    #: Seconds an accepted connection has to ``join`` before it is closed (1008).
+    join_timeout: float = 10.0
     #: Proxies whose ``X-Forwarded-For`` names the client (IPs/CIDRs); empty = the socket peer.
     forwarded_allow_ips: tuple[str, ...] = ()
 
@@ -222,13 +224,17 @@ class Connection:
         self._bad = 0
         self.participant: Participant | None = None
         self._left = False
+        self._join_timer: asyncio.TimerHandle | None = None
         self._extra = {"room": str(key), "user": grants.user_id}
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._sink.run())
+        loop = asyncio.get_running_loop()
+        self._join_timer = loop.call_later(self._limits.join_timeout, self._join_late)
         try:
             await self._read_loop()
         finally:
+            self._cancel_join_timer()
             if self.participant is not None and not self._left:
                 self._rooms.detach(self.participant, self._sink)
             if self._sink.close_code is None:
@@ -285,6 +291,21 @@ class Connection:
             log.exception("internal error handling %s", msg.type, extra=self._extra)
             self._error("internal", "internal error", msg.type)
 
+    def _join_late(self) -> None:
+        """No valid ``join`` within ``join_timeout`` of the accept: ``join-timeout``, close 1008."""
+        self._join_timer = None
+        if self.participant is not None or self._sink.close_code is not None:
+            return
+        timeout = self._limits.join_timeout
+        log.info("no join within %g s; closing", timeout, extra=self._extra)
+        self._error("join-timeout", f"no valid join within {timeout:g} s", None)
+        self._sink.close(1008, "join-timeout")
+
+    def _cancel_join_timer(self) -> None:
+        if self._join_timer is not None:
+            self._join_timer.cancel()
+            self._join_timer = None
+
     def _count_bad(self) -> None:
         self._bad += 1
         if self._bad >= self._limits.bad_message_limit and self._sink.close_code is None:
@@ -334,6 +355,7 @@ class Connection:
             self._sink.session_id = None
             raise
         self.participant = participant
+        self._cancel_join_timer()
         self._extra["session"] = msg.session_id
 
 
