@@ -6,14 +6,16 @@ keyframe after start/resume; NACK answers from the producer's history as RTX (RF
 RFC 4588 §4) or plain resends; keyframe requests passed to the producer; sender reports
 (RFC 3550 §6.4.1) derived from the publisher's so that lip sync holds, with SDES CNAME (§6.5);
 loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8).
-Must not import anything from zvonok outside ``zvonok.media``.
+Must not import anything from zvonok outside ``zvonok.media``. Sees its producer only through
+``ConsumedTrack`` (the producer module imports this one, not the other way round).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from struct import unpack_from
+from typing import Protocol
 
 from ..packets.rtcp import (
     ReportBlock,
@@ -24,12 +26,36 @@ from ..packets.rtcp import (
 )
 from ..packets.rtp import ext_id_table, rewrite_rtp, wrap_rtx
 from .forwarder import ForwarderLike, make_forwarder
-from .producer import Producer
-from .types import PacketSink
+from .history import PacketHistory
+from .types import ConsumerParams, PacketSink
 
 SENDER_REPORT_INTERVAL = 1.0
 MAX_NACKED_PER_REQUEST = 128
 _SENT_SR_KEPT = 8
+
+
+class ConsumedTrack(Protocol):
+    """What a consumer needs from its producer (``Producer`` satisfies it)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def clock_rate(self) -> int: ...
+
+    @property
+    def history(self) -> PacketHistory | None:
+        """The producer's recent packets, for NACK answers (video only)."""
+        ...
+
+    @property
+    def last_sr(self) -> tuple[int, int, float] | None:
+        """The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time)."""
+        ...
+
+    def request_keyframe(self) -> None: ...
+
+    def remove_consumer(self, consumer: Consumer) -> None: ...
 
 
 class Consumer:
@@ -37,32 +63,26 @@ class Consumer:
 
     def __init__(
         self,
-        producer: Producer,
+        producer: ConsumedTrack,
+        params: ConsumerParams,
         *,
-        consumer_id: str,
         sink: PacketSink,
-        ssrc: int,
-        rtx_ssrc: int | None,
-        payload_types: Mapping[int, int],
-        rtx_payload_types: Mapping[int, int],
-        ext_id_map: Mapping[int, int],
-        cname: str,
         clock: Callable[[], float],
         on_close: Callable[[Consumer], None],
     ) -> None:
-        self.id = consumer_id
-        self.ssrc = ssrc
-        self.rtx_ssrc = rtx_ssrc if rtx_payload_types else None
+        self.id = params.consumer_id
+        self.ssrc = ssrc = params.ssrc
+        self.rtx_ssrc = params.rtx_ssrc if params.rtx_payload_types else None
         self.kind = producer.kind
         self.producer = producer
         self.closed = False
         self.paused = False
         self._sink = sink
         self._send = sink.send_rtp
-        self._pts = dict(payload_types)
-        self._rtx_pts = dict(rtx_payload_types)
-        self._ext = ext_id_table(ext_id_map)
-        self._cname = cname
+        self._pts = dict(params.payload_types)
+        self._rtx_pts = dict(params.rtx_payload_types)
+        self._ext = ext_id_table(params.ext_id_map)
+        self._cname = params.cname
         self._clock = clock
         self._on_close = on_close
         self._video = producer.kind == "video"

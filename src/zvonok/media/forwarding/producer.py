@@ -11,9 +11,8 @@ Must not import anything from zvonok outside ``zvonok.media``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from struct import Struct
-from typing import TYPE_CHECKING
 
 from ..packets.codecs import KeyframeDetector, keyframe_detector
 from ..packets.rtcp import (
@@ -27,13 +26,11 @@ from ..packets.rtcp import (
     ntp_middle,
 )
 from ..packets.rtp import rtp_header_size, unwrap_rtx
+from .consumer import Consumer
 from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
 from .stats import MissingPackets, ReceiveStats
-from .types import CodecInfo, PacketSink
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
+from .types import PacketSink, ProducerParams
 
 KEYFRAME_REQUEST_INTERVAL = 1.0
 RECEIVER_REPORT_INTERVAL = 1.0
@@ -49,28 +46,24 @@ class Producer:
 
     def __init__(
         self,
+        params: ProducerParams,
         *,
-        producer_id: str,
         sink: PacketSink,
-        kind: str,
-        codecs: Mapping[int, CodecInfo],
-        ssrc: int,
-        rtx_ssrc: int | None,
-        rtx_payload_types: Mapping[int, int],
         rtcp_ssrc: int,
         cname: str,
         clock: Callable[[], float],
         on_close: Callable[[Producer], None],
     ) -> None:
+        codecs = params.codecs
         if not codecs:
-            raise ValueError(f"producer {producer_id} has no codecs")
-        self.id = producer_id
-        self.kind = kind
-        self.ssrc = ssrc
-        self.rtx_ssrc = rtx_ssrc
+            raise ValueError(f"producer {params.producer_id} has no codecs")
+        self.id = params.producer_id
+        self.kind = kind = params.kind
+        self.ssrc = params.ssrc
+        self.rtx_ssrc = params.rtx_ssrc
         self.codecs = dict(codecs)
         self._sink = sink
-        self._rtx_pts = dict(rtx_payload_types)
+        self._rtx_pts = dict(params.rtx_payload_types)
         self._rtcp_ssrc = rtcp_ssrc
         self._cname = cname
         self._clock = clock

@@ -16,9 +16,17 @@ from typing import Literal
 
 from .consumer import Consumer
 from .producer import Producer
-from .types import CodecInfo, PacketSink
+from .types import CodecInfo, ConsumerParams, PacketSink, ProducerParams
 
-__all__ = ["CodecInfo", "Consumer", "PacketSink", "Producer", "Router"]
+__all__ = [
+    "CodecInfo",
+    "Consumer",
+    "ConsumerParams",
+    "PacketSink",
+    "Producer",
+    "ProducerParams",
+    "Router",
+]
 
 
 class Router:
@@ -49,13 +57,15 @@ class Router:
         if producer_id in self.producers:
             raise ValueError(f"producer {producer_id!r} already exists")
         producer = Producer(
-            producer_id=producer_id,
+            ProducerParams(
+                producer_id=producer_id,
+                kind=kind,
+                codecs=codecs,
+                ssrc=ssrc,
+                rtx_ssrc=rtx_ssrc,
+                rtx_payload_types=rtx_payload_types,
+            ),
             sink=sink,
-            kind=kind,
-            codecs=codecs,
-            ssrc=ssrc,
-            rtx_ssrc=rtx_ssrc,
-            rtx_payload_types=rtx_payload_types,
             rtcp_ssrc=self.rtcp_ssrc,
             cname=self.cname,
             clock=self._clock,
@@ -90,14 +100,16 @@ class Router:
             raise ValueError(f"consumer {consumer_id!r} already exists")
         consumer = Consumer(
             producer,
-            consumer_id=consumer_id,
+            ConsumerParams(
+                consumer_id=consumer_id,
+                ssrc=ssrc,
+                rtx_ssrc=rtx_ssrc,
+                payload_types=payload_types,
+                rtx_payload_types=rtx_payload_types,
+                ext_id_map=ext_id_map,
+                cname=cname,
+            ),
             sink=sink,
-            ssrc=ssrc,
-            rtx_ssrc=rtx_ssrc,
-            payload_types=payload_types,
-            rtx_payload_types=rtx_payload_types,
-            ext_id_map=ext_id_map,
-            cname=cname,
             clock=self._clock,
             on_close=self._consumer_closed,
         )

@@ -1,10 +1,12 @@
-"""Contracts shared by the forwarding modules: the packet sink and the codec description.
+"""Contracts shared by the forwarding modules: the packet sink, the codec description and the
+parameter objects that describe a producer's and a consumer's stream.
 
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,3 +30,36 @@ class CodecInfo:
     nack: bool = True
     pli: bool = True
     fir: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerParams:
+    """What the publisher's SDP says about one published track (``Router.create_producer``).
+
+    ``codecs``: payload type -> codec; ``rtx_payload_types``: RTX pt -> the media pt it repairs
+    (RFC 4588 ``apt``).
+    """
+
+    producer_id: str
+    kind: str
+    codecs: Mapping[int, CodecInfo]
+    ssrc: int
+    rtx_ssrc: int | None
+    rtx_payload_types: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerParams:
+    """How one subscriber receives one producer's track (``Router.create_consumer``).
+
+    ``payload_types``: publisher pt -> subscriber pt; ``rtx_payload_types``: subscriber media pt
+    -> subscriber RTX pt; ``ext_id_map``: publisher header-extension id -> subscriber id.
+    """
+
+    consumer_id: str
+    ssrc: int
+    rtx_ssrc: int | None
+    payload_types: Mapping[int, int]
+    rtx_payload_types: Mapping[int, int]
+    ext_id_map: Mapping[int, int]
+    cname: str
