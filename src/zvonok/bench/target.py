@@ -134,6 +134,7 @@ async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
         **os.environ,
         "ZVONOK_CONNECT_RATE": "10000",
         "ZVONOK_CONNECT_BURST": "10000",
+        "ZVONOK_MAX_CONNECTIONS_PER_IP": "10000",  # every simulated client is 127.0.0.1
         "ZVONOK_LOG_LEVEL": "WARNING",
     }
     load_or_create_secret(data_dir)
