@@ -1,9 +1,10 @@
 """The SDP parser behind ``SessionDescription.parse``: line state machine, attribute grammars.
 
 Private to ``zvonok.media.sdp``; use ``SessionDescription.parse`` (building is ``str()`` in
-``description.py``). Implements the
+``_model.py``). Fills the values of ``_model`` and never imports ``description`` (which imports
+this module). Implements the
 line syntax and order of RFC 8866 §5 and the value grammars of the attributes listed in
-``description.py``. Every malformed line raises ``ValueError("line N: ...")``. Imports only
+``_model.py``. Every malformed line raises ``ValueError("line N: ...")``. Imports only
 ``zvonok.media.sdp``.
 """
 
@@ -12,8 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .candidate import Candidate
-from .description import (
+from ._model import (
     DIRECTIONS,
     SESSION_LINE_ORDER,
     HeaderExtension,
@@ -21,12 +21,13 @@ from .description import (
     Origin,
     Rid,
     RtpCodec,
-    SessionDescription,
+    SessionModel,
     SsrcGroup,
     parse_fmtp,
 )
+from .candidate import Candidate
 
-Scope = SessionDescription | MediaDescription
+Scope = SessionModel | MediaDescription
 
 SETUP_ROLES = ("active", "passive", "actpass", "holdconn")
 #: RFC 3551 §6 static payload types that browsers may list without an rtpmap.
@@ -75,7 +76,7 @@ def _int(text: str, low: int, high: int, what: str) -> int:
 class SdpParser:
     """Feeds lines into a ``SessionDescription``; one instance per parse."""
 
-    def __init__(self, desc: SessionDescription, max_media: int) -> None:
+    def __init__(self, desc: SessionModel, max_media: int) -> None:
         self.desc = desc
         self.max_media = max_media
         self.media: MediaDescription | None = None
