@@ -215,10 +215,14 @@ def _grew(before: int | None, after: int | None) -> bool:
 
 
 def track_problem(
-    before: TrackReport | None, now: TrackReport, colour: str | None, tone: bool = True
+    before: TrackReport | None, now: TrackReport, colour: str | None, tone: bool = False
 ) -> str | None:
-    """Why ``now`` (compared with the earlier sample ``before``) is not live media, or None;
-    ``tone=False`` skips the audio tone check (a receiver that cannot measure one)."""
+    """Why ``now`` (compared with the earlier sample ``before``) is not live media, or None.
+
+    ``colour`` is the sender's: a video track must show it; with ``tone=True`` an audio track
+    must also sound its tone (``ReportPeer.wait_receiving`` asks for that whenever the receiver
+    can measure one).
+    """
     if now.ended:
         return "ended"
     if before is None:
@@ -298,15 +302,17 @@ class ReportPeer(abc.ABC):
         who = from_session or from_user or "anyone"
         previous: list[PeerReport] = []
         found: list[TrackReport] = []
+        last_reason = ["waiting for a newer sample"]
 
         def check(now: PeerReport) -> str | None:
             if previous and now.ts - previous[-1].ts < MIN_SAMPLE_GAP_MS:
-                return "waiting for a newer sample"
+                return last_reason[0]  # too close to the last sample: keep its reason
             before = previous[-1] if previous else None
             previous[:] = [now]
             live = [t for t in now.tracks_from(from_user, from_session, kind) if not t.ended]
             if not live:
-                return f"no live {kind} track from {who}"
+                last_reason[0] = f"no live {kind} track from {who}"
+                return last_reason[0]
             reasons = []
             for track in live:
                 problem = track_problem(
@@ -316,7 +322,8 @@ class ReportPeer(abc.ABC):
                     found.append(track)
                     return None
                 reasons.append(f"[{track.describe()}]: {problem}")
-            return "; ".join(reasons)
+            last_reason[0] = "; ".join(reasons)
+            return last_reason[0]
 
         await self.wait_for(check, f"{kind} from {who} ({color or 'any colour'})", timeout)
         return found[-1]
