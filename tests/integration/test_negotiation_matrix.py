@@ -63,7 +63,7 @@ from .harness.chromium import ChromiumPeer, ChromiumPeers, join_params
 from .harness.firefox import FirefoxPeer
 from .harness.report_server import ReportServer
 from .harness.server import ZvonokServer
-from .harness.stats import PeerReport, ReportPeer, track_problem
+from .harness.stats import TONES, PeerReport, ReportPeer, track_problem
 
 REPEAT = int(os.environ.get("ZVONOK_MATRIX_REPEAT", "10"))
 SEED = int(os.environ.get("ZVONOK_MATRIX_SEED") or random.SystemRandom().randrange(1 << 30))
@@ -193,7 +193,9 @@ def _expect_problem(expect: Expect, before: PeerReport | None, now: PeerReport) 
         return f"no live {expect.kind} track from {list(expect.senders)}; has {others}"
     reasons = []
     for track in live:
-        colour = expect.senders[str(track.user_id)]
+        colour: str | None = expect.senders[str(track.user_id)]
+        if expect.kind == "audio" and isinstance(expect.receiver, FirefoxPeer):
+            colour = None  # Firefox here cannot measure a tone (class Firefox): RTP level only
         problem = track_problem(before.track(track.id), track, colour)
         if problem is None:
             return None
@@ -228,7 +230,14 @@ def server_problem_lines(lines: Sequence[str]) -> list[str]:
 
 
 class Firefox:
-    """One Firefox ESR process for the module; each call loads a fresh peer.html into it."""
+    """One Firefox ESR process for the module; each call loads a fresh peer.html into it.
+
+    Web Audio does not run in headless Firefox on these machines (no audio device: every
+    ``AudioContext`` stays ``suspended``), so peer.js's oscillator would send silence and its
+    analyser hears nothing. The client under test therefore sends Firefox's fake microphone, tuned
+    to its tone (``media.navigator.audio.fake_frequency``), and the audio it receives is checked
+    at the RTP level (packets growing, fresh) without the tone.
+    """
 
     def __init__(self, pages: ReportServer) -> None:
         self.pages = pages
@@ -241,6 +250,10 @@ class Firefox:
         url = self.pages.page_url("peer.html", **params)
         if self.peer is None:
             self.peer = FirefoxPeer(name, peer_id, session, self.pages)
+            tone = int(TONES[X_COLOUR])
+            (self.peer.profile / "prefs.js").write_text(
+                f'user_pref("media.navigator.audio.fake_frequency", {tone});\n'
+            )
             self.peer.launch(url)
         else:  # the previous page has left (``leave``): load the next one in the same process
             self.pages.push_command(self.peer.peer_id, "navigate", url)
@@ -327,7 +340,7 @@ class Matrix:
         if variant.client == "firefox":
             peer_id = f"mfirefox{next(_ids)}"
             session, params = await self.params(peer_id, X_USER, room, kind, X_COLOUR, variant.mode)
-            params.update(delays.params())
+            params.update(delays.params(), audioSource="gum")
             return await self.firefox.load(
                 f"{peer_id}({X_USER},{variant.mode})", peer_id, session, params
             )
