@@ -13,7 +13,7 @@ participant: a publisher handle whose peer connection carries our sendonly offer
 where Janus answers ``a=setup:active`` so our side is the DTLS server, and one multistream
 subscriber handle on which Janus offers every other publisher's streams and we answer recvonly as
 the DTLS client) and ``run_janus`` (the scenario: rooms created over the API, senders publish
-first, everyone subscribes to every other publisher of the room, then ``runner.measure``; join
+first, everyone subscribes to every other publisher of the room, then ``measure.measure``; join
 time is from a participant's first signaling message to the first media packet it receives).
 
 The media plane is ``client.MediaLeg``: ICE checks with USE-CANDIDATE against Janus's ICE-lite
@@ -50,7 +50,7 @@ from websockets.typing import Subprotocol
 from ..media.transport.dtls import DtlsCertificate
 from .client import AUDIO, VIDEO, MediaLeg, Meter
 from .clip import Clip, load_clip
-from .runner import LagMonitor, Scenario, Window, each, measure, room_sources
+from .measure import LagMonitor, Scenario, Window, each, measure, room_sources
 from .sdp import LocalMedia, build_answer, build_offer, parse_offer
 from .target import ProcStat, free_port, start_process, stop_process
 
@@ -671,7 +671,7 @@ class JanusParticipant:
 
 
 async def run_janus(s: Scenario, room_count: int, window: Window) -> dict[str, Any]:
-    """Run scenario ``s`` against our own Janus; the result dict of ``runner.measure``."""
+    """Run scenario ``s`` against our own Janus; the result dict of ``measure.measure``."""
     if s.idle:
         raise ValueError(f"{s.name} is not available with --janus (nothing would be negotiated)")
     tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-janus-")
