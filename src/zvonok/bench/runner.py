@@ -5,8 +5,9 @@ Owns ``SCENARIOS`` (mesh-4, fanout-2x5/2x10/2x20/2x40, calls-1to1-x25, audio-100
 ``bench.janus``; the warm-up, window and result shared by both targets are ``bench.measure``)
 and ``summary``. In each room the senders join first and start sending; the other participants
 join afterwards, and their join time (WebSocket open → first media packet) is what ``join_ms``
-reports. Measurement happens in a window after a warm-up: packets are counted by their send time (carried in the packet), so
-nothing sent before or after the window is counted on either side. Latency comes twice:
+reports. Measurement happens in a window after a warm-up: packets are counted by their send time
+(carried in the packet), so nothing sent before or after the window is counted on either side.
+Latency comes twice:
 ``sfu_latency_ms`` (kernel receive timestamp at the subscriber − send mark: what the SFU adds)
 and ``latency_ms`` (the subscriber's event loop − send mark: end to end, the generator's receive
 path included).
