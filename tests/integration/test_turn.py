@@ -6,6 +6,8 @@ candidate, so every packet goes through coturn) uses nothing but the ``iceServer
 relay address and the other participant decodes the client's colour and tone (and the client
 theirs). Separately, coturn itself must refuse a wrong, an expired and a forged credential (401)
 and accept the one zvonok minted: the credential is checked by coturn, not just well-formed.
+``zvonok serve`` refuses TURN settings that cannot work, and the secret appears in no log line
+(at DEBUG) and no start-up error.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,14 +94,22 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
         server.stop()
 
 
-def start_zvonok(factory: ServerFactory, coturn: Coturn, transport: str) -> ZvonokServer:
+def start_zvonok(
+    factory: ServerFactory, coturn: Coturn, transport: str, **env: str
+) -> ZvonokServer:
     return factory.start(
         env={
             "ZVONOK_TURN_URLS": json.dumps([coturn.url(transport)]),
             "ZVONOK_TURN_SECRET": SECRET,
             "ZVONOK_TURN_TTL": str(TTL),
+            **env,
         }
     )
+
+
+def assert_secret_not_logged(server: ZvonokServer) -> None:
+    lines = [json.dumps(line) if isinstance(line, dict) else line for line in server.logs()]
+    assert lines and not [line for line in lines if SECRET in line]
 
 
 def relay_candidates(sdp: str) -> list[tuple[str, int]]:
@@ -162,6 +175,7 @@ async def test_a_relay_only_client_calls_through_coturn_with_credentials_from_jo
     assert tuple(selected) in relays, (selected, relays)
     bob_selected = (await session_state(server, bob.session_id))["selectedAddress"]
     assert tuple(bob_selected) not in relays
+    assert_secret_not_logged(server)
     # and coturn saw alice's allocation succeed with that username
     log = coturn.log_text()
     assert f"username=<{entry['username']}>" in log or f"user <{entry['username']}>" in log, log[
@@ -212,7 +226,7 @@ async def refused(coturn: Coturn, username: str, password: str) -> int:
 async def test_coturn_accepts_the_minted_credential_and_refuses_bad_ones(
     coturn: Coturn, zvonok_server_factory: ServerFactory
 ) -> None:
-    server = start_zvonok(zvonok_server_factory, coturn, "udp")
+    server = start_zvonok(zvonok_server_factory, coturn, "udp", ZVONOK_LOG_LEVEL="DEBUG")
     chat = server.create_chat(["carol", "dave"])
     [entry] = await joined_ice_servers(server, chat, "carol")
     username, credential = entry["username"], entry["credential"]
@@ -240,3 +254,27 @@ async def test_coturn_accepts_the_minted_credential_and_refuses_bad_ones(
     assert any(
         f"user <{username}>" in line and "ALLOCATE processed, success" in line for line in log
     )
+    assert_secret_not_logged(server)
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"ZVONOK_TURN_URLS": '["turn:127.0.0.1:3478"]'}, "have no turn_secret"),
+        (
+            {"ZVONOK_TURN_URLS": '["turn:127.0.0.1:99999"]', "ZVONOK_TURN_SECRET": SECRET},
+            "the port must be 1-65535",
+        ),
+        ({"ZVONOK_TURN_SECRET": SECRET}, "turn_urls is empty"),
+    ],
+)
+def test_serve_refuses_turn_settings_that_cannot_work(
+    env: dict[str, str], why: str, tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-m", "zvonok", "serve", "--host", "127.0.0.1", "--port", "0",
+            "--media-port", "0", "--data-dir", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, **env}, timeout=30, check=False
+    )
+    assert done.returncode != 0 and why in done.stderr, done.stderr
+    assert SECRET not in done.stdout + done.stderr
