@@ -225,7 +225,9 @@ class ZvonokCollector(Collector):
         yield from self.transports.families(((t, "") for t in transports), None)
         yield from _event_families()
 
-    def _gauges(self, rooms: list[Room], sessions: list[Participant]) -> Iterator[Metric]:
+    def _gauges(
+        self, rooms: list[Room[Participant]], sessions: list[Participant]
+    ) -> Iterator[Metric]:
         yield GaugeMetricFamily("zvonok_rooms", "Rooms on this node.", value=len(rooms))
         by_state = GaugeMetricFamily(
             "zvonok_sessions", "Sessions by media connection state.", labels=["state"]
@@ -283,7 +285,7 @@ class MetricsObserver(BaseRoomObserver):
     def __init__(self, collector: ZvonokCollector) -> None:
         self._collector = collector
 
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         record("rooms_started")
 
     def participant_joined(self, participant: Participant) -> None:

@@ -66,7 +66,7 @@ def _participant(participant: Participant, quality: QualityMonitor) -> dict[str,
     }
 
 
-def _room(room: Room, quality: QualityMonitor) -> dict[str, Any]:
+def _room(room: Room[Participant], quality: QualityMonitor) -> dict[str, Any]:
     return {
         "room": str(room.key),
         "kind": room.key.kind.value,

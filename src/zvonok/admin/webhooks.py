@@ -97,10 +97,10 @@ class WebhookObserver(BaseRoomObserver):
     def __init__(self, webhooks: Webhooks) -> None:
         self._webhooks = webhooks
 
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         self._webhooks.emit(WebhookEvent("room_started", str(room.key)))
 
-    def room_finished(self, room: Room) -> None:
+    def room_finished(self, room: Room[Participant]) -> None:
         self._webhooks.emit(WebhookEvent("room_finished", str(room.key)))
 
     def participant_joined(self, participant: Participant) -> None:
@@ -111,13 +111,13 @@ class WebhookObserver(BaseRoomObserver):
         data = {**_participant_data(participant), "reason": reason}
         self._webhooks.emit(WebhookEvent("participant_left", str(participant.room.key), data))
 
-    def track_published(self, entry: PublishedEntry) -> None:
+    def track_published(self, entry: PublishedEntry[Participant]) -> None:
         self._track("track_published", entry)
 
-    def track_unpublished(self, entry: PublishedEntry) -> None:
+    def track_unpublished(self, entry: PublishedEntry[Participant]) -> None:
         self._track("track_unpublished", entry)
 
-    def _track(self, kind: str, entry: PublishedEntry) -> None:
+    def _track(self, kind: str, entry: PublishedEntry[Participant]) -> None:
         data = {
             **_participant_data(entry.publisher),
             "track": {"trackId": entry.track_id, "kind": entry.producer.kind},

@@ -7,18 +7,18 @@ Owns ``RoomObserver`` (the Protocol an observer implements; every method optiona
 session's media is about to be freed: read its final counters now) and ``connection_state``.
 Observers run synchronously on the event loop and must not block: an observer that raises is
 logged and skipped (mediasoup's ``safeEmit``), so a broken observer never breaks a call.
-Imports only type names from ``rooms``; never ``signaling``, ``media`` or ``admin``.
+Imports ``room`` and ``participant`` for their types (they never import this module: a room
+reports through ``room.TrackEvents``); never ``signaling``, ``media`` or ``admin``.
 Implements no RFC.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .participant import Participant
-    from .room import PublishedEntry, Room
+from .participant import Participant
+from .room import PublishedEntry, Room
 
 log = logging.getLogger("zvonok.rooms.events")
 
@@ -26,12 +26,12 @@ log = logging.getLogger("zvonok.rooms.events")
 class RoomObserver(Protocol):
     """What an observer of rooms receives. Called on the event loop; must return quickly."""
 
-    def room_started(self, room: Room) -> None: ...
-    def room_finished(self, room: Room) -> None: ...
+    def room_started(self, room: Room[Participant]) -> None: ...
+    def room_finished(self, room: Room[Participant]) -> None: ...
     def participant_joined(self, participant: Participant) -> None: ...
     def participant_left(self, participant: Participant, reason: str) -> None: ...
-    def track_published(self, entry: PublishedEntry) -> None: ...
-    def track_unpublished(self, entry: PublishedEntry) -> None: ...
+    def track_published(self, entry: PublishedEntry[Participant]) -> None: ...
+    def track_unpublished(self, entry: PublishedEntry[Participant]) -> None: ...
     def session_closing(self, participant: Participant) -> None: ...
     def connection_state(self, participant: Participant, previous: str, state: str) -> None: ...
 
@@ -39,10 +39,10 @@ class RoomObserver(Protocol):
 class BaseRoomObserver:
     """An observer that ignores everything; subclasses override what they need."""
 
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         return None
 
-    def room_finished(self, room: Room) -> None:
+    def room_finished(self, room: Room[Participant]) -> None:
         return None
 
     def participant_joined(self, participant: Participant) -> None:
@@ -51,10 +51,10 @@ class BaseRoomObserver:
     def participant_left(self, participant: Participant, reason: str) -> None:
         return None
 
-    def track_published(self, entry: PublishedEntry) -> None:
+    def track_published(self, entry: PublishedEntry[Participant]) -> None:
         return None
 
-    def track_unpublished(self, entry: PublishedEntry) -> None:
+    def track_unpublished(self, entry: PublishedEntry[Participant]) -> None:
         return None
 
     def session_closing(self, participant: Participant) -> None:
@@ -80,10 +80,10 @@ class RoomEvents(BaseRoomObserver):
             except Exception:
                 log.exception("room observer %r failed on %s", observer, name)
 
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         self._each("room_started", room)
 
-    def room_finished(self, room: Room) -> None:
+    def room_finished(self, room: Room[Participant]) -> None:
         self._each("room_finished", room)
 
     def participant_joined(self, participant: Participant) -> None:
@@ -92,10 +92,10 @@ class RoomEvents(BaseRoomObserver):
     def participant_left(self, participant: Participant, reason: str) -> None:
         self._each("participant_left", participant, reason)
 
-    def track_published(self, entry: PublishedEntry) -> None:
+    def track_published(self, entry: PublishedEntry[Participant]) -> None:
         self._each("track_published", entry)
 
-    def track_unpublished(self, entry: PublishedEntry) -> None:
+    def track_unpublished(self, entry: PublishedEntry[Participant]) -> None:
         self._each("track_unpublished", entry)
 
     def session_closing(self, participant: Participant) -> None:
@@ -103,7 +103,3 @@ class RoomEvents(BaseRoomObserver):
 
     def connection_state(self, participant: Participant, previous: str, state: str) -> None:
         self._each("connection_state", participant, previous, state)
-
-
-#: The dispatcher of a room built without observers (unit tests, tools).
-NO_EVENTS = RoomEvents()

@@ -63,7 +63,7 @@ class Participant:
     def __init__(
         self,
         *,
-        room: Room,
+        room: Room[Participant],
         session_id: SessionId,
         user_id: UserId,
         raw_room_id: int | str,
@@ -359,7 +359,9 @@ class Participant:
                 self.consumers[track_id] = created
                 self.endpoint.add_consumer(created)
 
-    def _create_consumer(self, entry: PublishedEntry, accepted: AcceptedSend) -> Consumer | None:
+    def _create_consumer(
+        self, entry: PublishedEntry[Participant], accepted: AcceptedSend
+    ) -> Consumer | None:
         by_key = {codec_key(c): c.payload_type for c in accepted.codecs}
         pt_map = {
             pt: by_key[codec_key(c)]

@@ -59,7 +59,7 @@ class RoomService:
         self.worker = worker
         #: Lifecycle events for webhooks and metrics (``rooms.events``).
         self.events = events if events is not None else RoomEvents()
-        self.rooms: dict[RoomKey, Room] = {}
+        self.rooms: dict[RoomKey, Room[Participant]] = {}
         self.sessions: dict[SessionId, Participant] = {}
         self._session_dir = sessions
         self._room_dir = rooms
@@ -137,7 +137,7 @@ class RoomService:
         participant.start()
         return participant, False
 
-    def _refusal(self, room: Room, user_id: UserId) -> SignalError | None:
+    def _refusal(self, room: Room[Participant], user_id: UserId) -> SignalError | None:
         """Why a new session may not enter ``room`` (None: it may)."""
         if self._max_participants and len(room) >= self._max_participants:
             return SignalError("room-full", "the room has reached its participant limit")
@@ -233,7 +233,7 @@ class RoomService:
         self.events.participant_left(participant, reason)
         await self._release_if_empty(room)
 
-    async def _release_if_empty(self, room: Room) -> None:
+    async def _release_if_empty(self, room: Room[Participant]) -> None:
         if len(room) == 0 and self.rooms.get(room.key) is room:
             del self.rooms[room.key]
             room.close()

@@ -27,10 +27,10 @@ class Recorder(BaseRoomObserver):
     def __init__(self) -> None:
         self.seen: list[tuple[str, ...]] = []
 
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         self.seen.append(("room_started", str(room.key)))
 
-    def room_finished(self, room: Room) -> None:
+    def room_finished(self, room: Room[Participant]) -> None:
         self.seen.append(("room_finished", str(room.key)))
 
     def participant_joined(self, participant: Participant) -> None:
@@ -44,7 +44,7 @@ class Recorder(BaseRoomObserver):
 
 
 class Broken(BaseRoomObserver):
-    def room_started(self, room: Room) -> None:
+    def room_started(self, room: Room[Participant]) -> None:
         raise RuntimeError("observer bug")
 
 
