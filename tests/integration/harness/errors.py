@@ -25,7 +25,8 @@ MARKER_HELP = (
     f"{MARKER}(server=[regex, ...], client=[regex, ...], reason=str): errors the test expects;"
     " any other server ERROR/traceback or client-recorded error fails it at teardown"
 )
-_TEXT_LEVEL = re.compile(r"^\S+ (ERROR|CRITICAL) ")
+# zvonok's text format (``<time> ERROR <logger>: ...``) and uvicorn's own (``ERROR:    ...``).
+_TEXT_LEVEL = re.compile(r"^(\S+ (ERROR|CRITICAL) |(ERROR|CRITICAL):)")
 SHOWN = 20
 
 
