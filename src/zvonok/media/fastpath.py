@@ -4,7 +4,8 @@ Owns ``native``: the ``zvonok.media._fastpath`` extension module (``SendTarget``
 ``Fanout``; rewriting, SRTP protection and one ``sendmmsg`` per fan-out, see its C source), or
 None when it is not built or ``ZVONOK_PURE_PYTHON=1`` is set. The pure-Python reference lives in
 ``forwarding/forwarder.py`` and ``transport/target.py``; both behave byte for byte the same and
-the tests compare them. Must not import anything from zvonok outside ``zvonok.media``.
+the tests compare them. ``_fastpath.pyi`` types the compiled module. Must not import anything
+from zvonok outside ``zvonok.media``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def _load() -> ModuleType | None:
     if os.environ.get("ZVONOK_PURE_PYTHON", "") not in ("", "0"):
         return None
     try:
-        from . import _fastpath  # type: ignore[attr-defined]
+        from . import _fastpath
     except ImportError:
         return None
     _fastpath.set_slow_rewrite(rewrite_rtp)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from struct import Struct
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..fastpath import native
+
+if TYPE_CHECKING:
+    from .. import _fastpath
 
 _unpack_u32 = Struct("!I").unpack_from
 
@@ -25,7 +28,7 @@ class DispatcherLike(Protocol):
     dropped: int
     unknown_ssrc: int
 
-    def dispatch(self, packet: bytes) -> None: ...
+    def dispatch(self, packet: bytes, /) -> None: ...
 
 
 class RtpDispatcher:
@@ -62,6 +65,6 @@ def make_dispatcher(
 ) -> DispatcherLike:
     """The compiled dispatcher when the extension is built, else the Python one."""
     if native is not None:
-        dispatcher: Any = native.RtpDispatcher(handlers, unknown)
-        return dispatcher  # type: ignore[no-any-return]
+        dispatcher: _fastpath.RtpDispatcher = native.RtpDispatcher(handlers, unknown)
+        return dispatcher
     return RtpDispatcher(handlers, unknown)

@@ -1,0 +1,193 @@
+"""Types of the compiled ``zvonok.media._fastpath`` extension (source: ``_fastpath.c``).
+
+Describes the module exactly as the C builds it: its method tables (``PyMethodDef``), members
+(``PyMemberDef``: ``READONLY`` ones are read-only properties here) and getsets. Types without
+``Py_TPFLAGS_BASETYPE`` are ``@final``. The pure-Python references of the same types are in
+``forwarding/forwarder.py``, ``forwarding/dispatch.py``, ``forwarding/stats.py``,
+``transport/target.py``, ``transport/receiver.py`` and ``transport/udp.py``; ``fastpath.py``
+chooses between the two. ``mypy.stubtest`` holds this stub to the built module
+(tests/unit/media/test_fastpath_stub.py).
+"""
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, final
+
+from typing_extensions import disjoint_base
+
+#: Largest plaintext RTP packet the compiled path protects (bigger: counted in srtp_errors).
+MAX_PLAIN: int
+#: Most copies one ``sendmmsg`` carries.
+BATCH: int
+
+#: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
+_Address = tuple[str, int] | tuple[str, int, int, int]
+
+class _Forwards(Protocol):
+    """An item of a ``Fanout`` or its stand-in: ``Forwarder``s are called without Python."""
+
+    def forward(self, packet: bytes, keyframe: bool, /) -> object: ...
+
+class _Updates(Protocol):
+    def update(self, seq: int, ts: int, arrival: float, /) -> int: ...
+
+def set_slow_rewrite(fn: Callable[..., Any], /) -> None:
+    """The reference ``rewrite_rtp`` for packets with two-byte header extensions."""
+
+@final
+class SendTarget:
+    """One transport's socket, peer address and outbound SRTP context."""
+
+    def __init__(self, fd: int, fallback: Callable[[bytes, Any], object]) -> None: ...
+    @property
+    def fd(self) -> int: ...
+    @property
+    def address(self) -> Any:
+        """The address last given to ``set_address`` (None until then)."""
+    tx_packets: int
+    tx_bytes: int
+    srtp_errors: int
+    send_errors: int
+    @property
+    def ready(self) -> bool:
+        """Enabled, keyed and addressed."""
+    @property
+    def enabled(self) -> bool:
+        """True while the transport is connected."""
+    @enabled.setter
+    def enabled(self, value: object) -> None: ...
+    def set_srtp(self, ctx: int, protect: int, keep: object, /) -> None: ...
+    def clear_srtp(self) -> None: ...
+    def set_address(self, addr: _Address | None, /) -> None: ...
+    def send(self, packet: bytes | bytearray | memoryview, /) -> None: ...
+
+@final
+class Forwarder:
+    """One consumer's rewriting state: offsets, payload type and extension maps."""
+
+    def __init__(
+        self,
+        target: SendTarget,
+        ssrc: int,
+        payload_types: dict[int, int],
+        ext_table: bytes,
+        video: bool,
+        ts_offset: int,
+        last_out_seq: int,
+    ) -> None: ...
+    @property
+    def target(self) -> SendTarget: ...
+    @property
+    def ssrc(self) -> int: ...
+    @property
+    def video(self) -> bool: ...
+    blocked: bool
+    held: bool
+    seq_offset: int
+    sync_in_seq: int
+    last_out_seq: int
+    @property
+    def ts_offset(self) -> int: ...
+    packets_sent: int
+    octets_sent: int
+    dropped: int
+    def forward(self, packet: bytes, keyframe: bool = False, /) -> None: ...
+
+@final
+class Fanout:
+    """A producer's consumers: one rewritten copy each, sent with one ``sendmmsg``."""
+
+    def __init__(self) -> None: ...
+    @property
+    def items(self) -> tuple[_Forwards, ...]:
+        """The forwarders, in order."""
+    def set(self, items: Iterable[_Forwards], /) -> None: ...
+    def forward(self, packet: bytes, keyframe: bool, /) -> None: ...
+
+@final
+class RtpDispatcher:
+    """Decrypted RTP to the producer owning its SSRC."""
+
+    def __init__(
+        self,
+        handlers: dict[int, Callable[[bytes], object]],
+        unknown: Callable[[int, bytes], object],
+    ) -> None: ...
+    @property
+    def handlers(self) -> dict[int, Callable[[bytes], object]]: ...
+    packets_in: int
+    bytes_in: int
+    dropped: int
+    unknown_ssrc: int
+    def dispatch(self, packet: bytes, /) -> None: ...
+
+@final
+class Receiver:
+    """One peer's inbound SRTP: decrypts RTP for ``deliver``, hands SRTCP to ``rtcp``."""
+
+    def __init__(
+        self, rtcp: Callable[[bytes], object], deliver: Callable[[bytes], object]
+    ) -> None: ...
+    rx_packets: int
+    rx_bytes: int
+    srtp_errors: int
+    rx_dropped: int
+    @property
+    def ready(self) -> bool:
+        """Keyed (DTLS done)."""
+    def set_srtp(self, ctx: int, unprotect: int, keep: object, /) -> None: ...
+    def clear_srtp(self) -> None: ...
+    def receive(self, datagram: bytes, /) -> None: ...
+
+@final
+class Demux:
+    """RFC 7983: SRTP/SRTCP from a bound address to its endpoint's ``media_in``; the rest to
+    ``fallback``."""
+
+    def __init__(
+        self, by_addr: dict[Any, Any], fallback: Callable[[bytes, Any], object]
+    ) -> None: ...
+    def datagram_received(self, data: bytes, addr: Any, /) -> Any: ...
+
+@disjoint_base
+class ReceiveStatsBase:
+    """Sequence and jitter state of one inbound RTP stream (subclassed in stats.py)."""
+
+    def __init__(self, clock_rate: int) -> None: ...
+    @property
+    def clock_rate(self) -> int: ...
+    started: bool
+    base_seq: int
+    max_seq: int
+    bad_seq: int
+    cycles: int
+    received: int
+    expected_prior: int
+    received_prior: int
+    last_transit: int
+    last_ts: int
+    jitter: float
+    def update(self, seq: int, ts: int, arrival: float, /) -> int:
+        """Seqs skipped ahead (RFC 3550 A.1, A.8)."""
+
+@final
+class ProducerCore:
+    """A published track's per-packet work: stats, NACK bookkeeping, history, fan-out."""
+
+    def __init__(
+        self,
+        stats: _Updates,
+        missing: dict[int, Any],
+        history: list[bytes | None] | None,
+        fanout: _Forwards,
+        on_gap: Callable[[int, int, float], object],
+        spot_keyframe: Callable[[bytes], object],
+        clock: Callable[[], float] | None,
+    ) -> None: ...
+    @property
+    def stats(self) -> Any: ...
+    closed: bool
+    want_keyframe: bool
+    packets_received: int
+    bytes_received: int
+    dropped: int
+    def receive(self, packet: bytes, /) -> None: ...
