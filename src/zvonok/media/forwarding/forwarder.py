@@ -17,9 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from struct import Struct
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..fastpath import native
+
+if TYPE_CHECKING:
+    from .. import _fastpath
 from ..packets.rtp import rewrite_rtp
 
 _unpack_u32 = Struct("!I").unpack_from
@@ -30,19 +33,46 @@ SYNC_TRAIL = 0x1000
 class ForwarderLike(Protocol):
     """What ``Consumer`` reads and writes on its forwarder (Python or compiled)."""
 
-    ssrc: int
-    video: bool
+    @property
+    def ssrc(self) -> int: ...
+
+    @property
+    def video(self) -> bool: ...
+
     blocked: bool
     held: bool
     seq_offset: int
     sync_in_seq: int
     last_out_seq: int
-    ts_offset: int
+
+    @property
+    def ts_offset(self) -> int: ...
+
     packets_sent: int
     octets_sent: int
     dropped: int
 
-    def forward(self, packet: bytes, keyframe: bool = False) -> None: ...
+    def forward(self, packet: bytes, keyframe: bool = False, /) -> None: ...
+
+
+class FanoutLike(Protocol):
+    """What ``Producer`` does with its fan-out list (Python or compiled)."""
+
+    def set(self, items: Iterable[ForwarderLike], /) -> None: ...
+
+    def forward(self, packet: bytes, keyframe: bool, /) -> None: ...
+
+
+class ProducerCoreLike(Protocol):
+    """What ``Producer`` reads and writes on its per-packet core (Python or compiled)."""
+
+    closed: bool
+    want_keyframe: bool
+    packets_received: int
+    bytes_received: int
+    dropped: int
+
+    def receive(self, packet: bytes, /) -> None: ...
 
 
 class Forwarder:
@@ -160,7 +190,7 @@ def make_forwarder(
     Python one sending through ``sink.send_rtp``."""
     target = getattr(sink, "rtp_target", None)
     if native is not None and isinstance(target, native.SendTarget):
-        forwarder: ForwarderLike = native.Forwarder(
+        forwarder: _fastpath.Forwarder = native.Forwarder(
             target=target, ssrc=ssrc, payload_types=dict(payload_types), ext_table=ext_table,
             video=video, ts_offset=ts_offset, last_out_seq=last_out_seq,
         )  # fmt: skip
@@ -172,10 +202,10 @@ def make_forwarder(
     )  # fmt: skip
 
 
-def make_fanout() -> Fanout:
+def make_fanout() -> FanoutLike:
     """The compiled fan-out (batches compiled forwarders into one sendmmsg) or the Python one."""
     if native is not None:
-        fanout: Fanout = native.Fanout()
+        fanout: _fastpath.Fanout = native.Fanout()
         return fanout
     return Fanout()
 
@@ -242,12 +272,12 @@ def make_producer_core(
     on_gap: Callable[[int, int, float], None],
     spot_keyframe: Callable[[bytes], bool],
     clock: Callable[[], float],
-) -> ProducerCore:
+) -> ProducerCoreLike:
     """The compiled core when the extension is built, else the Python one. A ``clock`` that is
     ``time.monotonic`` is read in C (the same CLOCK_MONOTONIC) instead of called."""
     own_clock = None if clock is time.monotonic else clock
     if native is not None:
-        core: ProducerCore = native.ProducerCore(
+        core: _fastpath.ProducerCore = native.ProducerCore(
             stats, missing, history, fanout, on_gap, spot_keyframe, own_clock
         )
         return core
