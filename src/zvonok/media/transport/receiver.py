@@ -11,10 +11,13 @@ Must not import anything from zvonok outside ``zvonok.media``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..fastpath import native
 from .srtp import SrtpSession
+
+if TYPE_CHECKING:
+    from .. import _fastpath
 
 
 class ReceiverLike(Protocol):
@@ -27,9 +30,9 @@ class ReceiverLike(Protocol):
 
     @property
     def ready(self) -> bool: ...
-    def set_srtp(self, ctx: int, unprotect: int, keep: SrtpSession) -> None: ...
+    def set_srtp(self, ctx: int, unprotect: int, keep: SrtpSession, /) -> None: ...
     def clear_srtp(self) -> None: ...
-    def receive(self, data: bytes) -> None: ...
+    def receive(self, data: bytes, /) -> None: ...
 
 
 class Receiver:
@@ -76,8 +79,9 @@ class Receiver:
         self._deliver(packet)
 
 
-def make_receiver(rtcp: Callable[[bytes], None], deliver: Callable[[bytes], None]) -> Any:
+def make_receiver(rtcp: Callable[[bytes], None], deliver: Callable[[bytes], None]) -> ReceiverLike:
     """The compiled receiver when the extension is built, else the Python one."""
     if native is not None:
-        return native.Receiver(rtcp, deliver)
+        receiver: _fastpath.Receiver = native.Receiver(rtcp, deliver)
+        return receiver
     return Receiver(rtcp, deliver)

@@ -11,11 +11,36 @@ Must not import anything from zvonok outside ``zvonok.media``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..fastpath import native
 from .ice import Address
 from .srtp import SrtpSession
+
+if TYPE_CHECKING:
+    from .. import _fastpath
+
+
+class SendTargetLike(Protocol):
+    """What the transport reads and calls on its send target (Python or compiled)."""
+
+    tx_packets: int
+    tx_bytes: int
+    srtp_errors: int
+    send_errors: int
+    enabled: bool
+
+    @property
+    def address(self) -> Any:
+        """The address last set (None until then)."""
+        ...
+
+    @property
+    def ready(self) -> bool: ...
+    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession, /) -> None: ...
+    def clear_srtp(self) -> None: ...
+    def set_address(self, addr: Address | None, /) -> None: ...
+    def send(self, packet: bytes | bytearray, /) -> None: ...
 
 
 class SendTarget:
@@ -62,12 +87,13 @@ class SendTarget:
         self.tx_bytes += len(data)
 
 
-def make_send_target(fd: int, sendto: Callable[[bytes, Address], None]) -> Any:
+def make_send_target(fd: int, sendto: Callable[[bytes, Address], None]) -> SendTargetLike:
     """A compiled ``SendTarget`` for a real socket when the extension is built, else Python's.
 
     ``sendto`` is the event loop's (queueing) send, used by the compiled target only when the
     socket would block.
     """
     if native is not None and fd >= 0:
-        return native.SendTarget(fd, sendto)
+        target: _fastpath.SendTarget = native.SendTarget(fd, sendto)
+        return target
     return SendTarget(fd, sendto)

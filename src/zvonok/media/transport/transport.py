@@ -100,17 +100,16 @@ class WebRtcTransport:
     @property
     def tx_packets(self) -> int:
         """SRTP and SRTCP datagrams sent."""
-        return self._tx_packets + self.rtp_target.tx_packets  # type: ignore[no-any-return]
+        return self._tx_packets + self.rtp_target.tx_packets
 
     @property
     def tx_bytes(self) -> int:
-        return self._tx_bytes + self.rtp_target.tx_bytes  # type: ignore[no-any-return]
+        return self._tx_bytes + self.rtp_target.tx_bytes
 
     @property
     def srtp_errors(self) -> int:
         """Packets that failed SRTP protection (out) or authentication (in)."""
-        out: int = self.rtp_target.srtp_errors
-        return self._srtp_errors + out + self.media_in.srtp_errors
+        return self._srtp_errors + self.rtp_target.srtp_errors + self.media_in.srtp_errors
 
     @property
     def rx_packets(self) -> int:
