@@ -91,9 +91,9 @@ async def build(settings: Settings) -> Components:
         max_participants=settings.max_participants,
         resume_grace=settings.resume_grace,
         max_pending_ice=settings.max_pending_ice,
+        max_tracks=settings.max_tracks_per_session,
         max_sessions_per_user=settings.max_sessions_per_user,
         glare_yield=settings.glare_yield_ms / 1000,
-        max_tracks=settings.max_tracks_per_session,
         events=events,
     )
     endpoint = CallEndpoint(

@@ -81,12 +81,12 @@ class Settings(BaseSettings):
     resume_grace: float = Field(30.0, ge=0)
     inactivity_timeout: float = Field(60.0, gt=0)
     ping_interval: float = Field(10.0, gt=0)
+    glare_yield_ms: int = Field(1000, ge=0)
+    max_sessions_per_user: int = Field(8, ge=0)
     ws_compression: bool = False
 
     # --- limits ---
     max_message_bytes: int = Field(256 * 1024, gt=0)
-    glare_yield_ms: int = Field(1000, ge=0)
-    max_sessions_per_user: int = Field(8, ge=0)
     message_rate: float = Field(50.0, gt=0)
     message_burst: int = Field(200, gt=0)
     bad_message_limit: int = Field(20, gt=0)
@@ -135,11 +135,6 @@ class Settings(BaseSettings):
             and self.database_url is None
         )
 
-    @model_validator(mode="after")
-    def _turn_settings(self) -> Settings:
-        check_turn_settings(self.turn_urls, self.turn_secret, self.ice_servers)
-        return self
-
     @property
     def dev_on_network(self) -> bool:
         """Dev mode is on while the HTTP server listens on a non-loopback address."""
@@ -154,6 +149,11 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
         return value
+
+    @model_validator(mode="after")
+    def _turn_settings(self) -> Settings:
+        check_turn_settings(self.turn_urls, self.turn_secret, self.ice_servers)
+        return self
 
     @field_validator("jwt_algorithms")
     @classmethod
