@@ -192,11 +192,10 @@ def _expect_problem(expect: Expect, before: PeerReport | None, now: PeerReport) 
         others = [t.describe() for t in now.tracks if t.kind == expect.kind]
         return f"no live {expect.kind} track from {list(expect.senders)}; has {others}"
     reasons = []
+    tone = expect.receiver.measures_tone  # Firefox here cannot: its audio is checked by RTP
     for track in live:
-        colour: str | None = expect.senders[str(track.user_id)]
-        if expect.kind == "audio" and isinstance(expect.receiver, FirefoxPeer):
-            colour = None  # Firefox here cannot measure a tone (class Firefox): RTP level only
-        problem = track_problem(before.track(track.id), track, colour)
+        colour = expect.senders[str(track.user_id)]
+        problem = track_problem(before.track(track.id), track, colour, tone)
         if problem is None:
             return None
         reasons.append(f"[{track.describe()}]: {problem}")
