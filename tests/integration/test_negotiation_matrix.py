@@ -19,11 +19,13 @@ yellow) already publish. The variants (pages/peer.js and harness/aiortc_peer.py 
 - ``aiortc-answer-only``.
 
 Every case runs ``ZVONOK_MATRIX_REPEAT`` times (default 10), each repetition with random delays of
-0-300 ms before ``join``, before the first offer, before each answer of the client under test,
-and (a) before bob joins; the random generator is seeded with ``ZVONOK_MATRIX_SEED`` (random when
-unset; every failure names the seed and the repetition's delays). Every repetition must end with
-media both ways, identified: each receiver decodes the sender's colour and hears its tone, with
-packets and decoded frames growing (harness/stats.py). Any error a client recorded, any server
+0-300 ms (each 0 half of the time) before ``join``, before the first offer, before each answer of
+the client under test, and (a) before bob joins; the random generator is seeded with
+``ZVONOK_MATRIX_SEED`` (random when unset; every failure names the seed and the repetition's
+delays). Clients that offer must meet the server's offer head-on in at least one repetition (their
+own log says so). Every repetition must end with media both ways, identified: each receiver
+decodes the sender's colour and, where it can measure one (not Firefox here), hears its tone,
+with packets and decoded frames growing (harness/stats.py). Any error a client recorded, any server
 ``error`` other than the informational ``glare``, and any ERROR record or traceback in the
 server's log fails the repetition, whose failure shows the client's log and the server's log
 lines of that room.
@@ -119,7 +121,8 @@ class Delays:
 
     @classmethod
     def draw(cls, rng: random.Random) -> Delays:
-        return cls(*(rng.randint(0, MAX_DELAY_MS) for _ in range(4)))
+        """Each 0 half of the time (offers then cross on the wire: the racy case), else 1-300."""
+        return cls(*(rng.choice((0, rng.randint(1, MAX_DELAY_MS))) for _ in range(4)))
 
     def params(self) -> dict[str, str]:
         return {
@@ -425,11 +428,35 @@ async def matrix(
             await chromium.close()
 
 
+#: What the client under test logs when its offer collided with the server's (the path each
+#: variant exists to exercise); answer-only clients never offer.
+COLLISION_SIGNS = {
+    "perfect": "(after a collision)",
+    "perfect-explicit": "(after a collision)",
+    "offer-only": "offer-only: the server's offer is ignored",
+    "offer-first": "offer-first: a server offer that collides with ours is ignored",
+}
+#: With this many repetitions, at least one must have collided (the delays make it likely).
+MIN_REPEAT_FOR_COLLISION = 5
+
+
+async def collided(variant: Variant, x: ReportPeer) -> bool:
+    """Whether the client's offer met the server's in this call (from its own log)."""
+    sign = COLLISION_SIGNS.get(variant.mode)
+    if sign is None:
+        return False
+    report = await asyncio.wait_for(x.report(), 5.0)
+    lines = [*x.console(), *(str(line) for line in report.raw.get("log") or [])]
+    return any(sign in line for line in lines)
+
+
 async def run_repetitions(
     m: Matrix, variant: Variant, case: str, body: Any, peers_to_check: Sequence[ReportPeer] = ()
 ) -> None:
     """``body(rep, delays, opened)`` REPEAT times; a failure names the seed, the repetition, its
-    delays, and shows the client's log and the server's log lines of the room."""
+    delays, and shows the client's log and the server's log lines of the room. Clients that
+    offer must have collided with the server's offer in at least one repetition."""
+    collisions = 0
     for rep in range(REPEAT):
         delays = Delays.draw(m.rng)
         opened: list[ReportPeer] = []
@@ -437,6 +464,7 @@ async def run_repetitions(
         started = time.monotonic()
         try:
             await body(rep, delays, opened, room_box)
+            collisions += await collided(variant, opened[0])
             problems = await m.errors_of([*opened, *peers_to_check])
             assert not problems, "recorded errors:\n  " + "\n  ".join(problems)
         except (AssertionError, TimeoutError, RuntimeError) as exc:
@@ -456,6 +484,11 @@ async def run_repetitions(
                 except (AssertionError, TimeoutError, RuntimeError, ConnectionError):
                     pass
         print(f"{variant.name} {case} rep {rep + 1}: {time.monotonic() - started:.1f} s")
+    print(f"{variant.name} {case}: {collisions} of {REPEAT} calls had colliding offers")
+    if variant.mode in COLLISION_SIGNS and REPEAT >= MIN_REPEAT_FOR_COLLISION:
+        assert collisions, (
+            f"{variant.name}, {case}: no repetition had colliding offers (seed {SEED})"
+        )
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])

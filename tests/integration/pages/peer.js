@@ -15,9 +15,9 @@
 // two RTCPeerConnections inside the page and reports the receiving one (harness self-check).
 //
 // Negotiation styles of the client matrix (test_negotiation_matrix.py): mode=perfect is W3C/MDN
-// perfect negotiation on the polite side (RTCPeerConnection created on `joined`, offers on
-// negotiationneeded, a colliding server offer is applied with implicit rollback, messages handled
-// as they come, `glare` ignored); mode=perfect-explicit is the same with MDN's explicit rollback
+// perfect negotiation on the polite side (offers on negotiationneeded as soon as `join` is out, a
+// colliding server offer is applied with implicit rollback, messages handled as they come, `glare`
+// ignored); mode=perfect-explicit is the same with MDN's explicit rollback
 // (setLocalDescription({type: "rollback"}) then setRemoteDescription), where the negotiationneeded
 // Chrome fires in between makes a second, stale offer go out just before the answer (reproduced
 // every time); mode=answer-only never offers; mode=offer-only offers once right after `join`,
@@ -142,6 +142,7 @@
   let left = false;
   let pendingTracks = null; // offer-only: the `tracks` map of the description to come
   let firstOffer = true;
+  let offersStarted = 0; // perfect modes: negotiationneeded handlers run so far
   let queue = Promise.resolve();
   const pendingIce = [];
   const heldIce = [];
@@ -185,6 +186,7 @@
       log("ws open");
       const join = () => {
         send("join");
+        if (isPerfect && wantOffer) perfectOffer("negotiationneeded, once `join` is out");
         if (cfg.mode === "early-ice" || cfg.mode === "offer-only") {
           enqueue("early offer", () => offerNow(cfg.mode));
         }
@@ -214,7 +216,6 @@
         joinedPayload = p;
         for (const x of p.participants || []) participants.set(x.sessionId, x);
         if (cfg.mode === "offer") await offerNow("after joined");
-        else if (isPerfect && !pc) startPerfect();
         else maybeOffer();
         break;
       case "participant-joined":
@@ -356,7 +357,7 @@
       sendIce({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
     };
     conn.onnegotiationneeded = () => {
-      if (isPerfect) return void perfectOffer("negotiationneeded");
+      if (isPerfect && sent.join) return void perfectOffer("negotiationneeded");
       wantOffer = true;
       maybeOffer();
     };
@@ -371,12 +372,8 @@
   }
 
   // ---- perfect negotiation, the polite side (MDN's pattern; mode=perfect | perfect-explicit) --
-  function startPerfect() {
-    pc = createPc();
-    for (const s of local.sources) pc.addTrack(s.track, local.stream);
-  }
-
   async function perfectOffer(why) {
+    offersStarted++;
     try {
       if (cfg.delayOffer > 0 && firstOffer) await sleep(cfg.delayOffer);
       firstOffer = false;
@@ -395,12 +392,14 @@
   async function onDescription(desc) {
     const collision = desc.type === "offer" && (makingOffer || pc.signalingState !== "stable");
     if (collision && cfg.mode === "perfect-explicit") {
+      const started = offersStarted;
       await pc.setLocalDescription({ type: "rollback" });
       // Our tracks are unnegotiated again: Chrome fires negotiationneeded, and in about half of
       // the tries its handler's offer goes out before the server's offer is applied. Make that
       // happen every time: the stale offer is sent just before our answer.
       await sleep(0);
-      const stale = makingOffer ? null : perfectOffer("stale, right after the rollback");
+      const fired = offersStarted > started; // Chrome's own negotiationneeded made it already
+      const stale = fired ? null : perfectOffer("stale, right after the rollback");
       await pc.setRemoteDescription(desc);
       await stale;
     } else {
@@ -754,11 +753,9 @@
       if (cfg.mode === "loopback") {
         await loopback();
       } else {
-        if (!isPerfect) {
-          pc = createPc();
-          for (const s of local.sources) pc.addTrack(s.track, local.stream);
-        }
-        openSocket(); // perfect modes create their RTCPeerConnection on `joined`
+        pc = createPc();
+        for (const s of local.sources) pc.addTrack(s.track, local.stream);
+        openSocket();
       }
       started = true;
       log("started", cfg.mode, cfg.user, cfg.sessionId);
