@@ -2,21 +2,36 @@
 
 Starts ``python -m zvonok serve`` on loopback (dev mode, free TCP and UDP ports, a temporary data
 directory), opens the demo page for two users in separate browser contexts and checks what a
-person would: each sees and hears the other (``framesDecoded`` / ``packetsReceived`` grow), the
-tiles carry the right names, a distinct picture arrives at the right side, a screen share comes
-and goes, a camera turned off shows as off, a dropped socket resumes, and leaving ends the other
-side's tiles. Uses the Debian Chromium (never ``playwright install``) with the flags of
+person would: each sees and hears the other, the tiles carry the right names, a screen share
+comes and goes, a camera turned off shows as off, a dropped socket resumes, and leaving ends the
+other side's tiles. Uses the Debian Chromium (never ``playwright install``) with the flags of
 ``real-clients.md``; nothing leaves 127.0.0.1.
+
+Media identity, per remote participant: every user's camera and microphone are replaced, before
+the page loads (``FAKE_MEDIA_JS``, a Playwright init script; the SDK and the demo are unchanged),
+by a canvas of the user's own colour and an oscillator at that colour's tone (``USER_COLOURS``,
+the harness palette). "Alice sees and hears Bob" then means: Bob's camera track decodes growing
+frames, Bob's audio packets grow, Bob's tile shows Bob's colour and Bob's audio's dominant
+frequency (an ``AnalyserNode``) is Bob's tone; so an echo of one's own media or another
+participant's media under Bob's name fails (``test_echo_fails_the_identity_check`` proves it).
+Firefox (a bare process, no driver) sends its fake camera and its fake microphone at Bob's tone
+(``media.navigator.audio.fake_frequency``): Chromium checks the tone, frames and packets; what
+Firefox receives is checked per participant from its logged ``quality`` events only.
+
+Errors fail the tests: uncaught page errors, and ERROR records or tracebacks in the server's log
+during a test (``check_errors``, autouse; ``@pytest.mark.allow_errors`` names expected ones).
+The call test saves a screenshot in its tmp_path; ``./dev screenshot`` (``ZVONOK_SCREENSHOT``)
+copies it to docs/screenshot-call.png, the README's picture; nothing else writes the repository.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,30 +46,103 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from zvonok.web import static_text
 
+from .harness import errors
 from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
+from .harness.stats import COLOURS, TONES, nearest_colour, nearest_tone
 from .harness.udp_relay import UdpRelay
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+#: Each user's camera colour and microphone tone (harness/stats.py palette).
+USER_COLOURS = {
+    "alice": "red", "bob": "blue", "ann": "green", "ben": "magenta", "cat": "cyan",
+}  # fmt: skip
+SCREEN_COLOUR = "yellow"  # every fake screen share
 
-# Inbound counters and the SDK's view of the received tracks, read in the page.
+# Before any page script: getUserMedia gives a canvas of the user's colour and an oscillator at
+# its tone, getDisplayMedia a canvas of the screen colour (redrawn so frames keep flowing).
+FAKE_MEDIA_JS = """(([rgb, hz, screen]) => {
+  if (!navigator.mediaDevices) return;
+  const canvasTrack = (c) => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 320; canvas.height = 240;
+    const g = canvas.getContext("2d");
+    const paint = () => {
+      g.fillStyle = `rgb(${c.join(",")})`; g.fillRect(0, 0, 320, 240);
+      for (let i = 0; i < 64; i++) {  // a noisy corner: frames keep flowing at a real bitrate
+        g.fillStyle = `hsl(${Math.floor(Math.random() * 360)}, 100%, 50%)`;
+        g.fillRect((i % 8) * 10, Math.floor(i / 8) * 10, 10, 10);
+      }
+    };
+    paint();
+    setInterval(paint, 66);
+    return canvas.captureStream(15).getVideoTracks()[0];
+  };
+  let ctx = null;
+  const toneTrack = () => {
+    ctx = ctx || new AudioContext();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = hz;
+    const gain = ctx.createGain();
+    gain.gain.value = 0.3;
+    const dst = ctx.createMediaStreamDestination();
+    osc.connect(gain).connect(dst);
+    osc.start();
+    ctx.resume();
+    return dst.stream.getAudioTracks()[0];
+  };
+  navigator.mediaDevices.getUserMedia = async (c) => {
+    const stream = new MediaStream();
+    if (c && c.video) stream.addTrack(canvasTrack(rgb));
+    if (c && c.audio) stream.addTrack(toneTrack());
+    return stream;
+  };
+  navigator.mediaDevices.getDisplayMedia = async () => new MediaStream([canvasTrack(screen)]);
+})(__MEDIA__);"""
+
+# Per remote track: who sent it (the SDK's mapping from the server's `tracks` message) and its
+# inbound counters; per user, the camera tile's centre colour and the audio's dominant frequency
+# (an AnalyserNode per remote audio track, kept on window; the demo plays each remote audio track
+# in an <audio>, which is what makes Chromium feed it to WebAudio).
 STATS_JS = """async () => {
   const call = window.zvonokDemo.call;
-  const out = {video: 0, audio: 0, byTrack: {}, remote: [], sessionId: call.sessionId};
+  const inbound = {};
   (await call.getStats()).forEach((s) => {
-    if (s.type !== "inbound-rtp") return;
-    const n = s.kind === "video" ? (s.framesDecoded || 0) : (s.packetsReceived || 0);
-    out[s.kind] += n;
-    out.byTrack[s.trackIdentifier] = n;
+    if (s.type === "inbound-rtp") inbound[s.trackIdentifier] = s;
   });
-  out.remote = call.remoteTracks.map((t) => ({trackId: t.trackId, kind: t.kind,
-    userId: t.userId, sessionId: t.sessionId, id: t.track.id}));
-  return out;
+  // Keyed by the track object: a rebuilt connection's track may reuse the old track's id.
+  const rx = window.toneProbe = window.toneProbe || {ctx: new AudioContext(), by: new WeakMap()};
+  rx.ctx.resume();
+  const dominantHz = (track) => {
+    let an = rx.by.get(track);
+    if (!an) {
+      an = rx.ctx.createAnalyser();
+      an.fftSize = 8192;
+      an.smoothingTimeConstant = 0;
+      rx.ctx.createMediaStreamSource(new MediaStream([track])).connect(an);
+      rx.by.set(track, an);
+      return null;
+    }
+    const bins = new Float32Array(an.frequencyBinCount);
+    an.getFloatFrequencyData(bins);
+    const per = rx.ctx.sampleRate / an.fftSize;
+    let best = Math.ceil(100 / per);
+    for (let i = best; i < 3000 / per; i++) if (bins[i] > bins[best]) best = i;
+    return bins[best] > -80 ? Math.round(best * per) : null;
+  };
+  const remote = call.remoteTracks.map((t) => {
+    const s = inbound[t.track.id] || {};
+    return {trackId: t.trackId, kind: t.kind, userId: t.userId, sessionId: t.sessionId,
+      id: t.track.id, live: t.track.readyState === "live", packets: s.packetsReceived || 0,
+      frames: s.framesDecoded || 0, hz: t.kind === "audio" ? dominantHz(t.track) : null};
+  });
+  const byTrack = {};
+  for (const t of remote) byTrack[t.id] = t.kind === "video" ? t.frames : t.packets;
+  return {sessionId: call.sessionId, remote, byTrack};
 }"""
 
 # Replace the camera with a canvas of one colour (redrawn so frames keep flowing).
-PAINT_JS = """async (colour) => {
+PAINT_JS = """async (colour) => {  // publish a canvas of one colour instead of the camera
   const canvas = document.createElement("canvas");
   canvas.width = 320; canvas.height = 240;
   const ctx = canvas.getContext("2d");
@@ -64,9 +152,10 @@ PAINT_JS = """async (colour) => {
   await window.zvonokDemo.call.publish(canvas.captureStream(15));
 }"""
 
-# The centre pixel of the camera tile of `userId`.
-PIXEL_JS = """(userId) => {
-  const tile = document.querySelector(`.tile:not(.screen)[data-user-id="${userId}"]`);
+# The centre pixel of the camera (or screen) tile of `userId`.
+PIXEL_JS = """([userId, screen]) => {
+  const tile = document.querySelector(
+    `.tile${screen ? ".screen" : ":not(.screen)"}[data-user-id="${userId}"]`);
   const video = tile && tile.querySelector("video");
   if (!video || !video.videoWidth) return null;
   const canvas = document.createElement("canvas");
@@ -84,6 +173,31 @@ def _free_port(kind: int) -> int:
         return port
 
 
+#: The logs of every server this module started, and the page errors of the running test.
+SERVER_LOGS: list[Path] = []
+PAGE_ERRORS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def check_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test: no uncaught page error, and no unexpected ERROR record or traceback in
+    the part of any server log written during the test (harness/errors.py)."""
+    offsets = {log: _size(log) for log in SERVER_LOGS}
+    PAGE_ERRORS.clear()
+    yield
+    allowed = errors.Allowed.of(request)  # @pytest.mark.allow_errors(server=..., client=...)
+    for log in SERVER_LOGS:
+        with log.open("rb") as f:
+            f.seek(offsets.get(log, 0))
+            lines = f.read().decode(errors="replace").splitlines()
+        errors.check(f"the server ({log})", errors.server_problems(lines), allowed.server)
+    errors.check("the demo pages", list(PAGE_ERRORS), allowed.client)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
 @contextlib.contextmanager
 def serve(
     data_dir: Path, announce: str = "127.0.0.1", media_port: int | None = None, **env: str
@@ -96,6 +210,7 @@ def serve(
     args += ["--media-port", str(media_port), "--data-dir", str(data_dir)]
     args += ["--announce-ip", announce]
     log_path = data_dir / "server.log"
+    SERVER_LOGS.append(log_path)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, env=environ, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -174,17 +289,19 @@ async def wait_for(
 
 
 async def open_demo(browser: Browser, base: str, user: str, kind: str, room: str) -> Page:
-    """A fresh browser context showing the demo page, joined as ``user``."""
+    """A fresh browser context showing the demo page, joined as ``user``, whose camera and
+    microphone are the user's colour and tone (``FAKE_MEDIA_JS``)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    colour = USER_COLOURS[user]
+    media = [list(COLOURS[colour]), TONES[colour], list(COLOURS[SCREEN_COLOUR])]
+    await context.add_init_script(FAKE_MEDIA_JS.replace("__MEDIA__", json.dumps(media)))
     page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{user}: {exc}"))
     page.set_default_timeout(15000)
     await page.goto(f"{base}/?user={user}&kind={kind}&room={room}")
     await page.click("#join")
     await page.wait_for_selector("#call:not([hidden])")
     await page.wait_for_selector(".tile.local")
-    assert errors == [], errors
     return page
 
 
@@ -193,24 +310,73 @@ async def stats(page: Page) -> dict[str, Any]:
     return result
 
 
-async def media_flows(page: Page, peer: str) -> bool:
-    """Video frames decode and audio packets arrive from ``peer`` (sampled 1 s apart)."""
+async def identity_problem(
+    page: Page, peer: str, colour: str | None, tone: str | None
+) -> tuple[str, float]:
+    """Why ``page`` does not see and hear ``peer`` as ``colour`` / ``tone`` ("" when it does),
+    and the monotonic time of the second sample (by then the media was flowing).
+
+    Sampled 1 s apart, per remote participant: ``peer``'s camera track (the one its tile shows)
+    decodes more frames and its tile's centre is ``colour``; ``peer``'s audio packets grow and
+    their dominant frequency is the tone of ``tone``. None skips that identity check.
+    """
     before = await stats(page)
     await asyncio.sleep(1.0)
     after = await stats(page)
-    kinds = {t["kind"] for t in after["remote"] if t["userId"] == peer}
-    return (
-        kinds == {"audio", "video"}
-        and after["video"] > before["video"]
-        and after["audio"] > before["audio"]
-    )
+    at = time.monotonic()
+    mine = [t for t in after["remote"] if t["userId"] == peer and t["live"]]
+    tile = await page.query_selector(f'.tile:not(.screen)[data-user-id="{peer}"]')
+    camera_id = await tile.get_attribute("data-track-id") if tile else None
+    cameras = [t for t in mine if t["kind"] == "video" and t["trackId"] == camera_id]
+    audios = [t for t in mine if t["kind"] == "audio"]
+    if not cameras or not audios:
+        return f"no live camera ({camera_id}) and audio from {peer}: {after['remote']}", at
+    old = before["byTrack"]
+    if cameras[0]["frames"] <= old.get(cameras[0]["id"], 0):
+        return f"{peer}'s camera frames not growing: {cameras[0]}", at
+    if not any(a["packets"] > old.get(a["id"], 0) for a in audios):
+        return f"{peer}'s audio packets not growing: {audios}", at
+    if colour is not None:
+        seen = await page.evaluate(PIXEL_JS, [peer, False])
+        if seen is None or nearest_colour(tuple(seen[:3])) != colour:
+            return f"{peer}'s tile shows {seen}, not {colour}", at
+    if tone is not None:
+        heard = [nearest_tone(a["hz"]) for a in audios]
+        if heard != [tone]:
+            heard_hz = [a["hz"] for a in audios]
+            return f"{peer}'s audio is {heard_hz} Hz, not {TONES[tone]} ({tone})", at
+    return "", at
+
+
+async def sees_and_hears(
+    page: Page,
+    peer: str,
+    what: str,
+    limit: float = 20,
+    colour: str | None = "",
+    tone: str | None = "",
+) -> float:
+    """Until ``page`` gets ``peer``'s media with ``peer``'s colour and tone (``USER_COLOURS``
+    unless given; None skips one); fails with the last reason after ``limit`` seconds. Returns
+    the monotonic time by which the media was seen flowing."""
+    colour = USER_COLOURS[peer] if colour == "" else colour
+    tone = USER_COLOURS[peer] if tone == "" else tone
+    deadline = time.monotonic() + limit
+    problem, at = "not sampled", 0.0
+    for _ in range(int(limit) + 2):
+        problem, at = await identity_problem(page, peer, colour, tone)
+        if not problem or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    assert not problem, f"timed out after {limit} s waiting for {what}: {problem}"
+    return at
 
 
 async def two_party(browser: Browser, base: str, room: str) -> tuple[Page, Page]:
     alice = await open_demo(browser, base, "alice", "chat", room)
     bob = await open_demo(browser, base, "bob", "chat", room)
-    await wait_for(lambda: media_flows(alice, "bob"), "alice to see and hear bob", 20)
-    await wait_for(lambda: media_flows(bob, "alice"), "bob to see and hear alice", 20)
+    await sees_and_hears(alice, "bob", "alice to see and hear bob")
+    await sees_and_hears(bob, "alice", "bob to see and hear alice")
     return alice, bob
 
 
@@ -218,7 +384,7 @@ async def tile_count(page: Page, selector: str) -> int:
     return len(await page.query_selector_all(selector))
 
 
-async def test_two_party_call(server: str, browser: Browser) -> None:
+async def test_two_party_call(server: str, browser: Browser, tmp_path: Path) -> None:
     alice, bob = await two_party(browser, server, "call1")
 
     # Each side names the other, and never gets its own tracks back.
@@ -232,7 +398,9 @@ async def test_two_party_call(server: str, browser: Browser) -> None:
     assert {t["sessionId"] for t in (await stats(bob))["remote"]} == {alice_session}
 
     await asyncio.sleep(1.5)  # a few more frames and a quality sample for the picture
-    await alice.screenshot(path=str(DOCS / "screenshot-call.png"))
+    await alice.screenshot(path=str(tmp_path / "screenshot-call.png"))
+    if os.environ.get("ZVONOK_SCREENSHOT"):  # ./dev screenshot: refresh the README's picture
+        shutil.copyfile(tmp_path / "screenshot-call.png", os.environ["ZVONOK_SCREENSHOT"])
 
     # Screen share: appears at bob's side with frames decoding, then disappears.
     await alice.click("#share")
@@ -247,6 +415,13 @@ async def test_two_party_call(server: str, browser: Browser) -> None:
         return bool(ids) and second["byTrack"].get(ids[0], 0) > first["byTrack"].get(ids[0], 0)
 
     await wait_for(screen_decodes, "bob to decode alice's screen", 15)
+
+    async def screen_is_yellow() -> bool:
+        seen = await bob.evaluate(PIXEL_JS, ["alice", True])
+        return seen is not None and nearest_colour(tuple(seen[:3])) == SCREEN_COLOUR
+
+    await wait_for(screen_is_yellow, "bob to see alice's screen in its colour", 10)
+    await sees_and_hears(bob, "alice", "bob to still see alice's camera beside her screen")
     await alice.click("#share")
     await wait_for(
         lambda: _none(bob, ".tile.screen"), "the screen tile to go at bob's side", limit=5
@@ -275,24 +450,12 @@ async def _none(page: Page, selector: str) -> bool:
 
 
 async def test_each_side_decodes_the_other_colour(server: str, browser: Browser) -> None:
+    """``publish(stream)`` mid-call replaces the camera: the other side decodes the new colour."""
     alice, bob = await two_party(browser, server, "colours")
-    await alice.evaluate(PAINT_JS, "rgb(255, 0, 0)")
-    await bob.evaluate(PAINT_JS, "rgb(0, 0, 255)")
-
-    def is_red(px: list[int] | None) -> bool:
-        return px is not None and px[0] > 180 and px[1] < 80 and px[2] < 80
-
-    def is_blue(px: list[int] | None) -> bool:
-        return px is not None and px[2] > 180 and px[0] < 80 and px[1] < 80
-
-    async def bob_sees_red() -> bool:
-        return is_red(await bob.evaluate(PIXEL_JS, "alice"))
-
-    async def alice_sees_blue() -> bool:
-        return is_blue(await alice.evaluate(PIXEL_JS, "bob"))
-
-    await wait_for(bob_sees_red, "bob to decode alice's red", 15)
-    await wait_for(alice_sees_blue, "alice to decode bob's blue", 15)
+    await alice.evaluate(PAINT_JS, "rgb(0, 255, 0)")
+    await bob.evaluate(PAINT_JS, "rgb(255, 255, 255)")
+    await sees_and_hears(bob, "alice", "bob to decode alice's new green", 15, colour="green")
+    await sees_and_hears(alice, "bob", "alice to decode bob's new white", 15, colour="white")
     for page in (alice, bob):
         await page.click("#leave")
 
@@ -313,8 +476,8 @@ async def test_dropped_socket_resumes(server: str, browser: Browser) -> None:
         15,
     )
     assert resumed == "true"
-    await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the resume", 15)
-    await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the resume", 15)
+    await sees_and_hears(alice, "bob", "media to alice after the resume", 15)
+    await sees_and_hears(bob, "alice", "media to bob after the resume", 15)
     # No leave/join churn at bob's side: alice's tile stayed.
     assert await tile_count(bob, '.tile[data-user-id="alice"]') >= 1
     for page in (alice, bob):
@@ -340,8 +503,8 @@ async def test_lost_session_is_rebuilt(server_without_resume: str, browser: Brow
     )
     assert resumed == "false"
     assert await alice.evaluate("() => window.zvonokDemo.call.peerConnection !== window.oldPc")
-    await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the rebuild", 20)
-    await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the rebuild", 20)
+    await sees_and_hears(alice, "bob", "media to alice after the rebuild", 20)
+    await sees_and_hears(bob, "alice", "media to bob after the rebuild", 20)
     assert await tile_count(bob, '.tile[data-user-id="alice"]') == 1
     for page in (alice, bob):
         await page.click("#leave")
@@ -534,7 +697,10 @@ async def test_firefox_and_chromium_call(server: str, browser: Browser, tmp_path
     """Firefox ESR (a bare process, the demo's ``?join&debug``) calls Chromium both ways."""
     profile = tmp_path / "firefox-profile"
     profile.mkdir()
-    (profile / "user.js").write_text(_user_js(FIREFOX_PREFS))
+    tone = int(TONES[USER_COLOURS["bob"]])
+    (profile / "user.js").write_text(
+        _user_js({**FIREFOX_PREFS, "media.navigator.audio.fake_frequency": tone})
+    )
     alice = await open_demo(browser, server, "alice", "chat", "firefox")
     log = tmp_path / "firefox.log"
     url = f"{server}/?user=bob&kind=chat&room=firefox&join&debug"
@@ -550,7 +716,8 @@ async def test_firefox_and_chromium_call(server: str, browser: Browser, tmp_path
             stderr=subprocess.STDOUT,
         )
         try:
-            await wait_for(lambda: media_flows(alice, "bob"), "chromium to get firefox's media", 30)
+            # Firefox's fake camera is no solid colour; its fake microphone plays bob's tone.
+            await sees_and_hears(alice, "bob", "chromium to get firefox's media", 30, colour=None)
 
             async def firefox_receives() -> bool:
                 events = firefox_quality(log)
@@ -578,14 +745,38 @@ async def test_group_call_of_three(server: str, browser: Browser) -> None:
     for user, page in pages.items():
         for peer in pages:
             if peer != user:
-                await wait_for(
-                    functools.partial(media_flows, page, peer), f"{user} to get {peer}'s media", 20
-                )
+                await sees_and_hears(page, peer, f"{user} to see and hear {peer}")
         names = await page.eval_on_selector_all(
             ".tile:not(.local)", "(tiles) => tiles.map((t) => t.dataset.userId).sort()"
         )
         assert names == sorted(set(pages) - {user})
     for page in pages.values():
+        await page.click("#leave")
+
+
+# A deliberate fault (self-check of the identity check): send back what one receives.
+ECHO_JS = """async () => {
+  const call = window.zvonokDemo.call;
+  for (const sender of call.peerConnection.getSenders()) {
+    const kind = sender.track && sender.track.kind;
+    const back = call.remoteTracks.find((t) => t.kind === kind && t.track.readyState === "live");
+    if (back) await sender.replaceTrack(back.track);
+  }
+}"""
+
+
+async def test_echo_fails_the_identity_check(server: str, browser: Browser) -> None:
+    """Bob's page echoes alice's media back in place of his own, as an echoing server would:
+    alice still gets growing frames and packets "from bob", but the picture is her own colour
+    and the sound her own tone, and the check says so."""
+    alice, bob = await two_party(browser, server, "echo")
+    await bob.evaluate(ECHO_JS)
+    with pytest.raises(AssertionError, match=r"bob's tile shows .*, not blue"):
+        await sees_and_hears(alice, "bob", "alice to see bob (echoed)", 6, tone=None)
+    with pytest.raises(AssertionError, match=r"bob's audio is \[4\d\d\] Hz, not 660.0"):
+        await sees_and_hears(alice, "bob", "alice to hear bob (echoed)", 6, colour=None)
+    await sees_and_hears(alice, "bob", "alice to get her own media back", 10, "red", "red")
+    for page in (alice, bob):
         await page.click("#leave")
 
 
@@ -611,8 +802,8 @@ async def test_ice_restart_keeps_the_call(server: str, browser: Browser) -> None
         return bool(state[0] == "stable" and state[1] != before)
 
     await wait_for(restarted, "the ICE restart to complete", 10)
-    await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the restart", 15)
-    await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the restart", 15)
+    await sees_and_hears(alice, "bob", "media to alice after the restart", 15)
+    await sees_and_hears(bob, "alice", "media to bob after the restart", 15)
     for page in (alice, bob):
         await page.click("#leave")
 
@@ -652,9 +843,15 @@ async def test_network_cut_reconnects_without_a_leave(
             )
             assert "failed" not in events
             assert relay.dropped > 0
-            await wait_for(lambda: media_flows(alice, "bob"), "media to alice after the cut", 30)
-            await wait_for(lambda: media_flows(bob, "alice"), "media to bob after the cut", 30)
-            healed = time.monotonic() - cut_ended
+            healed = (
+                max(
+                    await asyncio.gather(  # both directions at once, each timed on its own
+                        sees_and_hears(alice, "bob", "media to alice after the cut", 30),
+                        sees_and_hears(bob, "alice", "media to bob after the cut", 30),
+                    )
+                )
+                - cut_ended
+            )
             print(f"network cut healed {healed:.1f} s after the network came back")
             assert healed < 5.0, f"media resumed {healed:.1f} s after the network came back"
             assert await tile_count(bob, '.tile[data-user-id="alice"]') >= 1
