@@ -364,6 +364,7 @@
     conn.onsignalingstatechange = () => maybeOffer();
     conn.onconnectionstatechange = () => log("connectionState", conn.connectionState);
     conn.oniceconnectionstatechange = () => log("iceConnectionState", conn.iceConnectionState);
+    conn.onicegatheringstatechange = () => log("iceGatheringState", conn.iceGatheringState);
     conn.ontrack = (e) => {
       if (e.streams[0]) streamOf.set(e.transceiver, e.streams[0].id);
       log("track", e.track.kind, "mid", e.transceiver.mid, "stream", e.streams[0] && e.streams[0].id);
