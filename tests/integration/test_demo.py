@@ -510,6 +510,20 @@ async def test_lost_session_is_rebuilt(server_without_resume: str, browser: Brow
         await page.click("#leave")
 
 
+async def test_demo_page_joins_from_both_loopback_names(server: str, browser: Browser) -> None:
+    """The demo page's own requests (JSON, same origin) pass the development endpoints' Host and
+    Origin checks as 127.0.0.1 and as localhost: both users get a token and a membership, and
+    each sees and hears the other (docs/security.md, development endpoints)."""
+    localhost = server.replace("127.0.0.1", "localhost")
+    alice = await open_demo(browser, server, "alice", "chat", "loopnames")
+    bob = await open_demo(browser, localhost, "bob", "chat", "loopnames")
+    await sees_and_hears(alice, "bob", "alice to see and hear bob")
+    await sees_and_hears(bob, "alice", "bob to see and hear alice")
+    assert await bob.evaluate("location.host") == localhost.removeprefix("http://")
+    for page in (alice, bob):
+        await page.click("#leave")
+
+
 async def test_a_third_user_cannot_join_a_private_chat(server: str, browser: Browser) -> None:
     alice = await open_demo(browser, server, "alice", "chat", "pair")
     bob = await open_demo(browser, server, "bob", "chat", "pair")
@@ -855,6 +869,61 @@ async def test_network_cut_reconnects_without_a_leave(
             print(f"network cut healed {healed:.1f} s after the network came back")
             assert healed < 5.0, f"media resumed {healed:.1f} s after the network came back"
             assert await tile_count(bob, '.tile[data-user-id="alice"]') >= 1
+            for page in (alice, bob):
+                await page.click("#leave")
+    finally:
+        relay.close()
+
+
+async def test_failed_media_ends_the_session_and_the_sdk_joins_again(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Alice's media path is blackholed (her WebSocket stays up) for longer than the server's ICE
+    consent timeout: the server ends her session (bob gets ``participant-left`` ``failed``, alice
+    ``error`` ``media-failed`` and close 4002) instead of keeping a zombie socket; her SDK joins
+    again on its own (a fresh session, same sessionId) and media flows both ways once more."""
+    media_port = _free_port(socket.SOCK_DGRAM)
+    relay = UdpRelay(("127.0.0.2", media_port), ("127.0.0.1", media_port))
+    await relay.start()
+    try:
+        with serve(
+            tmp_path_factory.mktemp("zvonok-failed"),
+            announce="127.0.0.2",
+            media_port=media_port,
+            ZVONOK_CONSENT_TIMEOUT="4",
+        ) as base:
+            alice, bob = await two_party(browser, base, "mediafail")
+            watch = """(types) => {
+              const call = window.zvonokDemo.call;
+              window.events = [];
+              for (const t of types) call.addEventListener(t, (e) => window.events.push(
+                t + (e.detail && e.detail.reason ? ":" + e.detail.reason : "")));
+            }"""
+            await alice.evaluate(watch, ["reconnecting", "reconnected", "failed"])
+            await bob.evaluate(watch, ["participantleft", "participantjoined"])
+            session = await alice.evaluate("() => window.zvonokDemo.call.sessionId")
+            relay.cut(9)
+            events = await wait_for(
+                lambda: alice.evaluate(
+                    "() => window.events.includes('reconnected') && window.events.join(',')"
+                ),
+                "alice's SDK to join again after media-failed",
+                30,
+            )
+            assert "failed" not in events, events
+            assert await alice.evaluate("() => window.zvonokDemo.call.sessionId") == session
+            bob_events = await wait_for(
+                lambda: bob.evaluate(
+                    "() => window.events.includes('participantjoined') && window.events.join(',')"
+                ),
+                "bob to see alice leave (failed) and come back",
+                30,
+            )
+            assert bob_events.startswith("participantleft:failed"), bob_events
+            await asyncio.gather(
+                sees_and_hears(alice, "bob", "media to alice after her session was rebuilt", 30),
+                sees_and_hears(bob, "alice", "media to bob after alice's session was rebuilt", 30),
+            )
             for page in (alice, bob):
                 await page.click("#leave")
     finally:

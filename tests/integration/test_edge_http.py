@@ -167,29 +167,6 @@ def test_network_bind_inside_a_namespace(zvonok_server_factory: ServerFactory) -
         )
 
 
-@pytest.mark.browser
-@pytest.mark.timeout(120)
-async def test_demo_page_joins_from_both_loopback_names(zvonok_server: ZvonokServer) -> None:
-    """The demo page's own requests (JSON, same origin) pass the checks as 127.0.0.1 and as
-    localhost: both users get a development token and membership, and media flows."""
-    from playwright.async_api import async_playwright
-
-    from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
-    from .test_demo import media_flows, open_demo, wait_for
-
-    port = zvonok_server.port
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            alice = await open_demo(browser, f"http://127.0.0.1:{port}", "alice", "chat", "loop")
-            bob = await open_demo(browser, f"http://localhost:{port}", "bob", "chat", "loop")
-            await wait_for(lambda: media_flows(alice, "bob"), "alice to see and hear bob", 20)
-            await wait_for(lambda: media_flows(bob, "alice"), "bob to see and hear alice", 20)
-            assert await bob.evaluate("location.host") == f"localhost:{port}"
-        finally:
-            await browser.close()
-
-
 # --------------------------------------------------------------- X-Forwarded-For
 
 

@@ -12,7 +12,10 @@ while that offer is outstanding; it gets ``error`` ``glare`` once and is kept as
 client offer (a later one replaces it). The client's answer wins and drops it (a polite client
 offers again when stable). If no answer comes within ``glare_yield`` seconds, the server withdraws
 its offer, answers the pending one, and offers again after that round. A refused offer or answer
-never leaves the session with nothing in flight: the server offers again.
+never leaves the session with nothing in flight: the server offers again. A session whose client
+has sent no ICE check ``ice_stall`` seconds after a completed negotiation gets an ICE-restart
+offer (at most ``MAX_STALL_RESTARTS`` times): a browser whose ICE agent was lost in a rollback
+gathers and checks again.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from .room import PublishedEntry, Room
 from .sink import NullSink, SignalSink
 
 log = logging.getLogger("zvonok.rooms.participant")
+#: ICE-restart offers sent to a session whose client never sends an ICE check.
+MAX_STALL_RESTARTS = 2
 
 
 class _TransportEvents:
@@ -73,6 +78,7 @@ class Participant:
         max_tracks: int,
         on_failed: Callable[[Participant, str], None],
         glare_yield: float = 1.0,
+        ice_stall: float = 5.0,
     ) -> None:
         self.room = room
         self.session_id = session_id
@@ -96,6 +102,9 @@ class Participant:
         self._pending_offer: str | None = None
         self._glare_told = False
         self._yield_timer: asyncio.TimerHandle | None = None
+        self._ice_stall = ice_stall
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_restarts = 0
         self._last_offer: str | None = None
         self.negotiator = SessionNegotiator()
         self.endpoint = MediaEndpoint()
@@ -161,10 +170,10 @@ class Participant:
             candidates=self.transport.local_candidates(),
         )
 
-    def _send_offer(self) -> None:
+    def _send_offer(self, *, ice_restart: bool = False) -> None:
         self._needs_offer = False
         self._glare_told = False
-        sdp = self.negotiator.create_offer(self._wanted(), self._local())
+        sdp = self.negotiator.create_offer(self._wanted(), self._local(ice_restart))
         self._last_offer = sdp
         self._send_track_map()
         self.send("offer", {"type": "offer", "sdp": sdp})
@@ -260,8 +269,32 @@ class Participant:
         if not self._trickled:
             self._trickled = True
             self._trickle_local()
+        self._watch_ice_stall()
         if self._needs_offer and not self.closed:
             self._send_offer()
+
+    def _watch_ice_stall(self) -> None:
+        if (
+            self._stall_timer is None
+            and self._ice_stall > 0
+            and self._stall_restarts < MAX_STALL_RESTARTS
+            and self.transport.state is ConnectionState.NEW
+        ):
+            loop = asyncio.get_running_loop()
+            self._stall_timer = loop.call_later(self._ice_stall, self._ice_stalled)
+
+    def _ice_stalled(self) -> None:
+        """No ICE check since the negotiation completed: offer an ICE restart (when stable)."""
+        self._stall_timer = None
+        if self.closed or self.transport.state is not ConnectionState.NEW:
+            return
+        if self.negotiator.state != "stable":
+            return  # a round is in flight: its end (``_after_round``) looks again
+        self._stall_restarts += 1
+        self.log.info(
+            "no ICE check %.0f s after negotiating: offering an ICE restart", self._ice_stall
+        )
+        self._send_offer(ice_restart=True)
 
     def _trickle_local(self) -> None:
         first = next((s for s in self.negotiator.slots if not s.stopped), None)
@@ -453,6 +486,9 @@ class Participant:
             self._drop_consumer(track_id)
         self.pending_ice.clear()
         self._drop_pending_offer()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         self.transport.close()
         self.state = ConnectionState.CLOSED
 

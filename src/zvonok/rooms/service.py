@@ -54,6 +54,7 @@ class RoomService:
         max_tracks: int = 16,
         max_sessions_per_user: int = 0,
         glare_yield: float = 1.0,
+        ice_stall: float = 5.0,
         events: RoomEvents | None = None,
     ) -> None:
         self.worker = worker
@@ -70,6 +71,7 @@ class RoomService:
         self._max_tracks = max_tracks
         self._max_sessions_per_user = max_sessions_per_user
         self._glare_yield = glare_yield
+        self._ice_stall = ice_stall
         self._grace: dict[SessionId, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -125,6 +127,7 @@ class RoomService:
                 max_tracks=self._max_tracks,
                 on_failed=self._failed,
                 glare_yield=self._glare_yield,
+                ice_stall=self._ice_stall,
             )
             room.participants[session_id] = participant
             self.sessions[session_id] = participant

@@ -184,3 +184,34 @@ async def test_lingering_binding_expires_and_is_bounded() -> None:
         await directory.release(SessionId(name), binding, linger=10)
     assert await directory.bind(SessionId("x"), mallory) == mallory  # the oldest was forgotten
     assert await directory.bind(SessionId("z"), mallory) != mallory
+
+
+async def test_no_ice_check_after_negotiating_gets_an_ice_restart_offer(
+    worker: MediaWorker,
+) -> None:
+    """A client whose ICE agent never sends a check (a browser that lost it in a rollback) gets
+    an ICE-restart offer (new ufrag/pwd), at most twice."""
+    rooms = RoomService(
+        worker=worker,
+        sessions=LocalSessionDirectory(),
+        rooms=LocalRoomDirectory(),
+        ice_servers=[],
+        ice_stall=YIELD,
+    )
+    try:
+        sink = Sink()
+        alice = await join(rooms, "alice", "a", sink)
+        ufrags = [SessionDescription.parse(sink.last("offer")["sdp"]).media[0].ice_ufrag]
+        for _ in range(2):
+            alice.handle_answer(answer_to(sink.last("offer")["sdp"]))
+            sink.clear()
+            await asyncio.sleep(YIELD * 3)
+            assert sink.types() == ["offer"]
+            ufrags.append(SessionDescription.parse(sink.last("offer")["sdp"]).media[0].ice_ufrag)
+        alice.handle_answer(answer_to(sink.last("offer")["sdp"]))
+        sink.clear()
+        await asyncio.sleep(YIELD * 3)
+        assert sink.types() == []  # two restarts, then the client is on its own
+        assert len(set(ufrags)) == 3
+    finally:
+        await rooms.close()
