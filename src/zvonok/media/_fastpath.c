@@ -1703,7 +1703,10 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "ReceiveStatsBase", (PyObject *)&ReceiveStatsBaseType) < 0 ||
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
-        PyModule_AddIntConstant(m, "BATCH", BATCH) < 0) {
+        PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
+        PyModule_AddIntConstant(m, "SYNC_TRAIL", SYNC_TRAIL) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_DROPOUT", MAX_DROPOUT) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_MISORDER", MAX_MISORDER) < 0) {
         Py_DECREF(m);
         return NULL;
     }

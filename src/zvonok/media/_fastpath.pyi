@@ -18,6 +18,11 @@ from typing_extensions import disjoint_base
 MAX_PLAIN: int
 #: Most copies one ``sendmmsg`` carries.
 BATCH: int
+#: How far behind the newest forwarded sequence number the re-sync point trails (forwarder.py).
+SYNC_TRAIL: int
+#: RFC 3550 A.1 thresholds of the receive statistics (stats.py).
+MAX_DROPOUT: int
+MAX_MISORDER: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]

@@ -552,3 +552,13 @@ def test_producer_core_reads_the_monotonic_clock_itself() -> None:
     assert before <= seen[0] <= time.monotonic()
     with pytest.raises(ValueError, match="power of 2"):
         native.ProducerCore(ReceiveStats(1), {}, [None] * 3, Fanout(), print, print, None)
+
+
+def test_compiled_constants_equal_the_python_ones() -> None:
+    """The C core and its pure-Python reference share their sequence-number thresholds."""
+    from zvonok.media.forwarding import forwarder, stats
+
+    assert native is not None, "the compiled fast path is not built"
+    assert native.SYNC_TRAIL == forwarder.SYNC_TRAIL
+    assert native.MAX_DROPOUT == stats.MAX_DROPOUT
+    assert native.MAX_MISORDER == stats.MAX_MISORDER
