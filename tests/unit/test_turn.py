@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import ValidationError
@@ -184,14 +183,6 @@ def test_turn_urls_with_static_credentials_need_no_secret() -> None:
 
 
 # --- joined ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def worker() -> AsyncIterator[MediaWorker]:
-    w = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await w.start()
-    yield w
-    await w.close()
 
 
 async def test_joined_carries_a_fresh_credential_per_join_and_resume(worker: MediaWorker) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -37,16 +38,19 @@ class Sink(RecordingSink):
         return [t for t in super().types() if t not in ("tracks", "ice")]
 
 
-@pytest.fixture
-async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
-    service = RoomService(
+def make_rooms(worker: MediaWorker, **settings: Any) -> RoomService:
+    return RoomService(
         worker=worker,
         sessions=LocalSessionDirectory(),
         rooms=LocalRoomDirectory(),
         ice_servers=[],
-        glare_yield=YIELD,
-        max_sessions_per_user=2,
+        **settings,
     )
+
+
+@pytest.fixture
+async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
+    service = make_rooms(worker, glare_yield=YIELD, max_sessions_per_user=2)
     yield service
     await service.close()
 
@@ -191,13 +195,7 @@ async def test_no_ice_check_after_negotiating_gets_an_ice_restart_offer(
 ) -> None:
     """A client whose ICE agent never sends a check (a browser that lost it in a rollback) gets
     an ICE-restart offer (new ufrag/pwd), at most twice."""
-    rooms = RoomService(
-        worker=worker,
-        sessions=LocalSessionDirectory(),
-        rooms=LocalRoomDirectory(),
-        ice_servers=[],
-        ice_stall=YIELD,
-    )
+    rooms = make_rooms(worker, ice_stall=YIELD)
     try:
         sink = Sink()
         alice = await join(rooms, "alice", "a", sink)

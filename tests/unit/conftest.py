@@ -1,4 +1,4 @@
-"""Fixtures of the rooms tests: a real MediaWorker on 127.0.0.1 (no client ever connects to it)."""
+"""Fixtures shared by unit tests: a real MediaWorker on 127.0.0.1 (no client connects to it)."""
 
 from __future__ import annotations
 
