@@ -14,8 +14,8 @@ offers again when stable). If no answer comes within ``glare_yield`` seconds, th
 its offer, answers the pending one, and offers again after that round. A refused offer or answer
 never leaves the session with nothing in flight: the server offers again. A session whose client
 has sent no ICE check ``ice_stall`` seconds after a completed negotiation gets an ICE-restart
-offer (at most ``MAX_STALL_RESTARTS`` times): a browser whose ICE agent was lost in a rollback
-gathers and checks again.
+offer (at most ``MAX_STALL_RESTARTS`` times), a fresh round for a client whose ICE never
+started.
 """
 
 from __future__ import annotations
