@@ -4,6 +4,7 @@ message naming the setting: a BIGINT column compared with ``:room_id`` on a real
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,12 @@ async def test_serve_starts_with_the_database_down(zvonok_server_factory: Server
         "reachable"
     )
     assert any(m.startswith("zvonok listening") for m in messages)
+    # The refusal reaches the client a moment before the log line is read back: poll for it.
+    for _ in range(50):
+        messages = [line.get("msg", "") for line in server.logs() if isinstance(line, dict)]
+        if any(m.startswith("database failed") for m in messages):
+            break
+        await asyncio.sleep(0.1)
     (failure,) = [m for m in messages if m.startswith("database failed")]
     assert failure == (
         "database failed to check membership (sql_member_query_chat): ConnectionRefusedError: "

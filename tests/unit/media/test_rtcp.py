@@ -227,3 +227,14 @@ def test_fuzz_structured(parts: list[bytes]) -> None:
         return
     assert len(packets) == len(parts)
     _assert_round_trip(packets)
+
+
+def test_padding_that_leaves_a_partial_word_is_refused() -> None:
+    """Found by test_fuzz_structured: an RR padded by one byte left a 19-byte profile extension
+    that could not be written back (RFC 3550 §6.4: bodies are whole 32-bit words)."""
+    data = bytes.fromhex("a0c90006") + bytes(23) + b"\x01"
+    with pytest.raises(ValueError, match="partial 32-bit word"):
+        parse_compound(data)
+    padded = bytes.fromhex("a0c90002") + bytes(4) + bytes.fromhex("00000004")
+    (report,) = parse_compound(padded)
+    assert bytes(report) == bytes.fromhex("80c90001") + bytes(4)

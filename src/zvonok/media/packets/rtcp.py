@@ -408,6 +408,8 @@ def parse_compound(data: bytes | bytearray) -> list[RtcpPacket]:
             pad = data[end - 1] if end > pos + 4 else 0
             if pad == 0 or pos + 4 + pad > end:
                 raise ValueError("RTCP padding length overruns the packet")
+            if pad % 4:  # every RTCP body (SDES chunks included) is whole 32-bit words
+                raise ValueError(f"RTCP padding of {pad} bytes leaves a partial 32-bit word")
             body_end -= pad
         packets.append(parse_rtcp(packet_type, first & 0x1F, data[pos + 4 : body_end]))
         pos = end
