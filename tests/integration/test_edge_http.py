@@ -16,15 +16,15 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from .harness.messages import recv_until
 from .harness.server import ServerFactory, ZvonokServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -231,23 +231,6 @@ async def _member_socket(server: ZvonokServer) -> tuple[str, str]:
     return chat, token
 
 
-async def _next(ws: ClientConnection, msg_type: str, wait: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    seen: list[str] = []
-    for _ in range(1000):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), left))
-        except TimeoutError:
-            break
-        seen.append(f"{msg['type']}:{(msg.get('payload') or {}).get('code', '')}")
-        if msg["type"] == msg_type:
-            return msg
-    raise AssertionError(f"no {msg_type!r}; saw {seen}")
-
-
 def test_message_limit_counts_utf8_bytes(zvonok_server: ZvonokServer) -> None:
     """``max_message_bytes`` (default 256 KiB) counts bytes: a ~1 MB frame of emoji is too large."""
 
@@ -261,7 +244,7 @@ def test_message_limit_counts_utf8_bytes(zvonok_server: ZvonokServer) -> None:
             # 240,000 characters (< 262,144) but 960,000 bytes; 65,536 emoji = exactly 256 KiB.
             for count in (240_000, 65_537, 65_536, 1000):
                 await ws.send("\U0001f600" * count)
-                error = await _next(ws, "error")
+                error = await recv_until(ws, "error")
                 codes.append(error["payload"]["code"])
         return codes
 
@@ -294,18 +277,18 @@ def test_attacker_text_never_reaches_the_log(zvonok_server: ZvonokServer) -> Non
                 await ws.send(json.dumps(envelope))
 
             await send("join")
-            await _next(ws, "joined")
+            await recv_until(ws, "joined")
             await send("offer", {"type": "offer", "sdp": sdp})
             for _ in range(3):  # a server offer may be outstanding: `glare` first, then bad-sdp
-                error = await _next(ws, "error", 8)
+                error = await recv_until(ws, "error", 8)
                 if error["payload"]["code"] == "bad-sdp":
                     break
             errors.append(error)
             candidate = f"candidate:{marker} 1 udp\r\nFORGED {marker} log line"
             await send("ice", {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0})
-            errors.append(await _next(ws, "error"))
+            errors.append(await recv_until(ws, "error"))
             await send(f"x-{marker}")
-            errors.append(await _next(ws, "error"))
+            errors.append(await recv_until(ws, "error"))
         return errors
 
     errors = asyncio.run(run())

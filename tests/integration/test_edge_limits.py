@@ -23,6 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from .harness.messages import recv_until
 from .harness.server import ServerFactory, ZvonokServer
 
 pytestmark = pytest.mark.timeout(150)
@@ -90,24 +91,6 @@ class RawWebSocket:
 
 def call_path(kind: str, room: str) -> str:
     return f"/api/v1/{kind}/{room}/call"
-
-
-async def recv_until(ws: Any, msg_type: str, wait: float) -> dict[str, Any]:
-    """The next message of ``msg_type`` on a ``websockets`` connection, within ``wait`` s."""
-    deadline = time.monotonic() + wait
-    seen: list[str] = []
-    for _ in range(10_000):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), left))
-        except TimeoutError:
-            break
-        seen.append(msg["type"])
-        if msg["type"] == msg_type:
-            return msg
-    raise AssertionError(f"no {msg_type!r} within {wait} s; saw {seen}")
 
 
 @pytest.mark.slow
