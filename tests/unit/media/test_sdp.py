@@ -431,6 +431,15 @@ def test_build_from_values() -> None:
     assert str(media) == str(desc).split("m=", 1)[1].join(["m=", ""])
 
 
+def test_empty_bundle_group_round_trips() -> None:
+    """``a=group:BUNDLE`` with no mids (every m-line rejected) is written back without a stray
+    space; found by the fresh-seed fuzz run (corpus ``1967984228-crash-fe88…``)."""
+    desc = SessionDescription.parse(MINIMAL + "a=group:BUNDLE\r\n" + AUDIO)
+    assert desc.bundle == [[]]
+    assert "a=group:BUNDLE\r\n" in str(desc)
+    assert SessionDescription.parse(str(desc)) == desc
+
+
 def test_ssrc_of_media_skips_fid_secondary_listed_first() -> None:
     text = MINIMAL + AUDIO + "a=ssrc:2 cname:x\r\na=ssrc:1 cname:x\r\na=ssrc-group:FID 1 2\r\n"
     media = SessionDescription.parse(text).media[0]

@@ -251,7 +251,7 @@ def _session_lines(desc: SessionModel) -> list[str]:
     out = ["v=0", f"o={o.username} {o.session_id} {o.session_version} {o.nettype}"]
     out[-1] += f" {o.addrtype} {o.address}"
     out += [f"s={desc.session_name}", *_typed_lines(typed, SESSION_LINE_ORDER)]
-    out += [_a("group", "BUNDLE " + " ".join(mids)) for mids in desc.bundle]
+    out += [_a("group", " ".join(["BUNDLE", *mids])) for mids in desc.bundle]
     if desc.ice_lite:
         out.append(_a("ice-lite"))
     out += _transport_lines(desc)
