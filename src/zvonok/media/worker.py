@@ -1,8 +1,10 @@
 """``MediaWorker``: one UDP socket, one DTLS certificate and one housekeeping tick per process.
 
-Owns: the worker's socket (``transport.udp.MediaUdpProtocol``), its ECDSA P-256 certificate and
+Owns: the worker's socket (``transport.udp.MediaUdpProtocol``), its optional ICE-TCP listener
+(``transport.tcp.MediaTcpServer``, RFC 6544 passive), its ECDSA P-256 certificate and
 DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 8445 §5.1.1.1,
-priorities per §5.1.2.1, loopback lowest) and the ~4 Hz tick task that runs the callbacks
+priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, priorities per
+RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
 consent and DTLS timeouts.
 Must not import anything from zvonok outside ``zvonok.media`` (and ``zvonok.errors``/``ids``).
@@ -11,6 +13,7 @@ Must not import anything from zvonok outside ``zvonok.media`` (and ``zvonok.erro
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import ipaddress
 import logging
@@ -22,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from .fastpath import native
 from .transport.dtls import DtlsCertificate
+from .transport.tcp import MediaTcpServer
 from .transport.transport import TransportListener, WebRtcTransport
 from .transport.udp import MediaUdpProtocol
 
@@ -36,8 +40,10 @@ TRANSPORT_SWEEP_INTERVAL = 1.0
 #: Socket buffers: a burst of keyframe packets for many subscribers must not overflow them.
 SOCKET_BUFFER = 4 * 1024 * 1024
 _SIOCGIFADDR = 0x8915
-#: RFC 8445 §5.1.2.2: type preference of host candidates.
+#: RFC 8445 §5.1.2.2: type preference of host candidates (RFC 6544 §4.2: the same for TCP).
 _HOST_TYPE_PREFERENCE = 126
+#: RFC 6544 §4.2: direction-pref of a passive host candidate (6 active, 4 passive, 2 S-O).
+_PASSIVE_DIRECTION_PREFERENCE = 4
 
 
 def local_ipv4_addresses() -> list[str]:
@@ -58,14 +64,31 @@ def local_ipv4_addresses() -> list[str]:
     return sorted(found, key=lambda ip: ipaddress.ip_address(ip).is_loopback)
 
 
-def host_candidates(ips: Sequence[str], port: int) -> list[str]:
-    """``candidate:`` lines for host candidates, all on the one worker port (component 1)."""
+def host_candidates(ips: Sequence[str], port: int, tcp_port: int | None = None) -> list[str]:
+    """``candidate:`` lines for host candidates, all on the one worker port (component 1); with
+    ``tcp_port``, a ``tcptype passive`` candidate per address after the UDP ones (RFC 6544 §4.5)
+    with a distinct foundation (RFC 8445 §5.1.1.3: another transport protocol)."""
     lines = []
     for index, ip in enumerate(ips):
         local_preference = max(65535 - index, 0)
         priority = (_HOST_TYPE_PREFERENCE << 24) | (local_preference << 8) | (256 - 1)
         lines.append(f"candidate:{index + 1} 1 udp {priority} {ip} {port} typ host")
+    if tcp_port is not None:
+        for index, ip in enumerate(ips):
+            priority = tcp_priority(index)
+            foundation = len(ips) + index + 1
+            lines.append(
+                f"candidate:{foundation} 1 tcp {priority} {ip} {tcp_port} typ host tcptype passive"
+            )
     return lines
+
+
+def tcp_priority(index: int) -> int:
+    """RFC 6544 §4.2: local preference = 2^13 * direction-pref + other-pref (8191 for the first
+    address, one less for each next): at most 40959, below every UDP host candidate's."""
+    other_preference = max(8191 - index, 0)
+    local_preference = (_PASSIVE_DIRECTION_PREFERENCE << 13) + other_preference
+    return (_HOST_TYPE_PREFERENCE << 24) | (local_preference << 8) | (256 - 1)
 
 
 def _announced(host: str, announce_ips: Sequence[str]) -> list[str]:
@@ -88,9 +111,22 @@ class MediaWorker:
         consent_timeout: float = 30.0,
         dtls_timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        ice_tcp: bool = False,
+        tcp_port: int | None = None,
+        tcp_max_connections: int = 1000,
+        tcp_auth_timeout: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
+        #: The ICE-TCP listener (None: UDP only). ``tcp_port`` None: the UDP port's number.
+        self.tcp: MediaTcpServer | None = None
+        if ice_tcp:
+            self.tcp = MediaTcpServer(
+                self._tcp_endpoint,
+                max_connections=tcp_max_connections,
+                auth_timeout=tcp_auth_timeout,
+            )
+        self._tcp_port = tcp_port
         self.announced_ips: list[str] = _announced(host, announce_ips)
         self.certificate = DtlsCertificate.generate()
         self.fingerprint = ("sha-256", self.certificate.fingerprint("sha-256"))
@@ -134,9 +170,41 @@ class MediaWorker:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
-        self._candidates = host_candidates(self.announced_ips, self.port)
+        tcp_port: int | None = None
+        if self.tcp is not None:
+            try:
+                tcp_port = await self._start_tcp(self.tcp)
+            except BaseException:
+                await self.udp.close()
+                raise
+        self._candidates = host_candidates(self.announced_ips, self.port, tcp_port)
         self._tick_task = asyncio.create_task(self._tick_loop(), name="media-worker-tick")
-        log.info("media worker on %s:%d, announcing %s", self.host, self.port, self.announced_ips)
+        log.info(
+            "media worker on %s:%d (udp)%s, announcing %s",
+            self.host,
+            self.port,
+            "" if tcp_port is None else f" and :{tcp_port} (ice-tcp)",
+            self.announced_ips,
+        )
+
+    async def _start_tcp(self, tcp: MediaTcpServer) -> int:
+        """Listen for ICE-TCP on ``tcp_port``, or on the UDP port's number when unset; in that
+        case a number already taken by another TCP socket falls back to any free port (the
+        candidates announce the real one) with a warning."""
+        if self._tcp_port is not None:
+            return await tcp.start(self.host, self._tcp_port)
+        try:
+            return await tcp.start(self.host, self.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        port = await tcp.start(self.host, 0)
+        log.warning(
+            "ICE-TCP: TCP port %d is taken, listening on %d instead (set media_tcp_port)",
+            self.port,
+            port,
+        )
+        return port
 
     async def close(self) -> None:
         """Close every transport, then the tick task and the socket. Idempotent."""
@@ -146,6 +214,8 @@ class MediaWorker:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])  # our own cancellation still propagates
+        if self.tcp is not None:
+            await self.tcp.close()
         await self.udp.close()
 
     def create_transport(self, listener: TransportListener) -> WebRtcTransport:
@@ -200,6 +270,11 @@ class MediaWorker:
                 self.tick(self.clock())
             except Exception:  # a bug in one pass must not stop consent checking for good
                 log.exception("media worker tick failed")
+
+    def _tcp_endpoint(self, ufrag: str) -> WebRtcTransport | None:
+        """The live transport whose local ufrag is ``ufrag`` (for ICE-TCP's first check)."""
+        endpoint = self.udp.endpoint_for_ufrag(ufrag)
+        return endpoint if isinstance(endpoint, WebRtcTransport) else None
 
     def _transport_closed(self, transport: WebRtcTransport) -> None:
         self._transports.pop(transport.id, None)

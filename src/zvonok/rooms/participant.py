@@ -111,6 +111,8 @@ class Participant:
         self.transport: WebRtcTransport = worker.create_transport(
             _TransportEvents(self.endpoint, self._on_state)
         )
+        # ICE-TCP: the forwarders follow the transport's send target when its path changes.
+        self.transport.on_target_change = self.endpoint.retarget
         self.log = logging.LoggerAdapter(
             log, {"room": str(room.key), "session": session_id, "user": user_id}
         )

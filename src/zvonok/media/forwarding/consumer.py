@@ -57,6 +57,10 @@ class ConsumedTrack(Protocol):
 
     def remove_consumer(self, consumer: Consumer) -> None: ...
 
+    def refresh_fanout(self) -> None:
+        """Re-read every consumer's ``core`` (one was rebuilt by ``Consumer.retarget``)."""
+        ...
+
 
 class Consumer:
     """Forwards one producer's packets to one subscriber. Created by ``Router.create_consumer``."""
@@ -127,6 +131,31 @@ class Consumer:
         return self.core.blocked and not self.core.held
 
     # -- control ---------------------------------------------------------------------------
+
+    def retarget(self) -> None:
+        """The sink's send target was replaced (its transport moved between UDP and ICE-TCP):
+        rebuild the forwarder on the new one, numbering and counters carried over."""
+        if self.closed:
+            return
+        old = self.core
+        core = make_forwarder(
+            self._sink,
+            ssrc=self.ssrc,
+            payload_types=self._pts,
+            ext_table=self._ext,
+            video=self._video,
+            ts_offset=old.ts_offset,
+            last_out_seq=old.last_out_seq,
+        )
+        core.blocked = old.blocked
+        core.held = old.held
+        core.seq_offset = old.seq_offset
+        core.sync_in_seq = old.sync_in_seq
+        core.packets_sent = old.packets_sent
+        core.octets_sent = old.octets_sent
+        core.dropped = old.dropped
+        self.core = core
+        self.producer.refresh_fanout()
 
     def start(self) -> None:
         """Begin forwarding: video waits for a keyframe and asks the producer for one."""

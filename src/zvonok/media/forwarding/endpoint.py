@@ -75,6 +75,12 @@ class MediaEndpoint:
             if ssrc is not None and self._consumers.get(ssrc) is consumer:
                 del self._consumers[ssrc]
 
+    def retarget(self) -> None:
+        """The transport's send target was replaced (UDP <-> ICE-TCP): every consumer rebuilds
+        its forwarder on the new one (the transport's ``on_target_change``)."""
+        for consumer in set(self._consumers.values()):
+            consumer.retarget()
+
     @property
     def packets_out(self) -> int:
         return sum(c.packets_sent + c.rtx_sent for c in set(self._consumers.values()))

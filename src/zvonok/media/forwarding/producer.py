@@ -186,6 +186,10 @@ class Producer:
             self.consumers.remove(consumer)
             self._fanout.set([c.core for c in self.consumers])
 
+    def refresh_fanout(self) -> None:
+        """Re-read the consumers' forwarders (one was rebuilt on another send target)."""
+        self._fanout.set([c.core for c in self.consumers])
+
     # -- RTCP ------------------------------------------------------------------------------
 
     def receive_sender_report(self, sr: SenderReport, now: float) -> None:

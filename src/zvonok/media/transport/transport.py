@@ -4,9 +4,14 @@ Owns: the connection state machine (NEW → CONNECTING on the first valid check 
 DTLS is done and SRTP ready → DISCONNECTED when consent goes stale → CONNECTED again when checks
 resume, or FAILED; CLOSED on close()), the per-session counters and the RTP/RTCP split of
 RFC 5761 §4 on the hot path. Glues ``ice.IceLiteAgent``, ``dtls.DtlsServer`` and
-``srtp.SrtpSession``; timeouts (DTLS handshake, RFC 7675 consent) are evaluated by ``tick``, which
-the worker calls from its one housekeeping task (no per-session timers besides DTLS
-retransmission during the handshake).
+``srtp.SrtpSession``. Checks arrive over the worker's UDP socket or over ICE-TCP connections
+(``tcp.TcpConnection``, RFC 6544); the selected pair's path — the peer's UDP address or the one
+TCP connection the session keeps — carries SRTP, SRTCP and DTLS. RTP goes out through
+``rtp_target``: the UDP one (compiled when built) or a ``tcp.TcpSendTarget``; when the path
+changes between the two, ``on_target_change`` lets the forwarding layer rebuild the forwarders
+bound to the old target. Timeouts (DTLS handshake, RFC 7675 consent) are evaluated by
+``tick``, which the worker calls from its one housekeeping task (no per-session timers
+besides DTLS retransmission during the handshake).
 Must not import anything from zvonok outside ``zvonok.media``. Created only by
 ``MediaWorker.create_transport``.
 """
@@ -25,7 +30,8 @@ from .dtls import DtlsServer, DtlsState
 from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
 from .receiver import ReceiverLike, make_receiver
 from .srtp import SrtpSession
-from .target import make_send_target
+from .target import SendTargetLike, make_send_target
+from .tcp import TcpConnection, TcpSendTarget
 from .udp import MediaUdpProtocol
 
 __all__ = ["ConnectionState", "IceParameters", "TransportListener", "WebRtcTransport"]
@@ -87,8 +93,19 @@ class WebRtcTransport:
         self._dtls = DtlsServer(dtls_context, self, loop)
         self._dtls_addr: Address | None = None
         self._srtp: SrtpSession | None = None
-        #: Outbound RTP (compiled when built): consumers of this session send through it.
-        self.rtp_target = make_send_target(udp.fileno, udp.sendto)
+        #: Outbound RTP: consumers of this session send through it. The UDP target (compiled
+        #: when built) until ICE selects a TCP connection, then a ``TcpSendTarget``.
+        self._udp_target = make_send_target(udp.fileno, udp.sendto)
+        self._tcp_target: TcpSendTarget | None = None
+        self.rtp_target: SendTargetLike = self._udp_target
+        #: Called after ``rtp_target`` was replaced (UDP <-> TCP path): forwarders bound to the
+        #: old target must be rebuilt on the new one (``MediaEndpoint.retarget``).
+        self.on_target_change: Callable[[], None] | None = None
+        #: The one ICE-TCP connection of this session, the one the selected pair uses (None:
+        #: the selected pair is UDP), and the one DTLS last arrived on (None: UDP).
+        self._tcp: TcpConnection | None = None
+        self._selected_conn: TcpConnection | None = None
+        self._dtls_conn: TcpConnection | None = None
         #: Inbound SRTP (compiled when built): RTP to ``listener.on_rtp``, SRTCP back to us.
         self.media_in: ReceiverLike = make_receiver(self._handle_rtcp, listener.on_rtp)
         self._connecting_since = 0.0
@@ -97,19 +114,27 @@ class WebRtcTransport:
 
     # -- counters -----------------------------------------------------------------------------
 
+    def _targets(self) -> tuple[SendTargetLike, ...]:
+        tcp = self._tcp_target
+        return (self._udp_target,) if tcp is None else (self._udp_target, tcp)
+
     @property
     def tx_packets(self) -> int:
-        """SRTP and SRTCP datagrams sent."""
-        return self._tx_packets + self.rtp_target.tx_packets
+        """SRTP and SRTCP datagrams (or RFC 4571 frames) sent."""
+        return self._tx_packets + sum(t.tx_packets for t in self._targets())
 
     @property
     def tx_bytes(self) -> int:
-        return self._tx_bytes + self.rtp_target.tx_bytes
+        return self._tx_bytes + sum(t.tx_bytes for t in self._targets())
 
     @property
     def srtp_errors(self) -> int:
         """Packets that failed SRTP protection (out) or authentication (in)."""
-        return self._srtp_errors + self.rtp_target.srtp_errors + self.media_in.srtp_errors
+        return (
+            self._srtp_errors
+            + sum(t.srtp_errors for t in self._targets())
+            + self.media_in.srtp_errors
+        )
 
     @property
     def rx_packets(self) -> int:
@@ -136,6 +161,13 @@ class WebRtcTransport:
     def selected_address(self) -> Address | None:
         """The peer address media is sent to (the last nominated one)."""
         return self._ice.selected
+
+    @property
+    def selected_protocol(self) -> str | None:
+        """The selected candidate pair's transport, "udp" or "tcp" (None before a check)."""
+        if self._ice.selected is None:
+            return None
+        return "udp" if self._selected_conn is None else "tcp"
 
     def local_candidates(self) -> list[str]:
         """``candidate:...`` lines (no ``a=``) for every announced address of the worker."""
@@ -178,9 +210,11 @@ class WebRtcTransport:
         self._dtls.close()
         self._udp.unregister(self, self._ice.local_ufrags())
         self._srtp = None
-        self.rtp_target.clear_srtp()
-        self.rtp_target.set_address(None)
+        for target in self._targets():
+            target.clear_srtp()
+            target.set_address(None)
         self.media_in.clear_srtp()
+        self._drop_tcp()
         self._set_state(ConnectionState.CLOSED)
         self._on_closed(self)
 
@@ -210,6 +244,7 @@ class WebRtcTransport:
         if state is ConnectionState.FAILED or state is ConnectionState.CLOSED:
             return False
         now = self._clock()
+        moves = request.use_candidate or self._ice.selected is None
         try:
             outcome = self._ice.handle(request, addr, now)
         except ValueError as exc:
@@ -218,23 +253,111 @@ class WebRtcTransport:
         self._udp.sendto(outcome.response, addr)
         if not outcome.accepted:
             return False
-        selected = self._ice.selected
-        if selected == addr:
+        if moves:
             self._dtls_addr = addr  # DTLS (close_notify, retransmissions) follows a migration
-        if selected is not self.rtp_target.address:
-            self.rtp_target.set_address(selected)
-        if outcome.retired_ufrag is not None:
-            self._udp.unregister_ufrag(outcome.retired_ufrag, self)
+            self._dtls_conn = None
+            self._use_path(None)
+        self._checked(outcome.retired_ufrag, state, now)
+        return True
+
+    def handle_tcp_stun(self, request: BindingRequest, conn: TcpConnection) -> bool:
+        """Answer one check that came over an ICE-TCP connection; True if it was valid.
+
+        A session keeps one connection: a second one is taken only with a nomination
+        (USE-CANDIDATE) or while the first is not the selected path; the other is closed.
+        """
+        self.stun_requests += 1
+        state = self.state
+        if state is ConnectionState.FAILED or state is ConnectionState.CLOSED:
+            return False
+        current = self._tcp
+        if current is not None and conn is not current and not current.closed:
+            if current is self._selected_conn and not request.use_candidate:
+                return False
+        now = self._clock()
+        moves = request.use_candidate or self._ice.selected is None
+        try:
+            outcome = self._ice.handle(request, conn.peer, now)
+        except ValueError:
+            return False
+        conn.send(outcome.response)
+        if not outcome.accepted:
+            return False
+        if conn is not current:
+            self._tcp = conn
+            if current is not None:
+                current.close()
+        if moves:
+            self._dtls_conn = conn
+            self._use_path(conn)
+        self._checked(outcome.retired_ufrag, state, now)
+        return True
+
+    def _checked(self, retired_ufrag: str | None, state: ConnectionState, now: float) -> None:
+        """After a valid check: retire an old ufrag, move NEW/DISCONNECTED along."""
+        if retired_ufrag is not None:
+            self._udp.unregister_ufrag(retired_ufrag, self)
         if state is ConnectionState.NEW:
             self._connecting_since = now
             self._set_state(ConnectionState.CONNECTING)
         elif state is ConnectionState.DISCONNECTED:
             self._set_state(ConnectionState.CONNECTED)
-        return True
+
+    def _use_path(self, conn: TcpConnection | None) -> None:
+        """Send over ``conn`` (None: UDP to the selected address) from now on."""
+        self._selected_conn = conn
+        previous = self.rtp_target
+        target: SendTargetLike
+        if conn is None:
+            target = self._udp_target
+            selected = self._ice.selected
+            if selected is not target.address:
+                target.set_address(selected)
+        else:
+            tcp = self._tcp_target
+            if tcp is None:
+                tcp = self._tcp_target = TcpSendTarget()
+            tcp.set_connection(conn)
+            target = tcp
+        if target is previous:
+            return
+        previous.set_address(None)
+        target.enabled = previous.enabled
+        srtp = self._srtp
+        if srtp is not None:
+            target.set_srtp(*srtp.tx_handle(), srtp)
+        self.rtp_target = target
+        hook = self.on_target_change
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                self._log.exception("on_target_change raised")
+
+    def handle_tcp_dtls(self, data: bytes, conn: TcpConnection) -> None:
+        """One DTLS record (RFC 4571 frame) from the session's TCP connection."""
+        if conn is not self._tcp:
+            return
+        self._dtls_conn = conn
+        self._dtls.handle_datagram(data)
+
+    def tcp_closed(self, conn: TcpConnection) -> None:
+        """The connection is gone; a selected path over it stays selected (nothing arrives,
+        consent expires) until the client nominates another pair."""
+        if conn is self._tcp:
+            self._tcp = None
+        if conn is self._dtls_conn:
+            self._dtls_conn = None
+
+    def _drop_tcp(self) -> None:
+        conn, self._tcp = self._tcp, None
+        if conn is not None:
+            conn.close()
 
     def handle_dtls(self, data: bytes, addr: Address) -> None:
         """One DTLS datagram from a bound address."""
         self._dtls_addr = addr
+        self._dtls_conn = None
         self._dtls.handle_datagram(data)
 
     def handle_media(self, data: bytes, addr: Address) -> None:
@@ -260,13 +383,18 @@ class WebRtcTransport:
     # -- DTLS events (dtls.DtlsListener) -----------------------------------------------------
 
     def dtls_send(self, data: bytes) -> None:
+        conn = self._dtls_conn
+        if conn is not None:
+            conn.send(data)
+            return
         addr = self._dtls_addr or self._ice.selected
         if addr is not None:
             self._udp.sendto(data, addr)
 
     def dtls_connected(self, srtp: SrtpSession) -> None:
         self._srtp = srtp
-        self.rtp_target.set_srtp(*srtp.tx_handle(), srtp)
+        for target in self._targets():
+            target.set_srtp(*srtp.tx_handle(), srtp)
         self.media_in.set_srtp(*srtp.rx_handle(), srtp)
         self._log.info("DTLS connected, SRTP profile %s", srtp.profile.name.decode())
         if self.state is ConnectionState.CONNECTING or self.state is ConnectionState.NEW:
@@ -282,6 +410,12 @@ class WebRtcTransport:
     # -- internals ---------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
+        conn = self._selected_conn
+        if conn is not None:
+            if conn.send(data):
+                self._tx_packets += 1
+                self._tx_bytes += len(data)
+            return
         addr = self._ice.selected
         if addr is not None:
             self._udp.sendto(data, addr)
@@ -292,15 +426,18 @@ class WebRtcTransport:
         self._log.warning("transport failed: %s", reason)
         self._dtls.abort()
         self._srtp = None
-        self.rtp_target.clear_srtp()
+        for target in self._targets():
+            target.clear_srtp()
         self.media_in.clear_srtp()
+        self._drop_tcp()
         self._set_state(ConnectionState.FAILED)
 
     def _set_state(self, state: ConnectionState) -> None:
         if state is self.state:
             return
         self.state = state
-        self.rtp_target.enabled = state is _CONNECTED
+        for target in self._targets():
+            target.enabled = state is _CONNECTED
         try:
             self._listener.on_state(state)
         except Exception:

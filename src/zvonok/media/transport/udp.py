@@ -159,6 +159,10 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         for ufrag in ufrags:
             self.unregister_ufrag(ufrag, endpoint)
 
+    def endpoint_for_ufrag(self, ufrag: str) -> DatagramEndpoint | None:
+        """The endpoint whose local ufrag is ``ufrag`` (the ICE-TCP listener looks up here too)."""
+        return self._by_ufrag.get(ufrag)
+
     def endpoint_for(self, addr: Address) -> DatagramEndpoint | None:
         """The endpoint bound to ``addr``, if any."""
         return self._by_addr.get(addr)
