@@ -15,7 +15,9 @@ its offer, answers the pending one, and offers again after that round. A refused
 never leaves the session with nothing in flight: the server offers again. A session whose client
 has sent no ICE check ``ice_stall`` seconds after a completed negotiation gets an ICE-restart
 offer (at most ``MAX_STALL_RESTARTS`` times), a fresh round for a client whose ICE never
-started.
+started; still no check ``ice_stall`` seconds after the last one, and its connection state
+becomes ``failed`` (the room service ends it with ``media-failed``: the client needs a new
+peer connection, see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from .sink import NullSink, SignalSink
 
 log = logging.getLogger("zvonok.rooms.participant")
 #: ICE-restart offers sent to a session whose client never sends an ICE check.
-MAX_STALL_RESTARTS = 2
+MAX_STALL_RESTARTS = 1
 
 
 class _TransportEvents:
@@ -279,7 +281,7 @@ class Participant:
         if (
             self._stall_timer is None
             and self._ice_stall > 0
-            and self._stall_restarts < MAX_STALL_RESTARTS
+            and self._stall_restarts <= MAX_STALL_RESTARTS
             and self.transport.state is ConnectionState.NEW
         ):
             loop = asyncio.get_running_loop()
@@ -292,6 +294,12 @@ class Participant:
             return
         if self.negotiator.state != "stable":
             return  # a round is in flight: its end (``_after_round``) looks again
+        if self._stall_restarts >= MAX_STALL_RESTARTS:
+            # Restarts did not help: the client's ICE agent is stuck for good (Chromium can lose
+            # its first gathering in a rollback). Only a new peer connection cures that.
+            self.log.info("no ICE check after %d ICE restart(s): media failed", MAX_STALL_RESTARTS)
+            self._on_state(ConnectionState.FAILED)
+            return
         self._stall_restarts += 1
         self.log.info(
             "no ICE check %.0f s after negotiating: offering an ICE restart", self._ice_stall
