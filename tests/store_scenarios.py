@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from zvonok.auth.tokens import Grants
 from zvonok.ids import RoomKey, RoomKind, UserId
+from zvonok.store.base import SqlStore
 from zvonok.store.sql import SqlMembershipStore
 
 #: A messenger's own schema, for the custom-query scenario (portable SQLite/PostgreSQL SQL).
@@ -52,7 +53,7 @@ BIGINT_CHAT_QUERY = (
 )
 
 
-async def check_default_tables(store: SqlMembershipStore) -> None:
+async def check_default_tables(store: SqlStore) -> None:
     """The whole life of chats and groups in zvonok's own tables (any database)."""
     await store.create_schema()
     await store.create_schema()  # idempotent
@@ -106,10 +107,12 @@ async def check_default_tables(store: SqlMembershipStore) -> None:
     assert await store.is_member(grants("zed"), group("new"))
 
 
-async def check_custom_queries(url: str) -> None:
-    """Membership read from a messenger's own tables through the two custom queries."""
+async def check_custom_queries(url: str, store: SqlStore | None = None) -> None:
+    """Membership read from a messenger's own tables through the two custom queries (by ``store``
+    if given, which must read the database at ``url`` with them; by SQLAlchemy if not)."""
     await messenger_tables(url)
-    store = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
+    if store is None:
+        store = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
     try:
         assert await store.is_member(grants("100"), chat("1"))
         assert await store.is_member(grants("200"), chat("1"))

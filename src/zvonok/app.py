@@ -37,8 +37,7 @@ from .rooms.events import RoomEvents
 from .rooms.participant import Participant
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
-from .store.base import MembershipStore, check_store, create_store
-from .store.sql import SqlMembershipStore
+from .store.base import MembershipStore, SqlStore, check_store, create_store
 from .web import dev_guarded, web_routes
 
 log = logging.getLogger("zvonok.app")
@@ -225,7 +224,7 @@ def create_app(settings: Settings) -> Starlette:
 
     async def dev_ensure_member(kind: str, room_id: str, user_id: str) -> None:
         store = state["c"].store
-        if not isinstance(store, SqlMembershipStore):
+        if not isinstance(store, SqlStore):
             raise ValueError("/dev/join works with the embedded SQL membership store only")
         await store.ensure_member(RoomKey(RoomKind(kind), room_id), user_id)
 

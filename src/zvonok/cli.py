@@ -26,8 +26,7 @@ from .config import Settings, load_settings
 from .errors import StoreUnavailable
 from .ids import RoomKey
 from .logs import check_level
-from .store.base import embedded_database_url
-from .store.sql import SqlMembershipStore
+from .store.base import SqlStore, open_sql_store
 
 T = TypeVar("T")
 
@@ -143,7 +142,7 @@ def token(
     )
 
 
-def _with_store(settings: Settings, action: Callable[[SqlMembershipStore], Awaitable[T]]) -> T:
+def _with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
     """Run ``action`` on the configured SQL store (schema created first) and close it."""
     if settings.membership_backend != "sql":
         click.echo(
@@ -153,8 +152,7 @@ def _with_store(settings: Settings, action: Callable[[SqlMembershipStore], Await
         )
 
     async def go() -> T:
-        url = settings.database_url or embedded_database_url(settings.data_dir)
-        store = SqlMembershipStore(url, timeout=settings.sql_timeout)
+        store = open_sql_store(settings)
         try:
             await store.create_schema()
             return await action(store)

@@ -1,8 +1,12 @@
-"""SqlMembershipStore on SQLite (the embedded default); the scenarios are shared with PostgreSQL."""
+"""The two SQL stores on SQLite: ``SqlMembershipStore`` (SQLAlchemy, a ``database_url``) and
+``EmbeddedMembershipStore`` (stdlib sqlite3, the embedded default), held to the same scenarios,
+log lines and errors; the scenarios are shared with PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,9 @@ from tests.store_scenarios import (
 )
 from zvonok.config import Settings
 from zvonok.errors import StoreUnavailable
-from zvonok.store.base import check_store, create_store
+from zvonok.store.base import SqlStore, check_store, create_store
 from zvonok.store.claims import TokenGrantsStore
+from zvonok.store.embedded import EmbeddedMembershipStore
 from zvonok.store.http import HttpMembershipStore
 from zvonok.store.sql import MembershipQueryError, SqlMembershipStore
 
@@ -34,26 +39,46 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'members.db'}"
 
 
-async def test_default_tables(tmp_path: Path) -> None:
-    store = SqlMembershipStore(sqlite_url(tmp_path))
+#: The two stores of the ``sql`` backend, each on an SQLite file given by its path.
+STORES = ["sqlalchemy", "embedded"]
+
+
+def open_store(kind: str, path: Path, **queries: Any) -> SqlStore:
+    if kind == "embedded":
+        return EmbeddedMembershipStore(path, **queries)
+    return SqlMembershipStore(f"sqlite+aiosqlite:///{path}", **queries)
+
+
+@pytest.fixture(params=STORES)
+def kind(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+async def test_default_tables(tmp_path: Path, kind: str) -> None:
+    store = open_store(kind, tmp_path / "members.db")
     try:
         await check_default_tables(store)
     finally:
         await store.close()
 
 
-async def test_custom_queries(tmp_path: Path) -> None:
-    await check_custom_queries(sqlite_url(tmp_path))
+async def test_custom_queries(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "members.db"
+    store = open_store(kind, path, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
+    await check_custom_queries(sqlite_url(tmp_path), store)
 
 
-def test_custom_query_needs_both_parameters(tmp_path: Path) -> None:
+def test_custom_query_needs_both_parameters(tmp_path: Path, kind: str) -> None:
     with pytest.raises(ValueError, match="chat membership query must use the bind parameter :user"):
-        SqlMembershipStore(sqlite_url(tmp_path), chat_query="SELECT 1 WHERE :room_id = '1'")
+        open_store(kind, tmp_path / "members.db", chat_query="SELECT 1 WHERE :room_id = '1'")
 
 
-async def test_broken_query_is_unavailable(tmp_path: Path) -> None:
-    store = SqlMembershipStore(
-        sqlite_url(tmp_path), group_query="SELECT 1 FROM missing WHERE a = :room_id AND :user_id"
+async def test_broken_query_is_unavailable(tmp_path: Path, kind: str) -> None:
+    store = open_store(
+        kind,
+        tmp_path / "members.db",
+        group_query="SELECT 1 FROM missing WHERE a = :room_id AND :user_id",
     )
     try:
         with pytest.raises(StoreUnavailable, match="database failed to check membership"):
@@ -63,10 +88,11 @@ async def test_broken_query_is_unavailable(tmp_path: Path) -> None:
 
 
 async def test_failure_log_names_the_query_and_quotes_the_database(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    store = SqlMembershipStore(
-        sqlite_url(tmp_path),
+    store = open_store(
+        kind,
+        tmp_path / "members.db",
         group_query="SELECT 1 FROM missing WHERE a = :room_id AND b = :user_id",
     )
     caplog.set_level(logging.WARNING, "zvonok.store.sql")
@@ -88,16 +114,16 @@ async def test_failure_log_names_the_query_and_quotes_the_database(
 
 
 async def test_startup_check_refuses_a_broken_custom_query(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    url = sqlite_url(tmp_path)
-    good = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
+    url, path = sqlite_url(tmp_path), tmp_path / "members.db"
+    good = open_store(kind, path, chat_query=CHAT_QUERY, group_query=GROUP_QUERY)
     await messenger_tables(url)
     try:
         await good.check_queries()  # both run (for user "0" in room "0"; no rows is fine)
     finally:
         await good.close()
-    typo = SqlMembershipStore(url, chat_query=CHAT_QUERY, group_query="SELEC 1 " + GROUP_QUERY)
+    typo = open_store(kind, path, chat_query=CHAT_QUERY, group_query="SELEC 1 " + GROUP_QUERY)
     try:
         with pytest.raises(
             MembershipQueryError,
@@ -108,7 +134,7 @@ async def test_startup_check_refuses_a_broken_custom_query(
             await typo.check_queries()
     finally:
         await typo.close()
-    missing = SqlMembershipStore(url, chat_query="SELECT 1 FROM nope WHERE :room_id = :user_id")
+    missing = open_store(kind, path, chat_query="SELECT 1 FROM nope WHERE :room_id = :user_id")
     caplog.set_level(logging.WARNING, "zvonok.store.sql")
     try:
         with pytest.raises(MembershipQueryError, match="sql_member_query_chat .*no such table"):
@@ -119,11 +145,11 @@ async def test_startup_check_refuses_a_broken_custom_query(
 
 
 async def test_startup_check_only_warns_for_default_tables_and_a_dead_database(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     caplog.set_level(logging.WARNING, "zvonok.store.sql")
-    bare = SqlMembershipStore(
-        sqlite_url(tmp_path), group_query="SELECT 1 WHERE :room_id = :user_id"
+    bare = open_store(
+        kind, tmp_path / "members.db", group_query="SELECT 1 WHERE :room_id = :user_id"
     )
     try:
         await bare.check_queries()  # no zvonok tables, no messenger tables: warnings, no error
@@ -134,9 +160,7 @@ async def test_startup_check_only_warns_for_default_tables_and_a_dead_database(
     )
     assert "zvonok chat create creates them" in caplog.text
     caplog.clear()
-    dead = SqlMembershipStore(
-        f"sqlite+aiosqlite:///{tmp_path / 'no' / 'dir.db'}", chat_query=CHAT_QUERY
-    )
+    dead = open_store(kind, tmp_path / "no" / "dir.db", chat_query=CHAT_QUERY)
     try:
         await check_store(dead)
     finally:
@@ -148,8 +172,8 @@ async def test_startup_check_only_warns_for_default_tables_and_a_dead_database(
     await check_store(TokenGrantsStore())  # nothing to check
 
 
-async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
-    store = SqlMembershipStore(f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+async def test_unreachable_database_is_unavailable(tmp_path: Path, kind: str) -> None:
+    store = open_store(kind, tmp_path / "no" / "such" / "dir.db")
     try:
         with pytest.raises(StoreUnavailable):
             await store.is_member(grants("a"), chat("1"))
@@ -161,13 +185,65 @@ async def test_create_store_embedded_default(tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
     store = await create_store(make_settings(data_dir=data_dir))
     try:
-        assert isinstance(store, SqlMembershipStore)
+        assert isinstance(store, EmbeddedMembershipStore)  # no SQLAlchemy for the default
         assert (data_dir / "zvonok.db").exists()
         assert not await store.is_member(grants("a"), chat("1"))  # the schema exists
         await store.create_chat(["a", "b"])
         assert await store.is_member(grants("a"), chat("1"))
     finally:
         await store.close()
+    # The same file through SQLAlchemy (database_url naming it): same tables, same answers.
+    url = f"sqlite+aiosqlite:///{data_dir / 'zvonok.db'}"
+    store = await create_store(make_settings(data_dir=data_dir, database_url=url))
+    try:
+        assert isinstance(store, SqlMembershipStore)
+        assert await store.is_member(grants("b"), chat("1"))
+        assert await store.create_chat(["c", "d"]) == "2"
+        await store.create_schema()  # the tables the embedded store made are SQLAlchemy's own
+    finally:
+        await store.close()
+    store = await create_store(make_settings(data_dir=data_dir))
+    try:
+        assert await store.is_member(grants("d"), chat("2"))
+    finally:
+        await store.close()
+
+
+async def test_embedded_store_survives_close_and_busy_writers(tmp_path: Path) -> None:
+    """A closed store opens its connection again; two stores on one file serialize writes."""
+    path = tmp_path / "members.db"
+    first, second = EmbeddedMembershipStore(path), EmbeddedMembershipStore(path)
+    try:
+        await first.create_schema()
+        ids = await asyncio.gather(
+            *(store.create_group(["a"]) for store in (first, second) for _ in range(5))
+        )
+        assert sorted(ids, key=int) == [str(n) for n in range(1, 11)]
+        await first.close()
+        await first.close()  # idempotent
+        assert await first.is_member(grants("a"), group("10"))  # reopened on use
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_embedded_store_timeout_is_unavailable(tmp_path: Path) -> None:
+    """A writer holding the lock longer than the timeout: 503, not a blocked event loop."""
+    path = tmp_path / "members.db"
+    store = EmbeddedMembershipStore(path, timeout=0.2)
+    await store.create_schema()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable, match="database failed to create a group: "):
+            await store.create_group(["a"])
+        with pytest.raises(StoreUnavailable, match="check membership"):
+            await store.is_member(grants("a"), group("1"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await store.create_group(["a"]) == "1"
+    await store.close()
 
 
 async def test_create_store_other_backends(tmp_path: Path) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from ..auth.secret import load_or_create_secret
 from ..auth.tokens import issue_token
-from ..store.base import embedded_database_url
-from ..store.sql import SqlMembershipStore
+from ..store.base import embedded_database_path
+from ..store.embedded import EmbeddedMembershipStore
 
 START_TIMEOUT = 20.0
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,7 +110,7 @@ class Target:
 
     async def create_rooms(self, rooms: list[tuple[str, str, list[str]]]) -> None:
         """Create (kind, id, members) rooms in the server's embedded database."""
-        store = SqlMembershipStore(embedded_database_url(self.data_dir), timeout=10.0)
+        store = EmbeddedMembershipStore(embedded_database_path(self.data_dir), timeout=10.0)
         try:
             await store.create_schema()
             for kind, room_id, members in rooms:

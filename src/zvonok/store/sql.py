@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from sqlalchemy import (
@@ -39,48 +38,46 @@ from sqlalchemy.sql.expression import text
 
 from ..auth.tokens import Grants
 from ..diagnostics import excerpt, scrub
-from ..errors import StoreUnavailable
-from ..ids import ROOM_ID_RE, RoomKey, RoomKind
-
-log = logging.getLogger("zvonok.store.sql")
-
-#: The longest user id the default tables hold (the same bound as a token's ``sub``).
-MAX_USER_ID = 256
+from ..ids import RoomKey, RoomKind
+from .sqlcommon import (
+    AUTO_ID_ATTEMPTS,
+    CHECK_PARAMS,
+    MAX_USER_ID,
+    MESSAGE_CHARS,
+    TABLES,
+    check_failed,
+    check_passed,
+    check_room_id,
+    checked_query,
+    member_ids,
+    next_id,
+    query_sources,
+    unavailable,
+    warn_incomplete,
+    warn_unreachable,
+)
+from .sqlcommon import TEXT_ADVICE as _TEXT_ADVICE
+from .sqlcommon import MembershipQueryError as MembershipQueryError
 
 metadata = MetaData()
-chats = Table("zvonok_chats", metadata, Column("id", String(64), primary_key=True))
+chats = Table(TABLES[RoomKind.CHAT][0], metadata, Column("id", String(64), primary_key=True))
 chat_members = Table(
-    "zvonok_chat_members",
+    TABLES[RoomKind.CHAT][1],
     metadata,
     Column("chat_id", String(64), ForeignKey("zvonok_chats.id"), primary_key=True),
     Column("user_id", String(MAX_USER_ID), primary_key=True),
 )
-groups = Table("zvonok_groups", metadata, Column("id", String(64), primary_key=True))
+groups = Table(TABLES[RoomKind.GROUP][0], metadata, Column("id", String(64), primary_key=True))
 group_members = Table(
-    "zvonok_group_members",
+    TABLES[RoomKind.GROUP][1],
     metadata,
     Column("group_id", String(64), ForeignKey("zvonok_groups.id"), primary_key=True),
     Column("user_id", String(MAX_USER_ID), primary_key=True),
 )
 
-#: How often an automatic id is retried when a concurrent writer took it first.
-AUTO_ID_ATTEMPTS = 3
-
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
-#: The ids the start-up check asks about; any answer is fine, only an error is not.
-CHECK_PARAMS = {"room_id": "0", "user_id": "0"}
-#: How long a database message may be in a log line.
-MESSAGE_CHARS = 400
 #: SQLSTATEs of a type mismatch: no operator ``bigint = text`` (42883); text as a number (22P02).
 _TYPE_MISMATCH = frozenset({"42883", "22P02"})
-_TEXT_ADVICE = (
-    "; :room_id and :user_id are strings: compare as text, CAST(column AS TEXT) = :room_id "
-    "(docs/auth.md)"
-)
-
-
-class MembershipQueryError(ValueError):
-    """The start-up check: the database refused a membership query (names its setting)."""
 
 
 class SqlMembershipStore:
@@ -105,14 +102,7 @@ class SqlMembershipStore:
             RoomKind.GROUP: _query(group_query, "group", group_members, "group_id"),
         }
         #: Where each query comes from, as log lines name it.
-        self.sources: dict[RoomKind, str] = {
-            RoomKind.CHAT: "sql_member_query_chat"
-            if chat_query is not None
-            else "the default chat query on zvonok_chat_members",
-            RoomKind.GROUP: "sql_member_query_group"
-            if group_query is not None
-            else "the default group query on zvonok_group_members",
-        }
+        self.sources: dict[RoomKind, str] = query_sources(chat_query, group_query)
         self._custom = {
             RoomKind.CHAT: chat_query is not None,
             RoomKind.GROUP: group_query is not None,
@@ -125,18 +115,18 @@ class SqlMembershipStore:
 
     async def create_chat(self, members: Sequence[str], chat_id: str | None = None) -> str:
         """Create a private chat of exactly two distinct members; returns its id."""
-        users = _users(members)
+        users = member_ids(members)
         if len(users) != 2:
             raise ValueError(f"a private chat has exactly 2 distinct members, got {len(users)}")
         return await self._create(RoomKind.CHAT, users, chat_id)
 
     async def create_group(self, members: Sequence[str], group_id: str | None = None) -> str:
         """Create a group (any number of members, possibly none); returns its id."""
-        return await self._create(RoomKind.GROUP, _users(members), group_id)
+        return await self._create(RoomKind.GROUP, member_ids(members), group_id)
 
     async def add_members(self, group_id: str, members: Sequence[str]) -> None:
         """Add members to a group (those already in it are skipped)."""
-        users = _users(members)
+        users = member_ids(members)
         async with self._guard("add group members"), self._engine.begin() as conn:
             await _require_group(conn, group_id)
             rows = await conn.execute(
@@ -149,7 +139,7 @@ class SqlMembershipStore:
 
     async def remove_members(self, group_id: str, members: Sequence[str]) -> None:
         """Remove members from a group (those not in it are ignored)."""
-        users = _users(members)
+        users = member_ids(members)
         async with self._guard("remove group members"), self._engine.begin() as conn:
             await _require_group(conn, group_id)
             await conn.execute(
@@ -164,10 +154,9 @@ class SqlMembershipStore:
         A chat is created with its first member and takes one more; ``ValueError`` if it already
         has two other members.
         """
-        (user,) = _users([user_id])
+        (user,) = member_ids([user_id])
         table, members, column = _tables(room.kind)
-        if not ROOM_ID_RE.match(room.id):
-            raise ValueError(f"{room.kind.value} id {room.id!r} is not 1-64 of [A-Za-z0-9_-]")
+        check_room_id(room.kind, room.id)
         async with self._guard(f"add a {room.kind.value} member"), self._engine.begin() as conn:
             found = await conn.execute(select(table.c.id).where(table.c.id == room.id))
             if found.first() is None:
@@ -202,11 +191,7 @@ class SqlMembershipStore:
                 async with asyncio.timeout(self._timeout):
                     conn = await self._engine.connect()
             except _DB_ERRORS as exc:
-                log.warning(
-                    "start-up check of the membership queries skipped: cannot reach the "
-                    "database: %s; joins answer 503 until it is reachable",
-                    describe(exc, self._timeout),
-                )
+                warn_unreachable(describe(exc, self._timeout))
                 return
             try:
                 async with asyncio.timeout(self._timeout):
@@ -214,40 +199,23 @@ class SqlMembershipStore:
             except _DB_ERRORS as exc:
                 detail = describe(exc, self._timeout)
                 if not _refused(exc):
-                    log.warning("start-up check of %s did not complete: %s", source, detail)
-                    continue
-                if not self._custom[kind]:  # zvonok's own tables: created by the CLI, maybe later
-                    log.warning(
-                        "start-up check: %s does not run on the database: %s; %s joins answer 503 "
-                        "until the tables exist (zvonok %s create creates them) or "
-                        "sql_member_query_%s is set",
-                        source,
-                        detail,
-                        kind.value,
-                        kind.value,
-                        kind.value,
-                    )
+                    warn_incomplete(source, detail)
                     continue
                 advice = _TEXT_ADVICE if _type_mismatch(exc) else ""
-                message = (
-                    f"{source} does not run on the database (tried with room_id '0' and user_id "
-                    f"'0'): {detail}{advice}"
-                )
-                log.error("start-up check failed: %s", message)
-                raise MembershipQueryError(message) from None
+                check_failed(kind, source, self._custom[kind], detail, advice)
             finally:
                 with contextlib.suppress(*_DB_ERRORS):
                     async with asyncio.timeout(self._timeout):
                         await conn.close()
-        log.info("start-up check: the membership queries run on the database")
+        check_passed()
 
     async def close(self) -> None:
         await self._engine.dispose()
 
     async def _create(self, kind: RoomKind, users: list[str], room_id: str | None) -> str:
         table, members, column = _tables(kind)
-        if room_id is not None and not ROOM_ID_RE.match(room_id):
-            raise ValueError(f"{kind.value} id {room_id!r} is not 1-64 of [A-Za-z0-9_-]")
+        if room_id is not None:
+            check_room_id(kind, room_id)
         for _ in range(AUTO_ID_ATTEMPTS if room_id is None else 1):
             try:
                 async with self._guard(f"create a {kind.value}"), self._engine.begin() as conn:
@@ -283,8 +251,7 @@ class SqlMembershipStore:
             detail = scrub(describe(exc, self._timeout), params or {})
             if kind is not None and self._custom[kind] and _type_mismatch(exc):
                 detail += _TEXT_ADVICE
-            log.warning("database failed to %s%s: %s", action, where, detail)
-            raise StoreUnavailable(f"database failed to {action}{where}: {detail}") from exc
+            raise unavailable(action, where, detail) from exc
 
 
 def describe(exc: BaseException, timeout: float) -> str:
@@ -345,11 +312,9 @@ def _tables(kind: RoomKind) -> tuple[Table, Table, str]:
 
 def _query(custom: str | None, kind: str, members: Table, column: str) -> Executable:
     """The custom query (checked for its bind parameters) or one on zvonok's own table."""
-    if custom is not None:
-        for param in (":room_id", ":user_id"):
-            if param not in custom:
-                raise ValueError(f"the {kind} membership query must use the bind parameter {param}")
-        return text(custom)
+    checked = checked_query(custom, kind)
+    if checked is not None:
+        return text(checked)
     return (
         select(literal(1))
         .select_from(members)
@@ -361,14 +326,6 @@ def _query(custom: str | None, kind: str, members: Table, column: str) -> Execut
     )
 
 
-def _users(members: Sequence[str]) -> list[str]:
-    users = list(dict.fromkeys(member.strip() for member in members))
-    for user in users:
-        if not user or len(user) > MAX_USER_ID:
-            raise ValueError(f"member id {user!r} must be 1-{MAX_USER_ID} characters")
-    return users
-
-
 async def _require_group(conn: AsyncConnection, group_id: str) -> None:
     found = await conn.execute(select(groups.c.id).where(groups.c.id == group_id))
     if found.first() is None:
@@ -378,5 +335,4 @@ async def _require_group(conn: AsyncConnection, group_id: str) -> None:
 async def _next_id(conn: AsyncConnection, table: Table) -> str:
     """One more than the largest all-digit id (ids are strings; auto ids are integers)."""
     ids = await conn.execute(select(table.c.id))
-    numbers = [int(row[0]) for row in ids if row[0].isdigit()]
-    return str(max(numbers, default=0) + 1)
+    return next_id([row[0] for row in ids])

@@ -1,0 +1,105 @@
+"""A node imports what its configuration needs and nothing else (issue 17: a lighter process).
+
+Each case runs, in a fresh interpreter, what ``zvonok serve`` runs before it serves: the CLI
+module, the settings, ``app.create_app`` and ``app.build`` (store, media worker, rooms,
+operations) on free ports, then ``app.shutdown``; and lists ``sys.modules``. The embedded default
+must not load SQLAlchemy (the embedded store is stdlib ``sqlite3``), the admin API (FastAPI),
+webhooks (httpx), the HTTP membership backend, the load generator or any test-only library. The
+positive cases prove the check sees a module when the configuration does need it. Deterministic:
+module names, not timings or sizes (``zvonok bench`` measures the RSS, docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: What the embedded default must not load (a module or a package and all its submodules).
+NOT_ON_THE_DEFAULT_PATH = (
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "greenlet",
+    "fastapi",
+    "httpx",
+    "zvonok.store.sql",
+    "zvonok.store.http",
+    "zvonok.admin.api",
+    "zvonok.admin.webhooks",
+    "zvonok.bench",
+    "hypothesis",
+    "pytest",
+    "aiortc",
+    "aioice",
+    "av",
+    "matplotlib",
+)
+
+_PROBE = """
+import asyncio, json, sys
+from zvonok.cli import cli  # noqa: F401  (what the console script imports)
+from zvonok.config import load_settings
+from zvonok import app
+
+settings = load_settings(data_dir=sys.argv[1], port=0, media_port=0, media_host="127.0.0.1")
+app.create_app(settings)
+
+async def main() -> None:
+    components = await app.build(settings)
+    await app.shutdown(components)
+
+asyncio.run(main())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_modules(tmp_path: Path, **env: str) -> set[str]:
+    """The modules a node with these ``ZVONOK_*`` variables has loaded once built."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ZVONOK_")}
+    clean.update({f"ZVONOK_{key.upper()}": value for key, value in env.items()})
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(tmp_path / "data")],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return set(names)
+
+
+def loaded(modules: set[str], name: str) -> bool:
+    return name in modules or any(module.startswith(name + ".") for module in modules)
+
+
+def test_the_embedded_default_loads_only_what_it_needs(tmp_path: Path) -> None:
+    modules = loaded_modules(tmp_path)
+    assert "zvonok.store.embedded" in modules  # the node was built with the embedded store
+    assert "zvonok.media.worker" in modules
+    unexpected = [name for name in NOT_ON_THE_DEFAULT_PATH if loaded(modules, name)]
+    assert not unexpected, f"the embedded default imports {unexpected}"
+
+
+@pytest.mark.parametrize(
+    ("env", "needed"),
+    [
+        ({"database_url": "sqlite+aiosqlite:///{data}/other.db"}, "sqlalchemy"),
+        ({"admin_token": "t" * 32}, "fastapi"),
+        ({"webhook_urls": '["http://127.0.0.1:9/hook"]'}, "zvonok.admin.webhooks"),
+        ({"membership_backend": "http", "membership_http_url": "http://127.0.0.1:9/"}, "httpx"),
+    ],
+    ids=["database_url", "admin_token", "webhook_urls", "http-backend"],
+)
+def test_a_configured_feature_loads_its_modules(
+    tmp_path: Path, env: dict[str, str], needed: str
+) -> None:
+    (tmp_path / "data").mkdir()
+    values = {key: value.format(data=tmp_path / "data") for key, value in env.items()}
+    assert loaded(loaded_modules(tmp_path, **values), needed)
