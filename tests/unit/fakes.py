@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from zvonok.signaling.messages import ServerMessage
+
 
 class RecordingSink:
     """A signaling sink (what a WebSocket session gives the room service) that records what it is
-    sent and how it was closed."""
+    sent (as ``(type, payload)`` on the wire) and how it was closed."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any] | None]] = []
         self.closed: tuple[int, str] | None = None
 
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
-        self.sent.append((msg_type, payload))
+    def send(self, message: ServerMessage) -> None:
+        self.sent.append((message.type, message.to_json()))
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

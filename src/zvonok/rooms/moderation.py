@@ -6,8 +6,9 @@ Owns ``kick``, ``set_muted`` and ``close_room`` over a ``RoomService``; the admi
 its socket closed with ``KICKED_CLOSE_CODE``. A muted track keeps arriving from its publisher but
 every consumer of it is paused, so nothing is forwarded (new subscribers start paused too); the
 whole room, publisher included, is told with a ``track-muted`` message. Closing a room does the
-same as a kick to each of its sessions with code ``room-closed``. Imports ``rooms`` only; never
-``signaling`` or ``admin``. Implements no RFC.
+same as a kick to each of its sessions with code ``room-closed``. Imports ``rooms`` and the wire
+vocabulary (``signaling.messages``); never the rest of ``signaling``, nor ``admin``. Implements
+no RFC.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..ids import RoomKey, SessionId
+from ..signaling.messages import Error, TrackMuted
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -30,7 +32,7 @@ async def _end(
     service: RoomService, participant: Participant, code: str, message: str, close_code: int
 ) -> None:
     sink = participant.sink
-    sink.send("error", {"code": code, "message": message})
+    sink.send(Error(code, message))
     participant.log.info("ended by an operator (%s)", code)
     await service.leave(participant, code)
     sink.close(close_code, code)
@@ -90,15 +92,10 @@ def set_muted(service: RoomService, session_id: str, track_id: str, muted: bool)
             consumer.pause()
         else:
             consumer.resume()
-    payload = {
-        "trackId": track_id,
-        "kind": entry.producer.kind,
-        "sessionId": participant.session_id,
-        "userId": participant.user_id,
-        "muted": muted,
-        "by": "operator",
-    }
+    message = TrackMuted(
+        track_id, entry.producer.kind, participant.session_id, participant.user_id, muted
+    )
     for member in list(room.participants.values()):
-        member.send("track-muted", payload)
+        member.send(message)
     participant.log.info("track %s %s by an operator", track_id, "muted" if muted else "unmuted")
     return True

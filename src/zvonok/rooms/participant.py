@@ -4,7 +4,8 @@ Owns the session's media: its ``WebRtcTransport`` (ICE-lite/DTLS/SRTP), its ``Me
 (RTP/RTCP demux), the producers of the tracks it publishes, the consumers of the tracks it
 receives, its ``SessionNegotiator`` and the buffered ICE candidates (``pendingICE``). It turns
 client ``offer``/``answer``/``ice`` messages into media changes and room changes into server
-offers, one negotiation at a time. Imports ``media``; never ``signaling``.
+offers, one negotiation at a time. Imports ``media``; from ``signaling`` only the wire
+vocabulary (``signaling.messages``: the typed server messages it sends).
 
 Glare follows W3C perfect negotiation with the server as the impolite peer (docs/protocol.md,
 "Negotiation"): a client offer that collides with the server's unanswered offer is never applied
@@ -26,7 +27,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
-from typing import Any
 
 from ..errors import SignalError
 from ..ids import SessionId, UserId
@@ -45,6 +45,16 @@ from ..media.sdp.negotiation import (
 )
 from ..media.transport.transport import ConnectionState, IceParameters, WebRtcTransport
 from ..media.worker import MediaWorker
+from ..signaling.messages import (
+    Error,
+    ServerAnswer,
+    ServerIce,
+    ServerMessage,
+    ServerOffer,
+    State,
+    TrackInfo,
+    Tracks,
+)
 from .room import PublishedEntry, Room
 from .sink import NullSink, SignalSink
 
@@ -121,8 +131,8 @@ class Participant:
         self.log.info("media transport %s created", self.transport.id)
 
     # ------------------------------------------------------------------ signaling out
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
-        self.sink.send(msg_type, payload)
+    def send(self, message: ServerMessage) -> None:
+        self.sink.send(message)
 
     def attach(self, sink: SignalSink) -> None:
         """Swap the signaling sink (resume on a new socket)."""
@@ -180,14 +190,14 @@ class Participant:
         sdp = self.negotiator.create_offer(self._wanted(), self._local(ice_restart))
         self._last_offer = sdp
         self._send_track_map()
-        self.send("offer", {"type": "offer", "sdp": sdp})
+        self.send(ServerOffer(sdp))
         self.log.info("server offer sent (%d m-lines)", len(self.negotiator.current_slots))
 
     def resend_pending(self) -> None:
         """After a resume: messages sent while detached were lost; repeat an unanswered offer."""
         if self.negotiator.state == "have-local-offer" and self._last_offer is not None:
             self._send_track_map()
-            self.send("offer", {"type": "offer", "sdp": self._last_offer})
+            self.send(ServerOffer(self._last_offer))
             self.log.info("unanswered server offer sent again after resume")
 
     def handle_offer(self, sdp: str) -> None:
@@ -201,12 +211,7 @@ class Participant:
             if not self._glare_told:
                 self._glare_told = True
                 self.send(
-                    "error",
-                    {
-                        "code": "glare",
-                        "message": "the server's offer is outstanding; answer it first",
-                        "ref": "offer",
-                    },
+                    Error("glare", "the server's offer is outstanding; answer it first", "offer")
                 )
             return
         self._answer(sdp)
@@ -221,7 +226,7 @@ class Participant:
             self._refused("offer", exc)
             return
         self._send_track_map()
-        self.send("answer", {"type": "answer", "sdp": answer})
+        self.send(ServerAnswer(answer))
         self.log.info("client offer answered (ice restart: %s)", result.ice_restart)
         self._after_round()
 
@@ -262,7 +267,7 @@ class Participant:
         message = exc.message if isinstance(exc, SignalError) else f"{what} refused: {exc}"
         self.log.info("%s refused (bad-sdp)", what)
         self.log.debug("%s refused: %s", what, message)
-        self.send("error", {"code": "bad-sdp", "message": message, "ref": what})
+        self.send(Error("bad-sdp", message, what))
         pending = self._pending_offer
         if pending is not None:
             self._answer(pending)  # a colliding client offer is still waiting: answer it
@@ -311,10 +316,8 @@ class Participant:
         if first is None:
             return
         for candidate in self.transport.local_candidates():
-            self.send(
-                "ice", {"candidate": candidate, "sdpMid": first.mid, "sdpMLineIndex": first.index}
-            )
-        self.send("ice", {"candidate": "", "sdpMid": first.mid, "sdpMLineIndex": first.index})
+            self.send(ServerIce(candidate, first.mid, first.index))
+        self.send(ServerIce("", first.mid, first.index))
 
     def handle_ice(self, candidate: Candidate | None) -> None:
         """A remote candidate (``None`` = end of candidates); buffered until described."""
@@ -359,7 +362,7 @@ class Participant:
             if mid in self.published:
                 continue
             if len(self.published) >= self._max_tracks:
-                self.send("error", {"code": "too-many-tracks", "message": "track limit reached"})
+                self.send(Error("too-many-tracks", "track limit reached"))
                 continue
             track_id = "t" + secrets.token_hex(6)
             producer = self.room.router.create_producer(
@@ -449,16 +452,16 @@ class Participant:
             if entry is None:
                 continue
             tracks.append(
-                {
-                    "trackId": slot.send.track_id,
-                    "streamId": slot.send.stream_id,
-                    "mid": slot.mid,
-                    "kind": slot.kind,
-                    "sessionId": entry.publisher.session_id,
-                    "userId": entry.publisher.user_id,
-                }
+                TrackInfo(
+                    track_id=slot.send.track_id,
+                    stream_id=slot.send.stream_id,
+                    mid=slot.mid,
+                    kind=slot.kind,
+                    session_id=entry.publisher.session_id,
+                    user_id=entry.publisher.user_id,
+                )
             )
-        self.send("tracks", {"tracks": tracks})
+        self.send(Tracks(tuple(tracks)))
 
     # ------------------------------------------------------------------ state and teardown
     def _on_state(self, state: ConnectionState) -> None:
@@ -473,7 +476,7 @@ class Participant:
             self.transport.selected_address,
             self.transport.dtls_state.value,
         )
-        self.send("state", {"state": state.value})
+        self.send(State(state.value))
         if state == ConnectionState.FAILED:
             self._on_failed(self, "failed")
         elif state == ConnectionState.CLOSED:

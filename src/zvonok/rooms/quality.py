@@ -6,8 +6,8 @@ and per track the packets, loss, jitter and round-trip time, from the plain coun
 objects already keep (``WebRtcTransport.rx_bytes``, ``Producer.stats``, ``Consumer.fraction_lost``
 / ``jitter`` / ``rtt`` taken from the subscriber's receiver reports, RFC 3550 §6.4.1 and A.8).
 It sends each session a ``stats`` message, keeps the latest one for the admin API and hands
-per-subscription samples to observers (the metrics histograms). Imports ``rooms`` only; never
-``signaling``, ``admin`` or ``metrics``.
+per-subscription samples to observers (the metrics histograms). Imports ``rooms`` and the wire
+vocabulary (``signaling.messages``); never the rest of ``signaling``, nor ``admin`` or ``metrics``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..signaling.messages import Stats
 from .participant import Participant
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class QualityMonitor:
             payload = self.measure(participant, elapsed, counters)
             latest[participant.session_id] = payload
             if self._send:
-                participant.send("stats", payload)
+                participant.send(Stats.parse(payload))
             self._log_session(participant, payload, paths)
         self._prev = counters
         self.latest = latest

@@ -3,7 +3,8 @@
 Owns the room's published-track registry (the spec's ``Room.published``: track id → remote track,
 codec, and the per-subscriber local tracks) and the fan-out decision: every session receives every
 track published by the *other* sessions. When the set changes, each affected participant is asked
-to renegotiate (``Participant.request_sync``). Imports ``media``; never ``signaling``.
+to renegotiate (``Participant.request_sync``). Imports ``media``; from ``signaling`` only the
+wire vocabulary (``signaling.messages``).
 
 The bottom of ``rooms``: it sees its members only through ``Member`` and reports through
 ``TrackEvents`` (both narrow Protocols), so ``participant`` and ``events`` import this module and
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..ids import RoomKey, SessionId, UserId
 from ..media.forwarding.producer import Producer
 from ..media.forwarding.router import Router
 from ..media.sdp.negotiation import PublishedTrack
+from ..signaling.messages import ServerMessage
 
 
 class Member(Protocol):
@@ -32,7 +34,7 @@ class Member(Protocol):
     @property
     def user_id(self) -> UserId: ...
 
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None: ...
+    def send(self, message: ServerMessage) -> None: ...
 
     def request_sync(self) -> None:
         """Renegotiate: the set of tracks this member should receive changed."""
@@ -102,16 +104,9 @@ class Room(Generic[M]):
     def others(self, participant: M) -> list[M]:
         return [p for p in self.participants.values() if p is not participant]
 
-    def roster(self, exclude: M | None = None) -> list[dict[str, Any]]:
-        return [
-            {"sessionId": p.session_id, "userId": p.user_id}
-            for p in self.participants.values()
-            if p is not exclude
-        ]
-
-    def broadcast(self, msg_type: str, payload: dict[str, Any], exclude: M) -> None:
+    def broadcast(self, message: ServerMessage, exclude: M) -> None:
         for other in self.others(exclude):
-            other.send(msg_type, payload)
+            other.send(message)
 
     def tracks_for(self, participant: M) -> list[PublishedEntry[M]]:
         """What ``participant`` should receive: every live track of the other sessions."""

@@ -7,7 +7,8 @@ resume grace window; then the session ends as if it had left. An ended session's
 to its user for ``resume_grace`` + 5 minutes (``SESSION_LINGER``), so nobody else can squat it and
 turn that user's rejoin into ``session-taken``. A session whose media failed is ended and its
 socket closed with ``error`` ``media-failed`` and close code 4002; the client joins again (a new
-session, same ``sessionId``). Imports ``media`` and ``cluster``; never ``signaling``.
+session, same ``sessionId``). Imports ``media`` and ``cluster``; from ``signaling`` only the wire
+vocabulary (``signaling.messages``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..media.forwarding.router import Router
 from ..media.worker import MediaWorker
+from ..signaling.messages import Error, Joined, ParticipantJoined, ParticipantLeft, Peer, State
 from .events import RoomEvents
 from .participant import Participant
 from .room import Room
@@ -131,10 +133,8 @@ class RoomService:
             )
             room.participants[session_id] = participant
             self.sessions[session_id] = participant
-        participant.send("joined", self._joined_payload(participant, resumed=False))
-        room.broadcast(
-            "participant-joined", {"sessionId": session_id, "userId": user_id}, participant
-        )
+        participant.send(self._joined(participant, resumed=False))
+        room.broadcast(ParticipantJoined(session_id, user_id), participant)
         participant.log.info("joined")
         self.events.participant_joined(participant)
         participant.start()
@@ -156,29 +156,32 @@ class RoomService:
         if handle is not None:
             handle.cancel()
         old = participant.sink
-        old.send("error", {"code": "replaced", "message": "session resumed on another connection"})
+        old.send(Error("replaced", "session resumed on another connection"))
         old.close(4001, "replaced")
         participant.attach(sink)
-        participant.send("joined", self._joined_payload(participant, resumed=True))
-        participant.send("state", {"state": participant.state.value})
+        participant.send(self._joined(participant, resumed=True))
+        participant.send(State(participant.state.value))
         participant.resend_pending()
         participant.log.info("resumed")
         return participant
 
-    def _joined_payload(self, participant: Participant, *, resumed: bool) -> dict[str, Any]:
-        return {
-            "sessionId": participant.session_id,
-            "userId": participant.user_id,
-            "room": str(participant.room.key),
-            "participants": participant.room.roster(exclude=participant),
-            # a callable mints per-user entries (time-limited TURN credentials, auth/turn.py)
-            "iceServers": (
-                self._ice_servers(participant.user_id)
-                if callable(self._ice_servers)
-                else self._ice_servers
+    def _joined(self, participant: Participant, *, resumed: bool) -> Joined:
+        # a callable mints per-user entries (time-limited TURN credentials, auth/turn.py)
+        ice_servers = (
+            self._ice_servers(participant.user_id)
+            if callable(self._ice_servers)
+            else self._ice_servers
+        )
+        return Joined(
+            session_id=participant.session_id,
+            user_id=participant.user_id,
+            room=str(participant.room.key),
+            participants=tuple(
+                Peer(p.session_id, p.user_id) for p in participant.room.others(participant)
             ),
-            "resumed": resumed,
-        }
+            ice_servers=tuple(ice_servers),
+            resumed=resumed,
+        )
 
     def detach(self, participant: Participant, sink: SignalSink) -> None:
         """The socket of ``participant`` dropped: keep the session for the grace window."""
@@ -228,9 +231,7 @@ class RoomService:
             linger=self._resume_grace + SESSION_LINGER,
         )
         room.broadcast(
-            "participant-left",
-            {"sessionId": participant.session_id, "userId": participant.user_id, "reason": reason},
-            participant,
+            ParticipantLeft(participant.session_id, participant.user_id, reason), participant
         )
         participant.log.info("left (%s)", reason)
         self.events.participant_left(participant, reason)
@@ -261,12 +262,11 @@ class RoomService:
         sink = participant.sink
         await self.leave(participant, "failed")
         sink.send(
-            "error",
-            {
-                "code": "media-failed",
-                "message": "the media connection failed; join again on a new connection",
-                "retryAfterMs": 0,
-            },
+            Error(
+                "media-failed",
+                "the media connection failed; join again on a new connection",
+                retry_after_ms=0,
+            )
         )
         sink.close(MEDIA_FAILED_CLOSE_CODE, "media failed")
 
@@ -283,12 +283,11 @@ class RoomService:
         log.info("shutting down: telling %d sessions to reconnect", len(self.sessions))
         for participant in list(self.sessions.values()):
             participant.send(
-                "error",
-                {
-                    "code": "shutdown",
-                    "message": "the server is shutting down; reconnect with the same sessionId",
-                    "retryAfterMs": 1000,
-                },
+                Error(
+                    "shutdown",
+                    "the server is shutting down; reconnect with the same sessionId",
+                    retry_after_ms=1000,
+                )
             )
             participant.sink.close(1012, "server shutting down")
 

@@ -14,7 +14,6 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -28,7 +27,14 @@ from ..media.sdp.candidate import Candidate
 from ..rooms.participant import Participant
 from ..rooms.service import RoomService
 from ..store.base import MembershipStore
-from .messages import ClientMessage, MessageError, parse_client_message, server_message
+from .messages import (
+    ClientMessage,
+    Error,
+    MessageError,
+    ServerMessage,
+    encode_server_message,
+    parse_client_message,
+)
 
 log = logging.getLogger("zvonok.signaling")
 
@@ -60,13 +66,13 @@ class WebSocketSink:
         self.close_reason = ""
         self.closed = asyncio.Event()
 
-    def send(self, msg_type: str, payload: dict[str, Any] | None) -> None:
+    def send(self, message: ServerMessage) -> None:
         if self.close_code is not None:
             return
-        metrics.record_signaling_message("out", msg_type)
-        if msg_type == "error" and payload:
-            metrics.record_signaling_error(str(payload.get("code")))
-        frame = server_message(msg_type, payload, self.room_id or "", self.session_id)
+        metrics.record_signaling_message("out", message.type)
+        if isinstance(message, Error):
+            metrics.record_signaling_error(message.code)
+        frame = encode_server_message(message, self.room_id or "", self.session_id)
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -313,10 +319,7 @@ class Connection:
             self._sink.close(1008, "too many bad messages")
 
     def _error(self, code: str, message: str, ref: str | None) -> None:
-        payload: dict[str, Any] = {"code": code, "message": message}
-        if ref is not None:
-            payload["ref"] = ref
-        self._sink.send("error", payload)
+        self._sink.send(Error(code, message, ref))
 
     async def _dispatch(self, msg: ClientMessage) -> None:
         if msg.room_id != self._key.id:
