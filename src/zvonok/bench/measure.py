@@ -234,6 +234,8 @@ def _result(
         "latency_ms": _latency(meter.latencies),
         "generator_tx_dropped": meter.tx_dropped,
         "server_rss_mb": round(rss / 2**20, 1),
+        # the server before the first session joined: an empty node (rooms exist only in the store)
+        "server_rss_empty_mb": round(rss_before / 2**20, 1) if rss_before else None,
         "server_rss_per_session_kb": round((rss - rss_before) / len(clients) / 1024, 1),
         "join_ms": {
             "count": len(joins),

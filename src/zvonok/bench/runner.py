@@ -164,6 +164,8 @@ def summary(result: dict[str, Any]) -> str:
     ratio = ", ".join(f"{k} {v:.4f}" for k, v in r["delivery_ratio"].items() if v is not None)
     lat, sfu = r["latency_ms"], r["sfu_latency_ms"]
     join, lag = r["join_ms"], r["generator_loop_lag_ms"]
+    empty_mb = r.get("server_rss_empty_mb")
+    empty = f"empty node {empty_mb} MB, " if empty_mb is not None else ""
     return "\n".join(
         [
             f"{r['scenario']} on {r.get('server', 'zvonok')}: {r['participants']} participants"
@@ -179,7 +181,8 @@ def summary(result: dict[str, Any]) -> str:
             f"{sfu['max']} ms (kernel RX timestamp − send)",
             f"  end-to-end latency p50/p95/p99/max {lat['p50']}/{lat['p95']}/{lat['p99']}/"
             f"{lat['max']} ms (generator included)",
-            f"  server RSS {r['server_rss_mb']} MB ({r['server_rss_per_session_kb']} kB/session);"
+            f"  server RSS {r['server_rss_mb']} MB ({empty}{r['server_rss_per_session_kb']}"
+            " kB/session);"
             f" join p50 {join['p50']} ms, max {join['max']} ms ({join['count']} joins)",
             f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
             f"{lag['p99']}/{lag['max']} ms; errors {len(r['errors'])}",

@@ -26,7 +26,9 @@ HEADER = (
     "| delivery a/v | duplicates, unexpected | SFU-added p50 / p95 / p99 ms | end-to-end p99 ms "
     "| RSS MB (kB/session) | join p50/max ms | generator CPU %, lag p99 ms | keyframe requests |"
 )
-IDLE_HEADER = "| scenario | server | runs | server CPU % (runs) | RSS MB (kB/session) |"
+IDLE_HEADER = (
+    "| scenario | server | runs | server CPU % (runs) | RSS MB (kB/session) | empty node RSS MB |"
+)
 
 
 def load(directory: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -82,7 +84,8 @@ def _idle_row(server: str, scenario: str, results: list[dict[str, Any]]) -> str:
         f"({_fmt(_median(results, 'server_rss_per_session_kb'), 0)})"
     )
     cpu = f"**{_fmt(_median(results, 'server_cpu_percent'))}** ({runs})"
-    return f"| {scenario} | {server} | {len(results)} | {cpu} | {rss} |"
+    empty = _fmt(_median(results, "server_rss_empty_mb"), 1)
+    return f"| {scenario} | {server} | {len(results)} | {cpu} | {rss} | {empty} |"
 
 
 def table(directory: Path) -> str:
@@ -102,7 +105,7 @@ def table(directory: Path) -> str:
         out += [_row(server, scenario, rows[(server, scenario)]) for server, scenario in media]
     if idle:
         out += [""] if out else []
-        out += [IDLE_HEADER, "|---|---|---|---|---|"]
+        out += [IDLE_HEADER, "|---|---|---|---|---|---|"]
         out += [_idle_row(server, scenario, rows[(server, scenario)]) for server, scenario in idle]
     return "\n".join(out)
 

@@ -214,6 +214,9 @@ def test_summary_names_the_server() -> None:
         "generator_loop_lag_ms": {"p50": 0.1, "p99": 0.2, "max": 0.3}, "errors": [],
     }  # fmt: skip
     assert summary(result).startswith("mesh-4 on janus 1.1.2: 4 participants")
+    assert "server RSS 20.0 MB (100.0 kB/session)" in summary(result)  # no empty-node figure
+    result["server_rss_empty_mb"] = 18.5
+    assert "server RSS 20.0 MB (empty node 18.5 MB, 100.0 kB/session)" in summary(result)
 
 
 def test_offer_candidate_on_the_given_host() -> None:

@@ -29,10 +29,15 @@ def test_rows_are_medians_with_the_runs_listed(tmp_path: Path) -> None:
     _write(tmp_path, "x-mesh-4-janus-1.json", server="janus 1.1.2",
            cpu_us_per_delivered_packet=25.0)  # fmt: skip
     _write(tmp_path, "x-idle-200-1.json", scenario="idle-200", delivered_per_s=0.0,
-           cpu_us_per_delivered_packet=None, server_cpu_percent=1.5)  # fmt: skip
+           cpu_us_per_delivered_packet=None, server_cpu_percent=1.5,
+           server_rss_empty_mb=58.5)  # fmt: skip
+    _write(tmp_path, "x-idle-200-janus-1.json", scenario="idle-200", server="janus 1.1.2",
+           delivered_per_s=0.0, cpu_us_per_delivered_packet=None)  # fmt: skip
     lines = table(tmp_path).splitlines()
     zvonok = next(line for line in lines if line.startswith("| mesh-4 | zvonok |"))
     assert "| 3 | 1500 | 2.00 | **12.0** (12.0, 10.0, 14.0) | 1.0000 / 0.9990 | 3, 0 |" in zvonok
     janus = lines.index(next(line for line in lines if "janus 1.1.2" in line))
     assert janus == lines.index(zvonok) + 1  # zvonok first, then Janus, per scenario
-    assert "| idle-200 | zvonok | 1 | **1.50** (1.50) | 90.0 (900) |" in lines
+    assert "| idle-200 | zvonok | 1 | **1.50** (1.50) | 90.0 (900) | 58.5 |" in lines
+    # a result without the empty node's RSS (a file from before it was measured)
+    assert "| idle-200 | janus 1.1.2 | 1 | **2.00** (2.00) | 90.0 (900) | – |" in lines
