@@ -93,6 +93,15 @@ def test_rooms_import_only_the_wire_vocabulary_of_signaling() -> None:
         assert signaling <= {"signaling.messages"}, (path.name, signaling)
 
 
+def test_the_websocket_endpoint_does_not_import_the_media_plane() -> None:
+    """Issue 13: the front process (signaling) needs no media; candidates are checked by
+    ``signaling.messages``. Only that module may name ``media`` (its candidate grammar)."""
+    assert "media" not in zvonok_imports(SRC / "signaling" / "ws.py")
+    for path in sorted((SRC / "signaling").rglob("*.py")):
+        if path.name != "messages.py":
+            assert "media" not in zvonok_imports(path), path.name
+
+
 def test_the_wire_vocabulary_imports_no_layer() -> None:
     """``signaling.messages`` is shared by both sides of the boundary: ids and the candidate
     grammar (a leaf of the media plane that imports nothing) only."""

@@ -4,7 +4,8 @@ Authenticates before accepting (401 bad token, 403 not a member, 503 store down)
 connection: a reader loop that parses envelopes and dispatches them to the rooms layer, and one
 writer task that drains a bounded queue into the socket (the only place that writes). Bad input
 gets an ``error`` reply and the connection lives on; a run of bad messages or a flood closes only
-this connection. Imports ``rooms``, ``auth``, ``store``; ``media`` only for candidate parsing.
+this connection. Imports ``rooms``, ``auth``, ``store``; never ``media`` (the candidate grammar is
+checked by ``messages``, the typed vocabulary both layers share).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from ..auth.tokens import Grants, TokenVerifier
 from ..edge import TrustedProxies, loggable
 from ..errors import AuthError, SignalError, StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
-from ..media.sdp.candidate import Candidate
 from ..rooms.participant import Participant
 from ..rooms.service import RoomService
 from ..store.base import MembershipStore
@@ -341,7 +341,11 @@ class Connection:
         elif msg.type == "answer" and msg.description is not None:
             participant.handle_answer(msg.description.sdp)
         elif msg.type == "ice" and msg.ice is not None:
-            participant.handle_ice(_candidate(msg.ice.candidate))
+            try:
+                candidate = msg.ice.parsed_candidate()
+            except MessageError as exc:  # bad-candidate: judged after the room and session
+                raise SignalError(exc.code, exc.message) from None
+            participant.handle_ice(candidate)
         elif msg.type == "leave":
             self._left = True
             await self._rooms.leave(participant, "leave")
@@ -367,15 +371,6 @@ def _frame_bytes(data: str | bytes, limit: int) -> int:
     if isinstance(data, bytes) or len(data) > limit or 4 * len(data) <= limit:
         return len(data)  # bytes; or a text that is too long (or short enough) whatever it holds
     return len(data.encode("utf-8", "surrogatepass"))
-
-
-def _candidate(text: str) -> Candidate | None:
-    if text == "":
-        return None
-    try:
-        return Candidate.parse(text)
-    except ValueError as exc:
-        raise SignalError("bad-candidate", f"bad ICE candidate: {exc}") from None
 
 
 def _token_of(websocket: WebSocket) -> str:
