@@ -77,6 +77,10 @@ async def build(settings: Settings) -> Components:
         announce_ips=settings.announce_ips,
         consent_timeout=settings.consent_timeout,
         dtls_timeout=settings.dtls_timeout,
+        ice_tcp=settings.ice_tcp,
+        tcp_port=settings.media_tcp_port,
+        tcp_max_connections=settings.ice_tcp_max_connections,
+        tcp_auth_timeout=settings.ice_tcp_auth_timeout,
     )
     await worker.start()
     events = RoomEvents()

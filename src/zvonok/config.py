@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     turn_ttl: int = Field(DEFAULT_TTL, gt=0)
     consent_timeout: float = 30.0
     dtls_timeout: float = 10.0
+    ice_tcp: bool = True
+    media_tcp_port: int | None = Field(None, ge=0, le=65535)
+    ice_tcp_max_connections: int = Field(1000, gt=0)
+    ice_tcp_auth_timeout: float = Field(5.0, gt=0)
 
     # --- auth ---
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])

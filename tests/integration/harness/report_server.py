@@ -34,14 +34,17 @@ CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/c
 class ReportServer:
     """Static pages + report sink + per-peer command queue; thread-safe."""
 
-    def __init__(self, pages_dir: Path = PAGES_DIR) -> None:
+    def __init__(self, pages_dir: Path = PAGES_DIR, host: str = "127.0.0.1") -> None:
+        """``host``: another address (a namespace's) for a browser that cannot reach loopback;
+        that browser must then treat the origin as secure."""
         self.pages_dir = pages_dir
+        self.host = host
         self._lock = threading.Lock()
         self._reports: dict[str, dict[str, Any]] = {}
         self._received_at: dict[str, float] = {}
         self._commands: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = ThreadingHTTPServer((host, 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -53,7 +56,7 @@ class ReportServer:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def page_url(self, page: str = "peer.html", **params: str) -> str:
         query = urlencode(params)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aioice
 import pytest
+import uvloop
 from aioice import stun
 from hypothesis import given
 from hypothesis import strategies as st
@@ -466,3 +467,27 @@ async def test_fds_are_freed(tcp_worker: MediaWorker) -> None:
     await until(lambda: server.connections == 0, within=3.0)
     await asyncio.sleep(0.1)
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_stun_dtls_srtp_over_tcp_on_uvloop() -> None:
+    """The server runs uvloop, whose TCP transport is not an ``asyncio.Transport`` subclass."""
+
+    async def main() -> None:
+        media = MediaWorker(host="127.0.0.1", port=0, ice_tcp=True, tcp_port=0)
+        await media.start()
+        try:
+            peer = await TcpPeer.open(media)
+            try:
+                transport, recorder, client = await connect_tcp(media, peer)
+                srtp = client.srtp()
+                await peer.send(srtp.protect_rtp(RTP))
+                await until(lambda: recorder.rtp == [RTP])
+                transport.send_rtp(RTP)
+                data = await peer.recv()
+                assert data is not None and srtp.unprotect_rtp(data) == RTP
+            finally:
+                peer.close()
+        finally:
+            await media.close()
+
+    uvloop.run(main())

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .framing import MAX_FRAME, FrameReader, frame
 from .ice import Address, BindingRequest
@@ -75,8 +75,8 @@ class TcpConnection(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = tcp = transport  # type: ignore[assignment]
-        assert isinstance(tcp, asyncio.Transport)
+        # uvloop's TCPTransport is no asyncio.Transport subclass, but it has the same methods.
+        self.transport = tcp = cast(asyncio.Transport, transport)
         peer = tcp.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
         sock = tcp.get_extra_info("socket")
