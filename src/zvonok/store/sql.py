@@ -1,8 +1,11 @@
 """The ``sql`` membership backend: SQLAlchemy 2 async on SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
-Owns ``SqlMembershipStore`` and zvonok's own membership tables (``zvonok_chats``,
-``zvonok_chat_members``, ``zvonok_groups``, ``zvonok_group_members``). Imports only ``auth.tokens``
-(``Grants``), ``errors`` and ``ids``; never ``signaling``, ``rooms``, ``media`` or ``cluster``.
+Owns ``SqlMembershipStore`` and the SQLAlchemy form of zvonok's own membership tables
+(``zvonok_chats``, ``zvonok_chat_members``, ``zvonok_groups``, ``zvonok_group_members``). Used only
+when ``database_url`` is set (the embedded default is ``embedded.EmbeddedMembershipStore``, without
+SQLAlchemy). Imports ``auth.tokens`` (``Grants``), ``diagnostics``, ``ids`` and ``sqlcommon``
+(the rules and log lines both SQL stores share); never ``signaling``, ``rooms``, ``media`` or
+``cluster``.
 
 Instead of the default tables a deployment can give one SQL query per room kind that reads its
 messenger's own schema: bind parameters ``:room_id`` and ``:user_id``; the user is a member iff the
