@@ -39,6 +39,7 @@
     mode: Q.get("mode") || "answer",
     report: Q.get("report"),
     reportMs: Number(Q.get("reportMs") || 500),
+    pairStats: Q.get("pairStats") === "1", // report the selected ICE candidate pair (ICE-TCP tests)
     loopbackOnly: Q.get("loopbackOnly") !== "0",
     audioSource: Q.get("audioSource") || "tone",
     roomIdAs: Q.get("roomIdAs") || "auto",
@@ -143,6 +144,9 @@
   let pendingTracks = null; // offer-only: the `tracks` map of the description to come
   let firstOffer = true;
   let offersStarted = 0; // perfect modes: negotiationneeded handlers run so far
+  let joinOut = false; // `join` sent on the current socket
+  let recovering = false; // media-failed: a new RTCPeerConnection waits for the 4002 close
+  let recoveries = 0;
   let queue = Promise.resolve();
   const pendingIce = [];
   const heldIce = [];
@@ -180,12 +184,14 @@
     const url = new URL(cfg.ws);
     if (cfg.token) url.searchParams.set("access_token", cfg.token);
     joined = false;
+    joinOut = false;
     const sock = new WebSocket(url.toString());
     ws = sock;
     sock.onopen = () => {
       log("ws open");
       const join = () => {
         send("join");
+        joinOut = true;
         if (isPerfect && wantOffer) perfectOffer("negotiationneeded, once `join` is out");
         if (cfg.mode === "early-ice" || cfg.mode === "offer-only") {
           enqueue("early offer", () => offerNow(cfg.mode));
@@ -200,6 +206,10 @@
     sock.onclose = (e) => {
       closes.push({ code: e.code, reason: e.reason, at: Date.now() });
       log("ws close", e.code, e.reason);
+      if (recovering && e.code === 4002) {
+        recovering = false;
+        openSocket(); // join again, same sessionId, on the new peer connection
+      }
     };
     sock.onerror = () => log("ws error");
   }
@@ -271,6 +281,7 @@
         break;
       case "error":
         serverErrors.push(p);
+        if (p.code === "media-failed") recoverFromMediaFailure();
         if (p.code === "glare") {
           wantOffer = true;
           glareRetry = pc.signalingState !== "stable";
@@ -357,7 +368,7 @@
       sendIce({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex });
     };
     conn.onnegotiationneeded = () => {
-      if (isPerfect && sent.join) return void perfectOffer("negotiationneeded");
+      if (isPerfect && joinOut) return void perfectOffer("negotiationneeded");
       wantOffer = true;
       maybeOffer();
     };
@@ -370,6 +381,28 @@
       log("track", e.track.kind, "mid", e.transceiver.mid, "stream", e.streams[0] && e.streams[0].id);
     };
     return conn;
+  }
+
+  // What docs/protocol.md asks of a client after `media-failed` (close 4002 follows): a new
+  // RTCPeerConnection with the same tracks, then `join` again with the same sessionId. (The
+  // server sends it when ICE never started, e.g. the Chromium defect of the client matrix.)
+  function recoverFromMediaFailure() {
+    if (recovering || left || !pc) return;
+    recovering = true;
+    recoveries++;
+    [joined, joinOut] = [false, false]; // nothing more on the old socket: the session has ended
+    log("media-failed: a new peer connection, then join again");
+    for (const r of records) r.superseded = true;
+    const old = pc;
+    pc = createPc();
+    for (const s of local.sources) pc.addTrack(s.track, local.stream);
+    if (local.screen) local.screen.sender = pc.addTrack(local.screen.track, local.screen.stream);
+    old.close();
+    [remoteSet, makingOffer, answeredFirst, glareRetry] = [false, false, false, false];
+    pendingIce.length = 0;
+    heldIce.length = 0;
+    pendingTracks = null;
+    trackList = [];
   }
 
   // ---- perfect negotiation, the polite side (MDN's pattern; mode=perfect | perfect-explicit) --
@@ -596,6 +629,26 @@
   }
 
   // ---- the report -----------------------------------------------------------------------
+  async function selectedPair() {
+    if (!pc) return null;
+    try {
+      const stats = await pc.getStats();
+      let pair = null;
+      stats.forEach((r) => {
+        if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+      });
+      if (!pair) stats.forEach((r) => { if (r.type === "candidate-pair" && r.selected) pair = r; });
+      if (!pair) return null;
+      const pick = (c) => c && { protocol: c.protocol, tcpType: c.tcpType || null,
+                                 address: c.address, port: c.port, type: c.candidateType };
+      return { state: pair.state, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
+               local: pick(stats.get(pair.localCandidateId)), remote: pick(stats.get(pair.remoteCandidateId)) };
+    } catch (e) {
+      log("selected pair", e);
+      return null;
+    }
+  }
+
   async function report() {
     syncRecords();
     const tracks = [];
@@ -609,10 +662,11 @@
       iceConnectionState: pc ? pc.iceConnectionState : null,
       signalingState: pc ? pc.signalingState : null,
       participants: [...participants.values()], participantLeft: leftEvents,
-      messages: { ...received }, sent: { ...sent }, serverErrors, states, closes, errors,
+      messages: { ...received }, sent: { ...sent }, serverErrors, states, closes, errors, recoveries,
       trackMap: trackList, tracks,
       localTracks: local.sources.map((s) => ({ kind: s.track.kind, readyState: s.track.readyState })),
       commands: commandResults, log: logLines.slice(-100),
+      selectedPair: cfg.pairStats ? await selectedPair() : null,
     };
   }
 
