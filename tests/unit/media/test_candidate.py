@@ -134,3 +134,16 @@ def test_fuzz_shuffled_fields_only_valueerror(words: list[str]) -> None:
     except ValueError:
         return
     assert Candidate.parse(str(cand)) == cand
+
+
+def test_length_limit_is_on_the_value_so_a_parsed_candidate_parses_again() -> None:
+    """Found by a fuzz campaign: 1019 characters without the ``candidate:`` prefix parsed, but its
+    text (written with the prefix) was over the limit and did not parse again."""
+    value = "1 1 udp 2122260223 127.0.0.1 431 typ host generation 0 "
+    text = value + "x-pad " + "y" * (1019 - len(value) - 6)
+    assert len(text) == 1019
+    candidate = Candidate.parse(text)
+    assert len(str(candidate)) > 1024
+    assert Candidate.parse(str(candidate)) == candidate
+    with pytest.raises(ValueError, match="^candidate longer than 1024"):
+        Candidate.parse("a=candidate:" + text + "7" * 6)

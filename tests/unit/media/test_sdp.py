@@ -440,6 +440,15 @@ def test_empty_bundle_group_round_trips() -> None:
     assert SessionDescription.parse(str(desc)) == desc
 
 
+def test_out_of_order_typed_lines_are_kept_in_rfc_order() -> None:
+    """``p=`` before ``e=`` (RFC 4566 §5 wants e, p) is accepted, stored and written in RFC order,
+    so the text parses back equal; found by a fuzz campaign."""
+    text = MINIMAL.replace("t=0 0\r\n", "p=+1 555\r\ne=a@b.example\r\nt=0 0\r\n") + AUDIO
+    desc = SessionDescription.parse(text)
+    assert desc.extra_lines[:2] == [("e", "a@b.example"), ("p", "+1 555")]
+    assert SessionDescription.parse(str(desc)) == desc
+
+
 def test_ssrc_of_media_skips_fid_secondary_listed_first() -> None:
     text = MINIMAL + AUDIO + "a=ssrc:2 cname:x\r\na=ssrc:1 cname:x\r\na=ssrc-group:FID 1 2\r\n"
     media = SessionDescription.parse(text).media[0]

@@ -223,9 +223,14 @@ def _a(name: str, value: object = None) -> str:
     return f"a={name}" if value is None else f"a={name}:{value}"
 
 
+def in_line_order(lines: list[tuple[str, str]], order: str) -> list[tuple[str, str]]:
+    """``lines`` (``(type, value)``) in the RFC 4566 §5 order ``order``; stable within a type.
+    The parser stores them so, because they are always written so."""
+    return sorted(lines, key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
 def _typed_lines(lines: list[tuple[str, str]], order: str) -> list[str]:
-    ordered = sorted(lines, key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-    return [f"{kind}={value}" for kind, value in ordered]
+    return [f"{kind}={value}" for kind, value in in_line_order(lines, order)]
 
 
 def _transport_lines(scope: SessionModel | MediaDescription) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ._model import (
     DIRECTIONS,
+    MEDIA_LINE_ORDER,
     SESSION_LINE_ORDER,
     HeaderExtension,
     MediaDescription,
@@ -23,6 +24,7 @@ from ._model import (
     RtpCodec,
     SessionModel,
     SsrcGroup,
+    in_line_order,
     parse_fmtp,
 )
 from .candidate import Candidate
@@ -107,6 +109,9 @@ class SdpParser:
         if not started:
             raise ValueError("empty SDP")
         self._close_media()
+        self.desc.extra_lines = in_line_order(self.desc.extra_lines, SESSION_LINE_ORDER)
+        for media in self.desc.media:
+            media.extra_lines = in_line_order(media.extra_lines, MEDIA_LINE_ORDER)
         missing = [k for k in "os" if k not in self.seen]
         if missing:
             raise ValueError(f"line {self.number}: SDP has no {missing[0]}= line")

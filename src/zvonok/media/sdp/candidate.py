@@ -70,13 +70,18 @@ class Candidate:
     @classmethod
     def parse(cls, text: str) -> Candidate:
         """Parse ``candidate:...`` (with or without the ``candidate:``/``a=candidate:`` prefix)."""
-        if len(text) > MAX_CANDIDATE_LENGTH:
-            raise ValueError(f"candidate longer than {MAX_CANDIDATE_LENGTH} characters")
+        too_long = f"candidate longer than {MAX_CANDIDATE_LENGTH} characters"
+        if len(text) > 2 * MAX_CANDIDATE_LENGTH:
+            raise ValueError(too_long)
         body = text.strip()
         for prefix in _PREFIXES:
             if body.lower().startswith(prefix):
                 body = body[len(prefix) :]
                 break
+        # The limit is on the value after its prefix, so that a parsed candidate's text (always
+        # written with ``candidate:``) parses again.
+        if len(body) > MAX_CANDIDATE_LENGTH:
+            raise ValueError(too_long)
         fields = body.split()
         if len(fields) < 8:
             raise ValueError(f"candidate has {len(fields)} fields, at least 8 needed: {text!r}")
