@@ -53,7 +53,7 @@ import json
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +207,7 @@ def _expect_problem(expect: Expect, before: PeerReport | None, now: PeerReport) 
     return "; ".join(reasons)
 
 
-def recovered_from_media_failure(raw: dict[str, Any]) -> bool:
+def recovered_from_media_failure(raw: Mapping[str, Any]) -> bool:
     """Whether this call met the Chromium defect of docs/protocol.md ("Negotiation"): a
     perfect-negotiation Chromium connection whose first offer was rolled back right after being
     set never gathers; the server fails the session after one ICE restart (``media-failed``,
