@@ -1,13 +1,14 @@
 """ICE over TCP (RFC 6544, passive on the server) against a real ``zvonok serve``.
 
-A Chromium whose UDP to the server is dropped by an nftables rule in its own network namespace
-calls an aiortc peer (plain UDP) through the server: media flows both ways, Chromium's getStats
-shows its selected candidate pair on TCP (local ``tcptype active``, remote the server's passive
-candidate), and the rule's counter proves that Chromium's UDP really was dropped. Topology: the
-outer test re-runs the inner one inside ``unshare -n`` (server namespace: loopback plus
-198.18.0.1 on one end of a veth pair, RFC 2544 space); the inner test creates the client
-namespace (198.18.0.2 on the other end) and runs Debian's Chromium there through
-``ip netns exec``, loading the pages from 198.18.0.1 (treated as a secure origin by a flag).
+A Chromium, and separately a Firefox ESR, whose UDP to the server is dropped by an nftables rule
+in its own network namespace calls an aiortc peer (plain UDP) through the server: media flows
+both ways (colours and tones), the browser's getStats shows its selected candidate pair on TCP
+(local ``tcptype active``, remote the server's passive candidate; Firefox reports it in its
+POSTed report, ``pairStats=1``), and the rule's counter proves that the browser's UDP really was
+dropped. Topology: the outer test re-runs the inner one inside ``unshare -n`` (server
+namespace: loopback plus 198.18.0.1 on one end of a veth pair, RFC 2544 space); the inner test
+creates the client namespace (198.18.0.2 on the other end) and runs Debian's browser there
+through ``ip netns exec``, loading the pages from 198.18.0.1 (a secure origin by flag or pref).
 
 Separately, the TCP port is attacked on loopback while two aiortc peers call: garbage, half
 frames, a 65,535-byte length with nothing behind it and 2,000 idle connections against a cap of
@@ -33,9 +34,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from .harness import errors
+from .harness import errors, firefox
 from .harness.aiortc_peer import AiortcPeers
-from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS, ChromiumPeers
+from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS, ChromiumPeers, join_params
 from .harness.report_server import ReportServer
 from .harness.server import ServerFactory, ZvonokServer, free_port
 
@@ -66,15 +67,15 @@ def run(*argv: str) -> str:
     return result.stdout
 
 
-@pytest.mark.timeout(300)
-def test_chromium_without_udp_calls_over_ice_tcp() -> None:
+def run_inner(test: str) -> None:
+    """Run ``test`` of this module inside a fresh network namespace (the server's)."""
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
     assert unshare and ip, "unshare and ip (util-linux, iproute2) are needed for this test"
     assert os.access(NFT, os.X_OK), "nft (Debian's nftables) is needed for this test"
     assert os.geteuid() == 0, "creating a veth pair and a named namespace needs root"
     inner = (
         f"{ip} link set lo up && {sys.executable} -m pytest -q -s -p no:cacheprovider "
-        "tests/integration/test_ice_tcp.py::test_inner_chromium_over_ice_tcp"
+        f"tests/integration/test_ice_tcp.py::{test}"
     )
     result = subprocess.run(
         [unshare, "-n", "sh", "-c", inner],
@@ -88,7 +89,17 @@ def test_chromium_without_udp_calls_over_ice_tcp() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "1 passed" in output, output[-6000:]
-    print(*[line for line in output.splitlines() if line.startswith("ICE-TCP ")], sep="\n")
+    print(*[line for line in output.splitlines() if "ICE-TCP " in line], sep="\n")
+
+
+@pytest.mark.timeout(300)
+def test_chromium_without_udp_calls_over_ice_tcp() -> None:
+    run_inner("test_inner_chromium_over_ice_tcp")
+
+
+@pytest.mark.timeout(300)
+def test_firefox_without_udp_calls_over_ice_tcp() -> None:
+    run_inner("test_inner_firefox_over_ice_tcp")
 
 
 @contextmanager
@@ -203,11 +214,63 @@ async def test_inner_chromium_over_ice_tcp(
             assert pair["bytesSent"] > 10_000 and pair["bytesReceived"] > 10_000, pair
             dropped = dropped_udp(namespace)
             assert dropped > 0, "Chromium sent no UDP to the server at all"
-            print(f"ICE-TCP selected pair: {pair}; UDP packets dropped: {dropped}")
+            print(f"ICE-TCP Chromium selected pair: {pair}; UDP packets dropped: {dropped}")
         finally:
             await chromium.close()
             pages.close()
         await chromium.check_errors()
+
+
+@pytest.mark.skipif(not IN_NAMESPACE, reason="run by test_firefox_without_udp_calls_over_ice_tcp")
+async def test_inner_firefox_over_ice_tcp(
+    zvonok_server_factory: ServerFactory,
+    aiortc_peers: AiortcPeers,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with client_namespace() as namespace:
+        server = zvonok_server_factory.start(
+            extra_args=["--host", "0.0.0.0", "--announce-ip", SERVER_ADDRESS]
+        )
+        chat = server.create_chat(["alice", "bob"])
+        wrapper = tmp_path / "firefox-in-namespace"
+        real = shutil.which(firefox.FIREFOX) or firefox.FIREFOX
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {real} "$@"\n')
+        wrapper.chmod(0o755)
+        monkeypatch.setattr(firefox, "FIREFOX", str(wrapper))
+        # The pages' origin is 198.18.0.1: secure for getUserMedia, and not through the dead proxy.
+        monkeypatch.setitem(firefox.FIREFOX_PREFS, "dom.securecontext.allowlist", SERVER_ADDRESS)
+        no_proxy = f"{firefox.FIREFOX_PREFS['network.proxy.no_proxies_on']}, {SERVER_ADDRESS}"
+        monkeypatch.setitem(firefox.FIREFOX_PREFS, "network.proxy.no_proxies_on", no_proxy)
+        pages = ReportServer(host=SERVER_ADDRESS)
+        peers = firefox.FirefoxPeers(pages, errors.Allowed.of(request))
+        try:
+            session, params = await join_params(
+                ReachedAt(server, SERVER_ADDRESS), "firefox-tcp", user="alice", room=chat,
+                color="red", kind="chat", audio=True, video=True, mode="answer",
+                session_id=None, token=None,
+            )  # fmt: skip
+            params["pairStats"] = "1"
+            alice = await peers._start("firefox-tcp(alice)", "firefox-tcp", session, params)
+            bob = await aiortc_peers.open(server, user="bob", room=chat, color="blue")
+            await bob.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+            await alice.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+            await bob.wait_receiving(from_user="alice", kind="audio", color="red", timeout=WAIT)
+            await alice.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=WAIT)
+            raw = pages.latest("firefox-tcp")
+            pair = None if raw is None else raw.get("selectedPair")
+            assert pair is not None, "Firefox reported no selected candidate pair"
+            assert pair["local"]["protocol"] == "tcp", pair
+            assert pair["remote"]["protocol"] == "tcp", pair
+            assert pair["remote"]["address"] == SERVER_ADDRESS, pair
+            dropped = dropped_udp(namespace)
+            assert dropped > 0, "Firefox sent no UDP to the server at all"
+            print(f"ICE-TCP Firefox selected pair: {pair}; UDP packets dropped: {dropped}")
+        finally:
+            await peers.close()
+            pages.close()
+        peers.check_errors()
 
 
 # -- hostile input on the TCP port ----------------------------------------------------------
