@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 from collections.abc import AsyncIterator
 
 import aioice
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zvonok.media.forwarding.router import CodecInfo, Router
+from zvonok.media.transport import tcp as tcp_module
 from zvonok.media.transport.dtls import split_records
 from zvonok.media.transport.framing import MAX_FRAME, Frame, FrameReader, frame
 from zvonok.media.transport.ice import IceParameters
@@ -491,3 +493,40 @@ def test_stun_dtls_srtp_over_tcp_on_uvloop() -> None:
             await media.close()
 
     uvloop.run(main())
+
+
+async def test_slow_reader_is_dropped_not_waited_on(
+    tcp_worker: MediaWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = tcp_worker.tcp
+    assert server is not None
+    server.send_buffer = 16 * 1024
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    peer = TcpPeer(reader, writer)
+    try:
+        transport, _, _ = await connect_tcp(tcp_worker, peer)
+        target = transport.rtp_target
+        assert isinstance(target, TcpSendTarget) and target.connection is not None
+        conn = target.connection
+        packet = RTP[:12] + bytes(1100)
+        sent = 0
+        while conn.tx_dropped == 0 and sent < 100_000:  # the peer reads nothing from now on
+            transport.send_rtp(packet)
+            sent += 1
+        assert conn.tx_dropped == 1 and not conn.closed
+        assert conn.transport is not None
+        assert conn.transport.get_write_buffer_size() <= server.send_buffer + 2 * len(packet)
+        for _ in range(100):
+            transport.send_rtp(packet)  # dropped at once: nothing is queued, nothing awaited
+        assert conn.tx_dropped == 101 and target.send_errors == 101
+        monkeypatch.setattr(tcp_module, "SLOW_READER_TIMEOUT", 0.2)
+        await asyncio.sleep(0.3)
+        transport.send_rtp(packet)
+        assert conn.closed and server.slow_readers == 1
+        await until(lambda: server.connections == 0)
+    finally:
+        peer.close()
