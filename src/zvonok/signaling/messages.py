@@ -32,7 +32,6 @@ from ..ids import SESSION_ID_RE, SessionId
 from ..media.sdp.candidate import Candidate
 
 ClientType = Literal["join", "offer", "answer", "ice", "leave"]
-CLIENT_TYPES: frozenset[str] = frozenset({"join", "offer", "answer", "ice", "leave"})
 #: The largest SDP text we accept inside a message (the frame limit bounds it too).
 MAX_SDP_CHARS = 128 * 1024
 MAX_CANDIDATE_CHARS = 1024
@@ -143,13 +142,6 @@ class IcePayload:
 
 
 # ---------------------------------------------------------------------------- client messages
-def room_id_text(value: object) -> str:
-    """The canonical text of a ``roomId``: ``1`` and ``"1"`` both become ``"1"``."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise MessageError("bad-message", "roomId must be a number or a string")
-    return str(value)
-
-
 @dataclass(frozen=True, slots=True)
 class _Envelope:
     """What every client message carries: ``roomId`` as written, and ``sessionId``."""
@@ -264,6 +256,7 @@ CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {
     "ice": Ice,
     "leave": Leave,
 }
+CLIENT_TYPES: frozenset[str] = frozenset(CLIENT_MESSAGES)
 
 
 def parse_client_message(text: str | bytes) -> ClientMessage:
