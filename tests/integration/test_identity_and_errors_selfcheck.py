@@ -4,7 +4,10 @@
   pages/peer.js, the same effect as an echoing server) makes the receiver's colour and tone checks
   fail, both for an aiortc receiver (Goertzel on decoded audio) and for a Chromium one
   (``AnalyserNode``); in a group the echo also shows a misroute: one participant's media under
-  another's name. The demo/SDK variant is ``test_demo.py::test_echo_fails_the_identity_check``.
+  another's name. A Firefox receiver fails the same way (its ``AnalyserNode`` runs on cubeb's
+  mock context, harness/firefox.py), and also when its sender sends black frames and silence
+  (tracks disabled: packets and frames still grow). The demo/SDK variant is
+  ``test_demo.py::test_echo_fails_the_identity_check``.
 - Errors: an ERROR record and a traceback in a server's log, and an error recorded by a client
   page, fail the teardown checks of harness/errors.py unless the test's ``allow_errors`` marker
   names them.
@@ -23,6 +26,7 @@ import pytest
 from .harness import errors
 from .harness.aiortc_peer import AiortcPeers
 from .harness.chromium import ChromiumPeers
+from .harness.firefox import FirefoxPeers
 from .harness.server import ServerFactory, ZvonokServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -59,6 +63,78 @@ async def test_an_echo_fails_colour_and_tone(
         await c.wait_receiving(from_user="bob", color="blue", timeout=8)
     with pytest.raises(AssertionError, match="decoded tone red .*, expected blue"):
         await c.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=8)
+
+
+# Bob (Chromium) sends a black picture (a canvas at the camera's frame rate) and silence (his
+# microphone track disabled: Opus packets keep flowing), then his camera and tone again.
+_BLACK_AND_SILENT_JS = """async () => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 240;
+  document.body.appendChild(canvas);
+  const g = canvas.getContext("2d");
+  let n = 0;
+  const paint = () => {
+    g.fillStyle = "#000";
+    g.fillRect(0, 0, 320, 240);
+    g.fillStyle = n++ % 2 ? "#000" : "#fff";
+    g.fillRect(0, 0, 8, 8);
+  };
+  paint();
+  setInterval(paint, 66);
+  const black = canvas.captureStream(15).getVideoTracks()[0];
+  for (const s of window.peer.pc.getSenders()) {
+    if (!s.track) continue;
+    if (s.track.kind === "audio") {
+      s.track.enabled = false;
+    } else {
+      window.cameraTrack = s.track;
+      await s.replaceTrack(black);
+    }
+  }
+}"""
+_CAMERA_AND_TONE_JS = """async () => {
+  for (const s of window.peer.pc.getSenders()) {
+    if (!s.track) continue;
+    if (s.track.kind === "audio") s.track.enabled = true;
+    else await s.replaceTrack(window.cameraTrack);
+  }
+}"""
+
+
+@pytest.mark.browser
+async def test_a_firefox_receiver_fails_on_black_silence_and_an_echo(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    a = await firefox_peers.open(zvonok_server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(zvonok_server, user="bob", room=chat, color="blue")
+    video = await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=WAIT)
+    assert video.frames_decoded, video.describe()  # Firefox's getStats counts decoded frames
+
+    # Black and silence: media still flows "from bob" (first seen arriving), but shows and
+    # sounds no one.
+    await b.page.evaluate(_BLACK_AND_SILENT_JS)
+    await a.wait_receiving(from_user="bob", color="black", timeout=WAIT)
+    with pytest.raises(AssertionError, match=r"decoded colour black .*, expected blue"):
+        await a.wait_receiving(from_user="bob", color="blue", timeout=6)
+    with pytest.raises(AssertionError, match=r"decoded tone None \(None Hz\), expected blue"):
+        await a.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=6)
+    await b.page.evaluate(_CAMERA_AND_TONE_JS)
+    await a.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=WAIT)
+
+    # bob sends alice's media back: Firefox decodes its own colour and tone under bob's name
+    # (first seen arriving, so the checks below sample the echo, not the frames before it).
+    await b.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    assert await b.call("echo") is True
+    await a.wait_receiving(from_user="bob", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", color="red", timeout=WAIT)
+    with pytest.raises(AssertionError, match="decoded colour red .*, expected blue"):
+        await a.wait_receiving(from_user="bob", color="blue", timeout=6)
+    with pytest.raises(AssertionError, match=r"decoded tone red \(4\d\d\.\d Hz\), expected blue"):
+        await a.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=6)
 
 
 def test_server_problems_are_found() -> None:

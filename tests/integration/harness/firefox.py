@@ -9,11 +9,15 @@ dir> <url>`` process in its own process group, killed by PID/PGID on close) and
 end of the test every page's recorded ``errors`` (from its last report) must be empty or allowed
 (errors.py).
 
-Audio: Firefox here has no audio device, so its ``AudioContext`` stays suspended: an oscillator
-would send silence and an ``AnalyserNode`` measures nothing. So a Firefox peer sends its colour's
-tone from the fake microphone (``audioSource=gum`` with ``media.navigator.audio.fake_frequency``
-set per profile), which Chromium and aiortc receivers check; as a receiver it cannot measure a
-tone (``measures_tone = False``) and its audio is checked at the RTP level only.
+Audio: Firefox here has no audio device (no sound server; cubeb's PulseAudio backend fails), and
+then every ``AudioContext`` stays ``suspended`` (``resume()`` never settles, autoplay prefs or
+not). The profile therefore sets ``media.cubeb.force_mock_context``: cubeb's mock backend, a
+device-less output that still clocks the media graph in real time, so the receiving page's
+``AnalyserNode`` measures the dominant frequency of what it decodes, as in Chromium. A Firefox
+peer sends its colour's tone from the fake microphone (``audioSource=gum`` with
+``media.navigator.audio.fake_frequency`` set per profile). As a receiver it is checked like
+Chromium: packets and decoded frames grow (``getStats``), the decoded picture (the ``<video>``
+drawn on a canvas) is the sender's colour and the decoded sound the sender's tone.
 
 Imports the harness (``stats``, ``report_server``, ``server``, ``chromium.join_params``); never
 zvonok.
@@ -52,6 +56,8 @@ FIREFOX_PREFS: dict[str, bool | int | str] = {
     "permissions.default.microphone": 1,
     "media.autoplay.default": 0,
     "media.autoplay.blocking_policy": 0,
+    # No audio device here: without a (mock) cubeb context Web Audio never runs (module docstring).
+    "media.cubeb.force_mock_context": True,
     "app.update.enabled": False,
     "app.update.auto": False,
     "app.normandy.enabled": False,
@@ -101,8 +107,6 @@ def write_profile(directory: Path, colour: str = "red") -> None:
 
 class FirefoxPeer(ReportPeer):
     """One Firefox process with one page; state from POSTed reports."""
-
-    measures_tone = False  # no audio device: the receiving AudioContext never runs
 
     def __init__(
         self, name: str, peer_id: str, session_id: str, pages: ReportServer, colour: str = "red"

@@ -221,7 +221,7 @@ def track_problem(
 
     ``colour`` is the sender's: a video track must show it; with ``tone=True`` an audio track
     must also sound its tone (``ReportPeer.wait_receiving`` asks for that whenever the receiver
-    can measure one).
+    measures one: every receiver kind here does).
     """
     if now.ended:
         return "ended"
@@ -244,7 +244,8 @@ class ReportPeer(abc.ABC):
     """A call participant whose state is read through ``report()``; all waits are bounded."""
 
     name: str
-    #: Whether this peer measures the tone of received audio (Firefox here cannot: firefox.py).
+    #: Whether this peer measures the tone of received audio (every kind here does: aiortc with a
+    #: Goertzel filter, Chromium and Firefox with an ``AnalyserNode``, firefox.py says how).
     measures_tone: bool = True
 
     @abc.abstractmethod
