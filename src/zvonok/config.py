@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from .auth.turn import DEFAULT_TTL, check_turn_settings
 from .edge import is_loopback_host
+from .media.transport.address import canonical_ip
 
 
 class Settings(BaseSettings):
@@ -153,6 +154,36 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
         return value
+
+    @field_validator("media_host")
+    @classmethod
+    def _media_host(cls, value: str) -> str:
+        """An IP literal (brackets allowed): ``0.0.0.0``, ``::`` (dual-stack) or one address."""
+        return canonical_ip(value)
+
+    @field_validator("announce_ips")
+    @classmethod
+    def _announce_ips(cls, value: list[str]) -> list[str]:
+        """IP literals only (a candidate's address, RFC 8839 §5.1), canonical, no duplicates."""
+        return list(dict.fromkeys(canonical_ip(ip) for ip in value))
+
+    @model_validator(mode="after")
+    def _announce_families(self) -> Settings:
+        """Every announced address must be reachable on the media socket: an IPv6 one needs
+        ``media_host`` ``::`` or an IPv6 address, an IPv4 one ``0.0.0.0``, ``::`` or IPv4."""
+        bound_v6 = ":" in self.media_host
+        for ip in self.announce_ips:
+            if ":" in ip and not bound_v6:
+                raise ValueError(
+                    f"announce_ips has IPv6 address {ip} but media_host {self.media_host} is "
+                    'IPv4: set media_host = "::" (dual-stack) or an IPv6 address'
+                )
+            if ":" not in ip and bound_v6 and self.media_host != "::":
+                raise ValueError(
+                    f"announce_ips has IPv4 address {ip} but media_host {self.media_host} is an "
+                    'IPv6 address: set media_host = "::" (dual-stack) or an IPv4 address'
+                )
+        return self
 
     @model_validator(mode="after")
     def _turn_settings(self) -> Settings:

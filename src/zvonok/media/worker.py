@@ -7,6 +7,10 @@ priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, 
 RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
 consent and DTLS timeouts.
+IPv6: ``host = "::"`` binds one dual-stack socket (``IPV6_V6ONLY`` off) that serves IPv4 and IPv6
+peers on the one port (IPv4 peers appear as ``::ffff:a.b.c.d``, see ``transport.address``); a
+kernel without IPv6 falls back to ``0.0.0.0`` with a warning. Announced addresses are canonical
+(RFC 5952 text, IPv4-mapped unwrapped), rendered unbracketed in candidates (RFC 8839 §5.1).
 Must not import anything from zvonok outside ``zvonok.media`` (and ``zvonok.errors``/``ids``).
 """
 
@@ -24,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from .fastpath import native
+from .transport.address import canonical_ip, is_ipv6
 from .transport.dtls import DtlsCertificate
 from .transport.tcp import MediaTcpServer
 from .transport.transport import TransportListener, WebRtcTransport
@@ -64,6 +69,37 @@ def local_ipv4_addresses() -> list[str]:
     return sorted(found, key=lambda ip: ipaddress.ip_address(ip).is_loopback)
 
 
+#: Linux's list of IPv6 addresses: address (hex), ifindex, prefix, scope, flags, name.
+_IF_INET6 = "/proc/net/if_inet6"
+#: IFA_F_TENTATIVE | IFA_F_DADFAILED: an address the kernel does not use (yet).
+_UNUSABLE_IPV6_FLAGS = 0x40 | 0x08
+
+
+def local_ipv6_addresses(path: str = _IF_INET6) -> list[str]:
+    """Every interface's usable IPv6 address, link-local ones left out (a candidate cannot carry
+    their zone), loopback last; empty when the kernel has no IPv6."""
+    found: list[str] = []
+    try:
+        with open(path, encoding="ascii") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or len(fields[0]) != 32:
+            continue
+        try:
+            ip = ipaddress.IPv6Address(int(fields[0], 16))
+            flags = int(fields[4], 16)
+        except ValueError:
+            continue
+        if ip.is_link_local or ip.is_multicast or flags & _UNUSABLE_IPV6_FLAGS:
+            continue
+        if ip.compressed not in found:
+            found.append(ip.compressed)
+    return sorted(found, key=lambda text: ipaddress.ip_address(text).is_loopback)
+
+
 def host_candidates(ips: Sequence[str], port: int, tcp_port: int | None = None) -> list[str]:
     """``candidate:`` lines for host candidates, all on the one worker port (component 1); with
     ``tcp_port``, a ``tcptype passive`` candidate per address after the UDP ones (RFC 6544 §4.5)
@@ -92,11 +128,34 @@ def tcp_priority(index: int) -> int:
 
 
 def _announced(host: str, announce_ips: Sequence[str]) -> list[str]:
+    """The addresses put into candidates: ``announce_ips`` if given; for ``0.0.0.0`` every local
+    IPv4 address; for ``::`` every local IPv4 address, then every IPv6 one, loopback last."""
     if announce_ips:
-        return list(announce_ips)
-    if host in ("", "0.0.0.0", "::"):
+        return list(dict.fromkeys(canonical_ip(ip) for ip in announce_ips))
+    if host in ("", "0.0.0.0"):
         return local_ipv4_addresses()
-    return [host]
+    if host == "::":
+        ips = [*local_ipv4_addresses(), *local_ipv6_addresses()]
+        return sorted(ips, key=lambda text: ipaddress.ip_address(text).is_loopback)
+    return [canonical_ip(host)]
+
+
+def media_socket(host: str, port: int) -> socket.socket:
+    """The worker's UDP socket bound to ``host:port``: ``::`` is dual-stack (``IPV6_V6ONLY``
+    off, whatever ``net.ipv6.bindv6only`` says), another IPv6 address IPv6 only."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6 and host == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class MediaWorker:
@@ -158,13 +217,16 @@ class MediaWorker:
     async def start(self) -> None:
         """Bind the UDP socket (port 0 picks an ephemeral port, see ``.port``), start the tick."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            sock.bind((self.host, self.port))
-            sock.setblocking(False)
+            sock = media_socket(self.host, self.port)
+        except OSError as exc:
+            if self.host != "::" or exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            log.warning("media: no IPv6 on this host (%s); serving IPv4 on 0.0.0.0 only", exc)
+            self.host = "0.0.0.0"
+            self.announced_ips = [ip for ip in self.announced_ips if not is_ipv6(ip)]
+            sock = media_socket(self.host, self.port)
+        try:
             await loop.create_datagram_endpoint(lambda: self.udp, sock=sock)
         except BaseException:
             sock.close()

@@ -28,6 +28,8 @@ import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from .address import canonical_address
+
 Address = tuple[str, int]
 
 #: RFC 8445 §5.3 / RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/".
@@ -325,9 +327,10 @@ _COOKIE_BYTES = STUN_COOKIE.to_bytes(4, "big")
 
 
 def _xor_mapped_address(addr: Address, transaction_id: bytes) -> bytes:
-    """XOR-MAPPED-ADDRESS (RFC 8489 §14.2) of an IPv4 or IPv6 peer."""
-    host = addr[0]
-    port = addr[1] ^ _XOR_PORT
+    """XOR-MAPPED-ADDRESS (RFC 8489 §14.2) of an IPv4 or IPv6 peer; an IPv4 peer of a dual-stack
+    socket (``::ffff:a.b.c.d``) gets its IPv4 address, family 0x01, as it sent from it."""
+    host, port = canonical_address(addr)
+    port ^= _XOR_PORT
     if ":" in host:
         packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
         mask = int.from_bytes(_COOKIE_BYTES + transaction_id, "big")

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from OpenSSL import SSL
 
+from .address import canonical_address
 from .dtls import DtlsServer, DtlsState
 from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
 from .receiver import ReceiverLike, make_receiver
@@ -159,8 +160,10 @@ class WebRtcTransport:
 
     @property
     def selected_address(self) -> Address | None:
-        """The peer address media is sent to (the last nominated one)."""
-        return self._ice.selected
+        """The peer address media is sent to (the last nominated one), canonical (an IPv4 peer
+        of a dual-stack socket as ``a.b.c.d``, see ``address.canonical_address``)."""
+        selected = self._ice.selected
+        return None if selected is None else canonical_address(selected)
 
     @property
     def selected_protocol(self) -> str | None:

@@ -7,6 +7,9 @@ anything else dropped), one dict lookup by source address, one call into the end
 logging and no exceptions on valid packets. An unknown address is only learned through a STUN
 binding request whose USERNAME names a live endpoint and which that endpoint authenticates
 (MESSAGE-INTEGRITY with its local pwd, FINGERPRINT).
+Addresses are keyed in the form the socket reports them (``address.socket_address``: on a
+dual-stack ``::`` socket an IPv4 peer is ``("::ffff:a.b.c.d", port, 0, 0)``); ``bind_address`` and
+``endpoint_for`` convert what they are given, so callers may pass either form.
 When the compiled fast path is built, a ``_fastpath.Demux`` takes the SRTP/SRTCP branch of
 ``datagram_received`` (same table, straight to the transport's ``media_in``) and hands every other
 datagram to the Python method, which stays the reference.
@@ -16,10 +19,12 @@ Must not import anything from zvonok outside ``zvonok.media``.
 from __future__ import annotations
 
 import asyncio
+import socket
 from types import MethodType
 from typing import Protocol, cast
 
 from ..fastpath import native
+from .address import socket_address
 from .ice import Address, BindingRequest
 
 #: How many authenticated addresses one endpoint may hold (candidate pairs being checked).
@@ -44,6 +49,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         #: The socket's file descriptor (-1 without a real socket), for the compiled send path.
         self.fileno = -1
+        #: The socket's address family (AF_INET6: dual-stack or IPv6-only), set on connection.
+        self.family: int = socket.AF_INET
         self._lost = asyncio.Event()
         self._by_addr: dict[Address, DatagramEndpoint] = {}
         self._by_ufrag: dict[str, DatagramEndpoint] = {}
@@ -67,6 +74,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         sock = transport.get_extra_info("socket")
         try:
             self.fileno = sock.fileno() if sock is not None else -1
+            self.family = int(sock.family) if sock is not None else socket.AF_INET
         except (AttributeError, OSError):
             self.fileno = -1
 
@@ -142,6 +150,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
 
     def bind_address(self, addr: Address, endpoint: DatagramEndpoint) -> None:
         """Deliver datagrams from ``addr`` to ``endpoint`` (after a valid check from it)."""
+        addr = socket_address(addr, self.family)
         previous = self._by_addr.get(addr)
         if previous is not None:
             self._addrs_of[id(previous)].remove(addr)
@@ -164,8 +173,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         return self._by_ufrag.get(ufrag)
 
     def endpoint_for(self, addr: Address) -> DatagramEndpoint | None:
-        """The endpoint bound to ``addr``, if any."""
-        return self._by_addr.get(addr)
+        """The endpoint bound to ``addr`` (either form, see the module docstring), if any."""
+        return self._by_addr.get(socket_address(addr, self.family))
 
     def sendto(self, data: bytes, addr: Address) -> None:
         """Send one datagram; silently nothing once the socket is closed."""
