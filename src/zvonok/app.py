@@ -269,6 +269,7 @@ def _state_snapshot(components: Components) -> dict[str, Any]:
         "tasks": len(asyncio.all_tasks()),
         "transports": components.worker.transport_count(),
         "forwarding": components.worker.forwarding,
+        "iceTcp": None if components.worker.tcp is None else components.worker.tcp.stats(),
     }
 
 
@@ -280,6 +281,7 @@ def _participant_snapshot(participant: Participant) -> dict[str, Any]:
         "userId": participant.user_id,
         "state": participant.state.value,
         "selectedAddress": participant.transport.selected_address,
+        "selectedProtocol": participant.transport.selected_protocol,
         "endpoint": {
             "packetsIn": endpoint.packets_in,
             "rtcpIn": endpoint.rtcp_in,

@@ -255,6 +255,7 @@ class ZvonokCollector(Collector):
         yield GaugeMetricFamily(
             "zvonok_media_transports", "Live WebRTC transports.", value=len(self._worker.transports)
         )
+        yield from self._ice_tcp()
         yield GaugeMetricFamily(
             "zvonok_draining", "1 while the node refuses joins (shutting down).",
             value=1 if self._rooms.closing else 0,
@@ -263,6 +264,41 @@ class ZvonokCollector(Collector):
             yield GaugeMetricFamily(
                 "zvonok_webhook_queue_depth", "Webhook events waiting.", value=self._webhook_queue()
             )
+
+    def _ice_tcp(self) -> Iterator[Metric]:
+        """Sessions by selected path, and the ICE-TCP listener's connections and refusals."""
+        paths = GaugeMetricFamily(
+            "zvonok_media_paths",
+            "Transports by the protocol of their selected candidate pair.",
+            labels=["protocol"],
+        )
+        counts = Counter(t.selected_protocol for t in self._worker.transports.values())
+        for protocol in ("udp", "tcp"):
+            paths.add_metric([protocol], counts.get(protocol, 0))
+        yield paths
+        tcp = self._worker.tcp
+        if tcp is None:
+            return
+        stats = tcp.stats()
+        open_ = GaugeMetricFamily(
+            "zvonok_ice_tcp_connections", "Open ICE-TCP connections.", labels=["authenticated"]
+        )
+        open_.add_metric(["yes"], stats["connections"] - stats["unauthenticated"])
+        open_.add_metric(["no"], stats["unauthenticated"])
+        yield open_
+        closed = CounterMetricFamily(
+            "zvonok_ice_tcp_closed",
+            "ICE-TCP connections closed by the server, by reason.",
+            labels=["reason"],
+        )
+        for reason in ("over_cap", "evicted", "timed_out", "refused", "slow_readers"):
+            closed.add_metric([reason], stats[reason])
+        yield closed
+        yield CounterMetricFamily(
+            "zvonok_ice_tcp_send_dropped",
+            "Packets not queued on an ICE-TCP connection (its reader too slow).",
+            value=stats["tx_dropped"],
+        )
 
 
 def _event_families() -> Iterator[Metric]:

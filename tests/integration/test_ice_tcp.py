@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
@@ -374,3 +375,17 @@ async def test_hostile_input_on_the_tcp_port(
     await bob.wait_receiving(from_user="alice", kind="audio", color="red", timeout=WAIT)
     await alice.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=WAIT)
     assert await server_fds_settle(pid, baseline, 5) <= baseline
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(server.http_url + "/metrics")).text
+        state = (await http.get(server.http_url + "/debug/state")).json()
+    closed = {
+        line.split('reason="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("zvonok_ice_tcp_closed_total{")
+    }
+    print(f"ICE-TCP hostile: closed by reason {closed}; listener {state['iceTcp']}")
+    assert closed["evicted"] > 0 and closed["timed_out"] > 0 and closed["refused"] >= 90, closed
+    assert state["iceTcp"]["connections"] == 0, state["iceTcp"]
+    assert 'zvonok_media_paths{protocol="udp"} 2.0' in metrics
+    protocols = [p["selectedProtocol"] for r in state["rooms"].values() for p in r["participants"]]
+    assert protocols == ["udp", "udp"], protocols

@@ -219,7 +219,8 @@ class TcpConnection(asyncio.Protocol):
         self._timer = None
         if self.endpoint is None and not self.closed:
             self._server.timed_out += 1
-            self._reject("no valid STUN binding request in time")
+            self._server.last_refusal = "no valid STUN binding request in time"
+            self.close(abort=True)
 
 
 class MediaTcpServer:
@@ -293,7 +294,7 @@ class MediaTcpServer:
                 return False
             oldest = next(iter(self._pending))
             self.evicted += 1
-            self.refuse("evicted: connection cap reached")
+            self.last_refusal = "evicted: connection cap reached"
             oldest.close(abort=True)
             self._pending.pop(oldest, None)
         self._pending[conn] = None
@@ -308,6 +309,7 @@ class MediaTcpServer:
         self._live.discard(conn)
 
     def refuse(self, reason: str) -> None:
+        """A bad first frame or check (evictions and timeouts are counted apart)."""
         self.refused += 1
         self.last_refusal = reason
 
