@@ -1118,22 +1118,31 @@ Receiver_clear_srtp(Receiver *self, PyObject *Py_UNUSED(ignored))
 
 static uint8_t rx_buf[BUF_SIZE];
 
-/* One SRTP/SRTCP datagram from this transport's peer (exactly transport.handle_media). */
+/* One SRTP/SRTCP datagram from this transport's peer (exactly transport.handle_media).
+ * ``buf`` holds the datagram's ``n`` bytes and may be decrypted in place (a private copy);
+ * ``data`` is the same datagram as bytes, or NULL (made here when SRTCP needs it). */
 static int
-receiver_receive(Receiver *r, PyObject *data)
+receiver_take(Receiver *r, uint8_t *buf, Py_ssize_t n, PyObject *data)
 {
     if (r->srtp.ctx == NULL) { /* before DTLS is done: nothing to decrypt */
         r->rx_dropped++;
         return 0;
     }
-    const uint8_t *in = (const uint8_t *)PyBytes_AS_STRING(data);
-    Py_ssize_t n = PyBytes_GET_SIZE(data);
     if (n < 12) {
         r->srtp_errors++;
         return 0;
     }
-    if (in[1] > 191 && in[1] < 224) { /* RFC 5761 §4: RTCP */
-        PyObject *res = PyObject_CallOneArg(r->rtcp, data);
+    if (buf[1] > 191 && buf[1] < 224) { /* RFC 5761 §4: RTCP */
+        PyObject *res;
+        if (data != NULL) {
+            res = PyObject_CallOneArg(r->rtcp, data);
+        } else {
+            PyObject *copy = PyBytes_FromStringAndSize((const char *)buf, n);
+            if (copy == NULL)
+                return -1;
+            res = PyObject_CallOneArg(r->rtcp, copy);
+            Py_DECREF(copy);
+        }
         if (res == NULL)
             return -1;
         Py_DECREF(res);
@@ -1144,14 +1153,13 @@ receiver_receive(Receiver *r, PyObject *data)
         r->srtp_errors++;
         return 0;
     }
-    memcpy(rx_buf, in, (size_t)n);
-    if (r->srtp.fn(r->srtp.ctx, rx_buf, &len) != 0) {
+    if (r->srtp.fn(r->srtp.ctx, buf, &len) != 0) {
         r->srtp_errors++;
         return 0;
     }
     r->rx_packets++;
     r->rx_bytes += (unsigned long long)n;
-    PyObject *packet = PyBytes_FromStringAndSize((const char *)rx_buf, len);
+    PyObject *packet = PyBytes_FromStringAndSize((const char *)buf, len);
     if (packet == NULL)
         return -1;
     int status = 0;
@@ -1166,6 +1174,17 @@ receiver_receive(Receiver *r, PyObject *data)
     }
     Py_DECREF(packet);
     return status;
+}
+
+/* The same for a datagram that is only held as bytes: decrypted in a copy (rx_buf). */
+static int
+receiver_receive(Receiver *r, PyObject *data)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (r->srtp.ctx == NULL || n < 12 || n > BUF_SIZE)
+        return receiver_take(r, (uint8_t *)PyBytes_AS_STRING(data), n, data); /* no write */
+    memcpy(rx_buf, PyBytes_AS_STRING(data), (size_t)n);
+    return receiver_take(r, rx_buf, n, data);
 }
 
 static PyObject *
@@ -1219,25 +1238,51 @@ static PyTypeObject ReceiverType = {
     .tp_getset = Receiver_getset,
 };
 
+/* Batched receive: recvmmsg(2) fills up to RX_BATCH slots a call; a wake-up reads at most
+ * ``max_batches`` calls (fairness: the event loop's other callbacks run in between, and the
+ * socket, still readable, wakes the loop again). A call that returns fewer than RX_BATCH
+ * datagrams found the queue empty, so draining stops there: one packet per wake-up costs one
+ * system call, as recvmsg would. A slot holds the largest UDP payload, as the event loop's
+ * receive buffer does (pages are only touched as far as datagrams reach). */
+#define RX_BATCH 32
+#define RX_SLOT 65536
+#define ADDR_CACHE 64
+
+static uint8_t rx_slots[RX_BATCH][RX_SLOT];
+static struct mmsghdr rx_msg[RX_BATCH];
+static struct iovec rx_iov[RX_BATCH];
+static struct sockaddr_storage rx_addr[RX_BATCH];
+static int rx_busy = 0; /* the slots are in use (a handler may not drain again) */
+
+typedef struct {
+    struct sockaddr_storage sa; /* ss_family 0: empty */
+    PyObject *addr;             /* the Python address tuple */
+} AddrCacheEntry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *by_addr;  /* dict: peer address -> endpoint (the socket protocol's own table) */
     PyObject *fallback; /* the Python datagram_received: STUN, DTLS, unknown addresses */
     PyObject *attr;     /* interned "media_in" */
+    int fd;             /* the socket drain() reads, -1 once it is closed */
+    unsigned long long rx_calls, rx_datagrams, rx_wakeups;
+    AddrCacheEntry cache[ADDR_CACHE]; /* recent peers: their address tuples, made once */
 } Demux;
 
 static int
 Demux_init(Demux *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"by_addr", "fallback", NULL};
+    static char *kwlist[] = {"by_addr", "fallback", "fd", NULL};
     PyObject *by_addr, *fallback;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O", kwlist, &PyDict_Type, &by_addr,
-                                     &fallback))
+    int fd = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|i", kwlist, &PyDict_Type, &by_addr,
+                                     &fallback, &fd))
         return -1;
     Py_INCREF(by_addr);
     Py_XSETREF(self->by_addr, by_addr);
     Py_INCREF(fallback);
     Py_XSETREF(self->fallback, fallback);
+    self->fd = fd;
     Py_XSETREF(self->attr, PyUnicode_InternFromString("media_in"));
     return self->attr == NULL ? -1 : 0;
 }
@@ -1247,6 +1292,8 @@ Demux_traverse(Demux *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->by_addr);
     Py_VISIT(self->fallback);
+    for (int i = 0; i < ADDR_CACHE; i++)
+        Py_VISIT(self->cache[i].addr);
     return 0;
 }
 
@@ -1256,6 +1303,10 @@ Demux_clear(Demux *self)
     Py_CLEAR(self->by_addr);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->attr);
+    for (int i = 0; i < ADDR_CACHE; i++) {
+        self->cache[i].sa.ss_family = 0;
+        Py_CLEAR(self->cache[i].addr);
+    }
     return 0;
 }
 
@@ -1265,6 +1316,42 @@ Demux_dealloc(Demux *self)
     PyObject_GC_UnTrack(self);
     Demux_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* SRTP/SRTCP from a bound address to its endpoint's receiver. 1 if it was delivered (or
+ * failed: -1 with an exception set), 0 if the Python path must decide. ``buf`` is a private
+ * writable copy of ``data``'s bytes, or NULL; ``data`` may be NULL when ``buf`` is given. */
+static int
+demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *addr)
+{
+    PyObject *endpoint = PyDict_GetItemWithError(self->by_addr, addr); /* borrowed */
+    if (endpoint == NULL) {
+        if (PyErr_Occurred())
+            PyErr_Clear(); /* an unhashable address: the Python path decides */
+        return 0;
+    }
+    PyObject *receiver = PyObject_GetAttr(endpoint, self->attr);
+    if (receiver == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear(); /* an endpoint without a receiver: the Python path */
+        return 0;
+    }
+    int status;
+    if (Py_TYPE(receiver) == &ReceiverType) {
+        status = buf != NULL ? receiver_take((Receiver *)receiver, buf, n, data)
+                             : receiver_receive((Receiver *)receiver, data);
+    } else {
+        PyObject *owned = NULL;
+        if (data == NULL)
+            data = owned = PyBytes_FromStringAndSize((const char *)buf, n);
+        PyObject *res = data == NULL ? NULL : PyObject_CallMethod(receiver, "receive", "O", data);
+        status = res == NULL ? -1 : 0;
+        Py_XDECREF(res);
+        Py_XDECREF(owned);
+    }
+    Py_DECREF(receiver);
+    return status < 0 ? -1 : 1;
 }
 
 /* RFC 7983: SRTP/SRTCP (first byte 128-191) from a bound address straight to its transport's
@@ -1280,50 +1367,204 @@ Demux_datagram_received(Demux *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyBytes_Check(data) && PyBytes_GET_SIZE(data) > 0) {
         uint8_t first = (uint8_t)PyBytes_AS_STRING(data)[0];
         if (first > 127 && first < 192) {
-            PyObject *endpoint = PyDict_GetItemWithError(self->by_addr, addr); /* borrowed */
-            if (endpoint != NULL) {
-                PyObject *receiver = PyObject_GetAttr(endpoint, self->attr);
-                if (receiver == NULL) {
-                    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                        return NULL;
-                    PyErr_Clear(); /* an endpoint without a receiver: the Python path */
-                    return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
-                }
-                int status;
-                if (Py_TYPE(receiver) == &ReceiverType) {
-                    status = receiver_receive((Receiver *)receiver, data);
-                } else {
-                    PyObject *res = PyObject_CallMethod(receiver, "receive", "O", data);
-                    status = res == NULL ? -1 : 0;
-                    Py_XDECREF(res);
-                }
-                Py_DECREF(receiver);
-                if (status < 0)
-                    return NULL;
+            int done = demux_media(self, NULL, PyBytes_GET_SIZE(data), data, addr);
+            if (done < 0)
+                return NULL;
+            if (done)
                 Py_RETURN_NONE;
-            }
-            if (PyErr_Occurred())
-                PyErr_Clear(); /* an unhashable address: the Python path decides */
         }
     }
     return PyObject_Vectorcall(self->fallback, args, (size_t)nargs, NULL);
 }
 
+/* The address tuple the event loop would hand datagram_received: (host, port) for IPv4,
+ * (host, port, flowinfo, scope_id) for IPv6. New reference, NULL with an exception. */
+static PyObject *
+demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen)
+{
+    uint32_t h;
+    size_t keylen;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        h = in4->sin_addr.s_addr * 2654435761u ^ in4->sin_port;
+        keylen = sizeof(struct sockaddr_in);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        uint32_t w[4];
+        memcpy(w, &in6->sin6_addr, 16);
+        h = (w[0] ^ w[1] ^ w[2] ^ w[3]) * 2654435761u ^ in6->sin6_port;
+        keylen = sizeof(struct sockaddr_in6);
+    } else {
+        Py_RETURN_NONE; /* not an IP socket: what the event loop gives is not ours to guess */
+    }
+    AddrCacheEntry *e = &self->cache[(h ^ (h >> 16)) % ADDR_CACHE];
+    if (e->addr != NULL && e->sa.ss_family == sa->ss_family) {
+        int same;
+        if (sa->ss_family == AF_INET) {
+            const struct sockaddr_in *x = (const void *)&e->sa, *y = (const void *)sa;
+            same = x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+        } else {
+            const struct sockaddr_in6 *x = (const void *)&e->sa, *y = (const void *)sa;
+            same = x->sin6_port == y->sin6_port && x->sin6_flowinfo == y->sin6_flowinfo &&
+                   x->sin6_scope_id == y->sin6_scope_id &&
+                   memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+        }
+        if (same) {
+            Py_INCREF(e->addr);
+            return e->addr;
+        }
+    }
+    char host[INET6_ADDRSTRLEN];
+    PyObject *addr;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof(host));
+        addr = Py_BuildValue("(si)", host, (int)ntohs(in4->sin_port));
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        addr = Py_BuildValue("(siIk)", host, (int)ntohs(in6->sin6_port),
+                             (unsigned int)ntohl(in6->sin6_flowinfo),
+                             (unsigned long)in6->sin6_scope_id);
+    }
+    if (addr == NULL)
+        return NULL;
+    memcpy(&e->sa, sa, keylen < (size_t)salen ? keylen : (size_t)salen);
+    e->sa.ss_family = sa->ss_family;
+    Py_INCREF(addr);
+    Py_XSETREF(e->addr, addr);
+    return addr;
+}
+
+/* One received datagram (slot ``i``) through the same demultiplexing as datagram_received.
+ * 0, or -1 with an exception set (raised by a handler). */
+static int
+demux_slot(Demux *self, int i)
+{
+    Py_ssize_t n = (Py_ssize_t)rx_msg[i].msg_len;
+    PyObject *addr = demux_address(self, &rx_addr[i], rx_msg[i].msg_hdr.msg_namelen);
+    if (addr == NULL)
+        return -1;
+    uint8_t *buf = rx_slots[i];
+    if (n > 0 && buf[0] > 127 && buf[0] < 192) {
+        int done = demux_media(self, buf, n, NULL, addr);
+        if (done != 0) {
+            Py_DECREF(addr);
+            return done < 0 ? -1 : 0;
+        }
+    }
+    /* STUN, DTLS, unknown: the Python datagram_received (the media branch above decrypts in
+     * place only when it delivers, so the bytes are still the datagram's). */
+    PyObject *args[2];
+    args[0] = PyBytes_FromStringAndSize((const char *)buf, n);
+    args[1] = addr;
+    if (args[0] == NULL) {
+        Py_DECREF(addr);
+        return -1;
+    }
+    PyObject *res = PyObject_Vectorcall(self->fallback, args, 2, NULL);
+    Py_DECREF(args[0]);
+    Py_DECREF(addr);
+    if (res == NULL)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+/* drain(max_batches): read the socket with recvmmsg(MSG_DONTWAIT) until it would block, a
+ * call returns less than a full batch, or max_batches calls were made, and demultiplex every
+ * datagram in arrival order. Returns how many datagrams were read. A handler's exception is
+ * raised after the rest of its batch has been delivered (nothing read is dropped). */
+static PyObject *
+Demux_drain(Demux *self, PyObject *arg)
+{
+    long max_batches = PyLong_AsLong(arg);
+    if (max_batches == -1 && PyErr_Occurred())
+        return NULL;
+    if (max_batches < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_batches must be at least 1");
+        return NULL;
+    }
+    if (rx_busy) {
+        PyErr_SetString(PyExc_RuntimeError, "drain() called from a datagram handler");
+        return NULL;
+    }
+    self->rx_wakeups++;
+    long total = 0;
+    PyObject *exc_type = NULL, *exc_value = NULL, *exc_tb = NULL;
+    rx_busy = 1;
+    Py_INCREF(self); /* a handler may drop the last other reference */
+    for (long batch = 0; batch < max_batches && self->fd >= 0 && exc_type == NULL; batch++) {
+        for (int i = 0; i < RX_BATCH; i++) {
+            rx_iov[i].iov_base = rx_slots[i];
+            rx_iov[i].iov_len = RX_SLOT;
+            memset(&rx_msg[i].msg_hdr, 0, sizeof(struct msghdr));
+            rx_msg[i].msg_hdr.msg_iov = &rx_iov[i];
+            rx_msg[i].msg_hdr.msg_iovlen = 1;
+            rx_msg[i].msg_hdr.msg_name = &rx_addr[i];
+            rx_msg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        }
+        int got = recvmmsg(self->fd, rx_msg, RX_BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT) {
+                rx_busy = 0;
+                Py_DECREF(self);
+                return PyErr_SetFromErrno(PyExc_OSError); /* not a socket of ours: a bug */
+            }
+            break; /* EAGAIN, or an error report (ICMP): read again on the next wake-up */
+        }
+        self->rx_calls++;
+        self->rx_datagrams += (unsigned long long)got;
+        total += got;
+        for (int i = 0; i < got; i++) {
+            if (demux_slot(self, i) < 0) {
+                if (exc_type == NULL)
+                    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+                else
+                    PyErr_WriteUnraisable(self->fallback); /* a second failure: logged */
+            }
+        }
+        if (got < RX_BATCH)
+            break; /* the queue was empty when the kernel stopped */
+    }
+    rx_busy = 0;
+    Py_DECREF(self);
+    if (exc_type != NULL) {
+        PyErr_Restore(exc_type, exc_value, exc_tb);
+        return NULL;
+    }
+    return PyLong_FromLong(total);
+}
+
 static PyMethodDef Demux_methods[] = {
     {"datagram_received", (PyCFunction)(void (*)(void))Demux_datagram_received, METH_FASTCALL,
      "datagram_received(data, addr): the socket protocol's callback."},
+    {"drain", (PyCFunction)Demux_drain, METH_O,
+     "drain(max_batches): read fd with recvmmsg until it would block and demultiplex every "
+     "datagram; returns how many were read."},
+    {NULL}};
+
+static PyMemberDef Demux_members[] = {
+    {"fd", T_INT, offsetof(Demux, fd), 0, "the socket drain() reads (-1: none)"},
+    {"rx_wakeups", T_ULONGLONG, offsetof(Demux, rx_wakeups), READONLY, NULL},
+    {"rx_calls", T_ULONGLONG, offsetof(Demux, rx_calls), READONLY, NULL},
+    {"rx_datagrams", T_ULONGLONG, offsetof(Demux, rx_datagrams), READONLY, NULL},
     {NULL}};
 
 static PyTypeObject DemuxType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.Demux",
     .tp_basicsize = sizeof(Demux),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "The worker socket's media demultiplexer (RFC 7983), in front of the Python one.",
+    .tp_doc = "The worker socket's media demultiplexer (RFC 7983), in front of the Python one; "
+              "drain() reads the socket in batches (recvmmsg).",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Demux_init,
     .tp_dealloc = (destructor)Demux_dealloc,
     .tp_traverse = (traverseproc)Demux_traverse,
     .tp_clear = (inquiry)Demux_clear,
+    .tp_members = Demux_members,
     .tp_methods = Demux_methods,
 };
 
@@ -1704,6 +1945,7 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
         PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
+        PyModule_AddIntConstant(m, "RX_BATCH", RX_BATCH) < 0 ||
         PyModule_AddIntConstant(m, "SYNC_TRAIL", SYNC_TRAIL) < 0 ||
         PyModule_AddIntConstant(m, "MAX_DROPOUT", MAX_DROPOUT) < 0 ||
         PyModule_AddIntConstant(m, "MAX_MISORDER", MAX_MISORDER) < 0) {

@@ -18,6 +18,8 @@ from typing_extensions import disjoint_base
 MAX_PLAIN: int
 #: Most copies one ``sendmmsg`` carries.
 BATCH: int
+#: Most datagrams one ``recvmmsg`` reads (``Demux.drain``).
+RX_BATCH: int
 #: How far behind the newest forwarded sequence number the re-sync point trails (forwarder.py).
 SYNC_TRAIL: int
 #: RFC 3550 A.1 thresholds of the receive statistics (stats.py).
@@ -148,10 +150,26 @@ class Demux:
     """RFC 7983: SRTP/SRTCP from a bound address to its endpoint's ``media_in``; the rest to
     ``fallback``."""
 
+    fd: int
+    """The socket ``drain`` reads (-1: none; set to -1 on close and a drain under way stops)."""
+    @property
+    def rx_wakeups(self) -> int:
+        """``drain`` calls."""
+    @property
+    def rx_calls(self) -> int:
+        """``recvmmsg`` calls that returned datagrams."""
+    @property
+    def rx_datagrams(self) -> int:
+        """Datagrams ``drain`` read."""
     def __init__(
-        self, by_addr: dict[Any, Any], fallback: Callable[[bytes, Any], object]
+        self, by_addr: dict[Any, Any], fallback: Callable[[bytes, Any], object], fd: int = -1
     ) -> None: ...
     def datagram_received(self, data: bytes, addr: Any, /) -> Any: ...
+    def drain(self, max_batches: int, /) -> int:
+        """Read ``fd`` with ``recvmmsg`` (``RX_BATCH`` a call, at most ``max_batches`` calls,
+        stopping at a short batch or when it would block) and demultiplex every datagram in
+        order, as ``datagram_received``; how many were read. A handler's exception is raised
+        once the rest of its batch is delivered."""
 
 @disjoint_base
 class ReceiveStatsBase:

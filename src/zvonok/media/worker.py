@@ -216,7 +216,6 @@ class MediaWorker:
 
     async def start(self) -> None:
         """Bind the UDP socket (port 0 picks an ephemeral port, see ``.port``), start the tick."""
-        loop = asyncio.get_running_loop()
         try:
             sock = media_socket(self.host, self.port)
         except OSError as exc:
@@ -227,7 +226,7 @@ class MediaWorker:
             self.announced_ips = [ip for ip in self.announced_ips if not is_ipv6(ip)]
             sock = media_socket(self.host, self.port)
         try:
-            await loop.create_datagram_endpoint(lambda: self.udp, sock=sock)
+            await self.udp.open(sock)
         except BaseException:
             sock.close()
             raise

@@ -12,7 +12,13 @@ dual-stack ``::`` socket an IPv4 peer is ``("::ffff:a.b.c.d", port, 0, 0)``); ``
 ``endpoint_for`` convert what they are given, so callers may pass either form.
 When the compiled fast path is built, a ``_fastpath.Demux`` takes the SRTP/SRTCP branch of
 ``datagram_received`` (same table, straight to the transport's ``media_in``) and hands every other
-datagram to the Python method, which stays the reference.
+datagram to the Python method, which stays the reference. ``open`` then also reads the socket
+itself: the event loop watches the fd (``add_reader``) and each wake-up calls ``Demux.drain``,
+which reads with ``recvmmsg(2)`` (up to ``RX_BATCH`` = 32 datagrams a call, at most
+``MAX_BATCHES_PER_WAKEUP`` calls before the loop's other callbacks run) and demultiplexes every
+datagram in arrival order exactly as ``datagram_received`` would; datagrams this side sends go
+out with ``sendto`` on the same non-blocking socket, queued (bounded) while it would block.
+Without the compiled module ``open`` hands the socket to the event loop's datagram transport.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -20,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import deque
 from types import MethodType
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..fastpath import native
 from .address import socket_address
@@ -29,6 +36,11 @@ from .ice import Address, BindingRequest
 
 #: How many authenticated addresses one endpoint may hold (candidate pairs being checked).
 MAX_ADDRESSES_PER_ENDPOINT = 8
+#: ``recvmmsg`` calls (32 datagrams each) one wake-up may make before the loop runs other work.
+MAX_BATCHES_PER_WAKEUP = 4
+#: Datagrams waiting for the socket to become writable again; beyond this they are dropped and
+#: counted (``send_dropped``), as a full kernel buffer would drop them.
+MAX_SEND_BACKLOG = 1024
 
 
 class DatagramEndpoint(Protocol):
@@ -56,6 +68,12 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         self._by_ufrag: dict[str, DatagramEndpoint] = {}
         self._addrs_of: dict[int, list[Address]] = {}
         self.dropped = 0  # datagrams dropped before reaching any session
+        self.send_dropped = 0  # datagrams dropped because the send backlog was full
+        #: The compiled demultiplexer (None: pure Python); it reads the socket once ``open``.
+        self.demux: Any = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backlog: deque[tuple[bytes, Address]] = deque()
         if native is not None:
             # SRTP/SRTCP from bound addresses go straight to the transport's compiled receiver;
             # STUN, DTLS and anything unknown come back to the Python method below.
@@ -63,8 +81,74 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
                 self._by_addr, MethodType(MediaUdpProtocol.datagram_received, self)
             )
             self.datagram_received = demux.datagram_received  # type: ignore[method-assign]
+            self.demux = demux
         self.stun_refused = 0  # binding requests refused (bad integrity, unknown ufrag...)
         self.last_refusal = ""  # why the last one was refused (debugging and tests)
+
+    # -- the socket -------------------------------------------------------------------------
+
+    async def open(self, sock: socket.socket) -> None:
+        """Serve ``sock`` (bound, non-blocking): batched reads by the compiled demultiplexer
+        when it is built and the loop can watch file descriptors, else the loop's datagram
+        transport (one ``datagram_received`` per datagram)."""
+        loop = asyncio.get_running_loop()
+        # A module built before drain() existed (an install not rebuilt yet) keeps the old path.
+        drain = getattr(self.demux, "drain", None)
+        if drain is not None:
+            fd = sock.fileno()
+            try:
+                loop.add_reader(fd, drain, MAX_BATCHES_PER_WAKEUP)
+            except NotImplementedError:  # a loop without add_reader (Windows proactor)
+                pass
+            else:
+                self._sock, self._loop, self.fileno = sock, loop, fd
+                self.family = int(sock.family)
+                self.demux.fd = fd
+                self.sendto = self._send_now  # type: ignore[method-assign]
+                return
+        await loop.create_datagram_endpoint(lambda: self, sock=sock)
+
+    def _send_now(self, data: bytes, addr: Address) -> None:
+        """Send on the socket this side reads (after ``open`` with the compiled path)."""
+        sock = self._sock
+        if sock is None or not data:
+            return
+        if self._backlog:  # keep the order: behind what is already waiting
+            self._queue(data, addr)
+            return
+        try:
+            sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue(data, addr)
+            if self._loop is not None:
+                self._loop.add_writer(self.fileno, self._flush)
+        except socket.gaierror:  # an IPv4 address on a dual-stack socket: the socket's form
+            mapped = socket_address(addr, self.family)
+            if mapped != addr:
+                self._send_now(data, mapped)
+        except OSError:
+            pass  # an error report (peer port closed, no route): consent freshness notices
+
+    def _queue(self, data: bytes, addr: Address) -> None:
+        if len(self._backlog) >= MAX_SEND_BACKLOG:
+            self.send_dropped += 1
+        else:
+            self._backlog.append((bytes(data), socket_address(addr, self.family)))
+
+    def _flush(self) -> None:
+        """The socket is writable again: send the backlog in order until it would block."""
+        sock, backlog = self._sock, self._backlog
+        while sock is not None and backlog:
+            data, addr = backlog[0]
+            try:
+                sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass
+            backlog.popleft()
+        if self._loop is not None and self.fileno >= 0:
+            self._loop.remove_writer(self.fileno)
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -86,6 +170,17 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
 
     async def close(self) -> None:
         """Close the socket and wait until asyncio has released it."""
+        sock, loop = self._sock, self._loop
+        if sock is not None and loop is not None:
+            loop.remove_reader(self.fileno)
+            loop.remove_writer(self.fileno)
+            if self.demux is not None:
+                self.demux.fd = -1  # a drain under way stops
+            self._sock = None
+            self._backlog.clear()
+            self.connection_lost(None)
+            sock.close()
+            return
         if self.transport is not None:
             self.transport.close()
             await self._lost.wait()
