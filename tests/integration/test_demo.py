@@ -14,9 +14,10 @@ the harness palette). "Alice sees and hears Bob" then means: Bob's camera track 
 frames, Bob's audio packets grow, Bob's tile shows Bob's colour and Bob's audio's dominant
 frequency (an ``AnalyserNode``) is Bob's tone; so an echo of one's own media or another
 participant's media under Bob's name fails (``test_echo_fails_the_identity_check`` proves it).
-Firefox (a bare process, no driver) sends its fake camera and its fake microphone at Bob's tone
-(``media.navigator.audio.fake_frequency``): Chromium checks the tone, frames and packets; what
-Firefox receives is checked per participant from its logged ``quality`` events only.
+Firefox ESR runs the same: driven over WebDriver BiDi (harness/firefox_bidi.py, no driver
+binary), it gets ``FAKE_MEDIA_JS`` as a preload script, and its side of the call is read with the
+same ``STATS_JS`` and ``PIXEL_JS`` (Web Audio runs on cubeb's mock context, harness/firefox.py),
+so Firefox as a receiver is checked as strictly as Chromium, and its echo fails too.
 
 Errors fail the tests: uncaught page errors, and ERROR records or tracebacks in the server's log
 during a test (``check_errors``, autouse; ``@pytest.mark.allow_errors`` names expected ones).
@@ -38,7 +39,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -48,6 +49,7 @@ from zvonok.web import static_text
 
 from .harness import errors
 from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS
+from .harness.firefox_bidi import BiDiFirefox
 from .harness.stats import COLOURS, TONES, nearest_colour, nearest_tone
 from .harness.udp_relay import UdpRelay
 
@@ -150,6 +152,12 @@ PAINT_JS = """async (colour) => {  // publish a canvas of one colour instead of 
   draw();
   window.paintTimer = setInterval(draw, 50);
   await window.zvonokDemo.call.publish(canvas.captureStream(15));
+}"""
+
+# The track id the camera tile of `userId` shows.
+CAMERA_ID_JS = """(userId) => {
+  const tile = document.querySelector(`.tile:not(.screen)[data-user-id="${userId}"]`);
+  return tile ? tile.getAttribute("data-track-id") : null;
 }"""
 
 # The centre pixel of the camera (or screen) tile of `userId`.
@@ -288,13 +296,24 @@ async def wait_for(
         await asyncio.sleep(every)
 
 
+class Evaluates(Protocol):
+    """A demo page we can run JS in: a Playwright ``Page`` or a ``BiDiFirefox``."""
+
+    async def evaluate(self, expression: str, arg: Any = None) -> Any: ...
+
+
+def fake_media_js(user: str) -> str:
+    """``FAKE_MEDIA_JS`` for ``user``: the user's colour and tone, the shared screen colour."""
+    colour = USER_COLOURS[user]
+    media = [list(COLOURS[colour]), TONES[colour], list(COLOURS[SCREEN_COLOUR])]
+    return FAKE_MEDIA_JS.replace("__MEDIA__", json.dumps(media))
+
+
 async def open_demo(browser: Browser, base: str, user: str, kind: str, room: str) -> Page:
     """A fresh browser context showing the demo page, joined as ``user``, whose camera and
     microphone are the user's colour and tone (``FAKE_MEDIA_JS``)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
-    colour = USER_COLOURS[user]
-    media = [list(COLOURS[colour]), TONES[colour], list(COLOURS[SCREEN_COLOUR])]
-    await context.add_init_script(FAKE_MEDIA_JS.replace("__MEDIA__", json.dumps(media)))
+    await context.add_init_script(fake_media_js(user))
     page = await context.new_page()
     page.on("pageerror", lambda exc: PAGE_ERRORS.append(f"{user}: {exc}"))
     page.set_default_timeout(15000)
@@ -305,13 +324,13 @@ async def open_demo(browser: Browser, base: str, user: str, kind: str, room: str
     return page
 
 
-async def stats(page: Page) -> dict[str, Any]:
+async def stats(page: Evaluates) -> dict[str, Any]:
     result: dict[str, Any] = await page.evaluate(STATS_JS)
     return result
 
 
 async def identity_problem(
-    page: Page, peer: str, colour: str | None, tone: str | None
+    page: Evaluates, peer: str, colour: str | None, tone: str | None
 ) -> tuple[str, float]:
     """Why ``page`` does not see and hear ``peer`` as ``colour`` / ``tone`` ("" when it does),
     and the monotonic time of the second sample (by then the media was flowing).
@@ -325,8 +344,7 @@ async def identity_problem(
     after = await stats(page)
     at = time.monotonic()
     mine = [t for t in after["remote"] if t["userId"] == peer and t["live"]]
-    tile = await page.query_selector(f'.tile:not(.screen)[data-user-id="{peer}"]')
-    camera_id = await tile.get_attribute("data-track-id") if tile else None
+    camera_id = await page.evaluate(CAMERA_ID_JS, peer)
     cameras = [t for t in mine if t["kind"] == "video" and t["trackId"] == camera_id]
     audios = [t for t in mine if t["kind"] == "audio"]
     if not cameras or not audios:
@@ -349,7 +367,7 @@ async def identity_problem(
 
 
 async def sees_and_hears(
-    page: Page,
+    page: Evaluates,
     peer: str,
     what: str,
     limit: float = 20,
@@ -658,96 +676,29 @@ async def test_sdk_reports_media_denied(browser: Browser) -> None:
     assert result == [["media-denied"], "media-denied", "new"]
 
 
-FIREFOX_PREFS: dict[str, bool | int | str] = {
-    "media.navigator.streams.fake": True,
-    "media.navigator.permission.disabled": True,
-    "media.peerconnection.ice.loopback": True,
-    "media.peerconnection.ice.obfuscate_host_addresses": False,
-    "permissions.default.camera": 1,
-    "permissions.default.microphone": 1,
-    "media.autoplay.default": 0,
-    "app.update.enabled": False,
-    "app.update.auto": False,
-    "toolkit.telemetry.enabled": False,
-    "datareporting.healthreport.uploadEnabled": False,
-    "datareporting.policy.dataSubmissionEnabled": False,
-    "browser.safebrowsing.malware.enabled": False,
-    "browser.safebrowsing.phishing.enabled": False,
-    "media.gmp-gmpopenh264.enabled": False,
-    "media.gmp-manager.url": "",
-    "network.proxy.type": 1,
-    "network.proxy.http": "127.0.0.1",
-    "network.proxy.http_port": 9,
-    "network.proxy.ssl": "127.0.0.1",
-    "network.proxy.ssl_port": 9,
-    "network.proxy.no_proxies_on": "127.0.0.1,localhost",
-    "browser.shell.checkDefaultBrowser": False,
-    "devtools.console.stdout.content": True,  # the page's console.debug is how it reports
-}
+async def open_firefox_demo(
+    firefox: BiDiFirefox, base: str, user: str, kind: str, room: str
+) -> None:
+    """The demo page in ``firefox``, joined (``?join``) as ``user`` with the user's colour and
+    tone (``FAKE_MEDIA_JS`` as a preload script), like ``open_demo``."""
+    await firefox.preload("() => {" + fake_media_js(user) + "}")
+    await firefox.navigate(f"{base}/?user={user}&kind={kind}&room={room}&join")
+    joined = """() => Boolean(window.zvonokDemo && window.zvonokDemo.call
+      && !document.querySelector("#call").hidden && document.querySelector(".tile.local"))"""
+    await wait_for(lambda: firefox.evaluate(joined), f"{user} to join in firefox", 20)
 
 
-def _user_js(prefs: dict[str, bool | int | str]) -> str:
-    def value(v: bool | int | str) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return str(v) if isinstance(v, int) else f'"{v}"'
-
-    return "".join(f'user_pref("{k}", {value(v)});\n' for k, v in prefs.items())
-
-
-def firefox_quality(log: Path) -> list[dict[str, Any]]:
-    """The demo's ``quality`` events that Firefox printed (``?debug``) to its stdout."""
-    marker = '"zvonok demo: quality" '
-    events = []
-    for line in log.read_text(errors="replace").splitlines():
-        _, found, literal = line.partition(marker)
-        if found:
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(json.loads(literal)))
-    return events
-
-
-async def test_firefox_and_chromium_call(server: str, browser: Browser, tmp_path: Path) -> None:
-    """Firefox ESR (a bare process, the demo's ``?join&debug``) calls Chromium both ways."""
-    profile = tmp_path / "firefox-profile"
-    profile.mkdir()
-    tone = int(TONES[USER_COLOURS["bob"]])
-    (profile / "user.js").write_text(
-        _user_js({**FIREFOX_PREFS, "media.navigator.audio.fake_frequency": tone})
-    )
+async def test_firefox_and_chromium_call(server: str, browser: Browser) -> None:
+    """Firefox ESR (the demo's ``?join``, over WebDriver BiDi) and Chromium call each other: each
+    side decodes the other's frames, colour and tone, per participant."""
     alice = await open_demo(browser, server, "alice", "chat", "firefox")
-    log = tmp_path / "firefox.log"
-    url = f"{server}/?user=bob&kind=chat&room=firefox&join&debug"
-    with log.open("wb") as out:
-        firefox = await asyncio.create_subprocess_exec(
-            "firefox-esr",
-            "--headless",
-            "--no-remote",
-            "--profile",
-            str(profile),
-            url,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    async with BiDiFirefox("bob (firefox)", USER_COLOURS["bob"]) as bob:
         try:
-            # Firefox's fake camera is no solid colour; its fake microphone plays bob's tone.
-            await sees_and_hears(alice, "bob", "chromium to get firefox's media", 30, colour=None)
-
-            async def firefox_receives() -> bool:
-                events = firefox_quality(log)
-                if not events:
-                    return False
-                seen = events[-1]["participants"].values()
-                return any(p["userId"] == "alice" and p["bitrateIn"] > 50_000 for p in seen)
-
-            await wait_for(firefox_receives, "firefox to receive chromium's media", 20, every=1.0)
+            await open_firefox_demo(bob, server, "bob", "chat", "firefox")
+            await sees_and_hears(alice, "bob", "chromium to see and hear firefox", 30)
+            await sees_and_hears(bob, "alice", "firefox to see and hear chromium", 30)
         finally:
-            firefox.terminate()
-            try:
-                await asyncio.wait_for(firefox.wait(), timeout=10)
-            except TimeoutError:
-                firefox.kill()
-                await asyncio.wait_for(firefox.wait(), timeout=5)
+            PAGE_ERRORS.extend(f"bob (firefox): {e}" for e in bob.errors)
     await alice.click("#leave")
 
 
@@ -792,6 +743,28 @@ async def test_echo_fails_the_identity_check(server: str, browser: Browser) -> N
     await sees_and_hears(alice, "bob", "alice to get her own media back", 10, "red", "red")
     for page in (alice, bob):
         await page.click("#leave")
+
+
+async def test_echo_fails_a_firefox_receivers_identity_check(server: str, browser: Browser) -> None:
+    """Alice's Chromium page echoes bob's media back: bob's Firefox still gets growing frames and
+    packets "from alice", but his own colour and tone, and the check says so."""
+    alice = await open_demo(browser, server, "alice", "chat", "ffecho")
+    async with BiDiFirefox("bob (firefox)", USER_COLOURS["bob"]) as bob:
+        try:
+            await open_firefox_demo(bob, server, "bob", "chat", "ffecho")
+            await sees_and_hears(bob, "alice", "firefox to see and hear chromium", 30)
+            await sees_and_hears(alice, "bob", "chromium to see and hear firefox", 30)
+            await alice.evaluate(ECHO_JS)
+            await sees_and_hears(
+                bob, "alice", "firefox to get its own media back", 15, "blue", "blue"
+            )
+            with pytest.raises(AssertionError, match=r"alice's tile shows .*, not red"):
+                await sees_and_hears(bob, "alice", "firefox to see alice (echoed)", 6, tone=None)
+            with pytest.raises(AssertionError, match=r"alice's audio is \[6\d\d\] Hz, not 440.0"):
+                await sees_and_hears(bob, "alice", "firefox to hear alice (echoed)", 6, colour=None)
+        finally:
+            PAGE_ERRORS.extend(f"bob (firefox): {e}" for e in bob.errors)
+    await alice.click("#leave")
 
 
 async def test_ice_restart_keeps_the_call(server: str, browser: Browser) -> None:
