@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from .harness.aiortc_peer import AiortcPeer, AiortcPeers
+from .harness.chromium import ChromiumPeers
 from .harness.server import ServerFactory, ZvonokServer
 from .test_media import hear_and_see_each_other
 
@@ -110,3 +111,23 @@ async def test_ipv4_only_and_ipv6_only_clients_in_one_call(
     selected = await selected_addresses(server)
     assert selected == {"alice": "127.0.0.1", "bob": "::1"}  # IPv4 peer shown unmapped
     assert ipaddress.ip_address(selected["bob"]).version == 6
+
+
+@pytest.mark.browser
+async def test_two_chromium_peers_with_media_on_ipv6_loopback_only(
+    zvonok_server_factory: ServerFactory,
+    chromium_peers: ChromiumPeers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The media socket bound to ``::1`` and announcing only it: Chromium (loopback allowed by
+    the harness's flags) must gather and use an IPv6 candidate, or there is no call."""
+    monkeypatch.setenv("ZVONOK_TEST_ZERO_CONFIG", "1")  # no default --announce-ip 127.0.0.1
+    server = zvonok_server_factory.start(env={"ZVONOK_MEDIA_HOST": "::1"})
+    chat = server.create_chat(["alice", "bob"])
+    a = await chromium_peers.open(server, user="alice", room=chat, color="red")
+    b = await chromium_peers.open(server, user="bob", room=chat, color="blue")
+    await hear_and_see_each_other(a, "red", b, "blue")
+    # Chromium gathers every local IPv6 address; to ::1 it may send from any of them (fd00::2 here).
+    selected = await selected_addresses(server)
+    assert sorted(selected) == ["alice", "bob"]
+    assert all(ipaddress.ip_address(host).version == 6 for host in selected.values()), selected
