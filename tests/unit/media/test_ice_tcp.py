@@ -530,3 +530,18 @@ async def test_slow_reader_is_dropped_not_waited_on(
         await until(lambda: server.connections == 0)
     finally:
         peer.close()
+
+
+async def test_dual_stack_listener_answers_ipv4_clients_in_ipv4_form() -> None:
+    media = MediaWorker(host="::", port=0, announce_ips=["127.0.0.1"], ice_tcp=True, tcp_port=0)
+    await media.start()
+    try:
+        peer = await TcpPeer.open(media)
+        try:
+            transport, _, _ = await connect_tcp(media, peer)  # checks XOR-MAPPED-ADDRESS
+            assert transport.selected_address == peer.addr
+            assert peer.addr[0] == "127.0.0.1"
+        finally:
+            peer.close()
+    finally:
+        await media.close()

@@ -28,6 +28,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from .address import canonical_address
 from .framing import MAX_FRAME, FrameReader, frame
 from .ice import Address, BindingRequest
 from .receiver import ReceiverLike
@@ -78,7 +79,9 @@ class TcpConnection(asyncio.Protocol):
         # uvloop's TCPTransport is no asyncio.Transport subclass, but it has the same methods.
         self.transport = tcp = cast(asyncio.Transport, transport)
         peer = tcp.get_extra_info("peername")
-        self.peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        # An IPv4 client of a dual-stack listener is ::ffff:a.b.c.d to the socket; STUN's
+        # XOR-MAPPED-ADDRESS and the logs carry a.b.c.d.
+        self.peer = canonical_address((str(peer[0]), int(peer[1]))) if peer else ("", 0)
         sock = tcp.get_extra_info("socket")
         if sock is not None:
             try:
@@ -262,6 +265,8 @@ class MediaTcpServer:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # "::" serves IPv4 clients too, as the UDP socket
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if host != "::" else 0)
             sock.bind((host, port))
             sock.setblocking(False)
             self._server = await loop.create_server(
