@@ -164,8 +164,13 @@ class Settings(BaseSettings):
     @field_validator("announce_ips")
     @classmethod
     def _announce_ips(cls, value: list[str]) -> list[str]:
-        """IP literals only (a candidate's address, RFC 8839 §5.1), canonical, no duplicates."""
-        return list(dict.fromkeys(canonical_ip(ip) for ip in value))
+        """IP literals only (a candidate's address, RFC 8839 §5.1), canonical, no duplicates;
+        no IPv6 link-local address (a candidate cannot carry its zone)."""
+        ips = list(dict.fromkeys(canonical_ip(ip) for ip in value))
+        for ip in ips:
+            if ipaddress.ip_address(ip.partition("%")[0]).is_link_local and ":" in ip:
+                raise ValueError(f"{ip} is IPv6 link-local: a candidate cannot carry its zone")
+        return ips
 
     @model_validator(mode="after")
     def _announce_families(self) -> Settings:

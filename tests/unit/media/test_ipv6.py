@@ -134,6 +134,8 @@ def test_settings_validation() -> None:
         Settings(media_host="2001:db8::1", announce_ips=["192.0.2.1"])
     with pytest.raises(ValidationError, match="not an IP address"):
         Settings(announce_ips=["media.example.com"])
+    with pytest.raises(ValidationError, match="link-local"):
+        Settings(media_host="::", announce_ips=["fe80::1"])
     with pytest.raises(ValidationError, match="not an IP address"):
         Settings(media_host="localhost")
 
