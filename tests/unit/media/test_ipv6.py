@@ -211,3 +211,26 @@ async def test_ipv4_and_ipv6_clients_on_one_dual_stack_port(dual_worker: MediaWo
     finally:
         four.close()
         six.close()
+
+
+async def test_no_ipv6_on_the_host_falls_back_to_ipv4(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``::`` on a kernel without IPv6: IPv4 on 0.0.0.0, IPv6 candidates dropped, a warning."""
+    import errno
+
+    import zvonok.media.worker as worker_module
+
+    real = worker_module.media_socket
+
+    def no_ipv6(host: str, port: int) -> socket.socket:
+        if ":" in host:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(host, port)
+
+    monkeypatch.setattr(worker_module, "media_socket", no_ipv6)
+    media = MediaWorker(host="::", port=0, announce_ips=["127.0.0.1", "::1"])
+    await media.start()
+    try:
+        assert media.host == "0.0.0.0" and media.udp.family == socket.AF_INET
+        assert [Candidate.parse(c).host for c in media.local_candidates()] == ["127.0.0.1"]
+    finally:
+        await media.close()
