@@ -24,7 +24,7 @@ the client under test, and (a) before bob joins; the random generator is seeded 
 ``ZVONOK_MATRIX_SEED`` (random when unset; every failure names the seed and the repetition's
 delays). Clients that offer must meet the server's offer head-on in at least one repetition (their
 own log says so). Every repetition must end with media both ways, identified: each receiver
-decodes the sender's colour and, where it can measure one (not Firefox here), hears its tone,
+decodes the sender's colour and hears its tone (Firefox too: harness/firefox.py),
 with packets and decoded frames growing (harness/stats.py). Any error a client recorded, any server
 ``error`` other than the informational ``glare`` (and one ``media-failed`` that a
 perfect-negotiation Chromium client recovered from on a new RTCPeerConnection: the Chromium
@@ -33,12 +33,13 @@ server's log fails the repetition, whose failure shows the client's log and the 
 lines of that room.
 
 What an offer-only client can get: only what fits into the m-lines of its one offer (one audio,
-one video, sendrecv), filled with tracks already published when the server answers. (b): it sends
-to both members and receives one audio and one video track of the members (whose, the ``tracks``
-map sent before the answer says; checked by colour and tone). (a): it sends to bob but receives
-nothing from him: bob's tracks appear after its only answer and need a server offer, which it
-never answers. The same holds for later screen shares, and for removed tracks (they stay until
-it leaves).
+one video, sendrecv). (b): filled with tracks already published when the server answers: it
+sends to both members and receives one audio and one video track of the members (whose, the
+``tracks`` map sent before the answer says; checked by colour and tone). (a): the server answers
+its m-lines as vacant (placeholder SSRCs); bob's tracks, published later, fill them at once, and a
+``tracks`` map with no description after it says whose they are (docs/protocol.md): media both
+ways. Later screen shares need a server offer, which it never answers; removed tracks stay until
+it leaves.
 
 Cost: one server, one Chromium and one Firefox process for the whole module (fresh browser
 contexts, rooms and session ids per repetition); the group members of (b) stay for the
@@ -256,11 +257,10 @@ def server_problem_lines(lines: Sequence[str]) -> list[str]:
 class Firefox:
     """One Firefox ESR process for the module; each call loads a fresh peer.html into it.
 
-    Web Audio does not run in headless Firefox on these machines (no audio device: every
-    ``AudioContext`` stays ``suspended``), so peer.js's oscillator would send silence and its
-    analyser hears nothing. The client under test therefore sends Firefox's fake microphone, tuned
-    to its tone (``media.navigator.audio.fake_frequency``), and the audio it receives is checked
-    at the RTP level (packets growing, fresh) without the tone.
+    The client under test sends Firefox's fake microphone, tuned to its tone
+    (``media.navigator.audio.fake_frequency``); what it receives is checked like every other
+    receiver (frames, colour, and the tone through Web Audio, which runs headless on Firefox's
+    mock audio output: harness/firefox.py).
     """
 
     def __init__(self, pages: ReportServer) -> None:
@@ -533,8 +533,7 @@ async def test_joins_an_empty_chat_then_a_peer_joins(matrix: Matrix, variant: Va
         bob = await matrix.open_chromium(BOB, room, "chat", BOB_COLOUR)
         opened.append(bob)
         expect = [Expect(bob, kind, {X_USER: X_COLOUR}) for kind in ("video", "audio")]
-        if not variant.offer_only:  # bob's tracks came after its only answer (module docstring)
-            expect += [Expect(x, kind, {BOB: BOB_COLOUR}) for kind in ("video", "audio")]
+        expect += [Expect(x, kind, {BOB: BOB_COLOUR}) for kind in ("video", "audio")]
         await wait_media(expect)
 
     await run_repetitions(matrix, variant, "empty chat", body)

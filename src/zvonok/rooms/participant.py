@@ -147,13 +147,33 @@ class Participant:
         self._send_offer()
 
     def request_sync(self) -> None:
-        """The room's tracks changed: offer now if stable, else once the current round ends."""
+        """The room's tracks changed: offer now if stable, else once the current round ends
+        (a new track fills a vacant m-line at once either way, and the ``tracks`` map says so)."""
         if self.closed:
             return
         if self.negotiator.state == "stable":
             self._send_offer()
         else:
+            if self._fill_vacant():
+                self._send_track_map()
             self._needs_offer = True
+
+    def _fill_vacant(self) -> bool:
+        """Put the room's new tracks into vacant m-lines (docs/protocol.md): the client already
+        knows their SSRCs, so they flow at once, answered offer or not."""
+        placed = self.negotiator.placed_track_ids()
+        filled = False
+        for track in self._wanted():
+            if track.track_id in placed:
+                continue
+            got = self.negotiator.fill_vacant(track)
+            if got is not None:
+                self._send_ssrcs[track.track_id] = (got.ssrc, got.rtx_ssrc)
+                self.log.info("%s track %s fills a vacant m-line", track.kind, track.track_id)
+                filled = True
+        if filled:
+            self._sync_consumers(self.negotiator.sending)
+        return filled
 
     def _wanted(self) -> list[SendTrack]:
         wanted = []
@@ -187,6 +207,7 @@ class Participant:
     def _send_offer(self, *, ice_restart: bool = False) -> None:
         self._needs_offer = False
         self._glare_told = False
+        self._fill_vacant()
         sdp = self.negotiator.create_offer(self._wanted(), self._local(ice_restart))
         self._last_offer = sdp
         self._send_track_map()

@@ -238,8 +238,14 @@
       case "tracks":
         // offer-only: a map describes the m-lines of the description that follows it, and only
         // the server's answers are ever applied.
-        if (cfg.mode === "offer-only") pendingTracks = p.tracks || [];
-        else trackList = p.tracks || [];
+        if (cfg.mode === "offer-only") {
+          pendingTracks = p.tracks || [];
+          // Entries for m-lines we already have apply now: the server filled a vacant m-line
+          // (docs/protocol.md) and sends the map with no description after it.
+          const ours = new Set(pc.getTransceivers().filter((t) => t.currentDirection).map((t) => t.mid));
+          const now = pendingTracks.filter((t) => ours.has(t.mid));
+          trackList = [...trackList.filter((t) => !now.some((n) => n.mid === t.mid)), ...now];
+        } else trackList = p.tracks || [];
         break;
       case "offer":
         if (isPerfect) {

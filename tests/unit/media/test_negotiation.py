@@ -80,14 +80,47 @@ def test_client_offer_answered(browser: str) -> None:
     offered = SessionDescription.parse(offer)
     assert [m.mid for m in answer.media] == [m.mid for m in offered.media]
     for sent, got in zip(offered.media, answer.media, strict=True):
-        assert got.direction == "recvonly"
+        # Nothing to send yet: each sendrecv m-line is vacant (a placeholder with SSRCs).
+        assert sent.direction in (None, "sendrecv") and got.direction == "sendrecv"
+        assert got.msid == ("-", f"vacant-{got.mid}") and got.ssrc_of_media() is not None
         assert got.setup == "passive"
         assert {c.payload_type for c in got.codecs} <= {c.payload_type for c in sent.codecs}
         assert all(c.name.lower() not in ("red", "ulpfec", "telephone-event") for c in got.codecs)
     assert set(result.published) == {m.mid for m in offered.media}
+    assert result.sending == {} and result.refused == frozenset()
     for media in offered.media:
         assert result.published[media.mid or ""].ssrc == media.ssrc_of_media()
     assert answer.media[0].codecs[0].name.lower() == "opus"
+
+
+def send_track(track_id: str, kind: str, codecs: list[RtpCodec], ssrc: int) -> SendTrack:
+    return SendTrack(track_id, "pub", kind, codecs, ssrc, ssrc + 1, "pub")
+
+
+def test_a_later_track_fills_a_vacant_m_line_with_its_ssrcs() -> None:
+    """An offer-only client learns the SSRCs of its vacant m-lines from our answer; a track that
+    appears later is sent there at once (no renegotiation) with those SSRCs, also in our
+    outstanding offer, and our next offer names it in the same m-line."""
+    neg = SessionNegotiator()
+    offer = fixture("chromium_offer_audio_video.sdp")
+    answer = SessionDescription.parse(neg.apply_offer(offer, [], local_for)[0])
+    held = {m.kind: (m.ssrc_of_media(), m.rtx_ssrc()) for m in answer.media}
+    pending = neg.create_offer([], LOCAL)  # outstanding and never answered (offer-only)
+    assert SessionDescription.parse(pending).media[1].msid == ("-", "vacant-1")
+    vp8 = RtpCodec(100, "VP8", 90000, None, {}, [])
+    h265 = RtpCodec(101, "H265", 90000, None, {}, [])
+    assert neg.fill_vacant(send_track("t-h265", "video", [h265], 500)) is None  # no codec
+    placed = neg.fill_vacant(send_track("t-cam", "video", [vp8], 500))
+    assert placed is not None and (placed.ssrc, placed.rtx_ssrc) == held["video"]
+    assert neg.fill_vacant(send_track("t-cam2", "video", [vp8], 600)) is None  # full now
+    assert neg.placed_track_ids() == {"t-cam"}
+    assert set(neg.sending) == {"t-cam"} and neg.sending["t-cam"].mid == "1"
+    assert neg.current_slots[1].send == placed  # the outstanding offer carries it too
+    neg.rollback()
+    again = SessionDescription.parse(neg.create_offer([placed], LOCAL))
+    assert len(again.media) == 2 and again.media[1].msid == ("pub", "t-cam")
+    assert again.media[1].ssrc_of_media() == held["video"][0]
+    assert again.media[0].msid == ("-", "vacant-0")  # audio is still vacant
 
 
 def test_screen_share_offer_publishes_three_tracks() -> None:

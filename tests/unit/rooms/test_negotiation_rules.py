@@ -215,3 +215,32 @@ async def test_no_ice_check_gets_one_ice_restart_then_media_failed(worker: Media
         assert SessionId("a") not in rooms.sessions
     finally:
         await rooms.close()
+
+
+async def test_offer_only_client_receives_a_later_publisher_in_its_vacant_m_lines(
+    rooms: RoomService,
+) -> None:
+    """An offer-only client (offers once, never answers) alone in a room: our answer makes its
+    two m-lines vacant (placeholder SSRCs). Bob joins and publishes: his tracks go into those
+    m-lines at once, with the SSRCs the client already knows, and a ``tracks`` map says whose
+    they are, while our offer to the client stays unanswered."""
+    alice_sink, bob_sink = Sink(), Sink()
+    alice = await join(rooms, "alice", "a", alice_sink)
+    alice.handle_offer(CLIENT_OFFER)  # collides with our first offer, which it never answers
+    await asyncio.sleep(YIELD * 3)
+    answer = SessionDescription.parse(alice_sink.last("answer")["sdp"])
+    held = {m.mid: m.ssrc_of_media() for m in answer.media}
+    assert all(m.msid is not None and m.msid[0] == "-" for m in answer.media)
+    assert alice.negotiator.state == "have-local-offer" and not alice.consumers
+    alice_sink.clear()
+    bob = await join(rooms, "bob", "b", bob_sink)
+    bob.handle_answer(answer_to(bob_sink.last("offer")["sdp"], publish={"0": 71, "1": 72}))
+    await asyncio.sleep(YIELD)
+    assert set(alice.consumers) == set(bob.published.values())
+    assert {c.ssrc for c in alice.consumers.values()} == set(held.values())
+    sent = [t for t, _ in alice_sink.sent]
+    # The map alone (once per filled track): no description follows.
+    assert sent[0] == "participant-joined" and set(sent[1:]) == {"tracks"}
+    tracks = alice_sink.last("tracks")["tracks"]
+    assert {(t["mid"], t["sessionId"]) for t in tracks} == {("0", "b"), ("1", "b")}
+    assert alice.negotiator.state == "have-local-offer"  # still unanswered, media flows anyway

@@ -12,6 +12,11 @@ What an offer reserves (payload types, extension ids, mids) is reserved only onc
 answered: a withdrawn offer (``rollback``, JSEP §5.7) or a refused client offer leaves the session
 exactly as it was, so the client's next offer is answered as if ours never existed.
 
+An m-line a client offers to receive on while we have nothing for it is answered as sending a
+placeholder (``a=msid:-``, SSRCs reserved): a *vacant* m-line. A track that appears later fills
+it at once with those SSRCs (``fill_vacant``), so even a client that never answers our offers
+receives it; our next offer then names the track.
+
 Pure logic on text: no sockets, no tasks. Imports only ``zvonok.media.sdp``.
 """
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .codecs import (
     SUPPORTED_EXTENSIONS,
@@ -112,7 +117,7 @@ class SessionNegotiator:
         recyclable = [s.index for s in slots if s.stopped]
         placed: set[str] = set()
         for slot in slots:
-            if slot.send is None:
+            if slot.send is None or slot.vacant:
                 continue
             if slot.send.track_id in wanted:
                 placed.add(slot.send.track_id)
@@ -137,7 +142,7 @@ class SessionNegotiator:
         for slot in slots:
             if slot.stopped:
                 continue
-            if slot.send is not None:
+            if slot.send is not None and not slot.vacant:
                 slot.codecs = self._send_codecs(slot.send)
                 if not slot.codecs:
                     slot.stopped = True
@@ -169,6 +174,8 @@ class SessionNegotiator:
             direction = media.direction or "sendrecv"
             slot.client_sends = slot.recv and direction in ("sendrecv", "sendonly")
             slot.client_receives = slot.send is not None and direction in ("sendrecv", "recvonly")
+            if slot.vacant and not slot.client_receives:
+                slot.send, slot.vacant = None, False
             answered = {c.payload_type for c in media.codecs}
             slot.codecs = [c for c in slot.codecs if c.payload_type in answered]
             ext_ids = {e.uri: e.id for e in media.extensions}
@@ -269,13 +276,15 @@ class SessionNegotiator:
         slot.client_sends = direction in ("sendrecv", "sendonly")
         slot.recv = slot.recv or slot.client_sends
         slot.client_receives = direction in ("sendrecv", "recvonly")
-        if slot.client_receives and slot.send is None:
+        if slot.client_receives and (slot.send is None or slot.vacant):
             match = next((t for t in unplaced if t.kind == slot.kind), None)
             if match is not None:
                 unplaced.remove(match)
-                slot.send = match
-        if not slot.client_receives and slot.send is not None and not slot.recv:
-            slot.send = None
+                slot.send, slot.vacant = match, False
+            elif slot.send is None:
+                slot.send, slot.vacant = _placeholder(slot, offered), True
+        if not slot.client_receives and slot.send is not None and (slot.vacant or not slot.recv):
+            slot.send, slot.vacant = None, False
         for codec in offered:
             self._reserve_pt(codec)
         if slot.send is not None:
@@ -296,6 +305,7 @@ class SessionNegotiator:
         slot.stopped = True
         slot.recv = False
         slot.send = None
+        slot.vacant = False
         slot.client_sends = slot.client_receives = False
         slot.codecs = []
         slot.rejected_formats = list(media.formats) or ["0"]
@@ -321,7 +331,9 @@ class SessionNegotiator:
             published=self._published(),
             sending=self._sending(),
             refused=frozenset(
-                s.send.track_id for s in slots if s.send is not None and not s.client_receives
+                s.send.track_id
+                for s in slots
+                if s.send is not None and not s.vacant and not s.client_receives
             ),
             ice_ufrag=ufrag,
             ice_pwd=pwd,
@@ -334,6 +346,35 @@ class SessionNegotiator:
     def current_slots(self) -> list[Slot]:
         """The m-lines of the outstanding offer if there is one, else the negotiated ones."""
         return self._pending if self._pending is not None else self.slots
+
+    @property
+    def sending(self) -> dict[str, AcceptedSend]:
+        """The negotiated server tracks the client receives, by track id."""
+        return self._sending()
+
+    def placed_track_ids(self) -> set[str]:
+        """Track ids in a negotiated m-line or in our outstanding offer (placeholders excluded)."""
+        slots = [*self.slots, *(self._pending or ())]
+        return {s.send.track_id for s in slots if s.send is not None and not s.vacant}
+
+    def fill_vacant(self, track: SendTrack) -> SendTrack | None:
+        """Put ``track`` into a negotiated vacant m-line of its kind that can carry one of its
+        codecs, keeping the SSRCs the client already knows (also in our outstanding offer, if
+        it has the same placeholder). Returns the track as placed, or ``None``."""
+        keys = {codec_key(c) for c in track.codecs if c.name.lower() != "rtx"}
+        for slot in self.slots:
+            holder = slot.send
+            if not slot.vacant or slot.stopped or slot.kind != track.kind or holder is None:
+                continue
+            if not any(codec_key(c) in keys for c in slot.codecs):
+                continue
+            placed = replace(track, ssrc=holder.ssrc, rtx_ssrc=holder.rtx_ssrc)
+            slot.send, slot.vacant = placed, False
+            for twin in self._pending or ():
+                if twin.index == slot.index and twin.vacant and twin.send == holder:
+                    twin.send, twin.vacant = placed, False
+            return placed
+        return None
 
     def rollback(self) -> None:
         """Withdraw our outstanding offer (JSEP §5.7): everything it reserved is free again."""
@@ -381,7 +422,7 @@ class SessionNegotiator:
     def _sending(self) -> dict[str, AcceptedSend]:
         out: dict[str, AcceptedSend] = {}
         for slot in self.slots:
-            if slot.stopped or slot.send is None or not slot.client_receives:
+            if slot.stopped or slot.send is None or slot.vacant or not slot.client_receives:
                 continue
             out[slot.send.track_id] = AcceptedSend(
                 track_id=slot.send.track_id,
@@ -503,6 +544,20 @@ class SessionNegotiator:
 
 
 # ---------------------------------------------------------------------- helpers
+def _placeholder(slot: Slot, codecs: Sequence[RtpCodec]) -> SendTrack:
+    """What a vacant m-line sends until a track fills it: no stream, fresh SSRCs (RFC 8830 §2:
+    ``-`` is no stream)."""
+    return SendTrack(
+        track_id=f"vacant-{slot.mid}",
+        stream_id="-",
+        kind=slot.kind,
+        codecs=list(codecs),
+        ssrc=secrets.randbits(32) or 1,
+        rtx_ssrc=secrets.randbits(32) or 1,
+        cname="zvonok",
+    )
+
+
 def _active(media: MediaDescription, desc: SessionDescription) -> bool:
     """Not rejected: a real port, or port 0 with ``a=bundle-only`` inside the BUNDLE group
     (RFC 8843 §6: Firefox offers its bundled m-lines that way)."""

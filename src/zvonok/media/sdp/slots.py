@@ -69,6 +69,10 @@ class Slot:
     remote_msid: tuple[str, str] | None = None
     protocol: str = "UDP/TLS/RTP/SAVPF"
     rejected_formats: list[str] = field(default_factory=list)
+    #: ``send`` is a placeholder (``a=msid:-``, SSRCs reserved, no track yet): an m-line the
+    #: client offered to receive on when we had nothing for it. A later track fills it with
+    #: those SSRCs without renegotiation (``SessionNegotiator.fill_vacant``).
+    vacant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,7 @@ def copy_slot(slot: Slot) -> Slot:
         remote_msid=slot.remote_msid,
         protocol=slot.protocol,
         rejected_formats=list(slot.rejected_formats),
+        vacant=slot.vacant,
     )
 
 
