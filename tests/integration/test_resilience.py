@@ -138,7 +138,9 @@ async def test_1000_join_leave_cycles_leave_nothing_behind(
 
     async def cycle(n: int) -> None:
         url = server.ws_url("group", group) + f"?access_token={tokens[n % 10]}"
-        async with connect(url) as ws:
+        # close_timeout: under a burst, some closing handshakes are not answered by the server for
+        # 10 s (an open issue of its own); this test is about what is left behind.
+        async with connect(url, close_timeout=1) as ws:
             await ws.send(json.dumps({"type": "join", "roomId": group, "sessionId": f"c{n}"}))
             while json.loads(await ws.recv())["type"] != "offer":
                 pass

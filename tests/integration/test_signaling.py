@@ -309,7 +309,12 @@ async def test_200_concurrent_joins_and_leaves_leave_nothing(
     zvonok_server_factory: ServerFactory,
 ) -> None:
     server = zvonok_server_factory.start(
-        env={"ZVONOK_RESUME_GRACE": "2", "ZVONOK_CONNECT_BURST": "1000"}
+        env={
+            "ZVONOK_RESUME_GRACE": "2",
+            "ZVONOK_CONNECT_BURST": "1000",
+            # Ten sessions per user per group at once: the per-user cap is not the point here.
+            "ZVONOK_MAX_SESSIONS_PER_USER": "0",
+        }
     )
     groups = [server.create_group([f"u{i}" for i in range(10)]) for _ in range(4)]
     tokens = {f"u{i}": server.token(f"u{i}") for i in range(10)}
@@ -319,7 +324,9 @@ async def test_200_concurrent_joins_and_leaves_leave_nothing(
         user = f"u{n % 10}"
         group = groups[n % len(groups)]
         url = server.ws_url("group", group) + f"?access_token={tokens[user]}"
-        async with connect(url) as ws:
+        # close_timeout: under a burst, some closing handshakes are not answered by the server for
+        # 10 s (an open issue of its own); this test is about what is left behind.
+        async with connect(url, close_timeout=1) as ws:
             c = Client(ws, group, f"s{n}")
             await c.join()
             if n % 3:
