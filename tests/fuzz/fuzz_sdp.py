@@ -79,7 +79,14 @@ def check_offer(text: str) -> None:
         extensions = {(e.id, e.uri) for e in a.extensions}
         assert extensions <= {(e.id, e.uri) for e in o.extensions}, extensions
         client_sends = (o.direction or "sendrecv") in ("sendrecv", "sendonly")
-        assert a.direction == ("recvonly" if client_sends else "inactive"), (o.direction, a)
+        client_receives = (o.direction or "sendrecv") in ("sendrecv", "recvonly")
+        # Nothing to send yet: an m-line the client receives on is vacant (a placeholder that
+        # reserves SSRCs, docs/protocol.md), so we answer as sending there.
+        expected = {(True, True): "sendrecv", (True, False): "recvonly"}
+        expected |= {(False, True): "sendonly", (False, False): "inactive"}
+        assert a.direction == expected[client_sends, client_receives], (o.direction, a)
+        if client_receives:
+            assert a.msid == ("-", f"vacant-{a.mid}") and a.ssrc_of_media() is not None, a
     assert answer.bundle == ([accepted] if accepted else []), (answer.bundle, accepted)
 
 
