@@ -148,13 +148,12 @@ class AiortcPeer(ReportPeer):
                 raw = await self.ws.recv()
                 try:
                     await self._handle(json.loads(raw))
-                except ConnectionClosed as exc:
-                    if self.left:  # a reply to a message that crossed our `leave`
-                        self._log("reply after leave not sent", exc)
-                    else:
-                        self.errors.append(f"handling a message: {exc!r}")
-                        self._log("ERROR", repr(exc))
                 except Exception as exc:  # noqa: BLE001 - recorded; the session goes on
+                    if self.left:
+                        # A message that crossed our `leave` (an offer for a closed peer
+                        # connection, a reply on a closed socket): a client that left ignores it.
+                        self._log("after leave, not handled:", repr(exc))
+                        continue
                     self.errors.append(f"handling a message: {exc!r}")
                     self._log("ERROR", repr(exc))
         except ConnectionClosed as exc:
