@@ -72,7 +72,8 @@ class WebSocketSink:
         metrics.record_signaling_message("out", message.type)
         if isinstance(message, Error):
             metrics.record_signaling_error(message.code)
-        frame = encode_server_message(message, self.room_id or "", self.session_id)
+        room_id = "" if self.room_id is None else self.room_id  # 0 is a room id
+        frame = encode_server_message(message, room_id, self.session_id)
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
