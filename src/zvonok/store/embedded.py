@@ -32,6 +32,7 @@ from .sqlcommon import (
     CHECK_PARAMS,
     MESSAGE_CHARS,
     TABLES,
+    RoomCreation,
     check_failed,
     check_passed,
     check_room_id,
@@ -70,7 +71,7 @@ def _default_query(kind: RoomKind) -> str:
     return f"SELECT 1 FROM {members} WHERE {column} = :room_id AND user_id = :user_id LIMIT 1"
 
 
-class EmbeddedMembershipStore:
+class EmbeddedMembershipStore(RoomCreation):
     """Membership in zvonok's tables in one SQLite file, or through custom queries on it."""
 
     def __init__(
@@ -105,17 +106,6 @@ class EmbeddedMembershipStore:
 
         async with self._guard("create the schema"):
             await self._run(create, write=True)
-
-    async def create_chat(self, members: Sequence[str], chat_id: str | None = None) -> str:
-        """Create a private chat of exactly two distinct members; returns its id."""
-        users = member_ids(members)
-        if len(users) != 2:
-            raise ValueError(f"a private chat has exactly 2 distinct members, got {len(users)}")
-        return await self._create(RoomKind.CHAT, users, chat_id)
-
-    async def create_group(self, members: Sequence[str], group_id: str | None = None) -> str:
-        """Create a group (any number of members, possibly none); returns its id."""
-        return await self._create(RoomKind.GROUP, member_ids(members), group_id)
 
     async def add_members(self, group_id: str, members: Sequence[str]) -> None:
         """Add members to a group (those already in it are skipped)."""

@@ -48,6 +48,7 @@ from .sqlcommon import (
     MAX_USER_ID,
     MESSAGE_CHARS,
     TABLES,
+    RoomCreation,
     check_failed,
     check_passed,
     check_room_id,
@@ -83,7 +84,7 @@ _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 _TYPE_MISMATCH = frozenset({"42883", "22P02"})
 
 
-class SqlMembershipStore:
+class SqlMembershipStore(RoomCreation):
     """Membership in SQL tables: zvonok's own, or the messenger's through custom queries."""
 
     def __init__(
@@ -115,17 +116,6 @@ class SqlMembershipStore:
         """Create zvonok's tables if they are missing (idempotent)."""
         async with self._guard("create the schema"), self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-
-    async def create_chat(self, members: Sequence[str], chat_id: str | None = None) -> str:
-        """Create a private chat of exactly two distinct members; returns its id."""
-        users = member_ids(members)
-        if len(users) != 2:
-            raise ValueError(f"a private chat has exactly 2 distinct members, got {len(users)}")
-        return await self._create(RoomKind.CHAT, users, chat_id)
-
-    async def create_group(self, members: Sequence[str], group_id: str | None = None) -> str:
-        """Create a group (any number of members, possibly none); returns its id."""
-        return await self._create(RoomKind.GROUP, member_ids(members), group_id)
 
     async def add_members(self, group_id: str, members: Sequence[str]) -> None:
         """Add members to a group (those already in it are skipped)."""

@@ -64,6 +64,24 @@ def query_sources(chat_query: str | None, group_query: str | None) -> dict[RoomK
     }
 
 
+class RoomCreation:
+    """``create_chat`` / ``create_group`` of both SQL stores, over their own ``_create``."""
+
+    async def _create(self, kind: RoomKind, users: list[str], room_id: str | None) -> str:
+        raise NotImplementedError
+
+    async def create_chat(self, members: Sequence[str], chat_id: str | None = None) -> str:
+        """Create a private chat of exactly two distinct members; returns its id."""
+        users = member_ids(members)
+        if len(users) != 2:
+            raise ValueError(f"a private chat has exactly 2 distinct members, got {len(users)}")
+        return await self._create(RoomKind.CHAT, users, chat_id)
+
+    async def create_group(self, members: Sequence[str], group_id: str | None = None) -> str:
+        """Create a group (any number of members, possibly none); returns its id."""
+        return await self._create(RoomKind.GROUP, member_ids(members), group_id)
+
+
 def member_ids(members: Sequence[str]) -> list[str]:
     """Distinct, stripped member ids in order; ``ValueError`` for an empty or too long one."""
     users = list(dict.fromkeys(member.strip() for member in members))
