@@ -8,14 +8,18 @@ Owns ``create_admin_app``: ``GET /admin/rooms``, ``GET /admin/rooms/{room}``,
 ``/docs``). Every one of these paths, the OpenAPI description and Swagger UI included, needs
 ``Authorization: Bearer <admin_token>`` (compared in constant time; separate from user JWTs;
 401 with ``WWW-Authenticate: Bearer`` otherwise); without an ``admin_token`` setting the app
-is not mounted at all. Imports ``rooms``, ``metrics``; never ``signaling`` or ``media``.
+is not mounted at all. It reads and acts through an ``AdminBackend`` (``admin.backend``): this
+process's rooms, or, on a front with workers, every worker's (each room then names its
+``worker``; a worker that does not answer: 503 where it may hold the target, listed in
+``unavailableWorkers`` of ``GET /admin/rooms``). Imports ``rooms``, ``metrics``; never
+``signaling`` or ``media``.
 Implements RFC 6750 §2.1 (bearer header) for the operator token only.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -24,12 +28,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from .. import metrics
-from ..ids import RoomKey, SessionId
-from ..rooms import moderation
-from ..rooms.participant import Participant
+from ..ids import RoomKey
 from ..rooms.quality import QualityMonitor
-from ..rooms.room import Room
 from ..rooms.service import RoomService
+from .backend import AdminBackend, LocalAdminBackend, WorkerUnavailable
 
 _bearer = HTTPBearer(auto_error=False, description="The operator token (setting admin_token).")
 
@@ -42,40 +44,6 @@ class ActionResult(BaseModel):
     sessions: int | None = None
 
 
-def _participant(participant: Participant, quality: QualityMonitor) -> dict[str, Any]:
-    room = participant.room
-    stats = quality.latest.get(participant.session_id)
-    if stats is None:
-        stats = quality.measure(participant, 0.0)
-    return {
-        "sessionId": participant.session_id,
-        "userId": participant.user_id,
-        "state": participant.state.value,
-        "tracks": [
-            {
-                "trackId": track_id,
-                "mid": mid,
-                "kind": entry.producer.kind,
-                "muted": track_id in room.muted,
-            }
-            for mid, track_id in participant.published.items()
-            if (entry := room.published.get(track_id)) is not None
-        ],
-        "receiving": sorted(participant.consumers),
-        "quality": stats,
-    }
-
-
-def _room(room: Room[Participant], quality: QualityMonitor) -> dict[str, Any]:
-    return {
-        "room": str(room.key),
-        "kind": room.key.kind.value,
-        "id": room.key.id,
-        "participants": [_participant(p, quality) for p in room.participants.values()],
-        "tracks": len(room.published),
-    }
-
-
 def _key(room: str) -> RoomKey:
     try:
         return RoomKey.parse(room)
@@ -83,8 +51,33 @@ def _key(room: str) -> RoomKey:
         raise HTTPException(404, f"no such room: {exc}") from None
 
 
-def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str) -> FastAPI:
-    """The admin app; its routes carry their full paths, so mount it without a prefix."""
+def _unavailable(exc: WorkerUnavailable) -> HTTPException:
+    detail = {"error": "worker unavailable", "unavailableWorkers": exc.workers}
+    return HTTPException(503, detail)
+
+
+@overload
+def create_admin_app(backend: AdminBackend, token: str, /) -> FastAPI: ...
+@overload
+def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str, /) -> FastAPI: ...
+def create_admin_app(
+    source: AdminBackend | RoomService,
+    quality_or_token: QualityMonitor | str,
+    token: str | None = None,
+    /,
+) -> FastAPI:
+    """The admin app over ``backend`` (or, as before, over this process's ``rooms`` and
+    ``quality``); its routes carry their full paths, so mount it without a prefix."""
+    if isinstance(source, RoomService):
+        if not isinstance(quality_or_token, QualityMonitor) or token is None:
+            raise TypeError("create_admin_app(rooms, quality, token)")
+        return _create(LocalAdminBackend(source, quality_or_token), token)
+    if not isinstance(quality_or_token, str) or token is not None:
+        raise TypeError("create_admin_app(backend, token)")
+    return _create(source, quality_or_token)
+
+
+def _create(backend: AdminBackend, token: str) -> FastAPI:
     app = FastAPI(
         title="zvonok admin API",
         version="1",
@@ -118,22 +111,24 @@ def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str) ->
 
     @app.get("/admin/rooms", dependencies=auth, summary="Every live room with its sessions")
     async def list_rooms() -> dict[str, Any]:
-        return {
-            "rooms": [_room(room, quality) for room in list(rooms.rooms.values())],
-            "sessions": len(rooms.sessions),
-            "draining": rooms.closing,
-        }
+        return await backend.list_rooms()
 
     @app.get("/admin/rooms/{room}", dependencies=auth, summary="One room (e.g. chat:1)")
     async def get_room(room: str) -> dict[str, Any]:
-        found = rooms.rooms.get(_key(room))
+        try:
+            found = await backend.get_room(_key(room))
+        except WorkerUnavailable as exc:
+            raise _unavailable(exc) from None
         if found is None:
             raise HTTPException(404, "no such room")
-        return _room(found, quality)
+        return found
 
     @app.delete("/admin/rooms/{room}", dependencies=auth, summary="Close a room: end every session")
     async def close_room(room: str) -> ActionResult:
-        ended = await moderation.close_room(rooms, _key(room))
+        try:
+            ended = await backend.close_room(_key(room))
+        except WorkerUnavailable as exc:
+            raise _unavailable(exc) from None
         if ended is None:
             raise HTTPException(404, "no such room")
         metrics.record("admin_actions", "close-room")
@@ -141,20 +136,30 @@ def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str) ->
 
     @app.get("/admin/sessions/{session_id}", dependencies=auth, summary="One session")
     async def get_session(session_id: str) -> dict[str, Any]:
-        participant = rooms.sessions.get(SessionId(session_id))
-        if participant is None:
+        try:
+            found = await backend.get_session(session_id)
+        except WorkerUnavailable as exc:
+            raise _unavailable(exc) from None
+        if found is None:
             raise HTTPException(404, "no such session")
-        return {"room": str(participant.room.key), **_participant(participant, quality)}
+        return found
 
     @app.post("/admin/sessions/{session_id}/kick", dependencies=auth, summary="Remove a session")
     async def kick(session_id: str) -> ActionResult:
-        if not await moderation.kick(rooms, session_id):
+        try:
+            kicked = await backend.kick(session_id)
+        except WorkerUnavailable as exc:
+            raise _unavailable(exc) from None
+        if not kicked:
             raise HTTPException(404, "no such session")
         metrics.record("admin_actions", "kick")
         return ActionResult(ok=True)
 
     async def set_muted(session_id: str, track_id: str, muted: bool) -> ActionResult:
-        changed = moderation.set_muted(rooms, session_id, track_id, muted)
+        try:
+            changed = await backend.set_muted(session_id, track_id, muted)
+        except WorkerUnavailable as exc:
+            raise _unavailable(exc) from None
         if changed is None:
             raise HTTPException(404, "no such session or track")
         metrics.record("admin_actions", "mute" if muted else "unmute")
