@@ -6,16 +6,20 @@ calls. Media counters cost the hot path nothing new: media objects keep plain ``
 (``Producer.packets_received``, ``Consumer.octets_sent``, ...); at scrape time ``_Folder`` sums
 the live objects' fields and adds the last values seen of objects that have since closed, so
 every counter stays monotonic (a session's objects are read one last time when it ends, through
-the ``session_closing`` room event). No label carries a room, session or user id.
+the ``session_closing`` room event). No label carries a room, session or user id. A process
+of a split node (issue 13) registers what it has: the front no rooms and no media, a worker no
+WebSockets; ``merge_expositions`` folds the workers' expositions into the front's, each worker's
+samples labelled ``worker="<id>"``.
 Imports ``rooms`` and ``media`` only for types; never ``signaling`` or ``admin``.
 Implements no RFC (RTT/jitter/loss come from RFC 3550 §6.4.1 receiver reports).
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -28,6 +32,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from .rooms.events import BaseRoomObserver
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
     from .rooms.room import Room
     from .rooms.service import RoomService
 
+log = logging.getLogger("zvonok.metrics")
+#: The label every worker sample carries on the front's ``/metrics`` (``merge_expositions``).
+WORKER_LABEL = "worker"
 #: Counters of rare events (signaling, auth, state changes), keyed by (name, *label values).
 _EVENTS: Counter[tuple[str, ...]] = Counter()
 #: name -> label names of the ``_EVENTS`` counters, and their help text.
@@ -183,9 +191,9 @@ class ZvonokCollector(Collector):
 
     def __init__(
         self,
-        rooms: RoomService,
-        worker: MediaWorker,
-        connections: Callable[[], int],
+        rooms: RoomService | None,
+        worker: MediaWorker | None,
+        connections: Callable[[], int] | None,
         webhook_queue: Callable[[], int] | None,
     ) -> None:
         self._rooms = rooms
@@ -213,19 +221,43 @@ class ZvonokCollector(Collector):
         self.transports.retire([(participant.transport, "")])
 
     def collect(self) -> Iterator[Metric]:
-        rooms = list(self._rooms.rooms.values())
-        sessions = list(self._rooms.sessions.values())
-        yield from self._gauges(rooms, sessions)
-        producers = [p for r in rooms for p in r.router.producers.values()]
-        consumers = [c for r in rooms for c in r.router.consumers.values()]
-        yield from self.producers.families(((p, _label(p)) for p in producers), "kind")
-        yield from self.consumers.families(((c, _label(c)) for c in consumers), "kind")
-        yield from self.endpoints.families(((s.endpoint, "") for s in sessions), None)
-        transports = list(self._worker.transports.values())
-        yield from self.transports.families(((t, "") for t in transports), None)
+        """Every family, in one order; what this process lacks (rooms, a media worker, the
+        WebSockets: a front or a worker of a split node) is left out rather than shown as 0."""
+        service, worker = self._rooms, self._worker
+        rooms = list(service.rooms.values()) if service is not None else []
+        sessions = list(service.sessions.values()) if service is not None else []
+        if service is not None:
+            yield from self._room_gauges(rooms, sessions)
+        if self._connections is not None:
+            yield GaugeMetricFamily(
+                "zvonok_websocket_connections", "Open call WebSockets.", value=self._connections()
+            )
+        if worker is not None:
+            yield GaugeMetricFamily(
+                "zvonok_media_transports", "Live WebRTC transports.", value=len(worker.transports)
+            )
+            yield from self._ice_tcp(worker)
+        if service is not None:
+            yield GaugeMetricFamily(
+                "zvonok_draining", "1 while the node refuses joins (shutting down).",
+                value=1 if service.closing else 0,
+            )  # fmt: skip
+        if self._webhook_queue is not None:
+            yield GaugeMetricFamily(
+                "zvonok_webhook_queue_depth", "Webhook events waiting.", value=self._webhook_queue()
+            )
+        if service is not None:
+            producers = [p for r in rooms for p in r.router.producers.values()]
+            consumers = [c for r in rooms for c in r.router.consumers.values()]
+            yield from self.producers.families(((p, _label(p)) for p in producers), "kind")
+            yield from self.consumers.families(((c, _label(c)) for c in consumers), "kind")
+            yield from self.endpoints.families(((s.endpoint, "") for s in sessions), None)
+        if worker is not None:
+            transports = list(worker.transports.values())
+            yield from self.transports.families(((t, "") for t in transports), None)
         yield from _event_families()
 
-    def _gauges(
+    def _room_gauges(
         self, rooms: list[Room[Participant]], sessions: list[Participant]
     ) -> Iterator[Metric]:
         yield GaugeMetricFamily("zvonok_rooms", "Rooms on this node.", value=len(rooms))
@@ -249,34 +281,19 @@ class ZvonokCollector(Collector):
         yield subs
         muted = sum(len(r.muted) for r in rooms)
         yield GaugeMetricFamily("zvonok_muted_tracks", "Tracks muted by an operator.", value=muted)
-        yield GaugeMetricFamily(
-            "zvonok_websocket_connections", "Open call WebSockets.", value=self._connections()
-        )
-        yield GaugeMetricFamily(
-            "zvonok_media_transports", "Live WebRTC transports.", value=len(self._worker.transports)
-        )
-        yield from self._ice_tcp()
-        yield GaugeMetricFamily(
-            "zvonok_draining", "1 while the node refuses joins (shutting down).",
-            value=1 if self._rooms.closing else 0,
-        )  # fmt: skip
-        if self._webhook_queue is not None:
-            yield GaugeMetricFamily(
-                "zvonok_webhook_queue_depth", "Webhook events waiting.", value=self._webhook_queue()
-            )
 
-    def _ice_tcp(self) -> Iterator[Metric]:
+    def _ice_tcp(self, worker: MediaWorker) -> Iterator[Metric]:
         """Sessions by selected path, and the ICE-TCP listener's connections and refusals."""
         paths = GaugeMetricFamily(
             "zvonok_media_paths",
             "Transports by the protocol of their selected candidate pair.",
             labels=["protocol"],
         )
-        counts = Counter(t.selected_protocol for t in self._worker.transports.values())
+        counts = Counter(t.selected_protocol for t in worker.transports.values())
         for protocol in ("udp", "tcp"):
             paths.add_metric([protocol], counts.get(protocol, 0))
         yield paths
-        tcp = self._worker.tcp
+        tcp = worker.tcp
         if tcp is None:
             return
         stats = tcp.stats()
@@ -359,9 +376,9 @@ class Metrics:
     def __init__(
         self,
         *,
-        rooms: RoomService,
-        worker: MediaWorker,
-        connections: Callable[[], int],
+        rooms: RoomService | None = None,
+        worker: MediaWorker | None = None,
+        connections: Callable[[], int] | None = None,
         tick_interval: float,
         webhook_queue: Callable[[], int] | None = None,
     ) -> None:
@@ -408,3 +425,67 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The text exposition of everything (``GET /metrics``)."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def render_merged(self, workers: Mapping[str, bytes | str | None]) -> tuple[bytes, str]:
+        """This process's exposition with every worker's merged in (``merge_expositions``)."""
+        return merge_expositions(self.render()[0], workers), CONTENT_TYPE_LATEST
+
+
+class _Families(Collector):
+    """Already-built families, for ``generate_latest``."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def merge_expositions(own: bytes | str, workers: Mapping[str, bytes | str | None]) -> bytes:
+    """One Prometheus text exposition of a front and its workers (what the front's ``/metrics``
+    serves on a split node).
+
+    ``own`` is the front's exposition, kept as it is: its samples stay unlabelled, so a
+    one-process node's series are unchanged. ``workers`` maps a worker id to its exposition
+    (``None``: it did not answer); each of its samples gets ``worker="<id>"`` (replacing any
+    ``worker`` label it had). Families of one name are merged under one HELP/TYPE (the first
+    seen); a worker family whose type disagrees is dropped (logged). Both are parsed with
+    prometheus_client's text parser and written back with its writer, so counters keep their
+    ``_total``. ``zvonok_worker_up{worker}`` is 1 for each worker whose exposition was merged,
+    0 for one that did not answer or sent something that does not parse. Summing a family
+    over ``worker`` (``sum without (worker)``) gives the node's figure.
+    """
+    merged: dict[str, Metric] = {family.name: family for family in _parse(own)}
+    up = GaugeMetricFamily(
+        "zvonok_worker_up", "1 if the worker's metrics were in this scrape.", labels=[WORKER_LABEL]
+    )
+    for worker, exposition in workers.items():
+        try:
+            families = _parse(exposition) if exposition is not None else None
+        except Exception as exc:  # a worker's garbage must not break the front's /metrics
+            log.warning("metrics of worker %s do not parse: %r", worker, exc)
+            families = None
+        up.add_metric([worker], 0 if families is None else 1)
+        for family in families or []:
+            target = merged.get(family.name)
+            if target is None:
+                target = Metric(family.name, family.documentation, family.type)
+                merged[family.name] = target
+            elif target.type != family.type:
+                log.warning(
+                    "metric %s of worker %s is a %s, not a %s: dropped",
+                    family.name, worker, family.type, target.type,
+                )  # fmt: skip
+                continue
+            target.samples.extend(
+                sample._replace(labels={**sample.labels, WORKER_LABEL: worker})
+                for sample in family.samples
+            )
+    if workers:
+        merged[up.name] = up
+    return generate_latest(_Families(list(merged.values())))
+
+
+def _parse(exposition: bytes | str) -> list[Metric]:
+    text = exposition.decode() if isinstance(exposition, bytes) else exposition
+    return list(text_string_to_metric_families(text))

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from zvonok import metrics
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.media.worker import MediaWorker
-from zvonok.metrics import Metrics, _Folder
+from zvonok.metrics import Metrics, _Folder, merge_expositions
 from zvonok.rooms.quality import QualitySample
 from zvonok.rooms.service import RoomService
 
@@ -141,3 +141,66 @@ async def test_docs_and_dashboard_name_only_real_metrics_and_document_all(
 
 def _family(name: str) -> str:
     return re.sub(r"_(bucket|count|sum|total)$", "", name)
+
+
+async def test_a_front_and_its_workers_render_what_they_have(registry: Metrics) -> None:
+    front = Metrics(connections=lambda: 2, tick_interval=0.25)
+    names = {f.name for f in text_string_to_metric_families(front.render()[0].decode())}
+    assert "zvonok_websocket_connections" in names and "zvonok_auth_refusals" in names
+    assert not names & {"zvonok_rooms", "zvonok_media_transports", "zvonok_rtp_packets_sent"}
+    worker = Metrics(rooms=registry.collector._rooms, worker=registry.collector._worker,
+                     tick_interval=0.25)  # fmt: skip
+    names = {f.name for f in text_string_to_metric_families(worker.render()[0].decode())}
+    assert {"zvonok_rooms", "zvonok_media_transports", "zvonok_rtp_packets_sent"} <= names
+    assert "zvonok_websocket_connections" not in names
+
+
+async def test_workers_expositions_merge_into_the_fronts(registry: Metrics) -> None:
+    service, media = registry.collector._rooms, registry.collector._worker
+    front = Metrics(connections=lambda: 5, tick_interval=0.25)
+    w0 = Metrics(rooms=service, worker=media, tick_interval=0.25)
+    w1 = Metrics(rooms=service, worker=media, tick_interval=0.25)
+    w0.observe_quality(QualitySample("video", 0.04, 0.002, 0.01))
+    metrics.record_auth_refusal("expired")
+    merged = merge_expositions(
+        front.render()[0],
+        {"w0": w0.render()[0], "w1": w1.render()[0].decode(), "w2": None, "w3": b"x{ 1"},
+    )
+    text = merged.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    type_lines = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(type_lines) == len(set(type_lines)) == len(families)  # one HELP/TYPE per name
+
+    def series(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {tuple(sorted(s.labels.items())): s.value for s in families[name].samples}
+
+    assert series("zvonok_rooms") == {(("worker", "w0"),): 0, (("worker", "w1"),): 0}
+    assert series("zvonok_websocket_connections") == {(): 5}  # the front's own: unlabelled
+    refusals = series("zvonok_auth_refusals")
+    for labels in ((), (("worker", "w0"),), (("worker", "w1"),)):
+        assert refusals[(("reason", "expired"), *labels)] >= 1
+    packets = families["zvonok_rtp_packets_received"]
+    assert packets.type == "counter"
+    assert {s.name for s in packets.samples} == {"zvonok_rtp_packets_received_total"}
+    assert "# TYPE zvonok_rtp_packets_received_total counter" in text
+    assert {s.labels["worker"] for s in packets.samples} == {"w0", "w1"}
+    rtt = series("zvonok_rtt_seconds")
+    assert rtt[(("kind", "video"), ("le", "0.05"), ("worker", "w0"))] == 1
+    assert families["zvonok_rtt_seconds"].type == "histogram"
+    assert series("zvonok_worker_up") == {
+        (("worker", "w0"),): 1,
+        (("worker", "w1"),): 1,
+        (("worker", "w2"),): 0,
+        (("worker", "w3"),): 0,
+    }
+    process = series("process_cpu_seconds")  # every process's CPU: the front's and each worker's
+    assert {labels for labels in process} <= {(), (("worker", "w0"),), (("worker", "w1"),)}
+    assert merge_expositions(merged, {}) == merged  # what it writes, it reads back unchanged
+
+
+def test_a_worker_family_of_another_type_is_dropped() -> None:
+    own = b"# HELP zvonok_rooms Rooms.\n# TYPE zvonok_rooms gauge\nzvonok_rooms 1.0\n"
+    other = b"# HELP zvonok_rooms Rooms.\n# TYPE zvonok_rooms counter\nzvonok_rooms 7.0\n"
+    families = list(text_string_to_metric_families(merge_expositions(own, {"w0": other}).decode()))
+    rooms = next(f for f in families if f.name == "zvonok_rooms")
+    assert [(s.labels, s.value) for s in rooms.samples] == [({}, 1.0)]
