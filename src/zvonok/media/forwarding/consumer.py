@@ -63,7 +63,7 @@ class ConsumedTrack(Protocol):
 
 
 class Consumer:
-    """Forwards one producer's packets to one subscriber. Created by ``Router.create_consumer``."""
+    """Forwards one producer's packets to one subscriber. Created by ``Router.consume``."""
 
     def __init__(
         self,

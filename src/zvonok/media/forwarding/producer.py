@@ -42,7 +42,7 @@ _unpack_u32 = Struct("!I").unpack_from
 
 
 class Producer:
-    """One published track. Created by ``Router.create_producer``."""
+    """One published track. Created by ``Router.produce``."""
 
     def __init__(
         self,
@@ -58,6 +58,7 @@ class Producer:
         if not codecs:
             raise ValueError(f"producer {params.producer_id} has no codecs")
         self.id = params.producer_id
+        self.mid = params.mid
         self.kind = kind = params.kind
         self.ssrc = params.ssrc
         self.rtx_ssrc = params.rtx_ssrc

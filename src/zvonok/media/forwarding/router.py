@@ -1,9 +1,12 @@
 """One room's media: its producers, its consumers and their periodic RTCP.
 
-Owns: ``Router`` (creates and closes ``Producer``s and ``Consumer``s, runs their ``tick``: receiver
-reports and NACK retries to publishers, sender reports to subscribers, RFC 3550 §6.2 at about
-one a second driven by the owner's clock; it has no timers of its own) and the RTCP sender SSRC
-(RFC 3550 §8.1: random) and CNAME the router uses when it reports as a receiver.
+Owns: ``Router`` (creates and closes ``Producer``s and ``Consumer``s from their parameter
+objects — ``produce``/``consume``, or ``create_producer``/``create_consumer`` with the fields
+spelled out — and runs their ``tick``: receiver reports and NACK retries to publishers, sender
+reports to subscribers, RFC 3550 §6.2 at about one a second driven by the owner's clock; it has
+no timers of its own) and the RTCP sender SSRC (RFC 3550 §8.1: random) and CNAME the router uses
+when it reports as a receiver. The router is one of the two registries of a producer or consumer
+(the room-wide one); the other is the ``media.session.MediaSession`` that created it.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -52,11 +55,7 @@ class Router:
         rtx_payload_types: Mapping[int, int],
     ) -> Producer:
         """A producer for a published track; ``sink`` is the publisher's transport."""
-        if self.closed:
-            raise ValueError("router is closed")
-        if producer_id in self.producers:
-            raise ValueError(f"producer {producer_id!r} already exists")
-        producer = Producer(
+        return self.produce(
             ProducerParams(
                 producer_id=producer_id,
                 kind=kind,
@@ -66,12 +65,23 @@ class Router:
                 rtx_payload_types=rtx_payload_types,
             ),
             sink=sink,
+        )
+
+    def produce(self, params: ProducerParams, *, sink: PacketSink) -> Producer:
+        """A producer for ``params``; ``sink`` is the publisher's transport."""
+        if self.closed:
+            raise ValueError("router is closed")
+        if params.producer_id in self.producers:
+            raise ValueError(f"producer {params.producer_id!r} already exists")
+        producer = Producer(
+            params,
+            sink=sink,
             rtcp_ssrc=self.rtcp_ssrc,
             cname=self.cname,
             clock=self._clock,
             on_close=self._producer_closed,
         )
-        self.producers[producer_id] = producer
+        self.producers[params.producer_id] = producer
         return producer
 
     def create_consumer(
@@ -92,13 +102,7 @@ class Router:
         ``payload_types``: publisher pt -> subscriber pt; ``rtx_payload_types``: subscriber
         media pt -> subscriber rtx pt; ``ext_id_map``: publisher ext id -> subscriber ext id.
         """
-        if self.closed or producer.closed:
-            raise ValueError("router or producer is closed")
-        if self.producers.get(producer.id) is not producer:
-            raise ValueError(f"producer {producer.id!r} does not belong to this router")
-        if consumer_id in self.consumers:
-            raise ValueError(f"consumer {consumer_id!r} already exists")
-        consumer = Consumer(
+        return self.consume(
             producer,
             ConsumerParams(
                 consumer_id=consumer_id,
@@ -110,10 +114,24 @@ class Router:
                 cname=cname,
             ),
             sink=sink,
+        )
+
+    def consume(self, producer: Producer, params: ConsumerParams, *, sink: PacketSink) -> Consumer:
+        """A started consumer of ``producer``; ``sink`` is the subscriber's transport."""
+        if self.closed or producer.closed:
+            raise ValueError("router or producer is closed")
+        if self.producers.get(producer.id) is not producer:
+            raise ValueError(f"producer {producer.id!r} does not belong to this router")
+        if params.consumer_id in self.consumers:
+            raise ValueError(f"consumer {params.consumer_id!r} already exists")
+        consumer = Consumer(
+            producer,
+            params,
+            sink=sink,
             clock=self._clock,
             on_close=self._consumer_closed,
         )
-        self.consumers[consumer_id] = consumer
+        self.consumers[params.consumer_id] = consumer
         producer.add_consumer(consumer)
         consumer.start()
         return consumer

@@ -34,10 +34,10 @@ class CodecInfo:
 
 @dataclass(frozen=True, slots=True)
 class ProducerParams:
-    """What the publisher's SDP says about one published track (``Router.create_producer``).
+    """What the publisher's SDP says about one published track (``Router.produce``).
 
     ``codecs``: payload type -> codec; ``rtx_payload_types``: RTX pt -> the media pt it repairs
-    (RFC 4588 ``apt``).
+    (RFC 4588 ``apt``); ``mid``: the publisher's m-line (RFC 5888 ``a=mid``), when it has one.
     """
 
     producer_id: str
@@ -46,11 +46,12 @@ class ProducerParams:
     ssrc: int
     rtx_ssrc: int | None
     rtx_payload_types: Mapping[int, int]
+    mid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ConsumerParams:
-    """How one subscriber receives one producer's track (``Router.create_consumer``).
+    """How one subscriber receives one producer's track (``Router.consume``).
 
     ``payload_types``: publisher pt -> subscriber pt; ``rtx_payload_types``: subscriber media pt
     -> subscriber RTX pt; ``ext_id_map``: publisher header-extension id -> subscriber id.
