@@ -1,14 +1,15 @@
 """Call-lifecycle webhooks: room/participant/track events POSTed as signed JSON.
 
-Owns ``WebhookEvent`` (the JSON body), ``sign`` / ``verify`` (``X-Zvonok-Signature: v1=<hex>``,
-HMAC-SHA256 of ``"<timestamp>.<body>"`` with ``webhook_secret``), ``WebhookObserver`` (turns
-room events into ``WebhookEvent`` s) and ``Webhooks``: one bounded queue and one sender task per
+Owns ``sign`` / ``verify`` (``X-Zvonok-Signature: v1=<hex>``, HMAC-SHA256 of
+``"<timestamp>.<body>"`` with ``webhook_secret``) and ``Webhooks``, a ``WebhookSink`` (the
+events and their room observer live in ``webhook_events``, re-exported here, so a worker
+process can make events without httpx): one bounded queue and one sender task per
 configured URL, started and cancelled by the app. Enqueueing never blocks and never waits for
 the network, so a slow or dead receiver never delays a call; a full queue drops the new event
 (counted and logged). Each URL gets every event, in the order the events happened (so in order
 per room), each retried with exponential backoff until a 2xx (at least once; receivers
 de-duplicate by ``id``) or until ``max_attempts``. A 4xx other than 408/429 is final.
-Imports ``rooms`` (types), ``metrics`` and httpx; never ``signaling``. Implements no RFC.
+Imports ``metrics`` and httpx; never ``signaling``. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -17,21 +18,15 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
-import secrets
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from .. import metrics
-from ..rooms.events import BaseRoomObserver
+from .webhook_events import WebhookEvent, WebhookObserver
 
-if TYPE_CHECKING:
-    from ..rooms.participant import Participant
-    from ..rooms.room import PublishedEntry, Room
+__all__ = ["Webhooks", "WebhookEvent", "WebhookObserver", "sign", "verify"]
 
 log = logging.getLogger("zvonok.admin.webhooks")
 SIGNATURE_HEADER = "X-Zvonok-Signature"
@@ -40,33 +35,6 @@ EVENT_HEADER = "X-Zvonok-Event"
 ID_HEADER = "X-Zvonok-Event-Id"
 #: How long ``close`` lets the senders deliver what is queued before cancelling them.
 DRAIN_TIMEOUT = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEvent:
-    """One event: ``{"id", "type", "timestamp", "room", "roomKind", "roomId", ...}``."""
-
-    type: str
-    room: str
-    data: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: "evt_" + secrets.token_hex(12))
-    timestamp: float = field(default_factory=time.time)
-
-    def to_json(self) -> dict[str, Any]:
-        kind, _, room_id = self.room.partition(":")
-        body: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            "timestamp": round(self.timestamp, 3),
-            "room": self.room,
-            "roomKind": kind,
-            "roomId": room_id,
-        }
-        body.update(self.data)
-        return body
-
-    def body(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -85,44 +53,6 @@ def verify(secret: str, timestamp: str, body: bytes, signature: str, *, toleranc
     if age > tolerance:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def _participant_data(participant: Participant) -> dict[str, Any]:
-    return {"userId": participant.user_id, "sessionId": participant.session_id}
-
-
-class WebhookObserver(BaseRoomObserver):
-    """Room events → ``WebhookEvent`` s handed to ``emit``."""
-
-    def __init__(self, webhooks: Webhooks) -> None:
-        self._webhooks = webhooks
-
-    def room_started(self, room: Room[Participant]) -> None:
-        self._webhooks.emit(WebhookEvent("room_started", str(room.key)))
-
-    def room_finished(self, room: Room[Participant]) -> None:
-        self._webhooks.emit(WebhookEvent("room_finished", str(room.key)))
-
-    def participant_joined(self, participant: Participant) -> None:
-        data = _participant_data(participant)
-        self._webhooks.emit(WebhookEvent("participant_joined", str(participant.room.key), data))
-
-    def participant_left(self, participant: Participant, reason: str) -> None:
-        data = {**_participant_data(participant), "reason": reason}
-        self._webhooks.emit(WebhookEvent("participant_left", str(participant.room.key), data))
-
-    def track_published(self, entry: PublishedEntry[Participant]) -> None:
-        self._track("track_published", entry)
-
-    def track_unpublished(self, entry: PublishedEntry[Participant]) -> None:
-        self._track("track_unpublished", entry)
-
-    def _track(self, kind: str, entry: PublishedEntry[Participant]) -> None:
-        data = {
-            **_participant_data(entry.publisher),
-            "track": {"trackId": entry.track_id, "kind": entry.producer.kind},
-        }
-        self._webhooks.emit(WebhookEvent(kind, str(entry.publisher.room.key), data))
 
 
 class _Sender:
