@@ -1,10 +1,11 @@
 """Logging for the whole server: one stderr handler, text or JSON lines, ids on every record.
 
 Owns ``configure_logging``, ``get_logger`` (a ``LoggerAdapter`` carrying room/session/user ids) and
-the redaction of secrets. Imports only ``config``. Anything that looks like a JWT (RFC 7519 §3:
-three base64url segments), any ``Bearer`` credential (RFC 6750 §2.1) and any field or
-``key=value`` whose name contains ``token``, ``secret`` or ``password`` is replaced by
-``[redacted]`` before a line is written.
+the redaction of secrets. A worker process of a split node (issue 13) passes its id, and every
+record it writes carries ``worker=<id>`` (a ``worker`` field in JSON). Imports only
+``config``. Anything that looks like a JWT (RFC 7519 §3: three base64url segments), any
+``Bearer`` credential (RFC 6750 §2.1) and any field or ``key=value`` whose name contains
+``token``, ``secret`` or ``password`` is replaced by ``[redacted]`` before a line is written.
 """
 
 from __future__ import annotations
@@ -119,11 +120,25 @@ def get_logger(name: str, **ids: str) -> IdLoggerAdapter:
     return IdLoggerAdapter(logging.getLogger(name), dict(ids))
 
 
-def configure_logging(settings: Settings) -> None:
+class WorkerFilter(logging.Filter):
+    """Stamps ``worker=<id>`` on every record that does not carry its own ``worker``."""
+
+    def __init__(self, worker: str) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "worker" not in record.__dict__:
+            record.worker = self.worker
+        return True
+
+
+def configure_logging(settings: Settings, worker: str | None = None) -> None:
     """Install one stderr handler on the root logger (replacing an earlier one) and set levels.
 
     ``settings.log_levels`` maps logger names to levels, e.g. ``{"zvonok.media": "DEBUG"}``.
-    Raises ``ValueError`` for an unknown level name.
+    ``worker``: this process is that media worker of a split node; its every line says so
+    (``worker=<id>``). Raises ``ValueError`` for an unknown level name.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -132,6 +147,8 @@ def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    if worker is not None:
+        handler.addFilter(WorkerFilter(worker))
     root.addHandler(handler)
     root.setLevel(_level(settings.log_level))
     for name, level in settings.log_levels.items():

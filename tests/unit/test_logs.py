@@ -97,3 +97,24 @@ def test_unknown_level() -> None:
 )
 def test_redact(text: str, expected: str) -> None:
     assert expected in redact(text)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_worker_process_names_itself_on_every_line(
+    capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    configure_logging(Settings.model_validate({"log_format": log_format}), worker="w1")
+    get_logger("zvonok.test", room="chat:1").warning("joined")
+    logging.getLogger("uvicorn.error").warning("plain logger")
+    logging.getLogger("zvonok.test").warning("own", extra={"worker": "w0"})  # kept as given
+    lines = capsys.readouterr().err.splitlines()
+    if log_format == "json":
+        assert [json.loads(line).get("worker") for line in lines] == ["w1", "w1", "w0"]
+        assert json.loads(lines[0])["room"] == "chat:1"
+    else:
+        assert lines[0].endswith("zvonok.test: joined room=chat:1 worker=w1")
+        assert lines[1].endswith("uvicorn.error: plain logger worker=w1")
+        assert lines[2].endswith("own worker=w0")
+    configure_logging(Settings.model_validate({"log_format": log_format}))  # the front: none
+    logging.getLogger("zvonok.test").warning("front")
+    assert "worker" not in capsys.readouterr().err
