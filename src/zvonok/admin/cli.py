@@ -62,8 +62,13 @@ def rooms(url: str, token: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    for worker in data.get("unavailableWorkers") or []:
+        click.echo(f"warning: worker {worker} did not answer; its rooms are missing", err=True)
     for room in data["rooms"]:
-        click.echo(f"{room['room']}  sessions={len(room['participants'])} tracks={room['tracks']}")
+        where = f" worker={room['worker']}" if "worker" in room else ""
+        click.echo(
+            f"{room['room']}  sessions={len(room['participants'])} tracks={room['tracks']}{where}"
+        )
         for p in room["participants"]:
             q = p.get("quality") or {}
             tracks = ",".join(
