@@ -16,11 +16,12 @@ Implements no RFC (RTT/jitter/loss come from RFC 3550 §6.4.1 receiver reports).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("zvonok.metrics")
 #: The label every worker sample carries on the front's ``/metrics`` (``merge_expositions``).
 WORKER_LABEL = "worker"
+#: The worker RPC that answers its exposition as text (``serve_metrics``, ``scrape_workers``).
+METRICS_METHOD = "metrics.render"
+#: How long a scrape waits for one worker before counting it down (``zvonok_worker_up`` 0).
+SCRAPE_TIMEOUT = 2.0
 #: Counters of rare events (signaling, auth, state changes), keyed by (name, *label values).
 _EVENTS: Counter[tuple[str, ...]] = Counter()
 #: name -> label names of the ``_EVENTS`` counters, and their help text.
@@ -489,3 +494,32 @@ def merge_expositions(own: bytes | str, workers: Mapping[str, bytes | str | None
 def _parse(exposition: bytes | str) -> list[Metric]:
     text = exposition.decode() if isinstance(exposition, bytes) else exposition
     return list(text_string_to_metric_families(text))
+
+
+def serve_metrics(metrics: Metrics) -> str:
+    """A worker's answer to ``METRICS_METHOD``: its exposition, as JSON-able text."""
+    return metrics.render()[0].decode()
+
+
+async def scrape_workers(
+    calls: Mapping[str, Callable[[str, dict[str, Any]], Awaitable[Any]]],
+    *,
+    within: float = SCRAPE_TIMEOUT,
+) -> dict[str, str | None]:
+    """The front asks every worker for its exposition at once: worker id → text, or None for a
+    worker that failed, took longer than ``within`` seconds or answered something else."""
+    items = list(calls.items())
+    replies = await asyncio.gather(
+        *(asyncio.wait_for(call(METRICS_METHOD, {}), within) for _, call in items),
+        return_exceptions=True,
+    )
+    out: dict[str, str | None] = {}
+    for (worker, _), reply in zip(items, replies, strict=True):
+        if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+            raise reply
+        if not isinstance(reply, str):
+            log.warning("metrics of worker %s not scraped: %r", worker, reply)
+            out[worker] = None
+        else:
+            out[worker] = reply
+    return out

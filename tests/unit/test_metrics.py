@@ -3,10 +3,12 @@ counters, histograms, and that the exposition parses with Prometheus' own text p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,7 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from zvonok import metrics
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.media.worker import MediaWorker
-from zvonok.metrics import Metrics, _Folder, merge_expositions
+from zvonok.metrics import (
+    METRICS_METHOD,
+    Metrics,
+    _Folder,
+    merge_expositions,
+    scrape_workers,
+    serve_metrics,
+)
 from zvonok.rooms.quality import QualitySample
 from zvonok.rooms.service import RoomService
 
@@ -204,3 +213,32 @@ def test_a_worker_family_of_another_type_is_dropped() -> None:
     families = list(text_string_to_metric_families(merge_expositions(own, {"w0": other}).decode()))
     rooms = next(f for f in families if f.name == "zvonok_rooms")
     assert [(s.labels, s.value) for s in rooms.samples] == [({}, 1.0)]
+
+
+async def test_the_front_scrapes_its_workers_over_their_calls(registry: Metrics) -> None:
+    service, media = registry.collector._rooms, registry.collector._worker
+    worker = Metrics(rooms=service, worker=media, tick_interval=0.25)
+
+    async def live(method: str, params: dict[str, Any]) -> Any:
+        assert method == METRICS_METHOD
+        return json.loads(json.dumps(serve_metrics(worker)))  # JSON on the link
+
+    async def dead(method: str, params: dict[str, Any]) -> Any:
+        raise ConnectionError("worker link closed")
+
+    async def hung(method: str, params: dict[str, Any]) -> Any:
+        await asyncio.Event().wait()
+
+    scraped = await scrape_workers({"w0": live, "w1": dead, "w2": hung}, within=0.1)
+    assert scraped["w1"] is None and scraped["w2"] is None
+    assert scraped["w0"] is not None and "zvonok_rooms" in scraped["w0"]
+    front = Metrics(connections=lambda: 1, tick_interval=0.25)
+    body, content_type = front.render_merged(scraped)
+    assert content_type.startswith("text/plain")
+    up = {
+        s.labels["worker"]: s.value
+        for f in text_string_to_metric_families(body.decode())
+        if f.name == "zvonok_worker_up"
+        for s in f.samples
+    }
+    assert up == {"w0": 1, "w1": 0, "w2": 0}
