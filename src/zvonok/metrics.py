@@ -49,7 +49,7 @@ log = logging.getLogger("zvonok.metrics")
 #: The label every worker sample carries on the front's ``/metrics`` (``merge_expositions``).
 WORKER_LABEL = "worker"
 #: The worker RPC that answers its exposition as text (``serve_metrics``, ``scrape_workers``).
-METRICS_METHOD = "metrics.render"
+METRICS_METHOD = "metrics"
 #: How long a scrape waits for one worker before counting it down (``zvonok_worker_up`` 0).
 SCRAPE_TIMEOUT = 2.0
 #: Counters of rare events (signaling, auth, state changes), keyed by (name, *label values).
