@@ -7,7 +7,8 @@ Owns the ``AdminBackend`` Protocol (async, JSON-ready values: ``list_rooms``, ``
   acting through ``rooms.moderation``;
 - ``serve_admin``: a worker's side of the link, one RPC (``admin.<operation>``) → its local
   backend;
-- ``RelayAdminBackend``: the front's side of the link to one worker, over its ``call``;
+- ``RelayAdminBackend``: the front's side of the link to one worker, over its ``call``
+  (``RelayedWorkers``: one per worker, following restarts);
 - ``FanoutAdminBackend``: the front over every worker: the room list is every worker's rooms,
   each tagged ``"worker": "<id>"``; a room goes to the worker that holds it (``locate``, else
   each is asked); a session operation asks every worker. A worker that does not answer (error
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..ids import RoomKey, SessionId
@@ -234,6 +235,23 @@ class RelayAdminBackend:
         params = {"sessionId": session_id, "trackId": track_id, "muted": muted}
         reply: bool | None = _expect(await self._ask("set_muted", params), bool, "set_muted")
         return reply
+
+
+class RelayedWorkers(Mapping[str, AdminBackend]):
+    """A live ``{worker id: RelayAdminBackend}`` over ``calls()``, the current ``{worker id:
+    call}``: read again on every access, so a restarted worker's new link is used at once."""
+
+    def __init__(self, calls: Callable[[], Mapping[str, Call]]) -> None:
+        self._calls = calls
+
+    def __getitem__(self, worker: str) -> AdminBackend:
+        return RelayAdminBackend(self._calls()[worker])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._calls()))
+
+    def __len__(self) -> int:
+        return len(self._calls())
 
 
 # --- the front over every worker ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from zvonok.admin.backend import (
     FanoutAdminBackend,
     LocalAdminBackend,
     RelayAdminBackend,
+    RelayedWorkers,
     WorkerUnavailable,
     serve_admin,
 )
@@ -208,3 +209,15 @@ async def test_the_api_over_the_fanout(workers: dict[str, Worker]) -> None:
         assert (await c.post("/admin/sessions/s-nobody/kick")).status_code == 404
         closed = (await c.delete("/admin/rooms/chat:1")).json()
         assert closed == {"ok": True, "changed": True, "sessions": 1}
+
+
+async def test_relayed_workers_follow_the_current_links(workers: dict[str, Worker]) -> None:
+    await join(workers["w0"], CHAT, "alice")
+    await join(workers["w1"], GROUP, "carol")
+    links: dict[str, Callable[[str, dict[str, Any]], Awaitable[Any]]] = {"w0": workers["w0"].call}
+    backend = FanoutAdminBackend(RelayedWorkers(lambda: links), timeout=0.2)
+    assert [r["worker"] for r in (await backend.list_rooms())["rooms"]] == ["w0"]
+    links["w1"] = workers["w1"].call  # a worker (re)started: its new link
+    assert [r["worker"] for r in (await backend.list_rooms())["rooms"]] == ["w0", "w1"]
+    del links["w0"]
+    assert await backend.get_session("s-alice") is None
