@@ -1,11 +1,14 @@
 """A participant: one session of one user in one room (the spec's ``PeerState``).
 
-Owns the session's media: its ``WebRtcTransport`` (ICE-lite/DTLS/SRTP), its ``MediaEndpoint``
-(RTP/RTCP demux), the producers of the tracks it publishes, the consumers of the tracks it
-receives, its ``SessionNegotiator`` and the buffered ICE candidates (``pendingICE``). It turns
-client ``offer``/``answer``/``ice`` messages into media changes and room changes into server
-offers, one negotiation at a time. Imports ``media``; from ``signaling`` only the wire
-vocabulary (``signaling.messages``: the typed server messages it sends).
+Owns the session's signaling state: its ``SessionNegotiator``, the SSRCs it announced for the
+tracks it sends, the buffered ICE candidates (``pendingICE``), glare and ICE-stall timers, and
+its ``media.session.MediaSession`` (transport, endpoint, producers, consumers). It turns client
+``offer``/``answer``/``ice`` messages into ``MediaSession.produce``/``consume``/``close_*`` calls
+and room changes into server offers, one negotiation at a time; what an SDP means for the
+forwarding layer (``producer_params``/``consumer_params``) is the media session's business.
+``published`` (mid → track id) and ``consumers`` (track id → consumer) are read-only views of the
+media session. Imports ``media``; from ``signaling`` only the wire vocabulary
+(``signaling.messages``: the typed server messages it sends).
 
 Glare follows W3C perfect negotiation with the server as the impolite peer (docs/protocol.md,
 "Negotiation"): a client offer that collides with the server's unanswered offer is never applied
@@ -26,15 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..errors import SignalError
 from ..ids import SessionId, UserId
 from ..media.forwarding.consumer import Consumer
 from ..media.forwarding.endpoint import MediaEndpoint
-from ..media.forwarding.types import CodecInfo
 from ..media.sdp.candidate import Candidate
-from ..media.sdp.codecs import codec_key
 from ..media.sdp.negotiation import (
     AcceptedSend,
     LocalParameters,
@@ -43,8 +44,8 @@ from ..media.sdp.negotiation import (
     SendTrack,
     SessionNegotiator,
 )
+from ..media.session import MediaSession, TransportFactory, consumer_params, producer_params
 from ..media.transport.transport import ConnectionState, IceParameters, WebRtcTransport
-from ..media.worker import MediaWorker
 from ..signaling.messages import (
     Error,
     ServerAnswer,
@@ -63,19 +64,8 @@ log = logging.getLogger("zvonok.rooms.participant")
 MAX_STALL_RESTARTS = 1
 
 
-class _TransportEvents:
-    """The transport's listener: RTP/RTCP go straight to the endpoint (hot path)."""
-
-    __slots__ = ("on_rtp", "on_rtcp", "on_state")
-
-    def __init__(self, endpoint: MediaEndpoint, on_state: Callable[[ConnectionState], None]):
-        self.on_rtp = endpoint.on_rtp
-        self.on_rtcp = endpoint.on_rtcp
-        self.on_state = on_state
-
-
 class Participant:
-    """One session: signaling state plus the media objects it owns."""
+    """One session: its signaling state, and its ``MediaSession``."""
 
     def __init__(
         self,
@@ -85,7 +75,7 @@ class Participant:
         user_id: UserId,
         raw_room_id: int | str,
         sink: SignalSink,
-        worker: MediaWorker,
+        worker: TransportFactory,
         max_pending_ice: int,
         max_tracks: int,
         on_failed: Callable[[Participant, str], None],
@@ -100,8 +90,6 @@ class Participant:
         self.state = ConnectionState.NEW
         self.closed = False
         self.pending_ice: list[Candidate | None] = []
-        self.published: dict[str, str] = {}  # mid -> track id
-        self.consumers: dict[str, Consumer] = {}  # track id -> consumer
         self._send_ssrcs: dict[str, tuple[int, int]] = {}
         self._max_pending_ice = max_pending_ice
         self._max_tracks = max_tracks
@@ -119,16 +107,30 @@ class Participant:
         self._stall_restarts = 0
         self._last_offer: str | None = None
         self.negotiator = SessionNegotiator()
-        self.endpoint = MediaEndpoint()
-        self.transport: WebRtcTransport = worker.create_transport(
-            _TransportEvents(self.endpoint, self._on_state)
-        )
-        # ICE-TCP: the forwarders follow the transport's send target when its path changes.
-        self.transport.on_target_change = self.endpoint.retarget
+        self.media = MediaSession(worker=worker, router=room.router, on_state=self._on_state)
         self.log = logging.LoggerAdapter(
             log, {"room": str(room.key), "session": session_id, "user": user_id}
         )
         self.log.info("media transport %s created", self.transport.id)
+
+    # ------------------------------------------------------------------ media views
+    @property
+    def transport(self) -> WebRtcTransport:
+        return self.media.transport
+
+    @property
+    def endpoint(self) -> MediaEndpoint:
+        return self.media.endpoint
+
+    @property
+    def published(self) -> dict[str, str]:
+        """mid -> track id of the tracks this session publishes (a snapshot, publish order)."""
+        return {p.mid: p.id for p in self.media.producers.values() if p.mid is not None}
+
+    @property
+    def consumers(self) -> Mapping[str, Consumer]:
+        """track id -> this session's consumer of it (a live read-only view)."""
+        return self.media.consumers
 
     # ------------------------------------------------------------------ signaling out
     def send(self, message: ServerMessage) -> None:
@@ -371,97 +373,51 @@ class Participant:
         self._sync_consumers(result.sending)
 
     def _sync_published(self, published: dict[str, PublishedTrack]) -> None:
-        for mid, track_id in list(self.published.items()):
+        mine = self.published
+        for mid, track_id in mine.items():
             entry = self.room.published.get(track_id)
             now = published.get(mid)
             if entry is None or now is None or now.ssrc != entry.track.ssrc:
-                del self.published[mid]
-                if entry is not None:
-                    self.endpoint.remove_producer(entry.producer)
+                self.media.close_producer(track_id)
                 self.room.unpublish(track_id)
+        mids = set(self.published)
         for mid, track in published.items():
-            if mid in self.published:
+            if mid in mids:
                 continue
-            if len(self.published) >= self._max_tracks:
+            if len(mids) >= self._max_tracks:
                 self.send(Error("too-many-tracks", "track limit reached"))
                 continue
             track_id = "t" + secrets.token_hex(6)
-            producer = self.room.router.create_producer(
-                producer_id=track_id,
-                sink=self.transport,
-                kind="video" if track.kind == "video" else "audio",
-                codecs={
-                    pt: CodecInfo(
-                        mime=c.name,
-                        clock_rate=c.clock_rate,
-                        nack="nack" in c.rtcp_fb,
-                        pli="nack pli" in c.rtcp_fb,
-                        fir="ccm fir" in c.rtcp_fb,
-                    )
-                    for pt, c in track.codecs.items()
-                },
-                ssrc=track.ssrc,
-                rtx_ssrc=track.rtx_ssrc,
-                rtx_payload_types=track.rtx,
-            )
-            self.endpoint.add_producer(producer)
-            self.published[mid] = track_id
+            producer = self.media.produce(producer_params(track_id, track))
+            mids.add(mid)
             self.log.info("publishes %s track %s (mid %s)", track.kind, track_id, mid)
             self.room.publish(PublishedEntry(track_id, producer, self, track))
 
     def _sync_consumers(self, sending: dict[str, AcceptedSend]) -> None:
-        for track_id, consumer in list(self.consumers.items()):
+        for track_id, consumer in list(self.media.consumers.items()):
             if track_id not in sending or consumer.closed:
-                self._drop_consumer(track_id)
+                self.media.close_consumer(track_id)
         for track_id, accepted in sending.items():
-            if track_id in self.consumers:
+            if track_id in self.media.consumers:
                 continue
             entry = self.room.published.get(track_id)
             if entry is None or entry.producer.closed:
                 continue
-            created = self._create_consumer(entry, accepted)
-            if created is not None and track_id in self.room.muted:
+            ssrc, rtx_ssrc = self._send_ssrcs[track_id]
+            params = consumer_params(
+                f"{self.session_id}/{track_id}",
+                entry.track,
+                accepted,
+                ssrc=ssrc,
+                rtx_ssrc=rtx_ssrc,
+                cname=entry.publisher.session_id,
+            )
+            if params is None:
+                self.log.warning("no common codec for track %s", track_id)
+                continue
+            created = self.media.consume(entry.producer, params)
+            if track_id in self.room.muted:
                 created.pause()  # muted by an operator (admin API)
-            if created is not None:
-                self.consumers[track_id] = created
-                self.endpoint.add_consumer(created)
-
-    def _create_consumer(
-        self, entry: PublishedEntry[Participant], accepted: AcceptedSend
-    ) -> Consumer | None:
-        by_key = {codec_key(c): c.payload_type for c in accepted.codecs}
-        pt_map = {
-            pt: by_key[codec_key(c)]
-            for pt, c in entry.track.codecs.items()
-            if codec_key(c) in by_key
-        }
-        if not pt_map:
-            self.log.warning("no common codec for track %s", entry.track_id)
-            return None
-        rtx_map = {apt: rtx for rtx, apt in accepted.rtx.items()}
-        ext_map = {
-            pub_id: accepted.extensions[uri]
-            for uri, pub_id in entry.track.extensions.items()
-            if uri in accepted.extensions and not uri.endswith(":sdes:mid")
-        }
-        ssrc, rtx_ssrc = self._send_ssrcs[entry.track_id]
-        return self.room.router.create_consumer(
-            entry.producer,
-            consumer_id=f"{self.session_id}/{entry.track_id}",
-            sink=self.transport,
-            ssrc=ssrc,
-            rtx_ssrc=rtx_ssrc if rtx_map else None,
-            payload_types=pt_map,
-            rtx_payload_types=rtx_map,
-            ext_id_map=ext_map,
-            cname=entry.publisher.session_id,
-        )
-
-    def _drop_consumer(self, track_id: str) -> None:
-        consumer = self.consumers.pop(track_id, None)
-        if consumer is not None:
-            self.endpoint.remove_consumer(consumer)
-            consumer.close()
 
     def _send_track_map(self) -> None:
         slots = self.negotiator.current_slots
@@ -510,20 +466,15 @@ class Participant:
         if self.closed:
             return
         self.closed = True
-        for mid, track_id in list(self.published.items()):
-            entry = self.room.published.get(track_id)
-            if entry is not None:
-                self.endpoint.remove_producer(entry.producer)
-            del self.published[mid]
+        for track_id in list(self.media.producers):
+            self.media.close_producer(track_id)
             self.room.unpublish(track_id)
-        for track_id in list(self.consumers):
-            self._drop_consumer(track_id)
         self.pending_ice.clear()
         self._drop_pending_offer()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self.transport.close()
+        self.media.close()  # its consumers, then the transport
         self.state = ConnectionState.CLOSED
 
 
