@@ -208,9 +208,11 @@ class RelayAdminBackend:
 
     async def list_rooms(self) -> dict[str, Any]:
         reply = await self._ask("list_rooms", {})
-        if not isinstance(reply, dict) or not isinstance(reply.get("rooms"), list):
+        rooms = reply.get("rooms") if isinstance(reply, dict) else None
+        if not isinstance(rooms, list) or not all(isinstance(room, dict) for room in rooms):
             raise ValueError("admin RPC list_rooms: unexpected reply")
-        return reply
+        listing: dict[str, Any] = reply
+        return listing
 
     async def get_room(self, key: RoomKey) -> dict[str, Any] | None:
         reply: dict[str, Any] | None = _expect(

@@ -221,3 +221,23 @@ async def test_relayed_workers_follow_the_current_links(workers: dict[str, Worke
     assert [r["worker"] for r in (await backend.list_rooms())["rooms"]] == ["w0", "w1"]
     del links["w0"]
     assert await backend.get_session("s-alice") is None
+
+
+async def test_a_worker_answering_nonsense_counts_as_silent(workers: dict[str, Worker]) -> None:
+    await join(workers["w0"], CHAT, "alice")
+
+    async def confused(method: str, params: dict[str, Any]) -> Any:
+        return {"rooms": [1]} if method == "admin.list_rooms" else "yes"
+
+    relays: dict[str, AdminBackend] = {
+        "w0": RelayAdminBackend(workers["w0"].call),
+        "odd": RelayAdminBackend(confused),
+    }
+    backend = FanoutAdminBackend(relays, timeout=0.2)
+    listing = await backend.list_rooms()
+    assert [r["room"] for r in listing["rooms"]] == ["chat:1"]
+    assert listing["unavailableWorkers"] == ["odd"]
+    session = await backend.get_session("s-alice")  # found on w0: the odd one does not matter
+    assert session is not None and session["worker"] == "w0"
+    with pytest.raises(WorkerUnavailable):
+        await backend.kick("s-nobody")
