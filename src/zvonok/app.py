@@ -25,16 +25,17 @@ from starlette.websockets import WebSocket
 from .admin.ops import LazyAsgi, Operations, build_operations
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
-from .auth.turn import ice_servers_from
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
+from .compose import build_media, build_room_service, state_snapshot
 from .config import Settings
 from .edge import DevHostPolicy
 from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
+from .relay.front import RelayedRooms, WorkerPool
 from .rooms.events import RoomEvents
-from .rooms.participant import Participant
+from .rooms.port import CallRooms, LocalRooms
 from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, SqlStore, check_store, create_store
@@ -53,13 +54,18 @@ class Components:
     """Everything a running node owns; closed in reverse order of creation."""
 
     settings: Settings
-    worker: MediaWorker
     store: MembershipStore
-    rooms: RoomService
+    #: Where sessions join: this process's rooms, or the workers' through the pool.
+    calls: CallRooms
     endpoint: CallEndpoint
     health: LocalClusterHealth
     dev_secret: str | None
     ops: Operations | None = None
+    #: One process (``workers = 1``): its media worker and room service.
+    worker: MediaWorker | None = None
+    rooms: RoomService | None = None
+    #: Several processes: the media workers behind their links.
+    pool: WorkerPool | None = None
 
 
 async def build(settings: Settings) -> Components:
@@ -71,38 +77,28 @@ async def build(settings: Settings) -> Components:
     verifier = TokenVerifier(settings, secret)
     store = await create_store(settings)
     await check_store(store)  # a membership query the database refuses stops the start here
-    worker = MediaWorker(
-        host=settings.media_host,
-        port=settings.media_port,
-        announce_ips=settings.announce_ips,
-        consent_timeout=settings.consent_timeout,
-        dtls_timeout=settings.dtls_timeout,
-        ice_tcp=settings.ice_tcp,
-        tcp_port=settings.media_tcp_port,
-        tcp_max_connections=settings.ice_tcp_max_connections,
-        tcp_auth_timeout=settings.ice_tcp_auth_timeout,
-    )
-    await worker.start()
+    sessions = LocalSessionDirectory()
+    room_dir = LocalRoomDirectory()
+    worker: MediaWorker | None = None
+    rooms: RoomService | None = None
+    pool: WorkerPool | None = None
+    calls: CallRooms
     events = RoomEvents()
-    rooms = RoomService(
-        worker=worker,
-        sessions=LocalSessionDirectory(),
-        rooms=LocalRoomDirectory(),
-        ice_servers=ice_servers_from(
-            settings.ice_servers, settings.turn_urls, settings.turn_secret, settings.turn_ttl
-        ),
-        max_participants=settings.max_participants,
-        resume_grace=settings.resume_grace,
-        max_pending_ice=settings.max_pending_ice,
-        max_tracks=settings.max_tracks_per_session,
-        max_sessions_per_user=settings.max_sessions_per_user,
-        glare_yield=settings.glare_yield_ms / 1000,
-        events=events,
-    )
+    if settings.worker_count == 1:
+        worker = build_media(settings)
+        await worker.start()
+        rooms = build_room_service(
+            settings, worker, sessions=sessions, rooms=room_dir, events=events
+        )
+        calls = LocalRooms(rooms)
+    else:
+        pool = WorkerPool(settings, settings.worker_count, sessions=sessions, rooms=room_dir)
+        await pool.start()
+        calls = RelayedRooms(pool)
     endpoint = CallEndpoint(
         verifier=verifier,
         store=store,
-        rooms=rooms,
+        rooms=calls,
         limits=ConnectionLimits(
             max_message_bytes=settings.max_message_bytes,
             message_rate=settings.message_rate,
@@ -115,23 +111,35 @@ async def build(settings: Settings) -> Components:
             forwarded_allow_ips=tuple(settings.forwarded_allow_ips),
         ),
     )
-    ops = build_operations(
-        settings,
-        events=events,
-        rooms=rooms,
-        worker=worker,
-        connections=lambda: endpoint.connections,
-    )
+    ops = None
+    if rooms is not None and worker is not None:
+        ops = build_operations(
+            settings,
+            events=events,
+            rooms=rooms,
+            worker=worker,
+            connections=lambda: endpoint.connections,
+        )
     return Components(
-        settings, worker, store, rooms, endpoint, LocalClusterHealth(), secret if hs else None, ops
+        settings,
+        store,
+        calls,
+        endpoint,
+        LocalClusterHealth(),
+        secret if hs else None,
+        ops,
+        worker=worker,
+        rooms=rooms,
+        pool=pool,
     )
 
 
 async def shutdown(components: Components) -> None:
-    await components.rooms.close()
+    await components.calls.close()
     if components.ops is not None:
         await components.ops.close()
-    await components.worker.close()
+    if components.worker is not None:
+        await components.worker.close()
     await components.store.close()
 
 
@@ -149,13 +157,14 @@ def create_app(settings: Settings) -> Starlette:
         app.state.zvonok = components
         log.info(
             "zvonok listening on http://%s:%d (WebSocket /api/v1/{chat|group}/{id}/call); "
-            "media UDP %s:%d announcing %s (%s forwarding loop); data dir %s",
+            "media UDP %s:%s announcing %s (%s forwarding loop); data dir %s",
             settings.host,
             settings.port,
             settings.media_host,
-            components.worker.port,
-            ",".join(components.worker.announced_ips),
-            components.worker.forwarding,
+            _media_ports(components),
+            ",".join(settings.announce_ips) or "local addresses",
+            _forwarding(components)
+            + ("" if components.pool is None else f", {components.pool.count} workers"),
             settings.data_dir,
         )
         if settings.dev_on_network:
@@ -189,7 +198,7 @@ def create_app(settings: Settings) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         components = state.get("c")
-        if components is None or components.rooms.closing:
+        if components is None or components.calls.closing:
             status = "draining" if components is not None else "not-ready"
             return JSONResponse({"status": status}, status_code=503)
         return JSONResponse({"status": "ready", "cluster": components.health.status})
@@ -207,7 +216,7 @@ def create_app(settings: Settings) -> Starlette:
 
     async def debug_state(request: Request) -> Response:
         components = state["c"]
-        snapshot = _state_snapshot(components)
+        snapshot = await _state_snapshot(components)
         if request.query_params.get("gc"):
             # Leak checks: what is still alive after a full collection (dev mode only).
             snapshot["gcCollected"] = gc.collect()
@@ -254,64 +263,56 @@ def create_app(settings: Settings) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def _state_snapshot(components: Components) -> dict[str, Any]:
-    rooms = components.rooms
-    return {
-        "rooms": {
-            str(key): {
-                "participants": [_participant_snapshot(p) for p in room.participants.values()],
-                "tracks": len(room.published),
-            }
-            for key, room in rooms.rooms.items()
-        },
-        "sessions": len(rooms.sessions),
+def _media_ports(components: Components) -> str:
+    if components.worker is not None:
+        return str(components.worker.port)
+    assert components.pool is not None
+    return ",".join(
+        str(h.info.get("mediaPort"))
+        for h in sorted(components.pool.workers.values(), key=lambda h: h.index)
+    )
+
+
+def _forwarding(components: Components) -> str:
+    if components.worker is not None:
+        return components.worker.forwarding
+    assert components.pool is not None
+    kinds = {str(h.info.get("forwarding")) for h in components.pool.workers.values()}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+async def _state_snapshot(components: Components) -> dict[str, Any]:
+    """This node's rooms for ``/debug/state``: this process's, or every worker's merged."""
+    if components.rooms is not None and components.worker is not None:
+        snapshot = state_snapshot(components.rooms, components.worker)
+        snapshot["connections"] = components.endpoint.connections
+        return snapshot
+    assert components.pool is not None
+    answers = await components.pool.ask_all("state", {})
+    merged: dict[str, Any] = {
+        "rooms": {},
+        "sessions": 0,
         "connections": components.endpoint.connections,
         "tasks": len(asyncio.all_tasks()),
-        "transports": components.worker.transport_count(),
-        "forwarding": components.worker.forwarding,
-        "iceTcp": None if components.worker.tcp is None else components.worker.tcp.stats(),
+        "transports": 0,
+        "forwarding": _forwarding(components),
+        "iceTcp": None,
+        "workers": {},
     }
-
-
-def _participant_snapshot(participant: Participant) -> dict[str, Any]:
-    endpoint = participant.endpoint
-    room = participant.room
-    return {
-        "sessionId": participant.session_id,
-        "userId": participant.user_id,
-        "state": participant.state.value,
-        "selectedAddress": participant.transport.selected_address,
-        "selectedProtocol": participant.transport.selected_protocol,
-        "endpoint": {
-            "packetsIn": endpoint.packets_in,
-            "rtcpIn": endpoint.rtcp_in,
-            "unknownSsrc": endpoint.unknown_ssrc,
-            "dropped": endpoint.dropped,
-            "plis": endpoint.plis,
-            "nacks": endpoint.nacks,
-        },
-        "published": {
-            track_id: {
-                "kind": entry.producer.kind,
-                "packets": entry.producer.packets_received,
-                "keyframes": entry.producer.keyframes,
-                "keyframeRequests": entry.producer.keyframe_requests_sent,
-                "nacksSent": entry.producer.nacks_sent,
-            }
-            for track_id in participant.published.values()
-            if (entry := room.published.get(track_id)) is not None
-        },
-        "receiving": {
-            track_id: {
-                "packets": consumer.packets_sent,
-                "dropped": consumer.dropped,
-                "rtx": consumer.rtx_sent,
-                "nacks": consumer.nacks_received,
-                "keyframeRequests": consumer.keyframe_requests_received,
-            }
-            for track_id, consumer in participant.consumers.items()
-        },
-    }
+    for name, answer in answers.items():
+        merged["workers"][name] = (
+            None
+            if answer is None
+            else {k: answer[k] for k in ("sessions", "tasks", "transports", "forwarding", "iceTcp")}
+        )
+        if answer is None:
+            continue
+        for key, room in answer["rooms"].items():
+            merged["rooms"][key] = {**room, "worker": name}
+        merged["sessions"] += answer["sessions"]
+        merged["tasks"] += answer["tasks"]
+        merged["transports"] += answer["transports"]
+    return merged
 
 
 class _Server(uvicorn.Server):
@@ -343,7 +344,7 @@ class _Server(uvicorn.Server):
 
     async def _drain(self, components: Components, sig: int, frame: FrameType | None) -> None:
         try:
-            components.rooms.begin_shutdown()
+            components.calls.begin_shutdown()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(components.endpoint.idle.wait(), DRAIN_TIMEOUT)
         finally:

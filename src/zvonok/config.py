@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     dev_mode: bool | None = None
     forwarded_allow_ips: list[str] = Field(default_factory=list)
 
+    # --- processes ---
+    #: Media worker processes: 1 = one process (rooms, media and HTTP together); N or "auto"
+    #: (usable cores) = a front process for HTTP plus N media workers (docs/architecture.md).
+    workers: int | Literal["auto"] = 1
+
     # --- media plane ---
     media_host: str = "0.0.0.0"
     media_port: int = Field(40000, ge=0, le=65535)
@@ -139,6 +144,20 @@ class Settings(BaseSettings):
             and self.membership_backend == "sql"
             and self.database_url is None
         )
+
+    @property
+    def worker_count(self) -> int:
+        """How many media worker processes ``workers`` asks for (``auto``: usable cores)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.workers
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 256:
+            raise ValueError('workers must be 1..256 or "auto"')
+        return value
 
     @property
     def dev_on_network(self) -> bool:

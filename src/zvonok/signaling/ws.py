@@ -4,8 +4,8 @@ Authenticates before accepting (401 bad token, 403 not a member, 503 store down)
 connection: a reader loop that parses envelopes and dispatches them to the rooms layer, and one
 writer task that drains a bounded queue into the socket (the only place that writes). Bad input
 gets an ``error`` reply and the connection lives on; a run of bad messages or a flood closes only
-this connection. Imports ``rooms``, ``auth``, ``store``; never ``media`` (the candidate grammar is
-checked by ``messages``, the typed vocabulary both layers share).
+this connection. Imports ``rooms.port`` (the rooms layer as a ``CallRooms``: this process's rooms
+or a media worker's behind the worker link), ``auth``, ``store``; never ``media``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from ..auth.tokens import Grants, TokenVerifier
 from ..edge import TrustedProxies, loggable
 from ..errors import AuthError, SignalError, StoreUnavailable
 from ..ids import ROOM_ID_RE, RoomKey, RoomKind
-from ..rooms.participant import Participant
-from ..rooms.service import RoomService
+from ..rooms.port import CallRooms, CallSession
 from ..store.base import MembershipStore
 from .messages import (
     ClientMessage,
@@ -151,7 +150,7 @@ class CallEndpoint:
         *,
         verifier: TokenVerifier,
         store: MembershipStore,
-        rooms: RoomService,
+        rooms: CallRooms,
         limits: ConnectionLimits,
     ) -> None:
         self._verifier = verifier
@@ -229,7 +228,7 @@ class Connection:
         self._sink = WebSocketSink(ws, owner._limits.send_queue_size)
         self._bucket = TokenBucket(owner._limits.message_rate, owner._limits.message_burst)
         self._bad = 0
-        self.participant: Participant | None = None
+        self.participant: CallSession | None = None
         self._left = False
         self._join_timer: asyncio.TimerHandle | None = None
         self._extra = {"room": str(key), "user": grants.user_id}
@@ -243,7 +242,7 @@ class Connection:
         finally:
             self._cancel_join_timer()
             if self.participant is not None and not self._left:
-                self._rooms.detach(self.participant, self._sink)
+                self.participant.detach(self._sink)
             if self._sink.close_code is None:
                 self._sink.close(1000, "")
             try:
@@ -338,25 +337,21 @@ class Connection:
         if msg.type == "join":
             raise SignalError("already-joined", "this connection has already joined")
         if msg.type == "offer" and msg.description is not None:
-            participant.handle_offer(msg.description.sdp)
+            await participant.offer(msg.description.sdp)
         elif msg.type == "answer" and msg.description is not None:
-            participant.handle_answer(msg.description.sdp)
+            await participant.answer(msg.description.sdp)
         elif msg.type == "ice" and msg.ice is not None:
-            try:
-                candidate = msg.ice.parsed_candidate()
-            except MessageError as exc:  # bad-candidate: judged after the room and session
-                raise SignalError(exc.code, exc.message) from None
-            participant.handle_ice(candidate)
+            await participant.ice(msg.ice)
         elif msg.type == "leave":
             self._left = True
-            await self._rooms.leave(participant, "leave")
+            await participant.leave()
             self._sink.close(1000, "left")
 
     async def _join(self, msg: ClientMessage) -> None:
         self._sink.room_id = msg.raw_room_id
         self._sink.session_id = msg.session_id
         try:
-            participant, _ = await self._rooms.join(
+            participant = await self._rooms.join(
                 self._key, self._grants.user_id, msg.session_id, msg.raw_room_id, self._sink
             )
         except SignalError:

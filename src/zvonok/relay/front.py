@@ -1,0 +1,516 @@
+"""The front side of the worker split: the pool of media worker processes and relayed sessions.
+
+Owns ``WorkerPool`` (spawns ``workers`` processes of ``relay.worker``, one socketpair link each;
+watches them; restarts one that dies; places each new room on the least-loaded live worker and
+pins it there while the room lives; answers the workers' ``bind``/``lookup``/``claim`` from the
+node's cluster directories), ``RelayedRooms`` (the ``CallRooms`` the WebSocket endpoint drives
+when rooms live in workers) and ``RelayedSession`` (one session relayed by ``relay`` id).
+
+Load: each worker reports CPU fraction, packets/s and sessions every second; a worker's score is
+the largest of ``cpu``, ``pps / PPS_CAPACITY`` and ``sessions / SESSION_CAPACITY``, plus
+``RAMP_UP`` per room placed on it since its last report, so a burst of joins does not all land
+on one worker between two reports. A crashed worker (link EOF or process exit): each of its
+sessions gets ``error`` ``worker-lost`` and close 1012 (the client joins again and lands on a live
+worker), its rooms are unpinned and released, its session bindings released (reserved for their
+users), and it is restarted after ``RESTART_DELAY`` (doubling while it keeps crashing). Implements
+no RFC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
+from ..config import Settings
+from ..errors import SignalError
+from ..ids import RoomKey, SessionId, UserId
+from ..rooms.sink import SignalSink
+from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
+from .frames import Frame
+from .link import Link, LinkClosed
+
+log = logging.getLogger("zvonok.relay")
+
+#: Forwarded packets per second one worker is taken to carry at full load (placement only).
+PPS_CAPACITY: Final = 150_000.0
+#: Sessions one worker is taken to carry at full load (placement only).
+SESSION_CAPACITY: Final = 2_000.0
+#: Score added per room placed on a worker since its last load report.
+RAMP_UP: Final = 0.02
+#: How long a starting worker has to report ``ready``.
+START_TIMEOUT: Final = 30.0
+#: First delay before restarting a crashed worker; doubles while it keeps crashing, up to ``MAX``.
+RESTART_DELAY: Final = 0.2
+MAX_RESTART_DELAY: Final = 10.0
+#: A worker that ran this long before dying restarts after ``RESTART_DELAY`` again.
+STABLE_AFTER: Final = 30.0
+#: How long a stopping worker gets to close its rooms before it is killed.
+STOP_TIMEOUT: Final = 5.0
+#: The ``error`` a session gets when its worker dies (docs/protocol.md).
+WORKER_LOST: Final = "worker-lost"
+#: WebSocket close code after a worker died: "service restart" (RFC 6455 §7.4.1 registry).
+WORKER_LOST_CLOSE_CODE: Final = 1012
+
+
+def _lost_error() -> SignalError:
+    return SignalError(
+        WORKER_LOST,
+        "the media worker of this call stopped; join again",
+        fatal=True,
+        close_code=WORKER_LOST_CLOSE_CODE,
+    )
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One worker process as the front sees it."""
+
+    index: int
+    process: asyncio.subprocess.Process
+    link: Link
+    started: float
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    info: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    placed_since_report: int = 0
+    relays: dict[int, RelayedSession] = field(default_factory=dict)
+    rooms: set[RoomKey] = field(default_factory=set)
+    joining: dict[RoomKey, int] = field(default_factory=dict)
+    bindings: dict[SessionId, SessionBinding] = field(default_factory=dict)
+    lost: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.index)
+
+    @property
+    def live(self) -> bool:
+        return self.ready.is_set() and not self.lost
+
+    def score(self) -> float:
+        load = self.load
+        base = max(
+            float(load.get("cpu", 0.0)),
+            float(load.get("pps", 0.0)) / PPS_CAPACITY,
+            float(load.get("sessions", 0)) / SESSION_CAPACITY,
+        )
+        return base + RAMP_UP * self.placed_since_report
+
+
+class WorkerPool:
+    """``count`` media worker processes, their links, room placement and crash recovery."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        count: int,
+        *,
+        sessions: SessionDirectory,
+        rooms: RoomDirectory,
+        on_note: Callable[[WorkerHandle, Frame], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.count = count
+        self._sessions = sessions
+        self._rooms = rooms
+        self._on_note = on_note
+        self.workers: dict[int, WorkerHandle] = {}
+        self.pins: dict[RoomKey, WorkerHandle] = {}
+        self._relay_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._restart_delay: dict[int, float] = {}
+        self.closing = False
+        #: Workers restarted after a crash, for metrics.
+        self.restarts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Spawn every worker and wait until each reports ready."""
+        handles = await asyncio.gather(*(self._spawn(i) for i in range(self.count)))
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(h.ready.wait() for h in handles)), START_TIMEOUT
+            )
+        except TimeoutError:
+            await self.close()
+            raise RuntimeError(f"media workers did not start within {START_TIMEOUT:g} s") from None
+        for handle in handles:
+            if handle.lost:
+                await self.close()
+                raise RuntimeError(f"media worker {handle.index} exited while starting")
+
+    async def _spawn(self, index: int) -> WorkerHandle:
+        front_sock, worker_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "zvonok.relay.worker",
+                "--index",
+                str(index),
+                "--fd",
+                str(worker_sock.fileno()),
+                stdin=asyncio.subprocess.PIPE,
+                pass_fds=(worker_sock.fileno(),),
+            )
+        except BaseException:
+            front_sock.close()
+            raise
+        finally:
+            worker_sock.close()
+        assert process.stdin is not None
+        process.stdin.write(self.settings.model_dump_json().encode())
+        await process.stdin.drain()
+        process.stdin.close()
+        reader, writer = await asyncio.open_unix_connection(sock=front_sock)
+        holder: list[WorkerHandle] = []
+        link = Link(
+            reader,
+            writer,
+            name=f"worker-{index}",
+            on_request=lambda frame: self._serve(holder[0], frame),
+            on_note=lambda frame: self._note(holder[0], frame),
+        )
+        handle = WorkerHandle(index, process, link, time.monotonic())
+        holder.append(handle)
+        self.workers[index] = handle
+        link.start()
+        self._spawn_task(self._watch(handle))
+        log.info("media worker %d started (pid %d)", index, process.pid)
+        return handle
+
+    async def _watch(self, handle: WorkerHandle) -> None:
+        """Wait for the worker's link or process to end, then heal."""
+        exited = asyncio.create_task(handle.process.wait())
+        closed = asyncio.create_task(handle.link.closed.wait())
+        try:
+            await asyncio.wait({exited, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            closed.cancel()
+        if self.closing:
+            return
+        self._lose(handle)
+        with contextlib.suppress(ProcessLookupError):
+            handle.process.kill()
+        await handle.process.wait()
+        await handle.link.close()
+        log.error(
+            "media worker %d (pid %d) died (exit %s, link %s); restarting",
+            handle.index,
+            handle.process.pid,
+            handle.process.returncode,
+            handle.link.close_reason,
+        )
+        delay = self._restart_delay.get(handle.index, RESTART_DELAY)
+        if time.monotonic() - handle.started > STABLE_AFTER:
+            delay = RESTART_DELAY
+        self._restart_delay[handle.index] = min(delay * 2, MAX_RESTART_DELAY)
+        await asyncio.sleep(delay)
+        if self.closing:
+            return
+        self.restarts += 1
+        try:
+            await self._spawn(handle.index)
+        except Exception:
+            log.exception("media worker %d could not be restarted", handle.index)
+
+    def _lose(self, handle: WorkerHandle) -> None:
+        """The worker is gone: tell its sessions, unpin its rooms, free its bindings."""
+        if handle.lost:
+            return
+        handle.lost = True
+        for session in list(handle.relays.values()):
+            session.lost()
+        handle.relays.clear()
+        for key in list(handle.rooms):
+            if self.pins.get(key) is handle:
+                del self.pins[key]
+            self._spawn_task(self._rooms.release(key))
+        handle.rooms.clear()
+        for session_id, binding in list(handle.bindings.items()):
+            self._spawn_task(
+                self._sessions.release(
+                    session_id, binding, linger=self.settings.resume_grace + 300.0
+                )
+            )
+        handle.bindings.clear()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM: every worker tells its sessions to reconnect (``error shutdown``, 1012)."""
+        for handle in self.workers.values():
+            if handle.live:
+                with contextlib.suppress(LinkClosed):
+                    handle.link.notify("shutdown", {})
+
+    async def close(self) -> None:
+        """Stop every worker (their sessions end), then the watchers."""
+        self.closing = True
+        handles = list(self.workers.values())
+        await asyncio.gather(*(self._stop(h) for h in handles), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _stop(self, handle: WorkerHandle) -> None:
+        if handle.process.returncode is None and not handle.link.closed.is_set():
+            with contextlib.suppress(Exception):
+                await handle.link.request("stop", {}, wait=STOP_TIMEOUT)
+        try:
+            await asyncio.wait_for(handle.process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("media worker %d did not stop; killing it", handle.index)
+            with contextlib.suppress(ProcessLookupError):
+                handle.process.kill()
+            await handle.process.wait()
+        self._lose(handle)
+        await handle.link.close()
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ placement
+    def live_workers(self) -> list[WorkerHandle]:
+        return [h for h in self.workers.values() if h.live]
+
+    def place(self, key: RoomKey) -> WorkerHandle:
+        """The worker that holds (or will hold) room ``key``; pins a new room."""
+        handle = self.pins.get(key)
+        if handle is not None and handle.live:
+            return handle
+        live = self.live_workers()
+        if not live:
+            raise _lost_error()
+        handle = min(live, key=lambda h: (h.score(), len(h.rooms), h.index))
+        handle.placed_since_report += 1
+        self.pins[key] = handle
+        handle.rooms.add(key)
+        return handle
+
+    def next_relay(self) -> int:
+        return next(self._relay_ids)
+
+    # ------------------------------------------------------------------ the workers' side
+    async def _serve(self, handle: WorkerHandle, frame: Frame) -> Any:
+        params = frame.params
+        if frame.method == "bind":
+            session_id = SessionId(str(params["session"]))
+            binding = SessionBinding(UserId(str(params["user"])), RoomKey.parse(params["room"]))
+            held = await self._sessions.bind(session_id, binding)
+            if held == binding:
+                handle.bindings[session_id] = binding
+            return {"user": held.user_id, "room": str(held.room)}
+        if frame.method == "lookup":
+            found = await self._sessions.lookup(SessionId(str(params["session"])))
+            return None if found is None else {"user": found.user_id, "room": str(found.room)}
+        if frame.method == "claim":
+            key = RoomKey.parse(str(params["room"]))
+            if self.pins.get(key) is not handle:
+                log.warning("worker %d claims room %s pinned elsewhere", handle.index, key)
+            self.pins[key] = handle
+            handle.rooms.add(key)
+            return await self._rooms.claim(key)
+        raise SignalError("internal", f"unknown front request {frame.method!r}")
+
+    def _note(self, handle: WorkerHandle, frame: Frame) -> None:
+        method = frame.method
+        params = frame.params
+        if frame.relay:
+            session = handle.relays.get(frame.relay)
+            if session is not None:
+                session.on_note(method, params)
+            return
+        if method == "load":
+            handle.load = params
+            handle.placed_since_report = 0
+        elif method == "ready":
+            handle.info = params
+            handle.ready.set()
+            log.info(
+                "media worker %d ready: udp port %s, %s forwarding",
+                handle.index,
+                params.get("mediaPort"),
+                params.get("forwarding"),
+            )
+        elif method == "release":
+            session_id = SessionId(str(params["session"]))
+            binding = SessionBinding(UserId(str(params["user"])), RoomKey.parse(params["room"]))
+            if handle.bindings.get(session_id) == binding:
+                del handle.bindings[session_id]
+            self._spawn_task(
+                self._sessions.release(session_id, binding, linger=float(params["linger"]))
+            )
+        elif method == "room-released":
+            key = RoomKey.parse(str(params["room"]))
+            if handle.joining.get(key, 0) == 0:
+                handle.rooms.discard(key)
+                if self.pins.get(key) is handle:
+                    del self.pins[key]
+                self._spawn_task(self._rooms.release(key))
+        elif self._on_note is not None:
+            self._on_note(handle, frame)
+
+    # ------------------------------------------------------------------ fan-out
+    async def ask_all(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Ask every live worker; a worker that fails is left out (its name maps to None)."""
+        handles = self.live_workers()
+        answers = await asyncio.gather(
+            *(h.link.request(method, params) for h in handles), return_exceptions=True
+        )
+        out: dict[str, Any] = {}
+        for handle, answer in zip(handles, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("worker %d did not answer %s: %s", handle.index, method, answer)
+                out[handle.name] = None
+            else:
+                out[handle.name] = answer
+        return out
+
+
+class RelayedSession:
+    """A ``CallSession`` whose room lives in a worker process."""
+
+    def __init__(
+        self, handle: WorkerHandle, relay: int, session_id: SessionId, sink: SignalSink
+    ) -> None:
+        self._handle = handle
+        self.relay = relay
+        self._session_id = session_id
+        self.sink = sink
+        self._closed = False
+
+    @property
+    def session_id(self) -> SessionId:
+        return self._session_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def _request(self, method: str, params: dict[str, Any]) -> None:
+        if self._handle.lost:
+            raise _lost_error()
+        try:
+            await self._handle.link.request(method, params, relay=self.relay)
+        except LinkClosed:
+            raise _lost_error() from None
+
+    async def offer(self, sdp: str) -> None:
+        await self._request("offer", {"sdp": sdp})
+
+    async def answer(self, sdp: str) -> None:
+        await self._request("answer", {"sdp": sdp})
+
+    async def ice(self, ice: IcePayload) -> None:
+        try:
+            ice.parsed_candidate()  # bad-candidate is judged here, as a local session would
+        except MessageError as exc:
+            raise SignalError(exc.code, exc.message) from None
+        await self._request("ice", {"ice": ice.to_json()})
+
+    async def leave(self) -> None:
+        try:
+            await self._request("leave", {})
+        finally:
+            self._handle.relays.pop(self.relay, None)
+
+    def detach(self, sink: SignalSink) -> None:
+        if self._handle.relays.pop(self.relay, None) is None:
+            return
+        with contextlib.suppress(LinkClosed):
+            self._handle.link.notify("detach", {}, relay=self.relay)
+
+    # ------------------------------------------------------------------ from the worker
+    def on_note(self, method: str, params: dict[str, Any]) -> None:
+        if method == "send":
+            try:
+                message = parse_server_object(params["m"])
+            except (MessageError, KeyError, TypeError) as exc:
+                log.error("worker sent an invalid server message: %s", exc)
+                return
+            self.sink.send(message)
+        elif method == "close":
+            self.sink.close(int(params.get("code", 1000)), str(params.get("reason", "")))
+        elif method == "ended":
+            self._closed = True
+
+    def lost(self) -> None:
+        """The worker died: tell the client, close its socket (it joins again)."""
+        self._closed = True
+        error = _lost_error()
+        self.sink.send(Error(error.code, error.message, retry_after_ms=0))
+        self.sink.close(error.close_code, error.code)
+
+
+class RelayedRooms:
+    """``CallRooms`` over a ``WorkerPool``: every session is relayed to its room's worker."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def join(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> RelayedSession:
+        if self._closing:
+            raise SignalError(
+                "shutdown", "the server is shutting down", fatal=True, close_code=1012
+            )
+        handle = self.pool.place(key)
+        relay = self.pool.next_relay()
+        session = RelayedSession(handle, relay, session_id, sink)
+        handle.relays[relay] = session
+        handle.joining[key] = handle.joining.get(key, 0) + 1
+        try:
+            await handle.link.request(
+                "join",
+                {
+                    "room": str(key),
+                    "user": user_id,
+                    "session": session_id,
+                    "rawRoomId": raw_room_id,
+                },
+                relay=relay,
+            )
+        except LinkClosed:
+            handle.relays.pop(relay, None)
+            raise _lost_error() from None
+        except BaseException:
+            handle.relays.pop(relay, None)
+            raise
+        finally:
+            left = handle.joining.get(key, 1) - 1
+            if left:
+                handle.joining[key] = left
+            else:
+                handle.joining.pop(key, None)
+        return session
+
+    def begin_shutdown(self) -> None:
+        self._closing = True
+        self.pool.begin_shutdown()
+
+    async def close(self) -> None:
+        self._closing = True
+        await self.pool.close()

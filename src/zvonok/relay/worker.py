@@ -1,0 +1,338 @@
+"""A media worker process: the rooms placed on it and their media, behind one worker link.
+
+Run by the front as ``python -m zvonok.relay.worker --index I --fd N``: settings arrive as JSON
+on stdin, the link is the inherited Unix stream socket ``N``. Owns the ``MediaWorker`` (UDP port
+``media_port + I``), the ``RoomService``, the worker's metrics and quality monitor, and
+``WorkerServer``, which serves the front's requests:
+
+- per relayed session (frame ``relay`` id): ``join``, ``offer``, ``answer``, ``ice``, ``leave``
+  and the note ``detach``; server messages go back as notes ``send`` / ``close`` (``RelaySink``),
+  and ``ended`` once the session is over;
+- per worker: ``shutdown`` (SIGTERM drain), ``stop``, ``metrics``, ``admin``, ``state``.
+
+The cluster directories are the front's (``LinkSessionDirectory``, ``LinkRoomDirectory``): a
+session id is bound node-wide, and a room is claimed through the front, which pinned it here.
+Every second the worker reports its load (``load``: CPU fraction, forwarded packets/s, sessions,
+rooms) for placement. The worker ignores SIGINT/SIGTERM (the front drains it) and exits when its
+link closes. A worker cannot tell a relayed session from a local one: it runs the same
+``LocalRooms`` the one-process node runs. Implements no RFC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Final
+
+from ..cluster.base import SessionBinding
+from ..compose import build_media, build_room_service, state_snapshot
+from ..config import Settings
+from ..errors import SignalError
+from ..ids import RoomKey, SessionId, UserId
+from ..logs import configure_logging
+from ..media.worker import TICK_INTERVAL, MediaWorker
+from ..metrics import Metrics
+from ..rooms.events import BaseRoomObserver, RoomEvents
+from ..rooms.participant import Participant
+from ..rooms.port import LocalRooms, LocalSession
+from ..rooms.quality import QualityMonitor
+from ..rooms.service import RoomService
+from ..signaling.messages import IcePayload, ServerMessage
+from .frames import Frame
+from .link import Link, LinkClosed
+
+log = logging.getLogger("zvonok.relay.worker")
+#: How often a worker reports its load to the front.
+LOAD_INTERVAL: Final = 1.0
+
+
+class RelaySink:
+    """The ``SignalSink`` of a relayed session: its messages travel to the front as notes."""
+
+    __slots__ = ("link", "relay", "_closed")
+
+    def __init__(self, link: Link, relay: int) -> None:
+        self.link = link
+        self.relay = relay
+        self._closed = False
+
+    def send(self, message: ServerMessage) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(LinkClosed):
+            self.link.notify(
+                "send",
+                {"m": {"type": message.type, "payload": message.to_json()}},
+                relay=self.relay,
+            )
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(LinkClosed):
+            self.link.notify("close", {"code": code, "reason": reason}, relay=self.relay)
+
+
+class LinkSessionDirectory:
+    """The front's ``SessionDirectory``, asked over the link."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+
+    async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+        held = await self._link.request(
+            "bind", {"session": session_id, "user": binding.user_id, "room": str(binding.room)}
+        )
+        return SessionBinding(UserId(held["user"]), RoomKey.parse(held["room"]))
+
+    async def release(
+        self, session_id: SessionId, binding: SessionBinding, *, linger: float = 0.0
+    ) -> None:
+        with contextlib.suppress(LinkClosed):
+            self._link.notify(
+                "release",
+                {
+                    "session": session_id,
+                    "user": binding.user_id,
+                    "room": str(binding.room),
+                    "linger": linger,
+                },
+            )
+
+    async def lookup(self, session_id: SessionId) -> SessionBinding | None:
+        held = await self._link.request("lookup", {"session": session_id})
+        if held is None:
+            return None
+        return SessionBinding(UserId(held["user"]), RoomKey.parse(held["room"]))
+
+
+class LinkRoomDirectory:
+    """The front's ``RoomDirectory``: the front pinned the room here and claims it."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+
+    async def claim(self, room: RoomKey) -> str:
+        return str(await self._link.request("claim", {"room": str(room)}))
+
+    async def release(self, room: RoomKey) -> None:
+        with contextlib.suppress(LinkClosed):
+            self._link.notify("room-released", {"room": str(room)})
+
+
+class _EndedObserver(BaseRoomObserver):
+    """Tells the front when a relayed session ends (its socket may stay open a while)."""
+
+    def session_closing(self, participant: Participant) -> None:
+        sink = participant.sink
+        if isinstance(sink, RelaySink):
+            with contextlib.suppress(LinkClosed):
+                sink.link.notify("ended", {}, relay=sink.relay)
+
+
+class WorkerServer:
+    """Serves the front's requests on one link with this process's rooms."""
+
+    def __init__(
+        self,
+        index: int,
+        settings: Settings,
+        media: MediaWorker,
+        service: RoomService,
+        metrics: Metrics,
+        quality: QualityMonitor,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self.media = media
+        self.service = service
+        self.rooms = LocalRooms(service)
+        self.metrics = metrics
+        self.quality = quality
+        self._sessions: dict[int, LocalSession] = {}
+        self._sinks: dict[int, RelaySink] = {}
+        self.link: Link | None = None
+        self.stopped = asyncio.Event()
+        self._cpu = (time.monotonic(), time.process_time())
+        self._sent = 0
+
+    # ------------------------------------------------------------------ requests
+    async def on_request(self, frame: Frame) -> Any:
+        method = frame.method
+        params = frame.params
+        if method == "join":
+            return await self._join(frame.relay, params)
+        if method in ("offer", "answer", "ice", "leave"):
+            session = self._sessions.get(frame.relay)
+            if session is None:
+                raise SignalError("not-joined", "the session has ended; join again")
+            if method == "offer":
+                await session.offer(str(params["sdp"]))
+            elif method == "answer":
+                await session.answer(str(params["sdp"]))
+            elif method == "ice":
+                await session.ice(IcePayload.parse(params.get("ice"), "ice"))
+            else:
+                self._drop(frame.relay)
+                await session.leave()
+            return None
+        if method == "shutdown":
+            self.service.begin_shutdown()
+            return None
+        if method == "stop":
+            self.stopped.set()
+            return None
+        if method == "metrics":
+            body, _ = self.metrics.render()
+            return body.decode()
+        if method == "state":
+            return state_snapshot(self.service, self.media)
+        raise SignalError("internal", f"unknown worker request {method!r}")
+
+    async def _join(self, relay: int, params: dict[str, Any]) -> None:
+        link = self.link
+        assert link is not None
+        sink = RelaySink(link, relay)
+        self._sinks[relay] = sink
+        try:
+            session = await self.rooms.join(
+                RoomKey.parse(str(params["room"])),
+                UserId(str(params["user"])),
+                SessionId(str(params["session"])),
+                params["rawRoomId"],
+                sink,
+            )
+        except BaseException:
+            self._sinks.pop(relay, None)
+            raise
+        self._sessions[relay] = session
+
+    def on_note(self, frame: Frame) -> None:
+        if frame.method == "detach":
+            session = self._sessions.get(frame.relay)
+            sink = self._sinks.get(frame.relay)
+            self._drop(frame.relay)
+            if session is not None and sink is not None:
+                session.detach(sink)
+
+    def _drop(self, relay: int) -> None:
+        self._sessions.pop(relay, None)
+        self._sinks.pop(relay, None)
+
+    # ------------------------------------------------------------------ load
+    def load(self) -> dict[str, Any]:
+        """CPU fraction of this process since the last report, packets/s sent, sessions, rooms."""
+        now, cpu = time.monotonic(), time.process_time()
+        then, cpu_then = self._cpu
+        self._cpu = (now, cpu)
+        sent = sum(t.tx_packets for t in self.media.transports.values())
+        wall = max(now - then, 1e-3)
+        pps = max(sent - self._sent, 0) / wall
+        self._sent = sent
+        return {
+            "cpu": round((cpu - cpu_then) / wall, 4),
+            "pps": round(pps, 1),
+            "sessions": len(self.service.sessions),
+            "rooms": len(self.service.rooms),
+        }
+
+    async def report_load(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL)
+            if self.link is None or self.link.closed.is_set():
+                return
+            with contextlib.suppress(LinkClosed):
+                self.link.notify("load", self.load())
+
+
+async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
+    """Run worker ``index`` on the link ``sock`` until the front says stop or goes away."""
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    media = build_media(settings, index)
+    events = RoomEvents()
+    holder: dict[str, WorkerServer] = {}
+
+    async def on_request(frame: Frame) -> Any:
+        return await holder["server"].on_request(frame)
+
+    def on_note(frame: Frame) -> None:
+        holder["server"].on_note(frame)
+
+    link = Link(reader, writer, name=f"worker-{index}", on_request=on_request, on_note=on_note)
+    service = build_room_service(
+        settings,
+        media,
+        sessions=LinkSessionDirectory(link),
+        rooms=LinkRoomDirectory(link),
+        events=events,
+    )
+    metrics = Metrics(rooms=service, worker=media, tick_interval=TICK_INTERVAL)
+    quality = QualityMonitor(
+        service, interval=settings.stats_interval, observers=[metrics.observe_quality]
+    )
+    events.add(metrics.observer)
+    events.add(_EndedObserver())
+    server = WorkerServer(index, settings, media, service, metrics, quality)
+    server.link = link
+    holder["server"] = server
+    link.start()
+    await media.start()
+    unsubscribe = [media.add_tick(metrics.on_tick), media.add_tick(quality.tick)]
+    link.notify(
+        "ready",
+        {
+            "pid": os.getpid(),
+            "mediaPort": media.port,
+            "candidates": media.local_candidates(),
+            "forwarding": media.forwarding,
+        },
+    )
+    reporter = asyncio.create_task(server.report_load(), name="worker-load")
+    stop = asyncio.create_task(server.stopped.wait())
+    lost = asyncio.create_task(link.closed.wait())
+    try:
+        await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if lost.done():
+            log.warning("worker %d: link to the front lost (%s); exiting", index, link.close_reason)
+    finally:
+        for task in (reporter, stop, lost):
+            task.cancel()
+        await service.close()
+        for callback in unsubscribe:
+            callback()
+        await media.close()
+        await link.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zvonok-worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    settings = Settings(**json.loads(sys.stdin.read()))
+    configure_logging(settings)
+    # The front drains and stops its workers; a terminal's Ctrl-C or a service manager's
+    # SIGTERM reaches the whole process group, and must not end calls behind the front's back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=args.fd)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    asyncio.run(serve(args.index, settings, sock))
+
+
+if __name__ == "__main__":
+    main()
