@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .admin.ops import LazyAsgi, Operations, build_operations
+from .admin.ops import LazyAsgi, Operations, build_front_operations, build_operations
+from .admin.webhook_events import WEBHOOK_NOTIFICATION, deliver_notification
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
@@ -33,7 +34,8 @@ from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
-from .relay.front import RelayedRooms, WorkerPool
+from .relay.frames import Frame
+from .relay.front import RelayedRooms, WorkerHandle, WorkerPool
 from .rooms.events import RoomEvents
 from .rooms.port import CallRooms, LocalRooms
 from .rooms.service import RoomService
@@ -92,7 +94,20 @@ async def build(settings: Settings) -> Components:
         )
         calls = LocalRooms(rooms)
     else:
-        pool = WorkerPool(settings, settings.worker_count, sessions=sessions, rooms=room_dir)
+        relayed: list[Operations] = []
+
+        def on_note(handle: WorkerHandle, frame: Frame) -> None:
+            webhooks = relayed[0].webhooks if relayed else None
+            if frame.method == WEBHOOK_NOTIFICATION and webhooks is not None:
+                deliver_notification(webhooks, frame.params)
+
+        pool = WorkerPool(
+            settings,
+            settings.worker_count,
+            sessions=sessions,
+            rooms=room_dir,
+            on_note=on_note,
+        )
         await pool.start()
         calls = RelayedRooms(pool)
     endpoint = CallEndpoint(
@@ -120,6 +135,14 @@ async def build(settings: Settings) -> Components:
             worker=worker,
             connections=lambda: endpoint.connections,
         )
+    elif pool is not None:
+        ops = build_front_operations(
+            settings,
+            worker_calls=pool.calls,
+            locate=pool.locate,
+            connections=lambda: endpoint.connections,
+        )
+        relayed.append(ops)
     return Components(
         settings,
         store,
@@ -207,7 +230,7 @@ def create_app(settings: Settings) -> Starlette:
         ops = state["c"].ops
         if ops is None:
             return Response(status_code=404)
-        body, content_type = ops.metrics.render()
+        body, content_type = await ops.render_metrics()
         return Response(body, media_type=content_type)
 
     def admin_app() -> Any:

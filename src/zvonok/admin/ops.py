@@ -3,15 +3,19 @@
 Owns ``Operations`` (what ``build_operations`` wires: the ``Metrics`` registry and its room
 observer, the ``QualityMonitor`` and the loop-lag probe on the media worker's tick, the
 ``Webhooks`` senders when ``webhook_urls`` is set, the admin FastAPI app when ``admin_token`` is
-set) and ``LazyAsgi``, which lets the app declare routes before the lifespan has built what
+set; on a front split into media workers, ``build_front_operations``: the front's own metrics
+with every worker's merged in, webhooks relayed from the workers, the admin API fanned out) and
+``LazyAsgi``, which lets the app declare routes before the lifespan has built what
 serves them. Imports ``rooms``, ``metrics``, ``media.worker`` (types and the tick interval);
 never ``signaling``. Implements no RFC.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,8 +23,9 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
+from ..ids import RoomKey
 from ..media.worker import TICK_INTERVAL, MediaWorker
-from ..metrics import Metrics
+from ..metrics import Metrics, scrape_workers
 from ..rooms.events import RoomEvents
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
@@ -28,6 +33,7 @@ from ..rooms.service import RoomService
 if TYPE_CHECKING:  # FastAPI (admin) and httpx (webhooks) load only when configured: ~9 MB RSS
     from fastapi import FastAPI
 
+    from .backend import Call
     from .webhooks import Webhooks
 
 log = logging.getLogger("zvonok.admin")
@@ -38,17 +44,52 @@ class Operations:
     """Everything operational a node runs; ``close`` undoes ``build_operations``."""
 
     metrics: Metrics
-    quality: QualityMonitor
+    #: This process's quality monitor (None on a front: each worker runs its own).
+    quality: QualityMonitor | None
     webhooks: Webhooks | None
     admin: FastAPI | None
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+    #: A front's ``{worker id: call}``: ``/metrics`` then merges every worker's exposition.
+    worker_calls: Callable[[], Mapping[str, Call]] | None = None
+    _tick: asyncio.Task[None] | None = None
+
+    async def render_metrics(self) -> tuple[bytes, str]:
+        """The ``/metrics`` body: this process's metrics, and every worker's on a front."""
+        if self.worker_calls is None:
+            return self.metrics.render()
+        return self.metrics.render_merged(await scrape_workers(self.worker_calls()))
 
     async def close(self) -> None:
         for unsubscribe in self.unsubscribe:
             unsubscribe()
         self.unsubscribe.clear()
+        if self._tick is not None:
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+            self._tick = None
         if self.webhooks is not None:
             await self.webhooks.close()
+
+
+def _webhooks(settings: Settings) -> Webhooks | None:
+    """The webhook senders, when ``webhook_urls`` is set."""
+    if not settings.webhook_urls:
+        return None
+    from .webhooks import Webhooks
+
+    webhooks = Webhooks(
+        settings.webhook_urls,
+        secret=settings.webhook_secret,
+        timeout=settings.webhook_timeout,
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
+        backoff_max=settings.webhook_backoff_max,
+        queue_size=settings.webhook_queue_size,
+    )
+    if not settings.webhook_secret:
+        log.warning("webhook_urls set without webhook_secret: webhooks are not signed")
+    return webhooks
 
 
 def build_operations(
@@ -60,21 +101,7 @@ def build_operations(
     connections: Callable[[], int],
 ) -> Operations:
     """Wire metrics, quality, webhooks and the admin API to a running room service."""
-    webhooks: Webhooks | None = None
-    if settings.webhook_urls:
-        from .webhooks import Webhooks
-
-        webhooks = Webhooks(
-            settings.webhook_urls,
-            secret=settings.webhook_secret,
-            timeout=settings.webhook_timeout,
-            max_attempts=settings.webhook_max_attempts,
-            backoff=settings.webhook_backoff,
-            backoff_max=settings.webhook_backoff_max,
-            queue_size=settings.webhook_queue_size,
-        )
-        if not settings.webhook_secret:
-            log.warning("webhook_urls set without webhook_secret: webhooks are not signed")
+    webhooks = _webhooks(settings)
     metrics = Metrics(
         rooms=rooms,
         worker=worker,
@@ -112,3 +139,41 @@ class LazyAsgi:
             await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
             return
         await app(scope, receive, send)
+
+
+def build_front_operations(
+    settings: Settings,
+    *,
+    worker_calls: Callable[[], Mapping[str, Call]],
+    locate: Callable[[RoomKey], str | None],
+    connections: Callable[[], int],
+) -> Operations:
+    """A front's operations: its own metrics (connections, signaling, webhooks, loop lag) with
+    every worker's merged in, the webhook senders the workers' events are relayed to, and the
+    admin API fanned out over the workers (``admin.backend``)."""
+    webhooks = _webhooks(settings)
+    metrics = Metrics(
+        connections=connections,
+        tick_interval=TICK_INTERVAL,
+        webhook_queue=webhooks.queue_depth if webhooks is not None else None,
+    )
+    if webhooks is not None:
+        webhooks.start()
+    admin = None
+    if settings.admin_token:
+        from .api import create_admin_app
+        from .backend import FanoutAdminBackend, RelayedWorkers
+
+        backend = FanoutAdminBackend(RelayedWorkers(worker_calls), locate)
+        admin = create_admin_app(backend, settings.admin_token)
+    ops = Operations(metrics, None, webhooks, admin, worker_calls=worker_calls)
+    ops._tick = asyncio.get_running_loop().create_task(_tick(metrics), name="front-tick")
+    return ops
+
+
+async def _tick(metrics: Metrics) -> None:
+    """The front has no media tick: feed the loop-lag probe on the same interval."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(TICK_INTERVAL)
+        metrics.on_tick(loop.time())

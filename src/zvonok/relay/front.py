@@ -25,7 +25,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -298,6 +298,15 @@ class WorkerPool:
         self.pins[key] = handle
         handle.rooms.add(key)
         return handle
+
+    def locate(self, key: RoomKey) -> str | None:
+        """The worker room ``key`` is pinned to (None: not on any)."""
+        handle = self.pins.get(key)
+        return None if handle is None else handle.name
+
+    def calls(self) -> dict[str, Callable[[str, dict[str, Any]], Awaitable[Any]]]:
+        """``{worker id: request}`` of the live workers (admin API and metrics fan-out)."""
+        return {h.name: h.link.request for h in self.live_workers()}
 
     def next_relay(self) -> int:
         return next(self._relay_ids)

@@ -8,7 +8,9 @@ on stdin, the link is the inherited Unix stream socket ``N``. Owns the ``MediaWo
 - per relayed session (frame ``relay`` id): ``join``, ``offer``, ``answer``, ``ice``, ``leave``
   and the note ``detach``; server messages go back as notes ``send`` / ``close`` (``RelaySink``),
   and ``ended`` once the session is over;
-- per worker: ``shutdown`` (SIGTERM drain), ``stop``, ``metrics``, ``admin``, ``state``.
+- per worker: ``shutdown`` (SIGTERM drain), ``stop``, ``metrics`` (its exposition), ``admin.*``
+  (``admin.backend``: the admin API's operations on its rooms), ``state`` (``/debug/state``);
+  its rooms' webhook events go to the front as notes ``webhook``.
 
 The cluster directories are the front's (``LinkSessionDirectory``, ``LinkRoomDirectory``): a
 session id is bound node-wide, and a room is claimed through the front, which pinned it here.
@@ -30,8 +32,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
+from ..admin.backend import ADMIN_PREFIX, LocalAdminBackend, serve_admin
+from ..admin.webhook_events import RelayWebhookSink, WebhookObserver
 from ..cluster.base import SessionBinding
 from ..compose import build_media, build_room_service, state_snapshot
 from ..config import Settings
@@ -39,7 +44,7 @@ from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..logs import configure_logging
 from ..media.worker import TICK_INTERVAL, MediaWorker
-from ..metrics import Metrics
+from ..metrics import METRICS_METHOD, Metrics, serve_metrics
 from ..rooms.events import BaseRoomObserver, RoomEvents
 from ..rooms.participant import Participant
 from ..rooms.port import LocalRooms, LocalSession
@@ -158,6 +163,7 @@ class WorkerServer:
         self.rooms = LocalRooms(service)
         self.metrics = metrics
         self.quality = quality
+        self.admin = LocalAdminBackend(service, quality)
         self._sessions: dict[int, LocalSession] = {}
         self._sinks: dict[int, RelaySink] = {}
         self.link: Link | None = None
@@ -185,15 +191,13 @@ class WorkerServer:
                 self._drop(frame.relay)
                 await session.leave()
             return None
-        if method == "shutdown":
-            self.service.begin_shutdown()
-            return None
         if method == "stop":
             self.stopped.set()
             return None
-        if method == "metrics":
-            body, _ = self.metrics.render()
-            return body.decode()
+        if method == METRICS_METHOD:
+            return serve_metrics(self.metrics)
+        if method.startswith(ADMIN_PREFIX):
+            return await serve_admin(self.admin, method, params)
         if method == "state":
             return state_snapshot(self.service, self.media)
         raise SignalError("internal", f"unknown worker request {method!r}")
@@ -217,7 +221,9 @@ class WorkerServer:
         self._sessions[relay] = session
 
     def on_note(self, frame: Frame) -> None:
-        if frame.method == "detach":
+        if frame.method == "shutdown":
+            self.service.begin_shutdown()
+        elif frame.method == "detach":
             session = self._sessions.get(frame.relay)
             sink = self._sinks.get(frame.relay)
             self._drop(frame.relay)
@@ -254,6 +260,14 @@ class WorkerServer:
                 self.link.notify("load", self.load())
 
 
+def _notifier(link: Link) -> Callable[[str, dict[str, Any]], None]:
+    def notify(method: str, params: dict[str, Any]) -> None:
+        with contextlib.suppress(LinkClosed):
+            link.notify(method, params)
+
+    return notify
+
+
 async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     """Run worker ``index`` on the link ``sock`` until the front says stop or goes away."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -281,6 +295,8 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     )
     events.add(metrics.observer)
     events.add(_EndedObserver())
+    if settings.webhook_urls:
+        events.add(WebhookObserver(RelayWebhookSink(_notifier(link))))
     server = WorkerServer(index, settings, media, service, metrics, quality)
     server.link = link
     holder["server"] = server
@@ -319,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     args = parser.parse_args(argv)
     settings = Settings(**json.loads(sys.stdin.read()))
-    configure_logging(settings)
+    configure_logging(settings, worker=str(args.index))
     # The front drains and stops its workers; a terminal's Ctrl-C or a service manager's
     # SIGTERM reaches the whole process group, and must not end calls behind the front's back.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
