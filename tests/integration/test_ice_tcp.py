@@ -68,15 +68,16 @@ def run(*argv: str) -> str:
     return result.stdout
 
 
-def run_inner(test: str) -> None:
-    """Run ``test`` of this module inside a fresh network namespace (the server's)."""
+def run_inner(test: str, module: str = "test_ice_tcp.py", tag: str = "ICE-TCP ") -> None:
+    """Run ``test`` of ``module`` inside a fresh network namespace (the server's); print the
+    inner output's lines that carry ``tag``."""
     unshare, ip = shutil.which("unshare"), shutil.which("ip")
     assert unshare and ip, "unshare and ip (util-linux, iproute2) are needed for this test"
     assert os.access(NFT, os.X_OK), "nft (Debian's nftables) is needed for this test"
     assert os.geteuid() == 0, "creating a veth pair and a named namespace needs root"
     inner = (
         f"{ip} link set lo up && {sys.executable} -m pytest -q -s -p no:cacheprovider "
-        f"tests/integration/test_ice_tcp.py::{test}"
+        f"tests/integration/{module}::{test}"
     )
     result = subprocess.run(
         [unshare, "-n", "sh", "-c", inner],
@@ -90,7 +91,7 @@ def run_inner(test: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "1 passed" in output, output[-6000:]
-    print(*[line for line in output.splitlines() if "ICE-TCP " in line], sep="\n")
+    print(*[line for line in output.splitlines() if tag in line], sep="\n")
 
 
 @pytest.mark.timeout(300)

@@ -27,6 +27,11 @@
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
  *
+ * Multi-homed hosts (transport/pktinfo.py): on a socket bound to 0.0.0.0 or :: the Demux reads
+ * each datagram's destination (IP_PKTINFO / IPV6_PKTINFO ancillary data) and hands it to the
+ * Python path with STUN, and a SendTarget given a source sends from it (sendmsg / sendmmsg with
+ * the same control message), so answers leave from the address the peer sent to.
+ *
  * Single-threaded by design (the worker's event loop), so the batch buffers are static.
  * When the socket would block, the remaining copies go to the target's Python fallback
  * (the event loop's transport.sendto, which queues them) so nothing is lost silently.
@@ -52,6 +57,12 @@
 #define EXT_ONE_BYTE 0xBEDE
 
 typedef int (*protect_fn)(void *ctx, void *hdr, int *len);
+
+/* Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned for struct cmsghdr. */
+typedef union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+} PktinfoControl;
 
 /* One direction of a libsrtp session as the Python side hands it over: the srtp_t, the libsrtp
  * function to call on it (srtp_protect or srtp_unprotect: same signature), and the owner that
@@ -99,7 +110,10 @@ typedef struct {
     PyObject *addr;     /* the Python address tuple, or None */
     struct sockaddr_storage sa;
     socklen_t salen;
-    SrtpBinding srtp; /* srtp_protect on the outbound context */
+    PyObject *source;       /* the local address to send from (str), or None: the kernel's */
+    PktinfoControl control; /* its IP_PKTINFO / IPV6_PKTINFO control message */
+    socklen_t controllen;   /* 0: no source */
+    SrtpBinding srtp;       /* srtp_protect on the outbound context */
     int enabled;
     unsigned long long tx_packets, tx_bytes, srtp_errors, send_errors;
 } SendTarget;
@@ -131,6 +145,10 @@ SendTarget_init(SendTarget *self, PyObject *args, PyObject *kwds)
         Py_INCREF(Py_None);
         self->addr = Py_None;
     }
+    if (self->source == NULL) {
+        Py_INCREF(Py_None);
+        self->source = Py_None;
+    }
     return 0;
 }
 
@@ -139,6 +157,7 @@ SendTarget_traverse(SendTarget *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->fallback);
     Py_VISIT(self->addr);
+    Py_VISIT(self->source);
     Py_VISIT(self->srtp.keep);
     return 0;
 }
@@ -148,6 +167,7 @@ SendTarget_clear(SendTarget *self)
 {
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->addr);
+    Py_CLEAR(self->source);
     srtp_unbind(&self->srtp);
     return 0;
 }
@@ -211,21 +231,91 @@ parse_address(PyObject *addr, struct sockaddr_storage *sa, socklen_t *salen)
     return -1;
 }
 
-static PyObject *
-SendTarget_set_address(SendTarget *self, PyObject *addr)
+/* The control message that sends from ``source`` (a numeric IP address) to a peer of ``family``:
+ * IP_PKTINFO (ipi_spec_dst) for an IPv4 peer, IPV6_PKTINFO for an IPv6 one (an IPv4 source
+ * IPv4-mapped: a dual-stack socket's form), interface 0 (the route picks it), as
+ * transport/pktinfo.py's source_ancillary. Its length, or -1 with ValueError. */
+static int
+build_source(const char *source, int family, PktinfoControl *ctl)
 {
-    if (addr == Py_None) {
-        self->salen = 0;
-    } else {
-        struct sockaddr_storage sa;
-        socklen_t salen;
-        if (parse_address(addr, &sa, &salen) < 0)
-            return NULL;
-        self->sa = sa;
-        self->salen = salen;
+    struct in_addr v4;
+    struct in6_addr v6;
+    int is_v4 = inet_pton(AF_INET, source, &v4) == 1;
+    if (!is_v4 && inet_pton(AF_INET6, source, &v6) != 1) {
+        PyErr_Format(PyExc_ValueError, "source is not a numeric IP address: %s", source);
+        return -1;
     }
+    memset(ctl, 0, sizeof(*ctl));
+    struct msghdr h = {.msg_control = ctl->buf, .msg_controllen = sizeof(ctl->buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&h);
+    if (family == AF_INET6) {
+        struct in6_pktinfo info = {0};
+        if (is_v4) {
+            info.ipi6_addr.s6_addr[10] = 0xff;
+            info.ipi6_addr.s6_addr[11] = 0xff;
+            memcpy(&info.ipi6_addr.s6_addr[12], &v4, 4);
+        } else {
+            info.ipi6_addr = v6;
+        }
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(info));
+        memcpy(CMSG_DATA(c), &info, sizeof(info));
+        return (int)CMSG_SPACE(sizeof(info));
+    }
+    if (!is_v4) {
+        if (!IN6_IS_ADDR_V4MAPPED(&v6)) {
+            PyErr_Format(PyExc_ValueError, "source %s is IPv6 but the peer is IPv4", source);
+            return -1;
+        }
+        memcpy(&v4, &v6.s6_addr[12], 4);
+    }
+    struct in_pktinfo info = {0};
+    info.ipi_spec_dst = v4;
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(info));
+    memcpy(CMSG_DATA(c), &info, sizeof(info));
+    return (int)CMSG_SPACE(sizeof(info));
+}
+
+/* set_address(addr or None, source=None) */
+static PyObject *
+SendTarget_set_address(SendTarget *self, PyObject *args)
+{
+    PyObject *addr, *source = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O:set_address", &addr, &source))
+        return NULL;
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    PktinfoControl control;
+    int controllen = 0;
+    if (addr != Py_None && parse_address(addr, &sa, &salen) < 0)
+        return NULL;
+    if (source != Py_None) {
+        if (!PyUnicode_Check(source)) {
+            PyErr_SetString(PyExc_TypeError, "source must be a str or None");
+            return NULL;
+        }
+        const char *text = PyUnicode_AsUTF8(source);
+        if (text == NULL)
+            return NULL;
+        if (addr != Py_None) {
+            controllen = build_source(text, sa.ss_family, &control);
+            if (controllen < 0)
+                return NULL;
+        }
+    }
+    if (addr != Py_None)
+        self->sa = sa;
+    self->salen = salen;
+    if (controllen > 0)
+        self->control = control;
+    self->controllen = (socklen_t)controllen;
     Py_INCREF(addr);
     Py_XSETREF(self->addr, addr);
+    Py_INCREF(source);
+    Py_XSETREF(self->source, source);
     Py_RETURN_NONE;
 }
 
@@ -264,8 +354,17 @@ static int
 send_one(SendTarget *t, const uint8_t *data, int len)
 {
     for (;;) {
-        ssize_t r = sendto(t->fd, data, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&t->sa,
-                           t->salen);
+        ssize_t r;
+        if (t->controllen) {
+            struct iovec iov = {.iov_base = (void *)data, .iov_len = (size_t)len};
+            struct msghdr h = {.msg_name = &t->sa, .msg_namelen = t->salen, .msg_iov = &iov,
+                               .msg_iovlen = 1, .msg_control = t->control.buf,
+                               .msg_controllen = t->controllen};
+            r = sendmsg(t->fd, &h, MSG_DONTWAIT);
+        } else {
+            r = sendto(t->fd, data, (size_t)len, MSG_DONTWAIT, (struct sockaddr *)&t->sa,
+                       t->salen);
+        }
         if (r >= 0) {
             t->tx_packets++;
             t->tx_bytes += (unsigned long long)len;
@@ -339,8 +438,9 @@ static PyMethodDef SendTarget_methods[] = {
      "set_srtp(ctx, protect, keep): the libsrtp context and srtp_protect addresses; keep "
      "holds the owner alive."},
     {"clear_srtp", (PyCFunction)SendTarget_clear_srtp, METH_NOARGS, "Forget the SRTP context."},
-    {"set_address", (PyCFunction)SendTarget_set_address, METH_O,
-     "set_address(addr or None): where packets go."},
+    {"set_address", (PyCFunction)SendTarget_set_address, METH_VARARGS,
+     "set_address(addr or None, source=None): where packets go, and the local address they "
+     "leave from (None: the kernel chooses)."},
     {"send", (PyCFunction)SendTarget_send, METH_O,
      "send(packet): protect and send one RTP packet; nothing unless ready."},
     {NULL}};
@@ -348,6 +448,7 @@ static PyMethodDef SendTarget_methods[] = {
 static PyMemberDef SendTarget_members[] = {
     {"fd", T_INT, offsetof(SendTarget, fd), READONLY, NULL},
     {"address", T_OBJECT, offsetof(SendTarget, addr), READONLY, NULL},
+    {"source", T_OBJECT, offsetof(SendTarget, source), READONLY, NULL},
     {"tx_packets", T_ULONGLONG, offsetof(SendTarget, tx_packets), 0, NULL},
     {"tx_bytes", T_ULONGLONG, offsetof(SendTarget, tx_bytes), 0, NULL},
     {"srtp_errors", T_ULONGLONG, offsetof(SendTarget, srtp_errors), 0, NULL},
@@ -865,8 +966,8 @@ Fanout_forward(PyObject *fanout, PyObject *const *args, Py_ssize_t nargs)
         h->msg_namelen = t->salen;
         h->msg_iov = &batch_iov[batch_len];
         h->msg_iovlen = 1;
-        h->msg_control = NULL;
-        h->msg_controllen = 0;
+        h->msg_control = t->controllen ? t->control.buf : NULL;
+        h->msg_controllen = t->controllen;
         h->msg_flags = 0;
         batch_owner[batch_len] = t;
         batch_len++;
@@ -1252,6 +1353,10 @@ static uint8_t rx_slots[RX_BATCH][RX_SLOT];
 static struct mmsghdr rx_msg[RX_BATCH];
 static struct iovec rx_iov[RX_BATCH];
 static struct sockaddr_storage rx_addr[RX_BATCH];
+static union {
+    struct cmsghdr align;
+    char buf[64]; /* one IP_PKTINFO or IPV6_PKTINFO message, with slack */
+} rx_control[RX_BATCH];
 static int rx_busy = 0; /* the slots are in use (a handler may not drain again) */
 
 typedef struct {
@@ -1265,6 +1370,7 @@ typedef struct {
     PyObject *fallback; /* the Python datagram_received: STUN, DTLS, unknown addresses */
     PyObject *attr;     /* interned "media_in" */
     int fd;             /* the socket drain() reads, -1 once it is closed */
+    char pktinfo;       /* the socket reports destinations: STUN's goes to the fallback */
     unsigned long long rx_calls, rx_datagrams, rx_wakeups;
     AddrCacheEntry cache[ADDR_CACHE]; /* recent peers: their address tuples, made once */
 } Demux;
@@ -1436,6 +1542,36 @@ demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen)
     return addr;
 }
 
+/* The destination of a received datagram from its IP_PKTINFO / IPV6_PKTINFO message, as
+ * transport/pktinfo.py's local_address: str, or None. New reference, NULL with an exception. */
+static PyObject *
+rx_local(struct msghdr *h)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (h->msg_controllen == 0 || (h->msg_flags & MSG_CTRUNC))
+        Py_RETURN_NONE;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+            struct in_pktinfo info;
+            memcpy(&info, CMSG_DATA(c), sizeof(info));
+            if (inet_ntop(AF_INET, &info.ipi_spec_dst, host, sizeof(host)) == NULL)
+                break;
+            return PyUnicode_FromString(host);
+        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+            struct in6_pktinfo info;
+            memcpy(&info, CMSG_DATA(c), sizeof(info));
+            if (IN6_IS_ADDR_MULTICAST(&info.ipi6_addr) ||
+                inet_ntop(AF_INET6, &info.ipi6_addr, host, sizeof(host)) == NULL)
+                break;
+            return PyUnicode_FromString(host);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 /* One received datagram (slot ``i``) through the same demultiplexing as datagram_received.
  * 0, or -1 with an exception set (raised by a handler). */
 static int
@@ -1455,15 +1591,24 @@ demux_slot(Demux *self, int i)
     }
     /* STUN, DTLS, unknown: the Python datagram_received (the media branch above decrypts in
      * place only when it delivers, so the bytes are still the datagram's). */
-    PyObject *args[2];
+    PyObject *args[3];
+    size_t nargs = 2;
     args[0] = PyBytes_FromStringAndSize((const char *)buf, n);
     args[1] = addr;
-    if (args[0] == NULL) {
+    args[2] = NULL;
+    if (args[0] != NULL && self->pktinfo && n > 0 && buf[0] < 4) {
+        /* STUN on a wildcard socket: the answer leaves from where the check arrived */
+        args[2] = rx_local(&rx_msg[i].msg_hdr);
+        nargs = 3;
+    }
+    if (args[0] == NULL || (nargs == 3 && args[2] == NULL)) {
+        Py_XDECREF(args[0]);
         Py_DECREF(addr);
         return -1;
     }
-    PyObject *res = PyObject_Vectorcall(self->fallback, args, 2, NULL);
+    PyObject *res = PyObject_Vectorcall(self->fallback, args, nargs, NULL);
     Py_DECREF(args[0]);
+    Py_XDECREF(args[2]);
     Py_DECREF(addr);
     if (res == NULL)
         return -1;
@@ -1503,6 +1648,10 @@ Demux_drain(Demux *self, PyObject *arg)
             rx_msg[i].msg_hdr.msg_iovlen = 1;
             rx_msg[i].msg_hdr.msg_name = &rx_addr[i];
             rx_msg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+            if (self->pktinfo) {
+                rx_msg[i].msg_hdr.msg_control = rx_control[i].buf;
+                rx_msg[i].msg_hdr.msg_controllen = sizeof(rx_control[i].buf);
+            }
         }
         int got = recvmmsg(self->fd, rx_msg, RX_BATCH, MSG_DONTWAIT, NULL);
         if (got < 0) {
@@ -1548,6 +1697,8 @@ static PyMethodDef Demux_methods[] = {
 
 static PyMemberDef Demux_members[] = {
     {"fd", T_INT, offsetof(Demux, fd), 0, "the socket drain() reads (-1: none)"},
+    {"pktinfo", T_BOOL, offsetof(Demux, pktinfo), 0,
+     "the socket reports each datagram's destination: drain() hands STUN's to the fallback"},
     {"rx_wakeups", T_ULONGLONG, offsetof(Demux, rx_wakeups), READONLY, NULL},
     {"rx_calls", T_ULONGLONG, offsetof(Demux, rx_calls), READONLY, NULL},
     {"rx_datagrams", T_ULONGLONG, offsetof(Demux, rx_datagrams), READONLY, NULL},

@@ -50,6 +50,10 @@ class SendTarget:
     @property
     def address(self) -> Any:
         """The address last given to ``set_address`` (None until then)."""
+    @property
+    def source(self) -> str | None:
+        """The local address packets leave from (IP_PKTINFO / IPV6_PKTINFO; None: the
+        kernel chooses)."""
     tx_packets: int
     tx_bytes: int
     srtp_errors: int
@@ -64,7 +68,7 @@ class SendTarget:
     def enabled(self, value: object) -> None: ...
     def set_srtp(self, ctx: int, protect: int, keep: object, /) -> None: ...
     def clear_srtp(self) -> None: ...
-    def set_address(self, addr: _Address | None, /) -> None: ...
+    def set_address(self, addr: _Address | None, source: str | None = None, /) -> None: ...
     def send(self, packet: bytes | bytearray | memoryview, /) -> None: ...
 
 @final
@@ -152,6 +156,9 @@ class Demux:
 
     fd: int
     """The socket ``drain`` reads (-1: none; set to -1 on close and a drain under way stops)."""
+    pktinfo: bool
+    """The socket reports each datagram's destination (bound to a wildcard address): ``drain``
+    calls ``fallback(data, addr, local)`` for STUN, ``local`` the address it was sent to."""
     @property
     def rx_wakeups(self) -> int:
         """``drain`` calls."""
@@ -162,7 +169,7 @@ class Demux:
     def rx_datagrams(self) -> int:
         """Datagrams ``drain`` read."""
     def __init__(
-        self, by_addr: dict[Any, Any], fallback: Callable[[bytes, Any], object], fd: int = -1
+        self, by_addr: dict[Any, Any], fallback: Callable[..., object], fd: int = -1
     ) -> None: ...
     def datagram_received(self, data: bytes, addr: Any, /) -> Any: ...
     def drain(self, max_batches: int, /) -> int:

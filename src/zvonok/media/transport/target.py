@@ -4,7 +4,10 @@ Owns ``SendTarget``, the pure-Python reference of ``zvonok.media._fastpath.SendT
 ``make_send_target``, which gives a transport the compiled one when the extension is built and
 the worker's socket has a real file descriptor (the compiled forwarders then protect and send a
 whole fan-out with one ``sendmmsg``). The transport keeps it current: ``enabled`` while
-CONNECTED, the SRTP session once DTLS is done (RFC 5764 §4.2), the address ICE selected.
+CONNECTED, the SRTP session once DTLS is done (RFC 5764 §4.2), the address ICE selected and,
+on a wildcard-bound socket, the local address that pair's checks arrived on (``source``: the
+compiled target sends from it with ``IP_PKTINFO`` / ``IPV6_PKTINFO``; the Python one leaves that
+to the socket's ``sendto``, udp.py).
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -36,10 +39,15 @@ class SendTargetLike(Protocol):
         ...
 
     @property
+    def source(self) -> str | None:
+        """The local address packets leave from (None: the kernel chooses)."""
+        ...
+
+    @property
     def ready(self) -> bool: ...
     def set_srtp(self, ctx: int, protect: int, keep: SrtpSession, /) -> None: ...
     def clear_srtp(self) -> None: ...
-    def set_address(self, addr: Address | None, /) -> None: ...
+    def set_address(self, addr: Address | None, source: str | None = None, /) -> None: ...
     def send(self, packet: bytes | bytearray, /) -> None: ...
 
 
@@ -47,13 +55,14 @@ class SendTarget:
     """Protects and sends RTP for one transport; silently nothing unless ``ready``."""
 
     __slots__ = (
-        "fd", "address", "enabled", "tx_packets", "tx_bytes", "srtp_errors", "send_errors",
-        "_sendto", "_srtp",
+        "fd", "address", "source", "enabled", "tx_packets", "tx_bytes", "srtp_errors",
+        "send_errors", "_sendto", "_srtp",
     )  # fmt: skip
 
     def __init__(self, fd: int, fallback: Callable[[bytes, Address], None]) -> None:
         self.fd = fd
         self.address: Address | None = None
+        self.source: str | None = None
         self.enabled = False
         self.tx_packets = self.tx_bytes = self.srtp_errors = self.send_errors = 0
         self._sendto = fallback
@@ -70,8 +79,11 @@ class SendTarget:
     def clear_srtp(self) -> None:
         self._srtp = None
 
-    def set_address(self, addr: Address | None) -> None:
+    def set_address(self, addr: Address | None, source: str | None = None) -> None:
+        """Where packets go; ``source``: the local address they leave from (the fallback
+        ``sendto``, the worker socket's, looks it up itself)."""
         self.address = addr
+        self.source = source
 
     def send(self, packet: bytes | bytearray) -> None:
         srtp, addr = self._srtp, self.address
@@ -93,7 +105,8 @@ def make_send_target(fd: int, sendto: Callable[[bytes, Address], None]) -> SendT
     ``sendto`` is the event loop's (queueing) send, used by the compiled target only when the
     socket would block.
     """
-    if native is not None and fd >= 0:
+    # A module built before sources existed (an install not rebuilt yet): the Python target.
+    if native is not None and fd >= 0 and hasattr(native.SendTarget, "source"):
         target: _fastpath.SendTarget = native.SendTarget(fd, sendto)
         return target
     return SendTarget(fd, sendto)

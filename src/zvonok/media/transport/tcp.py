@@ -367,7 +367,12 @@ class TcpSendTarget:
     def clear_srtp(self) -> None:
         self._srtp = None
 
-    def set_address(self, addr: Address | None) -> None:
+    @property
+    def source(self) -> str | None:
+        """A connection sends from the address it was accepted on: never chosen here."""
+        return None
+
+    def set_address(self, addr: Address | None, source: str | None = None) -> None:
         """The address follows the connection; ``None`` detaches it."""
         if addr is None:
             self.set_connection(None)

@@ -314,8 +314,9 @@ class WebRtcTransport:
         if conn is None:
             target = self._udp_target
             selected = self._ice.selected
-            if selected is not target.address:
-                target.set_address(selected)
+            source = self._udp.source_of(selected)  # the nominated pair's local address
+            if selected is not target.address or source != target.source:
+                target.set_address(selected, source)
         else:
             tcp = self._tcp_target
             if tcp is None:

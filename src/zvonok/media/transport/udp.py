@@ -19,6 +19,12 @@ which reads with ``recvmmsg(2)`` (up to ``RX_BATCH`` = 32 datagrams a call, at m
 datagram in arrival order exactly as ``datagram_received`` would; datagrams this side sends go
 out with ``sendto`` on the same non-blocking socket, queued (bounded) while it would block.
 Without the compiled module ``open`` hands the socket to the event loop's datagram transport.
+Multi-homed hosts (``pktinfo.py``): on a socket bound to ``0.0.0.0`` or ``::`` every datagram
+is read with its destination address (``Demux.drain``, or without the compiled module a Python
+``recvmsg`` reader in place of the event loop's transport); a check's response leaves from the
+address the check was sent to, and everything else sent to a peer from the address of its
+nominating check (``source_of``; the transport hands it to its ``SendTarget`` with the selected
+address), RFC 8445 §7.2.5.2.1. On a socket bound to one address none of this runs.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -31,6 +37,7 @@ from types import MethodType
 from typing import Any, Protocol, cast
 
 from ..fastpath import native
+from . import pktinfo
 from .address import socket_address
 from .ice import Address, BindingRequest
 
@@ -38,6 +45,10 @@ from .ice import Address, BindingRequest
 MAX_ADDRESSES_PER_ENDPOINT = 8
 #: ``recvmmsg`` calls (32 datagrams each) one wake-up may make before the loop runs other work.
 MAX_BATCHES_PER_WAKEUP = 4
+#: Datagrams the Python reader (no compiled module, wildcard socket) takes per wake-up.
+MAX_READS_PER_WAKEUP = 128
+#: Source ancillary data kept ready per local address (the host's addresses: a handful).
+MAX_SOURCES_CACHED = 64
 #: Datagrams waiting for the socket to become writable again; beyond this they are dropped and
 #: counted (``send_dropped``), as a full kernel buffer would drop them.
 MAX_SEND_BACKLOG = 1024
@@ -52,6 +63,10 @@ class DatagramEndpoint(Protocol):
 
     def handle_dtls(self, data: bytes, addr: Address) -> None: ...
     def handle_media(self, data: bytes, addr: Address) -> None: ...
+
+
+#: A datagram waiting to be sent: bytes, peer, the ancillary data naming its source (or None).
+_Pending = tuple[bytes, Address, pktinfo.Ancillary | None]
 
 
 class MediaUdpProtocol(asyncio.DatagramProtocol):
@@ -73,7 +88,14 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         self.demux: Any = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._backlog: deque[tuple[bytes, Address]] = deque()
+        self._backlog: deque[_Pending] = deque()
+        #: Datagrams are read with their destination and sent from a chosen source (wildcard).
+        self.pktinfo = False
+        #: Bound peer -> the local address its nominating (or first) valid check was sent to.
+        self._source: dict[Address, str] = {}
+        #: While a check is being answered: its peer and the local address it was sent to.
+        self._reply: tuple[Address, str] | None = None
+        self._ancillary: dict[str, pktinfo.Ancillary] = {}
         if native is not None:
             # SRTP/SRTCP from bound addresses go straight to the transport's compiled receiver;
             # STUN, DTLS and anything unknown come back to the Python method below.
@@ -90,36 +112,93 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
     async def open(self, sock: socket.socket) -> None:
         """Serve ``sock`` (bound, non-blocking): batched reads by the compiled demultiplexer
         when it is built and the loop can watch file descriptors, else the loop's datagram
-        transport (one ``datagram_received`` per datagram)."""
+        transport (one ``datagram_received`` per datagram). Bound to a wildcard address, the
+        socket reports each datagram's destination (``pktinfo``) and is read by the compiled
+        demultiplexer or, without it, by ``_read_ready``."""
         loop = asyncio.get_running_loop()
-        # A module built before drain() existed (an install not rebuilt yet) keeps the old path.
+        wildcard = pktinfo.enable(sock)
+        # A module built before drain() existed (an install not rebuilt yet) keeps the old path;
+        # one built before pktinfo existed cannot read destinations: the Python reader does.
         drain = getattr(self.demux, "drain", None)
-        if drain is not None:
+        if wildcard and not hasattr(self.demux, "pktinfo"):
+            drain = None
+        if drain is not None or wildcard:
             fd = sock.fileno()
             try:
-                loop.add_reader(fd, drain, MAX_BATCHES_PER_WAKEUP)
+                if drain is not None:
+                    loop.add_reader(fd, drain, MAX_BATCHES_PER_WAKEUP)
+                else:
+                    loop.add_reader(fd, self._read_ready)
             except NotImplementedError:  # a loop without add_reader (Windows proactor)
                 pass
             else:
                 self._sock, self._loop, self.fileno = sock, loop, fd
                 self.family = int(sock.family)
-                self.demux.fd = fd
+                self.pktinfo = wildcard
+                if drain is not None:
+                    self.demux.fd = fd
+                    if wildcard:
+                        self.demux.pktinfo = True
                 self.sendto = self._send_now  # type: ignore[method-assign]
                 return
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
+
+    def _read_ready(self) -> None:
+        """The wildcard socket is readable (no compiled module): read datagrams with their
+        destination until it would block or ``MAX_READS_PER_WAKEUP`` were read."""
+        receive = MediaUdpProtocol.datagram_received
+        for _ in range(MAX_READS_PER_WAKEUP):
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(65536, pktinfo.ANCILLARY_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an error report (ICMP): consent freshness notices; read on next wake-up
+            receive(self, data, addr, pktinfo.local_address(ancdata))
+
+    def source_of(self, addr: Address | None) -> str | None:
+        """The local address datagrams to ``addr`` leave from (None: the kernel chooses): while
+        a check from ``addr`` is answered, the address it was sent to; else the one of the
+        peer's nominating (or first) valid check. Always None unless ``pktinfo``."""
+        reply = self._reply
+        if reply is not None and reply[0] == addr:
+            return reply[1]
+        return None if addr is None else self._source.get(addr)
+
+    def _ancillary_for(self, addr: Address) -> pktinfo.Ancillary | None:
+        local = self.source_of(addr)
+        if local is None:
+            return None
+        ancillary = self._ancillary.get(local)
+        if ancillary is None:
+            try:
+                ancillary = pktinfo.source_ancillary(local, self.family)
+            except ValueError:
+                return None
+            if len(self._ancillary) >= MAX_SOURCES_CACHED:
+                self._ancillary.clear()
+            self._ancillary[local] = ancillary
+        return ancillary
 
     def _send_now(self, data: bytes, addr: Address) -> None:
         """Send on the socket this side reads (after ``open`` with the compiled path)."""
         sock = self._sock
         if sock is None or not data:
             return
+        ancillary = self._ancillary_for(addr) if self.pktinfo else None
         if self._backlog:  # keep the order: behind what is already waiting
-            self._queue(data, addr)
+            self._queue(data, addr, ancillary)
             return
         try:
-            sock.sendto(data, addr)
+            if ancillary is None:
+                sock.sendto(data, addr)
+            else:
+                sock.sendmsg([data], ancillary, 0, addr)
         except (BlockingIOError, InterruptedError):
-            self._queue(data, addr)
+            self._queue(data, addr, ancillary)
             if self._loop is not None:
                 self._loop.add_writer(self.fileno, self._flush)
         except socket.gaierror:  # an IPv4 address on a dual-stack socket: the socket's form
@@ -129,19 +208,22 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         except OSError:
             pass  # an error report (peer port closed, no route): consent freshness notices
 
-    def _queue(self, data: bytes, addr: Address) -> None:
+    def _queue(self, data: bytes, addr: Address, ancillary: pktinfo.Ancillary | None) -> None:
         if len(self._backlog) >= MAX_SEND_BACKLOG:
             self.send_dropped += 1
         else:
-            self._backlog.append((bytes(data), socket_address(addr, self.family)))
+            self._backlog.append((bytes(data), socket_address(addr, self.family), ancillary))
 
     def _flush(self) -> None:
         """The socket is writable again: send the backlog in order until it would block."""
         sock, backlog = self._sock, self._backlog
         while sock is not None and backlog:
-            data, addr = backlog[0]
+            data, addr, ancillary = backlog[0]
             try:
-                sock.sendto(data, addr)
+                if ancillary is None:
+                    sock.sendto(data, addr)
+                else:
+                    sock.sendmsg([data], ancillary, 0, addr)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -188,7 +270,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors (peer port closed): consent freshness notices a dead peer
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:
+    def datagram_received(self, data: bytes, addr: Address, local: str | None = None) -> None:
+        """One datagram from ``addr``; ``local``: the address it was sent to (``pktinfo``)."""
         if not data:
             self.dropped += 1
             return
@@ -199,7 +282,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
                 endpoint.handle_media(data, addr)
                 return
         elif first < 4:
-            self._on_stun(data, addr)
+            self._on_stun(data, addr, local)
             return
         elif 19 < first < 64:
             endpoint = self._by_addr.get(addr)
@@ -210,7 +293,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
 
     # -- STUN -------------------------------------------------------------------------------
 
-    def _on_stun(self, data: bytes, addr: Address) -> None:
+    def _on_stun(self, data: bytes, addr: Address, local: str | None = None) -> None:
         try:
             request = BindingRequest.parse(data)
             endpoint = self._by_ufrag.get(request.local_ufrag)
@@ -219,10 +302,20 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         except ValueError as exc:
             self._refuse(str(exc))
             return
-        if not endpoint.handle_stun(request, addr):
+        if local is None:
+            valid = endpoint.handle_stun(request, addr)
+        else:
+            self._reply = (addr, local)  # the response leaves from where the check arrived
+            try:
+                valid = endpoint.handle_stun(request, addr)
+            finally:
+                self._reply = None
+        if not valid:
             return
         if self._by_addr.get(addr) is not endpoint:
             self.bind_address(addr, endpoint)
+        if local is not None and (request.use_candidate or addr not in self._source):
+            self._source[addr] = local
 
     def _refuse(self, reason: str) -> None:
         self.stun_refused += 1
@@ -249,17 +342,21 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         previous = self._by_addr.get(addr)
         if previous is not None:
             self._addrs_of[id(previous)].remove(addr)
+            self._source.pop(addr, None)  # another session's peer now: its checks say again
         self._by_addr[addr] = endpoint
         addrs = self._addrs_of.setdefault(id(endpoint), [])
         addrs.append(addr)
         if len(addrs) > MAX_ADDRESSES_PER_ENDPOINT:
-            del self._by_addr[addrs.pop(0)]
+            evicted = addrs.pop(0)
+            del self._by_addr[evicted]
+            self._source.pop(evicted, None)
 
     def unregister(self, endpoint: DatagramEndpoint, ufrags: list[str]) -> None:
         """Forget every address and ufrag of a closed endpoint."""
         for addr in self._addrs_of.pop(id(endpoint), []):
             if self._by_addr.get(addr) is endpoint:
                 del self._by_addr[addr]
+                self._source.pop(addr, None)
         for ufrag in ufrags:
             self.unregister_ufrag(ufrag, endpoint)
 
