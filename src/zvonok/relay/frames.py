@@ -68,7 +68,13 @@ class Frame:
         return obj
 
     def body(self) -> bytes:
-        return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+        obj = self.to_json()
+        try:
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            # a lone surrogate (JSON lets a client escape one: "\ud800") has no UTF-8; as an
+            # escape it travels and parses back to the same string
+            return json.dumps(obj, separators=(",", ":")).encode()
 
     def __bytes__(self) -> bytes:
         body = self.body()
@@ -85,10 +91,12 @@ class Frame:
             obj = json.loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
             raise FrameError(f"frame is not JSON: {exc}") from None
+        except RecursionError:  # deeply nested arrays/objects: json's C decoder gives up
+            raise FrameError("frame is nested too deeply") from None
         if not isinstance(obj, dict):
             raise FrameError("frame is not a JSON object")
         kind = obj.get("k")
-        if kind not in _KINDS:
+        if not isinstance(kind, str) or kind not in _KINDS:
             raise FrameError(f"unknown frame kind {kind!r}")
         seq = _counter(obj, "s")
         ack = _counter(obj, "a")
@@ -102,13 +110,15 @@ class Frame:
             params = obj.get("p", {})
             if not isinstance(params, dict):
                 raise FrameError(f"{kind} frame params must be an object")
-            ident = _counter(obj, "i") if kind == "req" else 0
-            return cls(kind, seq, ack, relay, ident, method, params)
+            if kind == "note":
+                return cls("note", seq, ack, relay, 0, method, params)
+            return cls("req", seq, ack, relay, _counter(obj, "i"), method, params)
         ident = _counter(obj, "i")
         error = obj.get("e")
         if error is not None and not isinstance(error, dict):
             raise FrameError("res frame error must be an object")
-        return cls("res", seq, ack, relay, ident, value=obj.get("v"), error=error)
+        value = obj.get("v") if error is None else None  # an error answer has no value
+        return cls("res", seq, ack, relay, ident, value=value, error=error)
 
 
 def _counter(obj: dict[str, Any], key: str) -> int:
