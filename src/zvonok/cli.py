@@ -250,6 +250,13 @@ def group_remove(
     is_flag=True,
     help="Measure our own Janus VideoRoom (the installed janus binary) instead of zvonok.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Media worker processes of the server the bench starts (CPU counts every process).",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -261,6 +268,7 @@ def bench(
     json_path: Path | None,
     no_pacing: bool,
     janus: bool,
+    workers: int,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
@@ -273,6 +281,8 @@ def bench(
         _fail(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
     if janus and url is not None:
         _fail("--janus starts its own Janus and does not take --url")
+    if workers != 1 and (janus or url is not None):
+        _fail("--workers sets up the server the bench starts; not with --url or --janus")
     if url is not None:  # the running server's secret and embedded membership database
         data_dir = _settings(None, data_dir=data_dir).data_dir
     import uvloop
@@ -293,6 +303,7 @@ def bench(
                 progress=progress,
                 pacing=not no_pacing,
                 janus=janus,
+                workers=workers,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

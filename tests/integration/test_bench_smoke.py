@@ -3,7 +3,8 @@
 Not a timed test: it checks that the generator and the server talk (every participant connects,
 media flows, the JSON result is complete, both latencies are measured, with and without the video
 pacer; at least 99% of the packets arrive, each once, and only from the publishers a receiver
-subscribes to), never the CPU or latency targets of docs/benchmarks.md. Runs the real command in a
+subscribes to; with ``--workers 2``, both media workers are found and measured and the rooms are
+located on them), never the CPU or latency targets of docs/benchmarks.md. Runs the real command in a
 subprocess (which starts and stops its own ``zvonok serve``). Also checks the pacer's budget
 arithmetic (``bench.client.Pacer``) without a server.
 """
@@ -71,6 +72,28 @@ def test_mesh4_without_pacing_delivers(tmp_path: Path) -> None:
     assert result["unexpected"] == {"audio": 0, "video": 0}, result
     assert result["sfu_latency_ms"]["count"] > 0
     assert "in bursts" in stdout
+
+
+def test_mesh4_two_workers_counts_every_process(tmp_path: Path) -> None:
+    result, stdout = _bench(tmp_path, "--workers", "2", "--rooms", "2", duration="3")
+    assert result["errors"] == []
+    assert result["workers"] == 2
+    for kind in ("audio", "video"):
+        assert result["delivery_ratio"][kind] >= 0.99, result
+    workers = result["server_workers"]
+    assert set(workers) == {"0", "1"}
+    assert len({w["pid"] for w in workers.values()}) == 2
+    # both rooms sit on a worker the bench found, and a worker holding a room did work
+    assert set(result["room_workers"].values()) <= {"0", "1"}
+    assert sum(result["rooms_per_worker"].values()) == 2
+    for name, rooms in result["rooms_per_worker"].items():
+        if rooms:
+            assert workers[name]["cpu_s"] > 0, result
+    # the CPU per packet counts the front and every worker: the workers' CPU is part of it
+    assert result["server_front_cpu_s"] >= 0
+    assert sum(w["cpu_s"] for w in workers.values()) <= result["server_cpu_s"]
+    assert set(result["server_rss_empty_processes_mb"]) == {"front", "0", "1"}
+    assert "worker 0 (pid" in stdout and "worker 1 (pid" in stdout
 
 
 def test_pacer_budget_is_paid_down_and_does_not_build_up() -> None:

@@ -2,7 +2,8 @@
 warm-up, the window and the result dict.
 
 Owns ``Scenario``, ``Window``, ``measure`` (warm-up, the window: server CPU and RSS, the meter;
-``"server"`` in the result says which target was measured), ``LagMonitor`` (the generator's
+``"server"`` in the result says which target was measured; with media workers, each worker's
+CPU and RSS apart and the front's as the rest), ``LagMonitor`` (the generator's
 event-loop lag), ``each`` (bounded-concurrency steps) and ``room_sources``. Imported by
 ``bench.runner`` and ``bench.janus``; imports neither, so the bench modules import one way.
 Implements no RFC.
@@ -16,7 +17,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -161,16 +162,20 @@ def room_sources(room: Sequence[_Member]) -> list[set[int]]:
 async def measure(
     s: Scenario, room_count: int, clients: Sequence[Participant], late: Sequence[Participant],
     meter: Meter, lag: LagMonitor, proc: ProcStat | None, rss_before: int, setup_s: float,
-    window: Window,
+    window: Window, *, parts: Mapping[str, ProcStat] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Warm up, measure the window (server CPU, RSS, the meter), drain; the result dict.
 
     Every participant has joined and the publishers send; the caller closes them afterwards.
+    ``parts``: the server's media workers by name (each inside ``proc``'s tree), measured over the
+    same window apart; the result's ``server_workers`` and ``server_front_cpu_s``.
     """
     duration, progress = window.duration, window.progress
     await asyncio.sleep(window.warmup)
     lag.lags.clear()
     times0 = proc.cpu_times() if proc else (0.0, 0.0)
+    parts = parts or {}
+    part0 = {name: part.cpu_seconds() for name, part in parts.items()}
     cpu0, gen0, meter_start = sum(times0), _gen_cpu(), time.monotonic()
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     meter.open()
@@ -185,6 +190,8 @@ async def measure(
     await asyncio.sleep(duration - int(duration))
     meter.close()
     elapsed = time.monotonic() - meter_start
+    # the workers' readings nest inside the whole tree's, so the front's rest is never negative
+    part_cpu = {name: part.cpu_seconds() - part0[name] for name, part in parts.items()}
     times1 = proc.cpu_times() if proc else (0.0, 0.0)
     cpu = sum(times1) - cpu0
     split = (times1[0] - times0[0], times1[1] - times0[1])
@@ -193,7 +200,27 @@ async def measure(
     await asyncio.sleep(0.5)  # drain: packets sent inside the window still arriving
     result = _result(s, room_count, clients, late, meter, lag, elapsed, cpu, gen, rss,
                      rss_before, setup_s, split, window)  # fmt: skip
+    if parts:
+        result["server_workers"] = _workers(parts, part_cpu, elapsed)
+        front = cpu - sum(part_cpu.values())
+        result["server_front_cpu_s"] = round(front, 3)
+        result["server_front_cpu_percent"] = round(front / elapsed * 100, 2)
     return {"started_utc": started, "machine": machine(), **result}
+
+
+def _workers(
+    parts: Mapping[str, ProcStat], cpu: Mapping[str, float], elapsed: float
+) -> dict[str, dict[str, Any]]:
+    """Each media worker's PID, CPU over the window and RSS at its end."""
+    return {
+        name: {
+            "pid": part.pid,
+            "cpu_s": round(cpu[name], 3),
+            "cpu_percent": round(cpu[name] / elapsed * 100, 2),
+            "rss_mb": round(part.rss_bytes() / 2**20, 1),
+        }
+        for name, part in parts.items()
+    }
 
 
 def _result(

@@ -3,14 +3,16 @@
 Owns ``SCENARIOS`` (mesh-4, fanout-2x5/2x10/2x20/2x40, calls-1to1-x25, audio-100, idle-200),
 ``run_bench`` (the ``zvonok bench`` command's body; ``janus=True`` hands the scenario to
 ``bench.janus``; the warm-up, window and result shared by both targets are ``bench.measure``)
-and ``summary``. In each room the senders join first and start sending; the other participants
-join afterwards, and their join time (WebSocket open → first media packet) is what ``join_ms``
-reports. Measurement happens in a window after a warm-up: packets are counted by their send time
-(carried in the packet), so nothing sent before or after the window is counted on either side.
-Latency comes twice:
-``sfu_latency_ms`` (kernel receive timestamp at the subscriber − send mark: what the SFU adds)
-and ``latency_ms`` (the subscriber's event loop − send mark: end to end, the generator's receive
-path included).
+and ``summary``. ``workers`` > 1 runs the server under test as a front and that many media
+worker processes: the CPU per delivered packet still counts every process, and the result adds
+each worker's CPU (``server_workers``) and which worker holds each room (``room_workers``,
+``rooms_per_worker``, from the server's ``/debug/state``). In each room the senders join first
+and start sending; the other participants join afterwards, and their join time (WebSocket open →
+first media packet) is what ``join_ms`` reports. Measurement happens in a window after a warm-up:
+packets are counted by their send time (carried in the packet), so nothing sent before or after
+the window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel receive
+timestamp at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the subscriber's
+event loop − send mark: end to end, the generator's receive path included).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import random
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from .client import BenchClient, Meter
 from .clip import load_clip
 from .janus import run_janus
 from .measure import LagMonitor, Scenario, Window, each, measure, room_sources
-from .target import ProcStat, Target, spawn_server
+from .target import ProcStat, Target, room_workers, spawn_server, worker_pids
 
 __all__ = [
     "MAX_CLIENTS",
@@ -73,18 +76,21 @@ async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> No
 async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
-    janus: bool = False,
+    janus: bool = False, workers: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
     ``pacing``: publishers send video through a browser-like pacer (2.5 × the clip's bitrate,
     a burst every 5 ms); off, every frame goes out back to back. ``janus``: against our own
-    Janus VideoRoom instead (``bench.janus``), for comparison.
+    Janus VideoRoom instead (``bench.janus``), for comparison. ``workers``: media worker
+    processes of the server it starts (1: the one-process node).
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
     if room_count * scenario.size > MAX_CLIENTS:
         raise ValueError(f"{room_count * scenario.size} participants is above {MAX_CLIENTS}")
+    if workers != 1 and (janus or url is not None):
+        raise ValueError("--workers sets up the server the bench starts; not with --url or --janus")
     if janus:
         if url is not None:
             raise ValueError("--janus starts its own Janus; it does not take --url")
@@ -93,7 +99,7 @@ async def run_bench(
     tmp = None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
-        target = await spawn_server(Path(tmp.name))
+        target = await spawn_server(Path(tmp.name), workers=workers)
     else:
         if data_dir is None:
             raise ValueError("--url needs --data-dir of that server (its secret and database)")
@@ -119,6 +125,7 @@ async def _run(
     await target.create_rooms(rooms)
     proc = ProcStat(target.pid) if target.pid else None
     rss_before = proc.rss_bytes() if proc else 0
+    rss_parts = _process_rss(target.pid) if target.pid else {}
     senders: list[BenchClient] = []
     late: list[BenchClient] = []
     for kind, room_id, members in rooms:
@@ -150,12 +157,45 @@ async def _run(
                 client.start_publishing(random.uniform(0, 0.033))
         setup_s = time.monotonic() - t_setup
         window = Window(duration, warmup, pacing, progress, "zvonok")
-        return await measure(s, room_count, clients, late, meter, lag, proc, rss_before, setup_s,
-                             window)  # fmt: skip
+        pids = worker_pids(target.pid) if target.pid else {}
+        parts = {name: ProcStat(pid) for name, pid in pids.items()}
+        result = await measure(s, room_count, clients, late, meter, lag, proc, rss_before, setup_s,
+                               window, parts=parts)  # fmt: skip
+        result["workers"] = max(1, len(parts))
+        if parts:
+            result.update(await _placement(target, list(parts), rss_parts))
+        return result
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+
+
+def _process_rss(pid: int) -> dict[str, float]:
+    """MB of RSS of each process of the server: the front (``front``) and each media worker."""
+    workers = worker_pids(pid)
+    if not workers:
+        return {}
+    front = ProcStat(pid)
+    total = front.rss_bytes()
+    rss = {name: ProcStat(w).rss_bytes() for name, w in workers.items()}
+    return {
+        "front": round((total - sum(rss.values())) / 2**20, 1),
+        **{name: round(value / 2**20, 1) for name, value in rss.items()},
+    }
+
+
+async def _placement(
+    target: Target, names: list[str], rss_parts: dict[str, float]
+) -> dict[str, Any]:
+    """Which worker holds each room and how many each holds; the processes' empty-node RSS."""
+    rooms = await asyncio.to_thread(room_workers, target.http_url)
+    counts = Counter(rooms.values())
+    return {
+        "room_workers": dict(sorted(rooms.items())),
+        "rooms_per_worker": {name: counts[name] for name in names},
+        "server_rss_empty_processes_mb": rss_parts,
+    }
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -186,8 +226,28 @@ def summary(result: dict[str, Any]) -> str:
             f" join p50 {join['p50']} ms, max {join['max']} ms ({join['count']} joins)",
             f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
             f"{lag['p99']}/{lag['max']} ms; errors {len(r['errors'])}",
+            *_worker_lines(r),
         ]
     )
+
+
+def _worker_lines(r: dict[str, Any]) -> list[str]:
+    """The front and each media worker: CPU over the window, RSS, rooms held."""
+    workers = r.get("server_workers")
+    if not workers:
+        return []
+    per_room = r.get("rooms_per_worker", {})
+    lines = [
+        f"  {len(workers)} media workers, rooms per worker "
+        + ", ".join(f"{name}: {per_room.get(name, 0)}" for name in workers)
+        + f"; front CPU {r['server_front_cpu_percent']}% ({r['server_front_cpu_s']} s)"
+    ]
+    lines += [
+        f"  worker {name} (pid {w['pid']}): CPU {w['cpu_percent']}% ({w['cpu_s']} s),"
+        f" RSS {w['rss_mb']} MB, {per_room.get(name, 0)} room(s)"
+        for name, w in workers.items()
+    ]
+    return lines
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:

@@ -3,15 +3,18 @@
 Owns ``Target`` (WebSocket URLs, tokens signed with the server's secret, rooms created in its
 embedded SQL store — the same code the ``zvonok chat/group create`` commands run), ``spawn_server``
 (a ``python -m zvonok serve`` subprocess on free loopback ports with a temp data dir, stopped by
-PID), ``start_process``/``stop_process`` (a server under test in its own session, ended by PID;
-the Janus target uses them too) and ``ProcStat`` (utime+stime and RSS of a process and all its
-descendants, from ``/proc/<pid>/stat`` and ``/proc/<pid>/status``). Imports the auth/store
-modules only.
+PID; ``workers`` media worker processes behind its front when asked), ``worker_pids`` (a
+server's media workers, by worker name, from its children's command lines), ``room_workers``
+(which worker holds each room, from its ``/debug/state``), ``start_process``/``stop_process``
+(a server under test in its own session, ended by PID; the Janus target uses them too) and
+``ProcStat`` (utime+stime and RSS of a process and all its descendants, from ``/proc/<pid>/stat``
+and ``/proc/<pid>/status``). Imports the auth/store modules only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -127,11 +130,17 @@ class Target:
             stop_process(self.process)
 
 
-async def spawn_server(data_dir: Path, *, uvloop: bool = True) -> Target:
-    """``python -m zvonok serve`` on free loopback ports; returns when /healthz answers."""
-    port, media_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+async def spawn_server(data_dir: Path, *, uvloop: bool = True, workers: int = 1) -> Target:
+    """``python -m zvonok serve`` on free loopback ports; returns when /healthz answers.
+
+    ``workers`` > 1: a front process and that many media worker processes (``ZVONOK_WORKERS``),
+    worker i on UDP port media port + i, so those ports must be free too.
+    """
+    port = free_port(socket.SOCK_STREAM)
+    media_port = free_port(socket.SOCK_DGRAM) if workers == 1 else _free_udp_range(workers)
     env = {
         **os.environ,
+        "ZVONOK_WORKERS": str(workers),
         "ZVONOK_CONNECT_RATE": "10000",
         "ZVONOK_CONNECT_BURST": "10000",
         "ZVONOK_MAX_CONNECTIONS_PER_IP": "10000",  # every simulated client is 127.0.0.1
@@ -177,6 +186,60 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(5)
+
+
+def _free_udp_range(count: int) -> int:
+    """The first of ``count`` consecutive UDP ports on 127.0.0.1 that are free now."""
+    for _ in range(100):
+        first = free_port(socket.SOCK_DGRAM)
+        if first + count > 65536:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports on 127.0.0.1")
+
+
+def worker_pids(pid: int) -> dict[str, int]:
+    """The media workers of the server ``pid``: worker name (its ``--index``) -> PID.
+
+    Its children from ``/proc/<pid>/task/*/children`` whose command line is
+    ``python -m zvonok.relay.worker --index i ...``; empty for a one-process server.
+    """
+    children: list[int] = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(c) for c in path.read_text().split()]
+        except OSError:
+            continue
+    found: dict[str, int] = {}
+    for child in children:
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"zvonok.relay.worker" in argv and b"--index" in argv[:-1]:
+            found[argv[argv.index(b"--index") + 1].decode()] = child
+    return dict(sorted(found.items(), key=lambda item: int(item[0])))
+
+
+def room_workers(http_url: str) -> dict[str, str]:
+    """Room key (``group:<id>``) -> the worker holding it, from the node's ``/debug/state``.
+
+    Dev mode only (the bench's own server on loopback has it); empty for a one-process node.
+    """
+    with urllib.request.urlopen(http_url + "/debug/state", timeout=5) as resp:
+        state = json.loads(resp.read())
+    return {key: str(room["worker"]) for key, room in state["rooms"].items() if "worker" in room}
 
 
 def _healthy(url: str) -> bool:
