@@ -156,8 +156,9 @@ async def _run(
             if client.publish[0]:
                 client.start_publishing(random.uniform(0, 0.033))
         setup_s = time.monotonic() - t_setup
-        window = Window(duration, warmup, pacing, progress, "zvonok")
         pids = worker_pids(target.pid) if target.pid else {}
+        label = f"zvonok, {len(pids)} workers" if pids else "zvonok"  # a row of its own in tables
+        window = Window(duration, warmup, pacing, progress, label)
         parts = {name: ProcStat(pid) for name, pid in pids.items()}
         result = await measure(s, room_count, clients, late, meter, lag, proc, rss_before, setup_s,
                                window, parts=parts)  # fmt: skip
