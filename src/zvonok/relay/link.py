@@ -79,7 +79,7 @@ def raise_error(error: dict[str, Any]) -> Exception:
             str(error.get("code", "internal")),
             str(error.get("message", "")),
             fatal=bool(error.get("fatal", False)),
-            close_code=int(error.get("closeCode", 1008)),
+            close_code=code if isinstance(code := error.get("closeCode"), int) else 1008,
         )
     return RemoteError(error)
 
@@ -135,13 +135,14 @@ class Link:
     def _send(self, frame: Frame) -> None:
         if self.closed.is_set():
             raise LinkClosed(f"link {self.name} is closed ({self.close_reason})")
-        if frame.kind != "ack":
-            self._sent += 1
+        seq = self._sent + 1 if frame.kind != "ack" else 0
         ack = self._received
+        # a frame that does not encode (FrameError, TypeError) raises here, before it takes a
+        # sequence number: the next frame must not leave the peer a gap
         data = bytes(
             Frame(
                 frame.kind,
-                self._sent if frame.kind != "ack" else 0,
+                seq,
                 ack,
                 frame.relay,
                 frame.id,
@@ -151,6 +152,8 @@ class Link:
                 frame.error,
             )
         )
+        if frame.kind != "ack":
+            self._sent = seq
         self._acked_to_peer = ack
         if self._ack_timer is not None:
             self._ack_timer.cancel()
@@ -265,7 +268,11 @@ class Link:
                 log.exception("link %s: request %s failed", self.name, frame.method)
             self._answer(frame, error=error_of(exc))
             return
-        self._answer(frame, value=value)
+        try:
+            self._answer(frame, value=value)
+        except (TypeError, ValueError) as exc:  # the value does not encode (or is too large)
+            log.error("link %s: answer to %s does not encode: %s", self.name, frame.method, exc)
+            self._answer(frame, error=error_of(exc))
 
     def _answer(
         self, frame: Frame, *, value: Any = None, error: dict[str, Any] | None = None
