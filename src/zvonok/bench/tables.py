@@ -3,8 +3,10 @@
 Owns ``table`` and a small command line: ``python -m zvonok.bench.tables RESULTS_DIR``. Result
 files are named ``LABEL-SCENARIO-RUN.json`` as for ``bench.plot``; one row per (server,
 scenario), each figure the median of that row's runs (the µs per delivered packet also lists the
-runs, in file order). Idle runs (no packet delivered) get their own, shorter rows. Standard
-library only.
+runs, in file order). Idle runs (no packet delivered) get their own, shorter rows; runs with
+media workers (``zvonok bench --workers N``) also get a row of the workers table: rooms per
+worker, each worker's CPU, the front's, and the empty node's RSS per process. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ HEADER = (
 )
 IDLE_HEADER = (
     "| scenario | server | runs | server CPU % (runs) | RSS MB (kB/session) | empty node RSS MB |"
+)
+
+WORKERS_HEADER = (
+    "| scenario | server | runs | rooms per worker (runs) | CPU % per worker | front CPU % "
+    "| empty node RSS MB: front + workers |"
 )
 
 
@@ -88,6 +95,23 @@ def _idle_row(server: str, scenario: str, results: list[dict[str, Any]]) -> str:
     return f"| {scenario} | {server} | {len(results)} | {cpu} | {rss} | {empty} |"
 
 
+def _workers_row(server: str, scenario: str, results: list[dict[str, Any]]) -> str:
+    names = list(results[0]["server_workers"])
+    spread = ", ".join(
+        "/".join(str(r.get("rooms_per_worker", {}).get(n, 0)) for n in names) for r in results
+    )
+    cpu = " / ".join(_fmt(_median(results, "server_workers", n, "cpu_percent")) for n in names)
+    front = _fmt(_median(results, "server_front_cpu_percent"))
+    rss_parts = ["front", *names]
+    rss = " + ".join(
+        _fmt(_median(results, "server_rss_empty_processes_mb", n), 1) for n in rss_parts
+    )
+    total = _fmt(_median(results, "server_rss_empty_mb"), 1)
+    return (
+        f"| {scenario} | {server} | {len(results)} | {spread} | {cpu} | {front} | {rss} = {total} |"
+    )
+
+
 def table(directory: Path) -> str:
     """Markdown tables (media runs, then idle runs) of the results in ``directory``."""
     rows = load(directory)
@@ -107,6 +131,13 @@ def table(directory: Path) -> str:
         out += [""] if out else []
         out += [IDLE_HEADER, "|---|---|---|---|---|---|"]
         out += [_idle_row(server, scenario, rows[(server, scenario)]) for server, scenario in idle]
+    split = [k for k in sorted(rows, key=order) if rows[k][0].get("server_workers")]
+    if split:
+        out += [""] if out else []
+        out += [WORKERS_HEADER, "|---|---|---|---|---|---|---|"]
+        out += [
+            _workers_row(server, scenario, rows[(server, scenario)]) for server, scenario in split
+        ]
     return "\n".join(out)
 
 

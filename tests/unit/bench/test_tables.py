@@ -41,3 +41,23 @@ def test_rows_are_medians_with_the_runs_listed(tmp_path: Path) -> None:
     assert "| idle-200 | zvonok | 1 | **1.50** (1.50) | 90.0 (900) | 58.5 |" in lines
     # a result without the empty node's RSS (a file from before it was measured)
     assert "| idle-200 | janus 1.1.2 | 1 | **2.00** (2.00) | 90.0 (900) | – |" in lines
+
+
+def test_runs_with_workers_get_a_workers_row(tmp_path: Path) -> None:
+    for run, (spread, cpu0) in enumerate((((4, 4), 10.0), ((5, 3), 12.0), ((4, 4), 11.0)), 1):
+        _write(
+            tmp_path, f"w2-mesh-4-{run}.json", server="zvonok, 2 workers",
+            server_workers={"0": {"cpu_percent": cpu0}, "1": {"cpu_percent": 9.0}},
+            rooms_per_worker={"0": spread[0], "1": spread[1]}, server_front_cpu_percent=0.5,
+            server_rss_empty_processes_mb={"front": 65.0, "0": 60.0, "1": 61.0},
+            server_rss_empty_mb=186.0,
+        )  # fmt: skip
+    _write(tmp_path, "w1-mesh-4-1.json")
+    lines = table(tmp_path).splitlines()
+    assert any(line.startswith("| mesh-4 | zvonok, 2 workers | 3 | 1500 |") for line in lines)
+    assert (
+        "| mesh-4 | zvonok, 2 workers | 3 | 4/4, 5/3, 4/4 | 11.00 / 9.00 | 0.50 "
+        "| 65.0 + 60.0 + 61.0 = 186.0 |"
+    ) in lines
+    # the one-process run has no workers row
+    assert sum(line.startswith("| mesh-4 | zvonok |") for line in lines) == 1
