@@ -28,7 +28,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
-TARGETS = ("signaling", "sdp", "candidate", "rtp", "rtcp", "stun")
+TARGETS = ("signaling", "sdp", "candidate", "rtp", "rtcp", "stun", "relay")
 #: Inputs per harness; raise it for a longer local campaign (``ZVONOK_FUZZ_RUNS=200000``).
 RUNS = int(os.environ.get("ZVONOK_FUZZ_RUNS", "3000"))
 #: Seconds per harness of the fresh-seed run (``ZVONOK_FUZZ_SECONDS=600`` for a campaign).

@@ -182,7 +182,8 @@ def test_any_bytes_parse_or_raise_frame_error(body: bytes) -> None:
         frame = Frame.parse(body)
     except FrameError:
         return
-    assert Frame.parse(body_of(frame)) == frame
+    again = body_of(frame)  # a fixed point (bytes: a NaN the parser accepts is no equal value)
+    assert body_of(Frame.parse(again)) == again
 
 
 @settings(max_examples=200, deadline=None)
@@ -196,7 +197,8 @@ def test_any_field_swapped_for_any_value_parses_or_raises_frame_error(
         parsed = Frame.parse(json.dumps(obj).encode())
     except FrameError:
         return
-    assert Frame.parse(body_of(parsed)) == parsed
+    again = body_of(parsed)
+    assert body_of(Frame.parse(again)) == again
 
 
 def test_an_error_answer_carries_no_value() -> None:
