@@ -321,13 +321,15 @@ async def _state_snapshot(components: Components) -> dict[str, Any]:
         "forwarding": _forwarding(components),
         "iceTcp": None,
         "workers": {},
+        "workerRestarts": components.pool.restarts,
     }
     for name, answer in answers.items():
-        merged["workers"][name] = (
-            None
-            if answer is None
-            else {k: answer[k] for k in ("sessions", "tasks", "transports", "forwarding", "iceTcp")}
-        )
+        handle = components.pool.workers.get(int(name))
+        info = {"pid": None if handle is None else handle.info.get("pid")}
+        if answer is not None:
+            for k in ("sessions", "tasks", "transports", "forwarding", "iceTcp"):
+                info[k] = answer[k]
+        merged["workers"][name] = info
         if answer is None:
             continue
         for key, room in answer["rooms"].items():
