@@ -1,0 +1,244 @@
+"""The front's ``RelayedRooms``/``WorkerPool`` driving a real worker (``relay.worker.serve``: a
+``MediaWorker`` on 127.0.0.1 port 0, a ``RoomService`` built by ``zvonok.compose``) in this
+process, over a ``socket.socketpair()`` link: what a WebSocket session sees through the relay.
+
+The handle is built the way ``WorkerPool._spawn`` builds one, with the pool's own ``_serve`` and
+``_note`` on the front's link; its process is a real ``sleep`` (killed by PID at the end), so the
+pool's watcher can see a worker "crash" when it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
+from zvonok.config import Settings
+from zvonok.errors import SignalError
+from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
+from zvonok.relay.front import (
+    WORKER_LOST,
+    WORKER_LOST_CLOSE_CODE,
+    RelayedRooms,
+    RelayedSession,
+    WorkerHandle,
+    WorkerPool,
+)
+from zvonok.relay.link import Link
+from zvonok.relay.worker import serve
+from zvonok.signaling.messages import IcePayload
+
+from ..fakes import RecordingSink
+from .conftest import Spawn
+
+ROOM = RoomKey(RoomKind.GROUP, "7")
+
+
+@dataclass
+class Node:
+    pool: WorkerPool
+    rooms: RelayedRooms
+    handle: WorkerHandle
+    worker: asyncio.Task[None]
+    sessions: LocalSessionDirectory
+
+    async def join(self, user: str, session: str, sink: RecordingSink) -> RelayedSession:
+        return await self.rooms.join(ROOM, UserId(user), SessionId(session), 7, sink)
+
+    async def ask(self, method: str) -> Any:
+        return await self.handle.link.request(method, {})
+
+
+async def until(predicate: Callable[[], bool], within: float = 1.5) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+NodeFactory = Callable[..., Awaitable[Node]]
+
+
+@pytest.fixture
+async def node(sleeper: Spawn) -> AsyncIterator[NodeFactory]:
+    nodes: list[Node] = []
+
+    async def start(**values: Any) -> Node:
+        settings = Settings(
+            media_host="127.0.0.1",
+            media_port=0,
+            announce_ips=["127.0.0.1"],
+            ice_tcp=False,
+            stats_interval=0,
+            **values,
+        )
+        sessions = LocalSessionDirectory()
+        pool = WorkerPool(settings, 1, sessions=sessions, rooms=LocalRoomDirectory())
+        front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        worker = asyncio.create_task(serve(0, settings, worker_end))
+        reader, writer = await asyncio.open_unix_connection(sock=front_end)
+        holder: list[WorkerHandle] = []
+        link = Link(
+            reader,
+            writer,
+            name="worker-0",
+            on_request=lambda frame: pool._serve(holder[0], frame),
+            on_note=lambda frame: pool._note(holder[0], frame),
+        )
+        handle = WorkerHandle(0, await sleeper(), link, time.monotonic())
+        holder.append(handle)
+        pool.workers[0] = handle
+        link.start()
+        await asyncio.wait_for(handle.ready.wait(), 1.5)
+        started = Node(pool, RelayedRooms(pool), handle, worker, sessions)
+        nodes.append(started)
+        return started
+
+    yield start
+    for started in nodes:
+        handle = started.handle
+        if not handle.link.closed.is_set():
+            with contextlib.suppress(Exception):
+                await handle.link.request("stop", {}, wait=1.0)
+        with contextlib.suppress(ProcessLookupError):
+            handle.process.kill()
+        await started.rooms.close()
+        await asyncio.wait_for(started.worker, 2.0)
+
+
+async def test_the_worker_reports_ready_with_its_media_port(node: NodeFactory) -> None:
+    n = await node()
+    info = n.handle.info
+    assert info["mediaPort"] > 0 and info["candidates"]
+    assert n.handle.live and n.pool.live_workers() == [n.handle]
+
+
+async def test_join_relays_joined_and_the_others_hear_of_a_second_session(
+    node: NodeFactory,
+) -> None:
+    n = await node()
+    a, b = RecordingSink(), RecordingSink()
+    first = await n.join("alice", "a", a)
+    assert a.types()[:3] == ["joined", "tracks", "offer"]
+    assert a.last("joined")["resumed"] is False
+    assert n.pool.locate(ROOM) == "0" and first.relay in n.handle.relays
+    assert await n.sessions.lookup(SessionId("a")) is not None  # bound node-wide by the front
+    await n.join("bob", "b", b)
+    await until(lambda: "participant-joined" in a.types())
+    assert a.last("participant-joined") == {"sessionId": "b", "userId": "bob"}
+    assert b.last("joined")["participants"] == [{"sessionId": "a", "userId": "alice"}]
+    state = await n.ask("state")
+    assert state["sessions"] == 2
+    assert [p["sessionId"] for p in state["rooms"][str(ROOM)]["participants"]] == ["a", "b"]
+
+
+async def test_leave_ends_the_session_and_frees_the_room(node: NodeFactory) -> None:
+    n = await node()
+    a, b = RecordingSink(), RecordingSink()
+    first = await n.join("alice", "a", a)
+    await n.join("bob", "b", b)
+    await first.leave()
+    await until(lambda: "participant-left" in b.types())
+    assert first.relay not in n.handle.relays
+    await until(lambda: first.closed)  # the worker's "ended" note
+    with pytest.raises(SignalError) as gone:
+        await first.offer("v=0\r\n")
+    assert gone.value.code == "not-joined"
+    assert (await n.ask("state"))["sessions"] == 1
+
+
+async def test_the_last_leave_unpins_the_room(node: NodeFactory) -> None:
+    n = await node()
+    only = await n.join("alice", "a", RecordingSink())
+    assert n.pool.locate(ROOM) == "0"
+    await only.leave()
+    await until(lambda: n.pool.locate(ROOM) is None and not n.handle.rooms)
+    assert (await n.ask("state"))["rooms"] == {}
+
+
+async def test_detach_then_resume_on_a_new_sink(node: NodeFactory) -> None:
+    n = await node(resume_grace=30)
+    first_sink, second_sink = RecordingSink(), RecordingSink()
+    first = await n.join("alice", "a", first_sink)
+    first.detach(first_sink)
+    assert first.relay not in n.handle.relays
+    state = await n.ask("state")  # the link is ordered: the detach was served before this
+    assert state["sessions"] == 1
+    [participant] = state["rooms"][str(ROOM)]["participants"]
+    assert participant["sessionId"] == "a"
+    again = await n.join("alice", "a", second_sink)
+    assert again.relay != first.relay
+    assert second_sink.last("joined")["resumed"] is True
+    assert "offer" in second_sink.types()  # the unanswered offer is sent again
+    assert first_sink.closed is None  # the detached sink hears nothing more
+
+
+async def test_refusals_come_back_as_signal_errors(node: NodeFactory) -> None:
+    n = await node(max_participants=1)
+    await n.join("alice", "a", RecordingSink())
+    with pytest.raises(SignalError) as full:
+        await n.join("bob", "b", RecordingSink())
+    assert full.value.code == "room-full"
+    with pytest.raises(SignalError) as taken:
+        await n.join("mallory", "a", RecordingSink())
+    assert taken.value.code == "session-taken"
+    assert len(n.handle.relays) == 1 and not n.handle.joining
+
+
+async def test_offers_and_candidates_are_judged_by_the_worker(node: NodeFactory) -> None:
+    n = await node()
+    sink = RecordingSink()
+    session = await n.join("alice", "a", sink)
+    await session.answer("this is no SDP")  # refused as a message, relayed as a note
+    await until(lambda: "bad-sdp" in sink.errors())
+    assert sink.last("error")["ref"] == "answer"
+    with pytest.raises(SignalError) as candidate:
+        await session.ice(IcePayload("candidate:garbage", "0", 0))
+    assert candidate.value.code == "bad-candidate"
+    # a lone surrogate a client escaped in its JSON travels (it used to break the link)
+    await session.ice(IcePayload("", "\ud800", None))
+    assert not n.handle.link.closed.is_set()
+    assert (await n.ask("state"))["sessions"] == 1
+
+
+async def test_the_worker_answers_state_and_metrics(node: NodeFactory) -> None:
+    n = await node()
+    await n.join("alice", "a", RecordingSink())
+    answers = await n.pool.ask_all("state", {})
+    assert list(answers) == ["0"] and answers["0"]["sessions"] == 1
+    assert answers["0"]["transports"] == 1
+    exposition = (await n.pool.ask_all("metrics", {}))["0"]
+    assert isinstance(exposition, str) and "zvonok_" in exposition
+
+
+async def test_a_worker_that_dies_loses_its_sessions_with_1012(node: NodeFactory) -> None:
+    n = await node()
+    a, b = RecordingSink(), RecordingSink()
+    first = await n.join("alice", "a", a)
+    await n.join("bob", "b", b)
+    n.pool._spawn_task(n.pool._watch(n.handle))
+    n.handle.process.kill()  # the "worker" process exits
+    await until(lambda: a.closed is not None and b.closed is not None)
+    for sink in (a, b):
+        assert sink.errors()[-1] == WORKER_LOST
+        assert sink.closed == (WORKER_LOST_CLOSE_CODE, WORKER_LOST)
+    assert first.closed and n.handle.lost and not n.handle.live
+    assert n.pool.locate(ROOM) is None and not n.handle.relays
+    with pytest.raises(SignalError) as lost:
+        await first.offer("v=0\r\n")
+    assert (lost.value.code, lost.value.close_code) == (WORKER_LOST, WORKER_LOST_CLOSE_CODE)
+    with pytest.raises(SignalError) as nowhere:  # no live worker to place a room on
+        await n.join("carol", "c", RecordingSink())
+    assert nowhere.value.code == WORKER_LOST
+    n.pool.closing = True  # no restart: this test has no worker program to spawn
+    await until(lambda: n.handle.link.closed.is_set())
+    await asyncio.wait_for(n.worker, 1.5)  # the worker saw its link go, and exited
