@@ -75,6 +75,11 @@ def cli() -> None:
 @_data_dir
 @click.option("--media-port", type=int, default=None, help="The UDP port of the media plane.")
 @click.option(
+    "--workers",
+    default=None,
+    help='Media worker processes: 1 (one process), a number, or "auto" (one per usable core).',
+)
+@click.option(
     "--announce-ip", multiple=True, help="Address clients reach the media port at (repeatable)."
 )
 @_config
@@ -85,6 +90,7 @@ def serve(
     port: int | None,
     data_dir: Path | None,
     media_port: int | None,
+    workers: str | None,
     announce_ip: tuple[str, ...],
     config_file: Path | None,
     log_format: str | None,
@@ -97,6 +103,7 @@ def serve(
         port=port,
         data_dir=data_dir,
         media_port=media_port,
+        workers=workers,
         announce_ips=list(announce_ip) or None,
         log_format=log_format,
         log_level=log_level,
