@@ -242,3 +242,20 @@ async def test_a_worker_that_dies_loses_its_sessions_with_1012(node: NodeFactory
     n.pool.closing = True  # no restart: this test has no worker program to spawn
     await until(lambda: n.handle.link.closed.is_set())
     await asyncio.wait_for(n.worker, 1.5)  # the worker saw its link go, and exited
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="front.py: RelayedRooms.join pins a new room before the worker's join and keeps the "
+    "pin when the join is refused before the worker created the room (no room-released follows); "
+    "remove this mark with the fix",
+)
+async def test_a_refused_join_leaves_no_pin_for_a_room_that_never_was(node: NodeFactory) -> None:
+    n = await node()
+    await n.join("alice", "a", RecordingSink())
+    other = RoomKey(RoomKind.GROUP, "8")
+    with pytest.raises(SignalError) as taken:
+        await n.rooms.join(other, UserId("mallory"), SessionId("a"), 8, RecordingSink())
+    assert taken.value.code == "session-taken"
+    assert str(other) not in (await n.ask("state"))["rooms"]
+    await until(lambda: n.pool.locate(other) is None, within=0.3)
