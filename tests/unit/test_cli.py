@@ -167,6 +167,35 @@ def test_serve_builds_settings_from_flags_env_and_toml(
     assert (seen[1].port, seen[1].media_port) == (7001, 0)
 
 
+def test_serve_workers_from_flag_env_and_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``workers``: 1 by default (one process), a number, or "auto" (usable cores)."""
+    seen: list[Settings] = []
+    fake_app = types.ModuleType("zvonok.app")
+    fake_app.run = seen.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zvonok.app", fake_app)
+    monkeypatch.delenv("ZVONOK_WORKERS", raising=False)
+    assert run("serve").exit_code == 0
+    assert (seen[-1].workers, seen[-1].worker_count) == (1, 1)
+    assert run("serve", "--workers", "3").exit_code == 0
+    assert seen[-1].worker_count == 3
+    assert run("serve", "--workers", "auto").exit_code == 0
+    assert seen[-1].worker_count == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("ZVONOK_WORKERS", "2")
+    assert run("serve").exit_code == 0
+    assert seen[-1].worker_count == 2
+    config = tmp_path / "zvonok.toml"
+    config.write_text('workers = "auto"\n')
+    monkeypatch.delenv("ZVONOK_WORKERS")
+    assert run("serve", "--config", str(config)).exit_code == 0
+    assert seen[-1].workers == "auto"
+    for bad in ("0", "257", "many"):
+        result = run("serve", "--workers", bad)
+        assert result.exit_code == 2, bad
+        assert "invalid settings: workers" in result.stderr
+
+
 def test_serve_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "zvonok.app", types.ModuleType("zvonok.app"))
     result = run("serve", "--port", "70000")
