@@ -18,6 +18,7 @@ const ERROR_TEXT = {
   "replaced": "This call was opened again in another tab or device.",
   "reconnect-timeout": "Connection lost and could not be restored. Join again.",
   "negotiation-failed": "Media negotiation failed: ",
+  "worker-lost": "The server process carrying this call restarted; reconnecting…",
 };
 
 /** @type {{call: ZvonokCall|null, mode: string, tiles: Map<string, any>, audio: Map<string, HTMLAudioElement>}} */
