@@ -13,7 +13,8 @@ Frames stay recorded until acknowledged, so a transport that can lose or reorder
 SignalBus) resends the same frames; on a Unix socket the record only bounds a peer that stops
 acknowledging. A link closes when its peer stops reading (``MAX_WRITE_BUFFER``) or stops
 acknowledging (``MAX_UNACKED``), when a frame is invalid, or at EOF; ``closed`` is then set and
-``on_close`` called once. Implements no RFC.
+``on_close`` called once; ``close`` lets frames still buffered drain for ``CLOSE_TIMEOUT`` at most
+(a peer that stopped reading gets nothing more). Implements no RFC.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger("zvonok.relay")
 MAX_UNACKED: Final = 100_000
 #: Bytes the transport may hold for a peer that does not read, at most.
 MAX_WRITE_BUFFER: Final = 64 * 1024 * 1024
+#: How long ``close`` lets buffered frames drain to the peer before it drops them.
+CLOSE_TIMEOUT: Final = 1.0
 #: Requests of the peer served at once, at most (more: answered ``busy``).
 MAX_SERVING: Final = 10_000
 #: A standalone ``ack`` goes out this long after a frame arrived, if nothing else carried it.
@@ -167,6 +170,7 @@ class Link:
         self.frames_out += 1
         if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self._fail("peer stopped reading")
+            self._writer.transport.abort()  # a graceful close would wait for it to read
 
     def notify(self, method: str, params: dict[str, Any], *, relay: int = 0) -> None:
         """Send a one-way note (in order with everything else this side sends)."""
@@ -307,5 +311,10 @@ class Link:
         tasks = [t for t in (self._task, *self._serving) if t is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
+        try:
+            # shielded: a timeout must not cancel the stream's own close waiter
+            await asyncio.wait_for(asyncio.shield(self._writer.wait_closed()), CLOSE_TIMEOUT)
+        except TimeoutError:  # the peer does not read what is still buffered for it
+            self._writer.transport.abort()
+        except Exception:
+            pass

@@ -13,7 +13,14 @@ import pytest
 
 from zvonok.errors import SignalError
 from zvonok.relay.frames import HEADER, MAX_FRAME, Frame
-from zvonok.relay.link import ACK_DELAY, Link, LinkClosed, RemoteError
+from zvonok.relay.link import (
+    ACK_DELAY,
+    CLOSE_TIMEOUT,
+    MAX_WRITE_BUFFER,
+    Link,
+    LinkClosed,
+    RemoteError,
+)
 
 Handler = Callable[[Frame], Awaitable[Any]]
 
@@ -351,6 +358,30 @@ async def test_a_peer_that_never_acks_closes_the_link_at_max_unacked(
     assert side.closes == 1
     with pytest.raises(LinkClosed, match="is closed"):
         await link.request("x", {})
+
+
+async def test_a_peer_that_stops_reading_closes_the_link(
+    raw_pair: tuple[Side, Link, Raw],
+) -> None:
+    side, link, _ = raw_pair  # the raw end reads nothing
+    chunk = "x" * (MAX_FRAME - 1024)
+    with pytest.raises(LinkClosed):
+        for _ in range(MAX_WRITE_BUFFER // len(chunk) + 2):
+            link._max_unacked = 1_000  # the fixture's 5 would stop it first
+            link.notify("big", {"x": chunk})
+    assert link.close_reason == "peer stopped reading" and side.closes == 1
+    await asyncio.wait_for(link.close(), 0.5)  # the buffered frames are dropped, not awaited
+
+
+async def test_close_drops_what_a_silent_peer_does_not_read_within_close_timeout(
+    raw_pair: tuple[Side, Link, Raw],
+) -> None:
+    _, link, _ = raw_pair  # the raw end reads nothing
+    link.notify("big", {"x": "x" * (MAX_FRAME - 1024)})  # more than the socket buffers hold
+    assert link._writer.transport.get_write_buffer_size() > 0
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(link.close(), CLOSE_TIMEOUT + 0.5)
+    assert asyncio.get_running_loop().time() - started >= CLOSE_TIMEOUT * 0.9
 
 
 # ---------------------------------------------------------------------------- closing
