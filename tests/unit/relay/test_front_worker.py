@@ -31,7 +31,7 @@ from zvonok.relay.front import (
     WorkerHandle,
     WorkerPool,
 )
-from zvonok.relay.link import Link
+from zvonok.relay.link import Link, RemoteError
 from zvonok.relay.worker import serve
 from zvonok.signaling.messages import IcePayload
 
@@ -218,6 +218,21 @@ async def test_the_worker_answers_state_and_metrics(node: NodeFactory) -> None:
     assert answers["0"]["transports"] == 1
     exposition = (await n.pool.ask_all("metrics", {}))["0"]
     assert isinstance(exposition, str) and "zvonok_" in exposition
+
+
+async def test_admin_calls_reach_the_worker_s_rooms(node: NodeFactory) -> None:
+    n = await node()
+    a, b = RecordingSink(), RecordingSink()
+    first = await n.join("alice", "a", a)
+    await n.join("bob", "b", b)
+    listing = await n.ask("admin.list_rooms")
+    assert listing["sessions"] == 2 and [r["room"] for r in listing["rooms"]] == [str(ROOM)]
+    assert await n.handle.link.request("admin.kick", {"sessionId": "a"}) is True
+    await until(lambda: first.closed and a.closed is not None)
+    assert a.closed == (4003, "kicked")
+    await until(lambda: "participant-left" in b.types())
+    with pytest.raises(RemoteError, match="ValueError"):
+        await n.ask("admin.nothing")
 
 
 async def test_a_worker_that_dies_loses_its_sessions_with_1012(node: NodeFactory) -> None:
