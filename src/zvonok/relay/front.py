@@ -84,6 +84,8 @@ class WorkerHandle:
     placed_since_report: int = 0
     relays: dict[int, RelayedSession] = field(default_factory=dict)
     rooms: set[RoomKey] = field(default_factory=set)
+    #: Rooms the worker has created (claimed) and not released yet: the pins that are real.
+    claimed: set[RoomKey] = field(default_factory=set)
     joining: dict[RoomKey, int] = field(default_factory=dict)
     bindings: dict[SessionId, SessionBinding] = field(default_factory=dict)
     lost: bool = False
@@ -233,10 +235,10 @@ class WorkerPool:
             session.lost()
         handle.relays.clear()
         for key in list(handle.rooms):
-            if self.pins.get(key) is handle:
-                del self.pins[key]
+            self.unpin(handle, key)
+        for key in handle.claimed:
             self._spawn_task(self._rooms.release(key))
-        handle.rooms.clear()
+        handle.claimed.clear()
         for session_id, binding in list(handle.bindings.items()):
             self._spawn_task(
                 self._sessions.release(
@@ -308,6 +310,12 @@ class WorkerPool:
         """``{worker id: request}`` of the live workers (admin API and metrics fan-out)."""
         return {h.name: h.link.request for h in self.live_workers()}
 
+    def unpin(self, handle: WorkerHandle, key: RoomKey) -> None:
+        """Forget that room ``key`` lives on ``handle`` (it was released, or never created)."""
+        handle.rooms.discard(key)
+        if self.pins.get(key) is handle:
+            del self.pins[key]
+
     def next_relay(self) -> int:
         return next(self._relay_ids)
 
@@ -326,10 +334,15 @@ class WorkerPool:
             return None if found is None else {"user": found.user_id, "room": str(found.room)}
         if frame.method == "claim":
             key = RoomKey.parse(str(params["room"]))
-            if self.pins.get(key) is not handle:
+            previous = self.pins.get(key)
+            if previous is not handle:
                 log.warning("worker %d claims room %s pinned elsewhere", handle.index, key)
+                if previous is not None:
+                    previous.rooms.discard(key)
+                    previous.claimed.discard(key)
             self.pins[key] = handle
             handle.rooms.add(key)
+            handle.claimed.add(key)
             return await self._rooms.claim(key)
         raise SignalError("internal", f"unknown front request {frame.method!r}")
 
@@ -363,11 +376,10 @@ class WorkerPool:
             )
         elif method == "room-released":
             key = RoomKey.parse(str(params["room"]))
+            handle.claimed.discard(key)
+            self._spawn_task(self._rooms.release(key))
             if handle.joining.get(key, 0) == 0:
-                handle.rooms.discard(key)
-                if self.pins.get(key) is handle:
-                    del self.pins[key]
-                self._spawn_task(self._rooms.release(key))
+                self.unpin(handle, key)
         elif self._on_note is not None:
             self._on_note(handle, frame)
 
@@ -514,6 +526,8 @@ class RelayedRooms:
                 handle.joining[key] = left
             else:
                 handle.joining.pop(key, None)
+                if key not in handle.claimed:  # refused before the worker created the room
+                    self.pool.unpin(handle, key)
         return session
 
     def begin_shutdown(self) -> None:

@@ -259,12 +259,6 @@ async def test_a_worker_that_dies_loses_its_sessions_with_1012(node: NodeFactory
     await asyncio.wait_for(n.worker, 1.5)  # the worker saw its link go, and exited
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="front.py: RelayedRooms.join pins a new room before the worker's join and keeps the "
-    "pin when the join is refused before the worker created the room (no room-released follows); "
-    "remove this mark with the fix",
-)
 async def test_a_refused_join_leaves_no_pin_for_a_room_that_never_was(node: NodeFactory) -> None:
     n = await node()
     await n.join("alice", "a", RecordingSink())

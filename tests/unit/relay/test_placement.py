@@ -161,11 +161,6 @@ async def test_a_ready_note_makes_a_worker_live(pool: Pool) -> None:
     assert handle.live and handle.info == info
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="front.py: a claim re-pins the room but leaves it in the previous worker's rooms, whose "
-    "crash then releases the live room in the RoomDirectory; remove this mark with the fix",
-)
 async def test_a_claim_takes_the_room_from_the_worker_it_was_pinned_to(pool: Pool) -> None:
     p = await pool(2)
     p.place(room(1))  # on worker 0
