@@ -268,3 +268,29 @@ async def test_a_refused_join_leaves_no_pin_for_a_room_that_never_was(node: Node
     assert taken.value.code == "session-taken"
     assert str(other) not in (await n.ask("state"))["rooms"]
     await until(lambda: n.pool.locate(other) is None, within=0.3)
+
+
+async def test_shutdown_tells_every_relayed_session_to_reconnect(node: NodeFactory) -> None:
+    n = await node()
+    a, b = RecordingSink(), RecordingSink()
+    await n.join("alice", "a", a)
+    await n.join("bob", "b", b)
+    n.rooms.begin_shutdown()
+    await until(lambda: a.closed is not None and b.closed is not None)
+    for sink in (a, b):
+        assert sink.errors()[-1] == "shutdown" and sink.closed is not None
+        assert sink.closed[0] == 1012
+    with pytest.raises(SignalError) as refused:
+        await n.join("carol", "c", RecordingSink())
+    assert (refused.value.code, refused.value.close_code) == ("shutdown", 1012)
+
+
+async def test_the_worker_reports_its_load_every_second(node: NodeFactory) -> None:
+    n = await node()
+    await n.join("alice", "a", RecordingSink())
+    assert n.handle.placed_since_report == 1
+    await until(lambda: bool(n.handle.load), within=1.9)
+    load = n.handle.load
+    assert set(load) == {"cpu", "pps", "sessions", "rooms"}
+    assert (load["sessions"], load["rooms"]) == (1, 1) and 0 <= load["cpu"]
+    assert n.handle.placed_since_report == 0
