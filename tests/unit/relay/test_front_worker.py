@@ -45,15 +45,21 @@ ROOM = RoomKey(RoomKind.GROUP, "7")
 class Node:
     pool: WorkerPool
     rooms: RelayedRooms
-    handle: WorkerHandle
-    worker: asyncio.Task[None]
+    handles: list[WorkerHandle]
+    workers: list[asyncio.Task[None]]
     sessions: LocalSessionDirectory
 
-    async def join(self, user: str, session: str, sink: RecordingSink) -> RelayedSession:
-        return await self.rooms.join(ROOM, UserId(user), SessionId(session), 7, sink)
+    @property
+    def handle(self) -> WorkerHandle:
+        return self.handles[0]
 
-    async def ask(self, method: str) -> Any:
-        return await self.handle.link.request(method, {})
+    async def join(
+        self, user: str, session: str, sink: RecordingSink, key: RoomKey = ROOM
+    ) -> RelayedSession:
+        return await self.rooms.join(key, UserId(user), SessionId(session), key.id, sink)
+
+    async def ask(self, method: str, index: int = 0) -> Any:
+        return await self.handles[index].link.request(method, {})
 
 
 async def until(predicate: Callable[[], bool], within: float = 1.5) -> None:
@@ -68,11 +74,31 @@ async def until(predicate: Callable[[], bool], within: float = 1.5) -> None:
 NodeFactory = Callable[..., Awaitable[Node]]
 
 
+async def attach(
+    pool: WorkerPool, index: int, sock: socket.socket, process: asyncio.subprocess.Process
+) -> WorkerHandle:
+    """What ``WorkerPool._spawn`` does once the worker process runs: its handle and link."""
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    holder: list[WorkerHandle] = []
+    link = Link(
+        reader,
+        writer,
+        name=f"worker-{index}",
+        on_request=lambda frame: pool._serve(holder[0], frame),
+        on_note=lambda frame: pool._note(holder[0], frame),
+    )
+    handle = WorkerHandle(index, process, link, time.monotonic())
+    holder.append(handle)
+    pool.workers[index] = handle
+    link.start()
+    return handle
+
+
 @pytest.fixture
 async def node(sleeper: Spawn) -> AsyncIterator[NodeFactory]:
     nodes: list[Node] = []
 
-    async def start(**values: Any) -> Node:
+    async def start(workers: int = 1, **values: Any) -> Node:
         settings = Settings(
             media_host="127.0.0.1",
             media_port=0,
@@ -82,37 +108,27 @@ async def node(sleeper: Spawn) -> AsyncIterator[NodeFactory]:
             **values,
         )
         sessions = LocalSessionDirectory()
-        pool = WorkerPool(settings, 1, sessions=sessions, rooms=LocalRoomDirectory())
-        front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        worker = asyncio.create_task(serve(0, settings, worker_end))
-        reader, writer = await asyncio.open_unix_connection(sock=front_end)
-        holder: list[WorkerHandle] = []
-        link = Link(
-            reader,
-            writer,
-            name="worker-0",
-            on_request=lambda frame: pool._serve(holder[0], frame),
-            on_note=lambda frame: pool._note(holder[0], frame),
-        )
-        handle = WorkerHandle(0, await sleeper(), link, time.monotonic())
-        holder.append(handle)
-        pool.workers[0] = handle
-        link.start()
-        await asyncio.wait_for(handle.ready.wait(), 1.5)
-        started = Node(pool, RelayedRooms(pool), handle, worker, sessions)
+        pool = WorkerPool(settings, workers, sessions=sessions, rooms=LocalRoomDirectory())
+        started = Node(pool, RelayedRooms(pool), [], [], sessions)
         nodes.append(started)
+        for index in range(workers):
+            front_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            started.workers.append(asyncio.create_task(serve(index, settings, worker_end)))
+            handle = await attach(pool, index, front_end, await sleeper())
+            started.handles.append(handle)
+            await asyncio.wait_for(handle.ready.wait(), 1.5)
         return started
 
     yield start
     for started in nodes:
-        handle = started.handle
-        if not handle.link.closed.is_set():
-            with contextlib.suppress(Exception):
-                await handle.link.request("stop", {}, wait=1.0)
-        with contextlib.suppress(ProcessLookupError):
-            handle.process.kill()
+        for handle in started.handles:
+            if not handle.link.closed.is_set():
+                with contextlib.suppress(Exception):
+                    await handle.link.request("stop", {}, wait=1.0)
+            with contextlib.suppress(ProcessLookupError):
+                handle.process.kill()
         await started.rooms.close()
-        await asyncio.wait_for(started.worker, 2.0)
+        await asyncio.wait_for(asyncio.gather(*started.workers), 2.0)
 
 
 async def test_the_worker_reports_ready_with_its_media_port(node: NodeFactory) -> None:
@@ -256,7 +272,7 @@ async def test_a_worker_that_dies_loses_its_sessions_with_1012(node: NodeFactory
     assert nowhere.value.code == WORKER_LOST
     n.pool.closing = True  # no restart: this test has no worker program to spawn
     await until(lambda: n.handle.link.closed.is_set())
-    await asyncio.wait_for(n.worker, 1.5)  # the worker saw its link go, and exited
+    await asyncio.wait_for(n.workers[0], 1.5)  # the worker saw its link go, and exited
 
 
 async def test_a_refused_join_leaves_no_pin_for_a_room_that_never_was(node: NodeFactory) -> None:
@@ -294,3 +310,40 @@ async def test_the_worker_reports_its_load_every_second(node: NodeFactory) -> No
     assert set(load) == {"cpu", "pps", "sessions", "rooms"}
     assert (load["sessions"], load["rooms"]) == (1, 1) and 0 <= load["cpu"]
     assert n.handle.placed_since_report == 0
+
+
+async def test_two_rooms_land_on_two_workers(node: NodeFactory) -> None:
+    n = await node(workers=2)
+    other = RoomKey(RoomKind.GROUP, "8")
+    a, b = RecordingSink(), RecordingSink()
+    await n.join("alice", "a", a)
+    await n.join("bob", "b", b, other)
+    placed = {key: n.pool.locate(key) for key in (ROOM, other)}
+    assert sorted(str(name) for name in placed.values()) == ["0", "1"]
+    for key, name in placed.items():
+        assert name is not None
+        assert list((await n.ask("state", int(name)))["rooms"]) == [str(key)]
+    assert a.last("joined")["participants"] == [] and "participant-joined" not in a.types()
+    expositions = await n.pool.ask_all("metrics", {})
+    assert sorted(expositions) == ["0", "1"] and all(expositions.values())
+
+
+async def test_a_room_whose_worker_died_is_created_again_on_a_live_one(node: NodeFactory) -> None:
+    n = await node(workers=2)
+    other = RoomKey(RoomKind.GROUP, "8")
+    a, b = RecordingSink(), RecordingSink()
+    await n.join("alice", "a", a)  # worker 0
+    await n.join("bob", "b", b, other)  # worker 1
+    dead, live = n.handles[0], n.handles[1]
+    assert n.pool.locate(ROOM) == dead.name
+    n.pool._spawn_task(n.pool._watch(dead))
+    dead.process.kill()
+    await until(lambda: a.closed is not None)
+    assert a.closed == (WORKER_LOST_CLOSE_CODE, WORKER_LOST)
+    n.pool.closing = True  # no restart: this test has no worker program to spawn
+    assert b.closed is None and n.pool.locate(other) == live.name
+    again = RecordingSink()
+    await n.join("alice", "a", again)  # the client joins again with its session id
+    assert n.pool.locate(ROOM) == live.name
+    assert again.last("joined")["resumed"] is False
+    assert sorted((await n.ask("state", 1))["rooms"]) == sorted([str(ROOM), str(other)])
