@@ -423,7 +423,7 @@ def test_build_from_values() -> None:
     desc = SessionDescription(session_name="zvonok", bundle=[["a"]], ice_lite=True, media=[media])
     assert str(desc) == (
         "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=zvonok\r\nt=0 0\r\n"
-        "a=group:BUNDLE a\r\na=ice-lite\r\n"
+        "a=ice-lite\r\na=group:BUNDLE a\r\n"
         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:a\r\na=rtcp-mux\r\n"
         "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10\r\na=ssrc:5 cname:c\r\n"
     )

@@ -8,7 +8,8 @@ RFC 5576 (ssrc, ssrc-group), RFC 8830 (msid), RFC 8851/8853 (rid, simulcast), RF
 RFC 4145 (setup), RFC 5761 (rtcp-mux), RFC 5506 (rtcp-rsize), RFC 4585 (rtcp-fb),
 RFC 8841 (sctp-port, max-message-size). Attributes it does not model are kept in order in
 ``other`` and written back, so building a parsed browser SDP keeps every line (attribute order
-inside a section is canonicalised).
+inside a section is canonicalised: the order of the server's own offers and answers, which
+``render`` builds as values of this module and this writer writes).
 
 Private to ``zvonok.media.sdp``: import the names from ``description`` (which adds
 ``SessionDescription.parse``). The bottom of the package: the parser (``_text``) and
@@ -256,9 +257,9 @@ def _session_lines(desc: SessionModel) -> list[str]:
     out = ["v=0", f"o={o.username} {o.session_id} {o.session_version} {o.nettype}"]
     out[-1] += f" {o.addrtype} {o.address}"
     out += [f"s={desc.session_name}", *_typed_lines(typed, SESSION_LINE_ORDER)]
-    out += [_a("group", " ".join(["BUNDLE", *mids])) for mids in desc.bundle]
     if desc.ice_lite:
         out.append(_a("ice-lite"))
+    out += [_a("group", " ".join(["BUNDLE", *mids])) for mids in desc.bundle]
     out += _transport_lines(desc)
     if desc.extmap_allow_mixed:
         out.append(_a("extmap-allow-mixed"))
@@ -279,18 +280,17 @@ def _codec_lines(codec: RtpCodec) -> list[str]:
 
 
 def _rtp_lines(m: MediaDescription) -> list[str]:
-    out = []
+    out = [_a(flag) for flag, on in (("rtcp-mux", m.rtcp_mux), ("rtcp-rsize", m.rtcp_rsize)) if on]
+    if m.direction is not None:
+        out.append(_a(m.direction))
     for ext in m.extensions:
         ext_dir = f"/{ext.direction}" if ext.direction else ""
         ext_attrs = f" {ext.attributes}" if ext.attributes else ""
         out.append(_a("extmap", f"{ext.id}{ext_dir} {ext.uri}{ext_attrs}"))
-    if m.direction is not None:
-        out.append(_a(m.direction))
-    if m.msid is not None:
-        out.append(_a("msid", " ".join(part for part in m.msid if part)))
-    out += [_a(flag) for flag, on in (("rtcp-mux", m.rtcp_mux), ("rtcp-rsize", m.rtcp_rsize)) if on]
     for codec in m.codecs:
         out += _codec_lines(codec)
+    if m.msid is not None:
+        out.append(_a("msid", " ".join(part for part in m.msid if part)))
     out += [_a("rid", " ".join(p for p in (r.id, r.direction, r.params) if p)) for r in m.rids]
     if m.simulcast is not None:
         out.append(_a("simulcast", m.simulcast))
@@ -301,15 +301,16 @@ def _rtp_lines(m: MediaDescription) -> list[str]:
 
 
 def _media_lines(m: MediaDescription) -> list[str]:
-    """One m-section in canonical order (transport, mid, RTP attributes, other, candidates)."""
+    """One m-section in canonical order: mid, transport, RTP attributes (rtcp-mux/rsize,
+    direction, extmap, codecs, msid, rid/simulcast, ssrc), other, candidates."""
     typed = list(m.extra_lines)
     if m.connection is not None:
         typed.append(("c", " ".join(m.connection)))
     out = [f"m={m.kind} {m.port} {m.protocol} {' '.join(m.formats)}"]
     out += _typed_lines(typed, MEDIA_LINE_ORDER)
-    out += _transport_lines(m)
     if m.mid is not None:
         out.append(_a("mid", m.mid))
+    out += _transport_lines(m)
     out += _rtp_lines(m)
     if m.sctp_port is not None:
         out.append(_a("sctp-port", m.sctp_port))

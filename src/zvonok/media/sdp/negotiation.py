@@ -33,7 +33,7 @@ from .codecs import (
     supported_codecs,
 )
 from .description import HeaderExtension, MediaDescription, RtpCodec, SessionDescription
-from .render import render_media
+from .render import server_description
 from .slots import (
     MAX_SLOTS,
     MID_URI,
@@ -527,20 +527,11 @@ class SessionNegotiator:
 
     def _render(self, slots: list[Slot], local: LocalParameters, *, offer: bool) -> str:
         self._version += 1
-        bundle = [s.mid for s in slots if not s.stopped]
-        lines = [
-            "v=0",
-            f"o=- {self._session_id} {self._version} IN IP4 0.0.0.0",
-            "s=zvonok",
-            "t=0 0",
-            "a=ice-lite",
-        ]
-        if bundle:
-            lines.append("a=group:BUNDLE " + " ".join(bundle))
-        lines.append("a=msid-semantic: WMS *")
-        for slot in slots:
-            lines.extend(render_media(slot, local, offer=offer))
-        return "\r\n".join(lines) + "\r\n"
+        return str(
+            server_description(
+                slots, local, session_id=self._session_id, version=self._version, offer=offer
+            )
+        )
 
 
 # ---------------------------------------------------------------------- helpers

@@ -1,6 +1,6 @@
 """The values of one session's negotiation: m-line slots, tracks to send, and results.
 
-Shared by ``negotiation`` (the offer/answer logic) and ``render`` (the SDP text). Imports only
+Shared by ``negotiation`` (the offer/answer logic) and ``render`` (its SDP values). Imports only
 ``zvonok.media.sdp``.
 """
 
