@@ -314,3 +314,56 @@ def test_stopped_mline_keeps_transport_attributes_for_strict_parsers() -> None:
     assert (stopped.ice_ufrag, stopped.ice_pwd) == (LOCAL.ice_ufrag, LOCAL.ice_pwd)
     assert stopped.setup == "actpass" and stopped.rtcp_mux
     assert stopped.fingerprints == [LOCAL.fingerprint]
+
+
+SENDING_SECTION = """m=video 9 UDP/TLS/RTP/SAVPF 96 97
+c=IN IP4 0.0.0.0
+a=mid:2
+a=ice-ufrag:srvufrag
+a=ice-pwd:serverpasswordserverpassword
+a=fingerprint:sha-256 {fingerprint}
+a=setup:actpass
+a=rtcp-mux
+a=rtcp-rsize
+a=sendonly
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid
+a=extmap:13 urn:3gpp:video-orientation
+a=extmap:14 urn:ietf:params:rtp-hdrext:toffset
+a=rtpmap:96 VP8/90000
+a=rtcp-fb:96 nack
+a=rtcp-fb:96 nack pli
+a=rtcp-fb:96 ccm fir
+a=rtcp-fb:96 goog-remb
+a=fmtp:96 max-fs=12288
+a=rtpmap:97 rtx/90000
+a=fmtp:97 apt=96
+a=msid:alice-1 t1
+a=ssrc-group:FID 1111 1112
+a=ssrc:1111 cname:alice-1
+a=ssrc:1111 msid:alice-1 t1
+a=ssrc:1112 cname:alice-1
+a=ssrc:1112 msid:alice-1 t1
+a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host
+a=end-of-candidates
+""".replace("\n", "\r\n").format(fingerprint=LOCAL.fingerprint[1])
+
+
+def test_server_sdp_is_written_by_the_one_sdp_writer() -> None:
+    """The server's offers and answers are ``_model`` values written by ``str()``: each is a
+    fixed point of parse + write, a stopped m-line included, in the server's attribute order."""
+    neg = SessionNegotiator()
+    offer = neg.create_offer([vp8_track()], LOCAL)
+    head = "v=0\r\no=- {} 1 IN IP4 0.0.0.0\r\ns=zvonok\r\nt=0 0\r\na=ice-lite\r\n"
+    assert offer.startswith(head.format(SessionDescription.parse(offer).origin.session_id))
+    assert "a=group:BUNDLE 0 1 2\r\na=msid-semantic: WMS *\r\nm=audio" in offer
+    assert offer.endswith(SENDING_SECTION)
+    neg.apply_answer(answer_to(offer, reject={"1"}))
+    again = neg.create_offer([vp8_track()], LOCAL)
+    stopped = next(m for m in SessionDescription.parse(again).media if m.port == 0)
+    assert stopped.direction == "inactive" and not stopped.candidates
+    answer, _ = SessionNegotiator().apply_offer(
+        fixture("chromium_offer_audio_video.sdp"), [vp8_track()], local_for
+    )
+    for sdp in (offer, again, answer):
+        assert str(SessionDescription.parse(sdp)) == sdp
