@@ -15,6 +15,7 @@ from zvonok.errors import SignalError
 from zvonok.relay.frames import HEADER, MAX_FRAME, Frame
 from zvonok.relay.link import (
     ACK_DELAY,
+    ACK_EVERY,
     CLOSE_TIMEOUT,
     MAX_WRITE_BUFFER,
     Link,
@@ -325,6 +326,18 @@ async def test_frames_carry_seq_and_ack_and_the_peer_acks_within_ack_delay(
     assert (ack.kind, ack.seq, ack.ack) == ("ack", 0, 1)
     link.notify("c", {})
     assert (await raw.read()).ack == 1  # and on every frame it sends
+
+
+async def test_every_ack_every_frames_are_acknowledged_at_once(
+    raw_pair: tuple[Side, Link, Raw],
+) -> None:
+    side, _, raw = raw_pair
+    burst = ACK_EVERY + 1
+    raw.writer.write(b"".join(bytes(Frame("note", n, 0, method="n")) for n in range(1, burst + 1)))
+    first, second = await raw.read(), await raw.read(within=ACK_DELAY * 10)
+    # at ACK_EVERY at once; the one frame after it ACK_DELAY later
+    assert (first.kind, first.ack, second.kind, second.ack) == ("ack", ACK_EVERY, "ack", burst)
+    assert len(side.notes) == burst
 
 
 async def test_acks_trim_the_unacked_record(pair: Pair) -> None:
