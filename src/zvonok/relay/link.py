@@ -213,7 +213,7 @@ class Link:
     async def _read_loop(self) -> None:
         reason = "eof"
         try:
-            while True:
+            while not self.closed.is_set():  # a link may close itself in a note handler
                 header = await self._reader.readexactly(HEADER.size)
                 body = await self._reader.readexactly(frame_length(header))
                 self._on_frame(Frame.parse(body))
