@@ -105,8 +105,9 @@ def test_firefox_without_udp_calls_over_ice_tcp() -> None:
 
 
 @contextmanager
-def client_namespace() -> Iterator[str]:
-    """A named namespace joined to ours by a veth pair; its UDP to us dropped (and counted)."""
+def client_namespace(extra_rules: str = "") -> Iterator[str]:
+    """A named namespace joined to ours by a veth pair; its UDP to us dropped (and counted);
+    ``extra_rules``: more nftables rules for its output chain (``table inet zvonok_test``)."""
     name = f"zvonok-tcp-{os.getpid()}"
     run("ip", "netns", "add", name)
     try:
@@ -121,6 +122,7 @@ def client_namespace() -> Iterator[str]:
             "  chain out {\n"
             "    type filter hook output priority 0; policy accept;\n"
             f"    ip daddr {SERVER_ADDRESS} meta l4proto udp counter drop\n"
+            f"{extra_rules}"
             "  }\n"
             "}\n"
         )

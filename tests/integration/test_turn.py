@@ -8,6 +8,15 @@ theirs). Separately, coturn itself must refuse a wrong, an expired and a forged 
 and accept the one zvonok minted: the credential is checked by coturn, not just well-formed.
 ``zvonok serve`` refuses TURN settings that cannot work, and the secret appears in no log line
 (at DEBUG) and no start-up error.
+
+Chromium behind a firewall that lets nothing through to the media port: in its own network
+namespace (the ICE-TCP tests' topology, test_ice_tcp.py) nftables drops its UDP to the server and
+its TCP to the media port (ICE-TCP); coturn listens on the server's namespace address. The test
+page takes the ``iceServers`` of ``joined`` (TURN over TCP, a credential minted for the user), the
+call connects through coturn with media both ways, Chromium's selected pair is a relay candidate
+allocated over TCP, both drop rules counted packets (the direct paths were tried and refused),
+and coturn logged the allocation under the minted username. An expired credential is refused by
+that coturn over TCP too (401).
 """
 
 from __future__ import annotations
@@ -37,10 +46,22 @@ from aiortc import (
 )
 from websockets.asyncio.client import connect
 
+from .harness import errors
 from .harness.aiortc_media import ColourVideoTrack, Receiver, ToneTrack
 from .harness.aiortc_peer import AiortcPeer, AiortcPeers
+from .harness.chromium import CHROMIUM, join_params
 from .harness.coturn import Coturn
-from .harness.server import ServerFactory, ZvonokServer
+from .harness.report_server import ReportServer
+from .harness.server import ServerFactory, ZvonokServer, free_port
+from .test_ice_tcp import (
+    NFT,
+    SERVER_ADDRESS,
+    NamespacedChromium,
+    ReachedAt,
+    client_namespace,
+    run,
+    run_inner,
+)
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -200,14 +221,17 @@ async def joined_ice_servers(server: ZvonokServer, chat: str, user: str) -> list
     raise AssertionError("no joined")
 
 
-async def allocate(coturn: Coturn, username: str, password: str) -> tuple[str, int]:
-    """A TURN Allocate over UDP with these credentials; the relayed address, or raises."""
+async def allocate(
+    coturn: Coturn, username: str, password: str, transport_kind: str = "udp"
+) -> tuple[str, int]:
+    """A TURN Allocate over UDP (or TCP) with these credentials; the relayed address, or raises."""
     transport, protocol = await turn.create_turn_endpoint(
         asyncio.DatagramProtocol,
         server_addr=(coturn.host, coturn.port),
         username=username,
         password=password,
         lifetime=60,
+        transport=transport_kind,
     )
     try:
         address: tuple[str, int] = transport.get_extra_info("sockname")
@@ -278,3 +302,118 @@ def test_serve_refuses_turn_settings_that_cannot_work(
     )
     assert done.returncode != 0 and why in done.stderr, done.stderr
     assert SECRET not in done.stdout + done.stderr
+
+
+# -- Chromium behind a firewall: only TURN over TCP gets through --------------------------------
+
+IN_NAMESPACE = os.environ.get("ZVONOK_TEST_ICE_TCP_NAMESPACE") == "1"
+
+RELAY_PAIR_JS = """async () => {
+  const stats = await window.peer.pc.getStats();
+  let transport = null;
+  stats.forEach((r) => { if (r.type === "transport" && r.selectedCandidatePairId) transport = r; });
+  if (!transport) return null;
+  const pair = stats.get(transport.selectedCandidatePairId);
+  const pick = (c) => c && { protocol: c.protocol, address: c.address, port: c.port,
+                             type: c.candidateType, relayProtocol: c.relayProtocol || null,
+                             url: c.url || null };
+  return { state: pair.state, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
+           local: pick(stats.get(pair.localCandidateId)),
+           remote: pick(stats.get(pair.remoteCandidateId)) };
+}"""
+
+
+def counters(namespace: str) -> list[int]:
+    """The packets each counted rule of the client namespace's output chain matched, in order."""
+    listing = run(
+        "ip", "netns", "exec", namespace, NFT, "list", "chain", "inet", "zvonok_test", "out"
+    )
+    return [
+        int(line.split("counter packets", 1)[1].split()[0])
+        for line in listing.splitlines()
+        if "counter packets" in line
+    ]
+
+
+@pytest.mark.timeout(300)
+def test_chromium_without_udp_and_ice_tcp_calls_through_coturn_over_tcp() -> None:
+    run_inner("test_inner_chromium_through_coturn_over_tcp", module="test_turn.py", tag="TURN ")
+
+
+@pytest.mark.skipif(not IN_NAMESPACE, reason="run by the test above in its own namespace")
+async def test_inner_chromium_through_coturn_over_tcp(
+    zvonok_server_factory: ServerFactory,
+    aiortc_peers: AiortcPeers,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    tcp_port = free_port()
+    firewall = f"    ip daddr {SERVER_ADDRESS} tcp dport {tcp_port} counter drop\n"
+    with client_namespace(firewall) as namespace:
+        coturn = Coturn(tmp_path / "coturn", SECRET, sfu_ip=SERVER_ADDRESS, host=SERVER_ADDRESS)
+        try:
+            coturn.wait_ready()
+            server = zvonok_server_factory.start(
+                extra_args=["--host", "0.0.0.0", "--announce-ip", SERVER_ADDRESS],
+                env={
+                    "ZVONOK_TURN_URLS": json.dumps([coturn.url("tcp")]),
+                    "ZVONOK_TURN_SECRET": SECRET,
+                    "ZVONOK_TURN_TTL": str(TTL),
+                    "ZVONOK_MEDIA_TCP_PORT": str(tcp_port),
+                },
+            )
+            await through_coturn(server, coturn, namespace, aiortc_peers, tmp_path, request)
+            # coturn itself refuses an expired credential, over TCP as well
+            expired = f"{int(time.time()) - 60}:alice"
+            mac = hmac.new(SECRET.encode(), expired.encode(), hashlib.sha1).digest()
+            with pytest.raises(stun.TransactionFailed) as caught:
+                await allocate(coturn, expired, base64.b64encode(mac).decode(), "tcp")
+            assert caught.value.response.attributes["ERROR-CODE"][0] == 401
+        finally:
+            coturn.stop()
+
+
+async def through_coturn(
+    server: ZvonokServer, coturn: Coturn, namespace: str, aiortc_peers: AiortcPeers,
+    tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    chat = server.create_chat(["alice", "bob"])
+    wrapper = tmp_path / "chromium-in-namespace"
+    wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    pages = ReportServer(host=SERVER_ADDRESS)
+    chromium = NamespacedChromium(pages, wrapper, errors.Allowed.of(request))
+    try:
+        session, params = await join_params(
+            ReachedAt(server, SERVER_ADDRESS), "chromium-turn", user="alice", room=chat,
+            color="red", kind="chat", audio=True, video=True, mode="answer", session_id=None,
+            token=None,
+        )  # fmt: skip
+        params["iceFromJoined"] = "1"
+        alice = await chromium._start("chromium-turn(alice)", session, params)
+        bob = await aiortc_peers.open(server, user="bob", room=chat, color="blue")
+        await bob.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+        await alice.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
+        await bob.wait_receiving(from_user="alice", kind="audio", color="red", timeout=WAIT)
+        await alice.wait_receiving(from_user="bob", kind="audio", color="blue", timeout=WAIT)
+        pair: dict[str, Any] | None = await alice.page.evaluate(RELAY_PAIR_JS)
+        assert pair is not None, "Chromium has no selected candidate pair"
+        assert pair["state"] == "succeeded", pair
+        assert pair["local"]["type"] == "relay", pair
+        assert pair["local"]["relayProtocol"] == "tcp", pair
+        assert pair["local"]["address"] == coturn.host, pair
+        assert pair["remote"]["address"] == SERVER_ADDRESS, pair
+        assert pair["bytesSent"] > 10_000 and pair["bytesReceived"] > 10_000, pair
+        udp_dropped, tcp_dropped = counters(namespace)
+        assert udp_dropped > 0, "Chromium sent no UDP to the server at all"
+        assert tcp_dropped > 0, "Chromium never tried ICE-TCP to the media port"
+        log = coturn.log_text()
+        assert "user <" in log and ":alice>" in log, log[-3000:]
+        print(
+            f"TURN Chromium selected pair: {pair}; dropped UDP {udp_dropped}, TCP to the "
+            f"media port {tcp_dropped}"
+        )
+    finally:
+        await chromium.close()
+        pages.close()
+    await chromium.check_errors()

@@ -1,7 +1,8 @@
 """A real coturn (Debian's ``turnserver``) on loopback, for the TURN tests.
 
 Owns ``Coturn``: writes a config in the test's tmp dir (``use-auth-secret`` with a
-``static-auth-secret``, UDP+TCP on a free port of 127.0.0.1, relay addresses on 127.0.0.1, no
+``static-auth-secret``, UDP+TCP on a free port of 127.0.0.1 (or ``host``: an address of a test
+namespace), relay addresses on the same address, no
 TLS/DTLS, no CLI, the private ranges of docs/operations.md denied except the SFU's own address via
 ``allowed-peer-ip``, plus ``allow-loopback-peers``, which coturn needs before it relays to
 127.0.0.0/8 at all), starts it, waits until its TCP listener answers, and stops it by PID
@@ -38,11 +39,13 @@ def turnserver_binary() -> str:
 class Coturn:
     """One ``turnserver`` process with ``use-auth-secret``; ``stop`` ends it by PID."""
 
-    def __init__(self, root: Path, secret: str, *, sfu_ip: str = "127.0.0.1") -> None:
+    def __init__(
+        self, root: Path, secret: str, *, sfu_ip: str = "127.0.0.1", host: str = "127.0.0.1"
+    ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.secret = secret
-        self.host = "127.0.0.1"
+        self.host = host
         self.port = free_port()
         self.log_file = root / "turnserver.log"
         self.config = root / "turnserver.conf"

@@ -7,7 +7,8 @@
 // magenta, cyan, white, black), audio=1/0, video=1/0, mode (answer | offer | early-ice |
 // loopback), report (URL to POST the report to every reportMs ms; its JSON answer may carry
 // commands), loopbackOnly=1/0 (send only 127.0.0.1 candidates; default 1), audioSource
-// (tone | gum), roomIdAs (auto | string | number).
+// (tone | gum), roomIdAs (auto | string | number), iceFromJoined=1 (use the `iceServers` of
+// `joined`, e.g. TURN credentials, instead of none: the TURN tests).
 //
 // mode=answer waits for the server's offer; mode=offer sends its own offer when `joined` arrives
 // and holds its candidates until the remote description is set; mode=early-ice sends its offer
@@ -41,6 +42,7 @@
     reportMs: Number(Q.get("reportMs") || 500),
     pairStats: Q.get("pairStats") === "1", // report the selected ICE candidate pair (ICE-TCP tests)
     loopbackOnly: Q.get("loopbackOnly") !== "0",
+    iceFromJoined: Q.get("iceFromJoined") === "1",
     audioSource: Q.get("audioSource") || "tone",
     roomIdAs: Q.get("roomIdAs") || "auto",
     codec: Q.get("codec") || "", // e.g. "H264" or "VP9": the only video codec this peer sends
@@ -224,6 +226,11 @@
       case "joined":
         joined = true;
         joinedPayload = p;
+        if (cfg.iceFromJoined && pc && pc.signalingState === "stable" && !pc.localDescription) {
+          // before the first description: gathering has not started, the servers apply to it
+          pc.setConfiguration({ ...pc.getConfiguration(), iceServers: p.iceServers || [] });
+          log("iceServers from joined:", (p.iceServers || []).map((x) => x.urls));
+        }
         for (const x of p.participants || []) participants.set(x.sessionId, x);
         if (cfg.mode === "offer") await offerNow("after joined");
         else maybeOffer();
