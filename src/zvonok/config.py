@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +23,12 @@ from pydantic_settings import (
 )
 
 from .auth.turn import DEFAULT_TTL, check_turn_settings
+from .cluster.settings import check_redis_url, parse_sentinel
 from .edge import is_loopback_host
 from .media.transport.address import canonical_ip
+
+#: A node id is part of Redis key names: short, no spaces, no braces.
+NODE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -126,6 +132,15 @@ class Settings(BaseSettings):
     webhook_backoff_max: float = Field(30.0, gt=0)
     webhook_queue_size: int = Field(10_000, gt=0)
 
+    # --- cluster (shared design cluster.md; docs/configuration.md "Cluster") ---
+    #: ``local``: this node alone, no Redis (today's behaviour); ``redis``: nodes share Redis.
+    cluster_backend: Literal["local", "redis"] = "local"
+    redis_url: str | None = Field(None, repr=False)  # may carry a password: never logged
+    redis_sentinels: list[str] = Field(default_factory=list)
+    redis_master_name: str | None = None
+    redis_password: str | None = Field(None, repr=False)  # the master's AUTH under Sentinel
+    node_id: str | None = None
+
     @property
     def dev_enabled(self) -> bool:
         """Development helpers are on when asked for, or by default on a loopback embedded setup.
@@ -151,6 +166,51 @@ class Settings(BaseSettings):
         if self.workers == "auto":
             return max(1, len(os.sched_getaffinity(0)))
         return self.workers
+
+    @property
+    def cluster_node_id(self) -> str:
+        """This node's name in the cluster: ``node_id``, else ``<hostname>:<port>``."""
+        if self.node_id is not None:
+            return self.node_id
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:58] or "node"
+        return f"{host}:{self.port}"
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        if value is not None and not NODE_ID_RE.fullmatch(value):
+            raise ValueError("node_id must be 1-64 of [A-Za-z0-9._:-]")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _redis_sentinels(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_sentinel(entry)
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_settings(self) -> Settings:
+        """``redis`` needs ``redis_url``, or ``redis_sentinels`` with ``redis_master_name``."""
+        if self.redis_url is not None and self.redis_sentinels:
+            raise ValueError("set redis_url or redis_sentinels, not both")
+        if self.redis_sentinels and not self.redis_master_name:
+            raise ValueError("redis_sentinels needs redis_master_name (the monitored master)")
+        if self.redis_password is not None and self.redis_url is not None:
+            raise ValueError("redis_password is for redis_sentinels; put it in redis_url instead")
+        if self.cluster_backend == "redis" and self.redis_url is None and not self.redis_sentinels:
+            raise ValueError(
+                'cluster_backend = "redis" needs redis_url, or redis_sentinels and '
+                "redis_master_name"
+            )
+        return self
 
     @field_validator("workers")
     @classmethod
