@@ -1,12 +1,15 @@
 """Cluster interfaces (see shared design ``cluster.md`` §2), as narrow Protocols.
 
-Single-node mode wires ``cluster.local``; a Redis implementation of the same Protocols comes
-with multi-node support. Nothing here imports rooms, signaling or media.
+Single-node mode wires ``cluster.local``; ``cluster.redis_*`` implement the same Protocols over
+Redis (``cluster.node.RedisCluster`` builds them together). The lease and membership values of
+§3 (``RoomLease``, ``Claimed``/``Owned``, ``NodeInfo``) and the errors a join can meet while the
+cluster is unreachable (§4) live here too. Nothing here imports rooms, signaling or media.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..ids import RoomKey, SessionId, UserId
@@ -53,3 +56,91 @@ class ClusterHealth(Protocol):
 
     @property
     def status(self) -> str: ...
+
+
+# --- §3: room leases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLease:
+    """A room record: its owner node, the owner's ``boot_id`` and the claim's epoch. ``valid`` is
+    whether it counts (§3 "Validity": the owner's node key exists with the same ``boot_id``)."""
+
+    owner: str
+    boot_id: str
+    epoch: int
+    valid: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """``claim`` won: the caller owns the room under ``epoch`` (the fencing token, §4)."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """``claim`` lost: ``owner`` holds a valid lease under ``epoch``; send the join there."""
+
+    owner: str
+    epoch: int
+
+
+ClaimResult = Claimed | Owned
+
+
+# --- §3: node membership ---------------------------------------------------------------------
+
+#: Node states (§4 "Graceful drain"): ``serving`` takes new rooms, ``draining`` does not.
+SERVING = "serving"
+DRAINING = "draining"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One node's heartbeat record: who it is, since which process start, how busy, where."""
+
+    node_id: str
+    boot_id: str
+    state: str = SERVING
+    #: 0-1, that of the node's least-loaded worker (§3 "Owner selection").
+    load: float = 0.0
+    #: Media addresses (``host:port``) clients reach the node's workers on.
+    addresses: tuple[str, ...] = field(default_factory=tuple)
+    #: Rooms and sessions the node hosts (for ``cluster status``).
+    rooms: int = 0
+    sessions: int = 0
+    #: When Redis wrote this heartbeat (its clock, ms since the epoch).
+    updated_ms: int = 0
+
+
+class NodeRegistry(Protocol):
+    """Membership: heartbeats, the live nodes, and where a new room should go (§2, §3)."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    async def nodes(self) -> Sequence[NodeInfo]:
+        """The live nodes (heartbeat not expired), this one included."""
+        ...
+
+    async def pick(self) -> str:
+        """The node a new room should be placed on; raises ``ClusterFull`` when none has room."""
+        ...
+
+
+# --- §4: errors a join can meet --------------------------------------------------------------
+
+
+class ClusterUnavailable(Exception):
+    """Redis cannot be reached (or the breaker is open, §4): ``cluster-unavailable`` to the
+    client, who retries after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, *, retry_after: float = 2.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class ClusterFull(Exception):
+    """No live, serving node is below the load ceiling (§3 "Owner selection")."""
