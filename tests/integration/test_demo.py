@@ -795,6 +795,34 @@ async def test_ice_restart_keeps_the_call(server: str, browser: Browser) -> None
         await page.click("#leave")
 
 
+class WorkerRelays:
+    """A ``UdpRelay`` from 127.0.0.2 to 127.0.0.1 on every media worker's port: ``media_port``
+    and, when the suite runs with ``ZVONOK_WORKERS=N``, the next N−1 ports (worker i listens on
+    ``media_port + i``), cut and counted together."""
+
+    def __init__(self, media_port: int) -> None:
+        workers = os.environ.get("ZVONOK_WORKERS", "1")
+        count = len(os.sched_getaffinity(0)) if workers == "auto" else int(workers)
+        ports = range(media_port, media_port + count)
+        self.relays = [UdpRelay(("127.0.0.2", p), ("127.0.0.1", p)) for p in ports]
+
+    async def start(self) -> None:
+        for relay in self.relays:
+            await relay.start()
+
+    def cut(self, seconds: float) -> None:
+        for relay in self.relays:
+            relay.cut(seconds)
+
+    @property
+    def dropped(self) -> int:
+        return sum(relay.dropped for relay in self.relays)
+
+    def close(self) -> None:
+        for relay in self.relays:
+            relay.close()
+
+
 async def test_network_cut_reconnects_without_a_leave(
     browser: Browser, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -802,7 +830,7 @@ async def test_network_cut_reconnects_without_a_leave(
     The SDK reconnects on its own (same session, ICE restart), media resumes both ways, and Bob
     never sees her leave. Media goes through a NAT-like relay on 127.0.0.2 that the test cuts."""
     media_port = _free_port(socket.SOCK_DGRAM)
-    relay = UdpRelay(("127.0.0.2", media_port), ("127.0.0.1", media_port))
+    relay = WorkerRelays(media_port)
     await relay.start()
     try:
         with serve(
@@ -856,7 +884,7 @@ async def test_failed_media_ends_the_session_and_the_sdk_joins_again(
     ``error`` ``media-failed`` and close 4002) instead of keeping a zombie socket; her SDK joins
     again on its own (a fresh session, same sessionId) and media flows both ways once more."""
     media_port = _free_port(socket.SOCK_DGRAM)
-    relay = UdpRelay(("127.0.0.2", media_port), ("127.0.0.1", media_port))
+    relay = WorkerRelays(media_port)
     await relay.start()
     try:
         with serve(
