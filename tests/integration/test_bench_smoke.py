@@ -5,8 +5,10 @@ media flows, the JSON result is complete, both latencies are measured, with and 
 pacer; at least 99% of the packets arrive, each once, and only from the publishers a receiver
 subscribes to; with ``--workers 2``, both media workers are found and measured and the rooms are
 located on them), never the CPU or latency targets of docs/benchmarks.md. Runs the real command in a
-subprocess (which starts and stops its own ``zvonok serve``). Also checks the pacer's budget
-arithmetic (``bench.client.Pacer``) without a server.
+subprocess (which starts and stops its own ``zvonok serve``). The same run with every
+participant's media over ICE-TCP (``run_bench(tcp=True)``, what ``zvonok bench --tcp`` runs; the
+generator then opens no UDP socket at all, so what arrives came over TCP) prints the same numbers.
+Also checks the pacer's budget arithmetic (``bench.client.Pacer``) without a server.
 """
 
 from __future__ import annotations
@@ -94,6 +96,39 @@ def test_mesh4_two_workers_counts_every_process(tmp_path: Path) -> None:
     assert sum(w["cpu_s"] for w in workers.values()) <= result["server_cpu_s"]
     assert set(result["server_rss_empty_processes_mb"]) == {"front", "0", "1"}
     assert "worker 0 (pid" in stdout and "worker 1 (pid" in stdout
+
+
+#: ``run_bench(tcp=True)`` in a subprocess, as ``zvonok bench mesh-4 --tcp`` runs it.
+TCP_RUN = """
+import json, sys, uvloop
+from zvonok.bench.runner import run_bench, summary
+result = uvloop.run(run_bench(
+    "mesh-4", duration=4, rooms=None, url=None, data_dir=None, server_pid=None, warmup=1,
+    progress=lambda line: None, tcp=True,
+))
+print(summary(result))
+open(sys.argv[1], "w").write(json.dumps(result))
+"""
+
+
+def test_mesh4_over_ice_tcp_delivers(tmp_path: Path) -> None:
+    out = tmp_path / "mesh4-tcp.json"
+    done = subprocess.run(
+        [sys.executable, "-c", TCP_RUN, str(out)], capture_output=True, text=True, timeout=80,
+        check=False, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["transport"] == "tcp"
+    assert result["errors"] == []
+    for kind in ("audio", "video"):
+        assert result["delivery_ratio"][kind] >= 0.99, result
+    assert result["duplicates"] == {"audio": 0, "video": 0}, result
+    assert result["unexpected"] == {"audio": 0, "video": 0}, result
+    assert result["cpu_us_per_delivered_packet"] > 0
+    assert 0 < result["sfu_latency_ms"]["p50"] <= result["latency_ms"]["p50"]
+    assert "media over ICE-TCP" in done.stdout and "µs per delivered packet" in done.stdout
+    print(done.stdout)
 
 
 def test_pacer_budget_is_paid_down_and_does_not_build_up() -> None:

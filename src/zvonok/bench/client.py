@@ -18,7 +18,12 @@ first copy of that packet (``Seen``); other publishers' packets and second copie
 apart. Each leg's UDP socket is a plain non-blocking socket read with
 ``recvmsg`` from ``loop.add_reader``, with SO_TIMESTAMPNS on: the kernel's receive timestamp of
 every datagram (same clock) gives the latency the SFU adds, apart from the generator's own event
-loop. Never imported by the server.
+loop. With ``tcp`` (``zvonok bench --tcp``) a leg instead connects to the server's ``tcptype
+passive`` candidate (ICE-TCP, RFC 6544: an active candidate in the answer) and carries the same
+STUN, DTLS, SRTP and SRTCP as RFC 4571 frames (2-byte length) over that one connection, read
+with ``recvmsg`` too (the kernel timestamp is the last segment's of each read) and written
+without blocking, whole frames queued (bounded, ``TCP_BACKLOG``) while the socket is full.
+Never imported by the server.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; == SCM_TIMESTAM
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 RX_BUFFER = 2048
+TCP_RX_BUFFER = 65536
+#: Bytes of whole frames a TCP leg queues while its socket is full; more are dropped (counted).
+TCP_BACKLOG = 1 << 20
+_FRAME = struct.Struct("!H")
 PACE_FACTOR = 2.5  # libwebrtc's PacingController::kDefaultPaceMultiplier
 PACE_INTERVAL = 0.005  # its periodic process interval (kDefaultMinPacketLimit)
 PACE_MAX_DEBT = 0.5  # seconds of pacing rate the debt may reach (kMaxDebtInTime)
@@ -180,8 +189,13 @@ class MediaLeg:
     def __init__(
         self, *, index: int, name: str, meter: Meter, clip: Clip, certificate: DtlsCertificate,
         publish: tuple[bool, bool], speak: bool, receivers: int, pacing: bool = True,
+        tcp: bool = False,
     ) -> None:  # fmt: skip
         self.index, self.name = index, name
+        self.tcp = tcp
+        self._rx = bytearray()  # TCP: bytes of a frame not complete yet
+        self._closing = False  # cancel() was called: the server closing the stream is expected
+        self._tx = bytearray()  # TCP: whole frames waiting for the socket
         self.meter, self.clip, self.receivers = meter, clip, receivers
         self.publish, self.speak, self.pacing = publish, speak, pacing
         self.ufrag, self.pwd = secrets.token_hex(4), secrets.token_hex(16)
@@ -207,7 +221,10 @@ class MediaLeg:
         self._tasks: list[asyncio.Task[None]] = []
 
     def open(self, host: str = "127.0.0.1") -> None:
-        """Bind the UDP socket on ``host`` (``port``) and start reading it."""
+        """Bind the UDP socket on ``host`` (``port``) and start reading it (TCP: nothing yet,
+        the connection is made once the server's candidate is known)."""
+        if self.tcp:
+            return
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -235,22 +252,118 @@ class MediaLeg:
 
     async def cancel(self) -> None:
         """Cancel this leg's tasks (connect, consent, publish)."""
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def close_socket(self) -> None:
         if self.sock is not None:
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.sock.fileno())
+            loop.remove_writer(self.sock.fileno())
             self.sock.close()
             self.sock = None
+
+    async def _connect_tcp(self) -> None:
+        """Connect to the server's passive ICE-TCP candidate and start reading the stream."""
+        assert self.offer is not None
+        if self.offer.tcp_address is None:
+            raise ValueError("the server's offer has no tcptype passive candidate (ICE-TCP off?)")
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, self.offer.tcp_address)
+            loop.add_reader(sock.fileno(), self._readable_tcp)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def _send_frame(self, data: bytes) -> bool:
+        """One RFC 4571 frame on the TCP connection; False if it was dropped (backlog full)."""
+        sock = self.sock
+        if sock is None:
+            return False
+        frame = _FRAME.pack(len(data)) + data
+        if self._tx:
+            if len(self._tx) + len(frame) > TCP_BACKLOG:
+                return False
+            self._tx += frame
+            return True
+        try:
+            sent = sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(frame):
+            self._tx += frame[sent:]
+            asyncio.get_running_loop().add_writer(sock.fileno(), self._writable_tcp)
+        return True
+
+    def _writable_tcp(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._tx)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            sent = len(self._tx)
+        del self._tx[:sent]
+        if not self._tx:
+            asyncio.get_running_loop().remove_writer(sock.fileno())
+
+    def _readable_tcp(self) -> None:
+        """The stream is readable: what has arrived, split into frames, with the kernel
+        receive timestamp of the read's last segment."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data, ancillary, _flags, _addr = sock.recvmsg(TCP_RX_BUFFER, _ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            data, ancillary = b"", []
+            self.meter.errors.append(f"{self.name}: ICE-TCP connection: {exc}")
+        if not data:
+            if self.srtp is not None and not self._closing:
+                self.meter.errors.append(f"{self.name}: the server closed the ICE-TCP connection")
+            self.close_socket()
+            return
+        kernel_ns = 0
+        if ancillary:
+            level, kind, cdata = ancillary[0]
+            if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                sec, nsec = _TIMESPEC.unpack(cdata)
+                kernel_ns = sec * 1_000_000_000 + nsec
+        buf = self._rx
+        buf += data
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            size = buf[pos] << 8 | buf[pos + 1]
+            if end - pos - 2 < size:
+                break
+            frame = bytes(buf[pos + 2 : pos + 2 + size])
+            pos += 2 + size
+            if frame:
+                self.datagram_received(frame, kernel_ns)
+        del buf[:pos]
 
     # -- ICE and DTLS ----------------------------------------------------------------------------
 
     def _sendto(self, data: bytes) -> None:
         """Signaling-plane datagrams (STUN, DTLS): dropped when the socket buffer is full."""
         assert self.offer is not None
-        if self.sock is not None:
+        if self.tcp:
+            self._send_frame(data)
+        elif self.sock is not None:
             try:
                 self.sock.sendto(data, self.offer.address)
             except OSError:
@@ -287,6 +400,12 @@ class MediaLeg:
     async def _connect(self) -> None:
         """Checks until answered, the DTLS handshake (retransmitted), then consent checks."""
         deadline = time.monotonic() + CONNECT_TIMEOUT
+        if self.tcp:
+            try:
+                await asyncio.wait_for(self._connect_tcp(), CONNECT_TIMEOUT)
+            except (OSError, ValueError, TimeoutError) as exc:
+                self.meter.errors.append(f"{self.name}: ICE-TCP connect: {exc}")
+                return
         if self.dtls_server:  # ready before the peer's ClientHello, which follows its ICE
             self._start_dtls()
         while self.srtp is None:
@@ -533,11 +652,16 @@ class MediaLeg:
         except ValueError:
             return 0
         meter = self.meter
-        try:
-            sock.sendto(data, offer.address)
-        except OSError:  # socket buffer full: a drop on the generator's side, not the SFU's
-            meter.tx_dropped += 1
-            return len(data)
+        if self.tcp:
+            if not self._send_frame(data):  # backlog full: the generator's drop, not the SFU's
+                meter.tx_dropped += 1
+                return len(data)
+        else:
+            try:
+                sock.sendto(data, offer.address)
+            except OSError:  # socket buffer full: a drop on the generator's side, not the SFU's
+                meter.tx_dropped += 1
+                return len(data)
         if meter.t0 <= now < meter.t1:
             meter.sent[kind] += 1
             meter.expected[kind] += self.receivers
@@ -550,14 +674,14 @@ class BenchClient:
     def __init__(
         self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
         certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
-        pacing: bool = True,
+        pacing: bool = True, tcp: bool = False,
     ) -> None:  # fmt: skip
         self.index, self.url, self.token, self.room_id = index, url, token, room_id
         self.session_id = f"bench-{index}"
         self.meter, self.publish = meter, publish
         self.leg = MediaLeg(
             index=index, name=self.session_id, meter=meter, clip=clip, certificate=certificate,
-            publish=publish, speak=speak, receivers=receivers, pacing=pacing,
+            publish=publish, speak=speak, receivers=receivers, pacing=pacing, tcp=tcp,
         )  # fmt: skip
         self.ws: ClientConnection | None = None
         self.ws_open_ns = 0
@@ -643,8 +767,9 @@ class BenchClient:
                 leg.sending[m.mid] = (m.kind, leg.ssrcs[kind])
         leg.learn_extensions(offer)
         local = LocalMedia(
-            leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id
-        )
+            leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id,
+            tcp=leg.tcp,
+        )  # fmt: skip
         await self._send(
             "answer", {"type": "answer", "sdp": build_answer(offer, local, leg.sending)}
         )

@@ -76,14 +76,15 @@ async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> No
 async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
-    janus: bool = False, workers: int = 1,
+    janus: bool = False, workers: int = 1, tcp: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
     ``pacing``: publishers send video through a browser-like pacer (2.5 × the clip's bitrate,
     a burst every 5 ms); off, every frame goes out back to back. ``janus``: against our own
     Janus VideoRoom instead (``bench.janus``), for comparison. ``workers``: media worker
-    processes of the server it starts (1: the one-process node).
+    processes of the server it starts (1: the one-process node). ``tcp``: every participant's
+    media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP.
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
@@ -92,6 +93,8 @@ async def run_bench(
     if workers != 1 and (janus or url is not None):
         raise ValueError("--workers sets up the server the bench starts; not with --url or --janus")
     if janus:
+        if tcp:
+            raise ValueError("--tcp measures zvonok's ICE-TCP; not with --janus")
         if url is not None:
             raise ValueError("--janus starts its own Janus; it does not take --url")
         window = Window(duration, warmup, pacing, progress, "janus")
@@ -105,7 +108,7 @@ async def run_bench(
             raise ValueError("--url needs --data-dir of that server (its secret and database)")
         target = Target(url.rstrip("/"), data_dir, server_pid)
     try:
-        return await _run(scenario, room_count, duration, warmup, target, progress, pacing)
+        return await _run(scenario, room_count, duration, warmup, target, progress, pacing, tcp)
     finally:
         target.stop()
         if tmp is not None:
@@ -114,7 +117,7 @@ async def run_bench(
 
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
-    progress: Callable[[str], None], pacing: bool,
+    progress: Callable[[str], None], pacing: bool, tcp: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     clip, meter = load_clip(), Meter()
     certificate = DtlsCertificate.generate()
@@ -137,7 +140,7 @@ async def _run(
                 index=len(senders) + len(late), url=target.ws_url(kind, room_id),
                 token=target.token(user), room_id=room_id, meter=meter, clip=clip,
                 certificate=certificate, publish=(publish, publish and s.video),
-                speak=True, receivers=s.size - 1, pacing=pacing,
+                speak=True, receivers=s.size - 1, pacing=pacing, tcp=tcp,
             )  # fmt: skip
             (senders if sender else late).append(client)
             room.append(client)
@@ -163,6 +166,7 @@ async def _run(
         result = await measure(s, room_count, clients, late, meter, lag, proc, rss_before, setup_s,
                                window, parts=parts)  # fmt: skip
         result["workers"] = max(1, len(parts))
+        result["transport"] = "tcp" if tcp else "udp"
         if parts:
             result.update(await _placement(target, list(parts), rss_parts))
         return result
@@ -210,7 +214,8 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"{r['scenario']} on {r.get('server', 'zvonok')}: {r['participants']} participants"
-            f" in {r['rooms']} room(s), {r['duration_s']} s measured",
+            f" in {r['rooms']} room(s), {r['duration_s']} s measured"
+            + (", media over ICE-TCP" if r.get("transport") == "tcp" else ""),
             f"  server CPU {r['server_cpu_percent']}% of a core (user {r['server_cpu_user_s']} s,"
             f" system {r['server_cpu_system_s']} s); "
             f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "

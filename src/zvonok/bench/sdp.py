@@ -45,6 +45,8 @@ class OfferInfo:
     address: tuple[str, int]
     media: list[OfferedMedia]
     setup: str = ""  # the first a=setup value: "active" makes us the DTLS server (RFC 5763 §5)
+    #: The server's first ``tcptype passive`` candidate on ``hosts`` (ICE-TCP, RFC 6544), if any.
+    tcp_address: tuple[str, int] | None = None
 
 
 def parse_offer(
@@ -59,6 +61,7 @@ def parse_offer(
     """
     ufrag = pwd = setup = ""
     address: tuple[str, int] | None = None
+    tcp_address: tuple[str, int] | None = None
     media: list[OfferedMedia] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -71,10 +74,14 @@ def parse_offer(
             pwd = line[10:]
         elif line.startswith("a=setup:"):
             setup = setup or line[8:]
-        elif line.startswith("a=candidate:") and address is None:
+        elif line.startswith("a=candidate:"):
             fields = line.split()
-            if fields[2].lower() == "udp" and fields[4].startswith(hosts):
+            if not fields[4].startswith(hosts):
+                continue
+            if fields[2].lower() == "udp" and address is None:
                 address = (fields[4], int(fields[5]))
+            elif fields[2].lower() == "tcp" and tcp_address is None and "passive" in fields[8:]:
+                tcp_address = (fields[4], int(fields[5]))
         elif not media:
             continue
         elif line.startswith("a=mid:"):
@@ -89,7 +96,7 @@ def parse_offer(
     address = address or fallback_address
     if not ufrag or not pwd or address is None:
         raise ValueError(f"server offer lacks ICE credentials or a UDP candidate on {hosts}")
-    return OfferInfo(ufrag, pwd, address, media, setup)
+    return OfferInfo(ufrag, pwd, address, media, setup, tcp_address)
 
 
 @dataclass
@@ -103,6 +110,7 @@ class LocalMedia:
     cname: str
     stream: str
     host: str = "127.0.0.1"  # the address of our one host candidate
+    tcp: bool = False  # the candidate is ICE-TCP ``tcptype active`` (RFC 6544 §4.5: port 9)
 
 
 def _codec_lines(m: OfferedMedia, pt: int) -> list[str]:
@@ -158,7 +166,10 @@ def build_answer(offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[s
                 f"a=ssrc:{ssrc} cname:{local.cname}",
                 f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{m.kind}",
             ]
-        lines.append(f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host")
+        if local.tcp:
+            lines.append(f"a=candidate:1 1 tcp 1518280447 {local.host} 9 typ host tcptype active")
+        else:
+            lines.append(f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host")
     return "\r\n".join(lines) + "\r\n"
 
 
