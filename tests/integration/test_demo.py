@@ -416,6 +416,11 @@ async def test_two_party_call(server: str, browser: Browser, tmp_path: Path) -> 
     assert {t["sessionId"] for t in (await stats(bob))["remote"]} == {alice_session}
 
     await asyncio.sleep(1.5)  # a few more frames and a quality sample for the picture
+    # The quality line names the path the call took (from getStats' selected pair): UDP here.
+    await alice.wait_for_function(
+        "document.querySelector('#quality .text').textContent.endsWith(' · via UDP')",
+        timeout=10000,
+    )
     await alice.screenshot(path=str(tmp_path / "screenshot-call.png"))
     if os.environ.get("ZVONOK_SCREENSHOT"):  # ./dev screenshot: refresh the README's picture
         shutil.copyfile(tmp_path / "screenshot-call.png", os.environ["ZVONOK_SCREENSHOT"])
@@ -616,6 +621,10 @@ async def test_sdk_helpers(browser: Browser) -> None:
                      sdk.qualityLevel(true, 40, 0.05), sdk.qualityLevel(true, 40, 0.2),
                      sdk.qualityLevel(false, 10, 0), sdk.qualityLevel(true, null, 0)],
             event: [event.kind, event.userId, event.detail.kind, event.type],
+            paths: [["relay", "udp"], ["host", "tcp"], ["host", "udp"], ["srflx", "udp"]].map(
+              ([candidateType, protocol]) => sdk.callPath(
+                new Map([["c", {candidateType, protocol}]]), {localCandidateId: "c"}))
+              .concat([sdk.callPath(new Map(), null)]),
           };
         }"""
     )
@@ -630,6 +639,7 @@ async def test_sdk_helpers(browser: Browser) -> None:
     assert (result["state"], result["connection"]) == ("new", "new")
     assert result["levels"] == ["good", "fair", "fair", "poor", "poor", "good"]
     assert result["event"] == ["video", "u", "video", "track"]
+    assert result["paths"] == ["relay", "tcp", "udp", "udp", None]
 
 
 async def test_sdk_local_media_before_join(browser: Browser) -> None:

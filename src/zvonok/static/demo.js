@@ -134,9 +134,10 @@ function wire(call) {
     $("quality").hidden = false;
     $("quality").querySelector(".dot").dataset.level = e.level;
     const rtt = e.rtt === null ? "–" : `${e.rtt} ms`;
+    const via = e.path ? ` · via ${{ udp: "UDP", tcp: "TCP", relay: "relay" }[e.path]}` : "";
     $("quality").querySelector(".text").textContent =
       `${e.level} · rtt ${rtt} · loss ${(e.loss * 100).toFixed(1)}% · ` +
-      `in ${kbps(e.bitrateIn)} · out ${kbps(e.bitrateOut)}`;
+      `in ${kbps(e.bitrateIn)} · out ${kbps(e.bitrateOut)}${via}`;
     const local = demo.tiles.get("local");
     if (local) local.node.querySelector(".q").dataset.level = e.level;
     for (const [sessionId, q] of Object.entries(e.participants)) {

@@ -1124,7 +1124,7 @@ export class ZvonokCall extends EventTarget {
     }
     this._emit("quality", {
       bitrateIn, bitrateOut, rtt, loss, level: qualityLevel(connected, rtt, loss),
-      participants: perParticipant,
+      path: sample.path, participants: perParticipant,
     });
   }
 
@@ -1264,5 +1264,19 @@ function readStats(report, remote) {
   if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime * 1000;
   if (rtt === null) rtt = remoteRtt;
   if (rtt !== null) rtt = Math.round(rtt);
-  return { bytesIn, bytesOut, recv, lost, remoteLoss, rtt, tracks };
+  return { bytesIn, bytesOut, recv, lost, remoteLoss, rtt, tracks, path: callPath(report, pair) };
+}
+
+/**
+ * The path the call took, from the selected pair's local candidate: "relay" (through a TURN
+ * server, whatever the transport to it), "tcp" (ICE-TCP to the server), "udp"; null before a
+ * pair is selected.
+ * @param {RTCStatsReport} report @param {any} pair
+ * @returns {"udp"|"tcp"|"relay"|null}
+ */
+export function callPath(report, pair) {
+  const local = pair ? report.get(pair.localCandidateId) : undefined;
+  if (!local) return null;
+  if (local.candidateType === "relay") return "relay";
+  return local.protocol === "tcp" ? "tcp" : "udp";
 }
