@@ -47,21 +47,32 @@ async def node(client: Redis, name: str, *, ttl: float = 6.0) -> RedisNodeRegist
     return registry
 
 
-async def test_claim_race_has_exactly_one_owner(client: Redis) -> None:
-    nodes = [await node(client, f"n{i}") for i in range(1, 4)]
-    leases = RoomLeases(client)
-    results = await asyncio.gather(
-        *(leases.claim(ROOM, n.node_id, n.boot_id) for i in range(20) for n in [nodes[i % 3]])
-    )
-    won = {nodes[i % 3].node_id for i, r in enumerate(results) if isinstance(r, Claimed)}
-    assert len(won) == 1
-    (owner,) = won
-    epochs = {r.epoch for r in results}
-    assert len(epochs) == 1
-    assert all(r.owner == owner for r in results if isinstance(r, Owned))
-    assert sum(isinstance(r, Owned) for r in results) >= 13  # the two other nodes' claims
-    lease = await leases.lookup(ROOM)
-    assert lease is not None and lease.valid and lease.owner == owner
+async def test_claim_race_has_exactly_one_owner(redis_server: RedisServer) -> None:
+    """20 concurrent claims from 3 nodes (each its own connection pool and boot_id), 50 rooms:
+    one owner each time; the two other nodes get ``Owned(owner, epoch)``, the owner's own
+    repeated claims ``Claimed`` with the same epoch (inside a node a lock serializes joins)."""
+    clients = [connect(RedisTarget(url=redis_server.url)) for _ in range(3)]
+    try:
+        nodes = [await node(client, f"n{i + 1}") for i, client in enumerate(clients)]
+        leases = [RoomLeases(client) for client in clients]
+        for round_ in range(50):
+            room = RoomKey.parse(f"group:race{round_}")
+            results = await asyncio.gather(
+                *(leases[i % 3].claim(room, nodes[i % 3].node_id, nodes[i % 3].boot_id)
+                  for i in range(20))
+            )  # fmt: skip
+            won = {nodes[i % 3].node_id for i, r in enumerate(results) if isinstance(r, Claimed)}
+            assert len(won) == 1
+            (owner,) = won
+            assert len({r.epoch for r in results}) == 1
+            for i, result in enumerate(results):
+                if nodes[i % 3].node_id != owner:
+                    assert result == Owned(owner, result.epoch)
+            lease = await leases[0].lookup(room)
+            assert lease is not None and lease.valid and lease.owner == owner
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def test_an_unregistered_node_cannot_claim(client: Redis) -> None:
@@ -122,6 +133,30 @@ async def test_renewal_keeps_leases_and_release_is_compare_and_delete(client: Re
     assert await mine.renew() == []  # a lapsed, unclaimed lease is recreated
     lease = await leases.lookup(other)
     assert lease is not None and lease.valid and lease.epoch == mine.held[other]
+
+
+async def test_a_running_node_renews_its_leases_and_hears_of_a_lost_room(
+    redis_server: RedisServer,
+) -> None:
+    lost: list[list[RoomKey]] = []
+    client = connect(RedisTarget(url=redis_server.url))
+    cluster = RedisCluster(client, node_id="n1", timing=0.05, on_rooms_lost=lost.append)
+    await cluster.start()
+    try:
+        assert await cluster.rooms.claim(ROOM) == "n1"
+        epoch = cluster.rooms.held[ROOM]
+        await asyncio.sleep(2.0)  # lease 1.5 s, renewed every 0.5 s; node key 0.3 s / 0.1 s
+        lease = await cluster.rooms.lookup(ROOM)
+        assert lease is not None and lease.valid and lease.epoch == epoch
+        await cluster.client.hset(KEYS.room(ROOM), "epoch", epoch + 1)  # another claim won
+        for _ in range(50):
+            if lost:
+                break
+            await asyncio.sleep(0.05)
+        assert lost == [[ROOM]] and ROOM not in cluster.rooms.held
+    finally:
+        await cluster.close()
+    assert await Redis(port=redis_server.port).exists(KEYS.node("n1")) == 0  # deregistered
 
 
 async def test_renewal_reports_a_room_taken_over(client: Redis) -> None:

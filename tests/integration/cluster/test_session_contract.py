@@ -93,3 +93,27 @@ async def test_ids_are_independent(directory: SessionDirectory) -> None:
     assert await directory.bind(other, BOB) == BOB
     await directory.release(SID, ALICE)
     assert await directory.lookup(other) == BOB
+
+
+async def test_redis_bindings_are_renewed_and_rewritten_after_data_loss(
+    redis_server: RedisServer,
+) -> None:
+    client = connect(RedisTarget(url=redis_server.url))
+    try:
+        directory = RedisSessionDirectory(client, RedisClusterHealth(), ttl=0.4)
+        other = SessionId("s-2")
+        await directory.bind(SID, ALICE)
+        await directory.bind(other, BOB)
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+            assert await directory.renew() == []
+        assert await directory.lookup(SID) == ALICE
+        redis_server.flushall()
+        mallory = SessionBinding(UserId("mallory"), CHAT)
+        thief = RedisSessionDirectory(client, RedisClusterHealth())  # another node, first in
+        assert await thief.bind(other, mallory) == mallory
+        assert await directory.renew() == [other]
+        assert await directory.lookup(SID) == ALICE
+        assert len(directory) == 1
+    finally:
+        await client.aclose()
