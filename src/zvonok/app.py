@@ -239,11 +239,13 @@ def create_app(settings: Settings) -> Starlette:
 
     async def debug_state(request: Request) -> Response:
         components = state["c"]
-        snapshot = await _state_snapshot(components)
-        if request.query_params.get("gc"):
-            # Leak checks: what is still alive after a full collection (dev mode only).
-            snapshot["gcCollected"] = gc.collect()
-            snapshot["gcObjects"] = len(gc.get_objects())
+        collect = bool(request.query_params.get("gc"))
+        snapshot = await _state_snapshot(components, collect)
+        if collect:
+            # Leak checks: what is still alive after a full collection (dev mode only), in this
+            # process and, on a front, in every worker too (the sums).
+            snapshot["gcCollected"] = snapshot.get("gcCollected", 0) + gc.collect()
+            snapshot["gcObjects"] = snapshot.get("gcObjects", 0) + len(gc.get_objects())
         return JSONResponse(snapshot)
 
     def issue_dev_token(user_id: str) -> str:
@@ -304,14 +306,14 @@ def _forwarding(components: Components) -> str:
     return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
-async def _state_snapshot(components: Components) -> dict[str, Any]:
+async def _state_snapshot(components: Components, collect: bool = False) -> dict[str, Any]:
     """This node's rooms for ``/debug/state``: this process's, or every worker's merged."""
     if components.rooms is not None and components.worker is not None:
         snapshot = state_snapshot(components.rooms, components.worker)
         snapshot["connections"] = components.endpoint.connections
         return snapshot
     assert components.pool is not None
-    answers = await components.pool.ask_all("state", {})
+    answers = await components.pool.ask_all("state", {"gc": collect})
     merged: dict[str, Any] = {
         "rooms": {},
         "sessions": 0,
@@ -335,6 +337,9 @@ async def _state_snapshot(components: Components) -> dict[str, Any]:
         for key, room in answer["rooms"].items():
             merged["rooms"][key] = {**room, "worker": name}
         merged["sessions"] += answer["sessions"]
+        for key in ("gcCollected", "gcObjects"):
+            if key in answer:
+                merged[key] = merged.get(key, 0) + answer[key]
         merged["tasks"] += answer["tasks"]
         merged["transports"] += answer["transports"]
     return merged

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -199,7 +200,11 @@ class WorkerServer:
         if method.startswith(ADMIN_PREFIX):
             return await serve_admin(self.admin, method, params)
         if method == "state":
-            return state_snapshot(self.service, self.media)
+            snapshot = state_snapshot(self.service, self.media)
+            if params.get("gc"):  # leak checks (dev mode): what is alive after a full collection
+                snapshot["gcCollected"] = gc.collect()
+                snapshot["gcObjects"] = len(gc.get_objects())
+            return snapshot
         raise SignalError("internal", f"unknown worker request {method!r}")
 
     async def _join(self, relay: int, params: dict[str, Any]) -> None:
