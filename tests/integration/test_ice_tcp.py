@@ -339,7 +339,11 @@ async def test_hostile_input_on_the_tcp_port(
     bob = await aiortc_peers.open(server, user="bob", room=chat, color="blue")
     await bob.wait_receiving(from_user="alice", color="red", timeout=WAIT)
     await alice.wait_receiving(from_user="bob", color="blue", timeout=WAIT)
-    pid = server.process.pid
+    async with httpx.AsyncClient() as http:
+        state = (await http.get(server.http_url + "/debug/state")).json()
+    # The process that listens on tcp_port: the server, or media worker 0 on a node split into
+    # workers (worker i listens on media_tcp_port + i).
+    pid = state["workers"]["0"]["pid"] if "workers" in state else server.process.pid
     await asyncio.sleep(1.0)
     baseline = open_fds(pid)
 
@@ -381,14 +385,21 @@ async def test_hostile_input_on_the_tcp_port(
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(server.http_url + "/metrics")).text
         state = (await http.get(server.http_url + "/debug/state")).json()
-    closed = {
-        line.split('reason="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("zvonok_ice_tcp_closed_total{")
-    }
-    print(f"ICE-TCP hostile: closed by reason {closed}; listener {state['iceTcp']}")
+    closed: dict[str, float] = {}  # summed over workers (each sample has worker="i" on a front)
+    paths: dict[str, float] = {}
+    for line in metrics.splitlines():
+        for prefix, into in (
+            ("zvonok_ice_tcp_closed_total{", closed),
+            ("zvonok_media_paths{", paths),
+        ):
+            if line.startswith(prefix):
+                label = "reason" if into is closed else "protocol"
+                key = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+                into[key] = into.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    listener = state["workers"]["0"]["iceTcp"] if "workers" in state else state["iceTcp"]
+    print(f"ICE-TCP hostile: closed by reason {closed}; listener {listener}")
     assert closed["evicted"] > 0 and closed["timed_out"] > 0 and closed["refused"] >= 90, closed
-    assert state["iceTcp"]["connections"] == 0, state["iceTcp"]
-    assert 'zvonok_media_paths{protocol="udp"} 2.0' in metrics
+    assert listener["connections"] == 0, listener
+    assert paths.get("udp") == 2.0, paths
     protocols = [p["selectedProtocol"] for r in state["rooms"].values() for p in r["participants"]]
     assert protocols == ["udp", "udp"], protocols
