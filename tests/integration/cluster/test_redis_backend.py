@@ -9,11 +9,14 @@ its own boot_id) in this process, sharing one server. Each test is bounded by 10
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from zvonok.cluster.base import DRAINING, Claimed, ClusterUnavailable, Owned
 from zvonok.cluster.connection import RedisTarget, connect
@@ -297,3 +300,49 @@ async def test_sentinel_resolves_the_master(
         await direct.aclose()
     finally:
         await cluster.close()
+
+
+async def port_of(cluster: RedisCluster) -> str | None:
+    """The port of the server the cluster's client talks to now (None while it cannot)."""
+    try:
+        reply = await cluster.client.config_get("port")
+    except (RedisError, OSError):
+        return None
+    return str(reply["port"])
+
+
+async def test_a_sentinel_failover_is_followed(redis_server: RedisServer, tmp_path: Path) -> None:
+    """``SENTINEL FAILOVER``: the node follows ``+switch-master`` to the new master within
+    seconds, before Sentinel turns the old master into a replica (~10 s later), and claims there;
+    the lease it held before came across with replication."""
+    replica = RedisServer(tmp_path / "replica", replica_of=redis_server.port)
+    sentinel = None
+    try:
+        replica.wait_linked()
+        sentinel = RedisSentinel(tmp_path / "sentinel", redis_server)
+        sentinel.wait_replicas(1)
+        target = RedisTarget(sentinels=(("127.0.0.1", sentinel.port),), master_name=MASTER_NAME)
+        cluster = RedisCluster(connect(target), node_id="n1", sentinel=True, timing=0.1)
+        await cluster.start()
+        try:
+            assert await cluster.rooms.claim(ROOM) == "n1"
+            sentinel.failover()
+            deadline = time.monotonic() + 5
+            while await port_of(cluster) != str(replica.port):
+                assert time.monotonic() < deadline, "the node never reached the new master"
+                await asyncio.sleep(0.1)
+            assert redis_server.role() == "master"  # not yet turned: +switch-master moved us
+            owner = None
+            while owner is None:
+                assert time.monotonic() < deadline, "the node cannot claim on the new master"
+                with contextlib.suppress(ClusterUnavailable):
+                    owner = await cluster.rooms.claim(RoomKey.parse("chat:after"))
+                await asyncio.sleep(0.05)
+            assert owner == "n1"
+            assert await cluster.rooms.renew() == []  # the replicated lease is still ours
+        finally:
+            await cluster.close()
+    finally:
+        if sentinel is not None:
+            sentinel.stop()
+        replica.stop()

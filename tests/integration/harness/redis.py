@@ -100,10 +100,12 @@ class _Process:
 
 
 class RedisServer(_Process):
-    """One ``redis-server`` without persistence on 127.0.0.1."""
+    """One ``redis-server`` without persistence on 127.0.0.1 (a replica of ``replica_of``'s
+    port when given)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, replica_of: int | None = None) -> None:
         super().__init__(root, "redis-server")
+        self.replica_of = replica_of
         self.start()
 
     @property
@@ -122,10 +124,26 @@ class RedisServer(_Process):
                 "",
                 "--appendonly",
                 "no",
+                "--repl-diskless-sync-delay",  # a replica links at once, not after 5 s
+                "0",
                 "--dir",
                 str(self.root),
+                *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
             ]
         )
+
+    def role(self) -> str:
+        """``master`` or ``slave`` (what ``ROLE`` answers first)."""
+        reply = command(self.port, "ROLE")
+        return reply.split(b"\r\n")[2].decode()
+
+    def wait_linked(self) -> None:
+        """A replica: wait until its link to the master is up."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while b"master_link_status:up" not in command(self.port, "INFO", "replication"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"replica never linked:\n{self.log_text()}")
+            time.sleep(0.05)
 
     def restart(self) -> None:
         """Stop, then start empty on the same port (what ``zv:gen`` must notice)."""
@@ -159,6 +177,25 @@ class RedisSentinel(_Process):
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def wait_replicas(self, count: int) -> None:
+        """Wait until Sentinel knows ``count`` replicas of the master."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while command(self.port, "SENTINEL", "REPLICAS", MASTER_NAME).count(b"slave") < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sentinel never saw the replica:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def failover(self) -> None:
+        """``SENTINEL FAILOVER``: promote a replica now, without agreement (retried while
+        Sentinel has not heard from the replica yet: ``NOGOODSLAVE``)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (reply := command(self.port, "SENTINEL", "FAILOVER", MASTER_NAME)).startswith(
+            b"+OK"
+        ):
+            if not reply.startswith(b"-NOGOODSLAVE") or time.monotonic() > deadline:
+                raise AssertionError(f"{reply!r}\n{self.log_text()}")
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
