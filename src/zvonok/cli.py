@@ -264,6 +264,11 @@ def group_remove(
     show_default=True,
     help="Media worker processes of the server the bench starts (CPU counts every process).",
 )
+@click.option(
+    "--tcp",
+    is_flag=True,
+    help="Every participant's media over ICE-TCP (RFC 6544 passive candidate) instead of UDP.",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -276,6 +281,7 @@ def bench(
     no_pacing: bool,
     janus: bool,
     workers: int,
+    tcp: bool,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
@@ -290,6 +296,8 @@ def bench(
         _fail("--janus starts its own Janus and does not take --url")
     if workers != 1 and (janus or url is not None):
         _fail("--workers sets up the server the bench starts; not with --url or --janus")
+    if tcp and janus:
+        _fail("--tcp measures zvonok's ICE-TCP; not with --janus")
     if url is not None:  # the running server's secret and embedded membership database
         data_dir = _settings(None, data_dir=data_dir).data_dir
     import uvloop
@@ -311,6 +319,7 @@ def bench(
                 pacing=not no_pacing,
                 janus=janus,
                 workers=workers,
+                tcp=tcp,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:
