@@ -136,7 +136,8 @@ def client_namespace(extra_rules: str = "") -> Iterator[str]:
 
 
 def dropped_udp(namespace: str) -> int:
-    """Packets the client namespace's rule dropped so far."""
+    """Packets counted so far by the client namespace's (first) output rule: the UDP it dropped,
+    or whatever else a test's namespace counts there."""
     listing = run(
         "ip", "netns", "exec", namespace, NFT, "list", "chain", "inet", "zvonok_test", "out"
     )
@@ -147,11 +148,19 @@ def dropped_udp(namespace: str) -> int:
 
 
 class NamespacedChromium(ChromiumPeers):
-    """Chromium started in another network namespace, loading pages from a non-loopback origin."""
+    """Chromium started in another network namespace, loading pages from a non-loopback origin;
+    it bypasses the proxy settings for ``reach`` (the server address the namespace can reach)."""
 
-    def __init__(self, pages: ReportServer, executable: Path, allowed: errors.Allowed) -> None:
+    def __init__(
+        self,
+        pages: ReportServer,
+        executable: Path,
+        allowed: errors.Allowed,
+        reach: str = SERVER_ADDRESS,
+    ) -> None:
         super().__init__(pages, allowed)
         self.executable = executable
+        self.reach = reach
 
     async def browser(self) -> Browser:
         if self._browser is None:
@@ -159,7 +168,7 @@ class NamespacedChromium(ChromiumPeers):
             flags = [
                 *CHROMIUM_FLAGS,
                 f"--unsafely-treat-insecure-origin-as-secure={self.pages.origin}",
-                f"--proxy-bypass-list={SERVER_ADDRESS}",  # the namespace reaches nothing else
+                f"--proxy-bypass-list={self.reach}",  # the namespace reaches nothing else
             ]
             self._browser = await self._playwright.chromium.launch(
                 executable_path=str(self.executable), headless=True, args=flags

@@ -25,13 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, async_playwright
 
 from .harness import errors
-from .harness.chromium import CHROMIUM, CHROMIUM_FLAGS, ChromiumPeers
+from .harness.chromium import CHROMIUM
 from .harness.report_server import ReportServer
 from .harness.server import ServerFactory
-from .test_ice_tcp import NFT, SELECTED_PAIR_JS, WAIT, ReachedAt, run, run_inner
+from .test_ice_tcp import (
+    NFT,
+    SELECTED_PAIR_JS,
+    WAIT,
+    NamespacedChromium,
+    ReachedAt,
+    dropped_udp,
+    run,
+    run_inner,
+)
 
 IN_NAMESPACE = os.environ.get("ZVONOK_TEST_ICE_TCP_NAMESPACE") == "1"
 ANNOUNCED = "198.18.1.1"
@@ -84,37 +92,6 @@ def client_namespace(index: int, *, via_other_pair: bool) -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False, timeout=30)
 
 
-def counted_udp(namespace: str) -> int:
-    listing = run(
-        "ip", "netns", "exec", namespace, NFT, "list", "chain", "inet", "zvonok_test", "out"
-    )
-    for line in listing.splitlines():
-        if "counter packets" in line:
-            return int(line.split("counter packets", 1)[1].split()[0])
-    raise AssertionError(f"no counter in {listing}")
-
-
-class ChromiumIn(ChromiumPeers):
-    """Chromium started in a client namespace, loading pages from the announced address."""
-
-    def __init__(self, pages: ReportServer, executable: Path, allowed: errors.Allowed) -> None:
-        super().__init__(pages, allowed)
-        self.executable = executable
-
-    async def browser(self) -> Browser:
-        if self._browser is None:
-            self._playwright = await async_playwright().start()
-            flags = [
-                *CHROMIUM_FLAGS,
-                f"--unsafely-treat-insecure-origin-as-secure={self.pages.origin}",
-                f"--proxy-bypass-list={ANNOUNCED}",  # the namespace reaches nothing else
-            ]
-            self._browser = await self._playwright.chromium.launch(
-                executable_path=str(self.executable), headless=True, args=flags
-            )
-        return self._browser
-
-
 @pytest.mark.skipif(not IN_NAMESPACE, reason="run by the test above in its own namespace")
 async def test_inner_multihomed_server(
     zvonok_server_factory: ServerFactory, tmp_path: Path, request: pytest.FixtureRequest
@@ -136,7 +113,9 @@ async def test_inner_multihomed_server(
             wrapper = tmp_path / f"chromium-in-{namespace}"
             wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
             wrapper.chmod(0o755)
-            browsers.append(ChromiumIn(pages, wrapper, errors.Allowed.of(request)))
+            browsers.append(
+                NamespacedChromium(pages, wrapper, errors.Allowed.of(request), reach=ANNOUNCED)
+            )
         try:
             reached = ReachedAt(server, ANNOUNCED)
             alice = await browsers[0].open(reached, user="alice", room=chat, color="red")
@@ -152,7 +131,7 @@ async def test_inner_multihomed_server(
             assert pair["local"]["address"] == "198.18.2.2", pair
             assert pair["remote"]["address"] == ANNOUNCED, pair
             assert pair["bytesSent"] > 10_000 and pair["bytesReceived"] > 10_000, pair
-            through_other_pair = counted_udp(around)
+            through_other_pair = dropped_udp(around)
             assert through_other_pair > 100, through_other_pair
             print(
                 f"MULTIHOMED selected pair: {pair}; UDP to {ANNOUNCED} through the other pair: "
