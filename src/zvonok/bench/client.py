@@ -71,6 +71,16 @@ PACE_MAX_DEBT = 0.5  # seconds of pacing rate the debt may reach (kMaxDebtInTime
 SEEN_WINDOW = 4096  # packets per stream behind the newest one a duplicate is recognised in
 
 
+def _kernel_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The kernel's receive time (SO_TIMESTAMPNS) in a ``recvmsg`` result, 0 when absent."""
+    if ancillary:
+        level, kind, cdata = ancillary[0]
+        if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+            sec, nsec = _TIMESPEC.unpack(cdata)
+            return int(sec * 1_000_000_000 + nsec)
+    return 0
+
+
 class Meter:
     """Counters shared by every client of one run; the window is [t0, t1) in ``time.time_ns``.
 
@@ -337,12 +347,7 @@ class MediaLeg:
                 self.meter.errors.append(f"{self.name}: the server closed the ICE-TCP connection")
             self.close_socket()
             return
-        kernel_ns = 0
-        if ancillary:
-            level, kind, cdata = ancillary[0]
-            if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
-                sec, nsec = _TIMESPEC.unpack(cdata)
-                kernel_ns = sec * 1_000_000_000 + nsec
+        kernel_ns = _kernel_ns(ancillary)
         buf = self._rx
         buf += data
         pos, end = 0, len(buf)
@@ -473,12 +478,7 @@ class MediaLeg:
             data, ancillary, _flags, _addr = sock.recvmsg(RX_BUFFER, _ANCILLARY)
         except OSError:  # EAGAIN (spurious wake-up), or an ICMP error reported on the socket
             return
-        kernel_ns = 0
-        if ancillary:
-            level, kind, cdata = ancillary[0]
-            if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
-                sec, nsec = _TIMESPEC.unpack(cdata)
-                kernel_ns = sec * 1_000_000_000 + nsec
+        kernel_ns = _kernel_ns(ancillary)
         if data:
             self.datagram_received(data, kernel_ns)
 
