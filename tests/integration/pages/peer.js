@@ -19,7 +19,8 @@
 // perfect negotiation on the polite side (offers on negotiationneeded as soon as `join` is out, a
 // colliding server offer is applied with implicit rollback, messages handled as they come, `glare`
 // ignored); mode=perfect-explicit is the same with MDN's explicit rollback
-// (setLocalDescription({type: "rollback"}) then setRemoteDescription), where the negotiationneeded
+// (setLocalDescription({type: "rollback"}) then setRemoteDescription; a description waits for the
+// one before it to be applied, else an answer in flight reads as a collision), where the negotiationneeded
 // Chrome fires in between makes a second, stale offer go out just before the answer (reproduced
 // every time); mode=answer-only never offers; mode=offer-only offers once right after `join`,
 // ignores every server offer and never answers. delayJoin, delayOffer, delayAnswer (ms) wait
@@ -436,7 +437,12 @@
     }
   }
 
+  let remoteApplying = Promise.resolve(); // the last setRemoteDescription of onDescription
   async function onDescription(desc) {
+    // An explicit rollback judges the collision by signalingState, so a description still being
+    // applied must land first: an answer in flight leaves have-local-offer for a few ms, and a
+    // server offer arriving then would roll back in stable (InvalidStateError, the offer lost).
+    if (cfg.mode === "perfect-explicit") await remoteApplying.catch(() => null);
     const collision = desc.type === "offer" && (makingOffer || pc.signalingState !== "stable");
     if (collision && cfg.mode === "perfect-explicit") {
       const started = offersStarted;
@@ -447,10 +453,10 @@
       await sleep(0);
       const fired = offersStarted > started; // Chrome's own negotiationneeded made it already
       const stale = fired ? null : perfectOffer("stale, right after the rollback");
-      await pc.setRemoteDescription(desc);
+      await (remoteApplying = pc.setRemoteDescription(desc));
       await stale;
     } else {
-      await pc.setRemoteDescription(desc); // implicit rollback of our offer on a collision
+      await (remoteApplying = pc.setRemoteDescription(desc)); // implicit rollback on a collision
     }
     await afterRemoteDescription();
     if (desc.type !== "offer") return;
