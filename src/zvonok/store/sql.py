@@ -80,6 +80,12 @@ group_members = Table(
 )
 
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+#: How often ``create_schema`` tries while a concurrent creator may be at work, and the pause
+#: before the next try (times the attempt number).
+SCHEMA_ATTEMPTS = 3
+SCHEMA_RETRY_DELAY = 0.05
+#: The PostgreSQL advisory lock key schema creators take turns under (any fixed bigint).
+SCHEMA_LOCK = 0x7A766F6E6F6B  # "zvonok"
 #: SQLSTATEs of a type mismatch: no operator ``bigint = text`` (42883); text as a number (22P02).
 _TYPE_MISMATCH = frozenset({"42883", "22P02"})
 
@@ -113,9 +119,26 @@ class SqlMembershipStore(RoomCreation):
         }
 
     async def create_schema(self) -> None:
-        """Create zvonok's tables if they are missing (idempotent)."""
-        async with self._guard("create the schema"), self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Create zvonok's tables if they are missing (idempotent), also while another process
+        (a second node started at the same moment) creates them: SQLAlchemy looks before it
+        creates, so two creators can both see no table and one fails (``table ... already
+        exists``; on PostgreSQL a duplicate ``pg_type`` row). On PostgreSQL the creators take
+        turns under a transaction-scoped advisory lock; on any database one that still lost the
+        race looks again (``SCHEMA_ATTEMPTS``), and then finds the tables."""
+        async with self._guard("create the schema"):
+            for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+                try:
+                    async with self._engine.begin() as conn:
+                        if conn.dialect.name == "postgresql":
+                            await conn.execute(
+                                text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK}
+                            )
+                        await conn.run_sync(metadata.create_all)
+                    return
+                except _DB_ERRORS:
+                    if attempt == SCHEMA_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(SCHEMA_RETRY_DELAY * attempt)
 
     async def add_members(self, group_id: str, members: Sequence[str]) -> None:
         """Add members to a group (those already in it are skipped)."""
