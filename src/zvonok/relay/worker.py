@@ -51,41 +51,14 @@ from ..rooms.participant import Participant
 from ..rooms.port import LocalRooms, LocalSession
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
-from ..signaling.messages import IcePayload, ServerMessage
+from ..signaling.messages import IcePayload
 from .frames import Frame
 from .link import Link, LinkClosed
+from .sink import RelaySink
 
 log = logging.getLogger("zvonok.relay.worker")
 #: How often a worker reports its load to the front.
 LOAD_INTERVAL: Final = 1.0
-
-
-class RelaySink:
-    """The ``SignalSink`` of a relayed session: its messages travel to the front as notes."""
-
-    __slots__ = ("link", "relay", "_closed")
-
-    def __init__(self, link: Link, relay: int) -> None:
-        self.link = link
-        self.relay = relay
-        self._closed = False
-
-    def send(self, message: ServerMessage) -> None:
-        if self._closed:
-            return
-        with contextlib.suppress(LinkClosed):
-            self.link.notify(
-                "send",
-                {"m": {"type": message.type, "payload": message.to_json()}},
-                relay=self.relay,
-            )
-
-    def close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(LinkClosed):
-            self.link.notify("close", {"code": code, "reason": reason}, relay=self.relay)
 
 
 class LinkSessionDirectory:
