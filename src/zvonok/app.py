@@ -97,9 +97,9 @@ async def build(settings: Settings) -> Components:
         relayed: list[Operations] = []
 
         def on_note(handle: WorkerHandle, frame: Frame) -> None:
-            webhooks = relayed[0].webhooks if relayed else None
-            if frame.method == WEBHOOK_NOTIFICATION and webhooks is not None:
-                deliver_notification(webhooks, frame.params)
+            bus = relayed[0].event_bus if relayed else None
+            if frame.method == WEBHOOK_NOTIFICATION and bus is not None:
+                deliver_notification(bus, frame.params)
 
         pool = WorkerPool(
             settings,

@@ -2,7 +2,9 @@
 
 Owns ``Operations`` (what ``build_operations`` wires: the ``Metrics`` registry and its room
 observer, the ``QualityMonitor`` and the loop-lag probe on the media worker's tick, the
-``Webhooks`` senders when ``webhook_urls`` is set, the admin FastAPI app when ``admin_token`` is
+``Webhooks`` senders when ``webhook_urls`` is set and the ``EventBus`` the room observer publishes
+their events to (``cluster.events``: straight to the senders on one node, a Redis Stream delivered
+once cluster-wide when given a ``RedisCluster``), the admin FastAPI app when ``admin_token`` is
 set; on a front split into media workers, ``build_front_operations``: the front's own metrics
 with every worker's merged in, webhooks relayed from the workers, the admin API fanned out) and
 ``LazyAsgi``, which lets the app declare routes before the lifespan has built what
@@ -17,11 +19,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..cluster.events import Deliver, EventBus, LocalEventBus, redis_event_bus
 from ..config import Settings
 from ..ids import RoomKey
 from ..media.worker import TICK_INTERVAL, MediaWorker
@@ -29,10 +32,12 @@ from ..metrics import Metrics, scrape_workers
 from ..rooms.events import RoomEvents
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
+from .webhook_events import WebhookEvent, WebhookObserver
 
 if TYPE_CHECKING:  # FastAPI (admin) and httpx (webhooks) load only when configured: ~9 MB RSS
     from fastapi import FastAPI
 
+    from ..cluster.node import RedisCluster
     from .backend import Call
     from .webhooks import Webhooks
 
@@ -50,6 +55,8 @@ class Operations:
     quality: QualityMonitor | None
     webhooks: Webhooks | None
     admin: FastAPI | None
+    #: Where webhook events are published (observers, a front's worker notes); None without URLs.
+    event_bus: EventBus[WebhookEvent] | None = None
     unsubscribe: list[Callable[[], None]] = field(default_factory=list)
     #: A front's ``{worker id: call}``: ``/metrics`` then merges every worker's exposition.
     worker_calls: Callable[[], Mapping[str, Call]] | None = None
@@ -70,6 +77,8 @@ class Operations:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick
             self._tick = None
+        if self.event_bus is not None:
+            await self.event_bus.close()
         if self.webhooks is not None:
             await self.webhooks.close()
 
@@ -94,6 +103,31 @@ def _webhooks(settings: Settings) -> Webhooks | None:
     return webhooks
 
 
+def _deliver(webhooks: Webhooks) -> Deliver:
+    """A cluster consumer's delivery: a stream entry's JSON body → the senders, all URLs."""
+
+    async def deliver(body: Mapping[str, Any]) -> None:
+        try:
+            event = WebhookEvent.from_json(body)
+        except ValueError as exc:
+            log.warning("webhook event from the cluster stream dropped: %s", exc)
+            return
+        await webhooks.deliver(event)
+
+    return deliver
+
+
+def _event_bus(
+    webhooks: Webhooks, cluster: RedisCluster | None, timing: float
+) -> EventBus[WebhookEvent]:
+    """One node: the senders' own queues (today's behaviour). A Redis cluster: the stream, which
+    this node also consumes with ``webhooks.deliver`` (the senders' queues stay unused)."""
+    if cluster is None:
+        webhooks.start()
+        return LocalEventBus(webhooks.emit)
+    return redis_event_bus(cluster, _deliver(webhooks), timing=timing)
+
+
 def build_operations(
     settings: Settings,
     *,
@@ -101,29 +135,34 @@ def build_operations(
     rooms: RoomService,
     worker: MediaWorker,
     connections: Callable[[], int],
+    cluster: RedisCluster | None = None,
+    timing: float = 1.0,
 ) -> Operations:
-    """Wire metrics, quality, webhooks and the admin API to a running room service."""
+    """Wire metrics, quality, webhooks and the admin API to a running room service; with
+    ``cluster`` (the Redis backend) webhook events go through its stream (``timing`` scales the
+    claim age like the cluster's own timings)."""
     webhooks = _webhooks(settings)
+    bus = _event_bus(webhooks, cluster, timing) if webhooks is not None else None
     metrics = Metrics(
         rooms=rooms,
         worker=worker,
         connections=connections,
         tick_interval=TICK_INTERVAL,
-        webhook_queue=webhooks.queue_depth if webhooks is not None else None,
+        webhook_queue=_queue_depth(webhooks, bus),
     )
     quality = QualityMonitor(
         rooms, interval=settings.stats_interval, observers=[metrics.observe_quality]
     )
     events.add(metrics.observer)
-    if webhooks is not None:
-        events.add(webhooks.observer)
-        webhooks.start()
+    if bus is not None:
+        events.add(WebhookObserver(bus))
+        bus.start()
     admin = None
     if settings.admin_token:
         from .api import create_admin_app
 
         admin = create_admin_app(rooms, quality, settings.admin_token)
-    ops = Operations(metrics, quality, webhooks, admin)
+    ops = Operations(metrics, quality, webhooks, admin, event_bus=bus)
     ops.unsubscribe.append(worker.add_tick(metrics.on_tick))
     ops.unsubscribe.append(worker.add_tick(quality.tick))
     return ops
@@ -149,18 +188,21 @@ def build_front_operations(
     worker_calls: Callable[[], Mapping[str, Call]],
     locate: Callable[[RoomKey], str | None],
     connections: Callable[[], int],
+    cluster: RedisCluster | None = None,
+    timing: float = 1.0,
 ) -> Operations:
     """A front's operations: its own metrics (connections, signaling, webhooks, loop lag) with
-    every worker's merged in, the webhook senders the workers' events are relayed to, and the
-    admin API fanned out over the workers (``admin.backend``)."""
+    every worker's merged in, the event bus the workers' webhook events are relayed to (and its
+    senders), and the admin API fanned out over the workers (``admin.backend``)."""
     webhooks = _webhooks(settings)
+    bus = _event_bus(webhooks, cluster, timing) if webhooks is not None else None
     metrics = Metrics(
         connections=connections,
         tick_interval=FRONT_TICK_INTERVAL,
-        webhook_queue=webhooks.queue_depth if webhooks is not None else None,
+        webhook_queue=_queue_depth(webhooks, bus),
     )
-    if webhooks is not None:
-        webhooks.start()
+    if bus is not None:
+        bus.start()
     admin = None
     if settings.admin_token:
         from .api import create_admin_app
@@ -168,9 +210,20 @@ def build_front_operations(
 
         backend = FanoutAdminBackend(RelayedWorkers(worker_calls), locate)
         admin = create_admin_app(backend, settings.admin_token)
-    ops = Operations(metrics, None, webhooks, admin, worker_calls=worker_calls)
+    ops = Operations(metrics, None, webhooks, admin, worker_calls=worker_calls, event_bus=bus)
     ops._tick = asyncio.get_running_loop().create_task(_tick(metrics), name="front-tick")
     return ops
+
+
+def _queue_depth(
+    webhooks: Webhooks | None, bus: EventBus[WebhookEvent] | None
+) -> Callable[[], int] | None:
+    """The ``webhook_queue_depth`` gauge: the senders' queues and the bus's outbox."""
+    if webhooks is None:
+        return None
+    if bus is None:
+        return webhooks.queue_depth
+    return lambda: webhooks.queue_depth() + bus.depth()
 
 
 async def _tick(metrics: Metrics) -> None:

@@ -4,7 +4,8 @@ Owns ``sign`` / ``verify`` (``X-Zvonok-Signature: v1=<hex>``, HMAC-SHA256 of
 ``"<timestamp>.<body>"`` with ``webhook_secret``) and ``Webhooks``, a ``WebhookSink`` (the
 events and their room observer live in ``webhook_events``, re-exported here, so a worker
 process can make events without httpx): one bounded queue and one sender task per
-configured URL, started and cancelled by the app. Enqueueing never blocks and never waits for
+configured URL, started and cancelled by the app (``deliver`` sends one event at once, for the
+cluster's event consumer). Enqueueing never blocks and never waits for
 the network, so a slow or dead receiver never delays a call; a full queue drops the new event
 (counted and logged). Each URL gets every event, in the order the events happened (so in order
 per room), each retried with exponential backoff until a 2xx (at least once; receivers
@@ -109,6 +110,12 @@ class Webhooks:
                     "webhook queue full: %s %s dropped for %s", event.type, event.id, sender.url,
                     extra={"room": event.room},
                 )  # fmt: skip
+
+    async def deliver(self, event: WebhookEvent) -> None:
+        """Deliver ``event`` to every URL now, past the queues (each URL with its retries), and
+        return once each one succeeded or was given up: what a cluster's event consumer
+        (``cluster.redis_events``) calls before it acknowledges the event."""
+        await asyncio.gather(*(self._deliver(sender.url, event) for sender in self._senders))
 
     async def close(self) -> None:
         """Let queued events go out for up to ``DRAIN_TIMEOUT``, then cancel the senders."""

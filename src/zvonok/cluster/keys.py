@@ -51,3 +51,13 @@ class Keys:
     def session(self, session_id: SessionId) -> str:
         """``zv:sess:<sessionId>``: hash user, room, state (bound / lingering)."""
         return f"{self.prefix}sess:{session_id}"
+
+    @property
+    def events(self) -> str:
+        """``zv:events``: the stream of webhook events (consumer group ``webhooks``)."""
+        return f"{self.prefix}events"
+
+    def event_id(self, event_id: str) -> str:
+        """``zv:evid:<id>``: set while an event id was appended lately (a re-sent batch after a
+        lost reply is not appended twice)."""
+        return f"{self.prefix}evid:{event_id}"
