@@ -1,20 +1,31 @@
-"""One worker link: an ordered, acknowledged channel of ``Frame`` values over a byte stream.
+"""One link: an ordered, acknowledged channel of ``Frame`` values over a transport.
 
-Owns the stream's reader task, the tasks that serve the peer's requests, the futures of this
-side's own requests, and the bounded record of frames the peer has not acknowledged yet. Offers
-``request`` (await the peer's answer: its value, its ``SignalError`` again, or ``RemoteError``),
-``notify`` (one-way, in order) and ``close``. Either side serves requests concurrently (each in
-its own task, so a worker's ``join`` may ask the front to ``bind`` a session meanwhile) and notes
-in arrival order, inline.
+Owns the protocol core, whatever carries the frames: sequence numbers and cumulative acks, the
+bounded record of frames the peer has not acknowledged yet, the futures of this side's own
+requests, the tasks that serve the peer's requests, and the link's own task (reading a stream,
+or resending over a lossy transport). Offers ``request`` (await the peer's answer: its value, its
+``SignalError`` again, or ``RemoteError``), ``notify`` (one-way, in order) and ``close``. Either
+side serves requests concurrently (each in its own task, so a worker's ``join`` may ask the
+front to ``bind`` a session meanwhile) and notes in arrival order, inline.
 
 Sequence numbers: every frame but ``ack`` carries the next ``seq``; every frame carries the
-last ``seq`` received. A duplicate (``seq`` already seen) is dropped, a gap closes the link.
-Frames stay recorded until acknowledged, so a transport that can lose or reorder (the cluster's
-SignalBus) resends the same frames; on a Unix socket the record only bounds a peer that stops
-acknowledging. A link closes when its peer stops reading (``MAX_WRITE_BUFFER``) or stops
-acknowledging (``MAX_UNACKED``), when a frame is invalid, or at EOF; ``closed`` is then set and
-``on_close`` called once; ``close`` lets frames still buffered drain for ``CLOSE_TIMEOUT`` at most
-(a peer that stopped reading gets nothing more). Implements no RFC.
+last ``seq`` received. A duplicate (``seq`` already seen) is dropped. Frames stay recorded until
+acknowledged. Two transports:
+
+- ``StreamTransport`` (the worker link, a Unix socket): nothing is lost, so a gap closes the
+  link, and the record only bounds a peer that stops acknowledging.
+- A lossy transport (``lossy = True``; the cluster's SignalBus over Redis pub/sub, shared design
+  ``cluster.md`` §3 "SignalBus frames"): frames may be lost, duplicated or reordered. A frame
+  ahead of the expected ``seq`` is dropped (counted in ``frames_dropped``), a duplicate is
+  acknowledged again (its sender missed our ack), and the link resends every unacknowledged
+  frame, in order, when the oldest is ``resend_interval`` old. It closes after
+  ``progress_timeout`` without ack progress while frames are unacknowledged (the clock stands
+  still while ``paused()``: the carrier is known to be down). Frames reach it through ``feed``.
+
+A link closes when its peer stops reading (``MAX_WRITE_BUFFER``) or stops acknowledging
+(``max_unacked`` frames or ``max_unacked_bytes`` bytes), when a frame is invalid, or at EOF;
+``closed`` is then set and ``on_close`` called once; ``close`` lets frames still buffered drain
+for ``CLOSE_TIMEOUT`` at most (a peer that stopped reading gets nothing more). Implements no RFC.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ..errors import SignalError
 from .frames import HEADER, Frame, FrameError, frame_length
@@ -43,6 +54,10 @@ MAX_SERVING: Final = 10_000
 ACK_DELAY: Final = 0.05
 #: ...or at once after this many unacknowledged frames.
 ACK_EVERY: Final = 64
+#: A lossy link resends its unacknowledged frames when the oldest is this old (§3: every 1 s).
+RESEND_INTERVAL: Final = 1.0
+#: A lossy link closes after this long without ack progress while frames are unacknowledged (§3).
+PROGRESS_TIMEOUT: Final = 20.0
 
 RequestHandler = Callable[[Frame], Awaitable[Any]]
 NoteHandler = Callable[[Frame], None]
@@ -87,13 +102,88 @@ def raise_error(error: dict[str, Any]) -> Exception:
     return RemoteError(error)
 
 
+class Transport(Protocol):
+    """What carries one link's frames: the link hands it encoded frames (length prefix
+    included) and it hands the link frame bodies (``Link.deliver`` from ``receive``, or
+    ``Link.feed`` from outside)."""
+
+    #: Frames may be lost, duplicated or reordered (the link drops gaps and resends).
+    lossy: bool
+
+    def write(self, data: bytes) -> str | None:
+        """Send one encoded frame; a reason to close the link if the peer cannot take more."""
+        ...
+
+    async def receive(self, link: Link) -> None:
+        """Deliver the peer's frames to ``link`` until the transport ends (return: EOF).
+
+        ``asyncio.IncompleteReadError`` also means EOF; ``FrameError``, ``ConnectionError``
+        and ``OSError`` close the link with their reason."""
+        ...
+
+    def close(self) -> None:
+        """Stop sending and receiving (called once, when the link closes)."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Wait (``CLOSE_TIMEOUT`` at most) until what was written has left."""
+        ...
+
+
+class StreamTransport:
+    """A link over a byte stream (the worker link's Unix socket): nothing lost or reordered."""
+
+    lossy = False
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    def write(self, data: bytes) -> str | None:
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            self.writer.transport.abort()  # a graceful close would wait for it to read
+            return "peer stopped reading"
+        return None
+
+    async def receive(self, link: Link) -> None:
+        while not link.closed.is_set():  # a link may close itself in a note handler
+            header = await self.reader.readexactly(HEADER.size)
+            body = await self.reader.readexactly(frame_length(header))
+            link.deliver(body)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def wait_closed(self) -> None:
+        try:
+            # shielded: a timeout must not cancel the stream's own close waiter
+            await asyncio.wait_for(asyncio.shield(self.writer.wait_closed()), CLOSE_TIMEOUT)
+        except TimeoutError:  # the peer does not read what is still buffered for it
+            self.writer.transport.abort()
+        except Exception:
+            pass
+
+
+class _Sent:
+    """One frame in the unacknowledged record: its ``seq``, its bytes, when it last went out."""
+
+    __slots__ = ("seq", "data", "at")
+
+    def __init__(self, seq: int, data: bytes, at: float) -> None:
+        self.seq = seq
+        self.data = data
+        self.at = at
+
+
 class Link:
-    """One side of a worker link over ``reader``/``writer``."""
+    """One side of a link: over a stream (``Link(reader, writer, ...)``, the worker link) or
+    over any ``transport`` (``Link(transport=..., ...)``, the cluster's SignalBus)."""
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader | None = None,
+        writer: asyncio.StreamWriter | None = None,
         *,
         name: str,
         on_request: RequestHandler,
@@ -101,38 +191,73 @@ class Link:
         on_close: Callable[[Link], None] | None = None,
         request_timeout: float = 10.0,
         max_unacked: int = MAX_UNACKED,
+        transport: Transport | None = None,
+        max_unacked_bytes: int | None = None,
+        resend_interval: float = RESEND_INTERVAL,
+        progress_timeout: float = PROGRESS_TIMEOUT,
+        paused: Callable[[], bool] | None = None,
     ) -> None:
+        if transport is None:
+            if reader is None or writer is None:
+                raise TypeError("a link needs a reader and a writer, or a transport")
+            transport = StreamTransport(reader, writer)
         self.name = name
-        self._reader = reader
-        self._writer = writer
+        self._transport = transport
         self._on_request = on_request
         self._on_note = on_note
         self._on_close = on_close
         self._request_timeout = request_timeout
         self._max_unacked = max_unacked
+        self._max_unacked_bytes = max_unacked_bytes
+        self._resend_interval = resend_interval
+        self._progress_timeout = progress_timeout
+        self._paused = paused
         self._sent = 0
         self._received = 0
         self._acked_to_peer = 0
-        self._unacked: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._ack_owed = False  # a duplicate arrived: the peer missed our ack (lossy)
+        self._unacked: collections.deque[_Sent] = collections.deque()
+        self._unacked_bytes = 0
+        self._progress_at = 0.0
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._ack_timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resender: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason = ""
-        #: Frames in and out, for metrics.
+        #: Frames in and out, for metrics (resent frames count again).
         self.frames_in = 0
         self.frames_out = 0
+        #: Lossy links: frames dropped as ahead of sequence, and frames resent.
+        self.frames_dropped = 0
+        self.frames_resent = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(
-            self._read_loop(), name=f"link-{self.name}"
-        )
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._read_loop(), name=f"link-{self.name}")
+        if self._transport.lossy:
+            self._resender = loop.create_task(self._resend_loop(), name=f"link-{self.name}-resend")
 
     @property
     def unacked(self) -> int:
         return len(self._unacked)
+
+    @property
+    def unacked_bytes(self) -> int:
+        return self._unacked_bytes
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @property
+    def _writer(self) -> asyncio.StreamWriter:
+        """A stream link's writer (tests look at its buffer)."""
+        if not isinstance(self._transport, StreamTransport):
+            raise AttributeError("not a stream link")
+        return self._transport.writer
 
     # ------------------------------------------------------------------ sending
     def _send(self, frame: Frame) -> None:
@@ -158,19 +283,26 @@ class Link:
         if frame.kind != "ack":
             self._sent = seq
         self._acked_to_peer = ack
+        self._ack_owed = False
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
         if frame.kind != "ack":
-            self._unacked.append((self._sent, data))
-            if len(self._unacked) > self._max_unacked:
+            now = asyncio.get_running_loop().time()
+            if not self._unacked:
+                self._progress_at = now  # the progress clock starts with the first unacked
+            self._unacked.append(_Sent(self._sent, data, now))
+            self._unacked_bytes += len(data)
+            if len(self._unacked) > self._max_unacked or (
+                self._max_unacked_bytes is not None
+                and self._unacked_bytes > self._max_unacked_bytes
+            ):
                 self._fail("peer stopped acknowledging")
                 raise LinkClosed(f"link {self.name}: peer stopped acknowledging")
-        self._writer.write(data)
         self.frames_out += 1
-        if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            self._fail("peer stopped reading")
-            self._writer.transport.abort()  # a graceful close would wait for it to read
+        reason = self._transport.write(data)
+        if reason is not None:
+            self._fail(reason)
 
     def notify(self, method: str, params: dict[str, Any], *, relay: int = 0) -> None:
         """Send a one-way note (in order with everything else this side sends)."""
@@ -205,18 +337,50 @@ class Link:
 
     def _send_ack(self) -> None:
         self._ack_timer = None
-        if not self.closed.is_set() and self._received != self._acked_to_peer:
+        if not self.closed.is_set() and (self._received != self._acked_to_peer or self._ack_owed):
             with contextlib.suppress(LinkClosed):
                 self._send(Frame("ack"))
+
+    def resend(self) -> int:
+        """Send every unacknowledged frame again, in order (a lossy link does this by itself
+        when the oldest is ``resend_interval`` old); how many."""
+        now = asyncio.get_running_loop().time()
+        count = 0
+        for sent in list(self._unacked):
+            if self.closed.is_set():
+                break
+            sent.at = now
+            count += 1
+            reason = self._transport.write(sent.data)
+            if reason is not None:
+                self._fail(reason)
+        self.frames_out += count
+        self.frames_resent += count
+        return count
+
+    async def _resend_loop(self) -> None:
+        """Lossy links: resend, and close when the peer makes no ack progress."""
+        loop = asyncio.get_running_loop()
+        tick = min(self._resend_interval, self._progress_timeout) / 4
+        while not self.closed.is_set():
+            await asyncio.sleep(tick)
+            if not self._unacked:
+                continue
+            now = loop.time()
+            if self._paused is not None and self._paused():
+                self._progress_at = now  # the carrier is down: the peer cannot ack
+                continue
+            if now - self._progress_at > self._progress_timeout:
+                self._fail("no ack progress")
+                return
+            if now - self._unacked[0].at >= self._resend_interval:
+                self.resend()
 
     # ------------------------------------------------------------------ receiving
     async def _read_loop(self) -> None:
         reason = "eof"
         try:
-            while not self.closed.is_set():  # a link may close itself in a note handler
-                header = await self._reader.readexactly(HEADER.size)
-                body = await self._reader.readexactly(frame_length(header))
-                self._on_frame(Frame.parse(body))
+            await self._transport.receive(self)
         except asyncio.IncompleteReadError:
             reason = "eof"
         except FrameError as exc:
@@ -230,15 +394,42 @@ class Link:
         finally:
             self._fail(reason)
 
+    def deliver(self, body: bytes) -> None:
+        """Take one frame body from the transport; ``FrameError`` if it is invalid (or out of
+        sequence on a lossless transport)."""
+        self._on_frame(Frame.parse(body))
+
+    def feed(self, body: bytes) -> None:
+        """Take one frame body pushed from outside the link's task; an invalid frame closes
+        the link."""
+        if self.closed.is_set():
+            return
+        try:
+            self.deliver(body)
+        except FrameError as exc:
+            reason = f"bad frame: {exc}"
+            log.error("link %s: %s", self.name, reason)
+            self._fail(reason)
+
     def _on_frame(self, frame: Frame) -> None:
         self.frames_in += 1
-        while self._unacked and self._unacked[0][0] <= frame.ack:
-            self._unacked.popleft()
+        trimmed = False
+        while self._unacked and self._unacked[0].seq <= frame.ack:
+            self._unacked_bytes -= len(self._unacked.popleft().data)
+            trimmed = True
+        if trimmed:
+            self._progress_at = asyncio.get_running_loop().time()
         if frame.kind == "ack":
             return
         if frame.seq <= self._received:
+            if self._transport.lossy:  # the peer resent it: our ack went missing
+                self._ack_owed = True
+                self._schedule_ack()
             return  # a resent duplicate
         if frame.seq != self._received + 1:
+            if self._transport.lossy:  # a frame before it was lost: it comes again, in order
+                self.frames_dropped += 1
+                return
             raise FrameError(f"sequence gap: expected {self._received + 1}, got {frame.seq}")
         self._received = frame.seq
         self._schedule_ack()
@@ -285,6 +476,10 @@ class Link:
             self._send(Frame("res", relay=frame.relay, id=frame.id, value=value, error=error))
 
     # ------------------------------------------------------------------ closing
+    def fail(self, reason: str) -> None:
+        """Close the link now for ``reason`` (its owner saw the peer go)."""
+        self._fail(reason)
+
     def _fail(self, reason: str) -> None:
         if self.closed.is_set():
             return
@@ -299,22 +494,18 @@ class Link:
         self._pending.clear()
         for task in list(self._serving):
             task.cancel()
-        self._writer.close()
-        if self._task is not None and self._task is not asyncio.current_task():
-            self._task.cancel()
+        self._transport.close()
+        current = asyncio.current_task()
+        for own in (self._task, self._resender):
+            if own is not None and own is not current:
+                own.cancel()
         if self._on_close is not None:
             self._on_close(self)
 
     async def close(self) -> None:
         """Close the link and wait for its tasks."""
         self._fail("closed")
-        tasks = [t for t in (self._task, *self._serving) if t is not None]
+        tasks = [t for t in (self._task, self._resender, *self._serving) if t is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            # shielded: a timeout must not cancel the stream's own close waiter
-            await asyncio.wait_for(asyncio.shield(self._writer.wait_closed()), CLOSE_TIMEOUT)
-        except TimeoutError:  # the peer does not read what is still buffered for it
-            self._writer.transport.abort()
-        except Exception:
-            pass
+        await self._transport.wait_closed()
