@@ -30,17 +30,25 @@ class StoreUnavailable(ZvonokError):
 class SignalError(ZvonokError):
     """An error reported to the client as ``{"type": "error", "payload": {"code", "message"}}``.
 
-    ``fatal`` errors close the WebSocket with ``close_code`` after the message is sent.
+    ``fatal`` errors close the WebSocket with ``close_code`` after the message is sent;
+    ``retry_after_ms`` becomes the message's ``retryAfterMs`` (when to try again).
     """
 
     def __init__(
-        self, code: str, message: str, *, fatal: bool = False, close_code: int = 1008
+        self,
+        code: str,
+        message: str,
+        *,
+        fatal: bool = False,
+        close_code: int = 1008,
+        retry_after_ms: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.fatal = fatal
         self.close_code = close_code
+        self.retry_after_ms = retry_after_ms
 
 
 class MediaError(ZvonokError):

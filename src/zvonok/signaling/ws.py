@@ -288,7 +288,7 @@ class Connection:
         except SignalError as exc:
             log.info("refused %s (%s)", msg.type, exc.code, extra=self._extra)
             log.debug("refused %s: %s", msg.type, loggable(exc.message), extra=self._extra)
-            self._error(exc.code, exc.message, msg.type)
+            self._sink.send(Error(exc.code, exc.message, msg.type, exc.retry_after_ms))
             if exc.fatal:
                 self._sink.close(exc.close_code, exc.code)
             else:

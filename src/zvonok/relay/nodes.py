@@ -1,0 +1,519 @@
+"""Rooms across nodes: ``ClusteredRooms``, the ``CallRooms`` of a node in a Redis cluster.
+
+Shared design ``cluster.md`` §3 ("Join flow", "Relay, not redirect", "On a race") and §4 (node
+crash, Redis outage, split brain). Any node accepts a call's WebSocket (the *edge*); the room
+lives on one node (its *owner*), which alone claims it in the ``RoomDirectory``. A join:
+
+1. Where does the room live? This node if it holds the room's lease (no Redis round trip: a
+   node serves joins to its own rooms while Redis is away); else the lease's owner if the lease
+   is valid; else ``NodeRegistry.pick()`` (this node when it is within the margin).
+2. Here: claim the lease (an asyncio lock per room serializes this node's joins) and join the
+   node's own ``CallRooms`` (``LocalRooms``, or ``RelayedRooms`` over the media workers).
+3. Elsewhere: a ``RemoteSession`` asks the owner over the ``SignalBus`` link to that node, with the
+   session's ``relay`` id; the owner runs step 2 with a ``RelaySink`` back to the edge. An owner
+   that lost the claim race answers ``{"moved": winner}`` and the edge asks the winner (at most
+   ``MAX_HOPS`` times).
+
+After the join the edge relays ``offer``/``answer``/``ice``/``leave`` as requests and ``detach`` as
+a note; the owner sends the session's server messages back as notes ``send``/``close``. Media goes
+straight from the client to the owner's worker port: its candidates name that port.
+
+Failures: a broken link to an owner (its node died, or no ack progress) tells each session relayed
+there ``error`` ``node-lost`` and closes it with 1012: the client resumes with the same
+``sessionId`` and the room is claimed again elsewhere. A broken link from an edge detaches the
+sessions it carried (they wait ``resume_grace`` for the client). Redis unreachable: joins that need
+it get ``cluster-unavailable`` with ``retryAfterMs`` and close 1013; a room whose lease went to
+another node (split brain, §4) has its sessions told ``room-moved`` (1012). Implements no RFC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from ..cluster.base import (
+    Claimed,
+    ClaimResult,
+    ClusterFull,
+    ClusterUnavailable,
+    NodeRegistry,
+    RoomLease,
+)
+from ..errors import SignalError
+from ..ids import RoomKey, SessionId, UserId
+from ..rooms.port import CallRooms, CallSession
+from ..rooms.sink import SignalSink
+from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
+from .frames import Frame
+from .link import Link, LinkClosed
+from .sink import RelaySink
+
+log = logging.getLogger("zvonok.relay.nodes")
+
+#: A join follows at most this many ``moved`` answers (§3 "On a race").
+MAX_HOPS: Final = 3
+#: How long an edge waits for the owner's answer to ``join``.
+JOIN_WAIT: Final = 10.0
+#: ``error`` codes of docs/protocol.md and their WebSocket close codes (RFC 6455 §7.4.1).
+NODE_LOST: Final = "node-lost"
+ROOM_MOVED: Final = "room-moved"
+CLUSTER_UNAVAILABLE: Final = "cluster-unavailable"
+CLUSTER_FULL: Final = "cluster-full"
+RESTART_CLOSE: Final = 1012  # service restart: join again at once
+TRY_LATER_CLOSE: Final = 1013  # try again later
+
+
+def node_lost() -> SignalError:
+    return SignalError(
+        NODE_LOST,
+        "the node that holds this call stopped; join again with the same sessionId",
+        fatal=True,
+        close_code=RESTART_CLOSE,
+    )
+
+
+def room_moved() -> SignalError:
+    return SignalError(
+        ROOM_MOVED,
+        "this call moved to another node; join again with the same sessionId",
+        fatal=True,
+        close_code=RESTART_CLOSE,
+    )
+
+
+def unavailable(exc: ClusterUnavailable) -> SignalError:
+    return SignalError(
+        CLUSTER_UNAVAILABLE,
+        f"the cluster cannot place this call now ({exc}); try again",
+        fatal=True,
+        close_code=TRY_LATER_CLOSE,
+        retry_after_ms=max(int(exc.retry_after * 1000), 100),
+    )
+
+
+def full() -> SignalError:
+    return SignalError(
+        CLUSTER_FULL,
+        "every node is at capacity; try again later",
+        fatal=True,
+        close_code=TRY_LATER_CLOSE,
+        retry_after_ms=5000,
+    )
+
+
+class Leases(Protocol):
+    """What ``ClusteredRooms`` needs of the node's room directory (``RedisRoomDirectory``)."""
+
+    @property
+    def held(self) -> Mapping[RoomKey, int]: ...
+
+    async def claim_lease(self, room: RoomKey, seen_epoch: int = 0) -> ClaimResult: ...
+
+    async def lookup(self, room: RoomKey) -> RoomLease | None: ...
+
+    async def release(self, room: RoomKey) -> None: ...
+
+
+class Bus(Protocol):
+    """What ``ClusteredRooms`` needs of the ``SignalBus``: the one link to a peer node."""
+
+    def link(self, peer: str) -> Link: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    owner: str
+
+
+class OwnedRooms:
+    """The ``RoomDirectory`` the node's own rooms use in a cluster: the room was claimed by
+    ``ClusteredRooms`` before the join reached the rooms, so ``claim`` costs no Redis round trip
+    then; it remembers which rooms exist here, and ``release`` gives the lease up."""
+
+    def __init__(self, leases: Leases, node_id: str) -> None:
+        self._leases = leases
+        self._node_id = node_id
+        #: Rooms the node's rooms layer created and has not released.
+        self.live: set[RoomKey] = set()
+
+    async def claim(self, room: RoomKey) -> str:
+        self.live.add(room)
+        if room in self._leases.held:
+            return self._node_id
+        try:
+            result = await self._leases.claim_lease(room)
+        except ClusterUnavailable as exc:
+            self.live.discard(room)
+            raise unavailable(exc) from None
+        if not isinstance(result, Claimed):
+            self.live.discard(room)
+            raise room_moved()
+        return self._node_id
+
+    async def release(self, room: RoomKey) -> None:
+        self.live.discard(room)
+        await self._leases.release(room)
+
+
+class RemoteSession:
+    """The edge's ``CallSession`` of a session whose room lives on another node."""
+
+    def __init__(
+        self, rooms: ClusteredRooms, node: str, link: Link, relay: int, session_id: SessionId,
+        sink: SignalSink,
+    ) -> None:  # fmt: skip
+        self._rooms = rooms
+        self.node = node
+        self.link = link
+        self.relay = relay
+        self._session_id = session_id
+        self.sink = sink
+        self._closed = False
+
+    @property
+    def session_id(self) -> SessionId:
+        return self._session_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def _request(self, method: str, params: dict[str, Any]) -> None:
+        try:
+            await self.link.request(method, params, relay=self.relay)
+        except LinkClosed:
+            raise node_lost() from None
+
+    async def offer(self, sdp: str) -> None:
+        await self._request("offer", {"sdp": sdp})
+
+    async def answer(self, sdp: str) -> None:
+        await self._request("answer", {"sdp": sdp})
+
+    async def ice(self, ice: IcePayload) -> None:
+        try:
+            ice.parsed_candidate()  # bad-candidate is judged here, as a local session would
+        except MessageError as exc:
+            raise SignalError(exc.code, exc.message) from None
+        await self._request("ice", {"ice": ice.to_json()})
+
+    async def leave(self) -> None:
+        try:
+            await self._request("leave", {})
+        finally:
+            self._rooms.forget(self)
+
+    def detach(self, sink: SignalSink) -> None:
+        if not self._rooms.forget(self):
+            return
+        with contextlib.suppress(LinkClosed):
+            self.link.notify("detach", {}, relay=self.relay)
+
+    def on_note(self, method: str, params: dict[str, Any]) -> None:
+        if method == "send":
+            try:
+                message = parse_server_object(params["m"])
+            except (MessageError, KeyError, TypeError) as exc:
+                log.error("node %s sent an invalid server message: %s", self.node, exc)
+                return
+            self.sink.send(message)
+        elif method == "close":
+            self._closed = True
+            self.sink.close(int(params.get("code", 1000)), str(params.get("reason", "")))
+        elif method == "ended":
+            self._closed = True
+
+    def lost(self, error: SignalError) -> None:
+        """The owner is gone (or the room moved): tell the client, close its socket."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sink.send(Error(error.code, error.message, retry_after_ms=0))
+        self.sink.close(error.close_code, error.code)
+
+
+class ClusteredRooms:
+    """``CallRooms`` of a node in a cluster: joins go to the room's owner node (see module)."""
+
+    def __init__(
+        self,
+        inner: CallRooms,
+        leases: Leases,
+        owned: OwnedRooms,
+        registry: NodeRegistry,
+        *,
+        node_id: str,
+        close_room: Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.leases = leases
+        self.owned = owned
+        self.registry = registry
+        self.node_id = node_id
+        self._close_room = close_room
+        self.bus: Bus | None = None
+        self._relay_ids = itertools.count(1)
+        #: Edge side: sessions relayed to another node, by (node, relay).
+        self.remote: dict[tuple[str, int], RemoteSession] = {}
+        #: Owner side: sessions an edge node relays here, by (edge node, relay).
+        self.served: dict[tuple[str, int], tuple[CallSession, RelaySink]] = {}
+        #: Per room being joined here: its lock and how many joins hold or await it.
+        self._locks: dict[RoomKey, tuple[asyncio.Lock, list[int]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Joins relayed to other nodes and served for other nodes, for metrics.
+        self.relayed_joins = 0
+        self.served_joins = 0
+
+    def attach(self, bus: Bus) -> None:
+        self.bus = bus
+
+    # ------------------------------------------------------------------ CallRooms
+    @property
+    def closing(self) -> bool:
+        return self.inner.closing
+
+    @property
+    def empty(self) -> bool:
+        return self.inner.empty
+
+    def set_drain(self, until: float | None) -> None:
+        self.inner.set_drain(until)
+
+    def begin_shutdown(self, code: str = "shutdown") -> None:
+        self.inner.begin_shutdown(code)
+        error = SignalError(code, "the server is shutting down; join again", close_code=1012)
+        for session in list(self.remote.values()):
+            session.lost(error)
+        self.remote.clear()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.inner.close()
+
+    async def join(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> CallSession:
+        if self.closing:
+            raise SignalError(
+                "shutdown", "the server is shutting down", fatal=True, close_code=1012
+            )
+        target: str | None = None
+        for _ in range(MAX_HOPS + 1):
+            if target is None:
+                target = await self._locate(key)
+            if target == self.node_id:
+                result = await self._join_here(key, user_id, session_id, raw_room_id, sink)
+            else:
+                result = await self._join_remote(
+                    target, key, user_id, session_id, raw_room_id, sink
+                )
+            if not isinstance(result, _Moved):
+                return result
+            log.info("room %s: moved to node %s", key, result.owner)
+            target = result.owner
+        raise SignalError(
+            CLUSTER_UNAVAILABLE,
+            "the room's owner keeps changing; try again",
+            fatal=True,
+            close_code=TRY_LATER_CLOSE,
+            retry_after_ms=1000,
+        )
+
+    async def _locate(self, key: RoomKey) -> str:
+        if key in self.leases.held:
+            return self.node_id
+        try:
+            lease = await self.leases.lookup(key)
+            if lease is not None and lease.valid:
+                return lease.owner
+            return await self.registry.pick()
+        except ClusterUnavailable as exc:
+            raise unavailable(exc) from None
+        except ClusterFull:
+            raise full() from None
+
+    @contextlib.asynccontextmanager
+    async def _room_lock(self, key: RoomKey) -> AsyncIterator[None]:
+        """Serialize this node's joins of one room (the claim, then the join)."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0] and self._locks.get(key) is entry:
+                del self._locks[key]
+
+    async def _join_here(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> CallSession | _Moved:
+        async with self._room_lock(key):
+            claimed = False
+            if key not in self.leases.held:
+                if self.inner.closing:
+                    raise SignalError(
+                        "shutdown", "the server is shutting down", fatal=True, close_code=1012
+                    )
+                try:
+                    result = await self.leases.claim_lease(key)
+                except ClusterUnavailable as exc:
+                    raise unavailable(exc) from None
+                if not isinstance(result, Claimed):
+                    return _Moved(result.owner)
+                claimed = True
+            try:
+                return await self.inner.join(key, user_id, session_id, raw_room_id, sink)
+            except BaseException:
+                if claimed and key not in self.owned.live:  # refused before the room existed
+                    with contextlib.suppress(Exception):
+                        await self.leases.release(key)
+                raise
+
+    async def _join_remote(
+        self,
+        node: str,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> CallSession | _Moved:
+        assert self.bus is not None, "ClusteredRooms.attach(bus) first"
+        link = self.bus.link(node)
+        relay = next(self._relay_ids)
+        session = RemoteSession(self, node, link, relay, session_id, sink)
+        self.remote[(node, relay)] = session
+        try:
+            value = await link.request(
+                "join",
+                {
+                    "room": str(key),
+                    "user": user_id,
+                    "session": session_id,
+                    "rawRoomId": raw_room_id,
+                },
+                relay=relay,
+                wait=JOIN_WAIT,
+            )
+        except LinkClosed:
+            self.remote.pop((node, relay), None)
+            raise node_lost() from None
+        except BaseException:
+            self.remote.pop((node, relay), None)
+            raise
+        if isinstance(value, dict) and "moved" in value:
+            self.remote.pop((node, relay), None)
+            return _Moved(str(value["moved"]))
+        self.relayed_joins += 1
+        return session
+
+    def forget(self, session: RemoteSession) -> bool:
+        """Stop relaying ``session`` (it left or its socket dropped); False if already gone."""
+        return self.remote.pop((session.node, session.relay), None) is not None
+
+    # ------------------------------------------------------------------ the bus's side
+    async def on_request(self, peer: str, frame: Frame) -> Any:
+        """A request of edge node ``peer`` about one of the sessions it relays here."""
+        params = frame.params
+        key = (peer, frame.relay)
+        if frame.method == "join":
+            return await self._serve_join(peer, frame.relay, params)
+        served = self.served.get(key)
+        if served is None:
+            raise SignalError("not-joined", "the session has ended; join again")
+        session, _sink = served
+        if frame.method == "offer":
+            await session.offer(str(params["sdp"]))
+        elif frame.method == "answer":
+            await session.answer(str(params["sdp"]))
+        elif frame.method == "ice":
+            await session.ice(IcePayload.parse(params.get("ice"), "ice"))
+        elif frame.method == "leave":
+            self.served.pop(key, None)
+            await session.leave()
+        else:
+            raise SignalError("internal", f"unknown node request {frame.method!r}")
+        return None
+
+    async def _serve_join(self, peer: str, relay: int, params: dict[str, Any]) -> Any:
+        assert self.bus is not None
+        key = RoomKey.parse(str(params["room"]))
+        sink = RelaySink(self.bus.link(peer), relay)
+        result = await self._join_here(
+            key,
+            UserId(str(params["user"])),
+            SessionId(str(params["session"])),
+            params["rawRoomId"],
+            sink,
+        )
+        if isinstance(result, _Moved):
+            return {"moved": result.owner}
+        self.served[(peer, relay)] = (result, sink)
+        self.served_joins += 1
+        return None
+
+    def on_note(self, peer: str, frame: Frame) -> None:
+        method = frame.method
+        if method == "detach":  # edge → owner: the client's socket dropped
+            served = self.served.pop((peer, frame.relay), None)
+            if served is not None:
+                session, sink = served
+                session.detach(sink)
+            return
+        remote = self.remote.get((peer, frame.relay))  # owner → edge: send, close, ended
+        if remote is not None:
+            remote.on_note(method, frame.params)
+            if remote.closed and method == "close":
+                self.remote.pop((peer, frame.relay), None)
+
+    def on_link_closed(self, peer: str, link: Link) -> None:
+        """The link to ``peer`` broke: its relayed sessions are lost, its served ones detach."""
+        lost = [s for (node, _), s in self.remote.items() if node == peer and s.link is link]
+        for session in lost:
+            self.remote.pop((peer, session.relay), None)
+            session.lost(node_lost())
+        served = [(k, v) for k, v in self.served.items() if k[0] == peer and v[1].link is link]
+        for k, (call, sink) in served:
+            self.served.pop(k, None)
+            call.detach(sink)
+        if lost or served:
+            log.warning(
+                "link to node %s closed (%s): %d relayed sessions lost, %d served detached",
+                peer,
+                link.close_reason,
+                len(lost),
+                len(served),
+            )
+
+    # ------------------------------------------------------------------ leases lost
+    def rooms_lost(self, rooms: Iterable[RoomKey]) -> None:
+        """Renewal found these rooms owned elsewhere (§4 split brain): their sessions here are
+        told ``room-moved`` and re-join the winner."""
+        for key in rooms:
+            log.warning("room %s: lease lost to another node; moving its sessions", key)
+            self.owned.live.discard(key)
+            if self._close_room is not None:
+                task = asyncio.get_running_loop().create_task(self._close_room(key, room_moved()))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,386 @@
+"""``ClusteredRooms`` (relay/nodes.py): joins placed on the room's owner node, relayed from the
+edge over real ``Link``s (socketpairs between in-process "nodes"), the claim race answered with
+``moved``, a broken link turned into ``node-lost`` at the edge and a detach at the owner, Redis
+trouble into ``cluster-unavailable``. The lease store is an in-memory model of the Lua claim
+(the real one is tested against redis-server in tests/integration/cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from zvonok.cluster.base import (
+    Claimed,
+    ClaimResult,
+    ClusterFull,
+    ClusterUnavailable,
+    NodeInfo,
+    Owned,
+    RoomLease,
+)
+from zvonok.errors import SignalError
+from zvonok.ids import RoomKey, SessionId, UserId
+from zvonok.relay.frames import Frame
+from zvonok.relay.link import Link
+from zvonok.relay.nodes import ClusteredRooms, OwnedRooms
+from zvonok.rooms.sink import SignalSink
+from zvonok.signaling.messages import IcePayload, Joined, ServerMessage
+
+ROOM = RoomKey.parse("group:7")
+
+
+# ---------------------------------------------------------------- an in-memory lease store
+@dataclass
+class Store:
+    records: dict[RoomKey, tuple[str, int]] = field(default_factory=dict)
+    alive: set[str] = field(default_factory=set)
+    epoch: int = 0
+    down: bool = False
+    claims: list[str] = field(default_factory=list)
+
+
+class Leases:
+    def __init__(self, store: Store, node: str) -> None:
+        self.store = store
+        self.node = node
+        self._held: dict[RoomKey, int] = {}
+
+    @property
+    def held(self) -> Mapping[RoomKey, int]:
+        return self._held
+
+    def _check(self) -> None:
+        if self.store.down:
+            raise ClusterUnavailable("redis unreachable", retry_after=2.0)
+
+    async def claim_lease(self, room: RoomKey, seen_epoch: int = 0) -> ClaimResult:
+        self._check()
+        await asyncio.sleep(0.001)  # a round trip: lets racing joins interleave
+        self.store.claims.append(self.node)
+        record = self.store.records.get(room)
+        if record is not None and record[0] != self.node and record[0] in self.store.alive:
+            self._held.pop(room, None)
+            return Owned(record[0], record[1])
+        if record is not None and record[0] == self.node:
+            self._held[room] = record[1]
+            return Claimed(record[1])
+        self.store.epoch += 1
+        self.store.records[room] = (self.node, self.store.epoch)
+        self._held[room] = self.store.epoch
+        return Claimed(self.store.epoch)
+
+    async def lookup(self, room: RoomKey) -> RoomLease | None:
+        self._check()
+        record = self.store.records.get(room)
+        if record is None:
+            return None
+        return RoomLease(record[0], "boot", record[1], valid=record[0] in self.store.alive)
+
+    async def release(self, room: RoomKey) -> None:
+        epoch = self._held.pop(room, None)
+        if self.store.records.get(room) == (self.node, epoch):
+            del self.store.records[room]
+
+
+class Registry:
+    def __init__(self, node: str, picks: list[str]) -> None:
+        self._node = node
+        self.picks = picks
+
+    @property
+    def node_id(self) -> str:
+        return self._node
+
+    async def nodes(self) -> Sequence[NodeInfo]:
+        return [NodeInfo(self._node, "boot")]
+
+    def set_state(self, state: str) -> None:
+        pass
+
+    async def pick(self) -> str:
+        if not self.picks:
+            raise ClusterFull()
+        return self.picks[0]
+
+
+# ---------------------------------------------------------------- the node's own rooms
+class Sink:
+    def __init__(self) -> None:
+        self.sent: list[ServerMessage] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, message: ServerMessage) -> None:
+        self.sent.append(message)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+class Session:
+    def __init__(self, inner: Inner, session_id: SessionId, sink: SignalSink) -> None:
+        self.inner = inner
+        self._id = session_id
+        self.sink = sink
+        self.offers: list[str] = []
+        self.ices: list[IcePayload] = []
+        self.detached = 0
+        self.left = False
+
+    @property
+    def session_id(self) -> SessionId:
+        return self._id
+
+    @property
+    def closed(self) -> bool:
+        return self.left
+
+    async def offer(self, sdp: str) -> None:
+        self.offers.append(sdp)
+
+    async def answer(self, sdp: str) -> None:
+        raise SignalError("bad-message", "no server offer is outstanding")
+
+    async def ice(self, ice: IcePayload) -> None:
+        self.ices.append(ice)
+
+    async def leave(self) -> None:
+        self.left = True
+        self.sink.close(1000, "left")
+
+    def detach(self, sink: SignalSink) -> None:
+        self.detached += 1
+
+
+class Inner:
+    """The node's own rooms: records joins, tells each session ``joined``."""
+
+    def __init__(self, node: str, owned: OwnedRooms) -> None:
+        self.node = node
+        self.owned = owned
+        self.sessions: dict[SessionId, Session] = {}
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def empty(self) -> bool:
+        return not self.sessions
+
+    def set_drain(self, until: float | None) -> None:
+        pass
+
+    def begin_shutdown(self, code: str = "shutdown") -> None:
+        self._closing = True
+
+    async def close(self) -> None:
+        self._closing = True
+
+    async def join(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> Session:
+        if user_id == "mallory":
+            raise SignalError("forbidden", "not a member")
+        await self.owned.claim(key)
+        session = Session(self, session_id, sink)
+        self.sessions[session_id] = session
+        sink.send(Joined(session_id, user_id, str(key), (), (), False))
+        return session
+
+
+# ---------------------------------------------------------------- nodes over real links
+@dataclass
+class Node:
+    name: str
+    rooms: ClusteredRooms
+    inner: Inner
+    leases: Leases
+    links: dict[str, Link] = field(default_factory=dict)
+
+    def link(self, peer: str) -> Link:
+        return self.links[peer]
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.store = Store()
+        self.nodes: dict[str, Node] = {}
+        self.all_links: list[Link] = []
+
+    def add(self, name: str, picks: list[str] | None = None) -> Node:
+        leases = Leases(self.store, name)
+        owned = OwnedRooms(leases, name)
+        inner = Inner(name, owned)
+        rooms = ClusteredRooms(
+            inner, leases, owned, Registry(name, [name] if picks is None else picks), node_id=name
+        )
+        node = Node(name, rooms, inner, leases)
+        rooms.attach(node)
+        self.nodes[name] = node
+        self.store.alive.add(name)
+        return node
+
+    async def connect(self) -> None:
+        names = sorted(self.nodes)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                ends = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                for me, peer, end in ((a, b, ends[0]), (b, a, ends[1])):
+                    link = await self._link(self.nodes[me], peer, end)
+                    self.nodes[me].links[peer] = link
+
+    async def _link(self, node: Node, peer: str, end: socket.socket) -> Link:
+        reader, writer = await asyncio.open_unix_connection(sock=end)
+
+        async def on_request(frame: Frame) -> Any:
+            return await node.rooms.on_request(peer, frame)
+
+        def on_close(link: Link) -> None:
+            node.rooms.on_link_closed(peer, link)
+
+        link = Link(
+            reader,
+            writer,
+            name=f"{node.name}->{peer}",
+            on_request=on_request,
+            on_note=lambda frame: node.rooms.on_note(peer, frame),
+            on_close=on_close,
+            request_timeout=2.0,
+        )
+        link.start()
+        self.all_links.append(link)
+        return link
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    c = Cluster()
+    yield c
+    for link in c.all_links:
+        await link.close()
+
+
+async def until(predicate: Any, within: float = 2.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def join(node: Node, user: str, session: str, sink: Sink) -> Any:
+    return await node.rooms.join(ROOM, UserId(user), SessionId(session), 7, sink)
+
+
+# ---------------------------------------------------------------- tests
+async def test_a_new_room_is_claimed_where_pick_says_and_the_edge_relays_to_it(
+    cluster: Cluster,
+) -> None:
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    await cluster.connect()
+    sink = Sink()
+    session = await join(a, "alice", "s1", sink)
+    assert cluster.store.records[ROOM][0] == "b"
+    assert cluster.store.claims == ["b"]  # the owner claims; its rooms find the lease held
+    assert not a.inner.sessions and "s1" in b.inner.sessions
+    await until(lambda: len(sink.sent) == 1)
+    assert isinstance(sink.sent[0], Joined) and sink.sent[0].user_id == "alice"
+    # the edge relays the session's messages; the owner's answers and refusals come back
+    await session.offer("v=0 offer")
+    await session.ice(IcePayload.parse({"candidate": "", "sdpMid": "0"}, "ice"))
+    assert b.inner.sessions[SessionId("s1")].offers == ["v=0 offer"]
+    with pytest.raises(SignalError) as refused:
+        await session.answer("v=0 answer")
+    assert refused.value.code == "bad-message"
+    # a join through the owner itself stays local
+    await join(b, "bob", "s2", Sink())
+    assert set(b.inner.sessions) == {"s1", "s2"}
+    assert b.rooms.served_joins == 1 and a.rooms.relayed_joins == 1
+    await session.leave()
+    await until(lambda: sink.closed == (1000, "left"))
+    assert b.inner.sessions[SessionId("s1")].left and not a.rooms.remote and not b.rooms.served
+
+
+async def test_a_refused_join_travels_back_and_leaves_no_lease(cluster: Cluster) -> None:
+    a = cluster.add("a", picks=["b"])
+    cluster.add("b")
+    await cluster.connect()
+    with pytest.raises(SignalError) as refused:
+        await join(a, "mallory", "s1", Sink())
+    assert refused.value.code == "forbidden"
+    assert ROOM not in cluster.store.records and not a.rooms.remote
+
+
+async def test_racing_edges_end_in_one_owner(cluster: Cluster) -> None:
+    """Each edge's pick names a different node: one claim wins, the others answer ``moved``."""
+    names = ["a", "b", "c"]
+    for name in names:
+        cluster.add(name, picks=[name])
+    await cluster.connect()
+    sinks = [Sink() for _ in range(12)]
+    await asyncio.gather(
+        *(join(cluster.nodes[names[i % 3]], f"u{i}", f"s{i}", sinks[i]) for i in range(len(sinks)))
+    )
+    owner = cluster.store.records[ROOM][0]
+    assert len(cluster.nodes[owner].inner.sessions) == 12
+    assert all(not cluster.nodes[n].inner.sessions for n in names if n != owner)
+    await until(lambda: all(len(s.sent) == 1 for s in sinks))
+
+
+async def test_a_broken_link_is_node_lost_at_the_edge_and_a_detach_at_the_owner(
+    cluster: Cluster,
+) -> None:
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    await cluster.connect()
+    sink = Sink()
+    session = await join(a, "alice", "s1", sink)
+    await b.links["a"].close()  # the owner's side goes away: both ends see the link close
+    await until(lambda: sink.closed is not None)
+    assert sink.closed == (1012, "node-lost")
+    assert sink.sent[-1].to_json()["code"] == "node-lost"
+    assert session.closed and not a.rooms.remote
+    assert b.inner.sessions[SessionId("s1")].detached == 1 and not b.rooms.served
+
+
+async def test_a_dropped_socket_detaches_the_session_on_the_owner(cluster: Cluster) -> None:
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    await cluster.connect()
+    sink = Sink()
+    session = await join(a, "alice", "s1", sink)
+    session.detach(sink)
+    await until(lambda: b.inner.sessions[SessionId("s1")].detached == 1)
+    assert not a.rooms.remote and not b.rooms.served
+
+
+async def test_redis_away_refuses_new_rooms_but_serves_rooms_held_here(cluster: Cluster) -> None:
+    a = cluster.add("a")
+    await cluster.connect()
+    await join(a, "alice", "s1", Sink())
+    cluster.store.down = True
+    await join(a, "bob", "s2", Sink())  # the room is held here: no Redis needed
+    other = RoomKey.parse("group:8")
+    with pytest.raises(SignalError) as refused:
+        await a.rooms.join(other, UserId("carol"), SessionId("s3"), 8, Sink())
+    assert refused.value.code == "cluster-unavailable"
+    assert refused.value.close_code == 1013 and refused.value.retry_after_ms == 2000
+
+
+async def test_no_node_with_room_is_cluster_full(cluster: Cluster) -> None:
+    a = cluster.add("a", picks=[])
+    with pytest.raises(SignalError) as refused:
+        await join(a, "alice", "s1", Sink())
+    assert refused.value.code == "cluster-full" and refused.value.fatal
