@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,7 +26,9 @@ from .admin.ops import LazyAsgi, Operations, build_front_operations, build_opera
 from .admin.webhook_events import WEBHOOK_NOTIFICATION, deliver_notification
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
+from .cluster.base import SessionDirectory
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
+from .cluster_node import ClusterView, NodeStats, build_cluster
 from .compose import build_media, build_room_service, state_snapshot
 from .config import Settings
 from .edge import DevHostPolicy
@@ -42,6 +44,9 @@ from .rooms.service import RoomService
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, SqlStore, check_store, create_store
 from .web import dev_guarded, web_routes
+
+if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
+    from .cluster.node import RedisCluster
 
 log = logging.getLogger("zvonok.app")
 #: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
@@ -68,6 +73,10 @@ class Components:
     rooms: RoomService | None = None
     #: Several processes: the media workers behind their links.
     pool: WorkerPool | None = None
+    #: ``cluster_backend = "redis"``: the node's Redis backend (None in local mode).
+    cluster: RedisCluster | None = None
+    #: Either mode: heartbeat figures, /metrics gauges, ``GET /admin/cluster``.
+    cluster_view: ClusterView | None = None
 
 
 async def build(settings: Settings) -> Components:
@@ -79,7 +88,9 @@ async def build(settings: Settings) -> Components:
     verifier = TokenVerifier(settings, secret)
     store = await create_store(settings)
     await check_store(store)  # a membership query the database refuses stops the start here
-    sessions = LocalSessionDirectory()
+    cluster = build_cluster(settings)
+    # session bindings are cluster-wide with Redis (a session id cannot be taken via another node)
+    sessions: SessionDirectory = LocalSessionDirectory() if cluster is None else cluster.sessions
     room_dir = LocalRoomDirectory()
     worker: MediaWorker | None = None
     rooms: RoomService | None = None
@@ -143,6 +154,8 @@ async def build(settings: Settings) -> Components:
             connections=lambda: endpoint.connections,
         )
         relayed.append(ops)
+    view = ClusterView(settings, cluster, NodeStats(worker=worker, rooms=rooms, pool=pool))
+    await view.start(ops)
     return Components(
         settings,
         store,
@@ -154,6 +167,8 @@ async def build(settings: Settings) -> Components:
         worker=worker,
         rooms=rooms,
         pool=pool,
+        cluster=cluster,
+        cluster_view=view,
     )
 
 
@@ -163,6 +178,8 @@ async def shutdown(components: Components) -> None:
         await components.ops.close()
     if components.worker is not None:
         await components.worker.close()
+    if components.cluster_view is not None:
+        await components.cluster_view.close()
     await components.store.close()
 
 
@@ -230,6 +247,9 @@ def create_app(settings: Settings) -> Starlette:
         ops = state["c"].ops
         if ops is None:
             return Response(status_code=404)
+        view = state["c"].cluster_view
+        if view is not None:
+            await view.refresh_metrics()
         body, content_type = await ops.render_metrics()
         return Response(body, media_type=content_type)
 

@@ -31,6 +31,9 @@ NOT_ON_THE_DEFAULT_PATH = (
     "zvonok.store.http",
     "zvonok.admin.api",
     "zvonok.admin.webhooks",
+    "zvonok.admin.cluster",
+    "redis",
+    "zvonok.cluster.node",
     "zvonok.bench",
     "hypothesis",
     "pytest",
@@ -94,8 +97,10 @@ def test_the_embedded_default_loads_only_what_it_needs(tmp_path: Path) -> None:
         ({"admin_token": "t" * 32}, "fastapi"),
         ({"webhook_urls": '["http://127.0.0.1:9/hook"]'}, "zvonok.admin.webhooks"),
         ({"membership_backend": "http", "membership_http_url": "http://127.0.0.1:9/"}, "httpx"),
+        # nothing listens on port 9: the node starts degraded, and still loads the backend
+        ({"cluster_backend": "redis", "redis_url": "redis://127.0.0.1:9/0"}, "redis"),
     ],
-    ids=["database_url", "admin_token", "webhook_urls", "http-backend"],
+    ids=["database_url", "admin_token", "webhook_urls", "http-backend", "redis-cluster"],
 )
 def test_a_configured_feature_loads_its_modules(
     tmp_path: Path, env: dict[str, str], needed: str

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
@@ -73,6 +74,15 @@ class RedisCluster:
         )
         self.sessions = RedisSessionDirectory(client, self.health, keys=self.keys, ttl=session_ttl)
         self.on_rooms_lost = on_rooms_lost
+        #: Called before every heartbeat (and registration) to set what it publishes
+        #: (``registry.load``, ``rooms``, ``sessions``, ``addresses``): the app's node stats.
+        self.before_heartbeat: Callable[[RedisNodeRegistry], None] | None = None
+        #: For metrics: lease renewal rounds that reached Redis / failed, rooms lost to another
+        #: owner, and when (``time.monotonic``) a heartbeat last reached Redis.
+        self.renewals = 0
+        self.renewal_failures = 0
+        self.rooms_lost = 0
+        self.heartbeat_at: float | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
         self._dropping: asyncio.Task[None] | None = None
@@ -103,7 +113,7 @@ class RedisCluster:
     async def start(self) -> None:
         """Register (or start degraded if Redis is unreachable) and run the loops."""
         try:
-            await self.registry.register()
+            await self._register()
         except ClusterUnavailable as exc:
             log.warning("cluster: redis unreachable at start (%s); running degraded", exc)
         self._runner = asyncio.create_task(self._run(), name="cluster")
@@ -134,8 +144,7 @@ class RedisCluster:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL * self._timing)
-            self.registry.rooms = len(self.rooms)
-            self.registry.sessions = len(self.sessions)
+            self._publish()
             try:
                 beat = await self.registry.heartbeat()
             except ClusterUnavailable:
@@ -143,6 +152,7 @@ class RedisCluster:
             except NodeIdConflict as exc:
                 log.error("cluster: %s", exc)
                 continue
+            self.heartbeat_at = time.monotonic()
             if beat.generation_changed:
                 log.warning("cluster: redis lost its data (zv:gen changed); re-asserting")
                 self.rooms.hold_claims(GENERATION_HOLD_OFF * self._timing)
@@ -165,10 +175,26 @@ class RedisCluster:
     async def reconcile(self) -> bool:
         """Re-register and re-assert rooms and bindings; whether it all reached Redis."""
         try:
-            await self.registry.register()
+            await self._register()
         except ClusterUnavailable:
             return False
         return await self.renew()
+
+    async def _register(self) -> None:
+        self._publish()
+        await self.registry.register()
+        self.heartbeat_at = time.monotonic()
+
+    def _publish(self) -> None:
+        """Set what the next heartbeat carries: leases and bindings held, then the app's own
+        figures (``before_heartbeat``)."""
+        self.registry.rooms = len(self.rooms)
+        self.registry.sessions = len(self.sessions)
+        if self.before_heartbeat is not None:
+            try:
+                self.before_heartbeat(self.registry)
+            except Exception:  # stats must never stop the heartbeat
+                log.exception("cluster: node stats failed")
 
     async def renew(self) -> bool:
         """One renewal of rooms and session bindings; lost rooms go to ``on_rooms_lost``."""
@@ -176,7 +202,10 @@ class RedisCluster:
             lost = await self.rooms.renew()
             await self.sessions.renew()
         except ClusterUnavailable:
+            self.renewal_failures += 1
             return False
+        self.renewals += 1
+        self.rooms_lost += len(lost)
         if lost:
             log.warning("cluster: lost %d room(s) to other owners", len(lost))
             if self.on_rooms_lost is not None:

@@ -1,0 +1,292 @@
+"""The cluster in a running node (``zvonok serve``): the Redis backend's start, its heartbeat
+figures, ``/metrics`` gauges and the status the admin API and ``zvonok cluster status`` show.
+
+Shared design ``cluster.md`` §3 ("Owner selection": a node's ``load`` is that of its least-loaded
+worker; the heartbeat carries state, load, rooms, sessions and UDP addresses) and §4.
+
+- ``build_cluster``: ``RedisCluster.from_settings`` when ``cluster_backend = "redis"``, else
+  ``None``; redis-py is imported only then (a local node never loads it).
+- ``NodeStats``: this node's figures, read from its one process (media worker and room service:
+  the largest of CPU fraction, forwarded packets/s ÷ capacity and sessions ÷ cap, the score a
+  media worker reports, ``relay.front``) or from the front's ``WorkerPool`` (the least-loaded live
+  worker's score); the media addresses are the workers' UDP host candidates (``announce_ips``
+  when set: what clients are told).
+- ``ClusterView``: what the app holds in either mode: ``start`` (feeds the heartbeats, adds the
+  cluster gauges to ``/metrics`` and ``GET /admin/cluster`` to the admin API, starts the
+  backend), ``status()`` and ``close()``.
+- ``ClusterCollector``: the ``zvonok_cluster_*`` families (redis mode only).
+
+Imports ``cluster``, ``relay.front`` (the load score) and ``media``/``rooms`` for types.
+Implements no RFC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .cluster.base import NodeInfo
+from .cluster.status import local_status
+from .config import Settings
+from .relay.front import PPS_CAPACITY, SESSION_CAPACITY, WorkerPool
+
+if TYPE_CHECKING:
+    from .admin.ops import Operations
+    from .cluster.node import RedisCluster
+    from .cluster.redis_nodes import RedisNodeRegistry
+    from .media.worker import MediaWorker
+    from .rooms.service import RoomService
+
+log = logging.getLogger("zvonok.cluster")
+
+#: How long ``status()`` waits for Redis before answering 503.
+STATUS_TIMEOUT = 3.0
+#: How long a ``/metrics`` scrape waits for the live node count before showing the last one.
+METRICS_TIMEOUT = 0.5
+#: Health states, each a label value of ``zvonok_cluster_health``.
+HEALTH_STATES = ("ok", "degraded", "reconciling")
+
+
+def build_cluster(settings: Settings) -> RedisCluster | None:
+    """The node's Redis backend (unstarted; its client connects on first use), or ``None``."""
+    if settings.cluster_backend != "redis":
+        return None
+    from .cluster.node import RedisCluster
+
+    return RedisCluster.from_settings(settings)
+
+
+def udp_addresses(candidates: list[str]) -> list[str]:
+    """``host:port`` (``[v6]:port``) of the UDP host candidates among ``candidate:`` lines."""
+    out = []
+    for line in candidates:
+        fields = line.split()
+        if len(fields) >= 6 and fields[2].lower() == "udp":
+            host, port = fields[4], fields[5]
+            out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return out
+
+
+class NodeStats:
+    """This node's load, rooms, sessions and media addresses, from one process or a pool."""
+
+    def __init__(
+        self,
+        *,
+        worker: MediaWorker | None = None,
+        rooms: RoomService | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        self._worker = worker
+        self._rooms = rooms
+        self._pool = pool
+        self._cpu = (time.monotonic(), time.process_time())
+        self._sent = 0
+
+    def load(self) -> float:
+        """0-1 (above 1 when overloaded): the least-loaded worker's score; one process measures
+        its own since the last call, as a media worker's load report does."""
+        if self._pool is not None:
+            live = self._pool.live_workers()
+            return min((h.score() for h in live), default=1.0)
+        if self._worker is None or self._rooms is None:
+            return 0.0
+        now, cpu = time.monotonic(), time.process_time()
+        then, cpu_then = self._cpu
+        self._cpu = (now, cpu)
+        wall = max(now - then, 1e-3)
+        sent = sum(t.tx_packets for t in self._worker.transports.values())
+        pps = max(sent - self._sent, 0) / wall
+        self._sent = sent
+        return max(
+            (cpu - cpu_then) / wall,
+            pps / PPS_CAPACITY,
+            len(self._rooms.sessions) / SESSION_CAPACITY,
+        )
+
+    def room_keys(self) -> list[str]:
+        if self._pool is not None:
+            return sorted({str(key) for h in self._pool.live_workers() for key in h.claimed})
+        return sorted(str(key) for key in self._rooms.rooms) if self._rooms is not None else []
+
+    def rooms(self) -> int:
+        if self._pool is not None:
+            return sum(int(h.load.get("rooms", 0)) for h in self._pool.live_workers())
+        return len(self._rooms.rooms) if self._rooms is not None else 0
+
+    def sessions(self) -> int:
+        if self._pool is not None:
+            return sum(int(h.load.get("sessions", 0)) for h in self._pool.live_workers())
+        return len(self._rooms.sessions) if self._rooms is not None else 0
+
+    def addresses(self) -> tuple[str, ...]:
+        if self._pool is not None:
+            handles = sorted(self._pool.live_workers(), key=lambda h: h.index)
+            return tuple(a for h in handles for a in udp_addresses(h.info.get("candidates", [])))
+        if self._worker is None:
+            return ()
+        return tuple(udp_addresses(self._worker.local_candidates()))
+
+    def publish(self, registry: RedisNodeRegistry) -> None:
+        """``RedisCluster.before_heartbeat``: what this heartbeat carries."""
+        registry.load = self.load()
+        registry.rooms = self.rooms()
+        registry.sessions = self.sessions()
+        registry.addresses = self.addresses()
+
+
+class ClusterCollector(Collector):
+    """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+        self._started = time.monotonic()
+        #: Live nodes seen at the last scrape (``refresh``); NaN before any answer.
+        self.nodes_live = math.nan
+
+    async def refresh(self) -> None:
+        """Before a scrape: count the live nodes (one Redis call, through the breaker)."""
+        from .cluster.base import ClusterUnavailable
+
+        try:
+            async with asyncio.timeout(METRICS_TIMEOUT):
+                self.nodes_live = len(await self._cluster.registry.nodes())
+        except (ClusterUnavailable, TimeoutError):
+            pass  # the last count stays; zvonok_cluster_health says why
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = self._cluster
+        health = GaugeMetricFamily(
+            "zvonok_cluster_health",
+            "1 for the node's cluster state (ok, degraded: Redis unreachable, reconciling).",
+            labels=["state"],
+        )
+        status = cluster.health.status
+        for state in HEALTH_STATES:
+            health.add_metric([state], 1 if status == state else 0)
+        yield health
+        yield GaugeMetricFamily(
+            "zvonok_cluster_nodes", "Live nodes in the cluster (at this scrape).",
+            value=self.nodes_live,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "zvonok_cluster_rooms_owned", "Rooms this node holds a lease on.",
+            value=len(cluster.rooms),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "zvonok_cluster_node_load", "The load this node's heartbeat publishes (0-1).",
+            value=cluster.registry.load,
+        )  # fmt: skip
+        at = cluster.heartbeat_at
+        yield GaugeMetricFamily(
+            "zvonok_cluster_heartbeat_age_seconds",
+            "Time since this node's heartbeat last reached Redis (since start if never).",
+            value=time.monotonic() - (self._started if at is None else at),
+        )
+        renewals = CounterMetricFamily(
+            "zvonok_cluster_lease_renewals",
+            "Lease renewal rounds (rooms and session bindings), by result.",
+            labels=["result"],
+        )
+        renewals.add_metric(["ok"], cluster.renewals)
+        renewals.add_metric(["failed"], cluster.renewal_failures)
+        yield renewals
+        yield CounterMetricFamily(
+            "zvonok_cluster_rooms_lost", "Rooms a renewal found owned by another node.",
+            value=cluster.rooms_lost,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "zvonok_cluster_redis_errors", "Redis calls that failed or timed out.",
+            value=cluster.health.failures,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "zvonok_cluster_redis_refused",
+            "Redis calls refused at once by the open circuit breaker (while degraded).",
+            value=cluster.health.refused,
+        )
+
+
+class ClusterView:
+    """The cluster as this node's app sees it, in either mode."""
+
+    def __init__(self, settings: Settings, cluster: RedisCluster | None, stats: NodeStats) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.stats = stats
+        self.collector: ClusterCollector | None = None
+        #: A local node's boot id (a Redis node's is its registry's).
+        self._boot = secrets.token_hex(8)
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.cluster_node_id if self.cluster is None else self.cluster.node_id
+
+    async def start(self, ops: Operations | None) -> None:
+        """Feed the heartbeats, add the gauges and the admin endpoint, start the backend."""
+        if ops is not None and ops.admin is not None and self.settings.admin_token:
+            from .admin.cluster import add_cluster_route
+
+            add_cluster_route(ops.admin, self.status, self.settings.admin_token)
+        if self.cluster is None:
+            return
+        self.cluster.before_heartbeat = self.stats.publish
+        if ops is not None:
+            self.collector = ClusterCollector(self.cluster)
+            ops.metrics.registry.register(self.collector)
+        await self.cluster.start()
+        from .cluster.connection import RedisTarget
+
+        log.info(
+            "node %s (boot %s) in the cluster on %s (%s)",
+            self.cluster.node_id,
+            self.cluster.registry.boot_id,
+            RedisTarget.from_settings(self.settings).describe(),
+            self.cluster.health.status,
+        )
+
+    async def refresh_metrics(self) -> None:
+        if self.collector is not None:
+            await self.collector.refresh()
+
+    def local_node(self) -> NodeInfo:
+        return NodeInfo(
+            node_id=self.node_id,
+            boot_id=self._boot,
+            load=self.stats.load(),
+            addresses=self.stats.addresses(),
+            rooms=self.stats.rooms(),
+            sessions=self.stats.sessions(),
+        )
+
+    async def status(self) -> dict[str, Any]:
+        """``GET /admin/cluster``: every live node and room owner (``cluster.status``); in local
+        mode this node and its rooms. ``ClusterUnavailable`` when Redis does not answer."""
+        if self.cluster is None:
+            return local_status(self.local_node(), self.stats.room_keys())
+        from redis.exceptions import RedisError
+
+        from .cluster.base import ClusterUnavailable
+        from .cluster.status import read_status
+
+        try:
+            async with asyncio.timeout(STATUS_TIMEOUT):
+                return await read_status(
+                    self.cluster.client,
+                    keys=self.cluster.keys,
+                    me=self.cluster.node_id,
+                    health=self.cluster.health.status,
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise ClusterUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.close()
