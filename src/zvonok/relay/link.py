@@ -84,6 +84,7 @@ def error_of(exc: BaseException) -> dict[str, Any]:
             "message": exc.message,
             "fatal": exc.fatal,
             "closeCode": exc.close_code,
+            "retryAfterMs": exc.retry_after_ms,
         }
     if isinstance(exc, RemoteError):
         return exc.error
@@ -98,6 +99,7 @@ def raise_error(error: dict[str, Any]) -> Exception:
             str(error.get("message", "")),
             fatal=bool(error.get("fatal", False)),
             close_code=code if isinstance(code := error.get("closeCode"), int) else 1008,
+            retry_after_ms=after if isinstance(after := error.get("retryAfterMs"), int) else None,
         )
     return RemoteError(error)
 

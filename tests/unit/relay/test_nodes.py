@@ -192,6 +192,10 @@ class Inner:
     ) -> Session:
         if user_id == "mallory":
             raise SignalError("forbidden", "not a member")
+        if user_id == "late":
+            raise SignalError(
+                "room-full", "try later", fatal=True, close_code=1013, retry_after_ms=750
+            )
         await self.owned.claim(key)
         session = Session(self, session_id, sink)
         self.sessions[session_id] = session
@@ -321,6 +325,14 @@ async def test_a_refused_join_travels_back_and_leaves_no_lease(cluster: Cluster)
         await join(a, "mallory", "s1", Sink())
     assert refused.value.code == "forbidden"
     assert ROOM not in cluster.store.records and not a.rooms.remote
+    with pytest.raises(SignalError) as later:
+        await join(a, "late", "s2", Sink())
+    assert (later.value.code, later.value.fatal, later.value.close_code) == (
+        "room-full",
+        True,
+        1013,
+    )
+    assert later.value.retry_after_ms == 750
 
 
 async def test_racing_edges_end_in_one_owner(cluster: Cluster) -> None:
