@@ -52,6 +52,10 @@ class Keys:
         """``zv:sess:<sessionId>``: hash user, room, state (bound / lingering)."""
         return f"{self.prefix}sess:{session_id}"
 
+    def signal(self, node_id: str) -> str:
+        """``zv:sig:<node>``: the pub/sub channel of a node's SignalBus (§3 "SignalBus frames")."""
+        return f"{self.prefix}sig:{node_id}"
+
     @property
     def events(self) -> str:
         """``zv:events``: the stream of webhook events (consumer group ``webhooks``)."""

@@ -1,0 +1,302 @@
+"""The cluster's SignalBus (``zvonok.cluster.bus``) on a real ``redis-server`` (shared design
+``cluster.md`` §3 "SignalBus frames", §4; issue 14), timing ×0.25: requests and notes both ways
+between two and three nodes; a restarted peer (new boot_id) closes the old link; a killed
+subscriber connection, a stopped (SIGSTOP) Redis and a stopped-then-restarted Redis lose
+nothing (everything sent meanwhile arrives once, in order, and sends never raise); a vanished
+peer breaks the link within the check interval, a silent one within the ack-progress bound.
+Each "node" is one bus with its own Redis client, in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from zvonok.cluster.bus import PEER_CHECK_INTERVAL, RedisSignalBus
+from zvonok.cluster.connection import RedisTarget, connect
+from zvonok.cluster.health import RedisClusterHealth
+from zvonok.cluster.keys import Keys
+from zvonok.cluster.redis_nodes import new_boot_id
+from zvonok.errors import SignalError
+from zvonok.relay.frames import Frame
+from zvonok.relay.link import PROGRESS_TIMEOUT, Link, LinkClosed
+
+from ..harness.redis import RedisServer
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(20)]
+
+KEYS = Keys()
+TIMING = 0.25
+
+
+class Node:
+    """One node's bus and what it received: notes by peer, requests served, links closed."""
+
+    def __init__(self, url: str, node_id: str, *, boot_id: str | None = None) -> None:
+        self.node_id = node_id
+        self.client: Redis = connect(RedisTarget(url=url))
+        self.health = RedisClusterHealth()
+        self.notes: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
+        self.served: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.closed: list[tuple[str, str]] = []
+        self.bus = RedisSignalBus(
+            self.client,
+            node_id,
+            boot_id or new_boot_id(),
+            self.health,
+            keys=KEYS,
+            on_request=self.on_request,
+            on_note=self.on_note,
+            on_link_closed=self.on_link_closed,
+            peer_alive=self.peer_alive,
+            timing=TIMING,
+        )
+
+    async def on_request(self, peer: str, frame: Frame) -> Any:
+        n = int(frame.params["n"])
+        self.served[(peer, n)] += 1
+        if frame.method == "refuse":
+            raise SignalError("room-full", f"no {n}", fatal=True, close_code=4008)
+        return {"from": self.node_id, "to": peer, "n": n, "relay": frame.relay}
+
+    def on_note(self, peer: str, frame: Frame) -> None:
+        self.notes[peer].append((frame.relay, int(frame.params["n"])))
+
+    def on_link_closed(self, peer: str, link: Link) -> None:
+        self.closed.append((peer, link.close_reason))
+
+    async def peer_alive(self, peer: str) -> bool:
+        return bool(await self.client.exists(KEYS.node(peer)))
+
+    async def start(self) -> Node:
+        await self.client.set(KEYS.node(self.node_id), self.bus.boot_id)
+        await self.bus.start()
+        assert self.bus.subscribed.is_set()
+        return self
+
+    def crash(self) -> None:
+        """Stop dead, as ``kill -9`` would: no goodbye to the peers."""
+        for task in self.bus._tasks:
+            task.cancel()
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.client.aclose()
+
+
+MakeNode = Callable[..., Awaitable["Node"]]
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
+    made: list[Node] = []
+
+    async def make(node_id: str, *, boot_id: str | None = None) -> Node:
+        node = await Node(redis_server.url, node_id, boot_id=boot_id).start()
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        await node.close()
+
+
+async def until(predicate: Callable[[], bool], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def numbered(count: int, relays: int = 3) -> list[tuple[int, int]]:
+    return [(n % relays + 1, n) for n in range(count)]
+
+
+def send_notes(link: Link, start: int, stop: int, relays: int = 3) -> None:
+    for n in range(start, stop):
+        link.notify("note", {"n": n}, relay=n % relays + 1)
+
+
+async def test_two_nodes_exchange_requests_and_notes_both_ways(
+    nodes: MakeNode,
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    to_n2, to_n1 = n1.bus.link("n2"), n2.bus.link("n1")
+    assert n1.bus.link("n2") is to_n2  # THE link
+    answers = await asyncio.gather(
+        *(to_n2.request("echo", {"n": n}, relay=7) for n in range(20)),
+        *(to_n1.request("echo", {"n": n}, relay=8) for n in range(20)),
+    )
+    assert answers[:20] == [{"from": "n2", "to": "n1", "n": n, "relay": 7} for n in range(20)]
+    assert answers[20:] == [{"from": "n1", "to": "n2", "n": n, "relay": 8} for n in range(20)]
+    with pytest.raises(SignalError) as refused:
+        await to_n2.request("refuse", {"n": 100})
+    assert (refused.value.code, refused.value.close_code) == ("room-full", 4008)
+    send_notes(to_n2, 0, 100)
+    send_notes(to_n1, 0, 100)
+    await until(lambda: len(n2.notes["n1"]) == 100 and len(n1.notes["n2"]) == 100, 3.0)
+    assert n2.notes["n1"] == numbered(100) and n1.notes["n2"] == numbered(100)
+    assert set(n1.served.values()) == {1} and set(n2.served.values()) == {1}
+    await until(lambda: to_n2.unacked == 0 and to_n1.unacked == 0, 2.0)
+    assert n1.bus.links() == {"n2": to_n2} and n2.bus.links() == {"n1": to_n1}
+    assert n1.closed == n2.closed == []
+    with pytest.raises(ValueError):
+        n1.bus.link("n1")
+
+
+async def test_three_nodes_all_pairs(nodes: MakeNode) -> None:
+    ns = [await nodes(f"n{i}") for i in range(1, 4)]
+    asks = []
+    for a in ns:
+        for b in ns:
+            if a is not b:
+                send_notes(a.bus.link(b.node_id), 0, 50)
+                asks += [a.bus.link(b.node_id).request("echo", {"n": n}) for n in range(10)]
+    answers = await asyncio.gather(*asks)
+    assert len(answers) == 60 and all(answer["from"] != answer["to"] for answer in answers)
+    for a in ns:
+        await until(lambda a=a: all(len(a.notes[b.node_id]) == 50 for b in ns if b is not a), 3.0)  # type: ignore[misc]
+        for b in ns:
+            if a is not b:
+                assert a.notes[b.node_id] == numbered(50)
+                assert [a.served[(b.node_id, n)] for n in range(10)] == [1] * 10
+        assert sorted(a.bus.links()) == sorted(b.node_id for b in ns if b is not a)
+
+
+async def test_a_restarted_peer_closes_the_old_link(nodes: MakeNode) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    old = n1.bus.link("n2")
+    assert (await old.request("echo", {"n": 1}))["from"] == "n2"
+    n2.crash()
+    reborn = await nodes("n2")  # same node id, new boot_id
+    assert reborn.bus.boot_id != n2.bus.boot_id
+    answer = await reborn.bus.link("n1").request("echo", {"n": 2})
+    assert answer == {"from": "n1", "to": "n2", "n": 2, "relay": 0}
+    assert n1.closed == [("n2", "peer restarted")] and old.closed.is_set()
+    fresh = n1.bus.link("n2")
+    assert fresh is not old and (await fresh.request("echo", {"n": 3}))["from"] == "n2"
+
+    # the other way round: the survivor speaks first, to the old incarnation's link
+    n3 = await nodes("n3")
+    to_n3 = n1.bus.link("n3")
+    assert (await to_n3.request("echo", {"n": 1}))["from"] == "n3"
+    n3.crash()
+    await nodes("n3")
+    with pytest.raises(LinkClosed, match="peer closed its link"):
+        await to_n3.request("echo", {"n": 2}, wait=3.0)
+    assert n1.closed[-1] == ("n3", "peer closed its link")
+    assert (await n1.bus.link("n3").request("echo", {"n": 3}))["from"] == "n3"
+
+
+async def test_a_killed_subscriber_connection_loses_nothing(
+    nodes: MakeNode, redis_server: RedisServer
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    admin = connect(RedisTarget(url=redis_server.url))
+    try:
+        for round_ in range(3):
+            send_notes(link, round_ * 100, round_ * 100 + 50)
+            await admin.client_kill_filter(_type="pubsub")
+            send_notes(link, round_ * 100 + 50, round_ * 100 + 100)
+            await asyncio.sleep(0.2)
+        asked = await link.request("echo", {"n": 1000}, wait=5.0)
+        assert asked["n"] == 1000
+        await until(lambda: len(n2.notes["n1"]) == 300, 5.0)
+        assert n2.notes["n1"] == numbered(300)
+        assert n1.closed == n2.closed == []
+    finally:
+        await admin.aclose()
+
+
+async def test_a_stopped_redis_loses_nothing(nodes: MakeNode, redis_server: RedisServer) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    to_n2, to_n1 = n1.bus.link("n2"), n2.bus.link("n1")
+    send_notes(to_n2, 0, 50)
+    await until(lambda: len(n2.notes["n1"]) == 50, 2.0)
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        send_notes(to_n2, 50, 100)  # sends never raise, whatever Redis does
+        asked = asyncio.ensure_future(to_n2.request("echo", {"n": 1}, wait=15.0))
+        back = asyncio.ensure_future(to_n1.request("echo", {"n": 2}, wait=15.0))
+        await asyncio.sleep(1.5)
+        send_notes(to_n2, 100, 150)
+        send_notes(to_n1, 0, 50)
+        await asyncio.sleep(1.5)
+        assert n1.health.status == "degraded"
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    assert (await asyncio.wait_for(asked, 8.0))["from"] == "n2"
+    assert (await asyncio.wait_for(back, 8.0))["from"] == "n1"
+    await until(lambda: len(n2.notes["n1"]) == 150 and len(n1.notes["n2"]) == 50, 6.0)
+    assert n2.notes["n1"] == numbered(150) and n1.notes["n2"] == numbered(50)
+    assert n1.closed == n2.closed == []  # 3 s without acks: the progress clock stood still
+
+
+async def test_a_redis_down_and_restarted_empty_loses_nothing(
+    nodes: MakeNode, redis_server: RedisServer
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 0}))["n"] == 0
+    redis_server.stop()
+    send_notes(link, 0, 60)
+    asked = asyncio.ensure_future(link.request("echo", {"n": 1}, wait=15.0))
+    await asyncio.sleep(2.0)
+    assert not link.closed.is_set()
+    redis_server.start()  # empty: the subscriptions are gone too
+    assert (await asyncio.wait_for(asked, 8.0))["n"] == 1
+    await until(lambda: len(n2.notes["n1"]) == 60, 6.0)
+    assert n2.notes["n1"] == numbered(60) and n1.closed == []
+    assert n1.bus.subscribed.is_set() and n2.bus.subscribed.is_set()
+
+
+async def test_a_vanished_peer_breaks_the_link_within_the_check_interval(
+    nodes: MakeNode,
+) -> None:
+    n1, _ = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    await n1.client.delete(KEYS.node("n2"))  # its heartbeat key expired
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(link.closed.wait(), PEER_CHECK_INTERVAL * TIMING + 1.0)
+    took = asyncio.get_running_loop().time() - started
+    assert link.close_reason == "peer lost" and n1.closed == [("n2", "peer lost")]
+    assert took <= PEER_CHECK_INTERVAL * TIMING + 1.0
+
+
+async def test_a_silent_peer_breaks_the_link_after_the_ack_progress_bound(
+    nodes: MakeNode,
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    n2.crash()  # its node key stays (it has not expired yet): only acks tell
+    started = asyncio.get_running_loop().time()
+    link.notify("note", {"n": 1})
+    bound = PROGRESS_TIMEOUT * TIMING
+    await asyncio.wait_for(link.closed.wait(), bound + 2.0)
+    took = asyncio.get_running_loop().time() - started
+    assert link.close_reason == "no ack progress" and bound <= took <= bound + 1.0
+    assert n1.closed == [("n2", "no ack progress")]
+
+
+async def test_close_tells_the_peer_and_ends_every_task(nodes: MakeNode) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    tasks = list(n2.bus._tasks)
+    await n2.bus.close()
+    assert all(task.done() for task in tasks) and n2.closed == [("n1", "closed")]
+    await asyncio.wait_for(link.closed.wait(), 2.0)
+    assert link.close_reason == "peer closed its link"
+    with pytest.raises(LinkClosed):
+        n2.bus.link("n1")
