@@ -145,6 +145,7 @@ async def build(settings: Settings) -> Components:
             rooms=rooms,
             worker=worker,
             connections=lambda: endpoint.connections,
+            cluster=cluster,
         )
     elif pool is not None:
         ops = build_front_operations(
@@ -152,6 +153,7 @@ async def build(settings: Settings) -> Components:
             worker_calls=pool.calls,
             locate=pool.locate,
             connections=lambda: endpoint.connections,
+            cluster=cluster,
         )
         relayed.append(ops)
     view = ClusterView(settings, cluster, NodeStats(worker=worker, rooms=rooms, pool=pool))

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..cluster.events import Deliver, EventBus, LocalEventBus, redis_event_bus
+from ..cluster.events import Deliver, EventBus, LocalEventBus
 from ..config import Settings
 from ..ids import RoomKey
 from ..media.worker import TICK_INTERVAL, MediaWorker
-from ..metrics import Metrics, scrape_workers
+from ..metrics import Metrics, record, scrape_workers
 from ..rooms.events import RoomEvents
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
@@ -125,7 +125,14 @@ def _event_bus(
     if cluster is None:
         webhooks.start()
         return LocalEventBus(webhooks.emit)
-    return redis_event_bus(cluster, _deliver(webhooks), timing=timing)
+    from ..cluster.redis_events import redis_event_bus  # redis-py: the redis backend only
+
+    return redis_event_bus(cluster, _deliver(webhooks), timing=timing, on_drop=_count_dropped)
+
+
+def _count_dropped() -> None:
+    """An event the full cluster outbox dropped (Redis unreachable too long)."""
+    record("webhook_deliveries", "dropped")
 
 
 def build_operations(

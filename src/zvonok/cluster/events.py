@@ -11,9 +11,10 @@ by id; an asyncio queue locally, a Stream and a consumer group on Redis), §3 (`
   bounded queue (``admin.webhooks``);
 - ``Outbox``: the bounded FIFO of events not yet written to Redis (full: the oldest is dropped,
   counted and logged) and ``RecentIds``, the bounded set of recently delivered ids a consumer
-  uses so a re-claimed entry is not sent twice by the same node;
-- ``redis_event_bus``: builds the Redis implementation (``cluster.redis_events``) from a running
-  ``RedisCluster``. Only it loads redis-py (lazily), so the ``local`` backend never does.
+  uses so a re-claimed entry is not sent twice by the same node.
+
+The Redis implementation is ``cluster.redis_events`` (with ``redis_event_bus``, its factory from
+a ``RedisCluster``), imported only by the ``redis`` backend, so a local node never loads redis-py.
 
 Stdlib only; nothing of rooms, signaling, media or admin (the bus carries JSON, not webhook
 types). Implements no RFC.
@@ -26,13 +27,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
-
-from ..ids import RoomKey
-
-if TYPE_CHECKING:
-    from .node import RedisCluster
-    from .redis_events import RedisEventBus
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -198,34 +193,3 @@ class RecentIds:
 
     def __len__(self) -> int:
         return len(self._ids)
-
-
-def redis_event_bus(
-    cluster: RedisCluster,
-    deliver: Deliver | None,
-    *,
-    timing: float = 1.0,
-    outbox_size: int = OUTBOX_SIZE,
-) -> RedisEventBus:
-    """The Redis ``EventBus`` of a node, on its cluster's client, keys and breaker; it stamps
-    each event with its room's epoch while this node holds the room (§4 "Fencing"). Without
-    ``deliver`` the node only publishes. Call ``start()`` on the loop, ``close()`` before the
-    cluster."""
-    from .redis_events import RedisEventBus
-
-    def epoch_of(room: str) -> int | None:
-        try:
-            return cluster.rooms.held.get(RoomKey.parse(room))
-        except ValueError:
-            return None
-
-    return RedisEventBus(
-        cluster.client,
-        cluster.health,
-        node_id=cluster.node_id,
-        deliver=deliver,
-        keys=cluster.keys,
-        timing=timing,
-        outbox_size=outbox_size,
-        epoch_of=epoch_of,
-    )

@@ -26,7 +26,8 @@ Delivery is at least once: after a crash between a POST and its ``XACK`` another
 same event again, with the same id, which receivers de-duplicate on.
 
 Every Redis call goes through the node's breaker (``RedisClusterHealth``); the tasks are owned
-here (``start`` / ``close``). Imports redis-py: only the ``redis`` backend loads this module.
+here (``start`` / ``close``). ``redis_event_bus`` builds one from a running ``RedisCluster``.
+Imports redis-py: only the ``redis`` backend loads this module.
 """
 
 from __future__ import annotations
@@ -38,15 +39,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ..ids import RoomKey
 from .base import ClusterUnavailable
 from .events import OUTBOX_SIZE, RECENT_IDS, Deliver, Event, Outbox, RecentIds
 from .health import RedisClusterHealth
 from .keys import Keys
+
+if TYPE_CHECKING:
+    from .node import RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,7 @@ class RedisEventBus:
         read_block: float = READ_BLOCK,
         maxlen: int = STREAM_MAXLEN,
         epoch_of: Callable[[str], int | None] | None = None,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self.node_id = node_id
         self._client = client
@@ -120,7 +126,9 @@ class RedisEventBus:
         self._read_block_ms = max(1, round(min(read_block, READ_BLOCK) * 1000))
         self._maxlen = maxlen
         self._epoch_of = epoch_of
-        self._outbox: Outbox[tuple[str, str]] = Outbox(outbox_size, name="webhook event outbox")
+        self._outbox: Outbox[tuple[str, str]] = Outbox(
+            outbox_size, name="webhook event outbox", on_drop=on_drop
+        )
         self._recent = RecentIds(recent_ids)
         self._append = client.register_script(_APPEND)
         self._replicas = 0
@@ -375,3 +383,35 @@ class RedisEventBus:
                         justid=True,
                     )  # fmt: skip
                 )
+
+
+def redis_event_bus(
+    cluster: RedisCluster,
+    deliver: Deliver | None,
+    *,
+    timing: float = 1.0,
+    outbox_size: int = OUTBOX_SIZE,
+    on_drop: Callable[[], None] | None = None,
+) -> RedisEventBus:
+    """The ``EventBus`` of a node running ``cluster``: its client, keys and breaker; each event
+    is stamped with its room's epoch while this node holds the room (§4 "Fencing"). Without
+    ``deliver`` the node only publishes. ``on_drop`` is called for each event the full outbox
+    drops. Call ``start()`` on the loop, and ``close()`` before the cluster's."""
+
+    def epoch_of(room: str) -> int | None:
+        try:
+            return cluster.rooms.held.get(RoomKey.parse(room))
+        except ValueError:
+            return None
+
+    return RedisEventBus(
+        cluster.client,
+        cluster.health,
+        node_id=cluster.node_id,
+        deliver=deliver,
+        keys=cluster.keys,
+        timing=timing,
+        outbox_size=outbox_size,
+        epoch_of=epoch_of,
+        on_drop=on_drop,
+    )
