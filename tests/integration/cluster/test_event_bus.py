@@ -9,7 +9,8 @@ header and the body, the room's epoch when known); a consumer killed between a P
 leaves its entries pending, another node claims them after the claim age and delivers them, the
 interrupted one again under the same id (at least once); a Redis frozen (``SIGSTOP``) for 3 s
 while nodes publish loses nothing and duplicates nothing; a Redis stopped outright keeps the
-events in each node's outbox, whose bound drops the oldest, and the rest go out once it is back.
+events in each node's outbox, whose bound drops the oldest, and the rest go out once it is back;
+a node's bus built on its ``RedisCluster`` stamps the epoch of the rooms the node holds.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from zvonok.admin.webhooks import (
     Webhooks,
     verify,
 )
+from zvonok.cluster.base import Claimed
 from zvonok.cluster.connection import RedisTarget, connect
 from zvonok.cluster.health import RedisClusterHealth
 from zvonok.cluster.keys import Keys
-from zvonok.cluster.redis_events import CLAIM_IDLE, GROUP, RedisEventBus
+from zvonok.cluster.node import RedisCluster
+from zvonok.cluster.redis_events import CLAIM_IDLE, GROUP, RedisEventBus, redis_event_bus
+from zvonok.ids import RoomKey
 
 from ..harness.redis import RedisServer
 from ..harness.webhook_receiver import WebhookReceiver
@@ -298,3 +302,32 @@ async def test_the_outbox_bound_drops_the_oldest_while_redis_is_down(
     ids = received_ids(receiver)
     assert sorted(ids) == sorted(published[30:]) and max(ids.values()) == 1
     assert publisher.bus.depth() == 0
+
+
+async def test_a_node_s_bus_stamps_the_epoch_of_the_rooms_it_holds(
+    redis_server: RedisServer, receiver: WebhookReceiver
+) -> None:
+    """``redis_event_bus`` on a started ``RedisCluster`` (what ``zvonok serve`` builds): an
+    event of a room the node claimed carries the claim's epoch (§4 "Fencing"), an event of a
+    room it does not hold carries none."""
+    node = RedisCluster(connect(RedisTarget(url=redis_server.url)), node_id="n1", timing=TIMING)
+    webhooks = Webhooks([receiver.url], secret=SECRET)
+
+    async def deliver(body: Mapping[str, Any]) -> None:
+        await webhooks.deliver(WebhookEvent.from_json(body))
+
+    await node.start()
+    bus = redis_event_bus(node, deliver, timing=TIMING)
+    bus.start()
+    try:
+        claim = await node.rooms.claim_lease(RoomKey.parse("group:held"))
+        assert isinstance(claim, Claimed)
+        bus.publish(event(1, "group:held"))
+        bus.publish(event(2, "group:elsewhere"))
+        await until(lambda: len(receiver.accepted()) >= 2, 10, "2 events")
+        epochs = {body["room"]: body.get("epoch") for body in receiver.accepted()}
+        assert epochs == {"group:held": claim.epoch, "group:elsewhere": None}
+    finally:
+        await bus.close()
+        await webhooks.close()
+        await node.close()
