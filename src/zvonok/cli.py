@@ -20,6 +20,7 @@ import click
 from pydantic import ValidationError
 
 from .admin.cli import COMMANDS as ADMIN_COMMANDS
+from .admin.cluster_cli import cluster as cluster_group
 from .auth.secret import load_or_create_secret
 from .auth.tokens import issue_token
 from .config import Settings, load_settings
@@ -332,6 +333,7 @@ def bench(
 
 for _command in ADMIN_COMMANDS:  # rooms, kick, mute, close-room: the admin API from a shell
     cli.add_command(_command)
+cli.add_command(cluster_group)  # zvonok cluster status
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ log = logging.getLogger("zvonok.cluster")
 STATUS_TIMEOUT = 3.0
 #: How long a ``/metrics`` scrape waits for the live node count before showing the last one.
 METRICS_TIMEOUT = 0.5
+#: The shortest interval one process's load is measured over (seconds).
+MIN_SAMPLE = 0.5
 #: Health states, each a label value of ``zvonok_cluster_health``.
 HEALTH_STATES = ("ok", "degraded", "reconciling")
 
@@ -90,10 +92,17 @@ class NodeStats:
         self._pool = pool
         self._cpu = (time.monotonic(), time.process_time())
         self._sent = 0
+        self._last = 0.0
+
+    def reset(self) -> None:
+        """Start measuring now (the busy start-up is not the node's load)."""
+        self._cpu = (time.monotonic(), time.process_time())
+        self._last = 0.0
 
     def load(self) -> float:
         """0-1 (above 1 when overloaded): the least-loaded worker's score; one process measures
-        its own since the last call, as a media worker's load report does."""
+        its own since the last call, as a media worker's load report does (over at least
+        ``MIN_SAMPLE`` seconds: a call sooner answers the last figure)."""
         if self._pool is not None:
             live = self._pool.live_workers()
             return min((h.score() for h in live), default=1.0)
@@ -101,16 +110,19 @@ class NodeStats:
             return 0.0
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._cpu
+        wall = now - then
+        if wall < MIN_SAMPLE:
+            return self._last
         self._cpu = (now, cpu)
-        wall = max(now - then, 1e-3)
         sent = sum(t.tx_packets for t in self._worker.transports.values())
         pps = max(sent - self._sent, 0) / wall
         self._sent = sent
-        return max(
+        self._last = max(
             (cpu - cpu_then) / wall,
             pps / PPS_CAPACITY,
             len(self._rooms.sessions) / SESSION_CAPACITY,
         )
+        return self._last
 
     def room_keys(self) -> list[str]:
         if self._pool is not None:
@@ -231,6 +243,7 @@ class ClusterView:
 
     async def start(self, ops: Operations | None) -> None:
         """Feed the heartbeats, add the gauges and the admin endpoint, start the backend."""
+        self.stats.reset()
         if ops is not None and ops.admin is not None and self.settings.admin_token:
             from .admin.cluster import add_cluster_route
 
