@@ -5,10 +5,11 @@ Shared by tests/unit/media and tests/unit/rooms (test fakes live here, not in te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-from zvonok.media.sdp.description import SessionDescription
+from zvonok.media.sdp.description import RtpCodec, SessionDescription
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sdp"
 
@@ -19,12 +20,31 @@ def sdp_fixture(name: str) -> str:
 
 
 def answer_to(
-    offer: str, *, publish: dict[str, int] | None = None, reject: AbstractSet[str] = frozenset()
+    offer: str,
+    *,
+    publish: dict[str, int] | None = None,
+    reject: AbstractSet[str] = frozenset(),
+    video: Sequence[str] | None = None,
 ) -> str:
-    """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps."""
+    """A browser-shaped answer: mirror each m-line, flip the direction, keep codecs and extmaps.
+
+    ``video`` (codec names, e.g. ``["H264", "VP8"]``): what the browser accepts on video m-lines
+    and in which order (``setCodecPreferences``); a video m-line with none of them is rejected.
+    """
     desc = SessionDescription.parse(offer)
     publish = publish or {}
     for media in desc.media:
+        if video is not None and media.kind == "video" and media.port != 0:
+            order = [name.lower() for name in video]
+            media_codecs = [c for c in media.codecs if c.name.lower() in order]
+            media_codecs.sort(key=lambda c: order.index(c.name.lower()))
+            kept = {c.payload_type for c in media_codecs}
+            if not kept:
+                media.port = 0
+                continue
+            rtx = [c for c in media.codecs if c.name.lower() == "rtx" and _apt(c) in kept]
+            media.codecs = media_codecs + rtx
+            media.formats = [str(c.payload_type) for c in media.codecs]
         media.ice_ufrag, media.ice_pwd = "cliufrag", "clientpasswordclientpass"
         media.fingerprints = [("sha-256", ":".join(["CD"] * 32))]
         media.setup = "active"
@@ -40,3 +60,10 @@ def answer_to(
             media.ssrcs = {publish[media.mid]: {"cname": "client"}}
     desc.ice_lite = False
     return str(desc)
+
+
+def _apt(codec: RtpCodec) -> int | None:
+    try:
+        return int(codec.fmtp.get("apt", ""))
+    except ValueError:
+        return None

@@ -22,6 +22,11 @@ offer (at most ``MAX_STALL_RESTARTS`` times), a fresh round for a client whose I
 started; still no check ``ice_stall`` seconds after the last one, and its connection state
 becomes ``failed`` (the room service ends it with ``media-failed``: the client needs a new
 peer connection, see docs/protocol.md).
+
+Codec steering (docs/media.md): after every completed negotiation the room's video tracks are
+looked at again (``schedule_steering``, once per loop turn): a publisher whose codec some
+subscriber cannot decode is renegotiated so that it sends one they all can (``rooms.steering``),
+and a subscriber left without decodable video of a track is told (``track-unavailable``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..ids import SessionId, UserId
 from ..media.forwarding.consumer import Consumer
 from ..media.forwarding.endpoint import MediaEndpoint
 from ..media.sdp.candidate import Candidate
+from ..media.sdp.codecs import CodecKey, codec_key
 from ..media.sdp.negotiation import (
     AcceptedSend,
     LocalParameters,
@@ -55,9 +61,11 @@ from ..signaling.messages import (
     State,
     TrackInfo,
     Tracks,
+    TrackUnavailable,
 )
 from .room import PublishedEntry, Room
 from .sink import NullSink, SignalSink
+from .steering import Unavailable, steer
 
 log = logging.getLogger("zvonok.rooms.participant")
 #: ICE-restart offers sent to a session whose client never sends an ICE check.
@@ -106,6 +114,11 @@ class Participant:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_restarts = 0
         self._last_offer: str | None = None
+        #: Codec steering: published mid -> the codec the client sends there when unrestricted,
+        #: and the one it sends now; track id -> why we told it that track is undecodable.
+        self.preferred_codecs: dict[str, CodecKey] = {}
+        self._sent_codecs: dict[str, CodecKey] = {}
+        self._unavailable: dict[str, Unavailable] = {}
         self.negotiator = SessionNegotiator()
         self.media = MediaSession(worker=worker, router=room.router, on_state=self._on_state)
         self.log = logging.LoggerAdapter(
@@ -371,6 +384,63 @@ class Participant:
             self.pending_ice.clear()
         self._sync_published(result.published)
         self._sync_consumers(result.sending)
+        self._learn_sent_codecs()
+        schedule_steering(self.room)
+
+    # ------------------------------------------------------------------ codec steering
+    def _learn_sent_codecs(self) -> None:
+        """Note the codec the client sends on each published video m-line; a change (steering
+        took effect) asks for a keyframe, so subscribers start the new codec at once."""
+        for mid, track_id in self.published.items():
+            codec = self.negotiator.sending_codec(mid)
+            if codec is None:
+                continue
+            key = codec_key(codec)
+            if self.negotiator.receive_filter(mid) is None:
+                self.preferred_codecs[mid] = key
+            before = self._sent_codecs.get(mid)
+            self._sent_codecs[mid] = key
+            producer = self.media.producers.get(track_id)
+            if before is not None and before != key and producer is not None:
+                self.log.info("track %s now sent in %s", track_id, codec.name)
+                producer.request_keyframe()
+
+    def steer_sending(self, mid: str, allowed: frozenset[CodecKey] | None) -> None:
+        """Limit the codecs this client may send on ``mid`` (``None``: any); renegotiates."""
+        if self.closed or not self.negotiator.restrict_receive(mid, allowed):
+            return
+        names = sorted({str(k[0]) for k in allowed}) if allowed is not None else ["any"]
+        self.log.info("codec steering: mid %s may send %s", mid, ", ".join(names))
+        self.request_sync()
+
+    def tell_unavailable(
+        self, entry: PublishedEntry[Participant], reason: Unavailable | None, codecs: list[str]
+    ) -> None:
+        """Say ``track-unavailable`` when whether this session can decode ``entry`` changed."""
+        told = self._unavailable.get(entry.track_id)
+        if told == reason or self.closed:
+            return
+        if reason is None:
+            del self._unavailable[entry.track_id]
+        else:
+            self._unavailable[entry.track_id] = reason
+        publisher = entry.publisher
+        self.send(
+            TrackUnavailable(
+                track_id=entry.track_id,
+                kind=entry.track.kind,
+                session_id=publisher.session_id,
+                user_id=publisher.user_id,
+                unavailable=reason is not None,
+                reason=reason,
+                codecs=tuple(codecs),
+            )
+        )
+        self.log.info("track %s %s", entry.track_id, reason or "decodable again")
+
+    def forget_unavailable(self, live: Mapping[str, object]) -> None:
+        for track_id in [t for t in self._unavailable if t not in live]:
+            del self._unavailable[track_id]
 
     def _sync_published(self, published: dict[str, PublishedTrack]) -> None:
         mine = self.published
@@ -476,6 +546,46 @@ class Participant:
             self._stall_timer = None
         self.media.close()  # its consumers, then the transport
         self.state = ConnectionState.CLOSED
+        schedule_steering(self.room)  # what it could not decode may now be sent again
+
+
+def schedule_steering(room: Room[Participant]) -> None:
+    """Run ``steer_room`` once at the next loop turn (many negotiations may end in one)."""
+    if room.steering_due or room.closed:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop (a synchronous tool): nothing is forwarded either
+    room.steering_due = True
+    loop.call_soon(steer_room, room)
+
+
+def steer_room(room: Room[Participant]) -> None:
+    """Codec steering for every published video track of ``room`` (docs/media.md)."""
+    room.steering_due = False
+    if room.closed:
+        return
+    for entry in list(room.published.values()):
+        publisher = entry.publisher
+        if entry.track.kind != "video" or entry.producer.closed or publisher.closed:
+            continue
+        mid = entry.track.mid
+        sendable = publisher.negotiator.receive_codecs(mid) or list(entry.track.codecs.values())
+        subscribers: dict[str, frozenset[CodecKey]] = {}
+        for other in room.others(publisher):
+            decodable = other.negotiator.decodable(entry.track_id)
+            if decodable is not None and not other.closed:
+                subscribers[other.session_id] = decodable
+        decision = steer(
+            [codec_key(c) for c in sendable], publisher.preferred_codecs.get(mid), subscribers
+        )
+        publisher.steer_sending(mid, decision.allowed)
+        names = list(dict.fromkeys(f"video/{c.name}" for c in sendable))
+        for other in room.others(publisher):
+            other.tell_unavailable(entry, decision.unavailable.get(other.session_id), names)
+    for participant in list(room.participants.values()):
+        participant.forget_unavailable(room.published)
 
 
 def _random_ssrc() -> int:

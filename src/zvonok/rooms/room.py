@@ -97,6 +97,8 @@ class Room(Generic[M]):
         self.published: dict[str, PublishedEntry[M]] = {}
         self._unsubscribe_tick = unsubscribe_tick
         self.closed = False
+        #: A codec-steering pass is due (``participant.schedule_steering``): one per loop turn.
+        self.steering_due = False
 
     def __len__(self) -> int:
         return len(self.participants)

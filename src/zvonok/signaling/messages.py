@@ -392,6 +392,13 @@ def _choice(*options: str) -> Reader:
     return read
 
 
+def _strs(obj: Mapping[str, object], key: str, ref: str) -> tuple[str, ...]:
+    value = obj.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _bad(key, "a list of strings", ref)
+    return tuple(value)
+
+
 def _objects(obj: Mapping[str, object], key: str, ref: str) -> list[Mapping[str, object]]:
     value = obj.get(key)
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -718,6 +725,34 @@ class TrackMuted(_ServerMessage):
     )
 
 
+#: Why a subscriber gets no video it can decode of a track (docs/protocol.md, codec steering).
+UNAVAILABLE_REASONS = ("unsupported-codec", "codec-conflict")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackUnavailable(_ServerMessage):
+    """``track-unavailable``: this session cannot decode a track it receives (or, with
+    ``unavailable`` false, now can): none of the codecs the publisher can send is one it accepts
+    (``unsupported-codec``), or the room shares another one (``codec-conflict``)."""
+
+    track_id: str
+    kind: str
+    session_id: str
+    user_id: str
+    unavailable: bool
+    reason: str | None
+    codecs: tuple[str, ...]
+    type: ClassVar[str] = "track-unavailable"
+    FIELDS = (
+        ("track_id", "trackId", _str),
+        ("kind", "kind", _choice("audio", "video")),
+        *Peer.FIELDS,
+        ("unavailable", "unavailable", _bool),
+        ("reason", "reason", _nullable(_choice(*UNAVAILABLE_REASONS))),
+        ("codecs", "codecs", _strs),
+    )
+
+
 ServerMessage = (
     Joined
     | ParticipantJoined
@@ -730,6 +765,7 @@ ServerMessage = (
     | Error
     | Stats
     | TrackMuted
+    | TrackUnavailable
 )
 SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
     kind.type: kind
@@ -745,6 +781,7 @@ SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
         Error,
         Stats,
         TrackMuted,
+        TrackUnavailable,
     )
 }
 

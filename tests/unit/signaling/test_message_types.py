@@ -41,6 +41,7 @@ from zvonok.signaling.messages import (
     TrackInfo,
     TrackMuted,
     Tracks,
+    TrackUnavailable,
     encode_server_message,
     parse_client_message,
     parse_client_object,
@@ -80,6 +81,8 @@ SERVER: list[ServerMessage] = [
     Error("bad-sdp", "offer refused: no m-line", ref="offer"),
     Error("shutdown", "the server is shutting down", retry_after_ms=1000),
     Error("kicked", "removed by an operator"),
+    TrackUnavailable("t1", "video", "s-b", "bob", True, "unsupported-codec", ("video/H264",)),
+    TrackUnavailable("t1", "video", "s-b", "bob", False, None, ("video/VP8", "video/H264")),
     Stats(5000, "connected", None, None, None, (), ()),
     Stats(5000, "connected", 64000, 128000, 12.5, (PUBLISHED,), (RECEIVING,)),
     TrackMuted("t1", "audio", "s-b", "bob", True),
@@ -395,6 +398,16 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         st.lists(receiving, max_size=2).map(tuple),
     ),
     st.builds(TrackMuted, text, kind, text, text, st.booleans()),
+    st.builds(
+        TrackUnavailable,
+        text,
+        kind,
+        text,
+        text,
+        st.booleans(),
+        st.none() | st.sampled_from(("unsupported-codec", "codec-conflict")),
+        st.lists(text, max_size=3).map(tuple),
+    ),
 )
 
 

@@ -18,6 +18,9 @@ from collections.abc import Mapping, Sequence
 
 from .description import MediaDescription, RtpCodec
 
+#: What ``codec_key`` returns: the identity of a codec across browsers.
+CodecKey = tuple[str | int, ...]
+
 VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")
 AUDIO_FEEDBACK: tuple[str, ...] = ()
 FEEDBACK = {"audio": AUDIO_FEEDBACK, "video": VIDEO_FEEDBACK}
@@ -99,7 +102,7 @@ def h264_profile(fmtp: Mapping[str, str]) -> tuple[int, int]:
     return int(plid[0:2], 16), int(plid[2:4], 16)
 
 
-def codec_key(codec: RtpCodec) -> tuple[str | int, ...]:
+def codec_key(codec: RtpCodec) -> CodecKey:
     """What identifies "the same codec" across browsers (payload types and levels differ).
 
     Name (case-insensitive), clock rate, channels (absent = 1); for H.264 also

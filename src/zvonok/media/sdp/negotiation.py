@@ -17,6 +17,13 @@ placeholder (``a=msid:-``, SSRCs reserved): a *vacant* m-line. A track that appe
 it at once with those SSRCs (``fill_vacant``), so even a client that never answers our offers
 receives it; our next offer then names the track.
 
+Codec steering (docs/media.md, "Codec steering"): ``restrict_receive`` limits the codecs of an
+m-line the client sends on to a set of codec keys in our later offers and answers, so the
+client sends one of those (what every subscriber of the track decodes); ``None`` lifts it and
+the full list it negotiated before (``receive_codecs``) is offered again. Payload types stay the
+same throughout. ``sending_codec`` is the codec the client sends with on an m-line, and
+``decodable`` which codecs the client accepted for a track we send it.
+
 Pure logic on text: no sockets, no tasks. Imports only ``zvonok.media.sdp``.
 """
 
@@ -28,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from .codecs import (
     SUPPORTED_EXTENSIONS,
+    CodecKey,
     codec_key,
     filter_offer_codecs,
     supported_codecs,
@@ -91,6 +99,10 @@ class SessionNegotiator:
         self._remote_ufrag: str | None = None
         #: What was reserved before our outstanding offer (restored by ``rollback``).
         self._before_offer: _Reservations | None = None
+        #: Codec steering: mid -> the codec keys the client may send with on that m-line.
+        self._recv_filter: dict[str, frozenset[CodecKey]] = {}
+        #: mid -> the codecs (with RTX) negotiated for a client-sent m-line while unrestricted.
+        self._recv_caps: dict[str, list[RtpCodec]] = {}
 
     # ------------------------------------------------------------------ offers by the server
     def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
@@ -148,6 +160,8 @@ class SessionNegotiator:
                     slot.stopped = True
             elif not slot.codecs:
                 slot.codecs = self._our_codecs(slot.kind)
+            elif slot.mid in self._recv_caps:
+                slot.codecs = self._receive_codecs(slot.mid)
             if not slot.extensions:
                 slot.extensions = self._our_extensions(slot.kind)
         return slots
@@ -178,6 +192,10 @@ class SessionNegotiator:
                 slot.send, slot.vacant = None, False
             answered = {c.payload_type for c in media.codecs}
             slot.codecs = [c for c in slot.codecs if c.payload_type in answered]
+            kept = {c.payload_type for c in slot.codecs if c.name.lower() != "rtx"}
+            slot.sends_pt = next(
+                (c.payload_type for c in media.codecs if c.payload_type in kept), None
+            )
             ext_ids = {e.uri: e.id for e in media.extensions}
             slot.extensions = [e for e in slot.extensions if ext_ids.get(e.uri) == e.id]
             self._learn_remote_media(slot, media)
@@ -287,14 +305,15 @@ class SessionNegotiator:
             slot.send, slot.vacant = None, False
         for codec in offered:
             self._reserve_pt(codec)
-        if slot.send is not None:
+        if slot.send is not None and not slot.vacant:
             keys = {codec_key(c) for c in slot.send.codecs}
             media_pts = {c.payload_type for c in offered if codec_key(c) in keys}
             slot.codecs = [
                 c for c in offered if c.payload_type in media_pts or _apt(c) in media_pts
             ] or offered
         else:
-            slot.codecs = offered
+            slot.codecs = _restricted(offered, self._recv_filter.get(slot.mid)) or offered
+        slot.sends_pt = next((c.payload_type for c in slot.codecs if _apt(c) is None), None)
         supported = {uri for uri, _ in SUPPORTED_EXTENSIONS.get(slot.kind, ())}
         slot.extensions = [e for e in media.extensions if e.uri in supported]
         for ext in slot.extensions:
@@ -326,6 +345,11 @@ class SessionNegotiator:
         self._before_offer = None
         self.state = "stable"
         self._remote_ufrag = ufrag
+        for slot in slots:
+            if slot.stopped or not slot.client_sends:
+                self._recv_caps.pop(slot.mid, None)
+            elif slot.mid not in self._recv_filter and (slot.send is None or slot.vacant):
+                self._recv_caps[slot.mid] = list(slot.codecs)
         candidates = [c for m in desc.media for c in m.candidates]
         return NegotiationResult(
             published=self._published(),
@@ -351,6 +375,50 @@ class SessionNegotiator:
     def sending(self) -> dict[str, AcceptedSend]:
         """The negotiated server tracks the client receives, by track id."""
         return self._sending()
+
+    # ------------------------------------------------------------------ codec steering
+    def restrict_receive(self, mid: str, keys: frozenset[CodecKey] | None) -> bool:
+        """Offer (and answer) only codecs with these keys on the client-sent m-line ``mid``
+        from now on; ``None`` offers everything it negotiated again. True if that changed.
+        Takes effect in the next offer or answer; an m-line that also carries one of our
+        tracks is never restricted (the list is shared by both directions)."""
+        if keys is None:
+            return self._recv_filter.pop(mid, None) is not None
+        if self._recv_filter.get(mid) == keys:
+            return False
+        self._recv_filter[mid] = keys
+        return True
+
+    def receive_filter(self, mid: str) -> frozenset[CodecKey] | None:
+        return self._recv_filter.get(mid)
+
+    def receive_codecs(self, mid: str) -> list[RtpCodec]:
+        """The media codecs negotiated for the client-sent m-line ``mid`` while unrestricted
+        (what the client can send there, our order); empty if unknown."""
+        return [c for c in self._recv_caps.get(mid, ()) if _apt(c) is None]
+
+    def sending_codec(self, mid: str) -> RtpCodec | None:
+        """The codec the client sends with on the negotiated m-line ``mid``, if known."""
+        slot = next((s for s in self.slots if s.mid == mid and not s.stopped), None)
+        if slot is None or slot.sends_pt is None:
+            return None
+        return next((c for c in slot.codecs if c.payload_type == slot.sends_pt), None)
+
+    def decodable(self, track_id: str) -> frozenset[CodecKey] | None:
+        """The codec keys the client accepted for our track ``track_id`` (empty: it refused
+        every one), or ``None`` while no answered m-line carries it."""
+        found: frozenset[CodecKey] | None = None
+        for slot in self.slots:
+            if slot.send is None or slot.vacant or slot.send.track_id != track_id:
+                continue
+            if slot.client_receives and not slot.stopped:
+                return frozenset(codec_key(c) for c in slot.codecs if _apt(c) is None)
+            found = frozenset()
+        return found
+
+    def _receive_codecs(self, mid: str) -> list[RtpCodec]:
+        caps = self._recv_caps[mid]
+        return _restricted(caps, self._recv_filter.get(mid)) or list(caps)
 
     def placed_track_ids(self) -> set[str]:
         """Track ids in a negotiated m-line or in our outstanding offer (placeholders excluded)."""
@@ -547,6 +615,14 @@ def _placeholder(slot: Slot, codecs: Sequence[RtpCodec]) -> SendTrack:
         rtx_ssrc=secrets.randbits(32) or 1,
         cname="zvonok",
     )
+
+
+def _restricted(codecs: Sequence[RtpCodec], keys: frozenset[CodecKey] | None) -> list[RtpCodec]:
+    """``codecs`` cut down to the media codecs with these keys and their RTX (no filter: all)."""
+    if keys is None:
+        return list(codecs)
+    kept = {c.payload_type for c in codecs if _apt(c) is None and codec_key(c) in keys}
+    return [c for c in codecs if c.payload_type in kept or _apt(c) in kept]
 
 
 def _active(media: MediaDescription, desc: SessionDescription) -> bool:

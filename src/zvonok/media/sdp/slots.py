@@ -73,6 +73,10 @@ class Slot:
     #: client offered to receive on when we had nothing for it. A later track fills it with
     #: those SSRCs without renegotiation (``SessionNegotiator.fill_vacant``).
     vacant: bool = False
+    #: The payload type the client sends with on this m-line (a receiving m-line of ours): the
+    #: first codec of its answer, or of our answer to its offer (JSEP §5.3.1: the answerer's
+    #: order is what the offerer sends). ``None`` when unknown.
+    sends_pt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,7 @@ def copy_slot(slot: Slot) -> Slot:
         protocol=slot.protocol,
         rejected_formats=list(slot.rejected_formats),
         vacant=slot.vacant,
+        sends_pt=slot.sends_pt,
     )
 
 

@@ -1,0 +1,75 @@
+"""Codec steering: which video codec a publisher should send so its subscribers can decode it.
+
+Owns the rule (docs/media.md, "Codec steering"), as a pure function of what the room knows: the
+codecs a publisher can send on a track (its negotiated list, our order), the one it sends when
+left alone, and the codecs each subscriber accepted for that track in its answer or offer. The
+server never decodes: steering only changes which codec the publisher *sends*, by listing only
+the decodable codecs in the server's next offer or answer to it (``SessionNegotiator
+.restrict_receive``); payload types stay the same, and every subscriber was offered every codec
+the publisher can send, so the forwarder maps the new payload type without renegotiating them.
+
+No I/O, no imports from outside ``zvonok.media.sdp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ..media.sdp.codecs import CodecKey
+
+#: Why a subscriber gets no decodable video of a track: it decodes none of the codecs the
+#: publisher can send, or it decodes another one than the rest of the room can share.
+Unavailable = Literal["unsupported-codec", "codec-conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """The decision for one published video track."""
+
+    #: The codec keys the publisher may send with (``None``: whatever it prefers).
+    allowed: frozenset[CodecKey] | None
+    #: Subscribers (by key) that will get no video they can decode, and why.
+    unavailable: Mapping[str, Unavailable]
+
+
+def steer(
+    caps: Sequence[CodecKey],
+    preferred: CodecKey | None,
+    subscribers: Mapping[str, frozenset[CodecKey]],
+) -> Steering:
+    """Pick the codecs a publisher may send.
+
+    ``caps``: what the publisher can send, in our order (VP8, VP9, H.264); ``preferred``: what it
+    sends unrestricted (``None``: unknown, taken as ``caps[0]``); ``subscribers``: subscriber →
+    the codec keys it accepted for this track. Rules, in order:
+
+    1. A subscriber that accepts none of ``caps`` cannot be helped (``unsupported-codec``) and is
+       left out of the choice.
+    2. If the preferred codec suits every other subscriber, the publisher is left alone.
+    3. Else, if some codecs suit every subscriber, the publisher is restricted to all of them
+       (it picks among them in its own order).
+    4. Else the codec most subscribers decode wins (the preferred one on a tie, then our order);
+       the publisher is restricted to it unless it is the preferred one, and those who cannot
+       decode it get ``codec-conflict`` (a backup stream would serve them: not built yet).
+    """
+    if not caps:
+        return Steering(None, {})
+    offered = set(caps)
+    able = {s: keys & offered for s, keys in subscribers.items()}
+    unavailable: dict[str, Unavailable] = {s: "unsupported-codec" for s, k in able.items() if not k}
+    others = {s: k for s, k in able.items() if k}
+    current = preferred if preferred in offered else caps[0]
+    if all(current in k for k in others.values()):
+        return Steering(None, unavailable)
+    common = frozenset(c for c in caps if all(c in k for k in others.values()))
+    if common:
+        return Steering(common, unavailable)
+    coverage = {c: sum(c in k for k in others.values()) for c in caps}
+    best = max(coverage.values())
+    target = current if coverage[current] == best else next(c for c in caps if coverage[c] == best)
+    for s, keys in others.items():
+        if target not in keys:
+            unavailable[s] = "codec-conflict"
+    return Steering(None if target == current else frozenset({target}), unavailable)

@@ -1,0 +1,264 @@
+"""Codec steering (docs/media.md): what each client can send and receive, the rule, and the room.
+
+The rule is checked as a pure function; the negotiator on real Chromium and Firefox ESR SDP
+(tests/fixtures/sdp: Firefox captured without OpenH264); the room with a real RoomService and
+MediaWorker on 127.0.0.1 and browser-shaped answers that accept codecs in a given order, the way
+``setCodecPreferences`` makes a browser do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
+from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
+from zvonok.media.sdp.codecs import CodecKey, codec_key
+from zvonok.media.sdp.description import RtpCodec, SessionDescription
+from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
+from zvonok.media.worker import MediaWorker
+from zvonok.rooms.participant import Participant
+from zvonok.rooms.service import RoomService
+from zvonok.rooms.steering import steer
+
+from ..fakes import RecordingSink
+from ..sdp_answers import answer_to, sdp_fixture
+
+VP8: CodecKey = ("vp8", 90000, 1)
+VP9: CodecKey = ("vp9", 90000, 1, "0")
+H264: CodecKey = ("h264", 90000, 1, "1", 66, 224)
+LOCAL = LocalParameters(
+    ice_ufrag="srvufrag",
+    ice_pwd="serverpasswordserverpassword",
+    fingerprint=("sha-256", ":".join(["AB"] * 32)),
+    candidates=["candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host"],
+)
+
+
+# ---------------------------------------------------------------------------- the rule
+def test_a_preferred_codec_everyone_decodes_is_left_alone() -> None:
+    got = steer([VP8, VP9, H264], H264, {"a": frozenset({VP8, H264}), "b": frozenset({H264})})
+    assert got.allowed is None and not got.unavailable
+
+
+def test_a_codec_someone_cannot_decode_is_steered_to_what_all_decode() -> None:
+    got = steer([VP8, VP9, H264], H264, {"ff": frozenset({VP8, VP9}), "b": frozenset({VP8, H264})})
+    assert got.allowed == frozenset({VP8}) and not got.unavailable
+    got = steer([VP8, VP9, H264], VP8, {"h264-only": frozenset({H264})})
+    assert got.allowed == frozenset({H264}) and not got.unavailable
+
+
+def test_a_subscriber_that_decodes_nothing_sendable_is_told_and_not_steered_for() -> None:
+    got = steer([H264], H264, {"ff": frozenset({VP8, VP9}), "b": frozenset({H264})})
+    assert got.allowed is None and got.unavailable == {"ff": "unsupported-codec"}
+    got = steer([VP8, H264], H264, {"x": frozenset()})
+    assert got.allowed is None and got.unavailable == {"x": "unsupported-codec"}
+
+
+def test_no_single_codec_fits_the_most_decoded_one_wins() -> None:
+    subs = {"a": frozenset({H264}), "b": frozenset({VP8}), "c": frozenset({VP8, VP9})}
+    got = steer([VP8, VP9, H264], H264, subs)
+    assert got.allowed == frozenset({VP8}) and got.unavailable == {"a": "codec-conflict"}
+    # A tie keeps what the publisher sends.
+    got = steer([VP8, H264], H264, {"a": frozenset({H264}), "b": frozenset({VP8})})
+    assert got.allowed is None and got.unavailable == {"b": "codec-conflict"}
+
+
+def test_steering_is_stable_once_applied() -> None:
+    """The decision is made against the codec sent unrestricted, so applying it changes nothing."""
+    subs = {"ff": frozenset({VP8, VP9})}
+    first = steer([VP8, VP9, H264], H264, subs)
+    assert steer([VP8, VP9, H264], H264, subs) == first
+    assert steer([VP8, VP9, H264], H264, {}).allowed is None  # the subscriber left: lifted
+
+
+# ---------------------------------------------------------------------------- the negotiator
+def _video(desc: SessionDescription, mid: str) -> list[RtpCodec]:
+    return next(m.codecs for m in desc.media if m.mid == mid)
+
+
+def test_chromium_offer_send_codecs_and_a_steered_reoffer_keep_payload_types() -> None:
+    neg = SessionNegotiator()
+    answer, result = neg.apply_offer(
+        sdp_fixture("chromium_offer_audio_video.sdp"), [], lambda _: LOCAL
+    )
+    mid = next(m for m, t in result.published.items() if t.kind == "video")
+    sendable = neg.receive_codecs(mid)
+    assert {codec_key(c)[0] for c in sendable} == {"vp8", "vp9", "h264"}
+    sent = neg.sending_codec(mid)
+    assert sent is not None and sent.name == "VP8"  # our answer puts VP8 first
+    assert _video(SessionDescription.parse(answer), mid)[0].name == "VP8"
+    pts = {codec_key(c): c.payload_type for c in sendable}
+
+    assert neg.restrict_receive(mid, frozenset({H264}))
+    assert not neg.restrict_receive(mid, frozenset({H264}))
+    offer = SessionDescription.parse(neg.create_offer([], LOCAL))
+    codecs = _video(offer, mid)
+    media = [c for c in codecs if c.name != "rtx"]
+    assert [codec_key(c) for c in media] == [H264]
+    assert media[0].payload_type == pts[H264]  # the same payload type as before
+    assert [c.fmtp["apt"] for c in codecs if c.name == "rtx"] == [str(media[0].payload_type)]
+    neg.apply_answer(answer_to(str(offer), publish={mid: 4242}))
+    sent = neg.sending_codec(mid)
+    assert sent is not None and codec_key(sent) == H264
+
+    assert neg.restrict_receive(mid, None)
+    offer = SessionDescription.parse(neg.create_offer([], LOCAL))
+    again = {codec_key(c): c.payload_type for c in _video(offer, mid) if c.name != "rtx"}
+    assert again == pts  # the whole list is back, numbered as before
+
+
+def test_a_steered_client_offer_is_answered_with_the_allowed_codecs_only() -> None:
+    neg = SessionNegotiator()
+    text = sdp_fixture("chromium_offer_audio_video.sdp")
+    _, result = neg.apply_offer(text, [], lambda _: LOCAL)
+    mid = next(m for m, t in result.published.items() if t.kind == "video")
+    neg.restrict_receive(mid, frozenset({VP9}))
+    answer, _ = neg.apply_offer(text, [], lambda _: LOCAL)
+    assert {codec_key(c) for c in _video(SessionDescription.parse(answer), mid)
+            if c.name != "rtx"} == {VP9}  # fmt: skip
+    sent = neg.sending_codec(mid)
+    assert sent is not None and codec_key(sent) == VP9
+    assert {codec_key(c)[0] for c in neg.receive_codecs(mid)} == {"vp8", "vp9", "h264"}
+
+
+def test_chromium_answer_order_is_what_it_sends() -> None:
+    neg = SessionNegotiator()
+    offer = neg.create_offer([], LOCAL)
+    neg.apply_answer(answer_to(offer, publish={"1": 77}, video=["H264", "VP8"]))
+    sent = neg.sending_codec("1")
+    assert sent is not None and sent.name == "H264"
+
+
+def test_firefox_without_openh264_accepts_only_vp8_and_vp9_of_a_chromium_camera() -> None:
+    chromium = SessionDescription.parse(sdp_fixture("chromium_offer_audio_video.sdp"))
+    camera = next(m for m in chromium.media if m.kind == "video")
+    track = SendTrack("t1", "alice", "video", camera.codecs, 5555, 5556, "alice")
+    neg = SessionNegotiator()
+    assert neg.decodable("t1") is None
+    neg.apply_offer(sdp_fixture("firefox_offer_audio_video.sdp"), [track], lambda _: LOCAL)
+    accepted = neg.decodable("t1")
+    assert accepted is not None and {k[0] for k in accepted} == {"vp8", "vp9"}
+
+
+def test_a_refused_track_decodes_nothing() -> None:
+    h264 = [RtpCodec(102, "H264", 90000, None, {"packetization-mode": "1",
+                                                "profile-level-id": "42e01f"}, [])]  # fmt: skip
+    neg = SessionNegotiator()
+    offer = neg.create_offer([SendTrack("t1", "a", "video", h264, 7, 8, "a")], LOCAL)
+    neg.apply_answer(answer_to(offer, video=["VP8", "VP9"]))  # Firefox: no H.264 → port 0
+    assert neg.decodable("t1") == frozenset()
+
+
+# ---------------------------------------------------------------------------- the room
+ROOM = RoomKey(RoomKind.GROUP, "19")
+
+
+@pytest.fixture
+async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
+    service = RoomService(
+        worker=worker,
+        sessions=LocalSessionDirectory(),
+        rooms=LocalRoomDirectory(),
+        ice_servers=[],
+    )
+    yield service
+    await service.close()
+
+
+async def join(rooms: RoomService, user: str, sink: RecordingSink) -> Participant:
+    participant, _ = await rooms.join(ROOM, UserId(user), SessionId(user), 19, sink)
+    return participant
+
+
+def offered_video(sink: RecordingSink, mid: str) -> list[str]:
+    desc = SessionDescription.parse(sink.last("offer")["sdp"])
+    return [c.name for c in _video(desc, mid) if c.name != "rtx"]
+
+
+def count(sink: RecordingSink, msg_type: str) -> int:
+    return sink.types().count(msg_type)
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_an_h264_camera_is_steered_to_vp8_for_a_firefox_and_back(
+    rooms: RoomService,
+) -> None:
+    alice_sink, bob_sink = RecordingSink(), RecordingSink()
+    alice = await join(rooms, "alice", alice_sink)
+    # Chromium with H.264 first in setCodecPreferences: it answers (and sends) H.264.
+    alice.handle_answer(
+        answer_to(
+            alice_sink.last("offer")["sdp"],
+            publish={"0": 71, "1": 72},
+            video=["H264", "VP8", "VP9"],
+        )  # fmt: skip
+    )
+    await settle()
+    assert alice.preferred_codecs["1"][0] == "h264"
+    offers_to_alice = count(alice_sink, "offer")
+
+    bob = await join(rooms, "bob", bob_sink)  # Firefox without OpenH264
+    bob.handle_answer(answer_to(bob_sink.last("offer")["sdp"], video=["VP8", "VP9"]))
+    await settle()
+    camera = alice.published["1"]
+    decodable = bob.negotiator.decodable(camera)
+    assert decodable is not None and {k[0] for k in decodable} == {"vp8", "vp9"}
+    # Alice is renegotiated: her video m-line now lists only what Bob decodes.
+    assert count(alice_sink, "offer") == offers_to_alice + 1
+    assert set(offered_video(alice_sink, "1")) == {"VP8", "VP9"}
+    alice.handle_answer(
+        answer_to(
+            alice_sink.last("offer")["sdp"],
+            publish={"0": 71, "1": 72},
+            video=["H264", "VP8", "VP9"],
+        )  # fmt: skip
+    )
+    await settle()
+    sent = alice.negotiator.sending_codec("1")
+    assert sent is not None and sent.name == "VP8"
+    assert alice.preferred_codecs["1"][0] == "h264"  # what she goes back to when free
+    # Bob's consumer already maps VP8: no renegotiation for him, no track-unavailable.
+    assert codec_key(sent) in decodable
+    assert count(bob_sink, "track-unavailable") == 0
+    assert count(alice_sink, "offer") == offers_to_alice + 1  # stable: no further offers
+
+    await rooms.leave(bob, "leave")
+    await settle()
+    assert count(alice_sink, "offer") == offers_to_alice + 2
+    assert "H264" in offered_video(alice_sink, "1")  # the restriction is lifted
+
+
+async def test_a_subscriber_that_decodes_nothing_sendable_is_told(rooms: RoomService) -> None:
+    alice_sink, bob_sink = RecordingSink(), RecordingSink()
+    alice = await join(rooms, "alice", alice_sink)
+    # Chromium with setCodecPreferences([H.264]) only: it can send nothing else.
+    alice.handle_answer(
+        answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72}, video=["H264"])
+    )
+    await settle()
+    offers_to_alice = count(alice_sink, "offer")
+    bob = await join(rooms, "bob", bob_sink)
+    bob.handle_answer(answer_to(bob_sink.last("offer")["sdp"], video=["VP8", "VP9"]))
+    await settle()
+    camera = alice.published["1"]
+    told = [p for t, p in bob_sink.sent if t == "track-unavailable"]
+    assert told == [
+        {
+            "trackId": camera,
+            "kind": "video",
+            "sessionId": "alice",
+            "userId": "alice",
+            "unavailable": True,
+            "reason": "unsupported-codec",
+            "codecs": ["video/H264"],
+        }
+    ]
+    assert count(alice_sink, "offer") == offers_to_alice  # nothing to steer to
+    assert count(alice_sink, "track-unavailable") == 0
