@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -26,30 +27,36 @@ from .admin.ops import LazyAsgi, Operations, build_front_operations, build_opera
 from .admin.webhook_events import WEBHOOK_NOTIFICATION, deliver_notification
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
-from .cluster.base import SessionDirectory
+from .cluster.base import RoomDirectory, SessionDirectory
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .cluster_node import ClusterView, NodeStats, build_cluster
 from .compose import build_media, build_room_service, state_snapshot
 from .config import Settings
+from .drain import SERVING, NodeDrain
 from .edge import DevHostPolicy
+from .errors import SignalError
 from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
 from .relay.frames import Frame
 from .relay.front import RelayedRooms, WorkerHandle, WorkerPool
+from .relay.nodes import OwnedRooms, build_clustered
 from .rooms.events import RoomEvents
 from .rooms.port import CallRooms, LocalRooms
 from .rooms.service import RoomService
+from .signaling.messages import Error
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, SqlStore, check_store, create_store
 from .web import dev_guarded, web_routes
 
 if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
+    from .cluster.bus import RedisSignalBus
     from .cluster.node import RedisCluster
 
 log = logging.getLogger("zvonok.app")
-#: On SIGTERM, how long sessions get to receive `error shutdown` and close before uvicorn stops.
+#: At a stop, how long sessions get to receive `error shutdown` (or `node-draining`) and close
+#: before uvicorn stops.
 DRAIN_TIMEOUT = 3.0
 #: The least time a client has to answer a ping before the silence deadline (see
 #: ``_silence_timeout``), when ``inactivity_timeout - resume_grace`` would leave less.
@@ -77,6 +84,10 @@ class Components:
     cluster: RedisCluster | None = None
     #: Either mode: heartbeat figures, /metrics gauges, ``GET /admin/cluster``.
     cluster_view: ClusterView | None = None
+    #: ``cluster_backend = "redis"``: the links to the other nodes (relayed sessions).
+    signal_bus: RedisSignalBus | None = None
+    #: SIGTERM / ``zvonok drain``: no new rooms, stop once the rooms are gone (``drain``).
+    drain: NodeDrain | None = None
 
 
 async def build(settings: Settings) -> Components:
@@ -91,7 +102,10 @@ async def build(settings: Settings) -> Components:
     cluster = build_cluster(settings)
     # session bindings are cluster-wide with Redis (a session id cannot be taken via another node)
     sessions: SessionDirectory = LocalSessionDirectory() if cluster is None else cluster.sessions
-    room_dir = LocalRoomDirectory()
+    # with Redis, a room is claimed before it is joined (ClusteredRooms); the rooms layer's own
+    # claim then finds the lease held, and its release gives the lease up
+    owned = None if cluster is None else OwnedRooms(cluster.rooms, cluster.node_id)
+    room_dir: RoomDirectory = LocalRoomDirectory() if owned is None else owned
     worker: MediaWorker | None = None
     rooms: RoomService | None = None
     pool: WorkerPool | None = None
@@ -121,6 +135,15 @@ async def build(settings: Settings) -> Components:
         )
         await pool.start()
         calls = RelayedRooms(pool)
+    signal_bus = None
+    if cluster is not None and owned is not None:
+        calls, signal_bus = build_clustered(
+            cluster,
+            calls,
+            owned,
+            timing=settings.cluster_timing,
+            close_room=None if rooms is None else _mover(rooms),
+        )
     endpoint = CallEndpoint(
         verifier=verifier,
         store=store,
@@ -137,6 +160,9 @@ async def build(settings: Settings) -> Components:
             forwarded_allow_ips=tuple(settings.forwarded_allow_ips),
         ),
     )
+    drain = NodeDrain(calls, settings.drain_timeout)
+    if cluster is not None:  # a draining node is not picked for new rooms (next heartbeat)
+        drain.listeners.append(cluster.registry.set_state)
     ops = None
     if rooms is not None and worker is not None:
         ops = build_operations(
@@ -146,6 +172,7 @@ async def build(settings: Settings) -> Components:
             worker=worker,
             connections=lambda: endpoint.connections,
             cluster=cluster,
+            drain=drain,
         )
     elif pool is not None:
         ops = build_front_operations(
@@ -154,10 +181,13 @@ async def build(settings: Settings) -> Components:
             locate=pool.locate,
             connections=lambda: endpoint.connections,
             cluster=cluster,
+            drain=drain,
         )
         relayed.append(ops)
     view = ClusterView(settings, cluster, NodeStats(worker=worker, rooms=rooms, pool=pool))
     await view.start(ops)
+    if signal_bus is not None:
+        await signal_bus.start()
     return Components(
         settings,
         store,
@@ -171,18 +201,38 @@ async def build(settings: Settings) -> Components:
         pool=pool,
         cluster=cluster,
         cluster_view=view,
+        signal_bus=signal_bus,
+        drain=drain,
     )
 
 
 async def shutdown(components: Components) -> None:
+    if components.drain is not None:
+        components.drain.stop()
     await components.calls.close()
     if components.ops is not None:
         await components.ops.close()
     if components.worker is not None:
         await components.worker.close()
+    if components.signal_bus is not None:
+        await components.signal_bus.close()
     if components.cluster_view is not None:
         await components.cluster_view.close()
     await components.store.close()
+
+
+def _mover(rooms: RoomService) -> Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]]:
+    """How a one-process node moves a room whose lease another node took (split brain, shared
+    design cluster.md §4): each session is told the error (``room-moved``) and its socket closed
+    with 1012; the client joins again with its sessionId and reaches the room's owner."""
+
+    async def move(key: RoomKey, error: SignalError) -> None:
+        room = rooms.rooms.get(key)
+        for participant in [] if room is None else list(room.participants.values()):
+            participant.sink.send(Error(error.code, error.message, retry_after_ms=0))
+            participant.sink.close(error.close_code, error.code)
+
+    return move
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -240,7 +290,8 @@ def create_app(settings: Settings) -> Starlette:
 
     async def readyz(request: Request) -> Response:
         components = state.get("c")
-        if components is None or components.calls.closing:
+        drain = components.drain if components is not None else None
+        if components is None or components.calls.closing or (drain and drain.state != SERVING):
             status = "draining" if components is not None else "not-ready"
             return JSONResponse({"status": status}, status_code=503)
         return JSONResponse({"status": "ready", "cluster": components.health.status})
@@ -368,26 +419,37 @@ async def _state_snapshot(components: Components, collect: bool = False) -> dict
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, plus: on SIGTERM/SIGINT first tell every session to reconnect (close 1012).
+    """uvicorn, plus the graceful drain (``drain.NodeDrain``) and a fast stop.
 
-    uvicorn's own shutdown closes every WebSocket with 1012 at once, which would race the
-    sessions' `error shutdown` messages; so the sessions are told and their sockets closed first
-    (bounded by ``DRAIN_TIMEOUT``), and only then does uvicorn's shutdown start. A second signal
-    goes straight to uvicorn (force exit on a second Ctrl-C).
+    SIGTERM (or ``POST /admin/drain``) starts the drain: no new rooms, ``/readyz`` 503; the node
+    stops once its rooms are empty, or at ``drain_timeout``, when the sessions still here get
+    ``error`` ``node-draining``. SIGINT, or a second SIGTERM while a SIGTERM's drain runs, stops
+    at once: every session gets ``error`` ``shutdown``. Either way the sessions are told and their
+    sockets closed first (bounded by ``DRAIN_TIMEOUT``): uvicorn's own shutdown closes every
+    WebSocket with 1012 at once, which would race those messages; only then does uvicorn's
+    shutdown start. A signal after that goes straight to uvicorn (force exit on a further Ctrl-C).
 
     uvicorn's main loop wakes ten times a second only to see whether it should exit; this one
     wakes once a second (the ``Date`` header's resolution) and at once when told to exit, so an
     idle node (above all a front, which carries no media) sleeps.
     """
 
-    _draining = False
-    _drain_task: asyncio.Task[None] | None = None
+    _stop_task: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     async def main_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        components = self._components()
+        if components is not None and components.drain is not None:
+            drain = components.drain
+
+            def drained(reason: str) -> None:  # a SIGTERM's drain exits as SIGTERM did before
+                sig = signal.SIGTERM if drain.by_signal else None
+                self._stop(components, "node-draining", sig, None)
+
+            drain.on_done = drained
         counter = 0  # on_tick refreshes the Date header when counter % 10 == 0: every pass
         while not await self.on_tick(counter):
             counter = (counter + 10) % 864000
@@ -398,29 +460,52 @@ class _Server(uvicorn.Server):
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _components(self) -> Components | None:
+        components = getattr(getattr(self.config.app, "state", None), "zvonok", None)
+        return components if isinstance(components, Components) else None
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        app = self.config.app
-        components = getattr(getattr(app, "state", None), "zvonok", None)
-        if isinstance(components, Components) and not self._draining:
-            self._draining = True
+        components = self._components()
+        if components is not None and self._stop_task is None:
             loop = asyncio.get_event_loop()
-            loop.call_soon_threadsafe(self._start_drain, components, sig, frame)
+            loop.call_soon_threadsafe(self._on_signal, components, sig, frame)
             return
         super().handle_exit(sig, frame)
         self._wake_main_loop()
 
-    def _start_drain(self, components: Components, sig: int, frame: FrameType | None) -> None:
-        self._drain_task = asyncio.get_running_loop().create_task(
-            self._drain(components, sig, frame)
+    def _on_signal(self, components: Components, sig: int, frame: FrameType | None) -> None:
+        drain = components.drain
+        if self._stop_task is not None:  # stopping already: uvicorn's own handling
+            super().handle_exit(sig, frame)
+            self._wake_main_loop()
+        elif sig == signal.SIGTERM and drain is not None and not drain.by_signal:
+            drain.start(by_signal=True)  # or, if `zvonok drain` began it, that drain goes on
+        else:  # SIGINT, or a second SIGTERM: stop now
+            self._stop(components, "shutdown", sig, frame)
+
+    def _stop(
+        self, components: Components, code: str, sig: int | None, frame: FrameType | None
+    ) -> None:
+        if self._stop_task is not None:
+            return
+        if components.drain is not None:
+            components.drain.stop()
+        self._stop_task = asyncio.get_running_loop().create_task(
+            self._tell_and_exit(components, code, sig, frame)
         )
 
-    async def _drain(self, components: Components, sig: int, frame: FrameType | None) -> None:
+    async def _tell_and_exit(
+        self, components: Components, code: str, sig: int | None, frame: FrameType | None
+    ) -> None:
         try:
-            components.calls.begin_shutdown()
+            components.calls.begin_shutdown(code)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(components.endpoint.idle.wait(), DRAIN_TIMEOUT)
         finally:
-            super().handle_exit(sig, frame)
+            if sig is None:
+                self.should_exit = True  # the drain `zvonok drain` began is over: exit 0
+            else:
+                super().handle_exit(sig, frame)
             self._wake_main_loop()
 
 

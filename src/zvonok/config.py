@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     glare_yield_ms: int = Field(1000, ge=0)
     max_sessions_per_user: int = Field(8, ge=0)
     ws_compression: bool = False
+    #: SIGTERM / ``zvonok drain``: how long existing rooms may go on before their sessions are
+    #: told ``node-draining`` (shared design ``cluster.md`` §4 "Graceful drain": 15 min).
+    drain_timeout: float = Field(900.0, ge=0)
 
     # --- limits ---
     max_message_bytes: int = Field(256 * 1024, gt=0)
@@ -140,6 +143,9 @@ class Settings(BaseSettings):
     redis_master_name: str | None = None
     redis_password: str | None = Field(None, repr=False)  # the master's AUTH under Sentinel
     node_id: str | None = None
+    #: Multiplies every cluster interval and TTL (heartbeats, leases, relay resends); below 1
+    #: only for tests (docs/configuration.md).
+    cluster_timing: float = Field(1.0, gt=0, le=1)
 
     @property
     def dev_enabled(self) -> bool:

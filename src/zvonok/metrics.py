@@ -244,9 +244,15 @@ class ZvonokCollector(Collector):
             yield from self._ice_tcp(worker)
         if service is not None:
             yield GaugeMetricFamily(
-                "zvonok_draining", "1 while the node refuses joins (shutting down).",
-                value=1 if service.closing else 0,
-            )  # fmt: skip
+                "zvonok_draining",
+                "1 while the node drains (takes no new rooms) or shuts down (refuses joins).",
+                value=1 if service.closing or service.draining else 0,
+            )
+            yield GaugeMetricFamily(
+                "zvonok_drain_seconds_left",
+                "Seconds until drain_timeout ends the drain (0 when not draining).",
+                value=round(service.drain_seconds_left(), 1),
+            )
         if self._webhook_queue is not None:
             yield GaugeMetricFamily(
                 "zvonok_webhook_queue_depth", "Webhook events waiting.", value=self._webhook_queue()

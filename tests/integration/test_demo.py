@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -233,7 +234,7 @@ def serve(
                 time.sleep(0.2)
             yield base
         finally:
-            proc.terminate()
+            proc.send_signal(signal.SIGINT)  # stop now (SIGTERM would drain its rooms first)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

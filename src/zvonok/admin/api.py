@@ -3,8 +3,9 @@
 Owns ``create_admin_app``: ``GET /admin/rooms``, ``GET /admin/rooms/{room}``,
 ``DELETE /admin/rooms/{room}``, ``GET /admin/sessions/{session_id}``,
 ``POST /admin/sessions/{session_id}/kick``,
-``POST /admin/sessions/{session_id}/tracks/{track_id}/mute`` and ``.../unmute``, with OpenAPI at
-``/admin/openapi.json`` (also ``/openapi.json``) and Swagger UI at ``/admin/docs`` (also
+``POST /admin/sessions/{session_id}/tracks/{track_id}/mute`` and ``.../unmute``, ``GET``,
+``POST`` and ``DELETE /admin/drain`` (the node's graceful drain: ``drain.NodeDrain``), with
+OpenAPI at ``/admin/openapi.json`` (also ``/openapi.json``) and Swagger UI at ``/admin/docs`` (also
 ``/docs``). Every one of these paths, the OpenAPI description and Swagger UI included, needs
 ``Authorization: Bearer <admin_token>`` (compared in constant time; separate from user JWTs;
 401 with ``WWW-Authenticate: Bearer`` otherwise); without an ``admin_token`` setting the app
@@ -19,7 +20,7 @@ Implements RFC 6750 §2.1 (bearer header) for the operator token only.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any, overload
+from typing import Annotated, Any, Protocol, overload
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -34,6 +35,16 @@ from ..rooms.service import RoomService
 from .backend import AdminBackend, LocalAdminBackend, WorkerUnavailable
 
 _bearer = HTTPBearer(auto_error=False, description="The operator token (setting admin_token).")
+
+
+class DrainControl(Protocol):
+    """The node's drain (``drain.NodeDrain``) as the admin API drives it."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def start(self, *, by_signal: bool = False) -> bool: ...
+
+    def cancel(self) -> bool: ...
 
 
 class ActionResult(BaseModel):
@@ -57,27 +68,39 @@ def _unavailable(exc: WorkerUnavailable) -> HTTPException:
 
 
 @overload
-def create_admin_app(backend: AdminBackend, token: str, /) -> FastAPI: ...
+def create_admin_app(
+    backend: AdminBackend, token: str, /, *, drain: DrainControl | None = None
+) -> FastAPI: ...
 @overload
-def create_admin_app(rooms: RoomService, quality: QualityMonitor, token: str, /) -> FastAPI: ...
+def create_admin_app(
+    rooms: RoomService,
+    quality: QualityMonitor,
+    token: str,
+    /,
+    *,
+    drain: DrainControl | None = None,
+) -> FastAPI: ...
 def create_admin_app(
     source: AdminBackend | RoomService,
     quality_or_token: QualityMonitor | str,
     token: str | None = None,
     /,
+    *,
+    drain: DrainControl | None = None,
 ) -> FastAPI:
     """The admin app over ``backend`` (or, as before, over this process's ``rooms`` and
-    ``quality``); its routes carry their full paths, so mount it without a prefix."""
+    ``quality``), with ``/admin/drain`` when given the node's ``drain``; its routes carry their
+    full paths, so mount it without a prefix."""
     if isinstance(source, RoomService):
         if not isinstance(quality_or_token, QualityMonitor) or token is None:
             raise TypeError("create_admin_app(rooms, quality, token)")
-        return _create(LocalAdminBackend(source, quality_or_token), token)
+        return _create(LocalAdminBackend(source, quality_or_token), token, drain)
     if not isinstance(quality_or_token, str) or token is not None:
         raise TypeError("create_admin_app(backend, token)")
-    return _create(source, quality_or_token)
+    return _create(source, quality_or_token, drain)
 
 
-def _create(backend: AdminBackend, token: str) -> FastAPI:
+def _create(backend: AdminBackend, token: str, drain: DrainControl | None) -> FastAPI:
     app = FastAPI(
         title="zvonok admin API",
         version="1",
@@ -180,5 +203,35 @@ def _create(backend: AdminBackend, token: str) -> FastAPI:
     )
     async def unmute(session_id: str, track_id: str) -> ActionResult:
         return await set_muted(session_id, track_id, False)
+
+    if drain is not None:
+        control = drain
+
+        @app.get("/admin/drain", dependencies=auth, summary="The node's drain state")
+        async def drain_status() -> dict[str, Any]:
+            return control.status()
+
+        @app.post(
+            "/admin/drain",
+            dependencies=auth,
+            summary="Drain: no new rooms; the node exits when its rooms are empty or at "
+            "drain_timeout",
+        )
+        async def drain_start() -> dict[str, Any]:
+            if control.status()["state"] == "stopping":
+                raise HTTPException(409, "the node is stopping")
+            started = control.start()
+            if started:
+                metrics.record("admin_actions", "drain")
+            return {**control.status(), "changed": started}
+
+        @app.delete("/admin/drain", dependencies=auth, summary="Cancel the drain: serve again")
+        async def drain_cancel() -> dict[str, Any]:
+            if control.status()["state"] == "stopping":
+                raise HTTPException(409, "the node is stopping; too late to cancel")
+            cancelled = control.cancel()
+            if cancelled:
+                metrics.record("admin_actions", "drain-cancel")
+            return {**control.status(), "changed": cancelled}
 
     return app

@@ -131,7 +131,7 @@ class LocalAdminBackend:
         return {
             "rooms": [_room(room, self._quality) for room in list(self._rooms.rooms.values())],
             "sessions": len(self._rooms.sessions),
-            "draining": self._rooms.closing,
+            "draining": self._rooms.closing or self._rooms.draining,
         }
 
     async def get_room(self, key: RoomKey) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
-"""``zvonok rooms``, ``zvonok kick``, ``zvonok mute``, ``zvonok close-room``: the admin API from
-a shell.
+"""``zvonok rooms``, ``zvonok kick``, ``zvonok mute``, ``zvonok close-room``, ``zvonok drain``:
+the admin API from a shell.
 
 Owns the click commands (added to the ``zvonok`` group by ``zvonok.cli``). They call a running
 node's admin API over HTTP with the operator token (``--url`` / ``ZVONOK_ADMIN_URL``, default
@@ -41,7 +41,7 @@ def _call(method: str, url: str, path: str, token: str) -> Any:
         )
     except httpx.HTTPError as exc:
         _fail(f"{url} unreachable: {exc}", code=1)
-    if response.status_code == 404 and path == "/admin/rooms":
+    if response.status_code == 404 and path in ("/admin/rooms", "/admin/drain"):
         _fail("the admin API is disabled on this node (no admin_token set)")
     if response.status_code >= 400:
         try:
@@ -114,4 +114,23 @@ def close_room(room: str, url: str, token: str) -> None:
     click.echo(f"closed {room} ({data.get('sessions')} sessions)")
 
 
-COMMANDS = (rooms, kick, mute, close_room)
+@click.command("drain")
+@click.option("--cancel", is_flag=True, help="Serve again: take new rooms, /readyz 200.")
+@click.option("--status", "show", is_flag=True, help="Only show the drain state.")
+@_url
+@_token
+def drain(cancel: bool, show: bool, url: str, token: str) -> None:
+    """Drain the node: no new rooms (/readyz 503); it exits once its rooms are empty, or at
+    drain_timeout (the sessions still there get `node-draining`). --cancel undoes it."""
+    method = "GET" if show else "DELETE" if cancel else "POST"
+    data = _call(method, url, "/admin/drain", token)
+    state = data.get("state")
+    left = data.get("secondsLeft")
+    if state == "draining":
+        rooms = "no rooms left" if data.get("empty") else "rooms still live"
+        click.echo(f"draining: {rooms}; drain_timeout ends it in {left:.0f} s")
+    else:
+        click.echo(str(state))
+
+
+COMMANDS = (rooms, kick, mute, close_room, drain)

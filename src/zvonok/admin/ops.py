@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # FastAPI (admin) and httpx (webhooks) load only when configu
     from fastapi import FastAPI
 
     from ..cluster.node import RedisCluster
+    from ..drain import NodeDrain
     from .backend import Call
     from .webhooks import Webhooks
 
@@ -144,6 +145,7 @@ def build_operations(
     connections: Callable[[], int],
     cluster: RedisCluster | None = None,
     timing: float = 1.0,
+    drain: NodeDrain | None = None,
 ) -> Operations:
     """Wire metrics, quality, webhooks and the admin API to a running room service; with
     ``cluster`` (the Redis backend) webhook events go through its stream (``timing`` scales the
@@ -168,7 +170,7 @@ def build_operations(
     if settings.admin_token:
         from .api import create_admin_app
 
-        admin = create_admin_app(rooms, quality, settings.admin_token)
+        admin = create_admin_app(rooms, quality, settings.admin_token, drain=drain)
     ops = Operations(metrics, quality, webhooks, admin, event_bus=bus)
     ops.unsubscribe.append(worker.add_tick(metrics.on_tick))
     ops.unsubscribe.append(worker.add_tick(quality.tick))
@@ -197,6 +199,7 @@ def build_front_operations(
     connections: Callable[[], int],
     cluster: RedisCluster | None = None,
     timing: float = 1.0,
+    drain: NodeDrain | None = None,
 ) -> Operations:
     """A front's operations: its own metrics (connections, signaling, webhooks, loop lag) with
     every worker's merged in, the event bus the workers' webhook events are relayed to (and its
@@ -216,7 +219,7 @@ def build_front_operations(
         from .backend import FanoutAdminBackend, RelayedWorkers
 
         backend = FanoutAdminBackend(RelayedWorkers(worker_calls), locate)
-        admin = create_admin_app(backend, settings.admin_token)
+        admin = create_admin_app(backend, settings.admin_token, drain=drain)
     ops = Operations(metrics, None, webhooks, admin, worker_calls=worker_calls, event_bus=bus)
     ops._tick = asyncio.get_running_loop().create_task(_tick(metrics), name="front-tick")
     return ops

@@ -34,6 +34,8 @@ START_TIMEOUT = 20.0
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+#: Seconds a draining zvonok node gets between the first SIGTERM and the second (stop now).
+DRAIN_GRACE = 0.25
 #: Seconds a process we started gets between SIGTERM and SIGKILL.
 STOP_TIMEOUT = 10.0
 
@@ -177,10 +179,17 @@ def start_process(
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a process we started, by PID; SIGKILL after ``STOP_TIMEOUT``. Idempotent."""
+    """SIGTERM a process we started, by PID, and again after ``DRAIN_GRACE`` (a zvonok node
+    drains on the first and stops at once on the second); SIGKILL after ``STOP_TIMEOUT``.
+    Idempotent."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(DRAIN_GRACE)
+        return
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
     try:
         process.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:

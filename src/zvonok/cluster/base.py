@@ -95,6 +95,7 @@ ClaimResult = Claimed | Owned
 #: Node states (§4 "Graceful drain"): ``serving`` takes new rooms, ``draining`` does not.
 SERVING = "serving"
 DRAINING = "draining"
+NODE_STATES = (SERVING, DRAINING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,11 @@ class NodeRegistry(Protocol):
 
     async def pick(self) -> str:
         """The node a new room should be placed on; raises ``ClusterFull`` when none has room."""
+        ...
+
+    def set_state(self, state: str) -> None:
+        """``serving`` or ``draining`` (§4 "Graceful drain": ``pick`` skips a draining node);
+        the next heartbeat publishes it."""
         ...
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from .base import SERVING, ClusterFull, NodeInfo
+from .base import DRAINING, NODE_STATES, SERVING, ClusterFull, NodeInfo
 
 
 class LocalNodeRegistry:
@@ -39,6 +39,16 @@ class LocalNodeRegistry:
                 sessions=self.sessions,
             )
         ]
+
+    def set_state(self, state: str) -> None:
+        """``serving`` or ``draining``; a draining node is not picked for new rooms."""
+        if state not in NODE_STATES:
+            raise ValueError(f"unknown node state {state!r}")
+        self.state = state
+
+    @property
+    def draining(self) -> bool:
+        return self.state == DRAINING
 
     async def pick(self) -> str:
         if self.state != SERVING:

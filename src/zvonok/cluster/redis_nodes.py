@@ -19,12 +19,12 @@ import json
 import random
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
 
-from .base import SERVING, NodeInfo
+from .base import DRAINING, NODE_STATES, SERVING, NodeInfo
 from .health import RedisClusterHealth
 from .keys import Keys
 from .placement import choose_node
@@ -206,9 +206,23 @@ class RedisNodeRegistry:
         )
         return [_node_info(str(reply[i]), reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
 
+    def set_state(self, state: str) -> None:
+        """``serving`` or ``draining``; a draining node is not picked for new rooms."""
+        if state not in NODE_STATES:
+            raise ValueError(f"unknown node state {state!r}")
+        self.state = state
+
+    @property
+    def draining(self) -> bool:
+        return self.state == DRAINING
+
     async def pick(self) -> str:
         """§3: two random choices among live serving nodes, this one when within 0.10."""
-        nodes = await self.nodes()
+        # this node's own state counts at once, not from its last heartbeat (a drain just began)
+        nodes = [
+            replace(n, state=self.state) if n.node_id == self._node_id else n
+            for n in await self.nodes()
+        ]
         placed: dict[str, int] = {}
         for node in nodes:
             seen = self._placed.get(node.node_id)

@@ -12,8 +12,9 @@ the largest of ``cpu``, ``pps / PPS_CAPACITY`` and ``sessions / SESSION_CAPACITY
 on one worker between two reports. A crashed worker (link EOF or process exit): each of its
 sessions gets ``error`` ``worker-lost`` and close 1012 (the client joins again and lands on a live
 worker), its rooms are unpinned and released, its session bindings released (reserved for their
-users), and it is restarted after ``RESTART_DELAY`` (doubling while it keeps crashing). Implements
-no RFC.
+users), and it is restarted after ``RESTART_DELAY`` (doubling while it keeps crashing). While the
+node drains, the front places no new room (``node-draining``) and tells every worker (a restarted
+one too) so its metrics show it; joins to pinned rooms go on. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
 from ..config import Settings
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
+from ..rooms.service import draining_refusal
 from ..rooms.sink import SignalSink
 from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
 from .frames import Frame
@@ -133,6 +135,8 @@ class WorkerPool:
         self.closing = False
         #: Workers restarted after a crash, for metrics.
         self.restarts = 0
+        #: While the node drains: when ``drain_timeout`` ends it (s since the epoch).
+        self.drain_until: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -247,12 +251,23 @@ class WorkerPool:
             )
         handle.bindings.clear()
 
-    def begin_shutdown(self) -> None:
-        """SIGTERM: every worker tells its sessions to reconnect (``error shutdown``, 1012)."""
+    def begin_shutdown(self, code: str = "shutdown") -> None:
+        """Every worker tells its sessions to reconnect (``error`` ``code``, 1012)."""
         for handle in self.workers.values():
             if handle.live:
                 with contextlib.suppress(LinkClosed):
-                    handle.link.notify("shutdown", {})
+                    handle.link.notify("shutdown", {"code": code})
+
+    def set_drain(self, until: float | None) -> None:
+        """Tell every worker the node drains until ``until`` (or serves again: None)."""
+        self.drain_until = until
+        for handle in self.workers.values():
+            if handle.live:
+                self._tell_drain(handle)
+
+    def _tell_drain(self, handle: WorkerHandle) -> None:
+        with contextlib.suppress(LinkClosed):
+            handle.link.notify("drain", {"until": self.drain_until})
 
     async def close(self) -> None:
         """Stop every worker (their sessions end), then the watchers."""
@@ -360,6 +375,8 @@ class WorkerPool:
         elif method == "ready":
             handle.info = params
             handle.ready.set()
+            if self.drain_until is not None:
+                self._tell_drain(handle)
             log.info(
                 "media worker %d ready: udp port %s, %s forwarding",
                 handle.index,
@@ -498,6 +515,10 @@ class RelayedRooms:
             raise SignalError(
                 "shutdown", "the server is shutting down", fatal=True, close_code=1012
             )
+        if self.pool.drain_until is not None:
+            pinned = self.pool.pins.get(key)
+            if pinned is None or not pinned.live:
+                raise draining_refusal()
         handle = self.pool.place(key)
         relay = self.pool.next_relay()
         session = RelayedSession(handle, relay, session_id, sink)
@@ -530,9 +551,16 @@ class RelayedRooms:
                     self.pool.unpin(handle, key)
         return session
 
-    def begin_shutdown(self) -> None:
+    @property
+    def empty(self) -> bool:
+        return not self.pool.pins
+
+    def set_drain(self, until: float | None) -> None:
+        self.pool.set_drain(until)
+
+    def begin_shutdown(self, code: str = "shutdown") -> None:
         self._closing = True
-        self.pool.begin_shutdown()
+        self.pool.begin_shutdown(code)
 
     async def close(self) -> None:
         self._closing = True

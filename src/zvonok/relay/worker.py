@@ -8,8 +8,11 @@ on stdin, the link is the inherited Unix stream socket ``N``. Owns the ``MediaWo
 - per relayed session (frame ``relay`` id): ``join``, ``offer``, ``answer``, ``ice``, ``leave``
   and the note ``detach``; server messages go back as notes ``send`` / ``close`` (``RelaySink``),
   and ``ended`` once the session is over;
-- per worker: ``shutdown`` (SIGTERM drain), ``stop``, ``metrics`` (its exposition), ``admin.*``
-  (``admin.backend``: the admin API's operations on its rooms), ``state`` (``/debug/state``);
+- per worker: ``shutdown`` (tell every session to reconnect: ``error`` ``shutdown``, or
+  ``node-draining`` at the end of a drain), ``drain`` (the node drains until ``until``, or serves
+  again: the worker's ``zvonok_draining`` and its own refusal of new rooms), ``stop``,
+  ``metrics`` (its exposition), ``admin.*`` (``admin.backend``: the admin API's operations on its
+  rooms), ``state`` (``/debug/state``);
   its rooms' webhook events go to the front as notes ``webhook``.
 
 The cluster directories are the front's (``LinkSessionDirectory``, ``LinkRoomDirectory``): a
@@ -200,7 +203,10 @@ class WorkerServer:
 
     def on_note(self, frame: Frame) -> None:
         if frame.method == "shutdown":
-            self.service.begin_shutdown()
+            self.service.begin_shutdown(str(frame.params.get("code", "shutdown")))
+        elif frame.method == "drain":
+            until = frame.params.get("until")
+            self.service.set_drain(None if until is None else float(until))
         elif frame.method == "detach":
             session = self._sessions.get(frame.relay)
             sink = self._sinks.get(frame.relay)

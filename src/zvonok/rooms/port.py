@@ -63,8 +63,19 @@ class CallRooms(Protocol):
         """Enter (or resume) a session; raises ``SignalError`` when refused."""
         ...
 
-    def begin_shutdown(self) -> None:
-        """SIGTERM: refuse new joins, tell every session to reconnect (close 1012)."""
+    @property
+    def empty(self) -> bool:
+        """No room lives here (a draining node may stop)."""
+        ...
+
+    def set_drain(self, until: float | None) -> None:
+        """Drain (existing rooms take joins, new rooms are refused with ``node-draining``) until
+        ``until`` (s since the epoch: ``drain_timeout``), or serve again (None)."""
+        ...
+
+    def begin_shutdown(self, code: str = "shutdown") -> None:
+        """Refuse new joins, tell every session to reconnect: ``error`` ``code`` (``shutdown``,
+        or ``node-draining`` at the end of a drain) and close 1012."""
         ...
 
     async def close(self) -> None: ...
@@ -134,8 +145,15 @@ class LocalRooms:
         participant, _ = await self.service.join(key, user_id, session_id, raw_room_id, sink)
         return LocalSession(self.service, participant)
 
-    def begin_shutdown(self) -> None:
-        self.service.begin_shutdown()
+    @property
+    def empty(self) -> bool:
+        return not self.service.rooms
+
+    def set_drain(self, until: float | None) -> None:
+        self.service.set_drain(until)
+
+    def begin_shutdown(self, code: str = "shutdown") -> None:
+        self.service.begin_shutdown(code)
 
     async def close(self) -> None:
         await self.service.close()

@@ -7,14 +7,17 @@ resume grace window; then the session ends as if it had left. An ended session's
 to its user for ``resume_grace`` + 5 minutes (``SESSION_LINGER``), so nobody else can squat it and
 turn that user's rejoin into ``session-taken``. A session whose media failed is ended and its
 socket closed with ``error`` ``media-failed`` and close code 4002; the client joins again (a new
-session, same ``sessionId``). Imports ``media`` and ``cluster``; from ``signaling`` only the wire
-vocabulary (``signaling.messages``).
+session, same ``sessionId``). While the node drains (``set_drain``; shared design ``cluster.md`` §4
+"Graceful drain") rooms that exist keep taking joins and resumes, and a join that would create a
+room is refused with ``node-draining`` (close 1012: join again, another node takes it). Imports
+``media`` and ``cluster``; from ``signaling`` only the wire vocabulary (``signaling.messages``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +41,24 @@ MEDIA_RECHECK = 5.0
 SESSION_LINGER = 300.0
 #: WebSocket close code after the session's media connection failed (docs/protocol.md).
 MEDIA_FAILED_CLOSE_CODE = 4002
+#: The ``error`` of a join that would create a room on a draining node, and of the sessions still
+#: there when ``drain_timeout`` ends the drain (docs/protocol.md); both close with 1012.
+NODE_DRAINING = "node-draining"
+SHUTDOWN = "shutdown"
+_GOODBYES = {
+    SHUTDOWN: "the server is shutting down; reconnect with the same sessionId",
+    NODE_DRAINING: "this node is draining; join again with the same sessionId",
+}
+
+
+def draining_refusal() -> SignalError:
+    """The answer to a join that would create a room on a draining node."""
+    return SignalError(
+        NODE_DRAINING,
+        "this node is draining and takes no new rooms; join again",
+        fatal=True,
+        close_code=1012,
+    )
 
 
 class RoomService:
@@ -78,6 +99,22 @@ class RoomService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self.closing = False
+        #: While draining: when ``drain_timeout`` ends the drain (wall clock, s since the epoch).
+        self.drain_until: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        """No new rooms here: the node drains (its existing rooms still take joins)."""
+        return self.drain_until is not None
+
+    def set_drain(self, until: float | None) -> None:
+        """Drain until ``until`` (s since the epoch), or serve again (None)."""
+        self.drain_until = until
+
+    def drain_seconds_left(self) -> float:
+        """Seconds until ``drain_timeout`` ends the drain (0 when not draining)."""
+        until = self.drain_until
+        return 0.0 if until is None else max(0.0, until - time.time())
 
     async def join(
         self,
@@ -101,6 +138,9 @@ class RoomService:
             if existing is not None and not existing.closed:
                 return self._resume(existing, sink), True
             room = self.rooms.get(key)
+            if room is None and self.draining:
+                await self._session_dir.release(session_id, binding)
+                raise draining_refusal()
             if room is None:
                 await self._room_dir.claim(key)
                 router = Router()
@@ -275,21 +315,19 @@ class RoomService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def begin_shutdown(self) -> None:
-        """SIGTERM: refuse new joins and tell every session to reconnect (elsewhere or later)."""
+    def begin_shutdown(self, code: str = SHUTDOWN) -> None:
+        """Refuse new joins and tell every session to reconnect (elsewhere or later): ``error``
+        ``code`` (``shutdown``, or ``node-draining`` when ``drain_timeout`` ended a drain) and
+        close 1012."""
         if self.closing:
             return
         self.closing = True
-        log.info("shutting down: telling %d sessions to reconnect", len(self.sessions))
+        log.info("shutting down (%s): telling %d sessions to reconnect", code, len(self.sessions))
+        message = _GOODBYES.get(code, _GOODBYES[SHUTDOWN])
+        reason = "server shutting down" if code == SHUTDOWN else code
         for participant in list(self.sessions.values()):
-            participant.send(
-                Error(
-                    "shutdown",
-                    "the server is shutting down; reconnect with the same sessionId",
-                    retry_after_ms=1000,
-                )
-            )
-            participant.sink.close(1012, "server shutting down")
+            participant.send(Error(code, message, retry_after_ms=1000))
+            participant.sink.close(1012, reason)
 
     async def close(self) -> None:
         """Shutdown: end every session (clients were told by the signaling layer)."""

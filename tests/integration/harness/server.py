@@ -35,6 +35,9 @@ from . import errors
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+#: ``stop``: how long the first SIGTERM (a drain: a node without rooms exits at once) gets before
+#: the second one (stop now: every session told ``shutdown``).
+DRAIN_GRACE = 0.25
 CLI_TIMEOUT = 30.0
 LOG_LINES = 20000
 
@@ -56,7 +59,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 class ZvonokServer:
-    """One running ``zvonok serve``; ``stop`` ends it by PID (SIGTERM, then SIGKILL)."""
+    """One running ``zvonok serve``; ``stop`` ends it by PID (SIGTERM twice, then SIGKILL)."""
 
     def __init__(
         self,
@@ -183,14 +186,20 @@ class ZvonokServer:
         return self.cli("group", "create", "--members", ",".join(members), *extra).splitlines()[-1]
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM by PID, SIGKILL after ``timeout``; returns the exit code. Idempotent."""
+        """SIGTERM by PID (the node drains; without rooms it exits at once), a second SIGTERM
+        after ``DRAIN_GRACE`` (the node stops now, as an operator's second SIGTERM does), SIGKILL
+        after ``timeout``; returns the exit code. Idempotent."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                self.process.wait(DRAIN_GRACE)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
         self._reader.join(2)
         return self.process.returncode
 

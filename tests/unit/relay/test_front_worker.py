@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -347,3 +348,36 @@ async def test_a_room_whose_worker_died_is_created_again_on_a_live_one(node: Nod
     assert n.pool.locate(ROOM) == live.name
     assert again.last("joined")["resumed"] is False
     assert sorted((await n.ask("state", 1))["rooms"]) == sorted([str(ROOM), str(other)])
+
+
+async def test_a_draining_front_keeps_rooms_it_has_and_places_no_new_one(
+    node: NodeFactory,
+) -> None:
+    n = await node()
+    a = RecordingSink()
+    await n.join("alice", "a", a)
+    n.rooms.set_drain(time.time() + 60)
+    assert not n.rooms.empty
+    await n.join("bob", "b", RecordingSink())  # the live room takes a third party
+    other = RoomKey(RoomKind.GROUP, "8")
+    with pytest.raises(SignalError) as refused:
+        await n.join("carol", "c", RecordingSink(), other)
+    assert (refused.value.code, refused.value.close_code) == ("node-draining", 1012)
+    assert n.pool.locate(other) is None
+    metrics = str(await n.ask("metrics"))
+    left = re.search(r"^zvonok_drain_seconds_left (\S+)$", metrics, re.M)
+    assert "\nzvonok_draining 1.0\n" in metrics and left and 55 < float(left[1]) <= 60
+    n.rooms.begin_shutdown("node-draining")  # drain_timeout: the sessions still here are told
+    await until(lambda: a.closed is not None)
+    assert a.errors()[-1] == "node-draining" and a.closed == (1012, "node-draining")
+
+
+async def test_a_cancelled_drain_places_new_rooms_again(node: NodeFactory) -> None:
+    n = await node()
+    n.rooms.set_drain(time.time() + 60)
+    assert n.rooms.empty
+    n.rooms.set_drain(None)
+    await n.join("carol", "c", RecordingSink(), RoomKey(RoomKind.GROUP, "8"))
+    assert not n.rooms.empty
+    metrics = str(await n.ask("metrics"))
+    assert "\nzvonok_draining 0.0\n" in metrics and "\nzvonok_drain_seconds_left 0.0\n" in metrics
