@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -27,27 +27,31 @@ from .admin.ops import LazyAsgi, Operations, build_front_operations, build_opera
 from .admin.webhook_events import WEBHOOK_NOTIFICATION, deliver_notification
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
-from .cluster.base import SessionDirectory
+from .cluster.base import RoomDirectory, SessionDirectory
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .cluster_node import ClusterView, NodeStats, build_cluster
 from .compose import build_media, build_room_service, state_snapshot
 from .config import Settings
 from .drain import SERVING, NodeDrain
 from .edge import DevHostPolicy
+from .errors import SignalError
 from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
 from .relay.frames import Frame
 from .relay.front import RelayedRooms, WorkerHandle, WorkerPool
+from .relay.nodes import OwnedRooms, build_clustered
 from .rooms.events import RoomEvents
 from .rooms.port import CallRooms, LocalRooms
 from .rooms.service import RoomService
+from .signaling.messages import Error
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, SqlStore, check_store, create_store
 from .web import dev_guarded, web_routes
 
 if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
+    from .cluster.bus import RedisSignalBus
     from .cluster.node import RedisCluster
 
 log = logging.getLogger("zvonok.app")
@@ -80,6 +84,8 @@ class Components:
     cluster: RedisCluster | None = None
     #: Either mode: heartbeat figures, /metrics gauges, ``GET /admin/cluster``.
     cluster_view: ClusterView | None = None
+    #: ``cluster_backend = "redis"``: the links to the other nodes (relayed sessions).
+    signal_bus: RedisSignalBus | None = None
     #: SIGTERM / ``zvonok drain``: no new rooms, stop once the rooms are gone (``drain``).
     drain: NodeDrain | None = None
 
@@ -96,7 +102,10 @@ async def build(settings: Settings) -> Components:
     cluster = build_cluster(settings)
     # session bindings are cluster-wide with Redis (a session id cannot be taken via another node)
     sessions: SessionDirectory = LocalSessionDirectory() if cluster is None else cluster.sessions
-    room_dir = LocalRoomDirectory()
+    # with Redis, a room is claimed before it is joined (ClusteredRooms); the rooms layer's own
+    # claim then finds the lease held, and its release gives the lease up
+    owned = None if cluster is None else OwnedRooms(cluster.rooms, cluster.node_id)
+    room_dir: RoomDirectory = LocalRoomDirectory() if owned is None else owned
     worker: MediaWorker | None = None
     rooms: RoomService | None = None
     pool: WorkerPool | None = None
@@ -126,6 +135,15 @@ async def build(settings: Settings) -> Components:
         )
         await pool.start()
         calls = RelayedRooms(pool)
+    signal_bus = None
+    if cluster is not None and owned is not None:
+        calls, signal_bus = build_clustered(
+            cluster,
+            calls,
+            owned,
+            timing=settings.cluster_timing,
+            close_room=None if rooms is None else _mover(rooms),
+        )
     endpoint = CallEndpoint(
         verifier=verifier,
         store=store,
@@ -168,6 +186,8 @@ async def build(settings: Settings) -> Components:
         relayed.append(ops)
     view = ClusterView(settings, cluster, NodeStats(worker=worker, rooms=rooms, pool=pool))
     await view.start(ops)
+    if signal_bus is not None:
+        await signal_bus.start()
     return Components(
         settings,
         store,
@@ -181,6 +201,7 @@ async def build(settings: Settings) -> Components:
         pool=pool,
         cluster=cluster,
         cluster_view=view,
+        signal_bus=signal_bus,
         drain=drain,
     )
 
@@ -193,9 +214,25 @@ async def shutdown(components: Components) -> None:
         await components.ops.close()
     if components.worker is not None:
         await components.worker.close()
+    if components.signal_bus is not None:
+        await components.signal_bus.close()
     if components.cluster_view is not None:
         await components.cluster_view.close()
     await components.store.close()
+
+
+def _mover(rooms: RoomService) -> Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]]:
+    """How a one-process node moves a room whose lease another node took (split brain, shared
+    design cluster.md §4): each session is told the error (``room-moved``) and its socket closed
+    with 1012; the client joins again with its sessionId and reaches the room's owner."""
+
+    async def move(key: RoomKey, error: SignalError) -> None:
+        room = rooms.rooms.get(key)
+        for participant in [] if room is None else list(room.participants.values()):
+            participant.sink.send(Error(error.code, error.message, retry_after_ms=0))
+            participant.sink.close(error.close_code, error.code)
+
+    return move
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -63,7 +63,7 @@ def build_cluster(settings: Settings) -> RedisCluster | None:
         return None
     from .cluster.node import RedisCluster
 
-    return RedisCluster.from_settings(settings)
+    return RedisCluster.from_settings(settings, timing=settings.cluster_timing)
 
 
 def udp_addresses(candidates: list[str]) -> list[str]:

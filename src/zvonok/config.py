@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     redis_master_name: str | None = None
     redis_password: str | None = Field(None, repr=False)  # the master's AUTH under Sentinel
     node_id: str | None = None
+    #: Multiplies every cluster interval and TTL (heartbeats, leases, relay resends); below 1
+    #: only for tests (docs/configuration.md).
+    cluster_timing: float = Field(1.0, gt=0, le=1)
 
     @property
     def dev_enabled(self) -> bool:

@@ -34,7 +34,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..cluster.base import (
     Claimed,
@@ -52,6 +52,10 @@ from ..signaling.messages import Error, IcePayload, MessageError, parse_server_o
 from .frames import Frame
 from .link import Link, LinkClosed
 from .sink import RelaySink
+
+if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
+    from ..cluster.bus import RedisSignalBus
+    from ..cluster.node import RedisCluster
 
 log = logging.getLogger("zvonok.relay.nodes")
 
@@ -517,3 +521,47 @@ class ClusteredRooms:
                 task = asyncio.get_running_loop().create_task(self._close_room(key, room_moved()))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+
+def build_clustered(
+    cluster: RedisCluster,
+    inner: CallRooms,
+    owned: OwnedRooms,
+    *,
+    timing: float = 1.0,
+    close_room: Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]] | None = None,
+) -> tuple[ClusteredRooms, RedisSignalBus]:
+    """The node's ``ClusteredRooms`` over ``inner`` and its ``RedisSignalBus`` (unstarted): the
+    bus serves the owner side, lost leases move their rooms' sessions (``room-moved``)."""
+    from ..cluster.bus import RedisSignalBus
+
+    rooms = ClusteredRooms(
+        inner,
+        cluster.rooms,
+        owned,
+        cluster.registry,
+        node_id=cluster.node_id,
+        close_room=close_room,
+    )
+
+    async def alive(peer: str) -> bool:
+        try:
+            return any(node.node_id == peer for node in await cluster.registry.nodes())
+        except ClusterUnavailable:
+            return True  # Redis trouble is not a dead peer (the links queue meanwhile)
+
+    bus = RedisSignalBus(
+        cluster.client,
+        cluster.node_id,
+        cluster.registry.boot_id,
+        cluster.health,
+        keys=cluster.keys,
+        on_request=rooms.on_request,
+        on_note=rooms.on_note,
+        on_link_closed=rooms.on_link_closed,
+        peer_alive=alive,
+        timing=timing,
+    )
+    rooms.attach(bus)
+    cluster.on_rooms_lost = rooms.rooms_lost
+    return rooms, bus
