@@ -8,11 +8,18 @@ same user for that long (the key's TTL does the expiry). A bound key has a TTL t
 the grace window + 30 s in production) so a crashed node's bindings go away; the directory
 remembers what it bound and ``renew()`` extends (or, after Redis lost its data, rewrites) them in
 one script per batch.
+
+While Redis is unreachable (§4 "while degraded": a join or resume for a room this node owns is
+served, its binding written at reconcile), ``bind`` answers from the node's own bindings for the
+rooms ``serves_offline`` names: a free id is bound here and written by the next ``renew()``, an
+id this node bound to another user stays theirs; for any other room it raises
+``ClusterUnavailable``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -100,11 +107,23 @@ class RedisSessionDirectory:
         self._renew = client.register_script(_RENEW)
         #: The bindings this node made and still holds (renewed; rewritten after data loss).
         self._mine: dict[SessionId, SessionBinding] = {}
+        #: Rooms whose joins are served while Redis is unreachable (the rooms this node owns).
+        self.serves_offline: Callable[[RoomKey], bool] | None = None
 
     async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
         key = self.keys.session(session_id)
         args: list[str | int] = [binding.user_id, str(binding.room), _ms(self.ttl)]
-        reply: list[Any] = await self._health.call(lambda: self._bind(keys=[key], args=args))
+        try:
+            reply: list[Any] = await self._health.call(lambda: self._bind(keys=[key], args=args))
+        except ClusterUnavailable:
+            offline = self.serves_offline
+            if offline is None or not offline(binding.room):
+                raise
+            mine = self._mine.get(session_id)
+            if mine is not None and mine.user_id != binding.user_id:
+                return mine
+            self._mine[session_id] = binding  # written by the next renew()
+            return binding
         held = SessionBinding(UserId(str(reply[0])), RoomKey.parse(str(reply[1])))
         if held == binding:
             self._mine[session_id] = binding

@@ -388,10 +388,12 @@ class ClusteredRooms:
                 claimed = True
             try:
                 return await self.inner.join(key, user_id, session_id, raw_room_id, sink)
-            except BaseException:
+            except BaseException as exc:
                 if claimed and key not in self.owned.live:  # refused before the room existed
                     with contextlib.suppress(Exception):
                         await self.leases.release(key)
+                if isinstance(exc, ClusterUnavailable):  # a session binding needed Redis
+                    raise unavailable(exc) from None
                 raise
 
     async def _join_remote(
@@ -564,4 +566,6 @@ def build_clustered(
     )
     rooms.attach(bus)
     cluster.on_rooms_lost = rooms.rooms_lost
+    leases = cluster.rooms
+    cluster.sessions.serves_offline = lambda room: room in leases.held
     return rooms, bus

@@ -5,6 +5,10 @@ clients that connect to different nodes.
 - Three participants of one room, each through another node: the room lives on one node (one
   lease in Redis), the other two relay their signaling there, and everyone receives everyone's
   camera (right colour) and sound.
+- Redis stopped (SIGSTOP) under a live relayed call: the call goes on (media both ways), a join
+  to the room goes on through its owner, a join that needs Redis is refused at once with
+  ``cluster-unavailable`` (``retryAfterMs``, close 1013), ``/livez`` and ``/readyz`` stay 200;
+  Redis back, the owner keeps its room and new rooms are placed again.
 - The owner killed with SIGKILL while two clients are connected through the other nodes: both get
   ``error`` ``node-lost`` and close 1012, join again with their sessionId through the same node,
   the room is claimed elsewhere with a higher epoch and media flows again.
@@ -15,12 +19,20 @@ Cluster timings are shortened (``cluster_timing`` 0.25: node key 1.5 s, peer che
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from ..harness.aiortc_peer import AiortcPeer, AiortcPeers
+from ..harness.messages import recv_until
 from ..harness.redis import RedisServer, command
 from ..harness.server import ServerFactory, ZvonokServer
 
@@ -31,6 +43,10 @@ TIMING = "0.25"
 LOST_LIMIT = 6.0
 #: From the owner's death to media flowing again (issue 14: within 10 s).
 HEAL_LIMIT = 10.0
+#: How long Redis stays stopped (issue 14: 30 s; the CI form is shorter).
+OUTAGE = float(os.environ.get("ZVONOK_REDIS_OUTAGE", "8"))
+#: A join that needs Redis while it is away is refused within this (issue 14: 1 s).
+REFUSE_LIMIT = 1.0
 
 
 def start_nodes(
@@ -157,4 +173,85 @@ async def test_the_owner_killed_its_relayed_clients_heal_on_another_node(
     assert second["owner"] != first["owner"] and int(second["epoch"]) > int(first["epoch"])
     assert healed <= HEAL_LIMIT, f"media back only after {healed:.1f} s"
     for peer in (alice2, bob2):
+        await peer.leave()
+
+
+async def join_once(node: ZvonokServer, user: str, room: str, session: str) -> dict[str, Any]:
+    """A signaling-only join: the first ``joined`` or ``error`` message (and the close code when
+    the server closed the socket), then the socket is closed."""
+    token = await asyncio.to_thread(node.token, user)
+    async with connect(node.ws_url("group", room) + "?access_token=" + token) as ws:
+        await ws.send(json.dumps({"type": "join", "roomId": room, "sessionId": session}))
+        while True:
+            msg: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if msg["type"] in ("joined", "error"):
+                break
+        if msg["type"] == "joined":
+            await ws.send(json.dumps({"type": "leave", "roomId": room, "sessionId": session}))
+            return msg
+        try:
+            await asyncio.wait_for(recv_until(ws, "never", 5), 6)
+        except ConnectionClosed as closed:
+            msg["closeCode"] = closed.rcvd.code if closed.rcvd else None
+        return msg
+
+
+async def status(node: ZvonokServer, path: str) -> int:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(node.http_url + path, timeout=2)).status_code
+
+
+@pytest.mark.allow_errors(server=[r"redis", r"Redis", r"cluster"], reason="the test stops Redis")
+async def test_a_redis_outage_ends_no_call(
+    zvonok_server_factory: ServerFactory,
+    redis_server: RedisServer,
+    aiortc_peers: AiortcPeers,
+    tmp_path: Path,
+) -> None:
+    nodes = start_nodes(zvonok_server_factory, redis_server, tmp_path / "shared", 2)
+    group = nodes[0].create_group(["alice", "bob", "carol"])
+    other = nodes[0].create_group(["dave"])
+    alice = await aiortc_peers.open(nodes[0], "alice", group, "red", kind="group")
+    first = await claimed(redis_server, "group", group)
+    owner = nodes[int(first["owner"].removeprefix("node"))]
+    edge = nodes[1] if owner is nodes[0] else nodes[0]
+    bob = await aiortc_peers.open(edge, "bob", group, "blue", kind="group")
+    await sees(alice, "bob", "blue")
+    await sees(bob, "alice", "red")
+
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        await asyncio.sleep(1.5)  # the nodes notice (a command times out after 1 s)
+        started = time.monotonic()
+        refused = await join_once(edge, "dave", other, "dave-1")
+        took = time.monotonic() - started
+        assert refused["type"] == "error", refused
+        assert refused["payload"]["code"] == "cluster-unavailable", refused
+        assert refused["payload"]["retryAfterMs"] > 0 and refused.get("closeCode") == 1013
+        assert took <= REFUSE_LIMIT, f"refused only after {took:.2f} s"
+        # the owner serves a join to its own room without Redis
+        hello = await join_once(owner, "carol", group, "carol-1")
+        assert hello["type"] == "joined", hello
+        assert {p["userId"] for p in hello["payload"]["participants"]} == {"alice", "bob"}
+        for node in nodes:
+            assert await status(node, "/livez") == 200 and await status(node, "/readyz") == 200
+        await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped) - 4))
+        # the call goes on: media both ways after the outage began
+        await sees(alice, "bob", "blue", 4)
+        await sees(bob, "alice", "red", 4)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    print(f"redis stopped {time.monotonic() - stopped:.1f} s; dave refused in {took:.2f} s")
+
+    # Redis back: the owner keeps its room (re-asserted within 5 s) and new rooms are placed.
+    deadline = time.monotonic() + 5
+    while (now := lease(redis_server, "group", group)).get("owner") != first["owner"]:
+        assert time.monotonic() < deadline, f"the room was not re-asserted: {now}"
+        await asyncio.sleep(0.1)
+    assert (await join_once(edge, "dave", other, "dave-2"))["type"] == "joined"
+    await sees(alice, "bob", "blue", 5)
+    assert alice.closes == [] and bob.closes == []
+    assert alice.server_errors == [] and bob.server_errors == []
+    for peer in (alice, bob):
         await peer.leave()
