@@ -35,9 +35,11 @@ from . import errors
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-#: ``stop``: how long the first SIGTERM (a drain: a node without rooms exits at once) gets before
-#: the second one (stop now: every session told ``shutdown``).
-DRAIN_GRACE = 0.25
+#: ``stop``: the longest the first SIGTERM (a drain: a node without rooms exits at once) gets
+#: before the second one (stop now: every session told ``shutdown``); the second one goes as soon
+#: as the server has logged that it drains (two signals sent at once could merge into one).
+DRAIN_GRACE = 0.5
+DRAIN_LOGGED = "draining (SIGTERM)"
 CLI_TIMEOUT = 30.0
 LOG_LINES = 20000
 
@@ -186,14 +188,18 @@ class ZvonokServer:
         return self.cli("group", "create", "--members", ",".join(members), *extra).splitlines()[-1]
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """SIGTERM by PID (the node drains; without rooms it exits at once), a second SIGTERM
-        after ``DRAIN_GRACE`` (the node stops now, as an operator's second SIGTERM does), SIGKILL
-        after ``timeout``; returns the exit code. Idempotent."""
+        """SIGTERM by PID (the node drains; without rooms it exits at once), a second SIGTERM once
+        it logged the drain or after ``DRAIN_GRACE`` (the node stops now, as an operator's second
+        SIGTERM does), SIGKILL after ``timeout``; returns the exit code. Idempotent."""
         if self.process.poll() is None:
+            seen = len(self._lines)
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(DRAIN_GRACE)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + DRAIN_GRACE
+            while self.process.poll() is None and time.monotonic() < deadline:
+                if any(DRAIN_LOGGED in line for line in list(self._lines)[seen:]):
+                    break
+                time.sleep(0.01)
+            if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 try:
                     self.process.wait(timeout)
