@@ -19,6 +19,7 @@ const ERROR_TEXT = {
   "reconnect-timeout": "Connection lost and could not be restored. Join again.",
   "negotiation-failed": "Media negotiation failed: ",
   "worker-lost": "The server process carrying this call restarted; reconnecting…",
+  "node-draining": "This server is going down for maintenance; reconnecting…",
 };
 
 /** @type {{call: ZvonokCall|null, mode: string, tiles: Map<string, any>, audio: Map<string, HTMLAudioElement>}} */
@@ -166,7 +167,8 @@ function wire(call) {
     endCall("failed");
   });
   call.addEventListener("error", (/** @type {any} */ e) => {
-    if (e.code === "shutdown") return; // the reconnect messages say the rest
+    // the reconnect messages say the rest
+    if (e.code === "shutdown" || e.code === "node-draining") return;
     show(errorText(e.code, e.message), e.fromServer ? "warn" : "error", `e-${e.code}`);
   });
 }
