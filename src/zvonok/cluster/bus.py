@@ -28,8 +28,10 @@ node that is gone is dropped and answered with a hello (at most one per peer per
 interval), and the sender closes its link; so a broken link breaks on both sides.
 
 **Probes.** Every 5 s the node publishes a probe to its own channel and resubscribes when none
-arrived for 10 s (subscribers can starve silently after a failover). Every 2 s it asks
-``peer_alive`` about each open link and breaks those of vanished peers.
+arrived for 10 s (subscribers can starve silently after a failover). Every second it asks
+``peer_alive`` about each open link and breaks a link whose peer was reported gone twice in a
+row; only while its Redis health is ``ok``: after an outage (Redis restarted empty, say) node
+keys come back with each node's reconcile, and a key missing meanwhile is no lost node.
 
 **Sending** never blocks and never raises for Redis trouble: a frame is recorded by its link
 (until acknowledged), then put on one bounded send queue that one task drains in pipelined
@@ -53,12 +55,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ..relay.frames import HEADER, MAX_FRAME, Frame
 from ..relay.link import PROGRESS_TIMEOUT, RESEND_INTERVAL, Link, LinkClosed
 from .base import ClusterUnavailable
-from .health import CALL_TIMEOUT, DEGRADED, RedisClusterHealth
+from .health import CALL_TIMEOUT, DEGRADED, OK, RedisClusterHealth
 from .keys import Keys
 
 log = logging.getLogger(__name__)
@@ -67,8 +70,10 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL: Final = 5.0
 #: ...and resubscribes when no probe came back for this long.
 PROBE_TIMEOUT: Final = 10.0
-#: ``peer_alive`` is asked about every open link this often.
-PEER_CHECK_INTERVAL: Final = 2.0
+#: ``peer_alive`` is asked about every open link this often...
+PEER_CHECK_INTERVAL: Final = 1.0
+#: ...and a link breaks when its peer was reported gone this many times in a row.
+PEER_LOST_CHECKS: Final = 2
 #: Wait before subscribing again after a failed subscription.
 RESUBSCRIBE_DELAY: Final = 0.5
 #: Peer links at most (a cluster has a few dozen nodes).
@@ -165,6 +170,7 @@ class RedisSignalBus:
         self._closing = False
         self._probe_at = 0.0
         self._first_attempt = asyncio.Event()
+        self._pubsub: PubSub | None = None
         #: Set while the subscription is up.
         self.subscribed = asyncio.Event()
         #: Counters, for metrics and tests.
@@ -233,6 +239,9 @@ class RedisSignalBus:
         return {peer: link for peer, (link, _) in self._links.items()}
 
     def _open(self, peer: str) -> tuple[Link, _PeerTransport] | None:
+        held = self._links.get(peer)
+        if held is not None and not held[0].closed.is_set():
+            return held
         if len(self._links) >= MAX_LINKS:
             return None
         self._link_count += 1
@@ -322,7 +331,7 @@ class RedisSignalBus:
         loop = asyncio.get_running_loop()
         timeout = PROBE_TIMEOUT * self._timing
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await asyncio.wait_for(pubsub.subscribe(self._channel), CALL_TIMEOUT)
                 self._probe_at = loop.time()
@@ -372,7 +381,7 @@ class RedisSignalBus:
         if held is not None and held[1].peer_link and held[1].peer_link != link_id:
             restarted = held[1].peer_link.split(".")[0] != link_id.split(".")[0]
             held[0].fail("peer restarted" if restarted else "peer opened a new link")
-            held = None
+            held = self._links.get(peer)  # on_link_closed may have opened a fresh one already
         if target and (held is None or held[1].local_id != target):
             # for a link of ours that is gone: tell the sender, which closes its link
             self.messages_dropped += 1
@@ -411,15 +420,26 @@ class RedisSignalBus:
 
     # ------------------------------------------------------------------ peers
     async def _check_peers(self) -> None:
+        gone: dict[str, int] = {}  # peer -> answers "gone" in a row
         while True:
             await asyncio.sleep(PEER_CHECK_INTERVAL * self._timing)
-            if self._peer_alive is None or self._degraded() or not self._links:
+            if self._peer_alive is None or self._health.status != OK or not self._links:
+                gone.clear()
                 continue
             held = list(self._links.items())
             answers = await asyncio.gather(*(self._alive(peer) for peer, _ in held))
-            for (peer, (link, _)), alive in zip(held, answers, strict=True):
+            if self._health.status != OK:
+                gone.clear()
+                continue
+            gone = {
+                peer: gone.get(peer, 0) + 1
+                for (peer, _), alive in zip(held, answers, strict=True)
+                if alive is False
+            }
+            for peer, (link, _) in held:
                 current = self._links.get(peer)
-                if alive is False and current is not None and current[0] is link:
+                lost = gone.get(peer, 0) >= PEER_LOST_CHECKS
+                if lost and current is not None and current[0] is link:
                     link.fail("peer lost")
 
     async def _alive(self, peer: str) -> bool | None:
