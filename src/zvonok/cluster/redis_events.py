@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,8 @@ WAIT_TIMEOUT_MS = 100
 REPLICA_CHECK = 10.0
 #: Pause before trying Redis again after a refused or failed call.
 RETRY_DELAY = 0.25
+#: Pause before a loop that failed unexpectedly starts again.
+RESTART_DELAY = 1.0
 #: How long ``close`` lets the writer flush the outbox.
 FLUSH_TIMEOUT = 2.0
 
@@ -93,6 +95,28 @@ return added
 
 def _is(exc: ResponseError, code: str) -> bool:
     return str(exc).startswith(code)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` until they have ended: on Python 3.11 ``asyncio.wait_for`` (inside the
+    breaker's ``call``) swallows a cancellation that lands just as its operation completes, and
+    the loop would go on."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+
+
+async def _restarting(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a loop of the bus until cancelled; a bug that escapes it is logged and the loop
+    starts again a second later (a dead writer would silently fill the outbox)."""
+    while True:
+        try:
+            await run()
+        except Exception:
+            log.exception("events: %s failed; restarting it", name)
+        await asyncio.sleep(RESTART_DELAY)
 
 
 class RedisEventBus:
@@ -179,12 +203,16 @@ class RedisEventBus:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._writer = loop.create_task(self._write(), name=f"events-writer {self.node_id}")
+
+        def task(name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+            return loop.create_task(_restarting(name, run), name=f"{name} {self.node_id}")
+
+        self._writer = task("events-writer", self._write)
         if self._deliver is not None:
             self._consumers = [
-                loop.create_task(self._consume(), name=f"events-reader {self.node_id}"),
-                loop.create_task(self._claim(), name=f"events-claimer {self.node_id}"),
-                loop.create_task(self._keep_alive(), name=f"events-keepalive {self.node_id}"),
+                task("events-reader", self._consume),
+                task("events-claimer", self._claim),
+                task("events-keepalive", self._keep_alive),
             ]
 
     async def close(self, flush_timeout: float = FLUSH_TIMEOUT) -> None:
@@ -193,18 +221,13 @@ class RedisEventBus:
         the writer. Events still in the outbox then are lost (logged)."""
         self._closed = True
         consumers, self._consumers = self._consumers, []
-        for task in consumers:
-            task.cancel()
-        if consumers:
-            await asyncio.wait(consumers)
+        await _stop(consumers)
         writer, self._writer = self._writer, None
         if writer is None:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._outbox.drained(), flush_timeout)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await _stop([writer])
         if len(self._outbox):
             log.warning(
                 "%d webhook event(s) not written to redis before close: lost", len(self._outbox)

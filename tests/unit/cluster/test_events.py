@@ -12,6 +12,7 @@ import pytest
 
 from zvonok.admin.webhook_events import WebhookEvent, WebhookObserver
 from zvonok.cluster.events import EventBus, LocalEventBus, Outbox, RecentIds
+from zvonok.cluster.redis_events import _stop
 
 
 def test_outbox_keeps_order_and_commits_up_to_a_sequence() -> None:
@@ -99,3 +100,24 @@ def test_local_bus_hands_every_event_straight_to_the_sender() -> None:
     bus.emit(WebhookEvent("room_finished", "chat:1"))
     assert [e.type for e in sent] == ["room_started", "room_finished"]
     assert sent[0] is first and bus.depth() == 0
+
+
+async def test_stopping_a_loop_survives_a_swallowed_cancellation() -> None:
+    """Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that lands as its operation
+    completes; the bus cancels its loops again until they have ended."""
+    swallowed = 0
+
+    async def loop() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # what the race in wait_for looks like from outside
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(_stop([task]), 2)
+    assert task.cancelled() and swallowed == 1
