@@ -144,14 +144,13 @@ def build_operations(
     worker: MediaWorker,
     connections: Callable[[], int],
     cluster: RedisCluster | None = None,
-    timing: float = 1.0,
     drain: NodeDrain | None = None,
 ) -> Operations:
     """Wire metrics, quality, webhooks and the admin API to a running room service; with
-    ``cluster`` (the Redis backend) webhook events go through its stream (``timing`` scales the
-    claim age like the cluster's own timings)."""
+    ``cluster`` (the Redis backend) webhook events go through its stream (``cluster_timing``
+    scales its claim age like the cluster's other intervals)."""
     webhooks = _webhooks(settings)
-    bus = _event_bus(webhooks, cluster, timing) if webhooks is not None else None
+    bus = _event_bus(webhooks, cluster, settings.cluster_timing) if webhooks is not None else None
     metrics = Metrics(
         rooms=rooms,
         worker=worker,
@@ -198,14 +197,13 @@ def build_front_operations(
     locate: Callable[[RoomKey], str | None],
     connections: Callable[[], int],
     cluster: RedisCluster | None = None,
-    timing: float = 1.0,
     drain: NodeDrain | None = None,
 ) -> Operations:
     """A front's operations: its own metrics (connections, signaling, webhooks, loop lag) with
     every worker's merged in, the event bus the workers' webhook events are relayed to (and its
     senders), and the admin API fanned out over the workers (``admin.backend``)."""
     webhooks = _webhooks(settings)
-    bus = _event_bus(webhooks, cluster, timing) if webhooks is not None else None
+    bus = _event_bus(webhooks, cluster, settings.cluster_timing) if webhooks is not None else None
     metrics = Metrics(
         connections=connections,
         tick_interval=FRONT_TICK_INTERVAL,

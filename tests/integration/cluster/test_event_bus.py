@@ -10,12 +10,14 @@ leaves its entries pending, another node claims them after the claim age and del
 interrupted one again under the same id (at least once); a Redis frozen (``SIGSTOP``) for 3 s
 while nodes publish loses nothing and duplicates nothing; a Redis stopped outright keeps the
 events in each node's outbox, whose bound drops the oldest, and the rest go out once it is back;
-a node's bus built on its ``RedisCluster`` stamps the epoch of the rooms the node holds.
+a node's bus built on its ``RedisCluster`` stamps the epoch of the rooms the node holds; two
+``zvonok serve`` nodes post a real call's webhooks once each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -43,7 +45,9 @@ from zvonok.cluster.node import RedisCluster
 from zvonok.cluster.redis_events import CLAIM_IDLE, GROUP, RedisEventBus, redis_event_bus
 from zvonok.ids import RoomKey
 
+from ..harness.aiortc_peer import AiortcPeers
 from ..harness.redis import RedisServer
+from ..harness.server import ServerFactory
 from ..harness.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -331,3 +335,45 @@ async def test_a_node_s_bus_stamps_the_epoch_of_the_rooms_it_holds(
         await bus.close()
         await webhooks.close()
         await node.close()
+
+
+async def test_two_serve_nodes_post_a_call_s_webhooks_once(
+    redis_server: RedisServer,
+    receiver: WebhookReceiver,
+    zvonok_server_factory: ServerFactory,
+    aiortc_peers: AiortcPeers,
+) -> None:
+    """Two ``zvonok serve`` nodes on one Redis, both with the receiver in ``webhook_urls``: a
+    call on the first one yields its events once each (both nodes consume the stream)."""
+    env = {
+        "ZVONOK_CLUSTER_BACKEND": "redis",
+        "ZVONOK_REDIS_URL": redis_server.url,
+        "ZVONOK_CLUSTER_TIMING": str(TIMING),
+        "ZVONOK_WEBHOOK_URLS": json.dumps([receiver.url]),
+        "ZVONOK_WEBHOOK_SECRET": SECRET,
+    }
+    first = zvonok_server_factory.start(env={**env, "ZVONOK_NODE_ID": "n1"})
+    zvonok_server_factory.start(env={**env, "ZVONOK_NODE_ID": "n2"})
+    chat = first.create_chat(["alice", "bob"])
+    alice = await aiortc_peers.open(first, user="alice", room=chat, color="red")
+    bob = await aiortc_peers.open(first, user="bob", room=chat, color="blue")
+    await alice.wait_receiving(from_user="bob", color="blue", timeout=30)
+    await bob.leave()
+    await alice.leave()
+    await until(
+        lambda: any(e["type"] == "room_finished" for e in receiver.accepted()), 20, "room_finished"
+    )
+    await asyncio.sleep(1.0)
+    events = receiver.accepted()
+    ids = Counter(str(e["id"]) for e in events)
+    assert max(ids.values()) == 1, ids
+    types = Counter(str(e["type"]) for e in events)
+    assert types["room_started"] == 1 and types["room_finished"] == 1
+    assert types["participant_joined"] == 2 and types["participant_left"] == 2
+    client = connect(RedisTarget(url=redis_server.url))
+    try:
+        consumers: Any = await client.xinfo_consumers(EVENTS, GROUP)
+        assert {str(c["name"]) for c in consumers} == {"n1", "n2"}
+        assert sum((await pending(client)).values()) == 0
+    finally:
+        await client.aclose()
