@@ -4,7 +4,8 @@ Two nodes started together on one data dir (or one ``database_url``) both create
 start (issue 14). ``race`` runs ``create_schema`` of a fresh store in each of ``creators``
 processes, released at one shared instant, ``rounds`` times, and returns every outcome
 (``"ok"`` or the error). The SQLite tests (tests/unit) and the PostgreSQL one
-(tests/integration) share it; the creators are real processes (spawned), like two nodes.
+(tests/integration/test_store_postgres.py) share it; the creators are real processes (spawned),
+like two nodes.
 """
 
 from __future__ import annotations

@@ -1,15 +1,20 @@
 """SqlMembershipStore on a real PostgreSQL started by the test (tests/pg.py): default tables,
 custom queries over a messenger-like schema, an unreachable server, what the log says when a query
-fails (the database's message, never the ids) and the start-up check of the custom queries."""
+fails (the database's message, never the ids), the start-up check of the custom queries, and two
+schema creators at once (issue 14)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import socket
 import time
+import uuid
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import pg
 from tests.pg import database, postgres_url
@@ -23,6 +28,7 @@ from tests.store_scenarios import (
     group,
     messenger_tables,
 )
+from tests.store_schema_race import race
 from zvonok.errors import StoreUnavailable
 from zvonok.store.sql import MembershipQueryError, SqlMembershipStore
 
@@ -189,3 +195,25 @@ async def test_startup_check_with_the_database_down(caplog: pytest.LogCaptureFix
         "ConnectionRefusedError: "
     )
     assert line.endswith("; joins answer 503 until it is reachable")
+
+
+#: Two creators at once (issue 14): rounds of ``tests.store_schema_race.race``, a fresh database
+#: each round; without the advisory lock one creator fails (duplicate ``pg_type`` row).
+RACE_ROUNDS = 10
+
+
+async def test_two_schema_creators_at_once(postgres_url: str) -> None:
+    names = [f"race_{uuid.uuid4().hex[:10]}" for _ in range(RACE_ROUNDS)]
+    admin = create_async_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        for name in names:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = postgres_url.rsplit("/", 1)[0]
+    try:
+        outcomes = await asyncio.to_thread(race, lambda n: f"{base}/{names[n]}", rounds=RACE_ROUNDS)
+        assert outcomes == ["ok"] * (2 * RACE_ROUNDS)
+    finally:
+        async with admin.connect() as conn:
+            for name in names:
+                await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()

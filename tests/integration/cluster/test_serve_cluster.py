@@ -28,10 +28,11 @@ import pytest
 from zvonok.cluster.base import Claimed
 from zvonok.cluster.connection import RedisTarget, connect
 from zvonok.cluster.keys import Keys
+from zvonok.cluster.node import RedisCluster
 from zvonok.cluster.redis_rooms import RoomLeases
 from zvonok.ids import RoomKey
 
-from ..harness.redis import RedisServer
+from ..harness.redis import MASTER_NAME, RedisSentinel, RedisServer
 from ..harness.server import ServerFactory, ZvonokServer
 from ..test_signaling import client
 
@@ -113,7 +114,7 @@ async def test_two_nodes_share_redis(
         zvonok_server_factory,
         tmp_path / "shared",
         [
-            node_env(redis_server, "n1", ZVONOK_RESUME_GRACE="5"),
+            node_env(redis_server, "n1", ZVONOK_RESUME_GRACE="5", ZVONOK_WORKERS="1"),
             node_env(redis_server, "n2", ZVONOK_RESUME_GRACE="5", ZVONOK_WORKERS="2"),
         ],
     )
@@ -204,7 +205,7 @@ async def test_two_nodes_share_redis(
 
 
 async def test_a_local_node_lists_itself(zvonok_server_factory: ServerFactory) -> None:
-    server = zvonok_server_factory.start(env={"ZVONOK_ADMIN_TOKEN": TOKEN})
+    server = zvonok_server_factory.start(env={"ZVONOK_ADMIN_TOKEN": TOKEN, "ZVONOK_WORKERS": "1"})
     chat = server.create_chat(["alice", "bob"])
     async with client(server, "alice", chat) as alice:
         await alice.join()
@@ -221,3 +222,24 @@ async def test_a_local_node_lists_itself(zvonok_server_factory: ServerFactory) -
     assert "/admin/cluster" in (await admin_get(server, "/admin/openapi.json"))["paths"]
     async with httpx.AsyncClient(timeout=10) as http:  # the operator token, like every admin path
         assert (await http.get(server.http_url + "/admin/cluster")).status_code == 401
+
+
+async def test_status_through_sentinel_settings(
+    redis_server: RedisServer, redis_sentinel: RedisSentinel, tmp_path: Path
+) -> None:
+    """``zvonok cluster status --config`` with Sentinel settings finds the master and lists a
+    registered node (here a ``RedisCluster`` of this process)."""
+    cluster = RedisCluster(connect(RedisTarget(url=redis_server.url)), node_id="n5")
+    await cluster.start()
+    try:
+        config = tmp_path / "cluster.toml"
+        config.write_text(
+            'cluster_backend = "redis"\n'
+            f'redis_sentinels = ["{redis_sentinel.address}"]\n'
+            f'redis_master_name = "{MASTER_NAME}"\n'
+        )
+        status = await status_cli("--config", str(config))
+        assert [node["nodeId"] for node in status["nodes"]] == ["n5"]
+        assert status["node"] is None and status["backend"] == "redis"
+    finally:
+        await cluster.close()
