@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
 log = logging.getLogger("zvonok.app")
 #: At a stop, how long sessions get to receive `error shutdown` (or `node-draining`) and close
 #: before uvicorn stops.
-DRAIN_TIMEOUT = 3.0
+GOODBYE_TIMEOUT = 3.0
 #: The least time a client has to answer a ping before the silence deadline (see
 #: ``_silence_timeout``), when ``inactivity_timeout - resume_grace`` would leave less.
 MIN_PONG_WAIT = 2.0
@@ -425,7 +425,7 @@ class _Server(uvicorn.Server):
     stops once its rooms are empty, or at ``drain_timeout``, when the sessions still here get
     ``error`` ``node-draining``. SIGINT, or a second SIGTERM while a SIGTERM's drain runs, stops
     at once: every session gets ``error`` ``shutdown``. Either way the sessions are told and their
-    sockets closed first (bounded by ``DRAIN_TIMEOUT``): uvicorn's own shutdown closes every
+    sockets closed first (bounded by ``GOODBYE_TIMEOUT``): uvicorn's own shutdown closes every
     WebSocket with 1012 at once, which would race those messages; only then does uvicorn's
     shutdown start. A signal after that goes straight to uvicorn (force exit on a further Ctrl-C).
 
@@ -500,7 +500,7 @@ class _Server(uvicorn.Server):
         try:
             components.calls.begin_shutdown(code)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(components.endpoint.idle.wait(), DRAIN_TIMEOUT)
+                await asyncio.wait_for(components.endpoint.idle.wait(), GOODBYE_TIMEOUT)
         finally:
             if sig is None:
                 self.should_exit = True  # the drain `zvonok drain` began is over: exit 0
