@@ -9,6 +9,8 @@ clients that connect to different nodes.
   to the room goes on through its owner, a join that needs Redis is refused at once with
   ``cluster-unavailable`` (``retryAfterMs``, close 1013), ``/livez`` and ``/readyz`` stay 200;
   Redis back, the owner keeps its room and new rooms are placed again.
+- The claim race: 20 clients join one room through 3 nodes at once, again and again: one owner,
+  everyone is told of the other 19, nobody gets an error.
 - The owner killed with SIGKILL while two clients are connected through the other nodes: both get
   ``error`` ``node-lost`` and close 1012, join again with their sessionId through the same node,
   the room is claimed elsewhere with a higher epoch and media flows again.
@@ -43,6 +45,9 @@ TIMING = "0.25"
 LOST_LIMIT = 6.0
 #: From the owner's death to media flowing again (issue 14: within 10 s).
 HEAL_LIMIT = 10.0
+#: Rounds of the claim race (issue 14: 50).
+RACE_ROUNDS = int(os.environ.get("ZVONOK_CLAIM_RACE_ROUNDS", "50"))
+RACE_CLIENTS = 20
 #: How long Redis stays stopped (issue 14: 30 s; the CI form is shorter).
 OUTAGE = float(os.environ.get("ZVONOK_REDIS_OUTAGE", "8"))
 #: A join that needs Redis while it is away is refused within this (issue 14: 1 s).
@@ -50,7 +55,7 @@ REFUSE_LIMIT = 1.0
 
 
 def start_nodes(
-    factory: ServerFactory, redis: RedisServer, shared: Path, count: int
+    factory: ServerFactory, redis: RedisServer, shared: Path, count: int, **env: str
 ) -> list[ZvonokServer]:
     """``count`` nodes on ``redis``, one data dir (membership store and JWT secret) for all."""
     nodes = []
@@ -63,6 +68,7 @@ def start_nodes(
                 "ZVONOK_NODE_ID": f"node{n}",
                 "ZVONOK_CLUSTER_TIMING": TIMING,
                 "ZVONOK_RESUME_GRACE": "5",
+                **env,
             },
         )
         node.data_dir = shared  # the CLI (tokens, groups) works on the shared store
@@ -255,3 +261,62 @@ async def test_a_redis_outage_ends_no_call(
     assert alice.server_errors == [] and bob.server_errors == []
     for peer in (alice, bob):
         await peer.leave()
+
+
+async def race_client(
+    node: ZvonokServer, token: str, room: str, session: str, all_in: asyncio.Barrier
+) -> set[str]:
+    """Join, and collect who else is in the room until all ``RACE_CLIENTS - 1`` are known (or
+    fail naming what arrived); once every client knows everyone, leave. Any ``error`` fails."""
+    url = node.ws_url("group", room) + "?access_token=" + token
+    others: set[str] = set()
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "join", "roomId": room, "sessionId": session}))
+        deadline = time.monotonic() + 15
+        while len(others) < RACE_CLIENTS - 1:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{session} knows only {sorted(others)}"
+            msg = json.loads(await asyncio.wait_for(ws.recv(), left))
+            payload = msg.get("payload") or {}
+            assert msg["type"] != "error", f"{session}: {payload}"
+            if msg["type"] == "joined":
+                others |= {p["sessionId"] for p in payload["participants"]}
+            elif msg["type"] == "participant-joined":
+                others.add(payload["sessionId"])
+        # everyone knows everyone before anyone leaves (a leave would shrink the others' view)
+        await asyncio.wait_for(all_in.wait(), 15)
+        await ws.send(json.dumps({"type": "leave", "roomId": room, "sessionId": session}))
+        return others | {session}
+
+
+async def test_the_claim_race_has_one_owner(
+    zvonok_server_factory: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    nodes = start_nodes(
+        zvonok_server_factory, redis_server, tmp_path / "shared", 3, ZVONOK_CONNECT_BURST="1000"
+    )
+    users = [f"u{n}" for n in range(RACE_CLIENTS)]
+    group = nodes[0].create_group(users)
+    tokens = [await asyncio.to_thread(nodes[0].token, user) for user in users]
+    owners: list[str] = []
+    started = time.monotonic()
+    for round_ in range(RACE_ROUNDS):
+        sessions = [f"r{round_}-{user}" for user in users]
+        owner = asyncio.create_task(claimed(redis_server, "group", group))
+        all_in = asyncio.Barrier(RACE_CLIENTS)
+        views = await asyncio.gather(
+            *(
+                race_client(nodes[n % 3], tokens[n], group, sessions[n], all_in)
+                for n in range(RACE_CLIENTS)
+            )
+        )
+        assert all(view == set(sessions) for view in views)
+        owners.append((await owner)["owner"])
+        # everyone left: the room empties and its lease is released for the next round
+        deadline = time.monotonic() + 10
+        while lease(redis_server, "group", group):
+            assert time.monotonic() < deadline, "the room was not released"
+            await asyncio.sleep(0.05)
+    took = time.monotonic() - started
+    won = {node: owners.count(node) for node in sorted(set(owners))}
+    print(f"{RACE_ROUNDS} rounds of {RACE_CLIENTS} joins through 3 nodes in {took:.1f} s: {won}")
