@@ -337,14 +337,17 @@ async def test_a_node_s_bus_stamps_the_epoch_of_the_rooms_it_holds(
         await node.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_two_serve_nodes_post_a_call_s_webhooks_once(
     redis_server: RedisServer,
     receiver: WebhookReceiver,
     zvonok_server_factory: ServerFactory,
     aiortc_peers: AiortcPeers,
+    workers: int,
 ) -> None:
     """Two ``zvonok serve`` nodes on one Redis, both with the receiver in ``webhook_urls``: a
-    call on the first one yields its events once each (both nodes consume the stream)."""
+    call on the first one yields its events once each (both nodes consume the stream). With 2
+    media workers the events cross the worker link to the front's bus first."""
     env = {
         "ZVONOK_CLUSTER_BACKEND": "redis",
         "ZVONOK_REDIS_URL": redis_server.url,
@@ -352,7 +355,9 @@ async def test_two_serve_nodes_post_a_call_s_webhooks_once(
         "ZVONOK_WEBHOOK_URLS": json.dumps([receiver.url]),
         "ZVONOK_WEBHOOK_SECRET": SECRET,
     }
-    first = zvonok_server_factory.start(env={**env, "ZVONOK_NODE_ID": "n1"})
+    first = zvonok_server_factory.start(
+        env={**env, "ZVONOK_NODE_ID": "n1", "ZVONOK_WORKERS": str(workers)}
+    )
     zvonok_server_factory.start(env={**env, "ZVONOK_NODE_ID": "n2"})
     chat = first.create_chat(["alice", "bob"])
     alice = await aiortc_peers.open(first, user="alice", room=chat, color="red")
