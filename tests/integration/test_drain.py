@@ -2,8 +2,9 @@
 live call goes on (media both ways, a third party joins its room), a new room is refused with
 ``node-draining``, and the node exits once the call has ended; at ``drain_timeout`` the sessions
 still there get ``node-draining`` and close 1012; ``zvonok drain`` and ``zvonok drain --cancel``
-through the admin API. The fast stops (a second SIGTERM, SIGINT) are in test_lifecycle.py.
-Runs the same with ``ZVONOK_WORKERS=2`` (the front drains, the workers keep their calls).
+through the admin API, and a SIGTERM during such a drain joins it. The fast stops (a second
+SIGTERM, SIGINT) are in test_lifecycle.py. Runs the same with ``ZVONOK_WORKERS=2`` (the front
+drains, the workers keep their calls).
 """
 
 from __future__ import annotations
@@ -193,3 +194,20 @@ async def test_zvonok_drain_and_cancel(zvonok_server_factory: ServerFactory) -> 
     # A drain `zvonok drain` began exits with status 0 once the rooms are gone.
     assert await asyncio.to_thread(server.process.wait, 10) == 0
     assert time.monotonic() - started < 5
+
+
+async def test_a_sigterm_during_zvonok_drain_joins_that_drain(
+    zvonok_server_factory: ServerFactory,
+) -> None:
+    server = zvonok_server_factory.start(env={"ZVONOK_ADMIN_TOKEN": ADMIN_TOKEN})
+    chat = server.create_chat(["alice", "bob"])
+    async with joined(server, "alice", "chat", chat, "a1") as (alice, _):
+        await zvonok_drain(server)
+        server.process.send_signal(signal.SIGTERM)  # systemctl stop after zvonok drain
+        await asyncio.sleep(1.0)
+        assert server.process.poll() is None, "the call was cut"
+        assert (await zvonok_drain(server, "--status")).startswith("draining:")
+        await alice.send(json.dumps({"type": "leave", "roomId": chat, "sessionId": "a1"}))
+        assert await closed_with(alice) == 1000
+    # the call is over: the node exits, as a SIGTERM ends it
+    assert await asyncio.to_thread(server.process.wait, 10) == -signal.SIGTERM
