@@ -114,9 +114,8 @@ class Participant:
         self._stall_timer: asyncio.TimerHandle | None = None
         self._stall_restarts = 0
         self._last_offer: str | None = None
-        #: Codec steering: published mid -> the codec the client sends there when unrestricted,
-        #: and the one it sends now; track id -> why we told it that track is undecodable.
-        self.preferred_codecs: dict[str, CodecKey] = {}
+        #: Codec steering: published mid -> the codec the client sends there; track id -> why we
+        #: told it that track is undecodable.
         self._sent_codecs: dict[str, CodecKey] = {}
         self._unavailable: dict[str, Unavailable] = {}
         self.negotiator = SessionNegotiator()
@@ -396,21 +395,40 @@ class Participant:
             if codec is None:
                 continue
             key = codec_key(codec)
-            if self.negotiator.receive_filter(mid) is None:
-                self.preferred_codecs[mid] = key
             before = self._sent_codecs.get(mid)
             self._sent_codecs[mid] = key
+            if before == key:
+                continue
+            self.log.info("%s track %s sent in %s", self.published_kind(mid), track_id, codec.name)
             producer = self.media.producers.get(track_id)
-            if before is not None and before != key and producer is not None:
-                self.log.info("track %s now sent in %s", track_id, codec.name)
+            if before is not None and producer is not None:
                 producer.request_keyframe()
 
+    def published_kind(self, mid: str) -> str:
+        slot = next((s for s in self.negotiator.slots if s.mid == mid), None)
+        return slot.kind if slot is not None else "?"
+
     def steer_sending(self, mid: str, allowed: frozenset[CodecKey] | None) -> None:
-        """Limit the codecs this client may send on ``mid`` (``None``: any); renegotiates."""
-        if self.closed or not self.negotiator.restrict_receive(mid, allowed):
+        """Limit the codecs this client may send on ``mid`` (``None``: any, its own preference
+        first); renegotiates when that changes what it should send."""
+        if self.closed:
             return
-        names = sorted({str(k[0]) for k in allowed}) if allowed is not None else ["any"]
-        self.log.info("codec steering: mid %s may send %s", mid, ", ".join(names))
+        changed = self.negotiator.restrict_receive(mid, allowed)
+        sending = self.negotiator.sending_codec(mid)
+        preferred = self.negotiator.preferred_codec(mid)
+        follow = (
+            allowed is None
+            and sending is not None
+            and preferred is not None
+            and codec_key(sending) != preferred
+        )
+        if not changed and not follow:
+            return
+        if allowed is not None:
+            names = ", ".join(sorted({str(k[0]) for k in allowed}))
+            self.log.info("codec steering: mid %s may send %s", mid, names)
+        else:
+            self.log.info("codec steering: mid %s may send its own choice (%s)", mid, preferred)
         self.request_sync()
 
     def tell_unavailable(
@@ -578,7 +596,7 @@ def steer_room(room: Room[Participant]) -> None:
             if decodable is not None and not other.closed:
                 subscribers[other.session_id] = decodable
         decision = steer(
-            [codec_key(c) for c in sendable], publisher.preferred_codecs.get(mid), subscribers
+            [codec_key(c) for c in sendable], publisher.negotiator.preferred_codec(mid), subscribers
         )
         publisher.steer_sending(mid, decision.allowed)
         names = list(dict.fromkeys(f"video/{c.name}" for c in sendable))

@@ -23,7 +23,7 @@ const ERROR_TEXT = {
 };
 
 /** @type {{call: ZvonokCall|null, mode: string, tiles: Map<string, any>, audio: Map<string, HTMLAudioElement>}} */
-const demo = { call: null, mode: "prod", tiles: new Map(), audio: new Map() };
+const demo = { call: null, mode: "prod", tiles: new Map(), audio: new Map(), unavailable: new Set() };
 /** @type {any} */ (window).zvonokDemo = demo;
 
 // ---------------------------------------------------------------- messages
@@ -88,9 +88,19 @@ function removeTile(key) {
   demo.tiles.delete(key);
 }
 
+/** @param {any} t @param {boolean} on */
+function setUnavailable(t, on) {
+  if (!t) return;
+  t.node.classList.toggle("unavailable", on);
+  t.node.querySelector(".placeholder").textContent = on
+    ? "video not available in this browser"
+    : (t.node.querySelector(".name").textContent[0] ?? "?").toUpperCase();
+}
+
 /** @param {any} t @param {MediaStreamTrack|null} track @param {string|null} trackId */
 function showVideo(t, track, trackId) {
   t.trackId = trackId;
+  setUnavailable(t, trackId !== null && demo.unavailable.has(trackId));
   t.video.srcObject = track ? new MediaStream([track]) : null;
   t.node.classList.toggle("no-video", !track);
   t.node.dataset.trackId = trackId ?? "";
@@ -120,6 +130,14 @@ function wire(call) {
     show(`${e.userId} ${why}`, "info", `p-${e.sessionId}`);
   });
   call.addEventListener("track", (/** @type {any} */ e) => onTrack(e));
+  call.addEventListener("trackunavailable", (/** @type {any} */ e) => {
+    // Codec steering found no codec of this camera that this browser decodes (docs/media.md).
+    if (e.unavailable) demo.unavailable.add(e.trackId);
+    else demo.unavailable.delete(e.trackId);
+    const t = [...demo.tiles.values()].find((x) => x.trackId === e.trackId);
+    setUnavailable(t, e.unavailable);
+    if (e.unavailable) setFlag(t, "cam-off", false);
+  });
   call.addEventListener("trackended", (/** @type {any} */ e) => onTrackEnded(e));
   call.addEventListener("mute", (/** @type {any} */ e) => {
     if (e.local) return;
@@ -127,7 +145,8 @@ function wire(call) {
     else {
       const t = [...demo.tiles.values()].find((x) => x.trackId === e.trackId);
       if (t) t.node.classList.toggle("no-video", e.muted);
-      if (t) setFlag(t, "cam-off", e.muted && !t.node.classList.contains("screen"));
+      const why = t && !t.node.classList.contains("screen") && !t.node.classList.contains("unavailable");
+      if (t) setFlag(t, "cam-off", e.muted && Boolean(why));
     }
   });
   call.addEventListener("quality", (/** @type {any} */ e) => {

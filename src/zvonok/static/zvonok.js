@@ -112,7 +112,7 @@ export function callUrl(kind, roomId, base) {
  * One call: one signaling WebSocket and one RTCPeerConnection to the SFU.
  *
  * Events: joined, participantjoined, participantleft, track, trackended, connectionstatechange,
- * reconnecting, reconnected, failed, error, quality, mute.
+ * reconnecting, reconnected, failed, error, quality, mute, trackunavailable.
  */
 export class ZvonokCall extends EventTarget {
   /** @param {ZvonokCallOptions} options */
@@ -488,6 +488,7 @@ export class ZvonokCall extends EventTarget {
       case "ice": return this._enqueue((pc) => this._onRemoteCandidate(pc, payload));
       case "state": return this._onServerState(payload);
       case "error": return this._onServerError(payload);
+      case "track-unavailable": return this._onTrackUnavailable(payload);
       default: return undefined;
     }
   }
@@ -896,6 +897,18 @@ export class ZvonokCall extends EventTarget {
     info.track.onmute = info.track.onunmute = info.track.onended = null;
     this._emit("trackended", { track: info.track, trackId: info.trackId, kind: info.kind,
       sessionId: info.sessionId, userId: info.userId, reason });
+  }
+
+  /**
+   * The server says this browser cannot decode a received track (or now can again): codec
+   * steering found no codec of the publisher that it accepts (docs/protocol.md).
+   * @param {any} payload
+   */
+  _onTrackUnavailable(payload) {
+    if (typeof payload.trackId !== "string") return;
+    this._emit("trackunavailable", { trackId: payload.trackId, kind: payload.kind,
+      sessionId: payload.sessionId, userId: payload.userId, unavailable: Boolean(payload.unavailable),
+      reason: payload.reason ?? null, codecs: Array.isArray(payload.codecs) ? payload.codecs : [] });
   }
 
   /** @param {RemoteTrackInfo} info @param {boolean} muted @param {string} source */

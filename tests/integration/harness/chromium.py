@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -204,8 +204,10 @@ class ChromiumPeers:
         session_id: str | None = None,
         token: str | None = None,
         codec: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> ChromiumPeer:
-        """Join ``kind:room`` as ``user`` sending ``color`` video (in ``codec``) and a tone."""
+        """Join ``kind:room`` as ``user`` sending ``color`` video (in ``codec``) and a tone;
+        ``extra``: more peer.js query parameters (e.g. ``codecFirst``, ``recvCodec``)."""
         peer_id = f"chromium{next(_peer_ids)}"
         session, params = await join_params(
             server, peer_id, user=user, room=room, color=color, kind=kind, audio=audio,
@@ -213,6 +215,7 @@ class ChromiumPeers:
         )  # fmt: skip
         if codec:
             params["codec"] = codec
+        params.update(extra or {})
         return await self._start(f"{peer_id}({user})", session, params)
 
     async def open_loopback(

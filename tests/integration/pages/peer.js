@@ -25,6 +25,11 @@
 // every time); mode=answer-only never offers; mode=offer-only offers once right after `join`,
 // ignores every server offer and never answers. delayJoin, delayOffer, delayAnswer (ms) wait
 // before sending `join`, before making the first offer and before making an answer (race hunting).
+// Codec steering (test_codec_steering.py): codecFirst (e.g. H264) puts that codec first in this
+// peer's own video transceivers' setCodecPreferences, the others after it (so the server may steer
+// it to another); recvCodec (e.g. H264) makes its receive-only video transceivers accept that
+// codec only. The report carries joinSentAt, each track's firstFrameAt (its <video> loaded a
+// frame), the outbound video codec and every `track-unavailable` payload.
 "use strict";
 (() => {
   const Q = new URLSearchParams(location.search);
@@ -47,6 +52,8 @@
     audioSource: Q.get("audioSource") || "tone",
     roomIdAs: Q.get("roomIdAs") || "auto",
     codec: Q.get("codec") || "", // e.g. "H264" or "VP9": the only video codec this peer sends
+    codecFirst: Q.get("codecFirst") || "", // the video codec this peer prefers to send
+    recvCodec: Q.get("recvCodec") || "", // the only video codec its receivers accept
     delayJoin: Number(Q.get("delayJoin") || 0),
     delayOffer: Number(Q.get("delayOffer") || 0),
     delayAnswer: Number(Q.get("delayAnswer") || 0),
@@ -172,6 +179,8 @@
   };
 
   // ---- signaling ------------------------------------------------------------------------
+  let joinSentAt = null; // the first `join` (Date.now())
+  const unavailable = []; // every track-unavailable payload, in order
   function send(type, payload) {
     const msg = { type, roomId: wireRoomId, sessionId: cfg.sessionId };
     if (payload !== undefined) msg.payload = payload;
@@ -194,6 +203,7 @@
       log("ws open");
       const join = () => {
         send("join");
+        if (joinSentAt === null) joinSentAt = Date.now();
         joinOut = true;
         if (isPerfect && wantOffer) perfectOffer("negotiationneeded, once `join` is out");
         if (cfg.mode === "early-ice" || cfg.mode === "offer-only") {
@@ -293,6 +303,9 @@
       case "state":
         states.push(p.state);
         break;
+      case "track-unavailable":
+        unavailable.push(p);
+        break;
       case "error":
         serverErrors.push(p);
         if (p.code === "media-failed") recoverFromMediaFailure();
@@ -308,6 +321,8 @@
   }
 
   function preferCodec() {
+    preferCodecFirst();
+    acceptOnly();
     // Restrict what this peer SENDS to cfg.codec (plus its RTX) on its own video transceivers.
     if (!cfg.codec || !RTCRtpReceiver.getCapabilities) return;
     const all = RTCRtpReceiver.getCapabilities("video").codecs;
@@ -319,6 +334,52 @@
       if (t.sender.track && t.sender.track.kind === "video" && t.setCodecPreferences) {
         t.setCodecPreferences([...picked, ...rtx]);
       }
+    }
+  }
+
+  function preferCodecFirst() {
+    // cfg.codecFirst first, every other codec after it, on this peer's own video transceivers.
+    if (!cfg.codecFirst || !RTCRtpReceiver.getCapabilities) return;
+    const all = RTCRtpReceiver.getCapabilities("video").codecs;
+    const wanted = "video/" + cfg.codecFirst.toLowerCase();
+    const first = all.filter((c) => c.mimeType.toLowerCase() === wanted);
+    if (!first.length) return fail("preferCodecFirst", new Error("no " + wanted + " here"));
+    const rest = all.filter((c) => c.mimeType.toLowerCase() !== wanted);
+    for (const t of pc.getTransceivers()) {
+      if (t.sender.track && t.sender.track.kind === "video" && t.setCodecPreferences) {
+        t.setCodecPreferences([...first, ...rest]);
+      }
+    }
+  }
+
+  function acceptOnly() {
+    // Receive-only video transceivers accept cfg.recvCodec (plus RTX) only.
+    if (!cfg.recvCodec || !RTCRtpReceiver.getCapabilities) return;
+    const all = RTCRtpReceiver.getCapabilities("video").codecs;
+    const wanted = "video/" + cfg.recvCodec.toLowerCase();
+    const picked = all.filter((c) => c.mimeType.toLowerCase() === wanted);
+    const rtx = all.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
+    if (!picked.length) return fail("acceptOnly", new Error("no " + wanted + " here"));
+    for (const t of pc.getTransceivers()) {
+      if (!t.sender.track && t.receiver.track.kind === "video" && t.setCodecPreferences && !t.stopped) {
+        t.setCodecPreferences([...picked, ...rtx]);
+      }
+    }
+  }
+
+  async function outboundVideoCodec() {
+    if (!pc) return null;
+    try {
+      const stats = await pc.getStats();
+      let codecId = null;
+      stats.forEach((s) => {
+        if (s.type === "outbound-rtp" && s.kind === "video" && s.codecId) codecId = s.codecId;
+      });
+      const codec = codecId && stats.get(codecId);
+      return codec ? codec.mimeType : null;
+    } catch (e) {
+      log("outbound stats", e);
+      return null;
     }
   }
 
@@ -512,7 +573,7 @@
       sessionId: own.sessionId || null, userId: own.userId || null,
       streamId: own.streamId || streamOf.get(tr) || null, trackId: own.trackId || track.id,
       superseded: false, pausedSeen: false, video: null, audio: null, frozen: null, createdAt: Date.now(),
-      lastPackets: -1, lastPacketAt: null,
+      lastPackets: -1, lastPacketAt: null, firstFrameAt: null,
     };
     if (track.kind === "video") {
       const v = document.createElement("video");
@@ -520,6 +581,7 @@
       v.autoplay = true;
       v.playsInline = true;
       v.srcObject = new MediaStream([track]);
+      v.addEventListener("loadeddata", () => { if (rec.firstFrameAt === null) rec.firstFrameAt = Date.now(); });
       document.getElementById("remote").appendChild(v);
       v.play().catch((e) => log("video.play", e));
       rec.video = v;
@@ -615,6 +677,7 @@
     const base = {
       id: r.id, trackId: r.trackId, mid: r.mid, kind: r.kind, userId: r.userId,
       sessionId: r.sessionId, streamId: r.streamId, superseded: r.superseded,
+      firstFrameAt: r.firstFrameAt,
     };
     if (r.frozen) return { ...r.frozen, ...base, ended: true };
     const receiving = isReceiving(tr) && !r.pausedSeen;
@@ -686,6 +749,7 @@
       localTracks: local.sources.map((s) => ({ kind: s.track.kind, readyState: s.track.readyState })),
       commands: commandResults, log: logLines.slice(-100),
       selectedPair: cfg.pairStats ? await selectedPair() : null,
+      joinSentAt, unavailable, outboundVideoCodec: await outboundVideoCodec(),
     };
   }
 

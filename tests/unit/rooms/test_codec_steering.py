@@ -110,6 +110,26 @@ def test_chromium_offer_send_codecs_and_a_steered_reoffer_keep_payload_types() -
     assert again == pts  # the whole list is back, numbered as before
 
 
+def test_an_answer_to_a_steered_offer_never_shrinks_what_the_client_can_send() -> None:
+    """Lifted while a steered offer is out: its answer lists only the allowed codecs, and the
+    next offer must still carry the whole list."""
+    neg = SessionNegotiator()
+    neg.apply_answer(answer_to(neg.create_offer([], LOCAL), publish={"1": 77}))
+    full = [codec_key(c) for c in neg.receive_codecs("1")]
+    neg.restrict_receive("1", frozenset({H264}))
+    steered = neg.create_offer([], LOCAL)
+    neg.restrict_receive("1", None)
+    neg.apply_answer(answer_to(steered, publish={"1": 77}))
+    assert [codec_key(c) for c in neg.receive_codecs("1")] == full
+    offer = SessionDescription.parse(neg.create_offer([], LOCAL))
+    assert [codec_key(c) for c in _video(offer, "1") if c.name != "rtx"] == full
+    assert offered_names(offer, "1")[0] == "VP8"
+
+
+def offered_names(desc: SessionDescription, mid: str) -> list[str]:
+    return [c.name for c in _video(desc, mid) if c.name != "rtx"]
+
+
 def test_a_steered_client_offer_is_answered_with_the_allowed_codecs_only() -> None:
     neg = SessionNegotiator()
     text = sdp_fixture("chromium_offer_audio_video.sdp")
@@ -124,12 +144,20 @@ def test_a_steered_client_offer_is_answered_with_the_allowed_codecs_only() -> No
     assert {codec_key(c)[0] for c in neg.receive_codecs(mid)} == {"vp8", "vp9", "h264"}
 
 
-def test_chromium_answer_order_is_what_it_sends() -> None:
+def test_a_client_sends_our_first_codec_and_is_offered_its_own_order_next() -> None:
+    """RFC 3264: a browser sends the *other* side's first codec (Chromium does, even with H.264
+    first in setCodecPreferences), so the server follows the order of the client's answer."""
     neg = SessionNegotiator()
     offer = neg.create_offer([], LOCAL)
     neg.apply_answer(answer_to(offer, publish={"1": 77}, video=["H264", "VP8"]))
     sent = neg.sending_codec("1")
-    assert sent is not None and sent.name == "H264"
+    assert sent is not None and sent.name == "VP8"
+    assert neg.preferred_codec("1") == H264
+    again = neg.create_offer([], LOCAL)
+    assert [c.name for c in _video(SessionDescription.parse(again), "1")][:2] == ["H264", "rtx"]
+    neg.apply_answer(answer_to(again, publish={"1": 77}, video=["H264", "VP8"]))
+    sent = neg.sending_codec("1")
+    assert sent is not None and codec_key(sent) == H264
 
 
 def test_firefox_without_openh264_accepts_only_vp8_and_vp9_of_a_chromium_camera() -> None:
@@ -201,7 +229,19 @@ async def test_an_h264_camera_is_steered_to_vp8_for_a_firefox_and_back(
         )  # fmt: skip
     )
     await settle()
-    assert alice.preferred_codecs["1"][0] == "h264"
+    # She sends our first codec (VP8), so she gets an offer in her own order, H.264 first.
+    assert alice.negotiator.preferred_codec("1") == H264
+    assert offered_video(alice_sink, "1")[0] == "H264"
+    alice.handle_answer(
+        answer_to(
+            alice_sink.last("offer")["sdp"],
+            publish={"0": 71, "1": 72},
+            video=["H264", "VP8", "VP9"],
+        )  # fmt: skip
+    )
+    await settle()
+    sent = alice.negotiator.sending_codec("1")
+    assert sent is not None and codec_key(sent) == H264
     offers_to_alice = count(alice_sink, "offer")
 
     bob = await join(rooms, "bob", bob_sink)  # Firefox without OpenH264
@@ -223,7 +263,7 @@ async def test_an_h264_camera_is_steered_to_vp8_for_a_firefox_and_back(
     await settle()
     sent = alice.negotiator.sending_codec("1")
     assert sent is not None and sent.name == "VP8"
-    assert alice.preferred_codecs["1"][0] == "h264"  # what she goes back to when free
+    assert alice.negotiator.preferred_codec("1") == H264  # what she goes back to when free
     # Bob's consumer already maps VP8: no renegotiation for him, no track-unavailable.
     assert codec_key(sent) in decodable
     assert count(bob_sink, "track-unavailable") == 0
@@ -232,7 +272,7 @@ async def test_an_h264_camera_is_steered_to_vp8_for_a_firefox_and_back(
     await rooms.leave(bob, "leave")
     await settle()
     assert count(alice_sink, "offer") == offers_to_alice + 2
-    assert "H264" in offered_video(alice_sink, "1")  # the restriction is lifted
+    assert offered_video(alice_sink, "1")[0] == "H264"  # the restriction is lifted
 
 
 async def test_a_subscriber_that_decodes_nothing_sendable_is_told(rooms: RoomService) -> None:

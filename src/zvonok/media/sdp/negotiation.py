@@ -152,6 +152,7 @@ class SessionNegotiator:
                 slots.append(target)
             target.send = track
         for slot in slots:
+            slot.steered = False
             if slot.stopped:
                 continue
             if slot.send is not None and not slot.vacant:
@@ -162,6 +163,7 @@ class SessionNegotiator:
                 slot.codecs = self._our_codecs(slot.kind)
             elif slot.mid in self._recv_caps:
                 slot.codecs = self._receive_codecs(slot.mid)
+                slot.steered = slot.mid in self._recv_filter
             if not slot.extensions:
                 slot.extensions = self._our_extensions(slot.kind)
         return slots
@@ -192,10 +194,7 @@ class SessionNegotiator:
                 slot.send, slot.vacant = None, False
             answered = {c.payload_type for c in media.codecs}
             slot.codecs = [c for c in slot.codecs if c.payload_type in answered]
-            kept = {c.payload_type for c in slot.codecs if c.name.lower() != "rtx"}
-            slot.sends_pt = next(
-                (c.payload_type for c in media.codecs if c.payload_type in kept), None
-            )
+            self._learn_order(slot, media)
             ext_ids = {e.uri: e.id for e in media.extensions}
             slot.extensions = [e for e in slot.extensions if ext_ids.get(e.uri) == e.id]
             self._learn_remote_media(slot, media)
@@ -305,6 +304,7 @@ class SessionNegotiator:
             slot.send, slot.vacant = None, False
         for codec in offered:
             self._reserve_pt(codec)
+        slot.steered = False
         if slot.send is not None and not slot.vacant:
             keys = {codec_key(c) for c in slot.send.codecs}
             media_pts = {c.payload_type for c in offered if codec_key(c) in keys}
@@ -312,13 +312,23 @@ class SessionNegotiator:
                 c for c in offered if c.payload_type in media_pts or _apt(c) in media_pts
             ] or offered
         else:
-            slot.codecs = _restricted(offered, self._recv_filter.get(slot.mid)) or offered
-        slot.sends_pt = next((c.payload_type for c in slot.codecs if _apt(c) is None), None)
+            # The client's order (its preference), then what steering allows; it sends the first.
+            self._learn_order(slot, media)
+            video_sent = slot.client_sends and slot.kind == "video"
+            mine = _in_order(offered, slot.client_order) if video_sent else offered
+            slot.codecs = _restricted(mine, self._recv_filter.get(slot.mid)) or mine
+            slot.steered = slot.mid in self._recv_filter
         supported = {uri for uri, _ in SUPPORTED_EXTENSIONS.get(slot.kind, ())}
         slot.extensions = [e for e in media.extensions if e.uri in supported]
         for ext in slot.extensions:
             self._ext_ids.setdefault(ext.uri, ext.id)
         self._learn_remote_media(slot, media)
+
+    def _learn_order(self, slot: Slot, media: MediaDescription) -> None:
+        """The client's codec order, learnt while it may send anything: an answer to a
+        steered offer says only how it ranks what was allowed."""
+        if not slot.steered or not slot.client_order:
+            slot.client_order = _order_of(media)
 
     def _reject(self, slot: Slot, media: MediaDescription) -> None:
         slot.stopped = True
@@ -348,7 +358,7 @@ class SessionNegotiator:
         for slot in slots:
             if slot.stopped or not slot.client_sends:
                 self._recv_caps.pop(slot.mid, None)
-            elif slot.mid not in self._recv_filter and (slot.send is None or slot.vacant):
+            elif not slot.steered and (slot.send is None or slot.vacant):
                 self._recv_caps[slot.mid] = list(slot.codecs)
         candidates = [c for m in desc.media for c in m.candidates]
         return NegotiationResult(
@@ -398,11 +408,21 @@ class SessionNegotiator:
         return [c for c in self._recv_caps.get(mid, ()) if _apt(c) is None]
 
     def sending_codec(self, mid: str) -> RtpCodec | None:
-        """The codec the client sends with on the negotiated m-line ``mid``, if known."""
+        """The codec the client sends with on the negotiated m-line ``mid``: the first of ours
+        it accepted (RFC 3264 §6.1, §7; what Chromium and Firefox do). ``None`` if unknown."""
         slot = next((s for s in self.slots if s.mid == mid and not s.stopped), None)
-        if slot is None or slot.sends_pt is None:
+        if slot is None or not slot.client_sends:
             return None
-        return next((c for c in slot.codecs if c.payload_type == slot.sends_pt), None)
+        return next((c for c in slot.codecs if _apt(c) is None), None)
+
+    def preferred_codec(self, mid: str) -> CodecKey | None:
+        """The codec the client prefers to send on ``mid`` (its own order's first that it can
+        send there), or ``None`` if unknown."""
+        slot = next((s for s in self.slots if s.mid == mid and not s.stopped), None)
+        caps = {codec_key(c) for c in self.receive_codecs(mid)}
+        if slot is None or not caps:
+            return None
+        return next((k for k in slot.client_order if k in caps), None)
 
     def decodable(self, track_id: str) -> frozenset[CodecKey] | None:
         """The codec keys the client accepted for our track ``track_id`` (empty: it refused
@@ -417,8 +437,12 @@ class SessionNegotiator:
         return found
 
     def _receive_codecs(self, mid: str) -> list[RtpCodec]:
-        caps = self._recv_caps[mid]
-        return _restricted(caps, self._recv_filter.get(mid)) or list(caps)
+        """Our list for a client-sent m-line: its codecs in the client's order, cut down to
+        what steering allows."""
+        slot = next((s for s in self.slots if s.mid == mid), None)
+        order = slot.client_order if slot is not None and slot.kind == "video" else ()
+        caps = _in_order(self._recv_caps[mid], order)
+        return _restricted(caps, self._recv_filter.get(mid)) or caps
 
     def placed_track_ids(self) -> set[str]:
         """Track ids in a negotiated m-line or in our outstanding offer (placeholders excluded)."""
@@ -615,6 +639,24 @@ def _placeholder(slot: Slot, codecs: Sequence[RtpCodec]) -> SendTrack:
         rtx_ssrc=secrets.randbits(32) or 1,
         cname="zvonok",
     )
+
+
+def _order_of(media: MediaDescription) -> tuple[CodecKey, ...]:
+    """The media codecs of an m-line as codec keys, in the m-line's order."""
+    return tuple(dict.fromkeys(codec_key(c) for c in media.codecs if c.name.lower() != "rtx"))
+
+
+def _in_order(codecs: Sequence[RtpCodec], order: Sequence[CodecKey]) -> list[RtpCodec]:
+    """``codecs`` with the media codecs sorted by ``order`` (unknown ones after, as they were),
+    each followed by its RTX."""
+    rank = {key: i for i, key in enumerate(order)}
+    media = [c for c in codecs if _apt(c) is None]
+    media.sort(key=lambda c: rank.get(codec_key(c), len(rank)))
+    out: list[RtpCodec] = []
+    for codec in media:
+        out.append(codec)
+        out.extend(c for c in codecs if _apt(c) == codec.payload_type)
+    return out
 
 
 def _restricted(codecs: Sequence[RtpCodec], keys: frozenset[CodecKey] | None) -> list[RtpCodec]:

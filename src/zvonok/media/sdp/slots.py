@@ -73,10 +73,14 @@ class Slot:
     #: client offered to receive on when we had nothing for it. A later track fills it with
     #: those SSRCs without renegotiation (``SessionNegotiator.fill_vacant``).
     vacant: bool = False
-    #: The payload type the client sends with on this m-line (a receiving m-line of ours): the
-    #: first codec of its answer, or of our answer to its offer (JSEP §5.3.1: the answerer's
-    #: order is what the offerer sends). ``None`` when unknown.
-    sends_pt: int | None = None
+    #: The client's own order of this m-line's media codecs (codec keys, from its last offer or
+    #: answer): its preference, e.g. from ``setCodecPreferences``. What it *sends* is the first
+    #: codec of *our* description that it accepted (RFC 3264 §6.1 and §7: each side sends the
+    #: other's most preferred format), so our next offer follows this order (codec steering).
+    client_order: tuple[tuple[str | int, ...], ...] = ()
+    #: Our codec list of this m-line was cut down by codec steering in the description being
+    #: negotiated: its answer tells nothing of what the client could send otherwise.
+    steered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,8 @@ def copy_slot(slot: Slot) -> Slot:
         protocol=slot.protocol,
         rejected_formats=list(slot.rejected_formats),
         vacant=slot.vacant,
-        sends_pt=slot.sends_pt,
+        client_order=slot.client_order,
+        steered=slot.steered,
     )
 
 

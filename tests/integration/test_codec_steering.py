@@ -1,0 +1,148 @@
+"""Codec steering with real browsers (docs/media.md, "Codec steering"; issue 19).
+
+A subscriber that cannot decode a publisher's codec still sees that camera: the server
+renegotiates the publisher so that it sends a codec every subscriber decodes, never decoding
+anything itself. Firefox ESR here has no OpenH264 (harness/firefox.py turns its download off), so
+it decodes VP8 and VP9 only; a Chromium page narrows what it accepts with setCodecPreferences
+(peer.js ``recvCodec``) or prefers H.264 for what it sends (``codecFirst``). "Sees" is the
+harness's meaning: frames decoded, growing, in the publisher's colour.
+
+Each test joins a codec-limited subscriber a few times (leaving in between, which lifts the
+restriction again) and prints the time from its `join` to its first decoded frame of the camera
+(the page's own clock: ``joinSentAt`` → its ``<video>``'s ``loadeddata``). Browsers run one at a
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import pytest
+
+from .harness.chromium import ChromiumPeer, ChromiumPeers
+from .harness.firefox import FirefoxPeers
+from .harness.server import ZvonokServer
+from .harness.stats import PeerReport, ReportPeer
+
+pytestmark = pytest.mark.timeout(150)
+
+WAIT = 20.0
+#: Issue 19: a codec-limited subscriber decodes the camera this soon after joining.
+FIRST_FRAME_WITHIN = 5.0
+RUNS = 3
+
+
+async def outbound_codec(peer: ChromiumPeer, want: set[str], timeout: float = WAIT) -> str:  # noqa: ASYNC109
+    """Until the publisher's outbound video codec is one of ``want`` (lower-case mime types)."""
+    got: list[str] = []
+
+    def check(now: PeerReport) -> str | None:
+        codec = str(now.raw.get("outboundVideoCodec") or "").lower()
+        got[:] = [codec]
+        return None if codec in want else f"outbound video codec {codec or 'none'}"
+
+    await peer.wait_for(check, f"outbound codec in {sorted(want)}", timeout)
+    return got[0]
+
+
+async def join_to_first_frame(peer: ReportPeer, from_user: str, colour: str) -> float:
+    """Wait until ``peer`` decodes ``from_user``'s camera in ``colour``; seconds from its join
+    to the first frame of that track."""
+    track = await peer.wait_receiving(from_user=from_user, color=colour, timeout=WAIT)
+    report = await peer.report()
+    raw = next(t for t in report.raw["tracks"] if t.get("id") == track.id)
+    joined, first = report.raw.get("joinSentAt"), raw.get("firstFrameAt")
+    assert isinstance(joined, int | float) and isinstance(first, int | float), (joined, first)
+    return (first - joined) / 1000
+
+
+def summary(what: str, times: list[float]) -> str:
+    line = (
+        f"{what}: join → first decoded frame, {len(times)} runs: median "
+        f"{statistics.median(times):.2f} s, max {max(times):.2f} s "
+        f"({', '.join(f'{t:.2f}' for t in times)})"
+    )
+    print(line)
+    return line
+
+
+@pytest.mark.browser
+async def test_firefox_without_openh264_sees_a_chromium_camera_sent_in_h264(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    users = ["alice", *(f"ff{i}" for i in range(RUNS))]
+    group = zvonok_server.create_group(users)
+    alice = await chromium_peers.open(
+        zvonok_server, user="alice", room=group, kind="group", color="red",
+        extra={"codecFirst": "H264"},
+    )  # fmt: skip
+    await alice.wait_connected()
+    assert await outbound_codec(alice, {"video/h264"}) == "video/h264"
+    times = []
+    for i in range(RUNS):
+        ff = await firefox_peers.open(
+            zvonok_server, user=f"ff{i}", room=group, kind="group", color="green"
+        )
+        times.append(await join_to_first_frame(ff, "alice", "red"))
+        # The publisher was steered: it sends what Firefox decodes now.
+        assert await outbound_codec(alice, {"video/vp8", "video/vp9"})
+        await alice.wait_receiving(from_user=f"ff{i}", color="green", timeout=WAIT)
+        assert not (await ff.report()).raw.get("unavailable")
+        await ff.leave()
+        await ff.close()
+        # Firefox gone: the restriction is lifted and Alice goes back to H.264.
+        assert await outbound_codec(alice, {"video/h264"}) == "video/h264"
+    line = summary("Firefox ESR (no OpenH264) ← Chromium H.264 camera", times)
+    assert max(times) <= FIRST_FRAME_WITHIN, line
+
+
+@pytest.mark.browser
+async def test_an_h264_only_chromium_subscriber_sees_a_vp8_camera(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers
+) -> None:
+    users = ["alice", *(f"h264-{i}" for i in range(RUNS))]
+    group = zvonok_server.create_group(users)
+    alice = await chromium_peers.open(
+        zvonok_server, user="alice", room=group, kind="group", color="red"
+    )
+    await alice.wait_connected()
+    assert await outbound_codec(alice, {"video/vp8"}) == "video/vp8"
+    times = []
+    for i in range(RUNS):
+        sub = await chromium_peers.open(
+            zvonok_server, user=f"h264-{i}", room=group, kind="group", color="blue",
+            extra={"recvCodec": "H264"},
+        )  # fmt: skip
+        times.append(await join_to_first_frame(sub, "alice", "red"))
+        track = await sub.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+        raw = [t for t in (await sub.report()).raw["tracks"] if t.get("id") == track.id]
+        assert str(raw[0].get("codec", "")).lower() == "video/h264", raw
+        assert await outbound_codec(alice, {"video/h264"}) == "video/h264"
+        await sub.leave()
+        await sub.close()
+        assert await outbound_codec(alice, {"video/vp8"}) == "video/vp8"
+    line = summary("Chromium accepting H.264 only ← Chromium VP8 camera", times)
+    assert max(times) <= FIRST_FRAME_WITHIN, line
+
+
+@pytest.mark.browser
+async def test_a_subscriber_that_decodes_nothing_the_publisher_sends_is_told(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    chat = zvonok_server.create_chat(["alice", "bob"])
+    # setCodecPreferences([H.264]) only: Alice can send nothing Firefox decodes.
+    alice = await chromium_peers.open(zvonok_server, user="alice", room=chat, color="red",
+                                      codec="H264")  # fmt: skip
+    bob = await firefox_peers.open(zvonok_server, user="bob", room=chat, color="green")
+    await bob.wait_message("track-unavailable", timeout=WAIT)
+    told = (await bob.report()).raw["unavailable"]
+    assert [(t["userId"], t["kind"], t["unavailable"], t["reason"]) for t in told] == [
+        ("alice", "video", True, "unsupported-codec")
+    ], told
+    assert "video/H264" in told[0]["codecs"]
+    await bob.wait_receiving(from_user="alice", kind="audio", timeout=WAIT)
+    await alice.wait_receiving(from_user="bob", color="green", timeout=WAIT)
+    assert await outbound_codec(alice, {"video/h264"}) == "video/h264"  # not steered
+    assert (await alice.report()).messages("track-unavailable") == 0
+    await asyncio.sleep(0)
