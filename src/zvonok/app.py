@@ -161,8 +161,8 @@ async def build(settings: Settings) -> Components:
         ),
     )
     drain = NodeDrain(calls, settings.drain_timeout)
-    if cluster is not None:  # a draining node is not picked for new rooms (next heartbeat)
-        drain.listeners.append(cluster.registry.set_state)
+    if cluster is not None:  # a draining node is not picked for new rooms (a heartbeat at once)
+        drain.listeners.append(cluster.set_state)
     ops = None
     if rooms is not None and worker is not None:
         ops = build_operations(

@@ -1,8 +1,9 @@
 """``RedisCluster``: one node's Redis-backed cluster parts, built together and kept alive.
 
 Shared design ``cluster.md`` §2 (the interfaces it hands out: ``sessions``, ``rooms``,
-``registry``, ``health``), §3 (heartbeat every 2 s, lease renewal every 10 s, one batch per
-node) and §4 ("Reconcile": after an outage, wait 0-1 s, re-register, re-assert rooms and session
+``registry``, ``health``), §3 (heartbeat every 2 s, and at once when ``set_state`` starts or
+ends a drain; lease renewal every 10 s, one batch per node) and §4 ("Graceful drain";
+"Reconcile": after an outage, wait 0-1 s, re-register, re-assert rooms and session
 bindings; when ``zv:gen`` changed, hold off new claims for 6 s so owners re-assert first; under
 Sentinel, drop the pool on a failed call so the next one asks Sentinel for the master).
 
@@ -87,6 +88,7 @@ class RedisCluster:
         self._runner: asyncio.Task[None] | None = None
         self._dropping: asyncio.Task[None] | None = None
         self._started = asyncio.Event()
+        self._beat_now = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -141,9 +143,17 @@ class RedisCluster:
                 tasks.create_task(self._follow_master(), name="cluster-switch-master")
             self._started.set()
 
+    def set_state(self, state: str) -> None:
+        """``serving`` or ``draining`` (§4 "Graceful drain"), published by a heartbeat at once:
+        other nodes stop placing rooms here within a Redis round trip, not a heartbeat interval."""
+        self.registry.set_state(state)
+        self._beat_now.set()
+
     async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_INTERVAL * self._timing)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat_now.wait(), HEARTBEAT_INTERVAL * self._timing)
+            self._beat_now.clear()
             self._publish()
             try:
                 beat = await self.registry.heartbeat()

@@ -1,9 +1,10 @@
 """A draining node in a Redis cluster (issue 14; shared design ``cluster.md`` §4 "Graceful
 drain"): two real ``zvonok serve`` nodes on one real ``redis-server``. ``zvonok drain`` on n1 (a
-live call on it keeps it up) turns its heartbeat record ``draining`` (``zvonok cluster status``
-reading Redis sees it), and placement (``RedisNodeRegistry.pick``, on its own connection) then
-sends every new room to n2; ``zvonok drain --cancel`` makes n1 ``serving`` again and pickable;
-once the call has left, a SIGTERM ends n1 at once and its record leaves Redis.
+live call on it keeps it up) turns its heartbeat record ``draining`` at once, not at the next
+heartbeat (``zvonok cluster status`` reading Redis sees it too), and placement
+(``RedisNodeRegistry.pick``, on its own connection) then sends every new room to n2;
+``zvonok drain --cancel`` makes n1 ``serving`` again and pickable; once the call has left, a
+SIGTERM ends n1 at once and its record leaves Redis.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ async def until_states(redis: RedisServer, want: dict[str, str], wait: float = 8
         await asyncio.sleep(0.3)
 
 
+async def published(registry: RedisNodeRegistry, want: dict[str, str]) -> float:
+    """How long after the call the node records in Redis had these states (fails after 3 s)."""
+    started = time.monotonic()
+    while {n.node_id: n.state for n in await registry.nodes()} != want:
+        assert time.monotonic() - started < 3.0, "node states not published"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
 async def test_a_draining_node_gets_no_new_rooms_until_cancelled(
     zvonok_server_factory: ServerFactory, redis_server: RedisServer
 ) -> None:
@@ -53,10 +63,13 @@ async def test_a_draining_node_gets_no_new_rooms_until_cancelled(
         async with client(n1, "alice", group, kind="group", session="a1") as alice:
             await alice.join()
             assert (await zvonok_cli(*drain)).startswith("draining: rooms still live")
+            # published by a heartbeat at once, not at the next one (every 2 s)
+            assert await published(placement, {"n1": "draining", "n2": "serving"}) < 0.5
             await until_states(redis_server, {"n1": "draining", "n2": "serving"})
             assert {await placement.pick() for _ in range(40)} == {"n2"}
 
             assert (await zvonok_cli(*drain, "--cancel")).strip() == "serving"
+            assert await published(placement, {"n1": "serving", "n2": "serving"}) < 0.5
             await until_states(redis_server, {"n1": "serving", "n2": "serving"})
             assert "n1" in {await placement.pick() for _ in range(40)}
             await alice.send("leave")
