@@ -190,6 +190,11 @@ class RedisRoomDirectory:
         """Rooms this node owns → their epoch."""
         return self._held
 
+    @property
+    def holding(self) -> bool:
+        """Claims of rooms not held are held off now (Redis lost its data a moment ago)."""
+        return self._clock() < self._hold_until
+
     def hold_claims(self, seconds: float) -> None:
         """Refuse claims of rooms this node does not hold for ``seconds`` (after ``zv:gen``
         changed, so the owners re-assert first)."""

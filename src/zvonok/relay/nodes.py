@@ -253,8 +253,12 @@ class ClusteredRooms:
         *,
         node_id: str,
         close_room: Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]] | None = None,
+        degraded: Callable[[], bool] = lambda: False,
     ) -> None:
         self.inner = inner
+        #: Redis is known to be unreachable: a join that needs it is refused without trying
+        #: (the breaker's probe is left to the node's own heartbeats, so no join waits on it).
+        self._degraded = degraded
         self.leases = leases
         self.owned = owned
         self.registry = registry
@@ -335,9 +339,14 @@ class ClusteredRooms:
             retry_after_ms=1000,
         )
 
+    def _cluster_down(self) -> SignalError:
+        return unavailable(ClusterUnavailable("redis unreachable"))
+
     async def _locate(self, key: RoomKey) -> str:
         if key in self.leases.held:
             return self.node_id
+        if self._degraded():
+            raise self._cluster_down()
         try:
             lease = await self.leases.lookup(key)
             if lease is not None and lease.valid:
@@ -379,6 +388,8 @@ class ClusteredRooms:
                     raise SignalError(
                         "shutdown", "the server is shutting down", fatal=True, close_code=1012
                     )
+                if self._degraded():
+                    raise self._cluster_down()
                 try:
                     result = await self.leases.claim_lease(key)
                 except ClusterUnavailable as exc:
@@ -536,6 +547,7 @@ def build_clustered(
     """The node's ``ClusteredRooms`` over ``inner`` and its ``RedisSignalBus`` (unstarted): the
     bus serves the owner side, lost leases move their rooms' sessions (``room-moved``)."""
     from ..cluster.bus import RedisSignalBus
+    from ..cluster.health import DEGRADED
 
     rooms = ClusteredRooms(
         inner,
@@ -544,13 +556,26 @@ def build_clustered(
         cluster.registry,
         node_id=cluster.node_id,
         close_room=close_room,
+        degraded=lambda: cluster.health.status == DEGRADED,
     )
 
+    async def probe(peer: str) -> list[Any]:
+        async with cluster.client.pipeline(transaction=False) as pipe:
+            pipe.exists(cluster.keys.node(peer))
+            pipe.get(cluster.keys.gen)
+            return list(await pipe.execute())
+
     async def alive(peer: str) -> bool:
+        """False once the peer's node key is gone from a Redis that kept its data."""
         try:
-            return any(node.node_id == peer for node in await cluster.registry.nodes())
+            exists, generation = await cluster.health.call(lambda: probe(peer))
         except ClusterUnavailable:
             return True  # Redis trouble is not a dead peer (the links queue meanwhile)
+        if exists:
+            return True
+        # Redis restarted empty: every node key is gone until each node's next heartbeat
+        intact = generation is not None and generation == cluster.registry.generation
+        return not intact or cluster.rooms.holding
 
     bus = RedisSignalBus(
         cluster.client,

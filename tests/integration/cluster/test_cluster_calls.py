@@ -202,6 +202,13 @@ async def join_once(node: ZvonokServer, user: str, room: str, session: str) -> d
         return msg
 
 
+async def degraded(node: ZvonokServer) -> bool:
+    """The node's ``zvonok_cluster_health{state="degraded"}`` is 1."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(node.http_url + "/metrics", timeout=2)).text
+    return 'zvonok_cluster_health{state="degraded"} 1.0' in text
+
+
 async def status(node: ZvonokServer, path: str) -> int:
     async with httpx.AsyncClient() as http:
         return (await http.get(node.http_url + path, timeout=2)).status_code
@@ -228,7 +235,11 @@ async def test_a_redis_outage_ends_no_call(
     os.kill(redis_server.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
-        await asyncio.sleep(1.5)  # the nodes notice (a command times out after 1 s)
+        # the nodes notice (a heartbeat times out after 1 s)
+        deadline = time.monotonic() + 5
+        while not all([await degraded(node) for node in nodes]):
+            assert time.monotonic() < deadline, "the nodes did not notice that Redis stopped"
+            await asyncio.sleep(0.1)
         started = time.monotonic()
         refused = await join_once(edge, "dave", other, "dave-1")
         took = time.monotonic() - started
@@ -320,3 +331,85 @@ async def test_the_claim_race_has_one_owner(
     took = time.monotonic() - started
     won = {node: owners.count(node) for node in sorted(set(owners))}
     print(f"{RACE_ROUNDS} rounds of {RACE_CLIENTS} joins through 3 nodes in {took:.1f} s: {won}")
+
+
+async def relayed_call(
+    nodes: list[ZvonokServer], redis: RedisServer, aiortc_peers: AiortcPeers, group: str
+) -> tuple[int, dict[str, str], AiortcPeer, AiortcPeer]:
+    """alice on the room's owner (node0 places it on itself), bob relayed through node1: the
+    owner's index, the first lease, and both peers once each receives the other."""
+    alice = await aiortc_peers.open(nodes[0], "alice", group, "red", kind="group", session_id="a-1")
+    first = await claimed(redis, "group", group)
+    owner = int(first["owner"].removeprefix("node"))
+    edge = 1 if owner == 0 else 0
+    if owner != 0:  # alice is relayed; bob joins through the owner's other neighbour
+        edge = next(n for n in range(len(nodes)) if n not in (0, owner))
+    bob = await aiortc_peers.open(nodes[edge], "bob", group, "blue", kind="group", session_id="b-1")
+    await sees(alice, "bob", "blue")
+    await sees(bob, "alice", "red")
+    return owner, first, alice, bob
+
+
+@pytest.mark.allow_errors(server=[r"redis", r"Redis"], reason="the test restarts Redis empty")
+async def test_redis_restarted_empty_the_owner_re_asserts_its_room(
+    zvonok_server_factory: ServerFactory,
+    redis_server: RedisServer,
+    aiortc_peers: AiortcPeers,
+    tmp_path: Path,
+) -> None:
+    nodes = start_nodes(zvonok_server_factory, redis_server, tmp_path / "shared", 2)
+    group = nodes[0].create_group(["alice", "bob", "carol"])
+    owner, first, alice, bob = await relayed_call(nodes, redis_server, aiortc_peers, group)
+    restarted = time.monotonic()
+    redis_server.restart()
+    deadline = restarted + 5
+    while (now := lease(redis_server, "group", group)).get("owner") != first["owner"]:
+        assert time.monotonic() < deadline, f"the room was not re-asserted: {now}"
+        await asyncio.sleep(0.05)
+    print(f"room re-asserted {time.monotonic() - restarted:.2f} s after the empty restart")
+    # a join through the other node reaches the same room (nobody claimed it meanwhile)
+    other = nodes[1 - owner] if len(nodes) == 2 else nodes[0]
+    hello = await join_once(other, "carol", group, "carol-1")
+    assert hello["type"] == "joined", hello
+    assert {p["userId"] for p in hello["payload"]["participants"]} == {"alice", "bob"}
+    await sees(alice, "bob", "blue", 5)
+    await sees(bob, "alice", "red", 5)
+    assert alice.closes == [] and bob.closes == [] and alice.server_errors == []
+    for peer in (alice, bob):
+        await peer.leave()
+
+
+@pytest.mark.allow_errors(client=[r"room-moved"], reason="the test moves the room by hand")
+async def test_split_brain_the_loser_moves_its_clients_to_the_winner(
+    zvonok_server_factory: ServerFactory,
+    redis_server: RedisServer,
+    aiortc_peers: AiortcPeers,
+    tmp_path: Path,
+) -> None:
+    nodes = start_nodes(zvonok_server_factory, redis_server, tmp_path / "shared", 2)
+    group = nodes[0].create_group(["alice", "bob"])
+    owner, first, alice, bob = await relayed_call(nodes, redis_server, aiortc_peers, group)
+    winner = f"node{1 - owner}"
+    boot = command(redis_server.port, "HGET", f"zv:node:{winner}", "boot_id").decode()
+    boot = boot.split("\r\n")[1]
+    epoch = str(int(first["epoch"]) + 1)
+    key = f"zv:room:group:{group}"
+    command(redis_server.port, "HSET", key, "owner", winner, "boot", boot, "epoch", epoch)
+    moved = time.monotonic()
+    for peer in (alice, bob):
+        while not peer.closes:
+            assert time.monotonic() - moved < 5, f"{peer.name}: not moved"
+            await asyncio.sleep(0.05)
+        assert peer.closes == [1012], peer.closes
+        assert [e["code"] for e in peer.server_errors] == ["room-moved"], peer.server_errors
+    told = time.monotonic() - moved
+    alice2 = await aiortc_peers.open(
+        nodes[0], "alice", group, "red", kind="group", session_id="a-1"
+    )
+    bob2 = await aiortc_peers.open(nodes[1], "bob", group, "blue", kind="group", session_id="b-1")
+    await sees(alice2, "bob", "blue")
+    await sees(bob2, "alice", "red")
+    print(f"room-moved {told:.2f} s after the record changed; media on {winner}")
+    assert lease(redis_server, "group", group) == {"owner": winner, "boot": boot, "epoch": epoch}
+    for peer in (alice2, bob2):
+        await peer.leave()
