@@ -27,7 +27,7 @@ from .admin.ops import LazyAsgi, Operations, build_front_operations, build_opera
 from .admin.webhook_events import WEBHOOK_NOTIFICATION, deliver_notification
 from .auth.secret import load_or_create_secret
 from .auth.tokens import TokenVerifier, issue_token
-from .cluster.base import RoomDirectory, SessionDirectory
+from .cluster.base import ClusterHealth, RoomDirectory, SessionDirectory
 from .cluster.local import LocalClusterHealth, LocalRoomDirectory, LocalSessionDirectory
 from .cluster_node import ClusterView, NodeStats, build_cluster
 from .compose import build_media, build_room_service, state_snapshot
@@ -72,7 +72,8 @@ class Components:
     #: Where sessions join: this process's rooms, or the workers' through the pool.
     calls: CallRooms
     endpoint: CallEndpoint
-    health: LocalClusterHealth
+    #: ``/readyz`` shows it (``ok``; with Redis also ``degraded``/``reconciling``): never readiness.
+    health: ClusterHealth
     dev_secret: str | None
     ops: Operations | None = None
     #: One process (``workers = 1``): its media worker and room service.
@@ -193,7 +194,7 @@ async def build(settings: Settings) -> Components:
         store,
         calls,
         endpoint,
-        LocalClusterHealth(),
+        LocalClusterHealth() if cluster is None else cluster.health,
         secret if hs else None,
         ops,
         worker=worker,

@@ -162,6 +162,10 @@ async def test_two_nodes_share_redis(
             return bool(nodes["n1"]["sessions"] == 1 and nodes["n1"]["rooms"] == 1)
 
         await eventually(n1_has_the_call)
+        # the room's lease names its owner (the node that hosts the call)
+        owners = {r["room"]: r for r in (await admin_get(n2, "/admin/cluster"))["rooms"]}
+        assert owners[f"group:{group}"]["owner"] == "n1"
+        assert owners[f"group:{group}"]["valid"] is True
 
     # the owner of a room record, valid while its owner's heartbeat holds the same boot_id
     redis = connect(RedisTarget(url=redis_server.url))
@@ -190,8 +194,11 @@ async def test_two_nodes_share_redis(
     )
     assert "n1*" in table and "n2 " in table and "group:g9" in table
 
-    # /metrics of either node: the cluster families
+    # /metrics of either node: the cluster families; /readyz shows the cluster state
     for server in (n1, n2):
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = (await http.get(server.http_url + "/readyz")).json()
+        assert ready == {"status": "ready", "cluster": "ok"}
         text = await metrics_text(server)
         assert 'zvonok_cluster_health{state="ok"} 1.0' in text
         assert "zvonok_cluster_nodes 2.0" in text
