@@ -588,7 +588,9 @@ export class ZvonokCall extends EventTarget {
     if (pending && (payload.ref === "join" || code === "shutdown")) {
       this._pendingJoin = null;
       clearTimeout(pending.timer);
-      pending.reject(new ZvonokError(code, message, { fatal: FATAL_JOIN_ERRORS.has(code) }));
+      const retryAfterMs = Number(payload.retryAfterMs) || 0; // e.g. cluster-unavailable
+      const fatal = FATAL_JOIN_ERRORS.has(code);
+      pending.reject(new ZvonokError(code, message, { fatal, retryAfterMs }));
       if (this._ws) this._ws.close(1000, "join refused");
       return;
     }
@@ -994,8 +996,8 @@ export class ZvonokCall extends EventTarget {
     this._scheduleReconnect(reason);
   }
 
-  /** @param {string} reason */
-  _scheduleReconnect(reason) {
+  /** @param {string} reason @param {number} [notBefore] ms the server asked to wait (retryAfterMs) */
+  _scheduleReconnect(reason, notBefore = 0) {
     const r = this._reconnect;
     if (!r || this.state !== "reconnecting") return;
     const { minDelay, maxDelay, timeout } = this._reconnectOptions;
@@ -1005,7 +1007,8 @@ export class ZvonokCall extends EventTarget {
       return;
     }
     const base = Math.min(maxDelay, minDelay * 2 ** r.attempt);
-    const delay = Math.min(left, Math.round(base * (0.75 + Math.random() * 0.5)));
+    const jittered = Math.round(Math.max(base, notBefore) * (0.75 + Math.random() * 0.5));
+    const delay = Math.min(left, Math.max(jittered, notBefore));
     r.attempt += 1;
     this._emit("reconnecting", { attempt: r.attempt, delay, reason });
     r.timer = setTimeout(() => this._attemptReconnect(), delay);
@@ -1028,7 +1031,7 @@ export class ZvonokCall extends EventTarget {
         this._fail(err.code, err.message);
         return;
       }
-      this._scheduleReconnect(err.message);
+      this._scheduleReconnect(err.message, Number(/** @type {any} */ (err).retryAfterMs) || 0);
     }
   }
 
