@@ -137,14 +137,16 @@ async def build(settings: Settings) -> Components:
         await pool.start()
         calls = RelayedRooms(pool)
     signal_bus = None
+    clustered = None
     if cluster is not None and owned is not None:
-        calls, signal_bus = build_clustered(
+        clustered, signal_bus = build_clustered(
             cluster,
             calls,
             owned,
             timing=settings.cluster_timing,
             close_room=None if rooms is None else _mover(rooms),
         )
+        calls = clustered
     endpoint = CallEndpoint(
         verifier=verifier,
         store=store,
@@ -185,7 +187,8 @@ async def build(settings: Settings) -> Components:
             drain=drain,
         )
         relayed.append(ops)
-    view = ClusterView(settings, cluster, NodeStats(worker=worker, rooms=rooms, pool=pool))
+    stats = NodeStats(worker=worker, rooms=rooms, pool=pool)
+    view = ClusterView(settings, cluster, stats, relay=clustered, bus=signal_bus)
     await view.start(ops)
     if signal_bus is not None:
         await signal_bus.start()

@@ -14,7 +14,9 @@ worker; the heartbeat carries state, load, rooms, sessions and UDP addresses) an
 - ``ClusterView``: what the app holds in either mode: ``start`` (feeds the heartbeats, adds the
   cluster gauges to ``/metrics`` and ``GET /admin/cluster`` to the admin API, starts the
   backend), ``status()`` and ``close()``.
-- ``ClusterCollector``: the ``zvonok_cluster_*`` families (redis mode only).
+- ``ClusterCollector``: the ``zvonok_cluster_*`` families (redis mode only): health, leases,
+  Redis errors, and the relay between nodes (``ClusteredRooms`` joins and sessions, the
+  ``RedisSignalBus`` frames and links, the webhook ``RedisEventBus``'s claims and duplicates).
 
 Imports ``cluster``, ``relay.front`` (the load score) and ``media``/``rooms`` for types.
 Implements no RFC.
@@ -40,9 +42,12 @@ from .relay.front import PPS_CAPACITY, SESSION_CAPACITY, WorkerPool
 
 if TYPE_CHECKING:
     from .admin.ops import Operations
+    from .cluster.bus import RedisSignalBus
     from .cluster.node import RedisCluster
+    from .cluster.redis_events import RedisEventBus
     from .cluster.redis_nodes import RedisNodeRegistry
     from .media.worker import MediaWorker
+    from .relay.nodes import ClusteredRooms
     from .rooms.service import RoomService
 
 log = logging.getLogger("zvonok.cluster")
@@ -156,10 +161,22 @@ class NodeStats:
 
 
 class ClusterCollector(Collector):
-    """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age."""
+    """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age;
+    with ``relay``/``bus`` the joins and sessions relayed between nodes and the bus's frames and
+    links; with ``events`` the webhook stream's claimed entries and duplicates."""
 
-    def __init__(self, cluster: RedisCluster) -> None:
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        *,
+        relay: ClusteredRooms | None = None,
+        bus: RedisSignalBus | None = None,
+        events: RedisEventBus | None = None,
+    ) -> None:
         self._cluster = cluster
+        self._relay = relay
+        self._bus = bus
+        self._events = events
         self._started = time.monotonic()
         #: Live nodes seen at the last scrape (``refresh``); NaN before any answer.
         self.nodes_live = math.nan
@@ -224,15 +241,84 @@ class ClusterCollector(Collector):
             "Redis calls refused at once by the open circuit breaker (while degraded).",
             value=cluster.health.refused,
         )
+        yield from self._relay_families()
+
+    def _relay_families(self) -> Iterator[Metric]:
+        relay, bus, events = self._relay, self._bus, self._events
+        if relay is not None:
+            joins = CounterMetricFamily(
+                "zvonok_cluster_relay_joins",
+                "Joins relayed between nodes: to another node's room (relayed), or served here "
+                "for a session connected to another node (served).",
+                labels=["direction"],
+            )
+            joins.add_metric(["relayed"], relay.relayed_joins)
+            joins.add_metric(["served"], relay.served_joins)
+            yield joins
+            sessions = GaugeMetricFamily(
+                "zvonok_cluster_relay_sessions",
+                "Sessions now relayed to another node (relayed) or served for one (served).",
+                labels=["direction"],
+            )
+            sessions.add_metric(["relayed"], len(relay.remote))
+            sessions.add_metric(["served"], len(relay.served))
+            yield sessions
+        if bus is not None:
+            frames = CounterMetricFamily(
+                "zvonok_cluster_bus_frames",
+                "Signal bus frames between nodes: out (published, resends included), in.",
+                labels=["direction"],
+            )
+            frames.add_metric(["out"], bus.frames_out)
+            frames.add_metric(["in"], bus.frames_in)
+            yield frames
+            yield GaugeMetricFamily(
+                "zvonok_cluster_bus_links", "Open signal bus links to other nodes.",
+                value=len(bus.links()),
+            )  # fmt: skip
+            broken = CounterMetricFamily(
+                "zvonok_cluster_bus_links_closed",
+                "Signal bus links closed, by reason (closed: at shutdown; others: broken).",
+                labels=["reason"],
+            )
+            for reason, count in sorted(bus.links_broken.items()):
+                broken.add_metric([reason], count)
+            yield broken
+            yield CounterMetricFamily(
+                "zvonok_cluster_bus_dropped",
+                "Signal bus messages dropped: malformed, for a gone link, or a full send queue.",
+                value=bus.messages_dropped + bus.send_dropped,
+            )
+        if events is not None:
+            yield CounterMetricFamily(
+                "zvonok_cluster_events_claimed",
+                "Webhook stream entries claimed from a silent node's consumer.",
+                value=events.claimed,
+            )
+            yield CounterMetricFamily(
+                "zvonok_cluster_events_duplicates",
+                "Webhook stream entries this node had delivered already (not posted again).",
+                value=events.duplicates,
+            )
 
 
 class ClusterView:
     """The cluster as this node's app sees it, in either mode."""
 
-    def __init__(self, settings: Settings, cluster: RedisCluster | None, stats: NodeStats) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cluster: RedisCluster | None,
+        stats: NodeStats,
+        *,
+        relay: ClusteredRooms | None = None,
+        bus: RedisSignalBus | None = None,
+    ) -> None:
         self.settings = settings
         self.cluster = cluster
         self.stats = stats
+        self.relay = relay
+        self.bus = bus
         self.collector: ClusterCollector | None = None
         #: A local node's boot id (a Redis node's is its registry's).
         self._boot = secrets.token_hex(8)
@@ -252,7 +338,12 @@ class ClusterView:
             return
         self.cluster.before_heartbeat = self.stats.publish
         if ops is not None:
-            self.collector = ClusterCollector(self.cluster)
+            from .cluster.redis_events import RedisEventBus
+
+            events = ops.event_bus if isinstance(ops.event_bus, RedisEventBus) else None
+            self.collector = ClusterCollector(
+                self.cluster, relay=self.relay, bus=self.bus, events=events
+            )
             ops.metrics.registry.register(self.collector)
         await self.cluster.start()
         from .cluster.connection import RedisTarget

@@ -179,6 +179,9 @@ class RedisSignalBus:
         self.send_dropped = 0
         self.messages_in = 0
         self.messages_dropped = 0
+        #: Link frames published (resends included) and fed to a link.
+        self.frames_out = 0
+        self.frames_in = 0
         self.hellos_sent = 0
         self.resubscribes = 0
         self.links_opened = 0
@@ -293,6 +296,7 @@ class RedisSignalBus:
 
     def _send_frame(self, transport: _PeerTransport, body: bytes) -> None:
         message = self._envelope(FRAME, transport.local_id, transport.peer_link, body)
+        self.frames_out += 1
         self._enqueue(self._keys.signal(transport.peer), message)
 
     def _enqueue(self, channel: str, message: bytes) -> None:
@@ -399,6 +403,7 @@ class RedisSignalBus:
         link, transport = held
         if not transport.peer_link:
             transport.peer_link = link_id
+        self.frames_in += 1
         link.feed(body)
 
     def _on_hello(self, peer: str, link_id: str, target: str) -> None:
