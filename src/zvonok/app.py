@@ -43,9 +43,9 @@ from .relay.frames import Frame
 from .relay.front import RelayedRooms, WorkerHandle, WorkerPool
 from .relay.nodes import OwnedRooms, build_clustered
 from .rooms.events import RoomEvents
+from .rooms.moderation import send_away
 from .rooms.port import CallRooms, LocalRooms
 from .rooms.service import RoomService
-from .signaling.messages import Error
 from .signaling.ws import CallEndpoint, ConnectionLimits
 from .store.base import MembershipStore, SqlStore, check_store, create_store
 from .web import dev_guarded, web_routes
@@ -144,7 +144,7 @@ async def build(settings: Settings) -> Components:
             calls,
             owned,
             timing=settings.cluster_timing,
-            close_room=None if rooms is None else _mover(rooms),
+            close_room=_mover(rooms) if rooms is not None else pool.move_room if pool else None,
         )
         calls = clustered
     endpoint = CallEndpoint(
@@ -231,10 +231,7 @@ def _mover(rooms: RoomService) -> Callable[[RoomKey, SignalError], Coroutine[Any
     with 1012; the client joins again with its sessionId and reaches the room's owner."""
 
     async def move(key: RoomKey, error: SignalError) -> None:
-        room = rooms.rooms.get(key)
-        for participant in [] if room is None else list(room.participants.values()):
-            participant.sink.send(Error(error.code, error.message, retry_after_ms=0))
-            participant.sink.close(error.close_code, error.code)
+        send_away(rooms, key, error.code, error.message, error.close_code)
 
     return move
 

@@ -401,6 +401,20 @@ class WorkerPool:
             self._on_note(handle, frame)
 
     # ------------------------------------------------------------------ fan-out
+    async def move_room(self, key: RoomKey, error: SignalError) -> None:
+        """The room's lease went to another node: its worker tells each session ``error``."""
+        handle = self.pins.get(key)
+        if handle is None or not handle.live:
+            return
+        params = {
+            "room": str(key),
+            "code": error.code,
+            "message": error.message,
+            "closeCode": error.close_code,
+        }
+        with contextlib.suppress(LinkClosed):
+            await handle.link.request("move", params)
+
     async def ask_all(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Ask every live worker; a worker that fails is left out (its name maps to None)."""
         handles = self.live_workers()

@@ -50,6 +50,7 @@ from ..logs import configure_logging
 from ..media.worker import TICK_INTERVAL, MediaWorker
 from ..metrics import METRICS_METHOD, Metrics, serve_metrics
 from ..rooms.events import BaseRoomObserver, RoomEvents
+from ..rooms.moderation import send_away
 from ..rooms.participant import Participant
 from ..rooms.port import LocalRooms, LocalSession
 from ..rooms.quality import QualityMonitor
@@ -171,6 +172,14 @@ class WorkerServer:
         if method == "stop":
             self.stopped.set()
             return None
+        if method == "move":  # the room's lease is another node's now (relay/nodes.py)
+            return send_away(
+                self.service,
+                RoomKey.parse(str(params["room"])),
+                str(params["code"]),
+                str(params["message"]),
+                int(params["closeCode"]),
+            )
         if method == METRICS_METHOD:
             return serve_metrics(self.metrics)
         if method.startswith(ADMIN_PREFIX):

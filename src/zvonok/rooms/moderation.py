@@ -6,9 +6,11 @@ Owns ``kick``, ``set_muted`` and ``close_room`` over a ``RoomService``; the admi
 its socket closed with ``KICKED_CLOSE_CODE``. A muted track keeps arriving from its publisher but
 every consumer of it is paused, so nothing is forwarded (new subscribers start paused too); the
 whole room, publisher included, is told with a ``track-muted`` message. Closing a room does the
-same as a kick to each of its sessions with code ``room-closed``. Imports ``rooms`` and the wire
-vocabulary (``signaling.messages``); never the rest of ``signaling``, nor ``admin``. Implements
-no RFC.
+same as a kick to each of its sessions with code ``room-closed``. ``send_away`` is the
+cluster's move of a room whose lease another node holds now: each session is told an error
+(``room-moved``) and its socket closed, without a leave, so the client re-joins the room where it
+lives. Imports ``rooms`` and the wire vocabulary (``signaling.messages``); never the rest of
+``signaling``, nor ``admin``. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -67,6 +69,20 @@ async def close_room(service: RoomService, key: RoomKey) -> int | None:
         )
         ended += 1
     return ended
+
+
+def send_away(service: RoomService, key: RoomKey, code: str, message: str, close_code: int) -> int:
+    """Tell every session of the room ``code`` and close its socket (the sessions stay for the
+    resume grace, as after any drop); how many were told."""
+    room = service.rooms.get(key)
+    told = 0
+    for participant in [] if room is None else list(room.participants.values()):
+        if participant.closed:
+            continue
+        participant.sink.send(Error(code, message, retry_after_ms=0))
+        participant.sink.close(close_code, code)
+        told += 1
+    return told
 
 
 def set_muted(service: RoomService, session_id: str, track_id: str, muted: bool) -> bool | None:
