@@ -22,7 +22,8 @@ import pytest
 
 from .harness.chromium import ChromiumPeer, ChromiumPeers
 from .harness.firefox import FirefoxPeers
-from .harness.server import ZvonokServer
+from .harness.firefox_bidi import BiDiFirefox
+from .harness.server import ServerFactory, ZvonokServer
 from .harness.stats import PeerReport, ReportPeer
 
 pytestmark = pytest.mark.timeout(150)
@@ -145,4 +146,34 @@ async def test_a_subscriber_that_decodes_nothing_the_publisher_sends_is_told(
     await alice.wait_receiving(from_user="bob", color="green", timeout=WAIT)
     assert await outbound_codec(alice, {"video/h264"}) == "video/h264"  # not steered
     assert (await alice.report()).messages("track-unavailable") == 0
-    await asyncio.sleep(0)
+
+
+#: The text on the demo's tile of a camera this browser cannot decode.
+UNAVAILABLE_TILE_JS = """() => {
+  const t = document.querySelector('.tile.unavailable[data-user-id="alice"]');
+  return t ? t.querySelector(".placeholder").textContent : null;
+}"""
+
+
+@pytest.mark.browser
+async def test_the_demo_says_video_not_available_in_this_browser(
+    zvonok_server_factory: ServerFactory, chromium_peers: ChromiumPeers
+) -> None:
+    """The demo page in Firefox (no OpenH264, over WebDriver BiDi) shows the text on the tile of a
+    camera sent in H.264 only, instead of a black box."""
+    server = zvonok_server_factory.start(env={"ZVONOK_DEV_MODE": "true"})
+    group = server.create_group(["alice", "bob"])
+    alice = await chromium_peers.open(
+        server, user="alice", room=group, kind="group", color="red", codec="H264"
+    )
+    await alice.wait_connected()
+    async with BiDiFirefox("bob (firefox demo)", "green") as bob:
+        await bob.navigate(f"{server.http_url}/?user=bob&kind=group&room={group}&join")
+        text = None
+        for _ in range(int(WAIT / 0.25)):
+            text = await bob.evaluate(UNAVAILABLE_TILE_JS)
+            if text:
+                break
+            await asyncio.sleep(0.25)
+        assert text == "video not available in this browser", bob.log()[-3000:]
+        await alice.wait_receiving(from_user="bob", timeout=WAIT)  # bob's camera still flows
