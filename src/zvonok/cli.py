@@ -270,6 +270,14 @@ def group_remove(
     is_flag=True,
     help="Every participant's media over ICE-TCP (RFC 6544 passive candidate) instead of UDP.",
 )
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="2: two nodes on a redis-server the bench starts; half the late joiners go through the "
+    "node that does not own the room (join latency direct vs relayed).",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -283,6 +291,7 @@ def bench(
     janus: bool,
     workers: int,
     tcp: bool,
+    nodes: int,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
@@ -321,6 +330,7 @@ def bench(
                 janus=janus,
                 workers=workers,
                 tcp=tcp,
+                nodes=nodes,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

@@ -685,6 +685,11 @@ class BenchClient:
         )  # fmt: skip
         self.ws: ClientConnection | None = None
         self.ws_open_ns = 0
+        #: When ``joined`` arrived (0: not yet); the room's kind and the node it joins through
+        #: (``--nodes 2``: 0 or 1), set by the runner.
+        self.joined_ns = 0
+        self.room_kind = ""
+        self.node = 0
         self.state = "new"
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -752,6 +757,8 @@ class BenchClient:
             kind = message.get("type")
             if kind == "offer":
                 await self._answer(payload["sdp"])
+            elif kind == "joined" and not self.joined_ns:
+                self.joined_ns = time.perf_counter_ns()
             elif kind == "state":
                 self.state = str(payload.get("state"))
             elif kind == "error":

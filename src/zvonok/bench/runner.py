@@ -31,6 +31,7 @@ from typing import Any
 from ..media.transport.dtls import DtlsCertificate
 from .client import BenchClient, Meter
 from .clip import load_clip
+from .cluster import NodePair, join_split, spawn_pair
 from .janus import run_janus
 from .measure import LagMonitor, Scenario, Window, each, measure, room_sources
 from .target import ProcStat, Target, room_workers, spawn_server, worker_pids
@@ -76,7 +77,7 @@ async def _join(clients: list[BenchClient], report: Callable[[str], None]) -> No
 async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
-    janus: bool = False, workers: int = 1, tcp: bool = False,
+    janus: bool = False, workers: int = 1, tcp: bool = False, nodes: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
@@ -84,7 +85,9 @@ async def run_bench(
     a burst every 5 ms); off, every frame goes out back to back. ``janus``: against our own
     Janus VideoRoom instead (``bench.janus``), for comparison. ``workers``: media worker
     processes of the server it starts (1: the one-process node). ``tcp``: every participant's
-    media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP.
+    media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP. ``nodes`` 2: two nodes on
+    a Redis the bench starts (``bench.cluster``); the senders join through the first, every
+    other late participant through the second (relayed to the room's owner).
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
@@ -92,6 +95,12 @@ async def run_bench(
         raise ValueError(f"{room_count * scenario.size} participants is above {MAX_CLIENTS}")
     if workers != 1 and (janus or url is not None):
         raise ValueError("--workers sets up the server the bench starts; not with --url or --janus")
+    if nodes not in (1, 2):
+        raise ValueError("--nodes is 1 or 2")
+    if nodes == 2 and (janus or url is not None or workers != 1 or tcp):
+        raise ValueError(
+            "--nodes 2 starts its own two nodes; not with --url, --janus, --workers, --tcp"
+        )
     if janus:
         if tcp:
             raise ValueError("--tcp measures zvonok's ICE-TCP; not with --janus")
@@ -99,6 +108,8 @@ async def run_bench(
             raise ValueError("--janus starts its own Janus; it does not take --url")
         window = Window(duration, warmup, pacing, progress, "janus")
         return await run_janus(scenario, room_count, window)
+    if nodes == 2:
+        return await _run_pair(scenario, room_count, duration, warmup, progress, pacing)
     tmp = None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
@@ -115,9 +126,25 @@ async def run_bench(
             tmp.cleanup()
 
 
+async def _run_pair(
+    s: Scenario, room_count: int, duration: float, warmup: float,
+    progress: Callable[[str], None], pacing: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """The scenario on two nodes of one Redis: join latency direct vs relayed, Redis calls."""
+    with tempfile.TemporaryDirectory(prefix="zvonok-bench-") as tmp:
+        pair = await spawn_pair(Path(tmp))
+        try:
+            return await _run(
+                s, room_count, duration, warmup, pair.nodes[0], progress, pacing, pair=pair
+            )
+        finally:
+            pair.stop()
+
+
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
     progress: Callable[[str], None], pacing: bool, tcp: bool = False,
+    pair: NodePair | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     clip, meter = load_clip(), Meter()
     certificate = DtlsCertificate.generate()
@@ -136,12 +163,16 @@ async def _run(
         for i, user in enumerate(members):
             sender = i < s.senders
             publish = (not s.idle) and (sender or s.receivers_publish)
+            # two nodes: the senders through the first (it claims the room), then alternately
+            node = 0 if pair is None or sender else (i - s.senders) % 2
+            through = target if pair is None else pair.nodes[node]
             client = BenchClient(
-                index=len(senders) + len(late), url=target.ws_url(kind, room_id),
+                index=len(senders) + len(late), url=through.ws_url(kind, room_id),
                 token=target.token(user), room_id=room_id, meter=meter, clip=clip,
                 certificate=certificate, publish=(publish, publish and s.video),
                 speak=True, receivers=s.size - 1, pacing=pacing, tcp=tcp,
             )  # fmt: skip
+            client.room_kind, client.node = kind, node
             (senders if sender else late).append(client)
             room.append(client)
         for client, sources in zip(room, room_sources(room), strict=True):
@@ -169,6 +200,10 @@ async def _run(
         result["transport"] = "tcp" if tcp else "udp"
         if parts:
             result.update(await _placement(target, list(parts), rss_parts))
+        if pair is not None:
+            result["nodes"] = 2
+            result["cluster"] = await asyncio.to_thread(join_split, pair, late)
+            result["server_scope"] = "CPU and RSS of the first node (the rooms' owner) only"
         return result
     finally:
         lag_task.cancel()
@@ -233,8 +268,24 @@ def summary(result: dict[str, Any]) -> str:
             f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
             f"{lag['p99']}/{lag['max']} ms; errors {len(r['errors'])}",
             *_worker_lines(r),
+            *_cluster_lines(r),
         ]
     )
+
+
+def _cluster_lines(r: dict[str, Any]) -> list[str]:
+    """``--nodes 2``: join latency through the room's owner (direct) and through the other node."""
+    split = r.get("cluster")
+    if not split:
+        return []
+    lines = []
+    for name in ("direct", "relayed"):
+        j, m = split[name]["joined_ms"], split[name]["first_media_ms"]
+        lines.append(
+            f"  {name}: {j['count']} joins; WebSocket open → joined p50/p95 {j['p50']}/{j['p95']}"
+            f" ms; → first media p50/p95 {m['p50']}/{m['p95']} ms"
+        )
+    return lines
 
 
 def _worker_lines(r: dict[str, Any]) -> list[str]:

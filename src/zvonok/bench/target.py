@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,11 +133,19 @@ class Target:
             stop_process(self.process)
 
 
-async def spawn_server(data_dir: Path, *, uvloop: bool = True, workers: int = 1) -> Target:
+async def spawn_server(
+    data_dir: Path,
+    *,
+    uvloop: bool = True,
+    workers: int = 1,
+    extra_env: Mapping[str, str] | None = None,
+    log_name: str = "server.log",
+) -> Target:
     """``python -m zvonok serve`` on free loopback ports; returns when /healthz answers.
 
     ``workers`` > 1: a front process and that many media worker processes (``ZVONOK_WORKERS``),
-    worker i on UDP port media port + i, so those ports must be free too.
+    worker i on UDP port media port + i, so those ports must be free too. ``extra_env`` adds
+    ``ZVONOK_*`` settings (a cluster node's); ``log_name``: its output in ``data_dir``.
     """
     port = free_port(socket.SOCK_STREAM)
     media_port = free_port(socket.SOCK_DGRAM) if workers == 1 else _free_udp_range(workers)
@@ -147,6 +156,7 @@ async def spawn_server(data_dir: Path, *, uvloop: bool = True, workers: int = 1)
         "ZVONOK_CONNECT_BURST": "10000",
         "ZVONOK_MAX_CONNECTIONS_PER_IP": "10000",  # every simulated client is 127.0.0.1
         "ZVONOK_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     load_or_create_secret(data_dir)
     argv = [
@@ -154,7 +164,7 @@ async def spawn_server(data_dir: Path, *, uvloop: bool = True, workers: int = 1)
         "--media-port", str(media_port), "--data-dir", str(data_dir),
         "--announce-ip", "127.0.0.1", "--log-format", "json",
     ]  # fmt: skip
-    process = start_process(argv, data_dir / "server.log", env=env)
+    process = start_process(argv, data_dir / log_name, env=env)
     target = Target(f"http://127.0.0.1:{port}", data_dir, process.pid, process)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
