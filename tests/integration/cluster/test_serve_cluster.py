@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -250,3 +251,33 @@ async def test_status_through_sentinel_settings(
         assert status["node"] is None and status["backend"] == "redis"
     finally:
         await cluster.close()
+
+
+async def test_a_node_without_redis_serves_and_says_so(
+    zvonok_server_factory: ServerFactory,
+) -> None:
+    """Redis unreachable from the start (nothing listens on its port): the node comes up
+    ``degraded``, stays ready, its gauges say so, and the status endpoint answers 503."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = zvonok_server_factory.start(
+        env={
+            "ZVONOK_CLUSTER_BACKEND": "redis",
+            "ZVONOK_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "ZVONOK_NODE_ID": "lonely",
+            "ZVONOK_ADMIN_TOKEN": TOKEN,
+            "ZVONOK_WORKERS": "1",
+        }
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        ready = await http.get(server.http_url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["cluster"] == "degraded"
+        status = await http.get(
+            server.http_url + "/admin/cluster", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert status.status_code == 503
+        assert status.json()["detail"]["error"] == "cluster unavailable"
+    text = await metrics_text(server)
+    assert 'zvonok_cluster_health{state="degraded"} 1.0' in text
+    assert "zvonok_cluster_redis_errors_total 0.0" not in text
