@@ -9,6 +9,8 @@ clients that connect to different nodes.
   to the room goes on through its owner, a join that needs Redis is refused at once with
   ``cluster-unavailable`` (``retryAfterMs``, close 1013), ``/livez`` and ``/readyz`` stay 200;
   Redis back, the owner keeps its room and new rooms are placed again.
+- A session whose socket dropped resumes through another node (``resumed: true``), and another
+  user cannot take its sessionId through any node (``session-taken``).
 - The claim race: 20 clients join one room through 3 nodes at once, again and again: one owner,
   everyone is told of the other 19, nobody gets an error.
 - The owner killed with SIGKILL while two clients are connected through the other nodes: both get
@@ -195,8 +197,12 @@ async def join_once(node: ZvonokServer, user: str, room: str, session: str) -> d
         if msg["type"] == "joined":
             await ws.send(json.dumps({"type": "leave", "roomId": room, "sessionId": session}))
             return msg
+        msg["closeCode"] = None  # a refusal that is not fatal leaves the socket open
         try:
-            await asyncio.wait_for(recv_until(ws, "never", 5), 6)
+            while True:
+                await asyncio.wait_for(ws.recv(), 2)
+        except TimeoutError:
+            pass
         except ConnectionClosed as closed:
             msg["closeCode"] = closed.rcvd.code if closed.rcvd else None
         return msg
@@ -413,3 +419,29 @@ async def test_split_brain_the_loser_moves_its_clients_to_the_winner(
     assert lease(redis_server, "group", group) == {"owner": winner, "boot": boot, "epoch": epoch}
     for peer in (alice2, bob2):
         await peer.leave()
+
+
+async def test_a_session_resumes_through_another_node_and_cannot_be_taken(
+    zvonok_server_factory: ServerFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Session bindings are cluster-wide: alice's socket to node0 drops, she resumes through
+    node1 (``resumed: true``, same room); mallory cannot take her sessionId through node1."""
+    nodes = start_nodes(zvonok_server_factory, redis_server, tmp_path / "shared", 2)
+    group = nodes[0].create_group(["alice", "bob", "mallory"])
+    alice_token = await asyncio.to_thread(nodes[0].token, "alice")
+    join = {"type": "join", "roomId": group, "sessionId": "alice-1"}
+    async with connect(nodes[0].ws_url("group", group) + "?access_token=" + alice_token) as ws:
+        await ws.send(json.dumps(join))
+        first = await recv_until(ws, "joined")
+    assert first["payload"]["resumed"] is False
+    # the socket dropped without a leave: the session waits for a resume (resume_grace 5 s)
+    taken = await join_once(nodes[1], "mallory", group, "alice-1")
+    assert taken["type"] == "error" and taken["payload"]["code"] == "session-taken", taken
+    async with connect(nodes[1].ws_url("group", group) + "?access_token=" + alice_token) as ws:
+        await ws.send(json.dumps(join))
+        again = await recv_until(ws, "joined")
+        assert again["payload"]["resumed"] is True, again
+        assert again["payload"]["room"] == first["payload"]["room"]
+        hello = await join_once(nodes[0], "bob", group, "bob-1")
+        assert [p["userId"] for p in hello["payload"]["participants"]] == ["alice"]
+        await ws.send(json.dumps({"type": "leave", "roomId": group, "sessionId": "alice-1"}))
