@@ -16,12 +16,13 @@ time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 
 import pytest
 
 from .harness.chromium import ChromiumPeer, ChromiumPeers
-from .harness.firefox import FirefoxPeers
+from .harness.firefox import FirefoxPeer, FirefoxPeers
 from .harness.firefox_bidi import BiDiFirefox
 from .harness.server import ServerFactory, ZvonokServer
 from .harness.stats import PeerReport, ReportPeer
@@ -146,6 +147,39 @@ async def test_a_subscriber_that_decodes_nothing_the_publisher_sends_is_told(
     await alice.wait_receiving(from_user="bob", color="green", timeout=WAIT)
     assert await outbound_codec(alice, {"video/h264"}) == "video/h264"  # not steered
     assert (await alice.report()).messages("track-unavailable") == 0
+
+
+@pytest.mark.browser
+async def test_three_browsers_in_every_join_order_see_every_camera(
+    zvonok_server: ZvonokServer, chromium_peers: ChromiumPeers, firefox_peers: FirefoxPeers
+) -> None:
+    """A Chromium preferring H.264 (red), a Firefox without OpenH264 (green) and a plain Chromium
+    (blue) join in all six orders: each decodes both other cameras in the right colour."""
+    colours = {"h264": "red", "ff": "green", "plain": "blue"}
+    for n, order in enumerate(itertools.permutations(colours)):
+        users = [f"{who}{n}" for who in colours]
+        group = zvonok_server.create_group(users)
+        peers: dict[str, ChromiumPeer | FirefoxPeer] = {}
+        for who in order:
+            user, colour = f"{who}{n}", colours[who]
+            if who == "ff":
+                peers[who] = await firefox_peers.open(
+                    zvonok_server, user=user, room=group, kind="group", color=colour
+                )
+            else:
+                extra = {"codecFirst": "H264"} if who == "h264" else {}
+                peers[who] = await chromium_peers.open(
+                    zvonok_server, user=user, room=group, kind="group", color=colour, extra=extra
+                )
+        for who, peer in peers.items():
+            for other in peers:
+                if other != who:
+                    await peer.wait_receiving(
+                        from_user=f"{other}{n}", color=colours[other], timeout=WAIT
+                    )
+        for peer in peers.values():
+            await peer.leave()
+            await peer.close()
 
 
 #: The text on the demo's tile of a camera this browser cannot decode.

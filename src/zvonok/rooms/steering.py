@@ -2,11 +2,12 @@
 
 Owns the rule (docs/media.md, "Codec steering"), as a pure function of what the room knows: the
 codecs a publisher can send on a track (its negotiated list), the one it prefers (the first in its
-own order: what it sends when left alone), and the codecs each subscriber accepted for that track in its answer or offer. The
-server never decodes: steering only changes which codec the publisher *sends*, by listing only
-the decodable codecs in the server's next offer or answer to it (``SessionNegotiator
-.restrict_receive``); payload types stay the same, and every subscriber was offered every codec
-the publisher can send, so the forwarder maps the new payload type without renegotiating them.
+own order: what it sends when left alone), and the codecs each subscriber accepted for that track
+in its answer or offer. The server never decodes: steering only changes which codec the
+publisher *sends*, by listing only the decodable codecs in the server's next offer or answer to
+it (``SessionNegotiator.restrict_receive``); payload types stay the same, and every subscriber
+was offered every codec the publisher can send, so the forwarder maps the new payload type
+without renegotiating them.
 
 No I/O, no imports from outside ``zvonok.media.sdp``.
 """
@@ -42,8 +43,8 @@ def steer(
     """Pick the codecs a publisher may send.
 
     ``caps``: what the publisher can send, in our order (VP8, VP9, H.264); ``preferred``: what it
-    prefers, so sends when unrestricted (``None``: unknown, taken as ``caps[0]``); ``subscribers``: subscriber →
-    the codec keys it accepted for this track. Rules, in order:
+    prefers, so sends when unrestricted (``None``: unknown, taken as ``caps[0]``);
+    ``subscribers``: subscriber → the codec keys it accepted for this track. Rules, in order:
 
     1. A subscriber that accepts none of ``caps`` cannot be helped (``unsupported-codec``) and is
        left out of the choice.
