@@ -17,7 +17,7 @@ import socket
 import statistics
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,8 +118,9 @@ class NodePair:
         self.redis.stop()
 
 
-async def spawn_pair(directory: Path) -> NodePair:
-    """Redis, then two nodes on it, one data dir; stopped (by PID) if any fails to start."""
+async def spawn_pair(directory: Path, extra_env: Mapping[str, str] | None = None) -> NodePair:
+    """Redis, then two nodes on it, one data dir; stopped (by PID) if any fails to start.
+    ``extra_env``: more ``ZVONOK_*`` settings for both nodes."""
     redis = await spawn_redis(directory)
     pair = NodePair(redis)
     try:
@@ -129,6 +130,7 @@ async def spawn_pair(directory: Path) -> NodePair:
                 "ZVONOK_CLUSTER_BACKEND": "redis",
                 "ZVONOK_REDIS_URL": redis.url,
                 "ZVONOK_NODE_ID": node_id,
+                **(extra_env or {}),
             }
             pair.nodes.append(
                 await spawn_server(directory, extra_env=env, log_name=f"{node_id}.log")
