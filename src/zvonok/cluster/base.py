@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 
 
@@ -146,6 +147,17 @@ class ClusterUnavailable(Exception):
     def __init__(self, reason: str, *, retry_after: float = 2.0) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+    def refusal(self) -> SignalError:
+        """What the joining client is told: ``cluster-unavailable``, ``retryAfterMs``, close
+        1013 ("try again later", RFC 6455 §7.4.1 registry)."""
+        return SignalError(
+            "cluster-unavailable",
+            f"the cluster cannot place this call now ({self}); try again",
+            fatal=True,
+            close_code=1013,
+            retry_after_ms=max(int(self.retry_after * 1000), 100),
+        )
 
 
 class ClusterFull(Exception):

@@ -30,15 +30,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
+from ..cluster.base import ClusterUnavailable, RoomDirectory, SessionBinding, SessionDirectory
 from ..config import Settings
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..rooms.service import draining_refusal
 from ..rooms.sink import SignalSink
-from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
 from .frames import Frame
 from .link import Link, LinkClosed
+from .session import LinkedSession
 
 log = logging.getLogger("zvonok.relay")
 
@@ -336,6 +336,12 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ the workers' side
     async def _serve(self, handle: WorkerHandle, frame: Frame) -> Any:
+        try:
+            return await self._serve_directories(handle, frame)
+        except ClusterUnavailable as exc:  # a binding or claim needed Redis: the join is refused
+            raise exc.refusal() from None
+
+    async def _serve_directories(self, handle: WorkerHandle, frame: Frame) -> Any:
         params = frame.params
         if frame.method == "bind":
             session_id = SessionId(str(params["session"]))
@@ -431,79 +437,24 @@ class WorkerPool:
         return out
 
 
-class RelayedSession:
+class RelayedSession(LinkedSession):
     """A ``CallSession`` whose room lives in a worker process."""
 
     def __init__(
         self, handle: WorkerHandle, relay: int, session_id: SessionId, sink: SignalSink
     ) -> None:
+        super().__init__(handle.link, relay, session_id, sink)
         self._handle = handle
-        self.relay = relay
-        self._session_id = session_id
-        self.sink = sink
-        self._closed = False
 
-    @property
-    def session_id(self) -> SessionId:
-        return self._session_id
+    def lost_error(self) -> SignalError:
+        return _lost_error()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def _request(self, method: str, params: dict[str, Any]) -> None:
+    def check(self) -> None:
         if self._handle.lost:
             raise _lost_error()
-        try:
-            await self._handle.link.request(method, params, relay=self.relay)
-        except LinkClosed:
-            raise _lost_error() from None
 
-    async def offer(self, sdp: str) -> None:
-        await self._request("offer", {"sdp": sdp})
-
-    async def answer(self, sdp: str) -> None:
-        await self._request("answer", {"sdp": sdp})
-
-    async def ice(self, ice: IcePayload) -> None:
-        try:
-            ice.parsed_candidate()  # bad-candidate is judged here, as a local session would
-        except MessageError as exc:
-            raise SignalError(exc.code, exc.message) from None
-        await self._request("ice", {"ice": ice.to_json()})
-
-    async def leave(self) -> None:
-        try:
-            await self._request("leave", {})
-        finally:
-            self._handle.relays.pop(self.relay, None)
-
-    def detach(self, sink: SignalSink) -> None:
-        if self._handle.relays.pop(self.relay, None) is None:
-            return
-        with contextlib.suppress(LinkClosed):
-            self._handle.link.notify("detach", {}, relay=self.relay)
-
-    # ------------------------------------------------------------------ from the worker
-    def on_note(self, method: str, params: dict[str, Any]) -> None:
-        if method == "send":
-            try:
-                message = parse_server_object(params["m"])
-            except (MessageError, KeyError, TypeError) as exc:
-                log.error("worker sent an invalid server message: %s", exc)
-                return
-            self.sink.send(message)
-        elif method == "close":
-            self.sink.close(int(params.get("code", 1000)), str(params.get("reason", "")))
-        elif method == "ended":
-            self._closed = True
-
-    def lost(self) -> None:
-        """The worker died: tell the client, close its socket (it joins again)."""
-        self._closed = True
-        error = _lost_error()
-        self.sink.send(Error(error.code, error.message, retry_after_ms=0))
-        self.sink.close(error.close_code, error.code)
+    def forget(self) -> bool:
+        return self._handle.relays.pop(self.relay, None) is not None
 
 
 class RelayedRooms:

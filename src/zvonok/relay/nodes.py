@@ -48,9 +48,10 @@ from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..rooms.port import CallRooms, CallSession
 from ..rooms.sink import SignalSink
-from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
+from ..signaling.messages import IcePayload
 from .frames import Frame
 from .link import Link, LinkClosed
+from .session import LinkedSession
 from .sink import RelaySink
 
 if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
@@ -91,13 +92,7 @@ def room_moved() -> SignalError:
 
 
 def unavailable(exc: ClusterUnavailable) -> SignalError:
-    return SignalError(
-        CLUSTER_UNAVAILABLE,
-        f"the cluster cannot place this call now ({exc}); try again",
-        fatal=True,
-        close_code=TRY_LATER_CLOSE,
-        retry_after_ms=max(int(exc.retry_after * 1000), 100),
-    )
+    return exc.refusal()
 
 
 def full() -> SignalError:
@@ -164,81 +159,22 @@ class OwnedRooms:
         await self._leases.release(room)
 
 
-class RemoteSession:
+class RemoteSession(LinkedSession):
     """The edge's ``CallSession`` of a session whose room lives on another node."""
 
     def __init__(
         self, rooms: ClusteredRooms, node: str, link: Link, relay: int, session_id: SessionId,
         sink: SignalSink,
     ) -> None:  # fmt: skip
+        super().__init__(link, relay, session_id, sink)
         self._rooms = rooms
         self.node = node
-        self.link = link
-        self.relay = relay
-        self._session_id = session_id
-        self.sink = sink
-        self._closed = False
 
-    @property
-    def session_id(self) -> SessionId:
-        return self._session_id
+    def lost_error(self) -> SignalError:
+        return node_lost()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def _request(self, method: str, params: dict[str, Any]) -> None:
-        try:
-            await self.link.request(method, params, relay=self.relay)
-        except LinkClosed:
-            raise node_lost() from None
-
-    async def offer(self, sdp: str) -> None:
-        await self._request("offer", {"sdp": sdp})
-
-    async def answer(self, sdp: str) -> None:
-        await self._request("answer", {"sdp": sdp})
-
-    async def ice(self, ice: IcePayload) -> None:
-        try:
-            ice.parsed_candidate()  # bad-candidate is judged here, as a local session would
-        except MessageError as exc:
-            raise SignalError(exc.code, exc.message) from None
-        await self._request("ice", {"ice": ice.to_json()})
-
-    async def leave(self) -> None:
-        try:
-            await self._request("leave", {})
-        finally:
-            self._rooms.forget(self)
-
-    def detach(self, sink: SignalSink) -> None:
-        if not self._rooms.forget(self):
-            return
-        with contextlib.suppress(LinkClosed):
-            self.link.notify("detach", {}, relay=self.relay)
-
-    def on_note(self, method: str, params: dict[str, Any]) -> None:
-        if method == "send":
-            try:
-                message = parse_server_object(params["m"])
-            except (MessageError, KeyError, TypeError) as exc:
-                log.error("node %s sent an invalid server message: %s", self.node, exc)
-                return
-            self.sink.send(message)
-        elif method == "close":
-            self._closed = True
-            self.sink.close(int(params.get("code", 1000)), str(params.get("reason", "")))
-        elif method == "ended":
-            self._closed = True
-
-    def lost(self, error: SignalError) -> None:
-        """The owner is gone (or the room moved): tell the client, close its socket."""
-        if self._closed:
-            return
-        self._closed = True
-        self.sink.send(Error(error.code, error.message, retry_after_ms=0))
-        self.sink.close(error.close_code, error.code)
+    def forget(self) -> bool:
+        return self._rooms.forget(self)
 
 
 class ClusteredRooms:
