@@ -6,7 +6,9 @@ Owns ``SCENARIOS`` (mesh-4, fanout-2x5/2x10/2x20/2x40, calls-1to1-x25, audio-100
 and ``summary``. ``workers`` > 1 runs the server under test as a front and that many media
 worker processes: the CPU per delivered packet still counts every process, and the result adds
 each worker's CPU (``server_workers``) and which worker holds each room (``room_workers``,
-``rooms_per_worker``, from the server's ``/debug/state``). In each room the senders join first
+``rooms_per_worker``, from the server's ``/debug/state``). ``nodes`` 2 runs it on two nodes of a
+Redis the bench starts (``bench.cluster``): the result adds ``cluster``, join latency through the
+room's owner vs relayed through the other node. In each room the senders join first
 and start sending; the other participants join afterwards, and their join time (WebSocket open →
 first media packet) is what ``join_ms`` reports. Measurement happens in a window after a warm-up:
 packets are counted by their send time (carried in the packet), so nothing sent before or after
