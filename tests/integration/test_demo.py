@@ -209,19 +209,28 @@ def _size(path: Path) -> int:
 
 @contextlib.contextmanager
 def serve(
-    data_dir: Path, announce: str = "127.0.0.1", media_port: int | None = None, **env: str
+    data_dir: Path,
+    announce: str = "127.0.0.1",
+    media_port: int | None = None,
+    *,
+    log_name: str = "server.log",
+    started: list[subprocess.Popen[bytes]] | None = None,
+    **env: str,
 ) -> Iterator[str]:
-    """Run ``python -m zvonok serve`` in dev mode on loopback; yields its http base URL."""
+    """Run ``python -m zvonok serve`` in dev mode on loopback; yields its http base URL. Nodes
+    that share ``data_dir`` need their own ``log_name``; ``started`` collects the process."""
     port = _free_port(socket.SOCK_STREAM)
     media_port = media_port or _free_port(socket.SOCK_DGRAM)
     environ = {**os.environ, "ZVONOK_DEV_MODE": "true", "ZVONOK_MEDIA_HOST": "127.0.0.1", **env}
     args = [sys.executable, "-m", "zvonok", "serve", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--media-port", str(media_port), "--data-dir", str(data_dir)]
     args += ["--announce-ip", announce]
-    log_path = data_dir / "server.log"
+    log_path = data_dir / log_name
     SERVER_LOGS.append(log_path)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, env=environ, stdout=log, stderr=subprocess.STDOUT)
+        if started is not None:
+            started.append(proc)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 20
