@@ -165,8 +165,9 @@ async def _run(
         for i, user in enumerate(members):
             sender = i < s.senders
             publish = (not s.idle) and (sender or s.receivers_publish)
-            # two nodes: the senders through the first (it claims the room), then alternately
-            node = 0 if pair is None or sender else (i - s.senders) % 2
+            # two nodes: the senders through the first (it claims the room), the late joiners
+            # alternately, counted over the whole run (one late joiner per room still splits)
+            node = 0 if pair is None or sender else len(late) % 2
             through = target if pair is None else pair.nodes[node]
             client = BenchClient(
                 index=len(senders) + len(late), url=through.ws_url(kind, room_id),
