@@ -2,8 +2,10 @@
 tests (shared design ``cluster.md`` §7 "Harness").
 
 Owns ``RedisServer`` (no persistence: ``--save ""``, ``--appendonly no``; 127.0.0.1 on a free
-port; ``restart()`` brings it back empty on the same port) and ``RedisSentinel`` (one Sentinel
-monitoring a server, ``down-after-milliseconds 1000``, quorum 1). Each waits until it answers
+port; ``restart()`` brings it back empty on the same port; ``extra`` settings such as
+``min-replicas-to-write``) and ``RedisSentinel`` (a Sentinel monitoring a server,
+``down-after-milliseconds 1000``, quorum 1 unless told; several form a set when each has its own
+directory). Each waits until it answers
 ``PING`` and is stopped by PID (SIGTERM, then SIGKILL). Logs go to files in the test's tmp dir.
 Fixtures: ``redis_server`` (one per module, flushed before each test) and ``redis_sentinel``.
 
@@ -103,9 +105,12 @@ class RedisServer(_Process):
     """One ``redis-server`` without persistence on 127.0.0.1 (a replica of ``replica_of``'s
     port when given)."""
 
-    def __init__(self, root: Path, *, replica_of: int | None = None) -> None:
+    def __init__(
+        self, root: Path, *, replica_of: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(root, "redis-server")
         self.replica_of = replica_of
+        self.extra = extra
         self.start()
 
     @property
@@ -129,6 +134,7 @@ class RedisServer(_Process):
                 "--dir",
                 str(self.root),
                 *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
+                *self.extra,
             ]
         )
 
@@ -155,9 +161,12 @@ class RedisServer(_Process):
 
 
 class RedisSentinel(_Process):
-    """One ``redis-sentinel`` monitoring ``server`` as master ``MASTER_NAME`` (quorum 1)."""
+    """One ``redis-sentinel`` monitoring ``server`` as master ``MASTER_NAME`` (``quorum``
+    Sentinels must agree that it is down; ``down_after_ms`` without an answer makes it so)."""
 
-    def __init__(self, root: Path, server: RedisServer) -> None:
+    def __init__(
+        self, root: Path, server: RedisServer, *, quorum: int = 1, down_after_ms: int = 1000
+    ) -> None:
         super().__init__(root, "redis-sentinel")
         self.config = root / "sentinel.conf"
         self.config.write_text(
@@ -166,8 +175,8 @@ class RedisSentinel(_Process):
                     f"port {self.port}",
                     "bind 127.0.0.1",
                     f"dir {root}",
-                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {server.port} 1",
-                    f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
+                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {server.port} {quorum}",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
                     "",
                 ]
             )
@@ -185,6 +194,19 @@ class RedisSentinel(_Process):
             if time.monotonic() > deadline:
                 raise AssertionError(f"sentinel never saw the replica:\n{self.log_text()}")
             time.sleep(0.05)
+
+    def wait_sentinels(self, count: int) -> None:
+        """Wait until this Sentinel knows ``count`` other Sentinels of the master."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while command(self.port, "SENTINEL", "SENTINELS", MASTER_NAME).count(b"runid") < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sentinel never saw the others:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def master_port(self) -> int:
+        """The port of the master this Sentinel names now."""
+        reply = command(self.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        return int(reply.split(b"\r\n")[4])
 
     def failover(self) -> None:
         """``SENTINEL FAILOVER``: promote a replica now, without agreement (retried while
