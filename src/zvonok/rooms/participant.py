@@ -118,6 +118,8 @@ class Participant:
         #: told it that track is undecodable.
         self._sent_codecs: dict[str, CodecKey] = {}
         self._unavailable: dict[str, Unavailable] = {}
+        #: What this client accepted of each track it receives, as of its last negotiation.
+        self._decodable: dict[str, frozenset[CodecKey]] = {}
         self.negotiator = SessionNegotiator()
         self.media = MediaSession(worker=worker, router=room.router, on_state=self._on_state)
         self.log = logging.LoggerAdapter(
@@ -176,7 +178,7 @@ class Participant:
         """Put the room's new tracks into vacant m-lines (docs/protocol.md): the client already
         knows their SSRCs, so they flow at once, answered offer or not."""
         placed = self.negotiator.placed_track_ids()
-        filled = False
+        filled: set[str] = set()
         for track in self._wanted():
             if track.track_id in placed:
                 continue
@@ -184,10 +186,11 @@ class Participant:
             if got is not None:
                 self._send_ssrcs[track.track_id] = (got.ssrc, got.rtx_ssrc)
                 self.log.info("%s track %s fills a vacant m-line", track.kind, track.track_id)
-                filled = True
+                filled.add(track.track_id)
         if filled:
             self._sync_consumers(self.negotiator.sending)
-        return filled
+            schedule_steering(self.room, filled)  # it accepted codecs for them: steer
+        return bool(filled)
 
     def _wanted(self) -> list[SendTrack]:
         wanted = []
@@ -381,10 +384,15 @@ class Participant:
             for candidate in self.pending_ice:
                 self._add_candidate(candidate)
             self.pending_ice.clear()
+        before = self._decodable
         self._sync_published(result.published)
         self._sync_consumers(result.sending)
         self._learn_sent_codecs()
-        schedule_steering(self.room)
+        self._decodable = self.negotiator.decodable_map()
+        # Only the tracks whose codecs changed for this client, and its own tracks, need a look.
+        changed = {t for t in before.keys() | self._decodable.keys()
+                   if before.get(t) != self._decodable.get(t)}  # fmt: skip
+        schedule_steering(self.room, changed | set(self.published.values()))
 
     # ------------------------------------------------------------------ codec steering
     def _learn_sent_codecs(self) -> None:
@@ -564,27 +572,34 @@ class Participant:
             self._stall_timer = None
         self.media.close()  # its consumers, then the transport
         self.state = ConnectionState.CLOSED
-        schedule_steering(self.room)  # what it could not decode may now be sent again
+        # What it could not decode may now be sent in the publisher's own codec again.
+        schedule_steering(self.room, set(self._decodable))
 
 
-def schedule_steering(room: Room[Participant]) -> None:
-    """Run ``steer_room`` once at the next loop turn (many negotiations may end in one)."""
-    if room.steering_due or room.closed:
+def schedule_steering(room: Room[Participant], track_ids: set[str]) -> None:
+    """Look at ``track_ids`` in one ``steer_room`` at the next loop turn (many negotiations
+    may end in one)."""
+    if room.closed or not track_ids:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # no loop (a synchronous tool): nothing is forwarded either
-    room.steering_due = True
-    loop.call_soon(steer_room, room)
+    if not room.steering_due:
+        loop.call_soon(steer_room, room)
+    room.steering_due |= track_ids
 
 
 def steer_room(room: Room[Participant]) -> None:
-    """Codec steering for every published video track of ``room`` (docs/media.md)."""
-    room.steering_due = False
+    """Codec steering for the published video tracks of ``room`` that changed (docs/media.md).
+    Costs one look-up per participant for each of them."""
+    due, room.steering_due = room.steering_due, set()
     if room.closed:
         return
-    for entry in list(room.published.values()):
+    for track_id in due:
+        entry = room.published.get(track_id)
+        if entry is None:
+            continue
         publisher = entry.publisher
         if entry.track.kind != "video" or entry.producer.closed or publisher.closed:
             continue

@@ -97,8 +97,9 @@ class Room(Generic[M]):
         self.published: dict[str, PublishedEntry[M]] = {}
         self._unsubscribe_tick = unsubscribe_tick
         self.closed = False
-        #: A codec-steering pass is due (``participant.schedule_steering``): one per loop turn.
-        self.steering_due = False
+        #: Track ids a codec-steering pass must look at (``participant.schedule_steering``): a
+        #: pass runs once per loop turn while this is not empty.
+        self.steering_due: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.participants)

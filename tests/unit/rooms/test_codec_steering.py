@@ -171,6 +171,15 @@ def test_firefox_without_openh264_accepts_only_vp8_and_vp9_of_a_chromium_camera(
     assert accepted is not None and {k[0] for k in accepted} == {"vp8", "vp9"}
 
 
+def test_a_track_filling_a_vacant_m_line_is_decodable_at_once() -> None:
+    neg = SessionNegotiator()
+    neg.apply_offer(sdp_fixture("chromium_offer_audio_video.sdp"), [], lambda _: LOCAL)
+    assert neg.decodable_map() == {}  # vacant placeholders carry no track
+    vp8 = [RtpCodec(96, "VP8", 90000, None, {}, [])]
+    assert neg.fill_vacant(SendTrack("t1", "a", "video", vp8, 7, 8, "a")) is not None
+    assert neg.decodable("t1") is not None and VP8 in neg.decodable("t1")  # type: ignore[operator]
+
+
 def test_a_refused_track_decodes_nothing() -> None:
     h264 = [RtpCodec(102, "H264", 90000, None, {"packetization-mode": "1",
                                                 "profile-level-id": "42e01f"}, [])]  # fmt: skip

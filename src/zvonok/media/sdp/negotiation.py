@@ -103,6 +103,7 @@ class SessionNegotiator:
         self._recv_filter: dict[str, frozenset[CodecKey]] = {}
         #: mid -> the codecs (with RTX) negotiated for a client-sent m-line while unrestricted.
         self._recv_caps: dict[str, list[RtpCodec]] = {}
+        self._decodable: dict[str, frozenset[CodecKey]] | None = None  # cache of decodable_map
 
     # ------------------------------------------------------------------ offers by the server
     def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
@@ -351,6 +352,7 @@ class SessionNegotiator:
         if not fingerprints:
             raise ValueError("description has no a=fingerprint")
         self.slots = slots
+        self._decodable = None
         self._pending = None
         self._before_offer = None
         self.state = "stable"
@@ -427,14 +429,22 @@ class SessionNegotiator:
     def decodable(self, track_id: str) -> frozenset[CodecKey] | None:
         """The codec keys the client accepted for our track ``track_id`` (empty: it refused
         every one), or ``None`` while no answered m-line carries it."""
-        found: frozenset[CodecKey] | None = None
-        for slot in self.slots:
-            if slot.send is None or slot.vacant or slot.send.track_id != track_id:
-                continue
-            if slot.client_receives and not slot.stopped:
-                return frozenset(codec_key(c) for c in slot.codecs if _apt(c) is None)
-            found = frozenset()
-        return found
+        return self.decodable_map().get(track_id)
+
+    def decodable_map(self) -> dict[str, frozenset[CodecKey]]:
+        """``decodable`` for every track in a negotiated m-line (computed once per change)."""
+        if self._decodable is None:
+            found: dict[str, frozenset[CodecKey]] = {}
+            for slot in self.slots:
+                if slot.send is None or slot.vacant:
+                    continue
+                if slot.client_receives and not slot.stopped:
+                    keys = frozenset(codec_key(c) for c in slot.codecs if _apt(c) is None)
+                    found[slot.send.track_id] = keys
+                else:
+                    found.setdefault(slot.send.track_id, frozenset())
+            self._decodable = found
+        return self._decodable
 
     def _receive_codecs(self, mid: str) -> list[RtpCodec]:
         """Our list for a client-sent m-line: its codecs in the client's order, cut down to
@@ -462,6 +472,7 @@ class SessionNegotiator:
                 continue
             placed = replace(track, ssrc=holder.ssrc, rtx_ssrc=holder.rtx_ssrc)
             slot.send, slot.vacant = placed, False
+            self._decodable = None
             for twin in self._pending or ():
                 if twin.index == slot.index and twin.vacant and twin.send == holder:
                     twin.send, twin.vacant = placed, False
