@@ -168,7 +168,10 @@ async def failover_under_a_call(
     else:
         os.kill(old.pid, signal.SIGKILL)
     # carol joins through the owner while the master changes: the server's re-offer to the
-    # relayed client and its answer cross the SignalBus during the failover
+    # relayed client and its answer cross the SignalBus during the failover. (Not an aiortc
+    # ``add_screen_share``: today a publisher's second video track stops the aiortc receiver's
+    # whole transport, on a single node too: aiortc's header-extension parser raises on one of
+    # the forwarded packets. A media-path bug of its own, reported with issue 14's failover work.)
     carol = await aiortc_peers.open(
         nodes[owner], "carol", group, "green", kind="group", session_id="c-1"
     )
