@@ -34,7 +34,7 @@ from ..cluster.base import ClusterUnavailable, RoomDirectory, SessionBinding, Se
 from ..config import Settings
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
-from ..rooms.service import draining_refusal
+from ..rooms.service import draining_refusal, shutdown_refusal
 from ..rooms.sink import SignalSink
 from .frames import Frame
 from .link import Link, LinkClosed
@@ -477,9 +477,7 @@ class RelayedRooms:
         sink: SignalSink,
     ) -> RelayedSession:
         if self._closing:
-            raise SignalError(
-                "shutdown", "the server is shutting down", fatal=True, close_code=1012
-            )
+            raise shutdown_refusal()
         if self.pool.drain_until is not None:
             pinned = self.pool.pins.get(key)
             if pinned is None or not pinned.live:

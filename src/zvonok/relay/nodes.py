@@ -47,6 +47,7 @@ from ..cluster.base import (
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..rooms.port import CallRooms, CallSession
+from ..rooms.service import shutdown_refusal
 from ..rooms.sink import SignalSink
 from ..signaling.messages import IcePayload
 from .frames import Frame
@@ -250,9 +251,7 @@ class ClusteredRooms:
         sink: SignalSink,
     ) -> CallSession:
         if self.closing:
-            raise SignalError(
-                "shutdown", "the server is shutting down", fatal=True, close_code=1012
-            )
+            raise shutdown_refusal()
         target: str | None = None
         for _ in range(MAX_HOPS + 1):
             if target is None:
@@ -321,9 +320,7 @@ class ClusteredRooms:
             claimed = False
             if key not in self.leases.held:
                 if self.inner.closing:
-                    raise SignalError(
-                        "shutdown", "the server is shutting down", fatal=True, close_code=1012
-                    )
+                    raise shutdown_refusal()
                 if self._degraded():
                     raise self._cluster_down()
                 try:

@@ -51,6 +51,11 @@ _GOODBYES = {
 }
 
 
+def shutdown_refusal() -> SignalError:
+    """The answer to a join while the node shuts down (close 1012: join again elsewhere)."""
+    return SignalError(SHUTDOWN, "the server is shutting down", fatal=True, close_code=1012)
+
+
 def draining_refusal() -> SignalError:
     """The answer to a join that would create a room on a draining node."""
     return SignalError(
@@ -126,9 +131,7 @@ class RoomService:
     ) -> tuple[Participant, bool]:
         """Enter (or resume) a session; raises ``SignalError`` when refused."""
         if self.closing:
-            raise SignalError(
-                "shutdown", "the server is shutting down", fatal=True, close_code=1012
-            )
+            raise shutdown_refusal()
         async with self._lock:
             binding = SessionBinding(user_id, key)
             held = await self._session_dir.bind(session_id, binding)
