@@ -494,8 +494,6 @@ class Participant:
             if track_id not in sending or consumer.closed:
                 self.media.close_consumer(track_id)
         for track_id, accepted in sending.items():
-            if track_id in self.media.consumers:
-                continue
             entry = self.room.published.get(track_id)
             if entry is None or entry.producer.closed:
                 continue
@@ -508,6 +506,12 @@ class Participant:
                 rtx_ssrc=rtx_ssrc,
                 cname=entry.publisher.session_id,
             )
+            current = self.media.consumers.get(track_id)
+            if current is not None:
+                # A renegotiation may renumber this m-line's payload types and extension ids.
+                if params is not None:
+                    current.update(params)
+                continue
             if params is None:
                 self.log.warning("no common codec for track %s", track_id)
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
+from zvonok.media.forwarding.types import ConsumerParams
 from zvonok.media.packets.rtcp import (
     Pli,
     ReportBlock,
@@ -195,3 +196,26 @@ def test_consumer_close_stops_forwarding() -> None:
     c.close()
     producer.receive_rtp(rtp(2))
     assert len(sink.rtp) == 1 and "c0" not in router.consumers and producer.consumers == []
+
+
+def test_update_renumbers_payload_types_and_extension_ids_mid_stream() -> None:
+    """aiortc renumbers every m-line in each offer it makes (its defaults: mid 1, audio level 2,
+    abs-send-time 3); a consumer keeping the old ids sent abs-send-time under the id the
+    subscriber now reads as audio level, and aiortc's transport died parsing it."""
+    _, router, producer, _ = setup()
+    c, sink = consumer(router, producer)
+    producer.receive_rtp(rtp(100, 9000, payload=VP8_KEY, ext=EXT))
+    c.update(
+        ConsumerParams(
+            consumer_id="c0", ssrc=0x2000, rtx_ssrc=0x3000, payload_types={97: 98},
+            rtx_payload_types={98: 99}, ext_id_map={3: 3, 5: 2}, cname="pub-0",
+        )
+    )  # fmt: skip
+    producer.receive_rtp(rtp(101, 12000, ext=EXT))
+    before, after = (RtpPacket.parse(p) for p in sink.rtp)
+    assert before.extensions == [(10, b"\x01\x02\x03")] and before.payload_type == 96
+    assert after.extensions == [(3, b"\x01\x02\x03"), (2, b"\x00\x07")]
+    assert after.payload_type == 98 and after.ssrc == before.ssrc == 0x2000
+    assert after.sequence_number == (before.sequence_number + 1) & 0xFFFF
+    assert (after.timestamp - before.timestamp) & 0xFFFF_FFFF == 3000
+    assert c.packets_sent == 2 and not c.waiting  # no new keyframe needed

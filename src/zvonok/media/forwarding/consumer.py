@@ -137,6 +137,21 @@ class Consumer:
         rebuild the forwarder on the new one, numbering and counters carried over."""
         if self.closed:
             return
+        self._rebuild()
+
+    def update(self, params: ConsumerParams) -> None:
+        """The subscriber renegotiated its m-line with other payload types or header-extension
+        ids (aiortc renumbers both in every offer it makes, RFC 8285 §6 lets it): forward with
+        the new maps from the next packet on, numbering and counters carried over."""
+        pts = dict(params.payload_types)
+        rtx_pts = dict(params.rtx_payload_types)
+        ext = ext_id_table(params.ext_id_map)
+        if self.closed or (pts == self._pts and rtx_pts == self._rtx_pts and ext == self._ext):
+            return
+        self._pts, self._rtx_pts, self._ext = pts, rtx_pts, ext
+        self._rebuild()
+
+    def _rebuild(self) -> None:
         old = self.core
         core = make_forwarder(
             self._sink,
