@@ -93,7 +93,9 @@ def test_mesh4_two_workers_counts_every_process(tmp_path: Path) -> None:
             assert workers[name]["cpu_s"] > 0, result
     # the CPU per packet counts the front and every worker: the workers' CPU is part of it
     assert result["server_front_cpu_s"] >= 0
-    assert sum(w["cpu_s"] for w in workers.values()) <= result["server_cpu_s"]
+    # (each figure is counted in 10 ms ticks and rounded: their sum may pass the total slightly)
+    slack = 0.005 * (len(workers) + 1) + 1e-9
+    assert sum(w["cpu_s"] for w in workers.values()) <= result["server_cpu_s"] + slack
     assert set(result["server_rss_empty_processes_mb"]) == {"front", "0", "1"}
     assert "worker 0 (pid" in stdout and "worker 1 (pid" in stdout
 
