@@ -92,10 +92,6 @@ def room_moved() -> SignalError:
     )
 
 
-def unavailable(exc: ClusterUnavailable) -> SignalError:
-    return exc.refusal()
-
-
 def full() -> SignalError:
     return SignalError(
         CLUSTER_FULL,
@@ -149,7 +145,7 @@ class OwnedRooms:
             result = await self._leases.claim_lease(room)
         except ClusterUnavailable as exc:
             self.live.discard(room)
-            raise unavailable(exc) from None
+            raise exc.refusal() from None
         if not isinstance(result, Claimed):
             self.live.discard(room)
             raise room_moved()
@@ -275,7 +271,7 @@ class ClusteredRooms:
         )
 
     def _cluster_down(self) -> SignalError:
-        return unavailable(ClusterUnavailable("redis unreachable"))
+        return ClusterUnavailable("redis unreachable").refusal()
 
     async def _locate(self, key: RoomKey) -> str:
         if key in self.leases.held:
@@ -288,7 +284,7 @@ class ClusteredRooms:
                 return lease.owner
             return await self.registry.pick()
         except ClusterUnavailable as exc:
-            raise unavailable(exc) from None
+            raise exc.refusal() from None
         except ClusterFull:
             raise full() from None
 
@@ -326,7 +322,7 @@ class ClusteredRooms:
                 try:
                     result = await self.leases.claim_lease(key)
                 except ClusterUnavailable as exc:
-                    raise unavailable(exc) from None
+                    raise exc.refusal() from None
                 if not isinstance(result, Claimed):
                     return _Moved(result.owner)
                 claimed = True
@@ -337,7 +333,7 @@ class ClusteredRooms:
                     with contextlib.suppress(Exception):
                         await self.leases.release(key)
                 if isinstance(exc, ClusterUnavailable):  # a session binding needed Redis
-                    raise unavailable(exc) from None
+                    raise exc.refusal() from None
                 raise
 
     async def _join_remote(
