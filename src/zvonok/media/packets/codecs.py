@@ -2,7 +2,10 @@
 
 Owns: the VP8 payload descriptor (RFC 7741 §4.2) and payload header (§4.3: P bit), the VP9
 payload descriptor with its scalability structure (RFC 9628 §4.2, §4.2.1), and H.264 NAL unit
-headers of single NAL, STAP-A and FU-A packets (RFC 6184 §5.3, §5.7.1, §5.8).
+headers of single NAL, STAP-A and FU-A packets (RFC 6184 §5.3, §5.7.1, §5.8); the picture
+size of a keyframe: the VP8 key frame header (RFC 6386 §9.1: frame tag, start code, 14-bit
+width and height), the H.264 sequence parameter set (ITU-T H.264 §7.3.2.1.1, exp-Golomb fields,
+frame cropping) and the VP9 scalability structure's resolutions (RFC 9628 §4.2.1).
 Must not import anything from zvonok outside ``zvonok.media``.
 
 ``is_keyframe`` is the hot-path entry: it never raises and answers False for anything it cannot
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 
 Payload = bytes | bytearray | memoryview
 KeyframeDetector = Callable[[Payload], bool]
+FrameSizeReader = Callable[[Payload], "tuple[int, int] | None"]
 
 H264_NAL_IDR = 5
 H264_NAL_SPS = 7
@@ -293,4 +297,183 @@ _DETECTORS: dict[str, KeyframeDetector] = {
     "vp8": vp8_is_keyframe,
     "vp9": vp9_is_keyframe,
     "h264": h264_is_keyframe,
+}
+
+
+# -- picture size of a keyframe -----------------------------------------------------------------
+
+VP8_START_CODE = b"\x9d\x01\x2a"
+
+
+def vp8_frame_size(payload: Payload) -> tuple[int, int] | None:
+    """(width, height) from the key frame header at the start of a VP8 keyframe's first
+    partition (RFC 6386 §9.1; the 2-bit scaling fields are dropped); None otherwise."""
+    try:
+        d = Vp8Descriptor.parse(payload)
+    except ValueError:
+        return None
+    pos = d.size
+    if not d.keyframe or pos + 10 > len(payload):
+        return None
+    if bytes(payload[pos + 3 : pos + 6]) != VP8_START_CODE:
+        return None
+    width = (payload[pos + 6] | payload[pos + 7] << 8) & 0x3FFF
+    height = (payload[pos + 8] | payload[pos + 9] << 8) & 0x3FFF
+    return (width, height) if width and height else None
+
+
+class _Bits:
+    """An RBSP bit reader (emulation prevention bytes already removed); ``ValueError`` at end."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self.pos >> 3
+            if byte >= len(self.data):
+                raise ValueError("H.264 SPS is truncated")
+            value = value << 1 | (self.data[byte] >> (7 - (self.pos & 7)) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while not self.u(1):
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("H.264 exp-Golomb code is too long")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def _rbsp(nal: Payload) -> bytes:
+    """The NAL unit's payload without its header byte and emulation prevention bytes."""
+    out = bytearray()
+    zeros = 0
+    for b in bytes(nal[1:]):
+        if zeros >= 2 and b == 3:
+            zeros = 0
+            continue
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+#: profile_idc values whose SPS carries chroma format, bit depths and scaling matrices.
+_H264_HIGH_PROFILES = frozenset((100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135))
+
+
+def h264_sps_frame_size(nal: Payload) -> tuple[int, int]:
+    """(width, height) of an H.264 sequence parameter set NAL unit (header byte included),
+    frame cropping applied (ITU-T H.264 §7.3.2.1.1, §7.4.2.1.1). Raises ``ValueError``."""
+    if not len(nal) or nal[0] & 0x1F != H264_NAL_SPS:
+        raise ValueError("not an H.264 SPS")
+    r = _Bits(_rbsp(nal))
+    profile = r.u(8)
+    r.u(16)  # constraint flags, level_idc
+    r.ue()  # seq_parameter_set_id
+    chroma_format = 1
+    separate_planes = 0
+    if profile in _H264_HIGH_PROFILES:
+        chroma_format = r.ue()
+        if chroma_format == 3:
+            separate_planes = r.u(1)
+        r.ue()  # bit_depth_luma_minus8
+        r.ue()  # bit_depth_chroma_minus8
+        r.u(1)  # qpprime_y_zero_transform_bypass_flag
+        if r.u(1):  # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma_format != 3 else 12):
+                if r.u(1):
+                    last = next_scale = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if next_scale:
+                            next_scale = (last + r.se()) % 256
+                        last = next_scale or last
+    r.ue()  # log2_max_frame_num_minus4
+    poc_type = r.ue()
+    if poc_type == 0:
+        r.ue()  # log2_max_pic_order_cnt_lsb_minus4
+    elif poc_type == 1:
+        r.u(1)
+        r.se()
+        r.se()
+        for _ in range(r.ue()):
+            r.se()
+    r.ue()  # max_num_ref_frames
+    r.u(1)  # gaps_in_frame_num_value_allowed_flag
+    width = (r.ue() + 1) * 16
+    map_units = r.ue() + 1
+    frame_mbs_only = r.u(1)
+    height = (2 - frame_mbs_only) * map_units * 16
+    if not frame_mbs_only:
+        r.u(1)  # mb_adaptive_frame_field_flag
+    r.u(1)  # direct_8x8_inference_flag
+    if r.u(1):  # frame_cropping_flag
+        left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+        if separate_planes or chroma_format == 0:
+            unit_x, unit_y = 1, 2 - frame_mbs_only
+        else:
+            unit_x = 1 if chroma_format == 3 else 2
+            unit_y = (2 if chroma_format == 1 else 1) * (2 - frame_mbs_only)
+        width -= (left + right) * unit_x
+        height -= (top + bottom) * unit_y
+    if width <= 0 or height <= 0:
+        raise ValueError("H.264 SPS crops the whole picture")
+    return width, height
+
+
+def h264_frame_size(payload: Payload) -> tuple[int, int] | None:
+    """(width, height) from an SPS carried as a single NAL unit or inside a STAP-A; None when
+    the packet carries no (readable) SPS."""
+    n = len(payload)
+    if not n:
+        return None
+    kind = payload[0] & 0x1F
+    try:
+        if kind == H264_NAL_SPS:
+            return h264_sps_frame_size(payload)
+        if kind == H264_STAP_A:
+            pos = 1
+            while pos + 2 < n:
+                size = payload[pos] << 8 | payload[pos + 1]
+                if size == 0 or pos + 2 + size > n:
+                    return None
+                if payload[pos + 2] & 0x1F == H264_NAL_SPS:
+                    return h264_sps_frame_size(payload[pos + 2 : pos + 2 + size])
+                pos += 2 + size
+    except ValueError:
+        return None
+    return None
+
+
+def vp9_frame_size(payload: Payload) -> tuple[int, int] | None:
+    """(width, height) of the highest spatial layer listed in a keyframe's scalability
+    structure (RFC 9628 §4.2.1, Y bit); None without one."""
+    try:
+        d = Vp9Descriptor.parse(payload)
+    except ValueError:
+        return None
+    if d.scalability is None or not d.scalability.resolutions:
+        return None
+    width, height = d.scalability.resolutions[-1]
+    return (width, height) if width and height else None
+
+
+def frame_size_reader(mime: str) -> FrameSizeReader | None:
+    """The function reading a keyframe's picture size for codec ``mime``, or None."""
+    return _FRAME_SIZE.get(mime.rpartition("/")[2].lower())
+
+
+_FRAME_SIZE: dict[str, FrameSizeReader] = {
+    "vp8": vp8_frame_size,
+    "vp9": vp9_frame_size,
+    "h264": h264_frame_size,
 }

@@ -122,6 +122,59 @@ def rtp_payload_bounds(data: bytes | bytearray) -> tuple[int, int]:
     return start, end
 
 
+def read_extension(data: bytes | bytearray, ext_id: int) -> bytes | None:
+    """The value of header extension ``ext_id`` (RFC 8285 one-byte ``0xBEDE`` or two-byte
+    ``0x100X`` form), or None when the packet has no such element or its header is malformed.
+
+    Never raises: it reads packets from the network before anything has validated them.
+    """
+    n = len(data)
+    if n < RTP_HEADER_SIZE or not data[0] & 0x10 or not 1 <= ext_id <= 255:
+        return None
+    pos = RTP_HEADER_SIZE + (data[0] & 0x0F) * 4
+    if pos + 4 > n:
+        return None
+    profile = data[pos] << 8 | data[pos + 1]
+    i = pos + 4
+    end = i + (data[pos + 2] << 8 | data[pos + 3]) * 4
+    if end > n:
+        return None
+    if profile == EXT_ONE_BYTE:
+        if ext_id > 14:
+            return None
+        while i < end:
+            b = data[i]
+            if b == 0:
+                i += 1
+                continue
+            eid = b >> 4
+            if eid == 15:  # RFC 8285 §4.2: stop processing the block
+                return None
+            length = (b & 0x0F) + 1
+            if i + 1 + length > end:
+                return None
+            if eid == ext_id:
+                return bytes(data[i + 1 : i + 1 + length])
+            i += 1 + length
+        return None
+    if profile & EXT_TWO_BYTE_MASK == EXT_TWO_BYTE:
+        while i < end:
+            eid = data[i]
+            if eid == 0:
+                i += 1
+                continue
+            if i + 2 > end:
+                return None
+            length = data[i + 1]
+            if i + 2 + length > end:
+                return None
+            if eid == ext_id:
+                return bytes(data[i + 2 : i + 2 + length])
+            i += 2 + length
+        return None
+    return None
+
+
 def ext_id_table(mapping: Mapping[int, int]) -> bytes:
     """A 256-entry lookup table ``old id -> new id`` (0 = remove) for ``rewrite_rtp``."""
     table = bytearray(256)
