@@ -5,7 +5,11 @@ and header-extension ids (RFC 3550 §5.1, RFC 8285) on a copy of the raw bytes; 
 keyframe after start/resume; NACK answers from the producer's history as RTX (RFC 4585 §6.2.1,
 RFC 4588 §4) or plain resends; keyframe requests passed to the producer; sender reports
 (RFC 3550 §6.4.1) derived from the publisher's so that lip sync holds, with SDES CNAME (§6.5);
-loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8).
+loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8); the layer it receives of a
+simulcast track (``target_layer``, ``current_layer``): a switch waits for a keyframe of the
+target layer (a ``_SwitchProbe`` in that layer's fan-out, PLI/FIR upstream) while the current
+layer keeps flowing, then moves the forwarder with continuous sequence numbers and timestamps
+(the layers aligned by their sender reports, else by the wall clock).
 Must not import anything from zvonok outside ``zvonok.media``. Sees its producer only through
 ``ConsumedTrack`` (the producer module imports this one, not the other way round).
 """
@@ -13,7 +17,7 @@ Must not import anything from zvonok outside ``zvonok.media``. Sees its producer
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from struct import unpack_from
 from typing import Protocol
 
@@ -32,6 +36,48 @@ from .types import ConsumerParams, PacketSink
 SENDER_REPORT_INTERVAL = 1.0
 MAX_NACKED_PER_REQUEST = 128
 _SENT_SR_KEPT = 8
+#: A pending layer switch without a keyframe of the target layer is given up (and asked again)
+#: after this many seconds.
+SWITCH_TIMEOUT = 3.0
+_U32 = 0xFFFF_FFFF
+
+
+class _ReceiveClock(Protocol):
+    """The two fields of a layer's receive statistics a switch reads (RFC 3550 A.8 state)."""
+
+    @property
+    def last_ts(self) -> int: ...
+
+    @property
+    def last_transit(self) -> int: ...
+
+
+class ConsumedLayer(Protocol):
+    """One stream of the producer (``layers.ProducerLayer`` satisfies it)."""
+
+    @property
+    def rid(self) -> str | None: ...
+
+    @property
+    def history(self) -> PacketHistory | None:
+        """The layer's recent packets, for NACK answers (video only)."""
+        ...
+
+    @property
+    def last_sr(self) -> tuple[int, int, float] | None:
+        """The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time)."""
+        ...
+
+    @property
+    def stats(self) -> _ReceiveClock: ...
+
+    def request_keyframe(self) -> None: ...
+
+    def attach(self, item: object) -> None: ...
+
+    def detach(self, item: object) -> None: ...
+
+    def replace(self, old: object, new: object) -> None: ...
 
 
 class ConsumedTrack(Protocol):
@@ -44,26 +90,37 @@ class ConsumedTrack(Protocol):
     def clock_rate(self) -> int: ...
 
     @property
-    def history(self) -> PacketHistory | None:
-        """The producer's recent packets, for NACK answers (video only)."""
-        ...
+    def layers(self) -> Sequence[ConsumedLayer]: ...
 
-    @property
-    def last_sr(self) -> tuple[int, int, float] | None:
-        """The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time)."""
-        ...
-
-    def request_keyframe(self) -> None: ...
+    def default_layer(self) -> int: ...
 
     def remove_consumer(self, consumer: Consumer) -> None: ...
 
-    def refresh_fanout(self) -> None:
-        """Re-read every consumer's ``core`` (one was rebuilt by ``Consumer.retarget``)."""
-        ...
+
+class _SwitchProbe:
+    """Sits in the target layer's fan-out until that layer's next keyframe (any packet for
+    audio), then hands the switch to its consumer. Called from the (compiled) fan-out: never
+    raises."""
+
+    __slots__ = ("consumer", "layer", "since")
+
+    def __init__(self, consumer: Consumer, layer: int, since: float) -> None:
+        self.consumer = consumer
+        self.layer = layer
+        self.since = since
+
+    def forward(self, packet: bytes, keyframe: bool = False) -> None:
+        if keyframe or not self.consumer._video:
+            self.consumer._complete_switch(self, packet)
 
 
 class Consumer:
-    """Forwards one producer's packets to one subscriber. Created by ``Router.consume``."""
+    """Forwards one producer's packets to one subscriber. Created by ``Router.consume``.
+
+    Layers (``producer.layers``; a plain track has one): ``target_layer`` is the layer wanted
+    (None: paused for bandwidth), ``current_layer`` the one whose packets are forwarded (None
+    while paused for bandwidth), ``layer_switches`` the switches completed.
+    """
 
     def __init__(
         self,
@@ -100,6 +157,15 @@ class Consumer:
             ts_offset=secrets.randbits(32),
             last_out_seq=secrets.randbits(16),
         )
+        #: The layer whose fan-out holds ``core`` (None: paused for bandwidth, or detached).
+        self._home: int | None = producer.default_layer()
+        self._target: int | None = self._home
+        self._probe: _SwitchProbe | None = None
+        #: Output timestamp (and when) at which the forwarder left its last layer with no
+        #: successor yet (bandwidth pause, encoder restart): the wall-clock fallback's origin.
+        self._anchor: tuple[int, float] | None = None
+        self.layer_switches = 0
+        self.switch_timeouts = 0
         self._rtx_seq = secrets.randbits(16)
         self._last_sr = float("-inf")
         self._sent_srs: dict[int, float] = {}
@@ -128,7 +194,192 @@ class Consumer:
     @property
     def waiting(self) -> bool:
         """True while a started consumer waits for its start point (video: a keyframe)."""
-        return self.core.blocked and not self.core.held
+        return self._home is not None and self.core.blocked and not self.core.held
+
+    # -- layers ----------------------------------------------------------------------------
+
+    @property
+    def target_layer(self) -> int | None:
+        """The layer this subscriber should receive (an index of ``producer.layers``), None to
+        pause the video for bandwidth. Setting it starts a switch at the layer's next keyframe."""
+        return self._target
+
+    @target_layer.setter
+    def target_layer(self, index: int | None) -> None:
+        if index is not None and not 0 <= index < len(self.producer.layers):
+            raise ValueError(f"layer {index} is not one of {len(self.producer.layers)}")
+        self._target = index
+        if not self.closed:
+            self._apply_target()
+
+    @property
+    def current_layer(self) -> int | None:
+        """The layer being forwarded (or waited on for a first keyframe); None when paused for
+        bandwidth."""
+        return self._home
+
+    @property
+    def switch_pending(self) -> bool:
+        return self._probe is not None
+
+    @property
+    def current_rid(self) -> str | None:
+        return self.producer.layers[self._home].rid if self._home is not None else None
+
+    def attach(self) -> None:
+        """Put the forwarder into its layer's fan-out (``Producer.add_consumer``)."""
+        if self._home is not None and not self.closed:
+            self.producer.layers[self._home].attach(self.core)
+
+    def detach(self) -> None:
+        """Take the forwarder and any pending switch out of every fan-out."""
+        self._cancel_probe()
+        if self._home is not None:
+            self.producer.layers[self._home].detach(self.core)
+
+    def layer_restarted(self, index: int) -> None:
+        """Layer ``index`` is now sent under a new SSRC (the encoder restarted: new sequence
+        and timestamp spaces): a forwarder on it re-syncs at its next keyframe."""
+        if self.closed or self._home != index:
+            return
+        self._leave_home()
+        self._apply_target()
+
+    def _apply_target(self) -> None:
+        target = self._target
+        if target is None:
+            self._cancel_probe()
+            if self._home is not None:
+                self._leave_home()
+            return
+        if self.paused:
+            return  # applied on resume
+        if target == self._home:
+            self._cancel_probe()
+            return
+        if self._probe is not None and self._probe.layer == target:
+            return
+        self._cancel_probe()
+        probe = _SwitchProbe(self, target, self._clock())
+        self._probe = probe
+        layer = self.producer.layers[target]
+        layer.attach(probe)
+        if self._video:
+            layer.request_keyframe()
+
+    def _cancel_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            self.producer.layers[probe.layer].detach(probe)
+
+    def _leave_home(self) -> None:
+        """Stop forwarding without a successor layer yet; remember the output clock."""
+        home = self._home
+        if home is None:
+            return
+        now = self._clock()
+        ts = self._output_ts(now)
+        if ts is not None:
+            self._anchor = (ts, now)
+        self.producer.layers[home].detach(self.core)
+        self.core.blocked = True
+        self._home = None
+
+    def _output_ts(self, now: float) -> int | None:
+        """The output timestamp the stream would carry at ``now``: the current layer's last
+        frame extrapolated by the wall clock (RFC 3550 A.8 transit = arrival - timestamp),
+        or the anchor's; None when nothing was forwarded yet."""
+        rate = self.producer.clock_rate
+        if self._home is not None and self.core.packets_sent:
+            stats = self.producer.layers[self._home].stats
+            if stats.last_ts >= 0:
+                return (self.core.ts_offset + int(now * rate) - stats.last_transit) & _U32
+        if self._anchor is not None:
+            ts, at = self._anchor
+            return (ts + round((now - at) * rate)) & _U32
+        return None
+
+    def _last_output_ts(self) -> int | None:
+        """The output timestamp of the last frame forwarded (about), or None."""
+        if self._home is not None and self.core.packets_sent:
+            last = self.producer.layers[self._home].stats.last_ts
+            if last >= 0:
+                return (last + self.core.ts_offset) & _U32
+        return self._anchor[0] if self._anchor is not None else None
+
+    def _switch_offset(self, target: ConsumedLayer, packet: bytes) -> int:
+        """The timestamp offset that continues the output timeline on ``target``, whose
+        keyframe ``packet`` is: the layers' sender reports map both RTP clocks to the same NTP
+        instant; without them, the output clock is extrapolated by the wall clock. Never
+        earlier than the last frame sent (then one 30 fps frame later)."""
+        core = self.core
+        rate = self.producer.clock_rate
+        ts_new: int = unpack_from("!I", packet, 4)[0]
+        old = self.producer.layers[self._home] if self._home is not None else None
+        offset: int | None = None
+        if old is not None and core.packets_sent and old.last_sr and target.last_sr:
+            ntp_old, rtp_old, _ = old.last_sr
+            ntp_new, rtp_new, _ = target.last_sr
+            delta = ((ntp_new - ntp_old + (1 << 63)) & (1 << 64) - 1) - (1 << 63)
+            offset = core.ts_offset + rtp_old - rtp_new + round(delta * rate / (1 << 32))
+        else:
+            now_ts = self._output_ts(self._clock())
+            if now_ts is not None:
+                offset = now_ts - ts_new
+        if offset is None:
+            return core.ts_offset
+        floor = self._last_output_ts()
+        if floor is not None:
+            ahead = ((ts_new + offset - floor + (1 << 31)) & _U32) - (1 << 31)
+            if ahead <= 0:
+                offset = floor + max(1, rate // 30) - ts_new
+        return offset & _U32
+
+    def _complete_switch(self, probe: _SwitchProbe, packet: bytes) -> None:
+        """The target layer's keyframe: move the forwarder there and forward it."""
+        layers = self.producer.layers
+        target = layers[probe.layer]
+        if probe is not self._probe or self.closed:
+            target.detach(probe)
+            return
+        try:
+            offset = self._switch_offset(target, packet)
+        except (ValueError, IndexError):  # struct.error is a ValueError; a short packet
+            return
+        old = self.core
+        if self._home is not None:
+            layers[self._home].detach(old)
+        core = self._make_core(offset, old)
+        core.blocked = True
+        core.held = False
+        old.blocked = old.held = True
+        self.core = core
+        target.replace(probe, core)
+        self._probe = None
+        self._home = probe.layer
+        self._anchor = None
+        self.layer_switches += 1
+        core.forward(packet, True)
+
+    def _make_core(self, ts_offset: int, old: ForwarderLike) -> ForwarderLike:
+        """A forwarder with ``ts_offset``, numbering and counters carried over from ``old``."""
+        core = make_forwarder(
+            self._sink,
+            ssrc=self.ssrc,
+            payload_types=self._pts,
+            ext_table=self._ext,
+            video=self._video,
+            ts_offset=ts_offset,
+            last_out_seq=old.last_out_seq,
+        )
+        core.blocked = old.blocked
+        core.held = old.held
+        core.seq_offset = old.seq_offset
+        core.sync_in_seq = old.sync_in_seq
+        core.packets_sent = old.packets_sent
+        core.octets_sent = old.octets_sent
+        core.dropped = old.dropped
+        return core
 
     # -- control ---------------------------------------------------------------------------
 
@@ -153,34 +404,20 @@ class Consumer:
 
     def _rebuild(self) -> None:
         old = self.core
-        core = make_forwarder(
-            self._sink,
-            ssrc=self.ssrc,
-            payload_types=self._pts,
-            ext_table=self._ext,
-            video=self._video,
-            ts_offset=old.ts_offset,
-            last_out_seq=old.last_out_seq,
-        )
-        core.blocked = old.blocked
-        core.held = old.held
-        core.seq_offset = old.seq_offset
-        core.sync_in_seq = old.sync_in_seq
-        core.packets_sent = old.packets_sent
-        core.octets_sent = old.octets_sent
-        core.dropped = old.dropped
-        self.core = core
-        self.producer.refresh_fanout()
+        self.core = self._make_core(old.ts_offset, old)
+        if self._home is not None:
+            self.producer.layers[self._home].replace(old, self.core)
 
     def start(self) -> None:
         """Begin forwarding: video waits for a keyframe and asks the producer for one."""
-        if not self.paused and not self.closed and self._video:
-            self.producer.request_keyframe()
+        if not self.paused and not self.closed and self._video and self._home is not None:
+            self.producer.layers[self._home].request_keyframe()
 
     def pause(self) -> None:
         if self.closed:
             return
         self.paused = True
+        self._cancel_probe()
         self.core.held = True
         self.core.blocked = True
 
@@ -190,13 +427,18 @@ class Consumer:
         self.paused = False
         self.core.held = False
         self.core.blocked = True
-        self.start()
+        if self._target != self._home:
+            self._apply_target()
+        else:
+            self.start()
 
     def receive_nack(self, seqs: Iterable[int]) -> None:
-        """Resend the packets the subscriber lost (its seqs) from the producer's history."""
-        history = self.producer.history
+        """Resend the packets the subscriber lost (its seqs) from the current layer's history."""
         self.nacks_received += 1
-        if history is None or self.closed or self.paused:
+        if self._home is None or self.closed or self.paused:
+            return
+        history = self.producer.layers[self._home].history
+        if history is None:
             return
         for count, seq in enumerate(seqs):
             if count >= MAX_NACKED_PER_REQUEST:
@@ -226,10 +468,10 @@ class Consumer:
         self._send(out)
 
     def receive_keyframe_request(self) -> None:
-        """PLI/FIR from the subscriber: a (throttled) request to the producer."""
+        """PLI/FIR from the subscriber: a (throttled) request to the current layer."""
         self.keyframe_requests_received += 1
-        if not self.closed and self._video:
-            self.producer.request_keyframe()
+        if not self.closed and self._video and self._home is not None:
+            self.producer.layers[self._home].request_keyframe()
 
     def receive_receiver_report(self, block: ReportBlock, now: float) -> None:
         """Loss and jitter as the subscriber sees them; RTT from LSR/DLSR (RFC 3550 §6.4.1)."""
@@ -243,11 +485,18 @@ class Consumer:
     # -- periodic --------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Sender report + SDES about once a second; re-ask for a keyframe while waiting."""
+        """Sender report + SDES about once a second; re-ask for a keyframe while waiting; a
+        pending layer switch is given up and asked again after ``SWITCH_TIMEOUT``."""
         if self.closed:
             return
-        if self._video and not self.paused and self.waiting:
-            self.producer.request_keyframe()
+        if self._video and not self.paused:
+            probe = self._probe
+            if probe is not None and now - probe.since >= SWITCH_TIMEOUT:
+                self.switch_timeouts += 1
+                probe.since = now
+                self.producer.layers[probe.layer].request_keyframe()
+            if self.waiting:
+                self.producer.layers[self._home].request_keyframe()  # type: ignore[index]
         if now - self._last_sr >= SENDER_REPORT_INTERVAL * 0.95:
             report = self.sender_report(now)
             if report is not None:
@@ -255,12 +504,15 @@ class Consumer:
                 self._sink.send_rtcp(report)
 
     def sender_report(self, now: float) -> bytes | None:
-        """SR + SDES CNAME, or None before the publisher's first SR or our first packet.
+        """SR + SDES CNAME, or None before the current layer's first SR or our first packet.
 
-        The NTP↔RTP relation is the publisher's, shifted by our timestamp offset and
-        extrapolated to ``now`` at the codec clock rate; the counts are our own.
+        The NTP↔RTP relation is the publisher's (of the current layer), shifted by our
+        timestamp offset and extrapolated to ``now`` at the codec clock rate; the counts are
+        our own.
         """
-        last = self.producer.last_sr
+        if self._home is None:
+            return None
+        last = self.producer.layers[self._home].last_sr
         if last is None or self.core.packets_sent == 0:
             return None
         ntp, rtp_ts, at = last

@@ -3,7 +3,11 @@
 Owns: ``MediaEndpoint``, the transport's listener: RTP by SSRC to the producer (media or RTX
 stream, RFC 4588 §4), compound RTCP (RFC 3550 §6.1) by type — SR to the producer, report blocks
 (§6.4) to consumers, NACK (RFC 4585 §6.2.1), PLI (§6.3.1) and FIR (RFC 5104 §4.3.1) to the
-consumer of the media SSRC; REMB, transport-cc and unknown packets are ignored.
+consumer of the media SSRC; REMB, transport-cc and unknown packets are ignored. SSRC learning
+(RFC 8852 §3-4): RTP of an unknown SSRC that carries the rid (repaired-rid: RTX) header
+extension of a simulcast track — found by the mid extension (RFC 8843 §15) when the session
+publishes several — binds that SSRC to the layer in the routing table, so later packets take the
+compiled dispatch path; a plain track published without an SSRC in its SDP is learned by mid.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -21,9 +25,14 @@ from ..packets.rtcp import (
     SenderReport,
     parse_compound,
 )
+from ..packets.rtp import read_extension
 from .consumer import Consumer
 from .dispatch import make_dispatcher
+from .layers import ProducerLayer
 from .producer import Producer
+
+#: A layer's SSRC is re-learned (its encoder restarted) at most this often.
+REBIND_INTERVAL = 1.0
 
 
 def _drop_unknown(ssrc: int, packet: bytes) -> None:
@@ -40,7 +49,9 @@ class MediaEndpoint:
         #: Hot path: hand a decrypted RTP packet to the producer owning its SSRC (compiled when
         #: built; short packets are dropped and counted, unknown SSRCs go to on_unknown_ssrc).
         self.on_rtp: Callable[[bytes], None] = self._dispatcher.dispatch
-        self._producers: dict[int, Producer] = {}  # media ssrc -> producer (for SR)
+        self._senders: dict[int, ProducerLayer] = {}  # media ssrc -> layer (for SR)
+        #: Producers with an SSRC still to learn (simulcast, or no a=ssrc), in publish order.
+        self._learning: list[Producer] = []
         self._consumers: dict[int, Consumer] = {}  # media and rtx ssrc -> consumer
         #: Called with (ssrc, packet) for RTP of an SSRC no producer claims; default drops.
         self.on_unknown_ssrc: Callable[[int, bytes], None] = _drop_unknown
@@ -49,21 +60,29 @@ class MediaEndpoint:
         self.plis = 0
         self.firs = 0
         self.rtcp_malformed = 0
+        self.ssrcs_learned = 0
 
     # -- routing tables --------------------------------------------------------------------
 
     def add_producer(self, producer: Producer) -> None:
-        self._rtp[producer.ssrc] = producer.receive_rtp
-        self._producers[producer.ssrc] = producer
-        if producer.rtx_ssrc is not None:
-            self._rtp[producer.rtx_ssrc] = producer.receive_rtx
+        for layer in producer.layers:
+            if layer.ssrc is not None:
+                self._rtp[layer.ssrc] = layer.receive_rtp
+                self._senders[layer.ssrc] = layer
+            if layer.rtx_ssrc is not None:
+                self._rtp[layer.rtx_ssrc] = layer.receive_rtx
+        if producer.simulcast or producer.ssrc is None:
+            self._learning.append(producer)
 
     def remove_producer(self, producer: Producer) -> None:
-        if self._producers.get(producer.ssrc) is producer:
-            del self._producers[producer.ssrc]
-            self._rtp.pop(producer.ssrc, None)
-            if producer.rtx_ssrc is not None:
-                self._rtp.pop(producer.rtx_ssrc, None)
+        if producer in self._learning:
+            self._learning.remove(producer)
+        for layer in producer.layers:
+            if layer.ssrc is not None and self._senders.get(layer.ssrc) is layer:
+                del self._senders[layer.ssrc]
+                self._rtp.pop(layer.ssrc, None)
+                if layer.rtx_ssrc is not None:
+                    self._rtp.pop(layer.rtx_ssrc, None)
 
     def add_consumer(self, consumer: Consumer) -> None:
         self._consumers[consumer.ssrc] = consumer
@@ -92,7 +111,68 @@ class MediaEndpoint:
     # -- inbound ---------------------------------------------------------------------------
 
     def _unknown(self, ssrc: int, packet: bytes) -> None:
-        self.on_unknown_ssrc(ssrc, packet)
+        if not (self._learning and self._learn(ssrc, packet)):
+            self.on_unknown_ssrc(ssrc, packet)
+
+    def _learn(self, ssrc: int, packet: bytes) -> bool:
+        """Bind ``ssrc`` to the layer its rid (or, for a plain track, its mid) names, and
+        deliver the packet; False when it names none of ours."""
+        producer = self._learning_producer(packet)
+        if producer is None:
+            return False
+        rtx = False
+        if producer.simulcast:
+            raw = read_extension(packet, producer.rid_ext) if producer.rid_ext else None
+            if raw is None and producer.repaired_rid_ext:
+                raw = read_extension(packet, producer.repaired_rid_ext)
+                rtx = raw is not None
+            if raw is None:
+                return False
+            index = producer.layer_index(raw.decode("ascii", "replace"))
+            if index is None:
+                return False  # a rid the answer did not keep
+        elif producer.ssrc is None:
+            index = 0
+        else:
+            return False
+        layer = producer.layers[index]
+        now = self._clock()
+        if rtx:
+            if layer.rtx_ssrc is not None and layer.rtx_ssrc in self._rtp:
+                if now - layer.bound_at < REBIND_INTERVAL:
+                    return False
+            old = producer.bind(index, ssrc, rtx=True, now=now)
+            if old is not None:
+                self._rtp.pop(old, None)
+            self._rtp[ssrc] = layer.receive_rtx
+            self.ssrcs_learned += 1
+            layer.receive_rtx(packet)
+            return True
+        if layer.ssrc is not None and now - layer.bound_at < REBIND_INTERVAL:
+            return False  # bounded churn: one new SSRC per layer a second
+        old = producer.bind(index, ssrc, rtx=False, now=now)
+        if old is not None and self._senders.get(old) is layer:
+            del self._senders[old]
+            self._rtp.pop(old, None)
+        self._rtp[ssrc] = layer.receive_rtp
+        self._senders[ssrc] = layer
+        self.ssrcs_learned += 1
+        layer.receive_rtp(packet)
+        return True
+
+    def _learning_producer(self, packet: bytes) -> Producer | None:
+        """The producer an unknown SSRC's packet belongs to: the only one learning, else the
+        one its mid extension names."""
+        learning = self._learning
+        if len(learning) == 1 and learning[0].mid_ext is None:
+            return learning[0]
+        for producer in learning:
+            if producer.mid_ext is None or producer.mid is None:
+                continue
+            mid = read_extension(packet, producer.mid_ext)
+            if mid is not None and mid.decode("ascii", "replace") == producer.mid:
+                return producer
+        return learning[0] if len(learning) == 1 else None
 
     @property
     def packets_in(self) -> int:
@@ -123,9 +203,9 @@ class MediaEndpoint:
         now = self._clock()
         for p in packets:
             if isinstance(p, SenderReport):
-                producer = self._producers.get(p.ssrc)
-                if producer is not None:
-                    producer.receive_sender_report(p, now)
+                layer = self._senders.get(p.ssrc)
+                if layer is not None:
+                    layer.receive_sender_report(p, now)
                 self._report_blocks(p.reports, now)
             elif isinstance(p, ReceiverReport):
                 self._report_blocks(p.reports, now)

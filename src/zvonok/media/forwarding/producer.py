@@ -1,44 +1,31 @@
 """A published track: receives the publisher's RTP and fans it out to its consumers.
 
-Owns: ``Producer`` — sequence/loss/jitter tracking (RFC 3550 A.1/A.3/A.8), receiver reports
-(§6.4.2) and generic NACKs (RFC 4585 §6.2.1) to the publisher, keyframe requests (PLI RFC 4585
-§6.3.1, FIR RFC 5104 §4.3.1) throttled to about one a second, RTX unwrapping (RFC 4588 §4),
-the publisher's last sender report, and the shared packet history.
+Owns: ``Producer`` — the track's ``layers`` (``ProducerLayer``: exactly one for a plain track,
+one per simulcast rid, RFC 8853, lowest quality first, each with its own SSRC, statistics,
+NACKs, receiver reports, keyframe requests and history), its consumers, the binding of learned
+SSRCs to layers (RFC 8852: ``MediaEndpoint`` reads the rid, ``bind`` records it), and the
+track-wide counters. A plain track's attributes (``ssrc``, ``stats``, ``history``, ``last_sr``,
+``receive_rtp``, ...) are its single layer's.
 Must not import anything from zvonok outside ``zvonok.media``.
 
-``receive_rtp`` is the hot path: a few reads on the raw bytes, then one call per consumer.
+``receive_rtp`` is the hot path: a plain track's is its layer's compiled core, unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from struct import Struct
 
-from ..packets.codecs import KeyframeDetector, keyframe_detector
-from ..packets.rtcp import (
-    Fir,
-    Nack,
-    Pli,
-    ReceiverReport,
-    SenderReport,
-    SourceDescription,
-    build_compound,
-    ntp_middle,
-)
-from ..packets.rtp import rtp_header_size, unwrap_rtx
+from ..packets.rtcp import SenderReport
 from .consumer import Consumer
-from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
+from .layers import AUDIO_HISTORY_SIZE, HISTORY_SIZE, KEYFRAME_REQUEST_INTERVAL, ProducerLayer
 from .stats import MissingPackets, ReceiveStats
-from .types import PacketSink, ProducerParams
+from .types import MID_URI, REPAIRED_RID_URI, RID_URI, PacketSink, ProducerParams
 
-KEYFRAME_REQUEST_INTERVAL = 1.0
-RECEIVER_REPORT_INTERVAL = 1.0
-#: Packets kept for NACK answers: 2-5 s of video (NACKs older than NACK_MAX_AGE are moot).
-HISTORY_SIZE = 512
+__all__ = ["AUDIO_HISTORY_SIZE", "HISTORY_SIZE", "KEYFRAME_REQUEST_INTERVAL", "Producer"]
 
-#: Read a 32-bit field (SSRC, timestamp) on the hot path.
-_unpack_u32 = Struct("!I").unpack_from
+#: Most simulcast layers a track keeps (RFC 8853 allows more; browsers send up to 3).
+MAX_LAYERS = 3
 
 
 class Producer:
@@ -59,197 +46,174 @@ class Producer:
             raise ValueError(f"producer {params.producer_id} has no codecs")
         self.id = params.producer_id
         self.mid = params.mid
-        self.kind = kind = params.kind
-        self.ssrc = params.ssrc
-        self.rtx_ssrc = params.rtx_ssrc
+        self.kind = params.kind
         self.codecs = dict(codecs)
-        self._sink = sink
-        self._rtx_pts = dict(params.rtx_payload_types)
-        self._rtcp_ssrc = rtcp_ssrc
-        self._cname = cname
+        self.rids: tuple[str, ...] = tuple(dict.fromkeys(params.rids))[:MAX_LAYERS]
+        self.extensions: dict[str, int] = dict(params.extensions)
+        #: The publisher's ids of the rid, repaired-rid and mid extensions (None: not negotiated).
+        self.rid_ext = self.extensions.get(RID_URI)
+        self.repaired_rid_ext = self.extensions.get(REPAIRED_RID_URI)
+        self.mid_ext = self.extensions.get(MID_URI)
         self._clock = clock
         self._on_close = on_close
         self.consumers: list[Consumer] = []
-        #: Every consumer's forwarder, called in order for each packet (compiled when built).
-        self._fanout = make_fanout()
-        video = kind == "video"
-        self.history: PacketHistory | None = PacketHistory(HISTORY_SIZE) if video else None
-        self._detectors: dict[int, KeyframeDetector] = {}
-        if video:
-            for pt, codec in codecs.items():
-                detector = keyframe_detector(codec.mime)
-                if detector is not None:
-                    self._detectors[pt] = detector
-        first = next(iter(self.codecs.values()))
-        self.clock_rate = first.clock_rate
-        self.stats = ReceiveStats(first.clock_rate)
-        self.missing = MissingPackets()
-        self._nack = video and any(c.nack for c in codecs.values())
-        self._pli = any(c.pli for c in codecs.values())
-        self._fir = any(c.fir for c in codecs.values())
-        self._fir_seq = 0
-        self._last_keyframe_request = float("-inf")
-        self._keyframe_pending = False
-        self._last_rr = float("-inf")
-        #: The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time).
-        self.last_sr: tuple[int, int, float] | None = None
-        self.keyframes = 0
-        self.rtx_received = 0
-        self._rtx_dropped = 0
-        #: The per-packet work (compiled when built); ``receive_rtp`` is its bound method.
-        self.core = make_producer_core(
-            stats=self.stats,
-            missing=self.missing.entries,
-            history=self.history.slots if self.history is not None else None,
-            fanout=self._fanout,
-            on_gap=self._on_gap,
-            spot_keyframe=self._spot_keyframe,
-            clock=clock,
-        )
-        self.receive_rtp: Callable[[bytes], None] = self.core.receive
-        self.nacks_sent = 0
-        self.keyframe_requests_sent = 0
 
-    # -- hot path --------------------------------------------------------------------------
+        def layer(rid: str | None, ssrc: int | None, rtx_ssrc: int | None) -> ProducerLayer:
+            return ProducerLayer(
+                rid=rid, ssrc=ssrc, rtx_ssrc=rtx_ssrc, kind=self.kind, codecs=codecs,
+                rtx_payload_types=params.rtx_payload_types, sink=sink, rtcp_ssrc=rtcp_ssrc,
+                cname=cname, clock=clock,
+            )  # fmt: skip
+
+        #: The track's streams, lowest quality first (SDP order); one for a plain track.
+        self.layers: list[ProducerLayer] = (
+            [layer(rid, None, None) for rid in self.rids]
+            if self.rids
+            else [layer(None, params.ssrc, params.rtx_ssrc)]
+        )
+        self._layer_by_rid = {layer.rid: i for i, layer in enumerate(self.layers) if layer.rid}
+        main = self.layers[0]
+        self.clock_rate = main.clock_rate
+        self.closed = False
+
+    # -- the single layer of a plain track (the first of a simulcast one) -------------------
 
     @property
-    def closed(self) -> bool:
-        return self.core.closed
+    def simulcast(self) -> bool:
+        return bool(self.rids)
+
+    @property
+    def ssrc(self) -> int | None:
+        return self.layers[0].ssrc
+
+    @property
+    def rtx_ssrc(self) -> int | None:
+        return self.layers[0].rtx_ssrc
+
+    @property
+    def receive_rtp(self) -> Callable[[bytes], None]:
+        return self.layers[0].receive_rtp
+
+    def receive_rtx(self, packet: bytes) -> None:
+        self.layers[0].receive_rtx(packet)
+
+    @property
+    def stats(self) -> ReceiveStats:
+        return self.layers[0].stats
+
+    @property
+    def missing(self) -> MissingPackets:
+        return self.layers[0].missing
+
+    @property
+    def history(self) -> PacketHistory | None:
+        return self.layers[0].history
+
+    @property
+    def last_sr(self) -> tuple[int, int, float] | None:
+        return self.layers[0].last_sr
+
+    def receive_sender_report(self, sr: SenderReport, now: float) -> None:
+        self.layers[0].receive_sender_report(sr, now)
+
+    def request_keyframe(self) -> None:
+        self.layers[0].request_keyframe()
+
+    def receiver_report(self, now: float) -> bytes:
+        return self.layers[0].receiver_report(now)
 
     @property
     def want_keyframe(self) -> bool:
-        """Keyframes are only looked for between a request and the next keyframe (video)."""
-        return self.core.want_keyframe
+        return self.layers[0].want_keyframe
 
     @want_keyframe.setter
     def want_keyframe(self, value: bool) -> None:
-        self.core.want_keyframe = value
+        self.layers[0].want_keyframe = value
+
+    # -- track-wide counters ---------------------------------------------------------------
 
     @property
     def packets_received(self) -> int:
-        return self.core.packets_received
+        return sum(layer.packets_received for layer in self.layers)
 
     @property
     def bytes_received(self) -> int:
-        return self.core.bytes_received
+        return sum(layer.bytes_received for layer in self.layers)
 
     @property
     def dropped(self) -> int:
-        return self.core.dropped + self._rtx_dropped
+        return sum(layer.dropped for layer in self.layers)
 
-    def _spot_keyframe(self, packet: bytes) -> bool:
-        """True if the packet starts a keyframe (waiting consumers start there)."""
-        detector = self._detectors.get(packet[1] & 0x7F)
-        if detector is None:
-            return False
-        try:
-            start = rtp_header_size(packet)
-        except ValueError:
-            return False
-        if not detector(memoryview(packet)[start:]):
-            return False
-        self.keyframes += 1
-        self._keyframe_pending = self.want_keyframe = False
-        return True
+    @property
+    def keyframes(self) -> int:
+        return sum(layer.keyframes for layer in self.layers)
 
-    def _on_gap(self, seq: int, gap: int, now: float) -> None:
-        if not self._nack:
-            return
-        seqs = self.missing.add_gap((seq - gap) & 0xFFFF, gap, now)
-        if seqs:
-            self._send_nack(seqs)
+    @property
+    def rtx_received(self) -> int:
+        return sum(layer.rtx_received for layer in self.layers)
 
-    def receive_rtx(self, packet: bytes) -> None:
-        """An RFC 4588 retransmission: unwrap and handle like the original (padding-only: drop)."""
-        if self.closed or len(packet) < 12:
-            self._rtx_dropped += 1
-            return
-        apt = self._rtx_pts.get(packet[1] & 0x7F)
-        if apt is None:
-            self._rtx_dropped += 1
-            return
-        try:
-            original = unwrap_rtx(packet, apt, self.ssrc)
-        except ValueError:
-            self._rtx_dropped += 1  # padding-only probes land here too
-            return
-        self.rtx_received += 1
-        self.receive_rtp(bytes(original))
+    @property
+    def nacks_sent(self) -> int:
+        return sum(layer.nacks_sent for layer in self.layers)
+
+    @property
+    def keyframe_requests_sent(self) -> int:
+        return sum(layer.keyframe_requests_sent for layer in self.layers)
+
+    def recent_packets(self, count: int = AUDIO_HISTORY_SIZE) -> list[bytes]:
+        """The track's last ``count`` packets, oldest first (audio keeps 64: audio levels,
+        RFC 6464, are read from them with ``packets.rtp.read_extension``)."""
+        return self.layers[0].recent_packets(count)
+
+    # -- SSRC learning (RFC 8852) ----------------------------------------------------------
+
+    def layer_index(self, rid: str) -> int | None:
+        """The index of the layer sent under ``rid``, None for a rid the SDP did not keep."""
+        return self._layer_by_rid.get(rid)
+
+    def bind(self, index: int, ssrc: int, *, rtx: bool, now: float) -> int | None:
+        """Record that layer ``index`` is sent (``rtx``: repaired) under ``ssrc``; returns the
+        SSRC it replaces (the caller unroutes it), or None."""
+        layer = self.layers[index]
+        if rtx:
+            old, layer.rtx_ssrc = layer.rtx_ssrc, ssrc
+            return old if old != ssrc else None
+        old = layer.ssrc
+        layer.rebind(ssrc, now)
+        if old is not None and old != ssrc:
+            for consumer in list(self.consumers):
+                consumer.layer_restarted(index)
+            return old
+        return None
 
     # -- consumers -------------------------------------------------------------------------
 
+    def default_layer(self) -> int:
+        """A new consumer's layer until told otherwise: the highest active one, else the
+        lowest."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            if self.layers[i].active:
+                return i
+        return 0
+
     def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
-        self._fanout.set([c.core for c in self.consumers])
+        if consumer not in self.consumers:
+            self.consumers.append(consumer)
+            consumer.attach()
 
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer in self.consumers:
             self.consumers.remove(consumer)
-            self._fanout.set([c.core for c in self.consumers])
-
-    def refresh_fanout(self) -> None:
-        """Re-read the consumers' forwarders (one was rebuilt on another send target)."""
-        self._fanout.set([c.core for c in self.consumers])
+        consumer.detach()
 
     # -- RTCP ------------------------------------------------------------------------------
 
-    def receive_sender_report(self, sr: SenderReport, now: float) -> None:
-        self.last_sr = (sr.ntp_timestamp, sr.rtp_timestamp, now)
-
-    def request_keyframe(self) -> None:
-        """PLI (or FIR when PLI was not negotiated) to the publisher, at most one a second."""
-        if self.closed or self.kind != "video":
-            return
-        self.want_keyframe = bool(self._detectors)
-        now = self._clock()
-        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
-            self._keyframe_pending = True
-            return
-        self._send_keyframe_request(now)
-
-    def _send_keyframe_request(self, now: float) -> None:
-        self._last_keyframe_request = now
-        self._keyframe_pending = False
-        if self._pli:
-            packet = bytes(Pli(self._rtcp_ssrc, self.ssrc))
-        elif self._fir:
-            self._fir_seq = (self._fir_seq + 1) & 0xFF
-            packet = bytes(Fir(self._rtcp_ssrc, 0, [(self.ssrc, self._fir_seq)]))
-        else:
-            return
-        self.keyframe_requests_sent += 1
-        self._sink.send_rtcp(packet)
-
-    def _send_nack(self, seqs: list[int]) -> None:
-        self.nacks_sent += 1
-        self._sink.send_rtcp(bytes(Nack(self._rtcp_ssrc, self.ssrc, seqs)))
-
     def tick(self, now: float) -> None:
-        """Receiver report about once a second, NACK retries, a throttled keyframe request."""
+        """Each layer's receiver report, NACK retries, keyframe request and bitrate window."""
         if self.closed:
             return
-        if self._keyframe_pending and now - self._last_keyframe_request >= (
-            KEYFRAME_REQUEST_INTERVAL
-        ):
-            self._send_keyframe_request(now)
-        if self.missing.entries:
-            seqs = self.missing.due(now)
-            if seqs:
-                self._send_nack(seqs)
-        if self.stats.started and now - self._last_rr >= RECEIVER_REPORT_INTERVAL * 0.95:
-            self._last_rr = now
-            self._sink.send_rtcp(self.receiver_report(now))
-
-    def receiver_report(self, now: float) -> bytes:
-        """RR (+ SDES CNAME) about this stream, for the interval since the previous one."""
-        lsr = dlsr = 0
-        if self.last_sr is not None:
-            ntp, _, at = self.last_sr
-            lsr = ntp_middle(ntp)
-            dlsr = min(0xFFFF_FFFF, max(0, int((now - at) * 65536)))
-        block = self.stats.report_block(self.ssrc, lsr, dlsr)
-        rr = ReceiverReport(self._rtcp_ssrc, [block])
-        return build_compound([rr, SourceDescription.cname_of(self._rtcp_ssrc, self._cname)])
+        for layer in self.layers:
+            layer.tick(now)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -257,11 +221,12 @@ class Producer:
         """Close every consumer of this track, then tell the router. Idempotent."""
         if self.closed:
             return
-        self.core.closed = True
+        self.closed = True
+        for layer in self.layers:
+            layer.core.closed = True
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
-        self._fanout.set(())
-        if self.history is not None:
-            self.history.clear()
+        for layer in self.layers:
+            layer.close()
         self._on_close(self)

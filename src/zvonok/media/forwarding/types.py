@@ -7,8 +7,13 @@ Must not import anything from zvonok outside ``zvonok.media``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+#: RFC 8852 header extensions naming a packet's RTP stream, and RFC 8843's mid.
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 
 class PacketSink(Protocol):
@@ -38,15 +43,21 @@ class ProducerParams:
 
     ``codecs``: payload type -> codec; ``rtx_payload_types``: RTX pt -> the media pt it repairs
     (RFC 4588 ``apt``); ``mid``: the publisher's m-line (RFC 5888 ``a=mid``), when it has one.
+    ``rids``: the simulcast streams (RFC 8853 ``a=simulcast:send``), lowest quality first; empty
+    for a plain track. ``extensions``: header-extension URI -> the publisher's id (RFC 8285).
+    ``ssrc``: None when the SDP names none (rid simulcast: learned from the rid extension,
+    RFC 8852; a plain track: from the mid extension).
     """
 
     producer_id: str
     kind: str
     codecs: Mapping[int, CodecInfo]
-    ssrc: int
+    ssrc: int | None
     rtx_ssrc: int | None
     rtx_payload_types: Mapping[int, int]
     mid: str | None = None
+    rids: tuple[str, ...] = ()
+    extensions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,374 @@
+"""One RTP stream of a published track: the whole track when it is plain, one simulcast
+encoding (RFC 8853 rid) when it is not.
+
+Owns: ``ProducerLayer`` — its SSRC (given by the SDP, or learned from the rid extension, RFC
+8852, by ``MediaEndpoint``) and RTX SSRC, sequence/loss/jitter tracking (RFC 3550 A.1/A.3/A.8),
+receiver reports (§6.4.2) and generic NACKs (RFC 4585 §6.2.1) to the publisher, keyframe
+requests (PLI RFC 4585 §6.3.1, FIR RFC 5104 §4.3.1) throttled to about one a second, RTX
+unwrapping (RFC 4588 §4), its last sender report, its packet history, its measured bitrate and
+activity, the picture size of its last keyframe, and the fan-out list of the consumers whose
+forwarder (or pending switch) is on it.
+Must not import anything from zvonok outside ``zvonok.media``.
+
+``receive_rtp`` is the hot path: the compiled ``ProducerCore`` of the layer, no Python per packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..packets.codecs import FrameSizeReader, KeyframeDetector, frame_size_reader, keyframe_detector
+from ..packets.rtcp import (
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    ntp_middle,
+)
+from ..packets.rtp import rtp_header_size, unwrap_rtx
+from .forwarder import make_fanout, make_producer_core
+from .history import PacketHistory
+from .stats import MissingPackets, ReceiveStats
+from .types import CodecInfo, PacketSink
+
+KEYFRAME_REQUEST_INTERVAL = 1.0
+RECEIVER_REPORT_INTERVAL = 1.0
+#: Video packets kept for NACK answers: 2-5 s of video (NACKs older than NACK_MAX_AGE are moot).
+HISTORY_SIZE = 512
+#: Audio packets kept for ``recent_packets`` (audio levels, RFC 6464): about 1.3 s of Opus.
+AUDIO_HISTORY_SIZE = 64
+#: A layer is active while it received a packet within this many seconds.
+ACTIVE_WINDOW = 1.0
+#: The bitrate is measured over windows of at least this long (from ``tick``).
+BITRATE_WINDOW = 1.0
+
+
+class ProducerLayer:
+    """One inbound RTP stream of a ``Producer`` (its ``layers``)."""
+
+    def __init__(
+        self,
+        *,
+        rid: str | None,
+        ssrc: int | None,
+        rtx_ssrc: int | None,
+        kind: str,
+        codecs: Mapping[int, CodecInfo],
+        rtx_payload_types: Mapping[int, int],
+        sink: PacketSink,
+        rtcp_ssrc: int,
+        cname: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self.rid = rid
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.kind = kind
+        self._sink = sink
+        self._rtx_pts = dict(rtx_payload_types)
+        self._rtcp_ssrc = rtcp_ssrc
+        self._cname = cname
+        self._clock = clock
+        video = kind == "video"
+        #: The original packets for NACK answers (video only).
+        self.history: PacketHistory | None = PacketHistory(HISTORY_SIZE) if video else None
+        #: Audio: the last packets, for ``recent_packets`` (the core fills one or the other).
+        self._recent: PacketHistory | None = None if video else PacketHistory(AUDIO_HISTORY_SIZE)
+        self._detectors: dict[int, KeyframeDetector] = {}
+        self._sizes: dict[int, FrameSizeReader] = {}
+        if video:
+            for pt, codec in codecs.items():
+                detector = keyframe_detector(codec.mime)
+                if detector is not None:
+                    self._detectors[pt] = detector
+                reader = frame_size_reader(codec.mime)
+                if reader is not None:
+                    self._sizes[pt] = reader
+        first = next(iter(codecs.values()))
+        self.clock_rate = first.clock_rate
+        self._nack = video and any(c.nack for c in codecs.values())
+        self._pli = any(c.pli for c in codecs.values())
+        self._fir = any(c.fir for c in codecs.values())
+        self._fir_seq = 0
+        self._last_keyframe_request = float("-inf")
+        self._keyframe_pending = False
+        self._last_rr = float("-inf")
+        #: The publisher's last sender report: (NTP timestamp, RTP timestamp, arrival time).
+        self.last_sr: tuple[int, int, float] | None = None
+        self.keyframes = 0
+        self.rtx_received = 0
+        self._rtx_dropped = 0
+        self.nacks_sent = 0
+        self.keyframe_requests_sent = 0
+        #: The consumers' forwarders (and pending switches) fed by this stream, in order.
+        self._items: list[Any] = []
+        self.fanout = make_fanout()
+        #: Picture size of the last keyframe seen (video), None until one was read.
+        self.width: int | None = None
+        self.height: int | None = None
+        #: Bits per second received over the last ~second (``tick``); 0 before the first window.
+        self.bitrate = 0
+        self._rate_at = float("-inf")
+        self._rate_bytes = 0
+        self._seen_packets = 0
+        self._seen_at = float("-inf")
+        #: When the SSRC was last (re)bound by learning (``MediaEndpoint``).
+        self.bound_at = float("-inf")
+        self.stats = ReceiveStats(self.clock_rate)
+        self.missing = MissingPackets()
+        self._build_core()
+        # The first keyframe is read for its picture size even before anyone asks for one.
+        self.core.want_keyframe = bool(self._detectors)
+
+    def _build_core(self) -> None:
+        ring = self.history if self.history is not None else self._recent
+        #: The per-packet work (compiled when built); ``receive_rtp`` is its bound method.
+        self.core = make_producer_core(
+            stats=self.stats,
+            missing=self.missing.entries,
+            history=ring.slots if ring is not None else None,
+            fanout=self.fanout,
+            on_gap=self._on_gap,
+            spot_keyframe=self._spot_keyframe,
+            clock=self._clock,
+        )
+        self.receive_rtp: Callable[[bytes], None] = self.core.receive
+
+    # -- counters --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.core.closed
+
+    @property
+    def want_keyframe(self) -> bool:
+        """Keyframes are only looked for between a request and the next keyframe (video)."""
+        return self.core.want_keyframe
+
+    @want_keyframe.setter
+    def want_keyframe(self, value: bool) -> None:
+        self.core.want_keyframe = value
+
+    @property
+    def packets_received(self) -> int:
+        return self.core.packets_received
+
+    @property
+    def bytes_received(self) -> int:
+        return self.core.bytes_received
+
+    @property
+    def dropped(self) -> int:
+        return self.core.dropped + self._rtx_dropped
+
+    @property
+    def active(self) -> bool:
+        """A packet arrived within the last ``ACTIVE_WINDOW`` seconds (as seen at the last
+        look: ``tick`` looks 4-5 times a second)."""
+        return self._look(self._clock())
+
+    def _look(self, now: float) -> bool:
+        count = self.core.packets_received
+        if count != self._seen_packets:
+            self._seen_packets, self._seen_at = count, now
+        return now - self._seen_at <= ACTIVE_WINDOW
+
+    # -- hot-path callbacks ----------------------------------------------------------------
+
+    def _spot_keyframe(self, packet: bytes) -> bool:
+        """True if the packet starts a keyframe (waiting consumers start there)."""
+        pt = packet[1] & 0x7F
+        detector = self._detectors.get(pt)
+        if detector is None:
+            return False
+        try:
+            start = rtp_header_size(packet)
+        except ValueError:
+            return False
+        payload = memoryview(packet)[start:]
+        if not detector(payload):
+            return False
+        self.keyframes += 1
+        self._keyframe_pending = self.want_keyframe = False
+        reader = self._sizes.get(pt)
+        size = reader(payload) if reader is not None else None
+        if size is not None:
+            self.width, self.height = size
+        return True
+
+    def _on_gap(self, seq: int, gap: int, now: float) -> None:
+        if not self._nack or self.ssrc is None:
+            return
+        seqs = self.missing.add_gap((seq - gap) & 0xFFFF, gap, now)
+        if seqs:
+            self._send_nack(seqs)
+
+    def receive_rtx(self, packet: bytes) -> None:
+        """An RFC 4588 retransmission: unwrap and handle like the original (padding-only: drop)."""
+        if self.closed or len(packet) < 12 or self.ssrc is None:
+            self._rtx_dropped += 1
+            return
+        apt = self._rtx_pts.get(packet[1] & 0x7F)
+        if apt is None:
+            self._rtx_dropped += 1
+            return
+        try:
+            original = unwrap_rtx(packet, apt, self.ssrc)
+        except ValueError:
+            self._rtx_dropped += 1  # padding-only probes land here too
+            return
+        self.rtx_received += 1
+        self.receive_rtp(bytes(original))
+
+    def recent_packets(self, count: int = AUDIO_HISTORY_SIZE) -> list[bytes]:
+        """The last ``count`` packets received in sequence order, oldest first (gaps skipped)."""
+        ring = self.history if self.history is not None else self._recent
+        if ring is None or not self.stats.started:
+            return []
+        newest = self.stats.max_seq
+        count = max(0, min(count, len(ring.slots)))
+        out = []
+        for back in range(count - 1, -1, -1):
+            packet = ring.get((newest - back) & 0xFFFF)
+            if packet is not None:
+                out.append(packet)
+        return out
+
+    # -- fan-out ---------------------------------------------------------------------------
+
+    def attach(self, item: object) -> None:
+        """Feed ``item`` (a forwarder, or a pending switch) from the next packet on."""
+        if item not in self._items:
+            self._items.append(item)
+            self.fanout.set(self._items)
+
+    def detach(self, item: object) -> None:
+        if item in self._items:
+            self._items.remove(item)
+            self.fanout.set(self._items)
+
+    def replace(self, old: object, new: object) -> None:
+        """Put ``new`` where ``old`` was (appended when ``old`` is not here)."""
+        try:
+            self._items[self._items.index(old)] = new
+        except ValueError:
+            self._items.append(new)
+        self.fanout.set(self._items)
+
+    @property
+    def items(self) -> tuple[object, ...]:
+        return tuple(self._items)
+
+    # -- SSRC learning ---------------------------------------------------------------------
+
+    def rebind(self, ssrc: int, now: float) -> None:
+        """The publisher sends this stream under a new SSRC (first sight, or its encoder
+        restarted): fresh receive state; consumers on this layer re-sync (``Producer``)."""
+        self.bound_at = now
+        if self.ssrc is None or self.ssrc == ssrc:
+            self.ssrc = ssrc
+            return
+        self.ssrc = ssrc
+        old = self.core
+        self.stats = ReceiveStats(self.clock_rate)
+        self.missing.entries.clear()
+        if self.history is not None:
+            self.history.clear()
+        if self._recent is not None:
+            self._recent.clear()
+        self.last_sr = None
+        self._build_core()
+        self.core.packets_received = old.packets_received
+        self.core.bytes_received = old.bytes_received
+        self.core.dropped = old.dropped
+        self.core.want_keyframe = bool(self._detectors)
+        old.closed = True
+
+    # -- RTCP ------------------------------------------------------------------------------
+
+    def receive_sender_report(self, sr: SenderReport, now: float) -> None:
+        self.last_sr = (sr.ntp_timestamp, sr.rtp_timestamp, now)
+
+    def request_keyframe(self) -> None:
+        """PLI (or FIR when PLI was not negotiated) to the publisher, at most one a second."""
+        if self.closed or self.kind != "video":
+            return
+        self.want_keyframe = bool(self._detectors)
+        now = self._clock()
+        if now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL or self.ssrc is None:
+            self._keyframe_pending = True
+            return
+        self._send_keyframe_request(now)
+
+    def _send_keyframe_request(self, now: float) -> None:
+        ssrc = self.ssrc
+        if ssrc is None:
+            return
+        self._last_keyframe_request = now
+        self._keyframe_pending = False
+        if self._pli:
+            packet = bytes(Pli(self._rtcp_ssrc, ssrc))
+        elif self._fir:
+            self._fir_seq = (self._fir_seq + 1) & 0xFF
+            packet = bytes(Fir(self._rtcp_ssrc, 0, [(ssrc, self._fir_seq)]))
+        else:
+            return
+        self.keyframe_requests_sent += 1
+        self._sink.send_rtcp(packet)
+
+    def _send_nack(self, seqs: list[int]) -> None:
+        if self.ssrc is None:
+            return
+        self.nacks_sent += 1
+        self._sink.send_rtcp(bytes(Nack(self._rtcp_ssrc, self.ssrc, seqs)))
+
+    def tick(self, now: float) -> None:
+        """Receiver report about once a second, NACK retries, a throttled keyframe request,
+        the bitrate window and the activity look."""
+        if self.closed:
+            return
+        self._look(now)
+        if now - self._rate_at >= BITRATE_WINDOW:
+            received = self.core.bytes_received
+            if self._rate_at > float("-inf"):
+                self.bitrate = int((received - self._rate_bytes) * 8 / (now - self._rate_at))
+            self._rate_at, self._rate_bytes = now, received
+        if self._keyframe_pending and now - self._last_keyframe_request >= (
+            KEYFRAME_REQUEST_INTERVAL
+        ):
+            self._send_keyframe_request(now)
+        if self.missing.entries:
+            seqs = self.missing.due(now)
+            if seqs:
+                self._send_nack(seqs)
+        if (
+            self.ssrc is not None
+            and self.stats.started
+            and now - self._last_rr >= RECEIVER_REPORT_INTERVAL * 0.95
+        ):
+            self._last_rr = now
+            self._sink.send_rtcp(self.receiver_report(now))
+
+    def receiver_report(self, now: float) -> bytes:
+        """RR (+ SDES CNAME) about this stream, for the interval since the previous one."""
+        lsr = dlsr = 0
+        if self.last_sr is not None:
+            ntp, _, at = self.last_sr
+            lsr = ntp_middle(ntp)
+            dlsr = min(0xFFFF_FFFF, max(0, int((now - at) * 65536)))
+        block = self.stats.report_block(self.ssrc or 0, lsr, dlsr)
+        rr = ReceiverReport(self._rtcp_ssrc, [block])
+        return build_compound([rr, SourceDescription.cname_of(self._rtcp_ssrc, self._cname)])
+
+    def close(self) -> None:
+        self.core.closed = True
+        self._items.clear()
+        self.fanout.set(())
+        if self.history is not None:
+            self.history.clear()
+        if self._recent is not None:
+            self._recent.clear()
