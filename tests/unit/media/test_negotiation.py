@@ -327,6 +327,7 @@ a=rtcp-mux
 a=rtcp-rsize
 a=sendonly
 a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01
 a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid
 a=extmap:13 urn:3gpp:video-orientation
 a=extmap:14 urn:ietf:params:rtp-hdrext:toffset
@@ -335,6 +336,7 @@ a=rtcp-fb:96 nack
 a=rtcp-fb:96 nack pli
 a=rtcp-fb:96 ccm fir
 a=rtcp-fb:96 goog-remb
+a=rtcp-fb:96 transport-cc
 a=fmtp:96 max-fs=12288
 a=rtpmap:97 rtx/90000
 a=fmtp:97 apt=96

@@ -26,6 +26,9 @@ TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
 ORIENTATION = "urn:3gpp:video-orientation"
 
 
+SIMULCAST_CASES = ("offer_simulcast", "answer_simulcast_reoffer")  # test_sdp_simulcast.py
+
+
 def load(name: str) -> str:
     return (FIXTURES / f"{name}.sdp").read_bytes().decode()
 
@@ -49,6 +52,7 @@ def test_every_case_was_captured() -> None:
     wanted = {f"{b}_offer_{c}" for b in ("chromium", "firefox") for c in cases}
     wanted |= {"chromium_answer_to_server_offer", "firefox_answer_to_server_offer"}
     wanted |= {"aiortc_offer_audio_video", "server_offer_example"}
+    wanted |= {f"{b}_{c}" for b in ("chromium", "firefox") for c in SIMULCAST_CASES}
     assert wanted <= set(NAMES)
 
 
@@ -278,6 +282,7 @@ INVALID = {
         "line 15: bad a=fingerprint value 'sha-256 D6;5E:24:89:7E:6F:AE:FF:A1:07:D3:04:25:C2"
         ":D0:B9:D9:BE:29:30:3C:97:68:...'"
     ),
+    "chromium_offer_simulcast": "line 164: bad a=rid value 'h! send'",
     "firefox_offer_audio_video": "line 60: extmap id '300' not in 1..255",
     "firefox_offer_audio_only": "line 12: candidate has 'type' where 'typ' belongs",
     "firefox_offer_recvonly": "line 43: bad a=setup value 'sideways'",

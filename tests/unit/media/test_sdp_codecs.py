@@ -19,7 +19,8 @@ from zvonok.media.sdp.codecs import (
 from zvonok.media.sdp.description import MediaDescription, RtpCodec, SessionDescription
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sdp"
-VIDEO_FB = ["nack", "nack pli", "ccm fir", "goog-remb"]
+VIDEO_FB = ["nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"]
+TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 
 def media(name: str, index: int) -> MediaDescription:
@@ -41,7 +42,7 @@ def test_table() -> None:
         (8, "PCMA", 8000, None),
     ]
     assert audio[0].fmtp == {"minptime": "10", "useinbandfec": "1"}
-    assert all(c.rtcp_fb == [] for c in audio)
+    assert all(c.rtcp_fb == ["transport-cc"] for c in audio)
     video = supported_codecs("video")
     assert [(c.payload_type, c.name) for c in video] == [
         (96, "VP8"), (97, "rtx"), (98, "VP9"), (99, "rtx"), (100, "VP9"), (101, "rtx"),
@@ -61,7 +62,6 @@ def test_table() -> None:
         "108",
     ]
     assert all(c.rtcp_fb == VIDEO_FB for c in video if c.name != "rtx")
-    assert not any("transport-cc" in c.rtcp_fb for c in audio + video)
     assert supported_codecs("application") == []
     video[0].fmtp["x"] = "1"
     assert "x" not in supported_codecs("video")[0].fmtp  # copies
@@ -71,11 +71,15 @@ def test_extensions() -> None:
     assert dict(SUPPORTED_EXTENSIONS["audio"]) == {
         "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 1,
         "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
+        TWCC: 3,
         "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
     }
     assert dict(SUPPORTED_EXTENSIONS["video"]) == {
         "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
+        TWCC: 3,
         "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
+        "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10,
+        "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id": 11,
         "urn:3gpp:video-orientation": 13,
         "urn:ietf:params:rtp-hdrext:toffset": 14,
     }
@@ -155,13 +159,16 @@ def pts(codecs: list[RtpCodec]) -> list[tuple[int, str]]:
 def test_filter_chromium_offer() -> None:
     audio = filter_offer_codecs(media("chromium_offer_audio_video", 0))
     assert pts(audio) == [(111, "opus"), (9, "G722"), (0, "PCMU"), (8, "PCMA")]
-    assert audio[0].rtcp_fb == [] and audio[0].fmtp == {"minptime": "10", "useinbandfec": "1"}
+    assert audio[0].rtcp_fb == ["transport-cc"] and audio[0].fmtp == {
+        "minptime": "10",
+        "useinbandfec": "1",
+    }
     video = filter_offer_codecs(media("chromium_offer_audio_video", 1))
     assert pts(video) == [
         (96, "VP8"), (97, "rtx"), (98, "VP9"), (99, "rtx"), (100, "VP9"), (101, "rtx"),
         (102, "H264"), (103, "rtx"), (108, "H264"), (109, "rtx"), (116, "H264"), (117, "rtx"),
     ]  # fmt: skip
-    assert video[0].rtcp_fb == ["goog-remb", "ccm fir", "nack", "nack pli"]  # no transport-cc
+    assert video[0].rtcp_fb == ["goog-remb", "transport-cc", "ccm fir", "nack", "nack pli"]
     assert video[1].fmtp == {"apt": "96"} and video[1].rtcp_fb == []
 
 
@@ -196,7 +203,7 @@ def test_filter_applies_our_preference() -> None:
         (102, "H264"),
         (103, "rtx"),
     ]
-    assert filter_offer_codecs(m)[2].rtcp_fb == ["nack"]
+    assert filter_offer_codecs(m)[2].rtcp_fb == ["nack", "transport-cc"]
     a = MediaDescription("audio", 9, "RTP/AVP", ["0", "111"])
     a.codecs = [RtpCodec(0, "PCMU", 8000), RtpCodec(111, "opus", 48000, 2, {}, ["nack"])]
     assert pts(filter_offer_codecs(a)) == [(111, "opus"), (0, "PCMU")]

@@ -9,9 +9,13 @@ from hypothesis import strategies as st
 
 from zvonok.media.sdp.codecs import filter_offer_codecs
 from zvonok.media.sdp.description import SessionDescription
+from zvonok.media.sdp.negotiation import LocalParameters, SessionNegotiator
+from zvonok.media.sdp.simulcast import MAX_LAYERS, send_rids
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sdp"
 TEXTS = [p.read_bytes().decode() for p in sorted(FIXTURES.glob("*.sdp"))]
+SIMULCAST = (FIXTURES / "chromium_offer_simulcast.sdp").read_bytes().decode()
+LOCAL = LocalParameters("srvu", "serverpasswordserverpassword", ("sha-256", "AB:" * 31 + "AB"), [])
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -26,6 +30,12 @@ def check(text: str) -> None:
         media.ssrc_of_media()
         media.rtx_ssrc()
         media.rtx_apt()
+        try:
+            rids = send_rids(media)
+        except ValueError:
+            continue
+        assert len(rids) <= MAX_LAYERS and len(set(rids)) == len(rids)
+        assert set(rids) <= {r.id for r in media.rids if r.direction == "send"}
 
 
 @SETTINGS
@@ -69,3 +79,47 @@ def mutated(draw: st.DrawFn) -> str:
 @given(mutated())
 def test_mutated_fixtures(text: str) -> None:
     check(text)
+
+
+RID_IDS = st.sampled_from(["q", "h", "f", "x", "~q", "~h", "", "é", "a" * 17, "1_-"])
+
+
+@st.composite
+def simulcast_lines(draw: st.DrawFn) -> str:
+    """Chromium's simulcast offer with random a=rid and a=simulcast lines in its video m-line."""
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        rid = draw(RID_IDS).lstrip("~")
+        direction = draw(st.sampled_from(["send", "recv", "sendrecv"]))
+        params = draw(st.sampled_from(["", " max-width=640", " pt=96;max-fps=30", " ;"]))
+        lines.append(f"a=rid:{rid} {direction}{params}")
+    if draw(st.booleans()):
+        streams = [
+            ",".join(draw(st.lists(RID_IDS, min_size=1, max_size=3)))
+            for _ in range(draw(st.integers(1, 5)))
+        ]
+        head = draw(st.sampled_from(["send ", "recv ", "recv z send ", "send ", " send "]))
+        lines.append("a=simulcast:" + head + ";".join(streams))
+    video = SIMULCAST.index("a=rid:q send")
+    end = SIMULCAST.index("a=simulcast:send q;h;f\r\n") + len("a=simulcast:send q;h;f\r\n")
+    return SIMULCAST[:video] + "".join(line + "\r\n" for line in lines) + SIMULCAST[end:]
+
+
+@SETTINGS
+@given(simulcast_lines())
+def test_random_simulcast_offers(text: str) -> None:
+    """Any rid/simulcast combination either refuses the offer with ValueError or is answered
+    with at most three declared, distinct rids, which our answer receives."""
+    check(text)
+    neg = SessionNegotiator()
+    try:
+        answer, result = neg.apply_offer(text, [], lambda restart: LOCAL)
+    except ValueError:
+        assert neg.slots == []
+        return
+    video = SessionDescription.parse(answer).media[1]
+    rids = tuple(r.id for r in video.rids)
+    assert len(rids) <= MAX_LAYERS and all(r.direction == "recv" for r in video.rids)
+    assert video.simulcast == ("recv " + ";".join(rids) if rids else None)
+    published = result.published.get("1")
+    assert (published.rids if published is not None else ()) == rids

@@ -7,8 +7,12 @@ RFC 7741 (VP8), RFC 9628 (VP9 ``profile-id``), RFC 6184 §8.1 (H.264 ``profile-l
 ``packetization-mode``; the level may differ between peers), RFC 4588 (RTX ``apt``),
 RFC 8285 (extmap ids).
 
-Not forwarded: telephone-event, red, ulpfec, flexfec (left out of answers), transport-cc
-feedback (we do not send TWCC feedback yet). Imports only ``zvonok.media.sdp``.
+Not forwarded: telephone-event, red, ulpfec, flexfec (left out of answers).
+Negotiated both ways on audio and video: transport-wide congestion control
+(draft-holmer-rmcat-transport-wide-cc-extensions-01: its header extension and the ``transport-cc``
+rtcp-fb), so publishers get our feedback and subscribers send theirs. Video also keeps the
+RFC 8852 rid and repaired-rid extensions (simulcast, ``simulcast``), only where the client sends.
+Imports only ``zvonok.media.sdp``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import re
 from collections.abc import Mapping, Sequence
 
 from .description import MediaDescription, RtpCodec
+from .simulcast import REPAIRED_RID_URI, RID_URI
 
 #: What ``codec_key`` returns: the identity of a codec across browsers.
 CodecKey = tuple[str | int, ...]
 
-VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb")
-AUDIO_FEEDBACK: tuple[str, ...] = ()
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
+AUDIO_FEEDBACK = ("transport-cc",)
 FEEDBACK = {"audio": AUDIO_FEEDBACK, "video": VIDEO_FEEDBACK}
 
 #: Header extensions we keep, with our preferred ids for server offers. The ids are Chrome's own
@@ -32,15 +38,22 @@ SUPPORTED_EXTENSIONS: dict[str, tuple[tuple[str, int], ...]] = {
     "audio": (
         ("urn:ietf:params:rtp-hdrext:ssrc-audio-level", 1),
         ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 2),
+        (TWCC_URI, 3),
         ("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
     ),
     "video": (
         ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 2),
+        (TWCC_URI, 3),
         ("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
+        (RID_URI, 10),
+        (REPAIRED_RID_URI, 11),
         ("urn:3gpp:video-orientation", 13),
         ("urn:ietf:params:rtp-hdrext:toffset", 14),
     ),
 }
+#: Extensions only the client writes (simulcast stream ids): offered and answered only on
+#: m-lines the client sends on, and never forwarded (``slots.NOT_FORWARDED``).
+RECEIVE_ONLY_EXTENSIONS = frozenset({RID_URI, REPAIRED_RID_URI})
 
 _HEX6 = re.compile(r"[0-9A-Fa-f]{6}", re.ASCII)
 _H264_FMTP = {"level-asymmetry-allowed": "1", "packetization-mode": "1"}

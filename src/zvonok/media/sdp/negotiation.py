@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .codecs import (
+    RECEIVE_ONLY_EXTENSIONS,
     SUPPORTED_EXTENSIONS,
     CodecKey,
     codec_key,
@@ -42,6 +43,7 @@ from .codecs import (
 )
 from .description import HeaderExtension, MediaDescription, RtpCodec, SessionDescription
 from .render import server_description
+from .simulcast import RID_URI, send_rids
 from .slots import (
     MAX_SLOTS,
     MID_URI,
@@ -166,7 +168,7 @@ class SessionNegotiator:
                 slot.codecs = self._receive_codecs(slot.mid)
                 slot.steered = slot.mid in self._recv_filter
             if not slot.extensions:
-                slot.extensions = self._our_extensions(slot.kind)
+                slot.extensions = self._our_extensions(slot.kind, receiving=slot.recv)
         return slots
 
     def apply_answer(self, text: str) -> NegotiationResult:
@@ -198,7 +200,7 @@ class SessionNegotiator:
             self._learn_order(slot, media)
             ext_ids = {e.uri: e.id for e in media.extensions}
             slot.extensions = [e for e in slot.extensions if ext_ids.get(e.uri) == e.id]
-            self._learn_remote_media(slot, media)
+            self._learn_remote_media(slot, media, answer=True)
         return self._commit(desc, slots, restart=False)
 
     # ------------------------------------------------------------------ offers by the client
@@ -320,10 +322,12 @@ class SessionNegotiator:
             slot.codecs = _restricted(mine, self._recv_filter.get(slot.mid)) or mine
             slot.steered = slot.mid in self._recv_filter
         supported = {uri for uri, _ in SUPPORTED_EXTENSIONS.get(slot.kind, ())}
-        slot.extensions = [e for e in media.extensions if e.uri in supported]
+        if not slot.client_sends:
+            supported -= RECEIVE_ONLY_EXTENSIONS
+        slot.extensions = [_answered(e) for e in media.extensions if e.uri in supported]
         for ext in slot.extensions:
             self._ext_ids.setdefault(ext.uri, ext.id)
-        self._learn_remote_media(slot, media)
+        self._learn_remote_media(slot, media, answer=False)
 
     def _learn_order(self, slot: Slot, media: MediaDescription) -> None:
         """The client's codec order, learnt while it may send anything: an answer to a
@@ -506,7 +510,9 @@ class SessionNegotiator:
     def _published(self) -> dict[str, PublishedTrack]:
         out: dict[str, PublishedTrack] = {}
         for slot in self.slots:
-            if slot.stopped or not slot.client_sends or slot.remote_ssrc is None:
+            if slot.stopped or not slot.client_sends:
+                continue
+            if slot.remote_ssrc is None and not slot.remote_rids:
                 continue
             media_codecs = {c.payload_type: c for c in slot.codecs if c.name.lower() != "rtx"}
             rtx = {c.payload_type: a for c in slot.codecs if (a := _apt(c)) is not None}
@@ -519,6 +525,7 @@ class SessionNegotiator:
                 rtx=rtx,
                 extensions={e.uri: e.id for e in slot.extensions},
                 msid=slot.remote_msid,
+                rids=slot.remote_rids,
             )
         return out
 
@@ -536,12 +543,20 @@ class SessionNegotiator:
             )
         return out
 
-    def _learn_remote_media(self, slot: Slot, media: MediaDescription) -> None:
+    def _learn_remote_media(self, slot: Slot, media: MediaDescription, *, answer: bool) -> None:
+        """What the client sends on ``slot``: its SSRCs, or its simulcast rids (then no SSRC:
+        they are learnt from the rid header extension; Firefox's a=ssrc lines are not tied
+        to rids). In an answer, only rids our offer listed count (RFC 8853 §5.3)."""
         if not slot.client_sends:
             slot.remote_ssrc = slot.remote_rtx_ssrc = None
+            slot.remote_rids = ()
             return
-        slot.remote_ssrc = media.ssrc_of_media()
-        slot.remote_rtx_ssrc = media.rtx_ssrc()
+        negotiated = {e.uri for e in slot.extensions}
+        offered = slot.remote_rids if answer else None
+        rids = send_rids(media, offered) if RID_URI in negotiated else ()
+        slot.remote_rids = rids
+        slot.remote_ssrc = None if rids else media.ssrc_of_media()
+        slot.remote_rtx_ssrc = None if rids else media.rtx_ssrc()
         slot.remote_msid = media.msid
 
     def _new_slot(self, index: int, kind: str, *, recv: bool) -> Slot:
@@ -616,10 +631,14 @@ class SessionNegotiator:
                 out.append(self._rtx_for(pt, rtx))
         return out
 
-    def _our_extensions(self, kind: str) -> list[HeaderExtension]:
+    def _our_extensions(self, kind: str, *, receiving: bool) -> list[HeaderExtension]:
+        """Our extensions for a new m-line of ``kind``; the rid ones only where the client may
+        send (``receiving``): we never write them."""
         out = []
         used = set(self._ext_ids.values())
         for uri, preferred in SUPPORTED_EXTENSIONS.get(kind, ()):
+            if not receiving and uri in RECEIVE_ONLY_EXTENSIONS:
+                continue
             ext_id = self._ext_ids.get(uri)
             if ext_id is None:
                 ext_id = preferred if preferred not in used else _free_ext_id(used)
@@ -730,6 +749,14 @@ def _with_fmtp(ours: RtpCodec, theirs: RtpCodec) -> RtpCodec:
     merged = _with_pt(ours, ours.payload_type)
     merged.fmtp.update(theirs.fmtp)
     return merged
+
+
+def _answered(ext: HeaderExtension) -> HeaderExtension:
+    """A client's extmap as we write it back: its direction seen from our side (RFC 8285 §8:
+    Firefox offers the rid extensions ``/sendonly``; an echoed ``/sendonly`` would say we send
+    them, and Firefox then leaves them out of its answers to our later offers)."""
+    flipped = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(ext.direction or "")
+    return HeaderExtension(ext.id, ext.uri, flipped or ext.direction)
 
 
 def _free_ext_id(used: set[int]) -> int:

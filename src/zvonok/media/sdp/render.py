@@ -1,6 +1,8 @@
 """The server's offers and answers as SDP values (RFC 8829 §5.2/§5.3 content): ICE-lite
 credentials and candidates, the DTLS fingerprint and setup role (RFC 5763), rtcp-mux (RFC 8858),
-extmap (RFC 8285), rtpmap/fmtp/rtcp-fb, msid (RFC 8830) and ssrc/FID (RFC 5576).
+extmap (RFC 8285), rtpmap/fmtp/rtcp-fb, msid (RFC 8830), ssrc/FID (RFC 5576) and, on m-lines
+where the client sends simulcast, ``a=rid:<id> recv`` (RFC 8851) and ``a=simulcast:recv``
+(RFC 8853).
 
 Owns ``server_description`` and ``media_description``: a session's slots -> ``SessionModel`` /
 ``MediaDescription``. The text is written by the one SDP writer, ``_model`` (``str()``), the
@@ -15,6 +17,7 @@ from dataclasses import replace
 
 from ._model import MediaDescription, Origin, RtpCodec, SessionModel, SsrcGroup
 from .candidate import Candidate
+from .simulcast import receive_attributes
 from .slots import LocalParameters, Slot
 
 
@@ -39,7 +42,8 @@ def media_description(
     slot: Slot, local: LocalParameters, candidates: list[Candidate], *, offer: bool
 ) -> MediaDescription:
     """One m-line: a stopped one on port 0 (RFC 8829 §5.2.2), else the slot's direction, codecs,
-    extensions and, when we send, the track's msid and SSRCs."""
+    extensions, when we receive simulcast its rids, and when we send the track's msid and
+    SSRCs."""
     media = MediaDescription(
         kind=slot.kind,
         port=9,
@@ -67,6 +71,8 @@ def media_description(
     receiving = slot.recv and (offer or slot.client_sends)
     media.direction = direction(sending, receiving)
     media.extensions = list(slot.extensions)
+    if receiving:
+        media.rids, media.simulcast = receive_attributes(slot.remote_rids)
     if sending and slot.send is not None:
         track = slot.send
         media.msid = (track.stream_id, track.track_id)

@@ -66,6 +66,10 @@ class Slot:
     client_receives: bool = False
     remote_ssrc: int | None = None
     remote_rtx_ssrc: int | None = None
+    #: The simulcast rids the client sends on this m-line (``simulcast.send_rids``), from its
+    #: last offer or answer; our offers and answers receive exactly these (``a=rid:<id> recv``,
+    #: ``a=simulcast:recv``). Empty: no simulcast.
+    remote_rids: tuple[str, ...] = ()
     remote_msid: tuple[str, str] | None = None
     protocol: str = "UDP/TLS/RTP/SAVPF"
     rejected_formats: list[str] = field(default_factory=list)
@@ -85,16 +89,24 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class PublishedTrack:
-    """A client track the server receives, as negotiated."""
+    """A client track the server receives, as negotiated.
+
+    ``rids``: the simulcast layers the client sends (RFC 8853), lowest first as in its
+    ``a=simulcast:send``; empty for a plain track. With rids, ``ssrc`` and ``rtx_ssrc`` are
+    ``None``: the SSRCs are learnt from the rid / repaired-rid header extensions (RFC 8852),
+    whose ids are in ``extensions`` (by URI, with every other negotiated extension). Without
+    rids, ``ssrc`` is the SSRC the client signalled (never ``None``).
+    """
 
     mid: str
     kind: str
-    ssrc: int
+    ssrc: int | None
     rtx_ssrc: int | None
     codecs: dict[int, RtpCodec]
     rtx: dict[int, int]
     extensions: dict[str, int]
     msid: tuple[str, str] | None
+    rids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +148,7 @@ def copy_slot(slot: Slot) -> Slot:
         client_receives=slot.client_receives,
         remote_ssrc=slot.remote_ssrc,
         remote_rtx_ssrc=slot.remote_rtx_ssrc,
+        remote_rids=slot.remote_rids,
         remote_msid=slot.remote_msid,
         protocol=slot.protocol,
         rejected_formats=list(slot.rejected_formats),
