@@ -4,6 +4,8 @@
 import { ZvonokCall, callUrl } from "/sdk/zvonok.js";
 
 const DEBUG = new URLSearchParams(location.search).has("debug");
+// ?simulcast=0 publishes the camera as one encoding (the SDK's `simulcast` option).
+const SIMULCAST = new URLSearchParams(location.search).get("simulcast") !== "0";
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 
 const ERROR_TEXT = {
@@ -23,7 +25,8 @@ const ERROR_TEXT = {
 };
 
 /** @type {{call: ZvonokCall|null, mode: string, tiles: Map<string, any>, audio: Map<string, HTMLAudioElement>}} */
-const demo = { call: null, mode: "prod", tiles: new Map(), audio: new Map(), unavailable: new Set() };
+const demo = { call: null, mode: "prod", tiles: new Map(), audio: new Map(), unavailable: new Set(),
+  paused: new Set() };
 /** @type {any} */ (window).zvonokDemo = demo;
 
 // ---------------------------------------------------------------- messages
@@ -73,7 +76,7 @@ function tile(key, label, classes = []) {
   node.dataset.key = key;
   node.querySelector(".name").textContent = label;
   node.querySelector(".placeholder").textContent = (label[0] ?? "?").toUpperCase();
-  t = { node, video: node.querySelector("video"), trackId: null };
+  t = { node, video: node.querySelector("video"), trackId: null, unobserve: null };
   demo.tiles.set(key, t);
   $("grid").append(node);
   return t;
@@ -83,6 +86,7 @@ function tile(key, label, classes = []) {
 function removeTile(key) {
   const t = demo.tiles.get(key);
   if (!t) return;
+  t.unobserve?.();
   t.video.srcObject = null;
   t.node.remove();
   demo.tiles.delete(key);
@@ -92,15 +96,40 @@ function removeTile(key) {
 function setUnavailable(t, on) {
   if (!t) return;
   t.node.classList.toggle("unavailable", on);
-  t.node.querySelector(".placeholder").textContent = on
+  placeholder(t);
+}
+
+/** The server holds this video back for a weak downlink (`trackpaused`). @param {any} t @param {boolean} on */
+function setPaused(t, on) {
+  if (!t) return;
+  t.node.classList.toggle("paused", on);
+  if (on) setFlag(t, "cam-off", false);
+  placeholder(t);
+}
+
+/** The tile's placeholder: why there is no picture, else the user's initial. @param {any} t */
+function placeholder(t) {
+  t.node.querySelector(".placeholder").textContent = t.node.classList.contains("unavailable")
     ? "video not available in this browser"
-    : (t.node.querySelector(".name").textContent[0] ?? "?").toUpperCase();
+    : t.node.classList.contains("paused") ? "video paused: weak connection"
+      : (t.node.querySelector(".name").textContent[0] ?? "?").toUpperCase();
 }
 
 /** @param {any} t @param {MediaStreamTrack|null} track @param {string|null} trackId */
 function showVideo(t, track, trackId) {
+  if (t.trackId !== trackId || !track) {
+    t.unobserve?.();
+    t.unobserve = null;
+  }
   t.trackId = trackId;
+  t.node.classList.toggle("paused", trackId !== null && demo.paused.has(trackId));
   setUnavailable(t, trackId !== null && demo.unavailable.has(trackId));
+  // A received video: the server is told the tile's size and whether it is on screen, so a
+  // small or hidden tile costs a small layer or nothing (adaptive stream).
+  const remote = trackId !== null && !trackId.startsWith("local");
+  if (track && remote && !t.unobserve && demo.call) {
+    t.unobserve = demo.call.observeVideo(trackId, t.video);
+  }
   t.video.srcObject = track ? new MediaStream([track]) : null;
   t.node.classList.toggle("no-video", !track);
   t.node.dataset.trackId = trackId ?? "";
@@ -139,13 +168,29 @@ function wire(call) {
     if (e.unavailable) setFlag(t, "cam-off", false);
   });
   call.addEventListener("trackended", (/** @type {any} */ e) => onTrackEnded(e));
+  call.addEventListener("trackpaused", (/** @type {any} */ e) => {
+    // Only the server's own pauses (weak downlink); ours (an unseen tile) need no words.
+    const paused = e.paused && e.reason !== "subscriber";
+    if (paused) demo.paused.add(e.trackId);
+    else demo.paused.delete(e.trackId);
+    setPaused([...demo.tiles.values()].find((x) => x.trackId === e.trackId), paused);
+  });
+  call.addEventListener("speakers", (/** @type {any} */ e) => {
+    // The loudest speaker's tile is highlighted (its camera tile; "local" when it is us).
+    const loudest = e.speakers[0]?.sessionId ?? null;
+    for (const [key, t] of demo.tiles) {
+      const session = key === "local" ? call.sessionId : key;
+      t.node.classList.toggle("speaking", loudest !== null && session === loudest);
+    }
+  });
   call.addEventListener("mute", (/** @type {any} */ e) => {
     if (e.local) return;
     if (e.kind === "audio") setFlag(demo.tiles.get(e.sessionId), "mic-off", e.muted);
     else {
       const t = [...demo.tiles.values()].find((x) => x.trackId === e.trackId);
       if (t) t.node.classList.toggle("no-video", e.muted);
-      const why = t && !t.node.classList.contains("screen") && !t.node.classList.contains("unavailable");
+      const why = t && !t.node.classList.contains("screen") && !t.node.classList.contains("unavailable")
+        && !t.node.classList.contains("paused");
       if (t) setFlag(t, "cam-off", e.muted && Boolean(why));
     }
   });
@@ -286,7 +331,7 @@ async function onJoin(event) {
 /** @param {string} kind @param {string} roomId @param {string} token @param {string} userId */
 async function startCall(kind, roomId, token, userId) {
   const call = new ZvonokCall({ url: callUrl(/** @type {any} */ (kind), roomId), token, roomId,
-    debug: DEBUG });
+    debug: DEBUG, simulcast: SIMULCAST });
   demo.call = call;
   wire(call);
   setStatus("joining", "joining…");
@@ -314,6 +359,7 @@ async function startCall(kind, roomId, token, userId) {
 /** @param {string} state */
 function endCall(state) {
   for (const key of [...demo.tiles.keys()]) removeTile(key);
+  demo.paused.clear();
   for (const audio of demo.audio.values()) audio.srcObject = null;
   demo.audio.clear();
   demo.call = null;

@@ -4,7 +4,10 @@
 // W3C perfect negotiation as the POLITE peer (the server is impolite), trickle ICE both ways
 // with remote candidates buffered until a remote description is set, the `tracks` map that names
 // the owner of every received track, reconnection with the same sessionId (resume, ICE restart
-// or rebuild), remote mute detection from RTP, and a 2 s connection-quality sample.
+// or rebuild), remote mute detection from RTP, a 2 s connection-quality sample, and adaptive
+// media: the camera published in 3 simulcast encodings, the server's `publish-layers` turning
+// them on and off (RTCRtpSender.setParameters), the receiver's wishes per track (`track-settings`,
+// from each video element's size and visibility), `track-paused` and `speakers` as events.
 // A dependency-free ES module with JSDoc types; no build step. It talks to nothing but the
 // WebSocket URL it is given (and the media server that URL's signaling names).
 
@@ -23,6 +26,19 @@ const FATAL_JOIN_ERRORS = new Set([
 ]);
 // How many fresh sessionIds join() tries after `session-taken` before giving up.
 const SESSION_TAKEN_RETRIES = 3;
+// The camera's simulcast encodings, lowest first (the order of a=simulcast:send in the offer;
+// Chromium and Firefox ESR accept the same sendEncodings), used from this capture width up.
+const SIMULCAST_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4 },
+  { rid: "h", scaleResolutionDownBy: 2 },
+  { rid: "f", scaleResolutionDownBy: 1 },
+];
+const SIMULCAST_MIN_WIDTH = 640;
+// What `publish({video: true})` asks the camera for (a simulcast ladder of 1280/640/320 px).
+const CAMERA_DEFAULT = { width: { ideal: 1280 }, height: { ideal: 720 } };
+// `track-settings` goes out at most this often (ms), carrying every wish changed meanwhile.
+const TRACK_SETTINGS_GAP = 500;
+const TRACK_SETTINGS_MAX = 64;
 
 /**
  * @typedef {object} ReconnectOptions
@@ -38,6 +54,8 @@ const SESSION_TAKEN_RETRIES = 3;
  * @property {RTCIceServer[]} [iceServers]  default: the `iceServers` of the server's `joined`
  * @property {ReconnectOptions} [reconnect]
  * @property {number} [statsInterval]  ms between `quality` events (default 2000; 0 disables)
+ * @property {boolean} [simulcast]  publish the camera in 3 encodings (q/h/f) when it is at least
+ *   640 px wide (default true); false: one encoding
  * @property {boolean} [debug]     log signaling to the console
  *
  * @typedef {object} RemoteTrackInfo
@@ -49,6 +67,17 @@ const SESSION_TAKEN_RETRIES = 3;
  * @property {MediaStreamTrack} track
  * @property {MediaStream[]} streams
  * @property {boolean} muted
+ * @property {boolean} paused      the server holds this video back (`track-paused`, weak downlink)
+ *
+ * @typedef {object} TrackSettings
+ * @property {boolean} [paused]    do not send this video at all
+ * @property {number} [maxWidth]   the largest width worth sending (device pixels)
+ * @property {number} [maxHeight]
+ *
+ * @typedef {object} Speaker
+ * @property {string} sessionId
+ * @property {string} userId
+ * @property {number} level        0..1
  *
  * @typedef {object} Participant
  * @property {string} sessionId
@@ -112,7 +141,8 @@ export function callUrl(kind, roomId, base) {
  * One call: one signaling WebSocket and one RTCPeerConnection to the SFU.
  *
  * Events: joined, participantjoined, participantleft, track, trackended, connectionstatechange,
- * reconnecting, reconnected, failed, error, quality, mute, trackunavailable.
+ * reconnecting, reconnected, failed, error, quality, mute, trackunavailable, trackpaused,
+ * speakers, publishlayers, serverstats.
  */
 export class ZvonokCall extends EventTarget {
   /** @param {ZvonokCallOptions} options */
@@ -138,6 +168,7 @@ export class ZvonokCall extends EventTarget {
     this._reconnectOptions = { ...RECONNECT_DEFAULTS, ...(options.reconnect ?? {}) };
     this._statsInterval = options.statsInterval ?? STATS_INTERVAL;
     this._debug = Boolean(options.debug);
+    this._simulcast = options.simulcast ?? true;
     /** "new" | "connecting" | "joined" | "reconnecting" | "closed" | "failed" */
     this.state = "new";
     /** the server's view of this session's connection (its `state` messages) */
@@ -183,6 +214,23 @@ export class ZvonokCall extends EventTarget {
     this._lastEmittedState = "";
     this._leaving = false;
     this._lastEmittedServer = "";
+    /** @type {Speaker[]} loudest first, from the server's `speakers` */
+    this.speakers = [];
+    /** @type {Map<string, TrackSettings>} trackId -> this client's wish (`track-settings`) */
+    this._wishes = new Map();
+    /** @type {Set<string>} trackIds whose wish the server has not been told yet */
+    this._wishesDirty = new Set();
+    this._wishesTimer = null;
+    this._wishesSentAt = 0;
+    // An older server answers `track-settings` with `error` (unknown type): stop sending it on
+    // that connection (a run of bad messages would make the server close the socket).
+    this._wishesRefused = false;
+    /** @type {Map<string, string>} published trackId -> mid (from the server's `stats`) */
+    this._publishedMids = new Map();
+    /** @type {Map<RTCRtpSender, Promise<void>>} setParameters calls, one at a time per sender */
+    this._layerChains = new Map();
+    /** @type {WeakSet<RTCRtpSender>} senders created with the simulcast encodings */
+    this._simulcastSenders = new WeakSet();
   }
 
   // ------------------------------------------------------------------ public API
@@ -228,7 +276,9 @@ export class ZvonokCall extends EventTarget {
     if (what instanceof MediaStream) {
       stream = what;
     } else {
-      stream = await this._getMedia(() => navigator.mediaDevices.getUserMedia(what));
+      const constraints = { ...what };
+      if (constraints.video === true) constraints.video = CAMERA_DEFAULT;
+      stream = await this._getMedia(() => navigator.mediaDevices.getUserMedia(constraints));
       owned = true;
     }
     for (const track of stream.getTracks()) {
@@ -339,6 +389,76 @@ export class ZvonokCall extends EventTarget {
     }
     this._shutdown("closed");
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, "leave");
+  }
+
+  /**
+   * Tell the server what this client wants of a received video track (`track-settings`):
+   * `{paused: true}` stops it, `{maxWidth, maxHeight}` (device pixels) caps the layer it gets;
+   * `null` (or `{}`) lifts every limit. Sent once joined, at most twice a second, changes only.
+   * @param {string} trackId
+   * @param {TrackSettings|null} settings
+   */
+  setTrackSettings(trackId, settings) {
+    if (typeof trackId !== "string" || !trackId) throw new ZvonokError("bad-argument", "trackId?");
+    /** @type {TrackSettings} */
+    const wish = {};
+    if (settings?.paused) wish.paused = true;
+    for (const key of /** @type {const} */ (["maxWidth", "maxHeight"])) {
+      const value = settings?.[key];
+      if (typeof value === "number" && Number.isFinite(value) && value > 0) {
+        wish[key] = Math.max(1, Math.round(value));
+      }
+    }
+    const old = this._wishes.get(trackId);
+    if (old && sameWish(old, wish)) return;
+    if (!old && Object.keys(wish).length === 0) return;
+    this._wishes.set(trackId, wish);
+    this._wishesDirty.add(trackId);
+    this._scheduleWishes();
+  }
+
+  /**
+   * Adaptive stream for apps: keep the server told how large `element` (the <video> showing
+   * the received track `trackId`) is on screen (its size x devicePixelRatio, by ResizeObserver)
+   * and whether it is visible at all (IntersectionObserver, the page's visibility): an unseen
+   * video is paused, a small one gets a smaller simulcast layer. Returns a function that stops
+   * observing and lifts the limits.
+   * @param {string} trackId
+   * @param {HTMLElement} element
+   * @returns {() => void}
+   */
+  observeVideo(trackId, element) {
+    const state = { width: 0, height: 0, visible: true, sized: false };
+    const update = () => {
+      if (!state.sized) return;
+      const shown = state.visible && document.visibilityState !== "hidden"
+        && state.width > 0 && state.height > 0;
+      const ratio = globalThis.devicePixelRatio || 1;
+      this.setTrackSettings(trackId, shown
+        ? { maxWidth: state.width * ratio, maxHeight: state.height * ratio }
+        : { paused: true });
+    };
+    const resize = typeof ResizeObserver === "function" ? new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1].contentRect;
+      state.width = box.width;
+      state.height = box.height;
+      state.sized = true;
+      update();
+    }) : null;
+    const intersect = typeof IntersectionObserver === "function"
+      ? new IntersectionObserver((entries) => {
+        state.visible = entries[entries.length - 1].isIntersecting;
+        update();
+      }) : null;
+    resize?.observe(element);
+    intersect?.observe(element);
+    document.addEventListener("visibilitychange", update);
+    return () => {
+      resize?.disconnect();
+      intersect?.disconnect();
+      document.removeEventListener("visibilitychange", update);
+      if (this._remote.has(trackId)) this.setTrackSettings(trackId, null);
+    };
   }
 
   /** The connection state of the RTCPeerConnection ("new" before joining). */
@@ -489,6 +609,10 @@ export class ZvonokCall extends EventTarget {
       case "state": return this._onServerState(payload);
       case "error": return this._onServerError(payload);
       case "track-unavailable": return this._onTrackUnavailable(payload);
+      case "track-paused": return this._onTrackPaused(payload);
+      case "publish-layers": return this._onPublishLayers(payload);
+      case "speakers": return this._onSpeakers(payload);
+      case "stats": return this._onServerStats(payload);
       default: return undefined;
     }
   }
@@ -507,6 +631,7 @@ export class ZvonokCall extends EventTarget {
     this._syncRoster(payload.participants ?? []);
     const resumed = Boolean(payload.resumed) && this._pc !== null;
     this.state = "joined";
+    this._wishesRefused = false;
     if (wasReconnecting) {
       clearTimeout(this._reconnect?.timer);
       this._reconnect = null;
@@ -523,6 +648,9 @@ export class ZvonokCall extends EventTarget {
     else this._emit("joined", info);
     this._emitConnectionState();
     pending.resolve(info);
+    // A new socket: the server (maybe a fresh session) hears every wish again.
+    for (const trackId of this._wishes.keys()) this._wishesDirty.add(trackId);
+    this._scheduleWishes();
   }
 
   /** @param {{sessionId: string, userId: string}[]} roster */
@@ -594,6 +722,13 @@ export class ZvonokCall extends EventTarget {
       if (this._ws) this._ws.close(1000, "join refused");
       return;
     }
+    if (payload.ref === "track-settings") {
+      // A server without adaptive stream (or one that found fault with ours): stop sending it
+      // on this connection; media flows as before.
+      this._wishesRefused = true;
+      this._log("track-settings refused:", code, message);
+      return;
+    }
     if (code === "glare") {
       // The server's offer travels ahead of this error, so normally it has been answered by
       // now and ours is already being made again (see _onDescription). If ours is still
@@ -634,6 +769,8 @@ export class ZvonokCall extends EventTarget {
     this._reofferAfterServerOffer = false;
     this._expectGlare = false;
     this._answeredFirst = false;
+    this._layerChains = new Map();
+    this._publishedMids = new Map();
     pc.onnegotiationneeded = () => this._enqueue((p) => this._makeOffer(p));
     pc.onicecandidate = (event) => this._onLocalCandidate(pc, event.candidate);
     pc.ontrack = (event) => this._onTrack(pc, event);
@@ -645,7 +782,7 @@ export class ZvonokCall extends EventTarget {
       const slot = this._local[kind];
       if (!slot) continue;
       const stream = kind === "screen" ? /** @type {MediaStream} */ (slot.stream) : this.localStream;
-      slot.sender = pc.addTrack(slot.track, stream);
+      slot.sender = this._addSender(pc, kind, slot.track, stream);
       if (kind !== "screen" && this._muted[kind]) this._setSenderTrack(slot.sender, null);
     }
     this._startStats();
@@ -738,6 +875,7 @@ export class ZvonokCall extends EventTarget {
       if (pc.signalingState !== "have-local-offer") return;
       await pc.setRemoteDescription({ type: "answer", sdp: payload.sdp });
       await this._flushCandidates(pc);
+      this._afterSimulcastAnswer(pc);
     }
     this._afterStable(pc);
   }
@@ -875,7 +1013,7 @@ export class ZvonokCall extends EventTarget {
     const kind = /** @type {"audio"|"video"} */ (track.kind);
     /** @type {RemoteTrackInfo} */
     const info = { trackId, mid: mid ?? "", kind, sessionId, userId, track,
-      streams: [...streams], muted: track.muted };
+      streams: [...streams], muted: track.muted, paused: false };
     this._remote.set(trackId, info);
     let participant = this.participants.get(sessionId);
     if (!participant) {
@@ -895,6 +1033,8 @@ export class ZvonokCall extends EventTarget {
   _endRemote(info, reason) {
     if (this._remote.get(info.trackId) !== info) return;
     this._remote.delete(info.trackId);
+    this._wishes.delete(info.trackId);
+    this._wishesDirty.delete(info.trackId);
     this.participants.get(info.sessionId)?.tracks.delete(info.trackId);
     info.track.onmute = info.track.onunmute = info.track.onended = null;
     this._emit("trackended", { track: info.track, trackId: info.trackId, kind: info.kind,
@@ -911,6 +1051,124 @@ export class ZvonokCall extends EventTarget {
     this._emit("trackunavailable", { trackId: payload.trackId, kind: payload.kind,
       sessionId: payload.sessionId, userId: payload.userId, unavailable: Boolean(payload.unavailable),
       reason: payload.reason ?? null, codecs: Array.isArray(payload.codecs) ? payload.codecs : [] });
+  }
+
+  /**
+   * The server holds a received video back (its downlink estimate is below the lowest layer,
+   * reason `bandwidth`) or sends it again (`paused: false`): docs/protocol.md `track-paused`.
+   * @param {any} payload
+   */
+  _onTrackPaused(payload) {
+    if (typeof payload.trackId !== "string") return;
+    const paused = Boolean(payload.paused);
+    const info = this._remote.get(payload.trackId);
+    if (info) info.paused = paused;
+    this._emit("trackpaused", { trackId: payload.trackId, kind: payload.kind ?? info?.kind ?? null,
+      sessionId: payload.sessionId ?? info?.sessionId ?? null,
+      userId: payload.userId ?? info?.userId ?? null, paused,
+      reason: typeof payload.reason === "string" ? payload.reason : null,
+      track: info?.track ?? null });
+  }
+
+  /**
+   * Dynacast: the server says which simulcast layers of a published track anyone wants; the
+   * others are turned off (`encodings[i].active`, by rid) so the uplink carries only those.
+   * @param {any} payload
+   */
+  _onPublishLayers(payload) {
+    if (!Array.isArray(payload.layers)) return;
+    /** @type {Map<string, boolean>} */
+    const wanted = new Map();
+    for (const layer of payload.layers) {
+      if (layer && typeof layer.rid === "string") wanted.set(layer.rid, Boolean(layer.active));
+    }
+    const sender = this._publishedSender(payload.trackId, payload.mid, wanted);
+    if (!sender) {
+      this._log("publish-layers for an unknown track", payload.trackId);
+      return;
+    }
+    this._changeEncodings(sender, (encodings) => {
+      let changed = false;
+      for (const encoding of encodings) {
+        const active = encoding.rid === undefined ? undefined : wanted.get(encoding.rid);
+        if (active !== undefined && encoding.active !== active) {
+          encoding.active = active;
+          changed = true;
+        }
+      }
+      return changed;
+    });
+    this._emit("publishlayers", { trackId: payload.trackId ?? null,
+      layers: [...wanted].map(([rid, active]) => ({ rid, active })) });
+  }
+
+  /**
+   * The sender of one of our published tracks: by `mid` when the server names it, else by the
+   * trackId -> mid of the server's `stats`, else the one sender whose encodings carry these rids.
+   * @param {unknown} trackId @param {unknown} mid @param {Map<string, boolean>} rids
+   * @returns {RTCRtpSender|null}
+   */
+  _publishedSender(trackId, mid, rids) {
+    const pc = this._pc;
+    if (!pc) return null;
+    const wantedMid = typeof mid === "string" ? mid
+      : typeof trackId === "string" ? this._publishedMids.get(trackId) : undefined;
+    const transceivers = pc.getTransceivers().filter((t) => t.sender.track !== null
+      || (t.direction === "sendonly" || t.direction === "sendrecv"));
+    if (wantedMid !== undefined) {
+      const found = transceivers.find((t) => t.mid === wantedMid);
+      if (found) return found.sender;
+    }
+    const layered = transceivers.filter((t) => {
+      const encodings = t.sender.getParameters().encodings ?? [];
+      return encodings.some((e) => e.rid !== undefined && rids.has(e.rid));
+    });
+    return layered.length === 1 ? layered[0].sender : null;
+  }
+
+  /** `speakers`: the loudest participants, loudest first (empty: nobody speaks). @param {any} payload */
+  _onSpeakers(payload) {
+    const list = Array.isArray(payload.speakers) ? payload.speakers : [];
+    this.speakers = list.filter((s) => s && typeof s.sessionId === "string").map((s) => ({
+      sessionId: s.sessionId, userId: String(s.userId ?? ""),
+      level: typeof s.level === "number" ? s.level : 0 }));
+    this._emit("speakers", { speakers: this.speakers });
+  }
+
+  /** The server's `stats`: learn our published trackIds; pass it on. @param {any} payload */
+  _onServerStats(payload) {
+    const published = Array.isArray(payload.published) ? payload.published : [];
+    this._publishedMids = new Map(published
+      .filter((t) => t && typeof t.trackId === "string" && typeof t.mid === "string")
+      .map((t) => [t.trackId, t.mid]));
+    this._emit("serverstats", { ...payload });
+  }
+
+  _scheduleWishes() {
+    if (this._wishesTimer || this._wishesDirty.size === 0) return;
+    const wait = Math.max(0, this._wishesSentAt + TRACK_SETTINGS_GAP - Date.now());
+    this._wishesTimer = setTimeout(() => {
+      this._wishesTimer = null;
+      this._flushWishes();
+    }, wait);
+  }
+
+  /** Send the changed wishes (`track-settings`), at most `TRACK_SETTINGS_MAX` per message. */
+  _flushWishes() {
+    if (!this._socketReady() || this._wishesRefused) return; // the next `joined` sends them
+    const tracks = [];
+    for (const trackId of this._wishesDirty) {
+      if (tracks.length >= TRACK_SETTINGS_MAX) break;
+      this._wishesDirty.delete(trackId);
+      const wish = this._wishes.get(trackId);
+      if (!wish) continue;
+      tracks.push({ trackId, ...wish });
+      if (Object.keys(wish).length === 0) this._wishes.delete(trackId); // "no limit" told once
+    }
+    if (tracks.length === 0) return;
+    this._wishesSentAt = Date.now();
+    this._send("track-settings", { tracks });
+    this._scheduleWishes();
   }
 
   /** @param {RemoteTrackInfo} info @param {boolean} muted @param {string} source */
@@ -954,24 +1212,62 @@ export class ZvonokCall extends EventTarget {
     this._local[kind] = slot;
     this.localStream.addTrack(track);
     if (this._pc && this._pc.signalingState !== "closed") {
-      slot.sender = this._pc.addTrack(track, this.localStream);
+      slot.sender = this._addSender(this._pc, kind, track, this.localStream);
       if (this._muted[kind]) this._setSenderTrack(slot.sender, null);
     }
   }
 
   /**
-   * @param {"audio"|"video"} kind @param {LocalSlot} slot
-   * @param {MediaStreamTrack} track @param {boolean} owned
+   * The camera goes out in simulcast (`SIMULCAST_LAYERS`, a send-only transceiver of its own:
+   * encodings can only be given to addTransceiver, and only an offer of ours can carry
+   * a=simulcast) when it is at least 640 px wide and the `simulcast` option is on; everything
+   * else with addTrack, as one encoding.
+   * @param {RTCPeerConnection} pc @param {"audio"|"video"|"screen"} kind
+   * @param {MediaStreamTrack} track @param {MediaStream} stream
+   * @returns {RTCRtpSender}
    */
-  _replaceLocal(kind, slot, track, owned) {
-    const old = slot.track;
-    track.enabled = !this._muted[kind];
-    this.localStream.removeTrack(old);
-    this.localStream.addTrack(track);
-    slot.track = track;
-    if (slot.sender && !this._muted[kind]) this._setSenderTrack(slot.sender, track);
-    if (slot.owned && old !== track) old.stop();
-    slot.owned = owned;
+  _addSender(pc, kind, track, stream) {
+    const width = kind === "video" ? track.getSettings().width ?? 0 : 0;
+    if (!this._simulcast || width < SIMULCAST_MIN_WIDTH) return pc.addTrack(track, stream);
+    const sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer, active: true }));
+    const sender = pc.addTransceiver(track, { direction: "sendonly", streams: [stream],
+      sendEncodings }).sender;
+    this._simulcastSenders.add(sender);
+    return sender;
+  }
+
+  /**
+   * A server that does not take simulcast answers without a=simulcast, and the browser keeps
+   * only the first (lowest) encoding, still scaled down by 4: send it full size instead.
+   * @param {RTCPeerConnection} pc
+   */
+  _afterSimulcastAnswer(pc) {
+    for (const sender of pc.getSenders()) {
+      if (!this._simulcastSenders.has(sender)) continue;
+      if ((sender.getParameters().encodings ?? []).length !== 1) continue;
+      this._simulcastSenders.delete(sender);
+      this._log("the server took one encoding of the camera: sending it full size");
+      this._changeEncodings(sender, (encodings) => {
+        if (encodings.length !== 1 || (encodings[0].scaleResolutionDownBy ?? 1) === 1) return false;
+        encodings[0].scaleResolutionDownBy = 1;
+        return true;
+      });
+    }
+  }
+
+  /**
+   * getParameters -> `change` -> setParameters (when it says it changed something), one call
+   * at a time per sender (a setParameters must follow its own getParameters).
+   * @param {RTCRtpSender} sender
+   * @param {(encodings: RTCRtpEncodingParameters[]) => boolean} change
+   */
+  _changeEncodings(sender, change) {
+    const previous = this._layerChains.get(sender) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const params = sender.getParameters();
+      if (change(params.encodings ?? [])) await sender.setParameters(params);
+    }).catch((error) => this._log("setParameters failed", error));
+    this._layerChains.set(sender, next);
   }
 
   /** @param {RTCRtpSender} sender @param {MediaStreamTrack|null} track */
@@ -1057,6 +1353,8 @@ export class ZvonokCall extends EventTarget {
     if (this._reconnect) clearTimeout(this._reconnect.timer);
     this._reconnect = null;
     clearTimeout(this._iceTimer);
+    clearTimeout(this._wishesTimer);
+    this._wishesTimer = null;
     this._stopStats();
     const pending = this._pendingJoin;
     this._pendingJoin = null;
@@ -1198,6 +1496,12 @@ export function unbundleOnly(sdp) {
     }
     return section.replace(/^(m=\S+) 0 /, "$1 9 ").replace(/\r\na=bundle-only(?=\r\n|$)/, "");
   }).join("\r\n");
+}
+
+/** @param {TrackSettings} a @param {TrackSettings} b */
+function sameWish(a, b) {
+  return Boolean(a.paused) === Boolean(b.paused) && a.maxWidth === b.maxWidth
+    && a.maxHeight === b.maxHeight;
 }
 
 /** @param {unknown} error @returns {ZvonokError} */

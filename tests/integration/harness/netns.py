@@ -1,0 +1,326 @@
+"""Emulated networks for browser tests: a network namespace per client, shaped with ``tc``.
+
+Owns ``EmulatedNetwork`` and its fixture ``emulated_network`` (function scope). Topology, as in
+/work/shared/testing/real-clients.md "Emulated networks": a server namespace with a bridge
+``br0`` holding 198.18.0.1/24, and one namespace per client joined to the bridge by a veth pair
+(the server end ``vsN`` is a bridge port in the server namespace, the client end ``eth0`` holds
+198.18.0.N+1/24). No interface is created in the namespace the tests run in, every address is
+in 198.18.0.0/15, and names carry the test process's pid and a counter, so runs never meet.
+A client's **downlink** is shaped on ``vsN`` (what the server sends it), its **uplink** on its
+``eth0``: ``tbf`` for the rate, ``netem`` (as the root, ``tbf`` under it) for delay and loss;
+``shape`` replaces the shaping of one direction at any time during a test and ``lift`` removes
+it.
+
+The server runs inside the server namespace (``ip netns exec``, started and stopped like every
+harness server by ``ServerFactory``, so its log is checked at the end of the test) bound to
+0.0.0.0 and announcing 198.18.0.1. The test process stays where it is; it reaches the server's
+HTTP port from a short-lived thread that enters the server namespace (``setns`` affects only the
+calling thread). Chromium runs in a client namespace through a wrapper script given to Playwright
+as ``executable_path`` (``exec ip netns exec <ns> chromium "$@"``: the DevTools pipe crosses the
+namespace switch), with ``http://198.18.0.1:<port>`` treated as a secure origin (getUserMedia)
+and exempt from the dead proxy.
+
+``close`` (the fixture's teardown, also after a failure) closes the browsers, stops the servers
+started here and deletes every namespace it created. Every command has a timeout.
+
+Needs root (``ip``, ``tc``). Imports the harness and playwright; never zvonok.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from playwright.async_api import Browser, Playwright, async_playwright
+
+from .chromium import CHROMIUM, CHROMIUM_FLAGS
+from .server import START_TIMEOUT, ServerFactory, ZvonokServer
+
+SERVER_ADDRESS = "198.18.0.1"
+PREFIX_LENGTH = 24
+MAX_CLIENTS = 200
+COMMAND_TIMEOUT = 30.0
+CLONE_NEWNET = 0x40000000
+_networks = itertools.count(1)
+T = TypeVar("T")
+
+
+def run(*argv: str, check: bool = True) -> str:
+    """One ``ip``/``tc`` command; its stdout. Fails with its stderr when ``check``."""
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited with {done.returncode}: {done.stderr}")
+    return done.stdout
+
+
+def in_namespace(namespace: str, fn: Callable[[], T], timeout: float = COMMAND_TIMEOUT) -> T:
+    """``fn()`` in a fresh thread that has entered ``namespace`` (its sockets live there)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    value: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {namespace} failed")
+            finally:
+                os.close(fd)
+            value.append(fn())
+        except BaseException as exc:  # handed to the caller
+            error.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise AssertionError(f"a call inside {namespace} did not return within {timeout} s")
+    if error:
+        raise error[0]
+    return value[0]
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """One direction of one link: ``rate_kbit`` (tbf; None: unlimited), ``delay_ms`` and
+    ``loss`` (0..1) by netem, ``queue_ms``: how long tbf lets packets wait before dropping."""
+
+    rate_kbit: int | None = None
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    queue_ms: float = 100.0
+
+    def tc_commands(self, device: str) -> list[list[str]]:
+        """The ``tc qdisc`` arguments (after ``tc``) that set this shaping on ``device``."""
+        netem: list[str] = []
+        if self.delay_ms or self.jitter_ms:
+            netem += ["delay", f"{self.delay_ms}ms"]
+            if self.jitter_ms:
+                netem += [f"{self.jitter_ms}ms"]
+        if self.loss:
+            netem += ["loss", f"{self.loss * 100:.3f}%"]
+        tbf: list[str] = []
+        if self.rate_kbit is not None:
+            burst_bytes = max(2000, int(self.rate_kbit * 1000 / 8 * 0.02))  # >= MTU, ~20 ms
+            tbf = ["tbf", "rate", f"{self.rate_kbit}kbit", "burst", str(burst_bytes),
+                   "latency", f"{self.queue_ms}ms"]  # fmt: skip
+        if netem and tbf:
+            # netem's own queue first (a generous limit), the rate limit under it.
+            return [
+                ["qdisc", "replace", "dev", device, "root", "handle", "1:", "netem",
+                 "limit", "10000", *netem],
+                ["qdisc", "add", "dev", device, "parent", "1:1", "handle", "10:", *tbf],
+            ]  # fmt: skip
+        if netem:
+            return [["qdisc", "replace", "dev", device, "root", "netem", "limit", "10000", *netem]]
+        if tbf:
+            return [["qdisc", "replace", "dev", device, "root", *tbf]]
+        return []
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client namespace: its name, address, and the two ends of its link."""
+
+    index: int
+    namespace: str
+    address: str
+    server_end: str  # in the server namespace: what the server sends this client leaves here
+    client_end: str = "eth0"
+
+
+class EmulatedNetwork:
+    """The namespaces of one test; ``close`` removes them all."""
+
+    def __init__(self, root: Path, servers: ServerFactory) -> None:
+        self.root = root
+        self.servers = servers
+        self.tag = f"{os.getpid()}-{next(_networks)}"
+        self.server_namespace = f"zvn-s-{self.tag}"
+        self.clients: list[Client] = []
+        self._namespaces: list[str] = []
+        self._started: list[ZvonokServer] = []
+        self._browsers: list[Browser] = []
+        self._playwright: Playwright | None = None
+
+    def setup(self) -> None:
+        """The server namespace and its bridge (``close`` removes whatever was made)."""
+        self._add_namespace(self.server_namespace)
+        ns = self.server_namespace
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
+        run("ip", "-n", ns, "addr", "add", f"{SERVER_ADDRESS}/{PREFIX_LENGTH}", "dev", "br0")
+        run("ip", "-n", ns, "link", "set", "br0", "up")
+
+    def _add_namespace(self, name: str) -> None:
+        run("ip", "netns", "add", name)
+        self._namespaces.append(name)
+
+    def add_client(self) -> Client:
+        """A new client namespace on its own veth pair into the bridge (198.18.0.2, .3, ...)."""
+        index = len(self.clients) + 1
+        if index > MAX_CLIENTS:
+            raise AssertionError("too many clients for one /24")
+        namespace = f"zvn-c{index}-{self.tag}"
+        client = Client(index, namespace, f"198.18.0.{index + 1}", f"vs{index}")
+        self._add_namespace(namespace)
+        ns = self.server_namespace
+        run("ip", "-n", ns, "link", "add", client.server_end, "type", "veth",
+            "peer", "name", client.client_end, "netns", namespace)  # fmt: skip
+        run("ip", "-n", ns, "link", "set", client.server_end, "master", "br0")
+        run("ip", "-n", ns, "link", "set", client.server_end, "up")
+        run("ip", "-n", namespace, "link", "set", "lo", "up")
+        run("ip", "-n", namespace, "addr", "add", f"{client.address}/{PREFIX_LENGTH}",
+            "dev", client.client_end)  # fmt: skip
+        run("ip", "-n", namespace, "link", "set", client.client_end, "up")
+        self.clients.append(client)
+        return client
+
+    # ------------------------------------------------------------------ shaping
+
+    def shape(self, client: Client, direction: str, shaping: Shaping) -> None:
+        """Set (or replace) the shaping of ``client``'s ``"down"``link (server → client) or
+        ``"up"``link; a ``Shaping()`` with nothing set lifts it."""
+        namespace, device = self._end(client, direction)
+        self.lift(client, direction)
+        for argv in shaping.tc_commands(device):
+            run("tc", "-n", namespace, *argv)
+
+    def lift(self, client: Client, direction: str) -> None:
+        """Remove any shaping of that direction (the link runs at veth speed again)."""
+        namespace, device = self._end(client, direction)
+        run("tc", "-n", namespace, "qdisc", "del", "dev", device, "root", check=False)
+
+    def qdisc_stats(self, client: Client, direction: str) -> str:
+        """``tc -s qdisc show`` of that end (sent/dropped counters), for test messages."""
+        namespace, device = self._end(client, direction)
+        return run("tc", "-n", namespace, "-s", "qdisc", "show", "dev", device, check=False)
+
+    def _end(self, client: Client, direction: str) -> tuple[str, str]:
+        if direction == "down":
+            return self.server_namespace, client.server_end
+        if direction == "up":
+            return client.namespace, client.client_end
+        raise ValueError(f"direction is 'down' or 'up', not {direction!r}")
+
+    # ------------------------------------------------------------------ server
+
+    def start_server(
+        self, *, extra_args: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> ZvonokServer:
+        """``zvonok serve`` in the server namespace, on 0.0.0.0, announcing 198.18.0.1; stopped
+        and its log checked like any ``ServerFactory`` server."""
+        data_dir = self.root / f"netns-server{len(self.servers.servers)}"
+        command = [
+            "ip", "netns", "exec", self.server_namespace,
+            sys.executable, "-m", "zvonok", "serve",
+            "--host", "0.0.0.0", "--port", "{port}", "--media-port", "{media_port}",
+            "--data-dir", str(data_dir), "--announce-ip", SERVER_ADDRESS,
+            "--log-format", "json",
+        ]  # fmt: skip
+        server = ZvonokServer(
+            data_dir, command=command, env={"ZVONOK_MEDIA_HOST": "0.0.0.0", **(env or {})},
+            extra_args=extra_args,
+        )  # fmt: skip
+        server.host = SERVER_ADDRESS  # URLs name the address the clients reach
+        self.servers.servers.append(server)
+        self._started.append(server)
+        in_namespace(self.server_namespace, lambda: server.wait_ready(START_TIMEOUT),
+                     timeout=START_TIMEOUT + 15)  # fmt: skip
+        return server
+
+    def http_get(self, url: str, timeout: float = 5.0) -> bytes:
+        """GET ``url`` from inside the server namespace (e.g. the server's /metrics)."""
+
+        def get() -> bytes:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                body: bytes = resp.read()
+                return body
+
+        return in_namespace(self.server_namespace, get, timeout=timeout + 5)
+
+    # ------------------------------------------------------------------ browsers
+
+    async def chromium(self, client: Client, origin: str, args: Sequence[str] = ()) -> Browser:
+        """A headless Chromium whose network is ``client``'s namespace; ``origin`` (the
+        server's http://198.18.0.1:PORT) counts as secure. Closed by ``close``."""
+        wrapper = self.root / f"chromium-{client.namespace}"
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {client.namespace} {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        flags = [
+            *CHROMIUM_FLAGS,
+            f"--unsafely-treat-insecure-origin-as-secure={origin}",
+            f"--proxy-bypass-list={SERVER_ADDRESS}",  # the namespace reaches nothing else
+            *args,
+        ]
+        browser = await self._playwright.chromium.launch(
+            executable_path=str(wrapper), headless=True, args=flags
+        )
+        self._browsers.append(browser)
+        return browser
+
+    def delete_namespaces(self) -> list[str]:
+        """``ip netns del`` every namespace made here (their veths go with them); the errors."""
+        problems = []
+        for namespace in reversed(self._namespaces):
+            done = subprocess.run(
+                ["ip", "netns", "del", namespace],
+                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                problems.append(f"ip netns del {namespace}: {done.stderr.strip()}")
+        self._namespaces.clear()
+        return problems
+
+    async def close(self) -> None:
+        """Browsers, then servers, then namespaces; every step runs even if one fails."""
+        problems: list[str] = []
+        for browser in self._browsers:
+            try:
+                await browser.close()
+            except Exception as exc:  # noqa: BLE001 - teardown goes on
+                problems.append(f"closing a browser: {exc!r}")
+        self._browsers.clear()
+        if self._playwright is not None:
+            try:
+                await self._playwright.stop()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"stopping playwright: {exc!r}")
+            self._playwright = None
+        for server in self._started:
+            server.stop()
+        problems += self.delete_namespaces()
+        if problems:
+            raise AssertionError("emulated network teardown: " + "; ".join(problems))
+
+
+@pytest.fixture
+async def emulated_network(
+    tmp_path: Path, zvonok_server_factory: ServerFactory
+) -> AsyncIterator[EmulatedNetwork]:
+    """A server namespace for this test (clients added with ``add_client``); everything it made
+    is removed at the end, also when the test fails."""
+    network = EmulatedNetwork(tmp_path, zvonok_server_factory)
+    try:
+        network.setup()
+        yield network
+    finally:
+        await network.close()

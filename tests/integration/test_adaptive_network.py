@@ -1,0 +1,362 @@
+"""Adaptive media on emulated networks: the demo page in Chromium, each browser in its own
+network namespace (harness/netns.py), the server in another, links shaped with ``tc`` (issue 15).
+
+Every browser loads the demo from the server (http://198.18.0.1:PORT, production mode: a token
+from the CLI is pasted into the form) and publishes Chromium's fake camera and microphone through
+the SDK, which asks for 1280x720 and sends it as 3 simulcast encodings (rids q/h/f, lowest
+first). What is read comes from ``getStats`` in the page (``STATS_JS``), the messages the SDK
+sent (``SENT_JS``: a WebSocket.send hook installed before the page's scripts) and the events of
+``window.zvonokDemo.call``.
+
+``test_two_publishers_in_namespaces``: media flows both ways (inbound video decodes, audio packets
+grow, on both sides), the SDK's offer carries ``a=simulcast:send q;h;f``, each side tells the
+server how large its tile is (``track-settings``); when the server takes simulcast the
+publisher's outbound-rtp shows the three rids being sent at three sizes, and when it does not the
+one encoding left goes out at full size.
+
+``test_weak_downlink_gets_the_low_layer``: the issue's first "How to test it" case (a publisher,
+two receive-only subscribers, one downlink at 300 kbit/s). It needs the server's simulcast and
+downlink estimate; without them it is skipped, saying which one is missing.
+
+Bounded waits everywhere; the namespaces go at the end of each test, also on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from .harness.netns import Client, EmulatedNetwork, Shaping, emulated_network
+from .harness.server import ZvonokServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+__all__ = ["emulated_network"]  # the fixture, imported for this module's tests
+
+# Before the page's scripts: every frame the SDK sends is kept (bounded), and the SDK's events
+# that matter here are counted once the call exists.
+SENT_JS = """(() => {
+  window.sentMessages = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      const m = JSON.parse(data);
+      window.sentMessages.push(m);
+      if (window.sentMessages.length > 500) window.sentMessages.splice(0, 100);
+    } catch (e) {}
+    return send.call(this, data);
+  };
+})();"""
+
+# Per inbound/outbound RTP stream: what the checks need; the camera sender's encodings.
+STATS_JS = """async () => {
+  const call = window.zvonokDemo && window.zvonokDemo.call;
+  const pc = call && call.peerConnection;
+  if (!pc) return null;
+  const out = {at: performance.now(), inbound: [], outbound: [], encodings: null,
+    serverStats: window.lastServerStats || null, paused: window.pausedEvents || [],
+    layerEvents: window.layerEvents || []};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      out.inbound.push({kind: s.kind, mid: s.mid, packets: s.packetsReceived || 0,
+        frames: s.framesDecoded || 0, width: s.frameWidth || 0, freezes: s.freezeCount || 0,
+        concealed: s.concealedSamples || 0, samples: s.totalSamplesReceived || 0});
+    } else if (s.type === "outbound-rtp") {
+      out.outbound.push({kind: s.kind, rid: s.rid === undefined ? null : s.rid,
+        bytes: s.bytesSent || 0, frames: s.framesEncoded || 0, width: s.frameWidth || 0,
+        limitation: s.qualityLimitationReason || null});
+    }
+  });
+  const camera = pc.getSenders().find((s) => s.track && s.track.kind === "video");
+  if (camera) {
+    out.encodings = camera.getParameters().encodings.map((e) => ({rid: e.rid ?? null,
+      active: e.active, scale: e.scaleResolutionDownBy ?? null}));
+  }
+  return out;
+}"""
+
+# Watch the SDK's adaptive events (installed once the call exists).
+WATCH_JS = """() => {
+  const call = window.zvonokDemo.call;
+  if (window.watching === call) return;
+  window.watching = call;
+  window.pausedEvents = [];
+  call.addEventListener("serverstats", (e) => { window.lastServerStats = e.detail; });
+  window.layerEvents = [];
+  call.addEventListener("publishlayers", (e) => { window.layerEvents.push(e.layers); });
+  call.addEventListener("trackpaused", (e) => {
+    window.pausedEvents.push({trackId: e.trackId, paused: e.paused, reason: e.reason});
+  });
+}"""
+
+SENT_OFFERS_JS = """() => window.sentMessages.filter((m) => m.type === "offer")
+  .map((m) => m.payload.sdp)"""
+SENT_SETTINGS_JS = """() => window.sentMessages.filter((m) => m.type === "track-settings")
+  .map((m) => m.payload.tracks)"""
+
+WAIT = 40.0
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[Any]], what: str, limit: float = WAIT, every: float = 0.5
+) -> Any:
+    """Poll ``probe`` until it returns something truthy; fails after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    value: Any = None
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {limit} s waiting for {what} (last: {value!r})")
+
+
+async def open_demo(
+    network: EmulatedNetwork,
+    client: Client,
+    server: ZvonokServer,
+    user: str,
+    room: str,
+    *,
+    kind: str = "chat",
+    publish: bool = True,
+    viewport: tuple[int, int] = (1280, 720),
+    scale: float = 1.0,
+) -> Page:
+    """The demo page in a Chromium in ``client``'s namespace, joined to ``kind`` ``room`` as
+    ``user`` (token pasted into the production form), publishing camera and microphone unless
+    ``publish`` is false."""
+    browser: Browser = await network.chromium(client, server.http_url)
+    context = await browser.new_context(
+        viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale
+    )
+    await context.add_init_script(SENT_JS)
+    page = await context.new_page()
+    page.set_default_timeout(20000)
+    token = await asyncio.to_thread(server.token, user)
+    await page.goto(f"{server.http_url}/?kind={kind}&room={room}")
+    await page.wait_for_selector("#prod-fields:not([hidden])")
+    await page.fill("#token", token)
+    await page.select_option("#kind", kind)
+    await page.fill("#room-id", room)
+    if not publish:
+        await page.uncheck("#with-audio")
+        await page.uncheck("#with-video")
+    await page.click("#join")
+    await page.wait_for_selector("#call:not([hidden])")
+    await page.evaluate(WATCH_JS)
+    return page
+
+
+async def sample(page: Page) -> dict[str, Any]:
+    value: dict[str, Any] | None = await page.evaluate(STATS_JS)
+    assert value is not None, "the demo has no call"
+    return value
+
+
+def grew(before: list[dict[str, Any]], after: list[dict[str, Any]], kind: str, key: str) -> bool:
+    def total(rows: list[dict[str, Any]]) -> int:
+        return sum(int(r[key]) for r in rows if r["kind"] == kind)
+
+    return total(after) > total(before) > 0
+
+
+async def media_flows(page: Page) -> str:
+    """Empty when this page decodes growing video and receives growing audio, else why not."""
+    first = await sample(page)
+    await asyncio.sleep(1.0)
+    second = await sample(page)
+    if not grew(first["inbound"], second["inbound"], "video", "frames"):
+        return f"video frames not growing: {second['inbound']}"
+    if not grew(first["inbound"], second["inbound"], "audio", "packets"):
+        return f"audio packets not growing: {second['inbound']}"
+    return ""
+
+
+async def wait_media(page: Page, who: str, sender: Page | None = None) -> None:
+    """Until ``page`` gets media; the failure shows what ``sender`` sends."""
+    problem = "not sampled"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        problem = await media_flows(page)
+        if not problem:
+            return
+        await asyncio.sleep(0.5)
+    sent = await sample(sender) if sender is not None else {}
+    raise AssertionError(
+        f"{who}: no media within {WAIT} s: {problem}; the sender sends "
+        f"{sent.get('outbound')} with encodings {sent.get('encodings')}"
+    )
+
+
+def server_takes_simulcast(stats: dict[str, Any]) -> bool:
+    """The camera sender kept its 3 encodings after the answer (a server without simulcast
+    answers without a=simulcast and the browser keeps only the first)."""
+    rids = [e["rid"] for e in stats["encodings"] or []]
+    return rids == ["q", "h", "f"]
+
+
+async def test_two_publishers_in_namespaces(emulated_network: EmulatedNetwork) -> None:
+    network = emulated_network
+    alice_net, bob_net = network.add_client(), network.add_client()
+    server = network.start_server()
+    chat = server.create_chat(["alice", "bob"])
+    # Alice's tiles are about 1356 device pixels wide, bob's about 618: each asks the other's
+    # camera for a different layer.
+    alice = await open_demo(
+        network, alice_net, server, "alice", chat, viewport=(1400, 900), scale=2
+    )
+    bob = await open_demo(network, bob_net, server, "bob", chat)
+
+    await wait_media(alice, "alice", bob)
+    await wait_media(bob, "bob", alice)
+
+    # The SDK offered the camera in three encodings, lowest first.
+    for page, who in ((alice, "alice"), (bob, "bob")):
+        offers: list[str] = await page.evaluate(SENT_OFFERS_JS)
+        simulcast = [o for o in offers if "a=simulcast:send q;h;f" in o]
+        assert simulcast, f"{who}: no offer with a=simulcast:send q;h;f among {len(offers)}"
+        assert all(f"a=rid:{rid} send" in simulcast[0] for rid in "qhf"), simulcast[0]
+
+    # Each side told the server the size of the other's tile (adaptive stream).
+    for page, who in ((alice, "alice"), (bob, "bob")):
+
+        async def told(page: Page = page) -> list[Any]:
+            sent: list[list[dict[str, Any]]] = await page.evaluate(SENT_SETTINGS_JS)
+            return [t for batch in sent for t in batch if t.get("maxWidth", 0) > 0]
+
+        wishes = await wait_for(told, f"{who}'s track-settings", 10)
+        assert all(0 < w["maxWidth"] <= 16384 and 0 < w["maxHeight"] for w in wishes), wishes
+
+    stats = await sample(alice)
+    print(f"ADAPTIVE bob's layers: {(await sample(bob))['encodings']}")
+    if server_takes_simulcast(stats):
+        # The three encodings exist; those the server asks for (publish-layers, dynacast: a
+        # layer nobody wants is off) are sent, lowest first, at three sizes.
+        seen: list[Any] = []
+
+        async def layers_follow_the_server() -> dict[str, Any] | None:
+            first = await sample(alice)
+            await asyncio.sleep(1.0)
+            second = await sample(alice)
+            before = {r["rid"]: r for r in first["outbound"] if r["kind"] == "video"}
+            after = {r["rid"]: r for r in second["outbound"] if r["kind"] == "video"}
+            active = {e["rid"] for e in second["encodings"] if e["active"]}
+            seen[:] = [after, second["encodings"], second["layerEvents"][-1:]]
+            if set(after) != {"q", "h", "f"} or not active:
+                return None
+            for rid in active:
+                if after[rid]["bytes"] <= before.get(rid, {"bytes": 0})["bytes"]:
+                    return None
+            if second["layerEvents"]:
+                told = {x["rid"] for x in second["layerEvents"][-1] if x["active"]}
+                if told != active:
+                    return None
+            return {rid: after[rid] for rid in active}
+
+        try:
+            layers = await wait_for(layers_follow_the_server, "alice's layers", 30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; alice sends {seen}") from None
+        widths = {rid: layers[rid]["width"] for rid in layers}
+        expected = {"q": 320, "h": 640, "f": 1280}
+        for rid, width in widths.items():
+            assert expected[rid] * 0.5 <= width <= expected[rid], widths
+        print(f"ADAPTIVE simulcast taken: alice sends {widths}; dynacast: {seen[2]}")
+        await wait_media(bob, "bob (simulcast)", alice)
+    else:
+        # An older server: one encoding left, sent at full size (the SDK undoes the 1/4 scale).
+        video = [r for r in stats["outbound"] if r["kind"] == "video"]
+        assert len(video) == 1, video
+        await wait_for(lambda: _full_size(alice), "alice's single encoding at full size", 20)
+        print(f"ADAPTIVE simulcast NOT taken by the server: {stats['encodings']}")
+
+
+async def _full_size(page: Page) -> bool:
+    stats = await sample(page)
+    scales = [e["scale"] for e in stats["encodings"] or []]
+    widths = [r["width"] for r in stats["outbound"] if r["kind"] == "video"]
+    return scales in ([1], [None]) and bool(widths) and widths[0] >= 640
+
+
+def decoding(stats: dict[str, Any]) -> dict[str, Any] | None:
+    video = [r for r in stats["inbound"] if r["kind"] == "video"]
+    return video[0] if len(video) == 1 else None
+
+
+async def video_rate(page: Page, seconds: float = 2.0) -> tuple[float, int, int]:
+    """Decoded frames per second over ``seconds``, the frame width now, the freeze count."""
+    first = decoding(await sample(page))
+    await asyncio.sleep(seconds)
+    second = decoding(await sample(page))
+    if first is None or second is None:
+        return 0.0, 0, 0
+    return (second["frames"] - first["frames"]) / seconds, second["width"], second["freezes"]
+
+
+async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwork) -> None:
+    """A 1280x720 publisher with 3 layers; subscriber ``weak`` at 300 kbit/s downlink decodes
+    the low layer (<= 320 px) at >= 12 fps with at most 1 freeze in 30 s within 15 s, ``strong``
+    decodes 1280 px; the limit lifted, ``weak`` climbs to >= 640 px within 20 s."""
+    network = emulated_network
+    pub_net, weak_net, strong_net = (network.add_client() for _ in range(3))
+    server = network.start_server(env={"ZVONOK_STATS_INTERVAL": "1"})
+    group = server.create_group(["pub", "weak", "strong"])
+    publisher = await open_demo(network, pub_net, server, "pub", group, kind="group")
+    # Tiles wide enough (in device pixels) that the subscribers' wishes allow 1280 px.
+    big = {"viewport": (1400, 900), "scale": 2.0, "publish": False, "kind": "group"}
+    strong = await open_demo(network, strong_net, server, "strong", group, **big)  # type: ignore[arg-type]
+    weak = await open_demo(network, weak_net, server, "weak", group, **big)  # type: ignore[arg-type]
+
+    async def decodes(page: Page) -> bool:
+        rate, width, _ = await video_rate(page, 1.0)
+        return rate > 0 and width > 0
+
+    await wait_for(lambda: decodes(strong), "strong to decode the publisher", WAIT)
+    await wait_for(lambda: decodes(weak), "weak to decode the publisher", WAIT)
+    stats = await sample(publisher)
+    if not server_takes_simulcast(stats):
+        pytest.skip(f"the server does not take simulcast yet (encodings {stats['encodings']})")
+    server_stats = (await sample(weak))["serverStats"]
+    if server_stats is None or "downlinkBps" not in server_stats:
+        pytest.skip(f"the server reports no downlink estimate yet (stats {server_stats})")
+
+    network.shape(weak_net, "down", Shaping(rate_kbit=300))
+    started = time.monotonic()
+
+    async def low_layer() -> tuple[float, int, int] | None:
+        rate, width, freezes = await video_rate(weak)
+        return (rate, width, freezes) if 0 < width <= 320 and rate >= 12 else None
+
+    await wait_for(low_layer, "weak to decode <= 320 px at >= 12 fps", 15)
+    took = time.monotonic() - started
+    _, _, freezes_before = await video_rate(weak, 0.5)
+    worst = 1e9
+    widths = set()
+    for _ in range(15):  # 30 s
+        rate, width, _ = await video_rate(weak)
+        worst = min(worst, rate)
+        widths.add(width)
+    _, _, freezes_after = await video_rate(weak, 0.5)
+    strong_rate, strong_width, _ = await video_rate(strong)
+    print(
+        f"ADAPTIVE 300 kbit/s: low layer after {took:.1f} s; then widths {sorted(widths)}, "
+        f"slowest 2 s {worst:.1f} fps, freezes {freezes_after - freezes_before}; strong: "
+        f"{strong_width} px at {strong_rate:.1f} fps\n{network.qdisc_stats(weak_net, 'down')}"
+    )
+    assert max(widths) <= 320, widths
+    assert freezes_after - freezes_before <= 1
+    assert strong_width >= 1280, strong_width
+
+    network.lift(weak_net, "down")
+
+    async def climbed() -> int | None:
+        _, width, _ = await video_rate(weak, 1.0)
+        return width if width >= 640 else None
+
+    width = await wait_for(climbed, "weak to climb to >= 640 px after the limit is lifted", 20)
+    print(f"ADAPTIVE limit lifted: weak decodes {width} px")
