@@ -260,6 +260,14 @@ class Consumer:
         if self._probe is not None and self._probe.layer == target:
             return
         self._cancel_probe()
+        layers = self.producer.layers
+        if self._home is not None and self.core.packets_sent == 0:
+            # nothing forwarded yet: no timeline to continue, wait on the target directly
+            layers[self._home].detach(self.core)
+            self._home = target
+            layers[target].attach(self.core)
+            self.start()
+            return
         probe = _SwitchProbe(self, target, self._clock())
         self._probe = probe
         layer = self.producer.layers[target]
