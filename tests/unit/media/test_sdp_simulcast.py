@@ -313,3 +313,18 @@ def test_answer_for_a_receiving_client_keeps_transport_cc(browser: str) -> None:
 def test_stream_ids_are_never_forwarded() -> None:
     assert {RID_URI, REPAIRED_RID_URI, "urn:ietf:params:rtp-hdrext:sdes:mid"} <= NOT_FORWARDED
     assert TWCC_URI not in NOT_FORWARDED
+
+
+def test_a_sendrecv_m_line_forwards_no_stream_ids_to_its_receiver() -> None:
+    """Chromium's addTrack offers sendrecv; the track we send on that m-line is told no rid
+    extension ids (its consumer must not write the publisher's rids)."""
+    offer = load("chromium_offer_simulcast")
+    at = offer.index("a=sendonly", offer.index("m=video"))
+    offer = offer[:at] + "a=sendrecv" + offer[at + len("a=sendonly") :]
+    text, result = SessionNegotiator().apply_offer(offer, [vp8_track()], local_for)
+    vid = video(SessionDescription.parse(text))
+    assert vid.direction == "sendrecv" and vid.simulcast == "recv q;h;f"
+    assert RID_URI in {e.uri for e in vid.extensions}
+    assert result.published["1"].rids == ("q", "h", "f")
+    sent = result.sending["t1"].extensions
+    assert TWCC_URI in sent and not RECEIVE_ONLY_EXTENSIONS & set(sent)

@@ -539,7 +539,11 @@ class SessionNegotiator:
                 mid=slot.mid,
                 codecs=[c for c in slot.codecs if c.name.lower() != "rtx"],
                 rtx={c.payload_type: a for c in slot.codecs if (a := _apt(c)) is not None},
-                extensions={e.uri: e.id for e in slot.extensions},
+                # Never the rid ones: a sendrecv m-line negotiates them for what the client
+                # sends; what we send there must not carry them.
+                extensions={
+                    e.uri: e.id for e in slot.extensions if e.uri not in RECEIVE_ONLY_EXTENSIONS
+                },
             )
         return out
 
