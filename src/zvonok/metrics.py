@@ -68,7 +68,7 @@ _EVENT_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "webhook_deliveries": (("result",), "Webhook POST attempts: ok, retry, failed, dropped."),
     "admin_actions": (("action",), "Admin API actions taken."),
 }
-_CLIENT_TYPES = frozenset({"join", "offer", "answer", "ice", "leave"})
+_CLIENT_TYPES = frozenset({"join", "offer", "answer", "ice", "leave", "track-settings"})
 
 
 def record(name: str, *labels: str) -> None:

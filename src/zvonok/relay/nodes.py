@@ -14,9 +14,10 @@ lives on one node (its *owner*), which alone claims it in the ``RoomDirectory``.
    that lost the claim race answers ``{"moved": winner}`` and the edge asks the winner (at most
    ``MAX_HOPS`` times).
 
-After the join the edge relays ``offer``/``answer``/``ice``/``leave`` as requests and ``detach`` as
-a note; the owner sends the session's server messages back as notes ``send``/``close``. Media goes
-straight from the client to the owner's worker port: its candidates name that port.
+After the join the edge relays ``offer``/``answer``/``ice``/``track-settings``/``leave`` as
+requests and ``detach`` as a note; the owner sends the session's server messages back as notes
+``send``/``close``. Media goes straight from the client to the owner's worker port: its
+candidates name that port.
 
 Failures: a broken link to an owner (its node died, or no ack progress) tells each session relayed
 there ``error`` ``node-lost`` and closes it with 1012: the client resumes with the same
@@ -49,7 +50,7 @@ from ..ids import RoomKey, SessionId, UserId
 from ..rooms.port import CallRooms, CallSession
 from ..rooms.service import shutdown_refusal
 from ..rooms.sink import SignalSink
-from ..signaling.messages import IcePayload
+from ..signaling.messages import IcePayload, parse_track_settings
 from .frames import Frame
 from .link import Link, LinkClosed
 from .session import LinkedSession
@@ -395,6 +396,8 @@ class ClusteredRooms:
             await session.answer(str(params["sdp"]))
         elif frame.method == "ice":
             await session.ice(IcePayload.parse(params.get("ice"), "ice"))
+        elif frame.method == "track-settings":
+            await session.track_settings(parse_track_settings(params))
         elif frame.method == "leave":
             self.served.pop(key, None)
             await session.leave()

@@ -1,8 +1,9 @@
 """``LinkedSession``: a ``CallSession`` whose room lives across a ``Link``, under one relay id.
 
 The WebSocket endpoint drives it like a local session; each call becomes a request on the link
-(``offer``, ``answer``, ``ice``, ``leave``) or the note ``detach``, and the session's server
-messages come back as the notes ``send``/``close``/``ended`` (``RelaySink`` on the other side).
+(``offer``, ``answer``, ``ice``, ``track-settings``, ``leave``) or the note ``detach``, and the
+session's server messages come back as the notes ``send``/``close``/``ended`` (``RelaySink`` on
+the other side).
 Subclasses say what a broken link means (``lost_error``: ``worker-lost`` from a front to its
 worker, ``node-lost`` from an edge node to a room's owner) and how they stop relaying
 (``forget``). Implements no RFC.
@@ -17,7 +18,13 @@ from typing import Any
 from ..errors import SignalError
 from ..ids import SessionId
 from ..rooms.sink import SignalSink
-from ..signaling.messages import Error, IcePayload, MessageError, parse_server_object
+from ..signaling.messages import (
+    Error,
+    IcePayload,
+    MessageError,
+    TrackSetting,
+    parse_server_object,
+)
 from .link import Link, LinkClosed
 
 log = logging.getLogger("zvonok.relay")
@@ -73,6 +80,9 @@ class LinkedSession:
         except MessageError as exc:
             raise SignalError(exc.code, exc.message) from None
         await self._request("ice", {"ice": ice.to_json()})
+
+    async def track_settings(self, tracks: tuple[TrackSetting, ...]) -> None:
+        await self._request("track-settings", {"tracks": [t.to_json() for t in tracks]})
 
     async def leave(self) -> None:
         try:

@@ -5,8 +5,9 @@ on stdin, the link is the inherited Unix stream socket ``N``. Owns the ``MediaWo
 ``media_port + I``), the ``RoomService``, the worker's metrics and quality monitor, and
 ``WorkerServer``, which serves the front's requests:
 
-- per relayed session (frame ``relay`` id): ``join``, ``offer``, ``answer``, ``ice``, ``leave``
-  and the note ``detach``; server messages go back as notes ``send`` / ``close`` (``RelaySink``),
+- per relayed session (frame ``relay`` id): ``join``, ``offer``, ``answer``, ``ice``,
+  ``track-settings``, ``leave`` and the note ``detach``; server messages go back as notes
+  ``send`` / ``close`` (``RelaySink``),
   and ``ended`` once the session is over;
 - per worker: ``shutdown`` (tell every session to reconnect: ``error`` ``shutdown``, or
   ``node-draining`` at the end of a drain), ``drain`` (the node drains until ``until``, or serves
@@ -55,7 +56,7 @@ from ..rooms.participant import Participant
 from ..rooms.port import LocalRooms, LocalSession
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
-from ..signaling.messages import IcePayload
+from ..signaling.messages import IcePayload, parse_track_settings
 from .frames import Frame
 from .link import Link, LinkClosed
 from .sink import RelaySink
@@ -155,7 +156,7 @@ class WorkerServer:
         params = frame.params
         if method == "join":
             return await self._join(frame.relay, params)
-        if method in ("offer", "answer", "ice", "leave"):
+        if method in ("offer", "answer", "ice", "track-settings", "leave"):
             session = self._sessions.get(frame.relay)
             if session is None:
                 raise SignalError("not-joined", "the session has ended; join again")
@@ -165,6 +166,8 @@ class WorkerServer:
                 await session.answer(str(params["sdp"]))
             elif method == "ice":
                 await session.ice(IcePayload.parse(params.get("ice"), "ice"))
+            elif method == "track-settings":
+                await session.track_settings(parse_track_settings(params))
             else:
                 self._drop(frame.relay)
                 await session.leave()

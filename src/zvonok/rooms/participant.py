@@ -61,8 +61,10 @@ from ..signaling.messages import (
     State,
     TrackInfo,
     Tracks,
+    TrackSetting,
     TrackUnavailable,
 )
+from .allocation import PauseReason
 from .room import PublishedEntry, Room
 from .sink import NullSink, SignalSink
 from .steering import Unavailable, steer
@@ -120,6 +122,14 @@ class Participant:
         self._unavailable: dict[str, Unavailable] = {}
         #: What this client accepted of each track it receives, as of its last negotiation.
         self._decodable: dict[str, frozenset[CodecKey]] = {}
+        #: Adaptive stream: this client's wishes per received track (``track-settings``), and
+        #: whether they changed since the room's allocator last looked (``rooms.adaptive``).
+        self.wishes: dict[str, TrackSetting] = {}
+        self.wishes_changed = False
+        #: Received video tracks the room's allocator holds back now -> why (``track-paused``).
+        self.held: dict[str, PauseReason] = {}
+        #: Times a received video was held back for bandwidth (``zvonok_video_pauses_total``).
+        self.bandwidth_pauses = 0
         self.negotiator = SessionNegotiator()
         self.media = MediaSession(worker=worker, router=room.router, on_state=self._on_state)
         self.log = logging.LoggerAdapter(
@@ -156,6 +166,21 @@ class Participant:
 
     def detach(self) -> None:
         self.sink = NullSink()
+
+    # ------------------------------------------------------------------ adaptive stream
+    def set_track_settings(self, tracks: tuple[TrackSetting, ...]) -> None:
+        """The client's ``track-settings``: keep its wishes for tracks it receives (unknown track
+        ids are ignored; an entry with no limit clears that track's wish). The room's allocator
+        applies them at its next tick (docs/media.md, "Layer allocation")."""
+        receivable = {entry.track_id for entry in self.room.tracks_for(self)}
+        for setting in tracks:
+            if setting.track_id not in receivable:
+                continue
+            if setting == TrackSetting(setting.track_id):
+                self.wishes.pop(setting.track_id, None)
+            else:
+                self.wishes[setting.track_id] = setting
+        self.wishes_changed = True
 
     # ------------------------------------------------------------------ negotiation
     def start(self) -> None:

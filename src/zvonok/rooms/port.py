@@ -1,11 +1,12 @@
 """The rooms layer as the signaling layer sees it: ``CallRooms`` and ``CallSession``.
 
 A call WebSocket (``signaling.ws``) joins a room through ``CallRooms.join`` and then drives the
-``CallSession`` it gets back: ``offer``/``answer``/``ice``/``leave``, and ``detach`` when its
-socket drops. Every method is async and raises ``SignalError`` for a refusal, so the same
-connection code runs whether the room lives in this process (``LocalRooms``, an adapter over the
-``RoomService``) or in a media worker behind the worker link (``relay.front.RelayedRooms``).
-Server messages come back through the ``SignalSink`` given to ``join``. Implements no RFC.
+``CallSession`` it gets back: ``offer``/``answer``/``ice``/``track_settings``/``leave``, and
+``detach`` when its socket drops. Every method is async and raises ``SignalError`` for a refusal,
+so the same connection code runs whether the room lives in this process (``LocalRooms``, an
+adapter over the ``RoomService``) or in a media worker behind the worker link
+(``relay.front.RelayedRooms``). Server messages come back through the ``SignalSink`` given to
+``join``. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
-from ..signaling.messages import IcePayload, MessageError
+from ..signaling.messages import IcePayload, MessageError, TrackSetting
 from .participant import Participant
 from .service import RoomService
 from .sink import SignalSink
@@ -36,6 +37,10 @@ class CallSession(Protocol):
     async def answer(self, sdp: str) -> None: ...
 
     async def ice(self, ice: IcePayload) -> None: ...
+
+    async def track_settings(self, tracks: tuple[TrackSetting, ...]) -> None:
+        """The client's ``track-settings``: its wishes for tracks it receives."""
+        ...
 
     async def leave(self) -> None:
         """The client's ``leave``: end the session now."""
@@ -116,6 +121,9 @@ class LocalSession:
         except MessageError as exc:  # bad-candidate: judged after the room and session
             raise SignalError(exc.code, exc.message) from None
         participant.handle_ice(candidate)
+
+    async def track_settings(self, tracks: tuple[TrackSetting, ...]) -> None:
+        self._live().set_track_settings(tracks)
 
     async def leave(self) -> None:
         await self._service.leave(self._live(), "leave")

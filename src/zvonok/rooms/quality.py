@@ -4,7 +4,9 @@ Owns ``QualityMonitor``: on the media worker's housekeeping tick (no timer of it
 per-session timer) it measures, every ``interval`` seconds, each session's bitrate in and out,
 and per track the packets, loss, jitter and round-trip time, from the plain counters the media
 objects already keep (``WebRtcTransport.rx_bytes``, ``Producer.stats``, ``Consumer.fraction_lost``
-/ ``jitter`` / ``rtt`` taken from the subscriber's receiver reports, RFC 3550 §6.4.1 and A.8).
+/ ``jitter`` / ``rtt`` taken from the subscriber's receiver reports, RFC 3550 §6.4.1 and A.8), and
+the adaptive-media state (the downlink estimate, the simulcast layer each subscriber gets and how
+often it switched, through ``rooms.mediaview``).
 It sends each session a ``stats`` message, keeps the latest one for the admin API and hands
 per-subscription samples to observers (the metrics histograms). Imports ``rooms`` and the wire
 vocabulary (``signaling.messages``); never the rest of ``signaling``, nor ``admin`` or ``metrics``.
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..signaling.messages import Stats
+from .mediaview import current_layer, downlink_estimate, layer_switches, producer_layers
 from .participant import Participant
 
 if TYPE_CHECKING:
@@ -40,6 +43,15 @@ def _bitrate(now_value: int, prev: int | None, elapsed: float) -> int | None:
     if prev is None or elapsed <= 0 or now_value < prev:
         return None
     return int((now_value - prev) * 8 / elapsed)
+
+
+def _layer_rid(consumer: object) -> str | None:
+    """The rid of the simulcast layer ``consumer`` forwards (``None``: plain, audio, paused)."""
+    index = current_layer(consumer)
+    if index is None:
+        return None
+    layers = producer_layers(getattr(consumer, "producer", None))
+    return layers[index].rid if 0 <= index < len(layers) else None
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -143,6 +155,7 @@ class QualityMonitor:
             "rttMs": round(sum(rtts) / len(rtts), 1) if rtts else None,
             "published": [p for p in published if p is not None],
             "receiving": receiving,
+            "downlinkBps": downlink_estimate(participant.media),
         }
 
     def _published(
@@ -199,5 +212,7 @@ class QualityMonitor:
             "rttMs": _ms(consumer.rtt),
             "nacks": consumer.nacks_received,
             "keyframeRequests": consumer.keyframe_requests_received,
-            "paused": consumer.paused,
+            "paused": consumer.paused or track_id in participant.held,
+            "layer": _layer_rid(consumer),
+            "layerSwitches": layer_switches(consumer),
         }

@@ -5,9 +5,10 @@ Owns the wire format of ``docs/protocol.md``: the envelope ``{"type", "payload",
 "JSON-encoded data"). Every message has ``parse`` (from the decoded JSON object) and ``to_json``
 (the object to encode), and ``parse(m.to_json()) == m``:
 
-- a client message (``Join``, ``Offer``, ``Answer``, ``Ice``, ``Leave``) is the whole envelope:
+- a client message (``Join``, ``Offer``, ``Answer``, ``Ice``, ``Leave``, ``TrackSettings``) is the
+  whole envelope:
   it carries ``roomId`` (as the client wrote it, number or string) and ``sessionId``;
-- a server message (``Joined`` … ``TrackMuted``) is its ``payload``: the envelope's ``roomId`` and
+- a server message (``Joined`` … ``Speakers``) is its ``payload``: the envelope's ``roomId`` and
   ``sessionId`` belong to the connection and are added by ``encode_server_message``.
 
 Parsing never raises anything but ``MessageError`` (a ``ValueError``) whose ``code`` is the
@@ -31,10 +32,14 @@ from typing import Any, ClassVar, Literal, Self
 from ..ids import SESSION_ID_RE, SessionId
 from ..media.sdp.candidate import Candidate
 
-ClientType = Literal["join", "offer", "answer", "ice", "leave"]
+ClientType = Literal["join", "offer", "answer", "ice", "leave", "track-settings"]
 #: The largest SDP text we accept inside a message (the frame limit bounds it too).
 MAX_SDP_CHARS = 128 * 1024
 MAX_CANDIDATE_CHARS = 1024
+#: ``track-settings``: at most this many entries, track ids at most this long, sizes at most this.
+MAX_TRACK_SETTINGS = 64
+MAX_TRACK_ID_CHARS = 64
+MAX_TRACK_SIZE = 16384
 #: ``participant-left`` reasons (docs/protocol.md).
 LEAVE_REASONS = ("leave", "disconnect", "failed", "shutdown", "kicked", "room-closed")
 #: ``state`` values: the spec's connection states.
@@ -248,13 +253,98 @@ class Leave(_Envelope):
         return self._frame("leave", None)
 
 
-ClientMessage = Join | Offer | Answer | Ice | Leave
+@dataclass(frozen=True, slots=True)
+class TrackSetting:
+    """One entry of ``track-settings``: a subscriber's wish for one track it receives.
+
+    ``paused``: it wants no video of it now (a hidden tile); ``max_width``/``max_height``: the
+    largest picture it can use (its tile's size in device pixels). ``None``: no limit."""
+
+    track_id: str
+    paused: bool = False
+    max_width: int | None = None
+    max_height: int | None = None
+
+    @classmethod
+    def parse(cls, item: object, ref: str) -> TrackSetting:
+        if not isinstance(item, dict):
+            raise MessageError("bad-message", "payload.tracks must hold objects", ref)
+        track_id = item.get("trackId")
+        if not isinstance(track_id, str) or not 0 < len(track_id) <= MAX_TRACK_ID_CHARS:
+            raise MessageError(
+                "bad-message", f"trackId must be a string of 1-{MAX_TRACK_ID_CHARS} characters", ref
+            )
+        paused = item.get("paused")
+        if paused is not None and not isinstance(paused, bool):
+            raise MessageError("bad-message", "paused must be true or false", ref)
+        return cls(
+            track_id,
+            bool(paused),
+            _size(item, "maxWidth", ref),
+            _size(item, "maxHeight", ref),
+        )
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = {"trackId": self.track_id}
+        if self.paused:
+            out["paused"] = True
+        if self.max_width is not None:
+            out["maxWidth"] = self.max_width
+        if self.max_height is not None:
+            out["maxHeight"] = self.max_height
+        return out
+
+
+def _size(item: Mapping[str, object], key: str, ref: str) -> int | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TRACK_SIZE:
+        raise MessageError("bad-message", f"{key} must be an integer 1-{MAX_TRACK_SIZE}", ref)
+    return value
+
+
+def parse_track_settings(payload: Mapping[str, object] | None) -> tuple[TrackSetting, ...]:
+    """The entries of a ``track-settings`` payload ``{"tracks": [...]}`` (also as relayed)."""
+    ref = "track-settings"
+    if payload is None:
+        raise MessageError("bad-message", "'track-settings' needs a payload {tracks}", ref)
+    items = payload.get("tracks")
+    if not isinstance(items, list):
+        raise MessageError("bad-message", "payload.tracks must be a list", ref)
+    if len(items) > MAX_TRACK_SETTINGS:
+        raise MessageError(
+            "bad-message", f"payload.tracks holds more than {MAX_TRACK_SETTINGS} entries", ref
+        )
+    return tuple(TrackSetting.parse(item, ref) for item in items)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings(_Envelope):
+    """``track-settings``: the subscriber's wishes (pause, largest picture) per received track."""
+
+    tracks: tuple[TrackSetting, ...]
+    type: ClassVar[Literal["track-settings"]] = "track-settings"
+    description: ClassVar[None] = None
+    ice: ClassVar[None] = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, object]) -> TrackSettings:
+        room, session, payload = _envelope(data, "track-settings")
+        return cls(room, session, parse_track_settings(payload))
+
+    def to_json(self) -> JsonObject:
+        return self._frame("track-settings", {"tracks": [t.to_json() for t in self.tracks]})
+
+
+ClientMessage = Join | Offer | Answer | Ice | Leave | TrackSettings
 CLIENT_MESSAGES: dict[str, type[ClientMessage]] = {
     "join": Join,
     "offer": Offer,
     "answer": Answer,
     "ice": Ice,
     "leave": Leave,
+    "track-settings": TrackSettings,
 }
 CLIENT_TYPES: frozenset[str] = frozenset(CLIENT_MESSAGES)
 
@@ -664,6 +754,9 @@ class ReceivingStats(_Part):
     nacks: int
     keyframe_requests: int
     paused: bool
+    #: The simulcast layer it gets (its rid; ``None``: a plain track, audio, or paused).
+    layer: str | None = None
+    layer_switches: int = 0
     FIELDS = (
         ("track_id", "trackId", _str),
         ("kind", "kind", _choice("audio", "video")),
@@ -679,6 +772,8 @@ class ReceivingStats(_Part):
         ("nacks", "nacks", _int),
         ("keyframe_requests", "keyframeRequests", _int),
         ("paused", "paused", _bool),
+        ("layer", "layer", _opt_str),
+        ("layer_switches", "layerSwitches", _int),
     )
 
 
@@ -693,6 +788,8 @@ class Stats(_ServerMessage):
     rtt_ms: float | None
     published: tuple[PublishedStats, ...]
     receiving: tuple[ReceivingStats, ...]
+    #: The server's estimate of this session's downlink (bit/s; ``None`` until it has one).
+    downlink_bps: int | None = None
     type: ClassVar[str] = "stats"
     FIELDS = (
         ("interval_ms", "intervalMs", _int),
@@ -702,6 +799,7 @@ class Stats(_ServerMessage):
         ("rtt_ms", "rttMs", _opt_num),
         ("published", "published", _parts(PublishedStats)),
         ("receiving", "receiving", _parts(ReceivingStats)),
+        ("downlink_bps", "downlinkBps", _opt_int),
     )
 
 
@@ -753,6 +851,71 @@ class TrackUnavailable(_ServerMessage):
     )
 
 
+#: Why a subscriber gets no video of a track for now (``track-paused``).
+PAUSE_REASONS = ("bandwidth", "subscriber")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPaused(_ServerMessage):
+    """``track-paused``: the server stopped (``paused``) or resumed sending this session the video
+    of a track: its downlink cannot carry even the lowest layer (``bandwidth``), or it asked for
+    that itself in ``track-settings`` (``subscriber``)."""
+
+    track_id: str
+    kind: str
+    session_id: str
+    user_id: str
+    paused: bool
+    reason: str
+    type: ClassVar[str] = "track-paused"
+    FIELDS = (
+        ("track_id", "trackId", _str),
+        ("kind", "kind", _choice("audio", "video")),
+        *Peer.FIELDS,
+        ("paused", "paused", _bool),
+        ("reason", "reason", _choice(*PAUSE_REASONS)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LayerState(_Part):
+    """One simulcast encoding of ``publish-layers``: its ``rid`` and whether to send it."""
+
+    rid: str
+    active: bool
+    FIELDS = (("rid", "rid", _str), ("active", "active", _bool))
+
+
+@dataclass(frozen=True, slots=True)
+class PublishLayers(_ServerMessage):
+    """``publish-layers`` (dynacast): which simulcast encodings of a published track anybody
+    wants; the client turns the others off (``RTCRtpSender.setParameters``)."""
+
+    track_id: str
+    layers: tuple[LayerState, ...]
+    type: ClassVar[str] = "publish-layers"
+    FIELDS = (("track_id", "trackId", _str), ("layers", "layers", _parts(LayerState)))
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker(_Part):
+    """One entry of ``speakers``: a session that speaks and how loud (0..1)."""
+
+    session_id: str
+    user_id: str
+    level: float
+    FIELDS = (*Peer.FIELDS, ("level", "level", _num))
+
+
+@dataclass(frozen=True, slots=True)
+class Speakers(_ServerMessage):
+    """``speakers``: the sessions speaking now, loudest first (RFC 6464 audio levels)."""
+
+    speakers: tuple[Speaker, ...]
+    type: ClassVar[str] = "speakers"
+    FIELDS = (("speakers", "speakers", _parts(Speaker)),)
+
+
 ServerMessage = (
     Joined
     | ParticipantJoined
@@ -766,6 +929,9 @@ ServerMessage = (
     | Stats
     | TrackMuted
     | TrackUnavailable
+    | TrackPaused
+    | PublishLayers
+    | Speakers
 )
 SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
     kind.type: kind
@@ -782,6 +948,9 @@ SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
         Stats,
         TrackMuted,
         TrackUnavailable,
+        TrackPaused,
+        PublishLayers,
+        Speakers,
     )
 }
 

@@ -31,6 +31,7 @@ from .messages import (
     Error,
     MessageError,
     ServerMessage,
+    TrackSettings,
     encode_server_message,
     parse_client_message,
 )
@@ -342,6 +343,8 @@ class Connection:
             await participant.answer(msg.description.sdp)
         elif msg.type == "ice" and msg.ice is not None:
             await participant.ice(msg.ice)
+        elif isinstance(msg, TrackSettings):
+            await participant.track_settings(msg.tracks)
         elif msg.type == "leave":
             self._left = True
             await participant.leave()

@@ -34,7 +34,7 @@ from zvonok.relay.front import (
 )
 from zvonok.relay.link import Link, RemoteError
 from zvonok.relay.worker import serve
-from zvonok.signaling.messages import IcePayload
+from zvonok.signaling.messages import IcePayload, TrackSetting
 
 from ..fakes import RecordingSink
 from .conftest import Spawn
@@ -223,6 +223,8 @@ async def test_offers_and_candidates_are_judged_by_the_worker(node: NodeFactory)
     assert candidate.value.code == "bad-candidate"
     # a lone surrogate a client escaped in its JSON travels (it used to break the link)
     await session.ice(IcePayload("", "\ud800", None))
+    # the worker knows track-settings (an unknown request would come back as ``internal``)
+    await session.track_settings((TrackSetting("t-none", max_width=320),))
     assert not n.handle.link.closed.is_set()
     assert (await n.ask("state"))["sessions"] == 1
 

@@ -29,7 +29,7 @@ from zvonok.relay.frames import Frame
 from zvonok.relay.link import Link
 from zvonok.relay.nodes import ClusteredRooms, OwnedRooms
 from zvonok.rooms.sink import SignalSink
-from zvonok.signaling.messages import IcePayload, Joined, ServerMessage
+from zvonok.signaling.messages import IcePayload, Joined, ServerMessage, TrackSetting
 
 ROOM = RoomKey.parse("group:7")
 
@@ -128,6 +128,7 @@ class Session:
         self.sink = sink
         self.offers: list[str] = []
         self.ices: list[IcePayload] = []
+        self.settings: list[tuple[TrackSetting, ...]] = []
         self.detached = 0
         self.left = False
 
@@ -147,6 +148,9 @@ class Session:
 
     async def ice(self, ice: IcePayload) -> None:
         self.ices.append(ice)
+
+    async def track_settings(self, tracks: tuple[TrackSetting, ...]) -> None:
+        self.settings.append(tracks)
 
     async def leave(self) -> None:
         self.left = True
@@ -305,6 +309,9 @@ async def test_a_new_room_is_claimed_where_pick_says_and_the_edge_relays_to_it(
     await session.offer("v=0 offer")
     await session.ice(IcePayload.parse({"candidate": "", "sdpMid": "0"}, "ice"))
     assert b.inner.sessions[SessionId("s1")].offers == ["v=0 offer"]
+    wishes = (TrackSetting("t1", max_width=320), TrackSetting("t2", paused=True))
+    await session.track_settings(wishes)
+    assert b.inner.sessions[SessionId("s1")].settings == [wishes]
     with pytest.raises(SignalError) as refused:
         await session.answer("v=0 answer")
     assert refused.value.code == "bad-message"

@@ -15,6 +15,8 @@ from zvonok.signaling.messages import (
     CONNECTION_STATES,
     LEAVE_REASONS,
     MAX_SDP_CHARS,
+    MAX_TRACK_SETTINGS,
+    PAUSE_REASONS,
     SERVER_MESSAGES,
     Answer,
     ClientMessage,
@@ -23,6 +25,7 @@ from zvonok.signaling.messages import (
     IcePayload,
     Join,
     Joined,
+    LayerState,
     Leave,
     MessageError,
     Offer,
@@ -30,17 +33,23 @@ from zvonok.signaling.messages import (
     ParticipantLeft,
     Peer,
     PublishedStats,
+    PublishLayers,
     ReceivingStats,
     ServerAnswer,
     ServerIce,
     ServerMessage,
     ServerOffer,
     SessionDescriptionPayload,
+    Speaker,
+    Speakers,
     State,
     Stats,
     TrackInfo,
     TrackMuted,
+    TrackPaused,
     Tracks,
+    TrackSetting,
+    TrackSettings,
     TrackUnavailable,
     encode_server_message,
     parse_client_message,
@@ -62,10 +71,22 @@ CLIENT: list[ClientMessage] = [
     Ice(1, S, IcePayload(CANDIDATE, None, None, "uf1")),
     Ice(1, S, IcePayload("", "0", None)),
     Leave(1, S),
+    TrackSettings(1, S, ()),
+    TrackSettings(
+        "g-1",
+        S,
+        (
+            TrackSetting("t1", paused=True),
+            TrackSetting("t2", max_width=320, max_height=180),
+            TrackSetting("t3", max_width=1280),
+        ),
+    ),
 ]
 
 PUBLISHED = PublishedStats("t1", "0", "audio", 32000, 250, 1, 2.5, 0, 0, False)
-RECEIVING = ReceivingStats("t2", "video", "s-b", "bob", None, 10, 1, 0.0, 0, 1.0, None, 2, 1, False)
+RECEIVING = ReceivingStats(
+    "t2", "video", "s-b", "bob", None, 10, 1, 0.0, 0, 1.0, None, 2, 1, False, "h", 3
+)
 SERVER: list[ServerMessage] = [
     Joined("s-a", "alice", "chat:1", (Peer("s-b", "bob"),), ({"urls": ["stun:x"]},), False),
     Joined("s-a", "alice", "group:g", (), (), True),
@@ -84,13 +105,20 @@ SERVER: list[ServerMessage] = [
     TrackUnavailable("t1", "video", "s-b", "bob", True, "unsupported-codec", ("video/H264",)),
     TrackUnavailable("t1", "video", "s-b", "bob", False, None, ("video/VP8", "video/H264")),
     Stats(5000, "connected", None, None, None, (), ()),
-    Stats(5000, "connected", 64000, 128000, 12.5, (PUBLISHED,), (RECEIVING,)),
+    Stats(5000, "connected", 64000, 128000, 12.5, (PUBLISHED,), (RECEIVING,), 850_000),
     TrackMuted("t1", "audio", "s-b", "bob", True),
+    *(TrackPaused("t1", "video", "s-b", "bob", True, reason) for reason in PAUSE_REASONS),
+    TrackPaused("t1", "video", "s-b", "bob", False, "bandwidth"),
+    PublishLayers("t1", (LayerState("q", True), LayerState("h", True), LayerState("f", False))),
+    Speakers(()),
+    Speakers((Speaker("s-b", "bob", 0.62), Speaker("s-c", "carol", 0))),
 ]
 
 
 def test_every_message_type_has_an_example() -> None:
-    assert {type(m).type for m in CLIENT} == {"join", "offer", "answer", "ice", "leave"}
+    assert {type(m).type for m in CLIENT} == {
+        "join", "offer", "answer", "ice", "leave", "track-settings"
+    }  # fmt: skip
     assert {type(m).type for m in SERVER} == set(SERVER_MESSAGES)
 
 
@@ -107,6 +135,51 @@ def test_server_messages_round_trip(message: ServerMessage) -> None:
     frame = json.loads(encode_server_message(message, 1, "s"))
     assert (frame["type"], frame["roomId"], frame["sessionId"]) == (message.type, 1, "s")
     assert parse_server_object(frame) == message
+
+
+def test_track_settings_wire_form() -> None:
+    frame = {
+        "type": "track-settings",
+        "payload": {
+            "tracks": [
+                {"trackId": "t1", "paused": True},
+                {"trackId": "t2", "maxWidth": 320, "maxHeight": 180},
+                {"trackId": "t3"},
+            ]
+        },
+        "roomId": 1,
+        "sessionId": S,
+    }
+    message = parse_client_message(json.dumps(frame))
+    assert message == TrackSettings(
+        1,
+        S,
+        (TrackSetting("t1", True), TrackSetting("t2", False, 320, 180), TrackSetting("t3")),
+    )
+    assert message.to_json() == frame
+    # null members mean "no limit", like absent ones; the payload may be a JSON string
+    nulls = {**frame, "payload": json.dumps({"tracks": [{"trackId": "t", "paused": None,
+                                                          "maxWidth": None}]})}  # fmt: skip
+    assert parse_client_message(json.dumps(nulls)) == TrackSettings(1, S, (TrackSetting("t"),))
+    full = [{"trackId": f"t{i}"} for i in range(MAX_TRACK_SETTINGS)]
+    assert len(parse_client_object({**frame, "payload": {"tracks": full}}).tracks) == 64  # type: ignore[union-attr]
+
+
+def test_adaptive_server_messages_wire_form() -> None:
+    assert TrackPaused("t", "video", "b", "bob", True, "bandwidth").to_json() == {
+        "trackId": "t", "kind": "video", "sessionId": "b", "userId": "bob", "paused": True,
+        "reason": "bandwidth",
+    }  # fmt: skip
+    assert PublishLayers("t", (LayerState("q", True), LayerState("f", False))).to_json() == {
+        "trackId": "t", "layers": [{"rid": "q", "active": True}, {"rid": "f", "active": False}]
+    }  # fmt: skip
+    assert encode_server_message(Speakers((Speaker("b", "bob", 0.5),)), 1, "s") == (
+        '{"type":"speakers","payload":{"speakers":[{"sessionId":"b","userId":"bob",'
+        '"level":0.5}]},"roomId":1,"sessionId":"s"}'
+    )
+    with pytest.raises(MessageError):
+        TrackPaused.parse({**TrackPaused("t", "video", "b", "u", True, "bandwidth").to_json(),
+                           "reason": "weather"})  # fmt: skip
 
 
 def test_client_wire_form_is_the_spec_examples() -> None:
@@ -185,17 +258,20 @@ def test_joined_and_stats_keys_are_the_documented_ones() -> None:
         "sessionId", "userId", "room", "participants", "iceServers", "resumed"
     ]  # fmt: skip
     assert joined["participants"] == [{"sessionId": "s-b", "userId": "bob"}]
-    stats = SERVER[-2].to_json()
+    stats = next(m for m in SERVER if isinstance(m, Stats) and m.receiving).to_json()
     assert list(stats) == [
-        "intervalMs", "state", "bitrateIn", "bitrateOut", "rttMs", "published", "receiving"
+        "intervalMs", "state", "bitrateIn", "bitrateOut", "rttMs", "published", "receiving",
+        "downlinkBps",
     ]  # fmt: skip
+    assert stats["downlinkBps"] == 850_000
     assert list(stats["published"][0]) == [
         "trackId", "mid", "kind", "bitrate", "packets", "packetsLost", "jitterMs", "keyframes",
         "nacksSent", "muted",
     ]  # fmt: skip
     assert list(stats["receiving"][0]) == [
         "trackId", "kind", "sessionId", "userId", "bitrate", "packets", "rtx", "fractionLost",
-        "packetsLost", "jitterMs", "rttMs", "nacks", "keyframeRequests", "paused",
+        "packetsLost", "jitterMs", "rttMs", "nacks", "keyframeRequests", "paused", "layer",
+        "layerSwitches",
     ]  # fmt: skip
     tracks = SERVER[len(LEAVE_REASONS) + 3].to_json()
     assert list(tracks["tracks"][0]) == [
@@ -237,6 +313,29 @@ def _client_twins() -> list[tuple[str, dict[str, Any] | str, str]]:
                     {**good, "payload": {"type": kind, "sdp": "v" * (MAX_SDP_CHARS + 1)}},
                     "bad-sdp",
                 ),
+            ]
+        if isinstance(message, TrackSettings):
+            entry = {"trackId": "t1"}
+            broken_entries: list[tuple[str, object]] = [
+                ("no-payload", None),
+                ("no-tracks", {}),
+                ("tracks-object", {"tracks": {"trackId": "t1"}}),
+                ("entry-not-object", {"tracks": ["t1"]}),
+                ("no-trackId", {"tracks": [{"paused": True}]}),
+                ("trackId-number", {"tracks": [{"trackId": 5}]}),
+                ("trackId-empty", {"tracks": [{"trackId": ""}]}),
+                ("trackId-long", {"tracks": [{"trackId": "t" * 65}]}),
+                ("paused-string", {"tracks": [{**entry, "paused": "yes"}]}),
+                ("maxWidth-float", {"tracks": [{**entry, "maxWidth": 320.5}]}),
+                ("maxWidth-bool", {"tracks": [{**entry, "maxWidth": True}]}),
+                ("maxWidth-zero", {"tracks": [{**entry, "maxWidth": 0}]}),
+                ("maxHeight-negative", {"tracks": [{**entry, "maxHeight": -1}]}),
+                ("maxHeight-huge", {"tracks": [{**entry, "maxHeight": 16385}]}),
+                ("too-many", {"tracks": [entry] * (MAX_TRACK_SETTINGS + 1)}),
+            ]
+            twins += [
+                (f"{name}/{what}", {**good, "payload": payload}, "bad-message")
+                for what, payload in broken_entries
             ]
         if isinstance(message, Ice):
             payload = good["payload"]
@@ -341,6 +440,21 @@ client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
         Answer, room_ids, ids, st.builds(SessionDescriptionPayload, st.just("answer"), descriptions)
     ),
     st.builds(Ice, room_ids, ids, ice_payloads),
+    st.builds(
+        TrackSettings,
+        room_ids,
+        ids,
+        st.lists(
+            st.builds(
+                TrackSetting,
+                st.text(min_size=1, max_size=64),
+                st.booleans(),
+                st.none() | st.integers(1, 16384),
+                st.none() | st.integers(1, 16384),
+            ),
+            max_size=4,
+        ).map(tuple),
+    ),
 )
 published = st.builds(
     PublishedStats, text, text, kind, maybe_count, count, count, number, count, count, st.booleans()
@@ -361,6 +475,8 @@ receiving = st.builds(
     count,
     count,
     st.booleans(),
+    st.none() | text,
+    count,
 )
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 ice_servers = st.dictionaries(
@@ -396,6 +512,7 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         st.none() | number,
         st.lists(published, max_size=2).map(tuple),
         st.lists(receiving, max_size=2).map(tuple),
+        maybe_count,
     ),
     st.builds(TrackMuted, text, kind, text, text, st.booleans()),
     st.builds(
@@ -408,6 +525,13 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         st.none() | st.sampled_from(("unsupported-codec", "codec-conflict")),
         st.lists(text, max_size=3).map(tuple),
     ),
+    st.builds(TrackPaused, text, kind, text, text, st.booleans(), st.sampled_from(PAUSE_REASONS)),
+    st.builds(
+        PublishLayers,
+        text,
+        st.lists(st.builds(LayerState, text, st.booleans()), max_size=3).map(tuple),
+    ),
+    st.builds(Speakers, st.lists(st.builds(Speaker, text, text, number), max_size=3).map(tuple)),
 )
 
 

@@ -1,0 +1,241 @@
+"""Layer allocation and dynacast: which simulcast layer each subscriber gets of each video track,
+and which layers a publisher needs to send at all.
+
+Owns two pure decision makers (no I/O, no media objects; time is passed in), the rules of
+docs/media.md "## Layer allocation":
+
+- ``LayerAllocator``: one per subscriber. Given its downlink estimate (bit/s, or ``None``), its
+  wishes per track (``track-settings``: paused, largest width/height) and every received video
+  track's layers (bitrate, available, width), it returns the target layer per track (``None`` =
+  paused, with the reason: ``bandwidth`` or ``subscriber``). Screen shares are served before
+  cameras; the budget is 90 % of the estimate minus ``AUDIO_RESERVE`` per audio track; each track
+  gets the highest layer that its wishes allow and the remaining budget carries; one that cannot
+  carry even its lowest layer is paused. Down at once; up only once the remaining budget has
+  exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds.
+- ``Dynacast``: one per published simulcast track. Given the union of the layers its subscribers
+  are given, it decides which layers the publisher should send: a layer nobody has wanted for
+  ``OFF_AFTER`` seconds is turned off, a wanted one on at once; the lowest layer is never turned
+  off. Changes are reported at most once per ``MIN_INTERVAL`` per track, except turning a layer
+  on, which is reported at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: Share of the downlink estimate the allocator spends (the rest is headroom: RTX, RTCP, probes).
+BUDGET_SHARE = 0.9
+#: Bit/s set aside for each audio track the subscriber receives (audio is never paused).
+AUDIO_RESERVE = 40_000
+#: Going up a layer: the remaining budget must exceed its bitrate by this factor ...
+UP_MARGIN = 1.1
+#: ... continuously for this many seconds.
+UP_HOLD = 2.0
+#: The width assumed for the top layer of a track whose layers' widths are unknown; each lower
+#: layer is taken as half the width of the one above (the SDK's 1/4, 1/2, 1 ladder).
+NOMINAL_TOP_WIDTH = 1280
+#: Dynacast: a layer nobody wants is turned off after this many seconds.
+OFF_AFTER = 5.0
+#: Dynacast: at most one ``publish-layers`` per track per this many seconds (turning on: at once).
+MIN_INTERVAL = 1.0
+
+PauseReason = Literal["bandwidth", "subscriber"]
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One layer of a track as the allocator sees it (lowest quality first in a track)."""
+
+    #: Its bitrate (bit/s): measured while it flows, else the last measure or a nominal figure.
+    bitrate: int
+    #: It can be sent: it flows now, or dynacast turned it off and can turn it back on.
+    available: bool = True
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """A subscriber's wish for one track (``track-settings``); the default: no limit."""
+
+    paused: bool = False
+    max_width: int | None = None
+    max_height: int | None = None
+
+
+NO_WISH = Wish()
+
+
+@dataclass(frozen=True, slots=True)
+class VideoTrack:
+    """A received video track: its id, whether it is a screen share, and its layers."""
+
+    track_id: str
+    layers: tuple[Layer, ...]
+    screen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The layer a subscriber gets of one track (``None``: paused, for ``reason``)."""
+
+    layer: int | None
+    reason: PauseReason | None = None
+
+
+@dataclass(slots=True)
+class _TrackState:
+    current: int | None = None
+    #: layer index -> since when the remaining budget has carried it with the margin.
+    headroom_since: dict[int, float] = field(default_factory=dict)
+    decided: bool = False
+
+
+def eligible_layers(layers: Sequence[Layer], wish: Wish) -> list[int]:
+    """The indexes of the available layers ``wish`` allows, lowest first. A layer whose width
+    (height) is above ``max_width`` (``max_height``) is left out, unless that leaves nothing:
+    then the lowest available layer (a small picture is better than none). Unknown widths are
+    taken from ``NOMINAL_TOP_WIDTH`` and the layer's rank."""
+    available = [i for i, layer in enumerate(layers) if layer.available]
+    if not available:
+        return []
+    top = len(layers) - 1
+    allowed = []
+    for i in available:
+        layer = layers[i]
+        width = layer.width if layer.width is not None else NOMINAL_TOP_WIDTH >> (top - i)
+        if wish.max_width is not None and width > wish.max_width:
+            continue
+        if wish.max_height is not None and layer.height is not None:
+            if layer.height > wish.max_height:
+                continue
+        allowed.append(i)
+    return allowed or available[:1]
+
+
+class LayerAllocator:
+    """One subscriber's allocation, with its hysteresis state; call ``allocate`` periodically
+    (every ~0.5 s) and when its wishes or its estimate change."""
+
+    def __init__(self) -> None:
+        self._tracks: dict[str, _TrackState] = {}
+
+    def allocate(
+        self,
+        now: float,
+        estimate: int | None,
+        video: Sequence[VideoTrack],
+        audio_tracks: int = 0,
+        wishes: Mapping[str, Wish] | None = None,
+    ) -> dict[str, Decision]:
+        """Decide every track of ``video`` (given in join order; screen shares go first)."""
+        wishes = wishes or {}
+        for track_id in [t for t in self._tracks if t not in {v.track_id for v in video}]:
+            del self._tracks[track_id]
+        budget: float | None = None
+        if estimate is not None:
+            budget = estimate * BUDGET_SHARE - AUDIO_RESERVE * audio_tracks
+        order = sorted(range(len(video)), key=lambda i: (not video[i].screen, i))
+        out: dict[str, Decision] = {}
+        for i in order:
+            track = video[i]
+            state = self._tracks.setdefault(track.track_id, _TrackState())
+            decision = self._one(now, state, track, wishes.get(track.track_id, NO_WISH), budget)
+            out[track.track_id] = decision
+            if budget is not None and decision.layer is not None:
+                budget -= track.layers[decision.layer].bitrate
+        return out
+
+    def _one(
+        self,
+        now: float,
+        state: _TrackState,
+        track: VideoTrack,
+        wish: Wish,
+        budget: float | None,
+    ) -> Decision:
+        if wish.paused:
+            state.current, state.decided = None, True
+            state.headroom_since.clear()
+            return Decision(None, "subscriber")
+        allowed = eligible_layers(track.layers, wish)
+        if not allowed:
+            # Nothing flows yet (a new track): the best it will allow, once layers show up.
+            state.current, state.decided = None, False
+            return Decision(len(track.layers) - 1 if track.layers else 0)
+        if budget is None:  # no estimate: wishes alone
+            state.current, state.decided = allowed[-1], True
+            state.headroom_since.clear()
+            return Decision(allowed[-1])
+        layers = track.layers
+        fits = [i for i in allowed if layers[i].bitrate <= budget]
+        best = fits[-1] if fits else None
+        for i, layer in enumerate(layers):
+            if layer.available and layer.bitrate * UP_MARGIN <= budget:
+                state.headroom_since.setdefault(i, now)
+            else:
+                state.headroom_since.pop(i, None)
+        current = state.current
+        if not state.decided:
+            chosen = best  # the first decision: what fits now
+        elif best is None:
+            chosen = None  # down at once
+        elif current is None or current not in allowed:
+            # paused (or its layer went away): resume / move once a layer has held the margin
+            held = [i for i in allowed if now - state.headroom_since.get(i, now) >= UP_HOLD]
+            if current is None:
+                chosen = held[-1] if held else None
+            else:
+                chosen = max([i for i in allowed if i <= current] or [allowed[0]])
+                chosen = min(chosen, best)
+        elif best < current:
+            chosen = best  # down at once
+        elif best > current:
+            held = [i for i in allowed if current < i <= best]
+            held = [i for i in held if now - state.headroom_since.get(i, now) >= UP_HOLD]
+            chosen = held[-1] if held else current
+        else:
+            chosen = current
+        state.current, state.decided = chosen, True
+        return Decision(chosen, "bandwidth" if chosen is None else None)
+
+
+class Dynacast:
+    """Which layers of one simulcast track the publisher should send (lowest first)."""
+
+    def __init__(self, layers: int) -> None:
+        self.active = [True] * layers
+        self._unwanted_since: list[float | None] = [None] * layers
+        self._told_at = float("-inf")
+
+    def update(self, now: float, wanted: Iterable[int]) -> list[bool] | None:
+        """``wanted``: the layers some subscriber is given now. Returns the new ``active`` list
+        when the publisher should be told, else ``None``. The lowest layer is always wanted."""
+        wanted_set = {*wanted, 0}
+        n = len(self.active)
+        for i in range(n):
+            if i in wanted_set:
+                self._unwanted_since[i] = None
+            elif self._unwanted_since[i] is None:
+                self._unwanted_since[i] = now
+        turn_on = [i for i in range(n) if i in wanted_set and not self.active[i]]
+        if turn_on:  # at once; turning others off waits for the next interval
+            for i in turn_on:
+                self.active[i] = True
+            self._told_at = now
+            return list(self.active)
+        if now - self._told_at < MIN_INTERVAL:
+            return None
+        turn_off = []
+        for i in range(n):
+            since = self._unwanted_since[i]
+            if self.active[i] and since is not None and now - since >= OFF_AFTER:
+                turn_off.append(i)
+        if not turn_off:
+            return None
+        for i in turn_off:
+            self.active[i] = False
+        self._told_at = now
+        return list(self.active)
