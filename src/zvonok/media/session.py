@@ -132,7 +132,9 @@ class MediaSession:
 
 def producer_params(producer_id: str, track: PublishedTrack) -> ProducerParams:
     """What the forwarding layer needs of a negotiated published m-line: codecs with the RTCP
-    feedback the publisher accepts (RFC 4585 ``nack``/``nack pli``, RFC 5104 ``ccm fir``)."""
+    feedback the publisher accepts (RFC 4585 ``nack``/``nack pli``, RFC 5104 ``ccm fir``), the
+    simulcast rids (RFC 8853, lowest first) and the header-extension ids (RFC 8285) by which
+    the SSRCs of rids are learned (RFC 8852)."""
     return ProducerParams(
         producer_id=producer_id,
         kind="video" if track.kind == "video" else "audio",
@@ -146,10 +148,12 @@ def producer_params(producer_id: str, track: PublishedTrack) -> ProducerParams:
             )
             for pt, c in track.codecs.items()
         },
-        ssrc=track.ssrc,
-        rtx_ssrc=track.rtx_ssrc,
+        ssrc=None if track.rids else track.ssrc,
+        rtx_ssrc=None if track.rids else track.rtx_ssrc,
         rtx_payload_types=track.rtx,
         mid=track.mid,
+        rids=tuple(track.rids),
+        extensions=dict(track.extensions),
     )
 
 

@@ -234,6 +234,7 @@ def test_a_new_ssrc_for_a_rid_replaces_the_old_binding() -> None:
     s.endpoint.on_rtp(rtp(9, 4000, ssrc=0xE1))
     assert c.current_layer == 0 and len(sink.rtp) == before + 2
     assert continuous(out_seqs(sink))
+    assert ts_deltas(sink) == [90000, 3000]  # 1 s of wall clock since the last frame, then on
     assert s.plis()[-1] == 0xE1
 
 

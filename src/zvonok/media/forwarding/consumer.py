@@ -161,9 +161,10 @@ class Consumer:
         self._home: int | None = producer.default_layer()
         self._target: int | None = self._home
         self._probe: _SwitchProbe | None = None
-        #: Output timestamp (and when) at which the forwarder left its last layer with no
-        #: successor yet (bandwidth pause, encoder restart): the wall-clock fallback's origin.
-        self._anchor: tuple[int, float] | None = None
+        #: When the forwarder left its last layer with no successor yet (bandwidth pause,
+        #: encoder restart): (output timestamp then, then, the last frame's output timestamp),
+        #: the wall-clock fallback's origin.
+        self._anchor: tuple[int, float, int] | None = None
         self.layer_switches = 0
         self.switch_timeouts = 0
         self._rtx_seq = secrets.randbits(16)
@@ -237,13 +238,19 @@ class Consumer:
         if self._home is not None:
             self.producer.layers[self._home].detach(self.core)
 
-    def layer_restarted(self, index: int) -> None:
-        """Layer ``index`` is now sent under a new SSRC (the encoder restarted: new sequence
-        and timestamp spaces): a forwarder on it re-syncs at its next keyframe."""
+    def leave_layer(self, index: int) -> bool:
+        """Layer ``index`` is about to be sent under a new SSRC (its encoder restarted: new
+        sequence and timestamp spaces): a forwarder on it leaves, keeping its output clock;
+        True if it did (then ``rejoin`` once the layer is rebound)."""
         if self.closed or self._home != index:
-            return
+            return False
         self._leave_home()
-        self._apply_target()
+        return True
+
+    def rejoin(self) -> None:
+        """Wait for the target layer's next keyframe again (after ``leave_layer``)."""
+        if not self.closed:
+            self._apply_target()
 
     def _apply_target(self) -> None:
         target = self._target
@@ -287,8 +294,9 @@ class Consumer:
             return
         now = self._clock()
         ts = self._output_ts(now)
-        if ts is not None:
-            self._anchor = (ts, now)
+        last = self._last_output_ts()
+        if ts is not None and last is not None:
+            self._anchor = (ts, now, last)
         self.producer.layers[home].detach(self.core)
         self.core.blocked = True
         self._home = None
@@ -303,7 +311,7 @@ class Consumer:
             if stats.last_ts >= 0:
                 return (self.core.ts_offset + int(now * rate) - stats.last_transit) & _U32
         if self._anchor is not None:
-            ts, at = self._anchor
+            ts, at, _ = self._anchor
             return (ts + round((now - at) * rate)) & _U32
         return None
 
@@ -313,7 +321,7 @@ class Consumer:
             last = self.producer.layers[self._home].stats.last_ts
             if last >= 0:
                 return (last + self.core.ts_offset) & _U32
-        return self._anchor[0] if self._anchor is not None else None
+        return self._anchor[2] if self._anchor is not None else None
 
     def _switch_offset(self, target: ConsumedLayer, packet: bytes) -> int:
         """The timestamp offset that continues the output timeline on ``target``, whose

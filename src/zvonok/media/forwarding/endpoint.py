@@ -81,8 +81,8 @@ class MediaEndpoint:
             if layer.ssrc is not None and self._senders.get(layer.ssrc) is layer:
                 del self._senders[layer.ssrc]
                 self._rtp.pop(layer.ssrc, None)
-                if layer.rtx_ssrc is not None:
-                    self._rtp.pop(layer.rtx_ssrc, None)
+            if layer.rtx_ssrc is not None and self._rtp.get(layer.rtx_ssrc) == layer.receive_rtx:
+                del self._rtp[layer.rtx_ssrc]
 
     def add_consumer(self, consumer: Consumer) -> None:
         self._consumers[consumer.ssrc] = consumer

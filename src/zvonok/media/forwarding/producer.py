@@ -179,12 +179,16 @@ class Producer:
             old, layer.rtx_ssrc = layer.rtx_ssrc, ssrc
             return old if old != ssrc else None
         old = layer.ssrc
+        if old is None or old == ssrc:
+            layer.rebind(ssrc, now)
+            return None
+        # a restarted encoder: new sequence and timestamp spaces. Consumers on the layer leave
+        # it (noting their output clock from the old stream), then wait for its next keyframe.
+        leaving = [c for c in self.consumers if c.leave_layer(index)]
         layer.rebind(ssrc, now)
-        if old is not None and old != ssrc:
-            for consumer in list(self.consumers):
-                consumer.layer_restarted(index)
-            return old
-        return None
+        for consumer in leaving:
+            consumer.rejoin()
+        return old
 
     # -- consumers -------------------------------------------------------------------------
 
