@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from zvonok.media.sdp.codecs import RECEIVE_ONLY_EXTENSIONS, TWCC_URI
-from zvonok.media.sdp.description import MediaDescription, Rid, SessionDescription
+from zvonok.media.sdp.description import MediaDescription, Rid, RtpCodec, SessionDescription
 from zvonok.media.sdp.negotiation import (
     NOT_FORWARDED,
     LocalParameters,
@@ -123,27 +123,49 @@ def test_same_offer_again_answers_the_same(browser: str) -> None:
     assert result.published["1"].rids == ("q", "h", "f")
 
 
+def subscribed() -> SendTrack:
+    """The track the capture's re-offer sends (capture.py ``subscribed_track``)."""
+    vp8 = RtpCodec(96, "VP8", 90000, None, {}, [])
+    return SendTrack("zvonok-bob-camera", "zvonok-bob", "video", [vp8], 2001, 2002, "zvonok-bob")
+
+
+def reoffered(browser: str) -> SessionNegotiator:
+    """zvonok after answering the browser's simulcast offer and re-offering (as in the capture)."""
+    neg = SessionNegotiator()
+    neg.apply_offer(load(f"{browser}_offer_simulcast"), [], local_for)
+    neg.create_offer([subscribed()], LOCAL)
+    return neg
+
+
 @pytest.mark.parametrize("browser", BROWSERS)
 def test_server_reoffer_keeps_simulcast(browser: str) -> None:
     """Our later offers must ask for the same rids again: a remote offer without simulcast makes
     libwebrtc disable every encoding but the first, for good. The browser's captured answer to
-    our re-offer keeps all three."""
+    our re-offer keeps all three, and as a subscriber of the track we send in it, it accepts
+    transport-cc (extension and feedback)."""
     neg = SessionNegotiator()
     neg.apply_offer(load(f"{browser}_offer_simulcast"), [], local_for)
-    reoffer = video(SessionDescription.parse(neg.create_offer([], LOCAL)))
+    offer = SessionDescription.parse(neg.create_offer([subscribed()], LOCAL))
+    reoffer, sent = offer.media[1], offer.media[2]
     assert reoffer.direction == "recvonly" and reoffer.simulcast == "recv q;h;f"
     assert [r.direction for r in reoffer.rids] == ["recv"] * 3
-    result = neg.apply_answer(load(f"{browser}_answer_simulcast_reoffer"))
+    assert sent.direction == "sendonly" and sent.rids == [] and sent.simulcast is None
+    assert TWCC_URI in {e.uri for e in sent.extensions}
+    assert not RECEIVE_ONLY_EXTENSIONS & {e.uri for e in sent.extensions}
+    reply = load(f"{browser}_answer_simulcast_reoffer")
+    result = neg.apply_answer(reply)
     assert result.published["1"].rids == ("q", "h", "f")
     assert result.published["1"].ssrc is None
     assert {RID_URI, REPAIRED_RID_URI, TWCC_URI} <= set(result.published["1"].extensions)
+    accepted = result.sending["zvonok-bob-camera"]
+    assert accepted.extensions[TWCC_URI] == IDS[browser][2]
+    assert "transport-cc" in accepted.codecs[0].rtcp_fb
+    assert SessionDescription.parse(reply).media[2].direction == "recvonly"
 
 
 def test_answer_without_simulcast_ends_it() -> None:
     """A client answering our re-offer without a=simulcast sends one plain stream (its a=ssrc)."""
-    neg = SessionNegotiator()
-    neg.apply_offer(load("firefox_offer_simulcast"), [], local_for)
-    neg.create_offer([], LOCAL)
+    neg = reoffered("firefox")
     reply = edit(load("firefox_answer_simulcast_reoffer"), "a=simulcast:send q;h;f\r\n", "")
     track = neg.apply_answer(reply).published["1"]
     sent = video(SessionDescription.parse(reply))
@@ -153,9 +175,7 @@ def test_answer_without_simulcast_ends_it() -> None:
 
 def test_answer_may_not_add_rids() -> None:
     """RFC 8853 §5.3: an answer names only rids of the offer; others are ignored."""
-    neg = SessionNegotiator()
-    neg.apply_offer(load("chromium_offer_simulcast"), [], local_for)
-    neg.create_offer([], LOCAL)
+    neg = reoffered("chromium")
     reply = load("chromium_answer_simulcast_reoffer")
     reply = edit(reply, "a=rid:f send\r\n", "a=rid:f send\r\na=rid:x send\r\n")
     reply = edit(reply, "a=simulcast:send q;h;f", "a=simulcast:send x;q;h;f")
