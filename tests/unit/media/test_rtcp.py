@@ -22,7 +22,7 @@ from zvonok.media.packets.rtcp import (
     SdesChunk,
     SenderReport,
     SourceDescription,
-    TransportCc,
+    TransportFeedback,
     build_compound,
     nack_pairs,
     ntp_from_unix,
@@ -87,7 +87,7 @@ def test_compound_sr_sdes_bye() -> None:
 
 def test_opaque_packets() -> None:
     (twcc,) = round_trip("rfc_transport_cc.bin")
-    assert isinstance(twcc, TransportCc) and twcc.sender_ssrc == 0xABCD
+    assert twcc == TransportFeedback(0xABCD, 0x12345678, 1, 0x102, 0, [10, 11])
     (app,) = round_trip("rfc_app.bin")
     assert isinstance(app, RtcpUnknown) and app.packet_type == 204 and app.body[4:8] == b"zvnk"
 

@@ -2,8 +2,9 @@
 
 Owns: SR (RFC 3550 §6.4.1), RR (§6.4.2) and their report blocks, SDES (§6.5), BYE (§6.6),
 generic NACK (RFC 4585 §6.2.1), PLI (RFC 4585 §6.3.1), FIR (RFC 5104 §4.3.1), REMB
-(draft-alvestrand-rmcat-remb-03 §2.2), transport-cc feedback kept opaque
-(draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1), compound packets (RFC 3550 §6.1) and
+(draft-alvestrand-rmcat-remb-03 §2.2), transport-wide congestion control feedback
+(``TransportFeedback``, draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1: run-length and
+status-vector chunks, 8-bit and 16-bit receive deltas), compound packets (RFC 3550 §6.1) and
 the 64-bit NTP timestamp with its middle 32 bits (LSR, §6.4.1).
 Must not import anything from zvonok outside ``zvonok.media``.
 Unknown packet types are kept as ``RtcpUnknown``; malformed input raises ``ValueError``.
@@ -324,7 +325,7 @@ class Remb:
 
 @dataclass(slots=True)
 class RtcpUnknown:
-    """A packet kept opaque: unknown types, transport-cc, other feedback formats."""
+    """A packet kept opaque: unknown types, other feedback formats."""
 
     packet_type: int
     count: int
@@ -338,10 +339,183 @@ class RtcpUnknown:
         return _header(self.count, self.packet_type, len(self.body)) + self.body
 
 
-class TransportCc(RtcpUnknown):
-    """Transport-wide congestion control feedback (RTPFB FMT 15), not decoded."""
+#: draft-holmer §3.1.1 packet status symbols.
+TWCC_NOT_RECEIVED = 0
+TWCC_SMALL_DELTA = 1
+TWCC_LARGE_DELTA = 2
+#: Receive deltas and the reference time count in these units (µs).
+TWCC_DELTA_US = 250
+TWCC_REFERENCE_US = 64_000
+_MAX_RUN = 0x1FFF
 
-    __slots__ = ()
+
+def _twcc_symbol(delta: int | None) -> int:
+    if delta is None:
+        return TWCC_NOT_RECEIVED
+    if 0 <= delta <= 0xFF:
+        return TWCC_SMALL_DELTA
+    if -0x8000 <= delta <= 0x7FFF:
+        return TWCC_LARGE_DELTA
+    raise ValueError(f"transport-cc receive delta {delta} does not fit 16 bits")
+
+
+def _twcc_chunks(symbols: list[int]) -> bytes:
+    """Packet chunks for ``symbols`` (§3.1.3, §3.1.4): a run-length chunk for a run of 7 or
+    more equal symbols, else a status vector (14 one-bit symbols when none is a large delta,
+    7 two-bit symbols otherwise); vector slots past the end are "not received"."""
+    out = bytearray()
+    i, n = 0, len(symbols)
+    while i < n:
+        run = 1
+        while i + run < n and run < _MAX_RUN and symbols[i + run] == symbols[i]:
+            run += 1
+        if run >= 7 or i + run == n and run > 1:
+            out += (symbols[i] << 13 | run).to_bytes(2, "big")
+            i += run
+            continue
+        part = symbols[i : i + 14]
+        if TWCC_LARGE_DELTA not in part:
+            word = 0x8000
+            for k, sym in enumerate(part):
+                word |= sym << (13 - k)
+            out += word.to_bytes(2, "big")
+            i += len(part)
+            continue
+        part = symbols[i : i + 7]
+        word = 0xC000
+        for k, sym in enumerate(part):
+            word |= sym << (12 - 2 * k)
+        out += word.to_bytes(2, "big")
+        i += len(part)
+    return bytes(out)
+
+
+@dataclass(slots=True)
+class TransportFeedback:
+    """Transport-wide congestion control feedback (RTPFB FMT 15), draft-holmer §3.1.
+
+    ``deltas`` has one entry per packet from ``base_seq`` on (the packet status count): None
+    when the packet was not received, else its receive delta in 250 µs units from the previous
+    received packet (the first one's from ``reference_time``, a signed 24-bit count of 64 ms).
+    ``fb_count`` is the 8-bit feedback packet count.
+    """
+
+    sender_ssrc: int
+    media_ssrc: int
+    base_seq: int
+    reference_time: int
+    fb_count: int
+    deltas: list[int | None] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, sender: int, media: int, fci: bytes) -> TransportFeedback:
+        if len(fci) < 8:
+            raise ValueError(f"RTCP transport-cc FCI is too short ({len(fci)} bytes)")
+        base, count = unpack_from("!HH", fci)
+        ref, fb_count = int.from_bytes(fci[4:7], "big", signed=True), fci[7]
+        if count == 0:
+            raise ValueError("RTCP transport-cc reports no packets (status count 0)")
+        symbols: list[int] = []
+        pos = 8
+        while len(symbols) < count:
+            if pos + 2 > len(fci):
+                raise ValueError(
+                    f"RTCP transport-cc chunks are truncated: {len(symbols)} of {count} "
+                    "packet statuses"
+                )
+            chunk = fci[pos] << 8 | fci[pos + 1]
+            pos += 2
+            if not chunk & 0x8000:
+                sym, run = chunk >> 13 & 3, chunk & _MAX_RUN
+                if sym == 3:
+                    raise ValueError("RTCP transport-cc run-length chunk has the reserved symbol")
+                if run == 0:
+                    raise ValueError("RTCP transport-cc run-length chunk has run length 0")
+                symbols += [sym] * min(run, count - len(symbols))
+            elif not chunk & 0x4000:
+                symbols += [chunk >> (13 - k) & 1 for k in range(14)]
+            else:
+                two = [chunk >> (12 - 2 * k) & 3 for k in range(7)]
+                if 3 in two[: count - len(symbols)]:
+                    raise ValueError("RTCP transport-cc status vector has the reserved symbol")
+                symbols += two
+        deltas: list[int | None] = []
+        for sym in symbols[:count]:
+            if sym == TWCC_NOT_RECEIVED:
+                deltas.append(None)
+                continue
+            size = 1 if sym == TWCC_SMALL_DELTA else 2
+            if pos + size > len(fci):
+                raise ValueError(
+                    f"RTCP transport-cc receive deltas overrun the packet ({len(deltas)} of "
+                    f"{count} read, {len(fci) - pos} bytes left)"
+                )
+            deltas.append(
+                fci[pos] if size == 1 else int.from_bytes(fci[pos : pos + 2], "big", signed=True)
+            )
+            pos += size
+        if len(fci) - pos > 3:
+            raise ValueError(f"RTCP transport-cc has {len(fci) - pos} bytes after its deltas")
+        return cls(sender, media, base, ref, fb_count, deltas)
+
+    def __bytes__(self) -> bytes:
+        if not self.deltas or len(self.deltas) > 0xFFFF:
+            raise ValueError(f"transport-cc must report 1 to 65535 packets, not {len(self.deltas)}")
+        symbols = [_twcc_symbol(d) for d in self.deltas]
+        fci = bytearray(pack("!HH", self.base_seq & 0xFFFF, len(self.deltas)))
+        fci += (self.reference_time & 0xFFFFFF).to_bytes(3, "big") + bytes((self.fb_count & 0xFF,))
+        fci += _twcc_chunks(symbols)
+        for delta, sym in zip(self.deltas, symbols, strict=True):
+            if sym == TWCC_SMALL_DELTA:
+                fci.append(delta)  # type: ignore[arg-type]
+            elif sym == TWCC_LARGE_DELTA:
+                fci += delta.to_bytes(2, "big", signed=True)  # type: ignore[union-attr]
+        fci += bytes(-len(fci) % 4)
+        return _feedback(RTPFB_TWCC, RTCP_RTPFB, self.sender_ssrc, self.media_ssrc, bytes(fci))
+
+    def arrivals(self) -> list[tuple[int, int | None]]:
+        """``(16-bit seq, arrival µs in the sender's time base or None)`` per reported packet."""
+        at = self.reference_time * TWCC_REFERENCE_US
+        out: list[tuple[int, int | None]] = []
+        for i, delta in enumerate(self.deltas):
+            seq = (self.base_seq + i) & 0xFFFF
+            if delta is None:
+                out.append((seq, None))
+            else:
+                at += delta * TWCC_DELTA_US
+                out.append((seq, at))
+        return out
+
+    @classmethod
+    def build(
+        cls,
+        sender: int,
+        media: int,
+        fb_count: int,
+        base_seq: int,
+        arrivals: list[int | None],
+    ) -> TransportFeedback:
+        """Feedback for packets ``base_seq, base_seq + 1, ...`` arrived at ``arrivals`` (µs, any
+        monotonic base; None: lost). The reference time is the first arrival's 64 ms slot; each
+        delta is rounded to 250 µs against the rounded sum so far, so errors never accumulate.
+        ``ValueError`` when a delta needs more than 16 bits (split the report there) or no
+        packet arrived."""
+        first = next((a for a in arrivals if a is not None), None)
+        if first is None:
+            raise ValueError("transport-cc feedback needs at least one received packet")
+        ref = first // TWCC_REFERENCE_US
+        ticks = ref * (TWCC_REFERENCE_US // TWCC_DELTA_US)
+        deltas: list[int | None] = []
+        for at in arrivals:
+            if at is None:
+                deltas.append(None)
+                continue
+            now = (at + TWCC_DELTA_US // 2) // TWCC_DELTA_US
+            _twcc_symbol(now - ticks)
+            deltas.append(now - ticks)
+            ticks = now
+        ref = ((ref + 0x80_0000) & 0xFF_FFFF) - 0x80_0000  # the signed 24-bit field
+        return cls(sender, media, base_seq & 0xFFFF, ref, fb_count & 0xFF, deltas)
 
 
 def _feedback(fmt: int, packet_type: int, sender: int, media: int, fci: bytes) -> bytes:
@@ -349,7 +523,16 @@ def _feedback(fmt: int, packet_type: int, sender: int, media: int, fci: bytes) -
 
 
 RtcpPacket = (
-    SenderReport | ReceiverReport | SourceDescription | Bye | Nack | Pli | Fir | Remb | RtcpUnknown
+    SenderReport
+    | ReceiverReport
+    | SourceDescription
+    | Bye
+    | Nack
+    | Pli
+    | Fir
+    | Remb
+    | TransportFeedback
+    | RtcpUnknown
 )
 
 
@@ -362,7 +545,7 @@ def _parse_feedback(packet_type: int, fmt: int, body: bytes) -> RtcpPacket:
         if fmt == RTPFB_NACK:
             return Nack.parse(sender, media, fci)
         if fmt == RTPFB_TWCC:
-            return TransportCc(packet_type, fmt, body)
+            return TransportFeedback.parse(sender, media, fci)
     elif fmt == PSFB_PLI:
         return Pli(sender, media)
     elif fmt == PSFB_FIR:
@@ -408,7 +591,10 @@ def parse_compound(data: bytes | bytearray) -> list[RtcpPacket]:
             pad = data[end - 1] if end > pos + 4 else 0
             if pad == 0 or pos + 4 + pad > end:
                 raise ValueError("RTCP padding length overruns the packet")
-            if pad % 4:  # every RTCP body (SDES chunks included) is whole 32-bit words
+            # every RTCP body (SDES chunks included) is whole 32-bit words, except transport-cc
+            # feedback, whose deltas end anywhere (Chrome pads it with 1-3 bytes, P bit set)
+            twcc = packet_type == RTCP_RTPFB and first & 0x1F == RTPFB_TWCC
+            if pad % 4 and not twcc:
                 raise ValueError(f"RTCP padding of {pad} bytes leaves a partial 32-bit word")
             body_end -= pad
         packets.append(parse_rtcp(packet_type, first & 0x1F, data[pos + 4 : body_end]))
