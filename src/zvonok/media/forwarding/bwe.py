@@ -1,0 +1,312 @@
+"""A subscriber's downlink estimate from transport-wide congestion control feedback.
+
+Owns ``DownlinkEstimator``, a sender-side estimator in the spirit of Google congestion control
+(draft-ietf-rmcat-gcc-02): the delay-based controller of §5 — packets grouped by send time
+(§5.2, 5 ms bursts), the inter-group delay variation smoothed into a trendline whose slope is
+compared with an adaptive threshold (§5.4, the trendline filter replacing §5.3's Kalman filter as
+today's GoogCC does), an overuse / normal / underuse signal driving an AIMD rate controller
+(§5.5) — and the loss-based controller of §6, the estimate being the smaller of the two. Input:
+``PacketResult``s (send time, size, arrival time or lost) that ``twcc.FeedbackAdapter`` makes of
+the subscriber's ``TransportFeedback``. The algorithm and its constants are written down in
+docs/media.md, "Congestion control (transport-wide CC)". Pure computation: no I/O, no clock of its
+own (every call carries ``now``, µs).
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+#: The estimate before any feedback has moved it (a typical start, as browsers use 300 kbit/s
+#: to 1 Mbit/s), and its bounds.
+START_BPS = 1_000_000
+MIN_BPS = 30_000
+MAX_BPS = 10_000_000
+
+#: §5.2: packets sent within this span form one group.
+BURST_US = 5_000
+#: Trendline filter: points in the regression window, smoothing of the accumulated delay,
+#: gain applied to the slope before comparing with the threshold.
+TREND_WINDOW = 20
+TREND_SMOOTHING = 0.9
+TREND_GAIN = 4.0
+#: §5.4 adaptive threshold (ms): start, gains up and down, bounds, and the jump ignored.
+THRESHOLD_START = 12.5
+THRESHOLD_K_UP = 0.0087
+THRESHOLD_K_DOWN = 0.039
+THRESHOLD_MIN, THRESHOLD_MAX = 6.0, 600.0
+THRESHOLD_MAX_JUMP = 15.0
+#: Overuse must last this long (ms) and over this many groups before it is signalled.
+OVERUSE_TIME_MS = 10.0
+OVERUSE_COUNT = 1
+#: §5.5: decrease to this share of the acknowledged rate; multiplicative increase per second far
+#: from convergence; the estimate never exceeds this multiple of the acknowledged rate.
+BETA = 0.85
+INCREASE_PER_S = 0.08
+ACKED_CAP = 1.5
+#: Additive increase near convergence: half a packet of this size per response time.
+PACKET_BITS = 1200 * 8
+#: §6: loss-based bounds.
+LOSS_HIGH = 0.10
+LOSS_LOW = 0.02
+LOSS_INCREASE = 1.05
+#: Loss is measured over at least this many packets, updates at most this often (µs).
+LOSS_MIN_PACKETS = 20
+LOSS_INTERVAL_US = 300_000
+#: The acknowledged rate is measured over this window of arrival time (µs).
+ACKED_WINDOW_US = 500_000
+#: An estimate is reported once this many packets have been acknowledged.
+MIN_ACKED_PACKETS = 20
+
+
+class Usage(Enum):
+    NORMAL = "normal"
+    OVERUSE = "overuse"
+    UNDERUSE = "underuse"
+
+
+@dataclass(frozen=True, slots=True)
+class PacketResult:
+    """One sent packet as the feedback reported it: send time and arrival time (µs, each in
+    its own clock), size in bytes; ``arrival_us`` None: lost."""
+
+    seq: int
+    send_us: int
+    size: int
+    arrival_us: int | None
+
+
+class _Trendline:
+    """Delay-variation trend (ms per ms) over the last ``TREND_WINDOW`` groups."""
+
+    def __init__(self) -> None:
+        self.accumulated = 0.0
+        self.smoothed = 0.0
+        self.points: deque[tuple[float, float]] = deque(maxlen=TREND_WINDOW)
+        self.first_arrival_ms: float | None = None
+        self.deltas = 0
+
+    def update(self, variation_ms: float, arrival_ms: float) -> float | None:
+        if self.first_arrival_ms is None:
+            self.first_arrival_ms = arrival_ms
+        self.deltas += 1
+        self.accumulated += variation_ms
+        self.smoothed = TREND_SMOOTHING * self.smoothed + (1 - TREND_SMOOTHING) * self.accumulated
+        self.points.append((arrival_ms - self.first_arrival_ms, self.smoothed))
+        if len(self.points) < TREND_WINDOW:
+            return None
+        n = len(self.points)
+        mean_x = sum(p[0] for p in self.points) / n
+        mean_y = sum(p[1] for p in self.points) / n
+        num = sum((x - mean_x) * (y - mean_y) for x, y in self.points)
+        den = sum((x - mean_x) ** 2 for x, _ in self.points)
+        return None if den == 0 else num / den
+
+
+class DownlinkEstimator:
+    """GoogCC-like estimate of what a subscriber's downlink carries (bits/s).
+
+    ``on_feedback(results, now_us)`` with every feedback's packet results (in sequence order);
+    ``on_rtt(seconds)`` when an RTT is measured otherwise. Read ``estimate_bps`` (None until
+    ``MIN_ACKED_PACKETS`` were acknowledged), ``loss`` (0..1, the last measured fraction),
+    ``rtt`` (seconds or None), ``usage`` and ``acked_bps``.
+    """
+
+    def __init__(self, start_bps: int = START_BPS) -> None:
+        self.usage = Usage.NORMAL
+        self.loss = 0.0
+        self.rtt: float | None = None
+        self.acked_bps: int | None = None
+        self.threshold = THRESHOLD_START
+        self.trend = 0.0
+        self._delay_bps = float(start_bps)
+        self._loss_bps = float(start_bps)
+        self._acked_packets = 0
+        self._trendline = _Trendline()
+        # the current and previous send-time groups: (first send, last send, last arrival)
+        self._group: list[int] | None = None
+        self._prev_group: list[int] | None = None
+        self._last_threshold_ms: float | None = None
+        self._overuse_ms = 0.0
+        self._overuse_count = 0
+        self._prev_trend = 0.0
+        self._last_update_us: int | None = None
+        self._last_decrease_us: int | None = None
+        self._hold = False
+        self._decreased_at_bps: deque[float] = deque(maxlen=20)  # acked rates at decreases
+        self._acked: deque[tuple[int, int]] = deque()  # (arrival µs, bytes) in the window
+        self._acked_bytes = 0
+        self._loss_received = self._loss_lost = 0
+        self._loss_since_us: int | None = None
+        self._loss_updated_us: int | None = None
+        self.feedbacks = 0
+
+    # -- the output -------------------------------------------------------------------------
+
+    @property
+    def estimate_bps(self) -> int | None:
+        if self._acked_packets < MIN_ACKED_PACKETS:
+            return None
+        return int(min(self._delay_bps, self._loss_bps))
+
+    def on_rtt(self, seconds: float) -> None:
+        self.rtt = seconds if self.rtt is None else 0.875 * self.rtt + 0.125 * seconds
+
+    # -- the input --------------------------------------------------------------------------
+
+    def on_feedback(self, results: list[PacketResult], now_us: int) -> None:
+        """One feedback's packets (send order); updates trend, rates and loss."""
+        if not results:
+            return
+        self.feedbacks += 1
+        received = [r for r in results if r.arrival_us is not None]
+        lost = len(results) - len(received)
+        feedback_delay = min((now_us - r.send_us for r in received), default=None)
+        if feedback_delay is not None and feedback_delay >= 0:
+            self.on_rtt(feedback_delay / 1e6)
+        for r in received:
+            self._acknowledge(r)
+        for r in sorted(received, key=lambda r: r.arrival_us or 0):
+            self._group_packet(r)
+        self._update_loss(len(received), lost, now_us)
+        self._update_rate(now_us)
+
+    def _acknowledge(self, r: PacketResult) -> None:
+        assert r.arrival_us is not None
+        self._acked_packets += 1
+        self._acked.append((r.arrival_us, r.size))
+        self._acked_bytes += r.size
+        newest = max(self._acked[-1][0], r.arrival_us)
+        while self._acked and self._acked[0][0] < newest - ACKED_WINDOW_US:
+            self._acked_bytes -= self._acked.popleft()[1]
+        if len(self._acked) >= 2:
+            span = max(newest - self._acked[0][0], ACKED_WINDOW_US // 2)
+            self.acked_bps = int(self._acked_bytes * 8 * 1_000_000 / span)
+
+    # -- delay-based (§5) -------------------------------------------------------------------
+
+    def _group_packet(self, r: PacketResult) -> None:
+        arrival = r.arrival_us
+        assert arrival is not None
+        group = self._group
+        if group is None:
+            self._group = [r.send_us, r.send_us, arrival]
+            return
+        if r.send_us < group[0]:
+            return  # reordered from an earlier group: its group is already closed
+        if r.send_us - group[0] <= BURST_US:
+            group[1] = max(group[1], r.send_us)
+            group[2] = max(group[2], arrival)
+            return
+        prev = self._prev_group
+        if prev is not None:
+            send_delta = (group[1] - prev[1]) / 1000.0
+            arrival_delta = (group[2] - prev[2]) / 1000.0
+            self._detect(arrival_delta - send_delta, group[2] / 1000.0, send_delta)
+        self._prev_group = group
+        self._group = [r.send_us, r.send_us, arrival]
+
+    def _detect(self, variation_ms: float, arrival_ms: float, send_delta_ms: float) -> None:
+        slope = self._trendline.update(variation_ms, arrival_ms)
+        if slope is None:
+            return
+        trend = min(self._trendline.deltas, 60) * slope * TREND_GAIN
+        self.trend = trend
+        if trend > self.threshold:
+            self._overuse_ms += send_delta_ms if self._overuse_ms else send_delta_ms / 2
+            self._overuse_count += 1
+            if (
+                self._overuse_ms > OVERUSE_TIME_MS
+                and self._overuse_count > OVERUSE_COUNT
+                and trend >= self._prev_trend
+            ):
+                self._overuse_ms = 0.0
+                self._overuse_count = 0
+                self.usage = Usage.OVERUSE
+        elif trend < -self.threshold:
+            self._overuse_ms = 0.0
+            self._overuse_count = 0
+            self.usage = Usage.UNDERUSE
+        else:
+            self._overuse_ms = 0.0
+            self._overuse_count = 0
+            self.usage = Usage.NORMAL
+        self._prev_trend = trend
+        self._adapt_threshold(trend, arrival_ms)
+
+    def _adapt_threshold(self, trend: float, now_ms: float) -> None:
+        last = self._last_threshold_ms
+        self._last_threshold_ms = now_ms
+        if last is None:
+            return
+        if abs(trend) > self.threshold + THRESHOLD_MAX_JUMP:
+            return  # a spike (a route change, a burst): do not let it drag the threshold
+        k = THRESHOLD_K_DOWN if abs(trend) < self.threshold else THRESHOLD_K_UP
+        dt = min(now_ms - last, 100.0)
+        self.threshold += k * (abs(trend) - self.threshold) * dt
+        self.threshold = min(max(self.threshold, THRESHOLD_MIN), THRESHOLD_MAX)
+
+    def _update_rate(self, now_us: int) -> None:
+        last = self._last_update_us
+        self._last_update_us = now_us
+        dt = 0.0 if last is None else min(max(now_us - last, 0), 1_000_000) / 1e6
+        acked = self.acked_bps
+        rate = self._delay_bps
+        if self.usage is Usage.OVERUSE:
+            # at most one decrease per round trip (10-200 ms), the time it takes to show
+            since = self._last_decrease_us
+            wait = min(max(self.rtt or 0.1, 0.01), 0.2) * 1e6
+            if since is None or now_us - since >= wait:
+                self._last_decrease_us = now_us
+                self._hold = True
+                if acked is not None:
+                    self._decreased_at_bps.append(float(acked))
+                    rate = min(rate, BETA * acked)
+                else:
+                    rate *= BETA
+        elif self.usage is Usage.NORMAL and self._hold:
+            self._hold = False  # the first normal signal after a decrease only ends the hold
+        elif self.usage is Usage.NORMAL and dt > 0:
+            if self._near_convergence(acked):
+                response_s = (self.rtt or 0.1) + 0.1
+                rate += 0.5 * PACKET_BITS * dt / response_s
+            else:
+                rate *= (1 + INCREASE_PER_S) ** dt
+            if acked is not None:
+                rate = min(rate, ACKED_CAP * acked + 10_000)
+        # UNDERUSE: hold (the queues are draining)
+        self._delay_bps = min(max(rate, MIN_BPS), MAX_BPS)
+
+    def _near_convergence(self, acked: int | None) -> bool:
+        """True when the acknowledged rate is within three standard deviations of the rates
+        at which earlier decreases happened (the link's capacity seen before)."""
+        points = self._decreased_at_bps
+        if acked is None or len(points) < 2:
+            return False
+        mean = sum(points) / len(points)
+        std = math.sqrt(sum((p - mean) ** 2 for p in points) / len(points))
+        return abs(acked - mean) <= 3 * max(std, 0.05 * mean)
+
+    # -- loss-based (§6) --------------------------------------------------------------------
+
+    def _update_loss(self, received: int, lost: int, now_us: int) -> None:
+        self._loss_received += received
+        self._loss_lost += lost
+        if self._loss_since_us is None:
+            self._loss_since_us = now_us
+        total = self._loss_received + self._loss_lost
+        last = self._loss_updated_us
+        if total < LOSS_MIN_PACKETS or (last is not None and now_us - last < LOSS_INTERVAL_US):
+            return
+        self.loss = self._loss_lost / total
+        self._loss_received = self._loss_lost = 0
+        self._loss_updated_us = now_us
+        if self.loss > LOSS_HIGH:
+            self._loss_bps *= 1 - 0.5 * self.loss
+        elif self.loss < LOSS_LOW:
+            self._loss_bps *= LOSS_INCREASE
+        # never let the loss bound run far above what the delay side allows
+        self._loss_bps = min(max(self._loss_bps, MIN_BPS), MAX_BPS, 2 * self._delay_bps)
