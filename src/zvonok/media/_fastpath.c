@@ -27,6 +27,14 @@
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
  *
+ * Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01): a
+ * SendTarget given the subscriber's transport-cc id (set_twcc) writes its own 16-bit counter into
+ * that header extension element of every packet it sends (after the forwarder's rewrite, before
+ * SRTP) and keeps (seq -> send time, size) in a ring for the feedback (twcc_lookup); a Receiver
+ * given the publisher's id records (seq, arrival time) of every decrypted packet carrying it in a
+ * bounded ring the transport drains about every 100 ms (twcc_drain) to build feedback
+ * (forwarding/twcc.py). Times are CLOCK_MONOTONIC microseconds, as Python's time.monotonic_ns.
+ *
  * Multi-homed hosts (transport/pktinfo.py): on a socket bound to 0.0.0.0 or :: the Demux reads
  * each datagram's destination (IP_PKTINFO / IPV6_PKTINFO ancillary data) and hands it to the
  * Python path with STUN, and a SendTarget given a source sends from it (sendmsg / sendmmsg with
@@ -57,6 +65,78 @@
 #define EXT_ONE_BYTE 0xBEDE
 
 typedef int (*protect_fn)(void *ctx, void *hdr, int *len);
+
+/* Transport-wide CC rings: sent packets per SendTarget, arrivals per Receiver (powers of 2). */
+#define TWCC_SENT 4096
+#define TWCC_ARRIVALS 1024
+
+typedef struct {
+    long long send_us;
+    uint32_t seq; /* 16-bit seq | 0x10000 when the slot is used */
+    uint32_t size;
+} TwccSent;
+
+typedef struct {
+    long long at_us;
+    uint16_t seq;
+} TwccArrival;
+
+static inline long long
+monotonic_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000LL + t.tv_nsec / 1000;
+}
+
+/* The offset of header extension element ``id``'s value in the RTP packet p[0:len] (RFC 8285
+ * one-byte or two-byte form) and its length in *vlen, or -1 when absent or malformed. */
+static Py_ssize_t
+find_extension(const uint8_t *p, Py_ssize_t len, int id, int *vlen)
+{
+    if (len < 12 || !(p[0] & 0x10))
+        return -1;
+    Py_ssize_t pos = 12 + (p[0] & 0x0F) * 4;
+    if (pos + 4 > len)
+        return -1;
+    unsigned profile = (unsigned)(p[pos] << 8 | p[pos + 1]);
+    Py_ssize_t i = pos + 4, end = i + (Py_ssize_t)(p[pos + 2] << 8 | p[pos + 3]) * 4;
+    if (end > len)
+        return -1;
+    if (profile == EXT_ONE_BYTE) {
+        while (i < end) {
+            uint8_t b = p[i];
+            if (b == 0) {
+                i++;
+                continue;
+            }
+            int eid = b >> 4, n = (b & 0x0F) + 1;
+            if (eid == 15 || i + 1 + n > end)
+                return -1;
+            if (eid == id) {
+                *vlen = n;
+                return i + 1;
+            }
+            i += 1 + n;
+        }
+    } else if ((profile & 0xFFF0) == 0x1000) {
+        while (i < end) {
+            int eid = p[i];
+            if (eid == 0) {
+                i++;
+                continue;
+            }
+            if (i + 2 > end || i + 2 + p[i + 1] > end)
+                return -1;
+            if (eid == id) {
+                *vlen = p[i + 1];
+                return i + 2;
+            }
+            i += 2 + p[i + 1];
+        }
+    }
+    return -1;
+}
 
 /* Room for one IP_PKTINFO or IPV6_PKTINFO control message, aligned for struct cmsghdr. */
 typedef union {
@@ -116,7 +196,36 @@ typedef struct {
     SrtpBinding srtp;       /* srtp_protect on the outbound context */
     int enabled;
     unsigned long long tx_packets, tx_bytes, srtp_errors, send_errors;
+    int twcc_id;          /* the subscriber's transport-cc extension id, 0: no stamping */
+    uint16_t twcc_seq;    /* the next transport-wide sequence number */
+    TwccSent *twcc_sent;  /* TWCC_SENT slots, allocated by set_twcc */
+    unsigned long long twcc_stamped;
 } SendTarget;
+
+/* Write the next transport-wide seq into the packet's transport-cc element and remember when
+ * it left (the Python reference: target.TwccStamper.stamp). */
+static void
+twcc_stamp(SendTarget *t, uint8_t *buf, Py_ssize_t len)
+{
+    int vlen;
+    Py_ssize_t at = find_extension(buf, len, t->twcc_id, &vlen);
+    if (at < 0 || vlen < 2)
+        return;
+    uint16_t seq = t->twcc_seq++;
+    buf[at] = (uint8_t)(seq >> 8);
+    buf[at + 1] = (uint8_t)seq;
+    TwccSent *slot = &t->twcc_sent[seq & (TWCC_SENT - 1)];
+    slot->send_us = monotonic_us();
+    slot->seq = 0x10000u | seq;
+    slot->size = (uint32_t)len;
+    t->twcc_stamped++;
+}
+
+#define TARGET_STAMP(t, buf, len)                                                            \
+    do {                                                                                     \
+        if ((t)->twcc_id)                                                                    \
+            twcc_stamp((t), (buf), (len));                                                   \
+    } while (0)
 
 static PyTypeObject SendTargetType;
 
@@ -177,6 +286,8 @@ SendTarget_dealloc(SendTarget *self)
 {
     PyObject_GC_UnTrack(self);
     SendTarget_clear(self);
+    PyMem_Free(self->twcc_sent);
+    self->twcc_sent = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -184,6 +295,42 @@ static PyObject *
 SendTarget_set_srtp(SendTarget *self, PyObject *args)
 {
     return srtp_bind(&self->srtp, args, "protect");
+}
+
+/* set_twcc(ext_id): stamp the transport-cc element with this id (1-255), 0: stop. */
+static PyObject *
+SendTarget_set_twcc(SendTarget *self, PyObject *arg)
+{
+    long id = PyLong_AsLong(arg);
+    if (id == -1 && PyErr_Occurred())
+        return NULL;
+    if (id < 0 || id > 255) {
+        PyErr_SetString(PyExc_ValueError, "transport-cc extension id must be 0..255");
+        return NULL;
+    }
+    if (id && self->twcc_sent == NULL) {
+        self->twcc_sent = PyMem_Calloc(TWCC_SENT, sizeof(TwccSent));
+        if (self->twcc_sent == NULL)
+            return PyErr_NoMemory();
+    }
+    self->twcc_id = (int)id;
+    Py_RETURN_NONE;
+}
+
+/* twcc_lookup(seq) -> (send µs, size) of the packet stamped ``seq``, or None when it is not
+ * (or no longer) in the ring. */
+static PyObject *
+SendTarget_twcc_lookup(SendTarget *self, PyObject *arg)
+{
+    long seq = PyLong_AsLong(arg);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->twcc_sent != NULL && seq >= 0 && seq <= 0xFFFF) {
+        TwccSent *slot = &self->twcc_sent[seq & (TWCC_SENT - 1)];
+        if (slot->seq == (0x10000u | (uint32_t)seq))
+            return Py_BuildValue("(LI)", slot->send_us, slot->size);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -401,6 +548,7 @@ SendTarget_send(SendTarget *self, PyObject *arg)
     memcpy(single_buf, view.buf, (size_t)view.len);
     int len = (int)view.len;
     PyBuffer_Release(&view);
+    TARGET_STAMP(self, single_buf, len);
     len = target_protect(self, single_buf, len);
     if (len >= 0)
         send_one(self, single_buf, len);
@@ -443,6 +591,11 @@ static PyMethodDef SendTarget_methods[] = {
      "leave from (None: the kernel chooses)."},
     {"send", (PyCFunction)SendTarget_send, METH_O,
      "send(packet): protect and send one RTP packet; nothing unless ready."},
+    {"set_twcc", (PyCFunction)SendTarget_set_twcc, METH_O,
+     "set_twcc(ext_id): stamp transport-wide sequence numbers into this extension id "
+     "(0: stop)."},
+    {"twcc_lookup", (PyCFunction)SendTarget_twcc_lookup, METH_O,
+     "twcc_lookup(seq) -> (send_us, size) or None."},
     {NULL}};
 
 static PyMemberDef SendTarget_members[] = {
@@ -453,6 +606,9 @@ static PyMemberDef SendTarget_members[] = {
     {"tx_bytes", T_ULONGLONG, offsetof(SendTarget, tx_bytes), 0, NULL},
     {"srtp_errors", T_ULONGLONG, offsetof(SendTarget, srtp_errors), 0, NULL},
     {"send_errors", T_ULONGLONG, offsetof(SendTarget, send_errors), 0, NULL},
+    {"twcc_id", T_INT, offsetof(SendTarget, twcc_id), READONLY, NULL},
+    {"twcc_seq", T_USHORT, offsetof(SendTarget, twcc_seq), 0, NULL},
+    {"twcc_stamped", T_ULONGLONG, offsetof(SendTarget, twcc_stamped), 0, NULL},
     {NULL}};
 
 static PyGetSetDef SendTarget_getset[] = {
@@ -792,6 +948,7 @@ Forwarder_forward(Forwarder *self, PyObject *args)
     Py_ssize_t n = forwarder_rewrite(self, packet, (const uint8_t *)PyBytes_AS_STRING(packet),
                                      PyBytes_GET_SIZE(packet), keyframe, single_buf);
     if (n >= 0) {
+        TARGET_STAMP(self->target, single_buf, n);
         int len = target_protect(self->target, single_buf, (int)n);
         if (len >= 0)
             send_one(self->target, single_buf, len);
@@ -955,6 +1112,7 @@ Fanout_forward(PyObject *fanout, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t n = forwarder_rewrite(f, packet, in, len, keyframe, out);
         if (n < 0)
             continue;
+        TARGET_STAMP(t, out, n);
         int plen = target_protect(t, out, (int)n);
         if (plen < 0)
             continue;
@@ -1146,7 +1304,46 @@ typedef struct {
     PyObject *deliver;        /* callable(packet) for decrypted RTP */
     RtpDispatcher *dispatcher; /* deliver's RtpDispatcher when it is one (called directly) */
     unsigned long long rx_packets, rx_bytes, srtp_errors, rx_dropped;
+    int twcc_id;               /* the publisher's transport-cc extension id, 0: not recorded */
+    char twcc_idle;            /* the last drain found nothing: wake on the next arrival */
+    PyObject *twcc_wake;       /* callable() or None */
+    TwccArrival *twcc_ring;    /* TWCC_ARRIVALS slots, allocated by set_twcc */
+    int twcc_head, twcc_count; /* oldest slot, slots used */
+    uint32_t twcc_ssrc;        /* the SSRC of the last packet recorded */
+    unsigned long long twcc_recorded, twcc_overflow;
 } Receiver;
+
+/* Remember (transport-wide seq, arrival) of a decrypted packet carrying the element; wake the
+ * transport when it sleeps (the Python reference: receiver.Receiver._record). 0 or -1. */
+static int
+twcc_record(Receiver *r, const uint8_t *buf, Py_ssize_t len)
+{
+    int vlen;
+    Py_ssize_t at = find_extension(buf, len, r->twcc_id, &vlen);
+    if (at < 0 || vlen < 2)
+        return 0;
+    int slot;
+    if (r->twcc_count == TWCC_ARRIVALS) { /* nobody drained: the oldest goes */
+        slot = r->twcc_head;
+        r->twcc_head = (r->twcc_head + 1) & (TWCC_ARRIVALS - 1);
+        r->twcc_overflow++;
+    } else {
+        slot = (r->twcc_head + r->twcc_count) & (TWCC_ARRIVALS - 1);
+        r->twcc_count++;
+    }
+    r->twcc_ring[slot].at_us = monotonic_us();
+    r->twcc_ring[slot].seq = rd16(buf + at);
+    r->twcc_ssrc = rd32(buf + 8);
+    r->twcc_recorded++;
+    if (r->twcc_idle && r->twcc_wake != Py_None && r->twcc_wake != NULL) {
+        r->twcc_idle = 0;
+        PyObject *res = PyObject_CallNoArgs(r->twcc_wake);
+        if (res == NULL)
+            return -1;
+        Py_DECREF(res);
+    }
+    return 0;
+}
 
 static PyTypeObject ReceiverType;
 
@@ -1179,6 +1376,7 @@ Receiver_init(Receiver *self, PyObject *args, PyObject *kwds)
 static int
 Receiver_traverse(Receiver *self, visitproc visit, void *arg)
 {
+    Py_VISIT(self->twcc_wake);
     Py_VISIT(self->srtp.keep);
     Py_VISIT(self->rtcp);
     Py_VISIT(self->deliver);
@@ -1189,6 +1387,7 @@ Receiver_traverse(Receiver *self, visitproc visit, void *arg)
 static int
 Receiver_clear(Receiver *self)
 {
+    Py_CLEAR(self->twcc_wake);
     srtp_unbind(&self->srtp);
     Py_CLEAR(self->rtcp);
     Py_CLEAR(self->deliver);
@@ -1201,6 +1400,8 @@ Receiver_dealloc(Receiver *self)
 {
     PyObject_GC_UnTrack(self);
     Receiver_clear(self);
+    PyMem_Free(self->twcc_ring);
+    self->twcc_ring = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1215,6 +1416,58 @@ Receiver_clear_srtp(Receiver *self, PyObject *Py_UNUSED(ignored))
 {
     srtp_unbind(&self->srtp);
     Py_RETURN_NONE;
+}
+
+/* set_twcc(ext_id, wake): record arrivals of packets carrying this extension id (1-255; 0: stop);
+ * ``wake()`` is called on the first arrival after a drain that found nothing. */
+static PyObject *
+Receiver_set_twcc(Receiver *self, PyObject *args)
+{
+    int id;
+    PyObject *wake = Py_None;
+    if (!PyArg_ParseTuple(args, "i|O:set_twcc", &id, &wake))
+        return NULL;
+    if (id < 0 || id > 255) {
+        PyErr_SetString(PyExc_ValueError, "transport-cc extension id must be 0..255");
+        return NULL;
+    }
+    if (wake != Py_None && !PyCallable_Check(wake)) {
+        PyErr_SetString(PyExc_TypeError, "wake must be callable or None");
+        return NULL;
+    }
+    if (id && self->twcc_ring == NULL) {
+        self->twcc_ring = PyMem_Calloc(TWCC_ARRIVALS, sizeof(TwccArrival));
+        if (self->twcc_ring == NULL)
+            return PyErr_NoMemory();
+        self->twcc_idle = 1;
+    }
+    Py_INCREF(wake);
+    Py_XSETREF(self->twcc_wake, wake);
+    self->twcc_id = id;
+    Py_RETURN_NONE;
+}
+
+/* twcc_drain() -> [(seq, arrival µs), ...] in arrival order, emptying the ring; an empty drain
+ * puts the receiver to sleep (the next arrival calls wake). */
+static PyObject *
+Receiver_twcc_drain(Receiver *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyList_New(self->twcc_count);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < self->twcc_count; i++) {
+        TwccArrival *a = &self->twcc_ring[(self->twcc_head + i) & (TWCC_ARRIVALS - 1)];
+        PyObject *item = Py_BuildValue("(iL)", (int)a->seq, a->at_us);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    if (self->twcc_count == 0)
+        self->twcc_idle = 1;
+    self->twcc_head = self->twcc_count = 0;
+    return out;
 }
 
 static uint8_t rx_buf[BUF_SIZE];
@@ -1260,6 +1513,8 @@ receiver_take(Receiver *r, uint8_t *buf, Py_ssize_t n, PyObject *data)
     }
     r->rx_packets++;
     r->rx_bytes += (unsigned long long)n;
+    if (r->twcc_id && twcc_record(r, buf, len) < 0)
+        return -1;
     PyObject *packet = PyBytes_FromStringAndSize((const char *)buf, len);
     if (packet == NULL)
         return -1;
@@ -1311,6 +1566,10 @@ static PyMemberDef Receiver_members[] = {
     {"rx_bytes", T_ULONGLONG, offsetof(Receiver, rx_bytes), 0, NULL},
     {"srtp_errors", T_ULONGLONG, offsetof(Receiver, srtp_errors), 0, NULL},
     {"rx_dropped", T_ULONGLONG, offsetof(Receiver, rx_dropped), 0, NULL},
+    {"twcc_id", T_INT, offsetof(Receiver, twcc_id), READONLY, NULL},
+    {"twcc_ssrc", T_UINT, offsetof(Receiver, twcc_ssrc), READONLY, NULL},
+    {"twcc_recorded", T_ULONGLONG, offsetof(Receiver, twcc_recorded), 0, NULL},
+    {"twcc_overflow", T_ULONGLONG, offsetof(Receiver, twcc_overflow), 0, NULL},
     {NULL}};
 
 static PyMethodDef Receiver_methods[] = {
@@ -1319,6 +1578,10 @@ static PyMethodDef Receiver_methods[] = {
     {"clear_srtp", (PyCFunction)Receiver_clear_srtp, METH_NOARGS, "Forget the SRTP context."},
     {"receive", (PyCFunction)Receiver_receive, METH_O,
      "receive(datagram): decrypt SRTP and deliver, or pass SRTCP to rtcp()."},
+    {"set_twcc", (PyCFunction)Receiver_set_twcc, METH_VARARGS,
+     "set_twcc(ext_id, wake=None): record transport-cc arrivals of this extension id (0: stop)."},
+    {"twcc_drain", (PyCFunction)Receiver_twcc_drain, METH_NOARGS,
+     "twcc_drain() -> [(seq, arrival_us), ...] recorded since the last drain."},
     {NULL}};
 
 static PyGetSetDef Receiver_getset[] = {
@@ -2099,7 +2362,9 @@ PyInit__fastpath(void)
         PyModule_AddIntConstant(m, "RX_BATCH", RX_BATCH) < 0 ||
         PyModule_AddIntConstant(m, "SYNC_TRAIL", SYNC_TRAIL) < 0 ||
         PyModule_AddIntConstant(m, "MAX_DROPOUT", MAX_DROPOUT) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_MISORDER", MAX_MISORDER) < 0) {
+        PyModule_AddIntConstant(m, "MAX_MISORDER", MAX_MISORDER) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_SENT", TWCC_SENT) < 0 ||
+        PyModule_AddIntConstant(m, "TWCC_ARRIVALS", TWCC_ARRIVALS) < 0) {
         Py_DECREF(m);
         return NULL;
     }

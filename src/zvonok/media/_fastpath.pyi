@@ -25,6 +25,10 @@ SYNC_TRAIL: int
 #: RFC 3550 A.1 thresholds of the receive statistics (stats.py).
 MAX_DROPOUT: int
 MAX_MISORDER: int
+#: Packets a ``SendTarget`` remembers for transport-cc feedback, arrivals a ``Receiver`` keeps
+#: between two drains.
+TWCC_SENT: int
+TWCC_ARRIVALS: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -70,6 +74,16 @@ class SendTarget:
     def clear_srtp(self) -> None: ...
     def set_address(self, addr: _Address | None, source: str | None = None, /) -> None: ...
     def send(self, packet: bytes | bytearray | memoryview, /) -> None: ...
+    @property
+    def twcc_id(self) -> int:
+        """The transport-cc extension id stamped (0: none)."""
+    twcc_seq: int
+    """The next transport-wide sequence number."""
+    twcc_stamped: int
+    def set_twcc(self, ext_id: int, /) -> None:
+        """Stamp transport-wide sequence numbers into this extension id (0: stop)."""
+    def twcc_lookup(self, seq: int, /) -> tuple[int, int] | None:
+        """(send µs, size) of the packet stamped ``seq``, None when not (or no longer) kept."""
 
 @final
 class Forwarder:
@@ -148,6 +162,19 @@ class Receiver:
     def set_srtp(self, ctx: int, unprotect: int, keep: object, /) -> None: ...
     def clear_srtp(self) -> None: ...
     def receive(self, datagram: bytes, /) -> None: ...
+    @property
+    def twcc_id(self) -> int:
+        """The transport-cc extension id whose arrivals are recorded (0: none)."""
+    @property
+    def twcc_ssrc(self) -> int:
+        """The SSRC of the last packet recorded."""
+    twcc_recorded: int
+    twcc_overflow: int
+    def set_twcc(self, ext_id: int, wake: Callable[[], object] | None = None, /) -> None:
+        """Record arrivals of this extension id (0: stop); ``wake()`` on the first arrival
+        after an empty drain."""
+    def twcc_drain(self) -> list[tuple[int, int]]:
+        """(seq, arrival µs) recorded since the last drain, in arrival order."""
 
 @final
 class Demux:

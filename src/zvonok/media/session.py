@@ -28,6 +28,7 @@ from .forwarding.consumer import Consumer
 from .forwarding.endpoint import MediaEndpoint
 from .forwarding.producer import Producer
 from .forwarding.router import Router
+from .forwarding.twcc import Downlink
 from .forwarding.types import CodecInfo, ConsumerParams, ProducerParams
 from .sdp.codecs import codec_key
 from .sdp.slots import AcceptedSend, PublishedTrack
@@ -77,6 +78,7 @@ class MediaSession:
         )
         # ICE-TCP: the forwarders follow the transport's send target when its path changes.
         self.transport.on_target_change = self.endpoint.retarget
+        self.downlink = Downlink(self.transport, self.endpoint)  # transport-cc both ways
         self._producers: dict[str, Producer] = {}  # producer id -> producer
         self._consumers: dict[str, Consumer] = {}  # producer id -> this session's consumer
         #: Read-only views of the session's registries (publish order, receive order).
@@ -91,6 +93,7 @@ class MediaSession:
         producer = self._router.produce(params, sink=self.transport)
         self.endpoint.add_producer(producer)
         self._producers[producer.id] = producer
+        self.downlink.produced(producer)
         return producer
 
     def consume(self, producer: Producer, params: ConsumerParams) -> Consumer:
@@ -102,6 +105,7 @@ class MediaSession:
         consumer = self._router.consume(producer, params, sink=self.transport)
         self.endpoint.add_consumer(consumer)
         self._consumers[producer.id] = consumer
+        self.downlink.consumed(producer, params)
         return consumer
 
     def close_producer(self, producer_id: str) -> None:

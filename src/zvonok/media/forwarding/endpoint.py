@@ -3,7 +3,8 @@
 Owns: ``MediaEndpoint``, the transport's listener: RTP by SSRC to the producer (media or RTX
 stream, RFC 4588 §4), compound RTCP (RFC 3550 §6.1) by type — SR to the producer, report blocks
 (§6.4) to consumers, NACK (RFC 4585 §6.2.1), PLI (§6.3.1) and FIR (RFC 5104 §4.3.1) to the
-consumer of the media SSRC; REMB, transport-cc and unknown packets are ignored. SSRC learning
+consumer of the media SSRC, transport-cc feedback to ``on_transport_feedback``; REMB and unknown
+packets are ignored. SSRC learning
 (RFC 8852 §3-4): RTP of an unknown SSRC that carries the rid (repaired-rid: RTX) header
 extension of a simulcast track — found by the mid extension (RFC 8843 §15) when the session
 publishes several — binds that SSRC to the layer in the routing table, so later packets take the
@@ -23,6 +24,7 @@ from ..packets.rtcp import (
     ReceiverReport,
     ReportBlock,
     SenderReport,
+    TransportFeedback,
     parse_compound,
 )
 from ..packets.rtp import read_extension
@@ -55,6 +57,8 @@ class MediaEndpoint:
         self._consumers: dict[int, Consumer] = {}  # media and rtx ssrc -> consumer
         #: Called with (ssrc, packet) for RTP of an SSRC no producer claims; default drops.
         self.on_unknown_ssrc: Callable[[int, bytes], None] = _drop_unknown
+        #: transport-cc feedback from the peer (twcc.Downlink sets it); default drops.
+        self.on_transport_feedback: Callable[[TransportFeedback], None] = lambda _feedback: None
         self.rtcp_in = 0
         self.nacks = 0
         self.plis = 0
@@ -221,6 +225,8 @@ class MediaEndpoint:
                 self.firs += 1
                 for ssrc, _ in p.entries:
                     self._keyframe_request(ssrc)
+            elif isinstance(p, TransportFeedback):
+                self.on_transport_feedback(p)
 
     def _report_blocks(self, blocks: list[ReportBlock], now: float) -> None:
         for block in blocks:

@@ -33,6 +33,7 @@ from .framing import MAX_FRAME, FrameReader, frame
 from .ice import Address, BindingRequest
 from .receiver import ReceiverLike
 from .srtp import SrtpSession
+from .target import TwccStamper
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +335,9 @@ class MediaTcpServer:
         }
 
 
-class TcpSendTarget:
-    """Protects RTP and sends it framed over the session's TCP connection (``SendTargetLike``)."""
+class TcpSendTarget(TwccStamper):
+    """Protects RTP and sends it framed over the session's TCP connection (``SendTargetLike``);
+    stamps transport-wide sequence numbers as the UDP target does (``target.TwccStamper``)."""
 
     __slots__ = (
         "address", "enabled", "tx_packets", "tx_bytes", "srtp_errors", "send_errors",
@@ -343,6 +345,7 @@ class TcpSendTarget:
     )  # fmt: skip
 
     def __init__(self) -> None:
+        super().__init__()
         self.address: Address | None = None
         self.enabled = False
         self.tx_packets = self.tx_bytes = self.srtp_errors = self.send_errors = 0
@@ -381,6 +384,8 @@ class TcpSendTarget:
         srtp, conn = self._srtp, self._conn
         if srtp is None or conn is None or not self.enabled:
             return
+        if self.twcc_id:
+            packet = self.stamp(packet)
         try:
             data = srtp.protect_rtp(packet)
         except ValueError:

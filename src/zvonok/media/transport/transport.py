@@ -12,6 +12,12 @@ changes between the two, ``on_target_change`` lets the forwarding layer rebuild 
 bound to the old target. Timeouts (DTLS handshake, RFC 7675 consent) are evaluated by
 ``tick``, which the worker calls from its one housekeeping task (no per-session timers
 besides DTLS retransmission during the handshake).
+Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01): given
+the publisher's transport-cc id (``set_twcc_receive``), ``media_in`` records arrivals and the
+transport sends ``TransportFeedback`` (§3.1) about every ``TWCC_INTERVAL`` while packets arrive
+— one timer, armed by the first arrival after an idle period, cancelled on close; given the
+subscriber's id (``set_twcc_send``), every send target (UDP and TCP) stamps transport-wide
+sequence numbers and remembers send times (``twcc_lookup``).
 Must not import anything from zvonok outside ``zvonok.media``. Created only by
 ``MediaWorker.create_transport``.
 """
@@ -20,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Protocol
 
 from OpenSSL import SSL
 
+from ..forwarding.twcc import FeedbackBuilder
 from .address import canonical_address
 from .dtls import DtlsServer, DtlsState
 from .ice import Address, BindingRequest, Consent, IceLiteAgent, IceParameters
@@ -50,6 +58,8 @@ class ConnectionState(StrEnum):
 
 
 _CONNECTED = ConnectionState.CONNECTED
+#: How often transport-cc feedback goes to a publisher while its packets arrive (seconds).
+TWCC_INTERVAL = 0.1
 
 
 class TransportListener(Protocol):
@@ -110,6 +120,12 @@ class WebRtcTransport:
         #: Inbound SRTP (compiled when built): RTP to ``listener.on_rtp``, SRTCP back to us.
         self.media_in: ReceiverLike = make_receiver(self._handle_rtcp, listener.on_rtp)
         self._connecting_since = 0.0
+        self._loop = loop
+        #: Transport-cc: the feedback builder (receive side, once enabled), its timer, and the
+        #: subscriber's extension id every send target stamps (0: none).
+        self.twcc_feedback: FeedbackBuilder | None = None
+        self._twcc_timer: asyncio.TimerHandle | None = None
+        self._twcc_send_id = 0
         self._log = logging.LoggerAdapter(log, {"transport": transport_id})
         udp.register_ufrag(self._ice.local.ufrag, self)
 
@@ -206,10 +222,54 @@ class WebRtcTransport:
             return
         self._send(data)
 
+    # -- transport-wide congestion control ---------------------------------------------------
+
+    def set_twcc_receive(self, ext_id: int) -> None:
+        """Send transport-cc feedback for packets carrying extension ``ext_id`` (the publisher's
+        negotiated id; 0 stops)."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        if ext_id and self.twcc_feedback is None:
+            self.twcc_feedback = FeedbackBuilder(secrets.randbits(32) or 1)
+        self.media_in.set_twcc(ext_id, self._twcc_wake if ext_id else None)
+
+    def set_twcc_send(self, ext_id: int) -> None:
+        """Stamp transport-wide sequence numbers into extension ``ext_id`` (the subscriber's
+        negotiated id) of everything sent; 0 stops."""
+        self._twcc_send_id = ext_id
+        for target in self._targets():
+            target.set_twcc(ext_id)
+
+    def twcc_lookup(self, seq: int) -> tuple[int, int] | None:
+        """(send µs, size) of the packet this transport stamped ``seq``, or None."""
+        return self.rtp_target.twcc_lookup(seq)
+
+    def _twcc_wake(self) -> None:
+        """The first arrival after an idle period: feedback in ``TWCC_INTERVAL``."""
+        if self._twcc_timer is None and self.state is not ConnectionState.CLOSED:
+            self._twcc_timer = self._loop.call_later(TWCC_INTERVAL, self._twcc_tick)
+
+    def _twcc_tick(self) -> None:
+        self._twcc_timer = None
+        arrivals = self.media_in.twcc_drain()
+        builder = self.twcc_feedback
+        if not arrivals or builder is None:
+            return  # idle: the receiver calls _twcc_wake on the next arrival
+        self._twcc_timer = self._loop.call_later(TWCC_INTERVAL, self._twcc_tick)
+        for feedback in builder.build(arrivals, self.media_in.twcc_ssrc):
+            self.send_rtcp(bytes(feedback))
+
+    def _twcc_stop(self) -> None:
+        timer, self._twcc_timer = self._twcc_timer, None
+        if timer is not None:
+            timer.cancel()
+
     def close(self) -> None:
         """close_notify if connected, forget the addresses and ufrags, CLOSED. Idempotent."""
         if self.state is ConnectionState.CLOSED:
             return
+        self._twcc_stop()
+        self.media_in.set_twcc(0)
         self._dtls.close()
         self._udp.unregister(self, self._ice.local_ufrags())
         self._srtp = None
@@ -321,6 +381,7 @@ class WebRtcTransport:
             tcp = self._tcp_target
             if tcp is None:
                 tcp = self._tcp_target = TcpSendTarget()
+                tcp.set_twcc(self._twcc_send_id)
             tcp.set_connection(conn)
             target = tcp
         if target is previous:
@@ -428,6 +489,7 @@ class WebRtcTransport:
 
     def _fail(self, reason: str) -> None:
         self._log.warning("transport failed: %s", reason)
+        self._twcc_stop()
         self._dtls.abort()
         self._srtp = None
         for target in self._targets():

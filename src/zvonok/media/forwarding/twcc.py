@@ -1,0 +1,220 @@
+"""Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01), both
+directions, above the hot path.
+
+Owns:
+- ``TWCC_URI``, the header extension's URI (§2).
+- ``FeedbackBuilder`` (receive side, §3.1): the arrivals a transport's receiver recorded
+  (transport-wide seq, arrival µs; ``Receiver.twcc_drain``) → ``TransportFeedback`` packets for the
+  publisher, each covering the packets since the previous one (16-bit seqs unwrapped, late
+  arrivals of already-reported seqs dropped, long gaps and 16-bit delta overflows split, at most
+  ``MAX_STATUSES`` a packet so one stays well under the MTU).
+- ``FeedbackAdapter`` (send side): a subscriber's ``TransportFeedback`` + the send history its
+  transport's ``SendTarget`` keeps (``twcc_lookup``: seq → send µs, size) → ``bwe.PacketResult``s
+  in sequence order, the reference time unwrapped (24 bits of 64 ms), duplicates dropped.
+- ``Downlink``: one session's transport-wide CC as ``MediaSession.downlink``: turns it on for the
+  publisher (``produced``: the published track's negotiated transport-cc id → the transport's
+  ``set_twcc_receive``) and for the subscriber (``consumed``: the publisher's id mapped through the
+  consumer's extension map → ``set_twcc_send``), feeds the subscriber's feedback
+  (``MediaEndpoint.on_transport_feedback``) to a ``bwe.DownlinkEstimator`` and exposes
+  ``estimate_bps`` (None until enough feedback, or without transport-cc), ``loss``, ``rtt``.
+Must not import anything from zvonok outside ``zvonok.media``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from ..packets.rtcp import TWCC_REFERENCE_US, TransportFeedback
+from .bwe import DownlinkEstimator, PacketResult
+
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+#: Most packet statuses in one feedback packet (≤ ~1,000 bytes even with every delta large).
+MAX_STATUSES = 400
+#: A jump of more than this many seqs restarts the reported range (a new sender, a reset).
+MAX_SPAN = 0x4000
+#: Send-side duplicate filter: seqs remembered (a power of 2).
+_SEEN = 4096
+
+
+class FeedbackBuilder:
+    """Turns recorded arrivals into feedback packets; ``fb_count`` counts the packets made."""
+
+    __slots__ = ("sender_ssrc", "fb_count", "_next", "_last", "packets")
+
+    def __init__(self, sender_ssrc: int) -> None:
+        self.sender_ssrc = sender_ssrc
+        self.fb_count = 0
+        self._next: int | None = None  # first extended seq not reported yet
+        self._last: int | None = None  # newest extended seq seen (for unwrapping)
+        self.packets = 0
+
+    def _unwrap(self, seq: int) -> int:
+        last = self._last
+        if last is None:
+            return seq
+        ext = last + ((seq - last + 0x8000) & 0xFFFF) - 0x8000
+        return ext
+
+    def build(self, arrivals: list[tuple[int, int]], media_ssrc: int) -> list[TransportFeedback]:
+        """Feedback for ``arrivals`` ((16-bit seq, arrival µs) in arrival order)."""
+        received: dict[int, int] = {}
+        for seq, at in arrivals:
+            ext = self._unwrap(seq & 0xFFFF)
+            if self._last is None or ext > self._last:
+                self._last = ext
+            received.setdefault(ext, at)
+        if self._next is not None:
+            received = {s: a for s, a in received.items() if s >= self._next}
+        if not received:
+            return []
+        top = max(received)
+        start = min(received) if self._next is None else self._next
+        if top - start >= MAX_SPAN:
+            start = min(s for s in received if s > top - MAX_SPAN)
+        self._next = top + 1
+        out: list[TransportFeedback] = []
+        while start <= top:
+            end = min(start + MAX_STATUSES, top + 1)
+            self._emit(start, [received.get(s) for s in range(start, end)], media_ssrc, out)
+            start = end
+        return out
+
+    def _emit(
+        self, base: int, times: list[int | None], media_ssrc: int, out: list[TransportFeedback]
+    ) -> None:
+        while times and times[-1] is None:
+            times.pop()  # a piece ends with its last arrival (the next one covers the rest)
+        if not times:
+            return
+        try:
+            fb = TransportFeedback.build(self.sender_ssrc, media_ssrc, self.fb_count, base, times)
+        except ValueError:  # a delta beyond 16 bits (reordering across seconds): split
+            half = len(times) // 2
+            if half == 0:
+                return
+            self._emit(base, times[:half], media_ssrc, out)
+            self._emit(base + half, times[half:], media_ssrc, out)
+            return
+        self.fb_count = (self.fb_count + 1) & 0xFF
+        self.packets += 1
+        out.append(fb)
+
+
+class FeedbackAdapter:
+    """A subscriber's feedback → packet results, using its send target's history."""
+
+    __slots__ = ("_lookup", "_ref", "_ref_offset", "_seen", "feedbacks", "unknown")
+
+    def __init__(self, lookup: Callable[[int], tuple[int, int] | None]) -> None:
+        self._lookup = lookup
+        self._ref: int | None = None
+        self._ref_offset = 0
+        self._seen = [-1] * _SEEN  # seq << 1 | received, per slot
+        self.feedbacks = 0
+        self.unknown = 0  # reported seqs we have no send record of
+
+    def results(self, fb: TransportFeedback) -> list[PacketResult]:
+        self.feedbacks += 1
+        ref = fb.reference_time
+        if self._ref is not None:
+            step = ((ref - self._ref + 0x80_0000) & 0xFF_FFFF) - 0x80_0000
+            self._ref_offset += step - (ref - self._ref)
+        self._ref = ref
+        offset = self._ref_offset * TWCC_REFERENCE_US
+        out: list[PacketResult] = []
+        seen = self._seen
+        for seq, at in fb.arrivals():
+            slot = seq & (_SEEN - 1)
+            state = seen[slot]
+            if state >> 1 == seq and (state & 1 or at is None):
+                continue  # reported before (received), or lost again
+            sent = self._lookup(seq)
+            if sent is None:
+                self.unknown += 1
+                continue
+            seen[slot] = seq << 1 | (at is not None)
+            out.append(PacketResult(seq, sent[0], sent[1], None if at is None else at + offset))
+        return out
+
+
+class _TwccTransport(Protocol):
+    def set_twcc_receive(self, ext_id: int, /) -> None: ...
+    def set_twcc_send(self, ext_id: int, /) -> None: ...
+    def twcc_lookup(self, seq: int, /) -> tuple[int, int] | None: ...
+
+
+class _FeedbackRoute(Protocol):
+    on_transport_feedback: Callable[[TransportFeedback], None]
+
+
+class _Published(Protocol):
+    @property
+    def extensions(self) -> Mapping[str, int]:
+        """Header-extension URI -> the publisher's id."""
+        ...
+
+
+class _Consumed(Protocol):
+    @property
+    def ext_id_map(self) -> Mapping[int, int]:
+        """The publisher's extension id -> the subscriber's."""
+        ...
+
+
+class Downlink:
+    """One session's transport-wide CC: feedback to it as a publisher, the estimate of its
+    downlink as a subscriber."""
+
+    def __init__(
+        self,
+        transport: _TwccTransport,
+        endpoint: _FeedbackRoute,
+        *,
+        clock_us: Callable[[], int] = lambda: time.monotonic_ns() // 1000,
+    ) -> None:
+        self._transport = transport
+        self._clock_us = clock_us
+        self.estimator = DownlinkEstimator()
+        self.adapter = FeedbackAdapter(transport.twcc_lookup)
+        self.receive_id = 0
+        self.send_id = 0
+        endpoint.on_transport_feedback = self.on_feedback
+
+    @property
+    def estimate_bps(self) -> int | None:
+        """The downlink estimate (bits/s); None until enough feedback or without transport-cc."""
+        return self.estimator.estimate_bps if self.send_id else None
+
+    @property
+    def loss(self) -> float:
+        """The last measured fraction of packets lost on the way to the subscriber."""
+        return self.estimator.loss
+
+    @property
+    def rtt(self) -> float | None:
+        """Send → feedback time (seconds, smoothed): the round trip plus feedback delay."""
+        return self.estimator.rtt
+
+    def produced(self, producer: _Published) -> None:
+        """A track this session publishes: feedback for it when it negotiated transport-cc."""
+        ext_id = producer.extensions.get(TWCC_URI, 0)
+        if ext_id and ext_id != self.receive_id:
+            self.receive_id = ext_id
+            self._transport.set_twcc_receive(ext_id)
+
+    def consumed(self, producer: _Published, params: _Consumed) -> None:
+        """A track this session receives: stamp what goes to it when both sides negotiated
+        transport-cc (the publisher's id is kept in place by the consumer's extension map)."""
+        pub_id = producer.extensions.get(TWCC_URI)
+        ext_id = params.ext_id_map.get(pub_id, 0) if pub_id else 0
+        if ext_id and ext_id != self.send_id:
+            self.send_id = ext_id
+            self._transport.set_twcc_send(ext_id)
+
+    def on_feedback(self, feedback: TransportFeedback) -> None:
+        """The subscriber's feedback (from the endpoint): into the estimator."""
+        results = self.adapter.results(feedback)
+        if results:
+            self.estimator.on_feedback(results, self._clock_us())
