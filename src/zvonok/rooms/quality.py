@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..signaling.messages import Stats
-from .mediaview import current_layer, downlink_estimate, layer_switches, producer_layers
+from .mediaview import current_rid, downlink_estimate
 from .participant import Participant
 
 if TYPE_CHECKING:
@@ -43,15 +43,6 @@ def _bitrate(now_value: int, prev: int | None, elapsed: float) -> int | None:
     if prev is None or elapsed <= 0 or now_value < prev:
         return None
     return int((now_value - prev) * 8 / elapsed)
-
-
-def _layer_rid(consumer: object) -> str | None:
-    """The rid of the simulcast layer ``consumer`` forwards (``None``: plain, audio, paused)."""
-    index = current_layer(consumer)
-    if index is None:
-        return None
-    layers = producer_layers(getattr(consumer, "producer", None))
-    return layers[index].rid if 0 <= index < len(layers) else None
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -213,6 +204,6 @@ class QualityMonitor:
             "nacks": consumer.nacks_received,
             "keyframeRequests": consumer.keyframe_requests_received,
             "paused": consumer.paused or track_id in participant.held,
-            "layer": _layer_rid(consumer),
-            "layerSwitches": layer_switches(consumer),
+            "layer": current_rid(consumer),
+            "layerSwitches": consumer.layer_switches,
         }

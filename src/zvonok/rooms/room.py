@@ -100,6 +100,8 @@ class Room(Generic[M]):
         #: Track ids a codec-steering pass must look at (``participant.schedule_steering``): a
         #: pass runs once per loop turn while this is not empty.
         self.steering_due: set[str] = set()
+        #: The room's adaptive media (``rooms.adaptive.RoomAdaptation``), set by its creator.
+        self.adaptation: object | None = None
 
     def __len__(self) -> int:
         return len(self.participants)

@@ -27,6 +27,7 @@ from ..ids import RoomKey, SessionId, UserId
 from ..media.forwarding.router import Router
 from ..media.worker import MediaWorker
 from ..signaling.messages import Error, Joined, ParticipantJoined, ParticipantLeft, Peer, State
+from .adaptive import RoomAdaptation
 from .events import RoomEvents
 from .participant import Participant
 from .room import Room
@@ -147,12 +148,11 @@ class RoomService:
             if room is None:
                 await self._room_dir.claim(key)
                 router = Router()
-                room = Room(
-                    key,
-                    router=router,
-                    unsubscribe_tick=self.worker.add_tick(router.tick),
-                    events=self.events,
-                )
+                unticks = [self.worker.add_tick(router.tick)]
+                room = Room(key, router=router, unsubscribe_tick=_all(unticks), events=self.events)
+                adaptation = RoomAdaptation(room)
+                room.adaptation = adaptation
+                unticks.append(self.worker.add_tick(adaptation.tick))
                 self.rooms[key] = room
                 log.info("room created", extra={"room": str(key)})
                 self.events.room_started(room)
@@ -341,3 +341,13 @@ class RoomService:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _all(callbacks: list[Callable[[], None]]) -> Callable[[], None]:
+    """One callback that calls each of ``callbacks`` (as the list stands when it is called)."""
+
+    def each() -> None:
+        for callback in callbacks:
+            callback()
+
+    return each

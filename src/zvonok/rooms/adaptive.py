@@ -1,0 +1,241 @@
+"""Adaptive media of one room: layer allocation, dynacast and the active speaker, on a tick.
+
+Owns ``RoomAdaptation``, driven by the media worker's housekeeping tick (every 0.25 s, no timer
+of its own). Each tick it runs the room's ``ActiveSpeakers`` (``rooms.speakers``); every
+``ALLOCATE_EVERY`` seconds — and at once for a subscriber whose wishes (``track-settings``) or
+downlink estimate changed — it runs that subscriber's ``LayerAllocator`` (``rooms.allocation``)
+over the video tracks it receives, sets each consumer's target layer, and tells the subscriber
+``track-paused`` when a track is held back or resumed; then each simulcast track's ``Dynacast``
+gets the union of its subscribers' layers and tells the publisher ``publish-layers`` when that
+changes (docs/media.md, "Layer allocation"). What it reads of the media objects goes through
+``rooms.mediaview``. A track an operator muted is left alone (moderation pauses it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..signaling.messages import LayerState, PublishLayers, TrackPaused
+from .allocation import Decision, Dynacast, Layer, LayerAllocator, VideoTrack, Wish
+from .mediaview import (
+    LayerView,
+    downlink_estimate,
+    is_simulcast,
+    producer_layers,
+    set_target_layer,
+)
+from .participant import Participant
+from .room import PublishedEntry, Room
+from .speakers import ActiveSpeakers
+
+log = logging.getLogger("zvonok.rooms.adaptive")
+#: Seconds between two allocation passes over every subscriber of a room.
+ALLOCATE_EVERY = 0.5
+#: An estimate that moved by more than this share since the last pass is a change (run at once).
+ESTIMATE_CHANGE = 0.1
+#: The bitrate assumed for a layer never measured, by its rank from the top (bit/s): the SDK's
+#: 1/4, 1/2 and full-size encodings of a 720p camera as Chrome sends them uncongested.
+NOMINAL_BITRATES = (1_500_000, 500_000, 150_000)
+
+
+@dataclass(slots=True)
+class _Subscriber:
+    allocator: LayerAllocator
+    estimate: int | None = None
+
+
+class RoomAdaptation:
+    """The adaptive-media decisions of one room; ``tick(now)`` on every housekeeping tick."""
+
+    def __init__(self, room: Room[Participant]) -> None:
+        self.room = room
+        self.speakers: ActiveSpeakers[Participant] = ActiveSpeakers(room)
+        self._subscribers: dict[str, _Subscriber] = {}
+        self._dynacast: dict[str, Dynacast] = {}
+        #: (track id, layer) -> its last measured bitrate while it flowed.
+        self._measured: dict[tuple[str, int], int] = {}
+        #: track id -> session id -> the layer that subscriber was given (None: paused).
+        self.targets: dict[str, dict[str, int | None]] = {}
+        self._next_pass = float("-inf")
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self, now: float) -> None:
+        room = self.room
+        if room.closed:
+            return
+        self.speakers.tick(now)
+        due = now >= self._next_pass
+        if due:
+            self._next_pass = now + ALLOCATE_EVERY * 0.95
+        tracks = self._video_tracks()
+        for participant in list(room.participants.values()):
+            if participant.closed:
+                continue
+            sub = self._subscribers.get(participant.session_id)
+            if sub is None:
+                sub = self._subscribers[participant.session_id] = _Subscriber(LayerAllocator())
+            estimate = downlink_estimate(participant.media)
+            if due or participant.wishes_changed or _moved(sub.estimate, estimate):
+                participant.wishes_changed = False
+                sub.estimate = estimate
+                self._allocate(now, participant, sub, tracks)
+        self._forget()
+        if due:
+            self._dynacast_pass(now, tracks)
+
+    def _forget(self) -> None:
+        live = self.room.participants
+        for sid in [s for s in self._subscribers if s not in live]:
+            del self._subscribers[sid]
+        published = self.room.published
+        for track_id in [t for t in self.targets if t not in published]:
+            del self.targets[track_id]
+        for track_id in [t for t in self._dynacast if t not in published]:
+            del self._dynacast[track_id]
+        for key in [k for k in self._measured if k[0] not in published]:
+            del self._measured[key]
+
+    # ------------------------------------------------------------------ allocation
+    def _video_tracks(self) -> dict[str, VideoTrack]:
+        """Every live video track of the room, publishers in join order, as the allocator sees
+        it; a publisher's second (and later) video track is a screen share."""
+        order = {sid: i for i, sid in enumerate(self.room.participants)}
+        entries = sorted(
+            (e for e in self.room.published.values() if e.track.kind == "video"),
+            key=lambda e: order.get(e.publisher.session_id, len(order)),
+        )
+        seen: set[str] = set()
+        out: dict[str, VideoTrack] = {}
+        for entry in entries:
+            if entry.producer.closed:
+                continue
+            screen = entry.publisher.session_id in seen
+            seen.add(entry.publisher.session_id)
+            out[entry.track_id] = VideoTrack(entry.track_id, self._layers(entry), screen)
+        return out
+
+    def _layers(self, entry: PublishedEntry[Participant]) -> tuple[Layer, ...]:
+        views = producer_layers(entry.producer)
+        dynacast = self._dynacast.get(entry.track_id)
+        layers = []
+        for i, view in enumerate(views):
+            key = (entry.track_id, i)
+            if view.active and view.bitrate > 0:
+                self._measured[key] = view.bitrate
+            bitrate = self._measured.get(key) or _nominal(i, len(views))
+            if view.active and view.bitrate > 0:
+                bitrate = view.bitrate
+            # A layer dynacast turned off can be turned on again: it stays available.
+            off = dynacast is not None and i < len(dynacast.active) and not dynacast.active[i]
+            available = view.active or off or (len(views) == 1)
+            layers.append(Layer(bitrate, available, view.width, view.height))
+        return tuple(layers)
+
+    def _allocate(
+        self,
+        now: float,
+        participant: Participant,
+        sub: _Subscriber,
+        tracks: dict[str, VideoTrack],
+    ) -> None:
+        muted = self.room.muted
+        consumers = {
+            t: c for t, c in participant.consumers.items() if not c.closed and t not in muted
+        }
+        video = [tracks[t] for t in tracks if t in consumers]
+        audio = sum(1 for c in participant.consumers.values() if c.kind == "audio")
+        for track_id in [t for t in participant.wishes if t not in tracks]:
+            del participant.wishes[track_id]
+        wishes = {
+            t: Wish(w.paused, w.max_width, w.max_height) for t, w in participant.wishes.items()
+        }
+        decisions = sub.allocator.allocate(now, sub.estimate, video, audio, wishes)
+        for track_id, decision in decisions.items():
+            set_target_layer(consumers[track_id], decision.layer)
+            self.targets.setdefault(track_id, {})[participant.session_id] = decision.layer
+            self._tell(participant, track_id, decision)
+        for track_id in [t for t in participant.held if t not in decisions]:
+            del participant.held[track_id]  # gone (or muted by an operator): nothing to say
+
+    def _tell(self, participant: Participant, track_id: str, decision: Decision) -> None:
+        """``track-paused`` when whether (and why) a track is held back changed."""
+        before = participant.held.get(track_id)
+        reason = decision.reason if decision.layer is None else None
+        if reason == before:
+            return
+        if reason is None:
+            del participant.held[track_id]
+        else:
+            participant.held[track_id] = reason
+            if reason == "bandwidth":
+                participant.bandwidth_pauses += 1
+        entry = self.room.published.get(track_id)
+        if entry is None:
+            return
+        told = reason or before
+        assert told is not None
+        participant.send(
+            TrackPaused(
+                track_id=track_id,
+                kind="video",
+                session_id=entry.publisher.session_id,
+                user_id=entry.publisher.user_id,
+                paused=reason is not None,
+                reason=told,
+            )
+        )
+        participant.log.info(
+            "video %s %s (%s; estimate %s bit/s)",
+            track_id,
+            "held back" if reason else "resumed",
+            told,
+            self._subscribers[participant.session_id].estimate,
+        )
+
+    # ------------------------------------------------------------------ dynacast
+    def _dynacast_pass(self, now: float, tracks: dict[str, VideoTrack]) -> None:
+        for track_id in tracks:
+            entry = self.room.published.get(track_id)
+            if entry is None or not is_simulcast(entry.producer) or entry.publisher.closed:
+                continue
+            views = producer_layers(entry.producer)
+            if any(view.rid is None for view in views):
+                continue
+            dynacast = self._dynacast.get(track_id)
+            if dynacast is None:
+                dynacast = self._dynacast[track_id] = Dynacast(len(views))
+            wanted = []
+            for participant in self.room.participants.values():
+                if track_id in participant.consumers:
+                    layer = self.targets.get(track_id, {}).get(participant.session_id)
+                    if layer is not None:
+                        wanted.append(layer)
+            active = dynacast.update(now, wanted)
+            if active is None:
+                continue
+            self._tell_publisher(entry, views, active)
+
+    def _tell_publisher(
+        self, entry: PublishedEntry[Participant], views: list[LayerView], active: list[bool]
+    ) -> None:
+        layers = tuple(
+            LayerState(view.rid or "", on) for view, on in zip(views, active, strict=True)
+        )
+        entry.publisher.send(PublishLayers(entry.track_id, layers))
+        entry.publisher.log.info(
+            "dynacast: track %s sends %s",
+            entry.track_id,
+            ", ".join(layer.rid for layer in layers if layer.active) or "nothing",
+        )
+
+
+def _moved(before: int | None, now: int | None) -> bool:
+    if before is None or now is None:
+        return before != now
+    return abs(now - before) > ESTIMATE_CHANGE * max(before, 1)
+
+
+def _nominal(index: int, count: int) -> int:
+    rank = count - 1 - index
+    return NOMINAL_BITRATES[min(rank, len(NOMINAL_BITRATES) - 1)]
