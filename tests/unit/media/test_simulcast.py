@@ -207,8 +207,10 @@ def test_unknown_rid_and_missing_rid_are_ignored() -> None:
     s.endpoint.on_rtp(rtp(1, ssrc=0xD1, ext=[(MID_ID, b"1"), (RID_ID, b"zz")]))
     s.endpoint.on_rtp(rtp(1, ssrc=0xD2, ext=[(MID_ID, b"1")]))
     s.endpoint.on_rtp(rtp(1, ssrc=0xD3))
-    assert seen == [0xD1, 0xD2, 0xD3]
-    assert all(layer.ssrc is None for layer in s.producer.layers)
+    s.endpoint.on_rtp(rtp(1, ssrc=0xD4, ext=[(MID_ID, b"0"), (RID_ID, b"q")]))  # another m-line
+    assert seen == [0xD1, 0xD2, 0xD3, 0xD4]
+    s.endpoint.on_rtp(rtp(1, ssrc=0xD5, ext=[(RID_ID, b"q")]))  # no mid: the only track's
+    assert s.producer.layers[0].ssrc == 0xD5
 
 
 def test_a_new_ssrc_for_a_rid_replaces_the_old_binding() -> None:
@@ -236,6 +238,22 @@ def test_a_new_ssrc_for_a_rid_replaces_the_old_binding() -> None:
     assert continuous(out_seqs(sink))
     assert ts_deltas(sink) == [90000, 3000]  # 1 s of wall clock since the last frame, then on
     assert s.plis()[-1] == 0xE1
+
+
+def test_plain_track_without_ssrc_is_learned_by_mid() -> None:
+    s = Setup()
+    params = ProducerParams("mic", "audio", OPUS, None, None, {}, mid="0",
+                            extensions={MID_URI: MID_ID})  # fmt: skip
+    audio = s.router.produce(params, sink=s.pub_sink)
+    s.endpoint.add_producer(audio)
+    s.endpoint.on_rtp(rtp(5, pt=111, ssrc=0xF1, ext=[(MID_ID, b"0")]))
+    s.endpoint.on_rtp(rtp(6, pt=111, ssrc=0xF1))
+    assert audio.ssrc == 0xF1 and audio.packets_received == 2
+    s.endpoint.on_rtp(rtp(1, pt=111, ssrc=0xF2, ext=[(MID_ID, b"0")]))  # learned once only
+    assert audio.ssrc == 0xF1 and audio.packets_received == 2
+    s.endpoint.remove_producer(audio)
+    s.endpoint.on_rtp(rtp(7, pt=111, ssrc=0xF1))
+    assert audio.packets_received == 2
 
 
 # -- layer state ---------------------------------------------------------------------------------

@@ -161,6 +161,8 @@ class MediaEndpoint:
         self._rtp[ssrc] = layer.receive_rtp
         self._senders[ssrc] = layer
         self.ssrcs_learned += 1
+        if not producer.simulcast:
+            self._learning.remove(producer)  # a plain track has its one SSRC now
         layer.receive_rtp(packet)
         return True
 
@@ -168,15 +170,17 @@ class MediaEndpoint:
         """The producer an unknown SSRC's packet belongs to: the only one learning, else the
         one its mid extension names."""
         learning = self._learning
-        if len(learning) == 1 and learning[0].mid_ext is None:
-            return learning[0]
+        named = False
         for producer in learning:
             if producer.mid_ext is None or producer.mid is None:
                 continue
             mid = read_extension(packet, producer.mid_ext)
-            if mid is not None and mid.decode("ascii", "replace") == producer.mid:
-                return producer
-        return learning[0] if len(learning) == 1 else None
+            if mid is not None:
+                named = True
+                if mid.decode("ascii", "replace") == producer.mid:
+                    return producer
+        # a packet naming another m-line is not ours; one without a mid is the only track's
+        return learning[0] if len(learning) == 1 and not named else None
 
     @property
     def packets_in(self) -> int:
