@@ -288,6 +288,13 @@ def test_each_layer_reports_and_nacks_on_its_own_ssrc() -> None:
     assert sorted(blocks) == sorted(SSRCS)
 
 
+def test_a_track_keyframe_request_asks_every_layer() -> None:
+    s = Setup()
+    s.learn_all()
+    s.producer.request_keyframe()  # (the codec changed: every layer restarts)
+    assert sorted(s.plis()) == sorted(SSRCS)
+
+
 def test_audio_keeps_recent_packets() -> None:
     clock = FakeClock()
     router = Router(clock=clock)

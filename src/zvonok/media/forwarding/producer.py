@@ -117,7 +117,9 @@ class Producer:
         self.layers[0].receive_sender_report(sr, now)
 
     def request_keyframe(self) -> None:
-        self.layers[0].request_keyframe()
+        """A (throttled) keyframe request on every layer (consumers ask their own layer)."""
+        for layer in self.layers:
+            layer.request_keyframe()
 
     def receiver_report(self, now: float) -> bytes:
         return self.layers[0].receiver_report(now)
