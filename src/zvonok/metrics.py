@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from .rooms.events import BaseRoomObserver
+from .rooms.mediaview import downlink_estimate
 from .rooms.quality import QualitySample
 
 if TYPE_CHECKING:
@@ -108,7 +109,14 @@ _CONSUMER_FIELDS = (
     ("rtp_dropped_outbound", "dropped", "Packets not forwarded (waiting for a keyframe, ...)."),
     ("nacks_received", "nacks_received", "Generic NACKs received from subscribers."),
     ("keyframe_requests_received", "keyframe_requests_received", "PLI/FIR from subscribers."),
+    ("layer_switches", "layer_switches", "Simulcast layer switches completed for subscribers."),
 )
+#: Per session (folded like the media objects): adaptive-media events.
+_SESSION_FIELDS = (
+    ("video_pauses", "bandwidth_pauses", "Received videos held back for bandwidth (track-paused)."),
+)
+#: ``zvonok_subscriber_downlinks`` bands: (label, upper bound in bit/s), the last unbounded.
+DOWNLINK_BANDS = (("lt_300k", 300_000), ("lt_1m", 1_000_000), ("lt_3m", 3_000_000))
 _ENDPOINT_FIELDS = (
     ("rtcp_packets_received", "rtcp_in", "Compound RTCP packets received."),
     ("rtcp_malformed", "rtcp_malformed", "Compound RTCP packets that did not parse."),
@@ -209,6 +217,7 @@ class ZvonokCollector(Collector):
         self.consumers = _Folder(_CONSUMER_FIELDS)
         self.endpoints = _Folder(_ENDPOINT_FIELDS)
         self.transports = _Folder(_TRANSPORT_FIELDS)
+        self.sessions = _Folder(_SESSION_FIELDS)
 
     def retire_session(self, participant: Participant) -> None:
         """Read a session's media objects one last time before they close."""
@@ -224,6 +233,7 @@ class ZvonokCollector(Collector):
         self.consumers.retire((c, _label(c)) for c in consumers.values())
         self.endpoints.retire([(participant.endpoint, "")])
         self.transports.retire([(participant.transport, "")])
+        self.sessions.retire([(participant, "")])
 
     def collect(self) -> Iterator[Metric]:
         """Every family, in one order; what this process lacks (rooms, a media worker, the
@@ -263,6 +273,8 @@ class ZvonokCollector(Collector):
             yield from self.producers.families(((p, _label(p)) for p in producers), "kind")
             yield from self.consumers.families(((c, _label(c)) for c in consumers), "kind")
             yield from self.endpoints.families(((s.endpoint, "") for s in sessions), None)
+            yield from self.sessions.families(((s, "") for s in sessions), None)
+            yield from _adaptive_gauges(sessions)
         if worker is not None:
             transports = list(worker.transports.values())
             yield from self.transports.families(((t, "") for t in transports), None)
@@ -327,6 +339,56 @@ class ZvonokCollector(Collector):
             "Packets not queued on an ICE-TCP connection (its reader too slow).",
             value=stats["tx_dropped"],
         )
+
+
+def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
+    """Subscribers by downlink estimate band, received videos by layer and by hold reason."""
+    bands = GaugeMetricFamily(
+        "zvonok_subscriber_downlinks",
+        "Sessions by their downlink estimate (bit/s band; none: no estimate yet).",
+        labels=["band"],
+    )
+    by_band: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    for session in sessions:
+        if session.closed:
+            continue
+        estimate = downlink_estimate(session.media)
+        by_band[_band(estimate)] += 1
+        for consumer in session.consumers.values():
+            if consumer.kind == "video" and not consumer.closed:
+                layer = consumer.current_layer
+                layers["none" if layer is None else str(min(layer, 2))] += 1
+        held.update(session.held.values())
+    for band in ("none", *(name for name, _ in DOWNLINK_BANDS), "ge_3m"):
+        bands.add_metric([band], by_band.get(band, 0))
+    yield bands
+    by_layer = GaugeMetricFamily(
+        "zvonok_video_subscriptions_by_layer",
+        "Received video tracks by the simulcast layer forwarded (0 lowest; none: paused).",
+        labels=["layer"],
+    )
+    for name in ("0", "1", "2", "none"):
+        by_layer.add_metric([name], layers.get(name, 0))
+    yield by_layer
+    paused = GaugeMetricFamily(
+        "zvonok_video_held",
+        "Received video tracks held back now, by reason (bandwidth, subscriber).",
+        labels=["reason"],
+    )
+    for reason in ("bandwidth", "subscriber"):
+        paused.add_metric([reason], held.get(reason, 0))
+    yield paused
+
+
+def _band(estimate: int | None) -> str:
+    if estimate is None:
+        return "none"
+    for name, bound in DOWNLINK_BANDS:
+        if estimate < bound:
+            return name
+    return "ge_3m"
 
 
 def _event_families() -> Iterator[Metric]:

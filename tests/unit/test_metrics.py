@@ -242,3 +242,16 @@ async def test_the_front_scrapes_its_workers_over_their_calls(registry: Metrics)
         for s in f.samples
     }
     assert up == {"w0": 1, "w1": 0, "w2": 0}
+
+
+async def test_adaptive_media_families_are_there_with_bounded_labels(registry: Metrics) -> None:
+    samples = parsed(registry)
+    assert samples[("zvonok_layer_switches_total", (("kind", "video"),))] == 0
+    assert samples[("zvonok_video_pauses_total", ())] == 0
+    assert samples[("zvonok_video_held", (("reason", "bandwidth"),))] == 0
+    assert samples[("zvonok_video_subscriptions_by_layer", (("layer", "none"),))] == 0
+    assert samples[("zvonok_subscriber_downlinks", (("band", "none"),))] == 0
+    estimates = (None, 299_999, 300_000, 999_999, 2_999_999, 3_000_000)
+    assert [metrics._band(e) for e in estimates] == [
+        "none", "lt_300k", "lt_1m", "lt_1m", "lt_3m", "ge_3m"
+    ]  # fmt: skip

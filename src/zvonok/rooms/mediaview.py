@@ -6,7 +6,7 @@ control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``a
 ``width``, ``height``; one for a plain track), a consumer's ``target_layer`` /
 ``current_layer`` / ``layer_switches``, an audio producer's ``recent_packets()``, and a media
 session's downlink estimate (``MediaSession.downlink.estimate_bps``: ``None`` until the
-subscriber's transport-wide CC feedback gave one, or when the media layer keeps no estimator).
+subscriber's transport-wide CC feedback gave one).
 Implements no RFC.
 """
 
@@ -65,8 +65,4 @@ def recent_packets(producer: Producer) -> Sequence[bytes]:
 
 def downlink_estimate(media: MediaSession) -> int | None:
     """A media session's downlink estimate in bit/s (``None`` until it has one)."""
-    downlink = getattr(media, "downlink", None)  # H3: MediaSession.downlink (issue 15)
-    value = getattr(downlink, "estimate_bps", None) if downlink is not None else None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
+    return media.downlink.estimate_bps
