@@ -1270,6 +1270,21 @@ export class ZvonokCall extends EventTarget {
     this._layerChains.set(sender, next);
   }
 
+  /**
+   * @param {"audio"|"video"} kind @param {LocalSlot} slot
+   * @param {MediaStreamTrack} track @param {boolean} owned
+   */
+  _replaceLocal(kind, slot, track, owned) {
+    const old = slot.track;
+    track.enabled = !this._muted[kind];
+    this.localStream.removeTrack(old);
+    this.localStream.addTrack(track);
+    slot.track = track;
+    if (slot.sender && !this._muted[kind]) this._setSenderTrack(slot.sender, track);
+    if (slot.owned && old !== track) old.stop();
+    slot.owned = owned;
+  }
+
   /** @param {RTCRtpSender} sender @param {MediaStreamTrack|null} track */
   _setSenderTrack(sender, track) {
     sender.replaceTrack(track).catch((error) => this._log("replaceTrack failed", error));
