@@ -278,6 +278,12 @@ def group_remove(
     help="2: two nodes on a redis-server the bench starts; half the late joiners go through the "
     "node that does not own the room (join latency direct vs relayed).",
 )
+@click.option(
+    "--simulcast",
+    is_flag=True,
+    help="Video publishers send 3 simulcast layers (rids q/h/f, their own offer) like Chrome; "
+    "delivery counts the top layer.",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -292,6 +298,7 @@ def bench(
     workers: int,
     tcp: bool,
     nodes: int,
+    simulcast: bool,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
@@ -308,6 +315,8 @@ def bench(
         _fail("--workers sets up the server the bench starts; not with --url or --janus")
     if tcp and janus:
         _fail("--tcp measures zvonok's ICE-TCP; not with --janus")
+    if simulcast and janus:
+        _fail("--simulcast measures zvonok's simulcast; not with --janus")
     if url is not None:  # the running server's secret and embedded membership database
         data_dir = _settings(None, data_dir=data_dir).data_dir
     import uvloop
@@ -331,6 +340,7 @@ def bench(
                 workers=workers,
                 tcp=tcp,
                 nodes=nodes,
+                simulcast=simulcast,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

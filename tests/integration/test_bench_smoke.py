@@ -8,7 +8,10 @@ located on them), never the CPU or latency targets of docs/benchmarks.md. Runs t
 subprocess (which starts and stops its own ``zvonok serve``). The same run with every
 participant's media over ICE-TCP (``run_bench(tcp=True)``, what ``zvonok bench --tcp`` runs; the
 generator then opens no UDP socket at all, so what arrives came over TCP) prints the same numbers.
-Also checks the pacer's budget arithmetic (``bench.client.Pacer``) without a server.
+With ``--simulcast`` every publisher offers and sends three simulcast layers: every top-layer
+packet must arrive (the server forwards each subscriber the top layer when nothing limits it) and
+no lower-layer packet. Also checks the pacer's budget arithmetic (``bench.client.Pacer``) without
+a server.
 """
 
 from __future__ import annotations
@@ -98,6 +101,21 @@ def test_mesh4_two_workers_counts_every_process(tmp_path: Path) -> None:
     assert sum(w["cpu_s"] for w in workers.values()) <= result["server_cpu_s"] + slack
     assert set(result["server_rss_empty_processes_mb"]) == {"front", "0", "1"}
     assert "worker 0 (pid" in stdout and "worker 1 (pid" in stdout
+
+
+def test_mesh4_simulcast_publishers_deliver_every_top_layer_packet(tmp_path: Path) -> None:
+    result, stdout = _bench(tmp_path, "--simulcast", duration="3")
+    assert result["simulcast"] is True
+    assert result["errors"] == []  # the expected glare of each publisher's own offer is no error
+    assert result["expected"]["video"] > 0
+    assert result["delivered"]["video"] == result["expected"]["video"], result  # every f packet
+    assert result["delivery_ratio"]["audio"] >= 0.99, result
+    assert result["duplicates"] == {"audio": 0, "video": 0}, result
+    assert result["unexpected"] == {"audio": 0, "video": 0}, result
+    layers = result["simulcast_lower_layers"]
+    assert layers["sent"]["h"] > 0 and layers["sent"]["q"] > 0
+    assert layers["arrived"] == {"h": 0, "q": 0}, result
+    assert "publishers in 3-layer simulcast" in stdout
 
 
 #: ``run_bench(tcp=True)`` in a subprocess, as ``zvonok bench mesh-4 --tcp`` runs it.

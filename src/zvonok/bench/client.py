@@ -23,6 +23,17 @@ passive`` candidate (ICE-TCP, RFC 6544: an active candidate in the answer) and c
 STUN, DTLS, SRTP and SRTCP as RFC 4571 frames (2-byte length) over that one connection, read
 with ``recvmsg`` too (the kernel timestamp is the last segment's of each read) and written
 without blocking, whole frames queued (bounded, ``TCP_BACKLOG``) while the socket is full.
+With ``simulcast`` (``zvonok bench --simulcast``) a publisher sends its video as three simulcast
+layers like Chrome: its own offer (``BenchClient``: the server's first offer is left to the glare
+rule of docs/protocol.md, which answers ours a second later) with ``a=rid``/``a=simulcast:send
+q;h;f`` and no video a=ssrc, then one SSRC and one sequence space per layer, every packet carrying
+the rtp-stream-id extension (RFC 8852, one-byte form). The layers are cut from the one clip: ``f``
+is each frame as without simulcast, ``h`` the first half of its packets, ``q`` its first packet
+(each with the marker on its last packet): roughly Chrome's 1 : 1/4 : 1/16 pixel ratio in
+packets, not in bytes or in decodable pictures. A PLI/FIR on any layer restarts the clip on all
+three (a real encoder would restart only the layer asked). Only ``f`` packets are expected at the
+subscribers (the server forwards the top layer when nothing limits a subscriber); ``h``/``q``
+packets carry their own send-mark kind and are counted apart when they arrive (``Meter.layers``).
 Never imported by the server.
 """
 
@@ -46,11 +57,24 @@ from websockets.asyncio.client import ClientConnection, connect
 from ..media.transport.dtls import DtlsCertificate, export_srtp, split_records
 from ..media.transport.srtp import SrtpSession
 from .clip import Clip
-from .sdp import LocalMedia, OfferInfo, build_answer, parse_offer
+from .sdp import (
+    RID_URI,
+    SIMULCAST_RIDS,
+    LocalMedia,
+    OfferInfo,
+    build_answer,
+    build_offer,
+    parse_offer,
+)
 
 AUDIO, VIDEO = 0, 1
 KINDS = ("audio", "video")
-# send time (ns), the publisher's packet number for this kind, publisher index, kind, padding length
+#: The send-mark kinds (and stream indices) of the lower simulcast layers: video ``f`` is VIDEO.
+HALF, QUARTER = 2, 3
+#: Lower layers by stream index, with their rids (``--simulcast``).
+LOWER_LAYERS = {HALF: "h", QUARTER: "q"}
+# send time (ns), the publisher's packet number for this kind (stream: AUDIO, VIDEO or a lower
+# simulcast layer), publisher index, kind, padding length
 MARK = struct.Struct("!QIHBB")
 MARK_SIZE = MARK.size
 _HEADER = struct.Struct("!BBHII")
@@ -102,6 +126,10 @@ class Meter:
         self.latencies = array("q")
         self.sfu_latencies = array("q")
         self.no_timestamp = 0  # delivered packets without a kernel timestamp
+        #: Packets of the lower simulcast layers (``HALF``, ``QUARTER``) sent inside the window and
+        #: arrived (first or not) at a subscriber of their publisher: not expected, counted apart.
+        self.layer_sent = {HALF: 0, QUARTER: 0}
+        self.layer_received = {HALF: 0, QUARTER: 0}
         self.tx_dropped = 0  # sendto failures (EAGAIN/ENOBUFS): neither sent nor expected
         self.errors: list[str] = []
 
@@ -165,7 +193,8 @@ class Pacer:
         self.max_debt = rate_bps / 8 * PACE_MAX_DEBT
         self.budget = 0.0
         self.last_tick = now - PACE_INTERVAL
-        self.queue: deque[tuple[int, bytes, bool]] = deque()  # (RTP timestamp, payload, marker)
+        #: (stream, RTP timestamp, payload, marker)
+        self.queue: deque[tuple[int, int, bytes, bool]] = deque()
 
     @property
     def next_tick(self) -> float:
@@ -190,18 +219,20 @@ class MediaLeg:
     """One peer connection's media plane: socket, ICE checks, DTLS, SRTP, sending and receiving.
 
     The signaling side (``BenchClient`` for zvonok, ``janus.JanusParticipant`` for Janus) fills
-    ``sending`` (mid -> (kind, SSRC) of the m-lines we send on) and ``ext`` (negotiated extension
-    ids), sets ``dtls_server`` (our DTLS role: the client unless the peer's SDP said
-    ``a=setup:active``) and hands the peer's description to ``set_remote``; its tasks are owned
-    here and cancelled by ``cancel``.
+    ``sending`` (mid -> (kind, SSRC) of the m-lines we send on), ``simulcast`` (mid -> rids of the
+    one sent in simulcast, if any) and ``ext`` (negotiated extension ids), sets ``dtls_server``
+    (our DTLS role: the client unless the peer's SDP said ``a=setup:active``) and hands the
+    peer's description to ``set_remote``; its tasks are owned here and cancelled by ``cancel``.
     """
 
     def __init__(
         self, *, index: int, name: str, meter: Meter, clip: Clip, certificate: DtlsCertificate,
         publish: tuple[bool, bool], speak: bool, receivers: int, pacing: bool = True,
-        tcp: bool = False,
+        tcp: bool = False, simulcast: bool = False,
     ) -> None:  # fmt: skip
         self.index, self.name = index, name
+        #: The video layers' rids when the video goes out in simulcast (lowest first), else ().
+        self.rids: tuple[str, ...] = SIMULCAST_RIDS if simulcast and publish[VIDEO] else ()
         self.tcp = tcp
         self._rx = bytearray()  # TCP: bytes of a frame not complete yet
         self._closing = False  # cancel() was called: the server closing the stream is expected
@@ -212,13 +243,15 @@ class MediaLeg:
         self.certificate = certificate
         self.fingerprint = certificate.fingerprint("sha-256")
         self.dtls_server = False
-        self.ssrcs = (random.getrandbits(32), random.getrandbits(32))
+        # AUDIO, VIDEO (simulcast: its ``f`` layer), HALF, QUARTER
+        self.ssrcs = tuple(random.getrandbits(32) for _ in range(4))
         self.sending: dict[str, tuple[str, int]] = {}
+        self.simulcast: dict[str, tuple[str, ...]] = {}
         self.ext: dict[str, int] = {}
         self.offer: OfferInfo | None = None
         self.sources: set[int] = set()  # indices of the publishers this leg subscribes to
         self.seen = Seen()
-        self.numbers = [0, 0]  # our own packet number per kind (the send mark's)
+        self.numbers = [0, 0, 0, 0]  # our own packet number per stream (the send mark's)
         self.sock: socket.socket | None = None
         self.port = 0
         self.dtls: SSL.Connection | None = None
@@ -501,7 +534,9 @@ class MediaLeg:
             if packet[0] & 0x20 and len(packet) > 12 + MARK_SIZE:
                 sent, number, pub, kind, size = MARK.unpack_from(packet, len(packet) - MARK_SIZE)
                 meter = self.meter
-                if size == MARK_SIZE and meter.t0 <= sent < meter.t1 and kind < 2:
+                if size != MARK_SIZE or not meter.t0 <= sent < meter.t1:
+                    return
+                if kind < 2:
                     if pub not in self.sources:
                         meter.unexpected[kind] += 1
                         return
@@ -514,6 +549,8 @@ class MediaLeg:
                         meter.sfu_latencies.append(kernel_ns - sent)
                     else:
                         meter.no_timestamp += 1
+                elif kind in LOWER_LAYERS and pub in self.sources:
+                    meter.layer_received[kind] += 1
         elif first < 4:
             if first == 0 and data[1] == 1:  # a Binding request: the peer's own check
                 self._answer_check(data)
@@ -544,7 +581,10 @@ class MediaLeg:
         """Replay the clip on the m-lines we send on (a task owned by this client)."""
         self._tasks.append(asyncio.get_running_loop().create_task(self._publish(phase)))
 
-    def _extensions(self, kind: str) -> bytes:
+    def _extensions(self, kind: str, rid: str = "") -> bytes:
+        """The RFC 8285 one-byte header extension block our packets of ``kind`` carry: audio
+        level, abs-send-time, mid and (a simulcast layer, ``rid``) its rtp-stream-id, each when
+        negotiated."""
         mid = next((m for m, (k, _) in self.sending.items() if k == kind), "")
         out = bytearray()
         level = self.ext.get(f"{kind}:urn:ietf:params:rtp-hdrext:ssrc-audio-level")
@@ -558,6 +598,9 @@ class MediaLeg:
         mid_id = self.ext.get(f"{kind}:urn:ietf:params:rtp-hdrext:sdes:mid")
         if mid_id and mid:
             out += bytes([mid_id << 4 | (len(mid) - 1)]) + mid.encode()
+        rid_id = self.ext.get(f"{kind}:{RID_URI}")
+        if rid_id and rid:
+            out += bytes([rid_id << 4 | (len(rid) - 1)]) + rid.encode()
         if not out:
             return b""
         out += bytes(-len(out) % 4)
@@ -579,12 +622,19 @@ class MediaLeg:
             and any(k == "audio" for k, _ in self.sending.values())
         )
         video = self.publish[VIDEO] and any(k == "video" for k, _ in self.sending.values())
-        ext_a, ext_v = self._extensions("audio"), self._extensions("video")
-        seq = [random.getrandbits(16), random.getrandbits(16)]
+        # the video streams, lowest layer first: (stream, header extensions); ``f`` is VIDEO
+        if self.rids:
+            by_rid = {"q": QUARTER, "h": HALF, "f": VIDEO}
+            streams = [(by_rid[rid], self._extensions("video", rid)) for rid in self.rids]
+        else:
+            streams = [(VIDEO, self._extensions("video"))]
+        ext_a = self._extensions("audio")
+        seq = [random.getrandbits(16) for _ in range(4)]
         start = time.perf_counter()
         next_audio = next_video = start
         audio_index = video_index = frame = 0
         pacer = Pacer(self._pacing_rate(audio), start) if video and self.pacing else None
+        ext = {stream: block for stream, block in streams}
         while True:
             now = time.perf_counter()
             if audio and now >= next_audio:
@@ -594,16 +644,19 @@ class MediaLeg:
                 audio_index += 1
                 next_audio = start + audio_index * 0.02
             if video and now >= next_video:
-                if self.keyframe_wanted:
+                if self.keyframe_wanted:  # any layer's PLI/FIR: all layers restart the clip
                     self.keyframe_wanted, frame = False, 0
                 packets = self.clip.video[frame % len(self.clip.video)]
                 ts = video_index * 3000
-                last = len(packets) - 1
-                if pacer is not None:
-                    pacer.queue.extend((ts, p, i == last) for i, p in enumerate(packets))
-                else:  # the whole frame back to back (--no-pacing)
-                    for i, payload in enumerate(packets):
-                        self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=i == last)
+                for stream, block in streams:
+                    layer = layer_packets(packets, stream)
+                    last = len(layer) - 1
+                    if pacer is not None:
+                        pacer.queue.extend((stream, ts, p, i == last) for i, p in enumerate(layer))
+                    else:  # the whole frame back to back (--no-pacing)
+                        for i, payload in enumerate(layer):
+                            self._send_rtp(stream, pt_video, seq, ts, block, payload,
+                                           marker=i == last)  # fmt: skip
                 video_index += 1
                 frame += 1
                 next_video = start + video_index / 30
@@ -613,9 +666,11 @@ class MediaLeg:
                     pacer.refill(now)
                     queue = pacer.queue
                     while queue and pacer.budget > 0:
-                        ts, payload, marker = queue.popleft()
+                        stream, ts, payload, marker = queue.popleft()
                         pacer.spend(
-                            self._send_rtp(VIDEO, pt_video, seq, ts, ext_v, payload, marker=marker)
+                            self._send_rtp(
+                                stream, pt_video, seq, ts, ext[stream], payload, marker=marker
+                            )
                         )
                 if pacer.queue:
                     wake = min(wake, pacer.next_tick)
@@ -624,8 +679,13 @@ class MediaLeg:
             await asyncio.sleep(max(0.0, wake - time.perf_counter()))
 
     def _pacing_rate(self, audio: bool) -> float:
-        """``PACE_FACTOR`` × the clip's bitrate (RTP payloads; audio included when sent)."""
+        """``PACE_FACTOR`` × the clip's bitrate (RTP payloads of every layer sent; audio
+        included when sent), like libwebrtc's pacer over all of a sender's streams."""
+        video = self.clip.video
         rate = self.clip.video_bitrate
+        if self.rids:
+            lower = sum(len(p) for f in video for s in (HALF, QUARTER) for p in layer_packets(f, s))
+            rate += lower * 8 * 30 / max(1, len(video))
         if audio and self.clip.audio:
             rate += sum(len(p) for p in self.clip.audio) * 8 * 50 / len(self.clip.audio)
         return PACE_FACTOR * rate
@@ -634,7 +694,9 @@ class MediaLeg:
         self, kind: int, pt: int, seq: list[int], ts: int, ext: bytes, payload: bytes, *,
         marker: bool,
     ) -> int:  # fmt: skip
-        """Send one RTP packet, its send mark taken just before protect + ``sendto``; its size."""
+        """Send one RTP packet of stream ``kind`` (AUDIO, VIDEO or a lower simulcast layer: its
+        own SSRC and ``seq[kind]``), its send mark taken just before protect + ``sendto``; its
+        size. Only AUDIO and VIDEO packets are expected at the subscribers."""
         srtp, sock, offer = self.srtp, self.sock, self.offer
         if srtp is None or sock is None or offer is None:
             return 0
@@ -663,18 +725,38 @@ class MediaLeg:
                 meter.tx_dropped += 1
                 return len(data)
         if meter.t0 <= now < meter.t1:
-            meter.sent[kind] += 1
-            meter.expected[kind] += self.receivers
+            if kind < 2:
+                meter.sent[kind] += 1
+                meter.expected[kind] += self.receivers
+            else:
+                meter.layer_sent[kind] += 1
         return len(data)
 
 
+def layer_packets(packets: list[bytes], stream: int) -> list[bytes]:
+    """The packets of one frame a simulcast layer sends: all of them (``f``, VIDEO), the first
+    half rounded up (``h``, HALF) or the first one (``q``, QUARTER)."""
+    if stream == QUARTER:
+        return packets[:1]
+    if stream == HALF:
+        return packets[: (len(packets) + 1) // 2]
+    return packets
+
+
 class BenchClient:
-    """One participant of zvonok (docs/protocol.md signaling, one ``MediaLeg``)."""
+    """One participant of zvonok (docs/protocol.md signaling, one ``MediaLeg``).
+
+    It answers the server's offers; a ``simulcast`` publisher instead offers first (after
+    ``joined``: sendonly audio, sendonly video in three rids, mids "0" and "1" as Chrome names
+    them), leaves the server's colliding first offer unanswered (``error`` ``glare``, expected:
+    the server withdraws it after ``glare_yield_ms`` and answers ours), and answers every offer
+    after the server's answer, repeating its a=rid/a=simulcast:send on its own video m-line.
+    """
 
     def __init__(
         self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
         certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
-        pacing: bool = True, tcp: bool = False,
+        pacing: bool = True, tcp: bool = False, simulcast: bool = False,
     ) -> None:  # fmt: skip
         self.index, self.url, self.token, self.room_id = index, url, token, room_id
         self.session_id = f"bench-{index}"
@@ -682,7 +764,10 @@ class BenchClient:
         self.leg = MediaLeg(
             index=index, name=self.session_id, meter=meter, clip=clip, certificate=certificate,
             publish=publish, speak=speak, receivers=receivers, pacing=pacing, tcp=tcp,
+            simulcast=simulcast,
         )  # fmt: skip
+        #: Our own offer is out and not answered yet (``simulcast``): server offers are left be.
+        self.offering = False
         self.ws: ClientConnection | None = None
         self.ws_open_ns = 0
         #: When ``joined`` arrived (0: not yet); the room's kind and the node it joins through
@@ -756,13 +841,56 @@ class BenchClient:
                 payload = json.loads(payload)
             kind = message.get("type")
             if kind == "offer":
-                await self._answer(payload["sdp"])
+                if not self.offering:  # else withdrawn by the server once it answers ours
+                    await self._answer(payload["sdp"])
+            elif kind == "answer":
+                self._take_answer(payload["sdp"])
             elif kind == "joined" and not self.joined_ns:
                 self.joined_ns = time.perf_counter_ns()
+                if self.leg.rids:
+                    await self._offer()
             elif kind == "state":
                 self.state = str(payload.get("state"))
-            elif kind == "error":
+            elif kind == "error" and not (self.offering and payload.get("code") == "glare"):
                 self.meter.errors.append(f"{self.session_id}: {payload}")
+
+    def _local(self) -> LocalMedia:
+        leg = self.leg
+        return LocalMedia(
+            leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id,
+            tcp=leg.tcp,
+        )  # fmt: skip
+
+    async def _offer(self) -> None:
+        """A simulcast publisher's own offer: sendonly audio ("0") and video in ``leg.rids``
+        ("1")."""
+        leg = self.leg
+        if self.publish[AUDIO]:
+            leg.sending["0"] = ("audio", leg.ssrcs[AUDIO])
+        leg.sending["1"] = ("video", leg.ssrcs[VIDEO])
+        leg.simulcast = {"1": leg.rids}
+        self.offering = True
+        offer = build_offer(self._local(), leg.sending, leg.simulcast)
+        await self._send("offer", {"type": "offer", "sdp": offer})
+
+    def _take_answer(self, sdp: str) -> None:
+        """The server's answer to our offer: our extension ids, the DTLS role, ICE."""
+        if not self.offering:
+            self.meter.errors.append(f"{self.session_id}: an answer to no offer of ours")
+            return
+        self.offering = False
+        leg = self.leg
+        try:
+            answer = parse_offer(sdp)
+        except ValueError as exc:
+            self.meter.errors.append(f"{self.session_id}: {exc}")
+            return
+        for m in answer.media:
+            if m.mid in leg.simulcast and not m.simulcast.startswith("recv"):
+                self.meter.errors.append(f"{self.session_id}: the server refused simulcast")
+        leg.learn_extensions(answer)
+        leg.dtls_server = answer.setup == "active"
+        leg.set_remote(answer)
 
     async def _answer(self, sdp: str) -> None:
         offer = parse_offer(sdp)
@@ -773,11 +901,6 @@ class BenchClient:
             if m.direction == "recvonly" and self.publish[kind] and not taken:
                 leg.sending[m.mid] = (m.kind, leg.ssrcs[kind])
         leg.learn_extensions(offer)
-        local = LocalMedia(
-            leg.ufrag, leg.pwd, leg.fingerprint, leg.port, f"c{self.index}", self.session_id,
-            tcp=leg.tcp,
-        )  # fmt: skip
-        await self._send(
-            "answer", {"type": "answer", "sdp": build_answer(offer, local, leg.sending)}
-        )
+        answer = build_answer(offer, self._local(), leg.sending, leg.simulcast)
+        await self._send("answer", {"type": "answer", "sdp": answer})
         leg.set_remote(offer)

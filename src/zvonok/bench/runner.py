@@ -14,7 +14,10 @@ first media packet) is what ``join_ms`` reports. Measurement happens in a window
 packets are counted by their send time (carried in the packet), so nothing sent before or after
 the window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel receive
 timestamp at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the subscriber's
-event loop − send mark: end to end, the generator's receive path included).
+event loop − send mark: end to end, the generator's receive path included). ``simulcast``: every
+video publisher sends three simulcast layers (``bench.client``); the result says so and counts the
+lower layers' packets apart (``simulcast_lower_layers``: sent, and arrived at subscribers, which
+should be none while the server forwards everyone the top layer).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..media.transport.dtls import DtlsCertificate
-from .client import BenchClient, Meter
+from .client import LOWER_LAYERS, BenchClient, Meter
 from .clip import load_clip
 from .cluster import NodePair, join_split, spawn_pair
 from .janus import run_janus
@@ -80,6 +83,7 @@ async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
     janus: bool = False, workers: int = 1, tcp: bool = False, nodes: int = 1,
+    simulcast: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
@@ -89,7 +93,8 @@ async def run_bench(
     processes of the server it starts (1: the one-process node). ``tcp``: every participant's
     media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP. ``nodes`` 2: two nodes on
     a Redis the bench starts (``bench.cluster``); the senders join through the first, every
-    other late participant through the second (relayed to the room's owner).
+    other late participant through the second (relayed to the room's owner). ``simulcast``:
+    video publishers offer and send three simulcast layers (q/h/f) instead of one stream.
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
@@ -104,6 +109,8 @@ async def run_bench(
             "--nodes 2 starts its own two nodes; not with --url, --janus, --workers, --tcp"
         )
     if janus:
+        if simulcast:
+            raise ValueError("--simulcast measures zvonok's simulcast; not with --janus")
         if tcp:
             raise ValueError("--tcp measures zvonok's ICE-TCP; not with --janus")
         if url is not None:
@@ -111,7 +118,7 @@ async def run_bench(
         window = Window(duration, warmup, pacing, progress, "janus")
         return await run_janus(scenario, room_count, window)
     if nodes == 2:
-        return await _run_pair(scenario, room_count, duration, warmup, progress, pacing)
+        return await _run_pair(scenario, room_count, duration, warmup, progress, pacing, simulcast)
     tmp = None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
@@ -121,7 +128,10 @@ async def run_bench(
             raise ValueError("--url needs --data-dir of that server (its secret and database)")
         target = Target(url.rstrip("/"), data_dir, server_pid)
     try:
-        return await _run(scenario, room_count, duration, warmup, target, progress, pacing, tcp)
+        return await _run(
+            scenario, room_count, duration, warmup, target, progress, pacing, tcp,
+            simulcast=simulcast,
+        )  # fmt: skip
     finally:
         target.stop()
         if tmp is not None:
@@ -130,15 +140,16 @@ async def run_bench(
 
 async def _run_pair(
     s: Scenario, room_count: int, duration: float, warmup: float,
-    progress: Callable[[str], None], pacing: bool,
+    progress: Callable[[str], None], pacing: bool, simulcast: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """The scenario on two nodes of one Redis: join latency direct vs relayed, Redis calls."""
     with tempfile.TemporaryDirectory(prefix="zvonok-bench-") as tmp:
         pair = await spawn_pair(Path(tmp))
         try:
             return await _run(
-                s, room_count, duration, warmup, pair.nodes[0], progress, pacing, pair=pair
-            )
+                s, room_count, duration, warmup, pair.nodes[0], progress, pacing, pair=pair,
+                simulcast=simulcast,
+            )  # fmt: skip
         finally:
             pair.stop()
 
@@ -146,7 +157,7 @@ async def _run_pair(
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
     progress: Callable[[str], None], pacing: bool, tcp: bool = False,
-    pair: NodePair | None = None,
+    pair: NodePair | None = None, simulcast: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     clip, meter = load_clip(), Meter()
     certificate = DtlsCertificate.generate()
@@ -173,7 +184,7 @@ async def _run(
                 index=len(senders) + len(late), url=through.ws_url(kind, room_id),
                 token=target.token(user), room_id=room_id, meter=meter, clip=clip,
                 certificate=certificate, publish=(publish, publish and s.video),
-                speak=True, receivers=s.size - 1, pacing=pacing, tcp=tcp,
+                speak=True, receivers=s.size - 1, pacing=pacing, tcp=tcp, simulcast=simulcast,
             )  # fmt: skip
             client.room_kind, client.node = kind, node
             (senders if sender else late).append(client)
@@ -201,6 +212,12 @@ async def _run(
                                window, parts=parts)  # fmt: skip
         result["workers"] = max(1, len(parts))
         result["transport"] = "tcp" if tcp else "udp"
+        result["simulcast"] = simulcast
+        if simulcast:
+            result["simulcast_lower_layers"] = {
+                "sent": {LOWER_LAYERS[k]: n for k, n in meter.layer_sent.items()},
+                "arrived": {LOWER_LAYERS[k]: n for k, n in meter.layer_received.items()},
+            }
         if parts:
             result.update(await _placement(target, list(parts), rss_parts))
         if pair is not None:
@@ -253,7 +270,8 @@ def summary(result: dict[str, Any]) -> str:
         [
             f"{r['scenario']} on {r.get('server', 'zvonok')}: {r['participants']} participants"
             f" in {r['rooms']} room(s), {r['duration_s']} s measured"
-            + (", media over ICE-TCP" if r.get("transport") == "tcp" else ""),
+            + (", media over ICE-TCP" if r.get("transport") == "tcp" else "")
+            + (", publishers in 3-layer simulcast" if r.get("simulcast") else ""),
             f"  server CPU {r['server_cpu_percent']}% of a core (user {r['server_cpu_user_s']} s,"
             f" system {r['server_cpu_system_s']} s); "
             f"{r['cpu_us_per_delivered_packet']} µs per delivered packet "
@@ -270,10 +288,25 @@ def summary(result: dict[str, Any]) -> str:
             f" join p50 {join['p50']} ms, max {join['max']} ms ({join['count']} joins)",
             f"  generator CPU {r['generator_cpu_percent']}%; loop lag p50/p99/max {lag['p50']}/"
             f"{lag['p99']}/{lag['max']} ms; errors {len(r['errors'])}",
+            *_simulcast_lines(r),
             *_worker_lines(r),
             *_cluster_lines(r),
         ]
     )
+
+
+def _simulcast_lines(r: dict[str, Any]) -> list[str]:
+    """``--simulcast``: the lower layers' packets, sent and arrived (expected: none)."""
+    layers = r.get("simulcast_lower_layers")
+    if not layers:
+        return []
+    sent, arrived = layers["sent"], layers["arrived"]
+    return [
+        "  simulcast: delivery counts the top layer (f) only; lower layers sent "
+        + ", ".join(f"{k} {sent[k]}" for k in sorted(sent))
+        + ", arrived at subscribers "
+        + ", ".join(f"{k} {arrived[k]}" for k in sorted(arrived))
+    ]
 
 
 def _cluster_lines(r: dict[str, Any]) -> list[str]:

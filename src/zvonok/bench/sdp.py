@@ -5,14 +5,25 @@ credentials, the server's candidate, per m-line kind, mid, direction, codecs and
 ``build_answer`` (BUNDLE, rtcp-mux, ``a=setup:active``: the generator is the DTLS client,
 RFC 5763 §5; ``a=ssrc`` and ``a=msid`` for what it publishes, RFC 8830) and ``build_offer`` (a
 publisher's sendonly offer, ``a=setup:actpass``, for servers such as Janus where the client
-offers); ``parse_offer`` reads the server's answer to it as well. Written independently of
+offers, and for ``zvonok bench --simulcast``); ``parse_offer`` reads the server's answer to it as
+well. A video m-line sent in simulcast (``simulcast``: mid -> rids, lowest layer first) is written
+as Chrome writes it: the rtp-stream-id extension (RFC 8852), ``a=rid:<id> send`` per layer
+(RFC 8851), ``a=simulcast:send q;h;f`` (RFC 8853 §5.1) and no ``a=ssrc`` (the SSRCs are learnt
+from the rid extension), in the offer and again in every answer to a later offer that repeats
+that m-line (there as ``recvonly`` with ``a=simulcast:recv``). Written independently of
 ``zvonok.media.sdp`` on purpose, so the benchmark does not share the server's SDP code.
 Imports nothing from zvonok.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RID_ID = 10  # Chrome's id for it
+#: The simulcast layers a ``--simulcast`` publisher sends, lowest first (Chrome's names).
+SIMULCAST_RIDS = ("q", "h", "f")
 
 
 @dataclass
@@ -25,6 +36,8 @@ class OfferedMedia:
     payload_types: list[str]
     lines: list[str]  # the rtpmap/fmtp/rtcp-fb lines
     extensions: dict[str, int] = field(default_factory=dict)
+    simulcast: str = ""  # the a=simulcast value ("" when absent), e.g. "recv q;h;f"
+    rids: list[str] = field(default_factory=list)  # the a=rid lines' values, e.g. "q recv"
 
     def payload_type(self, name: str) -> int | None:
         """The first payload type whose rtpmap names ``name`` (case-insensitive)."""
@@ -93,6 +106,10 @@ def parse_offer(
         elif line.startswith("a=extmap:"):
             ident, _, uri = line[9:].partition(" ")
             media[-1].extensions[uri.strip()] = int(ident.split("/")[0])
+        elif line.startswith("a=simulcast:"):
+            media[-1].simulcast = line[12:].strip()
+        elif line.startswith("a=rid:"):
+            media[-1].rids.append(line[6:].strip())
     address = address or fallback_address
     if not ufrag or not pwd or address is None:
         raise ValueError(f"server offer lacks ICE credentials or a UDP candidate on {hosts}")
@@ -124,8 +141,18 @@ def _codec_lines(m: OfferedMedia, pt: int) -> list[str]:
     return [ln for ln in m.lines if int(ln.split(":", 1)[1].split()[0]) in keep]
 
 
-def build_answer(offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[str, int]]) -> str:
-    """The answer: ``sending`` maps mid -> (kind, ssrc) for the m-lines we publish on."""
+def _simulcast_lines(rids: tuple[str, ...]) -> list[str]:
+    """What a simulcast sender writes for its m-line: a=rid per layer and a=simulcast:send."""
+    return [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
+
+
+def build_answer(
+    offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[str, int]],
+    simulcast: Mapping[str, tuple[str, ...]] | None = None,
+) -> str:  # fmt: skip
+    """The answer: ``sending`` maps mid -> (kind, ssrc) for the m-lines we publish on;
+    ``simulcast`` mid -> rids for those sent in simulcast (no a=ssrc there, RFC 8853)."""
+    simulcast = simulcast or {}
     mids = [m.mid for m in offer.media]
     lines = [
         "v=0",
@@ -159,7 +186,12 @@ def build_answer(offer: OfferInfo, local: LocalMedia, sending: dict[str, tuple[s
             *(f"a=extmap:{ident} {uri}" for uri, ident in m.extensions.items()),
             *pts,
         ]
-        if direction == "sendonly":
+        if direction == "sendonly" and m.mid in simulcast:
+            lines += [
+                f"a=msid:{local.stream} {local.stream}-{m.kind}",
+                *_simulcast_lines(simulcast[m.mid]),
+            ]
+        elif direction == "sendonly":
             ssrc = sending[m.mid][1]
             lines += [
                 f"a=msid:{local.stream} {local.stream}-{m.kind}",
@@ -183,12 +215,18 @@ OFFER_EXTENSIONS = {
 OPUS_PT, VP8_PT = 111, 96
 
 
-def build_offer(local: LocalMedia, sending: dict[str, tuple[str, int]]) -> str:
+def build_offer(
+    local: LocalMedia, sending: dict[str, tuple[str, int]],
+    simulcast: Mapping[str, tuple[str, ...]] | None = None,
+) -> str:  # fmt: skip
     """A publisher's offer: one sendonly m-line per ``sending`` entry (mid -> (kind, ssrc)).
 
     Opus (48 kHz stereo, in-band FEC) or VP8 with NACK/PLI/FIR feedback, BUNDLE, rtcp-mux,
     ``a=setup:actpass`` (the answerer picks the DTLS role), no RTX, our one host candidate.
+    A video mid in ``simulcast`` (mid -> rids, lowest first) is offered as Chrome offers
+    simulcast: the rtp-stream-id extension, a=rid per layer, a=simulcast:send, no a=ssrc.
     """
+    simulcast = simulcast or {}
     lines = [
         "v=0",
         f"o=- {local.port} 2 IN IP4 {local.host}",
@@ -219,10 +257,19 @@ def build_offer(local: LocalMedia, sending: dict[str, tuple[str, int]]) -> str:
             "a=rtcp-mux",
             "a=sendonly",
             *(f"a=extmap:{ident} {uri}" for ident, uri in OFFER_EXTENSIONS[kind]),
-            *codec,
-            f"a=msid:{local.stream} {local.stream}-{kind}",
-            f"a=ssrc:{ssrc} cname:{local.cname}",
-            f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{kind}",
+        ]
+        rids = simulcast.get(mid) if kind == "video" else None
+        if rids:
+            lines.append(f"a=extmap:{RID_ID} {RID_URI}")
+        lines += [*codec, f"a=msid:{local.stream} {local.stream}-{kind}"]
+        if rids:
+            lines += _simulcast_lines(rids)
+        else:
+            lines += [
+                f"a=ssrc:{ssrc} cname:{local.cname}",
+                f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{kind}",
+            ]
+        lines += [
             f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host",
             "a=end-of-candidates",
         ]
