@@ -22,6 +22,7 @@ from .mediaview import (
     LayerView,
     downlink_estimate,
     is_simulcast,
+    link_open,
     producer_layers,
     set_target_layer,
 )
@@ -150,7 +151,9 @@ class RoomAdaptation:
         wishes = {
             t: Wish(w.paused, w.max_width, w.max_height) for t, w in participant.wishes.items()
         }
-        decisions = sub.allocator.allocate(now, sub.estimate, video, audio, wishes)
+        decisions = sub.allocator.allocate(
+            now, sub.estimate, video, audio, wishes, open_link=link_open(participant.media)
+        )
         for track_id, decision in decisions.items():
             set_target_layer(consumers[track_id], decision.layer)
             self.targets.setdefault(track_id, {})[participant.session_id] = decision.layer

@@ -11,7 +11,9 @@ docs/media.md "## Layer allocation":
   cameras; the budget is 90 % of the estimate minus ``AUDIO_RESERVE`` per audio track; each track
   gets the highest layer that its wishes allow and the remaining budget carries; one that cannot
   carry even its lowest layer is paused. Down at once; up only once the remaining budget has
-  exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds.
+  exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds, or, when the
+  estimate is only capped by what was sent (an *open* link), one layer up on trial
+  (``PROBE_*``).
 - ``Dynacast``: one per published simulcast track. Given the union of the layers its subscribers
   are given, it decides which layers the publisher should send: a layer nobody has wanted for
   ``OFF_AFTER`` seconds is turned off, a wanted one on at once; the lowest layer is never turned
@@ -36,6 +38,18 @@ UP_HOLD = 2.0
 #: The width assumed for the top layer of a track whose layers' widths are unknown; each lower
 #: layer is taken as half the width of the one above (the SDK's 1/4, 1/2, 1 ladder).
 NOMINAL_TOP_WIDTH = 1280
+#: Probing up: the estimate of a link that showed no congestion is capped by what was sent
+#: (docs/media.md, "Congestion control": at most 1.5 x acknowledged), so it may never cover the
+#: next layer by itself. After the link has been *open* (the estimate at that cap, no overuse,
+#: little loss) for ``PROBE_WAIT`` seconds, one track goes up one layer anyway (if that layer is
+#: at most ``PROBE_RATIO`` x the estimate), on trial: it is kept while the estimate stays above
+#: ``PROBE_DROP`` x its highest value since, until the estimate carries the layer by itself
+#: (success). A probe the estimate punished doubles the wait before the next one, up to
+#: ``PROBE_WAIT_MAX``; a success resets it.
+PROBE_WAIT = 4.0
+PROBE_WAIT_MAX = 16.0
+PROBE_DROP = 0.9
+PROBE_RATIO = 2.0
 #: Dynacast: a layer nobody wants is turned off after this many seconds.
 OFF_AFTER = 5.0
 #: Dynacast: at most one ``publish-layers`` per track per this many seconds (turning on: at once).
@@ -93,6 +107,14 @@ class _TrackState:
     decided: bool = False
 
 
+@dataclass(slots=True)
+class _Probe:
+    track_id: str
+    layer: int
+    started: float
+    estimate: int
+
+
 def eligible_layers(layers: Sequence[Layer], wish: Wish) -> list[int]:
     """The indexes of the available layers ``wish`` allows, lowest first. A layer whose width
     (height) is above ``max_width`` (``max_height``) is left out, unless that leaves nothing:
@@ -121,6 +143,12 @@ class LayerAllocator:
 
     def __init__(self) -> None:
         self._tracks: dict[str, _TrackState] = {}
+        self._open_since: float | None = None
+        self._probe: _Probe | None = None
+        self._probe_wait = PROBE_WAIT
+        self._next_probe = float("-inf")
+        self.probes = 0
+        self.failed_probes = 0
 
     def allocate(
         self,
@@ -129,11 +157,21 @@ class LayerAllocator:
         video: Sequence[VideoTrack],
         audio_tracks: int = 0,
         wishes: Mapping[str, Wish] | None = None,
+        *,
+        open_link: bool = False,
     ) -> dict[str, Decision]:
-        """Decide every track of ``video`` (given in join order; screen shares go first)."""
+        """Decide every track of ``video`` (given in join order; screen shares go first).
+        ``open_link``: the estimate sits at the cap of what was sent, with no congestion seen
+        (the only way up past that cap is a probe)."""
         wishes = wishes or {}
-        for track_id in [t for t in self._tracks if t not in {v.track_id for v in video}]:
+        live = {v.track_id for v in video}
+        for track_id in [t for t in self._tracks if t not in live]:
             del self._tracks[track_id]
+        if not open_link or estimate is None:
+            self._open_since = None
+        elif self._open_since is None:
+            self._open_since = now
+        probe = self._check_probe(now, estimate, live)
         budget: float | None = None
         if estimate is not None:
             budget = estimate * BUDGET_SHARE - AUDIO_RESERVE * audio_tracks
@@ -143,10 +181,72 @@ class LayerAllocator:
             track = video[i]
             state = self._tracks.setdefault(track.track_id, _TrackState())
             decision = self._one(now, state, track, wishes.get(track.track_id, NO_WISH), budget)
+            if probe is not None and probe.track_id == track.track_id:
+                if decision.layer is not None and decision.layer >= probe.layer:
+                    self._probe_done(now, held=True)  # the estimate carries it now
+                    probe = None
+                else:
+                    decision = Decision(probe.layer)  # on trial: kept while the estimate holds
+                    state.current = probe.layer
             out[track.track_id] = decision
             if budget is not None and decision.layer is not None:
-                budget -= track.layers[decision.layer].bitrate
+                budget -= min(track.layers[decision.layer].bitrate, max(budget, 0.0))
+        if self._probe is None and estimate is not None:
+            self._start_probe(now, estimate, video, order, wishes, out)
         return out
+
+    def _check_probe(self, now: float, estimate: int | None, live: set[str]) -> _Probe | None:
+        """The probe still on trial, or None (there is none, or the link just pushed back)."""
+        probe = self._probe
+        if probe is None:
+            return None
+        if probe.track_id not in live:
+            self._probe = None
+            return None
+        if estimate is None or estimate < probe.estimate * PROBE_DROP:
+            self._probe_done(now, held=False)
+            return None
+        probe.estimate = max(probe.estimate, estimate)
+        return probe
+
+    def _probe_done(self, now: float, *, held: bool) -> None:
+        self._probe = None
+        if held:
+            self._probe_wait = PROBE_WAIT
+        else:
+            self.failed_probes += 1
+            self._probe_wait = min(self._probe_wait * 2, PROBE_WAIT_MAX)
+        self._next_probe = now + self._probe_wait
+        self._open_since = None
+
+    def _start_probe(
+        self,
+        now: float,
+        estimate: int,
+        video: Sequence[VideoTrack],
+        order: Sequence[int],
+        wishes: Mapping[str, Wish],
+        out: dict[str, Decision],
+    ) -> None:
+        since = self._open_since
+        if since is None or now - since < PROBE_WAIT or now < self._next_probe:
+            return
+        for i in order:
+            track = video[i]
+            layer = out[track.track_id].layer
+            if layer is None:
+                continue  # a paused track is not a probe (audio shares that link)
+            wish = wishes.get(track.track_id, NO_WISH)
+            if wish.paused:
+                continue
+            up = [a for a in eligible_layers(track.layers, wish) if a > layer]
+            if not up or track.layers[up[0]].bitrate > PROBE_RATIO * estimate:
+                continue
+            self._probe = _Probe(track.track_id, up[0], now, estimate)
+            self._tracks[track.track_id].current = up[0]
+            out[track.track_id] = Decision(up[0])
+            self.probes += 1
+            return
 
     def _one(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..media.forwarding.bwe import ACKED_CAP, Usage
 from ..media.forwarding.consumer import Consumer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
@@ -66,3 +67,24 @@ def recent_packets(producer: Producer) -> Sequence[bytes]:
 def downlink_estimate(media: MediaSession) -> int | None:
     """A media session's downlink estimate in bit/s (``None`` until it has one)."""
     return media.downlink.estimate_bps
+
+
+#: The link counts as open while the estimate is within this share of its cap (1.5 x acked).
+OPEN_SHARE = 0.9
+#: ... and the loss the estimator measured is below this.
+OPEN_LOSS = 0.02
+
+
+def link_open(media: MediaSession) -> bool:
+    """The downlink estimate is capped by what was sent, not by congestion: it sits at its
+    ceiling (``ACKED_CAP`` x the acknowledged bitrate), the delay detector does not see overuse
+    and loss is low. The allocator may then try a higher layer (docs/media.md)."""
+    downlink = media.downlink
+    estimate = downlink.estimate_bps
+    estimator = downlink.estimator
+    acked = estimator.acked_bps
+    if estimate is None or acked is None or estimator.usage is Usage.OVERUSE:
+        return False
+    if downlink.loss >= OPEN_LOSS:
+        return False
+    return estimate >= OPEN_SHARE * (ACKED_CAP * acked + 10_000)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
+from zvonok.media.forwarding.bwe import Usage
 from zvonok.media.forwarding.consumer import Consumer
 from zvonok.media.forwarding.endpoint import MediaEndpoint
 from zvonok.media.forwarding.router import ConsumerParams, ProducerParams, Router
@@ -46,8 +47,18 @@ STEP = 0.05
 
 
 @dataclass
+class Estimator:
+    acked_bps: int | None = None
+    usage: Usage = Usage.NORMAL
+
+
+@dataclass
 class Downlink:
+    """``MediaSession.downlink`` as the rooms layer reads it."""
+
     estimate_bps: int | None = None
+    loss: float = 0.0
+    estimator: Estimator = field(default_factory=Estimator)
 
 
 @dataclass

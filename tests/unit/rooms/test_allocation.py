@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from zvonok.rooms.allocation import (
     AUDIO_RESERVE,
     BUDGET_SHARE,
     OFF_AFTER,
+    PROBE_WAIT,
+    PROBE_WAIT_MAX,
     UP_HOLD,
     Decision,
     Dynacast,
@@ -157,3 +161,50 @@ def test_dynacast_never_turns_the_lowest_layer_off() -> None:
     dynacast.update(0, [])
     assert dynacast.update(OFF_AFTER, []) == [True, False, False]
     assert dynacast.update(100, []) is None
+
+
+def test_an_open_link_probes_one_layer_up_and_keeps_it_while_the_estimate_holds() -> None:
+    allocator = LayerAllocator()
+    run = allocator.allocate
+    assert run(0, 300_000, [cam()], open_link=True)["c"].layer == 0
+    assert run(PROBE_WAIT - 0.5, 300_000, [cam()], open_link=True)["c"].layer == 0
+    assert run(PROBE_WAIT, 300_000, [cam()], open_link=True)["c"].layer == 1  # on trial
+    assert allocator.probes == 1
+    # the estimate grows as the new layer flows: kept, and once it carries it, a success
+    assert run(PROBE_WAIT + 1, 320_000, [cam()], open_link=False)["c"].layer == 1
+    assert run(PROBE_WAIT + 2, 620_000, [cam()], open_link=False)["c"].layer == 1
+    assert allocator.failed_probes == 0
+    # the next probe (to 1.5 Mbit/s: at most twice the estimate) after another open stretch
+    assert run(PROBE_WAIT + 3, 800_000, [cam()], open_link=True)["c"].layer == 1
+    assert run(2 * PROBE_WAIT + 3, 800_000, [cam()], open_link=True)["c"].layer == 2
+    assert allocator.probes == 2
+
+
+def test_a_probe_the_link_punishes_goes_down_at_once_and_backs_off() -> None:
+    allocator = LayerAllocator()
+    run = allocator.allocate
+    run(0, 300_000, [cam()], open_link=True)
+    assert run(PROBE_WAIT, 300_000, [cam()], open_link=True)["c"].layer == 1
+    assert run(PROBE_WAIT + 0.5, 260_000, [cam()], open_link=False)["c"].layer == 0
+    assert allocator.failed_probes == 1
+    # the wait doubled: open from now on, the next probe comes 2 x PROBE_WAIT later
+    t = PROBE_WAIT + 0.5
+    while run(t, 300_000, [cam()], open_link=True)["c"].layer == 0:
+        t += 0.5
+    assert t == pytest.approx(PROBE_WAIT + 0.5 + 2 * PROBE_WAIT)
+    run(t + 0.5, 200_000, [cam()])  # punished again: 4 x, then capped
+    t2 = t + 0.5
+    while run(t2, 300_000, [cam()], open_link=True)["c"].layer == 0:
+        t2 += 0.5
+    assert t2 - (t + 0.5) == pytest.approx(min(4 * PROBE_WAIT, PROBE_WAIT_MAX))
+
+
+def test_no_probe_on_a_congested_link_nor_for_a_paused_track() -> None:
+    allocator = LayerAllocator()
+    for t in range(20):
+        assert allocator.allocate(t, 300_000, [cam()])["c"].layer == 0
+    starved = LayerAllocator()
+    for t in range(20):
+        decision = starved.allocate(t, 100_000, [cam()], audio_tracks=1, open_link=True)
+        assert decision["c"] == Decision(None, "bandwidth")
+    assert allocator.probes == starved.probes == 0
