@@ -105,7 +105,7 @@ class MediaSession:
         consumer = self._router.consume(producer, params, sink=self.transport)
         self.endpoint.add_consumer(consumer)
         self._consumers[producer.id] = consumer
-        self.downlink.consumed(producer, params)
+        self.downlink.consumed(producer, params, consumer)
         return consumer
 
     def close_producer(self, producer_id: str) -> None:
@@ -127,6 +127,7 @@ class MediaSession:
         if self.closed:
             return
         self.closed = True
+        self.downlink.close()
         for producer_id in list(self._producers):
             self.close_producer(producer_id)
         for producer_id in list(self._consumers):

@@ -31,12 +31,17 @@ class Link:
         loss: float = 0.0,
         reorder: bool = False,
         seed: int = 1,
+        media_bps: float | None = None,
+        start_bps: int = START_BPS,
     ) -> None:
+        self.media_bps = media_bps  # an application-limited sender: this rate, not the estimate
+        self.probe_until = -1
+        self.probe_bps = 0.0
         self.capacity = capacity
         self.loss = loss
         self.reorder = reorder
         self.rng = random.Random(seed)
-        self.estimator = DownlinkEstimator()
+        self.estimator = DownlinkEstimator(start_bps)
         self.now = 0
         self.seq = 0
         self.link_free = 0
@@ -45,7 +50,19 @@ class Link:
         self.trace: list[tuple[float, int]] = []  # (seconds, estimate)
 
     def rate(self) -> float:
+        if self.now < self.probe_until:
+            return self.probe_bps
+        if self.media_bps is not None:
+            return self.media_bps
         return float(self.estimator.estimate_bps or START_BPS)
+
+    def probe(self, target_bps: int, seconds: float = 0.3) -> None:
+        """Send at ``target_bps`` for ``seconds`` (a probe cluster), then run on."""
+        self.estimator.start_probe(self.now, target_bps)
+        self.probe_bps = target_bps
+        self.probe_until = self.now + int(seconds * 1e6)
+        self.run(seconds)
+        self.estimator.end_probe(self.now)
 
     def run(self, seconds: float) -> None:
         end = self.now + int(seconds * 1e6)
@@ -182,3 +199,30 @@ def test_bounds_and_rtt() -> None:
     starved = Link(lambda t: 20_000)
     starved.run(20)
     assert starved.estimate_at(20) >= MIN_BPS
+
+
+def test_an_application_limited_sender_needs_probes_to_climb() -> None:
+    link = Link(lambda t: 3_000_000, media_bps=150_000, start_bps=200_000)
+    link.run(10)
+    capped = link.estimate_at(10)
+    assert capped <= 300_000 and link.estimator.app_limited  # 1.5 x acknowledged + 10k
+    probes = []
+    for _ in range(3):  # probe at twice the estimate, once a second
+        target = 2 * (link.estimator.estimate_bps or 0)
+        link.probe(target)
+        link.run(0.7)
+        probes.append(link.estimator.probe_result)
+    assert all(p is not None and p[0] >= 0.8 * p[1] for p in probes), probes
+    assert (link.estimator.estimate_bps or 0) >= 6 * capped >= 1_500_000
+    link.run(5)  # the estimate is not cut back to the forwarded rate's cap
+    assert (link.estimator.estimate_bps or 0) >= 1_600_000
+
+
+def test_a_probe_beyond_the_link_measures_the_link() -> None:
+    link = Link(lambda t: 600_000, media_bps=150_000, start_bps=200_000)
+    link.run(5)
+    link.probe(2_000_000)
+    link.run(1.5)
+    result = link.estimator.probe_result
+    assert result is not None and 450_000 <= result[0] <= 700_000, result
+    assert (link.estimator.estimate_bps or 0) <= 700_000

@@ -11,8 +11,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from zvonok.media.forwarding.bwe import DownlinkEstimator
 from zvonok.media.forwarding.twcc import (
     MAX_STATUSES,
+    PROBE_DURATION,
+    PROBE_TICK,
     TWCC_URI,
     Downlink,
     FeedbackAdapter,
@@ -111,6 +114,28 @@ class FakeProducer:
     extensions: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class FakeCore:
+    last_out_seq: int = 1000
+    packets_sent: int = 500
+
+
+@dataclass
+class FakeConsumer:
+    """The consumer surface probing uses; ``nacked`` records the resends asked for."""
+
+    rtx_ssrc: int | None = 77
+    closed: bool = False
+    paused: bool = False
+    current_layer: int | None = 0
+    core: FakeCore = field(default_factory=FakeCore)
+    nacked: list[list[int]] = field(default_factory=list)
+    producer: object = None
+
+    def receive_nack(self, seqs: Any) -> None:
+        self.nacked.append(list(seqs))
+
+
 def test_downlink_wires_both_directions() -> None:
     publisher_transport, subscriber_transport = FakeTransport(), FakeTransport()
     publisher = Downlink(publisher_transport, FakeEndpoint())
@@ -123,11 +148,12 @@ def test_downlink_wires_both_directions() -> None:
     publisher.produced(FakeProducer({TWCC_URI: 3}))  # the same id: set once
     publisher.produced(plain)
     assert publisher_transport.receive == [3]
-    subscriber.consumed(plain, Params(ext_id_map={3: 9}))  # the publisher has no transport-cc
+    consumer = FakeConsumer()
+    subscriber.consumed(plain, Params(ext_id_map={3: 9}), consumer)  # no transport-cc published
     assert subscriber_transport.send == [] and subscriber.estimate_bps is None
-    subscriber.consumed(producer, Params(ext_id_map={1: 1}))  # the subscriber has none
+    subscriber.consumed(producer, Params(ext_id_map={1: 1}), consumer)  # the subscriber has none
     assert subscriber_transport.send == []
-    subscriber.consumed(producer, Params(ext_id_map={3: 7}))
+    subscriber.consumed(producer, Params(ext_id_map={3: 7}), consumer)
     assert subscriber_transport.send == [7]
     # feedback for 40 packets of 1,000 bytes sent 5 ms apart, all received 30 ms later
     subscriber_transport.history = {s: (s * 5_000, 1_000) for s in range(40)}
@@ -246,3 +272,51 @@ async def test_transport_stamps_what_it_sends() -> None:
         t.close()
         await udp.close()
         peer.close()
+
+
+async def test_downlink_probes_when_the_estimate_is_capped_by_what_is_forwarded() -> None:
+    transport, endpoint = FakeTransport(), FakeEndpoint()
+    now = [0]
+    downlink = Downlink(transport, endpoint, clock_us=lambda: now[0])
+    producer = FakeProducer({TWCC_URI: 3})
+    video, audio = FakeConsumer(), FakeConsumer(rtx_ssrc=None)
+    downlink.consumed(producer, Params(ext_id_map={3: 5}), audio)
+    downlink.consumed(producer, Params(ext_id_map={3: 5}), video)
+    downlink.estimator = DownlinkEstimator(start_bps=200_000)
+    # 150 kbit/s forwarded (one 1,250-byte packet every 66.7 ms), arriving 30 ms later
+    transport.history = {s: (s * 66_667, 1_250) for s in range(200)}
+    for start in range(0, 150, 5):
+        arrivals: list[int | None] = [s * 66_667 + 30_000 for s in range(start, start + 5)]
+        now[0] = (start + 5) * 66_667 + 40_000
+        downlink.on_feedback(TransportFeedback.build(1, 2, start // 5, start, arrivals))
+    assert downlink.estimator.app_limited and downlink.probes == 1
+    await asyncio.sleep(0.45)
+    assert not audio.nacked and len(video.nacked) == round(PROBE_DURATION / PROBE_TICK)
+    assert all(seqs and all(s <= 1000 for s in seqs) for seqs in video.nacked)
+    assert downlink._probe_timer is None  # ended: no timer while not probing
+    downlink.close()
+    assert downlink.closed
+
+
+async def test_no_probe_beyond_what_the_tracks_can_use() -> None:
+    @dataclass
+    class Layer:
+        bitrate: int
+
+    @dataclass
+    class Track:
+        layers: list[Layer]
+
+    transport, endpoint = FakeTransport(), FakeEndpoint()
+    now = [0]
+    downlink = Downlink(transport, endpoint, clock_us=lambda: now[0])
+    video = FakeConsumer(producer=Track([Layer(100_000), Layer(150_000)]))
+    downlink.consumed(FakeProducer({TWCC_URI: 3}), Params(ext_id_map={3: 5}), video)
+    downlink.estimator = DownlinkEstimator(start_bps=200_000)
+    transport.history = {s: (s * 66_667, 1_250) for s in range(200)}
+    for start in range(0, 150, 5):
+        arrivals: list[int | None] = [s * 66_667 + 30_000 for s in range(start, start + 5)]
+        now[0] = (start + 5) * 66_667 + 40_000
+        downlink.on_feedback(TransportFeedback.build(1, 2, start // 5, start, arrivals))
+    # capped by what is forwarded, but 1.5 x the best layer (225 kbit/s) is covered already
+    assert downlink.estimator.app_limited and downlink.probes == 0

@@ -7,7 +7,10 @@ compared with an adaptive threshold (§5.4, the trendline filter replacing §5.3
 today's GoogCC does), an overuse / normal / underuse signal driving an AIMD rate controller
 (§5.5) — and the loss-based controller of §6, the estimate being the smaller of the two. Input:
 ``PacketResult``s (send time, size, arrival time or lost) that ``twcc.FeedbackAdapter`` makes of
-the subscriber's ``TransportFeedback``. The algorithm and its constants are written down in
+the subscriber's ``TransportFeedback``. Probe clusters (``start_probe``/``end_probe``: extra
+packets the sender adds for a few hundred milliseconds while the forwarded rate is below what the
+link may carry) are measured as GoogCC's probe estimator does and raise the estimate to what the
+link delivered. The algorithm and its constants are written down in
 docs/media.md, "Congestion control (transport-wide CC)". Pure computation: no I/O, no clock of its
 own (every call carries ``now``, µs).
 Must not import anything from zvonok outside ``zvonok.media``.
@@ -60,6 +63,14 @@ LOSS_INTERVAL_US = 300_000
 ACKED_WINDOW_US = 500_000
 #: An estimate is reported once this many packets have been acknowledged.
 MIN_ACKED_PACKETS = 20
+#: A probe cluster counts with at least this many packets received; the estimate goes to this
+#: share of what it measured; a receive rate below PROBE_LIMITED × the send rate means the link
+#: limited the probe.
+PROBE_MIN_PACKETS = 5
+PROBE_SHARE = 0.95
+PROBE_LIMITED = 0.9
+#: A cluster not fully reported this long after its end is measured with what arrived (µs).
+PROBE_TIMEOUT_US = 1_000_000
 
 
 class Usage(Enum):
@@ -77,6 +88,52 @@ class PacketResult:
     send_us: int
     size: int
     arrival_us: int | None
+
+
+class _Probe:
+    """What feedback showed of one probe cluster (packets sent in its window)."""
+
+    __slots__ = ("start_us", "end_us", "target_bps", "sent", "sent_bytes", "first_send",
+                 "last_send", "last_size", "received", "recv_bytes", "first_arrival",
+                 "last_arrival", "last_recv_size")  # fmt: skip
+
+    def __init__(self, start_us: int, target_bps: int) -> None:
+        self.start_us = start_us
+        self.end_us: int | None = None
+        self.target_bps = target_bps
+        self.sent = self.sent_bytes = self.received = self.recv_bytes = 0
+        self.first_send = self.first_arrival = 1 << 62
+        self.last_send = self.last_arrival = -(1 << 62)
+        self.last_size = self.last_recv_size = 0
+
+    def add(self, r: PacketResult) -> None:
+        self.sent += 1
+        self.sent_bytes += r.size
+        self.first_send = min(self.first_send, r.send_us)
+        if r.send_us >= self.last_send:
+            self.last_send, self.last_size = r.send_us, r.size
+        if r.arrival_us is None:
+            return
+        self.received += 1
+        self.recv_bytes += r.size
+        self.first_arrival = min(self.first_arrival, r.arrival_us)
+        if r.arrival_us >= self.last_arrival:
+            self.last_arrival, self.last_recv_size = r.arrival_us, r.size
+
+    def rate(self) -> int | None:
+        """min(send rate, receive rate) of the cluster (the last packet's bytes left out of
+        each, as they end the span); the receive rate alone when the link limited it."""
+        if self.received < PROBE_MIN_PACKETS:
+            return None
+        send_span = self.last_send - self.first_send
+        recv_span = self.last_arrival - self.first_arrival
+        if send_span <= 0 or recv_span <= 0:
+            return None
+        send = (self.sent_bytes - self.last_size) * 8e6 / send_span
+        recv = (self.recv_bytes - self.last_recv_size) * 8e6 / recv_span
+        if recv < PROBE_LIMITED * send:
+            return int(recv)
+        return int(min(send, recv))
 
 
 class _Trendline:
@@ -143,6 +200,10 @@ class DownlinkEstimator:
         self._loss_since_us: int | None = None
         self._loss_updated_us: int | None = None
         self.feedbacks = 0
+        # the probe cluster being measured: send window, target, and what feedback showed of it
+        self._probe: _Probe | None = None
+        #: The last probe's measured rate (bits/s) and its target, None before any.
+        self.probe_result: tuple[int, int] | None = None
 
     # -- the output -------------------------------------------------------------------------
 
@@ -151,6 +212,21 @@ class DownlinkEstimator:
         if self._acked_packets < MIN_ACKED_PACKETS:
             return None
         return int(min(self._delay_bps, self._loss_bps))
+
+    @property
+    def app_limited(self) -> bool:
+        """The estimate sits at the cap the acknowledged rate puts on it: what is forwarded does
+        not show what the link could carry (a probe would)."""
+        acked = self.acked_bps
+        return acked is not None and self._delay_bps >= 0.95 * (ACKED_CAP * acked + 10_000)
+
+    def start_probe(self, now_us: int, target_bps: int) -> None:
+        """Packets sent from ``now_us`` until ``end_probe`` form a probe cluster."""
+        self._probe = _Probe(now_us, target_bps)
+
+    def end_probe(self, now_us: int) -> None:
+        if self._probe is not None and self._probe.end_us is None:
+            self._probe.end_us = now_us
 
     def on_rtt(self, seconds: float) -> None:
         self.rtt = seconds if self.rtt is None else 0.875 * self.rtt + 0.125 * seconds
@@ -173,6 +249,34 @@ class DownlinkEstimator:
             self._group_packet(r)
         self._update_loss(len(received), lost, now_us)
         self._update_rate(now_us)
+        if self._probe is not None:
+            self._measure_probe(results, now_us)
+
+    def _measure_probe(self, results: list[PacketResult], now_us: int) -> None:
+        probe = self._probe
+        assert probe is not None
+        done = False
+        for r in results:
+            if r.send_us < probe.start_us:
+                continue
+            if probe.end_us is not None and r.send_us > probe.end_us:
+                done = True
+                continue
+            probe.add(r)
+        if probe.end_us is not None and now_us - probe.end_us > PROBE_TIMEOUT_US:
+            done = True
+        if not done:
+            return
+        self._probe = None
+        rate = probe.rate()
+        if rate is None:
+            return
+        self.probe_result = (rate, probe.target_bps)
+        if self.usage is Usage.OVERUSE:
+            return  # the probe itself overloaded the link: the decrease stands
+        bps = min(float(rate) * PROBE_SHARE, MAX_BPS)
+        self._delay_bps = max(self._delay_bps, bps)
+        self._loss_bps = max(self._loss_bps, bps)
 
     def _acknowledge(self, r: PacketResult) -> None:
         assert r.arrival_us is not None
@@ -275,8 +379,9 @@ class DownlinkEstimator:
                 rate += 0.5 * PACKET_BITS * dt / response_s
             else:
                 rate *= (1 + INCREASE_PER_S) ** dt
-            if acked is not None:
-                rate = min(rate, ACKED_CAP * acked + 10_000)
+            cap = None if acked is None else ACKED_CAP * acked + 10_000
+            if cap is not None and rate > cap:
+                rate = max(self._delay_bps, cap)  # no growth beyond it, no cut either
         # UNDERUSE: hold (the queues are draining)
         self._delay_bps = min(max(rate, MIN_BPS), MAX_BPS)
 

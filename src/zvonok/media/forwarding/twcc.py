@@ -17,17 +17,24 @@ Owns:
   consumer's extension map → ``set_twcc_send``), feeds the subscriber's feedback
   (``MediaEndpoint.on_transport_feedback``) to a ``bwe.DownlinkEstimator`` and exposes
   ``estimate_bps`` (None until enough feedback, or without transport-cc), ``loss``, ``rtt``.
+  It also probes: what is forwarded only shows the link up to what it carries, so while the
+  estimate sits at the cap the acknowledged rate puts on it (and the link shows neither overuse
+  nor loss) it resends recent video packets as RTX (RFC 4588, through the consumer's NACK path)
+  for ``PROBE_DURATION`` at ``PROBE_GAIN`` × the estimate — a probe cluster the estimator
+  measures — at most every ``PROBE_INTERVAL`` (``PROBE_AGAIN`` after a probe that got through).
+  One timer during a probe, none otherwise; ``close`` cancels it.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from ..packets.rtcp import TWCC_REFERENCE_US, TransportFeedback
-from .bwe import DownlinkEstimator, PacketResult
+from .bwe import LOSS_LOW, MAX_BPS, DownlinkEstimator, PacketResult, Usage
 
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 #: Most packet statuses in one feedback packet (≤ ~1,000 bytes even with every delta large).
@@ -36,6 +43,21 @@ MAX_STATUSES = 400
 MAX_SPAN = 0x4000
 #: Send-side duplicate filter: seqs remembered (a power of 2).
 _SEEN = 4096
+#: Probing: at most every PROBE_INTERVAL seconds (PROBE_AGAIN after a probe that delivered at
+#: least PROBE_OK of its target), for PROBE_DURATION seconds in PROBE_TICK steps, at PROBE_GAIN ×
+#: the estimate; a resent packet counts as PROBE_PACKET bytes; recent packets from up to
+#: PROBE_DEPTH back are resent.
+PROBE_INTERVAL = 5.0
+PROBE_AGAIN = 1.0
+PROBE_OK = 0.8
+PROBE_DURATION = 0.3
+PROBE_TICK = 0.02
+PROBE_GAIN = 2.0
+PROBE_PACKET = 1_100
+PROBE_DEPTH = 64
+#: No probe beyond this multiple of what the received tracks' best layers need together (their
+#: producers' measured layer bitrates): a strong link is not probed up to 10 Mbit/s for nothing.
+PROBE_CEILING = 1.5
 
 
 class FeedbackBuilder:
@@ -163,6 +185,37 @@ class _Consumed(Protocol):
         ...
 
 
+class _Numbering(Protocol):
+    @property
+    def last_out_seq(self) -> int: ...
+    @property
+    def packets_sent(self) -> int: ...
+
+
+class _Resender(Protocol):
+    """A consumer, as far as probing uses it."""
+
+    @property
+    def rtx_ssrc(self) -> int | None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def current_layer(self) -> int | None: ...
+    @property
+    def core(self) -> _Numbering: ...
+    @property
+    def producer(self) -> object: ...
+    def receive_nack(self, seqs: Iterable[int], /) -> None: ...
+
+
+def _best_layer_bps(consumer: _Resender) -> int:
+    """The measured bitrate of the consumer's producer's best layer (0: unknown)."""
+    layers = getattr(consumer.producer, "layers", ())
+    return max((int(getattr(layer, "bitrate", 0) or 0) for layer in layers), default=0)
+
+
 class Downlink:
     """One session's transport-wide CC: feedback to it as a publisher, the estimate of its
     downlink as a subscriber."""
@@ -180,6 +233,18 @@ class Downlink:
         self.adapter = FeedbackAdapter(transport.twcc_lookup)
         self.receive_id = 0
         self.send_id = 0
+        #: Probe when the estimate is capped by what is forwarded (the rooms layer may turn it
+        #: off); counts of probes started and packets resent for them.
+        self.probing = True
+        self.probes = 0
+        self.probe_packets = 0
+        self._consumers: list[_Resender] = []
+        self._probe_timer: asyncio.Handle | None = None
+        self._last_probe_us = -(1 << 62)
+        self._probe_ticks = 0
+        self._probe_per_tick = 0
+        self._probe_back = 0
+        self.closed = False
         endpoint.on_transport_feedback = self.on_feedback
 
     @property
@@ -204,9 +269,12 @@ class Downlink:
             self.receive_id = ext_id
             self._transport.set_twcc_receive(ext_id)
 
-    def consumed(self, producer: _Published, params: _Consumed) -> None:
+    def consumed(self, producer: _Published, params: _Consumed, consumer: _Resender) -> None:
         """A track this session receives: stamp what goes to it when both sides negotiated
-        transport-cc (the publisher's id is kept in place by the consumer's extension map)."""
+        transport-cc (the publisher's id is kept in place by the consumer's extension map); its
+        consumer may carry probes."""
+        self._consumers = [c for c in self._consumers if not c.closed]
+        self._consumers.append(consumer)
         pub_id = producer.extensions.get(TWCC_URI)
         ext_id = params.ext_id_map.get(pub_id, 0) if pub_id else 0
         if ext_id and ext_id != self.send_id:
@@ -216,5 +284,79 @@ class Downlink:
     def on_feedback(self, feedback: TransportFeedback) -> None:
         """The subscriber's feedback (from the endpoint): into the estimator."""
         results = self.adapter.results(feedback)
-        if results:
-            self.estimator.on_feedback(results, self._clock_us())
+        if not results:
+            return
+        now = self._clock_us()
+        self.estimator.on_feedback(results, now)
+        if self.probing and self._probe_timer is None and not self.closed:
+            self._maybe_probe(now)
+
+    def close(self) -> None:
+        """Stop probing (the session is closing). Idempotent."""
+        self.closed = True
+        timer, self._probe_timer = self._probe_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._consumers = []
+
+    # -- probing ------------------------------------------------------------------------------
+
+    def _sources(self) -> list[_Resender]:
+        """Consumers whose RTX resends can carry a probe: video with RTX, flowing."""
+        return [
+            c
+            for c in self._consumers
+            if c.rtx_ssrc is not None
+            and not c.closed
+            and not c.paused
+            and c.current_layer is not None
+            and c.core.packets_sent > 0
+        ]
+
+    def _maybe_probe(self, now_us: int) -> None:
+        est = self.estimator
+        estimate = est.estimate_bps
+        if not self.send_id or estimate is None or not est.app_limited:
+            return
+        if est.usage is not Usage.NORMAL or est.loss > LOSS_LOW:
+            return
+        last = est.probe_result
+        wait = PROBE_AGAIN if last is not None and last[0] >= PROBE_OK * last[1] else PROBE_INTERVAL
+        if now_us - self._last_probe_us < wait * 1e6 or not self._sources():
+            return
+        live = [c for c in self._consumers if not c.closed]
+        wanted = sum(_best_layer_bps(c) for c in live)
+        ceiling = int(PROBE_CEILING * wanted) if wanted else MAX_BPS
+        target = min(int(PROBE_GAIN * estimate), MAX_BPS, ceiling)
+        extra = target - (est.acked_bps or 0)
+        if target < 1.1 * estimate or extra <= 0:
+            return  # the estimate already covers what the tracks could use
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not in the event loop (a unit test feeding feedback by hand)
+        self._last_probe_us = now_us
+        self._probe_ticks = round(PROBE_DURATION / PROBE_TICK)
+        self._probe_per_tick = max(1, round(extra * PROBE_TICK / 8 / PROBE_PACKET))
+        self.probes += 1
+        est.start_probe(now_us, target)
+        self._probe_timer = loop.call_soon(self._probe_tick)
+
+    def _probe_tick(self) -> None:
+        self._probe_timer = None
+        sources = self._sources()
+        if self.closed or not sources or self._probe_ticks <= 0:
+            self.estimator.end_probe(self._clock_us())
+            return
+        self._probe_ticks -= 1
+        count = self._probe_per_tick
+        share, extra = divmod(count, len(sources))
+        back = self._probe_back
+        for i, consumer in enumerate(sources):
+            n = share + (i < extra)
+            if n:
+                last = consumer.core.last_out_seq
+                consumer.receive_nack([(last - back - k) & 0xFFFF for k in range(n)])
+        self.probe_packets += count
+        self._probe_back = (back + max(share, 1)) % PROBE_DEPTH
+        self._probe_timer = asyncio.get_running_loop().call_later(PROBE_TICK, self._probe_tick)
