@@ -44,6 +44,34 @@ ONE_BIT = "8f cd 0006 00000001 00000002 fffe 0005 000001 07 ac00 04 08 00 000000
 TWO_BIT = "af cd 0007 00000001 00000002 0064 000a ffffff ff d840 2003 10 ff38 05 01 02 03 01"
 
 
+# Captured from Chromium 156 (headless, fake camera, test_adaptive_network's weak-downlink case:
+# a 300 kbit/s tbf-shaped namespace link), the feedback it sent the server, SRTCP-decrypted:
+# a run-length chunk with Chrome's 1-byte padding (P bit), a two-bit vector with a loss and
+# 2 bytes of padding, and a one-bit vector with three losses and no padding.
+CHROMIUM = [
+    (
+        "afcd0005fa17fa17405f2727018800010ae7d61b20016f01",
+        TransportFeedback(0xFA17FA17, 0x405F2727, 392, 714710, 27, [111]),
+    ),
+    (
+        "afcd0006fa17fa1723a95ed400eb00050ae7ff27d1501f0917750002",
+        TransportFeedback(0xFA17FA17, 0x23A95ED4, 235, 714751, 39, [31, None, 9, 23, 117]),
+    ),
+    (
+        "8fcd0006fa17fa178eb700ae00fa00090ae8022aae60590000261111",
+        TransportFeedback(
+            0xFA17FA17, 0x8EB700AE, 250, 714754, 42, [89, None, 0, 0, 38, None, None, 17, 17]
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("hex_data", "expected"), CHROMIUM)
+def test_chromium_feedback(hex_data: str, expected: TransportFeedback) -> None:
+    assert parse_compound(_hex(hex_data)) == [expected]
+    assert parse_compound(bytes(expected)) == [expected]  # ours may chunk differently
+
+
 def test_one_bit_vector_across_the_wrap() -> None:
     (fb,) = parse_compound(_hex(ONE_BIT))
     assert isinstance(fb, TransportFeedback)
