@@ -26,7 +26,7 @@ TOFFSET = "urn:ietf:params:rtp-hdrext:toffset"
 ORIENTATION = "urn:3gpp:video-orientation"
 
 
-SIMULCAST_CASES = ("offer_simulcast", "answer_simulcast_reoffer")  # test_sdp_simulcast.py
+SIMULCAST_CASES = ("offer_simulcast", "answer_simulcast_reoffer", "offer_simulcast_paused")
 
 
 def load(name: str) -> str:

@@ -109,7 +109,8 @@ def simulcast_lines(draw: st.DrawFn) -> str:
 @given(simulcast_lines())
 def test_random_simulcast_offers(text: str) -> None:
     """Any rid/simulcast combination either refuses the offer with ValueError or is answered
-    with at most three declared, distinct rids, which our answer receives."""
+    with at most three declared, distinct rids (paused ones marked), which our answer receives
+    and the published track lists."""
     check(text)
     neg = SessionNegotiator()
     try:
@@ -120,6 +121,7 @@ def test_random_simulcast_offers(text: str) -> None:
     video = SessionDescription.parse(answer).media[1]
     rids = tuple(r.id for r in video.rids)
     assert len(rids) <= MAX_LAYERS and all(r.direction == "recv" for r in video.rids)
-    assert video.simulcast == ("recv " + ";".join(rids) if rids else None)
+    written = None if video.simulcast is None else video.simulcast.replace("~", "")
+    assert written == ("recv " + ";".join(rids) if rids else None)  # paused ones marked ~
     published = result.published.get("1")
     assert (published.rids if published is not None else ()) == rids

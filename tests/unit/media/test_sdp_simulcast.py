@@ -204,9 +204,6 @@ SIM = "a=simulcast:send q;h;f"
         ("a=rid:h send\r\n", "", ("q", "f")),
         # More than three layers: the first three are kept.
         (SIM, "a=simulcast:send q;h;f;x\r\na=rid:x send", ("q", "h", "f")),
-        # Paused streams are dropped; only paused ones: no simulcast at all.
-        (SIM, "a=simulcast:send q;~h;f", ("q", "f")),
-        (SIM, "a=simulcast:send ~q;~h;~f", ()),
         # The first alternative of each stream.
         (SIM, "a=simulcast:send q,h;f", ("q", "f")),
         # Restrictions are accepted (and not echoed).
@@ -236,14 +233,20 @@ def test_odd_simulcast_offers(old: str, new: str, rids: tuple[str, ...]) -> None
         assert "1" not in result.published
 
 
-def test_firefox_paused_simulcast_falls_back_to_its_ssrc() -> None:
-    offer = edit(load("firefox_offer_simulcast"), SIM, "a=simulcast:send ~q;~h;~f")
-    desc, result, _ = answer(offer)
-    assert video(desc).simulcast is None
-    track = result.published["1"]
-    sent = video(SessionDescription.parse(offer))  # the first FID pair of its six SSRCs
-    assert (track.rids, track.ssrc, track.rtx_ssrc) == ((), sent.ssrc_of_media(), sent.rtx_ssrc())
-    assert track.ssrc is not None
+@pytest.mark.parametrize(
+    ("streams", "answered"),
+    [("q;~h;f", "recv q;~h;f"), ("~q;~h;~f", "recv ~q;~h;~f"), ("~q,h;f", "recv ~q;f")],
+)
+def test_paused_streams_are_kept_and_answered_paused(streams: str, answered: str) -> None:
+    """A paused stream is a layer the page turned off (Chromium writes ``~`` for an encoding with
+    ``active: false``): it stays a layer, answered paused, so the browser neither drops it for
+    good (left out) nor turns it back on (answered unpaused)."""
+    offer = edit(load("chromium_offer_simulcast"), SIM, f"a=simulcast:send {streams}")
+    desc, result, neg = answer(offer)
+    assert video(desc).simulcast == answered
+    rids = tuple(r.id for r in video(desc).rids)
+    assert result.published["1"].rids == rids
+    assert neg.paused_layers("1") == {r.lstrip("~") for r in answered[5:].split(";") if "~" in r}
 
 
 @pytest.mark.parametrize(
@@ -348,3 +351,55 @@ def test_a_sendrecv_m_line_forwards_no_stream_ids_to_its_receiver() -> None:
     assert result.published["1"].rids == ("q", "h", "f")
     sent = result.sending["t1"].extensions
     assert TWCC_URI in sent and not RECEIVE_ONLY_EXTENSIONS & set(sent)
+
+
+# ------------------------------------------------------------- layers turned off (dynacast)
+def paused_round(browser: str) -> tuple[SessionNegotiator, str]:
+    """The capture's sequence: offer, answer, our re-offer and its answer; then the page turned
+    "f" off and re-offered (``<browser>_offer_simulcast_paused.sdp``)."""
+    neg = reoffered(browser)
+    neg.apply_answer(load(f"{browser}_answer_simulcast_reoffer"))
+    return neg, load(f"{browser}_offer_simulcast_paused")
+
+
+def test_chromium_marks_a_layer_it_turned_off() -> None:
+    neg, offer = paused_round("chromium")
+    assert video(SessionDescription.parse(offer)).simulcast == "send q;h;~f"
+    text, result = neg.apply_offer(offer, [subscribed()], local_for)
+    assert video(SessionDescription.parse(text)).simulcast == "recv q;h;~f"  # its own marks
+    assert result.published["1"].rids == ("q", "h", "f")
+    assert neg.paused_layers("1") == {"f"}
+    # Without a wish our offers mark nothing paused: stale marks would undo what the page did.
+    assert video(SessionDescription.parse(neg.create_offer([subscribed()], LOCAL))).simulcast == (
+        "recv q;h;f"
+    )
+
+
+@pytest.mark.parametrize("browser", BROWSERS)
+def test_the_servers_wish_is_what_we_write(browser: str) -> None:
+    """``pause_layers``: the layers dynacast wants off are marked paused in our answers and
+    offers whatever the client wrote (Firefox writes no marks at all); ``None`` lifts it."""
+    neg, offer = paused_round(browser)
+    assert neg.pause_layers("1", frozenset({"f", "zz"}))
+    assert not neg.pause_layers("1", frozenset({"f", "zz"}))
+    text, _ = neg.apply_offer(offer, [subscribed()], local_for)
+    assert video(SessionDescription.parse(text)).simulcast == "recv q;h;~f"
+    ours = neg.create_offer([subscribed()], LOCAL)
+    assert video(SessionDescription.parse(ours)).simulcast == "recv q;h;~f"
+    neg.rollback()
+    assert neg.pause_layers("1", frozenset())
+    ours = neg.create_offer([subscribed()], LOCAL)
+    assert video(SessionDescription.parse(ours)).simulcast == "recv q;h;f"
+    neg.rollback()
+    assert neg.pause_layers("1", None) and not neg.pause_layers("1", None)
+    assert not neg.pause_layers("1", None)
+
+
+def test_a_wish_ends_with_the_simulcast_m_line() -> None:
+    neg = SessionNegotiator()
+    offer = load("chromium_offer_simulcast")
+    neg.apply_offer(offer, [], local_for)
+    neg.pause_layers("1", frozenset({"f"}))
+    neg.apply_offer(edit(offer, SIM + "\r\n", ""), [], local_for)  # no simulcast any more
+    text, _ = neg.apply_offer(offer, [], local_for)  # and back: the old wish is gone
+    assert video(SessionDescription.parse(text)).simulcast == "recv q;h;f"

@@ -24,6 +24,11 @@ the full list it negotiated before (``receive_codecs``) is offered again. Payloa
 same throughout. ``sending_codec`` is the codec the client sends with on an m-line, and
 ``decodable`` which codecs the client accepted for a track we send it.
 
+Simulcast (RFC 8853, ``simulcast``): the layers a client sends on an m-line are received in
+our answers and in our later offers (``a=rid:<id> recv``, ``a=simulcast:recv``); the pause marks
+we write are the server's wish (``pause_layers``, dynacast) or, without one, the client's own in
+an answer and none in an offer. transport-cc and the rid extensions: ``codecs``.
+
 Pure logic on text: no sockets, no tasks. Imports only ``zvonok.media.sdp``.
 """
 
@@ -43,7 +48,7 @@ from .codecs import (
 )
 from .description import HeaderExtension, MediaDescription, RtpCodec, SessionDescription
 from .render import server_description
-from .simulcast import RID_URI, send_rids
+from .simulcast import RID_URI, send_layers
 from .slots import (
     MAX_SLOTS,
     MID_URI,
@@ -106,6 +111,8 @@ class SessionNegotiator:
         #: mid -> the codecs (with RTX) negotiated for a client-sent m-line while unrestricted.
         self._recv_caps: dict[str, list[RtpCodec]] = {}
         self._decodable: dict[str, frozenset[CodecKey]] | None = None  # cache of decodable_map
+        #: mid -> the simulcast rids the server wants paused there (``pause_layers``).
+        self._layer_wish: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ offers by the server
     def create_offer(self, sends: Sequence[SendTrack], local: LocalParameters) -> str:
@@ -362,6 +369,8 @@ class SessionNegotiator:
         self.state = "stable"
         self._remote_ufrag = ufrag
         for slot in slots:
+            if not slot.remote_rids:
+                self._layer_wish.pop(slot.mid, None)
             if slot.stopped or not slot.client_sends:
                 self._recv_caps.pop(slot.mid, None)
             elif not slot.steered and (slot.send is None or slot.vacant):
@@ -391,6 +400,25 @@ class SessionNegotiator:
     def sending(self) -> dict[str, AcceptedSend]:
         """The negotiated server tracks the client receives, by track id."""
         return self._sending()
+
+    # ------------------------------------------------------------------ simulcast layers
+    def pause_layers(self, mid: str, rids: frozenset[str] | None) -> bool:
+        """The simulcast layers of the client-sent m-line ``mid`` the server wants off
+        (dynacast), marked paused (``~``) in our later offers and answers so that they never
+        turn back on (or off) what the page set with ``setParameters``; ``None``: no wish
+        (answers then repeat the client's own marks, offers mark none). No renegotiation is
+        needed for it. True if the wish changed."""
+        if rids is None:
+            return self._layer_wish.pop(mid, None) is not None
+        if self._layer_wish.get(mid) == rids:
+            return False
+        self._layer_wish[mid] = rids
+        return True
+
+    def paused_layers(self, mid: str) -> frozenset[str]:
+        """The simulcast rids the client marked paused on ``mid`` in its last description."""
+        slot = next((s for s in self.slots if s.mid == mid and not s.stopped), None)
+        return slot.remote_paused if slot is not None else frozenset()
 
     # ------------------------------------------------------------------ codec steering
     def restrict_receive(self, mid: str, keys: frozenset[CodecKey] | None) -> bool:
@@ -553,12 +581,14 @@ class SessionNegotiator:
         to rids). In an answer, only rids our offer listed count (RFC 8853 §5.3)."""
         if not slot.client_sends:
             slot.remote_ssrc = slot.remote_rtx_ssrc = None
-            slot.remote_rids = ()
+            slot.remote_rids, slot.remote_paused = (), frozenset()
             return
         negotiated = {e.uri for e in slot.extensions}
         offered = slot.remote_rids if answer else None
-        rids = send_rids(media, offered) if RID_URI in negotiated else ()
+        layers = send_layers(media, offered) if RID_URI in negotiated else ()
+        rids = tuple(rid for rid, _ in layers)
         slot.remote_rids = rids
+        slot.remote_paused = frozenset(rid for rid, paused in layers if paused)
         slot.remote_ssrc = None if rids else media.ssrc_of_media()
         slot.remote_rtx_ssrc = None if rids else media.rtx_ssrc()
         slot.remote_msid = media.msid
@@ -653,11 +683,27 @@ class SessionNegotiator:
 
     def _render(self, slots: list[Slot], local: LocalParameters, *, offer: bool) -> str:
         self._version += 1
+        paused = {s.mid: self._written_paused(s, offer=offer) for s in slots if s.remote_rids}
         return str(
             server_description(
-                slots, local, session_id=self._session_id, version=self._version, offer=offer
+                slots,
+                local,
+                session_id=self._session_id,
+                version=self._version,
+                offer=offer,
+                paused=paused,
             )
         )
+
+    def _written_paused(self, slot: Slot, *, offer: bool) -> frozenset[str]:
+        """The rids we mark paused on a simulcast m-line: the server's wish (``pause_layers``)
+        if it has one, else in an answer the client's own marks and in an offer none. Browsers
+        set each encoding's ``active`` from these marks (Chromium, both as offerer and as
+        answerer), so stale marks would undo what the page did since."""
+        wish = self._layer_wish.get(slot.mid)
+        if wish is not None:
+            return wish & frozenset(slot.remote_rids)
+        return frozenset() if offer else slot.remote_paused
 
 
 # ---------------------------------------------------------------------- helpers

@@ -12,7 +12,7 @@ Imports only ``zvonok.media.sdp``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from ._model import MediaDescription, Origin, RtpCodec, SessionModel, SsrcGroup
@@ -22,9 +22,17 @@ from .slots import LocalParameters, Slot
 
 
 def server_description(
-    slots: Sequence[Slot], local: LocalParameters, *, session_id: str, version: int, offer: bool
+    slots: Sequence[Slot],
+    local: LocalParameters,
+    *,
+    session_id: str,
+    version: int,
+    offer: bool,
+    paused: Mapping[str, Collection[str]] | None = None,
 ) -> SessionModel:
-    """The whole ICE-lite offer or answer for ``slots`` (BUNDLE of every live m-line)."""
+    """The whole ICE-lite offer or answer for ``slots`` (BUNDLE of every live m-line);
+    ``paused``: mid -> the simulcast rids to mark paused (``~``) there."""
+    paused = paused or {}
     bundle = [s.mid for s in slots if not s.stopped]
     candidates = [Candidate.parse(c) for c in local.candidates]
     return SessionModel(
@@ -34,12 +42,20 @@ def server_description(
         bundle=[bundle] if bundle else [],
         ice_lite=True,
         msid_semantic=" WMS *",
-        media=[media_description(s, local, candidates, offer=offer) for s in slots],
+        media=[
+            media_description(s, local, candidates, offer=offer, paused=paused.get(s.mid, ()))
+            for s in slots
+        ],
     )
 
 
 def media_description(
-    slot: Slot, local: LocalParameters, candidates: list[Candidate], *, offer: bool
+    slot: Slot,
+    local: LocalParameters,
+    candidates: list[Candidate],
+    *,
+    offer: bool,
+    paused: Collection[str] = (),
 ) -> MediaDescription:
     """One m-line: a stopped one on port 0 (RFC 8829 §5.2.2), else the slot's direction, codecs,
     extensions, when we receive simulcast its rids, and when we send the track's msid and
@@ -72,7 +88,7 @@ def media_description(
     media.direction = direction(sending, receiving)
     media.extensions = list(slot.extensions)
     if receiving:
-        media.rids, media.simulcast = receive_attributes(slot.remote_rids)
+        media.rids, media.simulcast = receive_attributes(slot.remote_rids, paused)
     if sending and slot.send is not None:
         track = slot.send
         media.msid = (track.stream_id, track.track_id)

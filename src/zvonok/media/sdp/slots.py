@@ -70,6 +70,8 @@ class Slot:
     #: last offer or answer; our offers and answers receive exactly these (``a=rid:<id> recv``,
     #: ``a=simulcast:recv``). Empty: no simulcast.
     remote_rids: tuple[str, ...] = ()
+    #: Those of ``remote_rids`` the client marked paused (``~``) in that description.
+    remote_paused: frozenset[str] = frozenset()
     remote_msid: tuple[str, str] | None = None
     protocol: str = "UDP/TLS/RTP/SAVPF"
     rejected_formats: list[str] = field(default_factory=list)
@@ -92,7 +94,8 @@ class PublishedTrack:
     """A client track the server receives, as negotiated.
 
     ``rids``: the simulcast layers the client sends (RFC 8853), lowest first as in its
-    ``a=simulcast:send``; empty for a plain track. With rids, ``ssrc`` and ``rtx_ssrc`` are
+    ``a=simulcast:send``, paused ones included (a page may turn a layer on and off without
+    renegotiating); empty for a plain track. With rids, ``ssrc`` and ``rtx_ssrc`` are
     ``None``: the SSRCs are learnt from the rid / repaired-rid header extensions (RFC 8852),
     whose ids are in ``extensions`` (by URI, with every other negotiated extension). Without
     rids, ``ssrc`` is the SSRC the client signalled (never ``None``).
@@ -149,6 +152,7 @@ def copy_slot(slot: Slot) -> Slot:
         remote_ssrc=slot.remote_ssrc,
         remote_rtx_ssrc=slot.remote_rtx_ssrc,
         remote_rids=slot.remote_rids,
+        remote_paused=slot.remote_paused,
         remote_msid=slot.remote_msid,
         protocol=slot.protocol,
         rejected_formats=list(slot.rejected_formats),
