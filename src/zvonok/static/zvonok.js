@@ -1227,7 +1227,9 @@ export class ZvonokCall extends EventTarget {
    * @returns {RTCRtpSender}
    */
   _addSender(pc, kind, track, stream) {
-    const width = kind === "video" ? track.getSettings().width ?? 0 : 0;
+    // A canvas capture may report no size in its settings (Firefox): its canvas has one.
+    const width = kind === "video"
+      ? track.getSettings().width ?? /** @type {any} */ (track).canvas?.width ?? 0 : 0;
     if (!this._simulcast || width < SIMULCAST_MIN_WIDTH) return pc.addTrack(track, stream);
     const sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer, active: true }));
     const sender = pc.addTransceiver(track, { direction: "sendonly", streams: [stream],

@@ -7,9 +7,12 @@ Owns ``EmulatedNetwork`` and its fixture ``emulated_network`` (function scope). 
 198.18.0.N+1/24). No interface is created in the namespace the tests run in, every address is
 in 198.18.0.0/15, and names carry the test process's pid and a counter, so runs never meet.
 A client's **downlink** is shaped on ``vsN`` (what the server sends it), its **uplink** on its
-``eth0``: ``tbf`` for the rate, ``netem`` (as the root, ``tbf`` under it) for delay and loss;
-``shape`` replaces the shaping of one direction at any time during a test and ``lift`` removes
-it.
+``eth0``: ``tbf`` for the rate, ``netem`` (as the root, ``tbf`` under it) for delay; random loss
+is an nftables rule (``numgen random``) on the receiving side's input hook (the client's
+namespace for the downlink, the server's, matching the client's address, for the uplink), so it
+works where the kernel has no ``sch_netem`` (this machine's does not: ``shape`` with a delay then
+raises ``ShapingUnavailable``, which tests turn into a skip). ``shape`` replaces the shaping of
+one direction at any time during a test and ``lift`` removes it.
 
 The server runs inside the server namespace (``ip netns exec``, started and stopped like every
 harness server by ``ServerFactory``, so its log is checked at the end of the test) bound to
@@ -53,6 +56,7 @@ PREFIX_LENGTH = 24
 MAX_CLIENTS = 200
 COMMAND_TIMEOUT = 30.0
 CLONE_NEWNET = 0x40000000
+NFT = "/usr/sbin/nft"
 _networks = itertools.count(1)
 T = TypeVar("T")
 
@@ -95,10 +99,15 @@ def in_namespace(namespace: str, fn: Callable[[], T], timeout: float = COMMAND_T
     return value[0]
 
 
+class ShapingUnavailable(AssertionError):
+    """The kernel lacks what a shaping needs (``sch_netem`` for a delay)."""
+
+
 @dataclass(frozen=True)
 class Shaping:
     """One direction of one link: ``rate_kbit`` (tbf; None: unlimited), ``delay_ms`` and
-    ``loss`` (0..1) by netem, ``queue_ms``: how long tbf lets packets wait before dropping."""
+    ``jitter_ms`` (netem), ``loss`` (0..1, nftables), ``queue_ms``: how long tbf lets packets
+    wait before dropping them."""
 
     rate_kbit: int | None = None
     delay_ms: float = 0.0
@@ -113,8 +122,6 @@ class Shaping:
             netem += ["delay", f"{self.delay_ms}ms"]
             if self.jitter_ms:
                 netem += [f"{self.jitter_ms}ms"]
-        if self.loss:
-            netem += ["loss", f"{self.loss * 100:.3f}%"]
         tbf: list[str] = []
         if self.rate_kbit is not None:
             burst_bytes = max(2000, int(self.rate_kbit * 1000 / 8 * 0.02))  # >= MTU, ~20 ms
@@ -200,12 +207,49 @@ class EmulatedNetwork:
         namespace, device = self._end(client, direction)
         self.lift(client, direction)
         for argv in shaping.tc_commands(device):
-            run("tc", "-n", namespace, *argv)
+            done = subprocess.run(
+                ["tc", "-n", namespace, *argv],
+                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
+            )  # fmt: skip
+            if done.returncode != 0 and "netem" in argv and "unknown" in done.stderr:
+                raise ShapingUnavailable(f"no netem in this kernel: {done.stderr.strip()}")
+            if done.returncode != 0:
+                raise AssertionError(f"tc {' '.join(argv)}: {done.stderr.strip()}")
+        if shaping.loss:
+            self._drop(client, direction, shaping.loss)
+
+    def _drop(self, client: Client, direction: str, loss: float) -> None:
+        """Drop ``loss`` of the packets of that direction at random, where they arrive."""
+        if direction == "down":
+            namespace, match = client.namespace, f"ip saddr {SERVER_ADDRESS}"
+        else:
+            namespace, match = self.server_namespace, f"ip saddr {client.address}"
+        per_100k = round(loss * 100_000)
+        rules = (
+            f"table inet {self._loss_table(client, direction)} {{\n"
+            "  chain input {\n"
+            "    type filter hook input priority 0; policy accept;\n"
+            f"    {match} numgen random mod 100000 < {per_100k} counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", namespace, NFT, "-f", "-"],
+            input=rules, text=True, capture_output=True, timeout=COMMAND_TIMEOUT, check=True,
+        )  # fmt: skip
+
+    @staticmethod
+    def _loss_table(client: Client, direction: str) -> str:
+        return f"zvn_loss_{client.index}_{direction}"
 
     def lift(self, client: Client, direction: str) -> None:
         """Remove any shaping of that direction (the link runs at veth speed again)."""
         namespace, device = self._end(client, direction)
         run("tc", "-n", namespace, "qdisc", "del", "dev", device, "root", check=False)
+        loss_namespace = client.namespace if direction == "down" else self.server_namespace
+        table = self._loss_table(client, direction)
+        run("ip", "netns", "exec", loss_namespace, NFT, "delete", "table", "inet", table,
+            check=False)  # fmt: skip
 
     def qdisc_stats(self, client: Client, direction: str) -> str:
         """``tc -s qdisc show`` of that end (sent/dropped counters), for test messages."""
