@@ -9,8 +9,8 @@ each audio producer received since its last look (the producer's short audio his
 their levels to the ranking, and sends ``speakers`` to every participant when the ordered list of
 speaking sessions changed, at most ``MAX_RATE`` times a second (docs/media.md, "Active speaker").
 A session whose audio stops (muted, left, DTX silence) fades out of the list; an operator-muted
-track does not count. Imports ``room`` and the wire vocabulary; the media objects only through
-``PublishedEntry``.
+track does not count; a session that joins is sent the current list (when it names anyone).
+Imports ``room``, ``mediaview`` and the wire vocabulary.
 """
 
 from __future__ import annotations
@@ -112,6 +112,9 @@ class ActiveSpeakers(Generic[M]):
         self.sent: tuple[str, ...] = ()
         self._sent_at = float("-inf")
         self.messages = 0
+        #: The last ``speakers`` sent, and the sessions that have it.
+        self._last: Speakers | None = None
+        self._told: set[str] = set()
 
     def tick(self, now: float) -> None:
         """Read the new audio levels; say ``speakers`` if the ordered list changed (rate-capped)."""
@@ -119,15 +122,24 @@ class ActiveSpeakers(Generic[M]):
             return
         speaking = self.ranking.window(self._levels())
         order = tuple(key for key, _ in speaking)
+        members = list(self.room.participants.values())
         if order == self.sent or now - self._sent_at < 1.0 / MAX_RATE:
+            # A session that joined since the last message gets it (when it names anyone).
+            if self._last is not None and self._last.speakers:
+                for participant in members:
+                    if participant.session_id not in self._told:
+                        self._told.add(participant.session_id)
+                        participant.send(self._last)
             return
         self.sent, self._sent_at = order, now
-        names: dict[str, str] = {p.session_id: p.user_id for p in self.room.participants.values()}
+        names: dict[str, str] = {p.session_id: p.user_id for p in members}
         message = Speakers(
             tuple(Speaker(k, names.get(k, ""), round(score, 3)) for k, score in speaking)
         )
         self.messages += 1
-        for participant in list(self.room.participants.values()):
+        self._last = message
+        self._told = {p.session_id for p in members}
+        for participant in members:
             participant.send(message)
 
     def _levels(self) -> dict[str, list[int]]:

@@ -228,3 +228,19 @@ def test_a_session_without_the_extension_is_never_listed(level: int) -> None:
         talk.say("alice", level)
         talk.speakers.tick(i * 0.5)
     assert talk.told("alice") == []
+
+
+def test_a_session_that_joins_is_told_who_speaks() -> None:
+    talk = Talk("alice", "bob")
+    for i in range(4):
+        talk.say("alice", 20)
+        talk.speakers.tick(i * 0.5)
+    late = Member(SessionId("s-late"), UserId("late"))
+    talk.room.participants[late.session_id] = late
+    talk.say("alice", 20)
+    talk.speakers.tick(2.0)
+    talk.speakers.tick(2.25)
+    assert [[s.session_id for s in m.speakers] for m in late.sent if isinstance(m, Speakers)] == [
+        ["s-alice"]
+    ]
+    assert len(talk.told("bob")) == 1  # the others are not told again
