@@ -284,6 +284,12 @@ def group_remove(
     help="Video publishers send 3 simulcast layers (rids q/h/f, their own offer) like Chrome; "
     "delivery counts the top layer.",
 )
+@click.option(
+    "--dynacast",
+    is_flag=True,
+    help="With --simulcast: publishers stop and resume layers as the server's publish-layers say "
+    "(as the SDK does); without it they keep sending all 3.",
+)
 def bench(
     scenario: str,
     duration: float,
@@ -299,6 +305,7 @@ def bench(
     tcp: bool,
     nodes: int,
     simulcast: bool,
+    dynacast: bool,
 ) -> None:
     """Load-test a server (see docs/benchmarks.md): mesh-4, fanout-2x5/2x10/2x20/2x40,
     calls-1to1-x25, audio-100, idle-200. Starts its own server unless --url is given; with
@@ -317,6 +324,8 @@ def bench(
         _fail("--tcp measures zvonok's ICE-TCP; not with --janus")
     if simulcast and janus:
         _fail("--simulcast measures zvonok's simulcast; not with --janus")
+    if dynacast and not simulcast:
+        _fail("--dynacast is about simulcast publishers; it needs --simulcast")
     if url is not None:  # the running server's secret and embedded membership database
         data_dir = _settings(None, data_dir=data_dir).data_dir
     import uvloop
@@ -341,6 +350,7 @@ def bench(
                 tcp=tcp,
                 nodes=nodes,
                 simulcast=simulcast,
+                dynacast=dynacast,
             )  # fmt: skip
         )
     except (ValueError, RuntimeError) as exc:

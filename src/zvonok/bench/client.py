@@ -33,7 +33,10 @@ is each frame as without simulcast, ``h`` the first half of its packets, ``q`` i
 packets, not in bytes or in decodable pictures. A PLI/FIR on any layer restarts the clip on all
 three (a real encoder would restart only the layer asked). Only ``f`` packets are expected at the
 subscribers (the server forwards the top layer when nothing limits a subscriber); ``h``/``q``
-packets carry their own send-mark kind and are counted apart when they arrive (``Meter.layers``).
+packets carry their own send-mark kind and are counted apart when they arrive
+(``Meter.layer_received``). The server's ``publish-layers`` (dynacast) are counted; a publisher
+follows them (stops and resumes sending a layer, as the SDK does) only with ``dynacast``, else it
+keeps sending all three layers, the most a server receives from such a publisher.
 Never imported by the server.
 """
 
@@ -130,6 +133,10 @@ class Meter:
         #: arrived (first or not) at a subscriber of their publisher: not expected, counted apart.
         self.layer_sent = {HALF: 0, QUARTER: 0}
         self.layer_received = {HALF: 0, QUARTER: 0}
+        #: Dynacast: ``publish-layers`` messages the publishers got (whole run), and per rid how
+        #: often one turned that layer off.
+        self.publish_layers = 0
+        self.layers_turned_off: dict[str, int] = {}
         self.tx_dropped = 0  # sendto failures (EAGAIN/ENOBUFS): neither sent nor expected
         self.errors: list[str] = []
 
@@ -247,6 +254,8 @@ class MediaLeg:
         self.ssrcs = tuple(random.getrandbits(32) for _ in range(4))
         self.sending: dict[str, tuple[str, int]] = {}
         self.simulcast: dict[str, tuple[str, ...]] = {}
+        #: The rids not sent now: ``dynacast`` publishers follow the server's publish-layers.
+        self.paused_rids: set[str] = set()
         self.ext: dict[str, int] = {}
         self.offer: OfferInfo | None = None
         self.sources: set[int] = set()  # indices of the publishers this leg subscribes to
@@ -622,19 +631,19 @@ class MediaLeg:
             and any(k == "audio" for k, _ in self.sending.values())
         )
         video = self.publish[VIDEO] and any(k == "video" for k, _ in self.sending.values())
-        # the video streams, lowest layer first: (stream, header extensions); ``f`` is VIDEO
+        # the video streams, lowest layer first: (stream, rid, header extensions); ``f`` is VIDEO
         if self.rids:
             by_rid = {"q": QUARTER, "h": HALF, "f": VIDEO}
-            streams = [(by_rid[rid], self._extensions("video", rid)) for rid in self.rids]
+            streams = [(by_rid[rid], rid, self._extensions("video", rid)) for rid in self.rids]
         else:
-            streams = [(VIDEO, self._extensions("video"))]
+            streams = [(VIDEO, "", self._extensions("video"))]
         ext_a = self._extensions("audio")
         seq = [random.getrandbits(16) for _ in range(4)]
         start = time.perf_counter()
         next_audio = next_video = start
         audio_index = video_index = frame = 0
         pacer = Pacer(self._pacing_rate(audio), start) if video and self.pacing else None
-        ext = {stream: block for stream, block in streams}
+        ext = {stream: block for stream, _, block in streams}
         while True:
             now = time.perf_counter()
             if audio and now >= next_audio:
@@ -648,7 +657,9 @@ class MediaLeg:
                     self.keyframe_wanted, frame = False, 0
                 packets = self.clip.video[frame % len(self.clip.video)]
                 ts = video_index * 3000
-                for stream, block in streams:
+                for stream, rid, block in streams:
+                    if rid in self.paused_rids:  # turned off by publish-layers (dynacast)
+                        continue
                     layer = layer_packets(packets, stream)
                     last = len(layer) - 1
                     if pacer is not None:
@@ -756,9 +767,13 @@ class BenchClient:
     def __init__(
         self, *, index: int, url: str, token: str, room_id: str, meter: Meter, clip: Clip,
         certificate: DtlsCertificate, publish: tuple[bool, bool], speak: bool, receivers: int,
-        pacing: bool = True, tcp: bool = False, simulcast: bool = False,
+        pacing: bool = True, tcp: bool = False, simulcast: bool = False, dynacast: bool = False,
     ) -> None:  # fmt: skip
         self.index, self.url, self.token, self.room_id = index, url, token, room_id
+        #: Follow ``publish-layers`` (stop/start sending a layer) as the SDK does; else keep
+        #: sending all three (what a client that ignores it does: the most the server receives).
+        self.dynacast = dynacast
+        self.layers_off: set[str] = set()  # the rids the server's last publish-layers turned off
         self.session_id = f"bench-{index}"
         self.meter, self.publish = meter, publish
         self.leg = MediaLeg(
@@ -849,10 +864,28 @@ class BenchClient:
                 self.joined_ns = time.perf_counter_ns()
                 if self.leg.rids:
                     await self._offer()
+            elif kind == "publish-layers":
+                self._publish_layers(payload)
             elif kind == "state":
                 self.state = str(payload.get("state"))
             elif kind == "error" and not (self.offering and payload.get("code") == "glare"):
                 self.meter.errors.append(f"{self.session_id}: {payload}")
+
+    def _publish_layers(self, payload: dict[str, Any]) -> None:
+        """Dynacast: count the message and the layers it newly turns off; apply it (stop or
+        resume sending those layers) when ``dynacast``."""
+        off = {
+            str(layer.get("rid"))
+            for layer in payload.get("layers") or ()
+            if isinstance(layer, dict) and layer.get("active") is False
+        }
+        meter = self.meter
+        meter.publish_layers += 1
+        for rid in off - self.layers_off:
+            meter.layers_turned_off[rid] = meter.layers_turned_off.get(rid, 0) + 1
+        self.layers_off = off
+        if self.dynacast:
+            self.leg.paused_rids = set(off)
 
     def _local(self) -> LocalMedia:
         leg = self.leg

@@ -83,7 +83,7 @@ async def run_bench(
     name: str, *, duration: float, rooms: int | None, url: str | None, data_dir: Path | None,
     server_pid: int | None, warmup: float, progress: Callable[[str], None], pacing: bool = True,
     janus: bool = False, workers: int = 1, tcp: bool = False, nodes: int = 1,
-    simulcast: bool = False,
+    simulcast: bool = False, dynacast: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run one scenario against our own server (or ``url``); returns the result dict.
 
@@ -94,7 +94,8 @@ async def run_bench(
     media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP. ``nodes`` 2: two nodes on
     a Redis the bench starts (``bench.cluster``); the senders join through the first, every
     other late participant through the second (relayed to the room's owner). ``simulcast``:
-    video publishers offer and send three simulcast layers (q/h/f) instead of one stream.
+    video publishers offer and send three simulcast layers (q/h/f) instead of one stream;
+    ``dynacast``: they also stop and resume layers as the server's publish-layers say.
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
@@ -108,6 +109,8 @@ async def run_bench(
         raise ValueError(
             "--nodes 2 starts its own two nodes; not with --url, --janus, --workers, --tcp"
         )
+    if dynacast and not simulcast:
+        raise ValueError("--dynacast is about simulcast publishers; it needs --simulcast")
     if janus:
         if simulcast:
             raise ValueError("--simulcast measures zvonok's simulcast; not with --janus")
@@ -118,7 +121,9 @@ async def run_bench(
         window = Window(duration, warmup, pacing, progress, "janus")
         return await run_janus(scenario, room_count, window)
     if nodes == 2:
-        return await _run_pair(scenario, room_count, duration, warmup, progress, pacing, simulcast)
+        return await _run_pair(
+            scenario, room_count, duration, warmup, progress, pacing, simulcast, dynacast
+        )
     tmp = None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="zvonok-bench-")
@@ -130,7 +135,7 @@ async def run_bench(
     try:
         return await _run(
             scenario, room_count, duration, warmup, target, progress, pacing, tcp,
-            simulcast=simulcast,
+            simulcast=simulcast, dynacast=dynacast,
         )  # fmt: skip
     finally:
         target.stop()
@@ -140,7 +145,7 @@ async def run_bench(
 
 async def _run_pair(
     s: Scenario, room_count: int, duration: float, warmup: float,
-    progress: Callable[[str], None], pacing: bool, simulcast: bool,
+    progress: Callable[[str], None], pacing: bool, simulcast: bool, dynacast: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """The scenario on two nodes of one Redis: join latency direct vs relayed, Redis calls."""
     with tempfile.TemporaryDirectory(prefix="zvonok-bench-") as tmp:
@@ -148,7 +153,7 @@ async def _run_pair(
         try:
             return await _run(
                 s, room_count, duration, warmup, pair.nodes[0], progress, pacing, pair=pair,
-                simulcast=simulcast,
+                simulcast=simulcast, dynacast=dynacast,
             )  # fmt: skip
         finally:
             pair.stop()
@@ -157,7 +162,7 @@ async def _run_pair(
 async def _run(
     s: Scenario, room_count: int, duration: float, warmup: float, target: Target,
     progress: Callable[[str], None], pacing: bool, tcp: bool = False,
-    pair: NodePair | None = None, simulcast: bool = False,
+    pair: NodePair | None = None, simulcast: bool = False, dynacast: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     clip, meter = load_clip(), Meter()
     certificate = DtlsCertificate.generate()
@@ -185,6 +190,7 @@ async def _run(
                 token=target.token(user), room_id=room_id, meter=meter, clip=clip,
                 certificate=certificate, publish=(publish, publish and s.video),
                 speak=True, receivers=s.size - 1, pacing=pacing, tcp=tcp, simulcast=simulcast,
+                dynacast=dynacast,
             )  # fmt: skip
             client.room_kind, client.node = kind, node
             (senders if sender else late).append(client)
@@ -217,6 +223,9 @@ async def _run(
             result["simulcast_lower_layers"] = {
                 "sent": {LOWER_LAYERS[k]: n for k, n in meter.layer_sent.items()},
                 "arrived": {LOWER_LAYERS[k]: n for k, n in meter.layer_received.items()},
+                "dynacast_followed": dynacast,
+                "publish_layers_messages": meter.publish_layers,
+                "layers_turned_off": dict(sorted(meter.layers_turned_off.items())),
             }
         if parts:
             result.update(await _placement(target, list(parts), rss_parts))
@@ -301,11 +310,14 @@ def _simulcast_lines(r: dict[str, Any]) -> list[str]:
     if not layers:
         return []
     sent, arrived = layers["sent"], layers["arrived"]
+    off = ", ".join(f"{k} ×{n}" for k, n in layers["layers_turned_off"].items()) or "none"
     return [
         "  simulcast: delivery counts the top layer (f) only; lower layers sent "
         + ", ".join(f"{k} {sent[k]}" for k in sorted(sent))
         + ", arrived at subscribers "
-        + ", ".join(f"{k} {arrived[k]}" for k in sorted(arrived))
+        + ", ".join(f"{k} {arrived[k]}" for k in sorted(arrived)),
+        f"  dynacast: {layers['publish_layers_messages']} publish-layers, turning off {off};"
+        + (" followed" if layers["dynacast_followed"] else " not followed (all 3 layers sent)"),
     ]
 
 

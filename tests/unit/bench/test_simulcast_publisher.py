@@ -17,6 +17,7 @@ from zvonok.bench.client import (
     HALF,
     QUARTER,
     VIDEO,
+    BenchClient,
     MediaLeg,
     Meter,
     layer_packets,
@@ -237,3 +238,52 @@ def test_a_receive_only_leg_has_no_rids() -> None:
         simulcast=True,
     )  # fmt: skip
     assert leg.rids == ()
+
+
+def _client(meter: Meter, *, dynacast: bool) -> BenchClient:
+    return BenchClient(
+        index=1, url="ws://127.0.0.1:9/ws", token="t", room_id="r", meter=meter,
+        clip=Clip(video=[], audio=[]), certificate=DtlsCertificate.generate(),
+        publish=(True, True), speak=False, receivers=1, simulcast=True, dynacast=dynacast,
+    )  # fmt: skip
+
+
+def _layers(**active: bool) -> dict[str, object]:
+    return {"trackId": "t1", "layers": [{"rid": r, "active": a} for r, a in active.items()]}
+
+
+def test_publish_layers_are_counted_and_followed_only_with_dynacast() -> None:
+    meter = Meter()
+    ignoring, following = _client(meter, dynacast=False), _client(meter, dynacast=True)
+    for client in (ignoring, following):
+        client._publish_layers(_layers(q=True, h=False, f=True))
+        client._publish_layers(_layers(q=True, h=False, f=True))  # no new turn-off
+    assert meter.publish_layers == 4
+    assert meter.layers_turned_off == {"h": 2}
+    assert ignoring.leg.paused_rids == set() and following.leg.paused_rids == {"h"}
+    following._publish_layers(_layers(q=True, h=True, f=True))  # wanted again: resumed
+    assert following.leg.paused_rids == set()
+    following._publish_layers({"layers": "junk"})  # a bad shape turns nothing off
+    assert following.leg.paused_rids == set()
+
+
+def test_a_paused_layer_is_not_sent() -> None:
+    async def run() -> None:
+        meter = Meter()
+        meter.open()
+        pub = _leg(1, meter, Clip(video=[[b"\x10a", b"\x00b", b"\x00c"]], audio=[]))
+        sink = _Sink()
+        pub.srtp = SrtpSession(AES128_CM_SHA1_80, tx_master=KEY, rx_master=KEY)
+        pub.sock = sink  # type: ignore[assignment]
+        video = OfferedMedia("video", "1", "sendonly", ["96"], ["a=rtpmap:96 VP8/90000"])
+        pub.offer = OfferInfo("u", "p" * 22, ("127.0.0.1", 9), [video])
+        pub.sending = {"1": ("video", pub.ssrcs[VIDEO])}
+        pub.ext = {f"video:{RID_URI}": 10}
+        pub.paused_rids = {"h"}
+        task = asyncio.get_running_loop().create_task(pub._publish(0.0))
+        await asyncio.sleep(0.01)  # the first frame only
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert meter.sent[VIDEO] == 3 and meter.layer_sent == {HALF: 0, QUARTER: 1}
+
+    asyncio.run(run())
