@@ -28,10 +28,12 @@ const FATAL_JOIN_ERRORS = new Set([
 const SESSION_TAKEN_RETRIES = 3;
 // The camera's simulcast encodings, lowest first (the order of a=simulcast:send in the offer;
 // Chromium and Firefox ESR accept the same sendEncodings), used from this capture width up.
+// Capped bitrates: the low layer with audio fits a 300 kbit/s downlink with room to spare
+// (Chromium would give 320x180 up to 200 kbit/s), the ladder 150 / 500 / 1500 kbit/s.
 const SIMULCAST_LAYERS = [
-  { rid: "q", scaleResolutionDownBy: 4 },
-  { rid: "h", scaleResolutionDownBy: 2 },
-  { rid: "f", scaleResolutionDownBy: 1 },
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
 ];
 const SIMULCAST_MIN_WIDTH = 640;
 // What `publish({video: true})` asks the camera for (a simulcast ladder of 1280/640/320 px).
