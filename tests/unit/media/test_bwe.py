@@ -56,7 +56,7 @@ class Link:
             return self.media_bps
         return float(self.estimator.estimate_bps or START_BPS)
 
-    def probe(self, target_bps: int, seconds: float = 0.3) -> None:
+    def probe(self, target_bps: int, seconds: float = 0.1) -> None:
         """Send at ``target_bps`` for ``seconds`` (a probe cluster), then run on."""
         self.estimator.start_probe(self.now, target_bps)
         self.probe_bps = target_bps

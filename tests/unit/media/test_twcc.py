@@ -310,13 +310,15 @@ async def test_no_probe_beyond_what_the_tracks_can_use() -> None:
     transport, endpoint = FakeTransport(), FakeEndpoint()
     now = [0]
     downlink = Downlink(transport, endpoint, clock_us=lambda: now[0])
-    video = FakeConsumer(producer=Track([Layer(100_000), Layer(150_000)]))
+    video = FakeConsumer(producer=Track([Layer(1_000_000), Layer(2_500_000)]))
     downlink.consumed(FakeProducer({TWCC_URI: 3}), Params(ext_id_map={3: 5}), video)
-    downlink.estimator = DownlinkEstimator(start_bps=200_000)
-    transport.history = {s: (s * 66_667, 1_250) for s in range(200)}
-    for start in range(0, 150, 5):
-        arrivals: list[int | None] = [s * 66_667 + 30_000 for s in range(start, start + 5)]
-        now[0] = (start + 5) * 66_667 + 40_000
-        downlink.on_feedback(TransportFeedback.build(1, 2, start // 5, start, arrivals))
-    # capped by what is forwarded, but 1.5 x the best layer (225 kbit/s) is covered already
+    downlink.estimator = DownlinkEstimator(start_bps=3_500_000)
+    # 1.6 Mbit/s forwarded (one 1,000-byte packet every 5 ms), arriving 30 ms later
+    transport.history = {s: (s * 5_000, 1_000) for s in range(400)}
+    for start in range(0, 300, 20):
+        arrivals: list[int | None] = [s * 5_000 + 30_000 for s in range(start, start + 20)]
+        now[0] = (start + 20) * 5_000 + 40_000
+        downlink.on_feedback(TransportFeedback.build(1, 2, start // 20, start, arrivals))
+    # capped by what is forwarded, but 3.5 Mbit/s is within 10 % of 1.5 x the best layer
     assert downlink.estimator.app_limited and downlink.probes == 0
+    assert downlink.estimate_bps == 3_500_000

@@ -191,7 +191,8 @@ class DownlinkEstimator:
         self._overuse_count = 0
         self._prev_trend = 0.0
         self._last_update_us: int | None = None
-        self._last_decrease_us: int | None = None
+        #: When the delay-based rate was last cut for overuse (µs, None: never).
+        self.last_decrease_us: int | None = None
         self._hold = False
         self._decreased_at_bps: deque[float] = deque(maxlen=20)  # acked rates at decreases
         self._acked: deque[tuple[int, int]] = deque()  # (arrival µs, bytes) in the window
@@ -361,10 +362,10 @@ class DownlinkEstimator:
         rate = self._delay_bps
         if self.usage is Usage.OVERUSE:
             # at most one decrease per round trip (10-200 ms), the time it takes to show
-            since = self._last_decrease_us
+            since = self.last_decrease_us
             wait = min(max(self.rtt or 0.1, 0.01), 0.2) * 1e6
             if since is None or now_us - since >= wait:
-                self._last_decrease_us = now_us
+                self.last_decrease_us = now_us
                 self._hold = True
                 if acked is not None:
                     self._decreased_at_bps.append(float(acked))

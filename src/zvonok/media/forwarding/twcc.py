@@ -44,20 +44,25 @@ MAX_SPAN = 0x4000
 #: Send-side duplicate filter: seqs remembered (a power of 2).
 _SEEN = 4096
 #: Probing: at most every PROBE_INTERVAL seconds (PROBE_AGAIN after a probe that delivered at
-#: least PROBE_OK of its target), for PROBE_DURATION seconds in PROBE_TICK steps, at PROBE_GAIN ×
-#: the estimate; a resent packet counts as PROBE_PACKET bytes; recent packets from up to
-#: PROBE_DEPTH back are resent.
+#: least PROBE_OK of its target), never within PROBE_CALM seconds of a decrease for overuse (the
+#: link just showed its limit), for PROBE_DURATION seconds in PROBE_TICK steps (short: a probe
+#: beyond the link queues at most that long), at PROBE_GAIN × the estimate; a resent packet
+#: counts as PROBE_PACKET bytes; recent packets from up to PROBE_DEPTH back are resent.
 PROBE_INTERVAL = 5.0
 PROBE_AGAIN = 1.0
 PROBE_OK = 0.8
-PROBE_DURATION = 0.3
+PROBE_CALM = 10.0
+PROBE_DURATION = 0.1
 PROBE_TICK = 0.02
 PROBE_GAIN = 2.0
 PROBE_PACKET = 1_100
 PROBE_DEPTH = 64
 #: No probe beyond this multiple of what the received tracks' best layers need together (their
-#: producers' measured layer bitrates): a strong link is not probed up to 10 Mbit/s for nothing.
+#: producers' measured layer bitrates), or PROBE_FLOOR when that is more (a layer dynacast turned
+#: off measures nothing, and it is the one a strong link must be shown able to carry): a strong
+#: link is not probed up to 10 Mbit/s for nothing.
 PROBE_CEILING = 1.5
+PROBE_FLOOR = 3_000_000
 
 
 class FeedbackBuilder:
@@ -320,13 +325,16 @@ class Downlink:
             return
         if est.usage is not Usage.NORMAL or est.loss > LOSS_LOW:
             return
+        cut = est.last_decrease_us
+        if cut is not None and now_us - cut < PROBE_CALM * 1e6:
+            return
         last = est.probe_result
         wait = PROBE_AGAIN if last is not None and last[0] >= PROBE_OK * last[1] else PROBE_INTERVAL
         if now_us - self._last_probe_us < wait * 1e6 or not self._sources():
             return
         live = [c for c in self._consumers if not c.closed]
         wanted = sum(_best_layer_bps(c) for c in live)
-        ceiling = int(PROBE_CEILING * wanted) if wanted else MAX_BPS
+        ceiling = max(int(PROBE_CEILING * wanted), PROBE_FLOOR)
         target = min(int(PROBE_GAIN * estimate), MAX_BPS, ceiling)
         extra = target - (est.acked_bps or 0)
         if target < 1.1 * estimate or extra <= 0:
