@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 #: The estimate before any feedback has moved it (a typical start, as browsers use 300 kbit/s
 #: to 1 Mbit/s), and its bounds.
@@ -79,8 +79,7 @@ class Usage(Enum):
     UNDERUSE = "underuse"
 
 
-@dataclass(frozen=True, slots=True)
-class PacketResult:
+class PacketResult(NamedTuple):
     """One sent packet as the feedback reported it: send time and arrival time (µs, each in
     its own clock), size in bytes; ``arrival_us`` None: lost."""
 
@@ -155,12 +154,18 @@ class _Trendline:
         self.points.append((arrival_ms - self.first_arrival_ms, self.smoothed))
         if len(self.points) < TREND_WINDOW:
             return None
+        # least squares in one pass, x taken from the window's first point (small numbers)
+        x0 = self.points[0][0]
+        sx = sy = sxx = sxy = 0.0
+        for x, y in self.points:
+            x -= x0
+            sx += x
+            sy += y
+            sxx += x * x
+            sxy += x * y
         n = len(self.points)
-        mean_x = sum(p[0] for p in self.points) / n
-        mean_y = sum(p[1] for p in self.points) / n
-        num = sum((x - mean_x) * (y - mean_y) for x, y in self.points)
-        den = sum((x - mean_x) ** 2 for x, _ in self.points)
-        return None if den == 0 else num / den
+        den = n * sxx - sx * sx
+        return None if den == 0 else (n * sxy - sx * sy) / den
 
 
 class DownlinkEstimator:
@@ -197,6 +202,7 @@ class DownlinkEstimator:
         self._decreased_at_bps: deque[float] = deque(maxlen=20)  # acked rates at decreases
         self._acked: deque[tuple[int, int]] = deque()  # (arrival µs, bytes) in the window
         self._acked_bytes = 0
+        self._acked_newest = -(1 << 62)
         self._loss_received = self._loss_lost = 0
         self._loss_since_us: int | None = None
         self._loss_updated_us: int | None = None
@@ -244,8 +250,7 @@ class DownlinkEstimator:
         feedback_delay = min((now_us - r.send_us for r in received), default=None)
         if feedback_delay is not None and feedback_delay >= 0:
             self.on_rtt(feedback_delay / 1e6)
-        for r in received:
-            self._acknowledge(r)
+        self._acknowledge(received)
         for r in sorted(received, key=lambda r: r.arrival_us or 0):
             self._group_packet(r)
         self._update_loss(len(received), lost, now_us)
@@ -279,16 +284,23 @@ class DownlinkEstimator:
         self._delay_bps = max(self._delay_bps, bps)
         self._loss_bps = max(self._loss_bps, bps)
 
-    def _acknowledge(self, r: PacketResult) -> None:
-        assert r.arrival_us is not None
-        self._acked_packets += 1
-        self._acked.append((r.arrival_us, r.size))
-        self._acked_bytes += r.size
-        newest = max(self._acked[-1][0], r.arrival_us)
-        while self._acked and self._acked[0][0] < newest - ACKED_WINDOW_US:
-            self._acked_bytes -= self._acked.popleft()[1]
-        if len(self._acked) >= 2:
-            span = max(newest - self._acked[0][0], ACKED_WINDOW_US // 2)
+    def _acknowledge(self, received: list[PacketResult]) -> None:
+        """The acknowledged rate: bytes received within the last ACKED_WINDOW_US of arrival
+        time (the window kept in arrival order of the feedback, trimmed by the newest arrival)."""
+        acked = self._acked
+        for r in received:
+            at = r.arrival_us
+            assert at is not None
+            acked.append((at, r.size))
+            self._acked_bytes += r.size
+            if at > self._acked_newest:
+                self._acked_newest = at
+        self._acked_packets += len(received)
+        newest = self._acked_newest
+        while acked and acked[0][0] < newest - ACKED_WINDOW_US:
+            self._acked_bytes -= acked.popleft()[1]
+        if len(acked) >= 2:
+            span = max(newest - min(acked[0][0], acked[-1][0]), ACKED_WINDOW_US // 2)
             self.acked_bps = int(self._acked_bytes * 8 * 1_000_000 / span)
 
     # -- delay-based (§5) -------------------------------------------------------------------
