@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-from zvonok.media.sdp.description import RtpCodec, SessionDescription
+from zvonok.media.sdp.description import Rid, RtpCodec, SessionDescription
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "sdp"
 
@@ -55,6 +55,12 @@ def answer_to(
             continue
         flip = {"recvonly": "sendonly", "sendonly": "recvonly"}
         media.direction = flip.get(media.direction or "", media.direction)
+        # Simulcast (RFC 8853): the rids we receive are the ones the browser sends.
+        swap = {"recv": "send", "send": "recv"}
+        media.rids = [Rid(r.id, swap[r.direction], r.params) for r in media.rids]
+        if media.simulcast is not None:
+            words = media.simulcast.split(" ")
+            media.simulcast = " ".join(swap.get(word, word) for word in words)
         media.ssrcs, media.ssrc_groups, media.msid = {}, [], None
         if media.mid in publish:
             media.ssrcs = {publish[media.mid]: {"cname": "client"}}

@@ -163,6 +163,16 @@ def test_server_reoffer_keeps_simulcast(browser: str) -> None:
     assert SessionDescription.parse(reply).media[2].direction == "recvonly"
 
 
+def test_a_browser_shaped_answer_keeps_simulcast() -> None:
+    """``sdp_answers.answer_to`` (used by the rooms tests) answers our receive-simulcast m-line
+    the way the browsers did: ``a=rid:<id> send`` and ``a=simulcast:send``."""
+    neg = SessionNegotiator()
+    neg.apply_offer(load("chromium_offer_simulcast"), [], local_for)
+    reply = answer_to(neg.create_offer([], LOCAL), publish={"0": 10})
+    assert video(SessionDescription.parse(reply)).simulcast == "send q;h;f"
+    assert neg.apply_answer(reply).published["1"].rids == ("q", "h", "f")
+
+
 def test_answer_without_simulcast_ends_it() -> None:
     """A client answering our re-offer without a=simulcast sends one plain stream (its a=ssrc)."""
     neg = reoffered("firefox")
