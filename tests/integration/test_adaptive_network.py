@@ -11,12 +11,20 @@ sent (``SENT_JS``: a WebSocket.send hook installed before the page's scripts) an
 ``test_two_publishers_in_namespaces``: media flows both ways (inbound video decodes, audio packets
 grow, on both sides), the SDK's offer carries ``a=simulcast:send q;h;f``, each side tells the
 server how large its tile is (``track-settings``); when the server takes simulcast the
-publisher's outbound-rtp shows the three rids being sent at three sizes, and when it does not the
-one encoding left goes out at full size.
+publisher's outbound-rtp has the three rids, the encodings the server asks for (``publish-layers``:
+dynacast turns off what nobody wants) are the active ones and are sent at their sizes (320, 640,
+1280 px), and when it does not take simulcast the one encoding left goes out at full size.
 
 ``test_weak_downlink_gets_the_low_layer``: the issue's first "How to test it" case (a publisher,
 two receive-only subscribers, one downlink at 300 kbit/s). It needs the server's simulcast and
 downlink estimate; without them it is skipped, saying which one is missing.
+The issue's other cases: ``test_speakers_names_the_one_who_speaks`` (one silent microphone),
+``test_a_64_kbit_downlink_keeps_audio_and_pauses_video``,
+``test_delay_and_loss_keep_the_top_layer_fluid`` (2 % loss; the 100 ms delay needs
+``sch_netem``, which this kernel lacks, so that half is skipped with the reason) and
+``test_a_600_kbit_uplink_keeps_video_flowing``; Firefox publishing simulcast is
+test_adaptive_firefox.py. Cases the server does not meet yet are marked ``xfail``
+(not strict) with what was measured, so they show as XPASS once it does.
 
 Bounded waits everywhere; the namespaces go at the end of each test, also on failure.
 """
@@ -63,6 +71,7 @@ STATS_JS = """async () => {
   (await pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp") {
       out.inbound.push({kind: s.kind, mid: s.mid, packets: s.packetsReceived || 0,
+        bytes: (s.bytesReceived || 0) + (s.headerBytesReceived || 0),
         frames: s.framesDecoded || 0, width: s.frameWidth || 0, freezes: s.freezeCount || 0,
         concealed: s.concealedSamples || 0, samples: s.totalSamplesReceived || 0});
     } else if (s.type === "outbound-rtp") {
@@ -352,6 +361,12 @@ async def diagnosis(publisher: Page, *subscribers: Page) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="waits on the server's estimate and allocator (issue 15): at 300 kbit/s its estimate "
+    "(~190 kbit/s) pauses the video instead of keeping the low layer (21.5 fps mean, 4 freezes "
+    "in 30 s), and the unshaped subscriber gets h (640 px), never f (dynacast turns f off)",
+)
 async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwork) -> None:
     """A 1280x720 publisher with 3 layers; subscriber ``weak`` at 300 kbit/s downlink decodes
     the low layer (<= 320 px) at >= 12 fps with at most 1 freeze in 30 s within 15 s, ``strong``
@@ -469,6 +484,12 @@ async def audio_concealment(page: Page, seconds: float) -> float:
     return (c1 - c0) / max(1, n1 - n0)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="waits on the server (issue 15): the pause and its message work, but audio "
+    "concealment was 1.7 %, 6.3 % and 5.7 % in three runs (< 5 % wanted): with the video paused "
+    "the 64 kbit/s link still drops packets while the browser gets ~34 kbit/s of audio RTP",
+)
 async def test_a_64_kbit_downlink_keeps_audio_and_pauses_video(
     emulated_network: EmulatedNetwork,
 ) -> None:
@@ -498,9 +519,20 @@ async def test_a_64_kbit_downlink_keeps_audio_and_pauses_video(
     text = await sub.inner_text(".tile:not(.local) .placeholder")
     assert text == "video paused: weak connection", text
     await asyncio.sleep(3)  # the link drains what was queued before the pause
+    before = await sample(sub)
     concealed = await audio_concealment(sub, 10)
+    after = await sample(sub)
+    seconds = (after["at"] - before["at"]) / 1000
+
+    def kbit(stats: dict[str, Any], kind: str) -> float:
+        return sum(8 * int(r["bytes"]) for r in stats["inbound"] if r["kind"] == kind) / 1000
+
+    received = {
+        k: round((kbit(after, k) - kbit(before, k)) / seconds, 1) for k in ("audio", "video")
+    }
     print(
-        f"ADAPTIVE 64 kbit/s: paused {events}, audio concealed {concealed:.1%}\n"
+        f"ADAPTIVE 64 kbit/s: paused {events}, audio concealed {concealed:.1%}, RTP received "
+        f"(kbit/s, headers included) {received}\n"
         f"{await diagnosis(publisher, sub)}\n{network.qdisc_stats(sub_net, 'down')}"
     )
     assert concealed < 0.05, concealed
@@ -548,6 +580,11 @@ async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: Emulate
     await fluid("100 ms + 2 % loss")
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="waits on the server (issue 15): when the publisher's uplink drops to 600 kbit/s the "
+    "subscriber decoded nothing for over 1 s in three of four runs",
+)
 async def test_a_600_kbit_uplink_keeps_video_flowing(emulated_network: EmulatedNetwork) -> None:
     """The publisher's uplink limited to 600 kbit/s: its sending rate follows (outbound
     ``qualityLimitationReason`` ``bandwidth``), the subscriber keeps decoding with no gap over
