@@ -26,6 +26,7 @@ from zvonok.media.packets.rtp import build_extension_block
 from zvonok.media.transport.dtls import DtlsCertificate
 from zvonok.media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
 from zvonok.media.transport.target import find_extension
+from zvonok.media.transport.tcp import TcpSendTarget
 from zvonok.media.transport.transport import ConnectionState, WebRtcTransport
 from zvonok.media.transport.udp import MediaUdpProtocol
 
@@ -322,3 +323,34 @@ async def test_no_probe_beyond_what_the_tracks_can_use() -> None:
     # capped by what is forwarded, but 3.5 Mbit/s is within 10 % of 1.5 x the best layer
     assert downlink.estimator.app_limited and downlink.probes == 0
     assert downlink.estimate_bps == 3_500_000
+
+
+def test_the_ice_tcp_target_stamps_too() -> None:
+    class Conn:
+        peer = ("127.0.0.1", 9)
+        closed = False
+
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, payload: bytes) -> bool:
+            self.sent.append(payload)
+            return True
+
+    target = TcpSendTarget()
+    conn = Conn()
+    target.set_connection(conn)  # type: ignore[arg-type]
+    session = SrtpSession(AEAD_AES_128_GCM, tx_master=KEY, rx_master=KEY)
+    target.set_srtp(0, 0, session)
+    target.enabled = True
+    target.set_twcc(3)
+    target.send(twcc_rtp(1, 0xBBBB))
+    target.send(twcc_rtp(2, 0xBBBB))
+    client = SrtpSession(AEAD_AES_128_GCM, tx_master=KEY, rx_master=KEY)
+    stamped = []
+    for data in conn.sent:
+        packet = client.unprotect_rtp(data)
+        found = find_extension(packet, 3)
+        assert found is not None
+        stamped.append(packet[found[0]] << 8 | packet[found[0] + 1])
+    assert stamped == [0, 1] and target.twcc_stamped == 2 and target.twcc_lookup(1) is not None
