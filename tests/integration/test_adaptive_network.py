@@ -21,9 +21,10 @@ downlink estimate; without them it is skipped, saying which one is missing.
 The issue's other cases: ``test_speakers_names_the_one_who_speaks`` (one silent microphone),
 ``test_a_64_kbit_downlink_keeps_audio_and_pauses_video``,
 ``test_delay_and_loss_keep_the_top_layer_fluid`` (2 % loss; the 100 ms delay needs
-``sch_netem``, which this kernel lacks, so that half is skipped with the reason) and
-``test_a_600_kbit_uplink_keeps_video_flowing``; Firefox publishing simulcast is
-test_adaptive_firefox.py. Cases the server does not meet yet are marked ``xfail``
+``sch_netem``, which this kernel lacks, so that half is skipped with the reason),
+``test_a_600_kbit_uplink_keeps_video_flowing`` and ``test_a_late_joiner_learns_who_speaks``;
+Firefox publishing simulcast is test_adaptive_firefox.py. Cases the server does not meet yet
+are marked ``xfail``
 (not strict) with what was measured, so they show as XPASS once it does.
 
 Bounded waits everywhere; the namespaces go at the end of each test, also on failure.
@@ -628,3 +629,23 @@ async def test_a_600_kbit_uplink_keeps_video_flowing(emulated_network: EmulatedN
             gaps = 0
         last = now
     print(f"ADAPTIVE 600 kbit/s uplink: publisher sends {rate}\n{await diagnosis(publisher, sub)}")
+
+
+async def test_a_late_joiner_learns_who_speaks(emulated_network: EmulatedNetwork) -> None:
+    """Someone joining while another speaks is told who speaks (``call.speakers``), though the
+    list of speakers does not change when it joins."""
+    network = emulated_network
+    loud_net, late_net = network.add_client(), network.add_client()
+    server = network.start_server()
+    group = server.create_group(["loud", "late"])
+    speaking = TONE_MIC_JS.replace("__GAIN__", "0.5")
+    loud = await open_demo(network, loud_net, server, "loud", group, kind="group", init_js=speaking)
+    loud_session: str = await loud.evaluate("window.zvonokDemo.call.sessionId")
+
+    async def speaks(page: Page) -> bool:
+        first = await page.evaluate("window.zvonokDemo.call.speakers.map((s) => s.sessionId)")
+        return bool(first[:1] == [loud_session])
+
+    await wait_for(lambda: speaks(loud), "loud to be told that it speaks", 15)
+    late = await open_demo(network, late_net, server, "late", group, kind="group", publish=False)
+    await wait_for(lambda: speaks(late), "the late joiner to be told who speaks", 10)
