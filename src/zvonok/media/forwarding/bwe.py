@@ -50,6 +50,11 @@ OVERUSE_COUNT = 1
 BETA = 0.85
 INCREASE_PER_S = 0.08
 ACKED_CAP = 1.5
+#: The acknowledged rate at the last decrease is what the link carried when it filled: for this
+#: long after it (µs) the estimate may grow back to this share of it even when less is sent
+#: (a subscriber whose video was paused for bandwidth keeps an estimate that can resume it).
+CAPACITY_MEMORY_US = 60_000_000
+CAPACITY_SHARE = 0.95
 #: Additive increase near convergence: half a packet of this size per response time.
 PACKET_BITS = 1200 * 8
 #: §6: loss-based bounds.
@@ -227,6 +232,15 @@ class DownlinkEstimator:
         acked = self.acked_bps
         return acked is not None and self._delay_bps >= 0.95 * (ACKED_CAP * acked + 10_000)
 
+    def capacity_bps(self, now_us: int) -> int | None:
+        """What the link carried when it last filled (the acknowledged rate at the last decrease
+        for overuse) if that was within ``CAPACITY_MEMORY_US``, else None: a layer above it is
+        known not to fit."""
+        cut = self.last_decrease_us
+        if cut is None or now_us - cut >= CAPACITY_MEMORY_US or not self._decreased_at_bps:
+            return None
+        return int(self._decreased_at_bps[-1])
+
     def start_probe(self, now_us: int, target_bps: int) -> None:
         """Packets sent from ``now_us`` until ``end_probe`` form a probe cluster."""
         self._probe = _Probe(now_us, target_bps)
@@ -300,8 +314,11 @@ class DownlinkEstimator:
         while acked and acked[0][0] < newest - ACKED_WINDOW_US:
             self._acked_bytes -= acked.popleft()[1]
         if len(acked) >= 2:
-            span = max(newest - min(acked[0][0], acked[-1][0]), ACKED_WINDOW_US // 2)
-            self.acked_bps = int(self._acked_bytes * 8 * 1_000_000 / span)
+            span = newest - min(acked[0][0], acked[-1][0])
+            counted = self._acked_bytes - acked[0][1]  # the first one opens the span
+            if span < ACKED_WINDOW_US // 2:  # too short to tell: as if spread over half a window
+                span, counted = ACKED_WINDOW_US // 2, self._acked_bytes
+            self.acked_bps = int(counted * 8 * 1_000_000 / span)
 
     # -- delay-based (§5) -------------------------------------------------------------------
 
@@ -393,6 +410,9 @@ class DownlinkEstimator:
             else:
                 rate *= (1 + INCREASE_PER_S) ** dt
             cap = None if acked is None else ACKED_CAP * acked + 10_000
+            capacity = self.capacity_bps(now_us)
+            if cap is not None and capacity is not None:
+                cap = max(cap, CAPACITY_SHARE * capacity)
             if cap is not None and rate > cap:
                 rate = max(self._delay_bps, cap)  # no growth beyond it, no cut either
         # UNDERUSE: hold (the queues are draining)
