@@ -24,7 +24,9 @@ namespace switch), with ``http://198.18.0.1:<port>`` treated as a secure origin 
 and exempt from the dead proxy.
 
 ``close`` (the fixture's teardown, also after a failure) closes the browsers, stops the servers
-started here and deletes every namespace it created. Every command has a timeout.
+started here and deletes every namespace it created; ``setup`` first deletes the namespaces of
+this harness whose test process is gone (killed before its teardown). Every command has a
+timeout.
 
 Needs root (``ip``, ``tc``). Imports the harness and playwright; never zvonok.
 """
@@ -35,6 +37,7 @@ import ctypes
 import ctypes.util
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -58,6 +61,8 @@ COMMAND_TIMEOUT = 30.0
 CLONE_NEWNET = 0x40000000
 NFT = "/usr/sbin/nft"
 _networks = itertools.count(1)
+#: The names this harness gives namespaces: ``zvn-s-<pid>-<n>`` and ``zvn-c<i>-<pid>-<n>``.
+_OUR_NAMESPACE = re.compile(r"^zvn-(?:s|c\d+)-(\d+)-\d+$")
 T = TypeVar("T")
 
 
@@ -141,6 +146,16 @@ class Shaping:
         return []
 
 
+def remove_orphans() -> None:
+    """Delete the namespaces of this harness left by a test process that no longer exists
+    (killed before its teardown ran)."""
+    for line in run("ip", "netns", "list", check=False).splitlines():
+        name = line.split(" ", 1)[0]
+        match = _OUR_NAMESPACE.match(name)
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            run("ip", "netns", "del", name, check=False)
+
+
 @dataclass(frozen=True)
 class Client:
     """A client namespace: its name, address, and the two ends of its link."""
@@ -168,6 +183,7 @@ class EmulatedNetwork:
 
     def setup(self) -> None:
         """The server namespace and its bridge (``close`` removes whatever was made)."""
+        remove_orphans()
         self._add_namespace(self.server_namespace)
         ns = self.server_namespace
         run("ip", "-n", ns, "link", "set", "lo", "up")
