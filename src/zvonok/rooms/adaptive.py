@@ -22,6 +22,7 @@ from .mediaview import (
     LayerView,
     downlink_estimate,
     is_simulcast,
+    link_congested,
     link_open,
     producer_layers,
     set_target_layer,
@@ -35,6 +36,9 @@ log = logging.getLogger("zvonok.rooms.adaptive")
 ALLOCATE_EVERY = 0.5
 #: An estimate that moved by more than this share since the last pass is a change (run at once).
 ESTIMATE_CHANGE = 0.1
+#: Per tick, how much of a layer's remembered bitrate peak is kept when it measures lower
+#: (0.98 per 250 ms: about half after 8 s).
+BITRATE_DECAY = 0.98
 #: The bitrate assumed for a layer never measured, by its rank from the top (bit/s): the SDK's
 #: 1/4, 1/2 and full-size encodings of a 720p camera as Chrome sends them uncongested.
 NOMINAL_BITRATES = (1_500_000, 500_000, 150_000)
@@ -122,11 +126,12 @@ class RoomAdaptation:
         layers = []
         for i, view in enumerate(views):
             key = (entry.track_id, i)
+            seen = self._measured.get(key, 0)
             if view.active and view.bitrate > 0:
-                self._measured[key] = view.bitrate
-            bitrate = self._measured.get(key) or _nominal(i, len(views))
-            if view.active and view.bitrate > 0:
-                bitrate = view.bitrate
+                # A slowly decaying peak: a layer winding down (dynacast turned it off, the
+                # publisher's uplink shrank) must not look cheap in its last half-empty windows.
+                seen = self._measured[key] = max(view.bitrate, int(seen * BITRATE_DECAY))
+            bitrate = seen or _nominal(i, len(views))
             # A layer dynacast turned off can be turned on again: it stays available.
             off = dynacast is not None and i < len(dynacast.active) and not dynacast.active[i]
             available = view.active or off or (len(views) == 1)
@@ -151,8 +156,15 @@ class RoomAdaptation:
         wishes = {
             t: Wish(w.paused, w.max_width, w.max_height) for t, w in participant.wishes.items()
         }
+        media = participant.media
         decisions = sub.allocator.allocate(
-            now, sub.estimate, video, audio, wishes, open_link=link_open(participant.media)
+            now,
+            sub.estimate,
+            video,
+            audio,
+            wishes,
+            open_link=link_open(media),
+            congested=link_congested(media),
         )
         for track_id, decision in decisions.items():
             set_target_layer(consumers[track_id], decision.layer)

@@ -9,9 +9,10 @@ docs/media.md "## Layer allocation":
   track's layers (bitrate, available, width), it returns the target layer per track (``None`` =
   paused, with the reason: ``bandwidth`` or ``subscriber``). Screen shares are served before
   cameras; the budget is 90 % of the estimate minus ``AUDIO_RESERVE`` per audio track; each track
-  gets the highest layer that its wishes allow and the remaining budget carries; one that cannot
-  carry even its lowest layer is paused. Down at once; up only once the remaining budget has
-  exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds, or, when the
+  gets the highest layer that its wishes make worth sending (up to the first that covers its
+  tile) and the remaining budget carries; one that cannot carry even its lowest layer (judged on
+  the whole estimate, ``LOWEST_KEEP``) is paused. Down at once; up only once the remaining budget
+  has exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds, or, when the
   estimate is only capped by what was sent (an *open* link), one layer up on trial
   (``PROBE_*``).
 - ``Dynacast``: one per published simulcast track. Given the union of the layers its subscribers
@@ -31,6 +32,15 @@ from typing import Literal
 BUDGET_SHARE = 0.9
 #: Bit/s set aside for each audio track the subscriber receives (audio is never paused).
 AUDIO_RESERVE = 40_000
+#: The lowest layer is judged on the whole estimate (minus audio), and leniently: a paused video
+#: gives the estimator nothing to measure but audio, so an estimate below the lowest layer says
+#: little about the link. It is kept while that share of its bitrate fits, and a paused track
+#: resumes once ``LOWEST_RESUME`` of it has fitted for ``UP_HOLD`` seconds.
+LOWEST_KEEP = 0.6
+LOWEST_RESUME = 0.75
+#: A layer *covers* a tile when it is at least this share of the tile's width or height: the
+#: layers above the first that covers are not needed (they would only be scaled down).
+COVER_SHARE = 0.9
 #: Going up a layer: the remaining budget must exceed its bitrate by this factor ...
 UP_MARGIN = 1.1
 #: ... continuously for this many seconds.
@@ -38,16 +48,21 @@ UP_HOLD = 2.0
 #: The width assumed for the top layer of a track whose layers' widths are unknown; each lower
 #: layer is taken as half the width of the one above (the SDK's 1/4, 1/2, 1 ladder).
 NOMINAL_TOP_WIDTH = 1280
-#: Probing up: the estimate of a link that showed no congestion is capped by what was sent
+#: Probing up: the estimate of a link that showed no congestion may be capped by what was sent
 #: (docs/media.md, "Congestion control": at most 1.5 x acknowledged), so it may never cover the
 #: next layer by itself. After the link has been *open* (the estimate at that cap, no overuse,
 #: little loss) for ``PROBE_WAIT`` seconds, one track goes up one layer anyway (if that layer is
-#: at most ``PROBE_RATIO`` x the estimate), on trial: it is kept while the estimate stays above
-#: ``PROBE_DROP`` x its highest value since, until the estimate carries the layer by itself
-#: (success). A probe the estimate punished doubles the wait before the next one, up to
-#: ``PROBE_WAIT_MAX``; a success resets it.
+#: at most ``PROBE_RATIO`` x the estimate), on trial for at most ``PROBE_TRIAL`` seconds: it fails
+#: at once when the link shows congestion (overuse, loss) or the estimate falls below
+#: ``PROBE_DROP`` x its highest value since, and at the end of the trial unless the estimate
+#: carries the layer by itself by then (success). A failure, and any down move the estimate
+#: forces, makes the wait before the next trial at least ``PUSHBACK_WAIT`` and doubles it after
+#: that (up to ``PROBE_WAIT_MAX``): each trial on a link at its limit costs a congested moment,
+#: so a link that pushed back is tried again only about twice a minute. A success resets it.
 PROBE_WAIT = 4.0
-PROBE_WAIT_MAX = 16.0
+PUSHBACK_WAIT = 32.0
+PROBE_WAIT_MAX = 64.0
+PROBE_TRIAL = 4.0
 PROBE_DROP = 0.9
 PROBE_RATIO = 2.0
 #: Dynacast: a layer nobody wants is turned off after this many seconds.
@@ -104,6 +119,8 @@ class _TrackState:
     current: int | None = None
     #: layer index -> since when the remaining budget has carried it with the margin.
     headroom_since: dict[int, float] = field(default_factory=dict)
+    #: Since when the lowest layer's ``LOWEST_RESUME`` share has fitted (resuming a pause).
+    resume_since: float | None = None
     decided: bool = False
 
 
@@ -116,25 +133,24 @@ class _Probe:
 
 
 def eligible_layers(layers: Sequence[Layer], wish: Wish) -> list[int]:
-    """The indexes of the available layers ``wish`` allows, lowest first. A layer whose width
-    (height) is above ``max_width`` (``max_height``) is left out, unless that leaves nothing:
-    then the lowest available layer (a small picture is better than none). Unknown widths are
-    taken from ``NOMINAL_TOP_WIDTH`` and the layer's rank."""
+    """The indexes of the available layers ``wish`` makes worth sending, lowest first: up to
+    the first that covers the tile (its width at least ``COVER_SHARE`` of ``max_width``, or its
+    height of ``max_height``), all of them when none does. Unknown widths are taken from
+    ``NOMINAL_TOP_WIDTH`` and the layer's rank."""
     available = [i for i, layer in enumerate(layers) if layer.available]
-    if not available:
-        return []
+    if wish.max_width is None and wish.max_height is None:
+        return available
     top = len(layers) - 1
-    allowed = []
-    for i in available:
+    for n, i in enumerate(available):
         layer = layers[i]
         width = layer.width if layer.width is not None else NOMINAL_TOP_WIDTH >> (top - i)
-        if wish.max_width is not None and width > wish.max_width:
-            continue
-        if wish.max_height is not None and layer.height is not None:
-            if layer.height > wish.max_height:
-                continue
-        allowed.append(i)
-    return allowed or available[:1]
+        if wish.max_width is not None and width >= COVER_SHARE * wish.max_width:
+            return available[: n + 1]
+        height = layer.height
+        if wish.max_height is not None and height is not None:
+            if height >= COVER_SHARE * wish.max_height:
+                return available[: n + 1]
+    return available
 
 
 class LayerAllocator:
@@ -147,6 +163,7 @@ class LayerAllocator:
         self._probe: _Probe | None = None
         self._probe_wait = PROBE_WAIT
         self._next_probe = float("-inf")
+        self._failed_at = float("-inf")
         self.probes = 0
         self.failed_probes = 0
 
@@ -159,10 +176,12 @@ class LayerAllocator:
         wishes: Mapping[str, Wish] | None = None,
         *,
         open_link: bool = False,
+        congested: bool = False,
     ) -> dict[str, Decision]:
         """Decide every track of ``video`` (given in join order; screen shares go first).
         ``open_link``: the estimate sits at the cap of what was sent, with no congestion seen
-        (the only way up past that cap is a probe)."""
+        (the only way up past that cap is a probe); ``congested``: the link shows congestion
+        now (delay overuse or loss): a probe on trial fails."""
         wishes = wishes or {}
         live = {v.track_id for v in video}
         for track_id in [t for t in self._tracks if t not in live]:
@@ -171,31 +190,45 @@ class LayerAllocator:
             self._open_since = None
         elif self._open_since is None:
             self._open_since = now
-        probe = self._check_probe(now, estimate, live)
+        probe = self._check_probe(now, estimate, live, congested)
         budget: float | None = None
+        raw: float | None = None
         if estimate is not None:
             budget = estimate * BUDGET_SHARE - AUDIO_RESERVE * audio_tracks
+            raw = estimate - AUDIO_RESERVE * audio_tracks
         order = sorted(range(len(video)), key=lambda i: (not video[i].screen, i))
         out: dict[str, Decision] = {}
         for i in order:
             track = video[i]
             state = self._tracks.setdefault(track.track_id, _TrackState())
-            decision = self._one(now, state, track, wishes.get(track.track_id, NO_WISH), budget)
+            wish = wishes.get(track.track_id, NO_WISH)
+            before = state.current if state.decided else None
+            decision = self._one(now, state, track, wish, budget, raw)
             if probe is not None and probe.track_id == track.track_id:
                 if decision.layer is not None and decision.layer >= probe.layer:
                     self._probe_done(now, held=True)  # the estimate carries it now
                     probe = None
+                elif now - probe.started >= PROBE_TRIAL:
+                    self._probe_done(now, held=False)  # the estimate never came to carry it
+                    probe = None
                 else:
                     decision = Decision(probe.layer)  # on trial: kept while the estimate holds
                     state.current = probe.layer
+            elif before is not None and decision.reason != "subscriber":
+                if decision.layer is None or decision.layer < before:
+                    self._pushed_back(now)  # the estimate forced it down: probe later
             out[track.track_id] = decision
-            if budget is not None and decision.layer is not None:
-                budget -= min(track.layers[decision.layer].bitrate, max(budget, 0.0))
+            if budget is not None and raw is not None and decision.layer is not None:
+                cost = track.layers[decision.layer].bitrate
+                budget -= min(cost, max(budget, 0.0))
+                raw -= min(cost, max(raw, 0.0))
         if self._probe is None and estimate is not None:
             self._start_probe(now, estimate, video, order, wishes, out)
         return out
 
-    def _check_probe(self, now: float, estimate: int | None, live: set[str]) -> _Probe | None:
+    def _check_probe(
+        self, now: float, estimate: int | None, live: set[str], congested: bool
+    ) -> _Probe | None:
         """The probe still on trial, or None (there is none, or the link just pushed back)."""
         probe = self._probe
         if probe is None:
@@ -203,11 +236,19 @@ class LayerAllocator:
         if probe.track_id not in live:
             self._probe = None
             return None
-        if estimate is None or estimate < probe.estimate * PROBE_DROP:
+        if congested or estimate is None or estimate < probe.estimate * PROBE_DROP:
             self._probe_done(now, held=False)
             return None
         probe.estimate = max(probe.estimate, estimate)
         return probe
+
+    def _pushed_back(self, now: float) -> None:
+        """The estimate forced a track down: wait longer before trying higher again."""
+        if self._failed_at == now:
+            return  # the probe that failed just now was this down move: counted once
+        self._probe_wait = _longer(self._probe_wait)
+        self._next_probe = max(self._next_probe, now + self._probe_wait)
+        self._open_since = None
 
     def _probe_done(self, now: float, *, held: bool) -> None:
         self._probe = None
@@ -215,7 +256,8 @@ class LayerAllocator:
             self._probe_wait = PROBE_WAIT
         else:
             self.failed_probes += 1
-            self._probe_wait = min(self._probe_wait * 2, PROBE_WAIT_MAX)
+            self._failed_at = now
+            self._probe_wait = _longer(self._probe_wait)
         self._next_probe = now + self._probe_wait
         self._open_since = None
 
@@ -255,6 +297,7 @@ class LayerAllocator:
         track: VideoTrack,
         wish: Wish,
         budget: float | None,
+        raw: float | None = None,
     ) -> Decision:
         if wish.paused:
             state.current, state.decided = None, True
@@ -270,13 +313,21 @@ class LayerAllocator:
             state.headroom_since.clear()
             return Decision(allowed[-1])
         layers = track.layers
+        lowest = layers[allowed[0]].bitrate
+        room = raw if raw is not None else budget
         fits = [i for i in allowed if layers[i].bitrate <= budget]
+        if not fits and lowest * LOWEST_KEEP <= room:
+            fits = allowed[:1]  # the lowest layer: judged on the whole estimate, leniently
         best = fits[-1] if fits else None
         for i, layer in enumerate(layers):
             if layer.available and layer.bitrate * UP_MARGIN <= budget:
                 state.headroom_since.setdefault(i, now)
             else:
                 state.headroom_since.pop(i, None)
+        if lowest * LOWEST_RESUME <= room:
+            state.resume_since = now if state.resume_since is None else state.resume_since
+        else:
+            state.resume_since = None
         current = state.current
         if not state.decided:
             chosen = best  # the first decision: what fits now
@@ -285,8 +336,9 @@ class LayerAllocator:
         elif current is None or current not in allowed:
             # paused (or its layer went away): resume / move once a layer has held the margin
             held = [i for i in allowed if now - state.headroom_since.get(i, now) >= UP_HOLD]
+            resume = state.resume_since is not None and now - state.resume_since >= UP_HOLD
             if current is None:
-                chosen = held[-1] if held else None
+                chosen = held[-1] if held else (allowed[0] if resume else None)
             else:
                 chosen = max([i for i in allowed if i <= current] or [allowed[0]])
                 chosen = min(chosen, best)
@@ -300,6 +352,11 @@ class LayerAllocator:
             chosen = current
         state.current, state.decided = chosen, True
         return Decision(chosen, "bandwidth" if chosen is None else None)
+
+
+def _longer(wait: float) -> float:
+    """The wait before the next probe after the link pushed back."""
+    return min(max(wait * 2, PUSHBACK_WAIT), PROBE_WAIT_MAX)
 
 
 class Dynacast:

@@ -88,3 +88,13 @@ def link_open(media: MediaSession) -> bool:
     if downlink.loss >= OPEN_LOSS:
         return False
     return estimate >= OPEN_SHARE * (ACKED_CAP * acked + 10_000)
+
+
+#: Loss that counts as congestion (a probe on trial fails).
+CONGESTED_LOSS = 0.05
+
+
+def link_congested(media: MediaSession) -> bool:
+    """The downlink shows congestion now: delay overuse, or ``CONGESTED_LOSS`` lost."""
+    downlink = media.downlink
+    return downlink.estimator.usage is Usage.OVERUSE or downlink.loss >= CONGESTED_LOSS

@@ -8,8 +8,10 @@ from zvonok.rooms.allocation import (
     AUDIO_RESERVE,
     BUDGET_SHARE,
     OFF_AFTER,
+    PROBE_TRIAL,
     PROBE_WAIT,
     PROBE_WAIT_MAX,
+    PUSHBACK_WAIT,
     UP_HOLD,
     Decision,
     Dynacast,
@@ -62,6 +64,10 @@ def test_too_little_for_the_lowest_layer_pauses_for_bandwidth() -> None:
     assert allocator.allocate(0, 64_000, [cam()], audio_tracks=1) == {
         "c": Decision(None, "bandwidth")
     }
+    # the lowest layer may use the whole estimate: no 10 % headroom for it
+    assert LayerAllocator().allocate(0, 150_000 + AUDIO_RESERVE, [cam()], audio_tracks=1) == {
+        "c": Decision(0)
+    }
 
 
 def test_down_at_once_up_only_after_the_margin_held_two_seconds() -> None:
@@ -91,16 +97,20 @@ def test_a_dip_restarts_the_hold() -> None:
 
 def test_a_paused_track_resumes_by_itself_after_the_hold() -> None:
     allocator = LayerAllocator()
-    assert allocator.allocate(0, 100_000, [cam()])["c"] == Decision(None, "bandwidth")
-    roomy = estimate_for(200_000)
-    assert allocator.allocate(1, roomy, [cam()])["c"] == Decision(None, "bandwidth")
-    assert allocator.allocate(3, roomy, [cam()])["c"] == Decision(0)
+    # the lowest layer is kept down to 60 % of its bitrate: 80 kbit/s is too little for 150
+    assert allocator.allocate(0, 80_000, [cam()])["c"] == Decision(None, "bandwidth")
+    assert allocator.allocate(1, 100_000, [cam()])["c"] == Decision(None, "bandwidth")
+    # resuming needs 75 % of it (112.5 kbit/s) for 2 s
+    assert allocator.allocate(2, 120_000, [cam()])["c"] == Decision(None, "bandwidth")
+    assert allocator.allocate(3.5, 120_000, [cam()])["c"] == Decision(None, "bandwidth")
+    assert allocator.allocate(4, 120_000, [cam()])["c"] == Decision(0)
+    assert allocator.allocate(5, 95_000, [cam()])["c"] == Decision(0)  # kept at 60 %
 
 
 def test_screen_share_is_served_before_cameras() -> None:
     screen = VideoTrack("s", (Layer(800_000, True, 1920, 1080),), screen=True)
     allocator = LayerAllocator()
-    decisions = allocator.allocate(0, estimate_for(1_000_000), [cam("a"), screen, cam("b")])
+    decisions = allocator.allocate(0, estimate_for(900_000), [cam("a"), screen, cam("b")])
     assert decisions == {"s": Decision(0), "a": Decision(0), "b": Decision(None, "bandwidth")}
 
 
@@ -110,10 +120,13 @@ def test_cameras_in_join_order_share_what_is_left() -> None:
     assert decisions == {"a": Decision(1), "b": Decision(0)}
 
 
-def test_max_width_by_width_or_by_rank_when_widths_are_unknown() -> None:
-    assert eligible_layers(CAMERA, Wish(max_width=700)) == [0, 1]
-    assert eligible_layers(CAMERA, Wish(max_width=100)) == [0]  # too small for all: the lowest
-    assert eligible_layers(CAMERA, Wish(max_height=200)) == [0]
+def test_wishes_stop_at_the_first_layer_that_covers_the_tile() -> None:
+    assert eligible_layers(CAMERA, Wish(max_width=720)) == [0, 1, 2]  # 640 < 90 % of 720
+    assert eligible_layers(CAMERA, Wish(max_width=680)) == [0, 1]
+    assert eligible_layers(CAMERA, Wish(max_width=1200, max_height=675)) == [0, 1, 2]
+    assert eligible_layers(CAMERA, Wish(max_width=100)) == [0]
+    assert eligible_layers(CAMERA, Wish(max_width=2000, max_height=200)) == [0]  # a wide strip
+    assert eligible_layers(CAMERA, Wish(max_width=4000)) == [0, 1, 2]  # none covers: all
     blind = (Layer(150_000), Layer(500_000), Layer(1_500_000))  # 320, 640, 1280 nominally
     assert eligible_layers(blind, Wish(max_width=640)) == [0, 1]
     assert eligible_layers(blind, Wish()) == [0, 1, 2]
@@ -187,16 +200,16 @@ def test_a_probe_the_link_punishes_goes_down_at_once_and_backs_off() -> None:
     assert run(PROBE_WAIT, 300_000, [cam()], open_link=True)["c"].layer == 1
     assert run(PROBE_WAIT + 0.5, 260_000, [cam()], open_link=False)["c"].layer == 0
     assert allocator.failed_probes == 1
-    # the wait doubled: open from now on, the next probe comes 2 x PROBE_WAIT later
+    # the wait became PUSHBACK_WAIT: open from now on, the next probe comes that much later
     t = PROBE_WAIT + 0.5
     while run(t, 300_000, [cam()], open_link=True)["c"].layer == 0:
         t += 0.5
-    assert t == pytest.approx(PROBE_WAIT + 0.5 + 2 * PROBE_WAIT)
-    run(t + 0.5, 200_000, [cam()])  # punished again: 4 x, then capped
+    assert t == pytest.approx(PROBE_WAIT + 0.5 + PUSHBACK_WAIT)
+    run(t + 0.5, 200_000, [cam()])  # punished again: twice as long, then capped
     t2 = t + 0.5
     while run(t2, 300_000, [cam()], open_link=True)["c"].layer == 0:
         t2 += 0.5
-    assert t2 - (t + 0.5) == pytest.approx(min(4 * PROBE_WAIT, PROBE_WAIT_MAX))
+    assert t2 - (t + 0.5) == pytest.approx(min(2 * PUSHBACK_WAIT, PROBE_WAIT_MAX))
 
 
 def test_no_probe_on_a_congested_link_nor_for_a_paused_track() -> None:
@@ -208,3 +221,27 @@ def test_no_probe_on_a_congested_link_nor_for_a_paused_track() -> None:
         decision = starved.allocate(t, 100_000, [cam()], audio_tracks=1, open_link=True)
         assert decision["c"] == Decision(None, "bandwidth")
     assert allocator.probes == starved.probes == 0
+
+
+def test_a_probe_fails_on_congestion_or_when_the_estimate_never_carries_it() -> None:
+    congested = LayerAllocator()
+    congested.allocate(0, 300_000, [cam()], open_link=True)
+    assert congested.allocate(PROBE_WAIT, 300_000, [cam()], open_link=True)["c"].layer == 1
+    decision = congested.allocate(PROBE_WAIT + 0.5, 300_000, [cam()], congested=True)
+    assert decision["c"].layer == 0 and congested.failed_probes == 1
+    slow = LayerAllocator()
+    slow.allocate(0, 300_000, [cam()], open_link=True)
+    assert slow.allocate(PROBE_WAIT, 300_000, [cam()], open_link=True)["c"].layer == 1
+    assert slow.allocate(PROBE_WAIT + PROBE_TRIAL - 0.5, 310_000, [cam()])["c"].layer == 1
+    assert slow.allocate(PROBE_WAIT + PROBE_TRIAL, 310_000, [cam()])["c"].layer == 0
+    assert slow.failed_probes == 1
+
+
+def test_a_down_move_the_estimate_forces_delays_the_next_probe() -> None:
+    allocator = LayerAllocator()
+    allocator.allocate(0, 3_000_000, [cam()])
+    assert allocator.allocate(1, 300_000, [cam()], open_link=True)["c"].layer == 0
+    t = 1.0
+    while allocator.allocate(t, 300_000, [cam()], open_link=True)["c"].layer == 0:
+        t += 0.5
+    assert t == pytest.approx(1 + PUSHBACK_WAIT)  # the push back set the wait
