@@ -55,6 +55,8 @@ ACKED_CAP = 1.5
 #: (a subscriber whose video was paused for bandwidth keeps an estimate that can resume it).
 CAPACITY_MEMORY_US = 60_000_000
 CAPACITY_SHARE = 0.95
+#: The capacity at a decrease is the highest acknowledged rate over this long before it (µs).
+ACKED_PEAK_US = 1_000_000
 #: Additive increase near convergence: half a packet of this size per response time.
 PACKET_BITS = 1200 * 8
 #: §6: loss-based bounds.
@@ -208,6 +210,7 @@ class DownlinkEstimator:
         self._acked: deque[tuple[int, int]] = deque()  # (arrival µs, bytes) in the window
         self._acked_bytes = 0
         self._acked_newest = -(1 << 62)
+        self._acked_recent: deque[tuple[int, int]] = deque()  # (feedback µs, acked bps), 1 s
         self._loss_received = self._loss_lost = 0
         self._loss_since_us: int | None = None
         self._loss_updated_us: int | None = None
@@ -268,6 +271,11 @@ class DownlinkEstimator:
         for r in sorted(received, key=lambda r: r.arrival_us or 0):
             self._group_packet(r)
         self._update_loss(len(received), lost, now_us)
+        if self.acked_bps is not None:
+            recent = self._acked_recent
+            recent.append((now_us, self.acked_bps))
+            while recent[0][0] < now_us - ACKED_PEAK_US:
+                recent.popleft()
         self._update_rate(now_us)
         if self._probe is not None:
             self._measure_probe(results, now_us)
@@ -397,7 +405,10 @@ class DownlinkEstimator:
                 self.last_decrease_us = now_us
                 self._hold = True
                 if acked is not None:
-                    self._decreased_at_bps.append(float(acked))
+                    # what the link carried as it filled: the highest acknowledged rate of the
+                    # last second (the current one sags once packets start to drop)
+                    peak = max((bps for _, bps in self._acked_recent), default=acked)
+                    self._decreased_at_bps.append(float(max(peak, acked)))
                     rate = min(rate, BETA * acked)
                 else:
                     rate *= BETA
