@@ -141,6 +141,13 @@ def _codec_lines(m: OfferedMedia, pt: int) -> list[str]:
     return [ln for ln in m.lines if int(ln.split(":", 1)[1].split()[0]) in keep]
 
 
+def _candidate(local: LocalMedia) -> str:
+    """Our one host candidate: UDP, or ICE-TCP ``tcptype active`` (RFC 6544 §4.5: port 9)."""
+    if local.tcp:
+        return f"a=candidate:1 1 tcp 1518280447 {local.host} 9 typ host tcptype active"
+    return f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host"
+
+
 def _simulcast_lines(rids: tuple[str, ...]) -> list[str]:
     """What a simulcast sender writes for its m-line: a=rid per layer and a=simulcast:send."""
     return [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
@@ -198,10 +205,7 @@ def build_answer(
                 f"a=ssrc:{ssrc} cname:{local.cname}",
                 f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{m.kind}",
             ]
-        if local.tcp:
-            lines.append(f"a=candidate:1 1 tcp 1518280447 {local.host} 9 typ host tcptype active")
-        else:
-            lines.append(f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host")
+        lines.append(_candidate(local))
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -269,8 +273,5 @@ def build_offer(
                 f"a=ssrc:{ssrc} cname:{local.cname}",
                 f"a=ssrc:{ssrc} msid:{local.stream} {local.stream}-{kind}",
             ]
-        lines += [
-            f"a=candidate:1 1 udp 2130706431 {local.host} {local.port} typ host",
-            "a=end-of-candidates",
-        ]
+        lines += [_candidate(local), "a=end-of-candidates"]
     return "\r\n".join(lines) + "\r\n"

@@ -287,3 +287,10 @@ def test_a_paused_layer_is_not_sent() -> None:
         assert meter.sent[VIDEO] == 3 and meter.layer_sent == {HALF: 0, QUARTER: 1}
 
     asyncio.run(run())
+
+
+def test_an_ice_tcp_publisher_offers_its_active_tcp_candidate() -> None:
+    local = LocalMedia("abcd", "p" * 32, "AA:BB", 0, "c3", "bench-3", tcp=True)
+    lines = build_offer(local, {"1": ("video", 22)}, {"1": SIMULCAST_RIDS}).split("\r\n")
+    assert "a=candidate:1 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active" in lines
+    assert not any(" udp " in ln for ln in lines if ln.startswith("a=candidate"))
