@@ -237,7 +237,12 @@ class RoomAdaptation:
         layers = tuple(
             LayerState(view.rid or "", on) for view, on in zip(views, active, strict=True)
         )
-        entry.publisher.send(PublishLayers(entry.track_id, layers))
+        # Our later offers and answers mark the layers that are off paused (~): Chromium sets
+        # each encoding's `active` from the marks of every description it applies.
+        entry.publisher.negotiator.pause_layers(
+            entry.track.mid, frozenset(layer.rid for layer in layers if not layer.active)
+        )
+        entry.publisher.send(PublishLayers(entry.track_id, entry.track.mid, layers))
         entry.publisher.log.info(
             "dynacast: track %s sends %s",
             entry.track_id,

@@ -498,7 +498,12 @@ class Participant:
         for mid, track_id in mine.items():
             entry = self.room.published.get(track_id)
             now = published.get(mid)
-            if entry is None or now is None or now.ssrc != entry.track.ssrc:
+            if (
+                entry is None
+                or now is None
+                or now.ssrc != entry.track.ssrc
+                or now.rids != entry.track.rids
+            ):
                 self.media.close_producer(track_id)
                 self.room.unpublish(track_id)
         mids = set(self.published)

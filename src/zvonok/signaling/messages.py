@@ -892,9 +892,14 @@ class PublishLayers(_ServerMessage):
     wants; the client turns the others off (``RTCRtpSender.setParameters``)."""
 
     track_id: str
+    mid: str
     layers: tuple[LayerState, ...]
     type: ClassVar[str] = "publish-layers"
-    FIELDS = (("track_id", "trackId", _str), ("layers", "layers", _parts(LayerState)))
+    FIELDS = (
+        ("track_id", "trackId", _str),
+        ("mid", "mid", _str),
+        ("layers", "layers", _parts(LayerState)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

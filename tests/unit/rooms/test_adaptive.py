@@ -67,6 +67,18 @@ class Media:
 
 
 @dataclass
+class Negotiator:
+    """The ``SessionNegotiator`` calls dynacast makes: which layers our descriptions mark ``~``."""
+
+    paused: dict[str, frozenset[str] | None] = field(default_factory=dict)
+
+    def pause_layers(self, mid: str, rids: frozenset[str] | None) -> bool:
+        changed = self.paused.get(mid) != rids
+        self.paused[mid] = rids
+        return changed
+
+
+@dataclass
 class Member:
     """What ``RoomAdaptation`` reads and writes of a ``Participant``."""
 
@@ -81,6 +93,7 @@ class Member:
     closed: bool = False
     sent: list[ServerMessage] = field(default_factory=list)
     log: Any = field(default_factory=lambda: logging.getLogger("test.adaptive"))
+    negotiator: Negotiator = field(default_factory=Negotiator)
 
     def send(self, message: ServerMessage) -> None:
         self.sent.append(message)
@@ -195,6 +208,8 @@ def test_each_subscriber_gets_what_its_downlink_carries_and_a_weak_one_is_told()
     # dynacast: nobody gets "h" for 5 s: the publisher is told to stop it
     call.run(OFF_AFTER + 1)
     assert call.publisher.layers_told() == [[True, False, True]]
+    # and our next descriptions mark "h" paused, so a re-offer does not turn it back on
+    assert call.publisher.negotiator.paused == {"1": frozenset({"h"})}
     # the starved one's downlink recovers to 700 kbit/s: after the 2 s hold it resumes on "h",
     # which the publisher is told to send again at once
     call.subs["starved"].media.downlink.estimate_bps = 700_000
@@ -204,6 +219,7 @@ def test_each_subscriber_gets_what_its_downlink_carries_and_a_weak_one_is_told()
     assert call.target("starved") == 1
     assert call.subs["starved"].paused_told() == [(True, "bandwidth"), (False, "bandwidth")]
     assert call.publisher.layers_told()[-1] == [True, True, True]
+    assert call.publisher.negotiator.paused == {"1": frozenset()}
     call.run(2.0)
     assert call.subs["starved"].consumers["cam"].current_layer == 1
 

@@ -109,7 +109,9 @@ SERVER: list[ServerMessage] = [
     TrackMuted("t1", "audio", "s-b", "bob", True),
     *(TrackPaused("t1", "video", "s-b", "bob", True, reason) for reason in PAUSE_REASONS),
     TrackPaused("t1", "video", "s-b", "bob", False, "bandwidth"),
-    PublishLayers("t1", (LayerState("q", True), LayerState("h", True), LayerState("f", False))),
+    PublishLayers(
+        "t1", "1", (LayerState("q", True), LayerState("h", True), LayerState("f", False))
+    ),
     Speakers(()),
     Speakers((Speaker("s-b", "bob", 0.62), Speaker("s-c", "carol", 0))),
 ]
@@ -170,8 +172,9 @@ def test_adaptive_server_messages_wire_form() -> None:
         "trackId": "t", "kind": "video", "sessionId": "b", "userId": "bob", "paused": True,
         "reason": "bandwidth",
     }  # fmt: skip
-    assert PublishLayers("t", (LayerState("q", True), LayerState("f", False))).to_json() == {
-        "trackId": "t", "layers": [{"rid": "q", "active": True}, {"rid": "f", "active": False}]
+    assert PublishLayers("t", "1", (LayerState("q", True), LayerState("f", False))).to_json() == {
+        "trackId": "t", "mid": "1",
+        "layers": [{"rid": "q", "active": True}, {"rid": "f", "active": False}],
     }  # fmt: skip
     assert encode_server_message(Speakers((Speaker("b", "bob", 0.5),)), 1, "s") == (
         '{"type":"speakers","payload":{"speakers":[{"sessionId":"b","userId":"bob",'
@@ -528,6 +531,7 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
     st.builds(TrackPaused, text, kind, text, text, st.booleans(), st.sampled_from(PAUSE_REASONS)),
     st.builds(
         PublishLayers,
+        text,
         text,
         st.lists(st.builds(LayerState, text, st.booleans()), max_size=3).map(tuple),
     ),
