@@ -578,7 +578,8 @@ async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: Emulate
 @pytest.mark.xfail(
     strict=False,
     reason="waits on the server (issue 15): when the publisher's uplink drops to 600 kbit/s the "
-    "subscriber decoded nothing for over 1 s in 5 of 7 runs (the last three: pass, pass, fail)",
+    "subscriber decoded nothing for over 1 s in 1 of 7 runs (5 of 7 before a stopped layer read "
+    "inactive within 0.35-0.6 s and reallocated at once)",
 )
 async def test_a_600_kbit_uplink_keeps_video_flowing(emulated_network: EmulatedNetwork) -> None:
     """The publisher's uplink limited to 600 kbit/s: its sending rate follows (outbound

@@ -63,6 +63,9 @@ class RoomAdaptation:
         #: track id -> session id -> the layer that subscriber was given (None: paused).
         self.targets: dict[str, dict[str, int | None]] = {}
         self._next_pass = float("-inf")
+        #: Which layers of which tracks could be sent at the last tick: a change (a publisher's
+        #: encoder stopped a layer for its uplink, or started it again) reallocates at once.
+        self._available: tuple[tuple[str, tuple[bool, ...]], ...] = ()
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
@@ -74,6 +77,8 @@ class RoomAdaptation:
         if due:
             self._next_pass = now + ALLOCATE_EVERY * 0.95
         tracks = self._video_tracks()
+        available = tuple((t, tuple(x.available for x in v.layers)) for t, v in tracks.items())
+        changed, self._available = available != self._available, available
         for participant in list(room.participants.values()):
             if participant.closed:
                 continue
@@ -81,7 +86,7 @@ class RoomAdaptation:
             if sub is None:
                 sub = self._subscribers[participant.session_id] = _Subscriber(LayerAllocator())
             estimate = downlink_estimate(participant.media)
-            if due or participant.wishes_changed or _moved(sub.estimate, estimate):
+            if due or changed or participant.wishes_changed or _moved(sub.estimate, estimate):
                 participant.wishes_changed = False
                 sub.estimate = estimate
                 self._allocate(now, participant, sub, tracks)

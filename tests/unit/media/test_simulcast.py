@@ -275,6 +275,26 @@ def test_layers_measure_bitrate_activity_and_picture_size() -> None:
     assert s.producer.default_layer() == 0
 
 
+def test_a_layer_that_stops_reads_inactive_within_its_packet_rate_window() -> None:
+    """A layer sending 28 packets a second that stops is inactive after 0.35 s (its window is
+    four packet intervals, at least 0.35 s), while a layer sending 4 a second keeps 1 s."""
+    s = Setup()
+    s.learn_all()
+    for _ in range(5):  # 7 packets a frame on the top layer, 1 on the others, 4 frames a second
+        s.frame(key_layers=(0, 1, 2) if s.frames[0] == 0 else ())
+        for _ in range(6):
+            s.send(2)
+        s.router.tick(s.clock())
+    top, low = s.producer.layers[2], s.producer.layers[0]
+    assert top.active_window == pytest.approx(0.35)
+    assert low.active_window == pytest.approx(1.0)
+    s.clock.now += 0.4  # nothing from any layer for 0.4 s
+    s.router.tick(s.clock())
+    assert not top.active and low.active
+    s.clock.now += 0.7
+    assert not low.active
+
+
 def test_each_layer_reports_and_nacks_on_its_own_ssrc() -> None:
     s = Setup()
     s.learn_all()

@@ -41,8 +41,13 @@ RECEIVER_REPORT_INTERVAL = 1.0
 HISTORY_SIZE = 512
 #: Audio packets kept for ``recent_packets`` (audio levels, RFC 6464): about 1.3 s of Opus.
 AUDIO_HISTORY_SIZE = 64
-#: A layer is active while it received a packet within this many seconds.
+#: A layer is active while it received a packet within its activity window: four of its mean
+#: packet intervals (measured over the last bitrate window that had packets), clamped to these
+#: bounds. A 30 fps layer that stops (the publisher's encoder dropped it for its uplink) reads
+#: inactive after 0.35-0.6 s, so its subscribers move to a layer that still flows before their
+#: picture freezes for long; a layer with few packets keeps the longer window.
 ACTIVE_WINDOW = 1.0
+MIN_ACTIVE_WINDOW = 0.35
 #: The bitrate is measured over windows of at least this long (from ``tick``).
 BITRATE_WINDOW = 1.0
 
@@ -116,6 +121,9 @@ class ProducerLayer:
         self._rate_bytes = 0
         self._seen_packets = 0
         self._seen_at = float("-inf")
+        self._rate_packets = 0
+        #: This layer's activity window (``ACTIVE_WINDOW``), from its packet rate.
+        self.active_window = ACTIVE_WINDOW
         #: When the SSRC was last (re)bound by learning (``MediaEndpoint``).
         self.bound_at = float("-inf")
         self.stats = ReceiveStats(self.clock_rate)
@@ -175,7 +183,7 @@ class ProducerLayer:
         count = self.core.packets_received
         if count != self._seen_packets:
             self._seen_packets, self._seen_at = count, now
-        return now - self._seen_at <= ACTIVE_WINDOW
+        return now - self._seen_at <= self.active_window
 
     # -- hot-path callbacks ----------------------------------------------------------------
 
@@ -334,9 +342,14 @@ class ProducerLayer:
         self._look(now)
         if now - self._rate_at >= BITRATE_WINDOW:
             received = self.core.bytes_received
+            packets = self.core.packets_received
             if self._rate_at > float("-inf"):
-                self.bitrate = int((received - self._rate_bytes) * 8 / (now - self._rate_at))
-            self._rate_at, self._rate_bytes = now, received
+                span = now - self._rate_at
+                self.bitrate = int((received - self._rate_bytes) * 8 / span)
+                if packets > self._rate_packets:  # a window without packets keeps the last one
+                    interval = span / (packets - self._rate_packets)
+                    self.active_window = min(ACTIVE_WINDOW, max(MIN_ACTIVE_WINDOW, 4 * interval))
+            self._rate_at, self._rate_bytes, self._rate_packets = now, received, packets
         if self._keyframe_pending and now - self._last_keyframe_request >= (
             KEYFRAME_REQUEST_INTERVAL
         ):
