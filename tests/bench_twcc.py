@@ -13,94 +13,13 @@ Usage: ``.venv/bin/python tests/bench_twcc.py [FANOUT ...]``.
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import sys
 import time
 from typing import Any
 
-from zvonok.bench.hotpath import PAYLOAD, _Endpoint
-from zvonok.media.forwarding.router import Router
+from zvonok.bench.hotpath import measure_hotpath
 from zvonok.media.forwarding.twcc import Downlink, FeedbackBuilder
-from zvonok.media.forwarding.types import CodecInfo
 from zvonok.media.packets.rtcp import TransportFeedback, parse_compound
-from zvonok.media.transport.dtls import DtlsCertificate
-from zvonok.media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
-from zvonok.media.transport.transport import ConnectionState, WebRtcTransport
-from zvonok.media.transport.udp import MediaUdpProtocol
-
-PACKETS = 3000
-
-
-def packet(seq: int) -> bytes:
-    # audio level (id 1), mid "0" (id 4), transport-cc (id 3), one padding byte
-    ext = bytes([0x10, 0x9E, 0x40, ord("0"), 0x31, seq >> 8 & 0xFF, seq & 0xFF, 0])
-    header = struct.pack("!BBHIIHH", 0x90, 111, seq, seq * 960, 0x1234, 0xBEDE, 2)
-    return header + ext + bytes(PAYLOAD)
-
-
-async def measure(fanout: int, twcc: bool) -> float:
-    loop = asyncio.get_running_loop()
-    key = bytes(range(AEAD_AES_128_GCM.master_length))
-    udp = MediaUdpProtocol()
-    await loop.create_datagram_endpoint(lambda: udp, local_addr=("127.0.0.1", 0))
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    sink_addr = sink.getsockname()
-    context = DtlsCertificate.generate().make_context()
-    router = Router()
-
-    def transport(index: int, listener: Any) -> WebRtcTransport:
-        t = WebRtcTransport(
-            transport_id=f"t{index}", listener=listener, udp=udp, dtls_context=context,
-            fingerprint=("sha-256", ""), candidates=list, loop=loop, clock=time.monotonic,
-            consent_timeout=30.0, dtls_timeout=10.0, on_closed=lambda _t: None,
-        )  # fmt: skip
-        t._set_state(ConnectionState.CONNECTING)
-        t.dtls_connected(SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key))
-        t._ice.selected = sink_addr
-        t.rtp_target.set_address(sink_addr)
-        if index == 0:
-            udp.bind_address(("127.0.0.1", 10000), t)
-        return t
-
-    endpoint = _Endpoint()
-    publisher = transport(0, endpoint)
-    if twcc:
-        publisher.set_twcc_receive(3)
-    producer = router.create_producer(
-        producer_id="p", sink=publisher, kind="audio", codecs={111: CodecInfo("opus", 48000)},
-        ssrc=0x1234, rtx_ssrc=None, rtx_payload_types={},
-    )  # fmt: skip
-    endpoint.add_producer(producer)
-    subscribers = []
-    for i in range(fanout):
-        t = transport(i + 1, _Endpoint())
-        if twcc:
-            t.set_twcc_send(3)
-        subscribers.append(t)
-        router.create_consumer(
-            producer, consumer_id=f"c{i}", sink=t, ssrc=i + 1, rtx_ssrc=None,
-            payload_types={111: 111}, rtx_payload_types={}, ext_id_map={1: 1, 3: 3},
-            cname="bench",
-        )  # fmt: skip
-    client = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
-    wire = [client.protect_rtp(packet(seq)) for seq in range(1, PACKETS + 1)]
-    addr = ("127.0.0.1", 10000)
-    receive = udp.datagram_received
-    start = time.process_time()
-    for data in wire:
-        receive(data, addr)
-    elapsed = time.process_time() - start
-    sent = sum(c.packets_sent for c in router.consumers.values())
-    stamped = sum(t.rtp_target.twcc_stamped for t in subscribers)
-    publisher.close()
-    router.close()
-    await udp.close()
-    sink.close()
-    if sent != PACKETS * fanout or stamped != (sent if twcc else 0):
-        raise RuntimeError(f"sent {sent}, stamped {stamped} of {PACKETS * fanout}")
-    return elapsed / sent * 1e6
 
 
 class _History:
@@ -163,8 +82,8 @@ async def main(fanouts: list[int]) -> None:
         off: list[float] = []
         on: list[float] = []
         for _ in range(9):
-            off.append(await measure(fanout, False))
-            on.append(await measure(fanout, True))
+            off.append(await measure_hotpath(fanout, twcc_element=True))
+            on.append(await measure_hotpath(fanout, twcc=True))
         off.sort()
         on.sort()
         print(

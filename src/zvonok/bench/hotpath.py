@@ -42,14 +42,26 @@ class _Endpoint(MediaEndpoint):
 PAYLOAD = 1100
 
 
-def _packet(seq: int) -> bytes:
+#: The transport-cc header-extension id of ``measure_hotpath(twcc_element=True)``.
+TWCC_ID = 3
+
+
+def _packet(seq: int, twcc_element: bool = False) -> bytes:
     ext = bytes([0x10, 0x9E, 0x40, ord("0")])  # audio level (id 1) + mid "0" (id 4)
-    header = struct.pack("!BBHIIHH", 0x90, 111, seq, seq * 960, 0x1234, 0xBEDE, 1)
+    if twcc_element:  # + transport-cc (id 3) and one padding byte
+        ext += bytes([TWCC_ID << 4 | 1, seq >> 8 & 0xFF, seq & 0xFF, 0])
+    header = struct.pack("!BBHIIHH", 0x90, 111, seq, seq * 960, 0x1234, 0xBEDE, len(ext) // 4)
     return header + ext + bytes(PAYLOAD)
 
 
-async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
-    """Microseconds of CPU per delivered copy at ``fanout`` (process time, one run)."""
+async def measure_hotpath(
+    fanout: int, packets: int = PACKETS, *, twcc_element: bool = False, twcc: bool = False
+) -> float:
+    """Microseconds of CPU per delivered copy at ``fanout`` (process time, one run).
+
+    ``twcc_element``: every packet carries a transport-cc element (forwarded as is); ``twcc``:
+    also record the publisher's arrivals and stamp every copy (transport-wide CC on)."""
+    twcc_element = twcc_element or twcc
     loop = asyncio.get_running_loop()
     key = bytes(range(AEAD_AES_128_GCM.master_length))
     udp = MediaUdpProtocol()
@@ -76,19 +88,27 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
 
     endpoint = _Endpoint()
     publisher = transport(0, endpoint)
+    if twcc:
+        publisher.set_twcc_receive(TWCC_ID)
     producer = router.create_producer(
         producer_id="p", sink=publisher, kind="audio", codecs={111: CodecInfo("opus", 48000)},
         ssrc=0x1234, rtx_ssrc=None, rtx_payload_types={},
     )  # fmt: skip
     endpoint.add_producer(producer)
+    ext_id_map = {1: 1, TWCC_ID: TWCC_ID} if twcc_element else {1: 1}
+    subscribers = []
     for i in range(fanout):
+        t = transport(i + 1, _Endpoint())
+        if twcc:
+            t.set_twcc_send(TWCC_ID)
+        subscribers.append(t)
         router.create_consumer(
-            producer, consumer_id=f"c{i}", sink=transport(i + 1, _Endpoint()), ssrc=i + 1,
-            rtx_ssrc=None, payload_types={111: 111}, rtx_payload_types={}, ext_id_map={1: 1},
+            producer, consumer_id=f"c{i}", sink=t, ssrc=i + 1, rtx_ssrc=None,
+            payload_types={111: 111}, rtx_payload_types={}, ext_id_map=ext_id_map,
             cname="bench",
         )  # fmt: skip
     client = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
-    wire = [client.protect_rtp(_packet(seq)) for seq in range(1, packets + 1)]
+    wire = [client.protect_rtp(_packet(seq, twcc_element)) for seq in range(1, packets + 1)]
     addr = ("127.0.0.1", 10000)
     receive = udp.datagram_received
     start = time.process_time()
@@ -96,11 +116,15 @@ async def measure_hotpath(fanout: int, packets: int = PACKETS) -> float:
         receive(data, addr)
     elapsed = time.process_time() - start
     sent = sum(c.packets_sent for c in router.consumers.values())
+    stamped = sum(t.rtp_target.twcc_stamped for t in subscribers)
+    publisher.close()  # its transport-cc feedback timer, when on
     router.close()
     await udp.close()
     sink.close()
     if sent != packets * fanout:
         raise RuntimeError(f"hot path delivered {sent} of {packets * fanout} copies")
+    if stamped != (sent if twcc else 0):
+        raise RuntimeError(f"hot path stamped {stamped} of {sent} copies")
     return elapsed / sent * 1e6
 
 
