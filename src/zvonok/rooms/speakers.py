@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Generic
 
 from ..media.packets.rtp import read_extension, rtp_seq, seq_newer
+from ..media.sdp.codecs import AUDIO_LEVEL_URI
 from ..signaling.messages import Speaker, Speakers
 from .mediaview import recent_packets
 from .room import M, PublishedEntry, Room
 
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 #: RFC 6464 §3: the level is 0..127 −dBov; 127 means silence (or muted).
 SILENCE = 127
 #: A packet louder than this (a level at or below it, −dBov) counts as sound.

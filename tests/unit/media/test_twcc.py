@@ -16,13 +16,13 @@ from zvonok.media.forwarding.twcc import (
     MAX_STATUSES,
     PROBE_DURATION,
     PROBE_TICK,
-    TWCC_URI,
     Downlink,
     FeedbackAdapter,
     FeedbackBuilder,
 )
 from zvonok.media.packets.rtcp import TransportFeedback, parse_compound
 from zvonok.media.packets.rtp import build_extension_block
+from zvonok.media.sdp.codecs import TWCC_URI
 from zvonok.media.transport.dtls import DtlsCertificate
 from zvonok.media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
 from zvonok.media.transport.target import find_extension

@@ -13,10 +13,10 @@ from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import Router
 from zvonok.media.packets.rtp import RtpPacket
+from zvonok.media.sdp.codecs import AUDIO_LEVEL_URI
 from zvonok.media.sdp.negotiation import PublishedTrack
 from zvonok.rooms.room import PublishedEntry, Room
 from zvonok.rooms.speakers import (
-    AUDIO_LEVEL_URI,
     MAX_RATE,
     ActiveSpeakers,
     LoudnessMeter,

@@ -2,7 +2,6 @@
 directions, above the hot path.
 
 Owns:
-- ``TWCC_URI``, the header extension's URI (§2).
 - ``FeedbackBuilder`` (receive side, §3.1): the arrivals a transport's receiver recorded
   (transport-wide seq, arrival µs; ``Receiver.twcc_drain``) → ``TransportFeedback`` packets for the
   publisher, each covering the packets since the previous one (16-bit seqs unwrapped, late
@@ -34,9 +33,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from ..packets.rtcp import TWCC_REFERENCE_US, TransportFeedback
+from ..sdp.codecs import TWCC_URI
 from .bwe import LOSS_LOW, MAX_BPS, DownlinkEstimator, PacketResult, Usage
 
-TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 #: Most packet statuses in one feedback packet (≤ ~1,000 bytes even with every delta large).
 MAX_STATUSES = 400
 #: A jump of more than this many seqs restarts the reported range (a new sender, a reset).

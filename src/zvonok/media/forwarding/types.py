@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-#: RFC 8852 header extensions naming a packet's RTP stream, and RFC 8843's mid.
-RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
-REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+# RFC 8852 header extensions naming a packet's RTP stream, and RFC 8843's mid: the SDP layer's
+# constants (the URIs it negotiates), named here for the forwarding modules.
+from ..sdp.simulcast import REPAIRED_RID_URI as REPAIRED_RID_URI
+from ..sdp.simulcast import RID_URI as RID_URI
+from ..sdp.slots import MID_URI as MID_URI
 
 
 class PacketSink(Protocol):

@@ -27,6 +27,7 @@ from .simulcast import REPAIRED_RID_URI, RID_URI
 CodecKey = tuple[str | int, ...]
 
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
 AUDIO_FEEDBACK = ("transport-cc",)
 FEEDBACK = {"audio": AUDIO_FEEDBACK, "video": VIDEO_FEEDBACK}
@@ -36,7 +37,7 @@ FEEDBACK = {"audio": AUDIO_FEEDBACK, "video": VIDEO_FEEDBACK}
 #: (one BUNDLE group), so a URI has one id across kinds.
 SUPPORTED_EXTENSIONS: dict[str, tuple[tuple[str, int], ...]] = {
     "audio": (
-        ("urn:ietf:params:rtp-hdrext:ssrc-audio-level", 1),
+        (AUDIO_LEVEL_URI, 1),
         ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 2),
         (TWCC_URI, 3),
         ("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
