@@ -121,9 +121,6 @@ class Producer:
         for layer in self.layers:
             layer.request_keyframe()
 
-    def receiver_report(self, now: float) -> bytes:
-        return self.layers[0].receiver_report(now)
-
     @property
     def want_keyframe(self) -> bool:
         return self.layers[0].want_keyframe
