@@ -422,13 +422,24 @@ async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwor
     assert strong_width >= 1280, strong_width
 
     network.lift(weak_net, "down")
+    lifted = time.monotonic()
+    timeline: list[str] = []
 
     async def climbed() -> int | None:
         _, width, _ = await video_rate(weak, 1.0)
+        stats = (await sample(weak))["serverStats"] or {}
+        video = [r for r in stats.get("receiving", []) if r.get("kind") == "video"]
+        timeline.append(
+            f"{time.monotonic() - lifted:.1f} s: {width} px, downlinkBps "
+            f"{stats.get('downlinkBps')}, layer {[r.get('layer') for r in video]}"
+        )
         return width if width >= 640 else None
 
-    width = await wait_for(climbed, "weak to climb to >= 640 px after the limit is lifted", 20)
-    print(f"ADAPTIVE limit lifted: weak decodes {width} px")
+    try:
+        width = await wait_for(climbed, "weak to climb to >= 640 px after the limit is lifted", 20)
+    finally:
+        print("ADAPTIVE after the lift:\n" + "\n".join(timeline))
+    print(f"ADAPTIVE limit lifted: weak decodes {width} px after {time.monotonic() - lifted:.1f} s")
 
 
 async def test_speakers_names_the_one_who_speaks(emulated_network: EmulatedNetwork) -> None:

@@ -213,6 +213,7 @@ def test_an_application_limited_sender_needs_probes_to_climb() -> None:
         link.run(0.7)
         probes.append(link.estimator.probe_result)
     assert all(p is not None and p[0] >= 0.8 * p[1] for p in probes), probes
+    assert not link.estimator.probe_limited  # the link carried them as fast as they were sent
     assert (link.estimator.estimate_bps or 0) >= 6 * capped >= 1_400_000
     link.run(5)  # the estimate is not cut back to the forwarded rate's cap
     assert (link.estimator.estimate_bps or 0) >= 1_400_000
@@ -225,6 +226,7 @@ def test_a_probe_beyond_the_link_measures_the_link() -> None:
     link.run(1.5)
     result = link.estimator.probe_result
     assert result is not None and 450_000 <= result[0] <= 700_000, result
+    assert link.estimator.probe_limited
     assert (link.estimator.estimate_bps or 0) <= 700_000
 
 

@@ -132,9 +132,15 @@ class FakeConsumer:
     core: FakeCore = field(default_factory=FakeCore)
     nacked: list[list[int]] = field(default_factory=list)
     producer: object = None
+    #: Bytes each resend puts on the wire.
+    resend_size: int = 1_100
+    rtx_sent: int = 0
+    rtx_bytes: int = 0
 
     def receive_nack(self, seqs: Any) -> None:
         self.nacked.append(list(seqs))
+        self.rtx_sent += len(self.nacked[-1])
+        self.rtx_bytes += len(self.nacked[-1]) * self.resend_size
 
 
 def test_downlink_wires_both_directions() -> None:
@@ -280,7 +286,7 @@ async def test_downlink_probes_when_the_estimate_is_capped_by_what_is_forwarded(
     now = [0]
     downlink = Downlink(transport, endpoint, clock_us=lambda: now[0])
     producer = FakeProducer({TWCC_URI: 3})
-    video, audio = FakeConsumer(), FakeConsumer(rtx_ssrc=None)
+    video, audio = FakeConsumer(resend_size=200), FakeConsumer(rtx_ssrc=None)
     downlink.consumed(producer, Params(ext_id_map={3: 5}), audio)
     downlink.consumed(producer, Params(ext_id_map={3: 5}), video)
     downlink.estimator = DownlinkEstimator(start_bps=200_000)
@@ -294,6 +300,10 @@ async def test_downlink_probes_when_the_estimate_is_capped_by_what_is_forwarded(
     await asyncio.sleep(0.45)
     assert not audio.nacked and len(video.nacked) == round(PROBE_DURATION / PROBE_TICK)
     assert all(seqs and all(s <= 1000 for s in seqs) for seqs in video.nacked)
+    # The first tick takes a resend as 1,100 bytes; the next ones as the 200 they measured, so
+    # the cluster adds about what it aims at (2 x the estimate less the acknowledged rate).
+    first, *rest = (len(seqs) for seqs in video.nacked)
+    assert rest and all(n == rest[0] >= 3 * first for n in rest), video.nacked
     assert downlink._probe_timer is None  # ended: no timer while not probing
     downlink.close()
     assert downlink.closed

@@ -126,9 +126,10 @@ class _Probe:
         if r.arrival_us >= self.last_arrival:
             self.last_arrival, self.last_recv_size = r.arrival_us, r.size
 
-    def rate(self) -> int | None:
+    def rate(self) -> tuple[int, bool] | None:
         """min(send rate, receive rate) of the cluster (the last packet's bytes left out of
-        each, as they end the span); the receive rate alone when the link limited it."""
+        each, as they end the span) and whether the link limited it (then the receive rate
+        alone: it came in under PROBE_LIMITED x the send rate)."""
         if self.received < PROBE_MIN_PACKETS:
             return None
         send_span = self.last_send - self.first_send
@@ -138,8 +139,8 @@ class _Probe:
         send = (self.sent_bytes - self.last_size) * 8e6 / send_span
         recv = (self.recv_bytes - self.last_recv_size) * 8e6 / recv_span
         if recv < PROBE_LIMITED * send:
-            return int(recv)
-        return int(min(send, recv))
+            return int(recv), True
+        return int(min(send, recv)), False
 
 
 class _Trendline:
@@ -219,6 +220,9 @@ class DownlinkEstimator:
         self._probe: _Probe | None = None
         #: The last probe's measured rate (bits/s) and its target, None before any.
         self.probe_result: tuple[int, int] | None = None
+        #: The link limited the last probe (it arrived slower than it was sent): the link is
+        #: full at about ``probe_result[0]``; False: it carried all that was sent.
+        self.probe_limited = False
 
     # -- the output -------------------------------------------------------------------------
 
@@ -296,9 +300,10 @@ class DownlinkEstimator:
         if not done:
             return
         self._probe = None
-        rate = probe.rate()
-        if rate is None:
+        measured = probe.rate()
+        if measured is None:
             return
+        rate, self.probe_limited = measured
         self.probe_result = (rate, probe.target_bps)
         if self.usage is Usage.OVERUSE:
             return  # the probe itself overloaded the link: the decrease stands

@@ -171,6 +171,8 @@ class Consumer:
         self._last_sr = float("-inf")
         self._sent_srs: dict[int, float] = {}
         self.rtx_sent = 0
+        #: Bytes of those resends (what a probe cluster added to the link).
+        self.rtx_bytes = 0
         self.nacks_received = 0
         self.keyframe_requests_received = 0
         self.fraction_lost = 0
@@ -481,6 +483,7 @@ class Consumer:
         except ValueError:
             return
         self.rtx_sent += 1
+        self.rtx_bytes += len(out)
         self._send(out)
 
     def receive_keyframe_request(self) -> None:

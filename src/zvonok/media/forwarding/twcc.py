@@ -42,20 +42,23 @@ MAX_STATUSES = 400
 MAX_SPAN = 0x4000
 #: Send-side duplicate filter: seqs remembered (a power of 2).
 _SEEN = 4096
-#: Probing: at most every PROBE_INTERVAL seconds (PROBE_AGAIN after a probe that delivered at
-#: least PROBE_OK of its target), never within PROBE_CALM seconds of a decrease for overuse (the
-#: link just showed its limit), for PROBE_DURATION seconds in PROBE_TICK steps (short: a probe
-#: beyond the link queues at most that long), at PROBE_GAIN × the estimate; a resent packet
-#: counts as PROBE_PACKET bytes; recent packets from up to PROBE_DEPTH back are resent.
+#: Probing: at most every PROBE_INTERVAL seconds (PROBE_AGAIN after a probe the link carried:
+#: it delivered at least PROBE_OK of its target, or arrived as fast as it was sent), never within
+#: PROBE_CALM seconds of a decrease for overuse (the link just showed its limit), for
+#: PROBE_DURATION seconds in PROBE_TICK steps (short: a probe beyond the link queues at most that
+#: long), at PROBE_GAIN × the estimate; a resent packet is first taken as PROBE_PACKET bytes, then
+#: as the average size of those resent so far in the cluster; recent packets from up to
+#: PROBE_DEPTH back are resent, at most PROBE_MAX_PER_TICK per tick.
 PROBE_INTERVAL = 5.0
 PROBE_AGAIN = 1.0
 PROBE_OK = 0.8
-PROBE_CALM = 10.0
+PROBE_CALM = 5.0
 PROBE_DURATION = 0.1
 PROBE_TICK = 0.02
 PROBE_GAIN = 2.0
 PROBE_PACKET = 1_100
 PROBE_DEPTH = 64
+PROBE_MAX_PER_TICK = 48
 #: No probe beyond this multiple of what the received tracks' best layers need together (their
 #: producers' measured layer bitrates), or PROBE_FLOOR when that is more (a layer dynacast turned
 #: off measures nothing, and it is the one a strong link must be shown able to carry): a strong
@@ -211,6 +214,10 @@ class _Resender(Protocol):
     def core(self) -> _Numbering: ...
     @property
     def producer(self) -> object: ...
+    @property
+    def rtx_sent(self) -> int: ...
+    @property
+    def rtx_bytes(self) -> int: ...
     def receive_nack(self, seqs: Iterable[int], /) -> None: ...
 
 
@@ -246,7 +253,8 @@ class Downlink:
         self._probe_timer: asyncio.Handle | None = None
         self._last_probe_us = -(1 << 62)
         self._probe_ticks = 0
-        self._probe_per_tick = 0
+        self._probe_tick_bytes = 0.0
+        self._probe_sent = (0, 0)  # resends and their bytes in this cluster
         self._probe_back = 0
         self.closed = False
         endpoint.on_transport_feedback = self.on_feedback
@@ -328,7 +336,8 @@ class Downlink:
         if cut is not None and now_us - cut < PROBE_CALM * 1e6:
             return
         last = est.probe_result
-        wait = PROBE_AGAIN if last is not None and last[0] >= PROBE_OK * last[1] else PROBE_INTERVAL
+        carried = last is not None and (not est.probe_limited or last[0] >= PROBE_OK * last[1])
+        wait = PROBE_AGAIN if carried else PROBE_INTERVAL
         if now_us - self._last_probe_us < wait * 1e6 or not self._sources():
             return
         live = [c for c in self._consumers if not c.closed]
@@ -344,7 +353,8 @@ class Downlink:
             return  # not in the event loop (a unit test feeding feedback by hand)
         self._last_probe_us = now_us
         self._probe_ticks = round(PROBE_DURATION / PROBE_TICK)
-        self._probe_per_tick = max(1, round(extra * PROBE_TICK / 8 / PROBE_PACKET))
+        self._probe_tick_bytes = extra * PROBE_TICK / 8
+        self._probe_sent = (0, 0)
         self.probes += 1
         est.start_probe(now_us, target)
         self._probe_timer = loop.call_soon(self._probe_tick)
@@ -356,14 +366,21 @@ class Downlink:
             self.estimator.end_probe(self._clock_us())
             return
         self._probe_ticks -= 1
-        count = self._probe_per_tick
+        packets, size = self._probe_sent
+        average = size / packets if packets else PROBE_PACKET
+        count = min(PROBE_MAX_PER_TICK, max(1, round(self._probe_tick_bytes / average)))
         share, extra = divmod(count, len(sources))
         back = self._probe_back
+        before = [(c.rtx_sent, c.rtx_bytes) for c in sources]
         for i, consumer in enumerate(sources):
             n = share + (i < extra)
             if n:
                 last = consumer.core.last_out_seq
                 consumer.receive_nack([(last - back - k) & 0xFFFF for k in range(n)])
+        for consumer, (sent, sent_bytes) in zip(sources, before, strict=True):
+            packets += consumer.rtx_sent - sent
+            size += consumer.rtx_bytes - sent_bytes
+        self._probe_sent = (packets, size)
         self.probe_packets += count
         self._probe_back = (back + max(share, 1)) % PROBE_DEPTH
         self._probe_timer = asyncio.get_running_loop().call_later(PROBE_TICK, self._probe_tick)
