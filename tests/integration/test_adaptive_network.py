@@ -362,6 +362,16 @@ async def diagnosis(publisher: Page, *subscribers: Page) -> str:
     return "\n".join(lines)
 
 
+async def layer_now(page: Page, width: int, rate: float) -> str:
+    """What ``page`` decodes and what the server says it gets, on one line (a timeline entry)."""
+    stats = (await sample(page))["serverStats"] or {}
+    video = [r for r in stats.get("receiving", []) if r.get("kind") == "video"]
+    return (
+        f"{width} px at {rate:.1f} fps, downlinkBps {stats.get('downlinkBps')}, "
+        f"layer {[r.get('layer') for r in video]}"
+    )
+
+
 async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwork) -> None:
     """A 1280x720 publisher with 3 layers; subscriber ``weak`` at 300 kbit/s downlink decodes
     the low layer (<= 320 px) at >= 12 fps with at most 1 freeze in 30 s within 15 s, ``strong``
@@ -391,12 +401,17 @@ async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwor
 
     network.shape(weak_net, "down", Shaping(rate_kbit=300))
     started = time.monotonic()
+    timeline: list[str] = []
 
     async def low_layer() -> tuple[float, int, int] | None:
         rate, width, freezes = await video_rate(weak)
+        timeline.append(f"{time.monotonic() - started:.1f} s: {await layer_now(weak, width, rate)}")
         return (rate, width, freezes) if 0 < width <= 320 and rate >= 12 else None
 
-    await wait_for(low_layer, "weak to decode <= 320 px at >= 12 fps", 15)
+    try:
+        await wait_for(low_layer, "weak to decode <= 320 px at >= 12 fps", 15)
+    finally:
+        print("ADAPTIVE after the 300 kbit/s limit:\n" + "\n".join(timeline))
     took = time.monotonic() - started
     _, _, freezes_before = await video_rate(weak, 0.5)
     rates = []
@@ -423,16 +438,11 @@ async def test_weak_downlink_gets_the_low_layer(emulated_network: EmulatedNetwor
 
     network.lift(weak_net, "down")
     lifted = time.monotonic()
-    timeline: list[str] = []
+    timeline = []
 
     async def climbed() -> int | None:
-        _, width, _ = await video_rate(weak, 1.0)
-        stats = (await sample(weak))["serverStats"] or {}
-        video = [r for r in stats.get("receiving", []) if r.get("kind") == "video"]
-        timeline.append(
-            f"{time.monotonic() - lifted:.1f} s: {width} px, downlinkBps "
-            f"{stats.get('downlinkBps')}, layer {[r.get('layer') for r in video]}"
-        )
+        rate, width, _ = await video_rate(weak, 1.0)
+        timeline.append(f"{time.monotonic() - lifted:.1f} s: {await layer_now(weak, width, rate)}")
         return width if width >= 640 else None
 
     try:
