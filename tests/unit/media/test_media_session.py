@@ -3,6 +3,8 @@ parameter-object translation (``producer_params``, ``consumer_params``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from zvonok.media.forwarding.router import Router
@@ -130,3 +132,29 @@ async def test_close_frees_what_the_session_created(worker: MediaWorker) -> None
     alice.close()
     assert producer.closed and router.producers == {}
     assert worker.transport_count() == 0
+
+
+async def test_a_renumbered_m_line_moves_the_transport_wide_stamp(worker: MediaWorker) -> None:
+    """The subscriber renegotiated its m-line with another transport-cc id (aiortc renumbers
+    extension ids in every offer it makes): the consumer's map and the transport's stamping
+    both follow, the consumer stays the same object."""
+    twcc = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+    router = Router()
+    alice = MediaSession(worker=worker, router=router, on_state=lambda s: None)
+    bob = MediaSession(worker=worker, router=router, on_state=lambda s: None)
+    track = dataclasses.replace(published(), extensions={MID_URI: 4, twcc: 3})
+    producer = alice.produce(producer_params("t1", track))
+
+    def sent(twcc_id: int) -> AcceptedSend:
+        return dataclasses.replace(accepted(), extensions={MID_URI: 9, twcc: twcc_id})
+
+    first = consumer_params("b/t1", track, sent(5), ssrc=5, rtx_ssrc=6, cname="a")
+    consumer = bob.consume(producer, first)  # type: ignore[arg-type]
+    assert bob.downlink.send_id == 5
+    renumbered = consumer_params("b/t1", track, sent(12), ssrc=5, rtx_ssrc=6, cname="a")
+    assert renumbered is not None and renumbered.ext_id_map[3] == 12
+    bob.update_consumer("t1", renumbered)
+    assert bob.downlink.send_id == 12 and bob.consumers["t1"] is consumer
+    bob.update_consumer("gone", renumbered)  # no such consumer: nothing happens
+    alice.close()
+    bob.close()

@@ -162,7 +162,13 @@ def test_downlink_wires_both_directions() -> None:
     assert subscriber_transport.send == []
     subscriber.consumed(producer, Params(ext_id_map={3: 7}), consumer)
     assert subscriber_transport.send == [7]
+    # the subscriber renegotiated and renumbered (aiortc does in every offer): stamping follows,
+    # and the consumer stays one probe source
+    subscriber.consumed(producer, Params(ext_id_map={3: 5}), consumer)
+    assert subscriber_transport.send == [7, 5] and subscriber._consumers == [consumer]
+    subscriber.consumed(producer, Params(ext_id_map={3: 7}), consumer)
     # feedback for 40 packets of 1,000 bytes sent 5 ms apart, all received 30 ms later
+    assert subscriber_transport.send == [7, 5, 7]
     subscriber_transport.history = {s: (s * 5_000, 1_000) for s in range(40)}
     for start in (0, 20):
         fb = TransportFeedback(1, 2, start, 0, start // 20, [20] * 20)

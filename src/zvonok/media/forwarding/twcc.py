@@ -284,8 +284,9 @@ class Downlink:
     def consumed(self, producer: _Published, params: _Consumed, consumer: _Resender) -> None:
         """A track this session receives: stamp what goes to it when both sides negotiated
         transport-cc (the publisher's id is kept in place by the consumer's extension map); its
-        consumer may carry probes."""
-        self._consumers = [c for c in self._consumers if not c.closed]
+        consumer may carry probes. Called again when the subscriber renegotiated that consumer's
+        m-line (aiortc renumbers extension ids in every offer it makes): the stamping follows."""
+        self._consumers = [c for c in self._consumers if not c.closed and c is not consumer]
         self._consumers.append(consumer)
         pub_id = producer.extensions.get(TWCC_URI)
         ext_id = params.ext_id_map.get(pub_id, 0) if pub_id else 0
