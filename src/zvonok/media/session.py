@@ -108,15 +108,15 @@ class MediaSession:
         self.downlink.consumed(producer, params, consumer)
         return consumer
 
-    def update_consumer(self, producer_id: str, params: ConsumerParams) -> None:
-        """The subscriber renegotiated the m-line of its consumer of ``producer_id``: new payload
+    def update_consumer(self, producer: Producer, params: ConsumerParams) -> None:
+        """The subscriber renegotiated the m-line of its consumer of ``producer``: new payload
         types or extension ids from the next packet on, the transport-wide seq stamped into the
-        new id."""
-        consumer = self._consumers.get(producer_id)
+        new id. Nothing when this session does not consume it."""
+        consumer = self._consumers.get(producer.id)
         if consumer is None or consumer.closed:
             return
         consumer.update(params)
-        self.downlink.consumed(consumer.producer, params, consumer)
+        self.downlink.consumed(producer, params, consumer)
 
     def close_producer(self, producer_id: str) -> None:
         """Stop routing the track's packets and close its producer (and so its consumers)."""

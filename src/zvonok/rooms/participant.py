@@ -540,7 +540,7 @@ class Participant:
             if current is not None:
                 # A renegotiation may renumber this m-line's payload types and extension ids.
                 if params is not None:
-                    current.update(params)
+                    self.media.update_consumer(entry.producer, params)
                 continue
             if params is None:
                 self.log.warning("no common codec for track %s", track_id)

@@ -153,8 +153,9 @@ async def test_a_renumbered_m_line_moves_the_transport_wide_stamp(worker: MediaW
     assert bob.downlink.send_id == 5
     renumbered = consumer_params("b/t1", track, sent(12), ssrc=5, rtx_ssrc=6, cname="a")
     assert renumbered is not None and renumbered.ext_id_map[3] == 12
-    bob.update_consumer("t1", renumbered)
+    bob.update_consumer(producer, renumbered)
     assert bob.downlink.send_id == 12 and bob.consumers["t1"] is consumer
-    bob.update_consumer("gone", renumbered)  # no such consumer: nothing happens
+    alice.update_consumer(producer, renumbered)  # not a consumer of it: nothing happens
+    assert alice.downlink.send_id == 0
     alice.close()
     bob.close()
