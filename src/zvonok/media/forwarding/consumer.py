@@ -9,7 +9,10 @@ loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8); the layer
 simulcast track (``target_layer``, ``current_layer``): a switch waits for a keyframe of the
 target layer (a ``_SwitchProbe`` in that layer's fan-out, PLI/FIR upstream) while the current
 layer keeps flowing, then moves the forwarder with continuous sequence numbers and timestamps
-(the layers aligned by their sender reports, else by the wall clock).
+(the layers aligned by their sender reports, else by the wall clock); VP8 temporal layers
+(``temporal_target``, RFC 7741 §4.2 TID/Y): a ``_TemporalFilter`` in the forwarder's place drops
+the frames above the cap, keeps the outgoing sequence numbers and PictureIDs continuous and maps
+NACKed sequence numbers back (``_SeqMap``); a consumer without a cap keeps the compiled path.
 Must not import anything from zvonok outside ``zvonok.media``. Sees its producer only through
 ``ConsumedTrack`` (the producer module imports this one, not the other way round).
 """
@@ -17,10 +20,11 @@ Must not import anything from zvonok outside ``zvonok.media``. Sees its producer
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from struct import unpack_from
-from typing import Protocol
+from typing import Literal, Protocol
 
+from ..packets.codecs import Vp8Descriptor, rewrite_vp8_ids, vp8_is_keyframe, vp8_temporal_info
 from ..packets.rtcp import (
     ReportBlock,
     SenderReport,
@@ -28,10 +32,10 @@ from ..packets.rtcp import (
     build_compound,
     ntp_middle,
 )
-from ..packets.rtp import ext_id_table, rewrite_rtp, wrap_rtx
+from ..packets.rtp import ext_id_table, rewrite_rtp, rtp_header_size, wrap_rtx
 from .forwarder import ForwarderLike, make_forwarder
 from .history import PacketHistory
-from .types import ConsumerParams, PacketSink
+from .types import CodecInfo, ConsumerParams, PacketSink
 
 SENDER_REPORT_INTERVAL = 1.0
 MAX_NACKED_PER_REQUEST = 128
@@ -40,6 +44,11 @@ _SENT_SR_KEPT = 8
 #: after this many seconds.
 SWITCH_TIMEOUT = 3.0
 _U32 = 0xFFFF_FFFF
+#: The highest VP8 temporal layer id (TID is 2 bits, RFC 7741 §4.2): a cap of 3 drops nothing.
+MAX_TID = 3
+#: Outgoing sequence numbers a temporal filter remembers for NACK answers (a power of two; the
+#: producer's history keeps 512 packets, so older NACKs find nothing to resend anyway).
+SEQ_MAP_SIZE = 1024
 
 
 class _ReceiveClock(Protocol):
@@ -90,6 +99,9 @@ class ConsumedTrack(Protocol):
     def clock_rate(self) -> int: ...
 
     @property
+    def codecs(self) -> Mapping[int, CodecInfo]: ...
+
+    @property
     def layers(self) -> Sequence[ConsumedLayer]: ...
 
     def default_layer(self) -> int: ...
@@ -114,12 +126,177 @@ class _SwitchProbe:
             self.consumer._complete_switch(self, packet)
 
 
+class _SeqMap:
+    """Which input packet (and PictureID shift) each outgoing sequence number carried while a
+    ``_TemporalFilter`` renumbered: NACKs (RFC 4585 §6.2.1) name outgoing numbers, and after a
+    drop the forwarder's offset no longer maps them back. ``first``: the first outgoing number
+    of the renumbered period; ``end``: its last once the filter left (None while it runs);
+    ``offset_before``: the forwarder's offset before the period."""
+
+    __slots__ = ("slots", "first", "end", "offset_before")
+
+    def __init__(self, first: int, offset_before: int | None) -> None:
+        self.slots: list[tuple[int, int, int] | None] = [None] * SEQ_MAP_SIZE
+        self.first = first & 0xFFFF
+        self.end: int | None = None
+        #: None: the period began at a layer switch, what came before is another numbering.
+        self.offset_before = offset_before
+
+    def put(self, out_seq: int, in_seq: int, pid_shift: int) -> None:
+        self.slots[out_seq & (SEQ_MAP_SIZE - 1)] = (out_seq, in_seq, pid_shift)
+
+    def input_of(self, out_seq: int) -> tuple[int, int] | None | Literal[False]:
+        """(input seq, PictureID shift) of ``out_seq`` when this map knows it; None when the
+        period never sent it (a dropped frame's number is never sent) or forgot it; False when
+        the forwarder's current offset maps it (after the period, or before one that began at
+        a switch)."""
+        if (out_seq - self.first) & 0xFFFF >= 0x8000:  # before the period
+            if self.offset_before is None:
+                return False
+            return (out_seq - self.offset_before) & 0xFFFF, 0
+        if self.end is not None and (self.end - out_seq) & 0xFFFF >= 0x8000:
+            return False  # after it
+        entry = self.slots[out_seq & (SEQ_MAP_SIZE - 1)]
+        if entry is None or entry[0] != out_seq:
+            return None
+        return entry[1], entry[2]
+
+
+class _TemporalFilter:
+    """Stands in the current layer's fan-out for the consumer's forwarder while the consumer
+    caps VP8 temporal layers (``Consumer.temporal_target``): called per packet from the
+    (compiled) fan-out, it decides per frame (a new RTP timestamp) whether the frame's TID is
+    within the cap, hands the packets it keeps to the forwarder and drops the rest so that the
+    outgoing sequence numbers stay continuous (the forwarder's own skip rule, on its fields).
+    PictureIDs are shifted down by the frames dropped so far, so the subscriber sees no missing
+    picture (libwebrtc's VP8 reference finder waits for a missing PictureID before decoding
+    the frames that reference across it); the shift is reset at a keyframe. A lower cap applies
+    from the next frame; a higher one at a layer-sync frame (Y=1) of a layer above the current
+    cap — one layer at a time — or at a keyframe. Non-VP8 payload types and packets without a
+    TID pass unchanged. Never raises."""
+
+    __slots__ = ("consumer", "vp8", "cap", "target", "frame_ts", "frame_pass", "pid_shift")
+
+    def __init__(self, consumer: Consumer, vp8: frozenset[int], target: int) -> None:
+        self.consumer = consumer
+        self.vp8 = vp8
+        #: The cap applied now, and the one wanted (``MAX_TID``: everything).
+        self.cap = MAX_TID
+        self.target = target
+        self.frame_ts: int | None = None
+        self.frame_pass = True
+        #: How many frames were dropped since the last keyframe (PictureIDs go down by it).
+        self.pid_shift = 0
+
+    def forward(self, packet: bytes, keyframe: bool = False) -> None:
+        consumer = self.consumer
+        core = consumer.core
+        if packet[1] & 0x7F not in self.vp8 or core.blocked:
+            # a waiting forwarder drops all but a keyframe itself, which restarts the stream
+            if keyframe and core.blocked and not core.held:
+                self.reset()
+            self._send(consumer, core, packet, keyframe, 0)
+            return
+        try:
+            start = rtp_header_size(packet)
+        except ValueError:
+            start = len(packet)
+        info = vp8_temporal_info(packet, start)
+        if info is None:
+            self._send(consumer, core, packet, keyframe, 0)
+            return
+        tid, sync, pid_pos = info
+        ts: int = unpack_from("!I", packet, 4)[0]
+        if ts == self.frame_ts:
+            keep = self.frame_pass
+        elif self.frame_ts is None or (ts - self.frame_ts) & _U32 < 0x8000_0000:
+            self.frame_ts = ts
+            key = keyframe or (tid <= 0 and vp8_is_keyframe(memoryview(packet)[start:]))
+            keep = self.frame_pass = self._new_frame(tid, sync, key, pid_pos >= 0)
+        else:
+            keep = tid <= self.cap  # a late packet of an earlier frame
+        in_seq = packet[2] << 8 | packet[3]
+        if not keep:
+            core.dropped += 1
+            if (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF == 1:
+                core.seq_offset = (core.seq_offset - 1) & 0xFFFF
+                core.sync_in_seq = (in_seq + 1) & 0xFFFF
+            return
+        shift = self.pid_shift if pid_pos >= 0 else 0
+        if shift:
+            packet = _shift_picture_id(packet, pid_pos, shift)
+        self._send(consumer, core, packet, keyframe, shift)
+        if self.target == MAX_TID and not self.pid_shift:
+            consumer._remove_filter()  # uncapped, nothing dropped since the last keyframe
+
+    @staticmethod
+    def _send(
+        consumer: Consumer, core: ForwarderLike, packet: bytes, key: bool, shift: int
+    ) -> None:
+        """Forward, and note which input packet the outgoing sequence number carries."""
+        sent = core.packets_sent
+        core.forward(packet, key)
+        seq_map = consumer._seq_map
+        if core.packets_sent != sent and seq_map is not None:
+            in_seq = packet[2] << 8 | packet[3]
+            seq_map.put((in_seq + core.seq_offset) & 0xFFFF, in_seq, shift)
+
+    def _new_frame(self, tid: int, sync: bool, key: bool, has_pid: bool) -> bool:
+        target = self.target
+        if key:
+            self.cap = target
+            self.pid_shift = 0
+        elif target < self.cap:
+            self.cap = target  # down: from this frame on
+        elif target > self.cap and sync and self.cap < tid <= target:
+            self.cap = tid  # up: this frame depends on the base layer only
+        keep = tid <= self.cap
+        if not keep:
+            self.pid_shift += 1  # (a stream without PictureIDs has nothing to shift)
+        return keep
+
+    def reset(self) -> None:
+        """A keyframe restarted the stream (a switch, a resume): PictureIDs continue unshifted
+        and the target cap applies at once (an uncapped filter then leaves)."""
+        self.cap = self.target
+        self.pid_shift = 0
+        self.frame_ts = None
+
+
+def _shift_picture_id(packet: bytes, pid_pos: int, shift: int) -> bytes:
+    """``packet`` with its VP8 PictureID (at ``pid_pos``, as ``vp8_temporal_info`` found it)
+    lowered by ``shift``, in its own 7 or 15 bits (RFC 7741 §4.2)."""
+    out = bytearray(packet)
+    if out[pid_pos] & 0x80:
+        pid = ((out[pid_pos] & 0x7F) << 8 | out[pid_pos + 1]) - shift
+        out[pid_pos] = 0x80 | (pid >> 8) & 0x7F
+        out[pid_pos + 1] = pid & 0xFF
+    else:
+        out[pid_pos] = (out[pid_pos] - shift) & 0x7F
+    return bytes(out)
+
+
+def _shift_stored(packet: bytes, shift: int) -> bytes:
+    """A stored (history) packet with the PictureID shift it was sent with (NACK answers)."""
+    try:
+        start = rtp_header_size(packet)
+        d = Vp8Descriptor.parse(memoryview(packet)[start:])
+    except ValueError:
+        return packet
+    if d.picture_id is None:
+        return packet
+    mask = 0x7FFF if d.long_picture_id else 0x7F
+    return rewrite_vp8_ids(packet, start, picture_id=(d.picture_id - shift) & mask)
+
+
 class Consumer:
     """Forwards one producer's packets to one subscriber. Created by ``Router.consume``.
 
     Layers (``producer.layers``; a plain track has one): ``target_layer`` is the layer wanted
     (None: paused for bandwidth), ``current_layer`` the one whose packets are forwarded (None
-    while paused for bandwidth), ``layer_switches`` the switches completed.
+    while paused for bandwidth), ``layer_switches`` the switches completed. VP8 temporal
+    layers: ``temporal_target`` is the highest TID wanted (None: all), ``current_temporal``
+    the cap applied now.
     """
 
     def __init__(
@@ -167,6 +344,17 @@ class Consumer:
         self._anchor: tuple[int, float, int] | None = None
         self.layer_switches = 0
         self.switch_timeouts = 0
+        #: The payload types whose temporal layers can be capped (VP8, RFC 7741).
+        self._vp8 = frozenset(
+            pt
+            for pt, codec in producer.codecs.items()
+            if self._video and codec.mime.rpartition("/")[2].lower() == "vp8"
+        )
+        self._temporal_target: int | None = None
+        #: In the fan-out in place of ``core`` while temporal layers are capped (or PictureIDs
+        #: still shifted); None: the forwarder is called directly (compiled).
+        self._filter: _TemporalFilter | None = None
+        self._seq_map: _SeqMap | None = None
         self._rtx_seq = secrets.randbits(16)
         self._last_sr = float("-inf")
         self._sent_srs: dict[int, float] = {}
@@ -198,6 +386,69 @@ class Consumer:
     def waiting(self) -> bool:
         """True while a started consumer waits for its start point (video: a keyframe)."""
         return self._home is not None and self.core.blocked and not self.core.held
+
+    # -- temporal layers (VP8) -------------------------------------------------------------
+
+    @property
+    def temporal_target(self) -> int | None:
+        """The highest VP8 temporal layer (TID) to forward, None for all. A lower cap applies
+        from the next frame, a higher one at a layer-sync frame (or keyframe). No effect on
+        other codecs (their packets pass)."""
+        return self._temporal_target
+
+    @temporal_target.setter
+    def temporal_target(self, tid: int | None) -> None:
+        if tid is not None and not 0 <= tid <= MAX_TID:
+            raise ValueError(f"temporal layer {tid} is not in 0..{MAX_TID}")
+        if tid == MAX_TID:
+            tid = None
+        self._temporal_target = tid
+        if self.closed or not self._vp8:
+            return
+        f = self._filter
+        if tid is not None:
+            if f is None:
+                self._install_filter(tid)
+            else:
+                f.target = tid
+            return
+        if f is None:
+            return
+        f.target = MAX_TID
+        if not f.pid_shift:
+            self._remove_filter()  # nothing dropped since the last keyframe: nothing missing
+        elif f.pid_shift and self._home is not None:
+            # PictureIDs are shifted: only a keyframe lets the compiled path take over again
+            self.producer.layers[self._home].request_keyframe()
+
+    @property
+    def current_temporal(self) -> int | None:
+        """The temporal cap applied now (None: every layer is forwarded)."""
+        f = self._filter
+        return None if f is None or f.cap >= MAX_TID else f.cap
+
+    @property
+    def _item(self) -> object:
+        """What this consumer puts into its layer's fan-out."""
+        return self._filter if self._filter is not None else self.core
+
+    def _install_filter(self, target: int) -> None:
+        core = self.core
+        f = _TemporalFilter(self, self._vp8, target)
+        if self._seq_map is None or self._seq_map.end is not None:
+            self._seq_map = _SeqMap(core.last_out_seq + 1, core.seq_offset)
+        self._filter = f
+        if self._home is not None:
+            self.producer.layers[self._home].replace(core, f)
+
+    def _remove_filter(self) -> None:
+        f, self._filter = self._filter, None
+        if f is None:
+            return
+        if self._seq_map is not None:
+            self._seq_map.end = self.core.last_out_seq
+        if self._home is not None and not self.closed:
+            self.producer.layers[self._home].replace(f, self.core)
 
     # -- layers ----------------------------------------------------------------------------
 
@@ -232,13 +483,13 @@ class Consumer:
     def attach(self) -> None:
         """Put the forwarder into its layer's fan-out (``Producer.add_consumer``)."""
         if self._home is not None and not self.closed:
-            self.producer.layers[self._home].attach(self.core)
+            self.producer.layers[self._home].attach(self._item)
 
     def detach(self) -> None:
         """Take the forwarder and any pending switch out of every fan-out."""
         self._cancel_probe()
         if self._home is not None:
-            self.producer.layers[self._home].detach(self.core)
+            self.producer.layers[self._home].detach(self._item)
 
     def leave_layer(self, index: int) -> bool:
         """Layer ``index`` is about to be sent under a new SSRC (its encoder restarted: new
@@ -272,9 +523,9 @@ class Consumer:
         layers = self.producer.layers
         if self._home is not None and self.core.packets_sent == 0:
             # nothing forwarded yet: no timeline to continue, wait on the target directly
-            layers[self._home].detach(self.core)
+            layers[self._home].detach(self._item)
             self._home = target
-            layers[target].attach(self.core)
+            layers[target].attach(self._item)
             self.start()
             return
         probe = _SwitchProbe(self, target, self._clock())
@@ -299,7 +550,7 @@ class Consumer:
         last = self._last_output_ts()
         if ts is not None and last is not None:
             self._anchor = (ts, now, last)
-        self.producer.layers[home].detach(self.core)
+        self.producer.layers[home].detach(self._item)
         self.core.blocked = True
         self._home = None
 
@@ -366,18 +617,26 @@ class Consumer:
             return
         old = self.core
         if self._home is not None:
-            layers[self._home].detach(old)
+            layers[self._home].detach(self._item)
         core = self._make_core(offset, old)
         core.blocked = True
         core.held = False
         old.blocked = old.held = True
         self.core = core
-        target.replace(probe, core)
+        f = self._filter
+        if f is not None:
+            # another stream: its own PictureIDs and numbering from this keyframe on
+            f.reset()
+            self._seq_map = _SeqMap(old.last_out_seq + 1, None)
+            if f.target == MAX_TID:
+                self._filter = None
+                self._seq_map.end = old.last_out_seq
+        target.replace(probe, self._item)
         self._probe = None
         self._home = probe.layer
         self._anchor = None
         self.layer_switches += 1
-        core.forward(packet, True)
+        self._item.forward(packet, True)  # type: ignore[attr-defined]
 
     def _make_core(self, ts_offset: int, old: ForwarderLike) -> ForwarderLike:
         """A forwarder with ``ts_offset``, numbering and counters carried over from ``old``."""
@@ -423,7 +682,7 @@ class Consumer:
     def _rebuild(self) -> None:
         old = self.core
         self.core = self._make_core(old.ts_offset, old)
-        if self._home is not None:
+        if self._home is not None and self._filter is None:  # a filter calls ``self.core``
             self.producer.layers[self._home].replace(old, self.core)
 
     def start(self) -> None:
@@ -458,21 +717,34 @@ class Consumer:
         history = self.producer.layers[self._home].history
         if history is None:
             return
+        seq_map = self._seq_map
         for count, seq in enumerate(seqs):
             if count >= MAX_NACKED_PER_REQUEST:
                 break
             core = self.core
-            in_seq = (seq - core.seq_offset) & 0xFFFF
-            if core.blocked or (in_seq - core.sync_in_seq) & 0xFFFF >= 0x8000:
+            if core.blocked:
                 continue
+            seq &= 0xFFFF
+            known = seq_map.input_of(seq) if seq_map is not None else False
+            if known is None:
+                continue  # a number a temporal filter never sent (or forgot)
+            shift = 0
+            if known is False:
+                in_seq = (seq - core.seq_offset) & 0xFFFF
+                if (in_seq - core.sync_in_seq) & 0xFFFF >= 0x8000:
+                    continue  # before our sync point: another stream's numbering
+            else:
+                in_seq, shift = known
             packet = history.get(in_seq)
             if packet is not None:
-                self._resend(packet, seq & 0xFFFF)
+                self._resend(packet, seq, shift)
 
-    def _resend(self, packet: bytes, seq: int) -> None:
+    def _resend(self, packet: bytes, seq: int, pid_shift: int = 0) -> None:
         pt = self._pts.get(packet[1] & 0x7F)
         if pt is None:
             return
+        if pid_shift:
+            packet = _shift_stored(packet, pid_shift)
         ts = (unpack_from("!I", packet, 4)[0] + self.core.ts_offset) & 0xFFFF_FFFF
         try:
             out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
@@ -508,6 +780,10 @@ class Consumer:
         pending layer switch is given up and asked again after ``SWITCH_TIMEOUT``."""
         if self.closed:
             return
+        seq_map = self._seq_map
+        if seq_map is not None and seq_map.end is not None:
+            if (self.core.last_out_seq - seq_map.end) & 0xFFFF > SEQ_MAP_SIZE:
+                self._seq_map = None  # NACKs that old find nothing in the history anyway
         if self._video and not self.paused:
             probe = self._probe
             if probe is not None and now - probe.since >= SWITCH_TIMEOUT:

@@ -1,6 +1,7 @@
 """Video payload descriptors: keyframe spotting without decoding.
 
-Owns: the VP8 payload descriptor (RFC 7741 §4.2) and payload header (§4.3: P bit), the VP9
+Owns: the VP8 payload descriptor (RFC 7741 §4.2: parse, serialize, the temporal layer of a
+packet, PictureID/TL0PICIDX rewriting) and payload header (§4.3: P bit), the VP9
 payload descriptor with its scalability structure (RFC 9628 §4.2, §4.2.1), and H.264 NAL unit
 headers of single NAL, STAP-A and FU-A packets (RFC 6184 §5.3, §5.7.1, §5.8); the picture
 size of a keyframe: the VP8 key frame header (RFC 6386 §9.1: frame tag, start code, 14-bit
@@ -30,7 +31,11 @@ H264_FU_A = 28
 
 @dataclass(slots=True)
 class Vp8Descriptor:
-    """RFC 7741 payload descriptor; ``size`` is its length, ``keyframe`` reads the §4.3 P bit."""
+    """RFC 7741 §4.2 payload descriptor; ``size`` is its length, ``keyframe`` reads the §4.3 P
+    bit. ``long_picture_id``: the picture id is sent in 15 bits (M=1), else in 7. ``temporal_id``
+    (TID) and ``layer_sync`` (Y) are present when the T bit is, ``key_index`` when K is; a
+    TL0PICIDX without T (L=1, T=0, which §4.2 forbids a sender) is read, not rejected: the keyframe
+    detector of the hot path cannot afford to be stricter than the parser."""
 
     non_reference: bool
     start_of_partition: bool
@@ -42,6 +47,35 @@ class Vp8Descriptor:
     key_index: int | None = None
     size: int = 1
     keyframe: bool = False
+    long_picture_id: bool = False
+
+    def __bytes__(self) -> bytes:
+        """The descriptor as RFC 7741 §4.2 lays it out (not the payload header after it)."""
+        first = (0x20 if self.non_reference else 0) | (0x10 if self.start_of_partition else 0)
+        first |= self.partition_index & 0x07
+        x = 0
+        tail = bytearray()
+        if self.picture_id is not None:
+            x |= 0x80
+            if self.long_picture_id:
+                tail += bytes((0x80 | (self.picture_id >> 8) & 0x7F, self.picture_id & 0xFF))
+            else:
+                tail.append(self.picture_id & 0x7F)
+        if self.tl0_pic_idx is not None:
+            x |= 0x40
+            tail.append(self.tl0_pic_idx & 0xFF)
+        if self.temporal_id is not None or self.key_index is not None:
+            t = 0
+            if self.temporal_id is not None:
+                x |= 0x20
+                t |= (self.temporal_id & 0x03) << 6 | (0x20 if self.layer_sync else 0)
+            if self.key_index is not None:
+                x |= 0x10
+                t |= self.key_index & 0x1F
+            tail.append(t)
+        if not x:
+            return bytes((first,))
+        return bytes((first | 0x80, x)) + bytes(tail)
 
     @classmethod
     def parse(cls, payload: Payload) -> Vp8Descriptor:
@@ -61,6 +95,7 @@ class Vp8Descriptor:
                     raise ValueError("VP8 picture id is truncated")
                 if payload[pos] & 0x80:
                     d.picture_id = (payload[pos] & 0x7F) << 8 | payload[pos + 1]
+                    d.long_picture_id = True
                     pos += 2
                 else:
                     d.picture_id = payload[pos]
@@ -85,6 +120,68 @@ class Vp8Descriptor:
                 raise ValueError("VP8 payload header is missing")
             d.keyframe = not payload[pos] & 0x01
         return d
+
+
+def vp8_temporal_info(data: Payload, start: int = 0) -> tuple[int, bool, int] | None:
+    """The temporal layer of the VP8 payload at ``data[start:]`` (an RTP packet and its payload
+    offset): ``(tid, layer_sync, picture_id_pos)``; ``tid`` is -1 without a T bit,
+    ``picture_id_pos`` the offset in ``data`` of the picture id (-1: none; its first byte's top
+    bit is M). None when the descriptor is truncated. The hot path's reading of
+    ``Vp8Descriptor.parse``: it never raises."""
+    n = len(data)
+    if start >= n:
+        return None
+    if not data[start] & 0x80:
+        return (-1, False, -1)
+    pos = start + 1
+    if pos >= n:
+        return None
+    x = data[pos]
+    pos += 1
+    pid_pos = -1
+    if x & 0x80:
+        if pos >= n or (data[pos] & 0x80 and pos + 1 >= n):
+            return None
+        pid_pos = pos
+        pos += 2 if data[pos] & 0x80 else 1
+    if x & 0x40:  # L: TL0PICIDX
+        if pos >= n:
+            return None
+        pos += 1
+    if x & 0x30:  # T or K: the TID/Y/KEYIDX byte
+        if pos >= n:
+            return None
+        if x & 0x20:
+            t = data[pos]
+            return (t >> 6, bool(t & 0x20), pid_pos)
+    return (-1, False, pid_pos)
+
+
+def rewrite_vp8_ids(
+    data: Payload, start: int = 0, *, picture_id: int | None = None, tl0_pic_idx: int | None = None
+) -> bytes:
+    """A copy of ``data`` (an RTP packet, its VP8 payload at ``start``; or a bare payload) with
+    the descriptor's PictureID and/or TL0PICIDX replaced (RFC 7741 §4.2), in the field's own
+    width: a 7-bit picture id is written modulo 128, a 15-bit one modulo 32768. ``ValueError``
+    when the descriptor is truncated or lacks a field asked for."""
+    d = Vp8Descriptor.parse(memoryview(data)[start:])
+    out = bytearray(data)
+    pos = start + 2
+    if picture_id is not None:
+        if d.picture_id is None:
+            raise ValueError("VP8 descriptor has no picture id (I=0)")
+        if d.long_picture_id:
+            out[pos] = 0x80 | (picture_id >> 8) & 0x7F
+            out[pos + 1] = picture_id & 0xFF
+        else:
+            out[pos] = picture_id & 0x7F
+    if d.picture_id is not None:
+        pos += 2 if d.long_picture_id else 1
+    if tl0_pic_idx is not None:
+        if d.tl0_pic_idx is None:
+            raise ValueError("VP8 descriptor has no TL0PICIDX (L=0)")
+        out[pos] = tl0_pic_idx & 0xFF
+    return bytes(out)
 
 
 def vp8_is_keyframe(payload: Payload) -> bool:
