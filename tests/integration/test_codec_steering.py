@@ -11,6 +11,10 @@ Each test joins a codec-limited subscriber a few times (leaving in between, whic
 restriction again) and prints the time from its `join` to its first decoded frame of the camera
 (the page's own clock: ``joinSentAt`` → its ``<video>``'s ``loadeddata``). Browsers run one at a
 time.
+
+The backup stream (no single codec fits: an H.264-only and a VP8-only subscriber) needs our SDK on
+the publisher's side: that publisher is the demo page (``test_demo.fake_media_js`` makes its
+camera a red canvas), read through ``window.zvonokDemo.call``.
 """
 
 from __future__ import annotations
@@ -18,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import statistics
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from playwright.async_api import Page
 
 from .harness.chromium import ChromiumPeer, ChromiumPeers
 from .harness.firefox import FirefoxPeer, FirefoxPeers
 from .harness.firefox_bidi import BiDiFirefox
 from .harness.server import ServerFactory, ZvonokServer
 from .harness.stats import PeerReport, ReportPeer
+from .test_demo import fake_media_js
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -212,3 +220,104 @@ async def test_the_demo_says_video_not_available_in_this_browser(
             await asyncio.sleep(0.25)
         assert text == "video not available in this browser", bob.log()[-3000:]
         await alice.wait_receiving(from_user="bob", timeout=WAIT)  # bob's camera still flows
+
+
+# The demo's published video: per sending video transceiver, its codec and bytes sent; and the
+# backup streams the SDK keeps (``publish-backup``), with the events it emitted.
+SDK_SENDING_JS = """async () => {
+  const call = window.zvonokDemo.call;
+  const pc = call.peerConnection;
+  const stats = await pc.getStats();
+  const byMid = {};
+  stats.forEach((r) => {
+    if (r.type !== "outbound-rtp" || r.kind !== "video" || !r.mid) return;
+    const codec = r.codecId && stats.get(r.codecId);
+    byMid[r.mid] = { codec: codec ? codec.mimeType.toLowerCase() : null,
+      bytes: (byMid[r.mid]?.bytes || 0) + (r.bytesSent || 0) };
+  });
+  const sending = pc.getTransceivers().filter((t) => t.mid !== null && t.direction !== "stopped"
+    && t.currentDirection !== "stopped" && t.sender.track && t.sender.track.kind === "video");
+  return { video: sending.map((t) => ({ mid: t.mid, ...(byMid[t.mid] || {}) })),
+    backups: [...call._backups.keys()], events: window.backupEvents || [] };
+}"""
+WATCH_BACKUPS_JS = """() => {
+  window.backupEvents = [];
+  const call = window.zvonokDemo.call;
+  call.addEventListener("publishbackup", (e) => window.backupEvents.push(e.detail));
+}"""
+
+
+async def sdk_sending(
+    page: Page, want: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Until the demo page's sending state satisfies ``want``."""
+    state: dict[str, Any] = {}
+    for _ in range(int(WAIT / 0.25)):
+        state = await page.evaluate(SDK_SENDING_JS)
+        if want(state):
+            return state
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"the publisher never got to: {what}; last {state}")
+
+
+def received_codec(report: PeerReport, track_id: object) -> str:
+    raw = [t for t in report.raw["tracks"] if t.get("id") == track_id]
+    return str(raw[0].get("codec", "")).lower() if raw else ""
+
+
+@pytest.mark.browser
+async def test_a_backup_stream_serves_an_h264_only_and_a_vp8_only_subscriber(
+    zvonok_server_factory: ServerFactory, chromium_peers: ChromiumPeers
+) -> None:
+    """Alice (the demo, our SDK) publishes her camera in VP8; a Chromium accepting VP8 only
+    watches it. A Chromium accepting H.264 only joins: no single codec fits both, so the server
+    asks Alice's SDK for a backup stream in H.264 and feeds the newcomer from it, with its
+    ``track-unavailable`` withdrawn. Both decode the camera in their codec; when the H.264 one
+    leaves, the backup stream stops. Three joins; prints join → first frame."""
+    server = zvonok_server_factory.start(env={"ZVONOK_DEV_MODE": "true"})
+    users = ["alice", "vp8", *(f"h264-{i}" for i in range(RUNS))]
+    group = server.create_group(users)
+    context = await (await chromium_peers.browser()).new_context()
+    await context.add_init_script(fake_media_js("alice"))  # a red camera
+    alice = await context.new_page()
+    await alice.goto(f"{server.http_url}/?user=alice&kind=group&room={group}&join")
+    await alice.wait_for_function("window.zvonokDemo.call?.state === 'joined'", timeout=15000)
+    await alice.evaluate(WATCH_BACKUPS_JS)
+    vp8 = await chromium_peers.open(
+        server, user="vp8", room=group, kind="group", color="green", extra={"recvCodec": "VP8"}
+    )
+    camera = await vp8.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    assert received_codec(await vp8.report(), camera.id) == "video/vp8"
+    times = []
+    for i in range(RUNS):
+        sub = await chromium_peers.open(
+            server, user=f"h264-{i}", room=group, kind="group", color="blue",
+            extra={"recvCodec": "H264"},
+        )  # fmt: skip
+        times.append(await join_to_first_frame(sub, "alice", "red"))
+        track = await sub.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+        report = await sub.report()
+        assert received_codec(report, track.id) == "video/h264", report.raw["tracks"]
+        # Told codec-conflict while the backup was on its way at most, then withdrawn.
+        told = report.raw.get("unavailable") or []
+        assert not told or told[-1]["unavailable"] is False, told
+        assert all(t["reason"] in ("codec-conflict", None) for t in told), told
+        state = await sdk_sending(
+            alice, lambda s: {v.get("codec") for v in s["video"]} == {"video/vp8", "video/h264"},
+            "a VP8 camera and an H.264 backup",
+        )  # fmt: skip
+        assert len(state["video"]) == 2 and state["backups"], state
+        # The VP8 subscriber still decodes the camera itself, in VP8.
+        camera = await vp8.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+        assert received_codec(await vp8.report(), camera.id) == "video/vp8"
+        await sub.leave()
+        await sub.close()
+        state = await sdk_sending(
+            alice, lambda s: not s["backups"] and len(s["video"]) == 1, "the backup stopped"
+        )
+        assert state["video"][0]["codec"] == "video/vp8", state
+        assert [e["active"] for e in state["events"]] == [True, False] * (i + 1), state
+    await vp8.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    line = summary("Chromium accepting H.264 only ← VP8 camera with an SDK backup stream", times)
+    assert max(times) <= FIRST_FRAME_WITHIN, line
+    await context.close()

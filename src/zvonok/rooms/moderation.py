@@ -103,7 +103,10 @@ def set_muted(service: RoomService, session_id: str, track_id: str, muted: bool)
         room.muted.add(track_id)
     else:
         room.muted.discard(track_id)
-    for consumer in list(entry.producer.consumers):
+    # A subscriber fed from the track's backup stream (codec steering) is muted with it.
+    backup = participant.backups.get(track_id)
+    backups = list(backup.producer.consumers) if backup is not None else []
+    for consumer in [*entry.producer.consumers, *backups]:
         if muted:
             consumer.pause()
         else:

@@ -27,6 +27,11 @@ Codec steering (docs/media.md): after every completed negotiation the room's vid
 looked at again (``schedule_steering``, once per loop turn): a publisher whose codec some
 subscriber cannot decode is renegotiated so that it sends one they all can (``rooms.steering``),
 and a subscriber left without decodable video of a track is told (``track-unavailable``).
+When no single codec fits, the publisher is asked for a backup stream (``publish-backup``): the
+m-line our SDK then publishes is tied to the camera it backs (``Backup``: same msid stream, only
+the codec asked for) instead of being announced as a track, and the ``codec-conflict``
+subscribers' consumers of the camera are fed from the backup's producer instead (``feed_from``:
+the same m-line and SSRCs, so no renegotiation of them).
 """
 
 from __future__ import annotations
@@ -35,11 +40,13 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from ..errors import SignalError
 from ..ids import SessionId, UserId
 from ..media.forwarding.consumer import Consumer
 from ..media.forwarding.endpoint import MediaEndpoint
+from ..media.forwarding.producer import Producer
 from ..media.sdp.candidate import Candidate
 from ..media.sdp.codecs import CodecKey, codec_key
 from ..media.sdp.negotiation import (
@@ -54,6 +61,7 @@ from ..media.session import MediaSession, TransportFactory, consumer_params, pro
 from ..media.transport.transport import ConnectionState, IceParameters, WebRtcTransport
 from ..signaling.messages import (
     Error,
+    PublishBackup,
     ServerAnswer,
     ServerIce,
     ServerMessage,
@@ -67,11 +75,22 @@ from ..signaling.messages import (
 from .allocation import PauseReason
 from .room import PublishedEntry, Room
 from .sink import NullSink, SignalSink
-from .steering import Unavailable, steer
+from .steering import Unavailable, backup_served, steer
 
 log = logging.getLogger("zvonok.rooms.participant")
 #: ICE-restart offers sent to a session whose client never sends an ICE check.
 MAX_STALL_RESTARTS = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """A backup stream (codec steering): a second encoding of the publisher's video track
+    ``track_id``, published on the m-line ``mid`` in another codec; never a track of the room."""
+
+    track_id: str
+    mid: str
+    producer: Producer
+    track: PublishedTrack
 
 
 class Participant:
@@ -122,6 +141,15 @@ class Participant:
         self._unavailable: dict[str, Unavailable] = {}
         #: What this client accepted of each track it receives, as of its last negotiation.
         self._decodable: dict[str, frozenset[CodecKey]] = {}
+        #: Backup streams, as a publisher: track id -> the codec (mime type) we ask it to send
+        #: a backup in now; track id -> every codec name (lower case) we ever asked for (a
+        #: backup m-line that arrives after we stopped asking is still recognised as one);
+        #: track id -> its backup stream, once published.
+        self._backup_wanted: dict[str, str] = {}
+        self._backup_asked: dict[str, set[str]] = {}
+        self.backups: dict[str, Backup] = {}
+        #: As a subscriber: received track id -> the backup stream its consumer is fed from.
+        self._fed_by: dict[str, Backup] = {}
         #: Adaptive stream: this client's wishes per received track (``track-settings``), and
         #: whether they changed since the room's allocator last looked (``rooms.adaptive``).
         self.wishes: dict[str, TrackSetting] = {}
@@ -148,8 +176,14 @@ class Participant:
 
     @property
     def published(self) -> dict[str, str]:
-        """mid -> track id of the tracks this session publishes (a snapshot, publish order)."""
-        return {p.mid: p.id for p in self.media.producers.values() if p.mid is not None}
+        """mid -> track id of the tracks this session publishes (a snapshot, publish order);
+        backup streams are not tracks (``backups``)."""
+        backups = {b.producer.id for b in self.backups.values()}
+        return {
+            p.mid: p.id
+            for p in self.media.producers.values()
+            if p.mid is not None and p.id not in backups
+        }
 
     @property
     def consumers(self) -> Mapping[str, Consumer]:
@@ -262,6 +296,10 @@ class Participant:
             self._send_track_map()
             self.send(ServerOffer(self._last_offer))
             self.log.info("unanswered server offer sent again after resume")
+        for track_id, codec in self._backup_wanted.items():
+            entry = self.room.published.get(track_id)
+            if entry is not None:
+                self.send(PublishBackup(track_id, entry.track.mid, codec, True))
 
     def handle_offer(self, sdp: str) -> None:
         if self.negotiator.state != "stable":
@@ -493,6 +531,70 @@ class Participant:
         for track_id in [t for t in self._unavailable if t not in live]:
             del self._unavailable[track_id]
 
+    # ------------------------------------------------------------------ backup streams
+    def want_backup(self, entry: PublishedEntry[Participant], codec: str | None) -> None:
+        """Ask this client (``publish-backup``) to send a backup stream of its track ``entry``
+        in ``codec`` (a mime type), or to stop (``None``); said only when that changes."""
+        track_id = entry.track_id
+        before = self._backup_wanted.get(track_id)
+        if before == codec or self.closed:
+            return
+        if codec is None:
+            assert before is not None
+            del self._backup_wanted[track_id]
+            self.send(PublishBackup(track_id, entry.track.mid, before, False))
+            self.log.info("backup stream of %s no longer needed", track_id)
+            return
+        self._backup_wanted[track_id] = codec
+        self._backup_asked.setdefault(track_id, set()).add(codec.rpartition("/")[2].lower())
+        self.send(PublishBackup(track_id, entry.track.mid, codec, True))
+        self.log.info("asks for a backup stream of %s in %s", track_id, codec)
+
+    def live_backup(self, track_id: str) -> tuple[Backup, CodecKey] | None:
+        """The backup stream of ``track_id`` while it is wanted and published, with the codec it
+        is sent in."""
+        backup = self.backups.get(track_id)
+        if backup is None or backup.producer.closed or track_id not in self._backup_wanted:
+            return None
+        codec = self.negotiator.sending_codec(backup.mid)
+        return None if codec is None else (backup, codec_key(codec))
+
+    def _backs(self, track: PublishedTrack) -> str | None:
+        """The track of ours that a newly published m-line is the backup stream of: one we
+        asked a backup of, in the same stream (msid), sending only codecs we asked for."""
+        if track.kind != "video" or track.msid is None or track.rids:
+            return None
+        names = {c.name.lower() for c in track.codecs.values()}
+        for track_id, asked in self._backup_asked.items():
+            entry = self.room.published.get(track_id)
+            if track_id in self.backups or entry is None or entry.publisher is not self:
+                continue
+            msid = entry.track.msid
+            if msid is not None and msid[0] == track.msid[0] and names and names <= asked:
+                return track_id
+        return None
+
+    def _drop_backup(self, track_id: str) -> None:
+        backup = self.backups.pop(track_id, None)
+        if backup is not None:
+            self.media.close_producer(backup.producer.id)
+            self.negotiator.restrict_receive(backup.mid, None)
+            self.log.info("backup stream of %s (mid %s) ended", track_id, backup.mid)
+
+    def feed_from(self, entry: PublishedEntry[Participant], backup: Backup | None) -> None:
+        """Receive ``entry`` from its publisher's ``backup`` stream (``None``: from the track
+        itself), on the same m-line and SSRCs: the consumer is replaced, nothing renegotiated."""
+        if self._fed_by.get(entry.track_id) is backup or self.closed:
+            return
+        if backup is None:
+            del self._fed_by[entry.track_id]
+        else:
+            self._fed_by[entry.track_id] = backup
+        self.log.info(
+            "receives %s from %s", entry.track_id, "its backup stream" if backup else "itself"
+        )
+        self._sync_consumers(self.negotiator.sending)
+
     def _sync_published(self, published: dict[str, PublishedTrack]) -> None:
         mine = self.published
         for mid, track_id in mine.items():
@@ -504,11 +606,23 @@ class Participant:
                 or now.ssrc != entry.track.ssrc
                 or now.rids != entry.track.rids
             ):
+                self._drop_backup(track_id)
                 self.media.close_producer(track_id)
                 self.room.unpublish(track_id)
-        mids = set(self.published)
+        for track_id, backup in list(self.backups.items()):
+            now = published.get(backup.mid)
+            if now is None or now.ssrc != backup.track.ssrc or track_id not in self.room.published:
+                self._drop_backup(track_id)
+        mids = set(self.published) | {b.mid for b in self.backups.values()}
         for mid, track in published.items():
             if mid in mids:
+                continue
+            backs = self._backs(track)
+            if backs is not None:
+                producer = self.media.produce(producer_params("b" + secrets.token_hex(6), track))
+                self.backups[backs] = Backup(backs, mid, producer, track)
+                mids.add(mid)
+                self.log.info("publishes a backup stream of %s (mid %s)", backs, mid)
                 continue
             if len(mids) >= self._max_tracks:
                 self.send(Error("too-many-tracks", "track limit reached"))
@@ -520,23 +634,33 @@ class Participant:
             self.room.publish(PublishedEntry(track_id, producer, self, track))
 
     def _sync_consumers(self, sending: dict[str, AcceptedSend]) -> None:
-        for track_id, consumer in list(self.media.consumers.items()):
-            if track_id not in sending or consumer.closed:
-                self.media.close_consumer(track_id)
+        """One consumer per received track, keyed by the producer it reads: the track's own,
+        or its backup stream's (``feed_from``)."""
+        for track_id, fed in list(self._fed_by.items()):
+            if track_id not in sending or fed.producer.closed:
+                del self._fed_by[track_id]
+        keys = {b.producer.id if (b := self._fed_by.get(t)) else t for t in sending}
+        for key, consumer in list(self.media.consumers.items()):
+            if key not in keys or consumer.closed:
+                self.media.close_consumer(key)
         for track_id, accepted in sending.items():
             entry = self.room.published.get(track_id)
             if entry is None or entry.producer.closed:
                 continue
+            backup = self._fed_by.get(track_id)
+            source, track = (
+                (backup.producer, backup.track) if backup else (entry.producer, entry.track)
+            )
             ssrc, rtx_ssrc = self._send_ssrcs[track_id]
             params = consumer_params(
                 f"{self.session_id}/{track_id}",
-                entry.track,
+                track,
                 accepted,
                 ssrc=ssrc,
                 rtx_ssrc=rtx_ssrc,
                 cname=entry.publisher.session_id,
             )
-            current = self.media.consumers.get(track_id)
+            current = self.media.consumers.get(source.id)
             if current is not None:
                 # A renegotiation may renumber this m-line's payload types and extension ids.
                 if params is not None:
@@ -545,9 +669,11 @@ class Participant:
             if params is None:
                 self.log.warning("no common codec for track %s", track_id)
                 continue
-            created = self.media.consume(entry.producer, params)
+            created = self.media.consume(source, params)
             if track_id in self.room.muted:
                 created.pause()  # muted by an operator (admin API)
+            elif backup is not None:
+                source.request_keyframe()  # the subscriber starts the backup at once
 
     def _send_track_map(self) -> None:
         slots = self.negotiator.current_slots
@@ -649,8 +775,18 @@ def steer_room(room: Room[Participant]) -> None:
         )
         publisher.steer_sending(mid, decision.allowed)
         names = list(dict.fromkeys(f"video/{c.name}" for c in sendable))
+        backup_codec = next((c for c in sendable if codec_key(c) == decision.backup), None)
+        publisher.want_backup(entry, f"video/{backup_codec.name}" if backup_codec else None)
+        live = publisher.live_backup(track_id)
+        served = backup_served(decision, subscribers, live[1] if live else None)
+        if live is not None and decision.backup is not None and live[1] != decision.backup:
+            # It sends another variant (an H.264 profile) than the one they decode most.
+            publisher.steer_sending(live[0].mid, frozenset({decision.backup}))
         for other in room.others(publisher):
-            other.tell_unavailable(entry, decision.unavailable.get(other.session_id), names)
+            fed = live[0] if live is not None and other.session_id in served else None
+            other.feed_from(entry, fed)
+            reason = None if fed else decision.unavailable.get(other.session_id)
+            other.tell_unavailable(entry, reason, names)
     for participant in list(room.participants.values()):
         participant.forget_unavailable(room.published)
 

@@ -9,6 +9,12 @@ it (``SessionNegotiator.restrict_receive``); payload types stay the same, and ev
 was offered every codec the publisher can send, so the forwarder maps the new payload type
 without renegotiating them.
 
+Also owns the choice of a **backup stream** (issue 19): when no single codec fits every
+subscriber, the codec in which our SDK should publish a second, low-resolution encoding of the
+camera (``Steering.backup``: the one most of the ``codec-conflict`` subscribers decode), and which
+of those subscribers a backup sending a given codec serves (``backup_served``): they receive the
+backup in place of the camera, on the same m-line and SSRCs.
+
 No I/O, no imports from outside ``zvonok.media.sdp``.
 """
 
@@ -33,6 +39,9 @@ class Steering:
     allowed: frozenset[CodecKey] | None
     #: Subscribers (by key) that will get no video they can decode, and why.
     unavailable: Mapping[str, Unavailable]
+    #: The codec a backup stream of this track should be sent in for the ``codec-conflict``
+    #: subscribers (``None``: none is needed).
+    backup: CodecKey | None = None
 
 
 def steer(
@@ -53,7 +62,8 @@ def steer(
        (it picks among them in its own order).
     4. Else the codec most subscribers decode wins (the preferred one on a tie, then our order);
        the publisher is restricted to it unless it is the preferred one, and those who cannot
-       decode it get ``codec-conflict`` (a backup stream would serve them: not built yet).
+       decode it get ``codec-conflict``; ``backup`` is then the codec most of them decode (our
+       order on a tie), for a backup stream that serves them (``backup_served``).
     """
     if not caps:
         return Steering(None, {})
@@ -70,7 +80,25 @@ def steer(
     coverage = {c: sum(c in k for k in others.values()) for c in caps}
     best = max(coverage.values())
     target = current if coverage[current] == best else next(c for c in caps if coverage[c] == best)
+    conflict = [keys for s, keys in others.items() if target not in keys]
     for s, keys in others.items():
         if target not in keys:
             unavailable[s] = "codec-conflict"
-    return Steering(None if target == current else frozenset({target}), unavailable)
+    rest = {c: sum(c in k for k in conflict) for c in caps if c != target}
+    most = max(rest.values(), default=0)
+    backup = next(c for c in caps if rest.get(c) == most) if most else None
+    return Steering(None if target == current else frozenset({target}), unavailable, backup)
+
+
+def backup_served(
+    decision: Steering, subscribers: Mapping[str, frozenset[CodecKey]], sending: CodecKey | None
+) -> frozenset[str]:
+    """The ``codec-conflict`` subscribers of ``decision`` that a backup stream sending the codec
+    ``sending`` serves (``None``: no backup flows): those that accept that codec."""
+    if sending is None:
+        return frozenset()
+    return frozenset(
+        s
+        for s, reason in decision.unavailable.items()
+        if reason == "codec-conflict" and sending in subscribers.get(s, frozenset())
+    )

@@ -903,6 +903,26 @@ class PublishLayers(_ServerMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class PublishBackup(_ServerMessage):
+    """``publish-backup`` (codec steering's backup stream, docs/protocol.md): to the publisher of
+    video track ``track_id`` (sent on its m-line ``mid``), start (``active``) or stop sending a
+    second, low-resolution encoding of it in ``codec`` (a mime type, e.g. ``video/H264``), for
+    subscribers that cannot decode the codec the track is sent in."""
+
+    track_id: str
+    mid: str
+    codec: str
+    active: bool
+    type: ClassVar[str] = "publish-backup"
+    FIELDS = (
+        ("track_id", "trackId", _str),
+        ("mid", "mid", _str),
+        ("codec", "codec", _str),
+        ("active", "active", _bool),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Speaker(_Part):
     """One entry of ``speakers``: a session that speaks and how loud (0..1)."""
 
@@ -936,6 +956,7 @@ ServerMessage = (
     | TrackUnavailable
     | TrackPaused
     | PublishLayers
+    | PublishBackup
     | Speakers
 )
 SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
@@ -955,6 +976,7 @@ SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
         TrackUnavailable,
         TrackPaused,
         PublishLayers,
+        PublishBackup,
         Speakers,
     )
 }

@@ -7,7 +7,10 @@
 // or rebuild), remote mute detection from RTP, a 2 s connection-quality sample, and adaptive
 // media: the camera published in 3 simulcast encodings, the server's `publish-layers` turning
 // them on and off (RTCRtpSender.setParameters), the receiver's wishes per track (`track-settings`,
-// from each video element's size and visibility), `track-paused` and `speakers` as events.
+// from each video element's size and visibility), `track-paused` and `speakers` as events, and
+// codec steering's backup stream: on the server's `publish-backup`, a second, low-resolution
+// encoding of a published video in another codec (a clone of the track on a send-only
+// transceiver of its own), stopped when the server says so.
 // A dependency-free ES module with JSDoc types; no build step. It talks to nothing but the
 // WebSocket URL it is given (and the media server that URL's signaling names).
 
@@ -41,6 +44,9 @@ const CAMERA_DEFAULT = { width: { ideal: 1280 }, height: { ideal: 720 } };
 // `track-settings` goes out at most this often (ms), carrying every wish changed meanwhile.
 const TRACK_SETTINGS_GAP = 500;
 const TRACK_SETTINGS_MAX = 64;
+// A backup stream (`publish-backup`) is sent at most this wide (scaleResolutionDownBy) and fast.
+const BACKUP_WIDTH = 320;
+const BACKUP_MAX_BITRATE = 200000;
 
 /**
  * @typedef {object} ReconnectOptions
@@ -144,7 +150,7 @@ export function callUrl(kind, roomId, base) {
  *
  * Events: joined, participantjoined, participantleft, track, trackended, connectionstatechange,
  * reconnecting, reconnected, failed, error, quality, mute, trackunavailable, trackpaused,
- * speakers, publishlayers, serverstats.
+ * speakers, publishlayers, publishbackup, serverstats.
  */
 export class ZvonokCall extends EventTarget {
   /** @param {ZvonokCallOptions} options */
@@ -233,6 +239,8 @@ export class ZvonokCall extends EventTarget {
     this._layerChains = new Map();
     /** @type {WeakSet<RTCRtpSender>} senders created with the simulcast encodings */
     this._simulcastSenders = new WeakSet();
+    /** @type {Map<string, BackupStream>} mid of a published video -> its backup stream */
+    this._backups = new Map();
   }
 
   // ------------------------------------------------------------------ public API
@@ -305,6 +313,11 @@ export class ZvonokCall extends EventTarget {
     if (slot) {
       slot.track.enabled = !muted;
       if (slot.sender) this._setSenderTrack(slot.sender, muted ? null : slot.track);
+      for (const backup of this._backups.values()) {
+        if (backup.slot !== slot) continue;
+        backup.track.enabled = !muted;
+        this._setSenderTrack(backup.transceiver.sender, muted ? null : backup.track);
+      }
     }
     this._emit("mute", { local: true, kind, muted: Boolean(muted), sessionId: this.sessionId,
       userId: this.userId, track: slot?.track ?? null });
@@ -365,6 +378,9 @@ export class ZvonokCall extends EventTarget {
     if (!slot) return;
     this._local.screen = null;
     this.screenStream = null;
+    for (const [mid, backup] of [...this._backups]) {
+      if (backup.slot === slot) this._stopBackup(mid);
+    }
     if (slot.sender && this._pc && this._pc.signalingState !== "closed") {
       try {
         this._pc.removeTrack(slot.sender);
@@ -613,6 +629,7 @@ export class ZvonokCall extends EventTarget {
       case "track-unavailable": return this._onTrackUnavailable(payload);
       case "track-paused": return this._onTrackPaused(payload);
       case "publish-layers": return this._onPublishLayers(payload);
+      case "publish-backup": return this._onPublishBackup(payload);
       case "speakers": return this._onSpeakers(payload);
       case "stats": return this._onServerStats(payload);
       default: return undefined;
@@ -773,6 +790,8 @@ export class ZvonokCall extends EventTarget {
     this._answeredFirst = false;
     this._layerChains = new Map();
     this._publishedMids = new Map();
+    for (const backup of this._backups.values()) backup.track.stop(); // the old connection's
+    this._backups = new Map();
     pc.onnegotiationneeded = () => this._enqueue((p) => this._makeOffer(p));
     pc.onicecandidate = (event) => this._onLocalCandidate(pc, event.candidate);
     pc.ontrack = (event) => this._onTrack(pc, event);
@@ -1128,6 +1147,72 @@ export class ZvonokCall extends EventTarget {
     return layered.length === 1 ? layered[0].sender : null;
   }
 
+  /**
+   * Codec steering's backup stream (docs/protocol.md `publish-backup`): some subscribers cannot
+   * decode the codec a published video goes out in, so the server asks for a second encoding
+   * of it in `codec`, at most `BACKUP_WIDTH` px wide: a clone of the track on a send-only
+   * transceiver of its own, in the same stream (the server ties it to the track by its msid),
+   * limited to that codec with setCodecPreferences. `active: false` stops and removes it.
+   * @param {any} payload
+   */
+  _onPublishBackup(payload) {
+    if (typeof payload.mid !== "string" || typeof payload.codec !== "string") return;
+    const { mid, codec } = payload;
+    const active = Boolean(payload.active);
+    const current = this._backups.get(mid);
+    if (current && (!active || current.codec.toLowerCase() !== codec.toLowerCase())) {
+      this._stopBackup(mid);
+    }
+    if (active && !this._backups.has(mid)) this._startBackup(mid, codec);
+    this._emit("publishbackup", { trackId: payload.trackId ?? null, mid, codec,
+      active: this._backups.has(mid) });
+  }
+
+  /** @param {string} mid @param {string} codec */
+  _startBackup(mid, codec) {
+    const pc = this._pc;
+    if (!pc || pc.signalingState === "closed") return;
+    const source = pc.getTransceivers().find((t) => t.mid === mid);
+    const slot = source ? Object.values(this._local).find((s) => s?.sender === source.sender)
+      : undefined;
+    const caps = globalThis.RTCRtpReceiver?.getCapabilities?.("video")?.codecs ?? [];
+    const picked = caps.filter((c) => c.mimeType.toLowerCase() === codec.toLowerCase());
+    if (!source || !slot || slot.track.kind !== "video" || !picked.length
+      || typeof source.setCodecPreferences !== "function") {
+      this._log("cannot send a backup stream of mid", mid, "in", codec);
+      return;
+    }
+    const rtx = caps.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
+    const track = slot.track.clone();
+    const width = slot.track.getSettings().width
+      ?? /** @type {any} */ (slot.track).canvas?.width ?? BACKUP_WIDTH;
+    const transceiver = pc.addTransceiver(track, {
+      direction: "sendonly", streams: slot.stream ? [slot.stream] : [],
+      sendEncodings: [{ scaleResolutionDownBy: Math.max(1, width / BACKUP_WIDTH),
+        maxBitrate: BACKUP_MAX_BITRATE }],
+    });
+    transceiver.setCodecPreferences([...picked, ...rtx]);
+    const muted = slot === this._local.video && this._muted.video;
+    if (muted) this._setSenderTrack(transceiver.sender, null);
+    this._backups.set(mid, { codec, transceiver, track, slot });
+    this._log("backup stream of mid", mid, "in", codec);
+  }
+
+  /** @param {string} mid */
+  _stopBackup(mid) {
+    const backup = this._backups.get(mid);
+    if (!backup) return;
+    this._backups.delete(mid);
+    backup.track.stop();
+    if (this._pc && this._pc.signalingState !== "closed") {
+      try {
+        backup.transceiver.stop(); // the next offer removes its m-line
+      } catch (error) {
+        this._log("stopping a backup stream failed", error);
+      }
+    }
+  }
+
   /** `speakers`: the loudest participants, loudest first (empty: nobody speaks). @param {any} payload */
   _onSpeakers(payload) {
     const list = Array.isArray(payload.speakers) ? payload.speakers : [];
@@ -1285,6 +1370,12 @@ export class ZvonokCall extends EventTarget {
     this.localStream.addTrack(track);
     slot.track = track;
     if (slot.sender && !this._muted[kind]) this._setSenderTrack(slot.sender, track);
+    for (const backup of this._backups.values()) {
+      if (backup.slot !== slot) continue;
+      backup.track.stop();
+      backup.track = track.clone();
+      if (!this._muted[kind]) this._setSenderTrack(backup.transceiver.sender, backup.track);
+    }
     if (slot.owned && old !== track) old.stop();
     slot.owned = owned;
   }
@@ -1388,6 +1479,8 @@ export class ZvonokCall extends EventTarget {
     for (const slot of Object.values(this._local)) {
       if (slot?.owned) slot.track.stop();
     }
+    for (const backup of this._backups.values()) backup.track.stop();
+    this._backups = new Map();
     this._local = { audio: null, video: null, screen: null };
     this.screenStream = null;
     this.participants.clear();
@@ -1498,6 +1591,12 @@ export class ZvonokCall extends EventTarget {
  * @property {boolean} owned     captured by the SDK (stopped on leave)
  * @property {RTCRtpSender|null} sender
  * @property {MediaStream|null} stream
+ *
+ * @typedef {object} BackupStream
+ * @property {string} codec      the mime type the server asked for
+ * @property {RTCRtpTransceiver} transceiver
+ * @property {MediaStreamTrack} track  the clone it sends
+ * @property {LocalSlot} slot    the published track it backs
  */
 
 /**

@@ -9,6 +9,7 @@ MediaWorker on 127.0.0.1 and browser-shaped answers that accept codecs in a give
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,9 +20,10 @@ from zvonok.media.sdp.codecs import CodecKey, codec_key
 from zvonok.media.sdp.description import RtpCodec, SessionDescription
 from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
 from zvonok.media.worker import MediaWorker
+from zvonok.rooms import moderation
 from zvonok.rooms.participant import Participant
 from zvonok.rooms.service import RoomService
-from zvonok.rooms.steering import steer
+from zvonok.rooms.steering import backup_served, steer
 
 from ..fakes import RecordingSink
 from ..sdp_answers import answer_to, sdp_fixture
@@ -72,6 +74,32 @@ def test_steering_is_stable_once_applied() -> None:
     first = steer([VP8, VP9, H264], H264, subs)
     assert steer([VP8, VP9, H264], H264, subs) == first
     assert steer([VP8, VP9, H264], H264, {}).allowed is None  # the subscriber left: lifted
+
+
+def test_a_backup_stream_is_asked_for_in_the_codec_the_conflicting_subscribers_decode() -> None:
+    """No single codec fits: the publisher keeps its own, and a backup is wanted in the codec
+    most of the others decode (our order on a tie); a backup sending it serves them."""
+    subs = {"h": frozenset({H264}), "v": frozenset({VP8})}
+    got = steer([VP8, VP9, H264], VP8, subs)
+    assert got.allowed is None and got.unavailable == {"h": "codec-conflict"}
+    assert got.backup == H264
+    assert backup_served(got, subs, H264) == {"h"}
+    assert backup_served(got, subs, VP8) == set()  # it does not decode that variant
+    assert backup_served(got, subs, None) == set()  # no backup flows yet
+    subs = {"a": frozenset({VP9, H264}), "b": frozenset({H264}), "c": frozenset({VP9}),
+            "v1": frozenset({VP8}), "v2": frozenset({VP8})}  # fmt: skip
+    got = steer([VP8, VP9, H264], VP8, subs)
+    assert got.allowed is None and got.backup in (VP9, H264)
+    assert got.backup == VP9  # a tie (2 and 2): our order
+    assert backup_served(got, subs, VP9) == {"a", "c"}  # b stays codec-conflict
+
+
+def test_no_backup_when_one_codec_fits_or_nobody_can_be_helped() -> None:
+    assert steer([VP8, H264], VP8, {"a": frozenset({H264})}).backup is None  # steered instead
+    assert steer([VP8, H264], VP8, {"a": frozenset({VP8})}).backup is None
+    got = steer([H264], H264, {"ff": frozenset({VP8}), "b": frozenset({H264})})
+    assert got.backup is None  # it cannot send what ff decodes: unsupported, not a conflict
+    assert backup_served(got, {"ff": frozenset({VP8})}, VP8) == set()
 
 
 # ---------------------------------------------------------------------------- the negotiator
@@ -311,3 +339,107 @@ async def test_a_subscriber_that_decodes_nothing_sendable_is_told(rooms: RoomSer
     ]
     assert count(alice_sink, "offer") == offers_to_alice  # nothing to steer to
     assert count(alice_sink, "track-unavailable") == 0
+
+
+def with_msid(sdp: str, stream: str) -> str:
+    """Alice's description with ``a=msid`` on the m-lines she sends (a browser's stream id)."""
+    desc = SessionDescription.parse(sdp)
+    for media in desc.media:
+        if media.ssrcs:
+            media.msid = (stream, f"track-{media.mid}")
+    return str(desc)
+
+
+def backup_offer(answer: str, camera_mid: str, codec: str, ssrc: int) -> str:
+    """Alice's SDK adding a backup stream: her last answer turned into an offer, plus a
+    send-only m-line in the camera's stream that lists only ``codec`` (with its RTX)."""
+    desc = SessionDescription.parse(answer)
+    for media in desc.media:
+        media.setup = "actpass"
+    camera = next(m for m in desc.media if m.mid == camera_mid)
+    extra = copy.deepcopy(camera)
+    extra.mid = str(max(int(m.mid or 0) for m in desc.media) + 1)
+    kept = [c for c in camera.codecs if c.name.lower() == codec.lower()]
+    pts = {c.payload_type for c in kept}
+    rtx = [c for c in camera.codecs if c.name.lower() == "rtx" and int(c.fmtp["apt"]) in pts]
+    extra.codecs = kept + rtx
+    extra.formats = [str(c.payload_type) for c in extra.codecs]
+    extra.direction = "sendonly"
+    extra.ssrcs = {ssrc: {"cname": "client"}}
+    assert camera.msid is not None
+    extra.msid = (camera.msid[0], "backup-clone")
+    desc.media.append(extra)
+    return str(desc)
+
+
+@pytest.mark.parametrize("leaving", ["h264", "vp8"])
+async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
+    rooms: RoomService, leaving: str
+) -> None:
+    """An H.264-only and a VP8-only subscriber of a VP8 camera: the publisher is asked for a
+    backup stream in H.264 (``publish-backup``); the m-line its SDK adds is tied to the camera,
+    not announced; the H.264 subscriber is fed from it on its camera m-line (no renegotiation)
+    and told the track is available again. When either leaves, the backup is no longer asked
+    for (without the VP8 one, the camera itself is steered to H.264 and feeds the other), and
+    once the SDK removes its m-line the backup producer is closed."""
+    alice_sink, vp8_sink, h264_sink = RecordingSink(), RecordingSink(), RecordingSink()
+    alice = await join(rooms, "alice", alice_sink)
+    answer = with_msid(
+        answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72},
+                  video=["VP8", "H264"]),
+        "alice-stream",
+    )  # fmt: skip
+    alice.handle_answer(answer)
+    await settle()
+    camera = alice.published["1"]
+    vp8 = await join(rooms, "vp8", vp8_sink)
+    vp8.handle_answer(answer_to(vp8_sink.last("offer")["sdp"], video=["VP8"]))
+    h264 = await join(rooms, "h264", h264_sink)
+    h264.handle_answer(answer_to(h264_sink.last("offer")["sdp"], video=["H264"]))
+    await settle()
+    assert alice_sink.last("publish-backup") == {
+        "trackId": camera, "mid": "1", "codec": "video/H264", "active": True,
+    }  # fmt: skip
+    assert h264_sink.last("track-unavailable")["reason"] == "codec-conflict"
+    assert camera in h264.consumers  # the camera's own consumer (its VP8 is dropped)
+    offers = {p.session_id: count(s, "offer") for p, s in ((vp8, vp8_sink), (h264, h264_sink))}
+
+    alice.handle_offer(backup_offer(answer, "1", "H264", 73))
+    await settle()
+    assert list(alice.published) == ["0", "1"]  # not a track of the room
+    backup = alice.backups[camera]
+    assert backup.mid == "2" and not backup.producer.closed
+    assert camera not in h264.consumers
+    fed = h264.consumers[backup.producer.id]
+    assert fed.ssrc == h264._send_ssrcs[camera][0]  # the SSRC its camera m-line announced
+    assert h264_sink.last("track-unavailable")["unavailable"] is False
+    assert moderation.set_muted(rooms, "alice", camera, True)
+    assert fed.paused  # an operator's mute of the camera mutes its backup's copies too
+    assert moderation.set_muted(rooms, "alice", camera, False)
+    assert not fed.paused
+    assert camera in vp8.consumers and backup.producer.id not in vp8.consumers  # VP8: camera
+    for participant, sink in ((vp8, vp8_sink), (h264, h264_sink)):
+        assert count(sink, "offer") == offers[participant.session_id]  # no renegotiation
+        assert all(t["trackId"] != backup.producer.id for t in sink.last("tracks")["tracks"])
+
+    await rooms.leave(h264 if leaving == "h264" else vp8, "leave")
+    await settle()
+    assert alice_sink.last("publish-backup")["active"] is False
+    assert count(alice_sink, "publish-backup") == 2
+    if leaving == "vp8":
+        assert set(offered_video(alice_sink, "1")) == {"H264"}  # steered: all decode H.264
+        assert camera in h264.consumers and backup.producer.id not in h264.consumers
+        assert h264_sink.last("track-unavailable")["unavailable"] is False
+    # Alice's SDK stops the transceiver: her next offer rejects that m-line.
+    if alice.negotiator.state == "have-local-offer":  # steered (vp8 left): she answers first
+        alice.handle_answer(
+            answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72, "2": 73},
+                      video=["VP8", "H264"])
+        )  # fmt: skip
+        await settle()
+        assert alice.backups[camera] is backup  # still published
+    desc = SessionDescription.parse(backup_offer(answer, "1", "H264", 73))
+    desc.media[-1].port = 0
+    alice.handle_offer(str(desc))
+    await settle()
+    assert camera not in alice.backups and backup.producer.closed

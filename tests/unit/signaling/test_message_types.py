@@ -32,6 +32,7 @@ from zvonok.signaling.messages import (
     ParticipantJoined,
     ParticipantLeft,
     Peer,
+    PublishBackup,
     PublishedStats,
     PublishLayers,
     ReceivingStats,
@@ -112,6 +113,8 @@ SERVER: list[ServerMessage] = [
     PublishLayers(
         "t1", "1", (LayerState("q", True), LayerState("h", True), LayerState("f", False))
     ),
+    PublishBackup("t1", "1", "video/H264", True),
+    PublishBackup("t1", "1", "video/VP8", False),
     Speakers(()),
     Speakers((Speaker("s-b", "bob", 0.62), Speaker("s-c", "carol", 0))),
 ]
@@ -176,6 +179,13 @@ def test_adaptive_server_messages_wire_form() -> None:
         "trackId": "t", "mid": "1",
         "layers": [{"rid": "q", "active": True}, {"rid": "f", "active": False}],
     }  # fmt: skip
+    assert PublishBackup("t", "1", "video/H264", True).to_json() == {
+        "trackId": "t", "mid": "1", "codec": "video/H264", "active": True,
+    }  # fmt: skip
+    with pytest.raises(MessageError):
+        PublishBackup.parse({"trackId": "t", "mid": "1", "codec": "video/VP8", "active": "yes"})
+    with pytest.raises(MessageError):
+        PublishBackup.parse({"trackId": "t", "mid": "1", "active": True})
     assert encode_server_message(Speakers((Speaker("b", "bob", 0.5),)), 1, "s") == (
         '{"type":"speakers","payload":{"speakers":[{"sessionId":"b","userId":"bob",'
         '"level":0.5}]},"roomId":1,"sessionId":"s"}'
@@ -535,6 +545,7 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         text,
         st.lists(st.builds(LayerState, text, st.booleans()), max_size=3).map(tuple),
     ),
+    st.builds(PublishBackup, text, text, text, st.booleans()),
     st.builds(Speakers, st.lists(st.builds(Speaker, text, text, number), max_size=3).map(tuple)),
 )
 
