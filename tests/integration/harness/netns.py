@@ -1,4 +1,5 @@
-"""Emulated networks for browser tests: a network namespace per client, shaped with ``tc``.
+"""Emulated networks for browser tests: a network namespace per client, shaped with ``tc`` and a
+userspace link emulator.
 
 Owns ``EmulatedNetwork`` and its fixture ``emulated_network`` (function scope). Topology, as in
 /work/shared/testing/real-clients.md "Emulated networks": a server namespace with a bridge
@@ -6,13 +7,19 @@ Owns ``EmulatedNetwork`` and its fixture ``emulated_network`` (function scope). 
 (the server end ``vsN`` is a bridge port in the server namespace, the client end ``eth0`` holds
 198.18.0.N+1/24). No interface is created in the namespace the tests run in, every address is
 in 198.18.0.0/15, and names carry the test process's pid and a counter, so runs never meet.
-A client's **downlink** is shaped on ``vsN`` (what the server sends it), its **uplink** on its
-``eth0``: ``tbf`` for the rate, ``netem`` (as the root, ``tbf`` under it) for delay; random loss
-is an nftables rule (``numgen random``) on the receiving side's input hook (the client's
-namespace for the downlink, the server's, matching the client's address, for the uplink), so it
-works where the kernel has no ``sch_netem`` (this machine's does not: ``shape`` with a delay then
-raises ``ShapingUnavailable``, which tests turn into a skip). ``shape`` replaces the shaping of
-one direction at any time during a test and ``lift`` removes it.
+
+A client's **downlink** (what the server sends it) and **uplink** are shaped separately
+(``Shaping``): the rate with ``tbf`` on the sending end (``vsN`` for the downlink, the client's
+``eth0`` for the uplink); a delay (and jitter) by a link emulator (harness/linkemu.py: a process
+holding the frames back in a TAP device, to which a ``tc`` filter on the *receiving* end's ingress
+redirects every IPv4 frame), which then also does that direction's random loss; random loss
+without a delay is an nftables rule (``numgen random``) on the receiving side's input hook (the
+client's namespace for the downlink, the server's, matching the client's address, for the
+uplink). The emulator is used for every delay, never ``netem``: this machine's kernel has no
+``sch_netem``, and one mechanism everywhere keeps what a test measured here true wherever it runs.
+``shape`` replaces the shaping of one direction at any time during a test and ``lift`` removes
+it (the emulator's process ended by its pid, its TAP going with it); ``ShapingUnavailable`` says
+the kernel lacks a part a shaping needs (TUN, ``ingress``/``u32``/``mirred``).
 
 The server runs inside the server namespace (``ip netns exec``, started and stopped like every
 harness server by ``ServerFactory``, so its log is checked at the end of the test) bound to
@@ -23,10 +30,10 @@ as ``executable_path`` (``exec ip netns exec <ns> chromium "$@"``: the DevTools 
 namespace switch), with ``http://198.18.0.1:<port>`` treated as a secure origin (getUserMedia)
 and exempt from the dead proxy.
 
-``close`` (the fixture's teardown, also after a failure) closes the browsers, stops the servers
-started here and deletes every namespace it created; ``setup`` first deletes the namespaces of
-this harness whose test process is gone (killed before its teardown). Every command has a
-timeout.
+``close`` (the fixture's teardown, also after a failure) closes the browsers, ends the link
+emulators, stops the servers started here and deletes every namespace it created; ``setup`` first
+deletes the namespaces of this harness whose test process is gone (killed before its teardown;
+an emulator whose parent is gone ends itself). Every command and wait has a timeout.
 
 Needs root (``ip``, ``tc``). Imports the harness and playwright; never zvonok.
 """
@@ -36,11 +43,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -51,6 +60,7 @@ from typing import TypeVar
 import pytest
 from playwright.async_api import Browser, Playwright, async_playwright
 
+from . import linkemu
 from .chromium import CHROMIUM, CHROMIUM_FLAGS
 from .server import START_TIMEOUT, ServerFactory, ZvonokServer
 
@@ -60,6 +70,8 @@ MAX_CLIENTS = 200
 COMMAND_TIMEOUT = 30.0
 CLONE_NEWNET = 0x40000000
 NFT = "/usr/sbin/nft"
+EMULATOR_START_TIMEOUT = 10.0
+EMULATOR_STOP_TIMEOUT = 5.0
 _networks = itertools.count(1)
 #: The names this harness gives namespaces: ``zvn-s-<pid>-<n>`` and ``zvn-c<i>-<pid>-<n>``.
 _OUR_NAMESPACE = re.compile(r"^zvn-(?:s|c\d+)-(\d+)-\d+$")
@@ -105,14 +117,15 @@ def in_namespace(namespace: str, fn: Callable[[], T], timeout: float = COMMAND_T
 
 
 class ShapingUnavailable(AssertionError):
-    """The kernel lacks what a shaping needs (``sch_netem`` for a delay)."""
+    """The kernel lacks what a shaping needs (TUN and ``ingress``/``u32``/``mirred`` for a
+    delay)."""
 
 
 @dataclass(frozen=True)
 class Shaping:
     """One direction of one link: ``rate_kbit`` (tbf; None: unlimited), ``delay_ms`` and
-    ``jitter_ms`` (netem), ``loss`` (0..1, nftables), ``queue_ms``: how long tbf lets packets
-    wait before dropping them."""
+    ``jitter_ms`` (the link emulator), ``loss`` (0..1; the emulator's when there is a delay,
+    else nftables), ``queue_ms``: how long tbf lets packets wait before dropping them."""
 
     rate_kbit: int | None = None
     delay_ms: float = 0.0
@@ -120,30 +133,43 @@ class Shaping:
     loss: float = 0.0
     queue_ms: float = 100.0
 
+    @property
+    def emulated(self) -> bool:
+        """Whether this shaping needs the link emulator (a delay or jitter)."""
+        return bool(self.delay_ms or self.jitter_ms)
+
     def tc_commands(self, device: str) -> list[list[str]]:
-        """The ``tc qdisc`` arguments (after ``tc``) that set this shaping on ``device``."""
-        netem: list[str] = []
-        if self.delay_ms or self.jitter_ms:
-            netem += ["delay", f"{self.delay_ms}ms"]
-            if self.jitter_ms:
-                netem += [f"{self.jitter_ms}ms"]
-        tbf: list[str] = []
-        if self.rate_kbit is not None:
-            burst_bytes = max(2000, int(self.rate_kbit * 1000 / 8 * 0.02))  # >= MTU, ~20 ms
-            tbf = ["tbf", "rate", f"{self.rate_kbit}kbit", "burst", str(burst_bytes),
-                   "latency", f"{self.queue_ms}ms"]  # fmt: skip
-        if netem and tbf:
-            # netem's own queue first (a generous limit), the rate limit under it.
-            return [
-                ["qdisc", "replace", "dev", device, "root", "handle", "1:", "netem",
-                 "limit", "10000", *netem],
-                ["qdisc", "add", "dev", device, "parent", "1:1", "handle", "10:", *tbf],
-            ]  # fmt: skip
-        if netem:
-            return [["qdisc", "replace", "dev", device, "root", "netem", "limit", "10000", *netem]]
-        if tbf:
-            return [["qdisc", "replace", "dev", device, "root", *tbf]]
-        return []
+        """The ``tc qdisc`` arguments (after ``tc``) that set this shaping's rate on ``device``."""
+        if self.rate_kbit is None:
+            return []
+        burst_bytes = max(2000, int(self.rate_kbit * 1000 / 8 * 0.02))  # >= MTU, ~20 ms
+        return [["qdisc", "replace", "dev", device, "root", "tbf", "rate", f"{self.rate_kbit}kbit",
+                 "burst", str(burst_bytes), "latency", f"{self.queue_ms}ms"]]  # fmt: skip
+
+    def emulator_args(self) -> list[str]:
+        """The link emulator's options for this shaping (delay, jitter, loss)."""
+        return ["--delay-ms", str(self.delay_ms), "--jitter-ms", str(self.jitter_ms),
+                "--loss", str(self.loss)]  # fmt: skip
+
+
+@dataclass
+class RunningEmulator:
+    """A link emulator process on one direction of one client's link."""
+
+    process: subprocess.Popen[bytes]
+    namespace: str
+    device: str  # the receiving end whose ingress is redirected through ``tap``
+    tap: str
+    output: Path  # its stdout: "ready", then a line of counters a second
+
+    def counters(self) -> dict[str, int]:
+        """Its latest counters (frames in/out/lost/overflow, held); empty before the first."""
+        lines = self.output.read_text(errors="replace").splitlines()
+        for line in reversed(lines):
+            if line.startswith("{"):
+                counters: dict[str, int] = json.loads(line)
+                return counters
+        return {}
 
 
 def remove_orphans() -> None:
@@ -180,6 +206,7 @@ class EmulatedNetwork:
         self._started: list[ZvonokServer] = []
         self._browsers: list[Browser] = []
         self._playwright: Playwright | None = None
+        self._emulators: dict[tuple[int, str], RunningEmulator] = {}
 
     def setup(self) -> None:
         """The server namespace and its bridge (``close`` removes whatever was made)."""
@@ -223,16 +250,71 @@ class EmulatedNetwork:
         namespace, device = self._end(client, direction)
         self.lift(client, direction)
         for argv in shaping.tc_commands(device):
-            done = subprocess.run(
-                ["tc", "-n", namespace, *argv],
-                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False,
-            )  # fmt: skip
-            if done.returncode != 0 and "netem" in argv and "unknown" in done.stderr:
-                raise ShapingUnavailable(f"no netem in this kernel: {done.stderr.strip()}")
-            if done.returncode != 0:
-                raise AssertionError(f"tc {' '.join(argv)}: {done.stderr.strip()}")
-        if shaping.loss:
+            run("tc", "-n", namespace, *argv)
+        if shaping.emulated:
+            self._emulate(client, direction, shaping)
+        elif shaping.loss:
             self._drop(client, direction, shaping.loss)
+
+    def _emulate(self, client: Client, direction: str, shaping: Shaping) -> None:
+        """Start a link emulator on the receiving end of that direction and redirect the
+        direction's IPv4 frames through it (``lift`` undoes both)."""
+        namespace, device = self._receiving_end(client, direction)
+        tap = f"ze{client.index}{direction[0]}"
+        output = self.root / f"linkemu-{tap}-{self.tag}.out"
+        errors = self.root / f"linkemu-{tap}-{self.tag}.err"
+        with output.open("wb") as out, errors.open("wb") as err:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, sys.executable, linkemu.__file__,
+                 "--tap", tap, *shaping.emulator_args()],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        emulator = RunningEmulator(process, namespace, device, tap, output)
+        self._emulators[(client.index, direction)] = emulator
+        deadline = time.monotonic() + EMULATOR_START_TIMEOUT
+        while not output.read_text(errors="replace").startswith("ready"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self._stop_emulator(client, direction)
+                problem = errors.read_text(errors="replace").strip()
+                if "/dev/net/tun" in problem:
+                    raise ShapingUnavailable(f"no TUN device for the link emulator: {problem}")
+                raise AssertionError(f"the link emulator did not start: {problem}")
+            time.sleep(0.05)
+        for argv in linkemu.tc_redirect(namespace, device, tap):
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+            )
+            if done.returncode != 0:
+                self._stop_emulator(client, direction)
+                message = f"{' '.join(argv)}: {done.stderr.strip()}"
+                if "nknown" in done.stderr or "not supported" in done.stderr.lower():
+                    raise ShapingUnavailable(f"the kernel cannot redirect frames: {message}")
+                raise AssertionError(message)
+
+    def _stop_emulator(self, client: Client, direction: str) -> None:
+        """Undo the redirect, then end the emulator's process by its pid."""
+        emulator = self._emulators.pop((client.index, direction), None)
+        if emulator is None:
+            return
+        run("tc", "-n", emulator.namespace, "qdisc", "del", "dev", emulator.device, "ingress",
+            check=False)  # fmt: skip
+        if emulator.process.poll() is None:
+            emulator.process.terminate()
+            try:
+                emulator.process.wait(EMULATOR_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                emulator.process.kill()
+                emulator.process.wait(EMULATOR_STOP_TIMEOUT)
+
+    def emulator_counters(self, client: Client, direction: str) -> dict[str, int] | None:
+        """The link emulator's latest counters on that direction; None when none runs."""
+        emulator = self._emulators.get((client.index, direction))
+        return None if emulator is None else emulator.counters()
+
+    def emulator_pid(self, client: Client, direction: str) -> int | None:
+        """The pid of the link emulator on that direction; None when none runs."""
+        emulator = self._emulators.get((client.index, direction))
+        return None if emulator is None else emulator.process.pid
 
     def _drop(self, client: Client, direction: str, loss: float) -> None:
         """Drop ``loss`` of the packets of that direction at random, where they arrive."""
@@ -266,17 +348,27 @@ class EmulatedNetwork:
         table = self._loss_table(client, direction)
         run("ip", "netns", "exec", loss_namespace, NFT, "delete", "table", "inet", table,
             check=False)  # fmt: skip
+        self._stop_emulator(client, direction)
 
     def qdisc_stats(self, client: Client, direction: str) -> str:
         """``tc -s qdisc show`` of that end (sent/dropped counters), for test messages."""
         namespace, device = self._end(client, direction)
-        return run("tc", "-n", namespace, "-s", "qdisc", "show", "dev", device, check=False)
+        stats = run("tc", "-n", namespace, "-s", "qdisc", "show", "dev", device, check=False)
+        counters = self.emulator_counters(client, direction)
+        return stats if counters is None else f"{stats}link emulator: {counters}\n"
 
     def _end(self, client: Client, direction: str) -> tuple[str, str]:
         if direction == "down":
             return self.server_namespace, client.server_end
         if direction == "up":
             return client.namespace, client.client_end
+        raise ValueError(f"direction is 'down' or 'up', not {direction!r}")
+
+    def _receiving_end(self, client: Client, direction: str) -> tuple[str, str]:
+        if direction == "down":
+            return client.namespace, client.client_end
+        if direction == "up":
+            return self.server_namespace, client.server_end
         raise ValueError(f"direction is 'down' or 'up', not {direction!r}")
 
     # ------------------------------------------------------------------ server
@@ -365,6 +457,11 @@ class EmulatedNetwork:
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"stopping playwright: {exc!r}")
             self._playwright = None
+        for index, direction in list(self._emulators):
+            try:
+                self._stop_emulator(self.clients[index - 1], direction)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"stopping a link emulator: {exc!r}")
         for server in self._started:
             server.stop()
         problems += self.delete_namespaces()
