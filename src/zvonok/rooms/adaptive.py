@@ -4,11 +4,12 @@ Owns ``RoomAdaptation``, driven by the media worker's housekeeping tick (every 0
 of its own). Each tick it runs the room's ``ActiveSpeakers`` (``rooms.speakers``); every
 ``ALLOCATE_EVERY`` seconds — and at once for a subscriber whose wishes (``track-settings``) or
 downlink estimate changed — it runs that subscriber's ``LayerAllocator`` (``rooms.allocation``)
-over the video tracks it receives, sets each consumer's target layer, and tells the subscriber
-``track-paused`` when a track is held back or resumed; then each simulcast track's ``Dynacast``
-gets the union of its subscribers' layers and tells the publisher ``publish-layers`` when that
-changes (docs/media.md, "Layer allocation"). What it reads of the media objects goes through
-``rooms.mediaview``. A track an operator muted is left alone (moderation pauses it).
+over the video tracks it receives, sets each consumer's target layer (and VP8 temporal cap), and
+tells the subscriber ``track-paused`` when a track is held back or resumed; then each simulcast
+track's ``Dynacast`` gets the union of its subscribers' layers and tells the publisher
+``publish-layers`` when that changes (docs/media.md, "Layer allocation"). What it reads of the
+media objects goes through ``rooms.mediaview``. A track an operator muted is left alone
+(moderation pauses it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .mediaview import (
     link_open,
     producer_layers,
     set_target_layer,
+    set_temporal_target,
 )
 from .participant import Participant
 from .room import PublishedEntry, Room
@@ -140,7 +142,9 @@ class RoomAdaptation:
             # A layer dynacast turned off can be turned on again: it stays available.
             off = dynacast is not None and i < len(dynacast.active) and not dynacast.active[i]
             available = view.active or off or (len(views) == 1)
-            layers.append(Layer(bitrate, available, view.width, view.height))
+            # the temporal steps: the shares last measured, of the remembered peak
+            temporal = tuple(int(bitrate * share) for share in view.temporal_shares)
+            layers.append(Layer(bitrate, available, view.width, view.height, temporal))
         return tuple(layers)
 
     def _allocate(
@@ -173,6 +177,7 @@ class RoomAdaptation:
         )
         for track_id, decision in decisions.items():
             set_target_layer(consumers[track_id], decision.layer)
+            set_temporal_target(consumers[track_id], decision.temporal)
             self.targets.setdefault(track_id, {})[participant.session_id] = decision.layer
             self._tell(participant, track_id, decision)
         for track_id in [t for t in participant.held if t not in decisions]:

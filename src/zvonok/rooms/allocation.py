@@ -10,8 +10,10 @@ docs/media.md "## Layer allocation":
   paused, with the reason: ``bandwidth`` or ``subscriber``). Screen shares are served before
   cameras; the budget is 90 % of the estimate minus ``AUDIO_RESERVE`` per audio track; each track
   gets the highest layer that its wishes make worth sending (up to the first that covers its
-  tile) and the remaining budget carries; one that cannot carry even its lowest layer (judged on
-  the whole estimate, ``LOWEST_KEEP``) is paused. Down at once; up only once the remaining budget
+  tile) and the remaining budget carries; below the full rate of its lowest layer, the lowest
+  layer with fewer VP8 temporal layers (a lower frame rate) that fits; one that cannot carry even
+  the lowest of those (judged on the whole estimate, ``LOWEST_KEEP``) is paused. Down at once
+  (spatially and temporally); up only once the remaining budget
   has exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds, or, when the
   estimate is only capped by what was sent (an *open* link), one layer up on trial
   (``PROBE_*``).
@@ -83,6 +85,9 @@ class Layer:
     available: bool = True
     width: int | None = None
     height: int | None = None
+    #: Its bitrate with fewer VP8 temporal layers: entry t is TIDs 0..t together, for each t
+    #: below its top one (the full stream is ``bitrate``); empty without temporal layers.
+    temporal: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +113,12 @@ class VideoTrack:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The layer a subscriber gets of one track (``None``: paused, for ``reason``)."""
+    """The layer a subscriber gets of one track (``None``: paused, for ``reason``), and the
+    highest VP8 temporal layer of it (``temporal``; ``None``: all of them)."""
 
     layer: int | None
     reason: PauseReason | None = None
+    temporal: int | None = None
 
 
 @dataclass(slots=True)
@@ -122,6 +129,11 @@ class _TrackState:
     #: Since when the lowest layer's ``LOWEST_RESUME`` share has fitted (resuming a pause).
     resume_since: float | None = None
     decided: bool = False
+    #: The temporal cap given on the lowest layer (its step count: all of them), None when the
+    #: track is not on a layer with temporal steps.
+    temporal: int | None = None
+    #: temporal cap -> since when the remaining budget has carried it with the margin.
+    temporal_since: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -219,7 +231,10 @@ class LayerAllocator:
                     self._pushed_back(now)  # the estimate forced it down: probe later
             out[track.track_id] = decision
             if budget is not None and raw is not None and decision.layer is not None:
-                cost = track.layers[decision.layer].bitrate
+                layer = track.layers[decision.layer]
+                cost = layer.bitrate
+                if decision.temporal is not None and decision.temporal < len(layer.temporal):
+                    cost = layer.temporal[decision.temporal]
                 budget -= min(cost, max(budget, 0.0))
                 raw -= min(cost, max(raw, 0.0))
         if self._probe is None and estimate is not None:
@@ -278,6 +293,8 @@ class LayerAllocator:
             layer = out[track.track_id].layer
             if layer is None:
                 continue  # a paused track is not a probe (audio shares that link)
+            if out[track.track_id].temporal is not None:
+                continue  # below its lowest layer's full rate: it climbs by the budget alone
             wish = wishes.get(track.track_id, NO_WISH)
             if wish.paused:
                 continue
@@ -302,6 +319,7 @@ class LayerAllocator:
         if wish.paused:
             state.current, state.decided = None, True
             state.headroom_since.clear()
+            state.temporal = None
             return Decision(None, "subscriber")
         allowed = eligible_layers(track.layers, wish)
         if not allowed:
@@ -313,11 +331,14 @@ class LayerAllocator:
             state.headroom_since.clear()
             return Decision(allowed[-1])
         layers = track.layers
-        lowest = layers[allowed[0]].bitrate
+        low = layers[allowed[0]]
+        steps = low.temporal
+        # the smallest rate the track can be sent at: its lowest layer's base temporal layer
+        lowest = steps[0] if steps else low.bitrate
         room = raw if raw is not None else budget
         fits = [i for i in allowed if layers[i].bitrate <= budget]
-        if not fits and lowest * LOWEST_KEEP <= room:
-            fits = allowed[:1]  # the lowest layer: judged on the whole estimate, leniently
+        if not fits and (any(b <= budget for b in steps) or lowest * LOWEST_KEEP <= room):
+            fits = allowed[:1]  # the lowest layer: fewer temporal layers, or leniently
         best = fits[-1] if fits else None
         for i, layer in enumerate(layers):
             if layer.available and layer.bitrate * UP_MARGIN <= budget:
@@ -350,8 +371,48 @@ class LayerAllocator:
             chosen = held[-1] if held else current
         else:
             chosen = current
+        first = not state.decided or state.current != chosen
         state.current, state.decided = chosen, True
-        return Decision(chosen, "bandwidth" if chosen is None else None)
+        if chosen is None or chosen != allowed[0] or not steps:
+            state.temporal = None
+            state.temporal_since.clear()
+            return Decision(chosen, "bandwidth" if chosen is None else None)
+        cap = self._temporal(now, state, low, budget, chosen, first)
+        return Decision(chosen, None, None if cap >= len(steps) else cap)
+
+    @staticmethod
+    def _temporal(
+        now: float, state: _TrackState, low: Layer, budget: float, index: int, first: bool
+    ) -> int:
+        """The temporal cap on the lowest layer (``len(low.temporal)``: all of it): the highest
+        that fits the budget (the base layer when none does: the lowest layer was kept
+        leniently); down at once, up only to a cap the budget has carried with ``UP_MARGIN``
+        for ``UP_HOLD`` seconds."""
+        steps = low.temporal
+        full = len(steps)
+        if low.bitrate <= budget:
+            want = full
+        else:
+            want = max((t for t in range(full) if steps[t] <= budget), default=0)
+        for t in range(full):
+            if steps[t] * UP_MARGIN <= budget:
+                state.temporal_since.setdefault(t, now)
+            else:
+                state.temporal_since.pop(t, None)
+
+        def held(t: int) -> bool:
+            since = state.headroom_since if t == full else state.temporal_since
+            key = index if t == full else t
+            return now - since.get(key, now) >= UP_HOLD
+
+        current = state.temporal
+        if first or current is None or want < current:
+            current = want
+        elif want > current:
+            up = [t for t in range(current + 1, want + 1) if held(t)]
+            current = up[-1] if up else current
+        state.temporal = current
+        return current
 
 
 def _longer(wait: float) -> float:

@@ -3,10 +3,11 @@
 Owns the small surface between ``rooms`` (allocation, dynacast, stats, active speaker) and the
 media layer's simulcast and congestion control (docs/media.md "Simulcast", "Congestion
 control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``active``,
-``width``, ``height``; one for a plain track), a consumer's ``target_layer`` /
-``current_layer`` / ``layer_switches``, an audio producer's ``recent_packets()``, and a media
-session's downlink estimate (``MediaSession.downlink.estimate_bps``: ``None`` until the
-subscriber's transport-wide CC feedback gave one).
+``width``, ``height``, ``temporal_bitrates``; one for a plain track), a consumer's
+``target_layer`` / ``current_layer`` / ``layer_switches`` / ``temporal_target``, an audio
+producer's ``recent_packets()``, and a media session's downlink estimate
+(``MediaSession.downlink.estimate_bps``: ``None`` until the subscriber's transport-wide CC
+feedback gave one).
 Implements no RFC.
 """
 
@@ -30,14 +31,30 @@ class LayerView:
     active: bool
     width: int | None
     height: int | None
+    #: The share of ``bitrate`` each VP8 temporal cap keeps (TIDs 0..t), for every t below the
+    #: top one; empty without temporal layers.
+    temporal_shares: tuple[float, ...] = ()
 
 
 def producer_layers(producer: Producer) -> list[LayerView]:
     """The layers of ``producer``, lowest quality first; a plain producer has one."""
     return [
-        LayerView(layer.rid, layer.bitrate, layer.active, layer.width, layer.height)
+        LayerView(
+            layer.rid,
+            layer.bitrate,
+            layer.active,
+            layer.width,
+            layer.height,
+            _shares(layer.temporal_bitrates),
+        )
         for layer in producer.layers
     ]
+
+
+def _shares(cumulative: tuple[int, ...]) -> tuple[float, ...]:
+    if len(cumulative) < 2 or cumulative[-1] <= 0:
+        return ()
+    return tuple(rate / cumulative[-1] for rate in cumulative[:-1])
 
 
 def is_simulcast(producer: Producer) -> bool:
@@ -49,6 +66,14 @@ def set_target_layer(consumer: Consumer, layer: int | None) -> None:
     waits for a keyframe of that layer (``Consumer.target_layer``)."""
     if consumer.target_layer != layer:
         consumer.target_layer = layer
+
+
+def set_temporal_target(consumer: Consumer, tid: int | None) -> None:
+    """Ask ``consumer`` to forward VP8 temporal layers up to ``tid`` (``None``: all); a lower
+    cap applies at the next frame, a higher one at a layer-sync frame
+    (``Consumer.temporal_target``)."""
+    if consumer.temporal_target != tid:
+        consumer.temporal_target = tid
 
 
 def current_rid(consumer: Consumer) -> str | None:

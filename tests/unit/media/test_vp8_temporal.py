@@ -426,3 +426,82 @@ def test_compiled_forwarder_behind_the_filter_sends_what_the_python_one_does(
         c = _capped_scenario(compiled)
         assert type(c.core).__module__.endswith("_fastpath")
         assert w.received(len(reference.rtp)) == w.protect(reference.rtp)
+
+
+# -- what a layer measures of its temporal layers -----------------------------------------------
+
+
+def test_a_layer_measures_each_temporal_layers_rate_from_its_history() -> None:
+    clock, producer, _, _, stream = setup()
+    layer = producer.layers[0]
+    stream.frame(key=True)
+    layer.tick(clock.now)  # opens the first window
+    assert not layer.temporal_bitrates and not layer.temporal_fps
+    for _ in range(2):  # two 1 s windows at 32 fps (a whole number of 0, 2, 1, 2 patterns)
+        for _ in range(4):  # ticked 4 times a second
+            clock.now += 0.25
+            stream.frames(8)
+            layer.tick(clock.now)
+    # 29-byte packets, two a frame: 464 bit a frame
+    assert layer.temporal_fps == (8.0, 16.0, 32.0)
+    assert layer.temporal_bitrates == (3712, 7424, 14848)
+    assert layer.bitrate == 14848
+
+
+def test_a_stream_without_temporal_layers_measures_none() -> None:
+    clock, producer, _, _, _ = setup()
+    layer = producer.layers[0]
+    for n in range(40):
+        producer.receive_rtp(rtp(500 + n, 3000 * n, payload=bytes.fromhex("90 80 05") + bytes(8)))
+        if n % 10 == 9:
+            clock.now += 0.5
+            layer.tick(clock.now)
+    assert layer.bitrate > 0 and layer.temporal_bitrates == () and layer.temporal_fps == ()
+
+
+# -- with simulcast layers ----------------------------------------------------------------------
+
+
+def test_a_capped_consumer_switches_spatial_layers_with_continuous_numbering() -> None:
+    from .test_simulcast import SSRCS, TS_BASE, Setup
+
+    s = Setup()
+    s.learn_all()
+    c, sink = s.consume()
+    c.target_layer = 0
+    pids = [100, 20_000, 32_000]
+
+    def frame(i: int, *, key_layers: tuple[int, ...] = ()) -> None:
+        s.clock.now += 1 / 30
+        for layer in range(3):
+            key = layer in key_layers
+            tid = 0 if key else TEMPORAL_PATTERN[i % 4]
+            for k in range(2):
+                payload = vp8_payload(pids[layer], i // 4, tid, key=key, start=k == 0)
+                ts = TS_BASE[layer] + FRAME_TICKS * i
+                s.endpoint.on_rtp(rtp(s.seqs[layer], ts, ssrc=SSRCS[layer], payload=payload))
+                s.seqs[layer] += 1
+            pids[layer] = (pids[layer] + 1) & 0x7FFF
+
+    frame(0, key_layers=(0,))
+    c.temporal_target = 0
+    for i in range(1, 9):
+        frame(i)
+    before = len(sink.rtp)
+    c.target_layer = 1
+    frame(9)
+    frame(10, key_layers=(1,))
+    assert c.current_layer == 1 and c.layer_switches == 1
+    for i in range(11, 19):
+        frame(i)
+    rows = read(sink)
+    assert {r[4] for r in rows} == {0}  # the cap holds on the new layer
+    assert continuous([r[0] for r in rows], 1 << 16)
+    switch_at = next(n for n, r in enumerate(rows) if r[2] >= 20_000)
+    assert switch_at >= before
+    assert continuous(frame_pids(rows[:switch_at]), 1 << 15)
+    assert continuous(frame_pids(rows[switch_at:]), 1 << 15)
+    # a NACK from before the switch names the old layer's packets: nothing is resent
+    sink.rtp.clear()
+    c.receive_nack([rows[switch_at - 1][0], rows[-1][0]])
+    assert [rtp_seq(unwrap_rtx(p, 96, c.ssrc)) for p in sink.rtp] == [rows[-1][0]]

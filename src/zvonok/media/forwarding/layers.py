@@ -6,8 +6,9 @@ Owns: ``ProducerLayer`` — its SSRC (given by the SDP, or learned from the rid 
 receiver reports (§6.4.2) and generic NACKs (RFC 4585 §6.2.1) to the publisher, keyframe
 requests (PLI RFC 4585 §6.3.1, FIR RFC 5104 §4.3.1) throttled to about one a second, RTX
 unwrapping (RFC 4588 §4), its last sender report, its packet history, its measured bitrate and
-activity, the picture size of its last keyframe, and the fan-out list of the consumers whose
-forwarder (or pending switch) is on it.
+activity, the picture size of its last keyframe, the measured rate of each VP8 temporal layer
+(RFC 7741 §4.2 TID: bitrate and frame rate up to each TID, read from the history on the tick),
+and the fan-out list of the consumers whose forwarder (or pending switch) is on it.
 Must not import anything from zvonok outside ``zvonok.media``.
 
 ``receive_rtp`` is the hot path: the compiled ``ProducerCore`` of the layer, no Python per packet.
@@ -18,7 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..packets.codecs import FrameSizeReader, KeyframeDetector, frame_size_reader, keyframe_detector
+from ..packets.codecs import (
+    FrameSizeReader,
+    KeyframeDetector,
+    frame_size_reader,
+    keyframe_detector,
+    vp8_temporal_info,
+)
 from ..packets.rtcp import (
     Fir,
     Nack,
@@ -29,7 +36,7 @@ from ..packets.rtcp import (
     build_compound,
     ntp_middle,
 )
-from ..packets.rtp import rtp_header_size, unwrap_rtx
+from ..packets.rtp import rtp_header_size, rtp_timestamp, unwrap_rtx
 from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
 from .stats import MissingPackets, ReceiveStats
@@ -85,6 +92,10 @@ class ProducerLayer:
         self._recent: PacketHistory | None = None if video else PacketHistory(AUDIO_HISTORY_SIZE)
         self._detectors: dict[int, KeyframeDetector] = {}
         self._sizes: dict[int, FrameSizeReader] = {}
+        #: VP8 payload types: their packets' temporal layer ids are counted (``tick``).
+        self._vp8 = frozenset(
+            pt for pt, c in codecs.items() if video and c.mime.rpartition("/")[2].lower() == "vp8"
+        )
         if video:
             for pt, codec in codecs.items():
                 detector = keyframe_detector(codec.mime)
@@ -124,6 +135,15 @@ class ProducerLayer:
         self._rate_packets = 0
         #: This layer's activity window (``ACTIVE_WINDOW``), from its packet rate.
         self.active_window = ACTIVE_WINDOW
+        #: VP8 temporal layers measured over the last bitrate window: index t is the bit/s and
+        #: the frames per second of TIDs 0..t together (the last entry is the whole stream);
+        #: empty when the stream carries no TID (no temporal layers, other codecs).
+        self.temporal_bitrates: tuple[int, ...] = ()
+        self.temporal_fps: tuple[float, ...] = ()
+        self._tid_bytes = [0] * 4
+        self._tid_frames = [0] * 4
+        self._walked: int | None = None
+        self._walk_ts = -1
         #: When the SSRC was last (re)bound by learning (``MediaEndpoint``).
         self.bound_at = float("-inf")
         self.stats = ReceiveStats(self.clock_rate)
@@ -289,6 +309,7 @@ class ProducerLayer:
         if self._recent is not None:
             self._recent.clear()
         self.last_sr = None
+        self._walked = None
         self._build_core()
         self.core.packets_received = old.packets_received
         self.core.bytes_received = old.bytes_received
@@ -340,6 +361,8 @@ class ProducerLayer:
         if self.closed:
             return
         self._look(now)
+        if self._vp8:
+            self._walk_history()
         if now - self._rate_at >= BITRATE_WINDOW:
             received = self.core.bytes_received
             packets = self.core.packets_received
@@ -349,6 +372,11 @@ class ProducerLayer:
                 if packets > self._rate_packets:  # a window without packets keeps the last one
                     interval = span / (packets - self._rate_packets)
                     self.active_window = min(ACTIVE_WINDOW, max(MIN_ACTIVE_WINDOW, 4 * interval))
+                if self._vp8:
+                    self._temporal_window(span)
+            else:  # the first window opens: what the walk saw so far came before it
+                self._tid_bytes = [0] * 4
+                self._tid_frames = [0] * 4
             self._rate_at, self._rate_bytes, self._rate_packets = now, received, packets
         if self._keyframe_pending and now - self._last_keyframe_request >= (
             KEYFRAME_REQUEST_INTERVAL
@@ -365,6 +393,55 @@ class ProducerLayer:
         ):
             self._last_rr = now
             self._sink.send_rtcp(self.receiver_report(now))
+
+    def _walk_history(self) -> None:
+        """Count the bytes and frames of each temporal layer id in the packets received since
+        the last walk (read from the history ring: nothing per packet on the hot path; at 4-5
+        ticks a second the 512-packet ring holds the packets of up to ~2,000 packets/s)."""
+        history = self.history
+        stats = self.stats
+        if history is None or not stats.started:
+            return
+        newest = stats.max_seq
+        walked = self._walked
+        count = len(history.slots)
+        todo = count if walked is None else min((newest - walked) & 0xFFFF, count)
+        if todo >= 0x8000:
+            todo = 0
+        self._walked = newest
+        tid_bytes, tid_frames, vp8 = self._tid_bytes, self._tid_frames, self._vp8
+        for back in range(todo - 1, -1, -1):
+            packet = history.get((newest - back) & 0xFFFF)
+            if packet is None or packet[1] & 0x7F not in vp8:
+                continue
+            try:
+                info = vp8_temporal_info(packet, rtp_header_size(packet))
+            except ValueError:
+                continue
+            if info is None or info[0] < 0:
+                continue
+            tid = info[0]
+            tid_bytes[tid] += len(packet)
+            ts = rtp_timestamp(packet)
+            if ts != self._walk_ts:
+                self._walk_ts = ts
+                tid_frames[tid] += 1
+
+    def _temporal_window(self, span: float) -> None:
+        """The temporal layers' rates of the window just closed (cumulative per TID)."""
+        tid_bytes, tid_frames = self._tid_bytes, self._tid_frames
+        top = max((t for t in range(4) if tid_frames[t]), default=-1)
+        rates: list[int] = []
+        fps: list[float] = []
+        total_bytes = total_frames = 0
+        for t in range(top + 1):
+            total_bytes += tid_bytes[t]
+            total_frames += tid_frames[t]
+            rates.append(int(total_bytes * 8 / span))
+            fps.append(round(total_frames / span, 1))
+        self.temporal_bitrates, self.temporal_fps = tuple(rates), tuple(fps)
+        self._tid_bytes = [0] * 4
+        self._tid_frames = [0] * 4
 
     def receiver_report(self, now: float) -> bytes:
         """RR (+ SDES CNAME) about this stream, for the interval since the previous one."""
