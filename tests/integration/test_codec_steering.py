@@ -273,9 +273,10 @@ async def test_a_backup_stream_serves_an_h264_only_and_a_vp8_only_subscriber(
     watches it. A Chromium accepting H.264 only joins: no single codec fits both, so the server
     asks Alice's SDK for a backup stream in H.264 and feeds the newcomer from it, with its
     ``track-unavailable`` withdrawn. Both decode the camera in their codec; when the H.264 one
-    leaves, the backup stream stops. Three joins; prints join → first frame."""
+    leaves, the backup stream stops. Three joins, then a fourth after which the VP8 one leaves
+    instead; prints join → first frame."""
     server = zvonok_server_factory.start(env={"ZVONOK_DEV_MODE": "true"})
-    users = ["alice", "vp8", *(f"h264-{i}" for i in range(RUNS))]
+    users = ["alice", "vp8", "h264-last", *(f"h264-{i}" for i in range(RUNS))]
     group = server.create_group(users)
     context = await (await chromium_peers.browser()).new_context()
     await context.add_init_script(fake_media_js("alice"))  # a red camera
@@ -317,7 +318,27 @@ async def test_a_backup_stream_serves_an_h264_only_and_a_vp8_only_subscriber(
         )
         assert state["video"][0]["codec"] == "video/vp8", state
         assert [e["active"] for e in state["events"]] == [True, False] * (i + 1), state
-    await vp8.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    # The other way out: the VP8 subscriber leaves. The camera itself is steered to H.264, the
+    # backup stops, and the H.264 subscriber moves back to the camera on the same SSRC (its
+    # output continued, not restarted), decoding on.
+    sub = await chromium_peers.open(
+        server, user="h264-last", room=group, kind="group", color="blue",
+        extra={"recvCodec": "H264"},
+    )  # fmt: skip
+    times.append(await join_to_first_frame(sub, "alice", "red"))
+    await vp8.leave()
+    await vp8.close()
+    await sdk_sending(
+        alice,
+        lambda s: not s["backups"] and [v.get("codec") for v in s["video"]] == ["video/h264"],
+        "the camera itself in H.264, no backup",
+    )
+    track = await sub.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    before = track.frames_decoded or 0
+    await asyncio.sleep(2)
+    track = await sub.wait_receiving(from_user="alice", color="red", timeout=WAIT)
+    assert (track.frames_decoded or 0) >= before + 10, (before, track.describe())
+    assert received_codec(await sub.report(), track.id) == "video/h264"
     line = summary("Chromium accepting H.264 only ← VP8 camera with an SDK backup stream", times)
     assert max(times) <= FIRST_FRAME_WITHIN, line
     await context.close()

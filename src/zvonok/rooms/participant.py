@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from ..errors import SignalError
 from ..ids import SessionId, UserId
-from ..media.forwarding.consumer import Consumer
+from ..media.forwarding.consumer import Consumer, Timeline
 from ..media.forwarding.endpoint import MediaEndpoint
 from ..media.forwarding.producer import Producer
 from ..media.sdp.candidate import Candidate
@@ -640,8 +640,15 @@ class Participant:
             if track_id not in sending or fed.producer.closed:
                 del self._fed_by[track_id]
         keys = {b.producer.id if (b := self._fed_by.get(t)) else t for t in sending}
+        #: Tracks whose consumer moves to another producer (a backup stream, or back): the new
+        #: one continues the old one's output on that SSRC.
+        handed: dict[str, Timeline] = {}
         for key, consumer in list(self.media.consumers.items()):
             if key not in keys or consumer.closed:
+                track_id = consumer.id.rpartition("/")[2]  # its id is "<session>/<track id>"
+                timeline = consumer.timeline()
+                if track_id in sending and timeline is not None:
+                    handed[track_id] = timeline
                 self.media.close_consumer(key)
         for track_id, accepted in sending.items():
             entry = self.room.published.get(track_id)
@@ -670,10 +677,14 @@ class Participant:
                 self.log.warning("no common codec for track %s", track_id)
                 continue
             created = self.media.consume(source, params)
-            if track_id in self.room.muted:
-                created.pause()  # muted by an operator (admin API)
+            timeline = handed.get(track_id)
+            if timeline is not None:
+                created.continue_timeline(timeline)  # asks for a keyframe
+                self.log.info("track %s continues its output from another producer", track_id)
             elif backup is not None:
                 source.request_keyframe()  # the subscriber starts the backup at once
+            if track_id in self.room.muted:
+                created.pause()  # muted by an operator (admin API)
 
     def _send_track_map(self) -> None:
         slots = self.negotiator.current_slots

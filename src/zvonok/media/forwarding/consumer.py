@@ -12,7 +12,9 @@ layer keeps flowing, then moves the forwarder with continuous sequence numbers a
 (the layers aligned by their sender reports, else by the wall clock); VP8 temporal layers
 (``temporal_target``, RFC 7741 §4.2 TID/Y): a ``_TemporalFilter`` in the forwarder's place drops
 the frames above the cap, keeps the outgoing sequence numbers and PictureIDs continuous and maps
-NACKed sequence numbers back (``_SeqMap``); a consumer without a cap keeps the compiled path.
+NACKed sequence numbers back (``_SeqMap``); a consumer without a cap keeps the compiled path;
+a hand-over between producers on one SSRC (``timeline``/``continue_timeline``: codec steering's
+backup stream) continues the output the same way a layer switch does.
 Must not import anything from zvonok outside ``zvonok.media``. Sees its producer only through
 ``ConsumedTrack`` (the producer module imports this one, not the other way round).
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from struct import unpack_from
 from typing import Literal, Protocol
 
@@ -107,6 +110,17 @@ class ConsumedTrack(Protocol):
     def default_layer(self) -> int: ...
 
     def remove_consumer(self, consumer: Consumer) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Where a consumer's output stands (``Consumer.timeline``): the last sequence number sent,
+    the output timestamp it would carry at ``at`` (wall clock), and the last frame's."""
+
+    last_seq: int
+    ts: int
+    at: float
+    last_ts: int
 
 
 class _SwitchProbe:
@@ -504,6 +518,34 @@ class Consumer:
         """Wait for the target layer's next keyframe again (after ``leave_layer``)."""
         if not self.closed:
             self._apply_target()
+
+    def timeline(self) -> Timeline | None:
+        """This consumer's output clock and numbering, for a consumer of another producer that
+        takes over its SSRC (``continue_timeline``), also once closed (its producer went
+        away); None when nothing was sent yet."""
+        if not self.core.packets_sent:
+            return None
+        now = self._clock()
+        ts, last = self._output_ts(now), self._last_output_ts()
+        if ts is None or last is None:
+            return None
+        return Timeline(self.core.last_out_seq, ts, now, last)
+
+    def continue_timeline(self, timeline: Timeline) -> None:
+        """Take over the output of a consumer of another producer on the same SSRC (a subscriber
+        moved between a track and its backup stream, codec steering): wait for this producer's
+        next keyframe, then continue ``timeline``'s sequence numbers and, by the wall clock, its
+        timestamps, as a layer switch without sender reports does."""
+        if self.closed:
+            return
+        self._cancel_probe()
+        if self._home is not None:
+            self.producer.layers[self._home].detach(self._item)
+            self._home = None
+        self.core.blocked = True
+        self.core.last_out_seq = timeline.last_seq
+        self._anchor = (timeline.ts, timeline.at, timeline.last_ts)
+        self._apply_target()
 
     def _apply_target(self) -> None:
         target = self._target
