@@ -16,7 +16,8 @@ worker; the heartbeat carries state, load, rooms, sessions and UDP addresses) an
   backend), ``status()`` and ``close()``.
 - ``ClusterCollector``: the ``zvonok_cluster_*`` families (redis mode only): health, leases,
   Redis errors, and the relay between nodes (``ClusteredRooms`` joins and sessions, the
-  ``RedisSignalBus`` frames and links, the webhook ``RedisEventBus``'s claims and duplicates).
+  ``RedisSignalBus`` frames and links, how long each leg of a relayed join took, the webhook
+  ``RedisEventBus``'s claims and duplicates).
 
 Imports ``cluster``, ``relay.front`` (the load score) and ``media``/``rooms`` for types.
 Implements no RFC.
@@ -32,7 +33,12 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .cluster.base import NodeInfo
@@ -255,6 +261,15 @@ class ClusterCollector(Collector):
             joins.add_metric(["relayed"], relay.relayed_joins)
             joins.add_metric(["served"], relay.served_joins)
             yield joins
+            located = CounterMetricFamily(
+                "zvonok_cluster_relay_located",
+                "Joins by how the room's owner node was found: held (here), relayed (a session "
+                "of the room is relayed to it already), lease (looked up in Redis), pick (new).",
+                labels=["source"],
+            )
+            for source, count in relay.located.items():
+                located.add_metric([source], count)
+            yield located
             sessions = GaugeMetricFamily(
                 "zvonok_cluster_relay_sessions",
                 "Sessions now relayed to another node (relayed) or served for one (served).",
@@ -289,6 +304,19 @@ class ClusterCollector(Collector):
                 "Signal bus messages dropped: malformed, for a gone link, or a full send queue.",
                 value=bus.messages_dropped + bus.send_dropped,
             )
+        legs = HistogramMetricFamily(
+            "zvonok_cluster_relay_leg_seconds",
+            "Legs of the signaling relayed between nodes: locate (the edge's lease lookup), "
+            "request (the edge's join request to the owner), serve (that join on the owner), bus "
+            "(request minus serve: the pub/sub hops), send_wait and publish (the signal bus's "
+            "send queue and PUBLISH batches).",
+            labels=["leg"],
+        )
+        for timings in (t.timings for t in (relay, bus) if t is not None):
+            for leg, buckets, total in timings.histograms():
+                legs.add_metric([leg], buckets, total)
+        if relay is not None or bus is not None:
+            yield legs
         if events is not None:
             yield CounterMetricFamily(
                 "zvonok_cluster_events_claimed",

@@ -36,7 +36,8 @@ keys come back with each node's reconcile, and a key missing meanwhile is no los
 **Sending** never blocks and never raises for Redis trouble: a frame is recorded by its link
 (until acknowledged), then put on one bounded send queue that one task drains in pipelined
 batches through the ``RedisClusterHealth`` breaker. A frame dropped there (queue full, Redis
-down) goes out again with the link's next resend.
+down) goes out again with the link's next resend. ``timings`` (``cluster.timing``) holds how long
+messages waited on that queue (``send_wait``) and how long each batch took (``publish``).
 
 **Bounds.** Messages: a frame's own ``MAX_FRAME`` (a larger message is dropped unread). Links:
 ``MAX_LINKS`` peers (frames from more are dropped; ``link()`` raises ``LinkClosed``). Per link,
@@ -51,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -63,6 +65,7 @@ from ..relay.link import PROGRESS_TIMEOUT, RESEND_INTERVAL, Link, LinkClosed
 from .base import ClusterUnavailable
 from .health import CALL_TIMEOUT, DEGRADED, OK, RedisClusterHealth
 from .keys import Keys
+from .timing import BUS_LEGS, LegTimes
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +168,8 @@ class RedisSignalBus:
         self._links: dict[str, tuple[Link, _PeerTransport]] = {}
         self._link_count = 0
         self._hello_at: dict[str, float] = {}
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(MAX_SEND_QUEUE)
+        #: Messages to publish: (channel, message, when queued: ``time.perf_counter()``).
+        self._queue: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue(MAX_SEND_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._probe_at = 0.0
@@ -186,6 +190,7 @@ class RedisSignalBus:
         self.resubscribes = 0
         self.links_opened = 0
         self.links_broken: dict[str, int] = {}
+        self.timings = LegTimes(BUS_LEGS)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -301,7 +306,7 @@ class RedisSignalBus:
 
     def _enqueue(self, channel: str, message: bytes) -> None:
         try:
-            self._queue.put_nowait((channel, message))
+            self._queue.put_nowait((channel, message, time.perf_counter()))
         except asyncio.QueueFull:
             self.send_dropped += 1  # a frame goes out again with its link's next resend
 
@@ -313,11 +318,15 @@ class RedisSignalBus:
 
     async def _send_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < SEND_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            queued = [await self._queue.get()]
+            while len(queued) < SEND_BATCH and not self._queue.empty():
+                queued.append(self._queue.get_nowait())
+            started = time.perf_counter()
+            self.timings.observe("send_wait", started - queued[0][2])  # the oldest waited most
+            batch = [(channel, message) for channel, message, _ in queued]
             try:
                 await self._publish(batch)
+                self.timings.observe("publish", time.perf_counter() - started)
                 self.published += len(batch)
             except ClusterUnavailable:
                 self.publish_failures += len(batch)  # resent from the links' records

@@ -5,8 +5,10 @@ crash, Redis outage, split brain). Any node accepts a call's WebSocket (the *edg
 lives on one node (its *owner*), which alone claims it in the ``RoomDirectory``. A join:
 
 1. Where does the room live? This node if it holds the room's lease (no Redis round trip: a
-   node serves joins to its own rooms while Redis is away); else the lease's owner if the lease
-   is valid; else ``NodeRegistry.pick()`` (this node when it is within the margin).
+   node serves joins to its own rooms while Redis is away); else the node this node already
+   relays sessions of the room to, over a link that is open (no Redis round trip either: that
+   owner checks its lease itself and answers ``moved`` if it lost it); else the lease's owner if
+   the lease is valid; else ``NodeRegistry.pick()`` (this node when it is within the margin).
 2. Here: claim the lease (an asyncio lock per room serializes this node's joins) and join the
    node's own ``CallRooms`` (``LocalRooms``, or ``RelayedRooms`` over the media workers).
 3. Elsewhere: a ``RemoteSession`` asks the owner over the ``SignalBus`` link to that node, with the
@@ -24,7 +26,11 @@ there ``error`` ``node-lost`` and closes it with 1012: the client resumes with t
 ``sessionId`` and the room is claimed again elsewhere. A broken link from an edge detaches the
 sessions it carried (they wait ``resume_grace`` for the client). Redis unreachable: joins that need
 it get ``cluster-unavailable`` with ``retryAfterMs`` and close 1013; a room whose lease went to
-another node (split brain, §4) has its sessions told ``room-moved`` (1012). Implements no RFC.
+another node (split brain, §4) has its sessions told ``room-moved`` (1012).
+
+Timing (issue 14 "Numbers"): how each relayed join's owner was found (``located``) and how long
+its legs took (``timings``, ``cluster.timing``: the lease lookup, the request, the owner's join
+and the bus hops between them), also as a debug log line per relayed join. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -45,6 +52,7 @@ from ..cluster.base import (
     NodeRegistry,
     RoomLease,
 )
+from ..cluster.timing import JOIN_LEGS, LegTimes
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..rooms.port import CallRooms, CallSession
@@ -73,6 +81,9 @@ CLUSTER_UNAVAILABLE: Final = "cluster-unavailable"
 CLUSTER_FULL: Final = "cluster-full"
 RESTART_CLOSE: Final = 1012  # service restart: join again at once
 TRY_LATER_CLOSE: Final = 1013  # try again later
+#: How a join's owner node was found (``ClusteredRooms.located``): this node holds the lease, a
+#: session of the room is relayed to the owner already, the lease in Redis, a new placement.
+LOCATED: Final = ("held", "relayed", "lease", "pick")
 
 
 def node_lost() -> SignalError:
@@ -162,11 +173,12 @@ class RemoteSession(LinkedSession):
 
     def __init__(
         self, rooms: ClusteredRooms, node: str, link: Link, relay: int, session_id: SessionId,
-        sink: SignalSink,
+        sink: SignalSink, room: RoomKey,
     ) -> None:  # fmt: skip
         super().__init__(link, relay, session_id, sink)
         self._rooms = rooms
         self.node = node
+        self.room = room
 
     def lost_error(self) -> SignalError:
         return node_lost()
@@ -200,8 +212,11 @@ class ClusteredRooms:
         self._close_room = close_room
         self.bus: Bus | None = None
         self._relay_ids = itertools.count(1)
-        #: Edge side: sessions relayed to another node, by (node, relay).
+        #: Edge side: sessions relayed to another node, by (node, relay) (``_track``/``_untrack``
+        #: keep ``_by_room`` in step).
         self.remote: dict[tuple[str, int], RemoteSession] = {}
+        #: Edge side: the same sessions by room, to find a room's owner without Redis.
+        self._by_room: dict[RoomKey, set[RemoteSession]] = {}
         #: Owner side: sessions an edge node relays here, by (edge node, relay).
         self.served: dict[tuple[str, int], tuple[CallSession, RelaySink]] = {}
         #: Per room being joined here: its lock and how many joins hold or await it.
@@ -210,6 +225,9 @@ class ClusteredRooms:
         #: Joins relayed to other nodes and served for other nodes, for metrics.
         self.relayed_joins = 0
         self.served_joins = 0
+        #: Joins by how their owner node was found (``LOCATED``), and the legs' times.
+        self.located = dict.fromkeys(LOCATED, 0)
+        self.timings = LegTimes(JOIN_LEGS)
 
     def attach(self, bus: Bus) -> None:
         self.bus = bus
@@ -232,6 +250,7 @@ class ClusteredRooms:
         for session in list(self.remote.values()):
             session.lost(error)
         self.remote.clear()
+        self._by_room.clear()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -276,18 +295,50 @@ class ClusteredRooms:
 
     async def _locate(self, key: RoomKey) -> str:
         if key in self.leases.held:
+            self.located["held"] += 1
             return self.node_id
         if self._degraded():
             raise self._cluster_down()
+        owner = self._relayed_owner(key)
+        if owner is not None:
+            self.located["relayed"] += 1
+            return owner
         try:
+            started = time.perf_counter()
             lease = await self.leases.lookup(key)
+            self.timings.observe("locate", time.perf_counter() - started)
             if lease is not None and lease.valid:
+                self.located["lease"] += 1
                 return lease.owner
-            return await self.registry.pick()
+            owner = await self.registry.pick()
+            self.located["pick"] += 1
+            return owner
         except ClusterUnavailable as exc:
             raise exc.refusal() from None
         except ClusterFull:
             raise full() from None
+
+    def _relayed_owner(self, key: RoomKey) -> str | None:
+        """The node this node relays sessions of ``key`` to now, over a link that is open: the
+        room's owner when they joined (it still checks its lease when the join comes). None if
+        there is none, or more than one (the room is moving)."""
+        sessions = self._by_room.get(key, ())
+        nodes = {s.node for s in sessions if not s.closed and not s.link.closed.is_set()}
+        return nodes.pop() if len(nodes) == 1 else None
+
+    def _track(self, session: RemoteSession) -> None:
+        self.remote[(session.node, session.relay)] = session
+        self._by_room.setdefault(session.room, set()).add(session)
+
+    def _untrack(self, node: str, relay: int) -> RemoteSession | None:
+        session = self.remote.pop((node, relay), None)
+        if session is not None:
+            sessions = self._by_room.get(session.room)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    del self._by_room[session.room]
+        return session
 
     @contextlib.asynccontextmanager
     async def _room_lock(self, key: RoomKey) -> AsyncIterator[None]:
@@ -349,8 +400,9 @@ class ClusteredRooms:
         assert self.bus is not None, "ClusteredRooms.attach(bus) first"
         link = self.bus.link(node)
         relay = next(self._relay_ids)
-        session = RemoteSession(self, node, link, relay, session_id, sink)
-        self.remote[(node, relay)] = session
+        session = RemoteSession(self, node, link, relay, session_id, sink, key)
+        self._track(session)
+        started = time.perf_counter()
         try:
             value = await link.request(
                 "join",
@@ -364,20 +416,36 @@ class ClusteredRooms:
                 wait=JOIN_WAIT,
             )
         except LinkClosed:
-            self.remote.pop((node, relay), None)
+            self._untrack(node, relay)
             raise node_lost() from None
         except BaseException:
-            self.remote.pop((node, relay), None)
+            self._untrack(node, relay)
             raise
         if isinstance(value, dict) and "moved" in value:
-            self.remote.pop((node, relay), None)
+            self._untrack(node, relay)
             return _Moved(str(value["moved"]))
         self.relayed_joins += 1
+        self._time_request(node, session_id, time.perf_counter() - started, value)
         return session
+
+    def _time_request(self, node: str, session_id: SessionId, took: float, value: Any) -> None:
+        """Count a relayed join's request and, when the owner said how long it took
+        (``servedUs``), the bus hops: the rest."""
+        self.timings.observe("request", took)
+        served = value.get("servedUs") if isinstance(value, dict) else None
+        if isinstance(served, int) and 0 <= served <= took * 1e6:
+            self.timings.observe("bus", took - served / 1e6)
+        log.debug(
+            "session %s: join relayed to node %s in %.1f ms (owner %s ms)",
+            session_id,
+            node,
+            took * 1e3,
+            f"{served / 1e3:.1f}" if isinstance(served, int) else "?",
+        )
 
     def forget(self, session: RemoteSession) -> bool:
         """Stop relaying ``session`` (it left or its socket dropped); False if already gone."""
-        return self.remote.pop((session.node, session.relay), None) is not None
+        return self._untrack(session.node, session.relay) is not None
 
     # ------------------------------------------------------------------ the bus's side
     async def on_request(self, peer: str, frame: Frame) -> Any:
@@ -406,7 +474,10 @@ class ClusteredRooms:
         return None
 
     async def _serve_join(self, peer: str, relay: int, params: dict[str, Any]) -> Any:
+        """The owner's side of a relayed join: ``{"servedUs": n}`` (how long it took here, for
+        the edge's ``bus`` leg), or ``{"moved": node}``."""
         assert self.bus is not None
+        started = time.perf_counter()
         key = RoomKey.parse(str(params["room"]))
         sink = RelaySink(self.bus.link(peer), relay)
         result = await self._join_here(
@@ -420,7 +491,9 @@ class ClusteredRooms:
             return {"moved": result.owner}
         self.served[(peer, relay)] = (result, sink)
         self.served_joins += 1
-        return None
+        took = time.perf_counter() - started
+        self.timings.observe("serve", took)
+        return {"servedUs": round(took * 1e6)}
 
     def on_note(self, peer: str, frame: Frame) -> None:
         method = frame.method
@@ -434,13 +507,13 @@ class ClusteredRooms:
         if remote is not None:
             remote.on_note(method, frame.params)
             if remote.closed and method == "close":
-                self.remote.pop((peer, frame.relay), None)
+                self._untrack(peer, frame.relay)
 
     def on_link_closed(self, peer: str, link: Link) -> None:
         """The link to ``peer`` broke: its relayed sessions are lost, its served ones detach."""
         lost = [s for (node, _), s in self.remote.items() if node == peer and s.link is link]
         for session in lost:
-            self.remote.pop((peer, session.relay), None)
+            self._untrack(peer, session.relay)
             session.lost(node_lost())
         served = [(k, v) for k, v in self.served.items() if k[0] == peer and v[1].link is link]
         for k, (call, sink) in served:

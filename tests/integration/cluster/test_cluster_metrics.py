@@ -1,8 +1,9 @@
 """The relay counters of ``/metrics`` in a Redis cluster (issue 14): two real ``zvonok serve``
 nodes on one real ``redis-server``; alice joins a room through node0, bob through node1, so one
 of the two joins is relayed to the room's owner. The edge counts a relayed join and session, the
-owner a served one; the signal bus counts frames both ways on one open link; a leave brings the
-session gauges back to 0.
+owner a served one; the edge times the relayed join's legs (the lease lookup, the request, the
+bus hops) and the owner its side of it; the signal bus counts frames both ways on one open link;
+a leave brings the session gauges back to 0.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ async def test_a_relayed_join_moves_the_relay_counters(
         assert served[owner] == 1
         assert during[edge]['zvonok_cluster_relay_sessions{direction="relayed"}'] == 1
         assert during[owner]['zvonok_cluster_relay_sessions{direction="served"}'] == 1
+        legs = 'zvonok_cluster_relay_leg_seconds_count{leg="%s"}'
+        assert during[edge][legs % "request"] == during[edge][legs % "bus"] == 1, during
+        assert during[owner][legs % "serve"] == 1 and during[owner][legs % "request"] == 0
+        assert during[edge][legs % "locate"] == 1  # the lease lookup (or placement) in Redis
         for sample in during:
             assert sample["zvonok_cluster_bus_links"] == 1
             assert sample['zvonok_cluster_bus_frames_total{direction="out"}'] > 0

@@ -175,6 +175,10 @@ async def test_two_nodes_exchange_requests_and_notes_both_ways(
     assert n1.closed == n2.closed == []
     with pytest.raises(ValueError):
         n1.bus.link("n1")
+    # every published batch was timed: its wait on the send queue and its PUBLISH round trip
+    for bus in (n1.bus, n2.bus):
+        published = bus.timings.count("publish")
+        assert published > 0 and bus.timings.count("send_wait") in (published, published + 1)
 
 
 async def test_three_nodes_all_pairs(nodes: MakeNode) -> None:

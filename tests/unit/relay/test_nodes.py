@@ -1,7 +1,8 @@
 """``ClusteredRooms`` (relay/nodes.py): joins placed on the room's owner node, relayed from the
 edge over real ``Link``s (socketpairs between in-process "nodes"), the claim race answered with
 ``moved``, a broken link turned into ``node-lost`` at the edge and a detach at the owner, Redis
-trouble into ``cluster-unavailable``. The lease store is an in-memory model of the Lua claim
+trouble into ``cluster-unavailable``; a room already relayed to its owner found without a lease
+lookup, and each relayed join's legs timed. The lease store is an in-memory model of the Lua claim
 (the real one is tested against redis-server in tests/integration/cluster)."""
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Leases:
         self.store = store
         self.node = node
         self._held: dict[RoomKey, int] = {}
+        self.lookups = 0
 
     @property
     def held(self) -> Mapping[RoomKey, int]:
@@ -76,6 +78,7 @@ class Leases:
 
     async def lookup(self, room: RoomKey) -> RoomLease | None:
         self._check()
+        self.lookups += 1
         record = self.store.records.get(room)
         if record is None:
             return None
@@ -403,3 +406,42 @@ async def test_no_node_with_room_is_cluster_full(cluster: Cluster) -> None:
     with pytest.raises(SignalError) as refused:
         await join(a, "alice", "s1", Sink())
     assert refused.value.code == "cluster-full" and refused.value.fatal
+
+
+async def test_a_room_relayed_already_is_found_without_redis_and_each_leg_is_timed(
+    cluster: Cluster,
+) -> None:
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    await cluster.connect()
+    await join(a, "alice", "s1", Sink())
+    await join(a, "bob", "s2", Sink())  # s1 is relayed to b: b is asked without a lookup
+    assert a.leases.lookups == 1 and set(b.inner.sessions) == {"s1", "s2"}
+    assert a.rooms.located == {"held": 0, "relayed": 1, "lease": 0, "pick": 1}
+    await join(b, "carol", "s3", Sink())
+    assert b.rooms.located["held"] == 1
+    assert a.rooms.timings.count("locate") == 1  # only the join that asked Redis
+    assert a.rooms.timings.count("request") == a.rooms.timings.count("bus") == 2
+    assert b.rooms.timings.count("serve") == 2 and b.rooms.timings.count("request") == 0
+    # once no session of the room is relayed any more, the lease is asked again
+    for session in list(a.rooms.remote.values()):
+        await session.leave()
+    await join(a, "dave", "s4", Sink())
+    assert a.leases.lookups == 2 and a.rooms.located["lease"] == 1
+
+
+async def test_a_relayed_room_that_moved_meanwhile_is_followed(cluster: Cluster) -> None:
+    """The node a session of the room is relayed to lost the room (split brain, §4): it answers
+    ``moved`` and the join goes on to the winner."""
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    c = cluster.add("c")
+    await cluster.connect()
+    await join(a, "alice", "s1", Sink())
+    cluster.store.epoch += 1
+    cluster.store.records[ROOM] = ("c", cluster.store.epoch)
+    b.leases._held.pop(ROOM)  # b's renewal found the room lost
+    await c.leases.claim_lease(ROOM)
+    await join(a, "bob", "s2", Sink())
+    assert a.rooms.located["relayed"] == 1 and a.leases.lookups == 1
+    assert "s2" in c.inner.sessions and "s2" not in b.inner.sessions
