@@ -62,6 +62,8 @@ class RoomAdaptation:
         self._dynacast: dict[str, Dynacast] = {}
         #: (track id, layer) -> its last measured bitrate while it flowed.
         self._measured: dict[tuple[str, int], int] = {}
+        #: (track id, layer) whose VP8 temporal layers were seen (logged once).
+        self._temporal_seen: set[tuple[str, int]] = set()
         #: track id -> session id -> the layer that subscriber was given (None: paused).
         self.targets: dict[str, dict[str, int | None]] = {}
         self._next_pass = float("-inf")
@@ -107,6 +109,7 @@ class RoomAdaptation:
             del self._dynacast[track_id]
         for key in [k for k in self._measured if k[0] not in published]:
             del self._measured[key]
+        self._temporal_seen = {k for k in self._temporal_seen if k[0] in published}
 
     # ------------------------------------------------------------------ allocation
     def _video_tracks(self) -> dict[str, VideoTrack]:
@@ -144,6 +147,16 @@ class RoomAdaptation:
             available = view.active or off or (len(views) == 1)
             # the temporal steps: the shares last measured, of the remembered peak
             temporal = tuple(int(bitrate * share) for share in view.temporal_shares)
+            if temporal and key not in self._temporal_seen:
+                self._temporal_seen.add(key)
+                log.info(
+                    "track %s layer %s: %d VP8 temporal layers, shares %s of %d bit/s",
+                    entry.track_id,
+                    view.rid or i,
+                    len(temporal) + 1,
+                    [round(share, 2) for share in view.temporal_shares],
+                    view.bitrate,
+                )
             layers.append(Layer(bitrate, available, view.width, view.height, temporal))
         return tuple(layers)
 

@@ -505,3 +505,48 @@ def test_a_capped_consumer_switches_spatial_layers_with_continuous_numbering() -
     sink.rtp.clear()
     c.receive_nack([rows[switch_at - 1][0], rows[-1][0]])
     assert [rtp_seq(unwrap_rtx(p, 96, c.ssrc)) for p in sink.rtp] == [rows[-1][0]]
+
+
+def test_nacks_map_back_across_two_capped_periods_and_a_long_one() -> None:
+    clock, producer, c, sink, stream = setup()
+    stream.frame(key=True)
+    c.temporal_target = 0
+    stream.frames(8)
+    clock.now += 1.5
+    c.temporal_target = None
+    stream.frames(8)  # the cap climbs at the sync frames, the filter waits for a keyframe
+    stream.frame(key=True)
+    assert producer.layers[0].items == (c.core,)
+    stream.frames(4)  # compiled, one offset
+    c.temporal_target = 1  # a second period: the first one's numbers are still known
+    stream.frames(8)
+    rows = read(sink)
+    assert continuous([r[0] for r in rows], 1 << 16)
+    by_seq = {r[0]: r for r in rows}
+
+    def resent(seqs: list[int]) -> list[tuple[int, int, int, int, int]]:
+        sink.rtp.clear()
+        c.receive_nack(seqs)
+        out = []
+        for data in sink.rtp:
+            p = RtpPacket.parse(unwrap_rtx(data, 96, c.ssrc))
+            d = Vp8Descriptor.parse(p.payload)
+            assert d.picture_id is not None and d.tl0_pic_idx is not None
+            assert d.temporal_id is not None
+            out.append((p.sequence_number, p.timestamp, d.picture_id, d.tl0_pic_idx, d.temporal_id))
+        return out
+
+    asked = [rows[n][0] for n in (1, 5, len(rows) // 2, len(rows) - 12, len(rows) - 1)]
+    assert resent(asked) == [by_seq[s] for s in asked]
+    # a long capped period: numbers older than the map holds are forgotten, never misread
+    sink.rtp.clear()
+    for _ in range(80):  # 1,280 packets kept: more than the map holds
+        stream.frames(16)
+    rows = rows[-1:] + read(sink)
+    assert continuous([r[0] for r in rows], 1 << 16)
+    newest = rows[-1][0]
+    assert resent([newest]) == [rows[-1]]
+    seq_map = c._seq_map
+    assert seq_map is not None and seq_map.trimmed
+    assert seq_map.input_of((newest - 1500) & 0xFFFF) is None
+    assert resent([(newest - 1500) & 0xFFFF]) == []

@@ -143,33 +143,53 @@ class _SwitchProbe:
 class _SeqMap:
     """Which input packet (and PictureID shift) each outgoing sequence number carried while a
     ``_TemporalFilter`` renumbered: NACKs (RFC 4585 §6.2.1) name outgoing numbers, and after a
-    drop the forwarder's offset no longer maps them back. ``first``: the first outgoing number
-    of the renumbered period; ``end``: its last once the filter left (None while it runs);
-    ``offset_before``: the forwarder's offset before the period."""
+    drop the forwarder's offset no longer maps them back. ``first``: the oldest outgoing number
+    the map answers for (at most ``SEQ_MAP_SIZE`` behind the newest; older ones are forgotten,
+    ``trimmed``); ``end``: the last number of the period once the filter left (None while it
+    runs); ``offset_before``: the forwarder's offset before the period (None: the period began
+    at a layer switch, what came before is another stream's numbering)."""
 
-    __slots__ = ("slots", "first", "end", "offset_before")
+    __slots__ = ("slots", "first", "end", "offset_before", "trimmed")
 
     def __init__(self, first: int, offset_before: int | None) -> None:
         self.slots: list[tuple[int, int, int] | None] = [None] * SEQ_MAP_SIZE
         self.first = first & 0xFFFF
         self.end: int | None = None
-        #: None: the period began at a layer switch, what came before is another numbering.
         self.offset_before = offset_before
+        self.trimmed = False
 
     def put(self, out_seq: int, in_seq: int, pid_shift: int) -> None:
         self.slots[out_seq & (SEQ_MAP_SIZE - 1)] = (out_seq, in_seq, pid_shift)
+        ahead = (out_seq - self.first) & 0xFFFF
+        if SEQ_MAP_SIZE <= ahead < 0x8000:
+            self.first = (out_seq - SEQ_MAP_SIZE + 1) & 0xFFFF
+            self.trimmed = True
+
+    def reopen(self, last_out_seq: int, offset: int) -> None:
+        """A filter again after the compiled forwarder sent ``end``+1..``last_out_seq`` with
+        ``offset``: those are noted, and the map runs on."""
+        if self.end is None:
+            return
+        gap = min((last_out_seq - self.end) & 0xFFFF, SEQ_MAP_SIZE)
+        for back in range(gap - 1, -1, -1):
+            out_seq = (last_out_seq - back) & 0xFFFF
+            self.put(out_seq, (out_seq - offset) & 0xFFFF, 0)
+        self.end = None
 
     def input_of(self, out_seq: int) -> tuple[int, int] | None | Literal[False]:
         """(input seq, PictureID shift) of ``out_seq`` when this map knows it; None when the
         period never sent it (a dropped frame's number is never sent) or forgot it; False when
         the forwarder's current offset maps it (after the period, or before one that began at
         a switch)."""
-        if (out_seq - self.first) & 0xFFFF >= 0x8000:  # before the period
+        end = self.end
+        if end is not None and 0 < (out_seq - end) & 0xFFFF < 0x8000:
+            return False  # after the period
+        if (out_seq - self.first) & 0xFFFF >= 0x8000:  # before what the map holds
+            if self.trimmed:
+                return None
             if self.offset_before is None:
                 return False
             return (out_seq - self.offset_before) & 0xFFFF, 0
-        if self.end is not None and (self.end - out_seq) & 0xFFFF >= 0x8000:
-            return False  # after it
         entry = self.slots[out_seq & (SEQ_MAP_SIZE - 1)]
         if entry is None or entry[0] != out_seq:
             return None
@@ -449,8 +469,10 @@ class Consumer:
     def _install_filter(self, target: int) -> None:
         core = self.core
         f = _TemporalFilter(self, self._vp8, target)
-        if self._seq_map is None or self._seq_map.end is not None:
+        if self._seq_map is None:
             self._seq_map = _SeqMap(core.last_out_seq + 1, core.seq_offset)
+        else:  # the last period's numbers stay known (they were sent with other offsets)
+            self._seq_map.reopen(core.last_out_seq, core.seq_offset)
         self._filter = f
         if self._home is not None:
             self.producer.layers[self._home].replace(core, f)
@@ -673,6 +695,8 @@ class Consumer:
             if f.target == MAX_TID:
                 self._filter = None
                 self._seq_map.end = old.last_out_seq
+        else:
+            self._seq_map = None  # what it mapped was the old stream's
         target.replace(probe, self._item)
         self._probe = None
         self._home = probe.layer
