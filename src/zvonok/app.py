@@ -39,9 +39,6 @@ from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
 from .media.worker import MediaWorker
-from .relay.frames import Frame
-from .relay.front import RelayedRooms, WorkerHandle, WorkerPool
-from .relay.nodes import OwnedRooms, build_clustered
 from .rooms.events import RoomEvents
 from .rooms.moderation import send_away
 from .rooms.port import CallRooms, LocalRooms
@@ -53,6 +50,11 @@ from .web import dev_guarded, web_routes
 if TYPE_CHECKING:  # redis-py loads only with cluster_backend = "redis"
     from .cluster.bus import RedisSignalBus
     from .cluster.node import RedisCluster
+
+    # the relay (media worker processes, other nodes) loads only with workers > 1 or Redis
+    from .relay.frames import Frame
+    from .relay.front import WorkerHandle, WorkerPool
+    from .relay.nodes import OwnedRooms
 
 log = logging.getLogger("zvonok.app")
 #: At a stop, how long sessions get to receive `error shutdown` (or `node-draining`) and close
@@ -105,7 +107,11 @@ async def build(settings: Settings) -> Components:
     sessions: SessionDirectory = LocalSessionDirectory() if cluster is None else cluster.sessions
     # with Redis, a room is claimed before it is joined (ClusteredRooms); the rooms layer's own
     # claim then finds the lease held, and its release gives the lease up
-    owned = None if cluster is None else OwnedRooms(cluster.rooms, cluster.node_id)
+    owned: OwnedRooms | None = None
+    if cluster is not None:
+        from .relay.nodes import OwnedRooms
+
+        owned = OwnedRooms(cluster.rooms, cluster.node_id)
     room_dir: RoomDirectory = LocalRoomDirectory() if owned is None else owned
     worker: MediaWorker | None = None
     rooms: RoomService | None = None
@@ -120,6 +126,8 @@ async def build(settings: Settings) -> Components:
         )
         calls = LocalRooms(rooms)
     else:
+        from .relay.front import RelayedRooms, WorkerPool
+
         relayed: list[Operations] = []
 
         def on_note(handle: WorkerHandle, frame: Frame) -> None:
@@ -139,6 +147,8 @@ async def build(settings: Settings) -> Components:
     signal_bus = None
     clustered = None
     if cluster is not None and owned is not None:
+        from .relay.nodes import build_clustered
+
         clustered, signal_bus = build_clustered(
             cluster,
             calls,

@@ -1,10 +1,11 @@
 """The ``zvonok`` command: ``serve``, ``token``, and management of the SQL membership tables.
 
 Owns the click command tree and ``main`` (the console-script entry point). Imports ``config``,
-``auth``, ``store``, ``ids`` and ``logs``; ``app`` (and so the media plane) only lazily, inside
-``serve``, and the ``bench`` package (the load generator, an optional extra) only inside
-``bench``. Errors a user can fix (bad flags, a chat not of two members, a duplicate id, an
-unknown group) print ``error: ...`` on stderr and exit with status 2. Implements no RFC.
+``auth``, ``store``, ``ids`` and ``logs``; ``node`` (the serving process image, and so ``app``
+and the media plane) only lazily, inside ``serve``, and the ``bench`` package (the load
+generator, an optional extra) only inside ``bench``. Errors a user can fix (bad flags, a chat
+not of two members, a duplicate id, an unknown group) print ``error: ...`` on stderr and exit
+with status 2. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def serve(
         check_level(settings.log_level, *settings.log_levels.values())
     except ValueError as exc:
         _fail(str(exc))
-    from .app import run
+    from .node import run  # a fresh process image that serves without the CLI's parsers
 
     run(settings)
 

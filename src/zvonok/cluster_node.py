@@ -19,7 +19,7 @@ worker; the heartbeat carries state, load, rooms, sessions and UDP addresses) an
   ``RedisSignalBus`` frames and links, how long each leg of a relayed join took, the webhook
   ``RedisEventBus``'s claims and duplicates).
 
-Imports ``cluster``, ``relay.front`` (the load score) and ``media``/``rooms`` for types.
+Imports ``cluster`` (``placement``: the load score) and ``relay``/``media``/``rooms`` for types.
 Implements no RFC.
 """
 
@@ -42,9 +42,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .cluster.base import NodeInfo
+from .cluster.placement import PPS_CAPACITY, SESSION_CAPACITY
 from .cluster.status import local_status
 from .config import Settings
-from .relay.front import PPS_CAPACITY, SESSION_CAPACITY, WorkerPool
 
 if TYPE_CHECKING:
     from .admin.ops import Operations
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .cluster.redis_events import RedisEventBus
     from .cluster.redis_nodes import RedisNodeRegistry
     from .media.worker import MediaWorker
+    from .relay.front import WorkerPool
     from .relay.nodes import ClusteredRooms
     from .rooms.service import RoomService
 

@@ -136,9 +136,9 @@ def test_serve_builds_settings_from_flags_env_and_toml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[Settings] = []
-    fake_app = types.ModuleType("zvonok.app")
-    fake_app.run = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "zvonok.app", fake_app)
+    fake_node = types.ModuleType("zvonok.node")
+    fake_node.run = seen.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zvonok.node", fake_node)
     config = tmp_path / "zvonok.toml"
     config.write_text('port = 7000\nlog_level = "DEBUG"\nmedia_port = 41000\n')
     monkeypatch.setenv("ZVONOK_HOST", "127.0.0.2")
@@ -172,9 +172,9 @@ def test_serve_workers_from_flag_env_and_toml(
 ) -> None:
     """``workers``: 1 by default (one process), a number, or "auto" (usable cores)."""
     seen: list[Settings] = []
-    fake_app = types.ModuleType("zvonok.app")
-    fake_app.run = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "zvonok.app", fake_app)
+    fake_node = types.ModuleType("zvonok.node")
+    fake_node.run = seen.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zvonok.node", fake_node)
     monkeypatch.delenv("ZVONOK_WORKERS", raising=False)
     assert run("serve").exit_code == 0
     assert (seen[-1].workers, seen[-1].worker_count) == (1, 1)
@@ -197,7 +197,7 @@ def test_serve_workers_from_flag_env_and_toml(
 
 
 def test_serve_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "zvonok.app", types.ModuleType("zvonok.app"))
+    monkeypatch.setitem(sys.modules, "zvonok.node", types.ModuleType("zvonok.node"))
     result = run("serve", "--port", "70000")
     assert result.exit_code == 2
     assert "invalid settings: port" in result.stderr

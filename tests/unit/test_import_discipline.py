@@ -1,12 +1,16 @@
 """A node imports what its configuration needs and nothing else (issue 17: a lighter process).
 
-Each case runs, in a fresh interpreter, what ``zvonok serve`` runs before it serves: the CLI
-module, the settings, ``app.create_app`` and ``app.build`` (store, media worker, rooms,
-operations) on free ports, then ``app.shutdown``; and lists ``sys.modules``. The embedded default
-must not load SQLAlchemy (the embedded store is stdlib ``sqlite3``), the admin API (FastAPI),
-webhooks (httpx), the HTTP membership backend, the load generator or any test-only library. The
-positive cases prove the check sees a module when the configuration does need it. Deterministic:
-module names, not timings or sizes (``zvonok bench`` measures the RSS, docs/benchmarks.md).
+Each case runs what ``zvonok serve`` runs, in two fresh interpreters as the command does: the
+CLI image (the CLI module, the settings parsed from the ``ZVONOK_*`` variables, handed over as
+JSON) and the serving image ``zvonok.node`` execs into (the settings read back with
+``node.handed_over``, ``app.create_app`` and ``app.build``: store, media worker, rooms, operations
+on free ports, then ``app.shutdown``), and lists the serving image's ``sys.modules``. The embedded
+default must not load the settings parser (pydantic), the CLI (its module and click's commands),
+SQLAlchemy (the embedded store is stdlib ``sqlite3``), the admin API (FastAPI), webhooks (httpx),
+the HTTP membership backend, Redis, the relay of a split or clustered node, the load generator or
+any test-only library. The positive cases prove the check sees a module when the configuration
+does need it. Deterministic: module names, not timings or sizes (``zvonok bench`` measures the
+RSS, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,14 @@ import pytest
 
 #: What the embedded default must not load (a module or a package and all its submodules).
 NOT_ON_THE_DEFAULT_PATH = (
+    "pydantic",
+    "pydantic_core",
+    "pydantic_settings",
+    "zvonok.config_model",
+    "zvonok.cli",
+    "argparse",
+    "watchfiles",
+    "zvonok.relay",
     "sqlalchemy",
     "aiosqlite",
     "asyncpg",
@@ -43,13 +55,24 @@ NOT_ON_THE_DEFAULT_PATH = (
     "matplotlib",
 )
 
-_PROBE = """
-import asyncio, json, sys
+#: The CLI image: parse the settings as ``zvonok serve`` does, print them as handed over.
+_PARSE = """
+import sys
 from zvonok.cli import cli  # noqa: F401  (what the console script imports)
 from zvonok.config import load_settings
-from zvonok import app
 
 settings = load_settings(data_dir=sys.argv[1], port=0, media_port=0, media_host="127.0.0.1")
+print(settings.to_json())
+"""
+
+#: The serving image: the settings handed over, the node built and shut down, its modules.
+_SERVE = """
+import asyncio, json, os, sys
+from zvonok import node
+
+settings = node.handed_over(os.open(sys.argv[1], os.O_RDONLY))
+from zvonok import app
+
 app.create_app(settings)
 
 async def main() -> None:
@@ -57,24 +80,35 @@ async def main() -> None:
     await app.shutdown(components)
 
 asyncio.run(main())
-print(json.dumps(sorted(sys.modules)))
+print(json.dumps(sorted(name for name, module in sys.modules.items() if module is not None)))
 """
 
 
-def loaded_modules(tmp_path: Path, **env: str) -> set[str]:
-    """The modules a node with these ``ZVONOK_*`` variables has loaded once built."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("ZVONOK_")}
-    clean.update({f"ZVONOK_{key.upper()}": value for key, value in env.items()})
+def _python(code: str, *args: str, env: dict[str, str]) -> str:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(tmp_path / "data")],
-        env=clean,
+        [sys.executable, "-c", code, *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    names: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return done.stdout.splitlines()[-1]
+
+
+def loaded_modules(tmp_path: Path, **env: str) -> set[str]:
+    """The modules a node with these ``ZVONOK_*`` variables has loaded once built."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ZVONOK_")}
+    handover = tmp_path / "settings.json"
+    handover.write_text(
+        _python(
+            _PARSE,
+            str(tmp_path / "data"),
+            env=clean | {f"ZVONOK_{key.upper()}": value for key, value in env.items()},
+        )
+    )
+    names: list[str] = json.loads(_python(_SERVE, str(handover), env=clean))
     return set(names)
 
 

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from .base import SERVING, ClusterFull, NodeInfo
+
+#: Forwarded packets per second one media worker (or a one-process node) is taken to carry at
+#: full load: a node's and a worker's load score (``cluster_node``, ``relay.front``).
+PPS_CAPACITY: Final = 150_000.0
+#: Sessions one media worker (or a one-process node) is taken to carry at full load.
+SESSION_CAPACITY: Final = 2_000.0
 
 CEILING = 0.85
 HARD_CEILING = 0.98

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..cluster.base import ClusterUnavailable, RoomDirectory, SessionBinding, SessionDirectory
+from ..cluster.placement import PPS_CAPACITY as PPS_CAPACITY
+from ..cluster.placement import SESSION_CAPACITY as SESSION_CAPACITY
 from ..config import Settings
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
@@ -42,10 +44,6 @@ from .session import LinkedSession
 
 log = logging.getLogger("zvonok.relay")
 
-#: Forwarded packets per second one worker is taken to carry at full load (placement only).
-PPS_CAPACITY: Final = 150_000.0
-#: Sessions one worker is taken to carry at full load (placement only).
-SESSION_CAPACITY: Final = 2_000.0
 #: Score added per room placed on a worker since its last load report.
 RAMP_UP: Final = 0.02
 #: How long a starting worker has to report ``ready``.
@@ -174,7 +172,7 @@ class WorkerPool:
         finally:
             worker_sock.close()
         assert process.stdin is not None
-        process.stdin.write(self.settings.model_dump_json().encode())
+        process.stdin.write(self.settings.to_json().encode())
         await process.stdin.drain()
         process.stdin.close()
         reader, writer = await asyncio.open_unix_connection(sock=front_sock)

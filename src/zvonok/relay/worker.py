@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
@@ -330,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--fd", type=int, required=True)
     args = parser.parse_args(argv)
-    settings = Settings(**json.loads(sys.stdin.read()))
+    settings = Settings.from_json(sys.stdin.read())
     configure_logging(settings, worker=str(args.index))
     # The front drains and stops its workers; a terminal's Ctrl-C or a service manager's
     # SIGTERM reaches the whole process group, and must not end calls behind the front's back.
