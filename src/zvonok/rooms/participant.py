@@ -607,6 +607,10 @@ class Participant:
                 or now.rids != entry.track.rids
             ):
                 self._drop_backup(track_id)
+                self._backup_asked.pop(track_id, None)
+                codec = self._backup_wanted.pop(track_id, None)
+                if codec is not None:  # its backup m-line must go too
+                    self.send(PublishBackup(track_id, mid, codec, False))
                 self.media.close_producer(track_id)
                 self.room.unpublish(track_id)
         for track_id, backup in list(self.backups.items()):

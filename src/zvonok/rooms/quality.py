@@ -179,6 +179,9 @@ class QualityMonitor:
         self, participant: Participant, track_id: str, rate: Callable[[str, int], int | None]
     ) -> dict[str, Any]:
         consumer = participant.consumers[track_id]
+        # Keyed by the producer it reads; its id names the track it delivers ("<session>/<track
+        # id>"), also when that producer is the track's backup stream (codec steering).
+        track_id = consumer.id.rpartition("/")[2]
         producer = consumer.producer
         entry = participant.room.published.get(track_id)
         jitter = consumer.jitter / producer.clock_rate

@@ -22,6 +22,7 @@ from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNego
 from zvonok.media.worker import MediaWorker
 from zvonok.rooms import moderation
 from zvonok.rooms.participant import Participant
+from zvonok.rooms.quality import QualityMonitor
 from zvonok.rooms.service import RoomService
 from zvonok.rooms.steering import backup_served, steer
 
@@ -413,6 +414,10 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     fed = h264.consumers[backup.producer.id]
     assert fed.ssrc == h264._send_ssrcs[camera][0]  # the SSRC its camera m-line announced
     assert h264_sink.last("track-unavailable")["unavailable"] is False
+    QualityMonitor(rooms, interval=5.0).tick(100.0)
+    video = [r for r in h264_sink.last("stats")["receiving"] if r["kind"] == "video"]
+    assert [(r["trackId"], r["sessionId"]) for r in video] == [(camera, "alice")]
+    assert [p["mid"] for p in alice_sink.last("stats")["published"]] == ["0", "1"]
     assert moderation.set_muted(rooms, "alice", camera, True)
     assert fed.paused  # an operator's mute of the camera mutes its backup's copies too
     assert moderation.set_muted(rooms, "alice", camera, False)
