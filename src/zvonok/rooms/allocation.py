@@ -10,9 +10,9 @@ docs/media.md "## Layer allocation":
   paused, with the reason: ``bandwidth`` or ``subscriber``). Screen shares are served before
   cameras; the budget is 90 % of the estimate minus ``AUDIO_RESERVE`` per audio track; each track
   gets the highest layer that its wishes make worth sending (up to the first that covers its
-  tile) and the remaining budget carries; below the full rate of its lowest layer, the lowest
-  layer with fewer VP8 temporal layers (a lower frame rate) that fits; one that cannot carry even
-  the lowest of those (judged on the whole estimate, ``LOWEST_KEEP``) is paused. Down at once
+  tile) and the remaining budget carries; where its lowest layer would have been paused, that
+  layer with fewer VP8 temporal layers (a lower frame rate); one that cannot carry even the
+  lowest of those (judged on the whole estimate, ``LOWEST_KEEP``) is paused. Down at once
   (spatially and temporally); up only once the remaining budget
   has exceeded the higher layer's bitrate × ``UP_MARGIN`` for ``UP_HOLD`` seconds, or, when the
   estimate is only capped by what was sent (an *open* link), one layer up on trial
@@ -132,7 +132,7 @@ class _TrackState:
     #: The temporal cap given on the lowest layer (its step count: all of them), None when the
     #: track is not on a layer with temporal steps.
     temporal: int | None = None
-    #: temporal cap -> since when the remaining budget has carried it with the margin.
+    #: temporal cap -> since when it has fitted with the margin (``_temporal``).
     temporal_since: dict[int, float] = field(default_factory=dict)
 
 
@@ -337,8 +337,8 @@ class LayerAllocator:
         lowest = steps[0] if steps else low.bitrate
         room = raw if raw is not None else budget
         fits = [i for i in allowed if layers[i].bitrate <= budget]
-        if not fits and (any(b <= budget for b in steps) or lowest * LOWEST_KEEP <= room):
-            fits = allowed[:1]  # the lowest layer: fewer temporal layers, or leniently
+        if not fits and lowest * LOWEST_KEEP <= room:
+            fits = allowed[:1]  # the lowest layer, maybe with fewer temporal layers: leniently
         best = fits[-1] if fits else None
         for i, layer in enumerate(layers):
             if layer.available and layer.bitrate * UP_MARGIN <= budget:
@@ -377,33 +377,33 @@ class LayerAllocator:
             state.temporal = None
             state.temporal_since.clear()
             return Decision(chosen, "bandwidth" if chosen is None else None)
-        cap = self._temporal(now, state, low, budget, chosen, first)
+        cap = self._temporal(now, state, low, budget, room, first)
         return Decision(chosen, None, None if cap >= len(steps) else cap)
 
     @staticmethod
     def _temporal(
-        now: float, state: _TrackState, low: Layer, budget: float, index: int, first: bool
+        now: float, state: _TrackState, low: Layer, budget: float, room: float, first: bool
     ) -> int:
-        """The temporal cap on the lowest layer (``len(low.temporal)``: all of it): the highest
-        that fits the budget (the base layer when none does: the lowest layer was kept
-        leniently); down at once, up only to a cap the budget has carried with ``UP_MARGIN``
-        for ``UP_HOLD`` seconds."""
-        steps = low.temporal
-        full = len(steps)
-        if low.bitrate <= budget:
-            want = full
-        else:
-            want = max((t for t in range(full) if steps[t] <= budget), default=0)
-        for t in range(full):
-            if steps[t] * UP_MARGIN <= budget:
+        """The temporal cap on the lowest layer (``len(low.temporal)``: all of it). Each step —
+        TIDs 0..t, and the whole layer — is judged like a lowest layer: it is kept while it fits
+        the budget or ``LOWEST_KEEP`` of it fits the whole estimate (``room``), so the whole
+        layer is kept exactly where it was before temporal steps existed, and the steps below
+        it only replace a pause. Down at once; up only to a step that has fitted with the
+        margin (``UP_MARGIN`` x it in the budget, or ``LOWEST_RESUME`` of it in ``room``) for
+        ``UP_HOLD`` seconds."""
+        rates = (*low.temporal, low.bitrate)
+        want = max(
+            (t for t, rate in enumerate(rates) if rate <= budget or rate * LOWEST_KEEP <= room),
+            default=0,
+        )
+        for t, rate in enumerate(rates):
+            if rate * UP_MARGIN <= budget or rate * LOWEST_RESUME <= room:
                 state.temporal_since.setdefault(t, now)
             else:
                 state.temporal_since.pop(t, None)
 
         def held(t: int) -> bool:
-            since = state.headroom_since if t == full else state.temporal_since
-            key = index if t == full else t
-            return now - since.get(key, now) >= UP_HOLD
+            return now - state.temporal_since.get(t, now) >= UP_HOLD
 
         current = state.temporal
         if first or current is None or want < current:

@@ -1,6 +1,7 @@
-"""The allocator's finer ladder (docs/media.md "Layer allocation"): below the full rate of its
-lowest layer a track gets that layer with fewer VP8 temporal layers — 15 fps, then 7.5 fps —
-before it is paused; down at once, up after the hold; tracks without temporal layers as before."""
+"""The allocator's finer ladder (docs/media.md "Layer allocation"): where its lowest layer would
+have been paused, a track gets that layer with fewer VP8 temporal layers — 15 fps, then 7.5
+fps — before it is paused; down at once, up after the hold; tracks without temporal layers as
+before."""
 
 from __future__ import annotations
 
@@ -35,26 +36,27 @@ def estimate_for(bits: float, audio: int = 0) -> int:
     return int((bits + AUDIO_RESERVE * audio) / BUDGET_SHARE) + 1
 
 
-def test_below_the_lowest_layer_fewer_temporal_layers_before_a_pause() -> None:
+def test_where_the_lowest_layer_would_pause_fewer_temporal_layers_first() -> None:
+    # each step judged like a lowest layer: kept while it fits the budget (90 % of the
+    # estimate) or 60 % of it fits the whole estimate
     cases = [
-        (200_000, Decision(0)),  # the full low layer fits
-        (120_000, Decision(0, temporal=1)),  # 15 fps
-        (70_000, Decision(0, temporal=0)),  # 7.5 fps
+        (200_000, Decision(0)),  # the whole low layer fits the budget
+        (95_000, Decision(0)),  # 60 % of 150 k fits: kept whole, as without temporal layers
+        (80_000, Decision(0, temporal=1)),  # 15 fps: 60 % of its 90 k fits
+        (45_000, Decision(0, temporal=0)),  # 7.5 fps: 60 % of its 60 k fits
+        (30_000, Decision(None, "bandwidth")),  # below that: paused
     ]
-    for budget, expected in cases:
-        assert LayerAllocator().allocate(0, estimate_for(budget), [cam()]) == {"c": expected}
-    # the base layer judged leniently on the whole estimate, like a lowest layer was
-    lenient = int(60_000 * LOWEST_KEEP) + 1
-    assert LayerAllocator().allocate(0, lenient, [cam()]) == {"c": Decision(0, temporal=0)}
-    assert LayerAllocator().allocate(0, lenient - 2_000, [cam()]) == {
-        "c": Decision(None, "bandwidth")
+    for estimate, expected in cases:
+        assert LayerAllocator().allocate(0, estimate, [cam()]) == {"c": expected}, estimate
+    # audio is reserved first, from the whole estimate too
+    assert LayerAllocator().allocate(0, 45_000 + AUDIO_RESERVE, [cam()], audio_tracks=1) == {
+        "c": Decision(0, temporal=0)
     }
+    assert int(60_000 * LOWEST_KEEP) <= 45_000 - 9_000
 
 
 def test_without_temporal_layers_the_lowest_layer_is_kept_or_paused_as_before() -> None:
-    assert LayerAllocator().allocate(0, estimate_for(120_000), [cam(layers=PLAIN)]) == {
-        "c": Decision(0)  # 120 k of a 150 k layer: kept leniently
-    }
+    assert LayerAllocator().allocate(0, 95_000, [cam(layers=PLAIN)]) == {"c": Decision(0)}
     assert LayerAllocator().allocate(0, 80_000, [cam(layers=PLAIN)]) == {
         "c": Decision(None, "bandwidth")
     }
@@ -62,42 +64,41 @@ def test_without_temporal_layers_the_lowest_layer_is_kept_or_paused_as_before() 
 
 def test_temporal_steps_go_down_at_once_and_up_after_the_hold() -> None:
     allocator = LayerAllocator()
-    assert allocator.allocate(0, estimate_for(200_000), [cam()]) == {"c": Decision(0)}
-    assert allocator.allocate(0.5, estimate_for(70_000), [cam()]) == {"c": Decision(0, None, 0)}
-    # room for 15 fps with the margin, not yet held long enough
-    assert allocator.allocate(1.0, estimate_for(100_000), [cam()]) == {"c": Decision(0, None, 0)}
-    assert allocator.allocate(2.5, estimate_for(100_000), [cam()]) == {"c": Decision(0, None, 0)}
-    assert allocator.allocate(3.0, estimate_for(100_000), [cam()]) == {"c": Decision(0, None, 1)}
-    # room for the full layer: again after the hold
-    assert allocator.allocate(3.5, estimate_for(170_000), [cam()]) == {"c": Decision(0, None, 1)}
-    assert allocator.allocate(5.5, estimate_for(170_000), [cam()]) == {"c": Decision(0)}
+    assert allocator.allocate(0, 200_000, [cam()]) == {"c": Decision(0)}
+    assert allocator.allocate(0.5, 40_000, [cam()]) == {"c": Decision(0, None, 0)}
+    # room for 15 fps with the margin (75 % of 90 k fits 80 k), not yet held long enough
+    assert allocator.allocate(1.0, 80_000, [cam()]) == {"c": Decision(0, None, 0)}
+    assert allocator.allocate(2.5, 80_000, [cam()]) == {"c": Decision(0, None, 0)}
+    assert allocator.allocate(3.0, 80_000, [cam()]) == {"c": Decision(0, None, 1)}
+    # room for the whole layer (75 % of 150 k): again after the hold
+    assert allocator.allocate(3.5, 120_000, [cam()]) == {"c": Decision(0, None, 1)}
+    assert allocator.allocate(5.5, 120_000, [cam()]) == {"c": Decision(0)}
     # and straight down two steps
-    assert allocator.allocate(6.0, estimate_for(65_000), [cam()]) == {"c": Decision(0, None, 0)}
+    assert allocator.allocate(6.0, 40_000, [cam()]) == {"c": Decision(0, None, 0)}
 
 
-def test_a_paused_track_resumes_on_its_base_temporal_layer() -> None:
+def test_a_paused_track_resumes_on_what_fits_after_the_hold() -> None:
     allocator = LayerAllocator()
     assert allocator.allocate(0, 30_000, [cam()]) == {"c": Decision(None, "bandwidth")}
-    # 75 % of the 60 kbit/s base layer fits: resumed after the hold, at 7.5 fps
+    # 75 % of the 60 kbit/s base layer fits 50 k: resumed after the hold, at 7.5 fps
     assert allocator.allocate(1, 50_000, [cam()]) == {"c": Decision(None, "bandwidth")}
     assert allocator.allocate(3, 50_000, [cam()]) == {"c": Decision(0, None, 0)}
 
 
 def test_the_budget_a_capped_track_leaves_serves_the_next() -> None:
-    screen = VideoTrack("s", CAMERA, screen=True)
+    # a screen share (served first) whose one layer is 400 k, 100 k at TIDs 0-1
+    screen = VideoTrack("s", (Layer(400_000, True, 1280, 720, (40_000, 100_000)),), screen=True)
     allocator = LayerAllocator()
-    # 120 k: the screen share (served first) takes 15 fps of its low layer, which costs 90 k
-    # (not the layer's 150 k: that would leave nothing), and the camera keeps its base layer
-    # on what is left of the whole estimate (43 k of 60 k, leniently)
-    got = allocator.allocate(0, estimate_for(120_000), [cam(), screen])
+    # 150 k: the share takes its 100 k step (not its 400 k: nothing would be left), and the
+    # camera keeps its base layer on the 50 k left of the whole estimate (60 % of 60 k)
+    got = allocator.allocate(0, 150_000, [cam(), screen])
     assert got == {"s": Decision(0, None, 1), "c": Decision(0, None, 0)}
 
 
 def test_a_capped_track_is_not_a_probe() -> None:
     allocator = LayerAllocator()
-    estimate = estimate_for(120_000)
     for step in range(int(PROBE_WAIT / 0.5) + 4):
-        got = allocator.allocate(step * 0.5, estimate, [cam()], open_link=True)
+        got = allocator.allocate(step * 0.5, 80_000, [cam()], open_link=True)
         assert got == {"c": Decision(0, None, 1)}
     assert allocator.probes == 0
     assert UP_HOLD < PROBE_WAIT
