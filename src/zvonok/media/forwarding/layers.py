@@ -397,13 +397,23 @@ class ProducerLayer:
     def _walk_history(self) -> None:
         """Count the bytes and frames of each temporal layer id in the packets received since
         the last walk (read from the history ring: nothing per packet on the hot path; at 4-5
-        ticks a second the 512-packet ring holds the packets of up to ~2,000 packets/s)."""
+        ticks a second the 512-packet ring holds the packets of up to ~2,000 packets/s). A
+        stream whose newest packet has no TID (no temporal layers) costs one read a tick."""
         history = self.history
         stats = self.stats
         if history is None or not stats.started:
             return
         newest = stats.max_seq
         walked = self._walked
+        last = history.get(newest)
+        if last is not None and last[1] & 0x7F in self._vp8:
+            try:
+                info = vp8_temporal_info(last, rtp_header_size(last))
+            except ValueError:
+                info = None
+            if info is not None and info[0] < 0:  # no temporal layers (now): nothing to count
+                self._walked = newest
+                return
         count = len(history.slots)
         todo = count if walked is None else min((newest - walked) & 0xFFFF, count)
         if todo >= 0x8000:
