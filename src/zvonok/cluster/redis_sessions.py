@@ -14,11 +14,19 @@ served, its binding written at reconcile), ``bind`` answers from the node's own 
 rooms ``serves_offline`` names: a free id is bound here and written by the next ``renew()``, an
 id this node bound to another user stays theirs; for any other room it raises
 ``ClusterUnavailable``.
+
+A join relayed between nodes binds on the edge (``bind_for_peer``, in the round trip of its lease
+lookup; not remembered there) and the owner is told (``bound_by_peer``): its own ``bind`` of
+exactly that binding then costs no round trip (issue 14 "Numbers": a relayed join at most 10 ms
+slower than a direct one), and the binding is the owner's to renew and release from then on. The
+owner trusts that note for ``PEER_BOUND_FOR`` at most (well inside the binding's TTL), for
+``MAX_PEER_BOUND`` sessions at most.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -35,6 +43,10 @@ log = logging.getLogger(__name__)
 #: A bound key's TTL when none is given: ``resume_grace`` (30 s) + 30 s.
 SESSION_TTL = 60.0
 RENEW_BATCH = 500
+#: How long a ``bound_by_peer`` note stands in for this node's own ``bind`` (at most a quarter of
+#: the TTL), and how many such notes are kept at most (the oldest go first).
+PEER_BOUND_FOR = 5.0
+MAX_PEER_BOUND = 10_000
 
 _BIND = """
 local h = redis.call('HMGET', KEYS[1], 'user', 'room', 'state')
@@ -109,12 +121,42 @@ class RedisSessionDirectory:
         self._mine: dict[SessionId, SessionBinding] = {}
         #: Rooms whose joins are served while Redis is unreachable (the rooms this node owns).
         self.serves_offline: Callable[[RoomKey], bool] | None = None
+        #: Bindings an edge node made for joins relayed here: session -> (binding, until when).
+        self._peer_bound: dict[SessionId, tuple[SessionBinding, float]] = {}
 
-    async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+    async def _bind_in_redis(
+        self, session_id: SessionId, binding: SessionBinding
+    ) -> SessionBinding:
         key = self.keys.session(session_id)
         args: list[str | int] = [binding.user_id, str(binding.room), _ms(self.ttl)]
+        reply: list[Any] = await self._health.call(lambda: self._bind(keys=[key], args=args))
+        return SessionBinding(UserId(str(reply[0])), RoomKey.parse(str(reply[1])))
+
+    async def bind_for_peer(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+        """``bind`` for a join that another node (the room's owner) serves: the binding in
+        force, not remembered or renewed here (the owner does that once ``bound_by_peer`` told
+        it); ``ClusterUnavailable`` while Redis is."""
+        return await self._bind_in_redis(session_id, binding)
+
+    def bound_by_peer(self, session_id: SessionId, binding: SessionBinding) -> None:
+        """The edge of a join relayed here bound ``session_id`` to ``binding`` a moment ago:
+        the next ``bind`` of exactly that binding takes it without a round trip."""
+        now = time.monotonic()
+        if len(self._peer_bound) >= MAX_PEER_BOUND:
+            for stale in [s for s, (_, until) in self._peer_bound.items() if until < now]:
+                del self._peer_bound[stale]
+            while len(self._peer_bound) >= MAX_PEER_BOUND:
+                del self._peer_bound[next(iter(self._peer_bound))]
+        self._peer_bound.pop(session_id, None)  # re-inserted last: the oldest go first
+        self._peer_bound[session_id] = (binding, now + min(PEER_BOUND_FOR, self.ttl / 4))
+
+    async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+        peer = self._peer_bound.pop(session_id, None)
+        if peer is not None and peer[0] == binding and time.monotonic() <= peer[1]:
+            self._mine[session_id] = binding
+            return binding
         try:
-            reply: list[Any] = await self._health.call(lambda: self._bind(keys=[key], args=args))
+            held = await self._bind_in_redis(session_id, binding)
         except ClusterUnavailable:
             offline = self.serves_offline
             if offline is None or not offline(binding.room):
@@ -124,7 +166,6 @@ class RedisSessionDirectory:
                 return mine
             self._mine[session_id] = binding  # written by the next renew()
             return binding
-        held = SessionBinding(UserId(str(reply[0])), RoomKey.parse(str(reply[1])))
         if held == binding:
             self._mine[session_id] = binding
         return held

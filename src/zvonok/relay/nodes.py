@@ -9,6 +9,9 @@ lives on one node (its *owner*), which alone claims it in the ``RoomDirectory``.
    relays sessions of the room to, over a link that is open (no Redis round trip either: that
    owner checks its lease itself and answers ``moved`` if it lost it); else the lease's owner if
    the lease is valid; else ``NodeRegistry.pick()`` (this node when it is within the margin).
+   The lease lookup goes with the session's binding (``Bindings.bind_for_peer``) in the same
+   round trip; a binding that holds is sent along (``bound``) and the owner's own binding then
+   costs no round trip (``Bindings.bound_by_peer``).
 2. Here: claim the lease (an asyncio lock per room serializes this node's joins) and join the
    node's own ``CallRooms`` (``LocalRooms``, or ``RelayedRooms`` over the media workers).
 3. Elsewhere: a ``RemoteSession`` asks the owner over the ``SignalBus`` link to that node, with the
@@ -51,6 +54,7 @@ from ..cluster.base import (
     ClusterUnavailable,
     NodeRegistry,
     RoomLease,
+    SessionBinding,
 )
 from ..cluster.timing import JOIN_LEGS, LegTimes
 from ..errors import SignalError
@@ -127,6 +131,17 @@ class Leases(Protocol):
     async def release(self, room: RoomKey) -> None: ...
 
 
+class Bindings(Protocol):
+    """What ``ClusteredRooms`` needs of the node's session directory (``RedisSessionDirectory``)
+    to bind a relayed join's session on the edge, for the owner."""
+
+    async def bind_for_peer(
+        self, session_id: SessionId, binding: SessionBinding
+    ) -> SessionBinding: ...
+
+    def bound_by_peer(self, session_id: SessionId, binding: SessionBinding) -> None: ...
+
+
 class Bus(Protocol):
     """What ``ClusteredRooms`` needs of the ``SignalBus``: the one link to a peer node."""
 
@@ -200,8 +215,10 @@ class ClusteredRooms:
         node_id: str,
         close_room: Callable[[RoomKey, SignalError], Coroutine[Any, Any, None]] | None = None,
         degraded: Callable[[], bool] = lambda: False,
+        bindings: Bindings | None = None,
     ) -> None:
         self.inner = inner
+        self.bindings = bindings
         #: Redis is known to be unreachable: a join that needs it is refused without trying
         #: (the breaker's probe is left to the node's own heartbeats, so no join waits on it).
         self._degraded = degraded
@@ -269,14 +286,15 @@ class ClusteredRooms:
         if self.closing:
             raise shutdown_refusal()
         target: str | None = None
+        bound = False
         for _ in range(MAX_HOPS + 1):
             if target is None:
-                target = await self._locate(key)
+                target, bound = await self._locate(key, session_id, SessionBinding(user_id, key))
             if target == self.node_id:
                 result = await self._join_here(key, user_id, session_id, raw_room_id, sink)
             else:
                 result = await self._join_remote(
-                    target, key, user_id, session_id, raw_room_id, sink
+                    target, key, user_id, session_id, raw_room_id, sink, bound=bound
                 )
             if not isinstance(result, _Moved):
                 return result
@@ -293,30 +311,45 @@ class ClusteredRooms:
     def _cluster_down(self) -> SignalError:
         return ClusterUnavailable("redis unreachable").refusal()
 
-    async def _locate(self, key: RoomKey) -> str:
+    async def _locate(
+        self, key: RoomKey, session_id: SessionId, binding: SessionBinding
+    ) -> tuple[str, bool]:
+        """The node to ask, and whether the session's binding was made here on the way."""
         if key in self.leases.held:
             self.located["held"] += 1
-            return self.node_id
+            return self.node_id, False
         if self._degraded():
             raise self._cluster_down()
         owner = self._relayed_owner(key)
         if owner is not None:
             self.located["relayed"] += 1
-            return owner
+            return owner, False
         try:
             started = time.perf_counter()
-            lease = await self.leases.lookup(key)
+            lease, bound = await asyncio.gather(
+                self.leases.lookup(key), self._bind_for_owner(session_id, binding)
+            )
             self.timings.observe("locate", time.perf_counter() - started)
             if lease is not None and lease.valid:
                 self.located["lease"] += 1
-                return lease.owner
+                return lease.owner, bound
             owner = await self.registry.pick()
             self.located["pick"] += 1
-            return owner
+            return owner, bound
         except ClusterUnavailable as exc:
             raise exc.refusal() from None
         except ClusterFull:
             raise full() from None
+
+    async def _bind_for_owner(self, session_id: SessionId, binding: SessionBinding) -> bool:
+        """Bind the session for the owner (in the round trip of the lease lookup): True if the
+        binding holds; False if it is someone else's (the owner refuses) or Redis failed."""
+        if self.bindings is None:
+            return False
+        try:
+            return await self.bindings.bind_for_peer(session_id, binding) == binding
+        except ClusterUnavailable:
+            return False
 
     def _relayed_owner(self, key: RoomKey) -> str | None:
         """The node this node relays sessions of ``key`` to now, over a link that is open: the
@@ -396,25 +429,26 @@ class ClusteredRooms:
         session_id: SessionId,
         raw_room_id: int | str,
         sink: SignalSink,
+        *,
+        bound: bool = False,
     ) -> CallSession | _Moved:
+        """Ask ``node`` to serve the join; ``bound``: the session's binding was made here."""
         assert self.bus is not None, "ClusteredRooms.attach(bus) first"
         link = self.bus.link(node)
         relay = next(self._relay_ids)
         session = RemoteSession(self, node, link, relay, session_id, sink, key)
         self._track(session)
+        params: dict[str, Any] = {
+            "room": str(key),
+            "user": user_id,
+            "session": session_id,
+            "rawRoomId": raw_room_id,
+        }
+        if bound:
+            params["bound"] = True
         started = time.perf_counter()
         try:
-            value = await link.request(
-                "join",
-                {
-                    "room": str(key),
-                    "user": user_id,
-                    "session": session_id,
-                    "rawRoomId": raw_room_id,
-                },
-                relay=relay,
-                wait=JOIN_WAIT,
-            )
+            value = await link.request("join", params, relay=relay, wait=JOIN_WAIT)
         except LinkClosed:
             self._untrack(node, relay)
             raise node_lost() from None
@@ -479,14 +513,11 @@ class ClusteredRooms:
         assert self.bus is not None
         started = time.perf_counter()
         key = RoomKey.parse(str(params["room"]))
+        user_id, session_id = UserId(str(params["user"])), SessionId(str(params["session"]))
+        if params.get("bound") is True and self.bindings is not None:
+            self.bindings.bound_by_peer(session_id, SessionBinding(user_id, key))
         sink = RelaySink(self.bus.link(peer), relay)
-        result = await self._join_here(
-            key,
-            UserId(str(params["user"])),
-            SessionId(str(params["session"])),
-            params["rawRoomId"],
-            sink,
-        )
+        result = await self._join_here(key, user_id, session_id, params["rawRoomId"], sink)
         if isinstance(result, _Moved):
             return {"moved": result.owner}
         self.served[(peer, relay)] = (result, sink)
@@ -562,6 +593,7 @@ def build_clustered(
         node_id=cluster.node_id,
         close_room=close_room,
         degraded=lambda: cluster.health.status == DEGRADED,
+        bindings=cluster.sessions,
     )
 
     async def probe(peer: str) -> list[Any]:

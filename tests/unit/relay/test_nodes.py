@@ -2,7 +2,8 @@
 edge over real ``Link``s (socketpairs between in-process "nodes"), the claim race answered with
 ``moved``, a broken link turned into ``node-lost`` at the edge and a detach at the owner, Redis
 trouble into ``cluster-unavailable``; a room already relayed to its owner found without a lease
-lookup, and each relayed join's legs timed. The lease store is an in-memory model of the Lua claim
+lookup, the edge binding the session for the owner in the lookup's round trip, and each relayed
+join's legs timed. The lease store is an in-memory model of the Lua claim
 (the real one is tested against redis-server in tests/integration/cluster)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zvonok.cluster.base import (
     NodeInfo,
     Owned,
     RoomLease,
+    SessionBinding,
 )
 from zvonok.errors import SignalError
 from zvonok.ids import RoomKey, SessionId, UserId
@@ -43,6 +45,7 @@ class Store:
     epoch: int = 0
     down: bool = False
     claims: list[str] = field(default_factory=list)
+    bindings: dict[SessionId, SessionBinding] = field(default_factory=dict)
 
 
 class Leases:
@@ -88,6 +91,25 @@ class Leases:
         epoch = self._held.pop(room, None)
         if self.store.records.get(room) == (self.node, epoch):
             del self.store.records[room]
+
+
+class Bindings:
+    """The node's session directory, as ``ClusteredRooms`` uses it: binds for the owner (on the
+    edge) and notes of such binds (on the owner)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.for_peer = 0
+        self.peer_bound: list[tuple[SessionId, SessionBinding]] = []
+
+    async def bind_for_peer(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+        if self.store.down:
+            raise ClusterUnavailable("redis unreachable", retry_after=2.0)
+        self.for_peer += 1
+        return self.store.bindings.setdefault(session_id, binding)
+
+    def bound_by_peer(self, session_id: SessionId, binding: SessionBinding) -> None:
+        self.peer_bound.append((session_id, binding))
 
 
 class Registry:
@@ -217,6 +239,7 @@ class Node:
     rooms: ClusteredRooms
     inner: Inner
     leases: Leases
+    bindings: Bindings
     links: dict[str, Link] = field(default_factory=dict)
 
     def link(self, peer: str) -> Link:
@@ -233,10 +256,12 @@ class Cluster:
         leases = Leases(self.store, name)
         owned = OwnedRooms(leases, name)
         inner = Inner(name, owned)
+        bindings = Bindings(self.store)
         rooms = ClusteredRooms(
-            inner, leases, owned, Registry(name, [name] if picks is None else picks), node_id=name
-        )
-        node = Node(name, rooms, inner, leases)
+            inner, leases, owned, Registry(name, [name] if picks is None else picks), node_id=name,
+            bindings=bindings,
+        )  # fmt: skip
+        node = Node(name, rooms, inner, leases, bindings)
         rooms.attach(node)
         self.nodes[name] = node
         self.store.alive.add(name)
@@ -445,3 +470,19 @@ async def test_a_relayed_room_that_moved_meanwhile_is_followed(cluster: Cluster)
     await join(a, "bob", "s2", Sink())
     assert a.rooms.located["relayed"] == 1 and a.leases.lookups == 1
     assert "s2" in c.inner.sessions and "s2" not in b.inner.sessions
+
+
+async def test_the_edge_binds_for_the_owner_in_the_lookups_round_trip(cluster: Cluster) -> None:
+    a = cluster.add("a", picks=["b"])
+    b = cluster.add("b")
+    await cluster.connect()
+    await join(a, "alice", "s1", Sink())
+    alice = SessionBinding(UserId("alice"), ROOM)
+    assert a.bindings.for_peer == 1 and b.bindings.peer_bound == [(SessionId("s1"), alice)]
+    await join(a, "bob", "s2", Sink())  # no lookup (the room is relayed already): b binds
+    assert a.bindings.for_peer == 1 and len(b.bindings.peer_bound) == 1
+    # an id bound to someone else is not vouched for: the owner binds, and refuses
+    other = RoomKey.parse("group:8")
+    cluster.store.bindings[SessionId("s3")] = SessionBinding(UserId("mallory"), other)
+    await a.rooms.join(other, UserId("carol"), SessionId("s3"), 8, Sink())
+    assert a.bindings.for_peer == 2 and len(b.bindings.peer_bound) == 1
