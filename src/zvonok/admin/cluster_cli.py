@@ -15,7 +15,6 @@ bad settings) or 1 (unreachable). A Redis URL is never printed unredacted. Impor
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -79,6 +78,8 @@ def status(
 
 def _from_redis(redis_url: str | None, config_file: Path | None) -> dict[str, Any] | None:
     """The status read from Redis, or None when no Redis is configured."""
+    import asyncio
+
     from pydantic import ValidationError
 
     from ..config import load_settings
