@@ -62,7 +62,10 @@ def handed_over(fd: int) -> Settings:
 
 def main(argv: list[str]) -> None:
     """Serve the settings ``run`` handed over (``argv``: ``serve --settings-fd N -- ...``)."""
-    settings = handed_over(int(argv[2]))
+    try:
+        settings = handed_over(int(argv[2]))
+    except (OSError, ValueError) as exc:  # not started by ``run``: no such fd, or not settings
+        sys.exit(f"error: --settings-fd is zvonok serve's own handover, not an option ({exc})")
     from .app import run as serve
 
     serve(settings)

@@ -215,3 +215,19 @@ def test_python_dash_m(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
     assert (tmp_path / ".zvonok" / "zvonok.db").exists()
+
+
+def test_the_settings_handover_is_not_an_option_to_give_by_hand(tmp_path: Path) -> None:
+    """``serve --settings-fd N`` is what ``zvonok serve`` execs into (``zvonok.node``); by hand,
+    without a handover behind the fd, it stops with a message instead of a traceback."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ZVONOK_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "zvonok", "serve", "--settings-fd", "999"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "zvonok serve's own handover" in done.stderr and "Traceback" not in done.stderr
