@@ -1,5 +1,6 @@
 """Adaptive media on emulated networks: the demo page in Chromium, each browser in its own
-network namespace (harness/netns.py), the server in another, links shaped with ``tc`` (issue 15).
+network namespace (harness/netns.py), the server in another, links shaped with ``tc`` and a
+userspace link emulator for delay (issue 15).
 
 Every browser loads the demo from the server (http://198.18.0.1:PORT, production mode: a token
 from the CLI is pasted into the form) and publishes Chromium's fake camera and microphone through
@@ -20,8 +21,9 @@ two receive-only subscribers, one downlink at 300 kbit/s). It needs the server's
 downlink estimate; without them it is skipped, saying which one is missing.
 The issue's other cases: ``test_speakers_names_the_one_who_speaks`` (one silent microphone),
 ``test_a_64_kbit_downlink_keeps_audio_and_pauses_video``,
-``test_delay_and_loss_keep_the_top_layer_fluid`` (2 % loss; the 100 ms delay needs
-``sch_netem``, which this kernel lacks, so that half is skipped with the reason),
+``test_delay_and_loss_keep_the_top_layer_fluid`` (100 ms delay + 2 % loss from the start, then
+2 % loss alone; the delay by the harness's userspace link emulator, harness/linkemu.py, as this
+kernel has no ``sch_netem``),
 ``test_a_600_kbit_uplink_keeps_video_flowing`` and ``test_a_late_joiner_learns_who_speaks``;
 Firefox publishing simulcast is test_adaptive_firefox.py. Cases the server does not meet yet
 are marked ``xfail``
@@ -40,7 +42,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
-from .harness.netns import Client, EmulatedNetwork, Shaping, ShapingUnavailable, emulated_network
+from .harness.netns import Client, EmulatedNetwork, Shaping, emulated_network
 from .harness.server import ZvonokServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -105,6 +107,25 @@ WATCH_JS = """() => {
   call.addEventListener("trackpaused", (e) => {
     window.pausedEvents.push({trackId: e.trackId, paused: e.paused, reason: e.reason});
   });
+}"""
+
+# The subscriber's current ICE round trip (s, from its selected candidate pair) and what its
+# video receivers counted about loss and repair (summed over the video inbound-rtp streams).
+LINK_JS = """async () => {
+  const out = {rtt: -1, packetsLost: 0, nackCount: 0, retransmittedPacketsReceived: 0,
+    framesReceived: 0, framesDecoded: 0, framesDropped: 0, keyFramesDecoded: 0, pliCount: 0,
+    freezeCount: 0, totalFreezesDuration: 0, jitterBufferMs: 0};
+  (await window.zvonokDemo.call.peerConnection.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      out.rtt = Math.max(out.rtt, s.currentRoundTripTime ?? -1);
+    } else if (s.type === "inbound-rtp" && s.kind === "video") {
+      for (const k of Object.keys(out)) if (k in s && k !== "rtt") out[k] += s[k];
+      if (s.jitterBufferEmittedCount) {
+        out.jitterBufferMs = Math.round(1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount);
+      }
+    }
+  });
+  return out;
 }"""
 
 SENT_OFFERS_JS = """() => window.sentMessages.filter((m) => m.type === "offer")
@@ -557,9 +578,14 @@ async def test_a_64_kbit_downlink_keeps_audio_and_pauses_video(
 
 async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: EmulatedNetwork) -> None:
     """100 ms delay and 2 % loss on a subscriber's downlink: NACK/RTX keeps it decoding the top
-    layer at >= 25 fps."""
+    layer at >= 25 fps; then the delay goes and 2 % loss alone does the same. The link is like
+    that from before the subscriber joins (a long path, not a delay that appears mid-call: a
+    sudden +100 ms reads as a queue building, a different case). The delay is the harness's link
+    emulator (harness/linkemu.py); the subscriber's own ICE round trip shows it. The delay half
+    falling short makes the test xfail (with the numbers), once the loss-only half has passed."""
     network = emulated_network
     pub_net, sub_net = network.add_client(), network.add_client()
+    network.shape(sub_net, "down", Shaping(delay_ms=100, loss=0.02))
     server = network.start_server()
     group = server.create_group(["pub", "sub"])
     publisher = await open_demo(network, pub_net, server, "pub", group, kind="group")
@@ -578,23 +604,39 @@ async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: Emulate
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{await diagnosis(publisher, sub)}") from None
 
-    async def fluid(what: str) -> None:
+    async def fluid(what: str) -> tuple[str | None, float]:
+        """5 samples of 2 s after 5 s to settle: what falls short of "each at the top layer,
+        >= 25 fps on average" (None: nothing), and the ICE round trip (s) then."""
         await asyncio.sleep(5)
         rates = []
         for _ in range(5):
             rate, width, _ = await video_rate(sub)
             rates.append((round(rate, 1), width))
-        print(f"ADAPTIVE {what}: {rates}\n{await diagnosis(publisher, sub)}")
-        assert all(width >= 1280 for _, width in rates), rates
-        assert sum(rate for rate, _ in rates) / len(rates) >= 25, rates
+        link: dict[str, float] = await sub.evaluate(LINK_JS)
+        print(
+            f"ADAPTIVE {what}: (fps, width) {rates}, ICE round trip {link['rtt'] * 1000:.0f} ms\n"
+            f"sub's video receiver: {link}\n"
+            f"{await diagnosis(publisher, sub)}\n{network.qdisc_stats(sub_net, 'down')}"
+        )
+        mean = sum(rate for rate, _ in rates) / len(rates)
+        short = f"{what}: mean {mean:.1f} fps, (fps, width) {rates}; receiver {link}"
+        top = all(width >= 1280 for _, width in rates) and mean >= 25
+        return None if top else short, link["rtt"]
 
+    delayed, rtt = await fluid("100 ms + 2 % loss")
+    assert rtt >= 0.1, f"the subscriber's round trip is {rtt} s: the delay is not on its link"
+    counters = network.emulator_counters(sub_net, "down")
+    assert counters is not None and counters["lost"] > 0 and counters["out"] > 1000, counters
     network.shape(sub_net, "down", Shaping(loss=0.02))
-    await fluid("2 % loss")
-    try:
-        network.shape(sub_net, "down", Shaping(delay_ms=100, loss=0.02))
-    except ShapingUnavailable as exc:
-        pytest.skip(f"2 % loss passed; the 100 ms delay cannot be emulated here: {exc}")
-    await fluid("100 ms + 2 % loss")
+    lossy, rtt = await fluid("2 % loss")
+    assert lossy is None and rtt < 0.05, lossy
+    if delayed is not None:
+        # Not always met yet: in 6 runs the mean was 22.3 to 27.4 fps (2 of 6 at >= 25; 30 with
+        # the delay alone, 28.6-30.4 with the loss alone). The receiver drops some of the frames
+        # it gets (framesDropped 26-54 of ~530) with a jitter buffer of ~21-24 ms, while more
+        # retransmissions arrive than it sent NACKs (105-135 for 55-61). The loss-only half
+        # above stays a hard check; this one is xfail until the server meets it.
+        pytest.xfail(f"waits on the server (issue 15): {delayed}")
 
 
 @pytest.mark.xfail(
