@@ -47,6 +47,13 @@ COVER_SHARE = 0.9
 UP_MARGIN = 1.1
 #: ... continuously for this many seconds.
 UP_HOLD = 2.0
+#: A track with temporal steps resumes from a bandwidth pause on its smallest step (its lowest
+#: layer's base temporal layer), which a link that just paused it may carry only until the
+#: resume's keyframe: a track paused again within ``RESUME_STABLE`` seconds of a resume waits
+#: twice as long before the next one (from ``UP_HOLD`` up to ``RESUME_HOLD_MAX``); one that
+#: stayed up that long waits ``UP_HOLD`` again.
+RESUME_STABLE = 30.0
+RESUME_HOLD_MAX = 32.0
 #: The width assumed for the top layer of a track whose layers' widths are unknown; each lower
 #: layer is taken as half the width of the one above (the SDK's 1/4, 1/2, 1 ladder).
 NOMINAL_TOP_WIDTH = 1280
@@ -134,6 +141,9 @@ class _TrackState:
     temporal: int | None = None
     #: temporal cap -> since when it has fitted with the margin (``_temporal``).
     temporal_since: dict[int, float] = field(default_factory=dict)
+    #: With temporal steps: the hold before a bandwidth pause is lifted, and the last resume.
+    resume_hold: float = UP_HOLD
+    resumed_at: float = float("-inf")
 
 
 @dataclass(slots=True)
@@ -350,14 +360,18 @@ class LayerAllocator:
         else:
             state.resume_since = None
         current = state.current
+        # with temporal steps a pause is lifted on the smallest one, after a hold that doubles
+        # each time the track is paused again soon after a resume (``RESUME_HOLD_MAX``)
+        resume_hold = state.resume_hold if steps else UP_HOLD
         if not state.decided:
             chosen = best  # the first decision: what fits now
         elif best is None:
             chosen = None  # down at once
         elif current is None or current not in allowed:
             # paused (or its layer went away): resume / move once a layer has held the margin
-            held = [i for i in allowed if now - state.headroom_since.get(i, now) >= UP_HOLD]
-            resume = state.resume_since is not None and now - state.resume_since >= UP_HOLD
+            hold = resume_hold if current is None else UP_HOLD
+            held = [i for i in allowed if now - state.headroom_since.get(i, now) >= hold]
+            resume = state.resume_since is not None and now - state.resume_since >= hold
             if current is None:
                 chosen = held[-1] if held else (allowed[0] if resume else None)
             else:
@@ -372,6 +386,14 @@ class LayerAllocator:
         else:
             chosen = current
         first = not state.decided or state.current != chosen
+        if steps and state.decided:
+            if current is None and chosen is not None:
+                state.resumed_at = now
+            elif current is not None and chosen is None:
+                if now - state.resumed_at < RESUME_STABLE:  # paused again soon: wait longer
+                    state.resume_hold = min(state.resume_hold * 2, RESUME_HOLD_MAX)
+            elif chosen is not None and now - state.resumed_at >= RESUME_STABLE:
+                state.resume_hold = UP_HOLD
         state.current, state.decided = chosen, True
         if chosen is None or chosen != allowed[0] or not steps:
             state.temporal = None

@@ -10,6 +10,8 @@ from zvonok.rooms.allocation import (
     BUDGET_SHARE,
     LOWEST_KEEP,
     PROBE_WAIT,
+    RESUME_HOLD_MAX,
+    RESUME_STABLE,
     UP_HOLD,
     Decision,
     Layer,
@@ -77,12 +79,38 @@ def test_temporal_steps_go_down_at_once_and_up_after_the_hold() -> None:
     assert allocator.allocate(6.0, 40_000, [cam()]) == {"c": Decision(0, None, 0)}
 
 
-def test_a_paused_track_resumes_on_what_fits_after_the_hold() -> None:
+def test_a_paused_track_resumes_on_its_base_step_and_backs_off_when_paused_again() -> None:
     allocator = LayerAllocator()
     assert allocator.allocate(0, 30_000, [cam()]) == {"c": Decision(None, "bandwidth")}
     # 75 % of the 60 kbit/s base layer fits 50 k: resumed after the hold, at 7.5 fps
     assert allocator.allocate(1, 50_000, [cam()]) == {"c": Decision(None, "bandwidth")}
     assert allocator.allocate(3, 50_000, [cam()]) == {"c": Decision(0, None, 0)}
+    # paused again soon after (the resume's keyframe): the next resume waits 4 s, then 8 s
+    t = 3.0
+    for hold in (4.0, 8.0, 16.0, 32.0, 32.0):
+        t += 1
+        assert allocator.allocate(t, 30_000, [cam()]) == {"c": Decision(None, "bandwidth")}
+        t += 0.5
+        assert allocator.allocate(t, 50_000, [cam()]) == {"c": Decision(None, "bandwidth")}
+        assert allocator.allocate(t + hold - 0.5, 50_000, [cam()])["c"].layer is None
+        t += hold
+        assert allocator.allocate(t, 50_000, [cam()]) == {"c": Decision(0, None, 0)}
+    # up for RESUME_STABLE seconds: the next pause is lifted after UP_HOLD again
+    t += RESUME_STABLE
+    assert allocator.allocate(t, 50_000, [cam()]) == {"c": Decision(0, None, 0)}
+    assert allocator.allocate(t + 1, 30_000, [cam()])["c"].layer is None
+    assert allocator.allocate(t + 1.5, 50_000, [cam()])["c"].layer is None
+    assert allocator.allocate(t + 1.5 + UP_HOLD, 50_000, [cam()]) == {"c": Decision(0, None, 0)}
+    assert RESUME_HOLD_MAX == 32.0
+
+
+def test_without_temporal_steps_a_pause_is_lifted_as_before() -> None:
+    allocator = LayerAllocator()
+    layers = (Layer(150_000, True, 320, 180),)
+    for t in range(3):
+        assert allocator.allocate(t * 10, 30_000, [cam(layers=layers)])["c"].layer is None
+        assert allocator.allocate(t * 10 + 1, 130_000, [cam(layers=layers)])["c"].layer is None
+        assert allocator.allocate(t * 10 + 3, 130_000, [cam(layers=layers)])["c"].layer == 0
 
 
 def test_the_budget_a_capped_track_leaves_serves_the_next() -> None:
