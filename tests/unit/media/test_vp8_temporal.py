@@ -550,3 +550,28 @@ def test_nacks_map_back_across_two_capped_periods_and_a_long_one() -> None:
     assert seq_map is not None and seq_map.trimmed
     assert seq_map.input_of((newest - 1500) & 0xFFFF) is None
     assert resent([(newest - 1500) & 0xFFFF]) == []
+
+
+def test_reordered_packets_around_a_dropped_frame_leave_no_hole() -> None:
+    _, producer, c, sink, stream = setup()
+    stream.frame(key=True)
+    c.temporal_target = 0
+    stream.frames(3)  # frames 1-3: TIDs 2, 1, 2
+    # frames 4 (TID 0) and 5 (TID 2), two packets each, arrive as 4a, 5a, 4b, 5b: frame 5's
+    # first packet is dropped before frame 4's last one was forwarded
+    base, ts4, ts5 = stream.seq, FRAME_TICKS * 4, FRAME_TICKS * 5
+    pid4, tl0 = stream.pid, stream.tl0 + 1
+    order = [
+        (base, ts4, vp8_payload(pid4, tl0, 0)),
+        (base + 2, ts5, vp8_payload(pid4 + 1, tl0, 2)),
+        (base + 1, ts4, vp8_payload(pid4, tl0, 0, start=False)),
+        (base + 3, ts5, vp8_payload(pid4 + 1, tl0, 2, start=False)),
+    ]
+    for seq, ts, payload in order:
+        producer.receive_rtp(rtp(seq, ts, payload=payload))
+    stream.seq, stream.pid, stream.tl0, stream.frame_no = base + 4, pid4 + 2, tl0, 6
+    stream.frames(4)  # frames 6-9: TIDs 1, 2, 0, 2
+    rows = read(sink)
+    assert continuous([r[0] for r in rows], 1 << 16)
+    assert continuous(frame_pids(rows), 1 << 15)
+    assert {r[4] for r in rows} == {0}

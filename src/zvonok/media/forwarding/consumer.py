@@ -209,7 +209,10 @@ class _TemporalFilter:
     cap — one layer at a time — or at a keyframe. Non-VP8 payload types and packets without a
     TID pass unchanged. Never raises."""
 
-    __slots__ = ("consumer", "vp8", "cap", "target", "frame_ts", "frame_pass", "pid_shift")
+    __slots__ = (
+        "consumer", "vp8", "cap", "target", "frame_ts", "frame_pass", "pid_shift", "recent",
+        "pending",
+    )  # fmt: skip
 
     def __init__(self, consumer: Consumer, vp8: frozenset[int], target: int) -> None:
         self.consumer = consumer
@@ -221,6 +224,12 @@ class _TemporalFilter:
         self.frame_pass = True
         #: How many frames were dropped since the last keyframe (PictureIDs go down by it).
         self.pid_shift = 0
+        #: The last frames' decisions (RTP timestamp -> kept, PictureID shift), for packets
+        #: that arrive after a later frame began.
+        self.recent: dict[int, tuple[bool, int]] = {}
+        #: Input seqs dropped out of order (an earlier packet still to come): skipped in the
+        #: numbering once the forwarder reaches them, so reordering leaves no hole either.
+        self.pending: dict[int, None] = {}
 
     def forward(self, packet: bytes, keyframe: bool = False) -> None:
         consumer = self.consumer
@@ -241,25 +250,41 @@ class _TemporalFilter:
             return
         tid, sync, pid_pos = info
         ts: int = unpack_from("!I", packet, 4)[0]
+        shift = self.pid_shift
         if ts == self.frame_ts:
             keep = self.frame_pass
         elif self.frame_ts is None or (ts - self.frame_ts) & _U32 < 0x8000_0000:
             self.frame_ts = ts
             key = keyframe or (tid <= 0 and vp8_is_keyframe(memoryview(packet)[start:]))
-            keep = self.frame_pass = self._new_frame(tid, sync, key, pid_pos >= 0)
-        else:
-            keep = tid <= self.cap  # a late packet of an earlier frame
+            keep = self.frame_pass = self._new_frame(tid, sync, key)
+            shift = self.pid_shift
+            recent = self.recent
+            recent[ts] = (keep, shift)
+            if len(recent) > 8:
+                del recent[next(iter(recent))]
+        else:  # a late packet of an earlier frame: as that frame was, else by its own TID
+            keep, shift = self.recent.get(ts, (tid <= self.cap, shift))
         in_seq = packet[2] << 8 | packet[3]
         if not keep:
             core.dropped += 1
             if (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF == 1:
                 core.seq_offset = (core.seq_offset - 1) & 0xFFFF
                 core.sync_in_seq = (in_seq + 1) & 0xFFFF
+                if self.pending:
+                    self._skip_pending(core)
+            elif (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF < 0x8000:
+                pending = self.pending
+                pending[in_seq] = None
+                if len(pending) > 64:
+                    del pending[next(iter(pending))]
             return
-        shift = self.pid_shift if pid_pos >= 0 else 0
+        if pid_pos < 0:
+            shift = 0
         if shift:
             packet = _shift_picture_id(packet, pid_pos, shift)
         self._send(consumer, core, packet, keyframe, shift)
+        if self.pending:
+            self._skip_pending(core)
         if self.target == MAX_TID and not self.pid_shift:
             consumer._remove_filter()  # uncapped, nothing dropped since the last keyframe
 
@@ -275,7 +300,18 @@ class _TemporalFilter:
             in_seq = packet[2] << 8 | packet[3]
             seq_map.put((in_seq + core.seq_offset) & 0xFFFF, in_seq, shift)
 
-    def _new_frame(self, tid: int, sync: bool, key: bool, has_pid: bool) -> bool:
+    def _skip_pending(self, core: ForwarderLike) -> None:
+        """Skip, in the numbering, the dropped packets that are next in order now."""
+        pending = self.pending
+        while True:
+            following = (core.last_out_seq + 1 - core.seq_offset) & 0xFFFF
+            if following not in pending:
+                return
+            del pending[following]
+            core.seq_offset = (core.seq_offset - 1) & 0xFFFF
+            core.sync_in_seq = (following + 1) & 0xFFFF
+
+    def _new_frame(self, tid: int, sync: bool, key: bool) -> bool:
         target = self.target
         if key:
             self.cap = target
@@ -295,6 +331,8 @@ class _TemporalFilter:
         self.cap = self.target
         self.pid_shift = 0
         self.frame_ts = None
+        self.recent.clear()
+        self.pending.clear()
 
 
 def _shift_picture_id(packet: bytes, pid_pos: int, shift: int) -> bytes:
