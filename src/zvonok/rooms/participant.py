@@ -489,6 +489,7 @@ class Participant:
         preferred = self.negotiator.preferred_codec(mid)
         follow = (
             allowed is None
+            and not self.shares_mline(mid)  # its codec list follows our track there
             and sending is not None
             and preferred is not None
             and codec_key(sending) != preferred
@@ -549,6 +550,12 @@ class Participant:
         self._backup_asked.setdefault(track_id, set()).add(codec.rpartition("/")[2].lower())
         self.send(PublishBackup(track_id, entry.track.mid, codec, True))
         self.log.info("asks for a backup stream of %s in %s", track_id, codec)
+
+    def shares_mline(self, mid: str) -> bool:
+        """Whether our client-sent m-line ``mid`` also carries one of our tracks to it (then its
+        codec list serves both directions and codec steering cannot restrict it)."""
+        slot = next((s for s in self.negotiator.slots if s.mid == mid and not s.stopped), None)
+        return slot is not None and slot.send is not None and not slot.vacant
 
     def live_backup(self, track_id: str) -> tuple[Backup, CodecKey] | None:
         """The backup stream of ``track_id`` while it is wanted and published, with the codec it
@@ -785,9 +792,12 @@ def steer_room(room: Room[Participant]) -> None:
             decodable = other.negotiator.decodable(entry.track_id)
             if decodable is not None and not other.closed:
                 subscribers[other.session_id] = decodable
-        decision = steer(
-            [codec_key(c) for c in sendable], publisher.negotiator.preferred_codec(mid), subscribers
-        )
+        preferred = publisher.negotiator.preferred_codec(mid)
+        shared = publisher.shares_mline(mid)
+        if shared:  # our codec list there is shared with one of our tracks: it cannot be steered
+            sent = publisher.negotiator.sending_codec(mid)
+            preferred = codec_key(sent) if sent is not None else preferred
+        decision = steer([codec_key(c) for c in sendable], preferred, subscribers, fixed=shared)
         publisher.steer_sending(mid, decision.allowed)
         names = list(dict.fromkeys(f"video/{c.name}" for c in sendable))
         backup_codec = next((c for c in sendable if codec_key(c) == decision.backup), None)

@@ -48,6 +48,8 @@ def steer(
     caps: Sequence[CodecKey],
     preferred: CodecKey | None,
     subscribers: Mapping[str, frozenset[CodecKey]],
+    *,
+    fixed: bool = False,
 ) -> Steering:
     """Pick the codecs a publisher may send.
 
@@ -64,6 +66,10 @@ def steer(
        the publisher is restricted to it unless it is the preferred one, and those who cannot
        decode it get ``codec-conflict``; ``backup`` is then the codec most of them decode (our
        order on a tie), for a backup stream that serves them (``backup_served``).
+
+    ``fixed``: the publisher's codec cannot be changed (its m-line also carries one of our
+    tracks, so its codec list is shared by both directions); ``preferred`` is then what it
+    sends, rules 3 and 4 keep it, and everyone else who cannot decode it is ``codec-conflict``.
     """
     if not caps:
         return Steering(None, {})
@@ -75,11 +81,14 @@ def steer(
     if all(current in k for k in others.values()):
         return Steering(None, unavailable)
     common = frozenset(c for c in caps if all(c in k for k in others.values()))
-    if common:
+    if common and not fixed:
         return Steering(common, unavailable)
     coverage = {c: sum(c in k for k in others.values()) for c in caps}
     best = max(coverage.values())
-    target = current if coverage[current] == best else next(c for c in caps if coverage[c] == best)
+    if fixed or coverage[current] == best:
+        target = current
+    else:
+        target = next(c for c in caps if coverage[c] == best)
     conflict = [keys for s, keys in others.items() if target not in keys]
     for s, keys in others.items():
         if target not in keys:

@@ -95,6 +95,20 @@ def test_a_backup_stream_is_asked_for_in_the_codec_the_conflicting_subscribers_d
     assert backup_served(got, subs, VP9) == {"a", "c"}  # b stays codec-conflict
 
 
+def test_a_publisher_that_cannot_be_steered_gets_a_backup_instead() -> None:
+    """Its m-line also carries one of our tracks (our codec list there serves both directions):
+    it keeps what it sends, and those who cannot decode that get a backup in what they do."""
+    got = steer([VP8, H264], VP8, {"h": frozenset({H264})}, fixed=True)
+    assert got.allowed is None and got.unavailable == {"h": "codec-conflict"}
+    assert got.backup == H264
+    got = steer([VP8, H264], H264, {"a": frozenset({H264}), "b": frozenset({VP8})}, fixed=True)
+    assert got.allowed is None and got.unavailable == {"b": "codec-conflict"}
+    assert got.backup == VP8
+    assert steer([VP8, H264], VP8, {"v": frozenset({VP8})}, fixed=True) == steer(
+        [VP8, H264], VP8, {"v": frozenset({VP8})}
+    )
+
+
 def test_no_backup_when_one_codec_fits_or_nobody_can_be_helped() -> None:
     assert steer([VP8, H264], VP8, {"a": frozenset({H264})}).backup is None  # steered instead
     assert steer([VP8, H264], VP8, {"a": frozenset({VP8})}).backup is None
