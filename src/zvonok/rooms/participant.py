@@ -805,8 +805,10 @@ def steer_room(room: Room[Participant]) -> None:
         live = publisher.live_backup(track_id)
         served = backup_served(decision, subscribers, live[1] if live else None)
         if live is not None and decision.backup is not None and live[1] != decision.backup:
-            # It sends another variant (an H.264 profile) than the one they decode most.
-            publisher.steer_sending(live[0].mid, frozenset({decision.backup}))
+            # It sends another variant (an H.264 profile) than the one they decode most, and
+            # some of them decode only that one: restrict its m-line like a camera's.
+            if backup_served(decision, subscribers, decision.backup) - served:
+                publisher.steer_sending(live[0].mid, frozenset({decision.backup}))
         for other in room.others(publisher):
             fed = live[0] if live is not None and other.session_id in served else None
             other.feed_from(entry, fed)

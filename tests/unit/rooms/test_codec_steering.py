@@ -462,3 +462,56 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     alice.handle_offer(str(desc))
     await settle()
     assert camera not in alice.backups and backup.producer.closed
+
+
+def only_profile(answer: str, profile: str) -> str:
+    """A browser answer that accepts H.264 in one profile only (``profile-level-id``)."""
+    desc = SessionDescription.parse(answer)
+    for media in desc.media:
+        if media.kind != "video" or media.port == 0:
+            continue
+        kept = [c for c in media.codecs if c.fmtp.get("profile-level-id") == profile]
+        pts = {c.payload_type for c in kept}
+        rtx = [c for c in media.codecs if c.name.lower() == "rtx" and int(c.fmtp["apt"]) in pts]
+        media.codecs = kept + rtx
+        media.formats = [str(c.payload_type) for c in media.codecs]
+    return str(desc)
+
+
+async def test_a_backup_sent_in_another_h264_profile_is_restricted_to_the_decoded_one(
+    rooms: RoomService,
+) -> None:
+    alice_sink, vp8_sink, h264_sink = RecordingSink(), RecordingSink(), RecordingSink()
+    alice = await join(rooms, "alice", alice_sink)
+    answer = with_msid(
+        answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72},
+                  video=["VP8", "H264"]),
+        "alice-stream",
+    )  # fmt: skip
+    alice.handle_answer(answer)
+    await settle()
+    camera = alice.published["1"]
+    vp8 = await join(rooms, "vp8", vp8_sink)
+    vp8.handle_answer(answer_to(vp8_sink.last("offer")["sdp"], video=["VP8"]))
+    h264 = await join(rooms, "h264", h264_sink)
+    h264.handle_answer(only_profile(answer_to(h264_sink.last("offer")["sdp"]), "4d001f"))
+    await settle()
+    assert alice_sink.last("publish-backup")["codec"] == "video/H264"
+    offers = count(alice_sink, "offer")
+    alice.handle_offer(backup_offer(answer, "1", "H264", 73))  # every H.264 profile
+    await settle()
+    backup = alice.backups[camera]
+    sent = alice.negotiator.sending_codec(backup.mid)
+    assert sent is not None and sent.fmtp["profile-level-id"] == "42e01f"  # our first
+    assert h264_sink.last("track-unavailable")["unavailable"] is True  # not served yet
+    assert count(alice_sink, "offer") == offers + 1  # restricted to what h264 decodes
+    desc = SessionDescription.parse(alice_sink.last("offer")["sdp"])
+    profiles = {c.fmtp.get("profile-level-id") for c in _video(desc, backup.mid) if c.name != "rtx"}
+    assert profiles == {"4d001f"}
+    alice.handle_answer(
+        answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72, "2": 73},
+                  video=["VP8", "H264"])
+    )  # fmt: skip
+    await settle()
+    assert backup.producer.id in h264.consumers
+    assert h264_sink.last("track-unavailable")["unavailable"] is False
