@@ -166,9 +166,11 @@ class RunningEmulator:
         """Its latest counters (frames in/out/lost/overflow, held); empty before the first."""
         lines = self.output.read_text(errors="replace").splitlines()
         for line in reversed(lines):
-            if line.startswith("{"):
+            try:
                 counters: dict[str, int] = json.loads(line)
-                return counters
+            except json.JSONDecodeError:  # "ready", or the line being written
+                continue
+            return counters
         return {}
 
 
