@@ -80,6 +80,9 @@ from .steering import Unavailable, backup_served, steer
 log = logging.getLogger("zvonok.rooms.participant")
 #: ICE-restart offers sent to a session whose client never sends an ICE check.
 MAX_STALL_RESTARTS = 1
+#: Seconds a backup stream asked for may take to arrive before the subscribers it would serve are
+#: told ``codec-conflict`` (a publisher without our SDK never sends one).
+BACKUP_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,8 @@ class Participant:
         self._backup_wanted: dict[str, str] = {}
         self._backup_asked: dict[str, set[str]] = {}
         self.backups: dict[str, Backup] = {}
+        #: track id -> the timer that looks at it again when its backup's grace ends.
+        self._backup_timers: dict[str, asyncio.TimerHandle] = {}
         #: As a subscriber: received track id -> the backup stream its consumer is fed from.
         self._fed_by: dict[str, Backup] = {}
         #: Adaptive stream: this client's wishes per received track (``track-settings``), and
@@ -540,6 +545,9 @@ class Participant:
         before = self._backup_wanted.get(track_id)
         if before == codec or self.closed:
             return
+        timer = self._backup_timers.pop(track_id, None)
+        if timer is not None:
+            timer.cancel()
         if codec is None:
             assert before is not None
             del self._backup_wanted[track_id]
@@ -550,6 +558,18 @@ class Participant:
         self._backup_asked.setdefault(track_id, set()).add(codec.rpartition("/")[2].lower())
         self.send(PublishBackup(track_id, entry.track.mid, codec, True))
         self.log.info("asks for a backup stream of %s in %s", track_id, codec)
+        loop = asyncio.get_running_loop()
+        self._backup_timers[track_id] = loop.call_later(
+            BACKUP_GRACE, self._backup_grace_over, track_id
+        )
+
+    def _backup_grace_over(self, track_id: str) -> None:
+        self._backup_timers.pop(track_id, None)
+        schedule_steering(self.room, {track_id})  # still no backup: say codec-conflict now
+
+    def backup_pending(self, track_id: str) -> bool:
+        """A backup stream of ``track_id`` was asked for within ``BACKUP_GRACE`` seconds."""
+        return track_id in self._backup_timers
 
     def shares_mline(self, mid: str) -> bool:
         """Whether our client-sent m-line ``mid`` also carries one of our tracks to it (then its
@@ -752,6 +772,9 @@ class Participant:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
+        for timer in self._backup_timers.values():
+            timer.cancel()
+        self._backup_timers.clear()
         self.media.close()  # its consumers, then the transport
         self.state = ConnectionState.CLOSED
         # What it could not decode may now be sent in the publisher's own codec again.
@@ -809,11 +832,18 @@ def steer_room(room: Room[Participant]) -> None:
             # some of them decode only that one: restrict its m-line like a camera's.
             if backup_served(decision, subscribers, decision.backup) - served:
                 publisher.steer_sending(live[0].mid, frozenset({decision.backup}))
+        # Those a backup on its way will serve are not told codec-conflict in the meantime.
+        coming = (
+            backup_served(decision, subscribers, decision.backup) - served
+            if publisher.backup_pending(track_id)
+            else frozenset()
+        )
         for other in room.others(publisher):
             fed = live[0] if live is not None and other.session_id in served else None
             other.feed_from(entry, fed)
             reason = None if fed else decision.unavailable.get(other.session_id)
-            other.tell_unavailable(entry, reason, names)
+            if other.session_id not in coming:
+                other.tell_unavailable(entry, reason, names)
     for participant in list(room.participants.values()):
         participant.forget_unavailable(room.published)
 

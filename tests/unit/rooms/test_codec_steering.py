@@ -21,6 +21,7 @@ from zvonok.media.sdp.description import RtpCodec, SessionDescription
 from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
 from zvonok.media.worker import MediaWorker
 from zvonok.rooms import moderation
+from zvonok.rooms import participant as participant_module
 from zvonok.rooms.participant import Participant
 from zvonok.rooms.quality import QualityMonitor
 from zvonok.rooms.service import RoomService
@@ -387,16 +388,19 @@ def backup_offer(answer: str, camera_mid: str, codec: str, ssrc: int) -> str:
     return str(desc)
 
 
-@pytest.mark.parametrize("leaving", ["h264", "vp8"])
+@pytest.mark.parametrize(("leaving", "late"), [("h264", False), ("vp8", True)])
 async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
-    rooms: RoomService, leaving: str
+    rooms: RoomService, leaving: str, late: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An H.264-only and a VP8-only subscriber of a VP8 camera: the publisher is asked for a
     backup stream in H.264 (``publish-backup``); the m-line its SDK adds is tied to the camera,
     not announced; the H.264 subscriber is fed from it on its camera m-line (no renegotiation)
-    and told the track is available again. When either leaves, the backup is no longer asked
-    for (without the VP8 one, the camera itself is steered to H.264 and feeds the other), and
+    and never told ``codec-conflict`` — or, when the backup comes later than ``BACKUP_GRACE``,
+    told and then told the track is available again. When either leaves, the backup is no longer
+    asked for (without the VP8 one, the camera itself is steered to H.264 and feeds the other), and
     once the SDK removes its m-line the backup producer is closed."""
+    if late:
+        monkeypatch.setattr(participant_module, "BACKUP_GRACE", 0.01)
     alice_sink, vp8_sink, h264_sink = RecordingSink(), RecordingSink(), RecordingSink()
     alice = await join(rooms, "alice", alice_sink)
     answer = with_msid(
@@ -415,7 +419,12 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     assert alice_sink.last("publish-backup") == {
         "trackId": camera, "mid": "1", "codec": "video/H264", "active": True,
     }  # fmt: skip
-    assert h264_sink.last("track-unavailable")["reason"] == "codec-conflict"
+    if late:  # no backup within the grace: told
+        await asyncio.sleep(0.05)
+        await settle()
+        assert h264_sink.last("track-unavailable")["reason"] == "codec-conflict"
+    else:  # a backup is on its way: not told (yet)
+        assert count(h264_sink, "track-unavailable") == 0
     assert camera in h264.consumers  # the camera's own consumer (its VP8 is dropped)
     offers = {p.session_id: count(s, "offer") for p, s in ((vp8, vp8_sink), (h264, h264_sink))}
 
@@ -427,7 +436,8 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     assert camera not in h264.consumers
     fed = h264.consumers[backup.producer.id]
     assert fed.ssrc == h264._send_ssrcs[camera][0]  # the SSRC its camera m-line announced
-    assert h264_sink.last("track-unavailable")["unavailable"] is False
+    told = [p["unavailable"] for t, p in h264_sink.sent if t == "track-unavailable" and p]
+    assert told == ([True, False] if late else [])
     QualityMonitor(rooms, interval=5.0).tick(100.0)
     video = [r for r in h264_sink.last("stats")["receiving"] if r["kind"] == "video"]
     assert [(r["trackId"], r["sessionId"]) for r in video] == [(camera, "alice")]
@@ -448,7 +458,7 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     if leaving == "vp8":
         assert set(offered_video(alice_sink, "1")) == {"H264"}  # steered: all decode H.264
         assert camera in h264.consumers and backup.producer.id not in h264.consumers
-        assert h264_sink.last("track-unavailable")["unavailable"] is False
+        assert count(h264_sink, "track-unavailable") == (2 if late else 0)
     # Alice's SDK stops the transceiver: her next offer rejects that m-line.
     if alice.negotiator.state == "have-local-offer":  # steered (vp8 left): she answers first
         alice.handle_answer(
@@ -503,7 +513,7 @@ async def test_a_backup_sent_in_another_h264_profile_is_restricted_to_the_decode
     backup = alice.backups[camera]
     sent = alice.negotiator.sending_codec(backup.mid)
     assert sent is not None and sent.fmtp["profile-level-id"] == "42e01f"  # our first
-    assert h264_sink.last("track-unavailable")["unavailable"] is True  # not served yet
+    assert count(h264_sink, "track-unavailable") == 0  # not served yet, but coming
     assert count(alice_sink, "offer") == offers + 1  # restricted to what h264 decodes
     desc = SessionDescription.parse(alice_sink.last("offer")["sdp"])
     profiles = {c.fmtp.get("profile-level-id") for c in _video(desc, backup.mid) if c.name != "rtx"}
@@ -514,4 +524,4 @@ async def test_a_backup_sent_in_another_h264_profile_is_restricted_to_the_decode
     )  # fmt: skip
     await settle()
     assert backup.producer.id in h264.consumers
-    assert h264_sink.last("track-unavailable")["unavailable"] is False
+    assert count(h264_sink, "track-unavailable") == 0
