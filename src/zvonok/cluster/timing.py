@@ -9,7 +9,7 @@ on the node that pays for it (``/metrics``: ``zvonok_cluster_relay_leg_seconds{l
   without Redis is not timed: see ``zvonok_cluster_relay_located_total``);
 - ``request`` (edge): the ``join`` request to the owner node until its answer;
 - ``serve`` (owner): that join on the owner, from its start to the answer (the room lock, the
-  claim if the room is new, the session binding in Redis);
+  claim if the room is new, the session binding in Redis unless the edge made it already);
 - ``bus`` (edge): ``request`` − the owner's ``serve`` (the owner says it in its answer): the two
   pub/sub hops and the time each node's event loop took to get to the frame;
 - ``send_wait`` (either, per published batch): how long a message waited on the signal bus's
