@@ -19,6 +19,13 @@ const SESSION_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 /** @type {Required<ReconnectOptions>} */
 const RECONNECT_DEFAULTS = { minDelay: 500, maxDelay: 8000, timeout: 60000 };
 const STATS_INTERVAL = 2000;
+/** Jitter-buffer help for a receive-only browser (see `_tuneJitterBuffers`): round trips below
+ * JITTER_RTT_MIN_MS need none; the target is the round trip + JITTER_EXTRA_MS, at most
+ * JITTER_MAX_MS, released JITTER_RELEASE_MS after the last retransmission request. */
+const JITTER_RTT_MIN_MS = 40;
+const JITTER_EXTRA_MS = 20;
+const JITTER_MAX_MS = 400;
+const JITTER_RELEASE_MS = 10000;
 const JOIN_TIMEOUT = 15000;
 const ICE_DISCONNECT_GRACE = 2000;
 const ICE_RESTART_MIN_GAP = 5000;
@@ -175,6 +182,10 @@ export class ZvonokCall extends EventTarget {
     this.iceServers = [];
     this._reconnectOptions = { ...RECONNECT_DEFAULTS, ...(options.reconnect ?? {}) };
     this._statsInterval = options.statsInterval ?? STATS_INTERVAL;
+    /** @type {number|null} when the video receivers last asked for a retransmission (ms) */
+    this._nackedAt = null;
+    /** @type {number|null} the jitter-buffer target (ms) the SDK set on video receivers, or null */
+    this.jitterBufferTarget = null;
     this._debug = Boolean(options.debug);
     this._simulcast = options.simulcast ?? true;
     /** "new" | "connecting" | "joined" | "reconnecting" | "closed" | "failed" */
@@ -1525,6 +1536,7 @@ export class ZvonokCall extends EventTarget {
     const bitrateIn = Math.max(0, Math.round((sample.bytesIn - last.bytesIn) * 8 / seconds));
     const bitrateOut = Math.max(0, Math.round((sample.bytesOut - last.bytesOut) * 8 / seconds));
     const rtt = sample.rtt;
+    this._tuneJitterBuffers(pc, rtt, sample.videoNacks - last.videoNacks, now);
     const connected = pcState(pc) === "connected";
     /** @type {Record<string, {userId: string, bitrateIn: number, loss: number, level: string}>} */
     const perParticipant = {};
@@ -1552,6 +1564,37 @@ export class ZvonokCall extends EventTarget {
       bitrateIn, bitrateOut, rtt, loss, level: qualityLevel(connected, rtt, loss),
       path: sample.path, participants: perParticipant,
     });
+  }
+
+  /**
+   * A browser that only receives learns no round trip from RTCP (it sends no media, so there is
+   * no sender report to answer, and Chrome negotiates no RTCP XR), so its jitter buffer does not
+   * wait for retransmissions: behind 100 ms and 2 % loss Chromium dropped frames it had asked to
+   * be resent (22-27 fps instead of 30). While the video receivers asked for retransmissions
+   * within the last JITTER_RELEASE_MS, and the ICE round trip is at least JITTER_RTT_MIN_MS, each
+   * video receiver holds frames for one round trip more (`jitterBufferTarget`, capped at
+   * JITTER_MAX_MS); after that the browser decides alone again. Runs with the stats sampling
+   * (`statsInterval`).
+   * @param {RTCPeerConnection} pc @param {number|null} rtt @param {number} nacks @param {number} now
+   */
+  _tuneJitterBuffers(pc, rtt, nacks, now) {
+    if (nacks > 0 && rtt !== null && rtt >= JITTER_RTT_MIN_MS) this._nackedAt = now;
+    const hold = rtt !== null && this._nackedAt !== null && now - this._nackedAt < JITTER_RELEASE_MS;
+    const target = hold && rtt !== null ? Math.min(JITTER_MAX_MS, rtt + JITTER_EXTRA_MS) : null;
+    for (const receiver of pc.getReceivers()) {
+      const r = /** @type {any} */ (receiver);
+      if (receiver.track?.kind !== "video" || !("jitterBufferTarget" in r)) continue;
+      const current = r.jitterBufferTarget;
+      if (target === null ? current === null : current !== null && Math.abs(current - target) < 10) {
+        continue;
+      }
+      try {
+        r.jitterBufferTarget = target;
+      } catch {
+        // an older browser with the attribute but a narrower range: leave it to the browser
+      }
+    }
+    this.jitterBufferTarget = target;
   }
 
   // ------------------------------------------------------------------ events
@@ -1662,6 +1705,7 @@ function readStats(report, remote) {
   let bytesOut = 0;
   let recv = 0;
   let lost = 0;
+  let videoNacks = 0;
   let remoteLoss = 0;
   /** @type {number|null} */
   let rtt = null;
@@ -1677,6 +1721,7 @@ function readStats(report, remote) {
       bytesIn += s.bytesReceived ?? 0;
       recv += s.packetsReceived ?? 0;
       lost += Math.max(0, s.packetsLost ?? 0);
+      if (s.kind === "video") videoNacks += s.nackCount ?? 0;
       const id = byTrackId.get(s.trackIdentifier) ?? byMid.get(s.mid);
       if (id) {
         const t = tracks.get(id) ?? { bytes: 0, recv: 0, lost: 0 };
@@ -1702,7 +1747,10 @@ function readStats(report, remote) {
   if (pair && typeof pair.currentRoundTripTime === "number") rtt = pair.currentRoundTripTime * 1000;
   if (rtt === null) rtt = remoteRtt;
   if (rtt !== null) rtt = Math.round(rtt);
-  return { bytesIn, bytesOut, recv, lost, remoteLoss, rtt, tracks, path: callPath(report, pair) };
+  return {
+    bytesIn, bytesOut, recv, lost, videoNacks, remoteLoss, rtt, tracks,
+    path: callPath(report, pair),
+  };
 }
 
 /**
