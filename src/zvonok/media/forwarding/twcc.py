@@ -140,7 +140,9 @@ class FeedbackAdapter:
         self._lookup = lookup
         self._ref: int | None = None
         self._ref_offset = 0
-        self._seen = [-1] * _SEEN  # seq << 1 | received, per slot
+        #: seq << 1 | received, per slot; made at the first feedback (32 kB: a session that
+        #: never receives media — most idle ones — never pays for it).
+        self._seen: list[int] | None = None
         self.feedbacks = 0
         self.unknown = 0  # reported seqs we have no send record of
 
@@ -154,6 +156,8 @@ class FeedbackAdapter:
         offset = self._ref_offset * TWCC_REFERENCE_US
         out: list[PacketResult] = []
         seen = self._seen
+        if seen is None:
+            seen = self._seen = [-1] * _SEEN
         for seq, at in fb.arrivals():
             slot = seq & (_SEEN - 1)
             state = seen[slot]
