@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from .rooms.events import BaseRoomObserver
 from .rooms.mediaview import downlink_estimate
-from .rooms.quality import QualitySample
+from .rooms.quality import QualitySample, temporal_layer
 
 if TYPE_CHECKING:
     from .media.worker import MediaWorker
@@ -342,7 +342,8 @@ class ZvonokCollector(Collector):
 
 
 def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
-    """Subscribers by downlink estimate band, received videos by layer and by hold reason."""
+    """Subscribers by downlink estimate band, received videos by layer, by VP8 temporal cap and
+    by hold reason."""
     bands = GaugeMetricFamily(
         "zvonok_subscriber_downlinks",
         "Sessions by their downlink estimate (bit/s band; none: no estimate yet).",
@@ -350,6 +351,7 @@ def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
     )
     by_band: Counter[str] = Counter()
     layers: Counter[str] = Counter()
+    temporal: Counter[str] = Counter()
     held: Counter[str] = Counter()
     for session in sessions:
         if session.closed:
@@ -360,6 +362,9 @@ def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
             if consumer.kind == "video" and not consumer.closed:
                 layer = consumer.current_layer
                 layers["none" if layer is None else str(min(layer, 2))] += 1
+                if layer is not None:
+                    cap = temporal_layer(consumer)
+                    temporal["all" if cap is None else str(min(cap, 2))] += 1
         held.update(session.held.values())
     for band in ("none", *(name for name, _ in DOWNLINK_BANDS), "ge_3m"):
         bands.add_metric([band], by_band.get(band, 0))
@@ -372,6 +377,15 @@ def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
     for name in ("0", "1", "2", "none"):
         by_layer.add_metric([name], layers.get(name, 0))
     yield by_layer
+    by_temporal = GaugeMetricFamily(
+        "zvonok_video_subscriptions_by_temporal_layer",
+        "Received video tracks with a layer forwarded, by the highest VP8 temporal layer "
+        "forwarded (0: the base, 7.5 fps of Chrome's 30; all: not capped).",
+        labels=["temporal_layer"],
+    )
+    for name in ("0", "1", "2", "all"):
+        by_temporal.add_metric([name], temporal.get(name, 0))
+    yield by_temporal
     paused = GaugeMetricFamily(
         "zvonok_video_held",
         "Received video tracks held back now, by reason (bandwidth, subscriber).",

@@ -250,6 +250,9 @@ async def test_adaptive_media_families_are_there_with_bounded_labels(registry: M
     assert samples[("zvonok_video_pauses_total", ())] == 0
     assert samples[("zvonok_video_held", (("reason", "bandwidth"),))] == 0
     assert samples[("zvonok_video_subscriptions_by_layer", (("layer", "none"),))] == 0
+    for cap in ("0", "1", "2", "all"):
+        key = ("zvonok_video_subscriptions_by_temporal_layer", (("temporal_layer", cap),))
+        assert samples[key] == 0
     assert samples[("zvonok_subscriber_downlinks", (("band", "none"),))] == 0
     estimates = (None, 299_999, 300_000, 999_999, 2_999_999, 3_000_000)
     assert [metrics._band(e) for e in estimates] == [

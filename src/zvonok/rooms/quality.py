@@ -6,7 +6,8 @@ and per track the packets, loss, jitter and round-trip time, from the plain coun
 objects already keep (``WebRtcTransport.rx_bytes``, ``Producer.stats``, ``Consumer.fraction_lost``
 / ``jitter`` / ``rtt`` taken from the subscriber's receiver reports, RFC 3550 §6.4.1 and A.8), and
 the adaptive-media state (the downlink estimate, the simulcast layer each subscriber gets and how
-often it switched, through ``rooms.mediaview``).
+often it switched, through ``rooms.mediaview``; the VP8 temporal cap in force,
+``Consumer.current_temporal``).
 It sends each session a ``stats`` message, keeps the latest one for the admin API and hands
 per-subscription samples to observers (the metrics histograms). Imports ``rooms`` and the wire
 vocabulary (``signaling.messages``); never the rest of ``signaling``, nor ``admin`` or ``metrics``.
@@ -19,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..media.forwarding.layers import ProducerLayer
 from ..signaling.messages import Stats
 from .mediaview import current_rid, downlink_estimate
 from .participant import Participant
 
 if TYPE_CHECKING:
+    from ..media.forwarding.consumer import Consumer
     from .service import RoomService
 
 log = logging.getLogger("zvonok.rooms.quality")
@@ -47,6 +50,21 @@ def _bitrate(now_value: int, prev: int | None, elapsed: float) -> int | None:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
+
+
+def temporal_layer(consumer: Consumer) -> int | None:
+    """The highest VP8 temporal layer (TID) ``consumer`` forwards now (``Consumer.current_temporal``
+    on the layer it forwards); ``None`` when it forwards every one, or the track has none (audio,
+    another codec) or no layer is forwarded (paused for bandwidth). A cap lifted but still in
+    force until a keyframe (the PictureIDs are still shifted) that keeps every TID the layer
+    carries is every one too."""
+    cap = consumer.current_temporal
+    index = consumer.current_layer
+    if cap is None or index is None:
+        return None
+    layer = consumer.producer.layers[index]
+    top = len(layer.temporal_bitrates) - 1 if isinstance(layer, ProducerLayer) else -1
+    return None if 0 <= top <= cap else cap
 
 
 class QualityMonitor:
@@ -186,6 +204,7 @@ class QualityMonitor:
         entry = participant.room.published.get(track_id)
         jitter = consumer.jitter / producer.clock_rate
         loss = consumer.fraction_lost / 256
+        paused = consumer.paused or track_id in participant.held
         sample = QualitySample(consumer.kind, consumer.rtt, jitter, loss)
         for observer in self.observers:
             try:
@@ -206,7 +225,8 @@ class QualityMonitor:
             "rttMs": _ms(consumer.rtt),
             "nacks": consumer.nacks_received,
             "keyframeRequests": consumer.keyframe_requests_received,
-            "paused": consumer.paused or track_id in participant.held,
+            "paused": paused,
             "layer": current_rid(consumer),
             "layerSwitches": consumer.layer_switches,
+            "temporalLayer": None if paused else temporal_layer(consumer),
         }

@@ -757,6 +757,9 @@ class ReceivingStats(_Part):
     #: The simulcast layer it gets (its rid; ``None``: a plain track, audio, or paused).
     layer: str | None = None
     layer_switches: int = 0
+    #: The highest VP8 temporal layer (TID) forwarded now (``None``: all of them, a track
+    #: without temporal layers, audio, or paused).
+    temporal_layer: int | None = None
     FIELDS = (
         ("track_id", "trackId", _str),
         ("kind", "kind", _choice("audio", "video")),
@@ -774,6 +777,7 @@ class ReceivingStats(_Part):
         ("paused", "paused", _bool),
         ("layer", "layer", _opt_str),
         ("layer_switches", "layerSwitches", _int),
+        ("temporal_layer", "temporalLayer", _opt_int),
     )
 
 

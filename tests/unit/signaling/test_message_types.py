@@ -86,7 +86,7 @@ CLIENT: list[ClientMessage] = [
 
 PUBLISHED = PublishedStats("t1", "0", "audio", 32000, 250, 1, 2.5, 0, 0, False)
 RECEIVING = ReceivingStats(
-    "t2", "video", "s-b", "bob", None, 10, 1, 0.0, 0, 1.0, None, 2, 1, False, "h", 3
+    "t2", "video", "s-b", "bob", None, 10, 1, 0.0, 0, 1.0, None, 2, 1, False, "h", 3, 1
 )
 SERVER: list[ServerMessage] = [
     Joined("s-a", "alice", "chat:1", (Peer("s-b", "bob"),), ({"urls": ["stun:x"]},), False),
@@ -284,8 +284,9 @@ def test_joined_and_stats_keys_are_the_documented_ones() -> None:
     assert list(stats["receiving"][0]) == [
         "trackId", "kind", "sessionId", "userId", "bitrate", "packets", "rtx", "fractionLost",
         "packetsLost", "jitterMs", "rttMs", "nacks", "keyframeRequests", "paused", "layer",
-        "layerSwitches",
+        "layerSwitches", "temporalLayer",
     ]  # fmt: skip
+    assert stats["receiving"][0]["temporalLayer"] == 1
     tracks = SERVER[len(LEAVE_REASONS) + 3].to_json()
     assert list(tracks["tracks"][0]) == [
         "trackId", "streamId", "mid", "kind", "sessionId", "userId"
