@@ -1,15 +1,16 @@
 """One typed settings object for the whole server.
 
 Sources, highest priority first: explicit overrides (CLI flags), ``ZVONOK_*`` environment
-variables, an optional TOML file (``--config`` / ``ZVONOK_CONFIG``), then the defaults below.
-Every field is documented in ``docs/configuration.md``; keep the two in step.
+variables, an optional TOML file (``--config`` / ``ZVONOK_CONFIG``), then the defaults.
+The fields (names, types, defaults, bounds, secrets) are defined once, in ``config_fields``;
+every one is documented in ``docs/configuration.md``; keep the two in step.
 
 ``Settings`` is a frozen dataclass: constructing one (``Settings(...)``,
 ``Settings.model_validate``, ``load_settings``) parses and validates through
-``config_model.SettingsModel`` (pydantic, loaded on first use; a bad value raises its
-``ValidationError``). A process that gets settings validated elsewhere (the serving image,
-``node``; a media worker, ``relay.worker``) rebuilds them with ``from_json`` without loading
-pydantic (issue 17: a lighter process). Implements no RFC.
+``config_model.SettingsModel``, the pydantic model generated from the same fields (loaded on
+first use; a bad value raises its ``ValidationError``). A process that gets settings validated
+elsewhere (the serving image, ``node``; a media worker, ``relay.worker``) rebuilds them with
+``from_json`` without loading pydantic (issue 17: a lighter process). Implements no RFC.
 """
 
 from __future__ import annotations
@@ -19,129 +20,25 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .auth.turn import DEFAULT_TTL
+from .config_fields import SettingsFields, fill
 from .edge import is_loopback_host
 
 if TYPE_CHECKING:
-    from .config_model import SettingsModel
+    from .config_model import SettingsBase
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Every knob of a zvonok node. Immutable once loaded.
+class Settings(SettingsFields):
+    """Every knob of a zvonok node (its fields: ``config_fields.SettingsFields``). Immutable once
+    loaded.
 
     mypy sees the dataclass's keyword arguments; at run time ``Settings(**values)`` validates
     them together with the environment and the TOML file (``_validating_init`` below).
     """
-
-    # --- HTTP / WebSocket ---
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: Path = Path(".zvonok")
-    dev_mode: bool | None = None
-    forwarded_allow_ips: list[str] = field(default_factory=list)
-
-    # --- processes ---
-    #: Media worker processes: 1 = one process (rooms, media and HTTP together); N or "auto"
-    #: (usable cores) = a front process for HTTP plus N media workers (docs/architecture.md).
-    workers: int | Literal["auto"] = 1
-
-    # --- media plane ---
-    media_host: str = "0.0.0.0"
-    media_port: int = 40000
-    announce_ips: list[str] = field(default_factory=list)
-    ice_servers: list[dict[str, Any]] = field(default_factory=list)
-    turn_urls: list[str] = field(default_factory=list)
-    turn_secret: str | None = field(default=None, repr=False)  # never logged or shown
-    turn_ttl: int = DEFAULT_TTL
-    consent_timeout: float = 30.0
-    dtls_timeout: float = 10.0
-    ice_tcp: bool = True
-    media_tcp_port: int | None = None
-    ice_tcp_max_connections: int = 1000
-    ice_tcp_auth_timeout: float = 5.0
-
-    # --- auth ---
-    jwt_algorithms: list[str] = field(default_factory=lambda: ["HS256"])
-    jwt_secret: str | None = None
-    jwt_public_key: str | None = None
-    jwks_url: str | None = None
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    jwt_leeway: float = 30.0
-    jwks_timeout: float = 5.0
-    jwks_cache_ttl: float = 300.0
-    jwks_refresh_cooldown: float = 30.0
-
-    # --- membership ---
-    membership_backend: Literal["sql", "http", "token"] = "sql"
-    database_url: str | None = None
-    sql_member_query_chat: str | None = None
-    sql_member_query_group: str | None = None
-    sql_timeout: float = 5.0
-    membership_http_url: str | None = None
-    membership_http_timeout: float = 2.0
-    membership_http_cache_ttl: float = 10.0
-    membership_http_token: str | None = None
-
-    # --- rooms and sessions ---
-    max_participants: int = 0
-    resume_grace: float = 30.0
-    inactivity_timeout: float = 60.0
-    ping_interval: float = 10.0
-    glare_yield_ms: int = 1000
-    max_sessions_per_user: int = 8
-    ws_compression: bool = False
-    #: SIGTERM / ``zvonok drain``: how long existing rooms may go on before their sessions are
-    #: told ``node-draining`` (shared design ``cluster.md`` §4 "Graceful drain": 15 min).
-    drain_timeout: float = 900.0
-
-    # --- limits ---
-    max_message_bytes: int = 256 * 1024
-    message_rate: float = 50.0
-    message_burst: int = 200
-    bad_message_limit: int = 20
-    max_pending_ice: int = 200
-    max_tracks_per_session: int = 16
-    send_queue_size: int = 256
-    connect_rate: float = 20.0
-    connect_burst: int = 200
-    max_connections: int = 10_000
-    max_connections_per_ip: int = 200
-    header_timeout: float = 10.0
-    join_timeout: float = 10.0
-
-    # --- logging ---
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    log_levels: dict[str, str] = field(default_factory=dict)
-
-    # --- operations: stats, admin API, webhooks ---
-    stats_interval: float = 5.0
-    admin_token: str | None = None
-    webhook_urls: list[str] = field(default_factory=list)
-    webhook_secret: str | None = None
-    webhook_timeout: float = 5.0
-    webhook_max_attempts: int = 8
-    webhook_backoff: float = 0.5
-    webhook_backoff_max: float = 30.0
-    webhook_queue_size: int = 10_000
-
-    # --- cluster (shared design cluster.md; docs/configuration.md "Cluster") ---
-    #: ``local``: this node alone, no Redis (today's behaviour); ``redis``: nodes share Redis.
-    cluster_backend: Literal["local", "redis"] = "local"
-    redis_url: str | None = field(default=None, repr=False)  # may carry a password: never logged
-    redis_sentinels: list[str] = field(default_factory=list)
-    redis_master_name: str | None = None
-    redis_password: str | None = field(default=None, repr=False)  # the master's AUTH under Sentinel
-    node_id: str | None = None
-    #: Multiplies every cluster interval and TTL (heartbeats, leases, relay resends); below 1
-    #: only for tests (docs/configuration.md).
-    cluster_timing: float = 1.0
 
     @property
     def dev_enabled(self) -> bool:
@@ -199,9 +96,7 @@ class Settings:
         if not isinstance(values, dict) or set(values) != names:
             raise ValueError("not the JSON of a complete Settings")
         values["data_dir"] = Path(values["data_dir"])
-        settings = object.__new__(cls)
-        _fill(settings, values)
-        return settings
+        return cls.from_values(values)
 
     def to_json(self) -> str:
         """Every field as JSON (secrets included: only for a process of this node)."""
@@ -210,15 +105,8 @@ class Settings:
         return json.dumps(values)
 
     @classmethod
-    def _of(cls, model: SettingsModel) -> Settings:
-        settings = object.__new__(cls)
-        _fill(settings, {item.name: getattr(model, item.name) for item in fields(cls)})
-        return settings
-
-
-def _fill(settings: Settings, values: Mapping[str, Any]) -> None:
-    for item in fields(Settings):
-        object.__setattr__(settings, item.name, values[item.name])
+    def _of(cls, model: SettingsBase) -> Settings:
+        return cls.from_values({item.name: getattr(model, item.name) for item in fields(cls)})
 
 
 def _validating_init(self: Settings, **values: Any) -> None:
@@ -227,7 +115,7 @@ def _validating_init(self: Settings, **values: Any) -> None:
     from .config_model import SettingsModel
 
     model = SettingsModel(**values)
-    _fill(self, {item.name: getattr(model, item.name) for item in fields(Settings)})
+    fill(self, {item.name: getattr(model, item.name) for item in fields(Settings)})
 
 
 # Outside the class body, so that type checkers keep the dataclass's typed keyword arguments.
