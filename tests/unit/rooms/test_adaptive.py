@@ -170,11 +170,10 @@ class Call:
         media tick and the room's adaptation every 0.25 s; the publisher obeys publish-layers."""
         for _ in range(round(seconds / STEP)):
             self.clock.now += STEP
-            key = self.steps % 20 == 0
             for layer in range(3):
                 if not self.sending[layer]:
                     continue
-                payload = (KEYFRAMES[layer] if key else VP8_DELTA).ljust(SIZES[layer], b"\0")
+                payload = self.payload(layer, self.steps)
                 ext = [(MID_ID, b"1"), (RID_ID, RIDS[layer].encode())]
                 ts = 90_000 * self.steps // 20
                 self.endpoint.on_rtp(
@@ -188,6 +187,11 @@ class Call:
                 told = self.publisher.layers_told()
                 if told:
                     self.sending = told[-1]
+
+    def payload(self, layer: int, step: int) -> bytes:
+        """The VP8 payload ``layer`` sends at ``step``: a keyframe every 20 steps."""
+        key = step % 20 == 0
+        return (KEYFRAMES[layer] if key else VP8_DELTA).ljust(SIZES[layer], b"\0")
 
     def target(self, name: str) -> int | None:
         return self.subs[name].consumers["cam"].target_layer

@@ -10,8 +10,8 @@ import pytest
 from zvonok.media.packets.codecs import Vp8Descriptor
 from zvonok.media.packets.rtp import RtpPacket
 
-from ..media.forwarding_fakes import FakeSink, rtp
-from .test_adaptive import KEYFRAMES, MID_ID, RID_ID, RIDS, SIZES, SSRCS, STEP, Call
+from ..media.forwarding_fakes import FakeSink
+from .test_adaptive import KEYFRAMES, SIZES, Call
 
 PATTERN = (0, 2, 1, 2)
 
@@ -19,33 +19,15 @@ PATTERN = (0, 2, 1, 2)
 class TemporalCall(Call):
     """``Call`` whose layers carry three temporal layers, one packet a frame at 20 fps."""
 
-    def run(self, seconds: float) -> None:
-        for _ in range(round(seconds / STEP)):
-            self.clock.now += STEP
-            i = self.steps
-            key = i % 20 == 0
-            tid = 0 if key else PATTERN[i % 4]
-            sync = not key and i % 8 in (1, 2)
-            for layer in range(3):
-                if not self.sending[layer]:
-                    continue
-                pid = (1000 * layer + i) & 0x7FFF
-                desc = bytes((0x90, 0xE0, 0x80 | pid >> 8, pid & 0xFF, i // 4 & 0xFF))
-                desc += bytes((tid << 6 | (0x20 if sync else 0),))
-                body = KEYFRAMES[layer][3:] if key else bytes.fromhex("01 02 03")
-                payload = (desc + body).ljust(SIZES[layer], b"\0")
-                ext = [(MID_ID, b"1"), (RID_ID, RIDS[layer].encode())]
-                self.endpoint.on_rtp(
-                    rtp(self.seqs[layer], 4500 * i, ssrc=SSRCS[layer], payload=payload, ext=ext)
-                )
-                self.seqs[layer] += 1
-            self.steps += 1
-            if self.steps % 5 == 0:
-                self.router.tick(self.clock.now)
-                self.adaptation.tick(self.clock.now)
-                told = self.publisher.layers_told()
-                if told:
-                    self.sending = told[-1]
+    def payload(self, layer: int, step: int) -> bytes:
+        key = step % 20 == 0
+        tid = 0 if key else PATTERN[step % 4]
+        sync = not key and step % 8 in (1, 2)
+        pid = (1000 * layer + step) & 0x7FFF
+        desc = bytes((0x90, 0xE0, 0x80 | pid >> 8, pid & 0xFF, step // 4 & 0xFF))
+        desc += bytes((tid << 6 | (0x20 if sync else 0),))
+        body = KEYFRAMES[layer][3:] if key else bytes.fromhex("01 02 03")
+        return (desc + body).ljust(SIZES[layer], b"\0")
 
 
 def tids(sink: FakeSink) -> list[int]:

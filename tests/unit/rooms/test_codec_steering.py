@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -388,19 +389,25 @@ def backup_offer(answer: str, camera_mid: str, codec: str, ssrc: int) -> str:
     return str(desc)
 
 
-@pytest.mark.parametrize(("leaving", "late"), [("h264", False), ("vp8", True)])
-async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
-    rooms: RoomService, leaving: str, late: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An H.264-only and a VP8-only subscriber of a VP8 camera: the publisher is asked for a
-    backup stream in H.264 (``publish-backup``); the m-line its SDK adds is tied to the camera,
-    not announced; the H.264 subscriber is fed from it on its camera m-line (no renegotiation)
-    and never told ``codec-conflict`` — or, when the backup comes later than ``BACKUP_GRACE``,
-    told and then told the track is available again. When either leaves, the backup is no longer
-    asked for (without the VP8 one, the camera itself is steered to H.264 and feeds the other), and
-    once the SDK removes its m-line the backup producer is closed."""
-    if late:
-        monkeypatch.setattr(participant_module, "BACKUP_GRACE", 0.01)
+@dataclass
+class ConflictRoom:
+    """alice publishing a VP8 camera (her SDK's msid stream ``alice-stream``), a VP8-only and an
+    H.264-only subscriber: no single codec fits both."""
+
+    alice: Participant
+    vp8: Participant
+    h264: Participant
+    alice_sink: RecordingSink
+    vp8_sink: RecordingSink
+    h264_sink: RecordingSink
+    #: alice's answer (to build her backup offer from) and her camera's track id
+    answer: str
+    camera: str
+
+
+async def conflict_room(rooms: RoomService, h264_answer: Callable[[str], str]) -> ConflictRoom:
+    """The room of ``ConflictRoom``; ``h264_answer`` makes the H.264 subscriber's answer from
+    our offer."""
     alice_sink, vp8_sink, h264_sink = RecordingSink(), RecordingSink(), RecordingSink()
     alice = await join(rooms, "alice", alice_sink)
     answer = with_msid(
@@ -414,8 +421,28 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     vp8 = await join(rooms, "vp8", vp8_sink)
     vp8.handle_answer(answer_to(vp8_sink.last("offer")["sdp"], video=["VP8"]))
     h264 = await join(rooms, "h264", h264_sink)
-    h264.handle_answer(answer_to(h264_sink.last("offer")["sdp"], video=["H264"]))
+    h264.handle_answer(h264_answer(h264_sink.last("offer")["sdp"]))
     await settle()
+    return ConflictRoom(alice, vp8, h264, alice_sink, vp8_sink, h264_sink, answer, camera)
+
+
+@pytest.mark.parametrize(("leaving", "late"), [("h264", False), ("vp8", True)])
+async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
+    rooms: RoomService, leaving: str, late: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An H.264-only and a VP8-only subscriber of a VP8 camera: the publisher is asked for a
+    backup stream in H.264 (``publish-backup``); the m-line its SDK adds is tied to the camera,
+    not announced; the H.264 subscriber is fed from it on its camera m-line (no renegotiation)
+    and never told ``codec-conflict`` — or, when the backup comes later than ``BACKUP_GRACE``,
+    told and then told the track is available again. When either leaves, the backup is no longer
+    asked for (without the VP8 one, the camera itself is steered to H.264 and feeds the other), and
+    once the SDK removes its m-line the backup producer is closed."""
+    if late:
+        monkeypatch.setattr(participant_module, "BACKUP_GRACE", 0.01)
+    room = await conflict_room(rooms, lambda sdp: answer_to(sdp, video=["H264"]))
+    alice, vp8, h264 = room.alice, room.vp8, room.h264
+    alice_sink, vp8_sink, h264_sink = room.alice_sink, room.vp8_sink, room.h264_sink
+    answer, camera = room.answer, room.camera
     assert alice_sink.last("publish-backup") == {
         "trackId": camera, "mid": "1", "codec": "video/H264", "active": True,
     }  # fmt: skip
@@ -491,21 +518,9 @@ def only_profile(answer: str, profile: str) -> str:
 async def test_a_backup_sent_in_another_h264_profile_is_restricted_to_the_decoded_one(
     rooms: RoomService,
 ) -> None:
-    alice_sink, vp8_sink, h264_sink = RecordingSink(), RecordingSink(), RecordingSink()
-    alice = await join(rooms, "alice", alice_sink)
-    answer = with_msid(
-        answer_to(alice_sink.last("offer")["sdp"], publish={"0": 71, "1": 72},
-                  video=["VP8", "H264"]),
-        "alice-stream",
-    )  # fmt: skip
-    alice.handle_answer(answer)
-    await settle()
-    camera = alice.published["1"]
-    vp8 = await join(rooms, "vp8", vp8_sink)
-    vp8.handle_answer(answer_to(vp8_sink.last("offer")["sdp"], video=["VP8"]))
-    h264 = await join(rooms, "h264", h264_sink)
-    h264.handle_answer(only_profile(answer_to(h264_sink.last("offer")["sdp"]), "4d001f"))
-    await settle()
+    room = await conflict_room(rooms, lambda sdp: only_profile(answer_to(sdp), "4d001f"))
+    alice, h264, alice_sink, h264_sink = room.alice, room.h264, room.alice_sink, room.h264_sink
+    answer, camera = room.answer, room.camera
     assert alice_sink.last("publish-backup")["codec"] == "video/H264"
     offers = count(alice_sink, "offer")
     alice.handle_offer(backup_offer(answer, "1", "H264", 73))  # every H.264 profile
