@@ -11,15 +11,22 @@ session, same ``sessionId``). While the node drains (``set_drain``; shared desig
 "Graceful drain") rooms that exist keep taking joins and resumes, and a join that would create a
 room is refused with ``node-draining`` (close 1012: join again, another node takes it). Imports
 ``media`` and ``cluster``; from ``signaling`` only the wire vocabulary (``signaling.messages``).
+
+Locking (docs/architecture.md "Room service locking"): no service-wide lock. A join holds its
+session id's lock (bind, resume) and inside it its room key's lock (claim or create, the caps, the
+insert); ``leave`` releases the session binding under the session lock and drops an empty room
+under the room lock. The order is always session, then room; joins of different rooms never wait
+on each other's directory round trips. A key's lock is forgotten when nobody holds or awaits it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 from ..cluster.base import RoomDirectory, SessionBinding, SessionDirectory
 from ..errors import SignalError
@@ -50,6 +57,36 @@ _GOODBYES = {
     SHUTDOWN: "the server is shutting down; reconnect with the same sessionId",
     NODE_DRAINING: "this node is draining; join again with the same sessionId",
 }
+
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class KeyedLocks(Generic[_K]):
+    """One ``asyncio.Lock`` per key, kept only while someone holds or awaits it (so a flood of
+    joins with random keys leaves nothing behind)."""
+
+    def __init__(self) -> None:
+        #: Per key: its lock and how many tasks hold or await it.
+        self._locks: dict[_K, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: _K) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0] and self._locks.get(key) is entry:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 def shutdown_refusal() -> SignalError:
@@ -103,7 +140,9 @@ class RoomService:
         self._ice_stall = ice_stall
         self._grace: dict[SessionId, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
+        #: Lock order: a session id's lock, then a room key's (never the other way round).
+        self.session_locks: KeyedLocks[SessionId] = KeyedLocks()
+        self.room_locks: KeyedLocks[RoomKey] = KeyedLocks()
         self.closing = False
         #: While draining: when ``drain_timeout`` ends the drain (wall clock, s since the epoch).
         self.drain_until: float | None = None
@@ -133,7 +172,7 @@ class RoomService:
         """Enter (or resume) a session; raises ``SignalError`` when refused."""
         if self.closing:
             raise shutdown_refusal()
-        async with self._lock:
+        async with self.session_locks.hold(session_id):
             binding = SessionBinding(user_id, key)
             held = await self._session_dir.bind(session_id, binding)
             if held != binding:
@@ -141,47 +180,63 @@ class RoomService:
             existing = self.sessions.get(session_id)
             if existing is not None and not existing.closed:
                 return self._resume(existing, sink), True
-            room = self.rooms.get(key)
-            if room is None and self.draining:
-                await self._session_dir.release(session_id, binding)
-                raise draining_refusal()
-            if room is None:
-                await self._room_dir.claim(key)
-                router = Router()
-                unticks = [self.worker.add_tick(router.tick)]
-                room = Room(key, router=router, unsubscribe_tick=_all(unticks), events=self.events)
-                adaptation = RoomAdaptation(room)
-                room.adaptation = adaptation
-                unticks.append(self.worker.add_tick(adaptation.tick))
-                self.rooms[key] = room
-                log.info("room created", extra={"room": str(key)})
-                self.events.room_started(room)
-            refusal = self._refusal(room, user_id)
-            if refusal is not None:
-                await self._release_if_empty(room)
-                await self._session_dir.release(session_id, binding)
-                raise refusal
-            participant = Participant(
-                room=room,
-                session_id=session_id,
-                user_id=user_id,
-                raw_room_id=raw_room_id,
-                sink=sink,
-                worker=self.worker,
-                max_pending_ice=self._max_pending_ice,
-                max_tracks=self._max_tracks,
-                on_failed=self._failed,
-                glare_yield=self._glare_yield,
-                ice_stall=self._ice_stall,
-            )
-            room.participants[session_id] = participant
-            self.sessions[session_id] = participant
+            async with self.room_locks.hold(key):
+                participant = await self._enter(key, user_id, session_id, raw_room_id, sink)
+        room = participant.room
         participant.send(self._joined(participant, resumed=False))
         room.broadcast(ParticipantJoined(session_id, user_id), participant)
         participant.log.info("joined")
         self.events.participant_joined(participant)
         participant.start()
         return participant, False
+
+    async def _enter(
+        self,
+        key: RoomKey,
+        user_id: UserId,
+        session_id: SessionId,
+        raw_room_id: int | str,
+        sink: SignalSink,
+    ) -> Participant:
+        """The new session's part of ``join``, under its session lock and the room's lock: find
+        or create the room, check the caps, insert the participant."""
+        binding = SessionBinding(user_id, key)
+        room = self.rooms.get(key)
+        if room is None and self.draining:
+            await self._session_dir.release(session_id, binding)
+            raise draining_refusal()
+        if room is None:
+            await self._room_dir.claim(key)
+            router = Router()
+            unticks = [self.worker.add_tick(router.tick)]
+            room = Room(key, router=router, unsubscribe_tick=_all(unticks), events=self.events)
+            adaptation = RoomAdaptation(room)
+            room.adaptation = adaptation
+            unticks.append(self.worker.add_tick(adaptation.tick))
+            self.rooms[key] = room
+            log.info("room created", extra={"room": str(key)})
+            self.events.room_started(room)
+        refusal = self._refusal(room, user_id)
+        if refusal is not None:
+            await self._release_if_empty(room)
+            await self._session_dir.release(session_id, binding)
+            raise refusal
+        participant = Participant(
+            room=room,
+            session_id=session_id,
+            user_id=user_id,
+            raw_room_id=raw_room_id,
+            sink=sink,
+            worker=self.worker,
+            max_pending_ice=self._max_pending_ice,
+            max_tracks=self._max_tracks,
+            on_failed=self._failed,
+            glare_yield=self._glare_yield,
+            ice_stall=self._ice_stall,
+        )
+        room.participants[session_id] = participant
+        self.sessions[session_id] = participant
+        return participant
 
     def _refusal(self, room: Room[Participant], user_id: UserId) -> SignalError | None:
         """Why a new session may not enter ``room`` (None: it may)."""
@@ -268,19 +323,26 @@ class RoomService:
             del self.sessions[participant.session_id]
         self.events.session_closing(participant)
         participant.close()
-        await self._session_dir.release(
-            participant.session_id,
-            SessionBinding(participant.user_id, room.key),
-            linger=self._resume_grace + SESSION_LINGER,
-        )
+        session_id = participant.session_id
+        async with self.session_locks.hold(session_id):
+            # a join with this id since (same user and room: the same binding) now owns it
+            if session_id not in self.sessions:
+                await self._session_dir.release(
+                    session_id,
+                    SessionBinding(participant.user_id, room.key),
+                    linger=self._resume_grace + SESSION_LINGER,
+                )
         room.broadcast(
             ParticipantLeft(participant.session_id, participant.user_id, reason), participant
         )
         participant.log.info("left (%s)", reason)
         self.events.participant_left(participant, reason)
-        await self._release_if_empty(room)
+        async with self.room_locks.hold(room.key):
+            await self._release_if_empty(room)
 
     async def _release_if_empty(self, room: Room[Participant]) -> None:
+        """Drop ``room`` if it is empty and still this key's room (the caller holds its lock, so
+        no join claims the key while its lease is being released)."""
         if len(room) == 0 and self.rooms.get(room.key) is room:
             del self.rooms[room.key]
             room.close()
