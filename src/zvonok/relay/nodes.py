@@ -43,7 +43,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -60,7 +60,7 @@ from ..cluster.timing import JOIN_LEGS, LegTimes
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
 from ..rooms.port import CallRooms, CallSession
-from ..rooms.service import shutdown_refusal
+from ..rooms.service import KeyedLocks, shutdown_refusal
 from ..rooms.sink import SignalSink
 from ..signaling.messages import IcePayload, parse_track_settings
 from .frames import Frame
@@ -236,8 +236,9 @@ class ClusteredRooms:
         self._by_room: dict[RoomKey, set[RemoteSession]] = {}
         #: Owner side: sessions an edge node relays here, by (edge node, relay).
         self.served: dict[tuple[str, int], tuple[CallSession, RelaySink]] = {}
-        #: Per room being joined here: its lock and how many joins hold or await it.
-        self._locks: dict[RoomKey, tuple[asyncio.Lock, list[int]]] = {}
+        #: Per room being joined here: serializes this node's joins of it (the claim, then the
+        #: join); a room's lock is forgotten when no join holds or awaits it.
+        self._locks: KeyedLocks[RoomKey] = KeyedLocks()
         self._tasks: set[asyncio.Task[None]] = set()
         #: Joins relayed to other nodes and served for other nodes, for metrics.
         self.relayed_joins = 0
@@ -373,22 +374,6 @@ class ClusteredRooms:
                     del self._by_room[session.room]
         return session
 
-    @contextlib.asynccontextmanager
-    async def _room_lock(self, key: RoomKey) -> AsyncIterator[None]:
-        """Serialize this node's joins of one room (the claim, then the join)."""
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0] and self._locks.get(key) is entry:
-                del self._locks[key]
-
     async def _join_here(
         self,
         key: RoomKey,
@@ -397,7 +382,7 @@ class ClusteredRooms:
         raw_room_id: int | str,
         sink: SignalSink,
     ) -> CallSession | _Moved:
-        async with self._room_lock(key):
+        async with self._locks.hold(key):
             claimed = False
             if key not in self.leases.held:
                 if self.inner.closing:
