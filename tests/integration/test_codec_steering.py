@@ -67,6 +67,12 @@ async def join_to_first_frame(peer: ReportPeer, from_user: str, colour: str) -> 
     return (first - joined) / 1000
 
 
+def received_codec(report: PeerReport, track_id: object) -> str:
+    """The codec (mime type, lower case) ``report`` names for ``track_id``; "" if none."""
+    raw = [t for t in report.raw["tracks"] if t.get("id") == track_id]
+    return str(raw[0].get("codec", "")).lower() if raw else ""
+
+
 def summary(what: str, times: list[float]) -> str:
     line = (
         f"{what}: join → first decoded frame, {len(times)} runs: median "
@@ -126,8 +132,8 @@ async def test_an_h264_only_chromium_subscriber_sees_a_vp8_camera(
         )  # fmt: skip
         times.append(await join_to_first_frame(sub, "alice", "red"))
         track = await sub.wait_receiving(from_user="alice", color="red", timeout=WAIT)
-        raw = [t for t in (await sub.report()).raw["tracks"] if t.get("id") == track.id]
-        assert str(raw[0].get("codec", "")).lower() == "video/h264", raw
+        report = await sub.report()
+        assert received_codec(report, track.id) == "video/h264", report.raw["tracks"]
         assert await outbound_codec(alice, {"video/h264"}) == "video/h264"
         await sub.leave()
         await sub.close()
@@ -258,11 +264,6 @@ async def sdk_sending(
             return state
         await asyncio.sleep(0.25)
     raise AssertionError(f"the publisher never got to: {what}; last {state}")
-
-
-def received_codec(report: PeerReport, track_id: object) -> str:
-    raw = [t for t in report.raw["tracks"] if t.get("id") == track_id]
-    return str(raw[0].get("codec", "")).lower() if raw else ""
 
 
 @pytest.mark.browser
