@@ -25,7 +25,7 @@ from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
 from zvonok.media.packets.codecs import (
     Vp8Descriptor,
-    rewrite_vp8_ids,
+    shift_vp8_picture_id,
     vp8_is_keyframe,
     vp8_temporal_info,
 )
@@ -105,23 +105,23 @@ def test_malformed_twins_raise_clearly(hex_data: str, message: str) -> None:
         Vp8Descriptor.parse(data)
     if len(data) < 6:
         assert vp8_temporal_info(data) is None  # the per-packet reader never raises
-    with pytest.raises(ValueError):
-        rewrite_vp8_ids(data, picture_id=1)
 
 
-def test_rewrite_picture_id_and_tl0picidx_in_their_own_width() -> None:
+def test_shift_the_picture_id_in_its_own_width() -> None:
     packet = rtp(7, 1234, payload=CHROME_DELTA)
     start = rtp_header_size(packet)
-    out = rewrite_vp8_ids(packet, start, picture_id=0x8001, tl0_pic_idx=0x1FF)
-    assert out[:start] == packet[:start] and out[start + 6 :] == packet[start + 6 :]
+    info = vp8_temporal_info(packet, start)
+    assert info is not None
+    out = shift_vp8_picture_id(packet, info[2], 0x1235)  # 0x1234 - 0x1235: wraps in 15 bits
+    assert out[: start + 2] == packet[: start + 2] and out[start + 4 :] == packet[start + 4 :]
     d = Vp8Descriptor.parse(out[start:])
-    assert (d.picture_id, d.tl0_pic_idx, d.temporal_id, d.layer_sync) == (1, 0xFF, 2, True)
-    short = rewrite_vp8_ids(bytes.fromhex("b1 b0 15 47"), picture_id=130)
-    assert Vp8Descriptor.parse(short).picture_id == 2  # 7 bits: modulo 128
-    with pytest.raises(ValueError, match=r"no TL0PICIDX"):
-        rewrite_vp8_ids(bytes.fromhex("b1 b0 15 47"), tl0_pic_idx=1)
-    with pytest.raises(ValueError, match=r"no picture id"):
-        rewrite_vp8_ids(bytes.fromhex("90 20 47 01"), picture_id=1)
+    assert (d.picture_id, d.tl0_pic_idx, d.temporal_id, d.layer_sync) == (0x7FFF, 0x2A, 2, True)
+    assert d.long_picture_id
+    short = bytes.fromhex("b1 b0 15 47")
+    info = vp8_temporal_info(short)
+    assert info is not None
+    assert Vp8Descriptor.parse(shift_vp8_picture_id(short, info[2], -109)).picture_id == 2
+    assert not Vp8Descriptor.parse(short).long_picture_id  # 7 bits: 21 + 109 = 130, modulo 128
 
 
 @settings(max_examples=300, deadline=None)
@@ -143,7 +143,7 @@ def test_temporal_reader_agrees_with_the_parser(data: bytes) -> None:
     assert again == d
     if d.picture_id is not None:
         mask = 0x7FFF if d.long_picture_id else 0x7F
-        again = Vp8Descriptor.parse(rewrite_vp8_ids(data, picture_id=d.picture_id + 1))
+        again = Vp8Descriptor.parse(shift_vp8_picture_id(data, pid_pos, -1))
         assert again.picture_id == (d.picture_id + 1) & mask
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from struct import unpack_from
 from typing import Literal, Protocol
 
-from ..packets.codecs import Vp8Descriptor, rewrite_vp8_ids, vp8_is_keyframe, vp8_temporal_info
+from ..packets.codecs import shift_vp8_picture_id, vp8_is_keyframe, vp8_temporal_info
 from ..packets.rtcp import (
     ReportBlock,
     SenderReport,
@@ -281,7 +281,7 @@ class _TemporalFilter:
         if pid_pos < 0:
             shift = 0
         if shift:
-            packet = _shift_picture_id(packet, pid_pos, shift)
+            packet = shift_vp8_picture_id(packet, pid_pos, shift)
         self._send(consumer, core, packet, keyframe, shift)
         if self.pending:
             self._skip_pending(core)
@@ -335,30 +335,16 @@ class _TemporalFilter:
         self.pending.clear()
 
 
-def _shift_picture_id(packet: bytes, pid_pos: int, shift: int) -> bytes:
-    """``packet`` with its VP8 PictureID (at ``pid_pos``, as ``vp8_temporal_info`` found it)
-    lowered by ``shift``, in its own 7 or 15 bits (RFC 7741 §4.2)."""
-    out = bytearray(packet)
-    if out[pid_pos] & 0x80:
-        pid = ((out[pid_pos] & 0x7F) << 8 | out[pid_pos + 1]) - shift
-        out[pid_pos] = 0x80 | (pid >> 8) & 0x7F
-        out[pid_pos + 1] = pid & 0xFF
-    else:
-        out[pid_pos] = (out[pid_pos] - shift) & 0x7F
-    return bytes(out)
-
-
 def _shift_stored(packet: bytes, shift: int) -> bytes:
     """A stored (history) packet with the PictureID shift it was sent with (NACK answers)."""
     try:
         start = rtp_header_size(packet)
-        d = Vp8Descriptor.parse(memoryview(packet)[start:])
     except ValueError:
         return packet
-    if d.picture_id is None:
+    info = vp8_temporal_info(packet, start)
+    if info is None or info[2] < 0:
         return packet
-    mask = 0x7FFF if d.long_picture_id else 0x7F
-    return rewrite_vp8_ids(packet, start, picture_id=(d.picture_id - shift) & mask)
+    return shift_vp8_picture_id(packet, info[2], shift)
 
 
 class Consumer:

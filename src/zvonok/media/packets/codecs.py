@@ -157,30 +157,17 @@ def vp8_temporal_info(data: Payload, start: int = 0) -> tuple[int, bool, int] | 
     return (-1, False, pid_pos)
 
 
-def rewrite_vp8_ids(
-    data: Payload, start: int = 0, *, picture_id: int | None = None, tl0_pic_idx: int | None = None
-) -> bytes:
-    """A copy of ``data`` (an RTP packet, its VP8 payload at ``start``; or a bare payload) with
-    the descriptor's PictureID and/or TL0PICIDX replaced (RFC 7741 §4.2), in the field's own
-    width: a 7-bit picture id is written modulo 128, a 15-bit one modulo 32768. ``ValueError``
-    when the descriptor is truncated or lacks a field asked for."""
-    d = Vp8Descriptor.parse(memoryview(data)[start:])
+def shift_vp8_picture_id(data: Payload, pid_pos: int, shift: int) -> bytes:
+    """A copy of ``data`` with the VP8 PictureID at ``pid_pos`` (as ``vp8_temporal_info`` found
+    it) lowered by ``shift`` (raised when negative), in the field's own width (RFC 7741 §4.2):
+    a 7-bit picture id modulo 128, a 15-bit one (M=1) modulo 32768."""
     out = bytearray(data)
-    pos = start + 2
-    if picture_id is not None:
-        if d.picture_id is None:
-            raise ValueError("VP8 descriptor has no picture id (I=0)")
-        if d.long_picture_id:
-            out[pos] = 0x80 | (picture_id >> 8) & 0x7F
-            out[pos + 1] = picture_id & 0xFF
-        else:
-            out[pos] = picture_id & 0x7F
-    if d.picture_id is not None:
-        pos += 2 if d.long_picture_id else 1
-    if tl0_pic_idx is not None:
-        if d.tl0_pic_idx is None:
-            raise ValueError("VP8 descriptor has no TL0PICIDX (L=0)")
-        out[pos] = tl0_pic_idx & 0xFF
+    if out[pid_pos] & 0x80:
+        pid = ((out[pid_pos] & 0x7F) << 8 | out[pid_pos + 1]) - shift
+        out[pid_pos] = 0x80 | (pid >> 8) & 0x7F
+        out[pid_pos + 1] = pid & 0xFF
+    else:
+        out[pid_pos] = (out[pid_pos] - shift) & 0x7F
     return bytes(out)
 
 
