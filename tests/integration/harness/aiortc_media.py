@@ -291,10 +291,13 @@ class Receiver:
             return {**r.frozen, **base, "ended": True}
         track = r.transceiver.receiver.track
         counter = self.counters.get(id(track), _Counter())
+        # aiortc keeps one inbound-rtp entry per SSRC it saw, the RTX SSRC included (a single
+        # retransmission or probe adds an entry that then stays still): the receiver's packets
+        # are their sum, never whichever entry happens to come last.
         packets = None
         for stat in (await r.transceiver.receiver.getStats()).values():
             if stat.type == "inbound-rtp":
-                packets = stat.packetsReceived
+                packets = (packets or 0) + stat.packetsReceived
         receiving = r.transceiver.currentDirection in ("recvonly", "sendrecv") and not r.paused_seen
         now = time.monotonic()
         out = {
