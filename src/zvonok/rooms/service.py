@@ -47,6 +47,8 @@ PEER_CLOSE_DELAY = 1.0
 MEDIA_RECHECK = 5.0
 #: How long an ended session's id stays bound to its user, beyond the resume grace.
 SESSION_LINGER = 300.0
+#: How long ``close`` waits for joins under way before it cancels them (and for their releases).
+JOIN_SETTLE = 2.0
 #: WebSocket close code after the session's media connection failed (docs/protocol.md).
 MEDIA_FAILED_CLOSE_CODE = 4002
 #: The ``error`` of a join that would create a room on a draining node, and of the sessions still
@@ -140,6 +142,12 @@ class RoomService:
         self._ice_stall = ice_stall
         self._grace: dict[SessionId, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Tasks inside ``join`` now (``close`` waits for them), and releases of the bindings of
+        #: cancelled joins (``close`` waits for them too).
+        self._joining: set[asyncio.Task[Any]] = set()
+        self._joins_done = asyncio.Event()
+        self._joins_done.set()
+        self._releases: set[asyncio.Task[None]] = set()
         #: Lock order: a session id's lock, then a room key's (never the other way round).
         self.session_locks: KeyedLocks[SessionId] = KeyedLocks()
         self.room_locks: KeyedLocks[RoomKey] = KeyedLocks()
@@ -169,19 +177,53 @@ class RoomService:
         raw_room_id: int | str,
         sink: SignalSink,
     ) -> tuple[Participant, bool]:
-        """Enter (or resume) a session; raises ``SignalError`` when refused."""
+        """Enter (or resume) a session; raises ``SignalError`` when refused.
+
+        Whatever ends a join before it made a session (a refusal, an error, a cancellation: its
+        client went, or a close cancelled it) releases the session id's binding it made, unless
+        a session with that id exists (a resume, or a newer join of the id that got there
+        first). A join under way when ``begin_shutdown`` or ``close`` starts is refused with
+        ``shutdown`` at its next step; ``close`` waits for it (module docstring)."""
         if self.closing:
             raise shutdown_refusal()
-        async with self.session_locks.hold(session_id):
-            binding = SessionBinding(user_id, key)
-            held = await self._session_dir.bind(session_id, binding)
-            if held != binding:
-                raise SignalError("session-taken", "this sessionId belongs to another session")
-            existing = self.sessions.get(session_id)
-            if existing is not None and not existing.closed:
-                return self._resume(existing, sink), True
-            async with self.room_locks.hold(key):
-                participant = await self._enter(key, user_id, session_id, raw_room_id, sink)
+        task = asyncio.current_task()
+        assert task is not None
+        self._joining.add(task)
+        self._joins_done.clear()
+        binding = SessionBinding(user_id, key)
+        #: The binding may be in force and no session holds it: an exit now releases it.
+        unowned = False
+        try:
+            async with self.session_locks.hold(session_id):
+                unowned = True  # a cancelled bind may have been made all the same
+                held = await self._session_dir.bind(session_id, binding)
+                unowned = held == binding
+                if not unowned:
+                    raise SignalError("session-taken", "this sessionId belongs to another session")
+                existing = self.sessions.get(session_id)
+                if existing is not None and not existing.closed:
+                    unowned = False  # the existing session's binding
+                    if self.closing:
+                        raise shutdown_refusal()
+                    return self._resume(existing, sink), True
+                try:
+                    async with self.room_locks.hold(key):
+                        participant = await self._enter(key, user_id, session_id, raw_room_id, sink)
+                except Exception:
+                    # refused (or failed) under the session lock: free the id before the next
+                    # join of it looks
+                    await self._session_dir.release(session_id, binding)
+                    unowned = False
+                    raise
+                unowned = False
+        except asyncio.CancelledError:
+            if unowned:
+                self._release_abandoned(session_id, binding)
+            raise
+        finally:
+            self._joining.discard(task)
+            if not self._joining:
+                self._joins_done.set()
         room = participant.room
         participant.send(self._joined(participant, resumed=False))
         room.broadcast(ParticipantJoined(session_id, user_id), participant)
@@ -189,6 +231,24 @@ class RoomService:
         self.events.participant_joined(participant)
         participant.start()
         return participant, False
+
+    def _release_abandoned(self, session_id: SessionId, binding: SessionBinding) -> None:
+        """A cancelled join may have bound ``session_id``: release it (lingering for the user,
+        who may join again with it), unless a session with the id exists by the time the
+        session lock is free (a newer join of the id waited for the lock and now owns the
+        binding, which has the same value). The release is a task of the service (``close``
+        waits for it), so the cancellation itself waits for nothing."""
+
+        async def release() -> None:
+            async with self.session_locks.hold(session_id):
+                if session_id not in self.sessions:
+                    await self._session_dir.release(
+                        session_id, binding, linger=self._resume_grace + SESSION_LINGER
+                    )
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def _enter(
         self,
@@ -199,11 +259,14 @@ class RoomService:
         sink: SignalSink,
     ) -> Participant:
         """The new session's part of ``join``, under its session lock and the room's lock: find
-        or create the room, check the caps, insert the participant."""
-        binding = SessionBinding(user_id, key)
+        or create the room, check the caps, insert the participant (``join`` releases the
+        session's binding when this raises). The last check of ``closing`` is in ``_refusal``,
+        with no wait between it and the insert: a join either is in the sessions ``close``
+        ends or sees ``closing``."""
         room = self.rooms.get(key)
+        if self.closing:  # begin_shutdown or close started while this join waited
+            raise shutdown_refusal()
         if room is None and self.draining:
-            await self._session_dir.release(session_id, binding)
             raise draining_refusal()
         if room is None:
             await self._room_dir.claim(key)
@@ -219,7 +282,6 @@ class RoomService:
         refusal = self._refusal(room, user_id)
         if refusal is not None:
             await self._release_if_empty(room)
-            await self._session_dir.release(session_id, binding)
             raise refusal
         participant = Participant(
             room=room,
@@ -240,6 +302,8 @@ class RoomService:
 
     def _refusal(self, room: Room[Participant], user_id: UserId) -> SignalError | None:
         """Why a new session may not enter ``room`` (None: it may)."""
+        if self.closing:
+            return shutdown_refusal()
         if self._max_participants and len(room) >= self._max_participants:
             return SignalError("room-full", "the room has reached its participant limit")
         cap = self._max_sessions_per_user
@@ -394,11 +458,28 @@ class RoomService:
             participant.send(Error(code, message, retry_after_ms=1000))
             participant.sink.close(1012, reason)
 
+    async def _joins_settled(self) -> bool:
+        """Wait ``JOIN_SETTLE`` at most for the joins under way to end; whether they did."""
+        try:
+            await asyncio.wait_for(self._joins_done.wait(), JOIN_SETTLE)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
-        """Shutdown: end every session (clients were told by the signaling layer)."""
+        """Shutdown: end every session (clients were told by the signaling layer). Joins under
+        way finish first (each is refused with ``shutdown`` at its next step, or made its session
+        before ``closing`` was set and is ended here); those still waiting after
+        ``JOIN_SETTLE`` (a directory that does not answer) are cancelled."""
         self.closing = True
+        if not await self._joins_settled():
+            for task in list(self._joining):
+                task.cancel()
+            await self._joins_settled()
         for participant in list(self.sessions.values()):
             await self.leave(participant, "shutdown")
+        if self._releases:
+            await asyncio.wait(list(self._releases), timeout=JOIN_SETTLE)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
