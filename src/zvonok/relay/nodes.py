@@ -29,7 +29,10 @@ there ``error`` ``node-lost`` and closes it with 1012: the client resumes with t
 ``sessionId`` and the room is claimed again elsewhere. A broken link from an edge detaches the
 sessions it carried (they wait ``resume_grace`` for the client). Redis unreachable: joins that need
 it get ``cluster-unavailable`` with ``retryAfterMs`` and close 1013; a room whose lease went to
-another node (split brain, §4) has its sessions told ``room-moved`` (1012).
+another node (split brain, §4) has its sessions told ``room-moved`` (1012). A relayed join the
+edge gives up (no answer within ``JOIN_WAIT``, or its task cancelled) is a ``detach`` to the owner,
+which detaches the session once its join ends if it is still running; a join relayed while the
+edge shuts down is refused with ``shutdown`` (1012).
 
 Timing (issue 14 "Numbers"): how each relayed join's owner was found (``located``) and how long
 its legs took (``timings``, ``cluster.timing``: the lease lookup, the request, the owner's join
@@ -173,6 +176,9 @@ class OwnedRooms:
         except ClusterUnavailable as exc:
             self.live.discard(room)
             raise exc.refusal() from None
+        except BaseException:  # cancelled: the room was not made
+            self.live.discard(room)
+            raise
         if not isinstance(result, Claimed):
             self.live.discard(room)
             raise room_moved()
@@ -236,6 +242,9 @@ class ClusteredRooms:
         self._by_room: dict[RoomKey, set[RemoteSession]] = {}
         #: Owner side: sessions an edge node relays here, by (edge node, relay).
         self.served: dict[tuple[str, int], tuple[CallSession, RelaySink]] = {}
+        #: Owner side: joins being served, by (edge node, relay) → whether the edge gave the
+        #: join up meanwhile (its ``detach`` came first: the session is detached once made).
+        self._serving: dict[tuple[str, int], bool] = {}
         #: Per room being joined here: serializes this node's joins of it (the claim, then the
         #: join); a room's lock is forgotten when no join holds or awaits it.
         self._locks: KeyedLocks[RoomKey] = KeyedLocks()
@@ -293,6 +302,8 @@ class ClusteredRooms:
                 target, bound = await self._locate(key, session_id, SessionBinding(user_id, key))
             if target == self.node_id:
                 result = await self._join_here(key, user_id, session_id, raw_room_id, sink)
+            elif self.closing:  # begin_shutdown ran while the owner was looked up
+                raise shutdown_refusal()
             else:
                 result = await self._join_remote(
                     target, key, user_id, session_id, raw_room_id, sink, bound=bound
@@ -434,18 +445,36 @@ class ClusteredRooms:
         started = time.perf_counter()
         try:
             value = await link.request("join", params, relay=relay, wait=JOIN_WAIT)
-        except LinkClosed:
+        except SignalError:  # refused by the owner: it made no session
             self._untrack(node, relay)
+            raise
+        except LinkClosed:  # no answer in time, or the link broke
+            self._untrack(node, relay)
+            self._abandon(link, relay)
             raise node_lost() from None
-        except BaseException:
+        except BaseException:  # cancelled (the edge closes), or the answer did not decode
             self._untrack(node, relay)
+            self._abandon(link, relay)
             raise
         if isinstance(value, dict) and "moved" in value:
             self._untrack(node, relay)
             return _Moved(str(value["moved"]))
+        if self.closing:  # begin_shutdown ran while the owner served the join
+            self._untrack(node, relay)
+            self._abandon(link, relay)
+            raise shutdown_refusal()
         self.relayed_joins += 1
         self._time_request(node, session_id, time.perf_counter() - started, value)
         return session
+
+    @staticmethod
+    def _abandon(link: Link, relay: int) -> None:
+        """The edge gave up a join it relayed (no answer in time, or cancelled): tell the owner,
+        which may still be serving it, that its client is gone (``detach``: the session waits
+        ``resume_grace`` for the client there, as after any dropped socket, then ends)."""
+        if not link.closed.is_set():
+            with contextlib.suppress(LinkClosed):
+                link.notify("detach", {}, relay=relay)
 
     def _time_request(self, node: str, session_id: SessionId, took: float, value: Any) -> None:
         """Count a relayed join's request and, when the owner said how long it took
@@ -502,9 +531,16 @@ class ClusteredRooms:
         if params.get("bound") is True and self.bindings is not None:
             self.bindings.bound_by_peer(session_id, SessionBinding(user_id, key))
         sink = RelaySink(self.bus.link(peer), relay)
-        result = await self._join_here(key, user_id, session_id, params["rawRoomId"], sink)
+        self._serving[(peer, relay)] = False
+        try:
+            result = await self._join_here(key, user_id, session_id, params["rawRoomId"], sink)
+        finally:
+            abandoned = self._serving.pop((peer, relay), False)
         if isinstance(result, _Moved):
             return {"moved": result.owner}
+        if abandoned:  # the edge gave the join up meanwhile: its client is gone
+            result.detach(sink)
+            return {"servedUs": round((time.perf_counter() - started) * 1e6)}
         self.served[(peer, relay)] = (result, sink)
         self.served_joins += 1
         took = time.perf_counter() - started
@@ -513,11 +549,13 @@ class ClusteredRooms:
 
     def on_note(self, peer: str, frame: Frame) -> None:
         method = frame.method
-        if method == "detach":  # edge → owner: the client's socket dropped
+        if method == "detach":  # edge → owner: the client's socket dropped, or the edge gave up
             served = self.served.pop((peer, frame.relay), None)
             if served is not None:
                 session, sink = served
                 session.detach(sink)
+            elif (peer, frame.relay) in self._serving:
+                self._serving[(peer, frame.relay)] = True
             return
         remote = self.remote.get((peer, frame.relay))  # owner → edge: send, close, ended
         if remote is not None:
