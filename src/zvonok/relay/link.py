@@ -13,7 +13,8 @@ last ``seq`` received. A duplicate (``seq`` already seen) is dropped. Frames sta
 acknowledged. Two transports:
 
 - ``StreamTransport`` (the worker link, a Unix socket): nothing is lost, so a gap closes the
-  link, and the record only bounds a peer that stops acknowledging.
+  link, and the record only bounds a peer that stops acknowledging. Acks ride on the frames a
+  side sends anyway; a standalone ``ack`` goes out only after ``ACK_EVERY`` frames (no timer).
 - A lossy transport (``lossy = True``; the cluster's SignalBus over Redis pub/sub, shared design
   ``cluster.md`` §3 "SignalBus frames"): frames may be lost, duplicated or reordered. A frame
   ahead of the expected ``seq`` is dropped (counted in ``frames_dropped``), a duplicate is
@@ -50,9 +51,13 @@ MAX_WRITE_BUFFER: Final = 64 * 1024 * 1024
 CLOSE_TIMEOUT: Final = 1.0
 #: Requests of the peer served at once, at most (more: answered ``busy``).
 MAX_SERVING: Final = 10_000
-#: A standalone ``ack`` goes out this long after a frame arrived, if nothing else carried it.
+#: A lossy link's standalone ``ack`` goes out this long after a frame arrived, if nothing else
+#: carried it (the sender resends what is not acknowledged).
 ACK_DELAY: Final = 0.05
-#: ...or at once after this many unacknowledged frames.
+#: ...or at once after this many unacknowledged frames; a stream link acknowledges only so, or
+#: on a frame it sends anyway: its peer's record of unacknowledged frames stays below this many
+#: (plus what its own frames carry), and an idle link sends nothing at all (no timer, no wake-up
+#: on either side for an ``ack`` after each one-way note).
 ACK_EVERY: Final = 64
 #: A lossy link resends its unacknowledged frames when the oldest is this old (§3: every 1 s).
 RESEND_INTERVAL: Final = 1.0
@@ -214,6 +219,8 @@ class Link:
         self._resend_interval = resend_interval
         self._progress_timeout = progress_timeout
         self._paused = paused
+        #: A standalone ack's delay: lossy links only (a stream link acks every ACK_EVERY frames)
+        self._ack_delay = ACK_DELAY if transport.lossy else None
         self._sent = 0
         self._received = 0
         self._acked_to_peer = 0
@@ -249,6 +256,12 @@ class Link:
     @property
     def unacked_bytes(self) -> int:
         return self._unacked_bytes
+
+    @property
+    def sent_seq(self) -> int:
+        """The sequence number of the last frame this side sent (the next one takes one more:
+        ``request`` and ``notify`` send before they return or first wait)."""
+        return self._sent
 
     @property
     def transport(self) -> Transport:
@@ -334,8 +347,8 @@ class Link:
     def _schedule_ack(self) -> None:
         if self._received - self._acked_to_peer >= ACK_EVERY:
             self._send_ack()
-        elif self._ack_timer is None:
-            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_ack)
+        elif self._ack_timer is None and self._ack_delay is not None:
+            self._ack_timer = asyncio.get_running_loop().call_later(self._ack_delay, self._send_ack)
 
     def _send_ack(self) -> None:
         self._ack_timer = None
