@@ -34,10 +34,13 @@ row; only while its Redis health is ``ok``: after an outage (Redis restarted emp
 keys come back with each node's reconcile, and a key missing meanwhile is no lost node.
 
 **Sending** never blocks and never raises for Redis trouble: a frame is recorded by its link
-(until acknowledged), then put on one bounded send queue that one task drains in pipelined
-batches through the ``RedisClusterHealth`` breaker. A frame dropped there (queue full, Redis
-down) goes out again with the link's next resend. ``timings`` (``cluster.timing``) holds how long
-messages waited on that queue (``send_wait``) and how long each batch took (``publish``).
+(until acknowledged), then put on one bounded send queue that one task drains in batches. While
+Redis is healthy the batches go out pipelined on one connection (``cluster.publisher``): a batch
+is written while the replies of earlier ones are still on their way, in order. While it is
+``degraded`` they go one at a time through the ``RedisClusterHealth`` breaker (its probe every
+500 ms). A frame dropped on the way (queue full, Redis down, a broken pipe) goes out again with
+the link's next resend. ``timings`` (``cluster.timing``) holds how long messages waited on that
+queue (``send_wait``) and how long each batch took, written to its last reply (``publish``).
 
 **Bounds.** Messages: a frame's own ``MAX_FRAME`` (a larger message is dropped unread). Links:
 ``MAX_LINKS`` peers (frames from more are dropped; ``link()`` raises ``LinkClosed``). Per link,
@@ -65,6 +68,7 @@ from ..relay.link import PROGRESS_TIMEOUT, RESEND_INTERVAL, Link, LinkClosed
 from .base import ClusterUnavailable
 from .health import CALL_TIMEOUT, DEGRADED, OK, RedisClusterHealth
 from .keys import Keys
+from .publisher import PipelinedPublisher
 from .timing import BUS_LEGS, LegTimes
 
 log = logging.getLogger(__name__)
@@ -191,6 +195,9 @@ class RedisSignalBus:
         self.links_opened = 0
         self.links_broken: dict[str, int] = {}
         self.timings = LegTimes(BUS_LEGS)
+        self._publisher = PipelinedPublisher(
+            client, health, on_done=self._published, on_failed=self._publish_failed
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -225,6 +232,7 @@ class RedisSignalBus:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._publisher.close()
 
     # ------------------------------------------------------------------ links
     def link(self, peer: str) -> Link:
@@ -316,6 +324,13 @@ class RedisSignalBus:
             pipe.publish(channel, message)
         await self._health.call(pipe.execute)
 
+    def _published(self, count: int, took: float) -> None:
+        self.timings.observe("publish", took)
+        self.published += count
+
+    def _publish_failed(self, count: int) -> None:
+        self.publish_failures += count  # resent from the links' records
+
     async def _send_loop(self) -> None:
         while True:
             queued = [await self._queue.get()]
@@ -324,10 +339,18 @@ class RedisSignalBus:
             started = time.perf_counter()
             self.timings.observe("send_wait", started - queued[0][2])  # the oldest waited most
             batch = [(channel, message) for channel, message, _ in queued]
+            if self._health.status != DEGRADED:
+                try:
+                    await self._publisher.send(batch)  # its callbacks count the batch
+                except ClusterUnavailable:
+                    pass
+                except Exception:
+                    log.exception("signal bus: publishing failed")
+                continue
+            await self._publisher.reset()  # through the breaker: nothing of the pipe in flight
             try:
                 await self._publish(batch)
-                self.timings.observe("publish", time.perf_counter() - started)
-                self.published += len(batch)
+                self._published(len(batch), time.perf_counter() - started)
             except ClusterUnavailable:
                 self.publish_failures += len(batch)  # resent from the links' records
             except Exception:

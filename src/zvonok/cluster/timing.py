@@ -13,8 +13,10 @@ on the node that pays for it (``/metrics``: ``zvonok_cluster_relay_leg_seconds{l
 - ``bus`` (edge): ``request`` − the owner's ``serve`` (the owner says it in its answer): the two
   pub/sub hops and the time each node's event loop took to get to the frame;
 - ``send_wait`` (either, per published batch): how long a message waited on the signal bus's
-  send queue (the previous ``PUBLISH`` batch still out, or the event loop busy);
-- ``publish`` (either): one pipelined ``PUBLISH`` batch, sent to Redis's reply.
+  send queue (``cluster.publisher.MAX_IN_FLIGHT`` batches out already, a connection being
+  opened, Redis ``degraded``, or the event loop busy);
+- ``publish`` (either): one batch of ``PUBLISH``es, written to its last reply (batches are
+  pipelined on one connection: the replies of the batches before it come first).
 
 Imports only the standard library; no Prometheus types (the collector builds the families).
 Implements no RFC.

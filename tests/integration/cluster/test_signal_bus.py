@@ -2,8 +2,10 @@
 ``cluster.md`` §3 "SignalBus frames", §4; issue 14), timing ×0.25: requests and notes both ways
 between two and three nodes; a restarted peer (new boot_id) closes the old link; a killed
 subscriber connection, a stopped (SIGSTOP) Redis and a stopped-then-restarted Redis lose
-nothing (everything sent meanwhile arrives once, in order, and sends never raise); a vanished
-peer breaks the link within the check interval, a silent one within the ack-progress bound.
+nothing (everything sent meanwhile arrives once, in order, and sends never raise); publishes
+are pipelined (several batches in flight on one connection, in order) and a killed publish
+connection loses nothing; a vanished peer breaks the link within the check interval, a silent
+one within the ack-progress bound.
 Each "node" is one bus with its own Redis client, in this process."""
 
 from __future__ import annotations
@@ -255,6 +257,53 @@ async def test_a_killed_subscriber_connection_loses_nothing(
         await until(lambda: len(n2.notes["n1"]) == 300, 5.0)
         assert n2.notes["n1"] == numbered(300)
         assert n1.closed == n2.closed == []
+    finally:
+        await admin.aclose()
+
+
+async def test_a_burst_goes_out_pipelined_and_in_order(
+    nodes: MakeNode, redis_server: RedisServer
+) -> None:
+    """Batches are written while earlier ones' replies are on their way (one connection, so in
+    order): with Redis paused for a moment (less than the 1 s call timeout) several are in
+    flight at once, and everything arrives once, in order, with no failure."""
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 0}))["n"] == 0
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        for n in range(100):
+            link.notify("note", {"n": n}, relay=n % 3 + 1)
+            if n % 10 == 9:
+                await asyncio.sleep(0.01)  # the send task writes the batch queued so far
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    await until(lambda: len(n2.notes["n1"]) == 100, 3.0)
+    assert n2.notes["n1"] == numbered(100)
+    publisher = n1.bus._publisher
+    assert publisher.peak_in_flight >= 5  # the old loop had one batch out at a time
+    assert publisher.connections == 1 and n1.bus.publish_failures == 0
+    assert n1.health.status == "ok" and n1.bus.timings.count("publish") >= 10
+
+
+async def test_a_killed_publish_connection_loses_nothing(
+    nodes: MakeNode, redis_server: RedisServer
+) -> None:
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 0}))["n"] == 0
+    admin = connect(RedisTarget(url=redis_server.url))
+    try:
+        for round_ in range(3):
+            send_notes(link, round_ * 100, round_ * 100 + 50)
+            await asyncio.sleep(0.05)
+            await admin.client_kill_filter(_type="normal", skipme=True)  # the pipe's too
+            send_notes(link, round_ * 100 + 50, round_ * 100 + 100)
+            await asyncio.sleep(0.3)
+        await until(lambda: len(n2.notes["n1"]) == 300, 8.0)
+        assert n2.notes["n1"] == numbered(300)
+        assert n1.closed == n2.closed == []
+        assert n1.bus._publisher.connections >= 2  # a broken pipe opens a new connection
     finally:
         await admin.aclose()
 
