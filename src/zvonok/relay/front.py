@@ -88,6 +88,9 @@ class WorkerHandle:
     claimed: set[RoomKey] = field(default_factory=set)
     joining: dict[RoomKey, int] = field(default_factory=dict)
     bindings: dict[SessionId, SessionBinding] = field(default_factory=dict)
+    #: Session ids the front bound for joins on their way to the worker: the highest such
+    #: join frame's sequence number and the binding (see ``WorkerPool.release``).
+    prebound: dict[SessionId, tuple[int, SessionBinding]] = field(default_factory=dict)
     lost: bool = False
 
     @property
@@ -352,18 +355,31 @@ class WorkerPool:
             found = await self._sessions.lookup(SessionId(str(params["session"])))
             return None if found is None else {"user": found.user_id, "room": str(found.room)}
         if frame.method == "claim":
-            key = RoomKey.parse(str(params["room"]))
-            previous = self.pins.get(key)
-            if previous is not handle:
-                log.warning("worker %d claims room %s pinned elsewhere", handle.index, key)
-                if previous is not None:
-                    previous.rooms.discard(key)
-                    previous.claimed.discard(key)
-            self.pins[key] = handle
-            handle.rooms.add(key)
-            handle.claimed.add(key)
-            return await self._rooms.claim(key)
+            return await self.claim(handle, RoomKey.parse(str(params["room"])))
         raise SignalError("internal", f"unknown front request {frame.method!r}")
+
+    @property
+    def sessions(self) -> SessionDirectory:
+        """The node's session directory (the front binds a joining id in it)."""
+        return self._sessions
+
+    async def claim(self, handle: WorkerHandle, key: RoomKey) -> str:
+        """Claim room ``key`` for the worker ``handle`` and pin it there (the worker is about to
+        create it: the front does this before it forwards the join, or the worker asks)."""
+        previous = self.pins.get(key)
+        if previous is not handle:
+            log.warning("worker %d claims room %s pinned elsewhere", handle.index, key)
+            if previous is not None:
+                previous.rooms.discard(key)
+                previous.claimed.discard(key)
+        self.pins[key] = handle
+        handle.rooms.add(key)
+        handle.claimed.add(key)
+        try:
+            return await self._rooms.claim(key)
+        except BaseException:
+            handle.claimed.discard(key)  # not claimed: the join's end unpins it
+            raise
 
     def _note(self, handle: WorkerHandle, frame: Frame) -> None:
         method = frame.method
@@ -390,6 +406,11 @@ class WorkerPool:
         elif method == "release":
             session_id = SessionId(str(params["session"]))
             binding = SessionBinding(UserId(str(params["user"])), RoomKey.parse(params["room"]))
+            pending = handle.prebound.get(session_id)
+            if pending is not None and pending[1] == binding and frame.ack < pending[0]:
+                # the worker let the id go (an earlier session of it ended) before it saw a join
+                # the front bound it for since: that join holds the binding now
+                return
             if handle.bindings.get(session_id) == binding:
                 del handle.bindings[session_id]
             self._spawn_task(
@@ -480,22 +501,42 @@ class RelayedRooms:
             pinned = self.pool.pins.get(key)
             if pinned is None or not pinned.live:
                 raise draining_refusal()
-        handle = self.pool.place(key)
-        relay = self.pool.next_relay()
+        pool = self.pool
+        handle = pool.place(key)
+        relay = pool.next_relay()
         session = RelayedSession(handle, relay, session_id, sink)
         handle.relays[relay] = session
         handle.joining[key] = handle.joining.get(key, 0) + 1
+        seq = 0
         try:
-            await handle.link.request(
-                "join",
-                {
-                    "room": str(key),
-                    "user": user_id,
-                    "session": session_id,
-                    "rawRoomId": raw_room_id,
-                },
-                relay=relay,
-            )
+            # The front binds the id (and claims a room its worker has not created) before it
+            # forwards the join and sends the answers along: the worker's room service takes
+            # them instead of asking back over the link (a round trip each, behind whatever
+            # else the worker's loop is busy with). An id bound elsewhere is refused here.
+            binding = SessionBinding(user_id, key)
+            held = await pool.sessions.bind(session_id, binding)
+            if held != binding:
+                raise SignalError("session-taken", "this sessionId belongs to another session")
+            handle.bindings[session_id] = binding
+            params: dict[str, Any] = {
+                "room": str(key),
+                "user": user_id,
+                "session": session_id,
+                "rawRoomId": raw_room_id,
+                "bound": True,
+            }
+            if key not in handle.claimed:
+                params["claimed"] = await pool.claim(handle, key)
+            if handle.lost:
+                raise LinkClosed(handle.link.name)
+            # ``request`` sends the frame before it first waits: this is its sequence number
+            seq = handle.link.sent_seq + 1
+            pending = handle.prebound.get(session_id)
+            handle.prebound[session_id] = (max(seq, pending[0] if pending else 0), binding)
+            await handle.link.request("join", params, relay=relay)
+        except ClusterUnavailable as exc:  # the binding or the claim needed Redis
+            handle.relays.pop(relay, None)
+            raise exc.refusal() from None
         except LinkClosed:
             handle.relays.pop(relay, None)
             raise _lost_error() from None
@@ -503,13 +544,18 @@ class RelayedRooms:
             handle.relays.pop(relay, None)
             raise
         finally:
+            pending = handle.prebound.get(session_id)
+            if pending is not None and pending[0] == seq:
+                del handle.prebound[session_id]
             left = handle.joining.get(key, 1) - 1
             if left:
                 handle.joining[key] = left
             else:
                 handle.joining.pop(key, None)
                 if key not in handle.claimed:  # refused before the worker created the room
-                    self.pool.unpin(handle, key)
+                    if pool.pins.get(key) is handle and handle.placed_since_report:
+                        handle.placed_since_report -= 1  # its ramp goes with it
+                    pool.unpin(handle, key)
         return session
 
     @property

@@ -18,10 +18,13 @@ on stdin, the link is the inherited Unix stream socket ``N``. Owns the ``MediaWo
 
 The cluster directories are the front's (``LinkSessionDirectory``, ``LinkRoomDirectory``): a
 session id is bound node-wide, and a room is claimed through the front, which pinned it here.
-Every second the worker reports its load (``load``: CPU fraction, forwarded packets/s, sessions,
-rooms) for placement. The worker ignores SIGINT/SIGTERM (the front drains it) and exits when its
-link closes. A worker cannot tell a relayed session from a local one: it runs the same
-``LocalRooms`` the one-process node runs. Implements no RFC.
+Every second the worker measures its load (``load``: CPU fraction, forwarded packets/s,
+sessions, rooms) on its housekeeping tick and reports it for placement when it changed, at least
+every ``LOAD_HEARTBEAT``. The front binds a joining session's id and claims a new room before it
+forwards the ``join`` (``bound``, ``claimed`` in its frame), so the join does not ask it back.
+The worker ignores SIGINT/SIGTERM (the front drains it) and exits when its link closes. A worker
+cannot tell a relayed session from a local one: it runs the same ``LocalRooms`` the one-process
+node runs. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any, Final
 from ..admin.backend import ADMIN_PREFIX, LocalAdminBackend, serve_admin
 from ..admin.webhook_events import RelayWebhookSink, WebhookObserver
 from ..cluster.base import SessionBinding
+from ..cluster.placement import PPS_CAPACITY
 from ..compose import build_media, build_room_service, state_snapshot
 from ..config import Settings
 from ..errors import SignalError
@@ -54,24 +58,53 @@ from ..rooms.moderation import send_away
 from ..rooms.participant import Participant
 from ..rooms.port import LocalRooms, LocalSession
 from ..rooms.quality import QualityMonitor
-from ..rooms.service import RoomService
+from ..rooms.service import SESSION_LINGER, RoomService
 from ..signaling.messages import IcePayload, parse_track_settings
 from .frames import Frame
 from .link import Link, LinkClosed
 from .sink import RelaySink
 
 log = logging.getLogger("zvonok.relay.worker")
-#: How often a worker reports its load to the front.
+#: How often a worker measures its load (on its housekeeping tick, no timer of its own); it
+#: reports it to the front when it changed (``changed``)...
 LOAD_INTERVAL: Final = 1.0
+#: ...by this much of the placement score (1 % of a core, or 1 500 packets/s), or a session or
+#: room more or less...
+LOAD_STEP: Final = 0.01
+#: ...and at least this often (a ramp the front added for a room that came and went unseen
+#: between two measurements ends then).
+LOAD_HEARTBEAT: Final = 10.0
 
 
 class LinkSessionDirectory:
-    """The front's ``SessionDirectory``, asked over the link."""
+    """The front's ``SessionDirectory``, asked over the link.
+
+    The front binds a joining session's id before it forwards the ``join`` (``bound`` in the
+    frame): ``expect`` records that answer and the join's ``bind`` takes it instead of asking
+    again. A ``release`` of the id drops it (a leave of the id's earlier session released the
+    binding after the front made it: the next ``bind`` asks the front, in order after the
+    release)."""
 
     def __init__(self, link: Link) -> None:
         self._link = link
+        #: Bindings the front made for joins on their way here: session id -> binding.
+        self._bound: dict[SessionId, SessionBinding] = {}
+
+    def expect(self, session_id: SessionId, binding: SessionBinding) -> None:
+        """The front bound ``session_id`` to ``binding`` for a join it forwarded here."""
+        self._bound[session_id] = binding
+
+    def unused(self, session_id: SessionId, binding: SessionBinding) -> bool:
+        """Forget the front's binding for a finished join; True if no ``bind`` took it."""
+        if self._bound.get(session_id) == binding:
+            del self._bound[session_id]
+            return True
+        return False
 
     async def bind(self, session_id: SessionId, binding: SessionBinding) -> SessionBinding:
+        if self._bound.get(session_id) == binding:
+            del self._bound[session_id]
+            return binding  # the front bound it before it forwarded the join
         held = await self._link.request(
             "bind", {"session": session_id, "user": binding.user_id, "room": str(binding.room)}
         )
@@ -80,6 +113,7 @@ class LinkSessionDirectory:
     async def release(
         self, session_id: SessionId, binding: SessionBinding, *, linger: float = 0.0
     ) -> None:
+        self._bound.pop(session_id, None)
         with contextlib.suppress(LinkClosed):
             self._link.notify(
                 "release",
@@ -99,12 +133,29 @@ class LinkSessionDirectory:
 
 
 class LinkRoomDirectory:
-    """The front's ``RoomDirectory``: the front pinned the room here and claims it."""
+    """The front's ``RoomDirectory``: the front pinned the room here and claims it.
+
+    The front claims a room it has not seen created here before it forwards the ``join``
+    (``claimed`` in the frame): ``expect`` records the answer and the ``claim`` of whichever join
+    creates the room takes it instead of asking again."""
 
     def __init__(self, link: Link) -> None:
         self._link = link
+        #: Claims the front made for joins on their way here: room -> the claim's answer.
+        self._claimed: dict[RoomKey, str] = {}
+
+    def expect(self, room: RoomKey, owner: str) -> None:
+        """The front claimed ``room`` (answer ``owner``) for a join it forwarded here."""
+        self._claimed[room] = owner
+
+    def unused(self, room: RoomKey) -> bool:
+        """Forget the front's claim of ``room`` after a join; True if no ``claim`` took it."""
+        return self._claimed.pop(room, None) is not None
 
     async def claim(self, room: RoomKey) -> str:
+        owner = self._claimed.pop(room, None)
+        if owner is not None:
+            return owner  # the front claimed it before it forwarded the join
         return str(await self._link.request("claim", {"room": str(room)}))
 
     async def release(self, room: RoomKey) -> None:
@@ -133,8 +184,13 @@ class WorkerServer:
         service: RoomService,
         metrics: Metrics,
         quality: QualityMonitor,
+        *,
+        sessions: LinkSessionDirectory,
+        rooms: LinkRoomDirectory,
     ) -> None:
         self.index = index
+        self._session_dir = sessions
+        self._room_dir = rooms
         self.settings = settings
         self.media = media
         self.service = service
@@ -148,6 +204,9 @@ class WorkerServer:
         self.stopped = asyncio.Event()
         self._cpu = (time.monotonic(), time.process_time())
         self._sent = 0
+        #: The last load sent to the front, and when (monotonic s).
+        self._reported: dict[str, Any] | None = None
+        self._reported_at = 0.0
 
     # ------------------------------------------------------------------ requests
     async def on_request(self, frame: Frame) -> Any:
@@ -197,20 +256,60 @@ class WorkerServer:
     async def _join(self, relay: int, params: dict[str, Any]) -> None:
         link = self.link
         assert link is not None
+        key = RoomKey.parse(str(params["room"]))
+        user_id = UserId(str(params["user"]))
+        session_id = SessionId(str(params["session"]))
+        binding = SessionBinding(user_id, key)
+        # what the front did before it forwarded the join: the service takes these answers
+        # instead of asking the front again (a round trip each, on every join)
+        bound = params.get("bound") is True
+        claimed = params.get("claimed")
+        if bound:
+            self._session_dir.expect(session_id, binding)
+        if isinstance(claimed, str):
+            self._room_dir.expect(key, claimed)
         sink = RelaySink(link, relay)
         self._sinks[relay] = sink
         try:
-            session = await self.rooms.join(
-                RoomKey.parse(str(params["room"])),
-                UserId(str(params["user"])),
-                SessionId(str(params["session"])),
-                params["rawRoomId"],
-                sink,
-            )
+            session = await self.rooms.join(key, user_id, session_id, params["rawRoomId"], sink)
         except BaseException:
             self._sinks.pop(relay, None)
             raise
+        finally:
+            self._settle(session_id, binding, bound, key, isinstance(claimed, str))
         self._sessions[relay] = session
+
+    def _settle(
+        self,
+        session_id: SessionId,
+        binding: SessionBinding,
+        bound: bool,
+        key: RoomKey,
+        claimed: bool,
+    ) -> None:
+        """After a join: give the front back what it made for it and nobody took (the join was
+        refused before the service asked: the claim of a room never created here, the binding
+        of an id no session here holds, which lingers for its user as after a leave)."""
+        if claimed and self._room_dir.unused(key) and key not in self.service.rooms:
+            with contextlib.suppress(LinkClosed):
+                assert self.link is not None
+                self.link.notify("room-released", {"room": str(key)})
+        if (
+            bound
+            and self._session_dir.unused(session_id, binding)
+            and session_id not in self.service.sessions
+        ):
+            with contextlib.suppress(LinkClosed):
+                assert self.link is not None
+                self.link.notify(
+                    "release",
+                    {
+                        "session": session_id,
+                        "user": binding.user_id,
+                        "room": str(binding.room),
+                        "linger": self.settings.resume_grace + SESSION_LINGER,
+                    },
+                )
 
     def on_note(self, frame: Frame) -> None:
         if frame.method == "shutdown":
@@ -246,13 +345,36 @@ class WorkerServer:
             "rooms": len(self.service.rooms),
         }
 
-    async def report_load(self) -> None:
-        while True:
-            await asyncio.sleep(LOAD_INTERVAL)
-            if self.link is None or self.link.closed.is_set():
-                return
-            with contextlib.suppress(LinkClosed):
-                self.link.notify("load", self.load())
+    def on_tick(self, now: float) -> None:
+        """The media worker's housekeeping tick: measure the load every ``LOAD_INTERVAL`` and
+        report it when it changed (``changed``) or ``LOAD_HEARTBEAT`` after the last report, so
+        an idle worker neither wakes up on its own for it nor wakes the front."""
+        then = self._cpu[0]
+        mono = time.monotonic()
+        if mono - then < LOAD_INTERVAL * 0.98:
+            return
+        load = self.load()
+        if not changed(self._reported, load) and mono - self._reported_at < LOAD_HEARTBEAT:
+            return
+        if self.link is None or self.link.closed.is_set():
+            return
+        with contextlib.suppress(LinkClosed):
+            self.link.notify("load", load)
+            self._reported = load
+            self._reported_at = mono
+
+
+def changed(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
+    """Whether load ``now`` is worth a report after ``before`` (the last one sent): another
+    session or room count, or a CPU fraction or packet rate that moves the worker's placement
+    score (``relay.front.WorkerHandle.score``) by ``LOAD_STEP`` or more."""
+    if before is None:
+        return True
+    if before.get("sessions") != now["sessions"] or before.get("rooms") != now["rooms"]:
+        return True
+    if abs(float(before.get("cpu", 0.0)) - float(now["cpu"])) >= LOAD_STEP:
+        return True
+    return abs(float(before.get("pps", 0.0)) - float(now["pps"])) / PPS_CAPACITY >= LOAD_STEP
 
 
 def _notifier(link: Link) -> Callable[[str, dict[str, Any]], None]:
@@ -277,12 +399,10 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
         holder["server"].on_note(frame)
 
     link = Link(reader, writer, name=f"worker-{index}", on_request=on_request, on_note=on_note)
+    session_dir = LinkSessionDirectory(link)
+    room_dir = LinkRoomDirectory(link)
     service = build_room_service(
-        settings,
-        media,
-        sessions=LinkSessionDirectory(link),
-        rooms=LinkRoomDirectory(link),
-        events=events,
+        settings, media, sessions=session_dir, rooms=room_dir, events=events
     )
     metrics = Metrics(rooms=service, worker=media, tick_interval=TICK_INTERVAL)
     quality = QualityMonitor(
@@ -292,12 +412,18 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     events.add(_EndedObserver())
     if settings.webhook_urls:
         events.add(WebhookObserver(RelayWebhookSink(_notifier(link))))
-    server = WorkerServer(index, settings, media, service, metrics, quality)
+    server = WorkerServer(
+        index, settings, media, service, metrics, quality, sessions=session_dir, rooms=room_dir
+    )
     server.link = link
     holder["server"] = server
     link.start()
     await media.start()
-    unsubscribe = [media.add_tick(metrics.on_tick), media.add_tick(quality.tick)]
+    unsubscribe = [
+        media.add_tick(metrics.on_tick),
+        media.add_tick(quality.tick),
+        media.add_tick(server.on_tick),
+    ]
     link.notify(
         "ready",
         {
@@ -307,7 +433,6 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
             "forwarding": media.forwarding,
         },
     )
-    reporter = asyncio.create_task(server.report_load(), name="worker-load")
     stop = asyncio.create_task(server.stopped.wait())
     lost = asyncio.create_task(link.closed.wait())
     try:
@@ -315,7 +440,7 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
         if lost.done():
             log.warning("worker %d: link to the front lost (%s); exiting", index, link.close_reason)
     finally:
-        for task in (reporter, stop, lost):
+        for task in (stop, lost):
             task.cancel()
         await service.close()
         for callback in unsubscribe:

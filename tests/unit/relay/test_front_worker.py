@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from zvonok.cluster.base import SessionBinding
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.config import Settings
 from zvonok.errors import SignalError
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
+from zvonok.relay.frames import Frame
 from zvonok.relay.front import (
     WORKER_LOST,
     WORKER_LOST_CLOSE_CODE,
@@ -383,3 +385,87 @@ async def test_a_cancelled_drain_places_new_rooms_again(node: NodeFactory) -> No
     assert not n.rooms.empty
     metrics = str(await n.ask("metrics"))
     assert "\nzvonok_draining 0.0\n" in metrics and "\nzvonok_drain_seconds_left 0.0\n" in metrics
+
+
+def _asked(n: Node) -> list[str]:
+    """Records the methods the worker asks the front (its ``bind``/``lookup``/``claim``)."""
+    asked: list[str] = []
+    serve = n.pool._serve
+
+    async def recording(handle: WorkerHandle, frame: Any) -> Any:
+        asked.append(frame.method)
+        return await serve(handle, frame)
+
+    n.pool._serve = recording  # type: ignore[method-assign]
+    for handle in n.handles:  # the links call the pool's _serve through this closure
+        handle.link._on_request = lambda frame, h=handle: n.pool._serve(h, frame)  # type: ignore[misc]
+    return asked
+
+
+async def test_a_join_does_not_ask_the_front_back(node: NodeFactory) -> None:
+    n = await node()
+    asked = _asked(n)
+    a, b = RecordingSink(), RecordingSink()
+    await n.join("alice", "a", a)  # creates the room
+    await n.join("bob", "b", b)  # enters it
+    # the front bound both ids and claimed the room before it forwarded each join
+    assert asked == []
+    assert a.types()[:3] == ["joined", "tracks", "offer"]
+    assert n.handle.bindings == {
+        SessionId("a"): SessionBinding(UserId("alice"), ROOM),
+        SessionId("b"): SessionBinding(UserId("bob"), ROOM),
+    }
+    assert ROOM in n.handle.claimed and n.pool.locate(ROOM) == "0"
+    assert not n.handle.prebound  # nothing in flight
+
+
+async def test_an_id_bound_elsewhere_is_refused_by_the_front(node: NodeFactory) -> None:
+    n = await node()
+    await n.join("alice", "a", RecordingSink())
+    asked = _asked(n)
+    with pytest.raises(SignalError) as taken:
+        await n.join("mallory", "a", RecordingSink())
+    assert taken.value.code == "session-taken"
+    assert asked == [] and (await n.ask("state"))["sessions"] == 1
+    assert await n.sessions.lookup(SessionId("a")) == SessionBinding(UserId("alice"), ROOM)
+
+
+async def test_a_join_refused_before_the_service_asks_gives_back_the_binding_and_claim(
+    node: NodeFactory,
+) -> None:
+    n = await node(resume_grace=1)
+    n.handle.link.notify("shutdown", {})  # the worker refuses joins from now on (front does not)
+    assert (await n.ask("state"))["sessions"] == 0  # the link is ordered: shutdown was served
+    with pytest.raises(SignalError) as refused:
+        await n.join("alice", "a", RecordingSink())
+    assert refused.value.code == "shutdown"
+    # the worker gave both back: the claim (room-released) and the binding (lingering for alice)
+    await until(lambda: n.pool.locate(ROOM) is None and not n.handle.claimed)
+    await until(lambda: not n.handle.bindings)
+    assert await n.sessions.lookup(SessionId("a")) is None
+    taken = await n.sessions.bind(SessionId("a"), SessionBinding(UserId("mallory"), ROOM))
+    assert taken.user_id == "alice"  # still reserved for its user
+
+
+async def test_a_release_the_worker_sent_before_it_saw_a_prebound_join_is_not_applied(
+    node: NodeFactory,
+) -> None:
+    n = await node(resume_grace=30)
+    sink = RecordingSink()
+    first = await n.join("alice", "a", sink)
+    binding = SessionBinding(UserId("alice"), ROOM)
+    # a join of "a" the front bound and forwarded as frame 100; a release the worker sent
+    # having seen only up to frame 99 (it let the id go before it saw the join): not applied
+    n.handle.prebound[SessionId("a")] = (100, binding)
+    params = {"session": "a", "user": "alice", "room": str(ROOM), "linger": 5.0}
+    n.pool._note(n.handle, Frame("note", 7, 99, method="release", params=params))
+    await asyncio.sleep(0.01)
+    assert await n.sessions.lookup(SessionId("a")) == binding
+    assert n.handle.bindings[SessionId("a")] == binding
+    # one sent after the worker saw the join is its own (a refusal or a leave): applied
+    n.pool._note(n.handle, Frame("note", 8, 100, method="release", params=params))
+    await until(lambda: SessionId("a") not in n.handle.bindings)
+    await asyncio.sleep(0.01)  # the release runs in a task of the pool
+    assert await n.sessions.lookup(SessionId("a")) is None
+    del n.handle.prebound[SessionId("a")]
+    assert first.relay in n.handle.relays

@@ -23,6 +23,7 @@ from zvonok.relay.front import (
     WorkerHandle,
     WorkerPool,
 )
+from zvonok.relay.worker import LOAD_STEP, changed
 
 from .conftest import LinkPair, Spawn
 
@@ -166,3 +167,14 @@ async def test_a_claim_takes_the_room_from_the_worker_it_was_pinned_to(pool: Poo
     p.place(room(1))  # on worker 0
     await p._serve(p.workers[1], Frame("req", method="claim", params={"room": str(room(1))}))
     assert room(1) not in p.workers[0].rooms
+
+
+def test_a_worker_reports_its_load_when_it_moves_the_score() -> None:
+    base = {"cpu": 0.02, "pps": 1000.0, "sessions": 4, "rooms": 1}
+    assert changed(None, base)  # the first measurement is always reported
+    assert not changed(base, dict(base))
+    assert not changed(base, {**base, "cpu": 0.02 + LOAD_STEP / 2})  # noise of an idle worker
+    assert changed(base, {**base, "cpu": 0.02 + LOAD_STEP * 1.5})
+    assert not changed(base, {**base, "pps": 1000.0 + PPS_CAPACITY * LOAD_STEP / 2})
+    assert changed(base, {**base, "pps": 1000.0 + PPS_CAPACITY * LOAD_STEP * 1.5})
+    assert changed(base, {**base, "sessions": 5}) and changed(base, {**base, "rooms": 0})
