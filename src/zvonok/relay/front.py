@@ -36,7 +36,7 @@ from ..cluster.placement import SESSION_CAPACITY as SESSION_CAPACITY
 from ..config import Settings
 from ..errors import SignalError
 from ..ids import RoomKey, SessionId, UserId
-from ..rooms.service import draining_refusal, shutdown_refusal
+from ..rooms.service import SESSION_LINGER, draining_refusal, shutdown_refusal
 from ..rooms.sink import SignalSink
 from .frames import Frame
 from .link import Link, LinkClosed
@@ -358,6 +358,21 @@ class WorkerPool:
             return await self.claim(handle, RoomKey.parse(str(params["room"])))
         raise SignalError("internal", f"unknown front request {frame.method!r}")
 
+    def release_binding(
+        self,
+        handle: WorkerHandle,
+        session_id: SessionId,
+        binding: SessionBinding,
+        *,
+        cancelled: bool,
+    ) -> None:
+        """Give back a binding a join made and never forwarded (refused at the front: free at
+        once, as the room service frees a refused join's; cancelled: lingering for its user)."""
+        if handle.bindings.get(session_id) == binding:
+            del handle.bindings[session_id]
+        linger = self.settings.resume_grace + SESSION_LINGER if cancelled else 0.0
+        self._spawn_task(self._sessions.release(session_id, binding, linger=linger))
+
     @property
     def sessions(self) -> SessionDirectory:
         """The node's session directory (the front binds a joining id in it)."""
@@ -508,15 +523,19 @@ class RelayedRooms:
         handle.relays[relay] = session
         handle.joining[key] = handle.joining.get(key, 0) + 1
         seq = 0
+        binding = SessionBinding(user_id, key)
+        # no session or join of the id here: a binding the bind makes is this join's alone
+        fresh = session_id not in handle.bindings and session_id not in handle.prebound
+        made = False
         try:
             # The front binds the id (and claims a room its worker has not created) before it
             # forwards the join and sends the answers along: the worker's room service takes
             # them instead of asking back over the link (a round trip each, behind whatever
             # else the worker's loop is busy with). An id bound elsewhere is refused here.
-            binding = SessionBinding(user_id, key)
             held = await pool.sessions.bind(session_id, binding)
             if held != binding:
                 raise SignalError("session-taken", "this sessionId belongs to another session")
+            made = fresh
             handle.bindings[session_id] = binding
             params: dict[str, Any] = {
                 "room": str(key),
@@ -534,14 +553,16 @@ class RelayedRooms:
             pending = handle.prebound.get(session_id)
             handle.prebound[session_id] = (max(seq, pending[0] if pending else 0), binding)
             await handle.link.request("join", params, relay=relay)
-        except ClusterUnavailable as exc:  # the binding or the claim needed Redis
+        except BaseException as exc:
             handle.relays.pop(relay, None)
-            raise exc.refusal() from None
-        except LinkClosed:
-            handle.relays.pop(relay, None)
-            raise _lost_error() from None
-        except BaseException:
-            handle.relays.pop(relay, None)
+            if made and not seq:  # ended before the join went out: the binding goes back
+                pool.release_binding(
+                    handle, session_id, binding, cancelled=not isinstance(exc, Exception)
+                )
+            if isinstance(exc, ClusterUnavailable):  # the binding or the claim needed Redis
+                raise exc.refusal() from None
+            if isinstance(exc, LinkClosed):
+                raise _lost_error() from None
             raise
         finally:
             pending = handle.prebound.get(session_id)

@@ -469,3 +469,21 @@ async def test_a_release_the_worker_sent_before_it_saw_a_prebound_join_is_not_ap
     assert await n.sessions.lookup(SessionId("a")) is None
     del n.handle.prebound[SessionId("a")]
     assert first.relay in n.handle.relays
+
+
+async def test_a_join_refused_at_the_front_after_its_bind_frees_the_binding(
+    node: NodeFactory,
+) -> None:
+    n = await node()
+    moved = SignalError("room-moved", "the room lives on another node", fatal=True)
+
+    async def refuse(room: RoomKey) -> str:
+        raise moved
+
+    n.pool._rooms.claim = refuse  # type: ignore[method-assign]
+    with pytest.raises(SignalError) as refused:
+        await n.join("alice", "a", RecordingSink())
+    assert refused.value is moved
+    await asyncio.sleep(0.01)  # the release runs in a task of the pool
+    assert await n.sessions.lookup(SessionId("a")) is None and not n.handle.bindings
+    assert n.pool.locate(ROOM) is None and (await n.ask("state"))["sessions"] == 0
