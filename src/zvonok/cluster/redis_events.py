@@ -15,7 +15,9 @@ comes from Redis. Then ``WAIT 1 100`` when the master has replicas (checked ever
 for.
 
 Consuming (nodes given ``deliver``): the consumer ``<node_id>`` reads new entries with
-``XREADGROUP`` (blocking ≤ 0.5 s, at most ``read_count``), delivers them one by one through
+``XREADGROUP`` (blocking ≤ 0.5 s, well inside the 1 s call timeout, so a stalled Redis is seen
+as soon as by any other call; not blocking while ``degraded``, when the read may be the breaker's
+probe; at most ``read_count``), delivers them one by one through
 ``deliver`` (the webhook sender with its signing and retries) and ``XACK`` s each once it was
 delivered or given up. It first re-reads its own pending entries (at start, and after a failed
 read whose reply may have been lost). While it holds entries it refreshes their idle time, so
@@ -47,7 +49,7 @@ from redis.exceptions import ResponseError
 from ..ids import RoomKey
 from .base import ClusterUnavailable
 from .events import OUTBOX_SIZE, RECENT_IDS, Deliver, Event, Outbox, RecentIds
-from .health import RedisClusterHealth
+from .health import DEGRADED, RedisClusterHealth
 from .keys import Keys
 
 if TYPE_CHECKING:
@@ -284,13 +286,16 @@ class RedisEventBus:
                 raise
 
     async def _read(self, cursor: str) -> list[tuple[str, dict[str, str]]]:
+        # Blocks for new entries, but not while degraded: then this read may be the breaker's
+        # one probe in 500 ms, and a blocking probe would report Redis back only after the block.
+        blocks = cursor == ">" and self._health.status != DEGRADED
         try:
             reply: Any = await self._client.xreadgroup(
                 GROUP,
                 self.node_id,
                 {self._keys.events: cursor},
                 count=self._read_count,
-                block=self._read_block_ms if cursor == ">" else None,
+                block=self._read_block_ms if blocks else None,
             )
         except ResponseError as exc:
             if not _is(exc, "NOGROUP"):
