@@ -79,6 +79,12 @@ class RedisClusterHealth:
             return DEGRADED
         return RECONCILING if self._reconciling else OK
 
+    @property
+    def breaker_open(self) -> bool:
+        """A call failed and none has succeeded since: calls are refused but one probe per
+        ``PROBE_INTERVAL`` (``status`` is also ``degraded`` after a stale heartbeat alone)."""
+        return self._degraded
+
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation through the breaker; ``ClusterUnavailable`` if it is open or
         the operation fails."""

@@ -16,7 +16,7 @@ for.
 
 Consuming (nodes given ``deliver``): the consumer ``<node_id>`` reads new entries with
 ``XREADGROUP`` (blocking ≤ 0.5 s, well inside the 1 s call timeout, so a stalled Redis is seen
-as soon as by any other call; not blocking while ``degraded``, when the read may be the breaker's
+as soon as by any other call; not blocking while the breaker is open, when the read may be its
 probe; at most ``read_count``), delivers them one by one through
 ``deliver`` (the webhook sender with its signing and retries) and ``XACK`` s each once it was
 delivered or given up. It first re-reads its own pending entries (at start, and after a failed
@@ -49,7 +49,7 @@ from redis.exceptions import ResponseError
 from ..ids import RoomKey
 from .base import ClusterUnavailable
 from .events import OUTBOX_SIZE, RECENT_IDS, Deliver, Event, Outbox, RecentIds
-from .health import DEGRADED, RedisClusterHealth
+from .health import RedisClusterHealth
 from .keys import Keys
 
 if TYPE_CHECKING:
@@ -286,9 +286,10 @@ class RedisEventBus:
                 raise
 
     async def _read(self, cursor: str) -> list[tuple[str, dict[str, str]]]:
-        # Blocks for new entries, but not while degraded: then this read may be the breaker's
-        # one probe in 500 ms, and a blocking probe would report Redis back only after the block.
-        blocks = cursor == ">" and self._health.status != DEGRADED
+        # Blocks for new entries, but not while the breaker is open: then this read may be its
+        # one probe in 500 ms, and a blocking probe would report Redis back only after the block
+        # (a stale heartbeat alone, with the breaker closed, must not turn this into a busy loop)
+        blocks = cursor == ">" and not self._health.breaker_open
         try:
             reply: Any = await self._client.xreadgroup(
                 GROUP,
