@@ -194,6 +194,7 @@ typedef struct {
     PktinfoControl control; /* its IP_PKTINFO / IPV6_PKTINFO control message */
     socklen_t controllen;   /* 0: no source */
     SrtpBinding srtp;       /* srtp_protect on the outbound context */
+    protect_fn rtcp_fn;     /* srtp_protect_rtcp on the same context (NULL: not given) */
     int enabled;
     unsigned long long tx_packets, tx_bytes, srtp_errors, send_errors;
     int twcc_id;          /* the subscriber's transport-cc extension id, 0: no stamping */
@@ -291,10 +292,28 @@ SendTarget_dealloc(SendTarget *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* set_srtp(ctx, protect, keep, protect_rtcp=0): srtp_protect (and srtp_protect_rtcp, for
+ * send_rtcp) on the outbound context. */
 static PyObject *
 SendTarget_set_srtp(SendTarget *self, PyObject *args)
 {
-    return srtp_bind(&self->srtp, args, "protect");
+    unsigned long long rtcp = 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n == 4) {
+        rtcp = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(args, 3));
+        if (rtcp == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+        args = PyTuple_GetSlice(args, 0, 3);
+        if (args == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(args);
+    }
+    PyObject *res = srtp_bind(&self->srtp, args, "protect");
+    Py_DECREF(args);
+    if (res != NULL)
+        self->rtcp_fn = (protect_fn)(uintptr_t)rtcp;
+    return res;
 }
 
 /* set_twcc(ext_id): stamp the transport-cc element with this id (1-255), 0: stop. */
@@ -337,6 +356,7 @@ static PyObject *
 SendTarget_clear_srtp(SendTarget *self, PyObject *Py_UNUSED(ignored))
 {
     srtp_unbind(&self->srtp);
+    self->rtcp_fn = NULL;
     Py_RETURN_NONE;
 }
 
@@ -555,6 +575,39 @@ SendTarget_send(SendTarget *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* Largest plaintext RTCP packet send_rtcp protects: pylibsrtp's 1500-byte buffer minus its
+ * SRTCP trailer room (4 + 16 + 128), the bound of SrtpSession.protect_rtcp. */
+#define MAX_PLAIN_RTCP (BUF_SIZE - 148)
+
+/* send_rtcp(packet): SRTCP-protect one (compound) RTCP packet and send it on the same socket,
+ * address and source as RTP (the Python reference: target.SendTarget.send_rtcp, what the
+ * transport's send_rtcp did in Python: pylibsrtp's protect_rtcp, then the socket's sendto). */
+static PyObject *
+SendTarget_send_rtcp(SendTarget *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (!target_ready(self)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    if (view.len > MAX_PLAIN_RTCP || self->rtcp_fn == NULL) {
+        PyBuffer_Release(&view);
+        self->srtp_errors++;
+        Py_RETURN_NONE;
+    }
+    memcpy(single_buf, view.buf, (size_t)view.len);
+    int len = (int)view.len;
+    PyBuffer_Release(&view);
+    if (self->rtcp_fn(self->srtp.ctx, single_buf, &len) != 0) {
+        self->srtp_errors++;
+        Py_RETURN_NONE;
+    }
+    send_one(self, single_buf, len);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 SendTarget_get_ready(SendTarget *self, void *closure)
 {
@@ -583,14 +636,16 @@ SendTarget_set_enabled(SendTarget *self, PyObject *value, void *closure)
 
 static PyMethodDef SendTarget_methods[] = {
     {"set_srtp", (PyCFunction)SendTarget_set_srtp, METH_VARARGS,
-     "set_srtp(ctx, protect, keep): the libsrtp context and srtp_protect addresses; keep "
-     "holds the owner alive."},
+     "set_srtp(ctx, protect, keep, protect_rtcp=0): the libsrtp context, srtp_protect and "
+     "srtp_protect_rtcp addresses; keep holds the owner alive."},
     {"clear_srtp", (PyCFunction)SendTarget_clear_srtp, METH_NOARGS, "Forget the SRTP context."},
     {"set_address", (PyCFunction)SendTarget_set_address, METH_VARARGS,
      "set_address(addr or None, source=None): where packets go, and the local address they "
      "leave from (None: the kernel chooses)."},
     {"send", (PyCFunction)SendTarget_send, METH_O,
      "send(packet): protect and send one RTP packet; nothing unless ready."},
+    {"send_rtcp", (PyCFunction)SendTarget_send_rtcp, METH_O,
+     "send_rtcp(packet): SRTCP-protect and send one RTCP packet; nothing unless ready."},
     {"set_twcc", (PyCFunction)SendTarget_set_twcc, METH_O,
      "set_twcc(ext_id): stamp transport-wide sequence numbers into this extension id "
      "(0: stop)."},

@@ -119,6 +119,11 @@ class SrtpSession:
         protect = int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect")))
         return ctx, protect
 
+    def tx_rtcp_handle(self) -> int:
+        """Address of ``srtp_protect_rtcp`` (on the context of ``tx_handle``), for the compiled
+        target's ``send_rtcp``."""
+        return int(ffi.cast("uintptr_t", ffi.addressof(lib, "srtp_protect_rtcp")))
+
     def rx_handle(self) -> tuple[int, int]:
         """Addresses of the inbound libsrtp context and of ``srtp_unprotect`` (see tx_handle)."""
         ctx = int(ffi.cast("uintptr_t", self._rx_ctx))

@@ -7,7 +7,8 @@ whole fan-out with one ``sendmmsg``). The transport keeps it current: ``enabled`
 CONNECTED, the SRTP session once DTLS is done (RFC 5764 §4.2), the address ICE selected and,
 on a wildcard-bound socket, the local address that pair's checks arrived on (``source``: the
 compiled target sends from it with ``IP_PKTINFO`` / ``IPV6_PKTINFO``; the Python one leaves that
-to the socket's ``sendto``, udp.py).
+to the socket's ``sendto``, udp.py). RTCP leaves through the same target (``send_rtcp``:
+SRTCP protection, RFC 3711 §3.4, then the same socket and address; in C for the compiled one).
 Also owns ``TwccStamper``, the send half of transport-wide congestion control
 (draft-holmer-rmcat-transport-wide-cc-extensions-01 §2) that every target runs once given the
 subscriber's transport-cc id (``set_twcc``): it writes the transport's own 16-bit counter into
@@ -52,10 +53,13 @@ class SendTargetLike(Protocol):
 
     @property
     def ready(self) -> bool: ...
-    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession, /) -> None: ...
+    def set_srtp(
+        self, ctx: int, protect: int, keep: SrtpSession, protect_rtcp: int = 0, /
+    ) -> None: ...
     def clear_srtp(self) -> None: ...
     def set_address(self, addr: Address | None, source: str | None = None, /) -> None: ...
     def send(self, packet: bytes | bytearray, /) -> None: ...
+    def send_rtcp(self, packet: bytes | bytearray, /) -> None: ...
     @property
     def twcc_id(self) -> int: ...
 
@@ -174,8 +178,9 @@ class SendTarget(TwccStamper):
     def ready(self) -> bool:
         return self.enabled and self._srtp is not None and self.address is not None
 
-    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession) -> None:
-        """The session to protect with (the compiled target uses the libsrtp addresses)."""
+    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession, protect_rtcp: int = 0) -> None:
+        """The session to protect with (the compiled target uses the libsrtp addresses:
+        ``srtp_protect`` and, for ``send_rtcp``, ``srtp_protect_rtcp``)."""
         self._srtp = keep
 
     def clear_srtp(self) -> None:
@@ -202,6 +207,21 @@ class SendTarget(TwccStamper):
         self.tx_packets += 1
         self.tx_bytes += len(data)
 
+    def send_rtcp(self, packet: bytes | bytearray) -> None:
+        """SRTCP-protect one (compound) RTCP packet (RFC 3711 §3.4) and send it where RTP
+        goes; nothing unless ``ready``, a refused packet counted in ``srtp_errors``."""
+        srtp, addr = self._srtp, self.address
+        if srtp is None or addr is None or not self.enabled:
+            return
+        try:
+            data = srtp.protect_rtcp(bytes(packet))
+        except ValueError:
+            self.srtp_errors += 1
+            return
+        self._sendto(data, addr)
+        self.tx_packets += 1
+        self.tx_bytes += len(data)
+
 
 def make_send_target(fd: int, sendto: Callable[[bytes, Address], None]) -> SendTargetLike:
     """A compiled ``SendTarget`` for a real socket when the extension is built, else Python's.
@@ -209,9 +229,9 @@ def make_send_target(fd: int, sendto: Callable[[bytes, Address], None]) -> SendT
     ``sendto`` is the event loop's (queueing) send, used by the compiled target only when the
     socket would block.
     """
-    # A module built before sources or transport-cc existed (an install not rebuilt yet): the
-    # Python target.
-    if native is not None and fd >= 0 and hasattr(native.SendTarget, "set_twcc"):
+    # A module built before sources, transport-cc or send_rtcp existed (an install not rebuilt
+    # yet): the Python target.
+    if native is not None and fd >= 0 and hasattr(native.SendTarget, "send_rtcp"):
         target: _fastpath.SendTarget = native.SendTarget(fd, sendto)
         return target
     return SendTarget(fd, sendto)

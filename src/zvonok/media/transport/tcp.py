@@ -364,7 +364,7 @@ class TcpSendTarget(TwccStamper):
         self._conn = conn
         self.address = None if conn is None else conn.peer
 
-    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession) -> None:
+    def set_srtp(self, ctx: int, protect: int, keep: SrtpSession, protect_rtcp: int = 0) -> None:
         self._srtp = keep
 
     def clear_srtp(self) -> None:
@@ -388,6 +388,22 @@ class TcpSendTarget(TwccStamper):
             packet = self.stamp(packet)
         try:
             data = srtp.protect_rtp(packet)
+        except ValueError:
+            self.srtp_errors += 1
+            return
+        if conn.send(data):
+            self.tx_packets += 1
+            self.tx_bytes += len(data)
+        else:
+            self.send_errors += 1
+
+    def send_rtcp(self, packet: bytes | bytearray) -> None:
+        """SRTCP-protect one (compound) RTCP packet and send it framed on the connection."""
+        srtp, conn = self._srtp, self._conn
+        if srtp is None or conn is None or not self.enabled:
+            return
+        try:
+            data = srtp.protect_rtcp(bytes(packet))
         except ValueError:
             self.srtp_errors += 1
             return

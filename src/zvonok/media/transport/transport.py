@@ -6,8 +6,9 @@ resume, or FAILED; CLOSED on close()), the per-session counters and the RTP/RTCP
 RFC 5761 §4 on the hot path. Glues ``ice.IceLiteAgent``, ``dtls.DtlsServer`` and
 ``srtp.SrtpSession``. Checks arrive over the worker's UDP socket or over ICE-TCP connections
 (``tcp.TcpConnection``, RFC 6544); the selected pair's path — the peer's UDP address or the one
-TCP connection the session keeps — carries SRTP, SRTCP and DTLS. RTP goes out through
-``rtp_target``: the UDP one (compiled when built) or a ``tcp.TcpSendTarget``; when the path
+TCP connection the session keeps — carries SRTP, SRTCP and DTLS. RTP and RTCP go out through
+``rtp_target``: the UDP one (compiled when built: SRTCP protection and the send in C too) or a
+``tcp.TcpSendTarget``; when the path
 changes between the two, ``on_target_change`` lets the forwarding layer rebuild the forwarders
 bound to the old target. Timeouts (DTLS handshake, RFC 7675 consent) are evaluated by
 ``tick``, which the worker calls from its one housekeeping task (no per-session timers
@@ -92,7 +93,7 @@ class WebRtcTransport:
         self.state = ConnectionState.NEW
         self.fingerprint = fingerprint
         self.stun_requests = 0
-        self._tx_packets = self._tx_bytes = self._srtp_errors = 0  # SRTCP out, errors
+        self._srtp_errors = 0  # SRTCP in that failed authentication
         self._rx_packets = self._rx_bytes = self._rx_dropped = 0  # SRTCP in
         self._listener = listener
         self._udp = udp
@@ -138,11 +139,11 @@ class WebRtcTransport:
     @property
     def tx_packets(self) -> int:
         """SRTP and SRTCP datagrams (or RFC 4571 frames) sent."""
-        return self._tx_packets + sum(t.tx_packets for t in self._targets())
+        return sum(t.tx_packets for t in self._targets())
 
     @property
     def tx_bytes(self) -> int:
-        return self._tx_bytes + sum(t.tx_bytes for t in self._targets())
+        return sum(t.tx_bytes for t in self._targets())
 
     @property
     def srtp_errors(self) -> int:
@@ -211,16 +212,9 @@ class WebRtcTransport:
         self.rtp_target.send(packet)
 
     def send_rtcp(self, packet: bytes | bytearray) -> None:
-        """Protect and send one (compound) RTCP packet; dropped silently unless CONNECTED."""
-        srtp = self._srtp
-        if srtp is None or self.state is not ConnectionState.CONNECTED:
-            return
-        try:
-            data = srtp.protect_rtcp(bytes(packet))
-        except ValueError:
-            self._srtp_errors += 1
-            return
-        self._send(data)
+        """Protect and send one (compound) RTCP packet; dropped silently unless CONNECTED.
+        It leaves through the RTP target (SRTCP protection and the send in C when compiled)."""
+        self.rtp_target.send_rtcp(packet)
 
     # -- transport-wide congestion control ---------------------------------------------------
 
@@ -390,7 +384,7 @@ class WebRtcTransport:
         target.enabled = previous.enabled
         srtp = self._srtp
         if srtp is not None:
-            target.set_srtp(*srtp.tx_handle(), srtp)
+            target.set_srtp(*srtp.tx_handle(), srtp, srtp.tx_rtcp_handle())
         self.rtp_target = target
         hook = self.on_target_change
         if hook is not None:
@@ -459,7 +453,7 @@ class WebRtcTransport:
     def dtls_connected(self, srtp: SrtpSession) -> None:
         self._srtp = srtp
         for target in self._targets():
-            target.set_srtp(*srtp.tx_handle(), srtp)
+            target.set_srtp(*srtp.tx_handle(), srtp, srtp.tx_rtcp_handle())
         self.media_in.set_srtp(*srtp.rx_handle(), srtp)
         self._log.info("DTLS connected, SRTP profile %s", srtp.profile.name.decode())
         if self.state is ConnectionState.CONNECTING or self.state is ConnectionState.NEW:
@@ -473,19 +467,6 @@ class WebRtcTransport:
         self.close()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _send(self, data: bytes) -> None:
-        conn = self._selected_conn
-        if conn is not None:
-            if conn.send(data):
-                self._tx_packets += 1
-                self._tx_bytes += len(data)
-            return
-        addr = self._ice.selected
-        if addr is not None:
-            self._udp.sendto(data, addr)
-            self._tx_packets += 1
-            self._tx_bytes += len(data)
 
     def _fail(self, reason: str) -> None:
         self._log.warning("transport failed: %s", reason)
