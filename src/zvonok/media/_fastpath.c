@@ -26,6 +26,10 @@
  *                  (forwarding/stats.py subclasses it).
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
+ *   twcc_parse     the FCI of a transport-cc feedback packet (packets/rtcp.py parse_twcc_fci).
+ *
+ * RTCP: a SendTarget also protects (srtp_protect_rtcp) and sends the RTCP the Python side builds
+ * (send_rtcp), on the same socket and address as RTP (transport/target.py).
  *
  * Transport-wide congestion control (draft-holmer-rmcat-transport-wide-cc-extensions-01): a
  * SendTarget given the subscriber's transport-cc id (set_twcc) writes its own 16-bit counter into
@@ -2369,6 +2373,122 @@ static PyTypeObject ProducerCoreType = {
     .tp_methods = ProducerCore_methods,
 };
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Transport-wide CC feedback                                                                 */
+
+/* twcc_parse(fci) -> (base_seq, reference_time, fb_count, deltas): the FCI of a transport-cc
+ * feedback packet (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1: base sequence
+ * number, packet status count, 24-bit signed reference time, feedback packet count, run-length
+ * and 1-/2-bit status-vector chunks, then 8-bit unsigned or 16-bit signed receive deltas).
+ * ``deltas`` has one entry per reported packet: None when not received, else its delta in
+ * 250 µs units. Exactly the pure-Python packets.rtcp.parse_twcc_fci, which it replaces when
+ * built; malformed input raises ValueError as that does. */
+static PyObject *
+twcc_parse(PyObject *module, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const uint8_t *p = view.buf;
+    Py_ssize_t n = view.len, pos = 8;
+    uint8_t *symbols = NULL;
+    PyObject *deltas = NULL, *out = NULL;
+    if (n < 8) {
+        PyErr_Format(PyExc_ValueError, "RTCP transport-cc FCI is too short (%zd bytes)", n);
+        goto done;
+    }
+    unsigned base = rd16(p), count = rd16(p + 2);
+    long ref = (long)((uint32_t)p[4] << 16 | (uint32_t)p[5] << 8 | p[6]);
+    if (ref & 0x800000)
+        ref -= 0x1000000;
+    unsigned fb_count = p[7];
+    if (count == 0) {
+        PyErr_SetString(PyExc_ValueError, "RTCP transport-cc reports no packets (status count 0)");
+        goto done;
+    }
+    symbols = PyMem_Malloc(count + 14); /* a chunk may carry up to 14 symbols past count */
+    if (symbols == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned have = 0;
+    while (have < count) {
+        if (pos + 2 > n) {
+            PyErr_Format(PyExc_ValueError,
+                         "RTCP transport-cc chunks are truncated: %u of %u packet statuses", have,
+                         count);
+            goto done;
+        }
+        unsigned chunk = rd16(p + pos);
+        pos += 2;
+        if (!(chunk & 0x8000)) {
+            unsigned sym = chunk >> 13 & 3, run = chunk & 0x1FFF;
+            if (sym == 3) {
+                PyErr_SetString(PyExc_ValueError,
+                                "RTCP transport-cc run-length chunk has the reserved symbol");
+                goto done;
+            }
+            if (run == 0) {
+                PyErr_SetString(PyExc_ValueError,
+                                "RTCP transport-cc run-length chunk has run length 0");
+                goto done;
+            }
+            if (run > count - have)
+                run = count - have;
+            memset(symbols + have, (int)sym, run);
+            have += run;
+        } else if (!(chunk & 0x4000)) {
+            for (int k = 0; k < 14; k++)
+                symbols[have++] = (uint8_t)(chunk >> (13 - k) & 1);
+        } else {
+            for (unsigned k = 0; k < 7; k++) {
+                uint8_t sym = (uint8_t)(chunk >> (12 - 2 * k) & 3);
+                if (sym == 3 && k < count - have) {
+                    PyErr_SetString(PyExc_ValueError,
+                                    "RTCP transport-cc status vector has the reserved symbol");
+                    goto done;
+                }
+            }
+            for (int k = 0; k < 7; k++)
+                symbols[have++] = (uint8_t)(chunk >> (12 - 2 * k) & 3);
+        }
+    }
+    deltas = PyList_New(count);
+    if (deltas == NULL)
+        goto done;
+    for (unsigned i = 0; i < count; i++) {
+        PyObject *item;
+        if (symbols[i] == 0) {
+            Py_INCREF(Py_None);
+            item = Py_None;
+        } else {
+            Py_ssize_t size = symbols[i] == 1 ? 1 : 2;
+            if (pos + size > n) {
+                PyErr_Format(PyExc_ValueError,
+                             "RTCP transport-cc receive deltas overrun the packet (%u of %u "
+                             "read, %zd bytes left)",
+                             i, count, n - pos);
+                goto done;
+            }
+            item = PyLong_FromLong(size == 1 ? (long)p[pos] : (long)(int16_t)rd16(p + pos));
+            if (item == NULL)
+                goto done;
+            pos += size;
+        }
+        PyList_SET_ITEM(deltas, i, item);
+    }
+    if (n - pos > 3) {
+        PyErr_Format(PyExc_ValueError, "RTCP transport-cc has %zd bytes after its deltas", n - pos);
+        goto done;
+    }
+    out = Py_BuildValue("(IlIO)", base, ref, fb_count, deltas);
+done:
+    Py_XDECREF(deltas);
+    PyMem_Free(symbols);
+    PyBuffer_Release(&view);
+    return out;
+}
 /* ------------------------------------------------------------------------------------------ */
 
 static PyObject *
@@ -2386,6 +2506,9 @@ set_slow_rewrite(PyObject *module, PyObject *fn)
 static PyMethodDef module_methods[] = {
     {"set_slow_rewrite", set_slow_rewrite, METH_O,
      "set_slow_rewrite(fn): the reference rewrite_rtp for two-byte header extensions."},
+    {"twcc_parse", twcc_parse, METH_O,
+     "twcc_parse(fci) -> (base_seq, reference_time, fb_count, deltas): a transport-cc "
+     "feedback FCI (packets.rtcp.parse_twcc_fci)."},
     {NULL}};
 
 static struct PyModuleDef module_def = {

@@ -44,6 +44,10 @@ class _Updates(Protocol):
 def set_slow_rewrite(fn: Callable[..., Any], /) -> None:
     """The reference ``rewrite_rtp`` for packets with two-byte header extensions."""
 
+def twcc_parse(fci: bytes | bytearray | memoryview, /) -> tuple[int, int, int, list[int | None]]:
+    """(base_seq, reference_time, fb_count, deltas) of a transport-cc feedback FCI, as
+    ``packets.rtcp.parse_twcc_fci``; malformed input raises ``ValueError``."""
+
 @final
 class SendTarget:
     """One transport's socket, peer address and outbound SRTP context."""

@@ -1,5 +1,5 @@
-"""RTCP out through the send target: the compiled ``SendTarget.send_rtcp`` (SRTCP protection
-with libsrtp's ``srtp_protect_rtcp`` and the send in C) against its pure-Python reference
+"""RTCP bytes in C. Out through the send target: the compiled ``SendTarget.send_rtcp`` (SRTCP
+protection with libsrtp's ``srtp_protect_rtcp``, the send in C) against its pure-Python reference
 (``transport.target.SendTarget.send_rtcp``: pylibsrtp's ``protect_rtcp`` and the socket's
 ``sendto``), and the transport sending its RTCP that way.
 
@@ -7,11 +7,17 @@ Both protect with equal sessions, so for the same packets in the same order the 
 the wire (SRTCP index included) and the counters must be equal; packets are hypothesis-made
 bytes of any length, including ones too short for an RTCP header and ones too long for the
 buffer, which both must refuse and count alike.
+
+In: the compiled transport-cc feedback parser (``_fastpath.twcc_parse``) against
+``packets.rtcp.parse_twcc_fci`` on feedback our builder makes, on plausible but malformed FCIs
+(reserved symbols, zero runs, truncated chunks and deltas, long tails) and on arbitrary bytes:
+the same result, or a ``ValueError`` from both.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 import pytest
@@ -19,7 +25,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zvonok.media.fastpath import native
-from zvonok.media.packets.rtcp import ReceiverReport, ReportBlock, parse_compound
+from zvonok.media.packets.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    TransportFeedback,
+    parse_compound,
+    parse_twcc_fci,
+)
 from zvonok.media.transport.srtp import AEAD_AES_128_GCM, AES128_CM_SHA1_80, SrtpSession
 from zvonok.media.transport.target import SendTarget as PySendTarget
 from zvonok.media.transport.target import make_send_target
@@ -164,3 +176,102 @@ def test_make_send_target_gives_the_compiled_target_rtcp() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         target = make_send_target(sock.fileno(), lambda d, a: None)
         assert native is not None and isinstance(target, native.SendTarget)
+
+
+# -- transport-cc feedback parsing ---------------------------------------------------------------
+
+
+def both(fci: bytes) -> tuple[object, object]:
+    """What the compiled and the reference parser make of ``fci``: the result, or the
+    ``ValueError``'s class (both must refuse the same input)."""
+    assert native is not None
+    out: list[object] = []
+    for parse in (native.twcc_parse, parse_twcc_fci):
+        try:
+            out.append(parse(fci))
+        except ValueError:
+            out.append(ValueError)
+    return out[0], out[1]
+
+
+arrival = st.one_of(st.none(), st.integers(0, 400_000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.integers(0, 0xFFFF),
+    fb_count=st.integers(0, 255),
+    start=st.integers(0, 2**30),
+    arrivals=st.lists(arrival, min_size=1, max_size=300),
+)
+def test_compiled_twcc_parser_reads_what_we_build(
+    base: int, fb_count: int, start: int, arrivals: list[int | None]
+) -> None:
+    times: list[int | None] = []
+    at = start
+    for step in arrivals:
+        if step is None:
+            times.append(None)
+        else:
+            at += step % 20_000 if step < 300_000 else step  # mostly small, some large deltas
+            times.append(at)
+    if all(t is None for t in times):
+        times[0] = start
+    try:
+        fb = TransportFeedback.build(1, 2, fb_count, base, times)
+    except ValueError:
+        return  # a delta beyond 16 bits: the builder refuses, nothing to parse
+    fci = bytes(fb)[12:]
+    compiled, reference = both(fci)
+    assert compiled == reference == (fb.base_seq, fb.reference_time, fb.fb_count, fb.deltas)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=80))
+def test_compiled_twcc_parser_matches_the_reference_on_any_bytes(fci: bytes) -> None:
+    compiled, reference = both(fci)
+    assert compiled == reference
+
+
+@st.composite
+def twcc_fci(draw: st.DrawFn) -> bytes:
+    """Plausible FCIs: a header, chunks of every kind (reserved symbols and zero runs too),
+    then a random tail of deltas, too short, exact or too long."""
+    count = draw(st.integers(0, 60))
+    head = struct.pack("!HH", draw(st.integers(0, 0xFFFF)), count)
+    head += draw(st.binary(min_size=4, max_size=4))
+    chunks = b""
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(["run", "one", "two"]))
+        if kind == "run":
+            value = draw(st.integers(0, 3)) << 13 | draw(st.integers(0, 40))
+        elif kind == "one":
+            value = 0x8000 | draw(st.integers(0, 0x3FFF))
+        else:
+            value = 0xC000 | draw(st.integers(0, 0x3FFF))
+        chunks += struct.pack("!H", value)
+    return head + chunks + draw(st.binary(max_size=90))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(twcc_fci())
+def test_compiled_twcc_parser_matches_the_reference_on_malformed_feedback(fci: bytes) -> None:
+    compiled, reference = both(fci)
+    assert compiled == reference
+
+
+def test_twcc_parser_edges() -> None:
+    assert native is not None
+    # 14 one-bit symbols for 1 packet: the rest of the vector is ignored; a padded tail is fine
+    fci = struct.pack("!HHI", 7, 1, 0x8000_0001) + b"\xa0\x00" + b"\x05" + b"\x00\x00\x00"
+    assert both(fci) == ((7, -0x800000, 1, [5]), (7, -0x800000, 1, [5]))
+    # a large (signed 16-bit) delta from a run of 2s
+    fci = struct.pack("!HHI", 0xFFFF, 2, 0x00_00_01_09) + b"\x40\x02" + b"\xff\xfe\x00\x10"
+    assert both(fci)[0] == (0xFFFF, 1, 9, [-2, 16])
+    for bad in (b"", bytes(7), struct.pack("!HHI", 0, 0, 0), struct.pack("!HHI", 0, 3, 0)):
+        with pytest.raises(ValueError):
+            native.twcc_parse(bad)
+    with pytest.raises(TypeError):
+        native.twcc_parse("not bytes")
+    fb = TransportFeedback.parse(1, 2, struct.pack("!HHI", 1, 1, 0) + b"\x20\x01\x07\x00")
+    assert fb.deltas == [7]

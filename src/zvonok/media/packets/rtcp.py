@@ -12,7 +12,7 @@ Unknown packet types are kept as ``RtcpUnknown``; malformed input raises ``Value
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from struct import pack, unpack_from
 
@@ -390,6 +390,60 @@ def _twcc_chunks(symbols: list[int]) -> bytes:
     return bytes(out)
 
 
+def parse_twcc_fci(fci: bytes) -> tuple[int, int, int, list[int | None]]:
+    """``(base_seq, reference_time, fb_count, deltas)`` of a transport-cc feedback FCI
+    (draft-holmer §3.1; ``deltas`` as ``TransportFeedback.deltas``); malformed: ``ValueError``.
+    The pure-Python reference of ``_fastpath.twcc_parse``, which ``TransportFeedback.parse``
+    uses when the extension is built (tests/unit/media/test_fastpath_rtcp.py)."""
+    if len(fci) < 8:
+        raise ValueError(f"RTCP transport-cc FCI is too short ({len(fci)} bytes)")
+    base, count = unpack_from("!HH", fci)
+    ref, fb_count = int.from_bytes(fci[4:7], "big", signed=True), fci[7]
+    if count == 0:
+        raise ValueError("RTCP transport-cc reports no packets (status count 0)")
+    symbols: list[int] = []
+    pos = 8
+    while len(symbols) < count:
+        if pos + 2 > len(fci):
+            raise ValueError(
+                f"RTCP transport-cc chunks are truncated: {len(symbols)} of {count} packet statuses"
+            )
+        chunk = fci[pos] << 8 | fci[pos + 1]
+        pos += 2
+        if not chunk & 0x8000:
+            sym, run = chunk >> 13 & 3, chunk & _MAX_RUN
+            if sym == 3:
+                raise ValueError("RTCP transport-cc run-length chunk has the reserved symbol")
+            if run == 0:
+                raise ValueError("RTCP transport-cc run-length chunk has run length 0")
+            symbols += [sym] * min(run, count - len(symbols))
+        elif not chunk & 0x4000:
+            symbols += [chunk >> (13 - k) & 1 for k in range(14)]
+        else:
+            two = [chunk >> (12 - 2 * k) & 3 for k in range(7)]
+            if 3 in two[: count - len(symbols)]:
+                raise ValueError("RTCP transport-cc status vector has the reserved symbol")
+            symbols += two
+    deltas: list[int | None] = []
+    for sym in symbols[:count]:
+        if sym == TWCC_NOT_RECEIVED:
+            deltas.append(None)
+            continue
+        size = 1 if sym == TWCC_SMALL_DELTA else 2
+        if pos + size > len(fci):
+            raise ValueError(
+                f"RTCP transport-cc receive deltas overrun the packet ({len(deltas)} of "
+                f"{count} read, {len(fci) - pos} bytes left)"
+            )
+        deltas.append(
+            fci[pos] if size == 1 else int.from_bytes(fci[pos : pos + 2], "big", signed=True)
+        )
+        pos += size
+    if len(fci) - pos > 3:
+        raise ValueError(f"RTCP transport-cc has {len(fci) - pos} bytes after its deltas")
+    return base, ref, fb_count, deltas
+
+
 @dataclass(slots=True)
 class TransportFeedback:
     """Transport-wide congestion control feedback (RTPFB FMT 15), draft-holmer §3.1.
@@ -409,53 +463,7 @@ class TransportFeedback:
 
     @classmethod
     def parse(cls, sender: int, media: int, fci: bytes) -> TransportFeedback:
-        if len(fci) < 8:
-            raise ValueError(f"RTCP transport-cc FCI is too short ({len(fci)} bytes)")
-        base, count = unpack_from("!HH", fci)
-        ref, fb_count = int.from_bytes(fci[4:7], "big", signed=True), fci[7]
-        if count == 0:
-            raise ValueError("RTCP transport-cc reports no packets (status count 0)")
-        symbols: list[int] = []
-        pos = 8
-        while len(symbols) < count:
-            if pos + 2 > len(fci):
-                raise ValueError(
-                    f"RTCP transport-cc chunks are truncated: {len(symbols)} of {count} "
-                    "packet statuses"
-                )
-            chunk = fci[pos] << 8 | fci[pos + 1]
-            pos += 2
-            if not chunk & 0x8000:
-                sym, run = chunk >> 13 & 3, chunk & _MAX_RUN
-                if sym == 3:
-                    raise ValueError("RTCP transport-cc run-length chunk has the reserved symbol")
-                if run == 0:
-                    raise ValueError("RTCP transport-cc run-length chunk has run length 0")
-                symbols += [sym] * min(run, count - len(symbols))
-            elif not chunk & 0x4000:
-                symbols += [chunk >> (13 - k) & 1 for k in range(14)]
-            else:
-                two = [chunk >> (12 - 2 * k) & 3 for k in range(7)]
-                if 3 in two[: count - len(symbols)]:
-                    raise ValueError("RTCP transport-cc status vector has the reserved symbol")
-                symbols += two
-        deltas: list[int | None] = []
-        for sym in symbols[:count]:
-            if sym == TWCC_NOT_RECEIVED:
-                deltas.append(None)
-                continue
-            size = 1 if sym == TWCC_SMALL_DELTA else 2
-            if pos + size > len(fci):
-                raise ValueError(
-                    f"RTCP transport-cc receive deltas overrun the packet ({len(deltas)} of "
-                    f"{count} read, {len(fci) - pos} bytes left)"
-                )
-            deltas.append(
-                fci[pos] if size == 1 else int.from_bytes(fci[pos : pos + 2], "big", signed=True)
-            )
-            pos += size
-        if len(fci) - pos > 3:
-            raise ValueError(f"RTCP transport-cc has {len(fci) - pos} bytes after its deltas")
+        base, ref, fb_count, deltas = _parse_twcc_fci(fci)
         return cls(sender, media, base, ref, fb_count, deltas)
 
     def __bytes__(self) -> bytes:
@@ -605,3 +613,16 @@ def parse_compound(data: bytes | bytearray) -> list[RtcpPacket]:
 def build_compound(packets: Iterable[RtcpPacket]) -> bytes:
     """Concatenate packets into one compound RTCP packet."""
     return b"".join(bytes(p) for p in packets)
+
+
+def _twcc_parser() -> Callable[[bytes], tuple[int, int, int, list[int | None]]]:
+    from ..fastpath import native
+
+    if native is not None and hasattr(native, "twcc_parse"):  # else: built before it existed
+        parser: Callable[[bytes], tuple[int, int, int, list[int | None]]] = native.twcc_parse
+        return parser
+    return parse_twcc_fci
+
+
+#: The transport-cc FCI parser ``TransportFeedback.parse`` uses: compiled when built.
+_parse_twcc_fci = _twcc_parser()
