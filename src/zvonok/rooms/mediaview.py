@@ -3,8 +3,10 @@
 Owns the small surface between ``rooms`` (allocation, dynacast, stats, active speaker) and the
 media layer's simulcast and congestion control (docs/media.md "Simulcast", "Congestion
 control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``active``,
-``width``, ``height``, ``temporal_bitrates``; one for a plain track), a consumer's
-``target_layer`` / ``current_layer`` / ``layer_switches`` / ``temporal_target``, an audio
+``width``, ``height``, ``temporal_bitrates``; one for a plain track — except a VP9 SVC
+track, whose spatial layers are shown as its layers: ``spatial_bitrates``, ``spatial_sizes``,
+``spatial_temporal_bitrates``), a consumer's ``target_layer`` / ``current_layer`` /
+``layer_switches`` / ``temporal_target`` (and ``spatial_target`` for SVC), an audio
 producer's ``recent_packets()``, and a media session's downlink estimate
 (``MediaSession.downlink.estimate_bps``: ``None`` until the subscriber's transport-wide CC
 feedback gave one).
@@ -17,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..media.forwarding.bwe import ACKED_CAP, Usage
-from ..media.forwarding.consumer import Consumer
+from ..media.forwarding.consumer import ConsumedTrack, Consumer
+from ..media.forwarding.layers import ProducerLayer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
 
@@ -36,8 +39,37 @@ class LayerView:
     temporal_shares: tuple[float, ...] = ()
 
 
+def svc_layers(producer: Producer | ConsumedTrack) -> int:
+    """How many spatial layers the VP9 SVC stream of ``producer`` carries (measured over the
+    last bitrate window); 0 when it is not one (simulcast, one spatial layer, other codecs)."""
+    layers = producer.layers
+    if len(layers) != 1 or not isinstance(layers[0], ProducerLayer):
+        return 0
+    count = len(layers[0].spatial_bitrates)
+    return count if count > 1 else 0
+
+
 def producer_layers(producer: Producer) -> list[LayerView]:
-    """The layers of ``producer``, lowest quality first; a plain producer has one."""
+    """The layers of ``producer``, lowest quality first; a plain producer has one, a VP9 SVC
+    one a layer per spatial layer (its bitrate: that spatial layer and those below together,
+    what a subscriber capped there receives; its size from the scalability structure)."""
+    spatial = svc_layers(producer)
+    if spatial:
+        layer = producer.layers[0]
+        assert isinstance(layer, ProducerLayer)
+        sizes = layer.spatial_sizes if len(layer.spatial_sizes) == spatial else ()
+        per_spatial = layer.spatial_temporal_bitrates
+        return [
+            LayerView(
+                None,
+                layer.spatial_bitrates[sid],
+                layer.active,
+                sizes[sid][0] if sizes else None,
+                sizes[sid][1] if sizes else None,
+                _shares(per_spatial[sid]) if sid < len(per_spatial) else (),
+            )
+            for sid in range(spatial)
+        ]
     return [
         LayerView(
             layer.rid,
@@ -63,7 +95,16 @@ def is_simulcast(producer: Producer) -> bool:
 
 def set_target_layer(consumer: Consumer, layer: int | None) -> None:
     """Ask ``consumer`` to forward ``layer`` (``None``: hold the video back); the switch itself
-    waits for a keyframe of that layer (``Consumer.target_layer``)."""
+    waits for a keyframe of that layer (``Consumer.target_layer``). For a VP9 SVC track the
+    layer is a spatial layer: the consumer forwards spatial layers up to it
+    (``Consumer.spatial_target``; the top one: all of them)."""
+    spatial = svc_layers(consumer.producer)
+    if spatial or consumer.spatial_target is not None:
+        sid = None if layer is None or layer >= spatial - 1 else layer
+        if consumer.spatial_target != sid:
+            consumer.spatial_target = sid
+        if spatial:
+            layer = None if layer is None else 0
     if consumer.target_layer != layer:
         consumer.target_layer = layer
 
@@ -77,9 +118,16 @@ def set_temporal_target(consumer: Consumer, tid: int | None) -> None:
 
 
 def current_rid(consumer: Consumer) -> str | None:
-    """The rid of the layer ``consumer`` forwards (``None``: a plain track, audio, or paused)."""
+    """The rid of the layer ``consumer`` forwards (``None``: a plain track, audio, or paused);
+    for a VP9 SVC track ``s0``, ``s1``...: the highest spatial layer forwarded."""
     index = consumer.current_layer
-    if index is None or len(consumer.producer.layers) < 2:
+    if index is None:
+        return None
+    spatial = svc_layers(consumer.producer)
+    if spatial:
+        cap = consumer.current_spatial
+        return f"s{spatial - 1 if cap is None else min(cap, spatial - 1)}"
+    if len(consumer.producer.layers) < 2:
         return None
     return consumer.producer.layers[index].rid
 

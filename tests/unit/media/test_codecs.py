@@ -113,7 +113,8 @@ def test_vp9_truncated_twins() -> None:
         ("02", r"^VP9 scalability structure is truncated$"),
         ("02 08", r"^VP9 scalability structure N_G is truncated$"),
         ("02 08 01 0c 01", r"^VP9 picture group description is truncated$"),
-        ("50 03 03 03", r"^VP9 reference indices are truncated$"),
+        ("50 03 03 03", r"^VP9 lists more than 3 reference indices$"),
+        ("50 03 03", r"^VP9 reference indices are truncated$"),
     ],
 )
 def test_vp9_truncated(hex_data: str, message: str) -> None:

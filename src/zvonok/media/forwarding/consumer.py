@@ -27,7 +27,12 @@ from dataclasses import dataclass
 from struct import unpack_from
 from typing import Literal, Protocol
 
-from ..packets.codecs import shift_vp8_picture_id, vp8_is_keyframe, vp8_temporal_info
+from ..packets.codecs import (
+    shift_vp8_picture_id,
+    vp8_is_keyframe,
+    vp8_temporal_info,
+    vp9_layer_info,
+)
 from ..packets.rtcp import (
     ReportBlock,
     SenderReport,
@@ -49,6 +54,8 @@ SWITCH_TIMEOUT = 3.0
 _U32 = 0xFFFF_FFFF
 #: The highest VP8 temporal layer id (TID is 2 bits, RFC 7741 §4.2): a cap of 3 drops nothing.
 MAX_TID = 3
+#: The highest VP9 spatial layer id (SID is 3 bits, RFC 9628 §4.2): a cap of 7 drops nothing.
+MAX_SID = 7
 #: Outgoing sequence numbers a temporal filter remembers for NACK answers (a power of two; the
 #: producer's history keeps 512 packets, so older NACKs find nothing to resend anyway).
 SEQ_MAP_SIZE = 1024
@@ -264,19 +271,8 @@ class _TemporalFilter:
                 del recent[next(iter(recent))]
         else:  # a late packet of an earlier frame: as that frame was, else by its own TID
             keep, shift = self.recent.get(ts, (tid <= self.cap, shift))
-        in_seq = packet[2] << 8 | packet[3]
         if not keep:
-            core.dropped += 1
-            if (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF == 1:
-                core.seq_offset = (core.seq_offset - 1) & 0xFFFF
-                core.sync_in_seq = (in_seq + 1) & 0xFFFF
-                if self.pending:
-                    self._skip_pending(core)
-            elif (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF < 0x8000:
-                pending = self.pending
-                pending[in_seq] = None
-                if len(pending) > 64:
-                    del pending[next(iter(pending))]
+            self._drop(core, packet[2] << 8 | packet[3])
             return
         if pid_pos < 0:
             shift = 0
@@ -287,6 +283,25 @@ class _TemporalFilter:
             self._skip_pending(core)
         if self.target == MAX_TID and not self.pid_shift:
             consumer._remove_filter()  # uncapped, nothing dropped since the last keyframe
+
+    @property
+    def uncapped(self) -> bool:
+        return self.target == MAX_TID
+
+    def _drop(self, core: ForwarderLike, in_seq: int) -> None:
+        """Leave packet ``in_seq`` out without a hole in the outgoing numbering: skipped at once
+        when it is the next in order, else once the forwarder reaches it."""
+        core.dropped += 1
+        if (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF == 1:
+            core.seq_offset = (core.seq_offset - 1) & 0xFFFF
+            core.sync_in_seq = (in_seq + 1) & 0xFFFF
+            if self.pending:
+                self._skip_pending(core)
+        elif (in_seq + core.seq_offset - core.last_out_seq) & 0xFFFF < 0x8000:
+            pending = self.pending
+            pending[in_seq] = None
+            if len(pending) > 64:
+                del pending[next(iter(pending))]
 
     @staticmethod
     def _send(
@@ -333,6 +348,114 @@ class _TemporalFilter:
         self.frame_ts = None
         self.recent.clear()
         self.pending.clear()
+
+
+class _SvcFilter(_TemporalFilter):
+    """Stands in the forwarder's place while the consumer of a VP9 SVC stream (one RTP stream
+    carrying spatial and temporal layers, RFC 9628) caps its layers (``Consumer.spatial_target``,
+    ``temporal_target``): per packet it reads the layer indices (SID, TID, U, B, E) and forwards
+    only the packets with SID within the spatial cap and TID within the temporal cap, the
+    outgoing sequence numbers kept continuous as ``_TemporalFilter`` does. The caps change at a
+    new picture (a new RTP timestamp): down at once; spatial up only at a keyframe (in K-SVC
+    modes such as Chrome's L3T3_KEY an upper spatial layer references the one below only
+    there), asked for with PLI; temporal up at a switching-up picture (U=1) of a TID above the
+    cap and within the target, one layer at a time (libwebrtc sets U on the pictures of its
+    temporal pattern that reference only lower TIDs, as VP8's Y bit). The RTP
+    marker bit is set on the packet that ends the highest forwarded spatial layer's frame (E=1):
+    Chrome marks only the last packet of the whole picture, which a capped subscriber never
+    gets. PictureIDs need no rewrite: spatial layers share the picture's id, and libwebrtc's VP9
+    reference finder follows dropped temporal layers by their TIDs. Non-VP9 payload types pass
+    unchanged. Never raises."""
+
+    __slots__ = ("spatial_cap", "spatial_target", "recent_caps", "top_tid")
+
+    def __init__(self, consumer: Consumer, vp9: frozenset[int], spatial: int, tid: int) -> None:
+        super().__init__(consumer, vp9, tid)
+        #: The spatial cap applied now, and the one wanted (``MAX_SID``: every layer).
+        self.spatial_cap = MAX_SID
+        self.spatial_target = spatial
+        #: The last pictures' caps (RTP timestamp -> (spatial, temporal)), for late packets.
+        self.recent_caps: dict[int, tuple[int, int]] = {}
+        #: The highest TID seen: a cap there keeps every temporal layer.
+        self.top_tid = 0
+
+    @property
+    def uncapped(self) -> bool:
+        return self.target >= MAX_TID and self.spatial_target >= MAX_SID
+
+    @property
+    def waits_for_keyframe(self) -> bool:
+        """A higher spatial layer is wanted: it starts at the next keyframe."""
+        return self.spatial_target > self.spatial_cap
+
+    def forward(self, packet: bytes, keyframe: bool = False) -> None:
+        consumer = self.consumer
+        core = consumer.core
+        if packet[1] & 0x7F not in self.vp8:  # (the VP9 payload types, here)
+            self._send(consumer, core, packet, keyframe, 0)
+            return
+        try:
+            start = rtp_header_size(packet)
+        except ValueError:
+            start = len(packet)
+        info = vp9_layer_info(packet, start)
+        if info is None:
+            self._send(consumer, core, packet, keyframe, 0)
+            return
+        sid, tid, up, begin, end = info
+        if tid > self.top_tid:
+            self.top_tid = tid
+        ts: int = unpack_from("!I", packet, 4)[0]
+        if ts == self.frame_ts:
+            spatial, temporal = self.spatial_cap, self.cap
+        elif self.frame_ts is None or (ts - self.frame_ts) & _U32 < 0x8000_0000:
+            self.frame_ts = ts
+            key = keyframe or (sid == 0 and begin and not packet[start] & 0x40)
+            self._new_picture(key, tid, up)
+            spatial, temporal = self.spatial_cap, self.cap
+            recent = self.recent_caps
+            recent[ts] = (spatial, temporal)
+            if len(recent) > 8:
+                del recent[next(iter(recent))]
+        else:  # a late packet of an earlier picture: as that picture was
+            spatial, temporal = self.recent_caps.get(ts, (self.spatial_cap, self.cap))
+        if sid > spatial or (temporal < MAX_TID and tid > temporal):
+            self._drop(core, packet[2] << 8 | packet[3])
+            return
+        mark = 0
+        if end and sid == spatial and not packet[1] & 0x80:
+            packet = _with_marker(packet)
+            mark = 1
+        self._send(consumer, core, packet, keyframe, mark)
+        if self.pending:
+            self._skip_pending(core)
+        if self.uncapped and self.spatial_cap >= MAX_SID and self.cap >= self.top_tid:
+            consumer._remove_filter()  # everything flows again: the compiled path takes over
+
+    def _new_picture(self, key: bool, tid: int, up: bool) -> None:
+        if key:
+            self.spatial_cap, self.cap = self.spatial_target, self.target
+            return
+        if self.spatial_target < self.spatial_cap:
+            self.spatial_cap = self.spatial_target  # down: from this picture on
+        if self.target < self.cap:
+            self.cap = self.target
+        elif self.target > self.cap and up and self.cap < tid <= self.target:
+            self.cap = tid  # up: a switching-up picture references only lower TIDs
+
+    def reset(self) -> None:
+        """A keyframe restarted the stream: the target caps apply at once."""
+        self.spatial_cap, self.cap = self.spatial_target, self.target
+        self.frame_ts = None
+        self.recent_caps.clear()
+        self.pending.clear()
+
+
+def _with_marker(packet: bytes) -> bytes:
+    """A copy of the RTP packet with the marker bit set (RFC 3550 §5.1)."""
+    out = bytearray(packet)
+    out[1] |= 0x80
+    return bytes(out)
 
 
 def _shift_stored(packet: bytes, shift: int) -> bytes:
@@ -409,8 +532,17 @@ class Consumer:
             if self._video and codec.mime.rpartition("/")[2].lower() == "vp8"
         )
         self._temporal_target: int | None = None
+        #: The payload types whose spatial and temporal layers can be capped (VP9, RFC 9628).
+        self._vp9 = frozenset(
+            pt
+            for pt, codec in producer.codecs.items()
+            if self._video and codec.mime.rpartition("/")[2].lower() == "vp9"
+        )
+        self._spatial_target: int | None = None
+        #: The producer is VP9 SVC (a spatial target was set): layer caps go to a ``_SvcFilter``.
+        self._svc = False
         #: In the fan-out in place of ``core`` while temporal layers are capped (or PictureIDs
-        #: still shifted); None: the forwarder is called directly (compiled).
+        #: still shifted), or VP9 SVC layers; None: the forwarder is called directly (compiled).
         self._filter: _TemporalFilter | None = None
         self._seq_map: _SeqMap | None = None
         self._rtx_seq = secrets.randbits(16)
@@ -461,6 +593,9 @@ class Consumer:
         if tid == MAX_TID:
             tid = None
         self._temporal_target = tid
+        if self._svc:
+            self._update_svc()
+            return
         if self.closed or not self._vp8:
             return
         f = self._filter
@@ -479,6 +614,52 @@ class Consumer:
             # PictureIDs are shifted: only a keyframe lets the compiled path take over again
             self.producer.layers[self._home].request_keyframe()
 
+    # -- VP9 SVC -----------------------------------------------------------------------------
+
+    @property
+    def spatial_target(self) -> int | None:
+        """The highest VP9 spatial layer (SID) to forward of an SVC stream, None for all. A
+        lower cap applies from the next picture, a higher one at the next keyframe (asked for).
+        Setting it (also to None) makes ``temporal_target`` cap VP9 TIDs as well. No effect on
+        a track without a VP9 payload type."""
+        return self._spatial_target
+
+    @spatial_target.setter
+    def spatial_target(self, sid: int | None) -> None:
+        if sid is not None and not 0 <= sid <= MAX_SID:
+            raise ValueError(f"spatial layer {sid} is not in 0..{MAX_SID}")
+        if sid == MAX_SID:
+            sid = None
+        self._spatial_target = sid
+        if self._vp9:
+            self._svc = True
+            self._update_svc()
+
+    @property
+    def current_spatial(self) -> int | None:
+        """The spatial cap applied now (None: every spatial layer is forwarded)."""
+        f = self._filter
+        if not isinstance(f, _SvcFilter) or f.spatial_cap >= MAX_SID:
+            return None
+        return f.spatial_cap
+
+    def _update_svc(self) -> None:
+        if self.closed:
+            return
+        spatial = MAX_SID if self._spatial_target is None else self._spatial_target
+        tid = MAX_TID if self._temporal_target is None else self._temporal_target
+        f = self._filter
+        if not isinstance(f, _SvcFilter):
+            if spatial >= MAX_SID and tid >= MAX_TID:
+                return
+            self._remove_filter()
+            f = _SvcFilter(self, self._vp9, spatial, tid)
+            self._put_filter(f)
+        else:
+            f.spatial_target, f.target = spatial, tid
+        if f.waits_for_keyframe and self._home is not None:
+            self.producer.layers[self._home].request_keyframe()
+
     @property
     def current_temporal(self) -> int | None:
         """The temporal cap applied now (None: every layer is forwarded)."""
@@ -491,8 +672,10 @@ class Consumer:
         return self._filter if self._filter is not None else self.core
 
     def _install_filter(self, target: int) -> None:
+        self._put_filter(_TemporalFilter(self, self._vp8, target))
+
+    def _put_filter(self, f: _TemporalFilter) -> None:
         core = self.core
-        f = _TemporalFilter(self, self._vp8, target)
         if self._seq_map is None:
             self._seq_map = _SeqMap(core.last_out_seq + 1, core.seq_offset)
         else:  # the last period's numbers stay known (they were sent with other offsets)
@@ -716,7 +899,7 @@ class Consumer:
             # another stream: its own PictureIDs and numbering from this keyframe on
             f.reset()
             self._seq_map = _SeqMap(old.last_out_seq + 1, None)
-            if f.target == MAX_TID:
+            if f.uncapped:
                 self._filter = None
                 self._seq_map.end = old.last_out_seq
         else:
@@ -833,7 +1016,9 @@ class Consumer:
         pt = self._pts.get(packet[1] & 0x7F)
         if pt is None:
             return
-        if pid_shift:
+        if pid_shift and packet[1] & 0x7F in self._vp9:
+            packet = _with_marker(packet)  # as sent: it ended the top forwarded spatial layer
+        elif pid_shift:
             packet = _shift_stored(packet, pid_shift)
         ts = (unpack_from("!I", packet, 4)[0] + self.core.ts_offset) & 0xFFFF_FFFF
         try:
@@ -882,6 +1067,9 @@ class Consumer:
                 self.producer.layers[probe.layer].request_keyframe()
             if self.waiting:
                 self.producer.layers[self._home].request_keyframe()  # type: ignore[index]
+            f = self._filter
+            if isinstance(f, _SvcFilter) and f.waits_for_keyframe and self._home is not None:
+                self.producer.layers[self._home].request_keyframe()  # throttled by the layer
         if now - self._last_sr >= SENDER_REPORT_INTERVAL * 0.95:
             report = self.sender_report(now)
             if report is not None:

@@ -25,6 +25,8 @@ from ..packets.codecs import (
     frame_size_reader,
     keyframe_detector,
     vp8_temporal_info,
+    vp9_layer_info,
+    vp9_resolutions,
 )
 from ..packets.rtcp import (
     Fir,
@@ -96,6 +98,10 @@ class ProducerLayer:
         self._vp8 = frozenset(
             pt for pt, c in codecs.items() if video and c.mime.rpartition("/")[2].lower() == "vp8"
         )
+        #: VP9 payload types: their packets' spatial and temporal layer ids are counted (SVC).
+        self._vp9 = frozenset(
+            pt for pt, c in codecs.items() if video and c.mime.rpartition("/")[2].lower() == "vp9"
+        )
         if video:
             for pt, codec in codecs.items():
                 detector = keyframe_detector(codec.mime)
@@ -142,6 +148,16 @@ class ProducerLayer:
         self.temporal_fps: tuple[float, ...] = ()
         self._tid_bytes = [0] * 4
         self._tid_frames = [0] * 4
+        #: VP9 SVC (RFC 9628 layer indices) measured over the last bitrate window: index s is
+        #: the bit/s of spatial layers 0..s together (all TIDs; the last entry is the whole
+        #: stream), and for each s the bit/s of TIDs 0..t within spatial layers 0..s; empty
+        #: without spatial layers (one SID seen).
+        self.spatial_bitrates: tuple[int, ...] = ()
+        self.spatial_temporal_bitrates: tuple[tuple[int, ...], ...] = ()
+        #: The resolution of each spatial layer, lowest first, from the last keyframe's VP9
+        #: scalability structure; empty without one.
+        self.spatial_sizes: tuple[tuple[int, int], ...] = ()
+        self._layer_bytes = [[0] * 8 for _ in range(8)]  # [sid][tid]
         self._walked: int | None = None
         self._walk_ts = -1
         #: When the SSRC was last (re)bound by learning (``MediaEndpoint``).
@@ -226,6 +242,8 @@ class ProducerLayer:
         size = reader(payload) if reader is not None else None
         if size is not None:
             self.width, self.height = size
+        if pt in self._vp9:
+            self.spatial_sizes = vp9_resolutions(payload)
         return True
 
     def _on_gap(self, seq: int, gap: int, now: float) -> None:
@@ -361,7 +379,7 @@ class ProducerLayer:
         if self.closed:
             return
         self._look(now)
-        if self._vp8:
+        if self._vp8 or self._vp9:
             self._walk_history()
         if now - self._rate_at >= BITRATE_WINDOW:
             received = self.core.bytes_received
@@ -372,11 +390,12 @@ class ProducerLayer:
                 if packets > self._rate_packets:  # a window without packets keeps the last one
                     interval = span / (packets - self._rate_packets)
                     self.active_window = min(ACTIVE_WINDOW, max(MIN_ACTIVE_WINDOW, 4 * interval))
-                if self._vp8:
+                if self._vp8 or self._vp9:
                     self._temporal_window(span)
             else:  # the first window opens: what the walk saw so far came before it
                 self._tid_bytes = [0] * 4
                 self._tid_frames = [0] * 4
+                self._layer_bytes = [[0] * 8 for _ in range(8)]
             self._rate_at, self._rate_bytes, self._rate_packets = now, received, packets
         if self._keyframe_pending and now - self._last_keyframe_request >= (
             KEYFRAME_REQUEST_INTERVAL
@@ -414,23 +433,45 @@ class ProducerLayer:
             if info is not None and info[0] < 0:  # no temporal layers (now): nothing to count
                 self._walked = newest
                 return
+        elif last is not None and last[1] & 0x7F in self._vp9:
+            try:
+                svc = vp9_layer_info(last, rtp_header_size(last))
+            except ValueError:
+                svc = None
+            if svc is not None and svc[1] < 0:  # no layer indices: nothing to count
+                self._walked = newest
+                return
         count = len(history.slots)
         todo = count if walked is None else min((newest - walked) & 0xFFFF, count)
         if todo >= 0x8000:
             todo = 0
         self._walked = newest
-        tid_bytes, tid_frames, vp8 = self._tid_bytes, self._tid_frames, self._vp8
+        tid_bytes, tid_frames, vp8, vp9 = self._tid_bytes, self._tid_frames, self._vp8, self._vp9
+        layer_bytes = self._layer_bytes
         for back in range(todo - 1, -1, -1):
             packet = history.get((newest - back) & 0xFFFF)
-            if packet is None or packet[1] & 0x7F not in vp8:
+            if packet is None:
                 continue
-            try:
-                info = vp8_temporal_info(packet, rtp_header_size(packet))
-            except ValueError:
+            pt = packet[1] & 0x7F
+            if pt in vp9:
+                try:
+                    svc = vp9_layer_info(packet, rtp_header_size(packet))
+                except ValueError:
+                    continue
+                if svc is None or svc[1] < 0:
+                    continue
+                sid, tid = svc[0], min(svc[1], 3)
+                layer_bytes[sid][tid] += len(packet)
+            elif pt in vp8:
+                try:
+                    info = vp8_temporal_info(packet, rtp_header_size(packet))
+                except ValueError:
+                    continue
+                if info is None or info[0] < 0:
+                    continue
+                tid = info[0]
+            else:
                 continue
-            if info is None or info[0] < 0:
-                continue
-            tid = info[0]
             tid_bytes[tid] += len(packet)
             ts = rtp_timestamp(packet)
             if ts != self._walk_ts:
@@ -452,6 +493,21 @@ class ProducerLayer:
         self.temporal_bitrates, self.temporal_fps = tuple(rates), tuple(fps)
         self._tid_bytes = [0] * 4
         self._tid_frames = [0] * 4
+        layer_bytes = self._layer_bytes
+        sids = max((s for s in range(8) if any(layer_bytes[s])), default=0) + 1
+        spatial: list[int] = []
+        per_spatial: list[tuple[int, ...]] = []
+        if sids > 1:
+            below = [0] * 4  # bytes per TID of the spatial layers so far
+            for sid in range(sids):
+                for tid in range(4):
+                    below[tid] += layer_bytes[sid][tid]
+                cumulative = [sum(below[: t + 1]) for t in range(top + 1)] if top >= 0 else []
+                per_spatial.append(tuple(int(b * 8 / span) for b in cumulative))
+                spatial.append(int(sum(below) * 8 / span))
+        self.spatial_bitrates = tuple(spatial)
+        self.spatial_temporal_bitrates = tuple(per_spatial)
+        self._layer_bytes = [[0] * 8 for _ in range(8)]
 
     def receiver_report(self, now: float) -> bytes:
         """RR (+ SDES CNAME) about this stream, for the interval since the previous one."""

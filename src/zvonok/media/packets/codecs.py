@@ -196,6 +196,23 @@ class Vp9ScalabilityStructure:
     spatial_layers: int
     resolutions: list[tuple[int, int]] = field(default_factory=list)
     pictures: list[tuple[int, bool, list[int]]] = field(default_factory=list)  # (tid, u, diffs)
+    #: The G bit: a picture group description follows (it may list no picture, N_G = 0).
+    has_group: bool = False
+
+    def __bytes__(self) -> bytes:
+        out = bytearray()
+        first = (self.spatial_layers - 1 & 7) << 5
+        if self.resolutions:
+            first |= 0x10
+            for width, height in self.resolutions:
+                out += bytes((width >> 8 & 0xFF, width & 0xFF, height >> 8 & 0xFF, height & 0xFF))
+        if self.has_group or self.pictures:
+            first |= 0x08
+            out.append(len(self.pictures) & 0xFF)
+            for tid, u, diffs in self.pictures:
+                out.append((tid & 7) << 5 | (0x10 if u else 0) | (len(diffs) & 3) << 2)
+                out += bytes(d & 0xFF for d in diffs)
+        return bytes((first,)) + bytes(out)
 
     @classmethod
     def parse(cls, payload: Payload, pos: int) -> tuple[Vp9ScalabilityStructure, int]:
@@ -215,6 +232,7 @@ class Vp9ScalabilityStructure:
         if b & 0x08:  # G: picture group description
             if pos >= n:
                 raise ValueError("VP9 scalability structure N_G is truncated")
+            ss.has_group = True
             groups = payload[pos]
             pos += 1
             for _ in range(groups):
@@ -235,6 +253,7 @@ class Vp9Descriptor:
     flexible: bool
     begin_of_frame: bool
     end_of_frame: bool
+    #: The Z bit: higher spatial layers of this picture do not use this frame (inter-layer).
     not_reference: bool = False
     picture_id: int | None = None
     temporal_id: int | None = None
@@ -245,10 +264,45 @@ class Vp9Descriptor:
     reference_diffs: list[int] = field(default_factory=list)
     scalability: Vp9ScalabilityStructure | None = None
     size: int = 1
+    #: The picture id is sent in 15 bits (M=1), else in 7.
+    long_picture_id: bool = False
+    #: The L bit: layer indices are present (``temporal_id`` is then not None).
+    has_layer_indices: bool = False
 
     @property
     def keyframe(self) -> bool:
         return not self.inter_picture and self.begin_of_frame and self.spatial_id == 0
+
+    def __bytes__(self) -> bytes:
+        """The descriptor as RFC 9628 §4.2 lays it out (the scalability structure included)."""
+        b = (0x40 if self.inter_picture else 0) | (0x10 if self.flexible else 0)
+        b |= (0x08 if self.begin_of_frame else 0) | (0x04 if self.end_of_frame else 0)
+        b |= (0x01 if self.not_reference else 0) | (0x02 if self.scalability else 0)
+        out = bytearray()
+        if self.picture_id is not None:
+            b |= 0x80
+            if self.long_picture_id:
+                out += bytes((0x80 | self.picture_id >> 8 & 0x7F, self.picture_id & 0xFF))
+            else:
+                out.append(self.picture_id & 0x7F)
+        if self.has_layer_indices:
+            b |= 0x20
+            t = (self.temporal_id or 0) & 7
+            out.append(
+                t << 5
+                | (0x10 if self.switching_up else 0)
+                | (self.spatial_id & 7) << 1
+                | (1 if self.inter_layer_dependency else 0)
+            )
+            if not self.flexible:
+                out.append((self.tl0_pic_idx or 0) & 0xFF)
+        if self.flexible and self.inter_picture:
+            diffs = self.reference_diffs
+            for i, diff in enumerate(diffs):
+                out.append((diff & 0x7F) << 1 | (1 if i + 1 < len(diffs) else 0))
+        if self.scalability is not None:
+            out += bytes(self.scalability)
+        return bytes((b,)) + bytes(out)
 
     @classmethod
     def parse(cls, payload: Payload) -> Vp9Descriptor:
@@ -264,6 +318,7 @@ class Vp9Descriptor:
                 raise ValueError("VP9 picture id is truncated")
             if payload[pos] & 0x80:
                 d.picture_id = (payload[pos] & 0x7F) << 8 | payload[pos + 1]
+                d.long_picture_id = True
                 pos += 2
             else:
                 d.picture_id = payload[pos]
@@ -272,6 +327,7 @@ class Vp9Descriptor:
             if pos >= n or (not d.flexible and pos + 1 >= n):
                 raise ValueError("VP9 layer indices are truncated")
             t = payload[pos]
+            d.has_layer_indices = True
             d.temporal_id, d.switching_up = t >> 5, bool(t & 0x10)
             d.spatial_id, d.inter_layer_dependency = t >> 1 & 7, bool(t & 1)
             pos += 1
@@ -280,7 +336,9 @@ class Vp9Descriptor:
                 pos += 1
         if d.flexible and d.inter_picture:  # P_DIFF list, N bit chains up to 3
             while True:
-                if pos >= n or len(d.reference_diffs) == 3:
+                if len(d.reference_diffs) == 3:
+                    raise ValueError("VP9 lists more than 3 reference indices")
+                if pos >= n:
                     raise ValueError("VP9 reference indices are truncated")
                 d.reference_diffs.append(payload[pos] >> 1)
                 pos += 1
@@ -308,6 +366,30 @@ def vp9_is_keyframe(payload: Payload) -> bool:
     if pos >= n or (not b & 0x10 and pos + 1 >= n):
         return False
     return payload[pos] >> 1 & 7 == 0
+
+
+def vp9_layer_info(data: Payload, start: int = 0) -> tuple[int, int, bool, bool, bool] | None:
+    """The layer of the VP9 payload at ``data[start:]`` (an RTP packet and its payload offset,
+    RFC 9628 §4.2): ``(spatial_id, temporal_id, switching_up, begin, end)``; ``temporal_id`` is
+    -1 and ``spatial_id`` 0 without layer indices (L=0), ``begin``/``end`` are the B and E bits
+    (start and end of this spatial layer's frame). None when the descriptor is truncated. The
+    hot path's reading of ``Vp9Descriptor.parse``: it never raises."""
+    n = len(data)
+    if start >= n:
+        return None
+    b = data[start]
+    pos = start + 1
+    if b & 0x80:  # I: a picture id of one or two bytes
+        if pos >= n or (data[pos] & 0x80 and pos + 1 >= n):
+            return None
+        pos += 2 if data[pos] & 0x80 else 1
+    begin, end = bool(b & 0x08), bool(b & 0x04)
+    if not b & 0x20:
+        return (0, -1, False, begin, end)
+    if pos >= n or (not b & 0x10 and pos + 1 >= n):  # layer indices (+ TL0PICIDX)
+        return None
+    t = data[pos]
+    return (t >> 1 & 7, t >> 5, bool(t & 0x10), begin, end)
 
 
 @dataclass(slots=True)
@@ -549,6 +631,18 @@ def vp9_frame_size(payload: Payload) -> tuple[int, int] | None:
         return None
     width, height = d.scalability.resolutions[-1]
     return (width, height) if width and height else None
+
+
+def vp9_resolutions(payload: Payload) -> tuple[tuple[int, int], ...]:
+    """(width, height) of each spatial layer, lowest first, listed in a VP9 keyframe's
+    scalability structure (RFC 9628 §4.2.1, Y bit); empty without one."""
+    try:
+        d = Vp9Descriptor.parse(payload)
+    except ValueError:
+        return ()
+    if d.scalability is None:
+        return ()
+    return tuple(d.scalability.resolutions)
 
 
 def frame_size_reader(mime: str) -> FrameSizeReader | None:
