@@ -13,6 +13,9 @@ the last packet of spatial layer 2.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from zvonok.media.forwarding.consumer import Consumer, _SvcFilter
 from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
@@ -243,3 +246,27 @@ def test_producer_measures_spatial_layers_and_the_rooms_layer_sees_them() -> Non
     assert (c.target_layer, c.spatial_target) == (0, None)
     mediaview.set_target_layer(c, None)
     assert c.target_layer is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(min_size=0, max_size=40))
+def test_parser_reader_and_writer_agree_on_any_bytes(data: bytes) -> None:
+    """Any bytes: the parser reads them or raises ValueError; the per-packet reader never raises
+    and agrees with it; what the parser read is written back to bytes that read the same."""
+    info = vp9_layer_info(data)
+    try:
+        d = Vp9Descriptor.parse(data)
+    except ValueError:
+        return
+    assert info is not None
+    sid, tid, up, begin, end = info
+    assert (begin, end) == (d.begin_of_frame, d.end_of_frame)
+    if d.has_layer_indices:
+        assert (sid, tid, up) == (d.spatial_id, d.temporal_id, d.switching_up)
+    else:
+        assert (sid, tid) == (0, -1)
+    written = bytes(d)
+    again = Vp9Descriptor.parse(written)
+    again.size = d.size
+    assert again == d
+    assert len(written) == d.size or d.scalability is not None
