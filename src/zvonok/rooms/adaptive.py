@@ -8,8 +8,15 @@ over the video tracks it receives, sets each consumer's target layer (and VP8 te
 tells the subscriber ``track-paused`` when a track is held back or resumed; then each simulcast
 track's ``Dynacast`` gets the union of its subscribers' layers and tells the publisher
 ``publish-layers`` when that changes (docs/media.md, "Layer allocation"). What it reads of the
-media objects goes through ``rooms.mediaview``. A track an operator muted is left alone
-(moderation pauses it).
+media objects goes through ``rooms.mediaview``, and the layers a publisher announced it stopped
+(``Producer.stopped_layers``: its video layers allocation). A track an operator muted is left
+alone (moderation pauses it).
+
+A layer the publisher stopped by itself (its encoder dropped it for a short uplink: announced,
+or silent) is not available, and neither are — while some layer still flows — the layers
+dynacast turned off above the highest one that flows: the publisher could not send them now,
+and a subscriber moved there would wait for a layer that may never come instead of getting the
+one that flows (docs/media.md, "Layer switching").
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ class RoomAdaptation:
         due = now >= self._next_pass
         if due:
             self._next_pass = now + ALLOCATE_EVERY * 0.95
-        tracks = self._video_tracks()
+        tracks = self._video_tracks(now)
         available = tuple((t, tuple(x.available for x in v.layers)) for t, v in tracks.items())
         changed, self._available = available != self._available, available
         for participant in list(room.participants.values()):
@@ -112,7 +119,7 @@ class RoomAdaptation:
         self._temporal_seen = {k for k in self._temporal_seen if k[0] in published}
 
     # ------------------------------------------------------------------ allocation
-    def _video_tracks(self) -> dict[str, VideoTrack]:
+    def _video_tracks(self, now: float) -> dict[str, VideoTrack]:
         """Every live video track of the room, publishers in join order, as the allocator sees
         it; a publisher's second (and later) video track is a screen share."""
         order = {sid: i for i, sid in enumerate(self.room.participants)}
@@ -127,24 +134,34 @@ class RoomAdaptation:
                 continue
             screen = entry.publisher.session_id in seen
             seen.add(entry.publisher.session_id)
-            out[entry.track_id] = VideoTrack(entry.track_id, self._layers(entry), screen)
+            out[entry.track_id] = VideoTrack(entry.track_id, self._layers(entry, now), screen)
         return out
 
-    def _layers(self, entry: PublishedEntry[Participant]) -> tuple[Layer, ...]:
+    def _layers(self, entry: PublishedEntry[Participant], now: float) -> tuple[Layer, ...]:
         views = producer_layers(entry.producer)
         dynacast = self._dynacast.get(entry.track_id)
+        stopped = entry.producer.stopped_layers(now)
+        flowing = [view.active and i not in stopped for i, view in enumerate(views)]
+        off = [
+            dynacast is not None and i < len(dynacast.active) and not dynacast.active[i]
+            for i in range(len(views))
+        ]
+        top_flowing = max((i for i, f in enumerate(flowing) if f), default=-1)
+        # the publisher stopped a layer nobody told it to stop: its uplink is short
+        limited = top_flowing >= 0 and any(not flowing[i] and not off[i] for i in range(len(views)))
         layers = []
         for i, view in enumerate(views):
             key = (entry.track_id, i)
             seen = self._measured.get(key, 0)
-            if view.active and view.bitrate > 0:
+            if flowing[i] and view.bitrate > 0:
                 # A slowly decaying peak: a layer winding down (dynacast turned it off, the
                 # publisher's uplink shrank) must not look cheap in its last half-empty windows.
                 seen = self._measured[key] = max(view.bitrate, int(seen * BITRATE_DECAY))
             bitrate = seen or _nominal(i, len(views))
-            # A layer dynacast turned off can be turned on again: it stays available.
-            off = dynacast is not None and i < len(dynacast.active) and not dynacast.active[i]
-            available = view.active or off or (len(views) == 1)
+            # A layer dynacast turned off can be turned on again: it stays available, unless
+            # the publisher cannot send it now (above what flows while it stopped a layer).
+            reachable = off[i] and not (limited and i > top_flowing)
+            available = flowing[i] or reachable or (len(views) == 1)
             # the temporal steps: the shares last measured, of the remembered peak
             temporal = tuple(int(bitrate * share) for share in view.temporal_shares)
             if temporal and key not in self._temporal_seen:

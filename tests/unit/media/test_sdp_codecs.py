@@ -78,13 +78,15 @@ def test_extensions() -> None:
         "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
         TWCC: 3,
         "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
+        "http://www.webrtc.org/experiments/rtp-hdrext/video-layers-allocation00": 9,
         "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10,
         "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id": 11,
         "urn:3gpp:video-orientation": 13,
         "urn:ietf:params:rtp-hdrext:toffset": 14,
     }
     # One id per URI across kinds (one BUNDLE group); the ids are Chrome's own.
-    chrome = media("chromium_offer_audio_video", 1)
+    # (the simulcast capture is the newer one: it also offers the layers allocation)
+    chrome = media("chromium_offer_simulcast", 1)
     ids = {e.uri: e.id for e in chrome.extensions}
     assert all(ids[uri] == ext_id for uri, ext_id in SUPPORTED_EXTENSIONS["video"])
 

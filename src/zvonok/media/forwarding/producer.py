@@ -4,8 +4,12 @@ Owns: ``Producer`` — the track's ``layers`` (``ProducerLayer``: exactly one fo
 one per simulcast rid, RFC 8853, lowest quality first, each with its own SSRC, statistics,
 NACKs, receiver reports, keyframe requests and history), its consumers, the binding of learned
 SSRCs to layers (RFC 8852: ``MediaEndpoint`` reads the rid, ``bind`` records it), and the
-track-wide counters. A plain track's attributes (``ssrc``, ``stats``, ``history``, ``last_sr``,
-``receive_rtp``, ...) are its single layer's.
+track-wide counters, and what the publisher announces it sends: libwebrtc's video layers
+allocation header extension (``packets.vla``; Chromium writes it on a keyframe and on the first
+frame after its encoder's allocation changed, on every stream it still sends), read from the
+layers' histories when asked (``stopped_layers``), so a stream the encoder dropped for its uplink
+is known at once instead of after its last queued packets drained. A plain track's attributes
+(``ssrc``, ``stats``, ``history``, ``last_sr``, ``receive_rtp``, ...) are its single layer's.
 Must not import anything from zvonok outside ``zvonok.media``.
 
 ``receive_rtp`` is the hot path: a plain track's is its layer's compiled core, unchanged.
@@ -16,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..packets.rtcp import SenderReport
+from ..packets.rtp import read_extension
+from ..packets.vla import VLA_URI, LayersAllocation
 from .consumer import Consumer
 from .history import PacketHistory
 from .layers import AUDIO_HISTORY_SIZE, HISTORY_SIZE, KEYFRAME_REQUEST_INTERVAL, ProducerLayer
@@ -26,6 +32,12 @@ __all__ = ["AUDIO_HISTORY_SIZE", "HISTORY_SIZE", "KEYFRAME_REQUEST_INTERVAL", "P
 
 #: Most simulcast layers a track keeps (RFC 8853 allows more; browsers send up to 3).
 MAX_LAYERS = 3
+#: How long a layers allocation that left a stream out keeps that stream stopped although its
+#: packets still arrive (s): the packets the publisher queued before it stopped the stream
+#: drain for up to ~1.5 s behind a short uplink; later, a stream that stopped is silent anyway
+#: (``ProducerLayer.active``), and a stale announcement (the publisher stopped writing the
+#: extension) cannot hold a flowing stream back for longer.
+ANNOUNCED_HOLD = 3.0
 
 
 class Producer:
@@ -54,6 +66,12 @@ class Producer:
         self.rid_ext = self.extensions.get(RID_URI)
         self.repaired_rid_ext = self.extensions.get(REPAIRED_RID_URI)
         self.mid_ext = self.extensions.get(MID_URI)
+        #: The publisher's id of the video layers allocation extension (simulcast only).
+        self.vla_ext = self.extensions.get(VLA_URI) if len(self.rids) > 1 else None
+        #: The last layers allocation read, and when (``stopped_layers``).
+        self.allocation: LayersAllocation | None = None
+        self.allocation_at = float("-inf")
+        self.allocations_read = 0
         self._clock = clock
         self._on_close = on_close
         self.consumers: list[Consumer] = []
@@ -72,6 +90,8 @@ class Producer:
             else [layer(None, params.ssrc, params.rtx_ssrc)]
         )
         self._layer_by_rid = {layer.rid: i for i, layer in enumerate(self.layers) if layer.rid}
+        #: Per layer, the newest sequence number already looked at for an allocation.
+        self._vla_walked: list[int | None] = [None] * len(self.layers)
         main = self.layers[0]
         self.clock_rate = main.clock_rate
         self.closed = False
@@ -188,6 +208,61 @@ class Producer:
         for consumer in leaving:
             consumer.rejoin()
         return old
+
+    # -- what the publisher announces (video layers allocation) -----------------------------
+
+    def stopped_layers(self, now: float) -> frozenset[int]:
+        """The layers the publisher's latest layers allocation (within ``ANNOUNCED_HOLD``)
+        leaves out: it stopped sending them (or was told to: dynacast). Empty without the
+        extension, or when the allocation does not fit the layers."""
+        if self.vla_ext is None or self.closed:
+            return frozenset()
+        self._read_allocations(now)
+        allocation = self.allocation
+        if allocation is None or now - self.allocation_at > ANNOUNCED_HOLD:
+            return frozenset()
+        active = allocation.active_streams
+        return frozenset(i for i in range(len(self.layers)) if i not in active)
+
+    def _read_allocations(self, now: float) -> None:
+        """The newest allocation in the packets received since the last look: each layer's
+        history is walked from where the last walk stopped (Python per packet, only here);
+        of the layers that carried one, the lowest wins (each stream names the same
+        allocation, the lowest is the one a publisher keeps longest)."""
+        ext = self.vla_ext
+        if ext is None:
+            return
+        found: LayersAllocation | None = None
+        for i, layer in enumerate(self.layers):
+            history, stats = layer.history, layer.stats
+            if history is None or not stats.started:
+                continue
+            newest = stats.max_seq
+            walked = self._vla_walked[i]
+            self._vla_walked[i] = newest
+            size = len(history.slots)
+            todo = size if walked is None else min((newest - walked) & 0xFFFF, size)
+            if todo >= 0x8000:
+                todo = 0
+            value: bytes | None = None
+            for back in range(todo):  # newest first: the first one found is the newest
+                packet = history.get((newest - back) & 0xFFFF)
+                if packet is not None and packet[0] & 0x10:
+                    value = read_extension(packet, ext)
+                    if value is not None:
+                        break
+            if value is None or found is not None:
+                continue
+            try:
+                allocation = LayersAllocation.parse(value)
+            except ValueError:
+                continue
+            if allocation.layers and max(allocation.active_streams) >= len(self.layers):
+                continue  # more streams than this track keeps: not ours to read
+            found = allocation
+        if found is not None:
+            self.allocation, self.allocation_at = found, now
+            self.allocations_read += 1
 
     # -- consumers -------------------------------------------------------------------------
 

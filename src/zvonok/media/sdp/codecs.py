@@ -11,7 +11,9 @@ Not forwarded: telephone-event, red, ulpfec, flexfec (left out of answers).
 Negotiated both ways on audio and video: transport-wide congestion control
 (draft-holmer-rmcat-transport-wide-cc-extensions-01: its header extension and the ``transport-cc``
 rtcp-fb), so publishers get our feedback and subscribers send theirs. Video also keeps the
-RFC 8852 rid and repaired-rid extensions (simulcast, ``simulcast``), only where the client sends.
+RFC 8852 rid and repaired-rid extensions (simulcast, ``simulcast``) and libwebrtc's video layers
+allocation (``packets.vla``: which simulcast streams the publisher sends), only where the
+client sends.
 Imports only ``zvonok.media.sdp``.
 """
 
@@ -28,6 +30,8 @@ CodecKey = tuple[str | int, ...]
 
 TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+#: libwebrtc's video layers allocation (``packets.vla``): which simulcast streams are sent.
+VLA_URI = "http://www.webrtc.org/experiments/rtp-hdrext/video-layers-allocation00"
 VIDEO_FEEDBACK = ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc")
 AUDIO_FEEDBACK = ("transport-cc",)
 FEEDBACK = {"audio": AUDIO_FEEDBACK, "video": VIDEO_FEEDBACK}
@@ -46,15 +50,17 @@ SUPPORTED_EXTENSIONS: dict[str, tuple[tuple[str, int], ...]] = {
         ("http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", 2),
         (TWCC_URI, 3),
         ("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
+        (VLA_URI, 9),
         (RID_URI, 10),
         (REPAIRED_RID_URI, 11),
         ("urn:3gpp:video-orientation", 13),
         ("urn:ietf:params:rtp-hdrext:toffset", 14),
     ),
 }
-#: Extensions only the client writes (simulcast stream ids): offered and answered only on
-#: m-lines the client sends on, and never forwarded (``slots.NOT_FORWARDED``).
-RECEIVE_ONLY_EXTENSIONS = frozenset({RID_URI, REPAIRED_RID_URI})
+#: Extensions only the client writes (simulcast stream ids, the layers allocation): offered and
+#: answered only on m-lines the client sends on, and never forwarded (a subscriber's m-line
+#: does not have them, so its forwarder drops them).
+RECEIVE_ONLY_EXTENSIONS = frozenset({RID_URI, REPAIRED_RID_URI, VLA_URI})
 
 _HEX6 = re.compile(r"[0-9A-Fa-f]{6}", re.ASCII)
 _H264_FMTP = {"level-asymmetry-allowed": "1", "packetization-mode": "1"}

@@ -104,6 +104,11 @@ class SessionNegotiator:
         self._session_id = str(secrets.randbelow(2**62))
         self._version = 0
         self._remote_ufrag: str | None = None
+        #: The client's last description allowed one- and two-byte header extensions mixed
+        #: (RFC 8285 §6, ``a=extmap-allow-mixed``): our next descriptions allow them too, so
+        #: a publisher can write extension values over 16 bytes (Chromium's layers allocation
+        #: with sizes; without it that value is not sent at all).
+        self._allow_mixed = False
         #: What was reserved before our outstanding offer (restored by ``rollback``).
         self._before_offer: _Reservations | None = None
         #: Codec steering: mid -> the codec keys the client may send with on that m-line.
@@ -184,6 +189,7 @@ class SessionNegotiator:
             raise ValueError("an answer arrived but no offer is outstanding")
         desc = SessionDescription.parse(text)
         slots = self._pending
+        self._allow_mixed = desc.extmap_allow_mixed
         if len(desc.media) != len(slots):
             raise ValueError(f"answer has {len(desc.media)} m-lines, the offer had {len(slots)}")
         for slot, media in zip(slots, desc.media, strict=True):
@@ -259,6 +265,7 @@ class SessionNegotiator:
             # Every active audio/video m-line was refused for want of a codec we forward.
             names = sorted({c.name for m in media_list for c in m.codecs})
             raise ValueError(f"offer has no codec zvonok supports (offered: {', '.join(names)})")
+        self._allow_mixed = desc.extmap_allow_mixed
         answer = self._render(slots, local_for(restart), offer=False)
         result = self._commit(desc, slots, restart=restart)
         return answer, result
@@ -692,6 +699,7 @@ class SessionNegotiator:
                 version=self._version,
                 offer=offer,
                 paused=paused,
+                allow_mixed=self._allow_mixed,
             )
         )
 

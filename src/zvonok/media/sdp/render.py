@@ -29,9 +29,11 @@ def server_description(
     version: int,
     offer: bool,
     paused: Mapping[str, Collection[str]] | None = None,
+    allow_mixed: bool = False,
 ) -> SessionModel:
     """The whole ICE-lite offer or answer for ``slots`` (BUNDLE of every live m-line);
-    ``paused``: mid -> the simulcast rids to mark paused (``~``) there."""
+    ``paused``: mid -> the simulcast rids to mark paused (``~``) there; ``allow_mixed``: write
+    ``a=extmap-allow-mixed`` (RFC 8285 §6)."""
     paused = paused or {}
     bundle = [s.mid for s in slots if not s.stopped]
     candidates = [Candidate.parse(c) for c in local.candidates]
@@ -42,6 +44,7 @@ def server_description(
         bundle=[bundle] if bundle else [],
         ice_lite=True,
         msid_semantic=" WMS *",
+        extmap_allow_mixed=allow_mixed,
         media=[
             media_description(s, local, candidates, offer=offer, paused=paused.get(s.mid, ()))
             for s in slots
