@@ -1,5 +1,5 @@
-"""The video layers allocation extension as a value (``packets.vla``): the layout by hand,
-malformed twins, and a round trip / fuzz over what the layout allows."""
+"""The video layers allocation extension as a value (``packets.vla``): Chromium's own bytes,
+the layout by hand, malformed twins, and a round trip / fuzz over what the layout allows."""
 
 from __future__ import annotations
 
@@ -8,6 +8,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zvonok.media.packets.vla import LayersAllocation, SpatialLayer
+
+# Captured from Chromium 156 publishing the SDK's 3 simulcast layers (VP8, 3 temporal layers
+# each, fake camera 1280x720 at 30 fps) to zvonok, as the server read them from the packets:
+#: a keyframe's: the 3 streams with sizes (33 bytes: the two-byte header form)
+CHROMIUM_KEY = bytes.fromhex("21a83c5a9601c801ac02f403d8048407dc0b013f00b31e027f01671e04ff02cf1e")
+#: a change of bitrates only: no sizes
+CHROMIUM_RATES = bytes.fromhex("21a83c5a9601c801ac02f403d8048407dc0b")
+#: dynacast turned "h" off: streams 0 and 2, per-stream bitmasks
+CHROMIUM_NO_MIDDLE = bytes.fromhex("201010a03c5a9601d8048407dc0b013f00b31e04ff02cf1e")
+#: behind a 600 kbit/s uplink the encoder stopped "f": only stream 0 is left
+CHROMIUM_LOW_ONLY = bytes.fromhex("01803c5a9601013f00b31e")
+CHROMIUM = (CHROMIUM_KEY, CHROMIUM_RATES, CHROMIUM_NO_MIDDLE, CHROMIUM_LOW_ONLY)
+
+
+def test_chromium_bytes() -> None:
+    key = LayersAllocation.parse(CHROMIUM_KEY)
+    assert key.stream == 0 and key.active_streams == {0, 1, 2} and key.has_resolution
+    assert [(x.width, x.height, x.fps) for x in key.layers] == [
+        (320, 180, 30),
+        (640, 360, 30),
+        (1280, 720, 30),
+    ]
+    assert [x.kbps for x in key.layers] == [(60, 90, 150), (200, 300, 500), (600, 900, 1500)]
+    rates = LayersAllocation.parse(CHROMIUM_RATES)
+    assert not rates.has_resolution and [x.kbps for x in rates.layers] == [
+        x.kbps for x in key.layers
+    ]
+    no_middle = LayersAllocation.parse(CHROMIUM_NO_MIDDLE)
+    assert no_middle.active_streams == {0, 2}
+    assert [x.width for x in no_middle.layers] == [320, 1280]
+    low = LayersAllocation.parse(CHROMIUM_LOW_ONLY)
+    assert low.active_streams == {0}
+    assert low.layers == (SpatialLayer(0, 0, (60, 90, 150), 320, 180, 30),)
+    for real in CHROMIUM:  # written back the way Chromium writes it
+        assert bytes(LayersAllocation.parse(real)) == real
 
 
 def test_layout_by_hand() -> None:
@@ -65,7 +100,7 @@ def test_malformed(data: bytes, why: str) -> None:
 
 
 def test_malformed_twins() -> None:
-    for real in (bytes(_THREE), bytes(_THREE_SIZED)):
+    for real in (*CHROMIUM, bytes(_THREE), bytes(_THREE_SIZED)):
         for cut in range(1, len(real)):
             try:
                 value = LayersAllocation.parse(real[:cut])
