@@ -118,7 +118,8 @@ async def join_leave_cycles_leave_nothing_behind(
     """``warmup`` then ``cycles`` sessions join a group (20 at a time), get their offer and go,
     half with ``leave`` and half by closing the socket. Afterwards nothing is left (rooms,
     sessions, transports, connections, tasks), and the measured ``cycles`` leave fewer than 2
-    Python objects and 45 MiB of RSS per 1000 each, and take under 120 s per 1000."""
+    Python objects per session and 45 MiB of RSS per 1000 sessions, and take under 120 s per
+    1000."""
     server = factory.start(
         env={
             "ZVONOK_RESUME_GRACE": "0.5",
