@@ -6,6 +6,9 @@ import { ZvonokCall, callUrl } from "/sdk/zvonok.js";
 const DEBUG = new URLSearchParams(location.search).has("debug");
 // ?simulcast=0 publishes the camera as one encoding (the SDK's `simulcast` option).
 const SIMULCAST = new URLSearchParams(location.search).get("simulcast") !== "0";
+// ?codec=vp9 (or vp8, h264) publishes video in that codec if the room allows (the SDK's
+// `videoCodec` option; vp9 in Chromium: one encoding with spatial layers, SVC).
+const CODEC = new URLSearchParams(location.search).get("codec") || undefined;
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 
 const ERROR_TEXT = {
@@ -331,7 +334,7 @@ async function onJoin(event) {
 /** @param {string} kind @param {string} roomId @param {string} token @param {string} userId */
 async function startCall(kind, roomId, token, userId) {
   const call = new ZvonokCall({ url: callUrl(/** @type {any} */ (kind), roomId), token, roomId,
-    debug: DEBUG, simulcast: SIMULCAST });
+    debug: DEBUG, simulcast: SIMULCAST, videoCodec: /** @type {any} */ (CODEC) });
   demo.call = call;
   wire(call);
   setStatus("joining", "joining…");

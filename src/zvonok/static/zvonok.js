@@ -46,6 +46,11 @@ const SIMULCAST_LAYERS = [
   { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
 ];
 const SIMULCAST_MIN_WIDTH = 640;
+// With `videoCodec: "vp9"` a Chromium camera goes out as one VP9 encoding with 3 spatial and 3
+// temporal layers (SVC, RFC 9628; spatial layers predicted from the one below only at
+// keyframes) instead of 3 simulcast encodings; the server forwards each subscriber the layers
+// it can take. Firefox does not encode VP9 SVC: it keeps simulcast.
+const SVC_MODE = "L3T3_KEY";
 // What `publish({video: true})` asks the camera for (a simulcast ladder of 1280/640/320 px).
 const CAMERA_DEFAULT = { width: { ideal: 1280 }, height: { ideal: 720 } };
 // `track-settings` goes out at most this often (ms), carrying every wish changed meanwhile.
@@ -71,6 +76,11 @@ const BACKUP_MAX_BITRATE = 200000;
  * @property {number} [statsInterval]  ms between `quality` events (default 2000; 0 disables)
  * @property {boolean} [simulcast]  publish the camera in 3 encodings (q/h/f) when it is at least
  *   640 px wide (default true); false: one encoding
+ * @property {"vp8"|"vp9"|"h264"} [videoCodec]  the codec this client prefers to publish video in
+ *   (put first with setCodecPreferences; the server follows a publisher's order unless a
+ *   subscriber cannot decode it); default: the server's order (VP8). "vp9" in Chromium publishes
+ *   the camera as one encoding with spatial and temporal layers (`scalabilityMode` L3T3_KEY)
+ *   instead of simulcast, when `simulcast` is on
  * @property {boolean} [debug]     log signaling to the console
  *
  * @typedef {object} RemoteTrackInfo
@@ -132,6 +142,20 @@ export class ZvonokEvent extends Event {
   }
 }
 
+/**
+ * Whether this browser encodes VP9 with spatial layers in one encoding (Chromium; Firefox does
+ * not, and ignores `scalabilityMode`): its sender capabilities list the mode, or, where
+ * capabilities carry no modes, it is not Firefox.
+ */
+function svcSupported() {
+  const codecs = globalThis.RTCRtpSender?.getCapabilities?.("video")?.codecs ?? [];
+  const vp9 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp9");
+  if (!vp9.length) return false;
+  const modes = vp9.flatMap((c) => /** @type {any} */ (c).scalabilityModes ?? []);
+  if (modes.length) return modes.includes(SVC_MODE);
+  return !/firefox/i.test(globalThis.navigator?.userAgent ?? "");
+}
+
 /** @returns {string} a random session id (works outside secure contexts too) */
 export function newSessionId() {
   const bytes = new Uint8Array(12);
@@ -188,6 +212,11 @@ export class ZvonokCall extends EventTarget {
     this.jitterBufferTarget = null;
     this._debug = Boolean(options.debug);
     this._simulcast = options.simulcast ?? true;
+    const codec = options.videoCodec ?? null;
+    if (codec !== null && !["vp8", "vp9", "h264"].includes(String(codec).toLowerCase())) {
+      throw new ZvonokError("bad-options", "videoCodec is one of vp8, vp9, h264");
+    }
+    this._videoCodec = codec === null ? null : String(codec).toLowerCase();
     /** "new" | "connecting" | "joined" | "reconnecting" | "closed" | "failed" */
     this.state = "new";
     /** the server's view of this session's connection (its `state` messages) */
@@ -1328,12 +1357,41 @@ export class ZvonokCall extends EventTarget {
     // A canvas capture may report no size in its settings (Firefox): its canvas has one.
     const width = kind === "video"
       ? track.getSettings().width ?? /** @type {any} */ (track).canvas?.width ?? 0 : 0;
-    if (!this._simulcast || width < SIMULCAST_MIN_WIDTH) return pc.addTrack(track, stream);
-    const sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer, active: true }));
-    const sender = pc.addTransceiver(track, { direction: "sendonly", streams: [stream],
-      sendEncodings }).sender;
-    this._simulcastSenders.add(sender);
+    const codec = kind === "video" ? this._videoCodec : null;
+    /** @type {RTCRtpSender} */
+    let sender;
+    if (!this._simulcast || width < SIMULCAST_MIN_WIDTH) {
+      sender = pc.addTrack(track, stream);
+    } else if (codec === "vp9" && svcSupported()) {
+      sender = pc.addTransceiver(track, { direction: "sendonly", streams: [stream],
+        sendEncodings: [{ scalabilityMode: SVC_MODE, active: true }] }).sender;
+    } else {
+      const sendEncodings = SIMULCAST_LAYERS.map((layer) => ({ ...layer, active: true }));
+      sender = pc.addTransceiver(track, { direction: "sendonly", streams: [stream],
+        sendEncodings }).sender;
+      this._simulcastSenders.add(sender);
+    }
+    if (codec !== null) this._preferCodec(pc, sender, codec);
     return sender;
+  }
+
+  /**
+   * Put `codec` first in the video codecs of `sender`'s transceiver (setCodecPreferences),
+   * the others kept after it, so that the next offer or answer lists it first.
+   * @param {RTCPeerConnection} pc @param {RTCRtpSender} sender @param {string} codec
+   */
+  _preferCodec(pc, sender, codec) {
+    const transceiver = pc.getTransceivers().find((t) => t.sender === sender);
+    const caps = globalThis.RTCRtpReceiver?.getCapabilities?.("video")?.codecs ?? [];
+    const mime = `video/${codec}`;
+    const first = caps.filter((c) => c.mimeType.toLowerCase() === mime);
+    if (!transceiver || !first.length || !transceiver.setCodecPreferences) return;
+    try {
+      transceiver.setCodecPreferences([...first,
+        ...caps.filter((c) => c.mimeType.toLowerCase() !== mime)]);
+    } catch (err) {
+      this._log("cannot prefer", codec, err);
+    }
   }
 
   /**
