@@ -13,6 +13,9 @@ the last packet of spatial layer 2.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +29,7 @@ from zvonok.media.packets.codecs import (
     vp9_resolutions,
 )
 from zvonok.media.packets.rtcp import Pli
-from zvonok.media.packets.rtp import RtpPacket
+from zvonok.media.packets.rtp import RtpPacket, rtp_header_size
 from zvonok.rooms import mediaview
 
 from .forwarding_fakes import FakeClock, FakeSink, consumer, make_video, rtp
@@ -270,3 +273,46 @@ def test_parser_reader_and_writer_agree_on_any_bytes(data: bytes) -> None:
     again.size = d.size
     assert again == d
     assert len(written) == d.size or d.scalability is not None
+
+
+# -- packets Chromium 156 sent (VP9 L3T3_KEY through zvonok, tests/fixtures/rtp/README.md) -----
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "rtp"
+
+
+def captured(name: str) -> bytes:
+    packet = RtpPacket.parse((FIXTURES / name).read_bytes())
+    return packet.payload
+
+
+def test_chromium_keyframe_carries_the_three_layer_scalability_structure() -> None:
+    d = Vp9Descriptor.parse(captured("chromium_vp9_keyframe.bin"))
+    assert d.keyframe and d.flexible and d.long_picture_id and d.picture_id == 11369
+    assert (d.spatial_id, d.temporal_id, d.switching_up, d.begin_of_frame) == (0, 0, True, True)
+    assert d.scalability is not None and d.scalability.spatial_layers == 3
+    assert d.scalability.resolutions == [(320, 180), (640, 360), (1280, 720)]
+    assert vp9_resolutions(captured("chromium_vp9_keyframe.bin"))[-1] == (1280, 720)
+    end = Vp9Descriptor.parse(captured("chromium_vp9_keyframe_end.bin"))
+    assert (end.spatial_id, end.inter_layer_dependency, end.end_of_frame) == (2, True, True)
+    assert not end.inter_picture and not end.keyframe  # intra, but not the picture's start
+
+
+def test_chromium_delta_names_its_reference() -> None:
+    payload = captured("chromium_vp9_delta.bin")
+    d = Vp9Descriptor.parse(payload)
+    assert d.inter_picture and d.flexible and d.reference_diffs == [3]
+    assert (d.spatial_id, d.temporal_id, d.picture_id) == (1, 2, 11372)
+    assert vp9_layer_info(payload) == (1, 2, True, True, True)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("chromium_vp9_keyframe_truncated.bin", r"^VP9 scalability structure resolutions are "),
+        ("chromium_vp9_delta_truncated.bin", r"^VP9 reference indices are truncated$"),
+    ],
+)
+def test_chromium_truncated_twins_raise_clearly(name: str, message: str) -> None:
+    raw = (FIXTURES / name).read_bytes()
+    with pytest.raises(ValueError, match=message):
+        Vp9Descriptor.parse(raw[rtp_header_size(raw) :])
