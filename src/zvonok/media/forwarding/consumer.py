@@ -363,9 +363,9 @@ class _SvcFilter(_TemporalFilter):
     temporal pattern that reference only lower TIDs, as VP8's Y bit). The RTP
     marker bit is set on the packet that ends the highest forwarded spatial layer's frame (E=1):
     Chrome marks only the last packet of the whole picture, which a capped subscriber never
-    gets. PictureIDs need no rewrite: spatial layers share the picture's id, and libwebrtc's VP9
-    reference finder follows dropped temporal layers by their TIDs. Non-VP9 payload types pass
-    unchanged. Never raises."""
+    gets (a picture without a frame of the capped layer goes out unmarked). PictureIDs need no
+    rewrite: spatial layers share the picture's id, and Chrome sends flexible mode, whose frames
+    name their references (P_DIFF). Non-VP9 payload types pass unchanged. Never raises."""
 
     __slots__ = ("spatial_cap", "spatial_target", "recent_caps", "top_tid")
 
