@@ -641,8 +641,10 @@ async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: Emulate
 @pytest.mark.xfail(
     strict=False,
     reason="waits on the server (issue 15): when the publisher's uplink drops to 600 kbit/s the "
-    "subscriber decoded nothing for over 1 s in 1 of 7 runs (5 of 7 before a stopped layer read "
-    "inactive within 0.35-0.6 s and reallocated at once). Cause, from instrumented runs: after a "
+    "subscriber decoded nothing for over 1 s in 3 of 6 runs with the layers allocation read "
+    "(2026-12-06 15:00; 1 of 7 on earlier code, 5 of 7 before a stopped layer read inactive "
+    "within 0.35-0.6 s). The gap after the top layer stops is now ~0.4 s; the freezes left come "
+    "from switches. Cause, from instrumented runs: after a "
     "switch to a layer whose VP8 TL0PICIDX is behind the last one sent (a layer that was off "
     "lags), Chromium's VP8 reference finder drops its base frames and the subscriber stalls "
     "~3 s until its own keyframe request; VP8 PictureID/TL0PICIDX are not continued across "
