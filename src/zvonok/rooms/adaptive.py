@@ -157,7 +157,12 @@ class RoomAdaptation:
                 # A slowly decaying peak: a layer winding down (dynacast turned it off, the
                 # publisher's uplink shrank) must not look cheap in its last half-empty windows.
                 seen = self._measured[key] = max(view.bitrate, int(seen * BITRATE_DECAY))
-            bitrate = seen or _nominal(i, len(views))
+            # Unmeasured (a new track's first second): the nominal rate of its rank, except the
+            # lowest layer, which is taken as the cheapest: a single-layer camera judged as a
+            # full-size 1.5 Mbit/s stream before its first window was held back at the start of
+            # calls on a 1 Mbit/s start estimate, and resumed only after UP_HOLD (a 2.5 s freeze
+            # in most calls between two clients without simulcast); measured, it is judged as is.
+            bitrate = seen or (NOMINAL_BITRATES[-1] if i == 0 else _nominal(i, len(views)))
             # A layer dynacast turned off can be turned on again: it stays available, unless
             # the publisher cannot send it now (above what flows while it stopped a layer).
             reachable = off[i] and not (limited and i > top_flowing)
