@@ -112,6 +112,17 @@ def mono_s16(frame: AudioFrame, step: int = 2) -> array.array[int] | None:
     return None
 
 
+def _packets_received(receiver: Any) -> int | None:
+    """Every RTP packet ``receiver`` counted, over all the SSRCs it saw. aiortc keeps statistics
+    per SSRC, the RTX SSRC included, but its ``getStats`` gives every one of them the same id, so
+    the report holds only the last: after a single retransmission or probe that is the RTX
+    stream's count (1), which then stands still while the media SSRC's grows."""
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None)
+    if streams is None:
+        return None
+    return sum(stream.packets_received for stream in streams.values()) if streams else None
+
+
 class ColourVideoTrack(VideoStreamTrack):
     """320x240 frames of one solid palette colour at 30 fps."""
 
@@ -291,13 +302,7 @@ class Receiver:
             return {**r.frozen, **base, "ended": True}
         track = r.transceiver.receiver.track
         counter = self.counters.get(id(track), _Counter())
-        # aiortc keeps one inbound-rtp entry per SSRC it saw, the RTX SSRC included (a single
-        # retransmission or probe adds an entry that then stays still): the receiver's packets
-        # are their sum, never whichever entry happens to come last.
-        packets = None
-        for stat in (await r.transceiver.receiver.getStats()).values():
-            if stat.type == "inbound-rtp":
-                packets = (packets or 0) + stat.packetsReceived
+        packets = _packets_received(r.transceiver.receiver)
         receiving = r.transceiver.currentDirection in ("recvonly", "sendrecv") and not r.paused_seen
         now = time.monotonic()
         out = {
