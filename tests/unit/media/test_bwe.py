@@ -243,3 +243,13 @@ def test_paused_video_keeps_an_estimate_that_can_resume_it() -> None:
     assert 280_000 <= (link.estimator.capacity_bps(link.now) or 0) <= 320_000
     link.run(70)  # the memory fades: no growth beyond what is sent any more
     assert link.estimate_at(95) <= estimate and link.estimator.capacity_bps(link.now) is None
+
+
+def test_heavy_loss_from_an_overfull_link_stops_at_what_gets_through() -> None:
+    """A sender that keeps sending 1.5 Mbit/s (the layer it is on) into a 300 kbit/s link loses
+    ~80 %: the loss-based decrease stops at LOSS_FLOOR_SHARE x the acknowledged rate instead of
+    halving down to the floor of the estimator (it reached ~40 kbit/s in 2.5 s)."""
+    link = Link(lambda t: 300_000, media_bps=1_500_000)
+    link.run(4)
+    assert link.estimator.loss > 0.5
+    assert min(e for t, e in link.trace if 2 <= t <= 4) >= 150_000

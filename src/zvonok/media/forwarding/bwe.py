@@ -63,6 +63,8 @@ PACKET_BITS = 1200 * 8
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
 LOSS_INCREASE = 1.05
+#: A decrease for loss stops at this share of the acknowledged rate (what got through).
+LOSS_FLOOR_SHARE = 0.85
 #: Loss is measured over at least this many packets, updates at most this often (µs).
 LOSS_MIN_PACKETS = 20
 LOSS_INTERVAL_US = 300_000
@@ -459,7 +461,13 @@ class DownlinkEstimator:
         self._loss_received = self._loss_lost = 0
         self._loss_updated_us = now_us
         if self.loss > LOSS_HIGH:
-            self._loss_bps *= 1 - 0.5 * self.loss
+            # Never below what the link is delivering (LOSS_FLOOR_SHARE x acknowledged): sending
+            # 1.5 Mbit/s into a 300 kbit/s link loses ~80 %, and halving on each update drove the
+            # estimate to ~40 kbit/s in 2.5 s, so the subscriber was paused (audio only, whose
+            # low rate then capped the climb back) instead of moved to a layer the link carries.
+            acked = self.acked_bps or 0
+            floor = min(self._loss_bps, LOSS_FLOOR_SHARE * acked)
+            self._loss_bps = max(self._loss_bps * (1 - 0.5 * self.loss), floor)
         elif self.loss < LOSS_LOW:
             self._loss_bps *= LOSS_INCREASE
         # never let the loss bound run far above what the delay side allows
