@@ -30,8 +30,10 @@ interval), and the sender closes its link; so a broken link breaks on both sides
 **Probes.** Every 5 s the node publishes a probe to its own channel and resubscribes when none
 arrived for 10 s (subscribers can starve silently after a failover). Every second it asks
 ``peer_alive`` about each open link and breaks a link whose peer was reported gone twice in a
-row; only while its Redis health is ``ok``: after an outage (Redis restarted empty, say) node
-keys come back with each node's reconcile, and a key missing meanwhile is no lost node.
+row; only while its Redis health is ``ok``, and only once it has been ``ok`` for ``peer_settle``
+(the node TTL): after an outage (Redis stopped longer than the TTL, or restarted empty) every
+node key is gone until that node's next heartbeat, which its own breaker may hold back a while
+longer than ours; a key missing then is no lost node.
 
 **Sending** never blocks and never raises for Redis trouble: a frame is recorded by its link
 (until acknowledged), then put on one bounded send queue that one task drains in batches. While
@@ -154,6 +156,7 @@ class RedisSignalBus:
         on_note: NoteHandler,
         on_link_closed: Callable[[str, Link], None] | None = None,
         peer_alive: Callable[[str], Awaitable[bool]] | None = None,
+        peer_settle: float = 0.0,
         timing: float = 1.0,
     ) -> None:
         self.node_id = _check_node_id(node_id)
@@ -167,6 +170,7 @@ class RedisSignalBus:
         self._on_note = on_note
         self._on_link_closed = on_link_closed
         self._peer_alive = peer_alive
+        self._peer_settle = peer_settle
         self._timing = timing
         self._channel = keys.signal(node_id)
         self._links: dict[str, tuple[Link, _PeerTransport]] = {}
@@ -458,9 +462,15 @@ class RedisSignalBus:
     # ------------------------------------------------------------------ peers
     async def _check_peers(self) -> None:
         gone: dict[str, int] = {}  # peer -> answers "gone" in a row
+        ok_since: float | None = None  # since when this node's Redis health has been ok
         while True:
             await asyncio.sleep(PEER_CHECK_INTERVAL * self._timing)
-            if self._peer_alive is None or self._health.status != OK or not self._links:
+            if self._health.status != OK:
+                ok_since = None
+            elif ok_since is None:
+                ok_since = time.monotonic()
+            settled = ok_since is not None and time.monotonic() - ok_since >= self._peer_settle
+            if self._peer_alive is None or not settled or not self._links:
                 gone.clear()
                 continue
             held = list(self._links.items())

@@ -647,6 +647,7 @@ def build_clustered(
         on_note=rooms.on_note,
         on_link_closed=rooms.on_link_closed,
         peer_alive=alive,
+        peer_settle=cluster.registry.ttl,
         timing=timing,
     )
     rooms.attach(bus)

@@ -300,7 +300,8 @@ async def test_a_redis_outage_ends_no_call(
         await asyncio.sleep(0.1)
     assert (await join_once(edge, "dave", other, "dave-2"))["type"] == "joined"
     await sees(alice, "bob", "blue", 5)
-    assert alice.closes == [] and bob.closes == []
+    closed = f"closes {alice.closes} {bob.closes}; errors {alice.server_errors} {bob.server_errors}"
+    assert alice.closes == [] and bob.closes == [], closed
     assert alice.server_errors == [] and bob.server_errors == []
     for peer in (alice, bob):
         await peer.leave()

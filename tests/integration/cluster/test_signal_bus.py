@@ -42,7 +42,9 @@ TIMING = 0.25
 class Node:
     """One node's bus and what it received: notes by peer, requests served, links closed."""
 
-    def __init__(self, url: str, node_id: str, *, boot_id: str | None = None) -> None:
+    def __init__(
+        self, url: str, node_id: str, *, boot_id: str | None = None, peer_settle: float = 0.0
+    ) -> None:
         self.node_id = node_id
         self.client: Redis = connect(RedisTarget(url=url))
         self.health = RedisClusterHealth()
@@ -62,6 +64,7 @@ class Node:
             on_note=self.on_note,
             on_link_closed=self.on_link_closed,
             peer_alive=self.peer_alive,
+            peer_settle=peer_settle,
             timing=TIMING,
         )
 
@@ -124,8 +127,9 @@ MakeNode = Callable[..., Awaitable["Node"]]
 async def nodes(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
     made: list[Node] = []
 
-    async def make(node_id: str, *, boot_id: str | None = None) -> Node:
-        node = await Node(redis_server.url, node_id, boot_id=boot_id).start()
+    async def make(node_id: str, *, boot_id: str | None = None, peer_settle: float = 0.0) -> Node:
+        node = Node(redis_server.url, node_id, boot_id=boot_id, peer_settle=peer_settle)
+        await node.start()
         made.append(node)
         return node
 
@@ -380,6 +384,39 @@ async def test_a_vanished_peer_breaks_the_link_within_the_check_interval(
     took = asyncio.get_running_loop().time() - started
     assert link.close_reason == "peer lost" and n1.closed == [("n2", "peer lost")]
     assert took <= bound
+
+
+@pytest.mark.parametrize("peer_returns", [True, False], ids=["peer-returns", "peer-gone"])
+async def test_after_an_outage_a_missing_peer_key_counts_only_after_the_node_ttl(
+    nodes: MakeNode, peer_returns: bool
+) -> None:
+    """Redis stopped longer than the node TTL: every node key expired. This node's breaker let
+    its heartbeat through first; the peer's comes later (its own breaker, its heartbeat
+    interval). Its key missing meanwhile is no lost peer (CI: an edge broke the link to a live
+    owner 0.5 s after Redis returned, and its clients got ``node-lost``); a key still missing a
+    whole TTL after this node got through is."""
+    settle = 1.5  # the node TTL at timing 0.25
+    n1, n2 = await nodes("n1", peer_settle=settle), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    n2.stop_heartbeat()
+    n1.health.failed(ConnectionError("test: redis stopped"))
+    await n1.client.delete(KEYS.node("n2"))  # expired during the outage
+    await until(lambda: n1.health.status == "ok", 3.0)  # n1's heartbeat got through
+    loop = asyncio.get_running_loop()
+    recovered = loop.time()
+    await asyncio.sleep(0.6 * settle)  # > PEER_LOST_CHECKS checks
+    assert not link.closed.is_set(), "the link broke before the peer could re-register"
+    if peer_returns:
+        n2._heartbeats = asyncio.create_task(n2._heartbeat())
+        await asyncio.sleep(settle + PEER_CHECK_INTERVAL * TIMING * (PEER_LOST_CHECKS + 1))
+        assert not link.closed.is_set() and n1.closed == []
+        assert (await link.request("echo", {"n": 2}))["from"] == "n2"
+    else:
+        bound = settle + PEER_CHECK_INTERVAL * TIMING * (PEER_LOST_CHECKS + 1) + 0.25
+        await asyncio.wait_for(link.closed.wait(), bound + 1.0)
+        took = loop.time() - recovered
+        assert link.close_reason == "peer lost" and settle <= took <= bound
 
 
 async def test_a_silent_peer_breaks_the_link_after_the_ack_progress_bound(
