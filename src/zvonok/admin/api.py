@@ -7,25 +7,22 @@ Owns ``create_admin_app``: ``GET /admin/rooms``, ``GET /admin/rooms/{room}``,
 ``POST`` and ``DELETE /admin/drain`` (the node's graceful drain: ``drain.NodeDrain``), with
 OpenAPI at ``/admin/openapi.json`` (also ``/openapi.json``) and Swagger UI at ``/admin/docs`` (also
 ``/docs``). Every one of these paths, the OpenAPI description and Swagger UI included, needs
-``Authorization: Bearer <admin_token>`` (compared in constant time; separate from user JWTs;
-401 with ``WWW-Authenticate: Bearer`` otherwise); without an ``admin_token`` setting the app
-is not mounted at all. It reads and acts through an ``AdminBackend`` (``admin.backend``): this
-process's rooms, or, on a front with workers, every worker's (each room then names its
-``worker``; a worker that does not answer: 503 where it may hold the target, listed in
-``unavailableWorkers`` of ``GET /admin/rooms``). Imports ``rooms``, ``metrics``; never
+``Authorization: Bearer <admin_token>`` (``admin.operator``: compared in constant time; separate
+from user JWTs; 401 with ``WWW-Authenticate: Bearer`` otherwise); without an ``admin_token``
+setting the app is not mounted at all. It reads and acts through an ``AdminBackend``
+(``admin.backend``): this process's rooms, or, on a front with workers, every worker's (each room
+then names its ``worker``; a worker that does not answer: 503 where it may hold the target, listed
+in ``unavailableWorkers`` of ``GET /admin/rooms``). Imports ``rooms``, ``metrics``; never
 ``signaling`` or ``media``.
-Implements RFC 6750 §2.1 (bearer header) for the operator token only.
 """
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any, Protocol, overload
+from typing import Any, Protocol, overload
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from .. import metrics
@@ -33,8 +30,7 @@ from ..ids import RoomKey
 from ..rooms.quality import QualityMonitor
 from ..rooms.service import RoomService
 from .backend import AdminBackend, LocalAdminBackend, WorkerUnavailable
-
-_bearer = HTTPBearer(auto_error=False, description="The operator token (setting admin_token).")
+from .operator import operator_auth
 
 
 class DrainControl(Protocol):
@@ -111,16 +107,7 @@ def _create(backend: AdminBackend, token: str, drain: DrainControl | None) -> Fa
         redoc_url=None,
     )
 
-    async def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    auth = [Depends(authorized)]
+    auth = [Depends(operator_auth(token))]
 
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())

@@ -4,22 +4,19 @@ Owns ``add_cluster_route``, which adds the route to the admin app (``admin.api``
 cluster view exists (``cluster_node.ClusterView.status``: nodes with state, load, rooms,
 sessions, media addresses and heartbeat age; which node owns each room; in local mode this node
 alone). The same operator token as every admin route (``Authorization: Bearer``, compared in
-constant time, 401 otherwise); 503 when Redis does not answer. Imports ``cluster.base`` only.
-Implements RFC 6750 §2.1 (bearer header) for the operator token only.
+constant time, 401 otherwise: ``admin.operator``); 503 when Redis does not answer. Imports
+``cluster.base`` only.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..cluster.base import ClusterUnavailable
-
-_bearer = HTTPBearer(auto_error=False, description="The operator token (setting admin_token).")
+from .operator import operator_auth
 
 
 def add_cluster_route(
@@ -27,18 +24,9 @@ def add_cluster_route(
 ) -> None:
     """Add ``GET /admin/cluster`` to the admin ``app``."""
 
-    async def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        given = credentials.credentials if credentials is not None else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(
-                401, "admin token missing or wrong", headers={"WWW-Authenticate": "Bearer"}
-            )
-
     @app.get(
         "/admin/cluster",
-        dependencies=[Depends(authorized)],
+        dependencies=[Depends(operator_auth(token))],
         summary="Cluster nodes and which node owns each room (this node alone in local mode)",
     )
     async def cluster_status() -> dict[str, Any]:
