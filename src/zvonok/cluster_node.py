@@ -167,6 +167,10 @@ class NodeStats:
         registry.addresses = self.addresses()
 
 
+#: ``zvonok_cluster_nodes`` is counted again at most this often (seconds).
+NODES_COUNT_TTL = 1.0
+
+
 class ClusterCollector(Collector):
     """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age;
     with ``relay``/``bus`` the joins and sessions relayed between nodes and the bus's frames and
@@ -187,11 +191,18 @@ class ClusterCollector(Collector):
         self._started = time.monotonic()
         #: Live nodes seen at the last scrape (``refresh``); NaN before any answer.
         self.nodes_live = math.nan
+        #: When ``refresh`` last asked Redis (``time.monotonic()``); None before it did.
+        self._counted_at: float | None = None
 
     async def refresh(self) -> None:
-        """Before a scrape: count the live nodes (one Redis call, through the breaker)."""
+        """Before a scrape: count the live nodes (one Redis call, through the breaker), at
+        most once per ``NODES_COUNT_TTL``: scrapes in a burst cost Redis one call."""
         from .cluster.base import ClusterUnavailable
 
+        now = time.monotonic()
+        if self._counted_at is not None and now - self._counted_at < NODES_COUNT_TTL:
+            return
+        self._counted_at = now
         try:
             async with asyncio.timeout(METRICS_TIMEOUT):
                 self.nodes_live = len(await self._cluster.registry.nodes())

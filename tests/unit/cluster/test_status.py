@@ -6,8 +6,10 @@ Redis itself is exercised in tests/integration/cluster/test_serve_cluster.py."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,7 +18,7 @@ from zvonok.cluster.base import NodeInfo
 from zvonok.cluster.connection import RedisTarget, connect
 from zvonok.cluster.node import RedisCluster
 from zvonok.cluster.status import local_status, node_json
-from zvonok.cluster_node import ClusterCollector, NodeStats, udp_addresses
+from zvonok.cluster_node import NODES_COUNT_TTL, ClusterCollector, NodeStats, udp_addresses
 from zvonok.media.worker import host_candidates
 
 DOCS = Path(__file__).parents[3] / "docs"
@@ -90,5 +92,26 @@ async def test_cluster_families_are_documented() -> None:
         documented = set(re.findall(r"`(zvonok_[a-z_]+)`", (DOCS / "operations.md").read_text()))
         documented = {re.sub(r"_(total)$", "", name) for name in documented}
         assert set(families) <= documented, set(families) - documented
+    finally:
+        await cluster.client.aclose()
+
+
+async def test_scrapes_in_a_burst_count_the_nodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = RedisCluster(connect(RedisTarget(url="redis://127.0.0.1:9/0")), node_id="n1")
+    asked: list[float] = []
+
+    async def nodes() -> list[str]:
+        asked.append(time.monotonic())
+        return ["n1", "n2"]
+
+    monkeypatch.setattr(cluster.registry, "nodes", nodes)
+    try:
+        collector = ClusterCollector(cluster)
+        for _ in range(20):  # a burst of scrapes: one Redis call
+            await collector.refresh()
+        assert len(asked) == 1 and collector.nodes_live == 2
+        collector._counted_at = time.monotonic() - NODES_COUNT_TTL  # a TTL has passed
+        await collector.refresh()
+        assert len(asked) == 2
     finally:
         await cluster.client.aclose()
