@@ -80,6 +80,11 @@ class RedisClusterHealth:
         return RECONCILING if self._reconciling else OK
 
     @property
+    def probe_interval(self) -> float:
+        """While degraded, one call per this many seconds goes through."""
+        return self._probe_interval
+
+    @property
     def breaker_open(self) -> bool:
         """A call failed and none has succeeded since: calls are refused but one probe per
         ``PROBE_INTERVAL`` (``status`` is also ``degraded`` after a stale heartbeat alone)."""

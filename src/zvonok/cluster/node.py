@@ -1,11 +1,11 @@
 """``RedisCluster``: one node's Redis-backed cluster parts, built together and kept alive.
 
-Shared design ``cluster.md`` §2 (the interfaces it hands out: ``sessions``, ``rooms``,
-``registry``, ``health``), §3 (heartbeat every 2 s, and at once when ``set_state`` starts or
-ends a drain; lease renewal every 10 s, one batch per node) and §4 ("Graceful drain";
-"Reconcile": after an outage, wait 0-1 s, re-register, re-assert rooms and session
-bindings; when ``zv:gen`` changed, hold off new claims for 6 s so owners re-assert first; under
-Sentinel, drop the pool on a failed call so the next one asks Sentinel for the master).
+Shared design ``cluster.md`` §2 (the interfaces it hands out: ``sessions``, ``rooms``, ``registry``,
+``health``), §3 (heartbeat every 2 s, and at once when ``set_state`` starts or ends a drain; every
+0.5 s while Redis does not answer, as the breaker's probe; lease renewal every 10 s, one batch per
+node) and §4 ("Graceful drain"; "Reconcile": after an outage, wait 0-1 s, re-register, re-assert
+rooms and session bindings; when ``zv:gen`` changed, hold off new claims for 6 s so owners re-assert
+first; under Sentinel, drop the pool on a failed call so the next one asks Sentinel for the master).
 
 It owns its tasks (one ``TaskGroup``, cancelled by ``close()``) and the client. Redis being
 down at start is not fatal: the node starts ``degraded`` and heals by itself. Lost rooms (a
@@ -158,6 +158,13 @@ class RedisCluster:
             try:
                 beat = await self.registry.heartbeat()
             except ClusterUnavailable:
+                # Redis away: the heartbeat doubles as the breaker's probe and comes again at
+                # the probe interval, so the node sees Redis back (and serves joins that need
+                # it) within ~0.5 s of its return, not a heartbeat interval later
+                await asyncio.sleep(
+                    min(self.health.probe_interval, HEARTBEAT_INTERVAL * self._timing)
+                )
+                self._beat_now.set()
                 continue
             except NodeIdConflict as exc:
                 log.error("cluster: %s", exc)

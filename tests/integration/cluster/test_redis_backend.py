@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -257,6 +259,36 @@ async def test_the_breaker_fails_fast_and_recovery_asks_for_reconcile(
         assert health.status == OK
     finally:
         await client.aclose()
+
+
+async def test_a_node_sees_redis_back_within_a_probe_interval(redis_server: RedisServer) -> None:
+    """At the default timing (heartbeat every 2 s) a stopped Redis is probed by the heartbeat
+    every 0.5 s, so the node is out of ``degraded`` (and serves joins that need Redis) ~0.5 s
+    after Redis answers again, not up to a heartbeat interval later."""
+    cluster = RedisCluster(connect(RedisTarget(url=redis_server.url)), node_id="n1")
+    await cluster.start()
+    try:
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            for _ in range(50):  # the node notices (its heartbeat times out, or goes stale)
+                if cluster.health.status == DEGRADED:
+                    break
+                await asyncio.sleep(0.1)
+            assert cluster.health.status == DEGRADED
+            failures = cluster.health.failures
+            for _ in range(60):  # Redis returns just after a heartbeat timed out
+                if cluster.health.failures > failures:
+                    break
+                await asyncio.sleep(0.05)
+            assert cluster.health.failures > failures
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+        back = time.monotonic()
+        while cluster.health.status == DEGRADED:
+            assert time.monotonic() - back < 0.8, "still degraded 0.8 s after Redis returned"
+            await asyncio.sleep(0.02)
+    finally:
+        await cluster.close()
 
 
 async def test_nodes_and_pick_follow_heartbeats(client: Redis) -> None:
