@@ -825,6 +825,13 @@ typedef struct {
     int seq_offset, sync_in_seq, last_out_seq; /* 16-bit values */
     unsigned long long ts_offset;              /* 32-bit value */
     unsigned long long packets_sent, octets_sent, dropped;
+    /* VP8 index continuity (forwarder.py Forwarder._continue_vp8): which input payload types
+     * are VP8, the offsets added (15/8/5 bits), the newest values sent (-1: none), and whether
+     * the next VP8 packet sent sets the offsets (after a restart). */
+    uint8_t vp8[128];
+    char vp8_resync;
+    int pid_offset, tl0_offset, keyidx_offset;
+    int last_pid, last_tl0, last_keyidx;
 } Forwarder;
 
 static PyTypeObject ForwarderType;
@@ -833,14 +840,34 @@ static int
 Forwarder_init(Forwarder *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"target", "ssrc", "payload_types", "ext_table", "video",
-                             "ts_offset", "last_out_seq", NULL};
-    PyObject *target, *pts, *ext;
+                             "ts_offset", "last_out_seq", "vp8_payload_types", NULL};
+    PyObject *target, *pts, *ext, *vp8 = NULL;
     unsigned long long ssrc, ts_offset;
     int video, last_out_seq;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!KO!SpKi", kwlist, &SendTargetType, &target,
-                                     &ssrc, &PyDict_Type, &pts, &ext, &video, &ts_offset,
-                                     &last_out_seq))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!KO!SpKi|O", kwlist, &SendTargetType,
+                                     &target, &ssrc, &PyDict_Type, &pts, &ext, &video,
+                                     &ts_offset, &last_out_seq, &vp8))
         return -1;
+    memset(self->vp8, 0, sizeof self->vp8);
+    if (vp8 != NULL) {
+        PyObject *seq = PySequence_Fast(vp8, "vp8_payload_types must be a sequence of ints");
+        if (seq == NULL)
+            return -1;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            long k = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+            if (k == -1 && PyErr_Occurred()) {
+                Py_DECREF(seq);
+                return -1;
+            }
+            if (k < 0 || k > 127) {
+                Py_DECREF(seq);
+                PyErr_SetString(PyExc_ValueError, "payload types must be 0..127");
+                return -1;
+            }
+            self->vp8[k] = 1;
+        }
+        Py_DECREF(seq);
+    }
     if (PyBytes_GET_SIZE(ext) != 256) {
         PyErr_SetString(PyExc_ValueError, "ext_table must be 256 bytes");
         return -1;
@@ -872,6 +899,9 @@ Forwarder_init(Forwarder *self, PyObject *args, PyObject *kwds)
     self->last_out_seq = last_out_seq & 0xFFFF;
     self->seq_offset = 0;
     self->sync_in_seq = 0;
+    self->vp8_resync = 0;
+    self->pid_offset = self->tl0_offset = self->keyidx_offset = 0;
+    self->last_pid = self->last_tl0 = self->last_keyidx = -1;
     return 0;
 }
 
@@ -940,6 +970,117 @@ rewrite_slow(Forwarder *f, PyObject *packet, int pt, int seq, uint32_t ts, uint8
     return len;
 }
 
+/* The VP8 payload descriptor (RFC 7741 §4.2) of the rewritten copy out[0:n]: offset its
+ * PictureID / TL0PICIDX / KEYIDX (the offsets set first after a restart) and note the newest
+ * values sent. Exactly Forwarder._continue_vp8 (rtp_payload_bounds, vp8_picture_fields and
+ * offset_vp8_indices in Python): a truncated descriptor or inconsistent padding is left alone. */
+static void
+forwarder_vp8(Forwarder *f, uint8_t *p, Py_ssize_t n)
+{
+    Py_ssize_t pos = 12 + (p[0] & 0x0F) * 4;
+    if (p[0] & 0x10) {
+        if (pos + 4 > n)
+            return;
+        pos += 4 + (Py_ssize_t)rd16(p + pos + 2) * 4;
+    }
+    if (pos > n)
+        return;
+    Py_ssize_t end = n;
+    if (p[0] & 0x20) {
+        int pad = end > pos ? p[end - 1] : 0;
+        if (pad == 0 || pos + pad > end)
+            return;
+        end -= pad;
+    }
+    if (pos >= end)
+        return;
+    if (!(p[pos] & 0x80))
+        goto fields; /* no X byte: no indices (a restart still ends here) */
+    if (pos + 1 >= end)
+        return;
+    Py_ssize_t pid_at = -1, tl0_at = -1, key_at = -1;
+    uint8_t x = p[pos + 1];
+    pos += 2;
+    if (x & 0x80) {
+        if (pos >= end || ((p[pos] & 0x80) && pos + 1 >= end))
+            return;
+        pid_at = pos;
+        pos += (p[pos] & 0x80) ? 2 : 1;
+    }
+    if (x & 0x40) {
+        if (pos >= end)
+            return;
+        tl0_at = pos++;
+    }
+    if (x & 0x30) {
+        if (pos >= end)
+            return;
+        if (x & 0x10)
+            key_at = pos;
+    }
+    if (f->vp8_resync) {
+        f->vp8_resync = 0;
+        f->pid_offset = f->tl0_offset = f->keyidx_offset = 0;
+        if (pid_at >= 0 && f->last_pid >= 0) {
+            int pid = p[pid_at] & 0x7F;
+            if (p[pid_at] & 0x80)
+                pid = pid << 8 | p[pid_at + 1];
+            f->pid_offset = (f->last_pid + 1 - pid) & 0x7FFF;
+        }
+        if (tl0_at >= 0 && f->last_tl0 >= 0)
+            f->tl0_offset = (f->last_tl0 + 1 - p[tl0_at]) & 0xFF;
+        if (key_at >= 0 && f->last_keyidx >= 0)
+            f->keyidx_offset = (f->last_keyidx + 1 - p[key_at]) & 0x1F;
+    }
+    if (pid_at >= 0) {
+        int off = f->pid_offset & 0x7FFF, last = f->last_pid;
+        if (p[pid_at] & 0x80) {
+            int pid = (p[pid_at] & 0x7F) << 8 | p[pid_at + 1];
+            if (off) {
+                pid = (pid + off) & 0x7FFF;
+                p[pid_at] = (uint8_t)(0x80 | pid >> 8);
+                p[pid_at + 1] = (uint8_t)pid;
+            }
+            if (last < 0 || ((pid - last) & 0x7FFF) < 0x4000)
+                f->last_pid = pid;
+        } else {
+            int pid = p[pid_at];
+            if (off) {
+                pid = (pid + off) & 0x7F;
+                p[pid_at] = (uint8_t)pid;
+            }
+            if (last < 0)
+                f->last_pid = pid;
+            else if (((pid - last) & 0x7F) < 0x40)
+                f->last_pid = (last + ((pid - last) & 0x7F)) & 0x7FFF;
+        }
+    }
+    if (tl0_at >= 0) {
+        int off = f->tl0_offset & 0xFF, tl0 = p[tl0_at];
+        if (off) {
+            tl0 = (tl0 + off) & 0xFF;
+            p[tl0_at] = (uint8_t)tl0;
+        }
+        if (f->last_tl0 < 0 || ((tl0 - f->last_tl0) & 0xFF) < 0x80)
+            f->last_tl0 = tl0;
+    }
+    if (key_at >= 0) {
+        int off = f->keyidx_offset & 0x1F, key = p[key_at] & 0x1F;
+        if (off) {
+            key = (key + off) & 0x1F;
+            p[key_at] = (uint8_t)((p[key_at] & 0xE0) | key);
+        }
+        if (f->last_keyidx < 0 || ((key - f->last_keyidx) & 0x1F) < 0x10)
+            f->last_keyidx = key;
+    }
+    return;
+fields:
+    if (f->vp8_resync) { /* a descriptor without indices: the offsets start from 0 */
+        f->vp8_resync = 0;
+        f->pid_offset = f->tl0_offset = f->keyidx_offset = 0;
+    }
+}
+
 /* Rewrite one copy into out. Returns its length, or -1 when nothing is to be sent (dropped,
  * or the target is not ready: counted exactly like the Python reference). */
 static Py_ssize_t
@@ -957,6 +1098,7 @@ forwarder_rewrite(Forwarder *f, PyObject *packet, const uint8_t *in, Py_ssize_t 
         f->seq_offset = (f->last_out_seq + 1 - in_seq) & 0xFFFF;
         f->sync_in_seq = in_seq;
         f->blocked = 0;
+        f->vp8_resync = 1;
     }
     int since_sync = (in_seq - f->sync_in_seq) & 0xFFFF;
     if (since_sync >= 0x8000) {
@@ -984,6 +1126,8 @@ forwarder_rewrite(Forwarder *f, PyObject *packet, const uint8_t *in, Py_ssize_t 
     if (((seq - f->last_out_seq) & 0xFFFF) < 0x8000)
         f->last_out_seq = seq;
     f->packets_sent++;
+    if (f->vp8[in[1] & 0x7F] && n <= BUF_SIZE)
+        forwarder_vp8(f, out, n);
     Py_ssize_t header = 12 + (out[0] & 0x0F) * 4;
     if ((out[0] & 0x10) && header + 4 <= n)
         header += 4 + (Py_ssize_t)rd16(out + header + 2) * 4;
@@ -1028,6 +1172,13 @@ static PyMemberDef Forwarder_members[] = {
     {"packets_sent", T_ULONGLONG, offsetof(Forwarder, packets_sent), 0, NULL},
     {"octets_sent", T_ULONGLONG, offsetof(Forwarder, octets_sent), 0, NULL},
     {"dropped", T_ULONGLONG, offsetof(Forwarder, dropped), 0, NULL},
+    {"pid_offset", T_INT, offsetof(Forwarder, pid_offset), 0, NULL},
+    {"tl0_offset", T_INT, offsetof(Forwarder, tl0_offset), 0, NULL},
+    {"keyidx_offset", T_INT, offsetof(Forwarder, keyidx_offset), 0, NULL},
+    {"last_pid", T_INT, offsetof(Forwarder, last_pid), 0, NULL},
+    {"last_tl0", T_INT, offsetof(Forwarder, last_tl0), 0, NULL},
+    {"last_keyidx", T_INT, offsetof(Forwarder, last_keyidx), 0, NULL},
+    {"vp8_resync", T_BOOL, offsetof(Forwarder, vp8_resync), 0, NULL},
     {NULL}};
 
 static PyMethodDef Forwarder_methods[] = {

@@ -104,6 +104,7 @@ class Forwarder:
         video: bool,
         ts_offset: int,
         last_out_seq: int,
+        vp8_payload_types: Iterable[int] = ...,
     ) -> None: ...
     @property
     def target(self) -> SendTarget: ...
@@ -121,6 +122,16 @@ class Forwarder:
     packets_sent: int
     octets_sent: int
     dropped: int
+    #: VP8 index continuity (``forwarding.forwarder.Forwarder``): the offsets added to
+    #: PictureID, TL0PICIDX and KEYIDX, the newest values sent (-1: none), and whether the next
+    #: VP8 packet sent sets the offsets (after a restart).
+    pid_offset: int
+    tl0_offset: int
+    keyidx_offset: int
+    last_pid: int
+    last_tl0: int
+    last_keyidx: int
+    vp8_resync: bool
     def forward(self, packet: bytes, keyframe: bool = False, /) -> None: ...
 
 @final

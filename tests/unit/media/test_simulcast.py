@@ -364,9 +364,11 @@ def test_switch_up_waits_for_a_keyframe_and_keeps_the_old_layer_flowing() -> Non
     # the sender reports put both layers on one timeline; the keyframe shows the instant
     # already sent from layer 0, so it (and the layer's timeline) goes one 30 fps frame later
     assert ts_deltas(sink) == [STEP, STEP, STEP, 3000, STEP]
-    # the keyframe (and what follows) is layer 2's payload under the consumer's SSRC
+    # the keyframe (and what follows) is layer 2's payload under the consumer's SSRC, its
+    # PictureID continuing layer 0's last one (0x228, as layer 2's own) by one
     parsed = [RtpPacket.parse(p) for p in sink.rtp]
-    assert parsed[4].payload == VP8_SIZES[2] and {p.ssrc for p in parsed} == {c.ssrc}
+    continued = VP8_SIZES[2][:2] + bytes.fromhex("8229") + VP8_SIZES[2][4:]
+    assert parsed[4].payload == continued and {p.ssrc for p in parsed} == {c.ssrc}
     assert c.producer.layers[0].items == () and len(c.producer.layers[2].items) == 1
 
 

@@ -497,14 +497,20 @@ def test_a_capped_consumer_switches_spatial_layers_with_continuous_numbering() -
     rows = read(sink)
     assert {r[4] for r in rows} == {0}  # the cap holds on the new layer
     assert continuous([r[0] for r in rows], 1 << 16)
-    switch_at = next(n for n, r in enumerate(rows) if r[2] >= 20_000)
+    keys = [n for n, p in enumerate(sink.rtp) if vp8_is_keyframe(RtpPacket.parse(p).payload)]
+    switch_at = keys[1]  # layer 1's keyframe
     assert switch_at >= before
-    assert continuous(frame_pids(rows[:switch_at]), 1 << 15)
-    assert continuous(frame_pids(rows[switch_at:]), 1 << 15)
-    # a NACK from before the switch names the old layer's packets: nothing is resent
+    # layer 1's own PictureIDs (20 010...) and TL0PICIDX continue layer 0's output (the
+    # filter's shift for dropped frames, then the forwarder's offset from the switch)
+    assert continuous(frame_pids(rows), 1 << 15)
+    assert continuous(list(dict.fromkeys(r[3] for r in rows)), 1 << 8)
+    # a NACK from before the switch names the old layer's packets: nothing is resent; one
+    # after it is resent with the PictureID and TL0PICIDX it was sent with
     sink.rtp.clear()
     c.receive_nack([rows[switch_at - 1][0], rows[-1][0]])
     assert [rtp_seq(unwrap_rtx(p, 96, c.ssrc)) for p in sink.rtp] == [rows[-1][0]]
+    sink.rtp[:] = [bytes(unwrap_rtx(p, 96, c.ssrc)) for p in sink.rtp]
+    assert read(sink) == [rows[-1]]
 
 
 def test_nacks_map_back_across_two_capped_periods_and_a_long_one() -> None:

@@ -9,7 +9,9 @@ loss/jitter/RTT from the subscriber's receiver reports (§6.4.1, A.8); the layer
 simulcast track (``target_layer``, ``current_layer``): a switch waits for a keyframe of the
 target layer (a ``_SwitchProbe`` in that layer's fan-out, PLI/FIR upstream) while the current
 layer keeps flowing, then moves the forwarder with continuous sequence numbers and timestamps
-(the layers aligned by their sender reports, else by the wall clock); VP8 temporal layers
+(the layers aligned by their sender reports, else by the wall clock) and VP8 PictureID /
+TL0PICIDX / KEYIDX continuing from the last ones sent (the forwarder's offsets, RFC 7741 §4.2;
+NACK answers carry the same rewritten indices); VP8 temporal layers
 (``temporal_target``, RFC 7741 §4.2 TID/Y): a ``_TemporalFilter`` in the forwarder's place drops
 the frames above the cap, keeps the outgoing sequence numbers and PictureIDs continuous and maps
 NACKed sequence numbers back (``_SeqMap``); a consumer without a cap keeps the compiled path;
@@ -28,8 +30,10 @@ from struct import unpack_from
 from typing import Literal, Protocol
 
 from ..packets.codecs import (
+    offset_vp8_indices,
     shift_vp8_picture_id,
     vp8_is_keyframe,
+    vp8_picture_fields,
     vp8_temporal_info,
     vp9_layer_info,
 )
@@ -40,7 +44,13 @@ from ..packets.rtcp import (
     build_compound,
     ntp_middle,
 )
-from ..packets.rtp import ext_id_table, rewrite_rtp, rtp_header_size, wrap_rtx
+from ..packets.rtp import (
+    ext_id_table,
+    rewrite_rtp,
+    rtp_header_size,
+    rtp_payload_bounds,
+    wrap_rtx,
+)
 from .forwarder import ForwarderLike, make_forwarder
 from .history import PacketHistory
 from .types import CodecInfo, ConsumerParams, PacketSink
@@ -122,12 +132,16 @@ class ConsumedTrack(Protocol):
 @dataclass(frozen=True, slots=True)
 class Timeline:
     """Where a consumer's output stands (``Consumer.timeline``): the last sequence number sent,
-    the output timestamp it would carry at ``at`` (wall clock), and the last frame's."""
+    the output timestamp it would carry at ``at`` (wall clock), the last frame's, and the newest
+    VP8 PictureID / TL0PICIDX / KEYIDX sent (-1: none)."""
 
     last_seq: int
     ts: int
     at: float
     last_ts: int
+    last_pid: int = -1
+    last_tl0: int = -1
+    last_keyidx: int = -1
 
 
 class _SwitchProbe:
@@ -458,6 +472,20 @@ def _with_marker(packet: bytes) -> bytes:
     return bytes(out)
 
 
+def _offset_sent(out: bytearray, core: ForwarderLike) -> None:
+    """A resent VP8 packet (rewritten ``out``) with the forwarder's PictureID / TL0PICIDX /
+    KEYIDX offsets, as the forwarder sent it."""
+    if not (core.pid_offset or core.tl0_offset or core.keyidx_offset):
+        return
+    try:
+        start, end = rtp_payload_bounds(out)
+    except ValueError:
+        return
+    fields = vp8_picture_fields(out, start, end)
+    if fields is not None:
+        offset_vp8_indices(out, fields, core.pid_offset, core.tl0_offset, core.keyidx_offset)
+
+
 def _shift_stored(packet: bytes, shift: int) -> bytes:
     """A stored (history) packet with the PictureID shift it was sent with (NACK answers)."""
     try:
@@ -505,6 +533,13 @@ class Consumer:
         self._clock = clock
         self._on_close = on_close
         self._video = producer.kind == "video"
+        #: The payload types whose temporal layers can be capped and whose PictureID /
+        #: TL0PICIDX continue across restarts (VP8, RFC 7741).
+        self._vp8 = frozenset(
+            pt
+            for pt, codec in producer.codecs.items()
+            if self._video and codec.mime.rpartition("/")[2].lower() == "vp8"
+        )
         #: The per-copy state of the hot path (compiled when the transport is).
         self.core: ForwarderLike = make_forwarder(
             sink,
@@ -514,6 +549,7 @@ class Consumer:
             video=self._video,
             ts_offset=secrets.randbits(32),
             last_out_seq=secrets.randbits(16),
+            vp8_payload_types=self._vp8,
         )
         #: The layer whose fan-out holds ``core`` (None: paused for bandwidth, or detached).
         self._home: int | None = producer.default_layer()
@@ -525,12 +561,6 @@ class Consumer:
         self._anchor: tuple[int, float, int] | None = None
         self.layer_switches = 0
         self.switch_timeouts = 0
-        #: The payload types whose temporal layers can be capped (VP8, RFC 7741).
-        self._vp8 = frozenset(
-            pt
-            for pt, codec in producer.codecs.items()
-            if self._video and codec.mime.rpartition("/")[2].lower() == "vp8"
-        )
         self._temporal_target: int | None = None
         #: The payload types whose spatial and temporal layers can be capped (VP9, RFC 9628).
         self._vp9 = frozenset(
@@ -758,7 +788,10 @@ class Consumer:
         ts, last = self._output_ts(now), self._last_output_ts()
         if ts is None or last is None:
             return None
-        return Timeline(self.core.last_out_seq, ts, now, last)
+        core = self.core
+        return Timeline(
+            core.last_out_seq, ts, now, last, core.last_pid, core.last_tl0, core.last_keyidx
+        )
 
     def continue_timeline(self, timeline: Timeline) -> None:
         """Take over the output of a consumer of another producer on the same SSRC (a subscriber
@@ -773,6 +806,10 @@ class Consumer:
             self._home = None
         self.core.blocked = True
         self.core.last_out_seq = timeline.last_seq
+        # VP8 indices continue from the other consumer's at this producer's first keyframe
+        self.core.last_pid = timeline.last_pid
+        self.core.last_tl0 = timeline.last_tl0
+        self.core.last_keyidx = timeline.last_keyidx
         self._anchor = (timeline.ts, timeline.at, timeline.last_ts)
         self._apply_target()
 
@@ -912,7 +949,8 @@ class Consumer:
         self._item.forward(packet, True)  # type: ignore[attr-defined]
 
     def _make_core(self, ts_offset: int, old: ForwarderLike) -> ForwarderLike:
-        """A forwarder with ``ts_offset``, numbering and counters carried over from ``old``."""
+        """A forwarder with ``ts_offset``, numbering, VP8 indices and counters carried over
+        from ``old``."""
         core = make_forwarder(
             self._sink,
             ssrc=self.ssrc,
@@ -921,11 +959,21 @@ class Consumer:
             video=self._video,
             ts_offset=ts_offset,
             last_out_seq=old.last_out_seq,
+            vp8_payload_types=self._vp8,
         )
         core.blocked = old.blocked
         core.held = old.held
         core.seq_offset = old.seq_offset
         core.sync_in_seq = old.sync_in_seq
+        # VP8 indices: a rebuilt forwarder goes on with the same offsets; a switch's new one
+        # is blocked, and its first keyframe sets them from the last values sent
+        core.pid_offset = old.pid_offset
+        core.tl0_offset = old.tl0_offset
+        core.keyidx_offset = old.keyidx_offset
+        core.last_pid = old.last_pid
+        core.last_tl0 = old.last_tl0
+        core.last_keyidx = old.last_keyidx
+        core.vp8_resync = old.vp8_resync
         core.packets_sent = old.packets_sent
         core.octets_sent = old.octets_sent
         core.dropped = old.dropped
@@ -1023,6 +1071,8 @@ class Consumer:
         ts = (unpack_from("!I", packet, 4)[0] + self.core.ts_offset) & 0xFFFF_FFFF
         try:
             out = rewrite_rtp(packet, self.ssrc, pt, seq, ts, self._ext)
+            if packet[1] & 0x7F in self._vp8:
+                _offset_sent(out, self.core)  # the indices it was first sent with
             rtx_pt = self._rtx_pts.get(pt)
             if rtx_pt is not None and self.rtx_ssrc is not None:
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF

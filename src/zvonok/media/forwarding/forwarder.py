@@ -5,7 +5,9 @@ Owns the pure-Python reference of the hot path's compiled types (``zvonok.media.
 spotting, history, fan-out),
 ``Forwarder`` — continuous sequence numbers across keyframe gating, pause and dropped packets, a
 random timestamp offset, payload-type and header-extension-id rewriting on a copy of the raw bytes
-(RFC 3550 §5.1, RFC 8285) — and ``Fanout``, which calls every forwarder of a producer in order.
+(RFC 3550 §5.1, RFC 8285), and VP8 PictureID / TL0PICIDX / KEYIDX continuity across restarts
+(RFC 7741 §4.2: at each keyframe it restarts on, the indices continue from the last ones it sent)
+— and ``Fanout``, which calls every forwarder of a producer in order.
 ``make_forwarder`` and ``make_fanout`` pick the compiled types when the transport offers a
 compiled ``SendTarget``; everything else (unit tests with recording sinks, builds without a C
 compiler, ``ZVONOK_PURE_PYTHON=1``) uses these classes. Both sides count the same way.
@@ -23,7 +25,8 @@ from ..fastpath import native
 
 if TYPE_CHECKING:
     from .. import _fastpath
-from ..packets.rtp import rewrite_rtp
+from ..packets.codecs import offset_vp8_indices, vp8_picture_fields
+from ..packets.rtp import rewrite_rtp, rtp_payload_bounds
 
 _unpack_u32 = Struct("!I").unpack_from
 #: Keep the sync point this far behind the newest packet so that 16-bit wrap is safe.
@@ -44,6 +47,13 @@ class ForwarderLike(Protocol):
     seq_offset: int
     sync_in_seq: int
     last_out_seq: int
+    pid_offset: int
+    tl0_offset: int
+    keyidx_offset: int
+    last_pid: int
+    last_tl0: int
+    last_keyidx: int
+    vp8_resync: bool
 
     @property
     def ts_offset(self) -> int: ...
@@ -80,11 +90,24 @@ class Forwarder:
 
     ``blocked``: nothing is forwarded until a start point (video: a keyframe); ``held``: paused
     or closed, so not even a keyframe starts it.
+
+    VP8 (input payload types ``vp8_payload_types``, RFC 7741 §4.2): every packet sent has
+    ``pid_offset`` added to its PictureID, ``tl0_offset`` to its TL0PICIDX and
+    ``keyidx_offset`` to its KEYIDX (each in its field's width, ``offset_vp8_indices``; zero:
+    nothing written), and ``last_pid`` / ``last_tl0`` / ``last_keyidx`` follow the newest
+    values sent (-1: none yet; ``last_pid`` in 15 bits, a 7-bit id extending it by its distance
+    modulo 2^7). At each (re)start point ``vp8_resync`` is set, and the first VP8 packet sent
+    after it (the keyframe's first) sets the offsets so that its indices are the last ones sent
+    plus one: a subscriber moved to another stream (a simulcast layer with its own numbering, a
+    resumed or restarted encoder) sees one continuous numbering, as libwebrtc's VP8 reference
+    finder needs. A forwarder that never restarted after sending keeps offsets 0.
     """
 
     __slots__ = (
         "ssrc", "video", "blocked", "held", "seq_offset", "sync_in_seq", "last_out_seq",
-        "ts_offset", "packets_sent", "octets_sent", "dropped", "_send", "_pts", "_ext",
+        "ts_offset", "packets_sent", "octets_sent", "dropped", "pid_offset", "tl0_offset",
+        "keyidx_offset", "last_pid", "last_tl0", "last_keyidx", "vp8_resync", "_send", "_pts",
+        "_ext", "_vp8",
     )  # fmt: skip
 
     def __init__(
@@ -97,10 +120,14 @@ class Forwarder:
         video: bool,
         ts_offset: int,
         last_out_seq: int,
+        vp8_payload_types: Iterable[int] = (),
     ) -> None:
         self._send = send
         self._pts = dict(payload_types)
         self._ext = ext_table
+        self._vp8 = frozenset(vp8_payload_types)
+        if any(not 0 <= pt <= 127 for pt in self._vp8):
+            raise ValueError("payload types must be 0..127")
         self.ssrc = ssrc
         self.video = video
         self.blocked = True
@@ -112,6 +139,9 @@ class Forwarder:
         self.packets_sent = 0
         self.octets_sent = 0
         self.dropped = 0
+        self.pid_offset = self.tl0_offset = self.keyidx_offset = 0
+        self.last_pid = self.last_tl0 = self.last_keyidx = -1
+        self.vp8_resync = False
 
     def forward(self, packet: bytes, keyframe: bool = False) -> None:
         """Rewrite a copy of the producer's packet for this subscriber and send it."""
@@ -125,6 +155,7 @@ class Forwarder:
             self.seq_offset = (self.last_out_seq + 1 - in_seq) & 0xFFFF
             self.sync_in_seq = in_seq
             self.blocked = False
+            self.vp8_resync = True
         since_sync = (in_seq - self.sync_in_seq) & 0xFFFF
         if since_sync >= 0x8000:
             self.dropped += 1  # older than our sync point: never sent in this numbering
@@ -145,12 +176,57 @@ class Forwarder:
         if (seq - self.last_out_seq) & 0xFFFF < 0x8000:
             self.last_out_seq = seq
         self.packets_sent += 1
+        if packet[1] & 0x7F in self._vp8:
+            self._continue_vp8(out)
         first = out[0]
         header = 12 + (first & 0x0F) * 4
         if first & 0x10:
             header += 4 + (out[header + 2] << 8 | out[header + 3]) * 4
         self.octets_sent += max(0, len(out) - header)
         self._send(out)
+
+    def _continue_vp8(self, out: bytearray) -> None:
+        """Offset the VP8 indices of ``out`` (set the offsets first after a restart) and note
+        the newest ones sent. A descriptor that is truncated is left alone."""
+        try:
+            start, end = rtp_payload_bounds(out)
+        except ValueError:
+            return
+        fields = vp8_picture_fields(out, start, end)
+        if fields is None:
+            return
+        pid_pos, tl0_pos, key_pos = fields
+        if self.vp8_resync:
+            self.vp8_resync = False
+            self.pid_offset = self.tl0_offset = self.keyidx_offset = 0
+            if pid_pos >= 0 and self.last_pid >= 0:
+                pid = out[pid_pos] & 0x7F
+                if out[pid_pos] & 0x80:
+                    pid = pid << 8 | out[pid_pos + 1]
+                self.pid_offset = (self.last_pid + 1 - pid) & 0x7FFF
+            if tl0_pos >= 0 and self.last_tl0 >= 0:
+                self.tl0_offset = (self.last_tl0 + 1 - out[tl0_pos]) & 0xFF
+            if key_pos >= 0 and self.last_keyidx >= 0:
+                self.keyidx_offset = (self.last_keyidx + 1 - out[key_pos]) & 0x1F
+        offset_vp8_indices(out, fields, self.pid_offset, self.tl0_offset, self.keyidx_offset)
+        if pid_pos >= 0:
+            last = self.last_pid
+            if out[pid_pos] & 0x80:
+                pid = (out[pid_pos] & 0x7F) << 8 | out[pid_pos + 1]
+                if last < 0 or (pid - last) & 0x7FFF < 0x4000:
+                    self.last_pid = pid
+            elif last < 0:
+                self.last_pid = out[pid_pos]
+            elif (out[pid_pos] - last) & 0x7F < 0x40:
+                self.last_pid = (last + ((out[pid_pos] - last) & 0x7F)) & 0x7FFF
+        if tl0_pos >= 0:
+            tl0 = out[tl0_pos]
+            if self.last_tl0 < 0 or (tl0 - self.last_tl0) & 0xFF < 0x80:
+                self.last_tl0 = tl0
+        if key_pos >= 0:
+            key = out[key_pos] & 0x1F
+            if self.last_keyidx < 0 or (key - self.last_keyidx) & 0x1F < 0x10:
+                self.last_keyidx = key
 
     def skip(self, in_seq: int) -> None:
         """Drop a packet without leaving a hole in our numbering when it is the next in order."""
@@ -185,6 +261,7 @@ def make_forwarder(
     video: bool,
     ts_offset: int,
     last_out_seq: int,
+    vp8_payload_types: Iterable[int] = (),
 ) -> ForwarderLike:
     """The compiled forwarder when ``sink`` (a transport) has a compiled ``rtp_target``, else the
     Python one sending through ``sink.send_rtp``."""
@@ -193,12 +270,13 @@ def make_forwarder(
         forwarder: _fastpath.Forwarder = native.Forwarder(
             target=target, ssrc=ssrc, payload_types=dict(payload_types), ext_table=ext_table,
             video=video, ts_offset=ts_offset, last_out_seq=last_out_seq,
+            vp8_payload_types=tuple(vp8_payload_types),
         )  # fmt: skip
         return forwarder
     return Forwarder(
         send=sink.send_rtp,  # type: ignore[attr-defined]
         ssrc=ssrc, payload_types=payload_types, ext_table=ext_table, video=video,
-        ts_offset=ts_offset, last_out_seq=last_out_seq,
+        ts_offset=ts_offset, last_out_seq=last_out_seq, vp8_payload_types=vp8_payload_types,
     )  # fmt: skip
 
 

@@ -1,12 +1,12 @@
 """Video payload descriptors: keyframe spotting without decoding.
 
 Owns: the VP8 payload descriptor (RFC 7741 §4.2: parse, serialize, the temporal layer of a
-packet, PictureID/TL0PICIDX rewriting) and payload header (§4.3: P bit), the VP9
-payload descriptor with its scalability structure (RFC 9628 §4.2, §4.2.1), and H.264 NAL unit
-headers of single NAL, STAP-A and FU-A packets (RFC 6184 §5.3, §5.7.1, §5.8); the picture
-size of a keyframe: the VP8 key frame header (RFC 6386 §9.1: frame tag, start code, 14-bit
-width and height), the H.264 sequence parameter set (ITU-T H.264 §7.3.2.1.1, exp-Golomb fields,
-frame cropping) and the VP9 scalability structure's resolutions (RFC 9628 §4.2.1).
+packet, where PictureID/TL0PICIDX/KEYIDX sit and their rewriting) and payload header (§4.3: P
+bit), the VP9 payload descriptor with its scalability structure (RFC 9628 §4.2, §4.2.1), and
+H.264 NAL unit headers of single NAL, STAP-A and FU-A packets (RFC 6184 §5.3, §5.7.1, §5.8);
+the picture size of a keyframe: the VP8 key frame header (RFC 6386 §9.1: frame tag, start code,
+14-bit width and height), the H.264 sequence parameter set (ITU-T H.264 §7.3.2.1.1, exp-Golomb
+fields, frame cropping) and the VP9 scalability structure's resolutions (RFC 9628 §4.2.1).
 Must not import anything from zvonok outside ``zvonok.media``.
 
 ``is_keyframe`` is the hot-path entry: it never raises and answers False for anything it cannot
@@ -169,6 +169,62 @@ def shift_vp8_picture_id(data: Payload, pid_pos: int, shift: int) -> bytes:
     else:
         out[pid_pos] = (out[pid_pos] - shift) & 0x7F
     return bytes(out)
+
+
+def vp8_picture_fields(data: Payload, start: int, end: int) -> tuple[int, int, int] | None:
+    """Where the VP8 descriptor at ``data[start:end]`` (RFC 7741 §4.2) keeps its running
+    indices: ``(picture_id_pos, tl0picidx_pos, keyidx_pos)``, each -1 when the field is absent
+    (the picture id's first byte's top bit is M: 15 bits, else 7; KEYIDX is the low 5 bits of
+    its byte). None when the descriptor is truncated (nothing of it is to be trusted). The
+    forwarder's VP8 continuity reads and rewrites these (``forwarder.Forwarder``); the compiled
+    forwarder reads the same way. Never raises."""
+    if start >= end:
+        return None
+    if not data[start] & 0x80:
+        return (-1, -1, -1)
+    if start + 1 >= end:
+        return None
+    x = data[start + 1]
+    pos = start + 2
+    pid_pos = tl0_pos = key_pos = -1
+    if x & 0x80:
+        if pos >= end or (data[pos] & 0x80 and pos + 1 >= end):
+            return None
+        pid_pos = pos
+        pos += 2 if data[pos] & 0x80 else 1
+    if x & 0x40:
+        if pos >= end:
+            return None
+        tl0_pos = pos
+        pos += 1
+    if x & 0x30:
+        if pos >= end:
+            return None
+        if x & 0x10:
+            key_pos = pos
+    return (pid_pos, tl0_pos, key_pos)
+
+
+def offset_vp8_indices(
+    out: bytearray, fields: tuple[int, int, int], pid: int, tl0: int, keyidx: int
+) -> None:
+    """Raise, in place, the VP8 PictureID, TL0PICIDX and KEYIDX that ``vp8_picture_fields``
+    found in ``out`` by ``pid``, ``tl0`` and ``keyidx``, each in its field's own width (a 15-bit
+    picture id modulo 2^15, a 7-bit one modulo 2^7, TL0PICIDX modulo 2^8, KEYIDX modulo 2^5;
+    the descriptor keeps its length). A zero offset writes nothing."""
+    pid_pos, tl0_pos, key_pos = fields
+    if pid_pos >= 0 and pid & 0x7FFF:
+        if out[pid_pos] & 0x80:
+            value = ((out[pid_pos] & 0x7F) << 8 | out[pid_pos + 1]) + pid
+            out[pid_pos] = 0x80 | (value >> 8) & 0x7F
+            out[pid_pos + 1] = value & 0xFF
+        else:
+            out[pid_pos] = (out[pid_pos] + pid) & 0x7F
+    if tl0_pos >= 0 and tl0 & 0xFF:
+        out[tl0_pos] = (out[tl0_pos] + tl0) & 0xFF
+    if key_pos >= 0 and keyidx & 0x1F:
+        b = out[key_pos]
+        out[key_pos] = b & 0xE0 | (b + keyidx) & 0x1F
 
 
 def vp8_is_keyframe(payload: Payload) -> bool:
