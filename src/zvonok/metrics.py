@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from .rooms.events import BaseRoomObserver
-from .rooms.mediaview import downlink_estimate
+from .rooms.mediaview import downlink_estimate, forwarded_layer
 from .rooms.quality import QualitySample, temporal_layer
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
         by_band[_band(estimate)] += 1
         for consumer in session.consumers.values():
             if consumer.kind == "video" and not consumer.closed:
-                layer = consumer.current_layer
+                layer = forwarded_layer(consumer)
                 layers["none" if layer is None else str(min(layer, 2))] += 1
                 if layer is not None:
                     cap = temporal_layer(consumer)
@@ -371,7 +371,8 @@ def _adaptive_gauges(sessions: list[Participant]) -> Iterator[Metric]:
     yield bands
     by_layer = GaugeMetricFamily(
         "zvonok_video_subscriptions_by_layer",
-        "Received video tracks by the simulcast layer forwarded (0 lowest; none: paused).",
+        "Received video tracks by the layer forwarded: simulcast layer, or VP9 spatial layer"
+        " (0 lowest; none: paused).",
         labels=["layer"],
     )
     for name in ("0", "1", "2", "none"):

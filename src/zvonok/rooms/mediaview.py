@@ -7,7 +7,8 @@ control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``a
 track, whose spatial layers are shown as its layers: ``spatial_bitrates``, ``spatial_sizes``,
 ``spatial_temporal_bitrates``), a consumer's ``target_layer`` / ``current_layer`` /
 ``layer_switches`` / ``temporal_target`` (and ``spatial_target`` for SVC), an audio
-producer's ``recent_packets()``, and a media session's downlink estimate
+producer's ``recent_packets(n)`` and the newest sequence number it received (``newest_seq``),
+and a media session's downlink estimate
 (``MediaSession.downlink.estimate_bps``: ``None`` until the subscriber's transport-wide CC
 feedback gave one).
 Implements no RFC.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from ..media.forwarding.bwe import ACKED_CAP, Usage
 from ..media.forwarding.consumer import ConsumedTrack, Consumer
-from ..media.forwarding.layers import ProducerLayer
+from ..media.forwarding.layers import AUDIO_HISTORY_SIZE, ProducerLayer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
 
@@ -120,21 +121,41 @@ def set_temporal_target(consumer: Consumer, tid: int | None) -> None:
 def current_rid(consumer: Consumer) -> str | None:
     """The rid of the layer ``consumer`` forwards (``None``: a plain track, audio, or paused);
     for a VP9 SVC track ``s0``, ``s1``...: the highest spatial layer forwarded."""
+    index = forwarded_layer(consumer)
+    if index is None:
+        return None
+    if svc_layers(consumer.producer):
+        return f"s{index}"
+    if len(consumer.producer.layers) < 2:
+        return None
+    return consumer.producer.layers[index].rid
+
+
+def forwarded_layer(consumer: Consumer) -> int | None:
+    """The layer ``consumer`` forwards, 0 lowest (``None``: paused, or nothing yet): the
+    simulcast layer's index, or for a VP9 SVC track the highest spatial layer forwarded."""
     index = consumer.current_layer
     if index is None:
         return None
     spatial = svc_layers(consumer.producer)
     if spatial:
         cap = consumer.current_spatial
-        return f"s{spatial - 1 if cap is None else min(cap, spatial - 1)}"
-    if len(consumer.producer.layers) < 2:
-        return None
-    return consumer.producer.layers[index].rid
+        return spatial - 1 if cap is None else min(cap, spatial - 1)
+    return index
 
 
-def recent_packets(producer: Producer) -> Sequence[bytes]:
-    """The last packets an audio producer received (its short history), oldest first."""
-    return producer.recent_packets()
+def recent_packets(producer: Producer, count: int = AUDIO_HISTORY_SIZE) -> Sequence[bytes]:
+    """The last ``count`` packets an audio producer received (from its short history: 64 at
+    most), in sequence order, oldest first; the sequence numbers it no longer has are skipped."""
+    return producer.recent_packets(count)
+
+
+def newest_seq(producer: Producer) -> int | None:
+    """The highest sequence number ``producer`` received (RFC 3550 A.1 ``max_seq``; ``None``
+    before its first packet): a plain attribute read, so a track that received nothing since
+    the last look costs nothing more."""
+    stats = producer.layers[0].stats
+    return stats.max_seq if stats.started else None
 
 
 def downlink_estimate(media: MediaSession) -> int | None:

@@ -244,7 +244,7 @@ def test_producer_measures_spatial_layers_and_the_rooms_layer_sees_them() -> Non
     mediaview.set_target_layer(c, 0)
     assert (c.target_layer, c.spatial_target) == (0, 0)
     stream.picture()
-    assert mediaview.current_rid(c) == "s0"
+    assert mediaview.current_rid(c) == "s0" and mediaview.forwarded_layer(c) == 0
     mediaview.set_target_layer(c, 2)
     assert (c.target_layer, c.spatial_target) == (0, None)
     mediaview.set_target_layer(c, None)
