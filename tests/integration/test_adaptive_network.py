@@ -25,9 +25,9 @@ The issue's other cases: ``test_speakers_names_the_one_who_speaks`` (one silent 
 2 % loss alone; the delay by the harness's userspace link emulator, harness/linkemu.py, as this
 kernel has no ``sch_netem``),
 ``test_a_600_kbit_uplink_keeps_video_flowing`` and ``test_a_late_joiner_learns_who_speaks``;
-Firefox publishing simulcast is test_adaptive_firefox.py. Cases the server does not meet yet
-are marked ``xfail``
-(not strict) with what was measured, so they show as XPASS once it does.
+Firefox publishing simulcast is test_adaptive_firefox.py. A case the server does not meet yet
+is marked ``xfail`` (not strict) with what was measured, so it shows as XPASS once it does
+(none is now).
 
 Bounded waits everywhere; the namespaces go at the end of each test, also on failure.
 """
@@ -133,6 +133,19 @@ SENT_OFFERS_JS = """() => window.sentMessages.filter((m) => m.type === "offer")
   .map((m) => m.payload.sdp)"""
 SENT_SETTINGS_JS = """() => window.sentMessages.filter((m) => m.type === "track-settings")
   .map((m) => m.payload.tracks)"""
+
+# The subscriber's video receiver counters that tell a stall's cause (summed over its streams).
+VIDEO_IN_JS = """async () => {
+  const pc = window.zvonokDemo.call.peerConnection;
+  const out = {framesDecoded: 0, framesDropped: 0, keyFramesDecoded: 0, freezeCount: 0,
+    totalFreezesDuration: 0, pliCount: 0, firCount: 0, nackCount: 0, packetsLost: 0};
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      for (const k of Object.keys(out)) out[k] += s[k] || 0;
+    }
+  });
+  return out;
+}"""
 
 WAIT = 40.0
 # Chromium's fake camera at 30 frames a second (its default is 20); the last switch wins.
@@ -638,22 +651,13 @@ async def test_delay_and_loss_keep_the_top_layer_fluid(emulated_network: Emulate
     assert delayed is None, delayed
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="waits on the server (issue 15): when the publisher's uplink drops to 600 kbit/s the "
-    "subscriber decoded nothing for over 1 s in 3 of 6 runs with the layers allocation read "
-    "(2026-12-06 15:00; 1 of 7 on earlier code, 5 of 7 before a stopped layer read inactive "
-    "within 0.35-0.6 s). The gap after the top layer stops is now ~0.4 s; the freezes left come "
-    "from switches. Cause, from instrumented runs: after a "
-    "switch to a layer whose VP8 TL0PICIDX is behind the last one sent (a layer that was off "
-    "lags), Chromium's VP8 reference finder drops its base frames and the subscriber stalls "
-    "~3 s until its own keyframe request; VP8 PictureID/TL0PICIDX are not continued across "
-    "spatial switches yet (docs/media.md, Layer switching, Limits)",
-)
 async def test_a_600_kbit_uplink_keeps_video_flowing(emulated_network: EmulatedNetwork) -> None:
     """The publisher's uplink limited to 600 kbit/s: its sending rate follows (outbound
     ``qualityLimitationReason`` ``bandwidth``), the subscriber keeps decoding with no gap over
-    1 s."""
+    1 s. It was xfail until VP8 PictureID / TL0PICIDX continued across layer switches: 3 of 6
+    runs froze ~3 s after a switch to a layer whose TL0PICIDX lagged (Chromium's VP8 reference
+    finder dropped its base frames, ``framesDropped`` +82); with them continued, 5 of 5 runs
+    passed (2026-12-06, ``framesDropped`` 0)."""
     network = emulated_network
     pub_net, sub_net = network.add_client(), network.add_client()
     server = network.start_server()
@@ -692,7 +696,11 @@ async def test_a_600_kbit_uplink_keeps_video_flowing(emulated_network: EmulatedN
         else:
             gaps = 0
         last = now
-    print(f"ADAPTIVE 600 kbit/s uplink: publisher sends {rate}\n{await diagnosis(publisher, sub)}")
+    video_in: dict[str, Any] = await sub.evaluate(VIDEO_IN_JS)
+    print(
+        f"ADAPTIVE 600 kbit/s uplink: publisher sends {rate}\n{await diagnosis(publisher, sub)}\n"
+        f"sub's video receiver: {video_in}"
+    )
 
 
 async def test_a_late_joiner_learns_who_speaks(emulated_network: EmulatedNetwork) -> None:
