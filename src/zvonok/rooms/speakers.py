@@ -5,9 +5,11 @@ Owns ``audio_level`` (the client-to-mixer audio level header extension, RFC 6464
 8285 element is found by ``packets.rtp.read_extension``), ``LoudnessMeter`` (one session's
 smoothed loudness), ``SpeakerRanking`` (every session's meter and the ordered list of speakers)
 and ``ActiveSpeakers``, a room's detector: on every media housekeeping tick it reads the packets
-each audio producer received since its last look (the producer's short audio history), feeds
-their levels to the ranking, and sends ``speakers`` to every participant when the ordered list of
-speaking sessions changed, at most ``MAX_RATE`` times a second (docs/media.md, "Active speaker").
+each audio producer received since its last look (the producer's short audio history, from the
+sequence number after the last one read to its newest: a track that received nothing costs one
+attribute read, and no packet is read twice), feeds their levels to the ranking, and sends
+``speakers`` to every participant when the ordered list of speaking sessions changed, at most
+``MAX_RATE`` times a second (docs/media.md, "Active speaker").
 A session whose audio stops (muted, left, DTX silence) fades out of the list; an operator-muted
 track does not count; a session that joins is sent the current list (when it names anyone).
 Imports ``room``, ``mediaview`` and the wire vocabulary.
@@ -15,14 +17,15 @@ Imports ``room``, ``mediaview`` and the wire vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
-from ..media.packets.rtp import read_extension, rtp_seq, seq_newer
+from ..media.forwarding.layers import AUDIO_HISTORY_SIZE
+from ..media.packets.rtp import read_extension
 from ..media.sdp.codecs import AUDIO_LEVEL_URI
 from ..signaling.messages import Speaker, Speakers
-from .mediaview import recent_packets
+from .mediaview import newest_seq, recent_packets
 from .room import M, PublishedEntry, Room
 
 #: RFC 6464 §3: the level is 0..127 −dBov; 127 means silence (or muted).
@@ -48,6 +51,24 @@ def audio_level(packet: bytes | bytearray, ext_id: int) -> tuple[int, bool] | No
     return value[0] & 0x7F, bool(value[0] & 0x80)
 
 
+def level_of(packet: bytes | bytearray, ext_id: int) -> int | None:
+    """``audio_level(packet, ext_id)[0]`` (``None`` where that is ``None``), read directly when
+    the level is where browsers put it: the first element of a one-byte header extension block
+    (RFC 8285 §4.2) of a packet without CSRCs; any other layout goes through ``audio_level``."""
+    if (
+        len(packet) >= 20
+        and packet[0] & 0x1F == 0x10  # X set, no CSRC
+        and 1 <= ext_id <= 14
+        and len(packet) >= 16 + 4 * (packet[14] << 8 | packet[15]) >= 20  # a non-empty block
+        and packet[12] == 0xBE
+        and packet[13] == 0xDE
+        and packet[16] == ext_id << 4  # our id, one byte long
+    ):
+        return packet[17] & 0x7F
+    level = audio_level(packet, ext_id)
+    return None if level is None else level[0]
+
+
 @dataclass(slots=True)
 class LoudnessMeter:
     """One session's smoothed loudness score (0..1), one window (tick) at a time.
@@ -57,17 +78,35 @@ class LoudnessMeter:
     score is smoothed with weight ``SMOOTHING`` for the new window."""
 
     score: float = 0.0
+    #: The window being filled (``add``): packets, packets with sound, their loudness summed.
+    packets: int = 0
+    loud: int = 0
+    loudness: float = 0.0
+    #: The tick that last found this session with audio (``ActiveSpeakers``).
+    stamp: int = 0
+
+    def add(self, level: int) -> None:
+        """One packet of the current window."""
+        self.packets += 1
+        if level <= ACTIVE_LEVEL:
+            self.loud += 1
+            self.loudness += (SILENCE - level) / SILENCE
+
+    def close(self) -> float:
+        """Score the window filled since the last ``close`` and start a new one."""
+        loud = self.loud
+        now = (loud / self.packets) * (self.loudness / loud) if loud else 0.0
+        self.packets = self.loud = 0
+        self.loudness = 0.0
+        score = self.score + SMOOTHING * (now - self.score)
+        self.score = score = 0.0 if score < 1e-4 else score
+        return score
 
     def window(self, levels: Sequence[int]) -> float:
-        if levels:
-            loud = [(SILENCE - level) / SILENCE for level in levels if level <= ACTIVE_LEVEL]
-            now = (len(loud) / len(levels)) * (sum(loud) / len(loud)) if loud else 0.0
-        else:
-            now = 0.0
-        self.score += SMOOTHING * (now - self.score)
-        if self.score < 1e-4:
-            self.score = 0.0
-        return self.score
+        """One whole window: the levels of its packets."""
+        for level in levels:
+            self.add(level)
+        return self.close()
 
 
 @dataclass(slots=True)
@@ -83,31 +122,39 @@ class SpeakerRanking:
         for key in [k for k in self.meters if k not in levels]:
             del self.meters[key]
         for key, values in levels.items():
-            self.meters.setdefault(key, LoudnessMeter()).window(values)
-        speaking = [(k, m.score) for k, m in self.meters.items() if m.score >= SPEAKING_SCORE]
-        speaking.sort(key=lambda item: (-item[1], item[0]))
+            meter = self.meters.get(key)
+            if meter is None:
+                meter = self.meters[key] = LoudnessMeter()
+            for level in values:
+                meter.add(level)
+        return self.close()
+
+    def close(self) -> list[tuple[str, float]]:
+        """Close every meter's window (filled with ``LoudnessMeter.add``); the speakers, loudest
+        first (ties: by session id, so the order is stable)."""
+        speaking = []
+        for key, meter in self.meters.items():
+            if meter.close() >= SPEAKING_SCORE:
+                speaking.append((key, meter.score))
+        if len(speaking) > 1:
+            speaking.sort(key=_loudest_first)
         return speaking[:MAX_LISTED]
 
 
-def _recent(entry: PublishedEntry[M]) -> Sequence[bytes]:
-    # The producer's audio history (media.forwarding: the last 64 packets of an audio track).
-    return recent_packets(entry.producer)
+def _loudest_first(item: tuple[str, float]) -> tuple[float, str]:
+    return -item[1], item[0]
 
 
 class ActiveSpeakers(Generic[M]):
     """A room's active-speaker detector, driven by ``tick(now)``."""
 
-    def __init__(
-        self,
-        room: Room[M],
-        *,
-        packets: Callable[[PublishedEntry[M]], Sequence[bytes]] = _recent,
-    ) -> None:
+    def __init__(self, room: Room[M]) -> None:
         self.room = room
         self.ranking = SpeakerRanking()
-        self._packets = packets
-        #: track id -> the newest sequence number already read.
-        self._seen: dict[str, int] = {}
+        #: track id -> the newest sequence number already read (None: nothing yet), for every
+        #: audio track with levels.
+        self._seen: dict[str, int | None] = {}
+        self._ticks = 0
         #: The session ids of the last ``speakers`` sent, in order, and when.
         self.sent: tuple[str, ...] = ()
         self._sent_at = float("-inf")
@@ -118,19 +165,23 @@ class ActiveSpeakers(Generic[M]):
 
     def tick(self, now: float) -> None:
         """Read the new audio levels; say ``speakers`` if the ordered list changed (rate-capped)."""
-        if self.room.closed:
+        room = self.room
+        if room.closed:
             return
-        speaking = self.ranking.window(self._levels())
-        order = tuple(key for key, _ in speaking)
-        members = list(self.room.participants.values())
+        self._read()
+        speaking = self.ranking.close()
+        order = tuple([key for key, _ in speaking])
         if order == self.sent or now - self._sent_at < 1.0 / MAX_RATE:
             # A session that joined since the last message gets it (when it names anyone).
-            if self._last is not None and self._last.speakers:
-                for participant in members:
-                    if participant.session_id not in self._told:
-                        self._told.add(participant.session_id)
-                        participant.send(self._last)
+            last = self._last
+            if last is not None and last.speakers:
+                told = self._told
+                for participant in list(room.participants.values()):
+                    if participant.session_id not in told:
+                        told.add(participant.session_id)
+                        participant.send(last)
             return
+        members = list(room.participants.values())
         self.sent, self._sent_at = order, now
         names: dict[str, str] = {p.session_id: p.user_id for p in members}
         message = Speakers(
@@ -142,39 +193,67 @@ class ActiveSpeakers(Generic[M]):
         for participant in members:
             participant.send(message)
 
-    def _levels(self) -> dict[str, list[int]]:
-        levels: dict[str, list[int]] = {}
-        live: set[str] = set()
-        for entry in list(self.room.published.values()):
-            if entry.track.kind != "audio" or entry.producer.closed:
+    def _read(self) -> None:
+        """Fill the meters' windows with the levels received since the last tick: one meter per
+        session with an audio track that negotiated the extension (its tracks together; a
+        session left without one is forgotten); an operator-muted track adds nothing."""
+        self._ticks = stamp = self._ticks + 1
+        meters = self.ranking.meters
+        seen = self._seen
+        room = self.room
+        tracks = sessions = 0
+        for entry in room.published.values():
+            track = entry.track
+            if track.kind != "audio" or entry.producer.closed:
                 continue
-            ext_id = entry.track.extensions.get(AUDIO_LEVEL_URI)
+            ext_id = track.extensions.get(AUDIO_LEVEL_URI)
             if ext_id is None:
                 continue
-            live.add(entry.track_id)
-            session = levels.setdefault(entry.publisher.session_id, [])
-            if entry.track_id in self.room.muted:
+            tracks += 1
+            key = entry.publisher.session_id
+            meter = meters.get(key)
+            if meter is None:
+                meter = meters[key] = LoudnessMeter()
+            if meter.stamp != stamp:
+                meter.stamp = stamp
+                sessions += 1
+            if entry.track_id in room.muted:
+                seen.setdefault(entry.track_id, None)
                 continue  # an operator muted it: forwarded to nobody, so not speaking
-            session.extend(self._new_levels(entry, ext_id))
+            self._read_track(entry, ext_id, meter)
+        if len(seen) != tracks or len(meters) != sessions:
+            self._forget(stamp)
+
+    def _read_track(self, entry: PublishedEntry[M], ext_id: int, meter: LoudnessMeter) -> None:
+        producer = entry.producer
+        newest = newest_seq(producer)
+        last = self._seen.get(entry.track_id)
+        if newest is None or newest == last:
+            self._seen[entry.track_id] = last
+            return  # nothing new (muted, DTX silence): two reads
+        if last is None:
+            count = AUDIO_HISTORY_SIZE
+        else:
+            count = (newest - last) & 0xFFFF
+            if count >= 0x8000:
+                return  # behind what was read (RFC 3550 A.1 restart): read once it passes
+        self._seen[entry.track_id] = newest
+        for packet in recent_packets(producer, min(count, AUDIO_HISTORY_SIZE)):
+            level = level_of(packet, ext_id)
+            if level is not None:
+                meter.add(level)
+
+    def _forget(self, stamp: int) -> None:
+        """Drop what is kept of tracks and sessions that no longer have audio with levels."""
+        live = {
+            entry.track_id
+            for entry in self.room.published.values()
+            if entry.track.kind == "audio"
+            and not entry.producer.closed
+            and AUDIO_LEVEL_URI in entry.track.extensions
+        }
         for track_id in [t for t in self._seen if t not in live]:
             del self._seen[track_id]
-        return levels
-
-    def _new_levels(self, entry: PublishedEntry[M], ext_id: int) -> Iterable[int]:
-        last = self._seen.get(entry.track_id)
-        newest = last
-        out: list[int] = []
-        for packet in self._packets(entry):
-            if len(packet) < 12:
-                continue
-            seq = rtp_seq(packet)
-            if last is not None and not seq_newer(seq, last):
-                continue
-            if newest is None or seq_newer(seq, newest):
-                newest = seq
-            level = audio_level(packet, ext_id)
-            if level is not None:
-                out.append(level[0])
-        if newest is not None:
-            self._seen[entry.track_id] = newest
-        return out
+        meters = self.ranking.meters
+        for key in [k for k, meter in meters.items() if meter.stamp != stamp]:
+            del meters[key]

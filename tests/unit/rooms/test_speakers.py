@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.forwarding.producer import Producer
-from zvonok.media.forwarding.router import Router
-from zvonok.media.packets.rtp import RtpPacket
+from zvonok.media.forwarding.router import CodecInfo, Router
+from zvonok.media.packets.rtp import RtpPacket, rtp_seq, seq_newer
 from zvonok.media.sdp.codecs import AUDIO_LEVEL_URI
 from zvonok.media.sdp.negotiation import PublishedTrack
 from zvonok.rooms.room import PublishedEntry, Room
@@ -22,18 +22,24 @@ from zvonok.rooms.speakers import (
     LoudnessMeter,
     SpeakerRanking,
     audio_level,
+    level_of,
 )
 from zvonok.signaling.messages import ServerMessage, Speakers
 
+from ..media.forwarding_fakes import FakeSink
+
 EXT = 1  # Chrome's id for ssrc-audio-level
+OPUS = {111: CodecInfo("opus", 48000)}
 
 
-def rtp(seq: int, level: int | None, *, voice: bool = True, two_byte: bool = False) -> bytes:
+def rtp(
+    seq: int, level: int | None, *, voice: bool = True, two_byte: bool = False, first: bool = False
+) -> bytes:
     """An Opus packet carrying ``level`` (−dBov) in the audio-level extension, next to an
-    abs-send-time element (id 2) as browsers send it."""
+    abs-send-time element (id 2) as browsers send it (``first``: the level before it)."""
     extensions: list[tuple[int, bytes]] = [(2, b"\x01\x02\x03")]
     if level is not None:
-        extensions.append((EXT, bytes([(0x80 if voice else 0) | level])))
+        extensions.insert(0 if first else 1, (EXT, bytes([(0x80 if voice else 0) | level])))
     packet = RtpPacket(
         payload_type=111,
         sequence_number=seq & 0xFFFF,
@@ -94,53 +100,52 @@ class Member:
         return None
 
 
-@dataclass
-class AudioProducer:
-    """The part of a producer ``ActiveSpeakers`` reads: its recent packets."""
-
-    packets: list[bytes] = field(default_factory=list)
-    closed: bool = False
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class Talk:
-    """A room whose members publish audio; ``say(member, level)`` adds one window of packets."""
+    """A room whose members publish audio (real producers of the room's router, fed real RTP);
+    ``say(member, level)`` adds one window of packets."""
 
     def __init__(self, *names: str) -> None:
+        self.router = Router()
         self.room: Room[Member] = Room(
-            RoomKey(RoomKind.GROUP, "1"), router=Router(), unsubscribe_tick=lambda: None
+            RoomKey(RoomKind.GROUP, "1"), router=self.router, unsubscribe_tick=lambda: None
         )
         self.seq: dict[str, int] = {}
-        for name in names:
+        for n, name in enumerate(names):
             member = Member(SessionId(f"s-{name}"), UserId(name))
             self.room.participants[member.session_id] = member
-            track = PublishedTrack(
-                mid="0",
-                kind="audio",
-                ssrc=1,
-                rtx_ssrc=None,
-                codecs={},
-                rtx={},
-                extensions={AUDIO_LEVEL_URI: EXT},
-                msid=None,
-            )
-            producer = cast(Producer, AudioProducer())
-            self.room.published[f"t-{name}"] = PublishedEntry(f"t-{name}", producer, member, track)
+            self.publish(name, member, ssrc=0x1234 + n)
             self.seq[name] = 65530  # wraps: sequence numbers are compared mod 2^16
-        self.speakers = ActiveSpeakers(self.room, packets=self._packets)
+        self.speakers = ActiveSpeakers(self.room)
 
-    @staticmethod
-    def _packets(entry: PublishedEntry[Member]) -> Sequence[bytes]:
-        producer: Any = entry.producer
-        return list(producer.packets[-64:])
+    def publish(self, name: str, member: Member, *, ssrc: int, track_id: str = "") -> Producer:
+        track_id = track_id or f"t-{name}"
+        track = PublishedTrack(
+            mid="0",
+            kind="audio",
+            ssrc=ssrc,
+            rtx_ssrc=None,
+            codecs={},
+            rtx={},
+            extensions={AUDIO_LEVEL_URI: EXT},
+            msid=None,
+        )
+        producer = self.router.create_producer(
+            producer_id=track_id,
+            sink=FakeSink(),
+            kind="audio",
+            codecs=OPUS,
+            ssrc=ssrc,
+            rtx_ssrc=None,
+            rtx_payload_types={},
+        )
+        self.room.published[track_id] = PublishedEntry(track_id, producer, member, track)
+        return producer
 
     def say(self, name: str, level: int, count: int = 12) -> None:
-        producer: Any = self.room.published[f"t-{name}"].producer
+        producer = self.room.published[f"t-{name}"].producer
         for _ in range(count):
             self.seq[name] += 1
-            producer.packets.append(rtp(self.seq[name], level))
+            producer.receive_rtp(rtp(self.seq[name], level))
 
     def member(self, name: str) -> Member:
         return self.room.participants[SessionId(f"s-{name}")]
@@ -244,3 +249,130 @@ def test_a_session_that_joins_is_told_who_speaks() -> None:
         ["s-alice"]
     ]
     assert len(talk.told("bob")) == 1  # the others are not told again
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=40), st.integers(1, 16))
+def test_level_of_reads_what_audio_level_reads(data: bytes, ext_id: int) -> None:
+    for packet in (data, bytes([0x90 | (data[0] & 0x60)]) + data[1:12] + b"\xbe\xde" + data[14:]):
+        level = audio_level(packet, ext_id)
+        assert level_of(packet, ext_id) == (None if level is None else level[0])
+
+
+def test_level_of_takes_any_layout_the_slow_way() -> None:
+    first = rtp(1, 30)  # the level after abs-send-time: not the first element
+    assert level_of(first, EXT) == 30
+    leading = bytes(
+        RtpPacket(
+            payload_type=111,
+            sequence_number=1,
+            extension_profile=0xBEDE,
+            extensions=[(EXT, bytes([0x80 | 42])), (2, b"\x01\x02\x03")],
+            payload=b"x",
+        )
+    )
+    assert leading[16] == EXT << 4 and level_of(leading, EXT) == 42  # the direct read
+    assert level_of(rtp(1, 7, two_byte=True), EXT) == 7
+    csrc = bytearray(leading)
+    csrc[0] |= 1  # one CSRC: the block starts 4 bytes later
+    assert level_of(bytes(csrc[:12]) + b"\0\0\0\x09" + bytes(csrc[12:]), EXT) == 42
+
+
+class OldReader:
+    """The detector's reading before it read only the new packets (kept here as the reference):
+    the last 64 packets of each track every tick, those newer than the newest already read."""
+
+    def __init__(self, room: Room[Member]) -> None:
+        self.room = room
+        self.seen: dict[str, int] = {}
+
+    def levels(self) -> dict[str, list[int]]:
+        levels: dict[str, list[int]] = {}
+        live: set[str] = set()
+        for entry in list(self.room.published.values()):
+            if entry.track.kind != "audio" or entry.producer.closed:
+                continue
+            ext_id = entry.track.extensions.get(AUDIO_LEVEL_URI)
+            if ext_id is None:
+                continue
+            live.add(entry.track_id)
+            session = levels.setdefault(entry.publisher.session_id, [])
+            if entry.track_id in self.room.muted:
+                continue
+            last = self.seen.get(entry.track_id)
+            newest = last
+            for packet in entry.producer.recent_packets():
+                seq = rtp_seq(packet)
+                if last is not None and not seq_newer(seq, last):
+                    continue
+                if newest is None or seq_newer(seq, newest):
+                    newest = seq
+                level = audio_level(packet, ext_id)
+                if level is not None:
+                    session.append(level[0])
+            if newest is not None:
+                self.seen[entry.track_id] = newest
+        for track_id in [t for t in self.seen if t not in live]:
+            del self.seen[track_id]
+        return levels
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(0, 90),  # packets this tick
+                st.integers(0, 127),  # their level
+                st.integers(0, 6),  # a packet of the tick to hold back one tick (0: none)
+                st.booleans(),  # muted by an operator this tick
+            ),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_reading_the_new_packets_scores_as_reading_the_last_64(
+    ticks: list[list[tuple[int, int, int, bool]]],
+) -> None:
+    """Whatever arrives (more than the 64 kept between two ticks, late packets, none, a track
+    muted for a while, a second track of one session, a track that goes away), the detector
+    scores every session exactly as the reading it replaced."""
+    talk = Talk("alice", "bob")
+    second: Producer | None = talk.publish("bob2", talk.member("bob"), ssrc=0x9999)
+    talk.seq["bob2"] = 100
+    reference = SpeakerRanking()
+    old = OldReader(talk.room)
+    late: dict[str, bytes] = {}
+    names = ["alice", "bob", "bob2"]
+    for i, tick in enumerate(ticks):
+        if i == len(ticks) // 2 and second is not None:
+            talk.room.published.pop("t-bob2")
+            second.close()
+            second = None
+        for name, (count, level, hold, muted) in zip(names, tick, strict=True):
+            track = f"t-{name}"
+            if track not in talk.room.published:
+                continue
+            producer = talk.room.published[track].producer
+            if name in late:
+                producer.receive_rtp(late.pop(name))
+            for k in range(count):
+                talk.seq[name] += 1
+                packet = rtp(talk.seq[name], (level + k) % 128, first=k % 3 > 0)
+                if k + 1 == hold:
+                    late[name] = packet
+                else:
+                    producer.receive_rtp(packet)
+            if muted:
+                talk.room.muted.add(track)
+            else:
+                talk.room.muted.discard(track)
+        expected = reference.window(old.levels())
+        talk.speakers._read()  # the tick's reading and ranking, without the messages
+        assert talk.speakers.ranking.close() == expected
+        assert {k: m.score for k, m in talk.speakers.ranking.meters.items()} == {
+            k: m.score for k, m in reference.meters.items()
+        }

@@ -32,20 +32,23 @@ from ..packets.rtcp import (
     Fir,
     Nack,
     Pli,
-    ReceiverReport,
     SenderReport,
-    SourceDescription,
-    build_compound,
     ntp_middle,
 )
 from ..packets.rtp import rtp_header_size, rtp_timestamp, unwrap_rtx
 from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
+from .reports import REPORT_BLOCK, ReceiverReports
 from .stats import MissingPackets, ReceiveStats
 from .types import CodecInfo, PacketSink
 
 KEYFRAME_REQUEST_INTERVAL = 1.0
+#: Seconds between two receiver reports about a stream (RFC 3550 §6.2; the tick's 0.25 s
+#: granularity makes it 1-1.25 s). The router sends one early with the reports of the
+#: publisher's other streams once ``EARLY_SHARE`` of it has passed (on 0.25 s ticks: after
+#: 0.5 s, within the 0.5-1.5 x spread §6.3.1 gives the interval), so they go in one packet.
 RECEIVER_REPORT_INTERVAL = 1.0
+EARLY_SHARE = 0.45
 #: Video packets kept for NACK answers: 2-5 s of video (NACKs older than NACK_MAX_AGE are moot).
 HISTORY_SIZE = 512
 #: Audio packets kept for ``recent_packets`` (audio levels, RFC 6464): about 1.3 s of Opus.
@@ -373,9 +376,10 @@ class ProducerLayer:
         self.nacks_sent += 1
         self._sink.send_rtcp(bytes(Nack(self._rtcp_ssrc, self.ssrc, seqs)))
 
-    def tick(self, now: float) -> None:
-        """Receiver report about once a second, NACK retries, a throttled keyframe request,
-        the bitrate window and the activity look."""
+    def tick(self, now: float, reports: ReceiverReports | None = None) -> None:
+        """Receiver report about once a second (its block handed to ``reports`` when given,
+        which sends the publisher's blocks together; else sent alone), NACK retries, a
+        throttled keyframe request, the bitrate window and the activity look."""
         if self.closed:
             return
         self._look(now)
@@ -405,13 +409,11 @@ class ProducerLayer:
             seqs = self.missing.due(now)
             if seqs:
                 self._send_nack(seqs)
-        if (
-            self.ssrc is not None
-            and self.stats.started
-            and now - self._last_rr >= RECEIVER_REPORT_INTERVAL * 0.95
-        ):
-            self._last_rr = now
-            self._sink.send_rtcp(self.receiver_report(now))
+        if self.report_due(now):
+            if reports is None:
+                self._sink.send_rtcp(self.receiver_report(now))
+            else:
+                reports.add(self._sink, self.report_block(now))
 
     def _walk_history(self) -> None:
         """Count the bytes and frames of each temporal layer id in the packets received since
@@ -509,16 +511,43 @@ class ProducerLayer:
         self.spatial_temporal_bitrates = tuple(per_spatial)
         self._layer_bytes = [[0] * 8 for _ in range(8)]
 
-    def receiver_report(self, now: float) -> bytes:
-        """RR (+ SDES CNAME) about this stream, for the interval since the previous one."""
+    @property
+    def sink(self) -> PacketSink:
+        """The publisher's transport (where this stream's RTCP goes)."""
+        return self._sink
+
+    def report_due(self, now: float, share: float = 0.95) -> bool:
+        """A receiver report about this stream is due (``share`` of the interval passed since
+        the last one; a smaller share: it may go early, with another stream's)."""
+        return (
+            now - self._last_rr >= RECEIVER_REPORT_INTERVAL * share
+            and self.ssrc is not None
+            and self.stats.started
+        )
+
+    def report_block(self, now: float) -> bytes:
+        """The RFC 3550 §6.4.1 report block (24 bytes) about this stream for the interval since
+        the previous one; the interval restarts now."""
+        self._last_rr = now
         lsr = dlsr = 0
         if self.last_sr is not None:
             ntp, _, at = self.last_sr
             lsr = ntp_middle(ntp)
             dlsr = min(0xFFFF_FFFF, max(0, int((now - at) * 65536)))
         block = self.stats.report_block(self.ssrc or 0, lsr, dlsr)
-        rr = ReceiverReport(self._rtcp_ssrc, [block])
-        return build_compound([rr, SourceDescription.cname_of(self._rtcp_ssrc, self._cname)])
+        lost = max(-(1 << 23), min((1 << 23) - 1, block.packets_lost)) & 0xFF_FFFF
+        return REPORT_BLOCK.pack(
+            block.ssrc,
+            block.fraction_lost << 24 | lost,
+            block.highest_sequence,
+            block.jitter,
+            lsr,
+            dlsr,
+        )
+
+    def receiver_report(self, now: float) -> bytes:
+        """RR (+ SDES CNAME) about this stream alone, for the interval since the previous one."""
+        return ReceiverReports.compound(self._rtcp_ssrc, self._cname, [self.report_block(now)])
 
     def close(self) -> None:
         self.core.closed = True

@@ -25,6 +25,7 @@ from ..packets.vla import VLA_URI, LayersAllocation
 from .consumer import Consumer
 from .history import PacketHistory
 from .layers import AUDIO_HISTORY_SIZE, HISTORY_SIZE, KEYFRAME_REQUEST_INTERVAL, ProducerLayer
+from .reports import ReceiverReports
 from .stats import MissingPackets, ReceiveStats
 from .types import MID_URI, REPAIRED_RID_URI, RID_URI, PacketSink, ProducerParams
 
@@ -286,12 +287,13 @@ class Producer:
 
     # -- RTCP ------------------------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
-        """Each layer's receiver report, NACK retries, keyframe request and bitrate window."""
+    def tick(self, now: float, reports: ReceiverReports | None = None) -> None:
+        """Each layer's receiver report (its block to ``reports`` when given), NACK retries,
+        keyframe request and bitrate window."""
         if self.closed:
             return
         for layer in self.layers:
-            layer.tick(now)
+            layer.tick(now, reports)
 
     # -- lifecycle -------------------------------------------------------------------------
 

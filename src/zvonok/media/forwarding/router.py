@@ -4,9 +4,11 @@ Owns: ``Router`` (creates and closes ``Producer``s and ``Consumer``s from their 
 objects — ``produce``/``consume``, or ``create_producer``/``create_consumer`` with the fields
 spelled out — and runs their ``tick``: receiver reports and NACK retries to publishers, sender
 reports to subscribers, RFC 3550 §6.2 at about one a second driven by the owner's clock; it has
-no timers of its own) and the RTCP sender SSRC (RFC 3550 §8.1: random) and CNAME the router uses
-when it reports as a receiver. The router is one of the two registries of a producer or consumer
-(the room-wide one); the other is the ``media.session.MediaSession`` that created it.
+no timers of its own; the receiver reports of one publisher's streams leave as one compound
+packet, ``reports.ReceiverReports``) and the RTCP sender SSRC (RFC 3550 §8.1: random) and CNAME
+the router uses when it reports as a receiver. The router is one of the two registries of a
+producer or consumer (the room-wide one); the other is the ``media.session.MediaSession`` that
+created it.
 Must not import anything from zvonok outside ``zvonok.media``.
 """
 
@@ -18,7 +20,9 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from .consumer import Consumer
+from .layers import EARLY_SHARE
 from .producer import Producer
+from .reports import ReceiverReports
 from .types import CodecInfo, ConsumerParams, PacketSink, ProducerParams
 
 __all__ = [
@@ -39,6 +43,7 @@ class Router:
         self._clock = clock
         self.rtcp_ssrc = secrets.randbits(32) or 1
         self.cname = "zvonok-" + secrets.token_hex(4)
+        self._reports = ReceiverReports(self.rtcp_ssrc, self.cname)
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
         self.closed = False
@@ -137,9 +142,21 @@ class Router:
         return consumer
 
     def tick(self, now: float) -> None:
-        """Periodic RTCP of every producer and consumer (no timers of the router's own)."""
-        for producer in list(self.producers.values()):
-            producer.tick(now)
+        """Periodic RTCP of every producer and consumer (no timers of the router's own): the
+        receiver reports due go out one compound packet per publisher transport, with the
+        reports of that publisher's other streams that may go early (``EARLY_SHARE``)."""
+        reports = self._reports
+        producers = list(self.producers.values())
+        for producer in producers:
+            producer.tick(now, reports)
+        if reports:
+            for producer in producers:
+                if producer.closed:
+                    continue
+                for layer in producer.layers:
+                    if reports.waiting(layer.sink) and layer.report_due(now, EARLY_SHARE):
+                        reports.add(layer.sink, layer.report_block(now))
+            reports.flush()
         for consumer in list(self.consumers.values()):
             consumer.tick(now)
 
