@@ -6,7 +6,9 @@ DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 
 priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, priorities per
 RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
-consent and DTLS timeouts.
+consent and DTLS timeouts. The tick sleeps while the worker is ``idle`` (no transport, and no
+callback registered with ``keep_awake``: an idle media worker process wakes up for nothing) and
+runs again from the next transport or such callback on.
 IPv6: ``host = "::"`` binds one dual-stack socket (``IPV6_V6ONLY`` off) that serves IPv4 and IPv6
 peers on the one port (IPv4 peers appear as ``::ffff:a.b.c.d``, see ``transport.address``); a
 kernel without IPv6 falls back to ``0.0.0.0`` with a warning. Announced addresses are canonical
@@ -196,6 +198,11 @@ class MediaWorker:
         self._context = self.certificate.make_context()
         self._transports: dict[str, WebRtcTransport] = {}
         self._ticks: list[Callable[[float], None]] = []
+        #: How many of ``_ticks`` keep the tick running with no transport (the rooms' routers).
+        self._keepers = 0
+        self._wake = asyncio.Event()
+        #: Ticks since the tick last woke from idle (1 on the first after a pause).
+        self.awake_ticks = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._candidates: list[str] = []
         self._next_sweep = float("-inf")
@@ -295,19 +302,40 @@ class MediaWorker:
             on_closed=self._transport_closed,
         )
         self._transports[transport.id] = transport
+        self._wake.set()
         return transport
 
     def local_candidates(self) -> list[str]:
         """The worker's host candidates (the same for every transport)."""
         return list(self._candidates)
 
-    def add_tick(self, callback: Callable[[float], None]) -> Callable[[], None]:
-        """Run ``callback(now)`` on every housekeeping tick; returns the unsubscribe function."""
+    @property
+    def idle(self) -> bool:
+        """No transport and no callback that keeps the tick running: the tick sleeps."""
+        return not self._transports and not self._keepers
+
+    def add_tick(
+        self, callback: Callable[[float], None], *, keep_awake: bool = True
+    ) -> Callable[[], None]:
+        """Run ``callback(now)`` on every housekeeping tick; returns the unsubscribe function.
+
+        ``keep_awake=False``: the callback has nothing to do while the worker has no transport
+        (a process's metrics, load report, quality monitor), so it does not keep the tick from
+        sleeping; it runs on each tick while there is one, and once more after the last
+        transport closed (the tick then sleeps until the next transport)."""
         self._ticks.append(callback)
+        if keep_awake:
+            self._keepers += 1
+            self._wake.set()
+        removed = False
 
         def unsubscribe() -> None:
-            if callback in self._ticks:
+            nonlocal removed
+            if not removed and callback in self._ticks:
+                removed = True
                 self._ticks.remove(callback)
+                if keep_awake:
+                    self._keepers -= 1
 
         return unsubscribe
 
@@ -326,7 +354,12 @@ class MediaWorker:
 
     async def _tick_loop(self) -> None:
         while True:
+            if self.idle:
+                self._wake.clear()
+                await self._wake.wait()
+                self.awake_ticks = 0
             await asyncio.sleep(TICK_INTERVAL)
+            self.awake_ticks += 1
             try:
                 self.tick(self.clock())
             except Exception:  # a bug in one pass must not stop consent checking for good

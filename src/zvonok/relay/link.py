@@ -15,6 +15,9 @@ acknowledged. Two transports:
 - ``StreamTransport`` (the worker link, a Unix socket): nothing is lost, so a gap closes the
   link, and the record only bounds a peer that stops acknowledging. Acks ride on the frames a
   side sends anyway; a standalone ``ack`` goes out only after ``ACK_EVERY`` frames (no timer).
+  Frames sent in one pass of the event loop leave in one write (``StreamTransport.flush``, a
+  ``call_soon`` after the first; ``COALESCE_BYTES`` or more at once), so a burst of notes (a
+  tick's server messages for every session of a room, a load report) wakes the peer once.
 - A lossy transport (``lossy = True``; the cluster's SignalBus over Redis pub/sub, shared design
   ``cluster.md`` §3 "SignalBus frames"): frames may be lost, duplicated or reordered. A frame
   ahead of the expected ``seq`` is dropped (counted in ``frames_dropped``), a duplicate is
@@ -49,6 +52,9 @@ MAX_UNACKED: Final = 100_000
 MAX_WRITE_BUFFER: Final = 64 * 1024 * 1024
 #: How long ``close`` lets buffered frames drain to the peer before it drops them.
 CLOSE_TIMEOUT: Final = 1.0
+#: A stream link writes the frames of one event-loop pass at once, at the end of the pass, or
+#: as soon as this many bytes wait (a large frame gains nothing from waiting).
+COALESCE_BYTES: Final = 64 * 1024
 #: Requests of the peer served at once, at most (more: answered ``busy``).
 MAX_SERVING: Final = 10_000
 #: A lossy link's standalone ``ack`` goes out this long after a frame arrived, if nothing else
@@ -138,20 +144,58 @@ class Transport(Protocol):
 
 
 class StreamTransport:
-    """A link over a byte stream (the worker link's Unix socket): nothing lost or reordered."""
+    """A link over a byte stream (the worker link's Unix socket): nothing lost or reordered.
+
+    Frames written in one pass of the event loop are joined and written together at its end
+    (one ``send``, one wake-up of the peer instead of one per frame); ``COALESCE_BYTES`` waiting
+    are written at once. A write that finds the peer not reading closes the link: at once, or
+    through ``on_error`` when the deferred write finds it."""
 
     lossy = False
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        #: Called with a reason when a deferred write finds the peer not reading (the link's).
+        self.on_error: Callable[[str], None] | None = None
+        self._queued: list[bytes] = []
+        self._queued_bytes = 0
+        self._flush: asyncio.Handle | None = None
 
     def write(self, data: bytes) -> str | None:
+        self._queued.append(data)
+        self._queued_bytes += len(data)
+        if self._queued_bytes >= COALESCE_BYTES:
+            return self.flush()
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._flush_soon)
+        return None
+
+    def flush(self) -> str | None:
+        """Write every queued frame now; a reason to close the link if the peer cannot take
+        more."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if not self._queued:
+            return None
+        queued = self._queued
+        data = queued[0] if len(queued) == 1 else b"".join(queued)
+        self._queued = []
+        self._queued_bytes = 0
+        if self.writer.transport.is_closing():
+            return None  # aborted (the peer stopped reading) or closed: nothing goes out
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.writer.transport.abort()  # a graceful close would wait for it to read
             return "peer stopped reading"
         return None
+
+    def _flush_soon(self) -> None:
+        self._flush = None
+        reason = self.flush()
+        if reason is not None and self.on_error is not None:
+            self.on_error(reason)
 
     async def receive(self, link: Link) -> None:
         while not link.closed.is_set():  # a link may close itself in a note handler
@@ -160,6 +204,7 @@ class StreamTransport:
             link.deliver(body)
 
     def close(self) -> None:
+        self.flush()  # what was sent before the close goes out first
         self.writer.close()
 
     async def wait_closed(self) -> None:
@@ -208,6 +253,7 @@ class Link:
             if reader is None or writer is None:
                 raise TypeError("a link needs a reader and a writer, or a transport")
             transport = StreamTransport(reader, writer)
+            transport.on_error = self._fail
         self.name = name
         self._transport = transport
         self._on_request = on_request

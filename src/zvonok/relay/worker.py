@@ -20,11 +20,13 @@ The cluster directories are the front's (``LinkSessionDirectory``, ``LinkRoomDir
 session id is bound node-wide, and a room is claimed through the front, which pinned it here.
 Every second the worker measures its load (``load``: CPU fraction, forwarded packets/s,
 sessions, rooms) on its housekeeping tick and reports it for placement when it changed, at least
-every ``LOAD_HEARTBEAT``. The front binds a joining session's id and claims a new room before it
-forwards the ``join`` (``bound``, ``claimed`` in its frame), so the join does not ask it back.
-The worker ignores SIGINT/SIGTERM (the front drains it) and exits when its link closes. A worker
-cannot tell a relayed session from a local one: it runs the same ``LocalRooms`` the one-process
-node runs. Implements no RFC.
+every ``LOAD_HEARTBEAT``. A worker with no media (no transport, no room) lets its tick sleep: its
+process's callbacks (metrics, quality, load) do not keep it running, it sends one last report
+as it goes idle and then wakes up for nothing until the front relays a join to it. The front
+binds a joining session's id and claims a new room before it forwards the ``join`` (``bound``,
+``claimed`` in its frame), so the join does not ask it back. The worker ignores SIGINT/SIGTERM
+(the front drains it) and exits when its link closes. A worker cannot tell a relayed session
+from a local one: it runs the same ``LocalRooms`` the one-process node runs. Implements no RFC.
 """
 
 from __future__ import annotations
@@ -348,10 +350,12 @@ class WorkerServer:
     def on_tick(self, now: float) -> None:
         """The media worker's housekeeping tick: measure the load every ``LOAD_INTERVAL`` and
         report it when it changed (``changed``) or ``LOAD_HEARTBEAT`` after the last report, so
-        an idle worker neither wakes up on its own for it nor wakes the front."""
+        an idle worker neither wakes up on its own for it nor wakes the front. On the tick that
+        finds the worker idle (its last before it sleeps) the load is measured at once: the
+        front keeps the last report for as long as the worker sleeps."""
         then = self._cpu[0]
         mono = time.monotonic()
-        if mono - then < LOAD_INTERVAL * 0.98:
+        if mono - then < LOAD_INTERVAL * 0.98 and not self.media.idle:
             return
         load = self.load()
         if not changed(self._reported, load) and mono - self._reported_at < LOAD_HEARTBEAT:
@@ -362,6 +366,22 @@ class WorkerServer:
             self.link.notify("load", load)
             self._reported = load
             self._reported_at = mono
+
+
+class LoopLagProbe:
+    """The worker's event-loop lag (``zvonok_event_loop_lag_seconds``): how late each
+    housekeeping tick ran after the one before, as ``Metrics.on_tick`` measures it, except across
+    a pause of the tick (the worker was idle): the first tick after one only starts the clock."""
+
+    def __init__(self, metrics: Metrics, media: MediaWorker) -> None:
+        self._metrics = metrics
+        self._media = media
+        self._last: float | None = None
+
+    def on_tick(self, now: float) -> None:
+        last, self._last = self._last, now
+        if last is not None and self._media.awake_ticks > 1:
+            self._metrics.loop_lag.observe(max(0.0, now - last - TICK_INTERVAL))
 
 
 def changed(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
@@ -419,10 +439,12 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     holder["server"] = server
     link.start()
     await media.start()
+    # none of these keeps the tick running: a worker with no media sleeps
+    lag = LoopLagProbe(metrics, media)
     unsubscribe = [
-        media.add_tick(metrics.on_tick),
-        media.add_tick(quality.tick),
-        media.add_tick(server.on_tick),
+        media.add_tick(lag.on_tick, keep_awake=False),
+        media.add_tick(quality.tick, keep_awake=False),
+        media.add_tick(server.on_tick, keep_awake=False),
     ]
     link.notify(
         "ready",

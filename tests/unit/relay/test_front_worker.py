@@ -317,6 +317,22 @@ async def test_the_worker_reports_its_load_every_second(node: NodeFactory) -> No
     assert n.handle.placed_since_report == 0
 
 
+async def test_a_worker_without_media_sleeps_after_one_last_load_report(
+    node: NodeFactory,
+) -> None:
+    n = await node()
+    await asyncio.sleep(1.3)  # past LOAD_INTERVAL: a worker with no room neither ticks nor reports
+    assert n.handle.load == {}
+    session = await n.join("alice", "a", RecordingSink())
+    await until(lambda: n.handle.load.get("sessions") == 1, within=1.9)
+    await session.leave()
+    # the tick that finds the worker idle reports at once, then the tick sleeps: no more frames
+    await until(lambda: (n.handle.load["sessions"], n.handle.load["rooms"]) == (0, 0), within=1.0)
+    frames = n.handle.link.frames_in
+    await asyncio.sleep(0.6)
+    assert n.handle.link.frames_in == frames
+
+
 async def test_two_rooms_land_on_two_workers(node: NodeFactory) -> None:
     n = await node(workers=2)
     other = RoomKey(RoomKind.GROUP, "8")

@@ -477,3 +477,38 @@ async def test_close_cancels_the_requests_being_served(pair: Pair) -> None:
     assert a.close_reason == "eof" and pair.a.closes == 1
     await b.close()  # closing twice is harmless
     assert pair.b.closes == 1
+
+
+# ---------------------------------------------------------------------------- coalescing
+async def test_notes_of_one_loop_pass_leave_in_one_write() -> None:
+    """A burst of notes (a tick's server messages) reaches the peer in one read: one wake-up."""
+    side = Side("a")
+    sa, sb = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    link = await link_on(sa, side)
+    sb.setblocking(False)
+    try:
+        for i in range(5):
+            link.notify("send", {"i": i}, relay=i + 1)
+        with pytest.raises(BlockingIOError):
+            sb.recv(65536)  # nothing written yet: the frames wait for the end of the pass
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        data = sb.recv(65536)
+        frames = []
+        while data:
+            (length,) = HEADER.unpack(data[: HEADER.size])
+            frames.append(Frame.parse(data[HEADER.size : HEADER.size + length]))
+            data = data[HEADER.size + length :]
+        assert [f.params["i"] for f in frames] == [0, 1, 2, 3, 4]
+        assert [f.seq for f in frames] == [1, 2, 3, 4, 5]
+    finally:
+        await link.close()
+        sb.close()
+
+
+async def test_close_sends_the_frames_still_queued(raw_pair: tuple[Side, Link, Raw]) -> None:
+    _, link, raw = raw_pair
+    link.notify("close", {"code": 1000, "reason": "bye"}, relay=3)
+    await link.close()  # in the same pass: the note was not written yet
+    frame = await raw.read()
+    assert (frame.method, frame.relay, frame.params["reason"]) == ("close", 3, "bye")
