@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..media.forwarding.layers import ProducerLayer
 from ..signaling.messages import LayerState, PublishLayers, TrackPaused
 from .allocation import Decision, Dynacast, Layer, LayerAllocator, VideoTrack, Wish
 from .mediaview import (
@@ -35,6 +36,7 @@ from .mediaview import (
     producer_layers,
     set_target_layer,
     set_temporal_target,
+    svc_layers,
 )
 from .participant import Participant
 from .room import PublishedEntry, Room
@@ -138,6 +140,13 @@ class RoomAdaptation:
         return out
 
     def _layers(self, entry: PublishedEntry[Participant], now: float) -> tuple[Layer, ...]:
+        producer = entry.producer
+        if len(producer.layers) == 1 and not svc_layers(producer):
+            return (self._plain_layer(entry.track_id, producer.layers[0]),)
+        return self._snapshot_layers(entry, now)
+
+    def _snapshot_layers(self, entry: PublishedEntry[Participant], now: float) -> tuple[Layer, ...]:
+        """The layers of any track, from ``producer_layers`` snapshots."""
         views = producer_layers(entry.producer)
         dynacast = self._dynacast.get(entry.track_id)
         stopped = entry.producer.stopped_layers(now)
@@ -181,6 +190,36 @@ class RoomAdaptation:
                 )
             layers.append(Layer(bitrate, available, view.width, view.height, temporal))
         return tuple(layers)
+
+    def _plain_layer(self, track_id: str, layer: ProducerLayer) -> Layer:
+        """``_layers`` of a track sent as one stream (no simulcast, no SVC), the common case
+        (every 1:1 call without simulcast), without the snapshots: the same ``Layer``. Such a
+        track announces no layers allocation and dynacast leaves it alone, so its one layer is
+        always available; its remembered bitrate decays and its temporal steps are read as for
+        any layer."""
+        active = layer.active  # (a look at its packet counter, as the snapshot takes)
+        key = (track_id, 0)
+        seen = self._measured.get(key, 0)
+        rate = layer.bitrate
+        if active and rate > 0:
+            seen = self._measured[key] = max(rate, int(seen * BITRATE_DECAY))
+        bitrate = seen or NOMINAL_BITRATES[-1]
+        cumulative = layer.temporal_bitrates
+        temporal: tuple[int, ...] = ()
+        if len(cumulative) > 1 and cumulative[-1] > 0:
+            shares = tuple(step / cumulative[-1] for step in cumulative[:-1])
+            temporal = tuple(int(bitrate * share) for share in shares)
+            if key not in self._temporal_seen:
+                self._temporal_seen.add(key)
+                log.info(
+                    "track %s layer %s: %d VP8 temporal layers, shares %s of %d bit/s",
+                    track_id,
+                    layer.rid or 0,
+                    len(temporal) + 1,
+                    [round(share, 2) for share in shares],
+                    rate,
+                )
+        return Layer(bitrate, True, layer.width, layer.height, temporal)
 
     def _allocate(
         self,

@@ -7,7 +7,8 @@ control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``a
 track, whose spatial layers are shown as its layers: ``spatial_bitrates``, ``spatial_sizes``,
 ``spatial_temporal_bitrates``), a consumer's ``target_layer`` / ``current_layer`` /
 ``layer_switches`` / ``temporal_target`` (and ``spatial_target`` for SVC), an audio
-producer's ``recent_packets(n)`` and the newest sequence number it received (``newest_seq``),
+producer's ``recent_packets(n)``, its ring of packets (``packet_ring``) and the newest sequence
+number it received (``newest_seq``),
 and a media session's downlink estimate
 (``MediaSession.downlink.estimate_bps``: ``None`` until the subscriber's transport-wide CC
 feedback gave one).
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from ..media.forwarding.bwe import ACKED_CAP, Usage
 from ..media.forwarding.consumer import ConsumedTrack, Consumer
+from ..media.forwarding.history import PacketHistory
 from ..media.forwarding.layers import AUDIO_HISTORY_SIZE, ProducerLayer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
@@ -148,6 +150,12 @@ def recent_packets(producer: Producer, count: int = AUDIO_HISTORY_SIZE) -> Seque
     """The last ``count`` packets an audio producer received (from its short history: 64 at
     most), in sequence order, oldest first; the sequence numbers it no longer has are skipped."""
     return producer.recent_packets(count)
+
+
+def packet_ring(producer: Producer) -> PacketHistory | None:
+    """The ring of ``producer``'s last packets by sequence number (an audio producer's 64,
+    ``PacketHistory.get``), to read packets in place; None when it keeps none."""
+    return producer.layers[0].ring
 
 
 def newest_seq(producer: Producer) -> int | None:

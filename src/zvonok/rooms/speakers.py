@@ -25,7 +25,7 @@ from ..media.forwarding.layers import AUDIO_HISTORY_SIZE
 from ..media.packets.rtp import read_extension
 from ..media.sdp.codecs import AUDIO_LEVEL_URI
 from ..signaling.messages import Speaker, Speakers
-from .mediaview import newest_seq, recent_packets
+from .mediaview import newest_seq, packet_ring
 from .room import M, PublishedEntry, Room
 
 #: RFC 6464 §3: the level is 0..127 −dBov; 127 means silence (or muted).
@@ -238,10 +238,39 @@ class ActiveSpeakers(Generic[M]):
             if count >= 0x8000:
                 return  # behind what was read (RFC 3550 A.1 restart): read once it passes
         self._seen[entry.track_id] = newest
-        for packet in recent_packets(producer, min(count, AUDIO_HISTORY_SIZE)):
-            level = level_of(packet, ext_id)
-            if level is not None:
-                meter.add(level)
+        ring = packet_ring(producer)
+        if ring is None:
+            return
+        # The packets newer than ``last``, oldest first, read in place (``PacketHistory.get``),
+        # each level read as ``level_of`` reads it and added as ``LoudnessMeter.add`` adds it:
+        # this loop is most of the detector's cost, so it calls nothing for the common layout.
+        slots, mask = ring.slots, ring.mask
+        direct = ext_id << 4 if 1 <= ext_id <= 14 else -1
+        packets, loud, loudness = meter.packets, meter.loud, meter.loudness
+        for back in range(min(count, len(slots)) - 1, -1, -1):
+            seq = (newest - back) & 0xFFFF
+            packet = slots[seq & mask]
+            if packet is None or (packet[2] << 8 | packet[3]) != seq:
+                continue
+            if (
+                len(packet) >= 20
+                and packet[16] == direct
+                and packet[0] & 0x1F == 0x10
+                and packet[12] == 0xBE
+                and packet[13] == 0xDE
+                and len(packet) >= 16 + 4 * (packet[14] << 8 | packet[15]) >= 20
+            ):
+                level = packet[17] & 0x7F
+            else:
+                found = level_of(packet, ext_id)
+                if found is None:
+                    continue
+                level = found
+            packets += 1
+            if level <= ACTIVE_LEVEL:
+                loud += 1
+                loudness += (SILENCE - level) / SILENCE
+        meter.packets, meter.loud, meter.loudness = packets, loud, loudness
 
     def _forget(self, stamp: int) -> None:
         """Drop what is kept of tracks and sessions that no longer have audio with levels."""

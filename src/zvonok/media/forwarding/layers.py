@@ -273,9 +273,15 @@ class ProducerLayer:
         self.rtx_received += 1
         self.receive_rtp(bytes(original))
 
+    @property
+    def ring(self) -> PacketHistory | None:
+        """The ring the core stores every packet in: the history (video), or the last
+        ``AUDIO_HISTORY_SIZE`` packets (audio). Read it, never write it."""
+        return self.history if self.history is not None else self._recent
+
     def recent_packets(self, count: int = AUDIO_HISTORY_SIZE) -> list[bytes]:
         """The last ``count`` packets received in sequence order, oldest first (gaps skipped)."""
-        ring = self.history if self.history is not None else self._recent
+        ring = self.ring
         if ring is None or not self.stats.started:
             return []
         newest = self.stats.max_seq
