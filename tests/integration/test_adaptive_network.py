@@ -40,8 +40,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 
+from .harness import demo_page
 from .harness.netns import Client, EmulatedNetwork, Shaping, emulated_network
 from .harness.server import ZvonokServer
 
@@ -148,8 +149,6 @@ VIDEO_IN_JS = """async () => {
 }"""
 
 WAIT = 40.0
-# Chromium's fake camera at 30 frames a second (its default is 20); the last switch wins.
-FAKE_DEVICE_30FPS = ["--use-fake-device-for-media-stream=fps=30"]
 
 # The microphone as a steady tone at a given gain (0: silence), the camera as Chromium's fake one.
 TONE_MIC_JS = """((gain) => {
@@ -178,14 +177,7 @@ async def wait_for(
     probe: Callable[[], Awaitable[Any]], what: str, limit: float = WAIT, every: float = 0.5
 ) -> Any:
     """Poll ``probe`` until it returns something truthy; fails after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {limit} s waiting for {what} (last: {value!r})")
+    return await demo_page.wait_for(probe, what, limit, every)
 
 
 async def open_demo(
@@ -201,32 +193,13 @@ async def open_demo(
     scale: float = 1.0,
     init_js: str = "",
 ) -> Page:
-    """The demo page in a Chromium in ``client``'s namespace, joined to ``kind`` ``room`` as
-    ``user`` (token pasted into the production form), publishing camera and microphone unless
-    ``publish`` is false; ``init_js`` runs before the page's scripts too. The fake camera runs
-    at 30 frames a second."""
-    browser: Browser = await network.chromium(client, server.http_url, FAKE_DEVICE_30FPS)
-    context = await browser.new_context(
-        viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale
-    )
-    await context.add_init_script(SENT_JS)
-    if init_js:
-        await context.add_init_script(init_js)
-    page = await context.new_page()
-    page.set_default_timeout(20000)
-    token = await asyncio.to_thread(server.token, user)
-    await page.goto(f"{server.http_url}/?kind={kind}&room={room}")
-    await page.wait_for_selector("#prod-fields:not([hidden])")
-    await page.fill("#token", token)
-    await page.select_option("#kind", kind)
-    await page.fill("#room-id", room)
-    if not publish:
-        await page.uncheck("#with-audio")
-        await page.uncheck("#with-video")
-    await page.click("#join")
-    await page.wait_for_selector("#call:not([hidden])")
-    await page.evaluate(WATCH_JS)
-    return page
+    """The demo page (``harness/demo_page.py``) joined to ``kind`` ``room`` as ``user``, with
+    this module's message tap and event watchers; ``init_js`` runs before the page's scripts
+    too."""
+    return await demo_page.open_demo(
+        network, client, server, user, room, kind=kind, publish=publish, viewport=viewport,
+        scale=scale, init_scripts=[SENT_JS, init_js], watch_js=WATCH_JS,
+    )  # fmt: skip
 
 
 async def sample(page: Page) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
+from .harness import demo_page
+from .harness.demo_page import wait_for
 from .harness.netns import Client, EmulatedNetwork, emulated_network
 from .harness.server import ZvonokServer
 
@@ -30,8 +31,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 __all__ = ["emulated_network"]  # the fixture, imported for this module's tests
 
 WAIT = 25.0
-#: Chromium's fake camera at 30 frames a second (its default is 20).
-FAKE_DEVICE_30FPS = ["--use-fake-device-for-media-stream=fps=30"]
 
 WATCH_JS = """() => {
   const call = window.zvonokDemo.call;
@@ -78,18 +77,6 @@ SENT_JS = """(() => {
 })();"""
 
 
-async def wait_for(probe: Callable[[], Awaitable[Any]], what: str, limit: float = WAIT) -> Any:
-    """Poll ``probe`` until it returns something truthy; fails after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    value: Any = None
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"timed out after {limit} s waiting for {what} (last: {value!r})")
-
-
 async def open_demo(
     network: EmulatedNetwork,
     client: Client,
@@ -101,29 +88,13 @@ async def open_demo(
     viewport: tuple[int, int],
     scale: float = 1.0,
 ) -> Page:
-    """The demo in a Chromium in ``client``'s namespace, joined to ``group`` as ``user`` with
-    ``?codec=vp9`` (token pasted into the production form); publishing camera and microphone
-    when ``publish``."""
-    browser = await network.chromium(client, server.http_url, FAKE_DEVICE_30FPS)
-    context = await browser.new_context(
-        viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale
-    )
-    await context.add_init_script(SENT_JS)
-    page = await context.new_page()
-    page.set_default_timeout(20000)
-    token = await asyncio.to_thread(server.token, user)
-    await page.goto(f"{server.http_url}/?kind=group&room={group}&codec=vp9")
-    await page.wait_for_selector("#prod-fields:not([hidden])")
-    await page.fill("#token", token)
-    await page.select_option("#kind", "group")
-    await page.fill("#room-id", group)
-    if not publish:
-        await page.uncheck("#with-audio")
-        await page.uncheck("#with-video")
-    await page.click("#join")
-    await page.wait_for_selector("#call:not([hidden])")
-    await page.evaluate(WATCH_JS)
-    return page
+    """The demo (``harness/demo_page.py``) joined to ``group`` with ``?codec=vp9``, the
+    track-settings tap and the server-stats listener installed."""
+    return await demo_page.open_demo(
+        network, client, server, user, group, kind="group", publish=publish,
+        viewport=viewport, scale=scale, query="codec=vp9", init_scripts=[SENT_JS],
+        watch_js=WATCH_JS,
+    )  # fmt: skip
 
 
 async def sample(page: Page) -> dict[str, Any]:
