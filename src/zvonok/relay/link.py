@@ -15,9 +15,11 @@ acknowledged. Two transports:
 - ``StreamTransport`` (the worker link, a Unix socket): nothing is lost, so a gap closes the
   link, and the record only bounds a peer that stops acknowledging. Acks ride on the frames a
   side sends anyway; a standalone ``ack`` goes out only after ``ACK_EVERY`` frames (no timer).
-  Frames sent in one pass of the event loop leave in one write (``StreamTransport.flush``, a
+  Notes sent in one pass of the event loop leave in one write (``StreamTransport.flush``, a
   ``call_soon`` after the first; ``COALESCE_BYTES`` or more at once), so a burst of notes (a
-  tick's server messages for every session of a room, a load report) wakes the peer once.
+  tick's server messages for every session of a room, a load report) wakes the peer once; a
+  request, an answer or an ack is written at once, with the notes queued before it (a join's
+  round trip does not wait for the end of a busy worker's pass).
 - A lossy transport (``lossy = True``; the cluster's SignalBus over Redis pub/sub, shared design
   ``cluster.md`` §3 "SignalBus frames"): frames may be lost, duplicated or reordered. A frame
   ahead of the expected ``seq`` is dropped (counted in ``frames_dropped``), a duplicate is
@@ -362,6 +364,10 @@ class Link:
                 raise LinkClosed(f"link {self.name}: peer stopped acknowledging")
         self.frames_out += 1
         reason = self._transport.write(data)
+        if reason is None and frame.kind != "note" and isinstance(self._transport, StreamTransport):
+            # a request, an answer or an ack goes out at once (a join waits for it), with the
+            # notes queued before it; only notes wait for the end of the pass
+            reason = self._transport.flush()
         if reason is not None:
             self._fail(reason)
 

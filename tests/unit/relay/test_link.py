@@ -512,3 +512,25 @@ async def test_close_sends_the_frames_still_queued(raw_pair: tuple[Side, Link, R
     await link.close()  # in the same pass: the note was not written yet
     frame = await raw.read()
     assert (frame.method, frame.relay, frame.params["reason"]) == ("close", 3, "bye")
+
+
+async def test_a_request_goes_out_at_once_with_the_notes_before_it() -> None:
+    side = Side("a")
+    sa, sb = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    link = await link_on(sa, side, request_timeout=0.5)
+    sb.setblocking(False)
+    try:
+        link.notify("send", {"i": 0}, relay=1)
+        asked = link.request("join", {})
+        asked.send(None)  # the request runs up to its wait; the loop runs nothing meanwhile
+        data = sb.recv(65536)
+        (length,) = HEADER.unpack(data[: HEADER.size])
+        first = Frame.parse(data[HEADER.size : HEADER.size + length])
+        second = Frame.parse(data[2 * HEADER.size + length :])
+        assert (first.kind, first.method, second.kind, second.method) == (
+            "note", "send", "req", "join",
+        )  # fmt: skip
+        asked.close()
+    finally:
+        await link.close()
+        sb.close()
