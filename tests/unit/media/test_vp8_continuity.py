@@ -126,14 +126,21 @@ def continuous(values: list[int], mod: int) -> bool:
     return all((b - a) % mod == 1 for a, b in zip(values, values[1:], strict=False))
 
 
-def scenario(sink: object, **layer_args: Any) -> tuple[Setup, Layers, Consumer]:
-    """Layer 0, then layer 2 (switch up), a pause for bandwidth, then layer 1."""
+def on_layer_0(sink: object, **layer_args: Any) -> tuple[Setup, Layers, Consumer]:
+    """A consumer of the three layers (``Layers(**layer_args)``) forwarding layer 0 from its
+    first keyframe."""
     s = Setup()
     s.learn_all()
     c, _ = s.consume(sink)
     c.target_layer = 0
     layers = Layers(s, **layer_args)
     layers.frame(key_layers=(0,))
+    return s, layers, c
+
+
+def scenario(sink: object, **layer_args: Any) -> tuple[Setup, Layers, Consumer]:
+    """Layer 0, then layer 2 (switch up), a pause for bandwidth, then layer 1."""
+    s, layers, c = on_layer_0(sink, **layer_args)
     layers.frames(5)
     c.target_layer = 2
     layers.frames(2)
@@ -198,12 +205,7 @@ def test_key_index_continues_across_switches() -> None:
 
 def test_a_consumer_never_switched_forwards_the_descriptors_unchanged() -> None:
     sink = FakeSink()
-    s = Setup()
-    s.learn_all()
-    c, _ = s.consume(sink)
-    c.target_layer = 0
-    layers = Layers(s, **SPACES)
-    layers.frame(key_layers=(0,))
+    _, layers, c = on_layer_0(sink, **SPACES)
     layers.frames(12)
     sent = [RtpPacket.parse(p).payload for p in sink.rtp]
     source = [RtpPacket.parse(p).payload for p in layers.sent[0].values()]
@@ -242,12 +244,7 @@ def test_a_descriptor_without_extension_passes_unchanged() -> None:
 @pytest.mark.parametrize("cap", [0, 1])
 def test_a_temporal_cap_during_the_switch_keeps_one_numbering(cap: int) -> None:
     sink = FakeSink()
-    s = Setup()
-    s.learn_all()
-    c, _ = s.consume(sink)
-    c.target_layer = 0
-    layers = Layers(s, **SPACES)
-    layers.frame(key_layers=(0,))
+    _, layers, c = on_layer_0(sink, **SPACES)
     c.temporal_target = cap
     layers.frames(9)
     c.target_layer = 2
@@ -265,12 +262,7 @@ def test_nack_answers_carry_the_indices_first_sent() -> None:
     resent with them (and the temporal filter's shift); after the switch a packet of the old
     layer is not resent, one of the new layer is, as sent."""
     sink = FakeSink()
-    s = Setup()
-    s.learn_all()
-    c, _ = s.consume(sink)
-    c.target_layer = 0
-    layers = Layers(s, **SPACES)
-    layers.frame(key_layers=(0,))
+    _, layers, c = on_layer_0(sink, **SPACES)
     layers.frames(3)
     c.target_layer = 2
     layers.frame(key_layers=(2,))
