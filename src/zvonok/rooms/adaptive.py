@@ -37,6 +37,7 @@ from .mediaview import (
     set_target_layer,
     set_temporal_target,
     svc_layers,
+    temporal_shares,
 )
 from .participant import Participant
 from .room import PublishedEntry, Room
@@ -161,11 +162,7 @@ class RoomAdaptation:
         layers = []
         for i, view in enumerate(views):
             key = (entry.track_id, i)
-            seen = self._measured.get(key, 0)
-            if flowing[i] and view.bitrate > 0:
-                # A slowly decaying peak: a layer winding down (dynacast turned it off, the
-                # publisher's uplink shrank) must not look cheap in its last half-empty windows.
-                seen = self._measured[key] = max(view.bitrate, int(seen * BITRATE_DECAY))
+            seen = self._remember(key, flowing[i], view.bitrate)
             # Unmeasured (a new track's first second): the nominal rate of its rank, except the
             # lowest layer, which is taken as the cheapest: a single-layer camera judged as a
             # full-size 1.5 Mbit/s stream before its first window was held back at the start of
@@ -176,18 +173,9 @@ class RoomAdaptation:
             # the publisher cannot send it now (above what flows while it stopped a layer).
             reachable = off[i] and not (limited and i > top_flowing)
             available = flowing[i] or reachable or (len(views) == 1)
-            # the temporal steps: the shares last measured, of the remembered peak
-            temporal = tuple(int(bitrate * share) for share in view.temporal_shares)
-            if temporal and key not in self._temporal_seen:
-                self._temporal_seen.add(key)
-                log.info(
-                    "track %s layer %s: %d VP8 temporal layers, shares %s of %d bit/s",
-                    entry.track_id,
-                    view.rid or i,
-                    len(temporal) + 1,
-                    [round(share, 2) for share in view.temporal_shares],
-                    view.bitrate,
-                )
+            temporal = self._temporal_steps(
+                key, view.rid or i, bitrate, view.temporal_shares, view.bitrate
+            )
             layers.append(Layer(bitrate, available, view.width, view.height, temporal))
         return tuple(layers)
 
@@ -197,29 +185,45 @@ class RoomAdaptation:
         track announces no layers allocation and dynacast leaves it alone, so its one layer is
         always available; its remembered bitrate decays and its temporal steps are read as for
         any layer."""
-        active = layer.active  # (a look at its packet counter, as the snapshot takes)
         key = (track_id, 0)
-        seen = self._measured.get(key, 0)
         rate = layer.bitrate
-        if active and rate > 0:
-            seen = self._measured[key] = max(rate, int(seen * BITRATE_DECAY))
-        bitrate = seen or NOMINAL_BITRATES[-1]
-        cumulative = layer.temporal_bitrates
-        temporal: tuple[int, ...] = ()
-        if len(cumulative) > 1 and cumulative[-1] > 0:
-            shares = tuple(step / cumulative[-1] for step in cumulative[:-1])
-            temporal = tuple(int(bitrate * share) for share in shares)
-            if key not in self._temporal_seen:
-                self._temporal_seen.add(key)
-                log.info(
-                    "track %s layer %s: %d VP8 temporal layers, shares %s of %d bit/s",
-                    track_id,
-                    layer.rid or 0,
-                    len(temporal) + 1,
-                    [round(share, 2) for share in shares],
-                    rate,
-                )
+        # (``active``: a look at its packet counter, as the snapshot takes)
+        bitrate = self._remember(key, layer.active, rate) or NOMINAL_BITRATES[-1]
+        shares = temporal_shares(layer.temporal_bitrates)
+        temporal = self._temporal_steps(key, layer.rid or 0, bitrate, shares, rate)
         return Layer(bitrate, True, layer.width, layer.height, temporal)
+
+    def _remember(self, key: tuple[str, int], flowing: bool, rate: int) -> int:
+        """The layer's remembered bitrate (0: never measured), raised by ``rate`` while it
+        flows. A slowly decaying peak: a layer winding down (dynacast turned it off, the
+        publisher's uplink shrank) must not look cheap in its last half-empty windows."""
+        seen = self._measured.get(key, 0)
+        if flowing and rate > 0:
+            seen = self._measured[key] = max(rate, int(seen * BITRATE_DECAY))
+        return seen
+
+    def _temporal_steps(
+        self,
+        key: tuple[str, int],
+        label: str | int,
+        bitrate: int,
+        shares: tuple[float, ...],
+        rate: int,
+    ) -> tuple[int, ...]:
+        """The layer's temporal steps: the shares last measured, of the remembered ``bitrate``
+        (logged the first time a layer shows temporal layers)."""
+        temporal = tuple(int(bitrate * share) for share in shares)
+        if temporal and key not in self._temporal_seen:
+            self._temporal_seen.add(key)
+            log.info(
+                "track %s layer %s: %d VP8 temporal layers, shares %s of %d bit/s",
+                key[0],
+                label,
+                len(temporal) + 1,
+                [round(share, 2) for share in shares],
+                rate,
+            )
+        return temporal
 
     def _allocate(
         self,

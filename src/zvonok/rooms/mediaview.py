@@ -7,9 +7,8 @@ control"): a producer's ``layers`` (``ProducerLayer``: ``rid``, ``bitrate``, ``a
 track, whose spatial layers are shown as its layers: ``spatial_bitrates``, ``spatial_sizes``,
 ``spatial_temporal_bitrates``), a consumer's ``target_layer`` / ``current_layer`` /
 ``layer_switches`` / ``temporal_target`` (and ``spatial_target`` for SVC), an audio
-producer's ``recent_packets(n)``, its ring of packets (``packet_ring``) and the newest sequence
-number it received (``newest_seq``),
-and a media session's downlink estimate
+producer's ring of packets (``packet_ring``) and the newest sequence number it received
+(``newest_seq``), and a media session's downlink estimate
 (``MediaSession.downlink.estimate_bps``: ``None`` until the subscriber's transport-wide CC
 feedback gave one).
 Implements no RFC.
@@ -17,13 +16,12 @@ Implements no RFC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..media.forwarding.bwe import ACKED_CAP, Usage
 from ..media.forwarding.consumer import ConsumedTrack, Consumer
 from ..media.forwarding.history import PacketHistory
-from ..media.forwarding.layers import AUDIO_HISTORY_SIZE, ProducerLayer
+from ..media.forwarding.layers import ProducerLayer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
 
@@ -69,7 +67,7 @@ def producer_layers(producer: Producer) -> list[LayerView]:
                 layer.active,
                 sizes[sid][0] if sizes else None,
                 sizes[sid][1] if sizes else None,
-                _shares(per_spatial[sid]) if sid < len(per_spatial) else (),
+                temporal_shares(per_spatial[sid]) if sid < len(per_spatial) else (),
             )
             for sid in range(spatial)
         ]
@@ -80,13 +78,15 @@ def producer_layers(producer: Producer) -> list[LayerView]:
             layer.active,
             layer.width,
             layer.height,
-            _shares(layer.temporal_bitrates),
+            temporal_shares(layer.temporal_bitrates),
         )
         for layer in producer.layers
     ]
 
 
-def _shares(cumulative: tuple[int, ...]) -> tuple[float, ...]:
+def temporal_shares(cumulative: tuple[int, ...]) -> tuple[float, ...]:
+    """The share of the top rate each lower temporal cap keeps, from cumulative bitrates per
+    TID (``ProducerLayer.temporal_bitrates``); empty without temporal layers."""
     if len(cumulative) < 2 or cumulative[-1] <= 0:
         return ()
     return tuple(rate / cumulative[-1] for rate in cumulative[:-1])
@@ -144,12 +144,6 @@ def forwarded_layer(consumer: Consumer) -> int | None:
         cap = consumer.current_spatial
         return spatial - 1 if cap is None else min(cap, spatial - 1)
     return index
-
-
-def recent_packets(producer: Producer, count: int = AUDIO_HISTORY_SIZE) -> Sequence[bytes]:
-    """The last ``count`` packets an audio producer received (from its short history: 64 at
-    most), in sequence order, oldest first; the sequence numbers it no longer has are skipped."""
-    return producer.recent_packets(count)
 
 
 def packet_ring(producer: Producer) -> PacketHistory | None:

@@ -38,7 +38,7 @@ from ..packets.rtcp import (
 from ..packets.rtp import rtp_header_size, rtp_timestamp, unwrap_rtx
 from .forwarder import make_fanout, make_producer_core
 from .history import PacketHistory
-from .reports import REPORT_BLOCK, ReceiverReports
+from .reports import ReceiverReports
 from .stats import MissingPackets, ReceiveStats
 from .types import CodecInfo, PacketSink
 
@@ -540,16 +540,7 @@ class ProducerLayer:
             ntp, _, at = self.last_sr
             lsr = ntp_middle(ntp)
             dlsr = min(0xFFFF_FFFF, max(0, int((now - at) * 65536)))
-        block = self.stats.report_block(self.ssrc or 0, lsr, dlsr)
-        lost = max(-(1 << 23), min((1 << 23) - 1, block.packets_lost)) & 0xFF_FFFF
-        return REPORT_BLOCK.pack(
-            block.ssrc,
-            block.fraction_lost << 24 | lost,
-            block.highest_sequence,
-            block.jitter,
-            lsr,
-            dlsr,
-        )
+        return bytes(self.stats.report_block(self.ssrc or 0, lsr, dlsr))
 
     def receiver_report(self, now: float) -> bytes:
         """RR (+ SDES CNAME) about this stream alone, for the interval since the previous one."""

@@ -19,9 +19,6 @@ from struct import Struct
 from ..packets.rtcp import RTCP_RR, SourceDescription
 from .types import PacketSink
 
-#: One report block: SSRC, fraction lost and cumulative lost (8 + 24 bits), extended highest
-#: sequence number, jitter, LSR, DLSR (RFC 3550 §6.4.1).
-REPORT_BLOCK = Struct("!IIIIII")
 #: Report blocks one RR packet carries at most (the 5-bit RC field).
 MAX_BLOCKS = 31
 _RR_HEAD = Struct("!BBHI")
