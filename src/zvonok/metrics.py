@@ -504,10 +504,12 @@ class Metrics:
         self.jitter.labels(sample.kind).observe(sample.jitter)
         self.loss.labels(sample.kind).observe(sample.loss)
 
-    def on_tick(self, now: float) -> None:
-        """The worker's housekeeping tick: its lateness is the event loop's lag."""
+    def on_tick(self, now: float, *, restart: bool = False) -> None:
+        """The worker's housekeeping tick: its lateness is the event loop's lag. ``restart``:
+        the tick was paused before this one (an idle media worker sleeps), so this one only
+        starts the clock."""
         last, self._last_tick = self._last_tick, now
-        if last is not None:
+        if last is not None and not restart:
             self.loop_lag.observe(max(0.0, now - last - self._tick_interval))
 
     def render(self) -> tuple[bytes, str]:

@@ -98,6 +98,16 @@ def parsed(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+async def test_the_loop_lag_is_not_measured_across_a_paused_tick(registry: Metrics) -> None:
+    """An idle media worker's tick sleeps: the first tick after the pause starts the clock."""
+    registry.on_tick(10.0)
+    registry.on_tick(70.0, restart=True)  # a minute asleep: no lag
+    registry.on_tick(70.35)
+    samples = parsed(registry)
+    assert samples[("zvonok_event_loop_lag_seconds_count", ())] == 1
+    assert samples[("zvonok_event_loop_lag_seconds_sum", ())] == pytest.approx(0.1)
+
+
 async def test_exposition_parses_and_has_bounded_labels(registry: Metrics) -> None:
     metrics.record_auth_refusal("expired")
     metrics.record_signaling_error("bad-json")

@@ -368,22 +368,6 @@ class WorkerServer:
             self._reported_at = mono
 
 
-class LoopLagProbe:
-    """The worker's event-loop lag (``zvonok_event_loop_lag_seconds``): how late each
-    housekeeping tick ran after the one before, as ``Metrics.on_tick`` measures it, except across
-    a pause of the tick (the worker was idle): the first tick after one only starts the clock."""
-
-    def __init__(self, metrics: Metrics, media: MediaWorker) -> None:
-        self._metrics = metrics
-        self._media = media
-        self._last: float | None = None
-
-    def on_tick(self, now: float) -> None:
-        last, self._last = self._last, now
-        if last is not None and self._media.awake_ticks > 1:
-            self._metrics.loop_lag.observe(max(0.0, now - last - TICK_INTERVAL))
-
-
 def changed(before: dict[str, Any] | None, now: dict[str, Any]) -> bool:
     """Whether load ``now`` is worth a report after ``before`` (the last one sent): another
     session or room count, or a CPU fraction or packet rate that moves the worker's placement
@@ -439,10 +423,14 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     holder["server"] = server
     link.start()
     await media.start()
-    # none of these keeps the tick running: a worker with no media sleeps
-    lag = LoopLagProbe(metrics, media)
+
+    # none of these keeps the tick running: a worker with no media sleeps (the loop lag is not
+    # measured across such a pause: the first tick after one only starts the clock)
+    def loop_lag(now: float) -> None:
+        metrics.on_tick(now, restart=media.awake_ticks <= 1)
+
     unsubscribe = [
-        media.add_tick(lag.on_tick, keep_awake=False),
+        media.add_tick(loop_lag, keep_awake=False),
         media.add_tick(quality.tick, keep_awake=False),
         media.add_tick(server.on_tick, keep_awake=False),
     ]
