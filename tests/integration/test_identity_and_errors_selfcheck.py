@@ -62,6 +62,9 @@ async def test_an_echo_fails_colour_and_tone(
 
     # bob sends alice's media back: alice still gets growing media "from bob", but her own.
     assert await b.call("echo") is True
+    # the echo has taken effect (else a check for blue could still pass on bob's last frames)
+    await a.wait_receiving(from_user="bob", color="red", timeout=WAIT)
+    await a.wait_receiving(from_user="bob", kind="audio", color="red", timeout=WAIT)
     await both_fail(
         (a.wait_receiving(from_user="bob", color="blue", timeout=6),
          "decoded colour red .*, expected blue"),
