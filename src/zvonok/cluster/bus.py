@@ -28,12 +28,24 @@ node that is gone is dropped and answered with a hello (at most one per peer per
 interval), and the sender closes its link; so a broken link breaks on both sides.
 
 **Probes.** Every 5 s the node publishes a probe to its own channel and resubscribes when none
-arrived for 10 s (subscribers can starve silently after a failover). Every second it asks
-``peer_alive`` about each open link and breaks a link whose peer was reported gone twice in a
-row; only while its Redis health is ``ok``, and only once it has been ``ok`` for ``peer_settle``
-(the node TTL): after an outage (Redis stopped longer than the TTL, or restarted empty) every
-node key is gone until that node's next heartbeat, which its own breaker may hold back a while
-longer than ours; a key missing then is no lost node.
+arrived for 10 s (subscribers can starve silently after a failover).
+
+**Peer checks** (issue 14 "Node killed"; ``cluster.peers``). Every 0.5 s the node sights every
+peer it has a link to in one Redis round trip (``Peers.sight``: each peer's node key, heartbeat
+age and the subscribers of its channel) and breaks the link (``peer lost``; the edge's relays
+there end as ``node-lost``) of a peer that is dead: no subscriber on its channel on two checks
+in a row and no heartbeat for 1.5 heartbeat intervals (3 s), confirmed atomically by Redis
+(``Peers.reap``, which also removes the dead node's key so its leases stop counting for every
+node at once); or its node key gone, or naming another ``boot_id`` than its link heard, on two
+checks in a row. A killed process's subscription vanishes with its socket, so its links break
+1-3 s after the kill (the age of its last heartbeat then; a check is scheduled for the moment a
+silent peer's heartbeat turns stale), instead of 5-8 s when only the key's 6 s TTL told. A live
+peer that is resubscribing still heartbeats, one whose heartbeat is late is still subscribed.
+Checks count only while this node's Redis health is ``ok``, and only once it has been ``ok`` for
+``peer_settle`` (the node TTL): after an outage (Redis stopped longer than the TTL, or restarted
+empty) every node key is gone and every subscription may be, until that node's next heartbeat
+and resubscription, which its own breaker may hold back a while longer than ours; a peer
+missing then is no lost node.
 
 **Sending** never blocks and never raises for Redis trouble: a frame is recorded by its link
 (until acknowledged), then put on one bounded send queue that one task drains in batches. While
@@ -58,7 +70,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -70,6 +82,7 @@ from ..relay.link import PROGRESS_TIMEOUT, RESEND_INTERVAL, Link, LinkClosed
 from .base import ClusterUnavailable
 from .health import CALL_TIMEOUT, DEGRADED, OK, RedisClusterHealth
 from .keys import Keys
+from .peers import PEER_CHECK_INTERVAL, Peers, PeerWatch, Sighting
 from .publisher import PipelinedPublisher
 from .timing import BUS_LEGS, LegTimes
 
@@ -79,10 +92,6 @@ log = logging.getLogger(__name__)
 PROBE_INTERVAL: Final = 5.0
 #: ...and resubscribes when no probe came back for this long.
 PROBE_TIMEOUT: Final = 10.0
-#: ``peer_alive`` is asked about every open link this often...
-PEER_CHECK_INTERVAL: Final = 1.0
-#: ...and a link breaks when its peer was reported gone this many times in a row.
-PEER_LOST_CHECKS: Final = 2
 #: Wait before subscribing again after a failed subscription.
 RESUBSCRIBE_DELAY: Final = 0.5
 #: Peer links at most (a cluster has a few dozen nodes).
@@ -127,6 +136,11 @@ class _PeerTransport:
         self.peer_link = ""
         self._closed = asyncio.Event()
 
+    @property
+    def peer_boot(self) -> str:
+        """The ``boot_id`` of the peer's link, once heard ("" before)."""
+        return self.peer_link.split(".")[0]
+
     def write(self, data: bytes) -> str | None:
         self._bus._send_frame(self, data[HEADER.size :])
         return None
@@ -155,7 +169,7 @@ class RedisSignalBus:
         on_request: RequestHandler,
         on_note: NoteHandler,
         on_link_closed: Callable[[str, Link], None] | None = None,
-        peer_alive: Callable[[str], Awaitable[bool]] | None = None,
+        peers: Peers | None = None,
         peer_settle: float = 0.0,
         timing: float = 1.0,
     ) -> None:
@@ -169,7 +183,7 @@ class RedisSignalBus:
         self._on_request = on_request
         self._on_note = on_note
         self._on_link_closed = on_link_closed
-        self._peer_alive = peer_alive
+        self._peers = peers
         self._peer_settle = peer_settle
         self._timing = timing
         self._channel = keys.signal(node_id)
@@ -461,41 +475,66 @@ class RedisSignalBus:
 
     # ------------------------------------------------------------------ peers
     async def _check_peers(self) -> None:
-        gone: dict[str, int] = {}  # peer -> answers "gone" in a row
+        watch = PeerWatch(timing=self._timing)
+        interval = PEER_CHECK_INTERVAL * self._timing
         ok_since: float | None = None  # since when this node's Redis health has been ok
+        wait = interval
         while True:
-            await asyncio.sleep(PEER_CHECK_INTERVAL * self._timing)
+            await asyncio.sleep(wait)
+            wait = interval
             if self._health.status != OK:
                 ok_since = None
             elif ok_since is None:
                 ok_since = time.monotonic()
             settled = ok_since is not None and time.monotonic() - ok_since >= self._peer_settle
-            if self._peer_alive is None or not settled or not self._links:
-                gone.clear()
+            if self._peers is None or not settled or not self._links:
+                watch.clear()
                 continue
             held = list(self._links.items())
-            answers = await asyncio.gather(*(self._alive(peer) for peer, _ in held))
-            if self._health.status != OK:
-                gone.clear()
+            seen = await self._sight([peer for peer, _ in held])
+            if seen is None or self._health.status != OK:
+                watch.clear()
                 continue
-            gone = {
-                peer: gone.get(peer, 0) + 1
-                for (peer, _), alive in zip(held, answers, strict=True)
-                if alive is False
-            }
+            verdicts = watch.judge(
+                {peer: (held_[1].peer_boot, seen[peer]) for peer, held_ in held if peer in seen}
+            )
             for peer, (link, _) in held:
+                verdict = verdicts.get(peer, "alive")
+                if verdict == "reap":
+                    verdict = "lost" if await self._reap(peer, seen[peer], watch) else "wait"
                 current = self._links.get(peer)
-                lost = gone.get(peer, 0) >= PEER_LOST_CHECKS
-                if lost and current is not None and current[0] is link:
+                if verdict == "lost" and current is not None and current[0] is link:
                     link.fail("peer lost")
+            wait = watch.wake_in(interval)
 
-    async def _alive(self, peer: str) -> bool | None:
-        """``peer_alive(peer)``, or None when it cannot tell (Redis trouble)."""
-        assert self._peer_alive is not None
+    async def _sight(self, peers: list[str]) -> Mapping[str, Sighting] | None:
+        """``Peers.sight``, or None when it cannot tell (Redis trouble)."""
+        assert self._peers is not None
         try:
-            return await asyncio.wait_for(self._peer_alive(peer), 2 * CALL_TIMEOUT)
+            return await asyncio.wait_for(self._peers.sight(peers), 2 * CALL_TIMEOUT)
         except (ClusterUnavailable, RedisError, OSError, TimeoutError):
             return None
         except Exception:
-            log.exception("signal bus: peer_alive(%s) failed", peer)
+            log.exception("signal bus: sighting peers failed")
             return None
+
+    async def _reap(self, peer: str, seen: Sighting, watch: PeerWatch) -> bool:
+        """``Peers.reap``: whether Redis confirms ``peer`` dead (False when it cannot tell)."""
+        assert self._peers is not None and seen.boot_id is not None
+        try:
+            dead = await asyncio.wait_for(
+                self._peers.reap(peer, seen.boot_id, watch.stale_after), 2 * CALL_TIMEOUT
+            )
+        except (ClusterUnavailable, RedisError, OSError, TimeoutError):
+            return False
+        except Exception:
+            log.exception("signal bus: reaping %s failed", peer)
+            return False
+        if dead:
+            log.warning(
+                "signal bus: node %s (boot %s) is dead: no subscriber, no heartbeat for %.1f s",
+                peer,
+                seen.boot_id,
+                seen.age,
+            )
+        return dead and self._health.status == OK

@@ -11,14 +11,24 @@ data (restarted empty, or flushed): ``heartbeat()`` reports it and the node re-a
 the old process's rooms stop counting at once); a later ``heartbeat()`` that finds another
 ``boot_id`` does not overwrite it and raises ``NodeIdConflict`` (two live processes configured
 with one ``node_id``).
+
+It is also the SignalBus's view of its peers (``cluster.peers.Peers``, issue 14 "Node killed"):
+``sight()`` reads, in one script (one round trip, one instant), each peer's ``boot_id`` and
+heartbeat age (``updated_ms`` against Redis's ``TIME``) and the subscribers of its channel
+``zv:sig:<node>`` (``PUBSUB NUMSUB``), and answers None while it cannot tell (``zv:gen`` is not
+the generation this node's heartbeat saw last, or ``unsure()``: claims are held off after one);
+``reap()`` confirms a dead peer atomically (same boot, no subscriber, heartbeat stale, same
+generation) and removes its node key and its ``zv:nodes`` entry, so its leases stop counting
+and ``pick()`` skips it for every node at once instead of after the key's TTL.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +37,7 @@ from redis.asyncio import Redis
 from .base import DRAINING, NODE_STATES, SERVING, NodeInfo
 from .health import RedisClusterHealth
 from .keys import Keys
+from .peers import Sighting
 from .placement import choose_node
 
 #: §3: a node key lives 6 s and is refreshed every 2 s.
@@ -75,6 +86,39 @@ return 0
 """
 
 
+# KEYS: zv:gen, then the peers' node keys; ARGV: the peers' channels, in the same order.
+# Returns the generation, Redis's time (ms), then per peer: boot_id, updated_ms, subscribers.
+_SIGHT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {redis.call('GET', KEYS[1]) or '', now}
+local subs = redis.call('PUBSUB', 'NUMSUB', unpack(ARGV))
+for i = 2, #KEYS do
+  local h = redis.call('HMGET', KEYS[i], 'boot_id', 'updated_ms')
+  out[#out + 1] = h[1] or ''
+  out[#out + 1] = h[2] or ''
+  out[#out + 1] = subs[2 * (i - 1)]
+end
+return out
+"""
+
+# KEYS: the peer's node key, zv:nodes, zv:gen; ARGV: node id, boot_id, stale ms, its channel,
+# the generation this node saw. 'unknown': Redis lost its data since; 'gone': no key of that
+# boot; 'alive': a fresh heartbeat or a subscriber; 'reaped': dead, and its key removed.
+_REAP = """
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then return 'unknown' end
+local h = redis.call('HMGET', KEYS[1], 'boot_id', 'updated_ms')
+if h[1] ~= ARGV[2] then return 'gone' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - (tonumber(h[2]) or 0) <= tonumber(ARGV[3]) then return 'alive' end
+if redis.call('PUBSUB', 'NUMSUB', ARGV[4])[2] > 0 then return 'alive' end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 'reaped'
+"""
+
+
 class NodeIdConflict(Exception):
     """Another live process heartbeats under this ``node_id`` with another ``boot_id``."""
 
@@ -90,6 +134,10 @@ class Heartbeat:
 def new_boot_id() -> str:
     """A random id for this process start (§3 ``boot_id``)."""
     return secrets.token_hex(8)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _node_info(node_id: str, flat: list[Any]) -> NodeInfo:
@@ -140,6 +188,13 @@ class RedisNodeRegistry:
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._nodes = client.register_script(_NODES)
         self._deregister = client.register_script(_DEREGISTER)
+        self._sight = client.register_script(_SIGHT)
+        self._reap = client.register_script(_REAP)
+        #: True while peers cannot be judged although the generation is known (``RedisCluster``
+        #: wires its claim hold-off after a generation change here).
+        self.unsure: Callable[[], bool] = lambda: False
+        #: Dead peers whose key this node removed (``reap``), for metrics and logs.
+        self.reaped = 0
         #: What the next heartbeat publishes.
         self.state = SERVING
         self.load = 0.0
@@ -205,6 +260,44 @@ class RedisNodeRegistry:
             lambda: self._nodes(keys=[self.keys.nodes], args=[self.keys.node_prefix])
         )
         return [_node_info(str(reply[i]), reply[i + 1]) for i in range(0, len(reply) - 1, 2)]
+
+    async def sight(self, peers: Sequence[str]) -> Mapping[str, Sighting] | None:
+        """``cluster.peers.Peers.sight``: the peers in one script (see module)."""
+        if not peers:
+            return {}
+        keys = [self.keys.gen, *(self.keys.node(peer) for peer in peers)]
+        channels = [self.keys.signal(peer) for peer in peers]
+        reply: list[Any] = await self._health.call(lambda: self._sight(keys=keys, args=channels))
+        if self.generation is None or _text(reply[0]) != self.generation or self.unsure():
+            return None
+        now = int(reply[1])
+        seen: dict[str, Sighting] = {}
+        for i, peer in enumerate(peers):
+            boot, updated, subscribers = reply[2 + 3 * i : 5 + 3 * i]
+            boot_id = _text(boot)
+            try:
+                age = max(0.0, (now - int(updated)) / 1000) if boot_id else math.inf
+            except ValueError:  # a record without updated_ms: as old as it can be
+                age = math.inf
+            seen[peer] = Sighting(boot_id or None, age, int(subscribers))
+        return seen
+
+    async def reap(self, peer: str, boot_id: str, stale_after: float) -> bool:
+        """``cluster.peers.Peers.reap``: True when ``peer`` (``boot_id``) is dead (see module)."""
+        if self.generation is None:
+            return False
+        keys = [self.keys.node(peer), self.keys.nodes, self.keys.gen]
+        args: list[str | int] = [
+            peer,
+            boot_id,
+            round(stale_after * 1000),
+            self.keys.signal(peer),
+            self.generation,
+        ]
+        answer = _text(await self._health.call(lambda: self._reap(keys=keys, args=args)))
+        if answer == "reaped":
+            self.reaped += 1
+        return answer in ("reaped", "gone")
 
     def set_state(self, state: str) -> None:
         """``serving`` or ``draining``; a draining node is not picked for new rooms."""

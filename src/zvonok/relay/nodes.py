@@ -619,24 +619,9 @@ def build_clustered(
         bindings=cluster.sessions,
     )
 
-    async def probe(peer: str) -> list[Any]:
-        async with cluster.client.pipeline(transaction=False) as pipe:
-            pipe.exists(cluster.keys.node(peer))
-            pipe.get(cluster.keys.gen)
-            return list(await pipe.execute())
-
-    async def alive(peer: str) -> bool:
-        """False once the peer's node key is gone from a Redis that kept its data."""
-        try:
-            exists, generation = await cluster.health.call(lambda: probe(peer))
-        except ClusterUnavailable:
-            return True  # Redis trouble is not a dead peer (the links queue meanwhile)
-        if exists:
-            return True
-        # Redis restarted empty: every node key is gone until each node's next heartbeat
-        intact = generation is not None and generation == cluster.registry.generation
-        return not intact or cluster.rooms.holding
-
+    # a peer's key missing right after Redis lost its data is no dead peer: every node
+    # re-registers at its next heartbeat, and rooms are re-asserted while claims are held off
+    cluster.registry.unsure = lambda: cluster.rooms.holding
     bus = RedisSignalBus(
         cluster.client,
         cluster.node_id,
@@ -646,7 +631,7 @@ def build_clustered(
         on_request=rooms.on_request,
         on_note=rooms.on_note,
         on_link_closed=rooms.on_link_closed,
-        peer_alive=alive,
+        peers=cluster.registry,
         peer_settle=cluster.registry.ttl,
         timing=timing,
     )

@@ -4,9 +4,13 @@ between two and three nodes; a restarted peer (new boot_id) closes the old link;
 subscriber connection, a stopped (SIGSTOP) Redis and a stopped-then-restarted Redis lose
 nothing (everything sent meanwhile arrives once, in order, and sends never raise); publishes
 are pipelined (several batches in flight on one connection, in order) and a killed publish
-connection loses nothing; a vanished peer breaks the link within the check interval, a silent
-one within the ack-progress bound.
-Each "node" is one bus with its own Redis client, in this process."""
+connection loses nothing; a vanished peer key breaks the link within two checks (and, after an
+outage, only once this node has been healthy for a node TTL), a silent one within the
+ack-progress bound. At the default timing (1.0), with the peer in its own process
+(``bus_peer.py``): a ``kill -9`` breaks the link within 3.5 s (the old rule, the node key's
+expiry, took 6-8 s), a process stopped 4 s (a stalled loop, its heartbeat late) does not; nor
+does a live peer without a subscription (it still heartbeats).
+Each in-process "node" is one bus and its real node registry, with its own Redis client."""
 
 from __future__ import annotations
 
@@ -15,18 +19,26 @@ import collections
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from zvonok.cluster.base import ClusterUnavailable
-from zvonok.cluster.bus import PEER_CHECK_INTERVAL, PEER_LOST_CHECKS, PROBE_TIMEOUT, RedisSignalBus
+from zvonok.cluster.bus import PROBE_TIMEOUT, RedisSignalBus
 from zvonok.cluster.connection import RedisTarget, connect
 from zvonok.cluster.health import RedisClusterHealth
 from zvonok.cluster.keys import Keys
-from zvonok.cluster.redis_nodes import new_boot_id
+from zvonok.cluster.peers import PEER_CHECK_INTERVAL, PEER_LOST_CHECKS, STALE_AFTER
+from zvonok.cluster.redis_nodes import (
+    HEARTBEAT_INTERVAL,
+    NODE_TTL,
+    RedisNodeRegistry,
+    new_boot_id,
+)
 from zvonok.errors import SignalError
 from zvonok.relay.frames import Frame
 from zvonok.relay.link import PROGRESS_TIMEOUT, Link, LinkClosed
@@ -37,17 +49,41 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(20)]
 
 KEYS = Keys()
 TIMING = 0.25
+#: The default cluster timing (node key 6 s, heartbeat every 2 s), for the tests of a killed or
+#: stalled peer process.
+PRODUCTION = 1.0
+#: Issue 14: relayed clients get ``node-lost`` within 6 s of their owner's death; the bus now
+#: breaks the link to a killed peer within this at ``PRODUCTION`` timing (the heartbeat's stale
+#: age, 3 s, plus the check's margin and two round trips).
+LOST_FAST = 3.5
 
 
 class Node:
-    """One node's bus and what it received: notes by peer, requests served, links closed."""
+    """One node's bus, its real node registry (heartbeat script, peer sightings) and what it
+    received: notes by peer, requests served, links closed. ``peer_settle`` is the node TTL, as
+    in production, unless told."""
 
     def __init__(
-        self, url: str, node_id: str, *, boot_id: str | None = None, peer_settle: float = 0.0
+        self,
+        url: str,
+        node_id: str,
+        *,
+        boot_id: str | None = None,
+        peer_settle: float | None = None,
+        timing: float = TIMING,
     ) -> None:
         self.node_id = node_id
+        self.timing = timing
         self.client: Redis = connect(RedisTarget(url=url))
         self.health = RedisClusterHealth()
+        self.registry = RedisNodeRegistry(
+            self.client,
+            self.health,
+            node_id=node_id,
+            boot_id=boot_id or new_boot_id(),
+            keys=KEYS,
+            ttl=NODE_TTL * timing,
+        )
         self.notes: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
         self.served: collections.Counter[tuple[str, int]] = collections.Counter()
         self.closed: list[tuple[str, str]] = []
@@ -57,15 +93,15 @@ class Node:
         self.bus = RedisSignalBus(
             self.client,
             node_id,
-            boot_id or new_boot_id(),
+            self.registry.boot_id,
             self.health,
             keys=KEYS,
             on_request=self.on_request,
             on_note=self.on_note,
             on_link_closed=self.on_link_closed,
-            peer_alive=self.peer_alive,
-            peer_settle=peer_settle,
-            timing=TIMING,
+            peers=self.registry,
+            peer_settle=NODE_TTL * timing if peer_settle is None else peer_settle,
+            timing=timing,
         )
 
     async def on_request(self, peer: str, frame: Frame) -> Any:
@@ -83,34 +119,34 @@ class Node:
         if self.reopen:
             self.reopened.append(self.bus.link(peer))
 
-    async def peer_alive(self, peer: str) -> bool:
-        return bool(await self.client.exists(KEYS.node(peer)))
-
     async def start(self) -> Node:
-        await self.client.set(KEYS.node(self.node_id), self.bus.boot_id)
+        await self.registry.register()
         self._heartbeats = asyncio.create_task(self._heartbeat())
         await self.bus.start()
         assert self.bus.subscribed.is_set()
         return self
 
     async def _heartbeat(self) -> None:
-        """What ``RedisCluster`` does for the bus: keep the node key written (a key lost with
-        Redis's data comes back) and end ``reconciling`` once it reached Redis again."""
-        key = KEYS.node(self.node_id)
+        """What ``RedisCluster`` does for the bus: heartbeat (a key lost with Redis's data comes
+        back) and end ``reconciling`` once it reached Redis again."""
         while True:
             with contextlib.suppress(ClusterUnavailable):
-                await self.health.call(lambda: self.client.set(key, self.bus.boot_id))
+                await self.registry.heartbeat()
                 if self.health.reconcile_needed.is_set():
                     self.health.reconciled()
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(HEARTBEAT_INTERVAL * self.timing)
 
     def stop_heartbeat(self) -> None:
         self._heartbeats.cancel()
 
     def crash(self) -> None:
-        """Stop dead, as ``kill -9`` would: no goodbye to the peers (the node key stays until
-        the test deletes it: as if it had not expired yet)."""
+        """Stop dead: no goodbye to the peers, no more heartbeats (the node key stays until it
+        expires; a real ``kill -9`` is ``BusPeer.kill``)."""
         self.stop_heartbeat()
+        self.wedge()
+
+    def wedge(self) -> None:
+        """The bus stops (its subscription goes) while the node still heartbeats."""
         for task in self.bus._tasks:
             task.cancel()
 
@@ -127,8 +163,16 @@ MakeNode = Callable[..., Awaitable["Node"]]
 async def nodes(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
     made: list[Node] = []
 
-    async def make(node_id: str, *, boot_id: str | None = None, peer_settle: float = 0.0) -> Node:
-        node = Node(redis_server.url, node_id, boot_id=boot_id, peer_settle=peer_settle)
+    async def make(
+        node_id: str,
+        *,
+        boot_id: str | None = None,
+        peer_settle: float | None = None,
+        timing: float = TIMING,
+    ) -> Node:
+        node = Node(
+            redis_server.url, node_id, boot_id=boot_id, peer_settle=peer_settle, timing=timing
+        )
         await node.start()
         made.append(node)
         return node
@@ -136,6 +180,62 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
     yield make
     for node in made:
         await node.close()
+
+
+class BusPeer:
+    """A peer node in its own process (``bus_peer.py``): kill it, stop it, continue it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, boot_id: str) -> None:
+        self.process = process
+        self.boot_id = boot_id
+
+    async def kill(self) -> None:
+        """``kill -9``: the kernel closes its sockets, Redis drops its subscription."""
+        self.process.kill()
+        await asyncio.wait_for(self.process.wait(), 5.0)
+
+    def stop(self) -> None:
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
+
+
+MakePeer = Callable[[str, float], Awaitable[BusPeer]]
+
+
+@pytest.fixture
+async def bus_peers(redis_server: RedisServer) -> AsyncIterator[MakePeer]:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(node_id: str, timing: float) -> BusPeer:
+        script = Path(__file__).with_name("bus_peer.py")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), redis_server.url, node_id, str(timing),
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        started.append(process)
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 15.0)).decode().split()
+        assert line[:1] == ["ready"], line
+        return BusPeer(process, line[1])
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.kill()
+            await process.wait()
+
+
+async def next_heartbeat(client: Redis, node_id: str, within: float) -> None:
+    """Return right after ``node_id``'s next heartbeat reached Redis."""
+    key = KEYS.node(node_id)
+    before = await client.hget(key, "updated_ms")
+    deadline = asyncio.get_running_loop().time() + within
+    while await client.hget(key, "updated_ms") == before:
+        assert asyncio.get_running_loop().time() < deadline, f"no heartbeat of {node_id}"
+        await asyncio.sleep(0.005)
 
 
 async def until(predicate: Callable[[], bool], within: float) -> None:
@@ -247,7 +347,7 @@ async def test_a_link_opened_again_from_on_link_closed_is_the_link(nodes: MakeNo
 async def test_a_killed_subscriber_connection_loses_nothing(
     nodes: MakeNode, redis_server: RedisServer
 ) -> None:
-    n1, n2 = await nodes("n1"), await nodes("n2")
+    n1, n2 = await nodes("n1", peer_settle=0.0), await nodes("n2", peer_settle=0.0)
     link = n1.bus.link("n2")
     admin = connect(RedisTarget(url=redis_server.url))
     try:
@@ -316,8 +416,9 @@ async def test_a_starved_subscription_is_renewed_by_the_probe(
     nodes: MakeNode,
 ) -> None:
     """A subscription that silently receives nothing (what a failover can leave behind): no
-    probe comes back, the node resubscribes, and what was sent meanwhile is resent."""
-    n1, n2 = await nodes("n1"), await nodes("n2")
+    probe comes back, the node resubscribes, and what was sent meanwhile is resent; the peer
+    heartbeats all along, so it is not taken for dead meanwhile."""
+    n1, n2 = await nodes("n1", peer_settle=0.0), await nodes("n2")
     link = n1.bus.link("n2")
     assert (await link.request("echo", {"n": 1}))["from"] == "n2"
     assert n2.bus._pubsub is not None
@@ -370,14 +471,14 @@ async def test_a_redis_down_and_restarted_empty_loses_nothing(
     assert n1.bus.subscribed.is_set() and n2.bus.subscribed.is_set()
 
 
-async def test_a_vanished_peer_breaks_the_link_within_the_check_interval(
+async def test_a_vanished_peer_key_breaks_the_link_within_two_checks(
     nodes: MakeNode,
 ) -> None:
-    n1, n2 = await nodes("n1"), await nodes("n2")
+    n1, n2 = await nodes("n1", peer_settle=0.0), await nodes("n2")
     link = n1.bus.link("n2")
     assert (await link.request("echo", {"n": 1}))["from"] == "n2"
     n2.stop_heartbeat()
-    await n1.client.delete(KEYS.node("n2"))  # its heartbeat key expired
+    await n1.client.delete(KEYS.node("n2"))  # its heartbeat key expired (it is still subscribed)
     started = asyncio.get_running_loop().time()
     bound = PEER_CHECK_INTERVAL * TIMING * (PEER_LOST_CHECKS + 1) + 0.25
     await asyncio.wait_for(link.closed.wait(), bound + 1.0)
@@ -419,13 +520,74 @@ async def test_after_an_outage_a_missing_peer_key_counts_only_after_the_node_ttl
         assert link.close_reason == "peer lost" and settle <= took <= bound
 
 
+@pytest.mark.timeout(40)
+async def test_a_killed_peer_process_is_lost_within_3_5_s_at_production_timing(
+    nodes: MakeNode, bus_peers: MakePeer
+) -> None:
+    """``kill -9`` right after the peer's heartbeat (the worst case: its key looks fresh the
+    longest, and expires only 6 s later): its subscription vanishes at once, so the link
+    breaks when that heartbeat turns 3 s old, and its key is removed then (its leases stop
+    counting). The old rule (the key gone, two checks) took 6-8 s here."""
+    peer = await bus_peers("n2", PRODUCTION)
+    n1 = await nodes("n1", peer_settle=0.0, timing=PRODUCTION)
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    assert link.unacked == 0
+    await next_heartbeat(n1.client, "n2", 3.0)
+    loop = asyncio.get_running_loop()
+    killed = loop.time()
+    await peer.kill()
+    await asyncio.wait_for(link.closed.wait(), 10.0)
+    took = loop.time() - killed
+    print(f"kill -9 -> peer lost: {took:.2f} s")
+    assert link.close_reason == "peer lost" and n1.closed == [("n2", "peer lost")]
+    assert STALE_AFTER - 0.5 <= took <= LOST_FAST, took
+    assert not await n1.client.exists(KEYS.node("n2")) and n1.registry.reaped == 1
+
+
+@pytest.mark.timeout(40)
+async def test_a_stalled_peer_process_is_not_lost_at_production_timing(
+    nodes: MakeNode, bus_peers: MakePeer
+) -> None:
+    """The peer's whole process stopped 4 s right after a heartbeat (a stalled event loop: its
+    heartbeat late by two intervals, older than the 3 s stale age): its sockets stay open, its
+    subscription with them, so it is not dead; a request sent meanwhile is answered after."""
+    peer = await bus_peers("n2", PRODUCTION)
+    n1 = await nodes("n1", peer_settle=0.0, timing=PRODUCTION)
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    await next_heartbeat(n1.client, "n2", 3.0)
+    peer.stop()
+    try:
+        asked = asyncio.ensure_future(link.request("echo", {"n": 2}, wait=10.0))
+        await asyncio.sleep(4.0)
+        assert not link.closed.is_set()
+    finally:
+        peer.resume()
+    assert (await asyncio.wait_for(asked, 5.0))["n"] == 2
+    await asyncio.sleep(2 * PEER_CHECK_INTERVAL * PRODUCTION)
+    assert n1.closed == [] and n1.registry.reaped == 0
+
+
+async def test_a_live_peer_without_a_subscription_is_not_lost(nodes: MakeNode) -> None:
+    """A peer whose subscription is gone (resubscribing, or starved after a failover) but that
+    still heartbeats, for longer than the stale age: not dead."""
+    n1, n2 = await nodes("n1", peer_settle=0.0), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 1}))["from"] == "n2"
+    n2.wedge()  # its bus stopped: no subscriber on zv:sig:n2, heartbeats go on
+    await asyncio.sleep(3 * STALE_AFTER * TIMING)
+    assert not link.closed.is_set() and n1.closed == [] and n1.registry.reaped == 0
+    assert await n1.client.pubsub_numsub(KEYS.signal("n2")) == [(KEYS.signal("n2"), 0)]
+
+
 async def test_a_silent_peer_breaks_the_link_after_the_ack_progress_bound(
     nodes: MakeNode,
 ) -> None:
-    n1, n2 = await nodes("n1"), await nodes("n2")
+    n1, n2 = await nodes("n1", peer_settle=0.0), await nodes("n2")
     link = n1.bus.link("n2")
     assert (await link.request("echo", {"n": 1}))["from"] == "n2"
-    n2.crash()  # its node key stays (it has not expired yet): only acks tell
+    n2.wedge()  # it still heartbeats, so it is not dead: only acks tell
     started = asyncio.get_running_loop().time()
     link.notify("note", {"n": 1})
     bound = PROGRESS_TIMEOUT * TIMING
