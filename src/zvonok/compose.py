@@ -37,7 +37,6 @@ def build_media(settings: Settings, index: int = 0) -> MediaWorker:
         tcp_port=_offset(settings.media_tcp_port, index),
         tcp_max_connections=settings.ice_tcp_max_connections,
         tcp_auth_timeout=settings.ice_tcp_auth_timeout,
-        rx_window_us=settings.media_rx_window_us,
     )
 
 

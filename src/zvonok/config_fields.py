@@ -87,8 +87,6 @@ class SettingsFields:
     media_tcp_port: int | None = setting(None, ge=0, le=65535)
     ice_tcp_max_connections: int = setting(1000, gt=0)
     ice_tcp_auth_timeout: float = setting(5.0, gt=0)
-    #: Receive coalescing window, µs (0: off): see media.transport.udp DEFAULT_RX_WINDOW_US.
-    media_rx_window_us: int = setting(0, ge=0, le=100000)
 
     # --- auth ---
     jwt_algorithms: list[str] = field(default_factory=lambda: ["HS256"])

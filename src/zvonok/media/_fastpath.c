@@ -17,10 +17,7 @@
  *   Fanout         one producer's list of forwarders; forward() rewrites, protects and batches
  *                  every copy, then flushes the batch with sendmmsg (forwarding/forwarder.py).
  *   Demux          the worker socket's datagram_received for SRTP/SRTCP from bound addresses,
- *                  RFC 7983 (transport/udp.py; STUN and DTLS stay in Python); reads the socket
- *                  with recvmmsg (drain), remembers each peer's receiver (forget), sends the
- *                  copies of one batch with one sendmmsg, optionally coalesces wake-ups
- *                  (set_window: readable, tick).
+ *                  RFC 7983 (transport/udp.py; STUN and DTLS stay in Python).
  *   Receiver       one transport's inbound SRTP: unprotect, count, deliver; SRTCP is passed to
  *                  the transport's Python path (transport/receiver.py).
  *   RtpDispatcher  one session's decrypted RTP by SSRC to its producers
@@ -61,8 +58,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
-#include <unistd.h>
 #include <time.h>
 
 /* Largest plaintext RTP packet we protect: pylibsrtp's 1500-byte buffer minus its trailer
@@ -526,17 +521,9 @@ target_protect(SendTarget *t, uint8_t *buf, int len)
     return out;
 }
 
-/* The fan-out batch (below): copies waiting for one sendmmsg. While a drain holds it, copies of
- * several received packets leave together; any other send flushes it first (order kept). */
-static int batch_len = 0;
-static int batch_hold = 0;
-static void batch_flush(void);
-
 static int
 send_one(SendTarget *t, const uint8_t *data, int len)
 {
-    if (batch_len) /* a no-op while the batch is being flushed (its fallback sends) */
-        batch_flush();
     for (;;) {
         ssize_t r;
         if (t->controllen) {
@@ -1225,16 +1212,12 @@ static uint8_t batch_buf[BATCH][BUF_SIZE];
 static struct mmsghdr batch_msg[BATCH];
 static struct iovec batch_iov[BATCH];
 static SendTarget *batch_owner[BATCH];
+static int batch_len = 0;
 static int batch_fd = -1;
-
-static int batch_flushing = 0; /* a fallback called from batch_flush may send: no re-entry */
 
 static void
 batch_flush(void)
 {
-    if (batch_flushing)
-        return;
-    batch_flushing = 1;
     int i = 0, n = batch_len;
     while (i < n) {
         int r = sendmmsg(batch_fd, batch_msg + i, (unsigned int)(n - i), MSG_DONTWAIT);
@@ -1258,9 +1241,6 @@ batch_flush(void)
         i++;
     }
     batch_len = 0;
-    batch_flushing = 0;
-    for (i = 0; i < n; i++) /* each queued copy held its target (a drain may outlive it) */
-        Py_DECREF(batch_owner[i]);
 }
 
 static int
@@ -1325,8 +1305,6 @@ Fanout_forward(PyObject *fanout, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PyTuple_GET_ITEM(items, i);
         if (Py_TYPE(item) != &ForwarderType) {
-            if (batch_len)
-                batch_flush();
             PyObject *res = PyObject_CallMethod(item, "forward", "OO", packet,
                                                 keyframe ? Py_True : Py_False);
             if (res == NULL) {
@@ -1359,11 +1337,10 @@ Fanout_forward(PyObject *fanout, PyObject *const *args, Py_ssize_t nargs)
         h->msg_control = t->controllen ? t->control.buf : NULL;
         h->msg_controllen = t->controllen;
         h->msg_flags = 0;
-        Py_INCREF(t);
         batch_owner[batch_len] = t;
         batch_len++;
     }
-    if (batch_len && !batch_hold)
+    if (batch_len)
         batch_flush();
     Py_DECREF(items);
     if (error != NULL)
@@ -1720,8 +1697,6 @@ receiver_take(Receiver *r, uint8_t *buf, Py_ssize_t n, PyObject *data)
         return 0;
     }
     if (buf[1] > 191 && buf[1] < 224) { /* RFC 5761 §4: RTCP */
-        if (batch_len)
-            batch_flush(); /* what the Python path sends leaves after the copies before it */
         PyObject *res;
         if (data != NULL) {
             res = PyObject_CallOneArg(r->rtcp, data);
@@ -1860,7 +1835,6 @@ static int rx_busy = 0; /* the slots are in use (a handler may not drain again) 
 typedef struct {
     struct sockaddr_storage sa; /* ss_family 0: empty */
     PyObject *addr;             /* the Python address tuple */
-    PyObject *receiver;         /* its endpoint's compiled media_in, once looked up (or NULL) */
 } AddrCacheEntry;
 
 typedef struct {
@@ -1871,16 +1845,6 @@ typedef struct {
     int fd;             /* the socket drain() reads, -1 once it is closed */
     char pktinfo;       /* the socket reports destinations: STUN's goes to the fallback */
     unsigned long long rx_calls, rx_datagrams, rx_wakeups;
-    /* The receive coalescing window (set_window): 0, or µs between two reads while busy. */
-    long window_us;
-    int timer_fd;        /* timerfd ticking every window_us while polling, -1: none */
-    int max_batches;     /* recvmmsg calls a wake-up may make (readable() and tick()) */
-    char polling;        /* the socket's reader is off; the timer reads it */
-    char empty_ticks;    /* consecutive ticks that found nothing */
-    long long last_wake_us; /* the previous readable() wake-up */
-    long long gap_us;    /* average time between readable() wake-ups (EWMA, 1/4) */
-    PyObject *on_mode;   /* callable(polling: bool): the Python side turns the reader off/on */
-    unsigned long long rx_ticks, rx_switches;
     AddrCacheEntry cache[ADDR_CACHE]; /* recent peers: their address tuples, made once */
 } Demux;
 
@@ -1890,10 +1854,6 @@ Demux_init(Demux *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"by_addr", "fallback", "fd", NULL};
     PyObject *by_addr, *fallback;
     int fd = -1;
-    if (self->max_batches == 0) { /* first init: no coalescing timer yet */
-        self->timer_fd = -1;
-        self->max_batches = 4;
-    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O|i", kwlist, &PyDict_Type, &by_addr,
                                      &fallback, &fd))
         return -1;
@@ -1911,11 +1871,8 @@ Demux_traverse(Demux *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->by_addr);
     Py_VISIT(self->fallback);
-    Py_VISIT(self->on_mode);
-    for (int i = 0; i < ADDR_CACHE; i++) {
+    for (int i = 0; i < ADDR_CACHE; i++)
         Py_VISIT(self->cache[i].addr);
-        Py_VISIT(self->cache[i].receiver);
-    }
     return 0;
 }
 
@@ -1925,11 +1882,9 @@ Demux_clear(Demux *self)
     Py_CLEAR(self->by_addr);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->attr);
-    Py_CLEAR(self->on_mode);
     for (int i = 0; i < ADDR_CACHE; i++) {
         self->cache[i].sa.ss_family = 0;
         Py_CLEAR(self->cache[i].addr);
-        Py_CLEAR(self->cache[i].receiver);
     }
     return 0;
 }
@@ -1939,8 +1894,6 @@ Demux_dealloc(Demux *self)
 {
     PyObject_GC_UnTrack(self);
     Demux_clear(self);
-    if (self->max_batches && self->timer_fd >= 0) /* max_batches 0: never initialized */
-        close(self->timer_fd);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1948,16 +1901,8 @@ Demux_dealloc(Demux *self)
  * failed: -1 with an exception set), 0 if the Python path must decide. ``buf`` is a private
  * writable copy of ``data``'s bytes, or NULL; ``data`` may be NULL when ``buf`` is given. */
 static int
-demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *addr,
-            AddrCacheEntry *entry)
+demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *addr)
 {
-    if (entry != NULL && entry->receiver != NULL && buf != NULL) {
-        PyObject *receiver = entry->receiver; /* the lookup below, remembered (see forget) */
-        Py_INCREF(receiver);
-        int status = receiver_take((Receiver *)receiver, buf, n, NULL);
-        Py_DECREF(receiver);
-        return status < 0 ? -1 : 1;
-    }
     PyObject *endpoint = PyDict_GetItemWithError(self->by_addr, addr); /* borrowed */
     if (endpoint == NULL) {
         if (PyErr_Occurred())
@@ -1973,10 +1918,6 @@ demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *a
     }
     int status;
     if (Py_TYPE(receiver) == &ReceiverType) {
-        if (entry != NULL && entry->addr == addr) {
-            Py_INCREF(receiver);
-            Py_XSETREF(entry->receiver, receiver);
-        }
         status = buf != NULL ? receiver_take((Receiver *)receiver, buf, n, data)
                              : receiver_receive((Receiver *)receiver, data);
     } else {
@@ -2005,7 +1946,7 @@ Demux_datagram_received(Demux *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyBytes_Check(data) && PyBytes_GET_SIZE(data) > 0) {
         uint8_t first = (uint8_t)PyBytes_AS_STRING(data)[0];
         if (first > 127 && first < 192) {
-            int done = demux_media(self, NULL, PyBytes_GET_SIZE(data), data, addr, NULL);
+            int done = demux_media(self, NULL, PyBytes_GET_SIZE(data), data, addr);
             if (done < 0)
                 return NULL;
             if (done)
@@ -2018,10 +1959,8 @@ Demux_datagram_received(Demux *self, PyObject *const *args, Py_ssize_t nargs)
 /* The address tuple the event loop would hand datagram_received: (host, port) for IPv4,
  * (host, port, flowinfo, scope_id) for IPv6. New reference, NULL with an exception. */
 static PyObject *
-demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen,
-              AddrCacheEntry **entry)
+demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen)
 {
-    *entry = NULL;
     uint32_t h;
     size_t keylen;
     if (sa->ss_family == AF_INET) {
@@ -2050,7 +1989,6 @@ demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen,
                    memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
         }
         if (same) {
-            *entry = e;
             Py_INCREF(e->addr);
             return e->addr;
         }
@@ -2074,8 +2012,6 @@ demux_address(Demux *self, const struct sockaddr_storage *sa, socklen_t salen,
     e->sa.ss_family = sa->ss_family;
     Py_INCREF(addr);
     Py_XSETREF(e->addr, addr);
-    Py_CLEAR(e->receiver); /* another peer's slot before */
-    *entry = e;
     return addr;
 }
 
@@ -2115,13 +2051,12 @@ static int
 demux_slot(Demux *self, int i)
 {
     Py_ssize_t n = (Py_ssize_t)rx_msg[i].msg_len;
-    AddrCacheEntry *entry;
-    PyObject *addr = demux_address(self, &rx_addr[i], rx_msg[i].msg_hdr.msg_namelen, &entry);
+    PyObject *addr = demux_address(self, &rx_addr[i], rx_msg[i].msg_hdr.msg_namelen);
     if (addr == NULL)
         return -1;
     uint8_t *buf = rx_slots[i];
     if (n > 0 && buf[0] > 127 && buf[0] < 192) {
-        int done = demux_media(self, buf, n, NULL, addr, entry);
+        int done = demux_media(self, buf, n, NULL, addr);
         if (done != 0) {
             Py_DECREF(addr);
             return done < 0 ? -1 : 0;
@@ -2129,8 +2064,6 @@ demux_slot(Demux *self, int i)
     }
     /* STUN, DTLS, unknown: the Python datagram_received (the media branch above decrypts in
      * place only when it delivers, so the bytes are still the datagram's). */
-    if (batch_len)
-        batch_flush(); /* the Python path's answers leave after the copies before them */
     PyObject *args[3];
     size_t nargs = 2;
     args[0] = PyBytes_FromStringAndSize((const char *)buf, n);
@@ -2156,17 +2089,23 @@ demux_slot(Demux *self, int i)
     return 0;
 }
 
-/* Read the socket with recvmmsg(MSG_DONTWAIT) until it would block, a call returns less than
- * a full batch, or max_batches calls were made, and demultiplex every datagram in arrival
- * order; the copies these datagrams make leave in one sendmmsg per batch read (batch_hold).
- * Returns how many datagrams were read, or -1 with an exception set: a handler's exception is
+/* drain(max_batches): read the socket with recvmmsg(MSG_DONTWAIT) until it would block, a
+ * call returns less than a full batch, or max_batches calls were made, and demultiplex every
+ * datagram in arrival order. Returns how many datagrams were read. A handler's exception is
  * raised after the rest of its batch has been delivered (nothing read is dropped). */
-static long
-demux_drain(Demux *self, long max_batches)
+static PyObject *
+Demux_drain(Demux *self, PyObject *arg)
 {
+    long max_batches = PyLong_AsLong(arg);
+    if (max_batches == -1 && PyErr_Occurred())
+        return NULL;
+    if (max_batches < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_batches must be at least 1");
+        return NULL;
+    }
     if (rx_busy) {
         PyErr_SetString(PyExc_RuntimeError, "drain() called from a datagram handler");
-        return -1;
+        return NULL;
     }
     self->rx_wakeups++;
     long total = 0;
@@ -2194,15 +2133,13 @@ demux_drain(Demux *self, long max_batches)
             if (errno == EBADF || errno == ENOTSOCK || errno == EINVAL || errno == EFAULT) {
                 rx_busy = 0;
                 Py_DECREF(self);
-                PyErr_SetFromErrno(PyExc_OSError); /* not a socket of ours: a bug */
-                return -1;
+                return PyErr_SetFromErrno(PyExc_OSError); /* not a socket of ours: a bug */
             }
             break; /* EAGAIN, or an error report (ICMP): read again on the next wake-up */
         }
         self->rx_calls++;
         self->rx_datagrams += (unsigned long long)got;
         total += got;
-        batch_hold = 1;
         for (int i = 0; i < got; i++) {
             if (demux_slot(self, i) < 0) {
                 if (exc_type == NULL)
@@ -2211,9 +2148,6 @@ demux_drain(Demux *self, long max_batches)
                     PyErr_WriteUnraisable(self->fallback); /* a second failure: logged */
             }
         }
-        batch_hold = 0;
-        if (batch_len)
-            batch_flush();
         if (got < RX_BATCH)
             break; /* the queue was empty when the kernel stopped */
     }
@@ -2221,167 +2155,9 @@ demux_drain(Demux *self, long max_batches)
     Py_DECREF(self);
     if (exc_type != NULL) {
         PyErr_Restore(exc_type, exc_value, exc_tb);
-        return -1;
-    }
-    return total;
-}
-
-/* drain(max_batches): demux_drain once; returns how many datagrams were read. */
-static PyObject *
-Demux_drain(Demux *self, PyObject *arg)
-{
-    long max_batches = PyLong_AsLong(arg);
-    if (max_batches == -1 && PyErr_Occurred())
         return NULL;
-    if (max_batches < 1) {
-        PyErr_SetString(PyExc_ValueError, "max_batches must be at least 1");
-        return NULL;
-    }
-    long total = demux_drain(self, max_batches);
-    return total < 0 ? NULL : PyLong_FromLong(total);
-}
-
-/* Receive coalescing (set_window), like a NIC's interrupt moderation: while datagrams arrive
- * faster than one per window on average, the socket's reader is off and a timerfd wakes the loop
- * every window_us to read what gathered meanwhile with one recvmmsg, so a wake-up carries several
- * datagrams instead of one; two ticks in a row that find nothing (or the window set to 0) turn
- * the reader back on. A datagram waits at most one window longer than it would have. */
-
-/* Arm (interval > 0: periodic) or disarm (0) the timer. 0, or -1 with an exception set. */
-static int
-demux_timer(Demux *self, long interval_us)
-{
-    struct itimerspec its;
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = interval_us / 1000000;
-    its.it_value.tv_nsec = (interval_us % 1000000) * 1000;
-    its.it_interval = its.it_value;
-    if (timerfd_settime(self->timer_fd, 0, &its, NULL) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    return 0;
-}
-
-/* Switch between the socket's reader (polling 0) and the timer (1); tells on_mode. 0 or -1. */
-static int
-demux_switch(Demux *self, int polling)
-{
-    if (demux_timer(self, polling ? self->window_us : 0) < 0)
-        return -1;
-    self->polling = (char)polling;
-    self->empty_ticks = 0;
-    self->rx_switches++;
-    PyObject *res = PyObject_CallOneArg(self->on_mode, polling ? Py_True : Py_False);
-    if (res == NULL)
-        return -1;
-    Py_DECREF(res);
-    return 0;
-}
-
-/* readable(): the socket's reader callback: drain, then, with a window, start polling when
- * wake-ups have been coming faster than one a window. Returns how many datagrams were read. */
-static PyObject *
-Demux_readable(Demux *self, PyObject *Py_UNUSED(ignored))
-{
-    long total = demux_drain(self, self->max_batches);
-    if (total < 0)
-        return NULL;
-    if (self->window_us > 0 && !self->polling && self->fd >= 0 && self->on_mode != NULL) {
-        long long now = monotonic_us(), gap = now - self->last_wake_us;
-        self->last_wake_us = now;
-        if (gap > 1000000)
-            gap = 1000000;
-        self->gap_us += (gap - self->gap_us) / 4;
-        if (total > 0 && self->gap_us < self->window_us && demux_switch(self, 1) < 0)
-            return NULL;
     }
     return PyLong_FromLong(total);
-}
-
-/* tick(): the timer's reader callback: acknowledge the timer, drain; after two empty ticks in
- * a row, back to the socket's reader. Returns how many datagrams were read. */
-static PyObject *
-Demux_tick(Demux *self, PyObject *Py_UNUSED(ignored))
-{
-    uint64_t expirations;
-    if (self->timer_fd >= 0 && read(self->timer_fd, &expirations, sizeof(expirations)) < 0 &&
-        errno != EAGAIN && errno != EINTR)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    if (!self->polling)
-        return PyLong_FromLong(0); /* a late tick after switching back: nothing to do */
-    self->rx_ticks++;
-    long total = demux_drain(self, self->max_batches);
-    if (total < 0)
-        return NULL;
-    if (total > 0) {
-        self->empty_ticks = 0;
-    } else if (++self->empty_ticks >= 2 || self->fd < 0) {
-        self->gap_us = self->window_us; /* one more quick wake-up polls again */
-        if (demux_switch(self, 0) < 0)
-            return NULL;
-    }
-    return PyLong_FromLong(total);
-}
-
-/* set_window(window_us, on_mode, max_batches=4) -> timer fd (-1 for 0 µs): the coalescing
- * window; ``on_mode(polling)`` is called when the socket's reader must be turned off (True) or
- * on again (False). 0 turns coalescing off (and the reader back on if it was off). */
-static PyObject *
-Demux_set_window(Demux *self, PyObject *args)
-{
-    long window_us;
-    int max_batches = 4;
-    PyObject *on_mode;
-    if (!PyArg_ParseTuple(args, "lO|i:set_window", &window_us, &on_mode, &max_batches))
-        return NULL;
-    if (window_us < 0 || window_us > 100000 || max_batches < 1) {
-        PyErr_SetString(PyExc_ValueError, "window_us must be 0..100000, max_batches >= 1");
-        return NULL;
-    }
-    if (!PyCallable_Check(on_mode)) {
-        PyErr_SetString(PyExc_TypeError, "on_mode must be callable");
-        return NULL;
-    }
-    Py_INCREF(on_mode);
-    Py_XSETREF(self->on_mode, on_mode);
-    self->max_batches = max_batches;
-    if (window_us > 0 && self->timer_fd < 0) {
-        self->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (self->timer_fd < 0)
-            return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    self->window_us = window_us;
-    self->gap_us = 1000000;
-    if (self->polling) {
-        if (demux_switch(self, 0) < 0)
-            return NULL;
-    }
-    return PyLong_FromLong(window_us > 0 ? self->timer_fd : -1);
-}
-
-/* forget(): the address table changed (a peer bound to another endpoint, or gone): drop the
- * receivers remembered per address; the next datagram of each looks its endpoint up again. */
-static PyObject *
-Demux_forget(Demux *self, PyObject *Py_UNUSED(ignored))
-{
-    for (int i = 0; i < ADDR_CACHE; i++)
-        Py_CLEAR(self->cache[i].receiver);
-    Py_RETURN_NONE;
-}
-
-/* close_window(): stop coalescing and close the timer (the socket is being closed). */
-static PyObject *
-Demux_close_window(Demux *self, PyObject *Py_UNUSED(ignored))
-{
-    if (self->timer_fd >= 0) {
-        close(self->timer_fd);
-        self->timer_fd = -1;
-    }
-    self->window_us = 0;
-    self->polling = 0;
-    Py_CLEAR(self->on_mode);
-    Py_RETURN_NONE;
 }
 
 static PyMethodDef Demux_methods[] = {
@@ -2390,16 +2166,6 @@ static PyMethodDef Demux_methods[] = {
     {"drain", (PyCFunction)Demux_drain, METH_O,
      "drain(max_batches): read fd with recvmmsg until it would block and demultiplex every "
      "datagram; returns how many were read."},
-    {"readable", (PyCFunction)Demux_readable, METH_NOARGS,
-     "readable(): the socket's reader callback (drain; with a window, maybe start polling)."},
-    {"tick", (PyCFunction)Demux_tick, METH_NOARGS,
-     "tick(): the coalescing timer's reader callback (drain; maybe stop polling)."},
-    {"set_window", (PyCFunction)Demux_set_window, METH_VARARGS,
-     "set_window(window_us, on_mode, max_batches=4) -> timer fd or -1: receive coalescing."},
-    {"forget", (PyCFunction)Demux_forget, METH_NOARGS,
-     "forget(): the address table changed; look every peer's endpoint up again."},
-    {"close_window", (PyCFunction)Demux_close_window, METH_NOARGS,
-     "close_window(): stop coalescing and close the timer."},
     {NULL}};
 
 static PyMemberDef Demux_members[] = {
@@ -2409,13 +2175,6 @@ static PyMemberDef Demux_members[] = {
     {"rx_wakeups", T_ULONGLONG, offsetof(Demux, rx_wakeups), READONLY, NULL},
     {"rx_calls", T_ULONGLONG, offsetof(Demux, rx_calls), READONLY, NULL},
     {"rx_datagrams", T_ULONGLONG, offsetof(Demux, rx_datagrams), READONLY, NULL},
-    {"rx_ticks", T_ULONGLONG, offsetof(Demux, rx_ticks), READONLY, "coalescing timer drains"},
-    {"rx_switches", T_ULONGLONG, offsetof(Demux, rx_switches), READONLY,
-     "changes between the socket's reader and the coalescing timer"},
-    {"window_us", T_LONG, offsetof(Demux, window_us), READONLY, "coalescing window (0: off)"},
-    {"timer_fd", T_INT, offsetof(Demux, timer_fd), READONLY, "coalescing timer (-1: none)"},
-    {"polling", T_BOOL, offsetof(Demux, polling), READONLY,
-     "the timer, not the socket's readiness, wakes the reads"},
     {NULL}};
 
 static PyTypeObject DemuxType = {

@@ -220,39 +220,7 @@ class Demux:
         """Read ``fd`` with ``recvmmsg`` (``RX_BATCH`` a call, at most ``max_batches`` calls,
         stopping at a short batch or when it would block) and demultiplex every datagram in
         order, as ``datagram_received``; how many were read. A handler's exception is raised
-        once the rest of its batch is delivered. The copies the datagrams of one ``recvmmsg``
-        make leave together (one ``sendmmsg``), before anything the Python path sends."""
-    def readable(self) -> int:
-        """The socket's reader callback: ``drain`` (``max_batches`` of ``set_window``, 4); with
-        a window, when wake-ups come faster than one a window (average), ``on_mode(True)``: the
-        caller turns the socket's reader off and ``tick`` reads from then on."""
-    def tick(self) -> int:
-        """The coalescing timer's reader callback (``timer_fd``): ``drain``; after two empty
-        ticks in a row, ``on_mode(False)``: the caller turns the socket's reader on again."""
-    def set_window(
-        self, window_us: int, on_mode: Callable[[bool], object], max_batches: int = 4, /
-    ) -> int:
-        """Receive coalescing: read at most every ``window_us`` (1-100000) while busy; 0: off.
-        Returns the timer's fd to watch (``tick``), or -1 for 0."""
-    def forget(self) -> None:
-        """The address table changed: drop the receivers remembered per peer address (each
-        peer's compiled ``media_in``, looked up on its first datagram); call after every change
-        of ``by_addr``."""
-    def close_window(self) -> None:
-        """Stop coalescing and close the timer (the socket closes)."""
-    @property
-    def window_us(self) -> int: ...
-    @property
-    def timer_fd(self) -> int: ...
-    @property
-    def polling(self) -> bool:
-        """The timer, not the socket's readiness, wakes the reads."""
-    @property
-    def rx_ticks(self) -> int:
-        """``tick`` calls that read (polling)."""
-    @property
-    def rx_switches(self) -> int:
-        """Switches between the socket's reader and the timer."""
+        once the rest of its batch is delivered."""
 
 @disjoint_base
 class ReceiveStatsBase:

@@ -34,7 +34,7 @@ from .transport.address import canonical_ip, is_ipv6
 from .transport.dtls import DtlsCertificate
 from .transport.tcp import MediaTcpServer
 from .transport.transport import TransportListener, WebRtcTransport
-from .transport.udp import DEFAULT_RX_WINDOW_US, MediaUdpProtocol
+from .transport.udp import MediaUdpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,6 @@ class MediaWorker:
         tcp_port: int | None = None,
         tcp_max_connections: int = 1000,
         tcp_auth_timeout: float = 5.0,
-        rx_window_us: int = DEFAULT_RX_WINDOW_US,
     ) -> None:
         self.host = host
         self.port = port
@@ -195,7 +194,7 @@ class MediaWorker:
         self.consent_timeout = consent_timeout
         self.dtls_timeout = dtls_timeout
         self.clock = clock
-        self.udp = MediaUdpProtocol(rx_window_us)
+        self.udp = MediaUdpProtocol()
         self._context = self.certificate.make_context()
         self._transports: dict[str, WebRtcTransport] = {}
         self._ticks: list[Callable[[float], None]] = []

@@ -18,12 +18,6 @@ which reads with ``recvmmsg(2)`` (up to ``RX_BATCH`` = 32 datagrams a call, at m
 ``MAX_BATCHES_PER_WAKEUP`` calls before the loop's other callbacks run) and demultiplexes every
 datagram in arrival order exactly as ``datagram_received`` would; datagrams this side sends go
 out with ``sendto`` on the same non-blocking socket, queued (bounded) while it would block.
-The demultiplexer remembers each peer address's compiled receiver after its first lookup;
-``bind_address`` and ``unregister`` tell it to look again (``Demux.forget``). With a receive
-coalescing window (``rx_window_us``, setting ``media_rx_window_us``, 0: off) the loop watches
-the socket through ``Demux.readable``; while wake-ups come faster than one a window it turns the
-socket's reader off (``_on_rx_mode``) and the demultiplexer's timer (``Demux.tick``, a
-``timerfd`` the loop watches) reads every window, until two windows in a row bring nothing.
 Without the compiled module ``open`` hands the socket to the event loop's datagram transport.
 Multi-homed hosts (``pktinfo.py``): on a socket bound to ``0.0.0.0`` or ``::`` every datagram
 is read with its destination address (``Demux.drain``, or without the compiled module a Python
@@ -51,11 +45,6 @@ from .ice import Address, BindingRequest
 MAX_ADDRESSES_PER_ENDPOINT = 8
 #: ``recvmmsg`` calls (32 datagrams each) one wake-up may make before the loop runs other work.
 MAX_BATCHES_PER_WAKEUP = 4
-#: Receive coalescing window, µs (``media_rx_window_us``): while datagrams arrive faster than
-#: one a window, the socket is read every window instead of at every datagram (0: off). Off by
-#: default: on the 2-vCPU test VM a timer wake-up costs the server more than an arrival's, so
-#: small windows save nothing and 1 ms adds ~0.5 ms median latency (docs/benchmarks.md).
-DEFAULT_RX_WINDOW_US = 0
 #: Datagrams the Python reader (no compiled module, wildcard socket) takes per wake-up.
 MAX_READS_PER_WAKEUP = 128
 #: Source ancillary data kept ready per local address (the host's addresses: a handful).
@@ -83,11 +72,8 @@ _Pending = tuple[bytes, Address, pktinfo.Ancillary | None]
 class MediaUdpProtocol(asyncio.DatagramProtocol):
     """Demultiplexes the worker socket's datagrams to the sessions."""
 
-    def __init__(self, rx_window_us: int = DEFAULT_RX_WINDOW_US) -> None:
+    def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport | None = None
-        #: The receive coalescing window (µs, 0: off); only the compiled reader coalesces.
-        self.rx_window_us = rx_window_us
-        self._timer_fd = -1
         #: The socket's file descriptor (-1 without a real socket), for the compiled send path.
         self.fileno = -1
         #: The socket's address family (AF_INET6: dual-stack or IPv6-only), set on connection.
@@ -139,9 +125,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         if drain is not None or wildcard:
             fd = sock.fileno()
             try:
-                if drain is not None and hasattr(self.demux, "readable"):
-                    loop.add_reader(fd, self.demux.readable)
-                elif drain is not None:
+                if drain is not None:
                     loop.add_reader(fd, drain, MAX_BATCHES_PER_WAKEUP)
                 else:
                     loop.add_reader(fd, self._read_ready)
@@ -155,25 +139,9 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
                     self.demux.fd = fd
                     if wildcard:
                         self.demux.pktinfo = True
-                    if self.rx_window_us > 0 and hasattr(self.demux, "set_window"):
-                        self._timer_fd = self.demux.set_window(
-                            self.rx_window_us, self._on_rx_mode, MAX_BATCHES_PER_WAKEUP
-                        )
-                        loop.add_reader(self._timer_fd, self.demux.tick)
                 self.sendto = self._send_now  # type: ignore[method-assign]
                 return
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
-
-    def _on_rx_mode(self, polling: bool) -> None:
-        """The compiled reader's coalescing switched: while ``polling`` its timer reads the
-        socket, so the socket's own readiness must not wake the loop; else it must again."""
-        loop, fd = self._loop, self.fileno
-        if loop is None or fd < 0:
-            return
-        if polling:
-            loop.remove_reader(fd)
-        else:
-            loop.add_reader(fd, self.demux.readable)
 
     def _read_ready(self) -> None:
         """The wildcard socket is readable (no compiled module): read datagrams with their
@@ -288,13 +256,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         if sock is not None and loop is not None:
             loop.remove_reader(self.fileno)
             loop.remove_writer(self.fileno)
-            if self._timer_fd >= 0:
-                loop.remove_reader(self._timer_fd)
-                self._timer_fd = -1
             if self.demux is not None:
                 self.demux.fd = -1  # a drain under way stops
-                if hasattr(self.demux, "close_window"):
-                    self.demux.close_window()
             self._sock = None
             self._backlog.clear()
             self.connection_lost(None)
@@ -387,7 +350,6 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
             evicted = addrs.pop(0)
             del self._by_addr[evicted]
             self._source.pop(evicted, None)
-        self._forget()
 
     def unregister(self, endpoint: DatagramEndpoint, ufrags: list[str]) -> None:
         """Forget every address and ufrag of a closed endpoint."""
@@ -395,16 +357,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
             if self._by_addr.get(addr) is endpoint:
                 del self._by_addr[addr]
                 self._source.pop(addr, None)
-        self._forget()
         for ufrag in ufrags:
             self.unregister_ufrag(ufrag, endpoint)
-
-    def _forget(self) -> None:
-        """The address table changed: the compiled demultiplexer's per-peer receivers (looked
-        up once per address) must be looked up again."""
-        forget = getattr(self.demux, "forget", None)
-        if forget is not None:
-            forget()
 
     def endpoint_for_ufrag(self, ufrag: str) -> DatagramEndpoint | None:
         """The endpoint whose local ufrag is ``ufrag`` (the ICE-TCP listener looks up here too)."""
