@@ -10,7 +10,10 @@ track's ``Dynacast`` gets the union of its subscribers' layers and tells the pub
 ``publish-layers`` when that changes (docs/media.md, "Layer allocation"). What it reads of the
 media objects goes through ``rooms.mediaview``, and the layers a publisher announced it stopped
 (``Producer.stopped_layers``: its video layers allocation). A track an operator muted is left
-alone (moderation pauses it).
+alone (moderation pauses it). A room with nothing published skips all of this once a tick
+has found nothing left to say or undo (no speaker named, nothing held, no subscriber with wishes
+or a downlink estimate): an idle room's tick costs a look at its members, and the first tick
+after a track is published (or a wish or an estimate comes) runs the whole pass as before.
 
 A layer the publisher stopped by itself (its encoder dropped it for a short uplink: announced,
 or silent) is not available, and neither are — while some layer still flows — the layers
@@ -80,16 +83,22 @@ class RoomAdaptation:
         #: Which layers of which tracks could be sent at the last tick: a change (a publisher's
         #: encoder stopped a layer for its uplink, or started it again) reallocates at once.
         self._available: tuple[tuple[str, tuple[bool, ...]], ...] = ()
+        #: The last tick found the room without published tracks and left nothing to do
+        #: (``_quiet``): the ticks after it skip the room's work until a track is published or
+        #: a member sends wishes or gets a downlink estimate (``_stirred``).
+        self._settled = False
 
     # ------------------------------------------------------------------ the tick
     def tick(self, now: float) -> None:
         room = self.room
         if room.closed:
             return
-        self.speakers.tick(now)
         due = now >= self._next_pass
         if due:
             self._next_pass = now + ALLOCATE_EVERY * 0.95
+        if self._settled and not room.published and not self._stirred():
+            return
+        self.speakers.tick(now)
         tracks = self._video_tracks(now)
         available = tuple((t, tuple(x.available for x in v.layers)) for t, v in tracks.items())
         changed, self._available = available != self._available, available
@@ -107,6 +116,30 @@ class RoomAdaptation:
         self._forget()
         if due:
             self._dynacast_pass(now, tracks)
+        self._settled = not room.published and self._quiet()
+
+    def _quiet(self) -> bool:
+        """After a tick of a room with no published track: nothing of it is left to say or
+        undo, so the next ticks would change nothing until a track, a wish or an estimate
+        comes (no speaker named, no meter, every subscriber without an estimate, nothing held)."""
+        speakers = self.speakers
+        if speakers.sent or speakers.ranking.meters or self.targets or self._dynacast:
+            return False
+        for participant in self.room.participants.values():
+            if participant.held or participant.wishes or self._stirred_one(participant):
+                return False
+        return True
+
+    def _stirred(self) -> bool:
+        """Whether a member of a settled room brings something the tick must look at."""
+        for participant in self.room.participants.values():
+            if self._stirred_one(participant):
+                return True
+        return False
+
+    @staticmethod
+    def _stirred_one(participant: Participant) -> bool:
+        return participant.wishes_changed or downlink_estimate(participant.media) is not None
 
     def _forget(self) -> None:
         live = self.room.participants
