@@ -13,9 +13,11 @@ and ``protocol_classes``, which builds the two classes ``app.run`` hands to uvic
 - ``EdgeWebSocketProtocol`` (uvicorn's sans-I/O websockets protocol): on upgrade it takes over
   the connection's slot, released when the socket closes; it pings every ``ping_interval``
   (RFC 6455 §5.5.2) and fails the connection (close 1011, §7.1.7) ``silence_timeout`` after the
-  client's last message or pong (§5.5.3), exactly, wherever that falls between two pings.
+  client's last message or pong (§5.5.3), exactly, wherever that falls between two pings. Both
+  timers run on ``Edge.beat``, a 1 s beat every connection shares (``beat.Beat``), so an idle
+  server wakes once a second for them, not once per connection and timer.
 
-Imports uvicorn and ``metrics`` only; knows nothing about calls.
+Imports uvicorn, ``beat`` and ``metrics`` only; knows nothing about calls.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame
 
 from . import metrics
+from .beat import Beat, BeatHandle
 
 log = logging.getLogger("zvonok.edge")
 
@@ -44,6 +47,9 @@ FD_RESERVE = 256
 CLOSE_TIMEOUT = 5.0
 #: Refusals are logged at most this often per reason (each one is counted in the metrics).
 LOG_EVERY = 10.0
+#: The WebSockets' keepalive pings and silence checks run on a shared beat of this many
+#: seconds (``beat.Beat``): a ping goes out up to this much before ``ping_interval`` is up.
+KEEPALIVE_BEAT = 1.0
 
 _REFUSED = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -141,6 +147,8 @@ class Edge:
         self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in limits.proxies)
         self._log_after: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
+        #: Every WebSocket's keepalive timers, one loop wake-up per beat.
+        self.beat = Beat(KEEPALIVE_BEAT)
 
     def admit(self, host: str | None) -> _Slot | str:
         """A slot for a new connection from ``host``, or the reason it is refused."""
@@ -255,8 +263,11 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
     deadline counted from the client's last message or pong.
 
     uvicorn's own keepalive runs without a pong deadline (``ws_ping_timeout=None``): it only
-    sends a ping every ``ping_interval``. ``_silence_check`` fails the connection when nothing
-    arrived for ``silence_timeout``; it is re-armed lazily, so a message costs one clock read.
+    sends a ping every ``ping_interval`` (here on the edge's shared ``Beat``: at most
+    ``KEEPALIVE_BEAT`` early, with every other connection's pings of that second).
+    ``_silence_check`` fails the connection when nothing arrived for ``silence_timeout``; it is
+    re-armed lazily, so a message costs one clock read, on the beat while the deadline is two
+    beats or more away and then on a timer of its own, so the deadline is exact.
     """
 
     edge: ClassVar[Edge]
@@ -266,7 +277,8 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timeout = CLOSE_TIMEOUT
         self._slot: _Slot | None = None
         self._last_seen = 0.0
-        self._silence_timer: asyncio.TimerHandle | None = None
+        self._silence_timer: BeatHandle | asyncio.TimerHandle | None = None
+        self._ping_handle: BeatHandle | asyncio.TimerHandle | None = None
 
     def adopt(self, slot: _Slot) -> None:
         """Hold the slot of the HTTP connection this WebSocket was upgraded from."""
@@ -288,11 +300,26 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().start_keepalive()
         silence = self.edge.limits.silence_timeout
         if silence > 0:
-            self._last_seen = self.loop.time()
-            self._silence_timer = self.loop.call_later(silence, self._silence_check)
+            self._last_seen = now = self.loop.time()
+            self._silence_timer = self.edge.beat.call_at(
+                self.loop, now + silence, self._silence_check
+            )
+
+    def schedule_ping(self) -> None:
+        """uvicorn's, on the beat: the next ping at the last beat at or before ``ping_interval``
+        from now (uvicorn subtracts the last round trip because it schedules at the pong when a
+        pong deadline is set; without one it schedules here, at the ping, and on the beat the
+        pings then stay ``ping_interval`` apart)."""
+        assert self.ping_interval is not None
+        self._ping_handle = self.edge.beat.call_at(
+            self.loop, self.loop.time() + self.ping_interval, self.send_keepalive_ping
+        )
 
     def stop_keepalive(self) -> None:
         super().stop_keepalive()
+        if self._ping_handle is not None:
+            self._ping_handle.cancel()
+            self._ping_handle = None
         self._cancel_silence_timer()
 
     # Signs of life: a data frame or a pong (a ping from the client is not: a client that pings
@@ -320,7 +347,7 @@ class EdgeWebSocketProtocol(WebSocketsSansIOProtocol):
             self._last_seen = now
         left = self._last_seen + self.edge.limits.silence_timeout - now
         if left > 0:
-            self._silence_timer = self.loop.call_later(left, self._silence_check)
+            self._silence_timer = self.edge.beat.call_at(self.loop, now + left, self._silence_check)
             return
         self.edge.refused("silence-timeout", self._slot.key if self._slot else "?")
         self.keepalive_timeout()  # close 1011 "keepalive ping timeout", socket closed now
