@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from unittest.mock import MagicMock
 
@@ -15,6 +16,7 @@ from zvonok.media.transport.ice import (
     ROLE_CONFLICT,
     BindingRequest,
     Consent,
+    HmacSha1,
     IceLiteAgent,
     IceParameters,
     StunMessage,
@@ -455,3 +457,24 @@ def test_attributes_after_integrity_are_ignored() -> None:
     request = BindingRequest.parse(forged)
     assert request.use_candidate is False
     request.verify(LOCAL.pwd)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200), st.binary(max_size=600))
+def test_the_precomputed_mac_is_hmac_sha1(key: bytes, message: bytes) -> None:
+    """``HmacSha1`` (padded-key states kept, for the consent checks) against the one-shot
+    ``hmac.digest``, keys longer than a block included."""
+    assert HmacSha1(key).digest(message) == hmac.digest(key, message, "sha1")
+    mac = HmacSha1(key)
+    assert mac.digest(message) == mac.digest(message)  # the kept states are not consumed
+
+
+def test_responses_with_the_precomputed_mac_are_the_same_bytes() -> None:
+    from zvonok.media.transport.ice import binding_error, binding_success
+
+    request = MagicMock(transaction_id=bytes(range(12)))
+    pwd = "pwd-pwd-pwd-pwd-pwd-pwd"
+    mac = HmacSha1(pwd.encode())
+    for addr in (("127.0.0.1", 50000), ("2001:db8::7", 65535)):
+        assert binding_success(request, addr, mac) == binding_success(request, addr, pwd)
+    assert binding_error(request, 487, "x", mac) == binding_error(request, 487, "x", pwd)

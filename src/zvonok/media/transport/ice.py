@@ -19,6 +19,7 @@ answer would let a spoofer use the media port as a reflector. ``ValueError`` car
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import secrets
 import socket
@@ -43,6 +44,29 @@ ROLE_CONFLICT = 487
 #: checks every 2.5 s (Chrome) or every 4-6 s (Firefox, RFC 7675 §5.1 randomisation); 8 s means
 #: at least one check was really missed, without flapping on Firefox's slowest interval.
 CONSENT_STALE_AFTER = 8.0
+
+
+class HmacSha1:
+    """HMAC-SHA1 (RFC 2104) under one key, its padded-key states computed once: each MAC is two
+    hash-state copies, instead of a one-shot ``hmac.digest`` that looks the algorithm up and keys
+    it again on every call. A session's consent checks (every few seconds each, on an idle
+    server always cold) are verified and answered with its one local ``pwd``."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # the SHA-1 block size
+            key = hashlib.sha1(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha1(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha1(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +182,7 @@ class StunMessage:
         """REQUEST, INDICATION, RESPONSE or ERROR."""
         return _CLASS_NAMES[self.message_class]
 
-    def check_integrity(self, key: bytes) -> bool:
+    def check_integrity(self, key: bytes | HmacSha1) -> bool:
         """MESSAGE-INTEGRITY (RFC 8489 §14.5): HMAC-SHA1 over the message up to the attribute,
         the header's length counting up to the attribute's end. False when there is none."""
         at = self._mi_at
@@ -166,7 +190,10 @@ class StunMessage:
             return False
         data = self._data
         covered = data[:2] + (at + 24 - STUN_HEADER_LENGTH).to_bytes(2, "big") + data[4:at]
-        expected = hmac.digest(key, covered, "sha1")
+        if isinstance(key, HmacSha1):
+            expected = key.digest(covered)
+        else:
+            expected = hmac.digest(key, covered, "sha1")
         return hmac.compare_digest(expected, data[at + 4 : at + 24])
 
     @classmethod
@@ -294,9 +321,10 @@ class BindingRequest:
             message=message,
         )
 
-    def verify(self, pwd: str) -> None:
+    def verify(self, pwd: str | HmacSha1) -> None:
         """Check MESSAGE-INTEGRITY with our local ``pwd`` (RFC 8489 §14.5)."""
-        if not self.message.check_integrity(pwd.encode()):
+        key = pwd if isinstance(pwd, HmacSha1) else pwd.encode()
+        if not self.message.check_integrity(key):
             raise ValueError("STUN MESSAGE-INTEGRITY does not verify")
 
     @property
@@ -309,13 +337,18 @@ def _attribute(kind: int, value: bytes) -> bytes:
     return _ATTR_HEADER.pack(kind, len(value)) + value + bytes(-len(value) % 4)
 
 
-def _encode(message_type: int, transaction_id: bytes, attributes: bytes, pwd: str) -> bytes:
+def _encode(
+    message_type: int, transaction_id: bytes, attributes: bytes, pwd: str | HmacSha1
+) -> bytes:
     """A STUN message with MESSAGE-INTEGRITY (RFC 8489 §14.5: HMAC-SHA1 over the message with the
     length counting up to it) and FINGERPRINT (§14.7: CRC-32 xor 0x5354554e), on raw bytes —
     the answer to every consent check, so kept cheaper than a generic encoder."""
     length = len(attributes) + 24
     head = _STUN_HEADER.pack(message_type, length, STUN_COOKIE, transaction_id) + attributes
-    mac = hmac.digest(pwd.encode(), head, "sha1")
+    if isinstance(pwd, HmacSha1):
+        mac = pwd.digest(head)
+    else:
+        mac = hmac.digest(pwd.encode(), head, "sha1")
     body = head[20:] + _ATTR_HEADER.pack(_MESSAGE_INTEGRITY, 20) + mac
     message = _STUN_HEADER.pack(message_type, length + 8, STUN_COOKIE, transaction_id) + body
     crc = (zlib.crc32(message) ^ _FINGERPRINT_XOR) & 0xFFFF_FFFF
@@ -343,13 +376,13 @@ def _xor_mapped_address(addr: Address, transaction_id: bytes) -> bytes:
     return _attribute(_XOR_MAPPED_ADDRESS, head + xored)
 
 
-def binding_success(request: BindingRequest, addr: Address, pwd: str) -> bytes:
+def binding_success(request: BindingRequest, addr: Address, pwd: str | HmacSha1) -> bytes:
     """Success response (RFC 8445 §7.3.1.3): XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT."""
     tid = request.transaction_id
     return _encode(_BINDING_SUCCESS, tid, _xor_mapped_address(addr, tid), pwd)
 
 
-def binding_error(request: BindingRequest, code: int, reason: str, pwd: str) -> bytes:
+def binding_error(request: BindingRequest, code: int, reason: str, pwd: str | HmacSha1) -> bytes:
     """Authenticated error response (e.g. 487 Role Conflict, RFC 8445 §7.3.1.1)."""
     value = struct.pack("!HBB", 0, code // 100, code % 100) + reason.encode()
     return _encode(_BINDING_ERROR, request.transaction_id, _attribute(_ERROR_CODE, value), pwd)
@@ -383,6 +416,7 @@ class IceLiteAgent:
         "nominated",
         "last_check",
         "consent_timeout",
+        "_macs",
     )
 
     def __init__(self, local: IceParameters, *, consent_timeout: float = 30.0) -> None:
@@ -393,6 +427,8 @@ class IceLiteAgent:
         self.nominated = False
         self.last_check: float | None = None
         self.consent_timeout = consent_timeout
+        #: The MAC key of each local pwd that authenticates checks (``local_ufrags``).
+        self._macs: dict[str, HmacSha1] = {}
 
     def local_ufrags(self) -> list[str]:
         """Every local ufrag that currently authenticates checks (two during a restart)."""
@@ -421,10 +457,15 @@ class IceLiteAgent:
             params = self.previous_local
         else:
             raise ValueError(f"STUN USERNAME names unknown local ufrag {request.local_ufrag!r}")
-        request.verify(params.pwd)
+        mac = self._macs.get(params.pwd)
+        if mac is None:
+            if len(self._macs) >= 2:  # only the current and the previous pwd authenticate
+                self._macs.clear()
+            mac = self._macs[params.pwd] = HmacSha1(params.pwd.encode())
+        request.verify(mac)
         if request.ice_controlled is not None:
             # Both sides think they are controlled; a lite agent never switches role.
-            error = binding_error(request, ROLE_CONFLICT, "Role Conflict", params.pwd)
+            error = binding_error(request, ROLE_CONFLICT, "Role Conflict", mac)
             return CheckOutcome(error, accepted=False)
         retired = None
         if current and self.previous_local is not None:
@@ -435,7 +476,7 @@ class IceLiteAgent:
             self.selected = addr
         if request.use_candidate:
             self.nominated = True
-        return CheckOutcome(binding_success(request, addr, params.pwd), True, retired)
+        return CheckOutcome(binding_success(request, addr, mac), True, retired)
 
     def consent(self, now: float, stale_after: float = CONSENT_STALE_AFTER) -> Consent:
         """Consent freshness at ``now`` from the time of the last valid check."""
