@@ -14,7 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from zvonok import metrics
+from zvonok.admin.ops import add_ticks
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
+from zvonok.media import worker as worker_module
 from zvonok.media.worker import MediaWorker
 from zvonok.metrics import (
     METRICS_METHOD,
@@ -24,7 +26,7 @@ from zvonok.metrics import (
     scrape_workers,
     serve_metrics,
 )
-from zvonok.rooms.quality import QualitySample
+from zvonok.rooms.quality import QualityMonitor, QualitySample
 from zvonok.rooms.service import RoomService
 
 
@@ -268,3 +270,36 @@ async def test_adaptive_media_families_are_there_with_bounded_labels(registry: M
     assert [metrics._band(e) for e in estimates] == [
         "none", "lt_300k", "lt_1m", "lt_1m", "lt_3m", "ge_3m"
     ]  # fmt: skip
+
+
+async def test_an_empty_node_s_probes_let_its_tick_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``admin.ops.add_ticks``: the loop-lag probe and the quality monitor do not keep an empty
+    one-process node's tick running; with a room's tick they run, and the lag is measured
+    from the second tick after the pause on."""
+    monkeypatch.setattr(worker_module, "TICK_INTERVAL", 0.02)
+    worker = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
+    await worker.start()
+    try:
+        rooms = RoomService(
+            worker=worker,
+            sessions=LocalSessionDirectory(),
+            rooms=LocalRoomDirectory(),
+            ice_servers=[],
+        )
+        registry = Metrics(rooms=rooms, worker=worker, connections=lambda: 0, tick_interval=0.02)
+        quality = QualityMonitor(rooms, interval=0.05)
+        unsubscribe = add_ticks(worker, registry, quality)
+        assert worker.idle
+        await asyncio.sleep(0.1)
+        assert worker.awake_ticks == 0
+        assert parsed(registry)[("zvonok_event_loop_lag_seconds_count", ())] == 0
+        room_tick = worker.add_tick(lambda now: None)  # a room keeps it awake
+        await asyncio.sleep(0.15)
+        ticks = worker.awake_ticks
+        assert ticks >= 3
+        assert parsed(registry)[("zvonok_event_loop_lag_seconds_count", ())] == ticks - 1
+        room_tick()
+        for remove in unsubscribe:
+            remove()
+    finally:
+        await worker.close()
