@@ -13,6 +13,7 @@ memfd or ``execv`` is not available the CLI process serves itself, as before. Im
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -57,7 +58,33 @@ def handed_over(fd: int) -> Settings:
     # resident), only to offer --reload, which a node never uses; without it uvicorn picks its
     # stat-based reloader class, which is never started either.
     sys.modules.setdefault("watchfiles", None)  # type: ignore[arg-type]
+    _uvicorn_without_its_command_line()
     return settings
+
+
+def _uvicorn_without_its_command_line() -> None:
+    """uvicorn's package ``__init__`` imports its command line (``uvicorn.main``: click, ~1.7 MB
+    resident) and its process supervisors (multiprocessing, ~0.6 MB) only to offer ``run`` and
+    ``main``; a node uses ``uvicorn.Config``, ``uvicorn.Server`` and the protocol modules. So the
+    package is registered without running its ``__init__`` (its submodules import as usual) and
+    gets the two names ``__init__`` would have given it."""
+    if "uvicorn" in sys.modules:
+        return
+    spec = importlib.util.find_spec("uvicorn")
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["uvicorn"] = package
+    try:
+        from uvicorn._version import __version__
+        from uvicorn.config import Config
+        from uvicorn.server import Server
+    except BaseException:
+        del sys.modules["uvicorn"]
+        raise
+    package.__version__ = __version__  # type: ignore[attr-defined]
+    package.Config = Config  # type: ignore[attr-defined]
+    package.Server = Server  # type: ignore[attr-defined]
 
 
 def main(argv: list[str]) -> None:

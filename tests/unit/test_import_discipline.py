@@ -32,6 +32,9 @@ NOT_ON_THE_DEFAULT_PATH = (
     "zvonok.cli",
     "argparse",
     "watchfiles",
+    "click",  # uvicorn's command line (uvicorn.main), which its package __init__ imports
+    "uvicorn.main",
+    "multiprocessing",  # uvicorn's process supervisors
     "zvonok.relay",
     "sqlalchemy",
     "aiosqlite",
