@@ -3,20 +3,26 @@
 Owns ``LocalRedis`` (a ``redis-server`` the bench starts on a free loopback port, no persistence,
 ``maxmemory`` capped, in the run's temp dir; stopped by PID), ``NodePair`` (the Redis and the two
 nodes, ``cluster_backend = "redis"``, sharing one data dir: one embedded membership database and
-one token secret) and ``join_split`` (join latency of the participants who joined through the
-room's owner, *direct*, and of those relayed to it through the other node, *relayed*; the owner
-read from the room's lease in Redis). Loopback only; every process is ended by PID.
+one token secret), ``route_late`` (after the senders joined, half the late participants go
+through their room's owner and half through the other node, alternating over the run, whichever
+node placement made the owner), ``join_split`` (join latency of the participants who joined
+through the room's owner, *direct*, and of those relayed to it through the other node,
+*relayed*; the owner read from the room's lease in Redis) and ``relay_legs`` (each node's
+``zvonok_cluster_relay_leg_seconds`` and ``..._located`` from its ``/metrics``: the relayed
+joins' legs, mean per leg). Loopback only; every process is ended by PID.
 Implements no RFC (RESP, the Redis protocol, for the few commands it sends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import statistics
 import subprocess
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +146,91 @@ async def spawn_pair(directory: Path, extra_env: Mapping[str, str] | None = None
         pair.stop()
         raise
     return pair
+
+
+class Routed(Protocol):
+    """A late participant as ``route_late`` sends it to a node."""
+
+    url: str
+    room_kind: str
+    room_id: str
+    node: int
+
+
+def plan_routes(
+    owners: Mapping[tuple[str, str], str | None],
+    node_ids: Sequence[str],
+    rooms: Sequence[tuple[str, str]],
+) -> list[int]:
+    """The node (index in ``node_ids``) each late participant joins through, given its room
+    (``rooms``, in join order) and each room's owner: the owner at even positions over the run
+    (direct), the other node at odd ones (relayed), so a run has as many direct joins as relayed
+    ones (±1) whichever node placement made each room's owner. A room with no owner (not
+    expected) counts as the first node's."""
+    routes = []
+    for position, room in enumerate(rooms):
+        owner = owners.get(room)
+        owning = node_ids.index(owner) if owner in node_ids else 0
+        routes.append(owning if position % 2 == 0 else 1 - owning)
+    return routes
+
+
+def route_late(pair: NodePair, late: Sequence[Routed]) -> dict[str, int]:
+    """After the senders joined (a room's owner is its lease's, in Redis): send each late
+    participant through its room's owner or the other node (``plan_routes``; 1:1 calls need it:
+    two-choice placement puts some rooms on the second node although their senders joined
+    through the first). Returns the planned direct/relayed counts."""
+    rooms = [(c.room_kind, c.room_id) for c in late]
+    owners = {room: pair.owner(*room) for room in set(rooms)}
+    for client, node in zip(late, plan_routes(owners, pair.node_ids, rooms), strict=True):
+        client.node = node
+        client.url = pair.nodes[node].ws_url(client.room_kind, client.room_id)
+    return {"direct": (len(late) + 1) // 2, "relayed": len(late) // 2}
+
+
+#: ``/metrics`` lines ``relay_legs`` reads: a leg's sum or count, and the located counters.
+_LEG_LINE = re.compile(
+    r'^zvonok_cluster_relay_leg_seconds_(sum|count)\{leg="([a-z_]+)"\} ([0-9.e+-]+)$'
+)
+_LOCATED_LINE = re.compile(r'^zvonok_cluster_relay_located_total\{source="([a-z]+)"\} ([0-9.e+]+)$')
+
+
+def parse_legs(text: str) -> dict[str, Any]:
+    """From a node's ``/metrics`` text: per leg, how many and their mean (ms); and how many
+    joins found their owner each way (``located``)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    located: dict[str, int] = {}
+    for line in text.splitlines():
+        leg = _LEG_LINE.match(line)
+        if leg is not None:
+            kind, name, value = leg.groups()
+            if kind == "sum":
+                sums[name] = float(value)
+            else:
+                counts[name] = int(float(value))
+            continue
+        source = _LOCATED_LINE.match(line)
+        if source is not None:
+            located[source.group(1)] = int(float(source.group(2)))
+    legs = {
+        name: {"count": count, "mean_ms": round(sums.get(name, 0.0) / count * 1e3, 2)}
+        for name, count in sorted(counts.items())
+        if count
+    }
+    return {"legs": legs, "located": located}
+
+
+def relay_legs(pair: NodePair) -> dict[str, Any]:
+    """``parse_legs`` of each node's ``/metrics`` (empty for a node that did not answer)."""
+    out: dict[str, Any] = {}
+    for node_id, node in zip(pair.node_ids, pair.nodes, strict=True):
+        try:
+            with urllib.request.urlopen(node.http_url + "/metrics", timeout=5) as resp:
+                out[node_id] = parse_legs(resp.read().decode(errors="replace"))
+        except OSError:
+            out[node_id] = {}
+    return out
 
 
 class Joiner(Protocol):

@@ -2,22 +2,23 @@
 
 Owns ``SCENARIOS`` (mesh-4, fanout-2x5/2x10/2x20/2x40, calls-1to1-x25, audio-100, idle-200),
 ``run_bench`` (the ``zvonok bench`` command's body; ``janus=True`` hands the scenario to
-``bench.janus``; the warm-up, window and result shared by both targets are ``bench.measure``)
-and ``summary``. ``workers`` > 1 runs the server under test as a front and that many media
-worker processes: the CPU per delivered packet still counts every process, and the result adds
-each worker's CPU (``server_workers``) and which worker holds each room (``room_workers``,
+``bench.janus``; the warm-up, window and result shared by both targets are ``bench.measure``) and
+``summary``. ``workers`` > 1 runs the server under test as a front and that many media worker
+processes: the CPU per delivered packet still counts every process, and the result adds each
+worker's CPU (``server_workers``) and which worker holds each room (``room_workers``,
 ``rooms_per_worker``, from the server's ``/debug/state``). ``nodes`` 2 runs it on two nodes of a
 Redis the bench starts (``bench.cluster``): the result adds ``cluster``, join latency through the
-room's owner vs relayed through the other node. In each room the senders join first
+room's owner vs relayed through the other node (half the late joiners each way, whichever node owns
+each room), and each node's relay legs from its ``/metrics``. In each room the senders join first
 and start sending; the other participants join afterwards, and their join time (WebSocket open →
 first media packet) is what ``join_ms`` reports. Measurement happens in a window after a warm-up:
-packets are counted by their send time (carried in the packet), so nothing sent before or after
-the window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel receive
-timestamp at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the subscriber's
-event loop − send mark: end to end, the generator's receive path included). ``simulcast``: every
-video publisher sends three simulcast layers (``bench.client``); the result says so and counts the
-lower layers' packets apart (``simulcast_lower_layers``: sent, and arrived at subscribers, which
-should be none while the server forwards everyone the top layer).
+packets are counted by their send time (carried in the packet), so nothing sent before or after the
+window is counted on either side. Latency comes twice: ``sfu_latency_ms`` (kernel receive timestamp
+at the subscriber − send mark: what the SFU adds) and ``latency_ms`` (the subscriber's event loop −
+send mark: end to end, the generator's receive path included). ``simulcast``: every video publisher
+sends three simulcast layers (``bench.client``); the result says so and counts the lower layers'
+packets apart (``simulcast_lower_layers``: sent, and arrived at subscribers, which should be none
+while the server forwards everyone the top layer).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from ..media.transport.dtls import DtlsCertificate
 from .client import LOWER_LAYERS, BenchClient, Meter
 from .clip import load_clip
-from .cluster import NodePair, join_split, spawn_pair
+from .cluster import NodePair, join_split, relay_legs, route_late, spawn_pair
 from .janus import run_janus
 from .measure import LagMonitor, Scenario, Window, each, measure, room_sources
 from .target import ProcStat, Target, room_workers, spawn_server, worker_pids
@@ -92,10 +93,10 @@ async def run_bench(
     Janus VideoRoom instead (``bench.janus``), for comparison. ``workers``: media worker
     processes of the server it starts (1: the one-process node). ``tcp``: every participant's
     media over ICE-TCP (RFC 6544, RFC 4571 framing) instead of UDP. ``nodes`` 2: two nodes on
-    a Redis the bench starts (``bench.cluster``); the senders join through the first, every
-    other late participant through the second (relayed to the room's owner). ``simulcast``:
-    video publishers offer and send three simulcast layers (q/h/f) instead of one stream;
-    ``dynacast``: they also stop and resume layers as the server's publish-layers say.
+    a Redis the bench starts (``bench.cluster``); the senders join through the first, the late
+    participants alternately through their room's owner and through the other node (relayed).
+    ``simulcast``: video publishers offer and send three simulcast layers (q/h/f) instead of one
+    stream; ``dynacast``: they also stop and resume layers as the server's publish-layers say.
     """
     scenario = SCENARIOS[name]
     room_count = max(1, rooms if rooms is not None else scenario.rooms)
@@ -181,9 +182,9 @@ async def _run(
         for i, user in enumerate(members):
             sender = i < s.senders
             publish = (not s.idle) and (sender or s.receivers_publish)
-            # two nodes: the senders through the first (it claims the room), the late joiners
-            # alternately, counted over the whole run (one late joiner per room still splits)
-            node = 0 if pair is None or sender else len(late) % 2
+            # two nodes: the senders through the first (it claims the room); the late joiners
+            # are sent through a room's owner or the other node once the senders joined
+            node = 0
             through = target if pair is None else pair.nodes[node]
             client = BenchClient(
                 index=len(senders) + len(late), url=through.ws_url(kind, room_id),
@@ -205,6 +206,7 @@ async def _run(
         await _join(senders, progress)
         for client in senders:
             client.start_publishing(random.uniform(0, 0.033))
+        planned = await asyncio.to_thread(route_late, pair, late) if pair is not None else None
         await _join(late, progress)
         for client in late:
             if client.publish[0]:
@@ -232,6 +234,8 @@ async def _run(
         if pair is not None:
             result["nodes"] = 2
             result["cluster"] = await asyncio.to_thread(join_split, pair, late)
+            result["cluster"]["planned"] = planned
+            result["cluster"]["nodes"] = await asyncio.to_thread(relay_legs, pair)
             result["server_scope"] = "CPU and RSS of the first node (the rooms' owner) only"
         return result
     finally:
@@ -333,6 +337,12 @@ def _cluster_lines(r: dict[str, Any]) -> list[str]:
             f"  {name}: {j['count']} joins; WebSocket open → joined p50/p95 {j['p50']}/{j['p95']}"
             f" ms; → first media p50/p95 {m['p50']}/{m['p95']} ms"
         )
+    for node, seen in split.get("nodes", {}).items():
+        legs = ", ".join(
+            f"{leg} {v['mean_ms']} ms ×{v['count']}" for leg, v in seen.get("legs", {}).items()
+        )
+        located = ", ".join(f"{k} {n}" for k, n in seen.get("located", {}).items() if n)
+        lines.append(f"  {node} relay legs (mean): {legs or 'none'}; owner found: {located or '-'}")
     return lines
 
 
