@@ -52,7 +52,11 @@ missing then is no lost node.
 Redis is healthy the batches go out pipelined on one connection (``cluster.publisher``): a batch
 is written while the replies of earlier ones are still on their way, in order. While it is
 ``degraded`` they go one at a time through the ``RedisClusterHealth`` breaker (its probe every
-500 ms). A frame dropped on the way (queue full, Redis down, a broken pipe) goes out again with
+500 ms). A request, an answer, an ack or a note sent with ``flush`` (a relayed session's
+``joined``) does not wait for that task: ``flush`` publishes it, with everything queued before
+it, in the pass that sent it, when the publisher can write without waiting and no batch of the
+task's is still unwritten (order kept); otherwise the task sends it as any other. A frame
+dropped on the way (queue full, Redis down, a broken pipe) goes out again with
 the link's next resend. ``timings`` (``cluster.timing``) holds how long messages waited on that
 queue (``send_wait``) and how long each batch took, written to its last reply (``publish``).
 
@@ -145,6 +149,10 @@ class _PeerTransport:
         self._bus._send_frame(self, data[HEADER.size :])
         return None
 
+    def flush(self) -> str | None:
+        self._bus.flush()
+        return None
+
     async def receive(self, link: Link) -> None:
         await self._closed.wait()  # the listener pushes frames
 
@@ -212,6 +220,8 @@ class RedisSignalBus:
         self.resubscribes = 0
         self.links_opened = 0
         self.links_broken: dict[str, int] = {}
+        #: Batches published at once by ``flush`` (the others by the sender task).
+        self.flushed = 0
         self.timings = LegTimes(BUS_LEGS)
         self._publisher = PipelinedPublisher(
             client, health, on_done=self._published, on_failed=self._publish_failed
@@ -335,6 +345,26 @@ class RedisSignalBus:
             self._queue.put_nowait((channel, message, time.perf_counter()))
         except asyncio.QueueFull:
             self.send_dropped += 1  # a frame goes out again with its link's next resend
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting on the send queue."""
+        return self._queue.qsize()
+
+    def flush(self) -> None:
+        """Publish what waits on the send queue now, in this pass of the event loop, if that
+        keeps the order (``PipelinedPublisher.writable``: no batch of the sender task is still
+        unwritten) and Redis is not ``degraded``; else the sender task publishes it next."""
+        if self._queue.empty() or self._health.status == DEGRADED:
+            return
+        if not self._publisher.writable:
+            return
+        queued: list[tuple[str, bytes, float]] = []
+        while len(queued) < SEND_BATCH and not self._queue.empty():
+            queued.append(self._queue.get_nowait())
+        self.timings.observe("send_wait", time.perf_counter() - queued[0][2])
+        self._publisher.write([(channel, message) for channel, message, _ in queued])
+        self.flushed += 1
 
     async def _publish(self, batch: list[tuple[str, bytes]]) -> None:
         pipe = self._client.pipeline(transaction=False)

@@ -15,7 +15,16 @@ breaker hears of it (``degraded``), the connection is closed, the batches in fli
 failed (their frames stay in their links' records and go out again with the next resend), and the
 next batch opens a new connection. ``reset`` does the same without blaming Redis (the bus calls it
 before it publishes through the breaker while ``degraded``, so nothing of the pipe is in flight
-then and a connection that died meanwhile is not reused). Imports redis-py; implements no RFC.
+then and a connection that died meanwhile is not reused).
+
+A batch is written to the socket in the call that hands it over, with no event-loop pass in
+between: ``send`` when the connection is open and has room (it waits for room or to connect
+otherwise), and ``write``, the synchronous form, whenever ``writable`` (an open connection with
+room and a socket buffer below ``WRITE_BUFFER``, and no ``send`` waiting with a batch of its own,
+which must go out first). The bus writes a request, an answer or a ``joined`` at once with it
+(``RedisSignalBus.flush``). Imports redis-py (and reads its connection's stream writer, which
+its ``send_packed_command`` writes to after an event-loop pass of its own when the connection
+has a socket timeout); implements no RFC.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: Batches written whose replies are not all read yet, at most (then ``send`` waits).
 MAX_IN_FLIGHT: Final = 16
+#: ``write`` only while less than this many bytes wait in the socket's buffer (Redis reads them
+#: at once on a healthy connection; a full buffer is left to ``send``, which waits for it).
+WRITE_BUFFER: Final = 64 * 1024
 #: What breaks the pipe: Redis errors and replies, and socket trouble or a timeout.
 _BREAKING = (RedisError, OSError, TimeoutError)
 
@@ -70,6 +82,8 @@ class PipelinedPublisher:
         self._in_flight: collections.deque[tuple[int, float]] = collections.deque()
         self._space = asyncio.Event()
         self._wake = asyncio.Event()
+        #: A ``send`` waits (for room, or to connect) with a batch not written yet.
+        self._sending = False
         #: Connections opened (the first one included), and the most batches in flight at once,
         #: for tests.
         self.connections = 0
@@ -80,30 +94,63 @@ class PipelinedPublisher:
         """Batches written whose replies are still on their way."""
         return len(self._in_flight)
 
+    @property
+    def writable(self) -> bool:
+        """``write`` may be called now (see the module)."""
+        conn = self._conn
+        if conn is None or self._sending or len(self._in_flight) >= self._max_in_flight:
+            return False
+        stream = _stream(conn)
+        return stream is not None and stream.transport.get_write_buffer_size() < WRITE_BUFFER
+
+    def write(self, batch: list[tuple[str, bytes]]) -> None:
+        """Write ``batch`` now, without waiting (only when ``writable``); its replies are read
+        and counted as those of any batch ``send`` wrote."""
+        conn = self._conn
+        stream = _stream(conn) if conn is not None else None
+        if conn is None or stream is None or not self.writable:
+            raise RuntimeError("the publisher is not writable now")
+        stream.writelines(self._pack(conn, batch))
+
     async def send(self, batch: list[tuple[str, bytes]]) -> None:
         """Write ``batch``; waits only for room (``MAX_IN_FLIGHT``) and to connect.
         ``ClusterUnavailable`` when the pipe broke (the breaker was told)."""
-        while len(self._in_flight) >= self._max_in_flight:
-            self._space.clear()
-            await self._space.wait()
+        self._sending = True  # until the batch is written: a ``write`` would overtake it
         try:
-            conn = self._conn if self._conn is not None else await self._open()
-        except ClusterUnavailable:
-            self._on_failed(len(batch))
-            raise
+            while len(self._in_flight) >= self._max_in_flight:
+                self._space.clear()
+                await self._space.wait()
+            try:
+                conn = self._conn if self._conn is not None else await self._open()
+            except ClusterUnavailable:
+                self._on_failed(len(batch))
+                raise
+            packed = self._pack(conn, batch)
+            stream = _stream(conn)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if stream is not None:  # written now; waits only while Redis does not read
+                        stream.writelines(packed)
+                        self._sending = False
+                        await stream.drain()
+                    else:  # not connected (the pool dropped it): redis-py connects again
+                        await conn.send_packed_command(packed, check_health=False)
+            except _BREAKING as exc:
+                await self._break(conn, exc)
+                raise ClusterUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+            except BaseException:  # cancelled mid-write: the connection's state is unknown
+                await self._break(conn, None)
+                raise
+        finally:
+            self._sending = False
+
+    def _pack(self, conn: AbstractConnection, batch: list[tuple[str, bytes]]) -> list[bytes]:
+        """``batch`` as the bytes of its commands, recorded in flight (its replies come next)."""
         packed = conn.pack_commands([("PUBLISH", channel, message) for channel, message in batch])
         self._in_flight.append((len(batch), time.perf_counter()))
         self.peak_in_flight = max(self.peak_in_flight, len(self._in_flight))
         self._wake.set()
-        try:
-            async with asyncio.timeout(self._timeout):
-                await conn.send_packed_command(packed, check_health=False)
-        except _BREAKING as exc:
-            await self._break(conn, exc)
-            raise ClusterUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
-        except BaseException:  # cancelled mid-write: the connection's state is unknown
-            await self._break(conn, None)
-            raise
+        return packed
 
     async def reset(self) -> None:
         """Drop the connection (the batches in flight count as failed); no blame on Redis."""
@@ -167,3 +214,11 @@ class PipelinedPublisher:
         if exc is not None:
             log.info("signal bus: publish pipe broke (%s)", type(exc).__name__)
             self._health.failed(exc)
+
+
+def _stream(conn: AbstractConnection) -> asyncio.StreamWriter | None:
+    """The connection's open stream writer (redis-py's ``_writer``), None when not connected."""
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    if writer is None or not conn.is_connected or writer.transport.is_closing():
+        return None
+    return writer

@@ -18,8 +18,9 @@ acknowledged. Two transports:
   Notes sent in one pass of the event loop leave in one write (``StreamTransport.flush``, a
   ``call_soon`` after the first; ``COALESCE_BYTES`` or more at once), so a burst of notes (a
   tick's server messages for every session of a room, a load report) wakes the peer once; a
-  request, an answer or an ack is written at once, with the notes queued before it (a join's
-  round trip does not wait for the end of a busy worker's pass).
+  request, an answer, an ack or a note sent with ``flush`` (a session's ``joined``) is written at
+  once, with the notes queued before it (a join's round trip does not wait for the end of a busy
+  worker's pass). Every transport has this ``flush``: the SignalBus publishes at once too.
 - A lossy transport (``lossy = True``; the cluster's SignalBus over Redis pub/sub, shared design
   ``cluster.md`` §3 "SignalBus frames"): frames may be lost, duplicated or reordered. A frame
   ahead of the expected ``seq`` is dropped (counted in ``frames_dropped``), a duplicate is
@@ -127,6 +128,12 @@ class Transport(Protocol):
 
     def write(self, data: bytes) -> str | None:
         """Send one encoded frame; a reason to close the link if the peer cannot take more."""
+        ...
+
+    def flush(self) -> str | None:
+        """Send what ``write`` queued now, in order, instead of at the end of the event loop's
+        pass (or when the transport's own sender gets to it); a reason to close the link as
+        ``write``."""
         ...
 
     async def receive(self, link: Link) -> None:
@@ -323,7 +330,7 @@ class Link:
         return self._transport.writer
 
     # ------------------------------------------------------------------ sending
-    def _send(self, frame: Frame) -> None:
+    def _send(self, frame: Frame, *, flush: bool = False) -> None:
         if self.closed.is_set():
             raise LinkClosed(f"link {self.name} is closed ({self.close_reason})")
         seq = self._sent + 1 if frame.kind != "ack" else 0
@@ -364,16 +371,20 @@ class Link:
                 raise LinkClosed(f"link {self.name}: peer stopped acknowledging")
         self.frames_out += 1
         reason = self._transport.write(data)
-        if reason is None and frame.kind != "note" and isinstance(self._transport, StreamTransport):
-            # a request, an answer or an ack goes out at once (a join waits for it), with the
-            # notes queued before it; only notes wait for the end of the pass
+        if reason is None and (frame.kind != "note" or flush):
+            # a request, an answer, an ack or a note sent with ``flush`` goes out at once (a
+            # join waits for it), with the notes queued before it; other notes wait for the end
+            # of the pass (a stream) or for the bus's sender task
             reason = self._transport.flush()
         if reason is not None:
             self._fail(reason)
 
-    def notify(self, method: str, params: dict[str, Any], *, relay: int = 0) -> None:
-        """Send a one-way note (in order with everything else this side sends)."""
-        self._send(Frame("note", relay=relay, method=method, params=params))
+    def notify(
+        self, method: str, params: dict[str, Any], *, relay: int = 0, flush: bool = False
+    ) -> None:
+        """Send a one-way note (in order with everything else this side sends); ``flush``: at
+        once, with what was queued before it, as a request is (someone waits for this one)."""
+        self._send(Frame("note", relay=relay, method=method, params=params), flush=flush)
 
     async def request(
         self,

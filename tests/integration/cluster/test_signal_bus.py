@@ -3,13 +3,13 @@
 between two and three nodes; a restarted peer (new boot_id) closes the old link; a killed
 subscriber connection, a stopped (SIGSTOP) Redis and a stopped-then-restarted Redis lose
 nothing (everything sent meanwhile arrives once, in order, and sends never raise); publishes
-are pipelined (several batches in flight on one connection, in order) and a killed publish
-connection loses nothing; a vanished peer key breaks the link within two checks (and, after an
-outage, only once this node has been healthy for a node TTL), a silent one within the
-ack-progress bound. At the default timing (1.0), with the peer in its own process
-(``bus_peer.py``): a ``kill -9`` breaks the link within 3.5 s (the old rule, the node key's
-expiry, took 6-8 s), a process stopped 4 s (a stalled loop, its heartbeat late) does not; nor
-does a live peer without a subscription (it still heartbeats).
+are pipelined (several batches in flight on one connection, in order), a request, an answer and
+a flushed note are published at once, and a killed publish connection loses nothing; a vanished
+peer key breaks the link within two checks (and, after an outage, only once this node has been
+healthy for a node TTL), a silent one within the ack-progress bound. At the default timing (1.0),
+with the peer in its own process (``bus_peer.py``): a ``kill -9`` breaks the link within 3.5 s
+(the old rule, the node key's expiry, took 6-8 s), a process stopped 4 s (a stalled loop, its
+heartbeat late) does not; nor does a live peer without a subscription (it still heartbeats).
 Each in-process "node" is one bus and its real node registry, with its own Redis client."""
 
 from __future__ import annotations
@@ -388,6 +388,30 @@ async def test_a_burst_goes_out_pipelined_and_in_order(
     assert publisher.peak_in_flight >= 5  # the old loop had one batch out at a time
     assert publisher.connections == 1 and n1.bus.publish_failures == 0
     assert n1.health.status == "ok" and n1.bus.timings.count("publish") >= 10
+
+
+async def test_requests_answers_and_flushed_notes_are_published_at_once(nodes: MakeNode) -> None:
+    """A request, its answer and a note sent with ``flush`` (a relayed ``joined``) are written to
+    Redis in the call that sent them, with the notes queued before them, instead of waiting for
+    the sender task's turn of the event loop; plain notes wait for it. Order holds."""
+    n1, n2 = await nodes("n1"), await nodes("n2")
+    link = n1.bus.link("n2")
+    assert (await link.request("echo", {"n": 0}))["n"] == 0  # the publish connection is open
+    await until(lambda: n1.bus._publisher.in_flight == 0 and n1.bus.queued == 0, 2.0)
+    flushed, answered = n1.bus.flushed, n2.bus.flushed
+    assert answered >= 1  # n2 answered the echo at once
+    send_notes(link, 1, 3)
+    assert n1.bus.queued == 2  # plain notes wait for the sender task
+    link.notify("note", {"n": 3}, relay=1, flush=True)
+    assert n1.bus.queued == 0 and n1.bus.flushed == flushed + 1
+    assert n1.bus._publisher.in_flight == 1  # one batch: the three notes, in order
+    asking = asyncio.ensure_future(link.request("echo", {"n": 4}))
+    await asyncio.sleep(0)  # the request's first step sends it
+    assert n1.bus.flushed == flushed + 2 and n1.bus.queued == 0
+    assert (await asking)["n"] == 4
+    await until(lambda: len(n2.notes["n1"]) == 3, 2.0)
+    assert n2.notes["n1"] == [(2, 1), (3, 2), (1, 3)]
+    assert n2.bus.flushed > answered
 
 
 async def test_a_killed_publish_connection_loses_nothing(

@@ -2,7 +2,7 @@
 SignalBus is over Redis pub/sub): frames dropped, duplicated and reordered at random (seeded),
 and still every request answered exactly once, every note delivered once and in order; a gap
 dropped, not fatal; a duplicate acknowledged again; resends; the ack-progress deadline and its
-pause; the unacknowledged caps."""
+pause; the unacknowledged caps; which frames the carrier is asked to send at once."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ class Lossy:
         self.drop, self.dup, self.jitter = drop, dup, jitter
         self.peer: Link | None = None
         self.written: list[Frame] = []
+        #: How many frames had been written at each ``flush``.
+        self.flushes: list[int] = []
         self.down = False
         self._closed = asyncio.Event()
 
@@ -43,6 +45,10 @@ class Lossy:
         loop = asyncio.get_running_loop()
         for _ in range(copies):
             loop.call_later(self.rng.uniform(0, self.jitter), self._deliver, data[HEADER.size :])
+        return None
+
+    def flush(self) -> str | None:
+        self.flushes.append(len(self.written))
         return None
 
     def _deliver(self, body: bytes) -> None:
@@ -266,3 +272,25 @@ async def test_a_link_without_a_stream_or_transport_is_refused() -> None:
 
     with pytest.raises(TypeError):
         Link(name="x", on_request=nothing, on_note=lambda f: None)
+
+
+async def test_requests_answers_and_flushed_notes_are_sent_at_once() -> None:
+    """A request, its answer and a note sent with ``flush`` ask the carrier to send at once
+    (the SignalBus then publishes in that pass instead of when its sender task runs), with
+    what was written before; a plain note does not."""
+    a, b, _, _, ta, tb = pair(random.Random(5))
+    try:
+        a.notify("note", {"n": 1}, relay=1)
+        assert ta.flushes == []  # waits for the carrier's own sender
+        a.notify("note", {"n": 2}, relay=1, flush=True)
+        assert ta.flushes == [2]  # at once, the first note with it
+        asking = asyncio.ensure_future(a.request("double", {"n": 4}, relay=1, wait=5.0))
+        await asyncio.sleep(0)
+        assert ta.flushes == [2, 3]
+        assert ta.written[2].kind == "req"
+        assert await asking == {"double": 8}
+        answer = next(i for i, f in enumerate(tb.written) if f.kind == "res")
+        assert answer + 1 in tb.flushes
+    finally:
+        await a.close()
+        await b.close()
