@@ -161,6 +161,7 @@ async def build(settings: Settings) -> Components:
         verifier=verifier,
         store=store,
         rooms=calls,
+        look_ahead=clustered.look_ahead if clustered is not None else None,
         limits=ConnectionLimits(
             max_message_bytes=settings.max_message_bytes,
             message_rate=settings.message_rate,

@@ -5,8 +5,9 @@ relayed join has legs a direct one has not; each is timed where it happens, so a
 on the node that pays for it (``/metrics``: ``zvonok_cluster_relay_leg_seconds{leg}``, written by
 ``cluster_node.ClusterCollector``):
 
-- ``locate`` (edge): the lookup of the room's lease in Redis (a join whose owner this node knew
-  without Redis is not timed: see ``zvonok_cluster_relay_located_total``);
+- ``locate`` (edge): the lookup of the room's lease in Redis, with the session's binding (for a
+  lookup started when the WebSocket was accepted, what the join still waited; a join whose owner
+  this node knew without Redis is not timed: see ``zvonok_cluster_relay_located_total``);
 - ``request`` (edge): the ``join`` request to the owner node until its answer;
 - ``serve`` (owner): that join on the owner, from its start to the answer (the room lock, the
   claim if the room is new, the session binding in Redis unless the edge made it already);

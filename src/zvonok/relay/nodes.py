@@ -11,7 +11,13 @@ lives on one node (its *owner*), which alone claims it in the ``RoomDirectory``.
    the lease is valid; else ``NodeRegistry.pick()`` (this node when it is within the margin).
    The lease lookup goes with the session's binding (``Bindings.bind_for_peer``) in the same
    round trip; a binding that holds is sent along (``bound``) and the owner's own binding then
-   costs no round trip (``Bindings.bound_by_peer``).
+   costs no round trip (``Bindings.bound_by_peer``). The lookup starts earlier when it can:
+   ``look_ahead`` (called when a call's WebSocket is accepted, its token and membership checked:
+   the room is in the URL) looks the lease up while the client sends its ``join``, which then
+   waits only for the binding (``located`` ``ahead``). A lease looked up ahead serves the joins of
+   that room on this node for ``LOOK_AHEAD_TTL`` at most, whatever it said (a stale owner answers
+   ``moved``, as after any race); at most ``MAX_LOOK_AHEAD`` rooms are looked up or kept at once
+   (more: the join looks the lease up itself), and a join of another room never sees it.
 2. Here: claim the lease (an asyncio lock per room serializes this node's joins) and join the
    node's own ``CallRooms`` (``LocalRooms``, or ``RelayedRooms`` over the media workers).
 3. Elsewhere: a ``RemoteSession`` asks the owner over the ``SignalBus`` link to that node, with the
@@ -89,8 +95,13 @@ CLUSTER_FULL: Final = "cluster-full"
 RESTART_CLOSE: Final = 1012  # service restart: join again at once
 TRY_LATER_CLOSE: Final = 1013  # try again later
 #: How a join's owner node was found (``ClusteredRooms.located``): this node holds the lease, a
-#: session of the room is relayed to the owner already, the lease in Redis, a new placement.
-LOCATED: Final = ("held", "relayed", "lease", "pick")
+#: session of the room is relayed to the owner already, the lease looked up when the WebSocket
+#: was accepted (``look_ahead``), the lease in Redis, a new placement.
+LOCATED: Final = ("held", "relayed", "ahead", "lease", "pick")
+#: Seconds a lease looked up ahead of a join serves the room's joins on this node.
+LOOK_AHEAD_TTL: Final = 2.0
+#: Rooms whose lease is being looked up ahead, or kept, at most.
+MAX_LOOK_AHEAD: Final = 256
 
 
 def node_lost() -> SignalError:
@@ -248,13 +259,17 @@ class ClusteredRooms:
         #: Per room being joined here: serializes this node's joins of it (the claim, then the
         #: join); a room's lock is forgotten when no join holds or awaits it.
         self._locks: KeyedLocks[RoomKey] = KeyedLocks()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         #: Joins relayed to other nodes and served for other nodes, for metrics.
         self.relayed_joins = 0
         self.served_joins = 0
         #: Joins by how their owner node was found (``LOCATED``), and the legs' times.
         self.located = dict.fromkeys(LOCATED, 0)
         self.timings = LegTimes(JOIN_LEGS)
+        #: Leases looked up ahead of a join (``look_ahead``): room → (when started, the lookup).
+        self._ahead: dict[RoomKey, tuple[float, asyncio.Task[RoomLease | None]]] = {}
+        #: Lookups ahead not started because ``MAX_LOOK_AHEAD`` rooms had one.
+        self.look_ahead_skipped = 0
 
     def attach(self, bus: Bus) -> None:
         self.bus = bus
@@ -320,6 +335,47 @@ class ClusteredRooms:
             retry_after_ms=1000,
         )
 
+    def look_ahead(self, key: RoomKey) -> None:
+        """A call's WebSocket for ``key`` was accepted (token and membership checked): look the
+        room's lease up now, while its client sends ``join`` (see the module). Nothing when the
+        join will not need Redis to find the owner, or a lookup of the room is fresh already."""
+        if self.closing or key in self.leases.held or self._degraded():
+            return
+        if self._relayed_owner(key) is not None:
+            return
+        now = time.monotonic()
+        kept = self._ahead.get(key)
+        if kept is not None and now - kept[0] < LOOK_AHEAD_TTL:
+            return
+        for room, (started, _) in list(self._ahead.items()):
+            if now - started >= LOOK_AHEAD_TTL:
+                del self._ahead[room]  # its task, if still running, ends by itself
+        if len(self._ahead) >= MAX_LOOK_AHEAD:
+            self.look_ahead_skipped += 1
+            return
+        task = asyncio.get_running_loop().create_task(self.leases.lookup(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._looked_ahead)
+        self._ahead[key] = (now, task)
+
+    def _looked_ahead(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed lookup is the join's to repeat, not a log line
+
+    def _looked_up(self, key: RoomKey) -> asyncio.Task[RoomLease | None] | None:
+        """The lookup ahead of ``key``'s lease if it is fresh (``LOOK_AHEAD_TTL``) and did not
+        fail; a stale or failed one is dropped."""
+        kept = self._ahead.get(key)
+        if kept is None:
+            return None
+        started, task = kept
+        failed = task.done() and (task.cancelled() or task.exception() is not None)
+        if failed or time.monotonic() - started >= LOOK_AHEAD_TTL:
+            del self._ahead[key]
+            return None
+        return task
+
     def _cluster_down(self) -> SignalError:
         return ClusterUnavailable("redis unreachable").refusal()
 
@@ -336,14 +392,14 @@ class ClusteredRooms:
         if owner is not None:
             self.located["relayed"] += 1
             return owner, False
+        ahead = self._looked_up(key)
         try:
             started = time.perf_counter()
-            lease, bound = await asyncio.gather(
-                self.leases.lookup(key), self._bind_for_owner(session_id, binding)
-            )
+            lookup = self.leases.lookup(key) if ahead is None else asyncio.shield(ahead)
+            lease, bound = await asyncio.gather(lookup, self._bind_for_owner(session_id, binding))
             self.timings.observe("locate", time.perf_counter() - started)
             if lease is not None and lease.valid:
-                self.located["lease"] += 1
+                self.located["lease" if ahead is None else "ahead"] += 1
                 return lease.owner, bound
             owner = await self.registry.pick()
             self.located["pick"] += 1

@@ -1,11 +1,13 @@
 """The call WebSocket endpoint: ``/api/v1/chat/{id}/call`` and ``/api/v1/group/{id}/call``.
 
-Authenticates before accepting (401 bad token, 403 not a member, 503 store down), then runs one
-connection: a reader loop that parses envelopes and dispatches them to the rooms layer, and one
-writer task that drains a bounded queue into the socket (the only place that writes). Bad input
-gets an ``error`` reply and the connection lives on; a run of bad messages or a flood closes only
-this connection. Imports ``rooms.port`` (the rooms layer as a ``CallRooms``: this process's rooms
-or a media worker's behind the worker link), ``auth``, ``store``; never ``media``.
+Authenticates before accepting (401 bad token, 403 not a member, 503 store down), tells the rooms
+layer which room an accepted connection is for (``look_ahead``: a cluster node looks the room's
+owner up while the client sends ``join``), then runs one connection: a reader loop that parses
+envelopes and dispatches them to the rooms layer, and one writer task that drains a bounded queue
+into the socket (the only place that writes). Bad input gets an ``error`` reply and the connection
+lives on; a run of bad messages or a flood closes only this connection. Imports ``rooms.port`` (the
+rooms layer as a ``CallRooms``: this process's rooms or a media worker's behind the worker link),
+``auth``, ``store``; never ``media``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
@@ -153,10 +156,14 @@ class CallEndpoint:
         store: MembershipStore,
         rooms: CallRooms,
         limits: ConnectionLimits,
+        look_ahead: Callable[[RoomKey], None] | None = None,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._rooms = rooms
+        #: Called with the room of each accepted connection, before its ``join`` arrives
+        #: (``ClusteredRooms.look_ahead``); only for a caller whose token and membership passed.
+        self._look_ahead = look_ahead
         self._limits = limits
         self._ip_buckets = IpRateLimiter(limits.connect_rate, limits.connect_burst)
         self._proxies = TrustedProxies(limits.forwarded_allow_ips)
@@ -178,11 +185,14 @@ class CallEndpoint:
         grants = await self._authorize(websocket, kind, room_id)
         if grants is None:
             return
+        key = RoomKey(kind, room_id)
+        if self._look_ahead is not None:
+            self._look_ahead(key)
         await websocket.accept()
         self.connections += 1
         self.idle.clear()
         try:
-            await Connection(websocket, RoomKey(kind, room_id), grants, self).run()
+            await Connection(websocket, key, grants, self).run()
         finally:
             self.connections -= 1
             if not self.connections:

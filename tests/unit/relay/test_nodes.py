@@ -2,9 +2,10 @@
 edge over real ``Link``s (socketpairs between in-process "nodes"), the claim race answered with
 ``moved``, a broken link turned into ``node-lost`` at the edge and a detach at the owner, Redis
 trouble into ``cluster-unavailable``; a room already relayed to its owner found without a lease
-lookup, the edge binding the session for the owner in the lookup's round trip, and each relayed
-join's legs timed. The lease store is an in-memory model of the Lua claim
-(the real one is tested against redis-server in tests/integration/cluster)."""
+lookup, the edge binding the session for the owner in the lookup's round trip, the lease looked up
+when the WebSocket was accepted (used by the join, bounded, kept to its room, a stale one
+followed), and each relayed join's legs timed. The lease store is an in-memory model of the Lua
+claim (the real one is tested against redis-server in tests/integration/cluster)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from zvonok.cluster.base import (
 )
 from zvonok.errors import SignalError
 from zvonok.ids import RoomKey, SessionId, UserId
+from zvonok.relay import nodes
 from zvonok.relay.frames import Frame
 from zvonok.relay.link import Link
 from zvonok.relay.nodes import ClusteredRooms, OwnedRooms
@@ -442,7 +444,7 @@ async def test_a_room_relayed_already_is_found_without_redis_and_each_leg_is_tim
     await join(a, "alice", "s1", Sink())
     await join(a, "bob", "s2", Sink())  # s1 is relayed to b: b is asked without a lookup
     assert a.leases.lookups == 1 and set(b.inner.sessions) == {"s1", "s2"}
-    assert a.rooms.located == {"held": 0, "relayed": 1, "lease": 0, "pick": 1}
+    assert a.rooms.located == {"held": 0, "relayed": 1, "ahead": 0, "lease": 0, "pick": 1}
     await join(b, "carol", "s3", Sink())
     assert b.rooms.located["held"] == 1
     assert a.rooms.timings.count("locate") == 1  # only the join that asked Redis
@@ -486,3 +488,71 @@ async def test_the_edge_binds_for_the_owner_in_the_lookups_round_trip(cluster: C
     cluster.store.bindings[SessionId("s3")] = SessionBinding(UserId("mallory"), other)
     await a.rooms.join(other, UserId("carol"), SessionId("s3"), 8, Sink())
     assert a.bindings.for_peer == 2 and len(b.bindings.peer_bound) == 1
+
+
+async def test_a_lease_looked_up_ahead_serves_the_join(cluster: Cluster) -> None:
+    """``look_ahead`` (the WebSocket was accepted) looks the lease up; the join that follows
+    waits for that lookup instead of asking again, and still binds for the owner."""
+    a, b = cluster.add("a"), cluster.add("b")
+    await cluster.connect()
+    await join(b, "alice", "s1", Sink())  # b owns the room
+    a.rooms.look_ahead(ROOM)
+    await asyncio.sleep(0)
+    assert a.leases.lookups == 1
+    await join(a, "bob", "s2", Sink())
+    assert a.leases.lookups == 1 and "s2" in b.inner.sessions
+    assert a.rooms.located["ahead"] == 1 and a.rooms.located["lease"] == 0
+    assert a.bindings.for_peer == 1 and a.rooms.timings.count("locate") == 1
+    # nothing to look up for a room held here, or one relayed to its owner already
+    held_here = b.leases.lookups
+    b.rooms.look_ahead(ROOM)
+    a.rooms.look_ahead(ROOM)
+    await asyncio.sleep(0)
+    assert b.leases.lookups == held_here and a.leases.lookups == 1
+
+
+async def test_a_lookup_ahead_is_kept_to_its_room_and_bounded(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodes, "MAX_LOOK_AHEAD", 2)
+    a, b = cluster.add("a"), cluster.add("b")
+    await cluster.connect()
+    await join(b, "alice", "s1", Sink())
+    other = RoomKey.parse("group:8")
+    a.rooms.look_ahead(other)
+    a.rooms.look_ahead(other)  # one lookup per room while it is fresh
+    await asyncio.sleep(0)
+    assert a.leases.lookups == 1
+    await join(a, "bob", "s2", Sink())  # another room's lookup is not this join's
+    assert a.leases.lookups == 2 and a.rooms.located["lease"] == 1
+    assert a.rooms.located["ahead"] == 0
+    a.rooms.look_ahead(RoomKey.parse("group:9"))
+    a.rooms.look_ahead(RoomKey.parse("group:10"))  # two rooms are kept already
+    await asyncio.sleep(0)
+    assert a.leases.lookups == 3 and a.rooms.look_ahead_skipped == 1
+
+
+async def test_a_stale_lookup_ahead_is_dropped_or_followed(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c = cluster.add("a"), cluster.add("b"), cluster.add("c")
+    await cluster.connect()
+    await join(b, "alice", "s1", Sink())
+    a.rooms.look_ahead(ROOM)
+    await asyncio.sleep(0)
+    # the room moved to c after the lookup (b lost it): b answers moved, the join goes on
+    cluster.store.epoch += 1
+    cluster.store.records[ROOM] = ("c", cluster.store.epoch)
+    b.leases._held.pop(ROOM)
+    await c.leases.claim_lease(ROOM)
+    await join(a, "bob", "s2", Sink())
+    assert a.rooms.located["ahead"] == 1 and "s2" in c.inner.sessions
+    # one older than LOOK_AHEAD_TTL is not used: the join looks the lease up itself
+    for session in list(a.rooms.remote.values()):
+        await session.leave()
+    monkeypatch.setattr(nodes, "LOOK_AHEAD_TTL", 0.0)
+    a.rooms.look_ahead(ROOM)
+    await asyncio.sleep(0)
+    lookups = a.leases.lookups
+    await join(a, "carol", "s3", Sink())
+    assert a.leases.lookups == lookups + 1 and a.rooms.located["lease"] == 1
