@@ -44,6 +44,11 @@ METRICS = """\
 # HELP zvonok_cluster_relay_leg_seconds Legs of the signaling relayed between nodes.
 # TYPE zvonok_cluster_relay_leg_seconds histogram
 zvonok_cluster_relay_leg_seconds_bucket{le="0.0005",leg="locate"} 0.0
+zvonok_cluster_relay_leg_seconds_bucket{le="0.001",leg="locate"} 1.0
+zvonok_cluster_relay_leg_seconds_bucket{le="0.002",leg="locate"} 3.0
+zvonok_cluster_relay_leg_seconds_bucket{le="+Inf",leg="locate"} 4.0
+zvonok_cluster_relay_leg_seconds_bucket{le="0.0005",leg="send_wait"} 4.0
+zvonok_cluster_relay_leg_seconds_bucket{le="+Inf",leg="send_wait"} 10.0
 zvonok_cluster_relay_leg_seconds_count{leg="locate"} 4.0
 zvonok_cluster_relay_leg_seconds_sum{leg="locate"} 0.006
 zvonok_cluster_relay_leg_seconds_count{leg="serve"} 0.0
@@ -60,8 +65,9 @@ zvonok_cluster_relay_located_created{source="lease"} 1.7e+09
 def test_parse_legs_reads_means_and_how_owners_were_found() -> None:
     assert parse_legs(METRICS) == {
         "legs": {
-            "locate": {"count": 4, "mean_ms": 1.5},
-            "send_wait": {"count": 10, "mean_ms": 0.15},
+            # the 2nd of 4 is halfway through the (1, 2] ms bucket, which holds 2
+            "locate": {"count": 4, "mean_ms": 1.5, "p50_ms": 1.5},
+            "send_wait": {"count": 10, "mean_ms": 0.15, "p50_ms": None},  # beyond the buckets
         },
         "located": {"held": 12, "lease": 4},
     }

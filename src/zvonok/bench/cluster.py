@@ -9,7 +9,8 @@ node placement made the owner), ``join_split`` (join latency of the participants
 through the room's owner, *direct*, and of those relayed to it through the other node,
 *relayed*; the owner read from the room's lease in Redis) and ``relay_legs`` (each node's
 ``zvonok_cluster_relay_leg_seconds`` and ``..._located`` from its ``/metrics``: the relayed
-joins' legs, mean per leg). Loopback only; every process is ended by PID.
+joins' legs, mean and bucket-interpolated median per leg). Loopback only; every process is ended
+by PID.
 Implements no RFC (RESP, the Redis protocol, for the few commands it sends).
 """
 
@@ -188,37 +189,59 @@ def route_late(pair: NodePair, late: Sequence[Routed]) -> dict[str, int]:
     return {"direct": (len(late) + 1) // 2, "relayed": len(late) // 2}
 
 
-#: ``/metrics`` lines ``relay_legs`` reads: a leg's sum or count, and the located counters.
-_LEG_LINE = re.compile(
-    r'^zvonok_cluster_relay_leg_seconds_(sum|count)\{leg="([a-z_]+)"\} ([0-9.e+-]+)$'
-)
-_LOCATED_LINE = re.compile(r'^zvonok_cluster_relay_located_total\{source="([a-z]+)"\} ([0-9.e+]+)$')
+#: A ``/metrics`` sample line: name, labels, value.
+_SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} (\S+)$")
+_LABEL = re.compile(r'([a-z_]+)="([^"]*)"')
+_LEGS = "zvonok_cluster_relay_leg_seconds"
 
 
 def parse_legs(text: str) -> dict[str, Any]:
-    """From a node's ``/metrics`` text: per leg, how many and their mean (ms); and how many
-    joins found their owner each way (``located``)."""
+    """From a node's ``/metrics`` text: per leg, how many, their mean and their median (ms,
+    interpolated in the histogram's buckets); and how many joins found their owner each way
+    (``located``)."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
+    buckets: dict[str, list[tuple[float, float]]] = {}
     located: dict[str, int] = {}
     for line in text.splitlines():
-        leg = _LEG_LINE.match(line)
-        if leg is not None:
-            kind, name, value = leg.groups()
-            if kind == "sum":
-                sums[name] = float(value)
-            else:
-                counts[name] = int(float(value))
+        sample = _SAMPLE.match(line)
+        if sample is None:
             continue
-        source = _LOCATED_LINE.match(line)
-        if source is not None:
-            located[source.group(1)] = int(float(source.group(2)))
+        name, value = sample.group(1), float(sample.group(3))
+        labels = dict(_LABEL.findall(sample.group(2)))
+        leg = labels.get("leg", "")
+        if name == _LEGS + "_sum":
+            sums[leg] = value
+        elif name == _LEGS + "_count":
+            counts[leg] = int(value)
+        elif name == _LEGS + "_bucket" and "le" in labels:
+            buckets.setdefault(leg, []).append((float(labels["le"]), value))
+        elif name == "zvonok_cluster_relay_located_total" and "source" in labels:
+            located[labels["source"]] = int(value)
     legs = {
-        name: {"count": count, "mean_ms": round(sums.get(name, 0.0) / count * 1e3, 2)}
+        name: {
+            "count": count,
+            "mean_ms": round(sums.get(name, 0.0) / count * 1e3, 2),
+            "p50_ms": _bucket_median(buckets.get(name, []), count),
+        }
         for name, count in sorted(counts.items())
         if count
     }
     return {"legs": legs, "located": located}
+
+
+def _bucket_median(cumulative: list[tuple[float, float]], count: int) -> float | None:
+    """The median of a histogram (ms), interpolated linearly inside the bucket that holds it
+    (None when that is the open-ended one)."""
+    lower, below = 0.0, 0.0
+    for bound, total in sorted(cumulative):
+        if total >= count / 2:
+            if bound == float("inf"):
+                return None
+            share = (count / 2 - below) / (total - below) if total > below else 1.0
+            return round((lower + share * (bound - lower)) * 1e3, 2)
+        lower, below = bound, total
+    return None
 
 
 def relay_legs(pair: NodePair) -> dict[str, Any]:

@@ -339,10 +339,13 @@ def _cluster_lines(r: dict[str, Any]) -> list[str]:
         )
     for node, seen in split.get("nodes", {}).items():
         legs = ", ".join(
-            f"{leg} {v['mean_ms']} ms ×{v['count']}" for leg, v in seen.get("legs", {}).items()
+            f"{leg} {v.get('p50_ms')}/{v['mean_ms']} ms ×{v['count']}"
+            for leg, v in seen.get("legs", {}).items()
         )
         located = ", ".join(f"{k} {n}" for k, n in seen.get("located", {}).items() if n)
-        lines.append(f"  {node} relay legs (mean): {legs or 'none'}; owner found: {located or '-'}")
+        lines.append(
+            f"  {node} relay legs (p50/mean): {legs or 'none'}; owner found: {located or '-'}"
+        )
     return lines
 
 
