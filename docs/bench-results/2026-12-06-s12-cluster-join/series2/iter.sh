@@ -1,0 +1,8 @@
+#!/bin/sh
+# iter.sh OUT I [I...]: for each iteration I, the 1:1 pair then the group pair
+out=$1; shift
+for i in "$@"; do
+  if [ $((i % 2)) = 1 ]; then a=before; b=after; else a=after; b=before; fi
+  $out/pair.sh $out calls-1to1-x30 $i $a $b calls-1to1-x25 --rooms 30 --duration 5 --warmup 2 --nodes 2
+  $out/pair.sh $out fanout-2x10-r4 $i $b $a fanout-2x10 --rooms 4 --duration 10 --warmup 3 --nodes 2
+done
