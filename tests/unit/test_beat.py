@@ -47,6 +47,23 @@ async def test_callbacks_of_one_beat_share_one_timer_and_run_at_most_one_beat_ea
     assert beat.pending() == 0
 
 
+async def test_a_cancelled_callback_leaves_nothing_filed() -> None:
+    """A connection's timers are cancelled when it closes; the beat must not keep their handles
+    (and what they reference) until their multiple comes, up to ``silence_timeout`` later: with
+    connections coming and going, that was two objects per closed connection
+    (test_resilience's 300 join/leave cycles found them)."""
+    loop = asyncio.get_running_loop()
+    beat = Beat(Q)
+    start = loop.time()
+    handles = [beat.call_at(loop, start + 10 * Q + i * Q / 3, lambda: None) for i in range(30)]
+    for handle in handles:
+        handle.cancel()
+        handle.cancel()  # twice is harmless
+    assert all(h.cancelled() for h in handles)
+    assert beat.pending() == 0
+    assert sum(len(waiting) for waiting in beat._slots.values()) == 0
+
+
 async def test_a_near_deadline_gets_a_timer_of_its_own_and_a_failure_stays_contained() -> None:
     loop = asyncio.get_running_loop()
     beat = Beat(Q)
