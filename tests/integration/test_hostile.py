@@ -93,12 +93,22 @@ async def until(check: Callable[[], Awaitable[bool] | bool], what: str, wait: fl
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def next_error(peer: AiortcPeer, sdp: str, what: str, wait: float = 10.0) -> dict[str, Any]:
-    """Send ``sdp`` as an ``offer`` on the peer's socket; the ``error`` it provokes."""
-    before = len(peer.server_errors)
+async def next_error(
+    peer: AiortcPeer, sdp: str, what: str, *, negotiated: bool = True, wait: float = 10.0
+) -> dict[str, Any]:
+    """Send ``sdp`` as an ``offer`` on the peer's socket; the ``error`` it provokes.
+
+    An offer the negotiation refused is followed by the server's own offer (docs/protocol.md:
+    the negotiation stays alive); with ``negotiated`` this waits until the peer has answered it,
+    so that the next hostile offer meets a stable negotiation and not a ``glare``. An offer the
+    message layer refused (oversized) never reaches the negotiation: no offer follows.
+    """
+    before, answered = len(peer.server_errors), peer.answers_sent
     await peer.send("offer", {"type": "offer", "sdp": sdp})
     await until(lambda: len(peer.server_errors) > before, f"an error reply to {what}", wait)
     error: dict[str, Any] = peer.server_errors[before]
+    if negotiated:
+        await until(lambda: peer.answers_sent > answered, f"the server's offer after {what}", wait)
     return error
 
 
@@ -156,7 +166,7 @@ async def test_hostile_sdp_gets_bad_sdp_and_every_call_goes_on(
         "only unsupported codecs": (unsupported_codecs(valid), r"codec"),
     }
     for name, (sdp, reason) in hostile.items():
-        error = await next_error(mallory, sdp, name)
+        error = await next_error(mallory, sdp, name, negotiated=name != "above the length limit")
         assert error["code"] == "bad-sdp", (name, error)
         assert re.search(reason, error["message"]), (name, error)
     # Every session, mallory's included, goes on; nobody left, media still flows both ways.

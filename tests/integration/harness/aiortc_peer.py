@@ -83,6 +83,8 @@ class AiortcPeer(ReportPeer):
         self.log: list[str] = []
         self.errors: list[str] = []
         self.received: dict[str, int] = {}
+        #: Server offers this peer has answered (the answer is on the socket when it counts).
+        self.answers_sent = 0
         self.server_errors: list[dict[str, Any]] = []
         self.states: list[str] = []
         self.participants: dict[str, dict[str, Any]] = {}
@@ -216,6 +218,7 @@ class AiortcPeer(ReportPeer):
         await asyncio.sleep(self.delay_answer)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         await self.send("answer", {"type": "answer", "sdp": self.pc.localDescription.sdp})
+        self.answers_sent += 1
         self.answered_first = True
         await self._after_remote()
         await self._maybe_offer()
