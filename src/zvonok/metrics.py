@@ -10,6 +10,8 @@ the ``session_closing`` room event). No label carries a room, session or user id
 of a split node (issue 13) registers what it has: the front no rooms and no media, a worker no
 WebSockets; ``merge_expositions`` folds the workers' expositions into the front's, each worker's
 samples labelled ``worker="<id>"``.
+``Metrics.add_ticks`` puts the lag probe and the quality monitor on a media worker's tick, for
+a one-process node and a media worker process alike.
 Imports ``rooms`` and ``media`` only for types; never ``signaling`` or ``admin``.
 Implements no RFC (RTT/jitter/loss come from RFC 3550 §6.4.1 receiver reports).
 """
@@ -43,6 +45,7 @@ from .rooms.quality import QualitySample, temporal_layer
 if TYPE_CHECKING:
     from .media.worker import MediaWorker
     from .rooms.participant import Participant
+    from .rooms.quality import QualityMonitor
     from .rooms.room import Room
     from .rooms.service import RoomService
 
@@ -511,6 +514,20 @@ class Metrics:
         last, self._last_tick = self._last_tick, now
         if last is not None and not restart:
             self.loop_lag.observe(max(0.0, now - last - self._tick_interval))
+
+    def add_ticks(self, worker: MediaWorker, quality: QualityMonitor) -> list[Callable[[], None]]:
+        """This loop-lag probe and ``quality`` on ``worker``'s tick, without keeping it awake:
+        they have nothing to do while the process holds no transport, so an empty node's (or
+        media worker process's) tick sleeps (``MediaWorker.idle``); the first tick after a pause
+        only restarts the lag probe's clock. Returns the unsubscribe functions."""
+
+        def loop_lag(now: float) -> None:
+            self.on_tick(now, restart=worker.awake_ticks <= 1)
+
+        return [
+            worker.add_tick(loop_lag, keep_awake=False),
+            worker.add_tick(quality.tick, keep_awake=False),
+        ]
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of everything (``GET /metrics``)."""

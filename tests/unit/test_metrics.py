@@ -14,7 +14,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from zvonok import metrics
-from zvonok.admin.ops import add_ticks
 from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.media import worker as worker_module
 from zvonok.media.worker import MediaWorker
@@ -273,7 +272,7 @@ async def test_adaptive_media_families_are_there_with_bounded_labels(registry: M
 
 
 async def test_an_empty_node_s_probes_let_its_tick_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``admin.ops.add_ticks``: the loop-lag probe and the quality monitor do not keep an empty
+    """``Metrics.add_ticks``: the loop-lag probe and the quality monitor do not keep an empty
     one-process node's tick running; with a room's tick they run, and the lag is measured
     from the second tick after the pause on."""
     monkeypatch.setattr(worker_module, "TICK_INTERVAL", 0.02)
@@ -288,7 +287,7 @@ async def test_an_empty_node_s_probes_let_its_tick_sleep(monkeypatch: pytest.Mon
         )
         registry = Metrics(rooms=rooms, worker=worker, connections=lambda: 0, tick_interval=0.02)
         quality = QualityMonitor(rooms, interval=0.05)
-        unsubscribe = add_ticks(worker, registry, quality)
+        unsubscribe = registry.add_ticks(worker, quality)
         assert worker.idle
         await asyncio.sleep(0.1)
         assert worker.awake_ticks == 0

@@ -171,25 +171,8 @@ def build_operations(
 
         admin = create_admin_app(rooms, quality, settings.admin_token, drain=drain)
     ops = Operations(metrics, quality, webhooks, admin, event_bus=bus)
-    ops.unsubscribe.extend(add_ticks(worker, metrics, quality))
+    ops.unsubscribe.extend(metrics.add_ticks(worker, quality))
     return ops
-
-
-def add_ticks(
-    worker: MediaWorker, metrics: Metrics, quality: QualityMonitor
-) -> list[Callable[[], None]]:
-    """The node's loop-lag probe and quality monitor on the worker's tick, without keeping it
-    awake: they have nothing to do while the node holds no transport, so an empty node's tick
-    sleeps (``MediaWorker.idle``) as a media worker process's does; the first tick after a
-    pause only restarts the lag probe's clock. Returns the unsubscribe functions."""
-
-    def loop_lag(now: float) -> None:
-        metrics.on_tick(now, restart=worker.awake_ticks <= 1)
-
-    return [
-        worker.add_tick(loop_lag, keep_awake=False),
-        worker.add_tick(quality.tick, keep_awake=False),
-    ]
 
 
 class LazyAsgi:

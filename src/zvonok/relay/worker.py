@@ -424,14 +424,9 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     link.start()
     await media.start()
 
-    # none of these keeps the tick running: a worker with no media sleeps (the loop lag is not
-    # measured across such a pause: the first tick after one only starts the clock)
-    def loop_lag(now: float) -> None:
-        metrics.on_tick(now, restart=media.awake_ticks <= 1)
-
+    # none of these keeps the tick running: a worker with no media sleeps
     unsubscribe = [
-        media.add_tick(loop_lag, keep_awake=False),
-        media.add_tick(quality.tick, keep_awake=False),
+        *metrics.add_ticks(media, quality),
         media.add_tick(server.on_tick, keep_awake=False),
     ]
     link.notify(
