@@ -15,9 +15,9 @@ worker; the heartbeat carries state, load, rooms, sessions and UDP addresses) an
   cluster gauges to ``/metrics`` and ``GET /admin/cluster`` to the admin API, starts the
   backend), ``status()`` and ``close()``.
 - ``ClusterCollector``: the ``zvonok_cluster_*`` families (redis mode only): health, leases,
-  Redis errors, and the relay between nodes (``ClusteredRooms`` joins and sessions, the
-  ``RedisSignalBus`` frames and links, how long each leg of a relayed join took, the webhook
-  ``RedisEventBus``'s claims and duplicates).
+  Redis errors, dead nodes reaped, and the relay between nodes (``ClusteredRooms`` joins and
+  sessions, lease lookups ahead skipped, the ``RedisSignalBus`` frames and links, how long each
+  leg of a relayed join took, the webhook ``RedisEventBus``'s claims and duplicates).
 
 Imports ``cluster`` (``placement``: the load score) and ``relay``/``media``/``rooms`` for types.
 Implements no RFC.
@@ -172,9 +172,10 @@ NODES_COUNT_TTL = 1.0
 
 
 class ClusterCollector(Collector):
-    """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age;
-    with ``relay``/``bus`` the joins and sessions relayed between nodes and the bus's frames and
-    links; with ``events`` the webhook stream's claimed entries and duplicates."""
+    """``zvonok_cluster_*``: health, live nodes, leases, renewals, Redis errors, heartbeat age,
+    dead nodes reaped; with ``relay``/``bus`` the joins and sessions relayed between nodes (and
+    the lease lookups ahead of a join skipped) and the bus's frames and links; with ``events``
+    the webhook stream's claimed entries and duplicates."""
 
     def __init__(
         self,
@@ -259,6 +260,11 @@ class ClusterCollector(Collector):
             "Redis calls refused at once by the open circuit breaker (while degraded).",
             value=cluster.health.refused,
         )
+        yield CounterMetricFamily(
+            "zvonok_cluster_nodes_reaped",
+            "Dead nodes whose key this node removed (the peer check: no subscriber, no heartbeat).",
+            value=cluster.registry.reaped,
+        )
         yield from self._relay_families()
 
     def _relay_families(self) -> Iterator[Metric]:
@@ -282,6 +288,11 @@ class ClusterCollector(Collector):
             for source, count in relay.located.items():
                 located.add_metric([source], count)
             yield located
+            yield CounterMetricFamily(
+                "zvonok_cluster_relay_look_ahead_skipped",
+                "Lease lookups at WebSocket accept not started: too many rooms had one already.",
+                value=relay.look_ahead_skipped,
+            )
             sessions = GaugeMetricFamily(
                 "zvonok_cluster_relay_sessions",
                 "Sessions now relayed to another node (relayed) or served for one (served).",

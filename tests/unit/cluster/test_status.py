@@ -96,6 +96,22 @@ async def test_cluster_families_are_documented() -> None:
         await cluster.client.aclose()
 
 
+async def test_the_dead_nodes_this_node_reaped_are_a_counter() -> None:
+    """``RedisNodeRegistry.reaped`` (its reap script removed a dead peer's key; counted against
+    redis-server in tests/integration/cluster/test_signal_bus.py) is on ``/metrics``."""
+    cluster = RedisCluster(connect(RedisTarget(url="redis://127.0.0.1:9/0")), node_id="n1")
+    try:
+        registry = CollectorRegistry()
+        registry.register(ClusterCollector(cluster))
+        assert registry.get_sample_value("zvonok_cluster_nodes_reaped_total") == 0
+        cluster.registry.reaped = 2
+        assert registry.get_sample_value("zvonok_cluster_nodes_reaped_total") == 2
+        families = text_string_to_metric_families(generate_latest(registry).decode())
+        assert {f.type for f in families if f.name == "zvonok_cluster_nodes_reaped"} == {"counter"}
+    finally:
+        await cluster.client.aclose()
+
+
 async def test_scrapes_in_a_burst_count_the_nodes_once(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = RedisCluster(connect(RedisTarget(url="redis://127.0.0.1:9/0")), node_id="n1")
     asked: list[float] = []

@@ -3,9 +3,10 @@ edge over real ``Link``s (socketpairs between in-process "nodes"), the claim rac
 ``moved``, a broken link turned into ``node-lost`` at the edge and a detach at the owner, Redis
 trouble into ``cluster-unavailable``; a room already relayed to its owner found without a lease
 lookup, the edge binding the session for the owner in the lookup's round trip, the lease looked up
-when the WebSocket was accepted (used by the join, bounded, kept to its room, a stale one
-followed), and each relayed join's legs timed. The lease store is an in-memory model of the Lua
-claim (the real one is tested against redis-server in tests/integration/cluster)."""
+when the WebSocket was accepted (used by the join, bounded and the skipped ones on ``/metrics``,
+kept to its room, a stale one followed), and each relayed join's legs timed. The lease store is
+an in-memory model of the Lua claim (the real one is tested against redis-server in
+tests/integration/cluster)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from zvonok.cluster.base import (
     Claimed,
@@ -27,6 +29,9 @@ from zvonok.cluster.base import (
     RoomLease,
     SessionBinding,
 )
+from zvonok.cluster.connection import RedisTarget, connect
+from zvonok.cluster.node import RedisCluster
+from zvonok.cluster_node import ClusterCollector
 from zvonok.errors import SignalError
 from zvonok.ids import RoomKey, SessionId, UserId
 from zvonok.relay import nodes
@@ -530,6 +535,19 @@ async def test_a_lookup_ahead_is_kept_to_its_room_and_bounded(
     a.rooms.look_ahead(RoomKey.parse("group:10"))  # two rooms are kept already
     await asyncio.sleep(0)
     assert a.leases.lookups == 3 and a.rooms.look_ahead_skipped == 1
+    assert await scraped(a.rooms, "zvonok_cluster_relay_look_ahead_skipped_total") == 1
+
+
+async def scraped(relay: ClusteredRooms, name: str) -> float | None:
+    """``name``'s sample on the ``/metrics`` of a node whose relay is ``relay`` (the cluster's
+    own client never connects: the collector reads counters only)."""
+    cluster = RedisCluster(connect(RedisTarget(url="redis://127.0.0.1:9/0")), node_id="a")
+    try:
+        registry = CollectorRegistry()
+        registry.register(ClusterCollector(cluster, relay=relay))
+        return registry.get_sample_value(name)
+    finally:
+        await cluster.client.aclose()
 
 
 async def test_a_stale_lookup_ahead_is_dropped_or_followed(
