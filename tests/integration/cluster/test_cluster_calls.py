@@ -16,7 +16,9 @@ clients that connect to different nodes.
   everyone is told of the other 19, nobody gets an error.
 - The owner killed with SIGKILL while two clients are connected through the other nodes: both get
   ``error`` ``node-lost`` and close 1012, join again with their sessionId through the same node,
-  the room is claimed elsewhere with a higher epoch and media flows again.
+  the room is claimed elsewhere with a higher epoch and media flows again. At the default timing
+  one edge's peer check removed the dead owner's key (``zvonok_cluster_nodes_reaped_total``: 1
+  over the edges), before it would have expired.
 
 Cluster timings are shortened (``cluster_timing`` 0.25: node key 1.5 s, heartbeat 0.5 s, peer
 checks 0.125 s), except for the kill -9 case run again at the default timing (1.0: node key 6 s,
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -191,6 +194,10 @@ async def test_the_owner_killed_its_relayed_clients_heal_on_another_node(
         assert peer.closes == [1012], peer.closes
         assert [e["code"] for e in peer.server_errors] == ["node-lost"], peer.server_errors
     assert max(delays) <= LOST_LIMIT, f"node-lost only after {max(delays):.1f} s"
+    removed = [await reaped(nodes[n]) for n in edges]
+    # at 1.0 the key would expire only 6 s after the kill: one edge's check removed it (the other
+    # found it gone); at 0.25 the key (1.5 s) may expire first, and then nobody counts it
+    assert sum(removed) in ((1,) if timing == "1.0" else (0, 1)), removed
 
     # Both join again with their sessionId through the node they were on.
     alice2 = await aiortc_peers.open(
@@ -205,7 +212,7 @@ async def test_the_owner_killed_its_relayed_clients_heal_on_another_node(
     second = lease(redis_server, "group", group)
     print(
         f"timing {timing}: node-lost after {delays[0]:.2f} / {delays[1]:.2f} s, "
-        f"media back after {healed:.2f} s; {second}"
+        f"media back after {healed:.2f} s; {second}; reaped on the edges {removed}"
     )
     assert second["owner"] != first["owner"] and int(second["epoch"]) > int(first["epoch"])
     assert healed <= HEAL_LIMIT, f"media back only after {healed:.1f} s"
@@ -249,6 +256,15 @@ async def degraded(node: ZvonokServer) -> bool:
     async with httpx.AsyncClient() as http:
         text = (await http.get(node.http_url + "/metrics", timeout=2)).text
     return 'zvonok_cluster_health{state="degraded"} 1.0' in text
+
+
+async def reaped(node: ZvonokServer) -> float:
+    """The node's ``zvonok_cluster_nodes_reaped_total``: dead nodes' keys its peer check removed."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(node.http_url + "/metrics", timeout=2)).text
+    found = re.search(r"^zvonok_cluster_nodes_reaped_total (\S+)$", text, re.MULTILINE)
+    assert found is not None, "no zvonok_cluster_nodes_reaped_total on /metrics"
+    return float(found[1])
 
 
 async def status(node: ZvonokServer, path: str) -> int:

@@ -3,7 +3,8 @@ nodes on one real ``redis-server``; alice joins a room through node0, bob throug
 of the two joins is relayed to the room's owner. The edge counts a relayed join and session, the
 owner a served one; the edge times the relayed join's legs (the lease lookup, the request, the
 bus hops) and the owner its side of it; the signal bus counts frames both ways on one open link;
-a leave brings the session gauges back to 0.
+a leave brings the session gauges back to 0. The counters of reaped nodes and skipped lease
+look-aheads are on both nodes' ``/metrics`` at 0.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
 
 async def scrape(server: ZvonokServer) -> dict[str, float]:
-    """The ``zvonok_cluster_relay_*`` / ``zvonok_cluster_bus_*`` samples, by name and labels."""
+    """The ``zvonok_cluster_relay_*`` / ``zvonok_cluster_bus_*`` / ``zvonok_cluster_nodes_reaped``
+    samples, by name and labels."""
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(server.http_url + "/metrics")).text
-    samples = re.findall(r"^(zvonok_cluster_(?:relay|bus)_\S+) (\S+)$", text, re.MULTILINE)
+    pattern = r"^(zvonok_cluster_(?:relay_|bus_|nodes_reaped)\S+) (\S+)$"
+    samples = re.findall(pattern, text, re.MULTILINE)
     return {name: float(value) for name, value in samples}
 
 
@@ -45,6 +48,8 @@ async def test_a_relayed_join_moves_the_relay_counters(
         assert sample['zvonok_cluster_relay_sessions{direction="served"}'] == 0
         assert 'zvonok_cluster_bus_frames_total{direction="out"}' in sample
         assert "zvonok_cluster_bus_links" in sample
+        assert sample["zvonok_cluster_nodes_reaped_total"] == 0  # both nodes live
+        assert sample["zvonok_cluster_relay_look_ahead_skipped_total"] == 0
     async with (
         client(nodes[0], "alice", group, kind="group") as alice,
         client(nodes[1], "bob", group, kind="group") as bob,
