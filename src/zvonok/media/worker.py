@@ -6,7 +6,8 @@ DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 
 priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, priorities per
 RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
-consent and DTLS timeouts. The tick sleeps while the worker is ``idle`` (no transport, and no
+consent and DTLS timeouts. A pass runs in slices of ``TICK_SLICE`` (0.5 ms): between two slices
+the event loop reads the socket, so a packet never waits behind a whole pass over every room. The tick sleeps while the worker is ``idle`` (no transport, and no
 callback registered with ``keep_awake``: an idle media worker process wakes up for nothing) and
 runs again from the next transport or such callback on.
 IPv6: ``host = "::"`` binds one dual-stack socket (``IPV6_V6ONLY`` off) that serves IPv4 and IPv6
@@ -27,7 +28,7 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .fastpath import native
 from .transport.address import canonical_ip, is_ipv6
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two housekeeping ticks (the routers' RTCP and NACK timing needs ~250 ms).
 TICK_INTERVAL = 0.25
+#: The longest the tick keeps the event loop before it lets waiting packets through (seconds):
+#: a tick over many rooms runs in slices, so no packet waits behind all of it.
+TICK_SLICE = 0.0005
 #: Seconds between two sweeps of every transport's consent and DTLS deadlines: their timeouts
 #: are whole seconds (8 s stale, 30 s consent, 10 s DTLS), and an idle server's cost is mostly
 #: such wake-ups, so the sweep runs on every fourth tick, not on each.
@@ -197,7 +201,9 @@ class MediaWorker:
         self.udp = MediaUdpProtocol()
         self._context = self.certificate.make_context()
         self._transports: dict[str, WebRtcTransport] = {}
-        self._ticks: list[Callable[[float], None]] = []
+        #: The tick's callbacks in registration order, by a key of their registration.
+        self._ticks: dict[int, Callable[[float], None]] = {}
+        self._tick_keys = 0
         #: How many of ``_ticks`` keep the tick running with no transport (the rooms' routers).
         self._keepers = 0
         self._wake = asyncio.Event()
@@ -323,34 +329,53 @@ class MediaWorker:
         (a process's metrics, load report, quality monitor), so it does not keep the tick from
         sleeping; it runs on each tick while there is one, and once more after the last
         transport closed (the tick then sleeps until the next transport)."""
-        self._ticks.append(callback)
+        self._tick_keys += 1
+        key = self._tick_keys
+        self._ticks[key] = callback
         if keep_awake:
             self._keepers += 1
             self._wake.set()
-        removed = False
 
         def unsubscribe() -> None:
-            nonlocal removed
-            if not removed and callback in self._ticks:
-                removed = True
-                self._ticks.remove(callback)
-                if keep_awake:
-                    self._keepers -= 1
+            if self._ticks.pop(key, None) is not None and keep_awake:
+                self._keepers -= 1
 
         return unsubscribe
 
     def tick(self, now: float) -> None:
-        """One housekeeping pass (called by the tick task; tests call it with a fake clock):
-        the transports' deadlines once per ``TRANSPORT_SWEEP_INTERVAL``, the callbacks always."""
+        """One housekeeping pass in one go (tests call it with a fake clock): the transports'
+        deadlines once per ``TRANSPORT_SWEEP_INTERVAL``, the callbacks always."""
+        for _ in self._tick_steps(now):
+            pass
+
+    async def tick_sliced(self, now: float) -> None:
+        """The same pass as ``tick``, giving the event loop a turn whenever a slice of it took
+        ``TICK_SLICE``: packets that arrive meanwhile are forwarded between two rooms' work
+        instead of after all of it (the SFU-added latency's tail, docs/benchmarks.md)."""
+        clock = time.perf_counter
+        started = clock()
+        for _ in self._tick_steps(now):
+            if clock() - started >= TICK_SLICE:
+                await asyncio.sleep(0)
+                started = clock()
+
+    def _tick_steps(self, now: float) -> Iterator[None]:
+        """The pass, one step per transport or callback. A transport closed or a callback
+        unsubscribed while the loop had its turn is skipped."""
         if now >= self._next_sweep:
             self._next_sweep = now + TRANSPORT_SWEEP_INTERVAL * 0.95
             for transport in list(self._transports.values()):
-                transport.tick(now)
-        for callback in list(self._ticks):
+                if self._transports.get(transport.id) is transport:
+                    transport.tick(now)
+                    yield
+        for key, callback in list(self._ticks.items()):
+            if key not in self._ticks:
+                continue
             try:
                 callback(now)
             except Exception:
                 log.exception("tick callback %r raised", callback)
+            yield
 
     async def _tick_loop(self) -> None:
         while True:
@@ -361,7 +386,7 @@ class MediaWorker:
             await asyncio.sleep(TICK_INTERVAL)
             self.awake_ticks += 1
             try:
-                self.tick(self.clock())
+                await self.tick_sliced(self.clock())
             except Exception:  # a bug in one pass must not stop consent checking for good
                 log.exception("media worker tick failed")
 
