@@ -124,7 +124,8 @@ class NodeRegistry(Protocol):
     def node_id(self) -> str: ...
 
     async def nodes(self) -> Sequence[NodeInfo]:
-        """The live nodes (heartbeat not expired), this one included."""
+        """The live nodes (key present: heartbeat not expired and not reaped by a peer check), this
+        one included."""
         ...
 
     async def pick(self) -> str:
