@@ -27,6 +27,9 @@
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
  *   twcc_parse     the FCI of a transport-cc feedback packet (packets/rtcp.py parse_twcc_fci).
+ *   audio_levels   the RFC 6464 levels of the new packets in an audio producer's ring, as the
+ *                  active-speaker detector adds them up each tick (rooms/speakers.py
+ *                  read_levels).
  *
  * RTCP: a SendTarget also protects (srtp_protect_rtcp) and sends the RTCP the Python side builds
  * (send_rtcp), on the same socket and address as RTP (transport/target.py).
@@ -2641,6 +2644,94 @@ done:
     return out;
 }
 /* ------------------------------------------------------------------------------------------ */
+/* RFC 6464 audio levels read back from an audio producer's ring                             */
+
+/* The loudness threshold and silence of rooms/speakers.py (ACTIVE_LEVEL, SILENCE). */
+#define LEVEL_ACTIVE 50
+#define LEVEL_SILENCE 127
+
+/* audio_levels(slots, newest, count, ext_id, packets, loud, loudness, slow)
+ *     -> (packets, loud, loudness)
+ * The active-speaker detector's read of one audio track (rooms/speakers.py read_levels, which
+ * it replaces when built, exactly): the packets of the ring ``slots`` (a list of bytes or None,
+ * a power of two long, indexed by seq & (len - 1)) with sequence numbers newest - min(count,
+ * len) + 1 .. newest, oldest first, each one whose slot holds that sequence number; its RFC
+ * 6464 level read directly where browsers put it (the first element of a one-byte RFC 8285
+ * block, id ``ext_id``, one byte long, no CSRCs), any other layout through ``slow(packet,
+ * ext_id)`` (speakers.level_of: the level, or None for a packet without one). Each packet with
+ * a level adds 1 to ``packets`` and, when the level is at most LEVEL_ACTIVE, 1 to ``loud`` and
+ * (LEVEL_SILENCE - level) / LEVEL_SILENCE to ``loudness``, in order (the same doubles as the
+ * reference's float sums). A slot shorter than 4 bytes (never in a ring: the core keeps RTP
+ * packets) is skipped. */
+static PyObject *
+audio_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "audio_levels takes 8 arguments");
+        return NULL;
+    }
+    PyObject *slots = args[0], *ext_obj = args[3], *slow = args[7];
+    if (!PyList_Check(slots)) {
+        PyErr_SetString(PyExc_TypeError, "slots must be a list");
+        return NULL;
+    }
+    long newest = PyLong_AsLong(args[1]);
+    long count = PyLong_AsLong(args[2]);
+    long ext_id = PyLong_AsLong(ext_obj);
+    long long packets = PyLong_AsLongLong(args[4]);
+    long long loud = PyLong_AsLongLong(args[5]);
+    double loudness = PyFloat_AsDouble(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t size = PyList_GET_SIZE(slots);
+    if (size == 0 || (size & (size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "slots is not a power of two long");
+        return NULL;
+    }
+    Py_ssize_t mask = size - 1;
+    long todo = count < (long)size ? count : (long)size;
+    int direct = ext_id >= 1 && ext_id <= 14 ? (int)(ext_id << 4) : -1;
+    for (long back = todo - 1; back >= 0; back--) {
+        unsigned seq = (unsigned)((newest - back) & 0xFFFF);
+        PyObject *packet = PyList_GET_ITEM(slots, (Py_ssize_t)seq & mask);
+        if (packet == Py_None)
+            continue;
+        if (!PyBytes_Check(packet)) {
+            PyErr_SetString(PyExc_TypeError, "a ring slot holds neither bytes nor None");
+            return NULL;
+        }
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(packet);
+        Py_ssize_t n = PyBytes_GET_SIZE(packet);
+        if (n < 4 || rd16(p + 2) != seq)
+            continue;
+        long level;
+        if (n >= 20 && (int)p[16] == direct && (p[0] & 0x1F) == 0x10 && p[12] == 0xBE &&
+            p[13] == 0xDE && n >= 16 + 4 * (Py_ssize_t)rd16(p + 14) && rd16(p + 14) >= 1) {
+            level = p[17] & 0x7F;
+        }
+        else {
+            PyObject *found = PyObject_CallFunctionObjArgs(slow, packet, ext_obj, NULL);
+            if (found == NULL)
+                return NULL;
+            if (found == Py_None) {
+                Py_DECREF(found);
+                continue;
+            }
+            level = PyLong_AsLong(found);
+            Py_DECREF(found);
+            if (level == -1 && PyErr_Occurred())
+                return NULL;
+        }
+        packets++;
+        if (level <= LEVEL_ACTIVE) {
+            loud++;
+            loudness += (double)(LEVEL_SILENCE - level) / (double)LEVEL_SILENCE;
+        }
+    }
+    return Py_BuildValue("(LLd)", packets, loud, loudness);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyObject *
 set_slow_rewrite(PyObject *module, PyObject *fn)
@@ -2660,6 +2751,9 @@ static PyMethodDef module_methods[] = {
     {"twcc_parse", twcc_parse, METH_O,
      "twcc_parse(fci) -> (base_seq, reference_time, fb_count, deltas): a transport-cc "
      "feedback FCI (packets.rtcp.parse_twcc_fci)."},
+    {"audio_levels", (PyCFunction)(void (*)(void))audio_levels, METH_FASTCALL,
+     "audio_levels(slots, newest, count, ext_id, packets, loud, loudness, slow) -> (packets, "
+     "loud, loudness): an audio ring's RFC 6464 levels (rooms.speakers.read_levels)."},
     {NULL}};
 
 static struct PyModuleDef module_def = {

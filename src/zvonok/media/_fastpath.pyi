@@ -48,6 +48,20 @@ def twcc_parse(fci: bytes | bytearray | memoryview, /) -> tuple[int, int, int, l
     """(base_seq, reference_time, fb_count, deltas) of a transport-cc feedback FCI, as
     ``packets.rtcp.parse_twcc_fci``; malformed input raises ``ValueError``."""
 
+def audio_levels(
+    slots: list[bytes | None],
+    newest: int,
+    count: int,
+    ext_id: int,
+    packets: int,
+    loud: int,
+    loudness: float,
+    slow: Callable[[bytes, int], int | None],
+    /,
+) -> tuple[int, int, float]:
+    """The RFC 6464 levels of an audio ring's packets added to a loudness window, as
+    ``rooms.speakers.read_levels``."""
+
 @final
 class SendTarget:
     """One transport's socket, peer address and outbound SRTP context."""

@@ -7,9 +7,10 @@ smoothed loudness), ``SpeakerRanking`` (every session's meter and the ordered li
 and ``ActiveSpeakers``, a room's detector: on every media housekeeping tick it reads the packets
 each audio producer received since its last look (the producer's short audio history, from the
 sequence number after the last one read to its newest: a track that received nothing costs one
-attribute read, and no packet is read twice), feeds their levels to the ranking, and sends
-``speakers`` to every participant when the ordered list of speaking sessions changed, at most
-``MAX_RATE`` times a second (docs/media.md, "Active speaker").
+attribute read, and no packet is read twice; ``read_levels``, compiled as
+``_fastpath.audio_levels`` when the fast path is built), feeds their levels to the ranking, and
+sends ``speakers`` to every participant when the ordered list of speaking sessions changed, at
+most ``MAX_RATE`` times a second (docs/media.md, "Active speaker").
 A session whose audio stops (muted, left, DTX silence) fades out of the list; an operator-muted
 track does not count; a session that joins is sent the current list (when it names anyone).
 Imports ``room``, ``mediaview`` and the wire vocabulary.
@@ -17,10 +18,11 @@ Imports ``room``, ``mediaview`` and the wire vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
+from ..media.fastpath import native
 from ..media.forwarding.layers import AUDIO_HISTORY_SIZE
 from ..media.packets.rtp import read_extension
 from ..media.sdp.codecs import AUDIO_LEVEL_URI
@@ -67,6 +69,58 @@ def level_of(packet: bytes | bytearray, ext_id: int) -> int | None:
         return packet[17] & 0x7F
     level = audio_level(packet, ext_id)
     return None if level is None else level[0]
+
+
+def read_levels(
+    slots: list[bytes | None],
+    newest: int,
+    count: int,
+    ext_id: int,
+    packets: int,
+    loud: int,
+    loudness: float,
+    slow: Callable[[bytes, int], int | None],
+) -> tuple[int, int, float]:
+    """A loudness window (``LoudnessMeter``'s ``packets``, ``loud``, ``loudness``) with the
+    levels of the last ``count`` packets of an audio ring added: the packets with sequence
+    numbers up to ``newest`` read in place (``PacketHistory.get``: a slot that holds another
+    sequence number is skipped), oldest first, each level read as ``level_of`` reads it (the
+    common layout directly, any other through ``slow``) and added as ``LoudnessMeter.add`` adds
+    it. The pure-Python reference of ``_fastpath.audio_levels``, which the detector uses when the
+    extension is built (tests/unit/rooms/test_speaker_levels.py holds them equal)."""
+    direct = ext_id << 4 if 1 <= ext_id <= 14 else -1
+    mask = len(slots) - 1
+    for back in range(min(count, len(slots)) - 1, -1, -1):
+        seq = (newest - back) & 0xFFFF
+        packet = slots[seq & mask]
+        if packet is None or len(packet) < 4 or (packet[2] << 8 | packet[3]) != seq:
+            continue
+        if (
+            len(packet) >= 20
+            and packet[16] == direct
+            and packet[0] & 0x1F == 0x10
+            and packet[12] == 0xBE
+            and packet[13] == 0xDE
+            and len(packet) >= 16 + 4 * (packet[14] << 8 | packet[15]) >= 20
+        ):
+            level = packet[17] & 0x7F
+        else:
+            found = slow(packet, ext_id)
+            if found is None:
+                continue
+            level = found
+        packets += 1
+        if level <= ACTIVE_LEVEL:
+            loud += 1
+            loudness += (SILENCE - level) / SILENCE
+    return packets, loud, loudness
+
+
+#: The compiled ``read_levels`` when the fast path is built.
+_read_levels: Callable[
+    [list[bytes | None], int, int, int, int, int, float, Callable[[bytes, int], int | None]],
+    tuple[int, int, float],
+] = native.audio_levels if native is not None else read_levels
 
 
 @dataclass(slots=True)
@@ -241,36 +295,16 @@ class ActiveSpeakers(Generic[M]):
         ring = packet_ring(producer)
         if ring is None:
             return
-        # The packets newer than ``last``, oldest first, read in place (``PacketHistory.get``),
-        # each level read as ``level_of`` reads it and added as ``LoudnessMeter.add`` adds it:
-        # this loop is most of the detector's cost, so it calls nothing for the common layout.
-        slots, mask = ring.slots, ring.mask
-        direct = ext_id << 4 if 1 <= ext_id <= 14 else -1
-        packets, loud, loudness = meter.packets, meter.loud, meter.loudness
-        for back in range(min(count, len(slots)) - 1, -1, -1):
-            seq = (newest - back) & 0xFFFF
-            packet = slots[seq & mask]
-            if packet is None or (packet[2] << 8 | packet[3]) != seq:
-                continue
-            if (
-                len(packet) >= 20
-                and packet[16] == direct
-                and packet[0] & 0x1F == 0x10
-                and packet[12] == 0xBE
-                and packet[13] == 0xDE
-                and len(packet) >= 16 + 4 * (packet[14] << 8 | packet[15]) >= 20
-            ):
-                level = packet[17] & 0x7F
-            else:
-                found = level_of(packet, ext_id)
-                if found is None:
-                    continue
-                level = found
-            packets += 1
-            if level <= ACTIVE_LEVEL:
-                loud += 1
-                loudness += (SILENCE - level) / SILENCE
-        meter.packets, meter.loud, meter.loudness = packets, loud, loudness
+        meter.packets, meter.loud, meter.loudness = _read_levels(
+            ring.slots,
+            newest,
+            count,
+            ext_id,
+            meter.packets,
+            meter.loud,
+            meter.loudness,
+            level_of,
+        )
 
     def _forget(self, stamp: int) -> None:
         """Drop what is kept of tracks and sessions that no longer have audio with levels."""
