@@ -25,6 +25,7 @@ one that flows (docs/media.md, "Layer switching").
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..media.forwarding.layers import ProducerLayer
@@ -63,6 +64,11 @@ NOMINAL_BITRATES = (1_500_000, 500_000, 150_000)
 class _Subscriber:
     allocator: LayerAllocator
     estimate: int | None = None
+    #: After a pass without a downlink estimate: what it decided on and left behind
+    #: (``_settled_inputs``). A pass without an estimate is idempotent (wishes and the layers'
+    #: availability alone decide, and it sets what it decided), so the next one is skipped
+    #: when these are unchanged. None after a pass with an estimate (its hold timers move).
+    inputs: tuple[object, ...] | None = None
 
 
 class RoomAdaptation:
@@ -112,11 +118,30 @@ class RoomAdaptation:
             if due or changed or participant.wishes_changed or _moved(sub.estimate, estimate):
                 participant.wishes_changed = False
                 sub.estimate = estimate
+                if estimate is not None:
+                    sub.inputs = None
+                elif self._same_pass(participant, sub, tracks):
+                    continue  # it would decide and set what the last pass did
                 self._allocate(now, participant, sub, tracks)
+                if estimate is None:
+                    sub.inputs = _settled_inputs(participant, tracks, self.room.muted)
         self._forget()
         if due:
             self._dynacast_pass(now, tracks)
         self._settled = not room.published and self._quiet()
+
+    def _same_pass(
+        self, participant: Participant, sub: _Subscriber, tracks: dict[str, VideoTrack]
+    ) -> bool:
+        """An allocation pass for ``participant`` without a downlink estimate would change
+        nothing: the last pass had none either and left what this one would read and set as it
+        is (``_settled_inputs``). Such a pass decides on the wishes and the layers' availability
+        alone (and the tracks' sizes for a wish's size), sets the consumers' targets to what it
+        decided and says nothing when what is held back stays the same."""
+        inputs = sub.inputs
+        return inputs is not None and inputs == _settled_inputs(
+            participant, tracks, self.room.muted
+        )
 
     def _quiet(self) -> bool:
         """After a tick of a room with no published track: nothing of it is left to say or
@@ -369,6 +394,38 @@ class RoomAdaptation:
             entry.track_id,
             ", ".join(layer.rid for layer in layers if layer.active) or "nothing",
         )
+
+
+def _settled_inputs(
+    participant: Participant, tracks: dict[str, VideoTrack], muted: Collection[str]
+) -> tuple[object, ...]:
+    """What an allocation pass without a downlink estimate reads and sets for ``participant``:
+    each video track it receives (its consumer, whether it is a screen share, its layers'
+    availability and sizes — their bitrates count only against an estimate — and the
+    consumer's layer and temporal targets), its wishes and the tracks it is told are held
+    back. Equal before a pass to what the last pass left: that pass would change nothing."""
+    consumers = participant.consumers
+    received: list[object] = []
+    for track_id, track in tracks.items():
+        consumer = consumers.get(track_id)
+        if consumer is None or consumer.closed or track_id in muted:
+            continue
+        received.append(
+            (
+                track_id,
+                consumer,
+                track.screen,
+                tuple([(layer.available, layer.width, layer.height) for layer in track.layers]),
+                consumer.target_layer,
+                consumer.temporal_target,
+                consumer.spatial_target,
+            )
+        )
+    return (
+        tuple(received),
+        tuple(participant.wishes.items()),
+        tuple(participant.held.items()),
+    )
 
 
 def _moved(before: int | None, now: int | None) -> bool:

@@ -180,10 +180,13 @@ def test_a_settled_idle_room_does_no_work_on_its_tick() -> None:
     calls.clear()
     call.run(5.0)
     assert calls == []
-    call.subs["a"].wishes_changed = True  # a member's wishes: looked at on the next tick
+    # a member's wishes (for a track not published: dropped by the pass) are looked at on the
+    # next tick
+    call.subs["a"].wishes = {"cam": TrackSetting("cam", paused=True)}
+    call.subs["a"].wishes_changed = True
     call.run(0.25)
     assert calls[0] == "speakers" and "allocate" in calls
-    assert not call.subs["a"].wishes_changed
+    assert not call.subs["a"].wishes_changed and not call.subs["a"].wishes
     calls.clear()
     call.run(1.0)
     assert calls == []
