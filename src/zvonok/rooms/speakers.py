@@ -116,11 +116,11 @@ def read_levels(
     return packets, loud, loudness
 
 
-#: The compiled ``read_levels`` when the fast path is built.
+#: The compiled ``read_levels`` when the fast path is built (and not built before it existed).
 _read_levels: Callable[
     [list[bytes | None], int, int, int, int, int, float, Callable[[bytes, int], int | None]],
     tuple[int, int, float],
-] = native.audio_levels if native is not None else read_levels
+] = native.audio_levels if native is not None and hasattr(native, "audio_levels") else read_levels
 
 
 @dataclass(slots=True)
