@@ -499,13 +499,22 @@ class Metrics:
             "zvonok_event_loop_lag_seconds", "How late the media housekeeping tick ran.",
             buckets=LAG_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self._quality_children: dict[str, tuple[Histogram, Histogram, Histogram]] = {}
 
     def observe_quality(self, sample: QualitySample) -> None:
-        """One subscription's receiver-report figures (called once per stats interval)."""
+        """One subscription's receiver-report figures (called once per stats interval). The
+        labelled children are looked up once per kind (``labels`` locks and builds a key on every
+        call); a kind's series still appear with its first sample."""
+        children = self._quality_children.get(sample.kind)
+        if children is None:
+            kind = sample.kind
+            children = (self.rtt.labels(kind), self.jitter.labels(kind), self.loss.labels(kind))
+            self._quality_children[kind] = children
+        rtt, jitter, loss = children
         if sample.rtt is not None:
-            self.rtt.labels(sample.kind).observe(sample.rtt)
-        self.jitter.labels(sample.kind).observe(sample.jitter)
-        self.loss.labels(sample.kind).observe(sample.loss)
+            rtt.observe(sample.rtt)
+        jitter.observe(sample.jitter)
+        loss.observe(sample.loss)
 
     def on_tick(self, now: float, *, restart: bool = False) -> None:
         """The worker's housekeeping tick: its lateness is the event loop's lag. ``restart``:

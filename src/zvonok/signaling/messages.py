@@ -9,7 +9,9 @@ Owns the wire format of ``docs/protocol.md``: the envelope ``{"type", "payload",
   whole envelope:
   it carries ``roomId`` (as the client wrote it, number or string) and ``sessionId``;
 - a server message (``Joined`` … ``Speakers``) is its ``payload``: the envelope's ``roomId`` and
-  ``sessionId`` belong to the connection and are added by ``encode_server_message``.
+  ``sessionId`` belong to the connection and are added by ``encode_server_message``. The one
+  exception, ``StatsFrame``, is what the server sends as ``stats``: the payload object the quality
+  monitor built, kept as it is (``to_json`` returns it; a receiver parses it as ``Stats``).
 
 Parsing never raises anything but ``MessageError`` (a ``ValueError``) whose ``code`` is the
 ``error`` code the client is told: ``bad-json``, ``bad-message``, ``bad-sdp`` (an oversized
@@ -808,6 +810,24 @@ class Stats(_ServerMessage):
 
 
 @dataclass(frozen=True, slots=True)
+class StatsFrame:
+    """``stats`` as the server builds it: its payload object, sent as it is (``to_json``).
+
+    The quality monitor measures straight into the wire object, in ``Stats``'s field order, so
+    encoding this is byte for byte what ``Stats.parse(payload).to_json()`` encodes; parsing it
+    back checked nothing the monitor does not build already and was about half of a session's
+    ``stats`` cost (tests/unit/rooms/test_quality_schedule.py holds the two equal). A receiver
+    (a client, the relay's front) parses it as ``Stats``.
+    """
+
+    payload: JsonObject
+    type: ClassVar[str] = "stats"
+
+    def to_json(self) -> JsonObject:
+        return self.payload
+
+
+@dataclass(frozen=True, slots=True)
 class TrackMuted(_ServerMessage):
     """``track-muted``: an operator muted (or unmuted) a published track."""
 
@@ -945,7 +965,8 @@ class Speakers(_ServerMessage):
     FIELDS = (("speakers", "speakers", _parts(Speaker)),)
 
 
-ServerMessage = (
+#: A server message as a receiver parses it.
+ParsedServerMessage = (
     Joined
     | ParticipantJoined
     | ParticipantLeft
@@ -963,7 +984,9 @@ ServerMessage = (
     | PublishBackup
     | Speakers
 )
-SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
+#: A server message as the server sends it.
+ServerMessage = ParsedServerMessage | StatsFrame
+SERVER_MESSAGES: dict[str, type[ParsedServerMessage]] = {
     kind.type: kind
     for kind in (
         Joined,
@@ -1005,7 +1028,7 @@ def encode_server_message(
     return server_message(message.type, message.to_json(), room_id, session_id)
 
 
-def parse_server_object(data: Mapping[str, object]) -> ServerMessage:
+def parse_server_object(data: Mapping[str, object]) -> ParsedServerMessage:
     """Parse one decoded server envelope (a client's view; also the worker link's)."""
     msg_type = data.get("type")
     kind = SERVER_MESSAGES.get(msg_type) if isinstance(msg_type, str) else None

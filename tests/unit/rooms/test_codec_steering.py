@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from zvonok.rooms.participant import Participant
 from zvonok.rooms.quality import QualityMonitor
 from zvonok.rooms.service import RoomService
 from zvonok.rooms.steering import backup_served, steer
+from zvonok.signaling.messages import Stats
 
 from ..fakes import RecordingSink
 from ..sdp_answers import answer_to, sdp_fixture
@@ -465,7 +467,10 @@ async def test_a_backup_stream_serves_the_subscriber_no_single_codec_fits(
     assert fed.ssrc == h264._send_ssrcs[camera][0]  # the SSRC its camera m-line announced
     told = [p["unavailable"] for t, p in h264_sink.sent if t == "track-unavailable" and p]
     assert told == ([True, False] if late else [])
-    QualityMonitor(rooms, interval=5.0).tick(100.0)
+    QualityMonitor(rooms, interval=5.0).run(5.0)  # every session at once
+    for sink in (alice_sink, vp8_sink, h264_sink):  # sent as built: byte for byte the parsed one
+        sent = sink.last("stats")
+        assert json.dumps(sent) == json.dumps(Stats.parse(sent).to_json())
     video = [r for r in h264_sink.last("stats")["receiving"] if r["kind"] == "video"]
     assert [(r["trackId"], r["sessionId"]) for r in video] == [(camera, "alice")]
     assert [p["mid"] for p in alice_sink.last("stats")["published"]] == ["0", "1"]

@@ -29,6 +29,7 @@ from zvonok.signaling.messages import (
     Leave,
     MessageError,
     Offer,
+    ParsedServerMessage,
     ParticipantJoined,
     ParticipantLeft,
     Peer,
@@ -38,7 +39,6 @@ from zvonok.signaling.messages import (
     ReceivingStats,
     ServerAnswer,
     ServerIce,
-    ServerMessage,
     ServerOffer,
     SessionDescriptionPayload,
     Speaker,
@@ -88,7 +88,7 @@ PUBLISHED = PublishedStats("t1", "0", "audio", 32000, 250, 1, 2.5, 0, 0, False)
 RECEIVING = ReceivingStats(
     "t2", "video", "s-b", "bob", None, 10, 1, 0.0, 0, 1.0, None, 2, 1, False, "h", 3, 1
 )
-SERVER: list[ServerMessage] = [
+SERVER: list[ParsedServerMessage] = [
     Joined("s-a", "alice", "chat:1", (Peer("s-b", "bob"),), ({"urls": ["stun:x"]},), False),
     Joined("s-a", "alice", "group:g", (), (), True),
     ParticipantJoined("s-b", "bob"),
@@ -135,7 +135,7 @@ def test_client_messages_round_trip(message: ClientMessage) -> None:
 
 
 @pytest.mark.parametrize("message", SERVER, ids=repr)
-def test_server_messages_round_trip(message: ServerMessage) -> None:
+def test_server_messages_round_trip(message: ParsedServerMessage) -> None:
     assert type(message).parse(message.to_json()) == message
     frame = json.loads(encode_server_message(message, 1, "s"))
     assert (frame["type"], frame["roomId"], frame["sessionId"]) == (message.type, 1, "s")
@@ -261,7 +261,9 @@ def test_client_wire_form_is_the_spec_examples() -> None:
         ),
     ],
 )
-def test_server_wire_form_is_byte_for_byte_the_old_one(message: ServerMessage, frame: str) -> None:
+def test_server_wire_form_is_byte_for_byte_the_old_one(
+    message: ParsedServerMessage, frame: str
+) -> None:
     assert encode_server_message(message, 1, "s") == frame
 
 
@@ -496,7 +498,7 @@ json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 ice_servers = st.dictionaries(
     st.text(max_size=8), json_scalars | st.lists(json_scalars), max_size=3
 )
-server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
+server_messages: st.SearchStrategy[ParsedServerMessage] = st.one_of(
     st.builds(
         Joined,
         text,
@@ -560,7 +562,7 @@ def test_property_client_messages_round_trip_through_the_wire(message: ClientMes
 @settings(max_examples=300, deadline=None)
 @given(server_messages, room_ids, st.none() | ids)
 def test_property_server_messages_round_trip_through_the_wire(
-    message: ServerMessage, room: int | str, session: str | None
+    message: ParsedServerMessage, room: int | str, session: str | None
 ) -> None:
     frame = json.loads(encode_server_message(message, room, session))
     assert (frame["roomId"], frame["sessionId"]) == (room, session)
@@ -577,7 +579,7 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(server_messages, st.data())
 def test_property_server_parsers_only_raise_bad_message(
-    message: ServerMessage, data: st.DataObject
+    message: ParsedServerMessage, data: st.DataObject
 ) -> None:
     """A payload with any field replaced by any JSON value parses to a message or is refused
     with ``bad-message``; what parses says what the payload said."""
