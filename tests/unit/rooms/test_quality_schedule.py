@@ -183,3 +183,22 @@ async def test_stats_frame_is_the_wire_form_of_stats(worker: MediaWorker) -> Non
         assert frame.type == Stats.type
         assert json.dumps(frame.to_json()) == json.dumps(Stats.parse(payload).to_json())
         assert call.stats(sid)[-1] == payload
+
+
+async def test_a_session_id_joined_again_starts_over(worker: MediaWorker) -> None:
+    """A new session under the id of one that left between two turns is not measured against the
+    old one's counters: its first ``stats`` has no bitrates."""
+    call = Call(worker)
+    [old] = await call.join(1)
+    monitor = QualityMonitor(call.rooms, interval=INTERVAL)
+    old.transport._rx_bytes += 1_000
+    monitor.tick(1000.0)
+    await call.rooms.leave(old, "leave")
+    sink = RecordingSink()
+    key = RoomKey(RoomKind.CHAT, "0")
+    new, _ = await call.rooms.join(key, UserId("u0"), old.session_id, 0, sink)
+    assert new is not old
+    new.transport._rx_bytes += 50_000  # more than the old one had: a rate could be made up
+    monitor.tick(1000.0 + INTERVAL)
+    [stats] = [p for t, p in sink.sent if t == "stats" and p is not None]
+    assert stats["bitrateIn"] is None
