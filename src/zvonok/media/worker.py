@@ -7,9 +7,10 @@ priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, 
 RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
 consent and DTLS timeouts. A pass runs in slices of ``TICK_SLICE`` (0.5 ms): between two slices
-the event loop reads the socket, so a packet never waits behind a whole pass over every room. The tick sleeps while the worker is ``idle`` (no transport, and no
-callback registered with ``keep_awake``: an idle media worker process wakes up for nothing) and
-runs again from the next transport or such callback on.
+the event loop reads the socket, so a packet never waits behind a whole pass over every room.
+The tick sleeps while the worker is ``idle`` (no transport, and no callback registered with
+``keep_awake``: an idle media worker process wakes up for nothing) and runs again from the next
+transport or such callback on.
 IPv6: ``host = "::"`` binds one dual-stack socket (``IPV6_V6ONLY`` off) that serves IPv4 and IPv6
 peers on the one port (IPv4 peers appear as ``::ffff:a.b.c.d``, see ``transport.address``); a
 kernel without IPv6 falls back to ``0.0.0.0`` with a warning. Announced addresses are canonical
