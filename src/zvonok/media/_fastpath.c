@@ -1094,7 +1094,9 @@ forwarder_rewrite(Forwarder *f, PyObject *packet, const uint8_t *in, Py_ssize_t 
     if (f->blocked) {
         if (f->held)
             return -1;
-        if (f->video && !keyframe) {
+        /* video starts at a keyframe the subscriber gets: one its transport cannot send yet
+         * (DTLS/SRTP not done) would start it on frames no decoder can use (Forwarder.forward) */
+        if (f->video && (!keyframe || !target_ready(f->target))) {
             f->dropped++;
             return -1;
         }

@@ -4,12 +4,15 @@ layers' SSRCs from the rid extension, and a subscriber's compiled forwarder swit
 
 from __future__ import annotations
 
+import socket
+
 from zvonok.media.fastpath import native
 from zvonok.media.forwarding.router import Router
 from zvonok.media.forwarding.types import MID_URI, REPAIRED_RID_URI, RID_URI
 from zvonok.media.sdp.description import RtpCodec
 from zvonok.media.sdp.slots import AcceptedSend, PublishedTrack
 from zvonok.media.session import MediaSession, consumer_params, producer_params
+from zvonok.media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
 from zvonok.media.worker import MediaWorker
 
 from .forwarding_fakes import VP8_DELTA, rtp
@@ -38,11 +41,25 @@ def test_producer_params_of_a_simulcast_track() -> None:
     assert params.extensions == EXTENSIONS
 
 
+def key_target(session: MediaSession, peer: socket.socket) -> None:
+    """What DTLS completion does to the subscriber's send target: keyed, addressed, enabled (a
+    video forwarder starts only at a keyframe its target can send)."""
+    key = bytes(range(AEAD_AES_128_GCM.master_length))
+    srtp = SrtpSession(AEAD_AES_128_GCM, tx_master=key, rx_master=key)
+    target = session.transport.rtp_target
+    target.set_srtp(*srtp.tx_handle(), srtp)
+    target.set_address(peer.getsockname())
+    target.enabled = True
+
+
 async def test_learn_and_switch_through_media_sessions(worker: MediaWorker) -> None:
     router = Router()
     alice = MediaSession(worker=worker, router=router, on_state=lambda state: None)
     bob = MediaSession(worker=worker, router=router, on_state=lambda state: None)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
     try:
+        key_target(bob, peer)
         producer = alice.produce(producer_params("cam", simulcast_track()))
         assert [layer.rid for layer in producer.layers] == ["q", "h", "f"]
         for i, rid in enumerate("qhf"):
@@ -79,3 +96,4 @@ async def test_learn_and_switch_through_media_sessions(worker: MediaWorker) -> N
     finally:
         alice.close()
         bob.close()
+        peer.close()

@@ -89,7 +89,11 @@ class Forwarder:
     """Rewrites a producer's packets for one subscriber and hands them to ``send``.
 
     ``blocked``: nothing is forwarded until a start point (video: a keyframe); ``held``: paused
-    or closed, so not even a keyframe starts it.
+    or closed, so not even a keyframe starts it. A video keyframe starts it only when ``ready()``
+    (the subscriber's send target is keyed and addressed, as the compiled forwarder checks its
+    target): a keyframe its transport cannot send yet (DTLS not done) is dropped like any other
+    packet while blocked, else the subscriber's decoder would start on frames it cannot decode
+    until the next keyframe. ``ready`` defaults to always true (a sink without a target).
 
     VP8 (input payload types ``vp8_payload_types``, RFC 7741 §4.2): every packet sent has
     ``pid_offset`` added to its PictureID, ``tl0_offset`` to its TL0PICIDX and
@@ -106,8 +110,8 @@ class Forwarder:
     __slots__ = (
         "ssrc", "video", "blocked", "held", "seq_offset", "sync_in_seq", "last_out_seq",
         "ts_offset", "packets_sent", "octets_sent", "dropped", "pid_offset", "tl0_offset",
-        "keyidx_offset", "last_pid", "last_tl0", "last_keyidx", "vp8_resync", "_send", "_pts",
-        "_ext", "_vp8",
+        "keyidx_offset", "last_pid", "last_tl0", "last_keyidx", "vp8_resync", "_send", "_ready",
+        "_pts", "_ext", "_vp8",
     )  # fmt: skip
 
     def __init__(
@@ -121,8 +125,10 @@ class Forwarder:
         ts_offset: int,
         last_out_seq: int,
         vp8_payload_types: Iterable[int] = (),
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self._send = send
+        self._ready = ready
         self._pts = dict(payload_types)
         self._ext = ext_table
         self._vp8 = frozenset(vp8_payload_types)
@@ -149,7 +155,7 @@ class Forwarder:
         if self.blocked:
             if self.held:
                 return
-            if self.video and not keyframe:
+            if self.video and (not keyframe or (self._ready is not None and not self._ready())):
                 self.dropped += 1
                 return
             self.seq_offset = (self.last_out_seq + 1 - in_seq) & 0xFFFF
@@ -264,7 +270,8 @@ def make_forwarder(
     vp8_payload_types: Iterable[int] = (),
 ) -> ForwarderLike:
     """The compiled forwarder when ``sink`` (a transport) has a compiled ``rtp_target``, else the
-    Python one sending through ``sink.send_rtp``."""
+    Python one sending through ``sink.send_rtp`` (and asking ``sink.rtp_target.ready`` before a
+    video start point, when the sink has a target)."""
     target = getattr(sink, "rtp_target", None)
     if native is not None and isinstance(target, native.SendTarget):
         forwarder: _fastpath.Forwarder = native.Forwarder(
@@ -273,10 +280,12 @@ def make_forwarder(
             vp8_payload_types=tuple(vp8_payload_types),
         )  # fmt: skip
         return forwarder
+    ready = None if target is None else (lambda: bool(sink.rtp_target.ready))  # type: ignore[attr-defined]
     return Forwarder(
         send=sink.send_rtp,  # type: ignore[attr-defined]
         ssrc=ssrc, payload_types=payload_types, ext_table=ext_table, video=video,
         ts_offset=ts_offset, last_out_seq=last_out_seq, vp8_payload_types=vp8_payload_types,
+        ready=ready,
     )  # fmt: skip
 
 
