@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -348,6 +349,24 @@ class AiortcLoopback(ReportPeer):
         await self.sender.close()
 
 
+class DecodeFailures(logging.Handler):
+    """The ``failed to decode`` warnings of aiortc's receivers (logger ``aiortc.rtcrtpreceiver``,
+    one per frame its decoder refused), from every peer of the process; attached by the
+    ``aiortc_peers`` fixture for one test. A VP8 decoder refuses the frames before its first
+    keyframe, so a subscriber started mid-stream shows here (see docs/testing.md)."""
+
+    LOGGER = "aiortc.rtcrtpreceiver"
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "failed to decode" in message and len(self.messages) < LOG_LINES:
+            self.messages.append(f"{time.strftime('%H:%M:%S')} {message}")
+
+
 class AiortcPeers:
     """Opens aiortc participants and closes them all."""
 
@@ -355,6 +374,8 @@ class AiortcPeers:
         self.allowed = allowed or errors.Allowed()
         self.peers: list[AiortcPeer | AiortcLoopback] = []
         self.recorded: dict[str, list[str]] = {}
+        #: aiortc decode failures during the test (not an error by itself yet: see docs/testing.md)
+        self.decode_failures = DecodeFailures()
 
     async def open(
         self,
@@ -411,8 +432,11 @@ async def aiortc_peers(
     peer's recorded ``errors`` must be empty or allowed (errors.py)."""
     use_loopback_addresses(monkeypatch)
     peers = AiortcPeers(errors.Allowed.of(request))
+    logger = logging.getLogger(DecodeFailures.LOGGER)
+    logger.addHandler(peers.decode_failures)
     try:
         yield peers
     finally:
         await peers.close()
+        logger.removeHandler(peers.decode_failures)
     peers.check_errors()
