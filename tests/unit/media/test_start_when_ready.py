@@ -111,3 +111,34 @@ def test_a_keyframe_the_target_cannot_send_does_not_start_the_video(sink: Target
     assert not c.waiting and c.packets_sent == 2
     assert [p.payload for p in got] == [VP8_KEY, rtp(103)[12:]]
     assert got[1].sequence_number == (got[0].sequence_number + 1) & 0xFFFF
+
+
+def test_the_first_keyframe_is_asked_for_when_the_target_can_send(sink: TargetSink) -> None:
+    """Asking at creation, while DTLS goes on, would spend the layer's one request a second on a
+    keyframe that starts nothing; the subscriber would wait up to a second more for its video."""
+    clock = FakeClock()
+    router = Router(clock=clock)
+    publisher = FakeSink()
+    producer = make_video(router, publisher)
+    c = router.create_consumer(
+        producer, consumer_id="c", sink=sink, ssrc=0x2000, rtx_ssrc=None,
+        payload_types={97: 96}, rtx_payload_types={}, ext_id_map={}, cname="pub",
+    )  # fmt: skip
+    producer.receive_rtp(rtp(100, 9000, marker=True))  # the publisher's stream is known
+    assert c.waiting and not sink.rtp_target.ready
+
+    def plis() -> int:
+        return sum(1 for p in publisher.feedback() if type(p).__name__ == "Pli")
+
+    clock.now += 0.25
+    router.tick(clock())
+    assert plis() == 0  # nothing asked while the subscriber cannot get it
+    key_srtp(sink)  # DTLS done 0.3 s after the consumer was made
+    clock.now += 0.05
+    router.tick(clock())
+    assert plis() == 1  # asked at once, not a second after a wasted request
+    producer.receive_rtp(rtp(101, 12000, payload=VP8_KEY, marker=True))
+    assert not c.waiting and c.packets_sent == 1
+    clock.now += 2.0
+    router.tick(clock())
+    assert plis() == 1  # started: nothing more to ask

@@ -1007,9 +1007,19 @@ class Consumer:
             self.producer.layers[self._home].replace(old, self.core)
 
     def start(self) -> None:
-        """Begin forwarding: video waits for a keyframe and asks the producer for one."""
+        """Begin forwarding: video waits for a keyframe and asks the producer for one (once the
+        subscriber's transport can send: else the tick asks as soon as it can)."""
         if not self.paused and not self.closed and self._video and self._home is not None:
-            self.producer.layers[self._home].request_keyframe()
+            if self._can_send():
+                self.producer.layers[self._home].request_keyframe()
+
+    def _can_send(self) -> bool:
+        """The subscriber's transport can send now (DTLS done). A keyframe that comes before
+        that starts nothing (the forwarder waits for one it can send), and asking for it would
+        hold the layer's next request back by up to ``KEYFRAME_REQUEST_INTERVAL``, so a new
+        subscriber asks for its first keyframe when its transport is ready."""
+        target = getattr(self._sink, "rtp_target", None)
+        return target is None or bool(target.ready)
 
     def pause(self) -> None:
         if self.closed:
@@ -1115,7 +1125,7 @@ class Consumer:
                 self.switch_timeouts += 1
                 probe.since = now
                 self.producer.layers[probe.layer].request_keyframe()
-            if self.waiting:
+            if self.waiting and self._can_send():
                 self.producer.layers[self._home].request_keyframe()  # type: ignore[index]
             f = self._filter
             if isinstance(f, _SvcFilter) and f.waits_for_keyframe and self._home is not None:
