@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from zvonok.media import worker as worker_module
 from zvonok.media.transport.transport import ConnectionState
 from zvonok.media.worker import MediaWorker
 
-TICK = 0.02
+from .worker_fakes import TICK, ticking_worker
 
 
 class Listener:
@@ -31,11 +30,8 @@ class Listener:
 
 @pytest.fixture
 async def media(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MediaWorker]:
-    monkeypatch.setattr(worker_module, "TICK_INTERVAL", TICK)
-    media = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await media.start()
-    yield media
-    await media.close()
+    async with ticking_worker(monkeypatch) as media:
+        yield media
 
 
 async def test_an_idle_worker_does_not_tick(media: MediaWorker) -> None:

@@ -13,18 +13,16 @@ import pytest
 from zvonok.media import worker as worker_module
 from zvonok.media.worker import MediaWorker
 
-TICK = 0.02
+from .worker_fakes import TICK, ticking_worker
+
 ROOMS = 40
 WORK = 0.0002  # one room's callback: 0.2 ms of CPU, 8 ms for all of them
 
 
 @pytest.fixture
 async def media(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MediaWorker]:
-    monkeypatch.setattr(worker_module, "TICK_INTERVAL", TICK)
-    media = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
-    await media.start()
-    yield media
-    await media.close()
+    async with ticking_worker(monkeypatch) as media:
+        yield media
 
 
 def busy(seconds: float) -> None:
