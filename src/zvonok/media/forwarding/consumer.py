@@ -51,7 +51,7 @@ from ..packets.rtp import (
     rtp_payload_bounds,
     wrap_rtx,
 )
-from .forwarder import ForwarderLike, make_forwarder
+from .forwarder import ForwarderLike, can_send, make_forwarder
 from .history import PacketHistory
 from .types import CodecInfo, ConsumerParams, PacketSink
 
@@ -1018,8 +1018,7 @@ class Consumer:
         that starts nothing (the forwarder waits for one it can send), and asking for it would
         hold the layer's next request back by up to ``KEYFRAME_REQUEST_INTERVAL``, so a new
         subscriber asks for its first keyframe when its transport is ready."""
-        target = getattr(self._sink, "rtp_target", None)
-        return target is None or bool(target.ready)
+        return can_send(self._sink)
 
     def pause(self) -> None:
         if self.closed:

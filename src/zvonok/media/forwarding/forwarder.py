@@ -258,6 +258,14 @@ class Fanout:
             item.forward(packet, keyframe)
 
 
+def can_send(sink: object) -> bool:
+    """The subscriber's transport can send now: its send target is keyed and addressed (DTLS
+    done); a sink without a target always can. A video start point needs it (``Forwarder``, and
+    the compiled forwarder's own check of its target), and so does asking for one (``Consumer``)."""
+    target = getattr(sink, "rtp_target", None)
+    return target is None or bool(target.ready)
+
+
 def make_forwarder(
     sink: object,
     *,
@@ -280,7 +288,7 @@ def make_forwarder(
             vp8_payload_types=tuple(vp8_payload_types),
         )  # fmt: skip
         return forwarder
-    ready = None if target is None else (lambda: bool(sink.rtp_target.ready))  # type: ignore[attr-defined]
+    ready = None if target is None else (lambda: can_send(sink))
     return Forwarder(
         send=sink.send_rtp,  # type: ignore[attr-defined]
         ssrc=ssrc, payload_types=payload_types, ext_table=ext_table, video=video,
