@@ -51,6 +51,7 @@ from ..cluster.placement import PPS_CAPACITY
 from ..compose import build_media, build_room_service, state_snapshot
 from ..config import Settings
 from ..errors import SignalError
+from ..heap import settle_heap
 from ..ids import RoomKey, SessionId, UserId
 from ..logs import configure_logging
 from ..media.worker import TICK_INTERVAL, MediaWorker
@@ -252,6 +253,7 @@ class WorkerServer:
             if params.get("gc"):  # leak checks (dev mode): what is alive after a full collection
                 snapshot["gcCollected"] = gc.collect()
                 snapshot["gcObjects"] = len(gc.get_objects())
+                snapshot["gcFrozen"] = gc.get_freeze_count()
             return snapshot
         raise SignalError("internal", f"unknown worker request {method!r}")
 
@@ -389,8 +391,12 @@ def _notifier(link: Link) -> Callable[[str, dict[str, Any]], None]:
     return notify
 
 
-async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
-    """Run worker ``index`` on the link ``sock`` until the front says stop or goes away."""
+async def serve(
+    index: int, settings: Settings, sock: socket.socket, *, settle: bool = False
+) -> None:
+    """Run worker ``index`` on the link ``sock`` until the front says stop or goes away.
+    ``settle``: a worker process of its own (``main``), whose start-up objects are then frozen
+    before it reports ready (``heap``)."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     media = build_media(settings, index)
     events = RoomEvents()
@@ -423,6 +429,8 @@ async def serve(index: int, settings: Settings, sock: socket.socket) -> None:
     holder["server"] = server
     link.start()
     await media.start()
+    if settle:
+        settle_heap()
 
     # none of these keeps the tick running: a worker with no media sleeps
     unsubscribe = [
@@ -472,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
-    asyncio.run(serve(args.index, settings, sock))
+    asyncio.run(serve(args.index, settings, sock, settle=True))
 
 
 if __name__ == "__main__":
