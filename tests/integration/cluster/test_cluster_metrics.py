@@ -4,12 +4,14 @@ of the two joins is relayed to the room's owner. The edge counts a relayed join 
 owner a served one; the edge times the relayed join's legs (the lease lookup, the request, the
 bus hops) and the owner its side of it; the signal bus counts frames both ways on one open link;
 a leave brings the session gauges back to 0. The counters of reaped nodes and skipped lease
-look-aheads are on both nodes' ``/metrics`` at 0.
+look-aheads are on both nodes' ``/metrics`` at 0, and every ``zvonok_cluster_*`` family the
+Grafana dashboard's cluster panels name is on a node's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -24,6 +26,8 @@ from .test_cluster_calls import start_nodes
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
 
+DOCS = Path(__file__).parents[3] / "docs"
+
 
 async def scrape(server: ZvonokServer) -> dict[str, float]:
     """The ``zvonok_cluster_relay_*`` / ``zvonok_cluster_bus_*`` / ``zvonok_cluster_nodes_reaped``
@@ -35,6 +39,10 @@ async def scrape(server: ZvonokServer) -> dict[str, float]:
     return {name: float(value) for name, value in samples}
 
 
+def _family(name: str) -> str:
+    return re.sub(r"_(bucket|count|sum|total)$", "", name)
+
+
 async def test_a_relayed_join_moves_the_relay_counters(
     zvonok_server_factory: ServerFactory, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -43,6 +51,14 @@ async def test_a_relayed_join_moves_the_relay_counters(
     )
     group = nodes[0].create_group(["alice", "bob"])
     before = [await scrape(node) for node in nodes]
+    # the dashboard's cluster panels name only families a cluster node exposes
+    async with httpx.AsyncClient(timeout=10) as http:
+        exposition = (await http.get(nodes[0].http_url + "/metrics")).text
+    exposed = {_family(n) for n in re.findall(r"^(zvonok_cluster_[a-z_]+)", exposition, re.M)}
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    panels = {_family(m) for e in exprs for m in re.findall(r"zvonok_cluster_[a-z_]+", e)}
+    assert len(panels) >= 10 and panels <= exposed, panels - exposed
     for sample in before:
         assert sample['zvonok_cluster_relay_joins_total{direction="relayed"}'] == 0
         assert sample['zvonok_cluster_relay_sessions{direction="served"}'] == 0
