@@ -27,6 +27,8 @@
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
  *   twcc_parse     the FCI of a transport-cc feedback packet (packets/rtcp.py parse_twcc_fci).
+ *   FeedbackCore   the per-packet part of reading a subscriber's transport-cc feedback
+ *                  (forwarding/twcc.py FeedbackAdapter + bwe.py's per-packet steps).
  *   audio_levels   the RFC 6464 levels of the new packets in an audio producer's ring, as the
  *                  active-speaker detector adds them up each tick (rooms/speakers.py
  *                  read_levels).
@@ -2646,6 +2648,475 @@ done:
     return out;
 }
 /* ------------------------------------------------------------------------------------------ */
+/* Transport-wide CC feedback read on the send side: FeedbackCore                             */
+
+/* FeedbackCore(burst_us, window_us): the per-packet part of reading one subscriber's
+ * transport-cc feedback, exactly forwarding/twcc.py FeedbackAdapter.results followed by the
+ * per-packet steps of forwarding/bwe.py DownlinkEstimator.on_feedback (the received / lost
+ * split, the newest send time for the feedback delay, _acknowledge and _group_packet); every
+ * decision (trendline, threshold, rate control, loss, probing) stays in Python, which is given
+ * one summary per feedback.
+ *
+ * Owns the adapter's state (the reference time unwrapped from its 24 bits, the FB_SEEN-slot
+ * duplicate filter of seq << 1 | received, allocated at the first feedback as the reference's
+ * list is, the feedbacks / unknown counts) and the estimator's per-packet state (the
+ * acknowledged-rate window of (arrival µs, bytes) in feedback order, its byte sum, the newest
+ * arrival, the acknowledged rate; the current and previous send-time groups of (first send,
+ * last send, last arrival)). The send history is read straight from a compiled SendTarget's
+ * ring; any other object is asked through its twcc_lookup(seq) method.
+ *
+ * feed(base_seq, reference_time, deltas, history, want_results) -> None when the feedback
+ * reported no packet that is new and known, else (received, lost, newest_send_us or None,
+ * acked_bps or None, groups, results): groups the (variation_ms, arrival_ms, send_delta_ms) of
+ * each send group the feedback closed, in order (one _detect each), results the packets as
+ * (seq, send_us, size, arrival_us or None) in feedback order when want_results (a probe is
+ * being measured), else None. Everything is checked before any state changes: malformed input
+ * (not a list, a delta that is not an int, a time beyond +-FB_TIME_MAX µs, a history record
+ * that is not (int, int) with 0 <= size < 2**32) raises and leaves the core as it was. The
+ * reference would accept times beyond FB_TIME_MAX (2**61 µs, 73,000 years; the one
+ * difference): a subscriber would need some 10**7 feedbacks each moving the unwrapped reference
+ * time by 2**22 * 64 ms to get there. Below it every difference fits 63 bits and every
+ * int -> double conversion rounds as Python's. */
+#define FB_SEEN 4096
+#define FB_REFERENCE_US 64000
+#define FB_DELTA_US 250
+#define FB_TIME_MAX (1LL << 61)
+#define FB_NEVER (-(1LL << 62)) /* the reference's _acked_newest before any arrival */
+#define FB_STACK 128
+
+typedef struct {
+    long long at, size;
+} FbAcked;
+
+typedef struct {
+    long long at, send, size;
+    int seq;
+    char received, known;
+} FbPacket;
+
+typedef struct {
+    PyObject_HEAD
+    long long burst_us, window_us;
+    char has_ref, has_group, has_prev;
+    long long ref, ref_offset;
+    int32_t *seen;
+    unsigned long long feedbacks, unknown;
+    FbAcked *acked; /* ring: acked_cap slots from acked_head, acked_len used */
+    Py_ssize_t acked_head, acked_len, acked_cap;
+    long long acked_bytes, acked_newest;
+    PyObject *acked_bps; /* int or None */
+    long long group[3], prev[3];
+} FeedbackCore;
+
+static PyTypeObject FeedbackCoreType;
+
+static int
+FeedbackCore_init(FeedbackCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"burst_us", "window_us", NULL};
+    long long burst, window;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LL", kwlist, &burst, &window))
+        return -1;
+    if (burst < 0 || window <= 0 || burst > FB_TIME_MAX || window > FB_TIME_MAX) {
+        PyErr_SetString(PyExc_ValueError, "FeedbackCore needs 0 <= burst_us and 0 < window_us");
+        return -1;
+    }
+    self->burst_us = burst;
+    self->window_us = window;
+    self->has_ref = self->has_group = self->has_prev = 0;
+    self->ref = self->ref_offset = 0;
+    PyMem_Free(self->seen);
+    self->seen = NULL;
+    self->feedbacks = self->unknown = 0;
+    self->acked_head = self->acked_len = 0;
+    self->acked_bytes = 0;
+    self->acked_newest = FB_NEVER;
+    Py_INCREF(Py_None);
+    Py_XSETREF(self->acked_bps, Py_None);
+    return 0;
+}
+
+static void
+FeedbackCore_dealloc(FeedbackCore *self)
+{
+    PyMem_Free(self->seen);
+    PyMem_Free(self->acked);
+    Py_XDECREF(self->acked_bps);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* One history record: 1 known, 0 unknown, -1 error. */
+static int
+fb_lookup(PyObject *history, int seq, long long *send, long long *size)
+{
+    if (Py_IS_TYPE(history, &SendTargetType)) {
+        SendTarget *t = (SendTarget *)history;
+        if (t->twcc_sent == NULL)
+            return 0;
+        TwccSent *slot = &t->twcc_sent[seq & (TWCC_SENT - 1)];
+        if (slot->seq != (0x10000u | (uint32_t)seq))
+            return 0;
+        *send = slot->send_us;
+        *size = slot->size;
+        return 1;
+    }
+    PyObject *s = PyLong_FromLong(seq);
+    if (s == NULL)
+        return -1;
+    PyObject *rec = PyObject_CallMethod(history, "twcc_lookup", "O", s);
+    Py_DECREF(s);
+    if (rec == NULL)
+        return -1;
+    if (rec == Py_None) {
+        Py_DECREF(rec);
+        return 0;
+    }
+    int ok = PyTuple_Check(rec) && PyTuple_GET_SIZE(rec) == 2 &&
+             PyLong_Check(PyTuple_GET_ITEM(rec, 0)) && PyLong_Check(PyTuple_GET_ITEM(rec, 1));
+    if (ok) {
+        int o1, o2;
+        *send = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(rec, 0), &o1);
+        *size = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(rec, 1), &o2);
+        ok = !o1 && !o2 && *send >= -FB_TIME_MAX && *send <= FB_TIME_MAX && *size >= 0 &&
+             *size <= 0xFFFFFFFFLL;
+    }
+    Py_DECREF(rec);
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError,
+                     "twcc_lookup(%d) must return None or (send_us, size) with |send_us| <= "
+                     "2**61 and 0 <= size < 2**32",
+                     seq);
+        return -1;
+    }
+    return 1;
+}
+
+static int
+fb_cmp_arrival(const void *a, const void *b)
+{
+    const FbPacket *x = *(FbPacket *const *)a, *y = *(FbPacket *const *)b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x < y ? -1 : (x > y); /* stable: feedback order among equal arrivals */
+}
+
+/* int(num / den) as Python computes it for ints (correctly rounded true division). */
+static PyObject *
+fb_int_div(long long counted, long long span)
+{
+    if (counted < (1LL << 53) / 8000000 && span < (1LL << 53))
+        return PyLong_FromDouble((double)(counted * 8000000) / (double)span);
+    PyObject *c = PyLong_FromLongLong(counted), *k = PyLong_FromLong(8000000);
+    PyObject *s = PyLong_FromLongLong(span), *num = NULL, *q = NULL, *out = NULL;
+    if (c && k && s && (num = PyNumber_Multiply(c, k)) && (q = PyNumber_TrueDivide(num, s)))
+        out = PyNumber_Long(q);
+    Py_XDECREF(c);
+    Py_XDECREF(k);
+    Py_XDECREF(s);
+    Py_XDECREF(num);
+    Py_XDECREF(q);
+    return out;
+}
+
+/* The acknowledged-rate window: room for ``more`` entries (before any state changes). */
+static int
+fb_reserve(FeedbackCore *self, Py_ssize_t more)
+{
+    if (self->acked_len + more <= self->acked_cap)
+        return 0;
+    Py_ssize_t cap = self->acked_cap ? self->acked_cap : 64;
+    while (cap < self->acked_len + more)
+        cap *= 2;
+    FbAcked *ring = PyMem_Malloc((size_t)cap * sizeof(FbAcked));
+    if (ring == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->acked_len; i++)
+        ring[i] = self->acked[(self->acked_head + i) % self->acked_cap];
+    PyMem_Free(self->acked);
+    self->acked = ring;
+    self->acked_cap = cap;
+    self->acked_head = 0;
+    return 0;
+}
+
+static PyObject *
+FeedbackCore_feed(FeedbackCore *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "feed(base_seq, reference_time, deltas, history, want_results) takes 5 "
+                     "arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    long long base = PyLong_AsLongLong(args[0]);
+    if (base == -1 && PyErr_Occurred())
+        return NULL;
+    long long ref = PyLong_AsLongLong(args[1]);
+    if (ref == -1 && PyErr_Occurred())
+        return NULL;
+    if (ref < -FB_TIME_MAX / FB_REFERENCE_US || ref > FB_TIME_MAX / FB_REFERENCE_US) {
+        PyErr_Format(PyExc_OverflowError, "transport-cc reference time %lld is out of range",
+                     ref);
+        return NULL;
+    }
+    if (!PyList_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "deltas must be a list, not %.100s",
+                     Py_TYPE(args[2])->tp_name);
+        return NULL;
+    }
+    PyObject *deltas = args[2], *history = args[3];
+    int want = PyObject_IsTrue(args[4]);
+    if (want < 0)
+        return NULL;
+
+    /* 1. check and compute, changing nothing */
+    long long offset = self->ref_offset;
+    if (self->has_ref) {
+        long long d = ref - self->ref; /* both within +-2**56 */
+        long long step = ((d + 0x800000) & 0xFFFFFF) - 0x800000;
+        offset += step - d;
+        if (offset < -FB_TIME_MAX / FB_REFERENCE_US || offset > FB_TIME_MAX / FB_REFERENCE_US) {
+            PyErr_SetString(PyExc_OverflowError,
+                            "transport-cc reference time unwrapped out of range");
+            return NULL;
+        }
+    }
+    Py_ssize_t n = PyList_GET_SIZE(deltas);
+    FbPacket stack[FB_STACK], *pk = stack;
+    FbPacket *sortbuf_stack[FB_STACK], **order = sortbuf_stack;
+    PyObject *out = NULL, *groups = NULL, *results = NULL, *bps = NULL;
+    if (n > FB_STACK) {
+        pk = PyMem_Malloc((size_t)n * sizeof(FbPacket));
+        order = PyMem_Malloc((size_t)n * sizeof(FbPacket *));
+        if (pk == NULL || order == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    long long at = ref * FB_REFERENCE_US, shift = offset * FB_REFERENCE_US; /* < 2**62 each */
+    int seq0 = (int)(base & 0xFFFF);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *d = PyList_GET_ITEM(deltas, i);
+        FbPacket *p = &pk[i];
+        p->seq = (int)((seq0 + i) & 0xFFFF);
+        p->received = d != Py_None;
+        if (p->received) {
+            if (!PyLong_Check(d)) {
+                PyErr_Format(PyExc_TypeError, "transport-cc delta %zd is %.100s, not an int",
+                             i, Py_TYPE(d)->tp_name);
+                goto done;
+            }
+            int over;
+            long long delta = PyLong_AsLongLongAndOverflow(d, &over);
+            long long moved;
+            if (over || delta < -FB_TIME_MAX / FB_DELTA_US || delta > FB_TIME_MAX / FB_DELTA_US ||
+                __builtin_add_overflow(at, delta * FB_DELTA_US, &at) ||
+                __builtin_add_overflow(at, shift, &moved) || moved < -FB_TIME_MAX ||
+                moved > FB_TIME_MAX) {
+                PyErr_Format(PyExc_OverflowError,
+                             "transport-cc arrival of packet %zd is out of range", i);
+                goto done;
+            }
+            p->at = moved;
+        }
+        int known = fb_lookup(history, p->seq, &p->send, &p->size);
+        if (known < 0)
+            goto done;
+        p->known = (char)known;
+    }
+    if (self->seen == NULL) {
+        self->seen = PyMem_Malloc(FB_SEEN * sizeof(int32_t));
+        if (self->seen == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (int i = 0; i < FB_SEEN; i++)
+            self->seen[i] = -1;
+    }
+    if (fb_reserve(self, n) < 0)
+        goto done;
+    groups = PyList_New(0);
+    if (groups == NULL)
+        goto done;
+
+    /* 2. the adapter: unwrap, filter, look up (FeedbackAdapter.results) */
+    self->feedbacks++;
+    self->has_ref = 1;
+    self->ref = ref;
+    self->ref_offset = offset;
+    Py_ssize_t kept = 0, received = 0;
+    long long newest_send = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        FbPacket *p = &pk[i];
+        int32_t *slot = &self->seen[p->seq & (FB_SEEN - 1)];
+        if (*slot >> 1 == p->seq && ((*slot & 1) || !p->received))
+            continue; /* reported before (received), or lost again */
+        if (!p->known) {
+            self->unknown++;
+            continue;
+        }
+        *slot = p->seq << 1 | p->received;
+        pk[kept++] = *p; /* kept <= i: in place, feedback order */
+    }
+    if (kept == 0) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+
+    /* 3. the estimator's per-packet steps (DownlinkEstimator.on_feedback) */
+    for (Py_ssize_t i = 0; i < kept; i++) {
+        FbPacket *p = &pk[i];
+        if (!p->received)
+            continue;
+        if (!received || p->send > newest_send)
+            newest_send = p->send;
+        order[received++] = p;
+        /* _acknowledge: the window in feedback order */
+        Py_ssize_t tail = (self->acked_head + self->acked_len) % self->acked_cap;
+        self->acked[tail].at = p->at;
+        self->acked[tail].size = p->size;
+        self->acked_len++;
+        self->acked_bytes += p->size;
+        if (p->at > self->acked_newest)
+            self->acked_newest = p->at;
+    }
+    long long newest = self->acked_newest;
+    while (self->acked_len && self->acked[self->acked_head].at < newest - self->window_us) {
+        self->acked_bytes -= self->acked[self->acked_head].size;
+        self->acked_head = (self->acked_head + 1) % self->acked_cap;
+        self->acked_len--;
+    }
+    if (self->acked_len >= 2) {
+        FbAcked *first = &self->acked[self->acked_head];
+        FbAcked *last = &self->acked[(self->acked_head + self->acked_len - 1) % self->acked_cap];
+        long long span = newest - (first->at < last->at ? first->at : last->at);
+        long long counted = self->acked_bytes - first->size;
+        if (span < self->window_us / 2) {
+            span = self->window_us / 2;
+            counted = self->acked_bytes;
+        }
+        bps = fb_int_div(counted, span);
+        if (bps == NULL)
+            goto done;
+        Py_SETREF(self->acked_bps, bps);
+        bps = NULL;
+    }
+    /* _group_packet, in arrival order */
+    qsort(order, (size_t)received, sizeof(FbPacket *), fb_cmp_arrival);
+    long long *g = self->group, *prev = self->prev;
+    for (Py_ssize_t i = 0; i < received; i++) {
+        FbPacket *p = order[i];
+        if (!self->has_group) {
+            g[0] = g[1] = p->send;
+            g[2] = p->at;
+            self->has_group = 1;
+            continue;
+        }
+        if (p->send < g[0])
+            continue; /* reordered from an earlier group: its group is already closed */
+        if (p->send - g[0] <= self->burst_us) {
+            if (p->send > g[1])
+                g[1] = p->send;
+            if (p->at > g[2])
+                g[2] = p->at;
+            continue;
+        }
+        if (self->has_prev) {
+            double send_delta = (double)(g[1] - prev[1]) / 1000.0;
+            double arrival_delta = (double)(g[2] - prev[2]) / 1000.0;
+            PyObject *item = Py_BuildValue("(ddd)", arrival_delta - send_delta,
+                                           (double)g[2] / 1000.0, send_delta);
+            if (item == NULL || PyList_Append(groups, item) < 0) {
+                Py_XDECREF(item);
+                goto done;
+            }
+            Py_DECREF(item);
+        }
+        memcpy(prev, g, sizeof(self->prev));
+        self->has_prev = 1;
+        g[0] = g[1] = p->send;
+        g[2] = p->at;
+    }
+    if (want) {
+        results = PyList_New(kept);
+        if (results == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < kept; i++) {
+            FbPacket *p = &pk[i];
+            PyObject *item = p->received
+                                 ? Py_BuildValue("(iLLL)", p->seq, p->send, p->size, p->at)
+                                 : Py_BuildValue("(iLLO)", p->seq, p->send, p->size, Py_None);
+            if (item == NULL)
+                goto done;
+            PyList_SET_ITEM(results, i, item);
+        }
+    } else {
+        results = Py_NewRef(Py_None);
+    }
+    if (received)
+        out = Py_BuildValue("(nnLOOO)", received, kept - received, newest_send, self->acked_bps,
+                            groups, results);
+    else
+        out = Py_BuildValue("(nnOOOO)", received, kept - received, Py_None, self->acked_bps,
+                            groups, results);
+done:
+    Py_XDECREF(groups);
+    Py_XDECREF(results);
+    if (pk != stack)
+        PyMem_Free(pk);
+    if (order != sortbuf_stack)
+        PyMem_Free(order);
+    return out;
+}
+
+static PyObject *
+FeedbackCore_get_acked_bps(FeedbackCore *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->acked_bps);
+}
+
+static PyObject *
+FeedbackCore_get_filter_allocated(FeedbackCore *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->seen != NULL);
+}
+
+static PyGetSetDef FeedbackCore_getset[] = {
+    {"acked_bps", (getter)FeedbackCore_get_acked_bps, NULL,
+     "The acknowledged rate (bits/s) after the last feedback, None before two packets.", NULL},
+    {"filter_allocated", (getter)FeedbackCore_get_filter_allocated, NULL,
+     "Whether the duplicate filter was allocated (at the first feedback).", NULL},
+    {NULL}};
+
+static PyMemberDef FeedbackCore_members[] = {
+    {"feedbacks", T_ULONGLONG, offsetof(FeedbackCore, feedbacks), READONLY, NULL},
+    {"unknown", T_ULONGLONG, offsetof(FeedbackCore, unknown), READONLY, NULL},
+    {"window_len", T_PYSSIZET, offsetof(FeedbackCore, acked_len), READONLY, NULL},
+    {NULL}};
+
+static PyMethodDef FeedbackCore_methods[] = {
+    {"feed", (PyCFunction)(void (*)(void))FeedbackCore_feed, METH_FASTCALL,
+     "feed(base_seq, reference_time, deltas, history, want_results) -> None or (received, "
+     "lost, newest_send_us, acked_bps, groups, results)."},
+    {NULL}};
+
+static PyTypeObject FeedbackCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.FeedbackCore",
+    .tp_basicsize = sizeof(FeedbackCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The per-packet part of reading a subscriber's transport-cc feedback.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FeedbackCore_init,
+    .tp_dealloc = (destructor)FeedbackCore_dealloc,
+    .tp_members = FeedbackCore_members,
+    .tp_getset = FeedbackCore_getset,
+    .tp_methods = FeedbackCore_methods,
+};
+
+/* ------------------------------------------------------------------------------------------ */
 /* RFC 6464 audio levels read back from an audio producer's ring                             */
 
 /* The loudness threshold and silence of rooms/speakers.py (ACTIVE_LEVEL, SILENCE). */
@@ -2782,6 +3253,9 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "Demux", (PyObject *)&DemuxType) < 0 ||
         PyModule_AddObjectRef(m, "ReceiveStatsBase", (PyObject *)&ReceiveStatsBaseType) < 0 ||
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
+        PyType_Ready(&FeedbackCoreType) < 0 ||
+        PyModule_AddObjectRef(m, "FeedbackCore", (PyObject *)&FeedbackCoreType) < 0 ||
+        PyModule_AddIntConstant(m, "FEEDBACK_SEEN", FB_SEEN) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
         PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||
         PyModule_AddIntConstant(m, "RX_BATCH", RX_BATCH) < 0 ||

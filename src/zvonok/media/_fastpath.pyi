@@ -29,6 +29,8 @@ MAX_MISORDER: int
 #: between two drains.
 TWCC_SENT: int
 TWCC_ARRIVALS: int
+#: Seqs the send-side duplicate filter of a ``FeedbackCore`` remembers (twcc.py ``_SEEN``).
+FEEDBACK_SEEN: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -279,3 +281,51 @@ class ProducerCore:
     bytes_received: int
     dropped: int
     def receive(self, packet: bytes, /) -> None: ...
+
+class _History(Protocol):
+    def twcc_lookup(self, seq: int, /) -> tuple[int, int] | None: ...
+
+@final
+class FeedbackCore:
+    """The per-packet part of reading a subscriber's transport-cc feedback: exactly
+    ``twcc.FeedbackAdapter.results`` and the per-packet steps of
+    ``bwe.DownlinkEstimator.on_feedback`` (the acknowledged-rate window, the send groups); the
+    decisions stay in ``DownlinkEstimator.on_summary``."""
+
+    def __init__(self, burst_us: int, window_us: int) -> None: ...
+    @property
+    def feedbacks(self) -> int: ...
+    @property
+    def unknown(self) -> int: ...
+    @property
+    def window_len(self) -> int:
+        """Packets in the acknowledged-rate window."""
+    @property
+    def acked_bps(self) -> int | None:
+        """The acknowledged rate (bits/s) after the last feedback, None before two packets."""
+    @property
+    def filter_allocated(self) -> bool:
+        """Whether the duplicate filter was allocated (at the first feedback)."""
+    def feed(
+        self,
+        base_seq: int,
+        reference_time: int,
+        deltas: list[int | None],
+        history: SendTarget | _History,
+        want_results: object,
+        /,
+    ) -> (
+        tuple[
+            int,
+            int,
+            int | None,
+            int | None,
+            list[tuple[float, float, float]],
+            list[tuple[int, int, int, int | None]] | None,
+        ]
+        | None
+    ):
+        """One feedback: None when it reported no new, known packet, else (received, lost,
+        newest send µs of the received, acknowledged bits/s, closed send groups as
+        (variation ms, arrival ms, send delta ms), the packets as (seq, send µs, size,
+        arrival µs or None) when ``want_results``)."""

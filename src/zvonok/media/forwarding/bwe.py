@@ -267,16 +267,45 @@ class DownlinkEstimator:
         """One feedback's packets (send order); updates trend, rates and loss."""
         if not results:
             return
-        self.feedbacks += 1
         received = [r for r in results if r.arrival_us is not None]
-        lost = len(results) - len(received)
-        feedback_delay = min((now_us - r.send_us for r in received), default=None)
+        newest_send = max((r.send_us for r in received), default=None)
+        self._acknowledge(received)
+        groups: list[tuple[float, float, float]] = []
+        for r in sorted(received, key=lambda r: r.arrival_us or 0):
+            self._group_packet(r, groups)
+        self.on_summary(
+            len(received), len(results) - len(received), newest_send, self.acked_bps, groups,
+            results, now_us,
+        )  # fmt: skip
+
+    @property
+    def measuring_probe(self) -> bool:
+        """A probe cluster is being measured: ``on_summary`` needs the packets."""
+        return self._probe is not None
+
+    def on_summary(
+        self,
+        received: int,
+        lost: int,
+        newest_send_us: int | None,
+        acked_bps: int | None,
+        groups: list[tuple[float, float, float]],
+        results: list[PacketResult] | None,
+        now_us: int,
+    ) -> None:
+        """The decisions on one feedback, given its per-packet part (``on_feedback``'s, or the
+        compiled ``FeedbackCore``'s): packets received and lost, the newest send time among the
+        received (the feedback delay), the acknowledged rate after them, the send groups they
+        closed (``_detect``'s arguments, in order) and, while ``measuring_probe``, the packets."""
+        self.feedbacks += 1
+        feedback_delay = None if newest_send_us is None else now_us - newest_send_us
         if feedback_delay is not None and feedback_delay >= 0:
             self.on_rtt(feedback_delay / 1e6)
-        self._acknowledge(received)
-        for r in sorted(received, key=lambda r: r.arrival_us or 0):
-            self._group_packet(r)
-        self._update_loss(len(received), lost, now_us)
+        self._acked_packets += received
+        self.acked_bps = acked_bps
+        for variation_ms, arrival_ms, send_delta_ms in groups:
+            self._detect(variation_ms, arrival_ms, send_delta_ms)
+        self._update_loss(received, lost, now_us)
         if self.acked_bps is not None:
             recent = self._acked_recent
             recent.append((now_us, self.acked_bps))
@@ -284,6 +313,8 @@ class DownlinkEstimator:
                 recent.popleft()
         self._update_rate(now_us)
         if self._probe is not None:
+            if results is None:
+                raise ValueError("a probe is being measured: on_summary needs the packets")
             self._measure_probe(results, now_us)
 
     def _measure_probe(self, results: list[PacketResult], now_us: int) -> None:
@@ -324,7 +355,6 @@ class DownlinkEstimator:
             self._acked_bytes += r.size
             if at > self._acked_newest:
                 self._acked_newest = at
-        self._acked_packets += len(received)
         newest = self._acked_newest
         while acked and acked[0][0] < newest - ACKED_WINDOW_US:
             self._acked_bytes -= acked.popleft()[1]
@@ -337,7 +367,9 @@ class DownlinkEstimator:
 
     # -- delay-based (§5) -------------------------------------------------------------------
 
-    def _group_packet(self, r: PacketResult) -> None:
+    def _group_packet(self, r: PacketResult, closed: list[tuple[float, float, float]]) -> None:
+        """Adds ``r`` to its send group; a group it closes goes to ``closed`` as ``_detect``'s
+        arguments."""
         arrival = r.arrival_us
         assert arrival is not None
         group = self._group
@@ -354,7 +386,7 @@ class DownlinkEstimator:
         if prev is not None:
             send_delta = (group[1] - prev[1]) / 1000.0
             arrival_delta = (group[2] - prev[2]) / 1000.0
-            self._detect(arrival_delta - send_delta, group[2] / 1000.0, send_delta)
+            closed.append((arrival_delta - send_delta, group[2] / 1000.0, send_delta))
         self._prev_group = group
         self._group = [r.send_us, r.send_us, arrival]
 

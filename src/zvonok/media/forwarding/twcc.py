@@ -30,11 +30,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..fastpath import native
 from ..packets.rtcp import TWCC_REFERENCE_US, TransportFeedback
 from ..sdp.codecs import TWCC_URI
-from .bwe import LOSS_LOW, MAX_BPS, DownlinkEstimator, PacketResult, Usage
+from .bwe import (
+    ACKED_WINDOW_US,
+    BURST_US,
+    LOSS_LOW,
+    MAX_BPS,
+    DownlinkEstimator,
+    PacketResult,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from .. import _fastpath
 
 #: Most packet statuses in one feedback packet (≤ ~1,000 bytes even with every delta large).
 MAX_STATUSES = 400
@@ -172,6 +184,21 @@ class FeedbackAdapter:
         return out
 
 
+class _Counts(Protocol):
+    @property
+    def feedbacks(self) -> int: ...
+    @property
+    def unknown(self) -> int: ...
+
+
+def _new_core() -> _fastpath.FeedbackCore | None:
+    """A compiled ``FeedbackCore`` with the estimator's constants, None without the fast path
+    (``ZVONOK_PURE_PYTHON=1``, or a build from before it existed)."""
+    make = getattr(native, "FeedbackCore", None) if native is not None else None
+    core: _fastpath.FeedbackCore | None = None if make is None else make(BURST_US, ACKED_WINDOW_US)
+    return core
+
+
 class _TwccTransport(Protocol):
     def set_twcc_receive(self, ext_id: int, /) -> None: ...
     def set_twcc_send(self, ext_id: int, /) -> None: ...
@@ -241,11 +268,19 @@ class Downlink:
         endpoint: _FeedbackRoute,
         *,
         clock_us: Callable[[], int] = lambda: time.monotonic_ns() // 1000,
+        compiled: bool = True,
     ) -> None:
         self._transport = transport
         self._clock_us = clock_us
         self.estimator = DownlinkEstimator()
-        self.adapter = FeedbackAdapter(transport.twcc_lookup)
+        #: The compiled per-packet part (adapter state + the estimator's per-packet state) when
+        #: built, else the pure-Python adapter feeding ``estimator.on_feedback``; both count
+        #: ``feedbacks`` and ``unknown`` seqs. ``compiled=False``: the pure-Python one even when
+        #: built (the tests compare the two).
+        self._core = _new_core() if compiled else None
+        self.adapter: FeedbackAdapter | _Counts = (
+            self._core if self._core is not None else FeedbackAdapter(transport.twcc_lookup)
+        )
         self.receive_id = 0
         self.send_id = 0
         #: Probe when the estimate is capped by what is forwarded (the rooms layer may turn it
@@ -300,11 +335,27 @@ class Downlink:
 
     def on_feedback(self, feedback: TransportFeedback) -> None:
         """The subscriber's feedback (from the endpoint): into the estimator."""
-        results = self.adapter.results(feedback)
-        if not results:
-            return
-        now = self._clock_us()
-        self.estimator.on_feedback(results, now)
+        core = self._core
+        if core is not None:
+            # the send history: the transport's current target (a compiled one is read in C)
+            history = getattr(self._transport, "rtp_target", self._transport)
+            est = self.estimator
+            summary = core.feed(
+                feedback.base_seq, feedback.reference_time, feedback.deltas, history,
+                est.measuring_probe,
+            )  # fmt: skip
+            if summary is None:
+                return
+            now = self._clock_us()
+            received, lost, newest_send, acked_bps, groups, packets = summary
+            results = None if packets is None else [PacketResult._make(p) for p in packets]
+            est.on_summary(received, lost, newest_send, acked_bps, groups, results, now)
+        else:
+            results = self.adapter.results(feedback)  # type: ignore[union-attr]
+            if not results:
+                return
+            now = self._clock_us()
+            self.estimator.on_feedback(results, now)
         if self.probing and self._probe_timer is None and not self.closed:
             self._maybe_probe(now)
 
