@@ -7,7 +7,10 @@ compared with an adaptive threshold (§5.4, the trendline filter replacing §5.3
 today's GoogCC does), an overuse / normal / underuse signal driving an AIMD rate controller
 (§5.5) — and the loss-based controller of §6, the estimate being the smaller of the two. Input:
 ``PacketResult``s (send time, size, arrival time or lost) that ``twcc.FeedbackAdapter`` makes of
-the subscriber's ``TransportFeedback``. Probe clusters (``start_probe``/``end_probe``: extra
+the subscriber's ``TransportFeedback`` (``on_feedback``: its per-packet steps, then
+``on_summary``), or, with the compiled fast path, the per-feedback summary
+``_fastpath.FeedbackCore`` computes from it (``on_summary`` alone: every decision stays here).
+Probe clusters (``start_probe``/``end_probe``: extra
 packets the sender adds for a few hundred milliseconds while the forwarded rate is below what the
 link may carry) are measured as GoogCC's probe estimator does and raise the estimate to what the
 link delivered. The algorithm and its constants are written down in

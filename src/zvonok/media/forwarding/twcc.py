@@ -9,7 +9,11 @@ Owns:
   ``MAX_STATUSES`` a packet so one stays well under the MTU).
 - ``FeedbackAdapter`` (send side): a subscriber's ``TransportFeedback`` + the send history its
   transport's ``SendTarget`` keeps (``twcc_lookup``: seq → send µs, size) → ``bwe.PacketResult``s
-  in sequence order, the reference time unwrapped (24 bits of 64 ms), duplicates dropped.
+  in sequence order, the reference time unwrapped (24 bits of 64 ms), duplicates dropped. The
+  pure-Python reference: when the fast path is built, the compiled ``_fastpath.FeedbackCore``
+  does exactly this and the estimator's per-packet steps in one call per feedback (reading a
+  compiled target's send ring directly), and hands ``DownlinkEstimator.on_summary`` the summary
+  its decisions need (tests/unit/media/test_fastpath_feedback.py compares the two).
 - ``Downlink``: one session's transport-wide CC as ``MediaSession.downlink``: turns it on for the
   publisher (``produced``: the published track's negotiated transport-cc id → the transport's
   ``set_twcc_receive``) and for the subscriber (``consumed``: the publisher's id mapped through the
