@@ -17,7 +17,9 @@
  *   Fanout         one producer's list of forwarders; forward() rewrites, protects and batches
  *                  every copy, then flushes the batch with sendmmsg (forwarding/forwarder.py).
  *   Demux          the worker socket's datagram_received for SRTP/SRTCP from bound addresses,
- *                  RFC 7983 (transport/udp.py; STUN and DTLS stay in Python).
+ *                  RFC 7983 (transport/udp.py; STUN and DTLS stay in Python); its peer table
+ *                  remembers each bound peer's Receiver by socket address until by_addr
+ *                  changes.
  *   Receiver       one transport's inbound SRTP: unprotect, count, deliver; SRTCP is passed to
  *                  the transport's Python path (transport/receiver.py).
  *   RtpDispatcher  one session's decrypted RTP by SSRC to its producers
@@ -1844,6 +1846,29 @@ typedef struct {
     PyObject *addr;             /* the Python address tuple */
 } AddrCacheEntry;
 
+/* The peer table: a bound peer's socket address -> its endpoint's compiled Receiver, so that
+ * drain() hands SRTP/SRTCP from a known peer over without building the address tuple, hashing
+ * it, looking it up in ``by_addr`` and reading ``media_in``. ``by_addr`` stays the authority:
+ * an entry is only made from what a lookup in it just found, and the socket protocol calls
+ * changed() whenever it mutates ``by_addr`` (bind, evict, unregister), which empties the table,
+ * so an entry can never outlive its binding. Open addressing with linear probing over
+ * PEER_SLOTS slots, filled to at most PEER_MAX peers (beyond: today's lookup, still correct). */
+#define PEER_SLOTS 1024
+#define PEER_MAX 512
+
+typedef struct {
+    uint32_t addr[4];   /* IPv4: addr[0]; IPv6: the 16 bytes */
+    uint32_t flowinfo;  /* IPv6 only (part of the address tuple the event loop makes) */
+    uint32_t scope;     /* IPv6 only */
+    uint16_t family;    /* 0: not an IP address */
+    uint16_t port;
+} PeerKey;
+
+typedef struct {
+    PeerKey key;
+    Receiver *receiver; /* strong reference; NULL: empty slot */
+} PeerEntry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *by_addr;  /* dict: peer address -> endpoint (the socket protocol's own table) */
@@ -1852,8 +1877,107 @@ typedef struct {
     int fd;             /* the socket drain() reads, -1 once it is closed */
     char pktinfo;       /* the socket reports destinations: STUN's goes to the fallback */
     unsigned long long rx_calls, rx_datagrams, rx_wakeups;
+    unsigned long long peer_hits, generation;
+    int peer_count;     /* entries in peers */
+    PeerEntry *peers;   /* PEER_SLOTS entries (allocated by __init__) */
     AddrCacheEntry cache[ADDR_CACHE]; /* recent peers: their address tuples, made once */
 } Demux;
+
+/* The compact key of a received source address; 0 if it is not IPv4/IPv6. */
+static int
+peer_key(const struct sockaddr_storage *sa, socklen_t salen, PeerKey *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa->ss_family == AF_INET && salen >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+        k->addr[0] = in4->sin_addr.s_addr;
+        k->port = in4->sin_port;
+        k->family = AF_INET;
+        return 1;
+    }
+    if (sa->ss_family == AF_INET6 && salen >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        memcpy(k->addr, &in6->sin6_addr, 16);
+        k->flowinfo = in6->sin6_flowinfo;
+        k->scope = in6->sin6_scope_id;
+        k->port = in6->sin6_port;
+        k->family = AF_INET6;
+        return 1;
+    }
+    return 0;
+}
+
+static inline size_t
+peer_slot(const PeerKey *k)
+{
+    uint32_t h = (k->addr[0] ^ k->addr[1] ^ k->addr[2] ^ k->addr[3] ^ k->flowinfo ^ k->scope);
+    h = (h * 2654435761u) ^ ((uint32_t)k->port * 40503u);
+    h ^= h >> 15;
+    h *= 0x2c1b3c6du;
+    h ^= h >> 12;
+    return (size_t)h & (PEER_SLOTS - 1);
+}
+
+static inline int
+peer_same(const PeerKey *a, const PeerKey *b)
+{
+    return a->port == b->port && a->addr[0] == b->addr[0] && a->family == b->family &&
+           (a->family == AF_INET ||
+            (a->addr[1] == b->addr[1] && a->addr[2] == b->addr[2] && a->addr[3] == b->addr[3] &&
+             a->flowinfo == b->flowinfo && a->scope == b->scope));
+}
+
+/* The receiver bound to ``k`` (borrowed), or NULL. */
+static Receiver *
+peer_find(Demux *self, const PeerKey *k)
+{
+    if (self->peers == NULL || self->peer_count == 0)
+        return NULL;
+    for (size_t i = peer_slot(k);; i = (i + 1) & (PEER_SLOTS - 1)) {
+        PeerEntry *e = &self->peers[i];
+        if (e->receiver == NULL)
+            return NULL;
+        if (peer_same(&e->key, k))
+            return e->receiver;
+    }
+}
+
+/* Remember ``k`` -> ``r`` (only what by_addr answered just now, see demux_media). */
+static void
+peer_add(Demux *self, const PeerKey *k, Receiver *r)
+{
+    if (self->peers == NULL || self->peer_count >= PEER_MAX)
+        return;
+    for (size_t i = peer_slot(k);; i = (i + 1) & (PEER_SLOTS - 1)) {
+        PeerEntry *e = &self->peers[i];
+        if (e->receiver == NULL) {
+            e->key = *k;
+            Py_INCREF(r);
+            e->receiver = r;
+            self->peer_count++;
+            return;
+        }
+        if (peer_same(&e->key, k))
+            return; /* cannot happen (a lookup missed it), but never two entries for one key */
+    }
+}
+
+/* Forget every entry (by_addr changed, or the Demux is cleared). */
+static void
+peer_clear(Demux *self)
+{
+    self->generation++;
+    if (self->peers == NULL || self->peer_count == 0)
+        return;
+    self->peer_count = 0;
+    for (size_t i = 0; i < PEER_SLOTS; i++) {
+        Receiver *r = self->peers[i].receiver;
+        if (r != NULL) {
+            self->peers[i].receiver = NULL; /* before the release: it may run any code */
+            Py_DECREF(r);
+        }
+    }
+}
 
 static int
 Demux_init(Demux *self, PyObject *args, PyObject *kwds)
@@ -1869,6 +1993,14 @@ Demux_init(Demux *self, PyObject *args, PyObject *kwds)
     Py_INCREF(fallback);
     Py_XSETREF(self->fallback, fallback);
     self->fd = fd;
+    if (self->peers == NULL) {
+        self->peers = PyMem_Calloc(PEER_SLOTS, sizeof(PeerEntry));
+        if (self->peers == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    peer_clear(self); /* a new table (init called again) */
     Py_XSETREF(self->attr, PyUnicode_InternFromString("media_in"));
     return self->attr == NULL ? -1 : 0;
 }
@@ -1880,6 +2012,9 @@ Demux_traverse(Demux *self, visitproc visit, void *arg)
     Py_VISIT(self->fallback);
     for (int i = 0; i < ADDR_CACHE; i++)
         Py_VISIT(self->cache[i].addr);
+    if (self->peers != NULL && self->peer_count > 0)
+        for (size_t i = 0; i < PEER_SLOTS; i++)
+            Py_VISIT(self->peers[i].receiver);
     return 0;
 }
 
@@ -1893,6 +2028,7 @@ Demux_clear(Demux *self)
         self->cache[i].sa.ss_family = 0;
         Py_CLEAR(self->cache[i].addr);
     }
+    peer_clear(self);
     return 0;
 }
 
@@ -1901,6 +2037,8 @@ Demux_dealloc(Demux *self)
 {
     PyObject_GC_UnTrack(self);
     Demux_clear(self);
+    PyMem_Free(self->peers);
+    self->peers = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1908,8 +2046,10 @@ Demux_dealloc(Demux *self)
  * failed: -1 with an exception set), 0 if the Python path must decide. ``buf`` is a private
  * writable copy of ``data``'s bytes, or NULL; ``data`` may be NULL when ``buf`` is given. */
 static int
-demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *addr)
+demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *addr,
+            const PeerKey *key)
 {
+    unsigned long long generation = self->generation;
     PyObject *endpoint = PyDict_GetItemWithError(self->by_addr, addr); /* borrowed */
     if (endpoint == NULL) {
         if (PyErr_Occurred())
@@ -1925,6 +2065,10 @@ demux_media(Demux *self, uint8_t *buf, Py_ssize_t n, PyObject *data, PyObject *a
     }
     int status;
     if (Py_TYPE(receiver) == &ReceiverType) {
+        /* Remembered before delivering (which may change by_addr), and only if nothing
+         * changed it since the lookup (reading media_in could run code) */
+        if (key != NULL && generation == self->generation)
+            peer_add(self, key, (Receiver *)receiver);
         status = buf != NULL ? receiver_take((Receiver *)receiver, buf, n, data)
                              : receiver_receive((Receiver *)receiver, data);
     } else {
@@ -1953,7 +2097,7 @@ Demux_datagram_received(Demux *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyBytes_Check(data) && PyBytes_GET_SIZE(data) > 0) {
         uint8_t first = (uint8_t)PyBytes_AS_STRING(data)[0];
         if (first > 127 && first < 192) {
-            int done = demux_media(self, NULL, PyBytes_GET_SIZE(data), data, addr);
+            int done = demux_media(self, NULL, PyBytes_GET_SIZE(data), data, addr, NULL);
             if (done < 0)
                 return NULL;
             if (done)
@@ -2058,12 +2202,25 @@ static int
 demux_slot(Demux *self, int i)
 {
     Py_ssize_t n = (Py_ssize_t)rx_msg[i].msg_len;
+    uint8_t *buf = rx_slots[i];
+    int media = n > 0 && buf[0] > 127 && buf[0] < 192;
+    PeerKey key;
+    int keyed = 0;
+    if (media && (keyed = peer_key(&rx_addr[i], rx_msg[i].msg_hdr.msg_namelen, &key))) {
+        Receiver *r = peer_find(self, &key);
+        if (r != NULL) { /* a bound peer: no address tuple, no dict, no getattr */
+            self->peer_hits++;
+            Py_INCREF(r); /* delivering may change by_addr, which drops the entry's reference */
+            int status = receiver_take(r, buf, n, NULL);
+            Py_DECREF(r);
+            return status < 0 ? -1 : 0;
+        }
+    }
     PyObject *addr = demux_address(self, &rx_addr[i], rx_msg[i].msg_hdr.msg_namelen);
     if (addr == NULL)
         return -1;
-    uint8_t *buf = rx_slots[i];
-    if (n > 0 && buf[0] > 127 && buf[0] < 192) {
-        int done = demux_media(self, buf, n, NULL, addr);
+    if (media) {
+        int done = demux_media(self, buf, n, NULL, addr, keyed ? &key : NULL);
         if (done != 0) {
             Py_DECREF(addr);
             return done < 0 ? -1 : 0;
@@ -2167,7 +2324,25 @@ Demux_drain(Demux *self, PyObject *arg)
     return PyLong_FromLong(total);
 }
 
+static PyObject *
+Demux_changed(Demux *self, PyObject *Py_UNUSED(ignored))
+{
+    peer_clear(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Demux_get_peers(Demux *self, void *closure)
+{
+    return PyLong_FromLong(self->peer_count);
+}
+
+static PyGetSetDef Demux_getset[] = {
+    {"peers", (getter)Demux_get_peers, NULL, "bound peers the table holds", NULL}, {NULL}};
+
 static PyMethodDef Demux_methods[] = {
+    {"changed", (PyCFunction)Demux_changed, METH_NOARGS,
+     "changed(): by_addr was changed; forget every peer the table remembers."},
     {"datagram_received", (PyCFunction)(void (*)(void))Demux_datagram_received, METH_FASTCALL,
      "datagram_received(data, addr): the socket protocol's callback."},
     {"drain", (PyCFunction)Demux_drain, METH_O,
@@ -2182,6 +2357,7 @@ static PyMemberDef Demux_members[] = {
     {"rx_wakeups", T_ULONGLONG, offsetof(Demux, rx_wakeups), READONLY, NULL},
     {"rx_calls", T_ULONGLONG, offsetof(Demux, rx_calls), READONLY, NULL},
     {"rx_datagrams", T_ULONGLONG, offsetof(Demux, rx_datagrams), READONLY, NULL},
+    {"peer_hits", T_ULONGLONG, offsetof(Demux, peer_hits), READONLY, NULL},
     {NULL}};
 
 static PyTypeObject DemuxType = {
@@ -2197,6 +2373,7 @@ static PyTypeObject DemuxType = {
     .tp_clear = (inquiry)Demux_clear,
     .tp_members = Demux_members,
     .tp_methods = Demux_methods,
+    .tp_getset = Demux_getset,
 };
 
 

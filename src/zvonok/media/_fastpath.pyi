@@ -228,9 +228,17 @@ class Demux:
     @property
     def rx_datagrams(self) -> int:
         """Datagrams ``drain`` read."""
+    @property
+    def peer_hits(self) -> int:
+        """SRTP/SRTCP datagrams ``drain`` handed over through the peer table."""
+    @property
+    def peers(self) -> int:
+        """Bound peers the peer table remembers (socket address -> compiled receiver)."""
     def __init__(
         self, by_addr: dict[Any, Any], fallback: Callable[..., object], fd: int = -1
     ) -> None: ...
+    def changed(self) -> None:
+        """``by_addr`` was changed: forget every peer the table remembers."""
     def datagram_received(self, data: bytes, addr: Any, /) -> Any: ...
     def drain(self, max_batches: int, /) -> int:
         """Read ``fd`` with ``recvmmsg`` (``RX_BATCH`` a call, at most ``max_batches`` calls,

@@ -12,10 +12,14 @@ dual-stack ``::`` socket an IPv4 peer is ``("::ffff:a.b.c.d", port, 0, 0)``); ``
 ``endpoint_for`` convert what they are given, so callers may pass either form.
 When the compiled fast path is built, a ``_fastpath.Demux`` takes the SRTP/SRTCP branch of
 ``datagram_received`` (same table, straight to the transport's ``media_in``) and hands every other
-datagram to the Python method, which stays the reference. ``open`` then also reads the socket
-itself: the event loop watches the fd (``add_reader``) and each wake-up calls ``Demux.drain``,
-which reads with ``recvmmsg(2)`` (up to ``RX_BATCH`` = 32 datagrams a call, at most
-``MAX_BATCHES_PER_WAKEUP`` calls before the loop's other callbacks run) and demultiplexes every
+datagram to the Python method, which stays the reference. It remembers the compiled receivers
+``_by_addr`` led it to by raw socket address (its peer table, so a known peer costs no address
+tuple, dict lookup or attribute read); ``_by_addr`` stays the only authority: every change to it
+(``bind_address``, its eviction, ``unregister``) calls ``Demux.changed``, which empties that
+table. ``open`` then also reads the socket itself: the event loop watches the fd
+(``add_reader``) and each wake-up calls ``Demux.drain``, which reads with ``recvmmsg(2)`` (up
+to ``RX_BATCH`` = 32 datagrams a call, at most ``MAX_BATCHES_PER_WAKEUP`` calls before the
+loop's other callbacks run) and demultiplexes every
 datagram in arrival order exactly as ``datagram_received`` would; datagrams this side sends go
 out with ``sendto`` on the same non-blocking socket, queued (bounded) while it would block.
 Without the compiled module ``open`` hands the socket to the event loop's datagram transport.
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from collections.abc import Callable
 from types import MethodType
 from typing import Any, Protocol, cast
 
@@ -63,6 +68,10 @@ class DatagramEndpoint(Protocol):
 
     def handle_dtls(self, data: bytes, addr: Address) -> None: ...
     def handle_media(self, data: bytes, addr: Address) -> None: ...
+
+
+def _nothing() -> None:
+    """No compiled peer table to tell."""
 
 
 #: A datagram waiting to be sent: bytes, peer, the ancillary data naming its source (or None).
@@ -96,6 +105,8 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
         #: While a check is being answered: its peer and the local address it was sent to.
         self._reply: tuple[Address, str] | None = None
         self._ancillary: dict[str, pktinfo.Ancillary] = {}
+        #: Called after every change of ``_by_addr`` (the compiled peer table forgets).
+        self._changed: Callable[[], object] = _nothing
         if native is not None:
             # SRTP/SRTCP from bound addresses go straight to the transport's compiled receiver;
             # STUN, DTLS and anything unknown come back to the Python method below.
@@ -104,6 +115,9 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
             )
             self.datagram_received = demux.datagram_received  # type: ignore[method-assign]
             self.demux = demux
+            # Its peer table remembers what ``_by_addr`` answered: told of every change (a
+            # module built before the table existed has nothing to tell).
+            self._changed = getattr(demux, "changed", _nothing)
         self.stun_refused = 0  # binding requests refused (bad integrity, unknown ufrag...)
         self.last_refusal = ""  # why the last one was refused (debugging and tests)
 
@@ -350,6 +364,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
             evicted = addrs.pop(0)
             del self._by_addr[evicted]
             self._source.pop(evicted, None)
+        self._changed()
 
     def unregister(self, endpoint: DatagramEndpoint, ufrags: list[str]) -> None:
         """Forget every address and ufrag of a closed endpoint."""
@@ -357,6 +372,7 @@ class MediaUdpProtocol(asyncio.DatagramProtocol):
             if self._by_addr.get(addr) is endpoint:
                 del self._by_addr[addr]
                 self._source.pop(addr, None)
+        self._changed()
         for ufrag in ufrags:
             self.unregister_ufrag(ufrag, endpoint)
 
