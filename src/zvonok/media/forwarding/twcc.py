@@ -282,9 +282,12 @@ class Downlink:
         #: ``feedbacks`` and ``unknown`` seqs. ``compiled=False``: the pure-Python one even when
         #: built (the tests compare the two).
         self._core = _new_core() if compiled else None
-        self.adapter: FeedbackAdapter | _Counts = (
-            self._core if self._core is not None else FeedbackAdapter(transport.twcc_lookup)
-        )
+        self._reference: FeedbackAdapter | None = None
+        self.adapter: _Counts
+        if self._core is None:
+            self.adapter = self._reference = FeedbackAdapter(transport.twcc_lookup)
+        else:
+            self.adapter = self._core
         self.receive_id = 0
         self.send_id = 0
         #: Probe when the estimate is capped by what is forwarded (the rooms layer may turn it
@@ -355,7 +358,8 @@ class Downlink:
             results = None if packets is None else [PacketResult._make(p) for p in packets]
             est.on_summary(received, lost, newest_send, acked_bps, groups, results, now)
         else:
-            results = self.adapter.results(feedback)  # type: ignore[union-attr]
+            assert self._reference is not None  # no core: the reference adapter reads it
+            results = self._reference.results(feedback)
             if not results:
                 return
             now = self._clock_us()
