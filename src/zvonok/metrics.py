@@ -516,13 +516,15 @@ class Metrics:
         jitter.observe(sample.jitter)
         loss.observe(sample.loss)
 
-    def on_tick(self, now: float, *, restart: bool = False) -> None:
+    def on_tick(self, now: float, *, restart: bool = False, interval: float | None = None) -> None:
         """The worker's housekeeping tick: its lateness is the event loop's lag. ``restart``:
         the tick was paused before this one (an idle media worker sleeps), so this one only
-        starts the clock."""
+        starts the clock. ``interval``: what the tick slept before this one (a media worker's
+        tick is slower while nothing is published); default the ``tick_interval`` given."""
         last, self._last_tick = self._last_tick, now
         if last is not None and not restart:
-            self.loop_lag.observe(max(0.0, now - last - self._tick_interval))
+            expected = self._tick_interval if interval is None else interval
+            self.loop_lag.observe(max(0.0, now - last - expected))
 
     def add_ticks(self, worker: MediaWorker, quality: QualityMonitor) -> list[Callable[[], None]]:
         """This loop-lag probe and ``quality`` on ``worker``'s tick, without keeping it awake:
@@ -531,11 +533,11 @@ class Metrics:
         only restarts the lag probe's clock. Returns the unsubscribe functions."""
 
         def loop_lag(now: float) -> None:
-            self.on_tick(now, restart=worker.awake_ticks <= 1)
+            self.on_tick(now, restart=worker.awake_ticks <= 1, interval=worker.slept)
 
         return [
             worker.add_tick(loop_lag, keep_awake=False),
-            worker.add_tick(quality.tick, keep_awake=False),
+            worker.add_tick(quality.tick, keep_awake=False, idle_period=quality.idle_period),
         ]
 
     def render(self) -> tuple[bytes, str]:

@@ -305,3 +305,43 @@ async def test_an_empty_node_s_probes_let_its_tick_sleep(monkeypatch: pytest.Mon
             remove()
     finally:
         await worker.close()
+
+
+async def test_the_loop_lag_is_measured_against_the_interval_the_tick_slept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing published the worker ticks at its slow rate: the loop-lag probe measures each
+    tick against the interval it slept (not the fast one), and against the short sleep a
+    publish (``hurry``) brings; an unloaded loop shows no lag either way."""
+    monkeypatch.setattr(worker_module, "TICK_INTERVAL", 0.02)
+    monkeypatch.setattr(worker_module, "IDLE_TICK_INTERVAL", 0.08)
+    worker = MediaWorker(host="127.0.0.1", port=0, announce_ips=["127.0.0.1"])
+    await worker.start()
+    try:
+        rooms = RoomService(
+            worker=worker,
+            sessions=LocalSessionDirectory(),
+            rooms=LocalRoomDirectory(),
+            ice_servers=[],
+        )
+        registry = Metrics(rooms=rooms, worker=worker, connections=lambda: 0, tick_interval=0.02)
+        unsubscribe = registry.add_ticks(worker, QualityMonitor(rooms, interval=5.0))
+        room_tick = worker.add_tick(lambda now: None)
+        await asyncio.sleep(0.45)
+        samples = parsed(registry)
+        count = samples[("zvonok_event_loop_lag_seconds_count", ())]
+        assert 3 <= count <= 5  # 0.08 s apart, not 0.02
+        assert samples[("zvonok_event_loop_lag_seconds_sum", ())] / count < 0.03
+        await asyncio.sleep(0.05)  # mid-sleep
+        release = worker.hurry()
+        await asyncio.sleep(0.2)
+        samples = parsed(registry)
+        fast = samples[("zvonok_event_loop_lag_seconds_count", ())] - count
+        assert fast >= 5
+        assert samples[("zvonok_event_loop_lag_seconds_sum", ())] / (count + fast) < 0.03
+        release()
+        room_tick()
+        for remove in unsubscribe:
+            remove()
+    finally:
+        await worker.close()

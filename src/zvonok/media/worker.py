@@ -4,9 +4,13 @@ Owns: the worker's socket (``transport.udp.MediaUdpProtocol``), its optional ICE
 (``transport.tcp.MediaTcpServer``, RFC 6544 passive), its ECDSA P-256 certificate and
 DTLS context, the live ``WebRtcTransport``s, the announced host candidates (RFC 8445 §5.1.1.1,
 priorities per §5.1.2.1, loopback lowest; ``tcptype passive`` ones after them, priorities per
-RFC 6544 §4.2, so always below every UDP one) and the ~4 Hz tick task that runs the callbacks
+RFC 6544 §4.2, so always below every UDP one) and the tick task that runs the callbacks
 registered with ``add_tick`` (the rooms' routers) and, once a second, evaluates every transport's
-consent and DTLS timeouts. A pass runs in slices of ``TICK_SLICE`` (0.5 ms): between two slices
+consent and DTLS timeouts. The tick runs at ~4 Hz while a room on the worker has a published
+track (a router holds ``hurry``: RTCP, NACK retries, keyframe requests, the layer allocation),
+and at ~1 Hz while none has (``IDLE_TICK_INTERVAL``: nothing of that exists, and an idle server's
+cost is its wake-ups); the first hold brings the next tick to one ``TICK_INTERVAL`` after the
+last, not after the slow sleep. A pass runs in slices of ``TICK_SLICE`` (0.5 ms): between two slices
 the event loop reads the socket, so a packet never waits behind a whole pass over every room.
 The tick sleeps while the worker is ``idle`` (no transport, and no callback registered with
 ``keep_awake``: an idle media worker process wakes up for nothing) and runs again from the next
@@ -42,6 +46,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two housekeeping ticks (the routers' RTCP and NACK timing needs ~250 ms).
 TICK_INTERVAL = 0.25
+#: Seconds between two ticks while no room on the worker has a published track (no router holds
+#: ``hurry``): what is left to do then — the transports' sweep, each session's ``stats`` on its
+#: phase of a 5 s interval, idle rooms' checks — needs no more (a callback may ask for less with
+#: ``add_tick(idle_period=...)``, the quality monitor does for a shorter ``stats_interval``).
+IDLE_TICK_INTERVAL = 1.0
 #: The longest the tick keeps the event loop before it lets waiting packets through (seconds):
 #: a tick over many rooms runs in slices, so no packet waits behind all of it.
 TICK_SLICE = 0.0005
@@ -213,6 +222,16 @@ class MediaWorker:
         self._tick_task: asyncio.Task[None] | None = None
         self._candidates: list[str] = []
         self._next_sweep = float("-inf")
+        #: How many holders (routers with a published track) keep the tick at ``TICK_INTERVAL``.
+        self._hurried = 0
+        #: The callbacks' ``idle_period``s, by the key of their registration.
+        self._idle_periods: dict[int, float] = {}
+        #: The tick's current sleep: when it started (loop time), its timer and its waiter.
+        self._sleep_started = 0.0
+        self._sleep_timer: asyncio.TimerHandle | None = None
+        self._sleep_waiter: asyncio.Future[None] | None = None
+        #: Seconds the tick planned to sleep before its last pass (the loop-lag probe's baseline).
+        self.slept = TICK_INTERVAL
 
     @property
     def transports(self) -> dict[str, WebRtcTransport]:
@@ -322,26 +341,91 @@ class MediaWorker:
         return not self._transports and not self._keepers
 
     def add_tick(
-        self, callback: Callable[[float], None], *, keep_awake: bool = True
+        self,
+        callback: Callable[[float], None],
+        *,
+        keep_awake: bool = True,
+        idle_period: float | None = None,
     ) -> Callable[[], None]:
         """Run ``callback(now)`` on every housekeeping tick; returns the unsubscribe function.
 
         ``keep_awake=False``: the callback has nothing to do while the worker has no transport
         (a process's metrics, load report, quality monitor), so it does not keep the tick from
         sleeping; it runs on each tick while there is one, and once more after the last
-        transport closed (the tick then sleeps until the next transport)."""
+        transport closed (the tick then sleeps until the next transport).
+        ``idle_period``: the longest the callback may wait between two ticks while nothing is
+        published (``tick_interval``; never below ``TICK_INTERVAL``)."""
         self._tick_keys += 1
         key = self._tick_keys
         self._ticks[key] = callback
+        if idle_period is not None:
+            self._idle_periods[key] = idle_period
         if keep_awake:
             self._keepers += 1
             self._wake.set()
 
         def unsubscribe() -> None:
+            self._idle_periods.pop(key, None)
             if self._ticks.pop(key, None) is not None and keep_awake:
                 self._keepers -= 1
 
         return unsubscribe
+
+    @property
+    def tick_interval(self) -> float:
+        """Seconds between two ticks now: ``TICK_INTERVAL`` while anything holds ``hurry``,
+        else ``IDLE_TICK_INTERVAL`` or the shortest ``idle_period`` asked for (not below
+        ``TICK_INTERVAL``)."""
+        if self._hurried:
+            return TICK_INTERVAL
+        periods = self._idle_periods
+        slow = min(IDLE_TICK_INTERVAL, *periods.values()) if periods else IDLE_TICK_INTERVAL
+        return max(TICK_INTERVAL, slow)
+
+    def hurry(self) -> Callable[[], None]:
+        """Keep the tick at ``TICK_INTERVAL`` until the returned release is called (once; a
+        second call does nothing). A router holds it while its room has a published track.
+        The first hold while the tick sleeps a longer interval moves its wake-up to one
+        ``TICK_INTERVAL`` after the sleep began (or now, if that has passed): what a new track
+        needs from the tick (its layer allocation, keyframe requests, RTCP) never waits for the
+        rest of a slow sleep."""
+        self._hurried += 1
+        if self._hurried == 1:
+            self._shorten_sleep()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._hurried -= 1
+
+        return release
+
+    def _shorten_sleep(self) -> None:
+        waiter, timer = self._sleep_waiter, self._sleep_timer
+        if waiter is None or timer is None or waiter.done() or self.slept <= TICK_INTERVAL:
+            return
+        loop = waiter.get_loop()
+        timer.cancel()
+        due = max(self._sleep_started + TICK_INTERVAL, loop.time())
+        self.slept = due - self._sleep_started
+        self._sleep_timer = loop.call_at(due, _wake_up, waiter)
+
+    async def _sleep(self, interval: float) -> None:
+        """Sleep ``interval`` seconds (``hurry`` may end it sooner)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._sleep_started = started = loop.time()
+        self.slept = interval
+        self._sleep_waiter = waiter
+        self._sleep_timer = loop.call_at(started + interval, _wake_up, waiter)
+        try:
+            await waiter
+        finally:
+            timer, self._sleep_timer, self._sleep_waiter = self._sleep_timer, None, None
+            if timer is not None:
+                timer.cancel()
 
     def tick(self, now: float) -> None:
         """One housekeeping pass in one go (tests call it with a fake clock): the transports'
@@ -384,7 +468,7 @@ class MediaWorker:
                 self._wake.clear()
                 await self._wake.wait()
                 self.awake_ticks = 0
-            await asyncio.sleep(TICK_INTERVAL)
+            await self._sleep(self.tick_interval)
             self.awake_ticks += 1
             try:
                 await self.tick_sliced(self.clock())
@@ -398,3 +482,8 @@ class MediaWorker:
 
     def _transport_closed(self, transport: WebRtcTransport) -> None:
         self._transports.pop(transport.id, None)
+
+
+def _wake_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

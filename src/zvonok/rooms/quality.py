@@ -40,6 +40,10 @@ log = logging.getLogger("zvonok.rooms.quality")
 #: The interval is cut into this many slots; each session is measured in one of them, so a tick
 #: (every 0.25 s, a twentieth of the default 5 s) measures about 1/``SLOTS`` of the sessions.
 SLOTS = 20
+#: While no track is published on the worker its tick may slow down to once per this share of the
+#: interval (1 s at the default 5 s): each session still gets one ``stats`` per interval, up to a
+#: fifth of the interval after its slot's time.
+IDLE_SHARE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,12 @@ class QualityMonitor:
         self._next = 0
         #: The latest ``stats`` payload of each live session (admin API).
         self.latest: dict[str, dict[str, Any]] = {}
+
+    @property
+    def idle_period(self) -> float | None:
+        """The longest the worker's tick may sleep while nothing is published (``add_tick``'s
+        ``idle_period``): a fifth of the interval; None when ``stats`` are off."""
+        return self.interval / IDLE_SHARE if self.interval > 0 else None
 
     def tick(self, now: float) -> None:
         """The worker's housekeeping tick: takes in new sessions, forgets gone ones, and measures

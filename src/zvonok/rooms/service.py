@@ -270,7 +270,7 @@ class RoomService:
             raise draining_refusal()
         if room is None:
             await self._room_dir.claim(key)
-            router = Router()
+            router = Router(hurry=self.worker.hurry)
             unticks = [self.worker.add_tick(router.tick)]
             room = Room(key, router=router, unsubscribe_tick=_all(unticks), events=self.events)
             adaptation = RoomAdaptation(room)

@@ -202,3 +202,37 @@ async def test_a_session_id_joined_again_starts_over(worker: MediaWorker) -> Non
     monitor.tick(1000.0 + INTERVAL)
     [stats] = [p for t, p in sink.sent if t == "stats" and p is not None]
     assert stats["bitrateIn"] is None
+
+
+async def test_at_the_idle_tick_each_session_still_gets_stats_every_interval(
+    worker: MediaWorker,
+) -> None:
+    """With nothing published the worker ticks once per ``idle_period`` (a fifth of the
+    interval: 1 s at 5 s), drifting as its sleep-then-tick loop does: each tick measures the
+    slots whose turn came meanwhile, each session still gets one ``stats`` per interval (give or
+    take a tick when the drift crosses its slot's time), the first within an interval and a tick
+    of the start, and the rates are over each session's own elapsed time."""
+    call = Call(worker)
+    await call.join(40)
+    monitor = QualityMonitor(call.rooms, interval=INTERVAL)
+    assert monitor.idle_period == INTERVAL / 5
+    assert QualityMonitor(call.rooms, interval=0).idle_period is None
+    period = INTERVAL / 5
+    jitter = random.Random(23)
+    log: dict[str, list[float]] = {}
+    per_tick = []
+    now = 1000.0
+    while now < 1040.0:
+        call.feed()
+        per_tick.append(tick(monitor, call, now, log))
+        now += period + jitter.uniform(0.0, 0.005)
+    assert max(per_tick) <= 40 // 5 + 2, per_tick  # about a fifth of them a tick
+    for sid, times in log.items():
+        assert times[0] < 1000.0 + INTERVAL + period
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert len(gaps) >= 6
+        assert all(abs(gap - INTERVAL) < period + 0.01 for gap in gaps), gaps
+        assert sum(abs(gap - INTERVAL) < 0.05 for gap in gaps) >= len(gaps) - 1, gaps
+        for stats, gap in zip(call.stats(sid)[1:], gaps, strict=False):
+            ticks = round(gap / period)
+            assert stats["bitrateIn"] == int(call.rates[sid] * ticks * 8 / gap)

@@ -6,7 +6,9 @@ spelled out — and runs their ``tick``: receiver reports and NACK retries to pu
 reports to subscribers, RFC 3550 §6.2 at about one a second driven by the owner's clock; it has
 no timers of its own; the receiver reports of one publisher's streams leave as one compound
 packet, ``reports.ReceiverReports``) and the RTCP sender SSRC (RFC 3550 §8.1: random) and CNAME
-the router uses when it reports as a receiver. The router is one of the two registries of a
+the router uses when it reports as a receiver. While it has a producer it holds its ``hurry``
+(``MediaWorker.hurry``: the tick at ~4 Hz; with no published track in any room it slows down).
+The router is one of the two registries of a
 producer or consumer (the room-wide one); the other is the ``media.session.MediaSession`` that
 created it.
 Must not import anything from zvonok outside ``zvonok.media``.
@@ -37,10 +39,19 @@ __all__ = [
 
 
 class Router:
-    """Producers and consumers of one room. ``close`` cascades; ``tick`` is called 4-5x/s."""
+    """Producers and consumers of one room. ``close`` cascades; ``tick`` is called ~4x/s while it
+    has a producer (it holds ``hurry``), ~1x/s otherwise."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        hurry: Callable[[], Callable[[], None]] | None = None,
+    ) -> None:
         self._clock = clock
+        #: Called when the first producer comes; returns the release called when the last goes.
+        self._hurry = hurry
+        self._release: Callable[[], None] | None = None
         self.rtcp_ssrc = secrets.randbits(32) or 1
         self.cname = "zvonok-" + secrets.token_hex(4)
         self._reports = ReceiverReports(self.rtcp_ssrc, self.cname)
@@ -86,6 +97,8 @@ class Router:
             clock=self._clock,
             on_close=self._producer_closed,
         )
+        if not self.producers and self._hurry is not None and self._release is None:
+            self._release = self._hurry()
         self.producers[params.producer_id] = producer
         return producer
 
@@ -169,10 +182,18 @@ class Router:
             producer.close()
         for consumer in list(self.consumers.values()):
             consumer.close()
+        self._let_go()
 
     def _producer_closed(self, producer: Producer) -> None:
         if self.producers.get(producer.id) is producer:
             del self.producers[producer.id]
+            if not self.producers:
+                self._let_go()
+
+    def _let_go(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def _consumer_closed(self, consumer: Consumer) -> None:
         if self.consumers.get(consumer.id) is consumer:
