@@ -2837,7 +2837,8 @@ done:
  * Owns the adapter's state (the reference time unwrapped from its 24 bits, the FB_SEEN-slot
  * duplicate filter of seq << 1 | received, allocated at the first feedback as the reference's
  * list is, the feedbacks / unknown counts) and the estimator's per-packet state (the
- * acknowledged-rate window of (arrival µs, bytes) in feedback order, its byte sum, the newest
+ * acknowledged-rate window of (arrival µs, bytes) in feedback order, at most window_max of them
+ * (the oldest reported dropped first), its byte sum, the newest
  * arrival, the acknowledged rate; the current and previous send-time groups of (first send,
  * last send, last arrival)). The send history is read straight from a compiled SendTarget's
  * ring; any other object is asked through its twcc_lookup(seq) method.
@@ -2860,6 +2861,8 @@ done:
 #define FB_TIME_MAX (1LL << 61)
 #define FB_NEVER (-(1LL << 62)) /* the reference's _acked_newest before any arrival */
 #define FB_STACK 128
+#define FB_WINDOW_MAX 4096      /* bwe.ACKED_WINDOW_MAX */
+#define FB_WINDOW_LIMIT 1048576 /* the most window_max may be */
 
 typedef struct {
     long long at, size;
@@ -2874,6 +2877,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     long long burst_us, window_us;
+    Py_ssize_t window_max; /* most entries the acknowledged-rate window keeps */
     char has_ref, has_group, has_prev;
     long long ref, ref_offset;
     int32_t *seen;
@@ -2890,16 +2894,20 @@ static PyTypeObject FeedbackCoreType;
 static int
 FeedbackCore_init(FeedbackCore *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"burst_us", "window_us", NULL};
+    static char *kwlist[] = {"burst_us", "window_us", "window_max", NULL};
     long long burst, window;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LL", kwlist, &burst, &window))
+    Py_ssize_t window_max = FB_WINDOW_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LL|n", kwlist, &burst, &window, &window_max))
         return -1;
-    if (burst < 0 || window <= 0 || burst > FB_TIME_MAX || window > FB_TIME_MAX) {
-        PyErr_SetString(PyExc_ValueError, "FeedbackCore needs 0 <= burst_us and 0 < window_us");
+    if (burst < 0 || window <= 0 || burst > FB_TIME_MAX || window > FB_TIME_MAX ||
+        window_max < 2 || window_max > FB_WINDOW_LIMIT) {
+        PyErr_SetString(PyExc_ValueError, "FeedbackCore needs 0 <= burst_us, 0 < window_us and "
+                                          "2 <= window_max <= 1,048,576");
         return -1;
     }
     self->burst_us = burst;
     self->window_us = window;
+    self->window_max = window_max;
     self->has_ref = self->has_group = self->has_prev = 0;
     self->ref = self->ref_offset = 0;
     PyMem_Free(self->seen);
@@ -3162,6 +3170,11 @@ FeedbackCore_feed(FeedbackCore *self, PyObject *const *args, Py_ssize_t nargs)
     }
     long long newest = self->acked_newest;
     while (self->acked_len && self->acked[self->acked_head].at < newest - self->window_us) {
+        self->acked_bytes -= self->acked[self->acked_head].size;
+        self->acked_head = (self->acked_head + 1) % self->acked_cap;
+        self->acked_len--;
+    }
+    while (self->acked_len > self->window_max) { /* the oldest reported go first */
         self->acked_bytes -= self->acked[self->acked_head].size;
         self->acked_head = (self->acked_head + 1) % self->acked_cap;
         self->acked_len--;

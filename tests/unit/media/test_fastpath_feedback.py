@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from zvonok.media.fastpath import native
 from zvonok.media.forwarding import twcc
-from zvonok.media.forwarding.bwe import ACKED_WINDOW_US, BURST_US, DownlinkEstimator
+from zvonok.media.forwarding.bwe import (
+    ACKED_WINDOW_MAX,
+    ACKED_WINDOW_US,
+    BURST_US,
+    DownlinkEstimator,
+)
 from zvonok.media.forwarding.twcc import Downlink, FeedbackAdapter
 from zvonok.media.packets.rtcp import TransportFeedback
 from zvonok.media.packets.rtp import build_extension_block
@@ -304,3 +309,27 @@ def test_an_empty_or_all_known_feedback_counts_as_the_reference_does() -> None:
         compiled.on_feedback(fb)
         reference.on_feedback(fb)
         assert observed(compiled, 0) == observed(reference, 0)
+
+
+def test_the_acknowledged_window_is_bounded_whatever_the_arrival_times() -> None:
+    """A subscriber that reports one arrival time for everything (or times that go back) keeps
+    no more than ACKED_WINDOW_MAX packets in the window, compiled and reference alike; before
+    the bound, every packet it ever acknowledged stayed."""
+    transport = FakeTransport()
+    clock = [0]
+    compiled, reference = pair(transport, clock)
+    seq = 0
+    for n in range(250):  # 10,000 packets, 40 a feedback, every arrival at the same time
+        for i in range(40):
+            transport.sent[(seq + i) & 0xFFFF] = (n * 20_000 + i * 500, 1_000)
+        clock[0] = n * 20_000 + 30_000
+        feedback = TransportFeedback(1, 2, seq & 0xFFFF, 0, n & 0xFF, [0] * 40)
+        compiled.on_feedback(feedback)
+        reference.on_feedback(feedback)
+        seq += 40
+        assert observed(compiled, clock[0]) == observed(reference, clock[0])
+    core = compiled._core
+    assert core is not None and core.window_len == ACKED_WINDOW_MAX
+    assert len(reference.estimator._acked) == ACKED_WINDOW_MAX
+    assert reference.estimator._acked_bytes == ACKED_WINDOW_MAX * 1_000
+    assert compiled.estimator.acked_bps == reference.estimator.acked_bps

@@ -71,8 +71,12 @@ LOSS_FLOOR_SHARE = 0.85
 #: Loss is measured over at least this many packets, updates at most this often (µs).
 LOSS_MIN_PACKETS = 20
 LOSS_INTERVAL_US = 300_000
-#: The acknowledged rate is measured over this window of arrival time (µs).
+#: The acknowledged rate is measured over this window of arrival time (µs), of at most this many
+#: packets (the oldest reported go first): a subscriber reporting one arrival time for everything
+#: (or times that go back) would otherwise keep every packet it ever acknowledged. 4,096 in half a
+#: second is ~8,000 packets/s, far beyond MAX_BPS.
 ACKED_WINDOW_US = 500_000
+ACKED_WINDOW_MAX = 4096
 #: An estimate is reported once this many packets have been acknowledged.
 MIN_ACKED_PACKETS = 20
 #: A probe cluster counts with at least this many packets received; the estimate goes to this
@@ -360,6 +364,8 @@ class DownlinkEstimator:
                 self._acked_newest = at
         newest = self._acked_newest
         while acked and acked[0][0] < newest - ACKED_WINDOW_US:
+            self._acked_bytes -= acked.popleft()[1]
+        while len(acked) > ACKED_WINDOW_MAX:
             self._acked_bytes -= acked.popleft()[1]
         if len(acked) >= 2:
             span = newest - min(acked[0][0], acked[-1][0])

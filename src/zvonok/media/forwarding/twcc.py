@@ -40,6 +40,7 @@ from ..fastpath import native
 from ..packets.rtcp import TWCC_REFERENCE_US, TransportFeedback
 from ..sdp.codecs import TWCC_URI
 from .bwe import (
+    ACKED_WINDOW_MAX,
     ACKED_WINDOW_US,
     BURST_US,
     LOSS_LOW,
@@ -199,7 +200,9 @@ def _new_core() -> _fastpath.FeedbackCore | None:
     """A compiled ``FeedbackCore`` with the estimator's constants, None without the fast path
     (``ZVONOK_PURE_PYTHON=1``, or a build from before it existed)."""
     make = getattr(native, "FeedbackCore", None) if native is not None else None
-    core: _fastpath.FeedbackCore | None = None if make is None else make(BURST_US, ACKED_WINDOW_US)
+    if make is None:
+        return None
+    core: _fastpath.FeedbackCore = make(BURST_US, ACKED_WINDOW_US, ACKED_WINDOW_MAX)
     return core
 
 
