@@ -16,10 +16,13 @@ from typing_extensions import disjoint_base
 
 #: Largest plaintext RTP packet the compiled path protects (bigger: counted in srtp_errors).
 MAX_PLAIN: int
-#: Most copies one ``sendmmsg`` carries.
+#: Most copies one ``sendmmsg`` carries (a fuller batch is flushed first).
 BATCH: int
 #: Most datagrams one ``recvmmsg`` reads (``Demux.drain``).
 RX_BATCH: int
+#: Inside ``Demux.drain``, the copies of at most this many received datagrams wait for one
+#: ``sendmmsg`` (bounds what the first of a burst waits).
+RX_FLUSH: int
 #: How far behind the newest forwarded sequence number the re-sync point trails (forwarder.py).
 SYNC_TRAIL: int
 #: RFC 3550 A.1 thresholds of the receive statistics (stats.py).
@@ -42,6 +45,11 @@ class _Forwards(Protocol):
 
 class _Updates(Protocol):
     def update(self, seq: int, ts: int, arrival: float, /) -> int: ...
+
+def tx_batches() -> int:
+    """Send batches flushed so far (one ``sendmmsg`` each unless the socket would block): a
+    ``Fanout.forward`` outside ``Demux.drain`` flushes its own, a drain one per ``RX_FLUSH``
+    received datagrams (and at the end of each ``recvmmsg`` batch)."""
 
 def set_slow_rewrite(fn: Callable[..., Any], /) -> None:
     """The reference ``rewrite_rtp`` for packets with two-byte header extensions."""
@@ -152,7 +160,9 @@ class Forwarder:
 
 @final
 class Fanout:
-    """A producer's consumers: one rewritten copy each, sent with one ``sendmmsg``."""
+    """A producer's consumers: one rewritten copy each, sent with one ``sendmmsg`` (inside
+    ``Demux.drain`` the drain sends the copies of up to ``RX_FLUSH`` received datagrams
+    together)."""
 
     def __init__(self) -> None: ...
     @property
