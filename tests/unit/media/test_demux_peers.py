@@ -24,19 +24,12 @@ from zvonok.media.transport.srtp import AEAD_AES_128_GCM, SrtpSession
 from zvonok.media.transport.transport import ConnectionState, WebRtcTransport
 from zvonok.media.transport.udp import MAX_ADDRESSES_PER_ENDPOINT, MediaUdpProtocol
 
+from .test_fastpath_recv import udp_socket
 from .test_transport_udp import until
 
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled fast path is not built")
 
 KEY = bytes(range(AEAD_AES_128_GCM.master_length))
-
-
-def _udp(family: int = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.bind((host, 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-    sock.setblocking(False)
-    return sock
 
 
 class _Endpoint:
@@ -63,7 +56,7 @@ class Peer:
     """One sender with its own SRTP stream (SSRC ``ssrc``, sequence numbers from 1)."""
 
     def __init__(self, ssrc: int, family: int = socket.AF_INET, host: str = "127.0.0.1") -> None:
-        self.sock = _udp(family, host)
+        self.sock = udp_socket(family, host)
         self.ssrc = ssrc
         self.seq = 0
         self.srtp = SrtpSession(AEAD_AES_128_GCM, tx_master=KEY, rx_master=KEY)
@@ -90,7 +83,7 @@ def _drain(protocol: MediaUdpProtocol, expected: int) -> None:
 
 class Rig:
     def __init__(self) -> None:
-        self.sock = _udp()
+        self.sock = udp_socket()
         self.protocol = MediaUdpProtocol()
         self.protocol.demux.fd = self.sock.fileno()
         self.to = self.sock.getsockname()
@@ -173,7 +166,7 @@ def test_hundreds_of_peers_each_reach_their_own_receiver(rig: Rig) -> None:
 
 def test_ipv6_peers_are_told_apart_by_their_whole_address() -> None:
     try:
-        sock = _udp(socket.AF_INET6, "::1")
+        sock = udp_socket(socket.AF_INET6, "::1")
     except OSError:
         pytest.skip("no IPv6 loopback")
     protocol = MediaUdpProtocol()
@@ -214,7 +207,7 @@ class _Listener:
 async def test_a_closed_transport_gets_nothing() -> None:
     loop = asyncio.get_running_loop()
     protocol = MediaUdpProtocol()
-    sock = _udp()
+    sock = udp_socket()
     await protocol.open(sock)
     peer = Peer(0x4444)
     listener = _Listener()

@@ -71,7 +71,8 @@ def _receiver(log: list[Any], compiled: bool) -> Any:
     return receiver
 
 
-def _udp(family: int = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
+def udp_socket(family: int = socket.AF_INET, host: str = "127.0.0.1") -> socket.socket:
+    """A non-blocking UDP socket on a loopback port, with a large receive buffer."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.bind((host, 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -86,8 +87,8 @@ class Rig:
     (``handle_media``), sender 2 to nothing."""
 
     def __init__(self) -> None:
-        self.senders = [_udp() for _ in range(3)]
-        self.sockets = [_udp(), _udp()]  # compiled, reference
+        self.senders = [udp_socket() for _ in range(3)]
+        self.sockets = [udp_socket(), udp_socket()]  # compiled, reference
         self.logs: list[list[Any]] = [[], []]
         self.protocols = [MediaUdpProtocol(), MediaUdpProtocol()]
         self.endpoints: list[list[_Endpoint]] = []
@@ -296,10 +297,10 @@ def test_a_handler_may_not_drain_again() -> None:
 
 def test_ipv6_addresses_look_like_the_event_loops() -> None:
     try:
-        receiver, sender = _udp(socket.AF_INET6, "::1"), _udp(socket.AF_INET6, "::1")
+        receiver, sender = udp_socket(socket.AF_INET6, "::1"), udp_socket(socket.AF_INET6, "::1")
     except OSError:
         pytest.skip("no IPv6 loopback")
-    reference = _udp(socket.AF_INET6, "::1")
+    reference = udp_socket(socket.AF_INET6, "::1")
     try:
         log: list[Any] = []
         protocol = MediaUdpProtocol()
@@ -320,8 +321,8 @@ def test_ipv6_addresses_look_like_the_event_loops() -> None:
 async def test_open_reads_in_batches_and_close_releases_the_socket() -> None:
     protocol = MediaUdpProtocol()
     log: list[Any] = []
-    peer = _udp()
-    sock = _udp()
+    peer = udp_socket()
+    sock = udp_socket()
     protocol.bind_address(peer.getsockname(), _Endpoint(log))
     await protocol.open(sock)
     try:
@@ -349,7 +350,7 @@ async def test_a_blocked_socket_queues_in_order_and_bounded(
 
     monkeypatch.setattr(udp, "MAX_SEND_BACKLOG", 3)
     protocol = MediaUdpProtocol()
-    peer, sock = _udp(), _udp()
+    peer, sock = udp_socket(), udp_socket()
     await protocol.open(sock)
     try:
         blocked = True
@@ -387,7 +388,7 @@ async def test_a_dual_stack_socket_reads_ipv4_peers_in_its_own_form_and_sends_to
     sock.setblocking(False)
     protocol = MediaUdpProtocol()
     log: list[Any] = []
-    peer = _udp()
+    peer = udp_socket()
     await protocol.open(sock)
     try:
         assert protocol.family == socket.AF_INET6

@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.sdp.codecs import CodecKey, codec_key
 from zvonok.media.sdp.description import RtpCodec, SessionDescription
 from zvonok.media.sdp.negotiation import LocalParameters, SendTrack, SessionNegotiator
-from zvonok.media.worker import MediaWorker
 from zvonok.rooms import moderation
 from zvonok.rooms import participant as participant_module
 from zvonok.rooms.participant import Participant
@@ -238,18 +236,6 @@ def test_a_refused_track_decodes_nothing() -> None:
 
 # ---------------------------------------------------------------------------- the room
 ROOM = RoomKey(RoomKind.GROUP, "19")
-
-
-@pytest.fixture
-async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
-    service = RoomService(
-        worker=worker,
-        sessions=LocalSessionDirectory(),
-        rooms=LocalRoomDirectory(),
-        ice_servers=[],
-    )
-    yield service
-    await service.close()
 
 
 async def join(rooms: RoomService, user: str, sink: RecordingSink) -> Participant:

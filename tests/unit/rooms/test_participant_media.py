@@ -8,11 +8,7 @@ and leaving frees both.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.worker import MediaWorker
 from zvonok.rooms.participant import Participant
@@ -22,18 +18,6 @@ from ..fakes import RecordingSink
 from ..sdp_answers import answer_to
 
 ROOM = RoomKey(RoomKind.GROUP, "9")
-
-
-@pytest.fixture
-async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
-    service = RoomService(
-        worker=worker,
-        sessions=LocalSessionDirectory(),
-        rooms=LocalRoomDirectory(),
-        ice_servers=[],
-    )
-    yield service
-    await service.close()
 
 
 async def join(rooms: RoomService, user: str, sink: RecordingSink) -> Participant:

@@ -7,11 +7,7 @@ leaving) lets it slow down again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-
-from zvonok.cluster.local import LocalRoomDirectory, LocalSessionDirectory
 from zvonok.ids import RoomKey, RoomKind, SessionId, UserId
 from zvonok.media.worker import IDLE_TICK_INTERVAL, TICK_INTERVAL, MediaWorker
 from zvonok.rooms.participant import Participant
@@ -19,18 +15,6 @@ from zvonok.rooms.service import RoomService
 
 from ..fakes import RecordingSink
 from ..sdp_answers import answer_to
-
-
-@pytest.fixture
-async def rooms(worker: MediaWorker) -> AsyncIterator[RoomService]:
-    service = RoomService(
-        worker=worker,
-        sessions=LocalSessionDirectory(),
-        rooms=LocalRoomDirectory(),
-        ice_servers=[],
-    )
-    yield service
-    await service.close()
 
 
 async def join(rooms: RoomService, room: str, user: str, sink: RecordingSink) -> Participant:
