@@ -35,7 +35,7 @@ from .config import Settings
 from .drain import SERVING, NodeDrain
 from .edge import DevHostPolicy
 from .errors import SignalError
-from .heap import settle_heap
+from .heap import merge_counts, settle_heap, type_counts
 from .httpserver import EdgeLimits, connection_budget, protocol_classes
 from .ids import RoomKey, RoomKind
 from .logs import configure_logging
@@ -343,6 +343,7 @@ def create_app(settings: Settings, *, settle: bool = False) -> Starlette:
             snapshot["gcObjects"] = snapshot.get("gcObjects", 0) + len(gc.get_objects())
             # start-up objects the collector skips (heap.settle_heap), not in gcObjects
             snapshot["gcFrozen"] = snapshot.get("gcFrozen", 0) + gc.get_freeze_count()
+            snapshot["gcTypes"] = merge_counts(snapshot.get("gcTypes", {}), type_counts())
         return JSONResponse(snapshot)
 
     def issue_dev_token(user_id: str) -> str:
@@ -434,9 +435,11 @@ async def _state_snapshot(components: Components, collect: bool = False) -> dict
         for key, room in answer["rooms"].items():
             merged["rooms"][key] = {**room, "worker": name}
         merged["sessions"] += answer["sessions"]
-        for key in ("gcCollected", "gcObjects"):
+        for key in ("gcCollected", "gcObjects", "gcFrozen"):
             if key in answer:
                 merged[key] = merged.get(key, 0) + answer[key]
+        if "gcTypes" in answer:
+            merged["gcTypes"] = merge_counts(merged.get("gcTypes", {}), answer["gcTypes"])
         merged["tasks"] += answer["tasks"]
         merged["transports"] += answer["transports"]
     return merged

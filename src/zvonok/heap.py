@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -28,6 +29,20 @@ class SettledHeap:
     collected: int
     frozen: int
     seconds: float
+
+
+def type_counts(limit: int = 40) -> dict[str, int]:
+    """The collector's tracked objects by type name, the ``limit`` most common (leak hunting:
+    ``/debug/state?gc=1``'s ``gcTypes``; frozen start-up objects are not among them)."""
+    counts = Counter(type(o).__name__ for o in gc.get_objects())
+    return dict(counts.most_common(limit))
+
+
+def merge_counts(into: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """Two ``type_counts`` added up (a front and its workers)."""
+    total = Counter(into)
+    total.update(more)
+    return dict(total)
 
 
 def settle_heap() -> SettledHeap:

@@ -51,7 +51,7 @@ from ..cluster.placement import PPS_CAPACITY
 from ..compose import build_media, build_room_service, state_snapshot
 from ..config import Settings
 from ..errors import SignalError
-from ..heap import settle_heap
+from ..heap import settle_heap, type_counts
 from ..ids import RoomKey, SessionId, UserId
 from ..logs import configure_logging
 from ..media.worker import TICK_INTERVAL, MediaWorker
@@ -254,6 +254,7 @@ class WorkerServer:
                 snapshot["gcCollected"] = gc.collect()
                 snapshot["gcObjects"] = len(gc.get_objects())
                 snapshot["gcFrozen"] = gc.get_freeze_count()
+                snapshot["gcTypes"] = type_counts()
             return snapshot
         raise SignalError("internal", f"unknown worker request {method!r}")
 
