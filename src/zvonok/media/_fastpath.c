@@ -33,6 +33,9 @@
  *   twcc_parse     the FCI of a transport-cc feedback packet (packets/rtcp.py parse_twcc_fci).
  *   FeedbackCore   the per-packet part of reading a subscriber's transport-cc feedback
  *                  (forwarding/twcc.py FeedbackAdapter + bwe.py's per-packet steps).
+ *   Trendline      the delay-based detector on the send groups FeedbackCore closes: the
+ *                  trendline's least squares, overuse detector, adaptive threshold
+ *                  (forwarding/bwe.py _Trendline).
  *   audio_levels   the RFC 6464 levels of the new packets in an audio producer's ring, as the
  *                  active-speaker detector adds them up each tick (rooms/speakers.py
  *                  read_levels).
@@ -63,11 +66,23 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+/* Every double here is computed as its Python reference computes it, operation by operation
+ * and in the same order, so the results are bit-identical (the tests compare them with ==): no
+ * fused multiply-add. GCC contracts a * b + c into one FMA wherever the target has one (aarch64,
+ * x86-64 with -mfma or -march=native) and ignores ``#pragma STDC FP_CONTRACT``, which clang
+ * honours; never build this file with -ffast-math. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 /* Largest plaintext RTP packet we protect: pylibsrtp's 1500-byte buffer minus its trailer
  * room, the same bound as the Python path (srtp.py). */
@@ -3373,6 +3388,316 @@ static PyTypeObject FeedbackCoreType = {
 };
 
 /* ------------------------------------------------------------------------------------------ */
+/* The delay-based detector of a subscriber's downlink estimate: Trendline                    */
+
+/* Trendline(window=, smoothing=, gain=, max_deltas=, threshold=, k_up=, k_down=,
+ *           threshold_min=, threshold_max=, max_jump=, max_dt_ms=, overuse_time_ms=,
+ *           overuse_count=): forwarding/bwe.py _Trendline exactly (draft-ietf-rmcat-gcc-02 §5.4
+ * with the trendline filter in place of §5.3's Kalman filter, as today's GoogCC does), given
+ * bwe.py's constants by name so the policy stays there (bwe._new_trendline).
+ *
+ * Owns the trendline (the accumulated delay variation, its exponential smoothing, the first
+ * arrival, the groups seen, and the last ``window`` points (arrival - first arrival, smoothed)
+ * in a fixed ring of at most TL_WINDOW_MAX: nothing is allocated after construction) and the
+ * detector on it (the trend, the adaptive threshold, the usage signal as an index into
+ * bwe._USAGES: 0 normal, 1 overuse, 2 underuse, the overuse time and count, the previous trend,
+ * the time of the last threshold update).
+ *
+ * update(variation_ms, arrival_ms) -> the slope of the least-squares line through the window,
+ * or None until the window is full (or when its x values are all equal). detect(groups) runs
+ * what bwe.py's _Trendline.detect runs for each (variation_ms, arrival_ms, send_delta_ms) of
+ * the list (FeedbackCore.feed's groups): update, then the overuse detector and the threshold's
+ * adaptation. Both take floats only (the reference, given ints, would do part of its arithmetic
+ * in exact integers); detect checks the whole list before any state changes.
+ *
+ * Every double is bit-identical to the reference's: the same operations in the same order, no
+ * fused multiply-add (the pragmas at the top of this file), Python's min and max as they
+ * compare (min(a, b) is b only if b < a, max(a, b) b only if b > a). */
+
+#define TL_WINDOW_MAX 64
+enum { TL_NORMAL = 0, TL_OVERUSE = 1, TL_UNDERUSE = 2 };
+
+typedef struct {
+    PyObject_HEAD
+    /* the constants (bwe.py's) */
+    int window;
+    double smoothing, gain, threshold_start, k_up, k_down, threshold_min, threshold_max;
+    double max_jump, max_dt_ms, overuse_time_ms;
+    long long max_deltas, overuse_limit;
+    /* the trendline */
+    double accumulated, smoothed, first_arrival_ms;
+    char has_first, has_last;
+    long long deltas;
+    double px[TL_WINDOW_MAX], py[TL_WINDOW_MAX]; /* ring: len points from head, oldest first */
+    int head, len;
+    /* the detector */
+    double trend, threshold, overuse_ms, prev_trend, last_threshold_ms;
+    long long overuse_count;
+    int usage;
+} Trendline;
+
+static int
+Trendline_init(Trendline *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"window",        "smoothing",     "gain",          "max_deltas",
+                             "threshold",     "k_up",          "k_down",        "threshold_min",
+                             "threshold_max", "max_jump",      "max_dt_ms",     "overuse_time_ms",
+                             "overuse_count", NULL};
+    int window;
+    double smoothing, gain, threshold, k_up, k_down, tmin, tmax, max_jump, max_dt, overuse_time;
+    long long max_deltas, overuse_count;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iddLddddddddL", kwlist, &window, &smoothing,
+                                     &gain, &max_deltas, &threshold, &k_up, &k_down, &tmin, &tmax,
+                                     &max_jump, &max_dt, &overuse_time, &overuse_count))
+        return -1;
+    if (window < 2 || window > TL_WINDOW_MAX) {
+        PyErr_Format(PyExc_ValueError, "Trendline needs 2 <= window <= %d", TL_WINDOW_MAX);
+        return -1;
+    }
+    self->window = window;
+    self->smoothing = smoothing;
+    self->gain = gain;
+    self->max_deltas = max_deltas;
+    self->threshold_start = threshold;
+    self->k_up = k_up;
+    self->k_down = k_down;
+    self->threshold_min = tmin;
+    self->threshold_max = tmax;
+    self->max_jump = max_jump;
+    self->max_dt_ms = max_dt;
+    self->overuse_time_ms = overuse_time;
+    self->overuse_limit = overuse_count;
+    self->accumulated = self->smoothed = self->first_arrival_ms = 0.0;
+    self->has_first = self->has_last = 0;
+    self->deltas = 0;
+    self->head = self->len = 0;
+    self->trend = self->overuse_ms = self->prev_trend = self->last_threshold_ms = 0.0;
+    self->threshold = threshold;
+    self->overuse_count = 0;
+    self->usage = TL_NORMAL;
+    return 0;
+}
+
+/* _Trendline.update: 1 and the slope in *slope, or 0 (None). */
+static int
+tl_update(Trendline *s, double variation_ms, double arrival_ms, double *slope)
+{
+    if (!s->has_first) {
+        s->first_arrival_ms = arrival_ms;
+        s->has_first = 1;
+    }
+    s->deltas++;
+    s->accumulated += variation_ms;
+    s->smoothed = s->smoothing * s->smoothed + (1.0 - s->smoothing) * s->accumulated;
+    int slot;
+    if (s->len < s->window)
+        slot = (s->head + s->len++) % s->window;
+    else {
+        slot = s->head;
+        s->head = (s->head + 1) % s->window;
+    }
+    s->px[slot] = arrival_ms - s->first_arrival_ms;
+    s->py[slot] = s->smoothed;
+    if (s->len < s->window)
+        return 0;
+    /* least squares in one pass, x taken from the window's first point */
+    double x0 = s->px[s->head], sx = 0.0, sy = 0.0, sxx = 0.0, sxy = 0.0;
+    for (int i = 0, k = s->head; i < s->len; i++, k = k + 1 == s->window ? 0 : k + 1) {
+        double x = s->px[k] - x0, y = s->py[k];
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+    }
+    double n = (double)s->len;
+    double den = n * sxx - sx * sx;
+    if (den == 0)
+        return 0;
+    *slope = (n * sxy - sx * sy) / den;
+    return 1;
+}
+
+/* _Trendline._adapt_threshold (§5.4's adaptive threshold). */
+static void
+tl_adapt_threshold(Trendline *s, double trend, double now_ms)
+{
+    double last = s->last_threshold_ms;
+    char had = s->has_last;
+    s->last_threshold_ms = now_ms;
+    s->has_last = 1;
+    if (!had)
+        return;
+    if (fabs(trend) > s->threshold + s->max_jump)
+        return; /* a spike: it does not drag the threshold */
+    double k = fabs(trend) < s->threshold ? s->k_down : s->k_up;
+    double dt = now_ms - last;
+    if (s->max_dt_ms < dt) /* min(now_ms - last, max_dt_ms) */
+        dt = s->max_dt_ms;
+    s->threshold += k * (fabs(trend) - s->threshold) * dt;
+    double t = s->threshold;
+    if (s->threshold_min > t) /* max(t, threshold_min) */
+        t = s->threshold_min;
+    if (s->threshold_max < t) /* min(t, threshold_max) */
+        t = s->threshold_max;
+    s->threshold = t;
+}
+
+/* One closed send group through _Trendline.detect's loop body. */
+static void
+tl_detect(Trendline *s, double variation_ms, double arrival_ms, double send_delta_ms)
+{
+    double slope;
+    if (!tl_update(s, variation_ms, arrival_ms, &slope))
+        return;
+    long long m = s->max_deltas < s->deltas ? s->max_deltas : s->deltas;
+    double trend = (double)m * slope * s->gain;
+    s->trend = trend;
+    if (trend > s->threshold) {
+        s->overuse_ms += s->overuse_ms != 0.0 ? send_delta_ms : send_delta_ms / 2.0;
+        s->overuse_count++;
+        if (s->overuse_ms > s->overuse_time_ms && s->overuse_count > s->overuse_limit &&
+            trend >= s->prev_trend) {
+            s->overuse_ms = 0.0;
+            s->overuse_count = 0;
+            s->usage = TL_OVERUSE;
+        }
+    }
+    else if (trend < -s->threshold) {
+        s->overuse_ms = 0.0;
+        s->overuse_count = 0;
+        s->usage = TL_UNDERUSE;
+    }
+    else {
+        s->overuse_ms = 0.0;
+        s->overuse_count = 0;
+        s->usage = TL_NORMAL;
+    }
+    s->prev_trend = trend;
+    tl_adapt_threshold(s, trend, arrival_ms);
+}
+
+static PyObject *
+Trendline_update(Trendline *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "update(variation_ms, arrival_ms) takes 2 arguments");
+        return NULL;
+    }
+    if (!PyFloat_Check(args[0]) || !PyFloat_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "update(variation_ms, arrival_ms) takes floats");
+        return NULL;
+    }
+    double slope;
+    if (!tl_update(self, PyFloat_AS_DOUBLE(args[0]), PyFloat_AS_DOUBLE(args[1]), &slope))
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(slope);
+}
+
+static PyObject *
+Trendline_detect(Trendline *self, PyObject *groups)
+{
+    if (!PyList_Check(groups)) {
+        PyErr_SetString(PyExc_TypeError, "groups must be a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(groups);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *g = PyList_GET_ITEM(groups, i);
+        if (!PyTuple_Check(g) || PyTuple_GET_SIZE(g) != 3 ||
+            !PyFloat_Check(PyTuple_GET_ITEM(g, 0)) || !PyFloat_Check(PyTuple_GET_ITEM(g, 1)) ||
+            !PyFloat_Check(PyTuple_GET_ITEM(g, 2))) {
+            PyErr_Format(PyExc_TypeError,
+                         "group %zd is not (variation_ms, arrival_ms, send_delta_ms) of floats",
+                         i);
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *g = PyList_GET_ITEM(groups, i);
+        tl_detect(self, PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(g, 0)),
+                  PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(g, 1)),
+                  PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(g, 2)));
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Trendline_get_first_arrival_ms(Trendline *self, void *Py_UNUSED(closure))
+{
+    if (!self->has_first)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(self->first_arrival_ms);
+}
+
+static PyObject *
+Trendline_get_last_threshold_ms(Trendline *self, void *Py_UNUSED(closure))
+{
+    if (!self->has_last)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(self->last_threshold_ms);
+}
+
+static PyObject *
+Trendline_get_points(Trendline *self, void *Py_UNUSED(closure))
+{
+    PyObject *out = PyList_New(self->len);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < self->len; i++) {
+        int k = (self->head + i) % self->window;
+        PyObject *point = Py_BuildValue("(dd)", self->px[k], self->py[k]);
+        if (point == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, point);
+    }
+    return out;
+}
+
+static PyGetSetDef Trendline_getset[] = {
+    {"first_arrival_ms", (getter)Trendline_get_first_arrival_ms, NULL,
+     "The first group's arrival (ms), None before any.", NULL},
+    {"last_threshold_ms", (getter)Trendline_get_last_threshold_ms, NULL,
+     "When the threshold was last adapted (ms), None before any trend.", NULL},
+    {"points", (getter)Trendline_get_points, NULL,
+     "The window's (arrival - first arrival ms, smoothed delay ms), oldest first.", NULL},
+    {NULL}};
+
+static PyMemberDef Trendline_members[] = {
+    {"window", T_INT, offsetof(Trendline, window), READONLY, NULL},
+    {"accumulated", T_DOUBLE, offsetof(Trendline, accumulated), READONLY, NULL},
+    {"smoothed", T_DOUBLE, offsetof(Trendline, smoothed), READONLY, NULL},
+    {"deltas", T_LONGLONG, offsetof(Trendline, deltas), READONLY, NULL},
+    {"trend", T_DOUBLE, offsetof(Trendline, trend), READONLY, NULL},
+    {"threshold", T_DOUBLE, offsetof(Trendline, threshold), READONLY, NULL},
+    {"usage", T_INT, offsetof(Trendline, usage), READONLY, NULL},
+    {"overuse_ms", T_DOUBLE, offsetof(Trendline, overuse_ms), READONLY, NULL},
+    {"overuse_count", T_LONGLONG, offsetof(Trendline, overuse_count), READONLY, NULL},
+    {"prev_trend", T_DOUBLE, offsetof(Trendline, prev_trend), READONLY, NULL},
+    {NULL}};
+
+static PyMethodDef Trendline_methods[] = {
+    {"update", (PyCFunction)(void (*)(void))Trendline_update, METH_FASTCALL,
+     "update(variation_ms, arrival_ms) -> the window's slope, or None until it is full."},
+    {"detect", (PyCFunction)Trendline_detect, METH_O,
+     "detect(groups): each closed send group (variation_ms, arrival_ms, send_delta_ms) through "
+     "the trendline, the overuse detector and the adaptive threshold."},
+    {NULL}};
+
+static PyTypeObject TrendlineType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.Trendline",
+    .tp_basicsize = sizeof(Trendline),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The delay-based detector of a downlink estimate (forwarding/bwe.py _Trendline).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Trendline_init,
+    .tp_members = Trendline_members,
+    .tp_getset = Trendline_getset,
+    .tp_methods = Trendline_methods,
+};
+
+/* ------------------------------------------------------------------------------------------ */
 /* RFC 6464 audio levels read back from an audio producer's ring                             */
 
 /* The loudness threshold and silence of rooms/speakers.py (ACTIVE_LEVEL, SILENCE). */
@@ -3519,6 +3844,9 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
         PyType_Ready(&FeedbackCoreType) < 0 ||
         PyModule_AddObjectRef(m, "FeedbackCore", (PyObject *)&FeedbackCoreType) < 0 ||
+        PyType_Ready(&TrendlineType) < 0 ||
+        PyModule_AddObjectRef(m, "Trendline", (PyObject *)&TrendlineType) < 0 ||
+        PyModule_AddIntConstant(m, "TRENDLINE_WINDOW_MAX", TL_WINDOW_MAX) < 0 ||
         PyModule_AddIntConstant(m, "FEEDBACK_SEEN", FB_SEEN) < 0 ||
         PyModule_AddIntConstant(m, "MAX_PLAIN", MAX_PLAIN) < 0 ||
         PyModule_AddIntConstant(m, "BATCH", BATCH) < 0 ||

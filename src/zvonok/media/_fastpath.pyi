@@ -34,6 +34,8 @@ TWCC_SENT: int
 TWCC_ARRIVALS: int
 #: Seqs the send-side duplicate filter of a ``FeedbackCore`` remembers (twcc.py ``_SEEN``).
 FEEDBACK_SEEN: int
+#: The largest window a ``Trendline`` keeps (its points are a ring of this size).
+TRENDLINE_WINDOW_MAX: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -347,3 +349,61 @@ class FeedbackCore:
         newest send µs of the received, acknowledged bits/s, closed send groups as
         (variation ms, arrival ms, send delta ms), the packets as (seq, send µs, size,
         arrival µs or None) when ``want_results``)."""
+
+@final
+class Trendline:
+    """The delay-based detector of a downlink estimate: exactly ``bwe._Trendline`` (the
+    trendline's least squares over the last ``window`` send groups, the overuse detector, the
+    adaptive threshold), every double bit-identical; the window is a fixed ring."""
+
+    def __init__(
+        self,
+        window: int,
+        smoothing: float,
+        gain: float,
+        max_deltas: int,
+        threshold: float,
+        k_up: float,
+        k_down: float,
+        threshold_min: float,
+        threshold_max: float,
+        max_jump: float,
+        max_dt_ms: float,
+        overuse_time_ms: float,
+        overuse_count: int,
+    ) -> None: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def accumulated(self) -> float: ...
+    @property
+    def smoothed(self) -> float: ...
+    @property
+    def deltas(self) -> int: ...
+    @property
+    def trend(self) -> float: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def usage(self) -> int:
+        """The usage signal, an index into ``bwe._USAGES`` (0 normal, 1 overuse, 2 underuse)."""
+    @property
+    def overuse_ms(self) -> float: ...
+    @property
+    def overuse_count(self) -> int: ...
+    @property
+    def prev_trend(self) -> float: ...
+    @property
+    def first_arrival_ms(self) -> float | None:
+        """The first group's arrival (ms), None before any."""
+    @property
+    def last_threshold_ms(self) -> float | None:
+        """When the threshold was last adapted (ms), None before any trend."""
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """The window's (arrival - first arrival ms, smoothed delay ms), oldest first."""
+    def update(self, variation_ms: float, arrival_ms: float, /) -> float | None:
+        """The window's slope after this group, or None until it is full."""
+    def detect(self, groups: list[tuple[float, float, float]], /) -> None:
+        """Each closed send group (variation ms, arrival ms, send delta ms) through the
+        trendline, the overuse detector and the adaptive threshold."""

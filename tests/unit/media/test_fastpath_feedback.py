@@ -1,13 +1,17 @@
 """Reading a subscriber's transport-cc feedback in C: the compiled ``FeedbackCore`` (adapter +
-the estimator's per-packet steps) followed by ``DownlinkEstimator.on_summary`` is exactly the
-pure-Python ``FeedbackAdapter`` followed by ``DownlinkEstimator.on_feedback``
-(draft-holmer-rmcat-transport-wide-cc-extensions-01, forwarding/twcc.py, forwarding/bwe.py).
-Random feedback sequences (reordering, loss, duplicates, reference-time wrap, 16-bit seq wrap,
-unknown seqs, probes) go to both; every output is compared after each feedback. Malformed input
-raises a clear error and leaves the core as it was."""
+the estimator's per-packet steps) followed by ``DownlinkEstimator.on_summary`` with the compiled
+``Trendline`` (trendline, overuse detector, adaptive threshold) is exactly the pure-Python
+``FeedbackAdapter`` followed by ``DownlinkEstimator.on_feedback`` with the reference
+``_Trendline`` (draft-holmer-rmcat-transport-wide-cc-extensions-01, draft-ietf-rmcat-gcc-02
+§5.4; forwarding/twcc.py, forwarding/bwe.py). Random feedback sequences (reordering, loss,
+duplicates, reference-time wrap, 16-bit seq wrap, unknown seqs, probes) go to both; every output
+and the detector's whole state are compared after each feedback, doubles bit for bit. The
+detectors are also driven directly with random groups. Malformed input raises a clear error and
+leaves the core (or the detector) as it was."""
 
 from __future__ import annotations
 
+import copy
 import random
 import struct
 from collections.abc import Callable
@@ -18,12 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zvonok.media.fastpath import native
-from zvonok.media.forwarding import twcc
+from zvonok.media.forwarding import bwe, twcc
 from zvonok.media.forwarding.bwe import (
     ACKED_WINDOW_MAX,
     ACKED_WINDOW_US,
     BURST_US,
+    THRESHOLD_MAX,
+    THRESHOLD_MIN,
+    TREND_WINDOW,
     DownlinkEstimator,
+    _new_trendline,
+    _Trendline,
 )
 from zvonok.media.forwarding.twcc import Downlink, FeedbackAdapter
 from zvonok.media.packets.rtcp import TransportFeedback
@@ -59,6 +68,23 @@ class Route:
         self.on_transport_feedback: Callable[[TransportFeedback], None] = lambda _fb: None
 
 
+def bits(value: object) -> object:
+    """A float as its bits (so -0.0 != 0.0 and a NaN equals itself), tuples and lists deeply."""
+    if isinstance(value, float):
+        return value.hex()
+    if isinstance(value, (tuple, list)):
+        return tuple(bits(v) for v in value)
+    return value
+
+
+def detector_state(t: Any) -> object:
+    """Everything a ``Trendline`` or ``_Trendline`` keeps, doubles as bits."""
+    return bits((
+        t.accumulated, t.smoothed, list(t.points), t.first_arrival_ms, t.deltas, t.trend,
+        t.threshold, t.usage, t.overuse_ms, t.overuse_count, t.prev_trend, t.last_threshold_ms,
+    ))  # fmt: skip
+
+
 def observed(d: Downlink, now: int) -> tuple[Any, ...]:
     """Everything the estimator and the adapter expose (and the state they decide from)."""
     e = d.estimator
@@ -66,14 +92,18 @@ def observed(d: Downlink, now: int) -> tuple[Any, ...]:
         e.estimate_bps, e.loss, e.rtt, e.usage, e.acked_bps, e.probe_result, e.probe_limited,
         e.threshold, e.trend, e.feedbacks, e.app_limited, e.capacity_bps(now),
         e.last_decrease_us, e._delay_bps, e._loss_bps, e._acked_packets, e.measuring_probe,
-        list(e._acked_recent), list(e._trendline.points), d.adapter.feedbacks, d.adapter.unknown,
+        list(e._acked_recent), d.adapter.feedbacks, d.adapter.unknown,
+        bits((e.threshold, e.trend, e._delay_bps, e._loss_bps)), detector_state(e._trendline),
     )  # fmt: skip
 
 
 def pair(transport: Any, clock: list[int]) -> tuple[Downlink, Downlink]:
+    assert native is not None
     compiled = Downlink(transport, Route(), clock_us=lambda: clock[0])
     reference = Downlink(transport, Route(), clock_us=lambda: clock[0], compiled=False)
     assert compiled._core is not None and reference._core is None
+    assert isinstance(compiled.estimator._trendline, native.Trendline)
+    assert isinstance(reference.estimator._trendline, _Trendline)
     return compiled, reference
 
 
@@ -333,3 +363,158 @@ def test_the_acknowledged_window_is_bounded_whatever_the_arrival_times() -> None
     assert len(reference.estimator._acked) == ACKED_WINDOW_MAX
     assert reference.estimator._acked_bytes == ACKED_WINDOW_MAX * 1_000
     assert compiled.estimator.acked_bps == reference.estimator.acked_bps
+
+
+# -- the delay-based detector alone: compiled Trendline against the reference _Trendline -------
+
+
+def detectors() -> tuple[Any, _Trendline]:
+    compiled, reference = _new_trendline(True), _new_trendline(False)
+    assert native is not None and isinstance(compiled, native.Trendline)
+    assert isinstance(reference, _Trendline)
+    return compiled, reference
+
+
+#: A send group's numbers as a subscriber's feedback makes them (ms): delay variation mostly
+#: small with jumps, arrivals moving on by 0-120 ms (sometimes back), send deltas 0-70 ms; and
+#: now and then anything at all (huge, tiny, negative zero, infinities, NaN).
+_odd = st.floats(allow_nan=True, allow_infinity=True)
+_group = st.tuples(
+    st.one_of(st.floats(-40, 40), st.sampled_from([0.0, -0.0, 0.25, -0.25]), _odd),
+    st.one_of(st.floats(-5, 120), st.floats(-1e6, 1e6), _odd),
+    st.one_of(st.floats(0, 70), st.sampled_from([0.0, 5.001, 33.0]), _odd),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    start=st.floats(-1e7, 1e12),
+    steps=st.lists(st.lists(_group, max_size=12), max_size=40),
+    ramp=st.floats(-3, 3),
+)
+def test_the_compiled_detector_is_the_reference_bit_for_bit(
+    start: float, steps: list[list[tuple[float, float, float]]], ramp: float
+) -> None:
+    """Feedback after feedback of random groups: the same doubles, the same state, always. The
+    arrivals accumulate (``start`` + the steps) and ``ramp`` adds a steady queue build-up (or
+    drain) so the trend crosses the threshold both ways."""
+    compiled, reference = detectors()
+    at = start
+    for groups in steps:
+        batch = []
+        for variation, step, send_delta in groups:
+            at += step
+            batch.append((variation + ramp, at, send_delta))
+        compiled.detect(batch)
+        reference.detect(batch)
+        assert detector_state(compiled) == detector_state(reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.floats(-40, 40), _odd), st.one_of(st.floats(0, 1e4), _odd))))
+def test_update_returns_the_reference_slope(points: list[tuple[float, float]]) -> None:
+    compiled, reference = detectors()
+    for variation, arrival in points:
+        slope = compiled.update(variation, arrival)
+        assert bits(slope) == bits(reference.update(variation, arrival))
+        assert detector_state(compiled) == detector_state(reference)
+
+
+def test_a_queue_that_builds_and_drains_gives_every_signal_alike() -> None:
+    """A link whose queue fills (delay growing 1-6 ms a group), holds, then drains, in 100 ms
+    feedbacks of 3 groups, and spikes: both detectors signal overuse, underuse and normal at the
+    same groups, the threshold reaching both of its bounds."""
+    compiled, reference = detectors()
+    rng = random.Random(3)
+    at = 1_000.0
+    usages: set[int] = set()
+    thresholds: set[float] = set()
+    for n in range(3_000):
+        phase = (n // 150) % 4
+        slope = (2.5, 0.0, -2.5, 0.0)[phase] * rng.uniform(0.4, 2.4)
+        if rng.random() < 0.01:
+            slope = rng.choice([-900.0, 900.0])  # a spike the threshold ignores
+        batch = []
+        for _ in range(3):
+            at += rng.uniform(20, 45)
+            batch.append((slope + rng.gauss(0, 0.5), at, rng.uniform(20, 45)))
+        compiled.detect(batch)
+        reference.detect(batch)
+        assert detector_state(compiled) == detector_state(reference)
+        usages.add(reference.usage)
+        thresholds.add(reference.threshold)
+    assert usages == {0, 1, 2} and THRESHOLD_MIN in thresholds
+    # then a delay that grows just fast enough for the trend to stay 10 ms above the threshold
+    # (within its jump): the threshold climbs to its top
+    for _ in range(100):
+        at += 100.0
+        low, high = -1e4, 1e4  # the variation that puts the trend there, bisected
+        for _ in range(60):
+            mid = (low + high) / 2
+            trial = copy.deepcopy(reference)
+            trial.detect([(mid, at, 30.0)])
+            if trial.trend > reference.threshold + 10:
+                high = mid
+            else:
+                low = mid
+        batch = [(low, at, 30.0)]
+        compiled.detect(batch)
+        reference.detect(batch)
+        assert detector_state(compiled) == detector_state(reference)
+    assert reference.threshold == THRESHOLD_MAX and reference.usage == 1
+
+
+def test_the_window_is_a_fixed_ring() -> None:
+    compiled, reference = detectors()
+    assert native is not None
+    assert compiled.window == TREND_WINDOW <= native.TRENDLINE_WINDOW_MAX
+    for k in range(3 * TREND_WINDOW):
+        compiled.update(0.5 * k, 10.0 * k)
+        reference.update(0.5 * k, 10.0 * k)
+        assert len(compiled.points) == min(k + 1, TREND_WINDOW)
+        assert detector_state(compiled) == detector_state(reference)
+    with pytest.raises(ValueError, match="window"):
+        native.Trendline(**dict(TRENDLINE_ARGS, window=native.TRENDLINE_WINDOW_MAX + 1))
+    with pytest.raises(ValueError, match="window"):
+        native.Trendline(**dict(TRENDLINE_ARGS, window=1))
+
+
+#: ``_new_trendline``'s arguments (bwe.py's constants), for making one here.
+TRENDLINE_ARGS: dict[str, Any] = {
+    "window": TREND_WINDOW, "smoothing": bwe.TREND_SMOOTHING, "gain": bwe.TREND_GAIN,
+    "max_deltas": bwe.TREND_MAX_DELTAS, "threshold": bwe.THRESHOLD_START,
+    "k_up": bwe.THRESHOLD_K_UP, "k_down": bwe.THRESHOLD_K_DOWN, "threshold_min": THRESHOLD_MIN,
+    "threshold_max": THRESHOLD_MAX, "max_jump": bwe.THRESHOLD_MAX_JUMP,
+    "max_dt_ms": bwe.THRESHOLD_MAX_DT_MS, "overuse_time_ms": bwe.OVERUSE_TIME_MS,
+    "overuse_count": bwe.OVERUSE_COUNT,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("groups", "match"),
+    [
+        ((1.0, 2.0, 3.0), "groups must be a list"),
+        ([(1.0, 2.0, 3.0), (1.0, 2.0)], "group 1 is not"),
+        ([(1.0, 2.0, 3.0), [1.0, 2.0, 3.0]], "group 1 is not"),
+        ([(1.0, 2.0, 3.0), (1.0, 2, 3.0)], "group 1 is not"),  # an int: the reference's
+        ([(1.0, 2.0, 3.0), None], "group 1 is not"),  # arithmetic would differ
+    ],
+)
+def test_malformed_groups_raise_and_change_nothing(groups: Any, match: str) -> None:
+    compiled, _ = detectors()
+    compiled.detect([(0.5 * k, 10.0 * k, 5.0) for k in range(TREND_WINDOW + 3)])
+    before = detector_state(compiled)
+    with pytest.raises(TypeError, match=match):
+        compiled.detect(groups)
+    assert detector_state(compiled) == before
+    with pytest.raises(TypeError, match="takes floats"):
+        compiled.update(1, 2.0)
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        compiled.update(1.0)
+    assert detector_state(compiled) == before
+
+
+def test_without_the_compiled_detector_the_reference_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(DownlinkEstimator(compiled=False)._trendline, _Trendline)
+    monkeypatch.setattr(bwe, "native", None)  # ZVONOK_PURE_PYTHON=1, or no build
+    assert isinstance(DownlinkEstimator()._trendline, _Trendline)

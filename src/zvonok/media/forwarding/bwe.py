@@ -9,8 +9,10 @@ today's GoogCC does), an overuse / normal / underuse signal driving an AIMD rate
 ``PacketResult``s (send time, size, arrival time or lost) that ``twcc.FeedbackAdapter`` makes of
 the subscriber's ``TransportFeedback`` (``on_feedback``: its per-packet steps, then
 ``on_summary``), or, with the compiled fast path, the per-feedback summary
-``_fastpath.FeedbackCore`` computes from it (``on_summary`` alone: every decision stays here).
-Probe clusters (``start_probe``/``end_probe``: extra
+``_fastpath.FeedbackCore`` computes from it (``on_summary`` alone: the decisions stay here, but
+for the delay-based detector on the closed send groups — ``_Trendline``: trendline, overuse
+detector, adaptive threshold — which runs compiled as ``_fastpath.Trendline`` when the fast path
+is built, exactly as the reference). Probe clusters (``start_probe``/``end_probe``: extra
 packets the sender adds for a few hundred milliseconds while the forwarded rate is below what the
 link may carry) are measured as GoogCC's probe estimator does and raise the estimate to what the
 link delivered. The algorithm and its constants are written down in
@@ -24,7 +26,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
+
+from ..fastpath import native
 
 #: The estimate before any feedback has moved it (a typical start, as browsers use 300 kbit/s
 #: to 1 Mbit/s), and its bounds.
@@ -39,12 +43,16 @@ BURST_US = 5_000
 TREND_WINDOW = 20
 TREND_SMOOTHING = 0.9
 TREND_GAIN = 4.0
+#: The slope counts as if over at most this many groups (a young trendline weighs less).
+TREND_MAX_DELTAS = 60
 #: §5.4 adaptive threshold (ms): start, gains up and down, bounds, and the jump ignored.
 THRESHOLD_START = 12.5
 THRESHOLD_K_UP = 0.0087
 THRESHOLD_K_DOWN = 0.039
 THRESHOLD_MIN, THRESHOLD_MAX = 6.0, 600.0
 THRESHOLD_MAX_JUMP = 15.0
+#: The threshold adapts over at most this long (ms) per update.
+THRESHOLD_MAX_DT_MS = 100.0
 #: Overuse must last this long (ms) and over this many groups before it is signalled.
 OVERUSE_TIME_MS = 10.0
 OVERUSE_COUNT = 1
@@ -93,6 +101,11 @@ class Usage(Enum):
     NORMAL = "normal"
     OVERUSE = "overuse"
     UNDERUSE = "underuse"
+
+
+#: The detector's usage signal (``_Trendline.usage``, ``_fastpath.Trendline.usage``) by index.
+_USAGES = (Usage.NORMAL, Usage.OVERUSE, Usage.UNDERUSE)
+_NORMAL, _OVERUSE, _UNDERUSE = 0, 1, 2
 
 
 class PacketResult(NamedTuple):
@@ -153,7 +166,13 @@ class _Probe:
 
 
 class _Trendline:
-    """Delay-variation trend (ms per ms) over the last ``TREND_WINDOW`` groups."""
+    """The delay-based detector (§5.4, GoogCC's trendline estimator): the delay-variation trend
+    (ms per ms) over the last ``TREND_WINDOW`` send groups, the overuse detector on it and its
+    adaptive threshold. ``usage`` is an index into ``_USAGES``.
+
+    The pure-Python reference of ``_fastpath.Trendline``, which ``DownlinkEstimator`` uses when
+    the fast path is built (``_new_trendline``); tests/unit/media/test_fastpath_feedback.py drives
+    both with the same groups and compares every double with ``==``."""
 
     def __init__(self) -> None:
         self.accumulated = 0.0
@@ -161,6 +180,13 @@ class _Trendline:
         self.points: deque[tuple[float, float]] = deque(maxlen=TREND_WINDOW)
         self.first_arrival_ms: float | None = None
         self.deltas = 0
+        self.trend = 0.0
+        self.threshold = THRESHOLD_START
+        self.usage = 0
+        self.overuse_ms = 0.0
+        self.overuse_count = 0
+        self.prev_trend = 0.0
+        self.last_threshold_ms: float | None = None
 
     def update(self, variation_ms: float, arrival_ms: float) -> float | None:
         if self.first_arrival_ms is None:
@@ -184,6 +210,85 @@ class _Trendline:
         den = n * sxx - sx * sx
         return None if den == 0 else (n * sxy - sx * sy) / den
 
+    def detect(self, groups: list[tuple[float, float, float]]) -> None:
+        """Each closed send group, (variation_ms, arrival_ms, send_delta_ms), in order."""
+        for variation_ms, arrival_ms, send_delta_ms in groups:
+            slope = self.update(variation_ms, arrival_ms)
+            if slope is None:
+                continue
+            trend = min(self.deltas, TREND_MAX_DELTAS) * slope * TREND_GAIN
+            self.trend = trend
+            if trend > self.threshold:
+                self.overuse_ms += send_delta_ms if self.overuse_ms else send_delta_ms / 2
+                self.overuse_count += 1
+                if (
+                    self.overuse_ms > OVERUSE_TIME_MS
+                    and self.overuse_count > OVERUSE_COUNT
+                    and trend >= self.prev_trend
+                ):
+                    self.overuse_ms = 0.0
+                    self.overuse_count = 0
+                    self.usage = _OVERUSE
+            elif trend < -self.threshold:
+                self.overuse_ms = 0.0
+                self.overuse_count = 0
+                self.usage = _UNDERUSE
+            else:
+                self.overuse_ms = 0.0
+                self.overuse_count = 0
+                self.usage = _NORMAL
+            self.prev_trend = trend
+            self._adapt_threshold(trend, arrival_ms)
+
+    def _adapt_threshold(self, trend: float, now_ms: float) -> None:
+        last = self.last_threshold_ms
+        self.last_threshold_ms = now_ms
+        if last is None:
+            return
+        if abs(trend) > self.threshold + THRESHOLD_MAX_JUMP:
+            return  # a spike (a route change, a burst): do not let it drag the threshold
+        k = THRESHOLD_K_DOWN if abs(trend) < self.threshold else THRESHOLD_K_UP
+        dt = min(now_ms - last, THRESHOLD_MAX_DT_MS)
+        self.threshold += k * (abs(trend) - self.threshold) * dt
+        self.threshold = min(max(self.threshold, THRESHOLD_MIN), THRESHOLD_MAX)
+
+
+class _Detects(Protocol):
+    """``_Trendline`` or the compiled ``_fastpath.Trendline``, as the estimator uses them."""
+
+    @property
+    def trend(self) -> float: ...
+    @property
+    def threshold(self) -> float: ...
+    @property
+    def usage(self) -> int: ...
+    def detect(self, groups: list[tuple[float, float, float]], /) -> None: ...
+
+
+def _new_trendline(compiled: bool) -> _Detects:
+    """The compiled ``_fastpath.Trendline`` with this module's constants when ``compiled`` and
+    the fast path is built (``ZVONOK_PURE_PYTHON`` unset, a build that has it), else the
+    reference ``_Trendline``."""
+    make = getattr(native, "Trendline", None) if compiled and native is not None else None
+    if make is None:
+        return _Trendline()
+    trendline: _Detects = make(
+        window=TREND_WINDOW,
+        smoothing=TREND_SMOOTHING,
+        gain=TREND_GAIN,
+        max_deltas=TREND_MAX_DELTAS,
+        threshold=THRESHOLD_START,
+        k_up=THRESHOLD_K_UP,
+        k_down=THRESHOLD_K_DOWN,
+        threshold_min=THRESHOLD_MIN,
+        threshold_max=THRESHOLD_MAX,
+        max_jump=THRESHOLD_MAX_JUMP,
+        max_dt_ms=THRESHOLD_MAX_DT_MS,
+        overuse_time_ms=OVERUSE_TIME_MS,
+        overuse_count=OVERUSE_COUNT,
+    )
+    return trendline
+
 
 class DownlinkEstimator:
     """GoogCC-like estimate of what a subscriber's downlink carries (bits/s).
@@ -191,10 +296,11 @@ class DownlinkEstimator:
     ``on_feedback(results, now_us)`` with every feedback's packet results (in sequence order);
     ``on_rtt(seconds)`` when an RTT is measured otherwise. Read ``estimate_bps`` (None until
     ``MIN_ACKED_PACKETS`` were acknowledged), ``loss`` (0..1, the last measured fraction),
-    ``rtt`` (seconds or None), ``usage`` and ``acked_bps``.
+    ``rtt`` (seconds or None), ``usage`` and ``acked_bps``. ``compiled=False``: the reference
+    ``_Trendline`` even when the fast path is built (the tests compare the two).
     """
 
-    def __init__(self, start_bps: int = START_BPS) -> None:
+    def __init__(self, start_bps: int = START_BPS, *, compiled: bool = True) -> None:
         self.usage = Usage.NORMAL
         self.loss = 0.0
         self.rtt: float | None = None
@@ -204,14 +310,10 @@ class DownlinkEstimator:
         self._delay_bps = float(start_bps)
         self._loss_bps = float(start_bps)
         self._acked_packets = 0
-        self._trendline = _Trendline()
+        self._trendline = _new_trendline(compiled)
         # the current and previous send-time groups: (first send, last send, last arrival)
         self._group: list[int] | None = None
         self._prev_group: list[int] | None = None
-        self._last_threshold_ms: float | None = None
-        self._overuse_ms = 0.0
-        self._overuse_count = 0
-        self._prev_trend = 0.0
         self._last_update_us: int | None = None
         #: When the delay-based rate was last cut for overuse (µs, None: never).
         self.last_decrease_us: int | None = None
@@ -303,15 +405,18 @@ class DownlinkEstimator:
         """The decisions on one feedback, given its per-packet part (``on_feedback``'s, or the
         compiled ``FeedbackCore``'s): packets received and lost, the newest send time among the
         received (the feedback delay), the acknowledged rate after them, the send groups they
-        closed (``_detect``'s arguments, in order) and, while ``measuring_probe``, the packets."""
+        closed (``_Trendline.detect``'s, in order) and, while ``measuring_probe``, the packets."""
         self.feedbacks += 1
         feedback_delay = None if newest_send_us is None else now_us - newest_send_us
         if feedback_delay is not None and feedback_delay >= 0:
             self.on_rtt(feedback_delay / 1e6)
         self._acked_packets += received
         self.acked_bps = acked_bps
-        for variation_ms, arrival_ms, send_delta_ms in groups:
-            self._detect(variation_ms, arrival_ms, send_delta_ms)
+        if groups:
+            trendline = self._trendline
+            trendline.detect(groups)
+            self.trend, self.threshold = trendline.trend, trendline.threshold
+            self.usage = _USAGES[trendline.usage]
         self._update_loss(received, lost, now_us)
         if self.acked_bps is not None:
             recent = self._acked_recent
@@ -377,8 +482,8 @@ class DownlinkEstimator:
     # -- delay-based (§5) -------------------------------------------------------------------
 
     def _group_packet(self, r: PacketResult, closed: list[tuple[float, float, float]]) -> None:
-        """Adds ``r`` to its send group; a group it closes goes to ``closed`` as ``_detect``'s
-        arguments."""
+        """Adds ``r`` to its send group; a group it closes goes to ``closed`` as
+        ``_Trendline.detect`` takes it."""
         arrival = r.arrival_us
         assert arrival is not None
         group = self._group
@@ -398,46 +503,6 @@ class DownlinkEstimator:
             closed.append((arrival_delta - send_delta, group[2] / 1000.0, send_delta))
         self._prev_group = group
         self._group = [r.send_us, r.send_us, arrival]
-
-    def _detect(self, variation_ms: float, arrival_ms: float, send_delta_ms: float) -> None:
-        slope = self._trendline.update(variation_ms, arrival_ms)
-        if slope is None:
-            return
-        trend = min(self._trendline.deltas, 60) * slope * TREND_GAIN
-        self.trend = trend
-        if trend > self.threshold:
-            self._overuse_ms += send_delta_ms if self._overuse_ms else send_delta_ms / 2
-            self._overuse_count += 1
-            if (
-                self._overuse_ms > OVERUSE_TIME_MS
-                and self._overuse_count > OVERUSE_COUNT
-                and trend >= self._prev_trend
-            ):
-                self._overuse_ms = 0.0
-                self._overuse_count = 0
-                self.usage = Usage.OVERUSE
-        elif trend < -self.threshold:
-            self._overuse_ms = 0.0
-            self._overuse_count = 0
-            self.usage = Usage.UNDERUSE
-        else:
-            self._overuse_ms = 0.0
-            self._overuse_count = 0
-            self.usage = Usage.NORMAL
-        self._prev_trend = trend
-        self._adapt_threshold(trend, arrival_ms)
-
-    def _adapt_threshold(self, trend: float, now_ms: float) -> None:
-        last = self._last_threshold_ms
-        self._last_threshold_ms = now_ms
-        if last is None:
-            return
-        if abs(trend) > self.threshold + THRESHOLD_MAX_JUMP:
-            return  # a spike (a route change, a burst): do not let it drag the threshold
-        k = THRESHOLD_K_DOWN if abs(trend) < self.threshold else THRESHOLD_K_UP
-        dt = min(now_ms - last, 100.0)
-        self.threshold += k * (abs(trend) - self.threshold) * dt
-        self.threshold = min(max(self.threshold, THRESHOLD_MIN), THRESHOLD_MAX)
 
     def _update_rate(self, now_us: int) -> None:
         last = self._last_update_us

@@ -279,11 +279,11 @@ class Downlink:
     ) -> None:
         self._transport = transport
         self._clock_us = clock_us
-        self.estimator = DownlinkEstimator()
+        self.estimator = DownlinkEstimator(compiled=compiled)
         #: The compiled per-packet part (adapter state + the estimator's per-packet state) when
         #: built, else the pure-Python adapter feeding ``estimator.on_feedback``; both count
-        #: ``feedbacks`` and ``unknown`` seqs. ``compiled=False``: the pure-Python one even when
-        #: built (the tests compare the two).
+        #: ``feedbacks`` and ``unknown`` seqs. ``compiled=False``: the pure-Python one (and the
+        #: estimator's pure-Python detector) even when built (the tests compare the two).
         self._core = _new_core() if compiled else None
         self._reference: FeedbackAdapter | None = None
         self.adapter: _Counts
