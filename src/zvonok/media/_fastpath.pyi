@@ -36,6 +36,8 @@ TWCC_ARRIVALS: int
 FEEDBACK_SEEN: int
 #: The largest window a ``Trendline`` keeps (its points are a ring of this size).
 TRENDLINE_WINDOW_MAX: int
+#: The longest packet a ``PacketRing`` keeps (history.py ``MAX_PACKET``).
+MAX_RING_PACKET: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -61,7 +63,7 @@ def twcc_parse(fci: bytes | bytearray | memoryview, /) -> tuple[int, int, int, l
     ``packets.rtcp.parse_twcc_fci``; malformed input raises ``ValueError``."""
 
 def audio_levels(
-    slots: list[bytes | None],
+    ring: PacketRing,
     newest: int,
     count: int,
     ext_id: int,
@@ -71,8 +73,8 @@ def audio_levels(
     slow: Callable[[bytes, int], int | None],
     /,
 ) -> tuple[int, int, float]:
-    """The RFC 6464 levels of an audio ring's packets added to a loudness window, as
-    ``rooms.speakers.read_levels``."""
+    """The RFC 6464 levels of an audio ring's packets (read in place) added to a loudness
+    window, as ``rooms.speakers.read_levels``."""
 
 @final
 class SendTarget:
@@ -287,7 +289,7 @@ class ProducerCore:
         self,
         stats: _Updates,
         missing: dict[int, Any],
-        history: list[bytes | None] | None,
+        history: PacketRing | _Puts | None,
         fanout: _Forwards,
         on_gap: Callable[[int, int, float], object],
         spot_keyframe: Callable[[bytes], object],
@@ -301,6 +303,31 @@ class ProducerCore:
     bytes_received: int
     dropped: int
     def receive(self, packet: bytes, /) -> None: ...
+
+class _Puts(Protocol):
+    def put(self, seq: int, packet: bytes, /) -> object: ...
+
+@final
+class PacketRing:
+    """A producer's last packets by sequence number, copied into slot buffers it owns and
+    reuses (each allocated on its slot's first packet, grown to the largest it held, freed by
+    ``clear`` and with the ring): exactly ``forwarding.history.PacketHistory``."""
+
+    def __new__(cls, size: int = 1024) -> PacketRing: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mask(self) -> int: ...
+    @property
+    def allocated(self) -> int:
+        """Bytes of slot buffers held."""
+    def put(self, seq: int, packet: bytes, /) -> None:
+        """Keep a copy in slot ``seq & mask`` (12..MAX_RING_PACKET bytes; any other length
+        empties the slot)."""
+    def get(self, seq: int, /) -> bytes | None:
+        """The kept packet numbered ``seq`` (new bytes), or None."""
+    def clear(self) -> None:
+        """Forget every packet and free the slot buffers."""
 
 class _History(Protocol):
     def twcc_lookup(self, seq: int, /) -> tuple[int, int] | None: ...
