@@ -165,26 +165,44 @@ def _traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
+def _filled_producer(router: Router) -> tuple[Producer, PacketRing]:
+    producer = make_video(router, FakeSink())
+    assert native is not None and type(producer.history) is native.PacketRing
+    for seq in range(1000):
+        producer.receive_rtp(rtp(seq, seq * 3000, payload=VP8_DELTA + bytes(1000)))
+    return producer, cast("PacketRing", producer.history)
+
+
 def test_a_producers_ring_is_freed_on_close_and_with_the_producer() -> None:
     tracemalloc.start()
     try:
         baseline = _traced()
-        clock, sink = FakeClock(), FakeSink()
-        router = Router(clock=clock)
-        producer = make_video(router, sink)
-        assert native is not None and type(producer.history) is native.PacketRing
-        ring = cast("PacketRing", producer.history)
-        for seq in range(1000):
-            producer.receive_rtp(rtp(seq, seq * 3000, payload=VP8_DELTA + bytes(1000)))
+        router = Router(clock=FakeClock())
+        producer, ring = _filled_producer(router)
         assert ring.allocated == 512 * 1088  # 1,062-byte packets, 64-byte grain
         assert _traced() - baseline > 512 * 1062
         producer.close()
         assert ring.allocated == 0  # closing empties the ring
-        ring.put(1, rtp(1, payload=bytes(1000)))
+        assert _traced() - baseline < 128 * 1024
         del producer, ring
         router.close()
         del router
         assert _traced() - baseline < 64 * 1024  # the ring went with its producer
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_dropped_ring_frees_its_buffers() -> None:
+    assert native is not None
+    tracemalloc.start()
+    try:
+        baseline = _traced()
+        ring = native.PacketRing(512)
+        for seq in range(512):
+            ring.put(seq, packet(seq, 1000, seq))
+        assert _traced() - baseline >= 512 * 1024
+        del ring  # not cleared: the buffers go with it
+        assert _traced() - baseline < 4096
     finally:
         tracemalloc.stop()
 
