@@ -2603,19 +2603,30 @@ static PyTypeObject ReceiveStatsBaseType = {
 #define RING_MAX_PACKET BUF_SIZE
 #define RING_MIN_PACKET 12
 #define RING_MAX_SIZE 65536
+/* Slot buffers come in classes: class c holds up to c * RING_GRAIN bytes. A slot keeps its
+ * buffer while its packets stay in that class; a packet of another class swaps it for one of its
+ * own class from the ring's pool (allocated when the pool has none) and leaves the old one in the
+ * pool (freed when RING_POOL of that class already wait there). So the buffers follow the
+ * packets' sizes (RING_GRAIN / 2 over each on average, as a bytes object's header and malloc's
+ * rounding were) and a stream of steady sizes allocates nothing after its first lap. */
 #define RING_GRAIN 64
+#define RING_CLASSES ((RING_MAX_PACKET + RING_GRAIN - 1) / RING_GRAIN + 1)
+#define RING_POOL 4
 
 typedef struct {
-    uint8_t *data; /* NULL until the slot's first packet; kept (and grown) until clear */
+    uint8_t *data; /* NULL until the slot's first packet */
     uint16_t len;  /* 0: empty */
-    uint16_t cap;
+    uint8_t cls;   /* data's class, 0 without data */
 } RingSlot;
 
 typedef struct {
     PyObject_HEAD
     RingSlot *slots;
     Py_ssize_t mask;
-    Py_ssize_t allocated; /* bytes of slot buffers held */
+    Py_ssize_t allocated; /* bytes of buffers held, in slots and in the pool */
+    Py_ssize_t pooled;    /* of them in the pool */
+    uint8_t waiting[RING_CLASSES];
+    uint8_t *pool[RING_CLASSES][RING_POOL];
 } PacketRing;
 
 static PyTypeObject PacketRingType;
@@ -2655,9 +2666,14 @@ ring_release(PacketRing *r)
     for (Py_ssize_t i = 0; i <= r->mask; i++) {
         PyMem_Free(r->slots[i].data);
         r->slots[i].data = NULL;
-        r->slots[i].len = r->slots[i].cap = 0;
+        r->slots[i].len = 0;
+        r->slots[i].cls = 0;
     }
-    r->allocated = 0;
+    for (int c = 0; c < RING_CLASSES; c++) {
+        while (r->waiting[c] > 0)
+            PyMem_Free(r->pool[c][--r->waiting[c]]);
+    }
+    r->allocated = r->pooled = 0;
 }
 
 static void
@@ -2669,10 +2685,10 @@ PacketRing_dealloc(PacketRing *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Keep p[0:n] as the packet of slot seq & mask (a copy into the slot's own buffer, grown to the
- * next RING_GRAIN bytes when it is too small: no allocation once a slot has held a packet that
- * large). A packet shorter than an RTP header or longer than RING_MAX_PACKET is not kept: the
- * slot is emptied. 0, or -1 with MemoryError set (the slot emptied). */
+/* Keep p[0:n] as the packet of slot seq & mask: a copy into the slot's buffer, swapped for one
+ * of the packet's class when it has another (see RING_GRAIN). A packet shorter than an RTP header
+ * or longer than RING_MAX_PACKET is not kept: the slot is emptied. 0, or -1 with MemoryError set
+ * (the slot emptied). */
 static int
 ring_store(PacketRing *r, size_t seq, const uint8_t *p, Py_ssize_t n)
 {
@@ -2681,20 +2697,34 @@ ring_store(PacketRing *r, size_t seq, const uint8_t *p, Py_ssize_t n)
         s->len = 0;
         return 0;
     }
-    if (n > s->cap) {
-        Py_ssize_t cap = (n + RING_GRAIN - 1) & ~(Py_ssize_t)(RING_GRAIN - 1);
-        if (cap > RING_MAX_PACKET)
-            cap = RING_MAX_PACKET;
-        PyMem_Free(s->data);
-        r->allocated -= s->cap;
-        s->len = s->cap = 0;
-        s->data = PyMem_Malloc((size_t)cap);
-        if (s->data == NULL) {
-            PyErr_NoMemory();
-            return -1;
+    int cls = (int)((n + RING_GRAIN - 1) / RING_GRAIN);
+    if (s->cls != cls) {
+        uint8_t *data;
+        Py_ssize_t bytes = (Py_ssize_t)cls * RING_GRAIN;
+        if (r->waiting[cls] > 0) {
+            data = r->pool[cls][--r->waiting[cls]];
+            r->pooled -= bytes;
+        } else {
+            data = PyMem_Malloc((size_t)bytes);
+            if (data == NULL) {
+                s->len = 0;
+                PyErr_NoMemory();
+                return -1;
+            }
+            r->allocated += bytes;
         }
-        s->cap = (uint16_t)cap;
-        r->allocated += cap;
+        if (s->data != NULL) { /* the old buffer waits for a slot of its class, or goes */
+            Py_ssize_t old = (Py_ssize_t)s->cls * RING_GRAIN;
+            if (r->waiting[s->cls] < RING_POOL) {
+                r->pool[s->cls][r->waiting[s->cls]++] = s->data;
+                r->pooled += old;
+            } else {
+                PyMem_Free(s->data);
+                r->allocated -= old;
+            }
+        }
+        s->data = data;
+        s->cls = (uint8_t)cls;
     }
     memcpy(s->data, p, (size_t)n);
     s->len = (uint16_t)n;
@@ -2777,7 +2807,9 @@ PacketRing_get_size(PacketRing *self, void *closure)
 static PyMemberDef PacketRing_members[] = {
     {"mask", T_PYSSIZET, offsetof(PacketRing, mask), READONLY, NULL},
     {"allocated", T_PYSSIZET, offsetof(PacketRing, allocated), READONLY,
-     "bytes of slot buffers held (allocated on a slot's first packet, freed by clear)"},
+     "bytes of buffers held, in the slots and in the pool (freed by clear)"},
+    {"pooled", T_PYSSIZET, offsetof(PacketRing, pooled), READONLY,
+     "of them, bytes waiting in the pool for a slot of their class"},
     {NULL}};
 
 static PyGetSetDef PacketRing_getset[] = {
@@ -4054,6 +4086,8 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
         PyModule_AddObjectRef(m, "PacketRing", (PyObject *)&PacketRingType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_RING_PACKET", RING_MAX_PACKET) < 0 ||
+        PyModule_AddIntConstant(m, "RING_GRAIN", RING_GRAIN) < 0 ||
+        PyModule_AddIntConstant(m, "RING_POOL", RING_POOL) < 0 ||
         PyType_Ready(&FeedbackCoreType) < 0 ||
         PyModule_AddObjectRef(m, "FeedbackCore", (PyObject *)&FeedbackCoreType) < 0 ||
         PyType_Ready(&TrendlineType) < 0 ||

@@ -38,6 +38,10 @@ FEEDBACK_SEEN: int
 TRENDLINE_WINDOW_MAX: int
 #: The longest packet a ``PacketRing`` keeps (history.py ``MAX_PACKET``).
 MAX_RING_PACKET: int
+#: A ``PacketRing``'s buffers come in classes of this many bytes; at most ``RING_POOL`` of a
+#: class wait in its pool for a slot.
+RING_GRAIN: int
+RING_POOL: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -309,9 +313,10 @@ class _Puts(Protocol):
 
 @final
 class PacketRing:
-    """A producer's last packets by sequence number, copied into slot buffers it owns and
-    reuses (each allocated on its slot's first packet, grown to the largest it held, freed by
-    ``clear`` and with the ring): exactly ``forwarding.history.PacketHistory``."""
+    """A producer's last packets by sequence number, copied into buffers it owns and reuses
+    (classes of ``RING_GRAIN`` bytes; a slot swaps its buffer through the ring's pool when a
+    packet of another class comes; freed by ``clear`` and with the ring): exactly
+    ``forwarding.history.PacketHistory``."""
 
     def __new__(cls, size: int = 1024) -> PacketRing: ...
     @property
@@ -320,7 +325,10 @@ class PacketRing:
     def mask(self) -> int: ...
     @property
     def allocated(self) -> int:
-        """Bytes of slot buffers held."""
+        """Bytes of buffers held, in the slots and in the pool."""
+    @property
+    def pooled(self) -> int:
+        """Of them, bytes waiting in the pool."""
     def put(self, seq: int, packet: bytes, /) -> None:
         """Keep a copy in slot ``seq & mask`` (12..MAX_RING_PACKET bytes; any other length
         empties the slot)."""

@@ -1,8 +1,9 @@
 """The compiled packet ring (``_fastpath.PacketRing``) against its pure-Python reference
 (``forwarding.history.PacketHistory``): the same sequences of put/get/clear give the same
 answers (wrapping and out-of-range sequence numbers, late packets, overwrites, every length
-including the ones neither keeps); its slot buffers are allocated once per slot, sized to the
-packets, and freed by ``clear`` and with the ring; a producer keeping its history in either
+including the ones neither keeps); its buffers follow the packets' sizes (64-byte classes,
+swapped through a small pool, nothing allocated for a stream of steady sizes) and are freed by
+``clear`` and with the ring; a producer keeping its history in either
 answers NACKs with the same packets."""
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from zvonok.media._fastpath import PacketRing
 
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled fast path is not built")
+GRAIN = native.RING_GRAIN if native is not None else 64
+POOL = native.RING_POOL if native is not None else 4
 
 
 def packet(seq: int, size: int, fill: int) -> bytes:
@@ -78,20 +81,26 @@ def test_the_compiled_ring_answers_as_the_reference(size: int, ops: list[Op]) ->
     reference, compiled = PacketHistory(size), native.PacketRing(size)
     assert (compiled.size, compiled.mask) == (reference.size, reference.mask) == (size, size - 1)
     asked: set[int] = set()
+    held: dict[int, int] = {}  # slot -> the class of its buffer: its last packet kept
     for kind, seq, carried, length, fill in ops:
         if kind == "put":
             data = packet(carried, length, fill)
             reference.put(seq, data)
             compiled.put(seq, data)
             asked.add(carried)
+            if MIN_PACKET <= length <= MAX_PACKET:
+                held[seq & (size - 1)] = -(-length // GRAIN)
         elif kind == "get":
             assert compiled.get(seq) == reference.get(seq), seq
             asked.add(seq)
         else:
             reference.clear()
             compiled.clear()
-            assert compiled.allocated == 0
-        assert 0 <= compiled.allocated <= size * MAX_PACKET
+            held.clear()
+            assert compiled.allocated == compiled.pooled == 0
+        # each slot's buffer is of its last packet's class; the pool holds a few more
+        assert compiled.allocated - compiled.pooled == GRAIN * sum(held.values())
+        assert 0 <= compiled.pooled <= POOL * GRAIN * sum(range(-(-MAX_PACKET // GRAIN) + 1))
     for seq in asked | set(range(0, 0x10000, 97)):
         assert compiled.get(seq) == reference.get(seq), seq
 
@@ -120,25 +129,45 @@ def test_the_compiled_ring_takes_bytes_and_int_seqs() -> None:
     assert ring.get(0) == packet(0, 20, 1)
 
 
-def test_slot_buffers_are_allocated_once_sized_to_the_packets_and_freed_by_clear() -> None:
+def test_slot_buffers_follow_the_packets_sizes_through_the_pool_and_go_with_clear() -> None:
     assert native is not None
     ring = native.PacketRing(64)
     assert ring.allocated == 0  # nothing until the first packet
     for seq in range(32):
         ring.put(seq, packet(seq, 100, seq))
-    assert ring.allocated == 32 * 128  # half the slots used, each rounded up to 64 bytes
-    for seq in range(64, 64 * 20):  # twenty laps of packets no longer than the first
-        ring.put(seq, packet(seq, 100 - seq % 50, seq))
-    assert ring.allocated == 64 * 128  # the buffers are reused: nothing grew
-    ring.put(5, packet(5, 1200, 0))
-    assert ring.allocated == 63 * 128 + 1216  # one slot grew to its larger packet
-    ring.put(6, packet(6, MAX_PACKET, 0))
-    assert ring.allocated == 62 * 128 + 1216 + MAX_PACKET  # capped at the largest kept
-    ring.put(7, packet(7, MAX_PACKET + 1, 0))
-    assert ring.get(7) is None and ring.allocated == 62 * 128 + 1216 + MAX_PACKET
+    assert (ring.allocated, ring.pooled) == (32 * 128, 0)  # half the slots, 64-byte classes
+    for seq in range(64, 64 * 20):  # twenty laps, each slot's packets in one class (65-128)
+        ring.put(seq, packet(seq, 70 + (seq & 63) // 2, seq))
+    assert (ring.allocated, ring.pooled) == (64 * 128, 0)  # one buffer a slot, reused
+    ring.put(5, packet(5, 1200, 0))  # another class: a new buffer, the old one waits
+    assert (ring.allocated, ring.pooled) == (64 * 128 + 1216, 128)
+    ring.put(69, packet(69, 100, 0))  # back: the slot takes the waiting one, leaves its own
+    assert (ring.allocated, ring.pooled) == (64 * 128 + 1216, 1216)
+    for seq in range(6):  # six slots to 1,216: one from the pool, five allocated; of their
+        ring.put(seq, packet(seq, 1200, seq))  # 128-byte buffers four wait, two are freed
+    assert ring.get(5) == packet(5, 1200, 5) and ring.get(69) is None
+    assert (ring.allocated, ring.pooled) == (62 * 128 + 6 * 1216, 4 * 128)
+    ring.put(6, packet(6, MAX_PACKET, 0))  # the largest class; a fifth 128 is freed
+    assert (ring.allocated, ring.pooled) == (61 * 128 + 6 * 1216 + 1536, 4 * 128)
+    ring.put(7, packet(7, MAX_PACKET + 1, 0))  # not kept: the slot is emptied
+    assert ring.get(7) is None and ring.allocated == 61 * 128 + 6 * 1216 + 1536
     assert ring.__sizeof__() > ring.allocated
     ring.clear()
-    assert ring.allocated == 0 and ring.get(5) is None
+    assert (ring.allocated, ring.pooled) == (0, 0) and ring.get(5) is None
+
+
+def test_a_video_streams_buffers_stay_near_its_packets_sizes() -> None:
+    """Most video packets fill the MTU, the last of a frame is shorter: the buffers held are
+    within a class of each packet (as bytes objects' headers and malloc's rounding were), not
+    the largest size each slot ever saw."""
+    assert native is not None
+    ring = native.PacketRing(512)
+    sizes = [1180 if seq % 10 < 7 else 100 + (seq * 37) % 1000 for seq in range(512 * 20)]
+    for seq, size in enumerate(sizes):
+        ring.put(seq, packet(seq, size, seq))
+    kept = sum(sizes[-512:])
+    assert kept < ring.allocated - ring.pooled <= kept + 512 * GRAIN
+    assert ring.pooled <= POOL * GRAIN * sum(range(25))
 
 
 def test_the_ring_copies_without_an_allocation_per_packet() -> None:
@@ -203,6 +232,12 @@ def test_a_dropped_ring_frees_its_buffers() -> None:
         assert _traced() - baseline >= 512 * 1024
         del ring  # not cleared: the buffers go with it
         assert _traced() - baseline < 4096
+        ring = native.PacketRing(512)
+        for seq in range(2048):  # sizes that change class: buffers wait in the pool
+            ring.put(seq, packet(seq, 200 + (seq * 97) % 1200, seq))
+        assert ring.pooled > 0 and _traced() - baseline >= ring.allocated
+        ring.clear()  # the slots' buffers and the pool's go; the slot table stays
+        assert _traced() - baseline < 512 * 16 + 4096
     finally:
         tracemalloc.stop()
 
