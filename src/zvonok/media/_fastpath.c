@@ -1460,11 +1460,18 @@ static PyTypeObject FanoutType = {
 /* Inbound: RtpDispatcher (one session's RTP by SSRC), Receiver (one transport's SRTP in),     */
 /* Demux (the worker socket's datagram_received).                                              */
 
+/* The SSRC keys a dispatcher made last, by a hash of the SSRC: the int for the dict lookup is
+ * made once per SSRC seen, not once per packet. Only keys are kept: the dict is asked every time,
+ * so a handler added, removed or replaced counts from the next packet. */
+#define SSRC_KEYS 16
+
 typedef struct {
     PyObject_HEAD
     PyObject *handlers; /* dict: media/RTX SSRC (int) -> callable(packet) */
     PyObject *unknown;  /* callable(ssrc, packet) for an SSRC no producer claims */
     unsigned long long packets_in, bytes_in, dropped, unknown_ssrc;
+    PyObject *keys[SSRC_KEYS]; /* int objects, or NULL */
+    uint32_t key_ssrc[SSRC_KEYS];
 } RtpDispatcher;
 
 static PyTypeObject RtpDispatcherType;
@@ -1497,6 +1504,8 @@ RtpDispatcher_clear(RtpDispatcher *self)
 {
     Py_CLEAR(self->handlers);
     Py_CLEAR(self->unknown);
+    for (int i = 0; i < SSRC_KEYS; i++)
+        Py_CLEAR(self->keys[i]);
     return 0;
 }
 
@@ -1523,9 +1532,16 @@ dispatch_rtp(RtpDispatcher *d, PyObject *packet)
     if (d->handlers == NULL)
         return 0;
     uint32_t ssrc = rd32((const uint8_t *)PyBytes_AS_STRING(packet) + 8);
-    PyObject *key = PyLong_FromUnsignedLong(ssrc);
-    if (key == NULL)
-        return -1;
+    unsigned slot = (ssrc ^ (ssrc >> 16)) & (SSRC_KEYS - 1);
+    PyObject *key = d->keys[slot];
+    if (key == NULL || d->key_ssrc[slot] != ssrc) {
+        key = PyLong_FromUnsignedLong(ssrc);
+        if (key == NULL)
+            return -1;
+        Py_XSETREF(d->keys[slot], key);
+        d->key_ssrc[slot] = ssrc;
+    }
+    Py_INCREF(key); /* a handler may dispatch again and replace the slot's key */
     PyObject *handler = PyDict_GetItemWithError(d->handlers, key); /* borrowed */
     PyObject *res;
     if (handler != NULL) {

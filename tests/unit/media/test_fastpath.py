@@ -385,6 +385,47 @@ def test_compiled_dispatcher_routes_like_the_reference(packets: list[bytes]) -> 
         assert getattr(dispatchers[0], name) == getattr(dispatchers[1], name), name
 
 
+#: SSRCs that share slots of the compiled dispatcher's key cache ((s ^ s >> 16) & 15: 1, 17,
+#: 0x10000, 0x10010 and 0x80000001 -> 1), and others.
+DISPATCH_SSRCS = [1, 17, 0x1_0000, 0x1_0010, 0x8000_0001, 2, 0xFFFF_FFFF]
+DispatchOp = tuple[str, int, int]  # ("packet" | "add" | "remove", ssrc, handler id)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["packet", "packet", "packet", "add", "remove"]),
+            st.sampled_from(DISPATCH_SSRCS),
+            st.integers(0, 3),
+        ),
+        max_size=80,
+    )
+)
+def test_the_compiled_dispatcher_follows_every_change_of_its_table(ops: list[DispatchOp]) -> None:
+    """The compiled dispatcher keeps the int keys of the SSRCs it saw, never the handlers: a
+    handler added, removed or rebound (the same SSRC to another producer) takes the next packet,
+    also when SSRCs share a key slot, as in the Python reference."""
+    assert native is not None
+    logs: list[list[Any]] = [[], []]
+    tables: list[dict[int, Any]] = [{}, {}]
+    dispatchers = [
+        native.RtpDispatcher(tables[0], lambda ssrc, p: logs[0].append(("unknown", ssrc))),
+        PyDispatcher(tables[1], lambda ssrc, p: logs[1].append(("unknown", ssrc))),
+    ]
+    for kind, ssrc, handler in ops:
+        for n in (0, 1):
+            if kind == "add":  # a new SSRC, or a rebind of a known one
+                tables[n][ssrc] = lambda p, n=n, h=handler: logs[n].append((h, p[8:12]))
+            elif kind == "remove":
+                tables[n].pop(ssrc, None)
+            else:
+                dispatchers[n].dispatch(rtp_packet(1, ssrc=ssrc))
+        assert logs[0] == logs[1]
+    for name in ("packets_in", "bytes_in", "dropped", "unknown_ssrc"):
+        assert getattr(dispatchers[0], name) == getattr(dispatchers[1], name), name
+
+
 def test_dispatcher_handler_errors_propagate() -> None:
     assert native is not None
 
