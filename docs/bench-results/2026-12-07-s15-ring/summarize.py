@@ -3,7 +3,7 @@ PacketRing tree), with their medians. Usage: python summarize.py [DIR]"""
 import glob, json, os, statistics, sys
 
 d = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-for tree in ("base", "ring", "main", "pool"):
+for tree in ("base", "ring", "main", "pool", "main2", "final"):
     runs = [json.load(open(f)) for f in sorted(glob.glob(f"{d}/{tree}-calls-1to1-x25-*.json"))]
     if not runs:
         continue
