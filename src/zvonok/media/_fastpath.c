@@ -30,17 +30,14 @@
  *                  (forwarding/stats.py subclasses it).
  *   ProducerCore   a producer's per-packet work: stats, NACK bookkeeping, keyframe spotting
  *                  while one is wanted, history, fan-out (forwarding/producer.py).
- *   PacketRing     a producer's last packets by sequence number (NACK answers, RFC 4585
- *                  §6.2.1 / RFC 4588; audio levels), copied into slot buffers it owns and
- *                  reuses: no Python object kept per packet (forwarding/history.py).
  *   twcc_parse     the FCI of a transport-cc feedback packet (packets/rtcp.py parse_twcc_fci).
  *   FeedbackCore   the per-packet part of reading a subscriber's transport-cc feedback
  *                  (forwarding/twcc.py FeedbackAdapter + bwe.py's per-packet steps).
  *   Trendline      the delay-based detector on the send groups FeedbackCore closes: the
  *                  trendline's least squares, overuse detector, adaptive threshold
  *                  (forwarding/bwe.py _Trendline).
- *   audio_levels   the RFC 6464 levels of the new packets in an audio producer's PacketRing,
- *                  as the active-speaker detector adds them up each tick (rooms/speakers.py
+ *   audio_levels   the RFC 6464 levels of the new packets in an audio producer's ring, as the
+ *                  active-speaker detector adds them up each tick (rooms/speakers.py
  *                  read_levels).
  *
  * RTCP: a SendTarget also protects (srtp_protect_rtcp) and sends the RTCP the Python side builds
@@ -2611,259 +2608,16 @@ static PyTypeObject ReceiveStatsBaseType = {
     .tp_methods = ReceiveStatsBase_methods,
 };
 
-/* ------------------------------------------------------------------------------------------ */
-/* PacketRing: a producer's last packets by sequence number, in buffers it owns and reuses.    */
-
-/* The largest packet a ring keeps: the largest datagram the Receiver decrypts (BUF_SIZE), so
- * every RTP packet the fast path delivers fits. */
-#define RING_MAX_PACKET BUF_SIZE
-#define RING_MIN_PACKET 12
-#define RING_MAX_SIZE 65536
-/* Slot buffers come in classes: class c holds up to c * RING_GRAIN bytes. A slot keeps its
- * buffer while its packets stay in that class; a packet of another class swaps it for one of its
- * own class from the ring's pool (allocated when the pool has none) and leaves the old one in the
- * pool (freed when RING_POOL of that class already wait there). So the buffers follow the
- * packets' sizes (RING_GRAIN / 2 over each on average, as a bytes object's header and malloc's
- * rounding were) and a stream of steady sizes allocates nothing after its first lap. */
-#define RING_GRAIN 64
-#define RING_CLASSES ((RING_MAX_PACKET + RING_GRAIN - 1) / RING_GRAIN + 1)
-#define RING_POOL 4
-
-typedef struct {
-    uint8_t *data; /* NULL until the slot's first packet */
-    uint16_t len;  /* 0: empty */
-    uint8_t cls;   /* data's class, 0 without data */
-} RingSlot;
-
-typedef struct {
-    PyObject_HEAD
-    RingSlot *slots;
-    Py_ssize_t mask;
-    Py_ssize_t allocated; /* bytes of buffers held, in slots and in the pool */
-    Py_ssize_t pooled;    /* of them in the pool */
-    uint8_t waiting[RING_CLASSES];
-    uint8_t *pool[RING_CLASSES][RING_POOL];
-} PacketRing;
-
-static PyTypeObject PacketRingType;
-
-static PyObject *
-PacketRing_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"size", NULL};
-    Py_ssize_t size = 1024;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:PacketRing", kwlist, &size))
-        return NULL;
-    if (size <= 0 || (size & (size - 1))) {
-        PyErr_Format(PyExc_ValueError, "history size %zd is not a power of two", size);
-        return NULL;
-    }
-    if (size > RING_MAX_SIZE) {
-        PyErr_Format(PyExc_ValueError, "history size %zd is more than %d", size, RING_MAX_SIZE);
-        return NULL;
-    }
-    PacketRing *self = (PacketRing *)type->tp_alloc(type, 0);
-    if (self == NULL)
-        return NULL;
-    self->slots = PyMem_Calloc((size_t)size, sizeof(RingSlot));
-    if (self->slots == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
-    self->mask = size - 1;
-    return (PyObject *)self;
-}
-
-static void
-ring_release(PacketRing *r)
-{
-    if (r->slots == NULL)
-        return;
-    for (Py_ssize_t i = 0; i <= r->mask; i++) {
-        PyMem_Free(r->slots[i].data);
-        r->slots[i].data = NULL;
-        r->slots[i].len = 0;
-        r->slots[i].cls = 0;
-    }
-    for (int c = 0; c < RING_CLASSES; c++) {
-        while (r->waiting[c] > 0)
-            PyMem_Free(r->pool[c][--r->waiting[c]]);
-    }
-    r->allocated = r->pooled = 0;
-}
-
-static void
-PacketRing_dealloc(PacketRing *self)
-{
-    ring_release(self);
-    PyMem_Free(self->slots);
-    self->slots = NULL;
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-/* Keep p[0:n] as the packet of slot seq & mask: a copy into the slot's buffer, swapped for one
- * of the packet's class when it has another (see RING_GRAIN). A packet shorter than an RTP header
- * or longer than RING_MAX_PACKET is not kept: the slot is emptied. 0, or -1 with MemoryError set
- * (the slot emptied). */
-static int
-ring_store(PacketRing *r, size_t seq, const uint8_t *p, Py_ssize_t n)
-{
-    RingSlot *s = &r->slots[seq & (size_t)r->mask];
-    if (n < RING_MIN_PACKET || n > RING_MAX_PACKET) {
-        s->len = 0;
-        return 0;
-    }
-    int cls = (int)((n + RING_GRAIN - 1) / RING_GRAIN);
-    if (s->cls != cls) {
-        uint8_t *data;
-        Py_ssize_t bytes = (Py_ssize_t)cls * RING_GRAIN;
-        if (r->waiting[cls] > 0) {
-            data = r->pool[cls][--r->waiting[cls]];
-            r->pooled -= bytes;
-        } else {
-            data = PyMem_Malloc((size_t)bytes);
-            if (data == NULL) {
-                s->len = 0;
-                PyErr_NoMemory();
-                return -1;
-            }
-            r->allocated += bytes;
-        }
-        if (s->data != NULL) { /* the old buffer waits for a slot of its class, or goes */
-            Py_ssize_t old = (Py_ssize_t)s->cls * RING_GRAIN;
-            if (r->waiting[s->cls] < RING_POOL) {
-                r->pool[s->cls][r->waiting[s->cls]++] = s->data;
-                r->pooled += old;
-            } else {
-                PyMem_Free(s->data);
-                r->allocated -= old;
-            }
-        }
-        s->data = data;
-        s->cls = (uint8_t)cls;
-    }
-    memcpy(s->data, p, (size_t)n);
-    s->len = (uint16_t)n;
-    return 0;
-}
-
-/* The slot that holds the packet with sequence number ``seq`` (its own bytes 2-3), or NULL. */
-static inline const RingSlot *
-ring_find(const PacketRing *r, unsigned seq)
-{
-    const RingSlot *s = &r->slots[seq & (size_t)r->mask];
-    if (s->len == 0 || rd16(s->data + 2) != seq)
-        return NULL;
-    return s;
-}
-
-static PyObject *
-PacketRing_put(PacketRing *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "put(seq, packet) takes 2 arguments");
-        return NULL;
-    }
-    if (!PyLong_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "seq must be an int");
-        return NULL;
-    }
-    if (!PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "packet must be bytes");
-        return NULL;
-    }
-    size_t seq = (size_t)PyLong_AsUnsignedLongMask(args[0]); /* the low bits, as seq & mask */
-    if (seq == (size_t)-1 && PyErr_Occurred())
-        return NULL;
-    if (ring_store(self, seq, (const uint8_t *)PyBytes_AS_STRING(args[1]),
-                   PyBytes_GET_SIZE(args[1])) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-PacketRing_get(PacketRing *self, PyObject *arg)
-{
-    if (!PyLong_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "seq must be an int");
-        return NULL;
-    }
-    int overflow;
-    long long seq = PyLong_AsLongLongAndOverflow(arg, &overflow);
-    if (seq == -1 && PyErr_Occurred())
-        return NULL;
-    if (overflow || seq < 0 || seq > 0xFFFF)
-        Py_RETURN_NONE; /* no packet carries that number */
-    const RingSlot *s = ring_find(self, (unsigned)seq);
-    if (s == NULL)
-        Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize((const char *)s->data, s->len);
-}
-
-static PyObject *
-PacketRing_clear(PacketRing *self, PyObject *Py_UNUSED(ignored))
-{
-    ring_release(self);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-PacketRing_sizeof(PacketRing *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromSsize_t((Py_ssize_t)sizeof(PacketRing) +
-                              (self->mask + 1) * (Py_ssize_t)sizeof(RingSlot) + self->allocated);
-}
-
-static PyObject *
-PacketRing_get_size(PacketRing *self, void *closure)
-{
-    return PyLong_FromSsize_t(self->mask + 1);
-}
-
-static PyMemberDef PacketRing_members[] = {
-    {"mask", T_PYSSIZET, offsetof(PacketRing, mask), READONLY, NULL},
-    {"allocated", T_PYSSIZET, offsetof(PacketRing, allocated), READONLY,
-     "bytes of buffers held, in the slots and in the pool (freed by clear)"},
-    {"pooled", T_PYSSIZET, offsetof(PacketRing, pooled), READONLY,
-     "of them, bytes waiting in the pool for a slot of their class"},
-    {NULL}};
-
-static PyGetSetDef PacketRing_getset[] = {
-    {"size", (getter)PacketRing_get_size, NULL, "slots (a power of two)", NULL}, {NULL}};
-
-static PyMethodDef PacketRing_methods[] = {
-    {"put", (PyCFunction)(void (*)(void))PacketRing_put, METH_FASTCALL,
-     "put(seq, packet): keep a copy of packet in slot seq & mask (12..MAX_RING_PACKET bytes; "
-     "any other length empties the slot)."},
-    {"get", (PyCFunction)PacketRing_get, METH_O,
-     "get(seq) -> the kept packet whose sequence number is seq (new bytes), or None."},
-    {"clear", (PyCFunction)PacketRing_clear, METH_NOARGS,
-     "clear(): forget every packet and free the slot buffers."},
-    {"__sizeof__", (PyCFunction)PacketRing_sizeof, METH_NOARGS, NULL},
-    {NULL}};
-
-static PyTypeObject PacketRingType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "zvonok.media._fastpath.PacketRing",
-    .tp_basicsize = sizeof(PacketRing),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "PacketRing(size=1024): a producer's last packets by sequence number, copied "
-              "into slot buffers it owns and reuses (forwarding/history.py PacketHistory).",
-    .tp_new = PacketRing_new,
-    .tp_dealloc = (destructor)PacketRing_dealloc,
-    .tp_members = PacketRing_members,
-    .tp_getset = PacketRing_getset,
-    .tp_methods = PacketRing_methods,
-};
-
 typedef struct {
     PyObject_HEAD
     PyObject *stats;        /* a ReceiveStatsBase (subclass) or any object with update() */
     PyObject *missing;      /* dict: seqs awaiting retransmission (shared with MissingPackets) */
-    PyObject *history;      /* a PacketRing, any object with put(seq, packet), or None */
+    PyObject *history;      /* list of packets indexed by seq & mask, or None */
     PyObject *fanout;       /* Fanout or any object with forward(packet, keyframe) */
     PyObject *on_gap;       /* callable(seq, gap, now) */
     PyObject *spot_keyframe; /* callable(packet) -> bool, called only while want_keyframe */
     PyObject *clock;        /* callable() -> float, or None for CLOCK_MONOTONIC */
+    Py_ssize_t mask;
     char closed, want_keyframe;
     unsigned long long packets_received, bytes_received, dropped;
 } ProducerCore;
@@ -2879,10 +2633,13 @@ ProducerCore_init(ProducerCore *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!OOOOO", kwlist, &stats, &PyDict_Type,
                                      &missing, &history, &fanout, &on_gap, &spot, &clock))
         return -1;
-    if (history != Py_None && !Py_IS_TYPE(history, &PacketRingType) &&
-        !PyObject_HasAttrString(history, "put")) {
-        PyErr_SetString(PyExc_TypeError, "history must be a PacketRing, have put(), or be None");
-        return -1;
+    if (history != Py_None) {
+        Py_ssize_t n = PyList_Check(history) ? PyList_GET_SIZE(history) : 0;
+        if (n <= 0 || (n & (n - 1))) {
+            PyErr_SetString(PyExc_ValueError, "history must be a list whose size is a power of 2");
+            return -1;
+        }
+        self->mask = n - 1;
     }
     PyObject **slots[] = {&self->stats, &self->missing, &self->history, &self->fanout,
                           &self->on_gap, &self->spot_keyframe, &self->clock};
@@ -3008,14 +2765,9 @@ ProducerCore_receive(ProducerCore *self, PyObject *packet)
         if (keyframe < 0)
             return NULL;
     }
-    if (Py_IS_TYPE(self->history, &PacketRingType)) { /* a copy into the slot's buffer */
-        if (ring_store((PacketRing *)self->history, (size_t)seq, p, n) < 0)
-            return NULL;
-    } else if (self->history != Py_None) { /* the pure-Python PacketHistory (tests) */
-        PyObject *res = PyObject_CallMethod(self->history, "put", "iO", seq, packet);
-        if (res == NULL)
-            return NULL;
-        Py_DECREF(res);
+    if (self->history != Py_None) {
+        Py_INCREF(packet);
+        PyList_SetItem(self->history, seq & self->mask, packet); /* steals, drops the old */
     }
     PyObject *flag = keyframe ? Py_True : Py_False;
     if (Py_TYPE(self->fanout) == &FanoutType) {
@@ -3968,18 +3720,19 @@ static PyTypeObject TrendlineType = {
 #define LEVEL_ACTIVE 50
 #define LEVEL_SILENCE 127
 
-/* audio_levels(ring, newest, count, ext_id, packets, loud, loudness, slow)
+/* audio_levels(slots, newest, count, ext_id, packets, loud, loudness, slow)
  *     -> (packets, loud, loudness)
  * The active-speaker detector's read of one audio track (rooms/speakers.py read_levels, which
- * it replaces when built, exactly): the packets of the PacketRing ``ring`` with sequence
- * numbers newest - min(count, ring size) + 1 .. newest, oldest first, each one the ring still
- * holds (PacketRing.get), read in place; its RFC 6464 level read directly where browsers put it
- * (the first element of a one-byte RFC 8285 block, id ``ext_id``, one byte long, no CSRCs), any
- * other layout through ``slow(packet, ext_id)`` (speakers.level_of: the level, or None for a
- * packet without one; the packet made as bytes for it). Each packet with a level adds 1 to
- * ``packets`` and, when the level is at most LEVEL_ACTIVE, 1 to ``loud`` and (LEVEL_SILENCE -
- * level) / LEVEL_SILENCE to ``loudness``, in order (the same doubles as the reference's float
- * sums). */
+ * it replaces when built, exactly): the packets of the ring ``slots`` (a list of bytes or None,
+ * a power of two long, indexed by seq & (len - 1)) with sequence numbers newest - min(count,
+ * len) + 1 .. newest, oldest first, each one whose slot holds that sequence number; its RFC
+ * 6464 level read directly where browsers put it (the first element of a one-byte RFC 8285
+ * block, id ``ext_id``, one byte long, no CSRCs), any other layout through ``slow(packet,
+ * ext_id)`` (speakers.level_of: the level, or None for a packet without one). Each packet with
+ * a level adds 1 to ``packets`` and, when the level is at most LEVEL_ACTIVE, 1 to ``loud`` and
+ * (LEVEL_SILENCE - level) / LEVEL_SILENCE to ``loudness``, in order (the same doubles as the
+ * reference's float sums). A slot shorter than 4 bytes (never in a ring: the core keeps RTP
+ * packets) is skipped. */
 static PyObject *
 audio_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -3987,12 +3740,11 @@ audio_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "audio_levels takes 8 arguments");
         return NULL;
     }
-    PyObject *ext_obj = args[3], *slow = args[7];
-    if (!Py_IS_TYPE(args[0], &PacketRingType)) {
-        PyErr_SetString(PyExc_TypeError, "ring must be a PacketRing");
+    PyObject *slots = args[0], *ext_obj = args[3], *slow = args[7];
+    if (!PyList_Check(slots)) {
+        PyErr_SetString(PyExc_TypeError, "slots must be a list");
         return NULL;
     }
-    const PacketRing *ring = (const PacketRing *)args[0];
     long newest = PyLong_AsLong(args[1]);
     long count = PyLong_AsLong(args[2]);
     long ext_id = PyLong_AsLong(ext_obj);
@@ -4001,27 +3753,34 @@ audio_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     double loudness = PyFloat_AsDouble(args[6]);
     if (PyErr_Occurred())
         return NULL;
-    long size = (long)ring->mask + 1;
-    long todo = count < size ? count : size;
+    Py_ssize_t size = PyList_GET_SIZE(slots);
+    if (size == 0 || (size & (size - 1))) {
+        PyErr_SetString(PyExc_ValueError, "slots is not a power of two long");
+        return NULL;
+    }
+    Py_ssize_t mask = size - 1;
+    long todo = count < (long)size ? count : (long)size;
     int direct = ext_id >= 1 && ext_id <= 14 ? (int)(ext_id << 4) : -1;
     for (long back = todo - 1; back >= 0; back--) {
         unsigned seq = (unsigned)((newest - back) & 0xFFFF);
-        const RingSlot *slot = ring_find(ring, seq);
-        if (slot == NULL)
+        PyObject *packet = PyList_GET_ITEM(slots, (Py_ssize_t)seq & mask);
+        if (packet == Py_None)
             continue;
-        const uint8_t *p = slot->data;
-        Py_ssize_t n = slot->len; /* at least RING_MIN_PACKET */
+        if (!PyBytes_Check(packet)) {
+            PyErr_SetString(PyExc_TypeError, "a ring slot holds neither bytes nor None");
+            return NULL;
+        }
+        const uint8_t *p = (const uint8_t *)PyBytes_AS_STRING(packet);
+        Py_ssize_t n = PyBytes_GET_SIZE(packet);
+        if (n < 4 || rd16(p + 2) != seq)
+            continue;
         long level;
         if (n >= 20 && (int)p[16] == direct && (p[0] & 0x1F) == 0x10 && p[12] == 0xBE &&
             p[13] == 0xDE && n >= 16 + 4 * (Py_ssize_t)rd16(p + 14) && rd16(p + 14) >= 1) {
             level = p[17] & 0x7F;
         }
         else {
-            PyObject *packet = PyBytes_FromStringAndSize((const char *)p, n);
-            if (packet == NULL)
-                return NULL;
             PyObject *found = PyObject_CallFunctionObjArgs(slow, packet, ext_obj, NULL);
-            Py_DECREF(packet);
             if (found == NULL)
                 return NULL;
             if (found == Py_None) {
@@ -4071,8 +3830,8 @@ static PyMethodDef module_methods[] = {
      "twcc_parse(fci) -> (base_seq, reference_time, fb_count, deltas): a transport-cc "
      "feedback FCI (packets.rtcp.parse_twcc_fci)."},
     {"audio_levels", (PyCFunction)(void (*)(void))audio_levels, METH_FASTCALL,
-     "audio_levels(ring, newest, count, ext_id, packets, loud, loudness, slow) -> (packets, "
-     "loud, loudness): an audio PacketRing's RFC 6464 levels (rooms.speakers.read_levels)."},
+     "audio_levels(slots, newest, count, ext_id, packets, loud, loudness, slow) -> (packets, "
+     "loud, loudness): an audio ring's RFC 6464 levels (rooms.speakers.read_levels)."},
     {NULL}};
 
 static struct PyModuleDef module_def = {
@@ -4086,8 +3845,7 @@ PyInit__fastpath(void)
     if (PyType_Ready(&SendTargetType) < 0 || PyType_Ready(&ForwarderType) < 0 ||
         PyType_Ready(&FanoutType) < 0 || PyType_Ready(&RtpDispatcherType) < 0 ||
         PyType_Ready(&ReceiverType) < 0 || PyType_Ready(&DemuxType) < 0 ||
-        PyType_Ready(&ReceiveStatsBaseType) < 0 || PyType_Ready(&ProducerCoreType) < 0 ||
-        PyType_Ready(&PacketRingType) < 0)
+        PyType_Ready(&ReceiveStatsBaseType) < 0 || PyType_Ready(&ProducerCoreType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
@@ -4100,10 +3858,6 @@ PyInit__fastpath(void)
         PyModule_AddObjectRef(m, "Demux", (PyObject *)&DemuxType) < 0 ||
         PyModule_AddObjectRef(m, "ReceiveStatsBase", (PyObject *)&ReceiveStatsBaseType) < 0 ||
         PyModule_AddObjectRef(m, "ProducerCore", (PyObject *)&ProducerCoreType) < 0 ||
-        PyModule_AddObjectRef(m, "PacketRing", (PyObject *)&PacketRingType) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_RING_PACKET", RING_MAX_PACKET) < 0 ||
-        PyModule_AddIntConstant(m, "RING_GRAIN", RING_GRAIN) < 0 ||
-        PyModule_AddIntConstant(m, "RING_POOL", RING_POOL) < 0 ||
         PyType_Ready(&FeedbackCoreType) < 0 ||
         PyModule_AddObjectRef(m, "FeedbackCore", (PyObject *)&FeedbackCoreType) < 0 ||
         PyType_Ready(&TrendlineType) < 0 ||

@@ -36,12 +36,6 @@ TWCC_ARRIVALS: int
 FEEDBACK_SEEN: int
 #: The largest window a ``Trendline`` keeps (its points are a ring of this size).
 TRENDLINE_WINDOW_MAX: int
-#: The longest packet a ``PacketRing`` keeps (history.py ``MAX_PACKET``).
-MAX_RING_PACKET: int
-#: A ``PacketRing``'s buffers come in classes of this many bytes; at most ``RING_POOL`` of a
-#: class wait in its pool for a slot.
-RING_GRAIN: int
-RING_POOL: int
 
 #: ("host", port) or ("host6", port, flowinfo, scope_id), as ``parse_address`` accepts.
 _Address = tuple[str, int] | tuple[str, int, int, int]
@@ -67,7 +61,7 @@ def twcc_parse(fci: bytes | bytearray | memoryview, /) -> tuple[int, int, int, l
     ``packets.rtcp.parse_twcc_fci``; malformed input raises ``ValueError``."""
 
 def audio_levels(
-    ring: PacketRing,
+    slots: list[bytes | None],
     newest: int,
     count: int,
     ext_id: int,
@@ -77,8 +71,8 @@ def audio_levels(
     slow: Callable[[bytes, int], int | None],
     /,
 ) -> tuple[int, int, float]:
-    """The RFC 6464 levels of an audio ring's packets (read in place) added to a loudness
-    window, as ``rooms.speakers.read_levels``."""
+    """The RFC 6464 levels of an audio ring's packets added to a loudness window, as
+    ``rooms.speakers.read_levels``."""
 
 @final
 class SendTarget:
@@ -293,7 +287,7 @@ class ProducerCore:
         self,
         stats: _Updates,
         missing: dict[int, Any],
-        history: PacketRing | _Puts | None,
+        history: list[bytes | None] | None,
         fanout: _Forwards,
         on_gap: Callable[[int, int, float], object],
         spot_keyframe: Callable[[bytes], object],
@@ -307,35 +301,6 @@ class ProducerCore:
     bytes_received: int
     dropped: int
     def receive(self, packet: bytes, /) -> None: ...
-
-class _Puts(Protocol):
-    def put(self, seq: int, packet: bytes, /) -> object: ...
-
-@final
-class PacketRing:
-    """A producer's last packets by sequence number, copied into buffers it owns and reuses
-    (classes of ``RING_GRAIN`` bytes; a slot swaps its buffer through the ring's pool when a
-    packet of another class comes; freed by ``clear`` and with the ring): exactly
-    ``forwarding.history.PacketHistory``."""
-
-    def __new__(cls, size: int = 1024) -> PacketRing: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def mask(self) -> int: ...
-    @property
-    def allocated(self) -> int:
-        """Bytes of buffers held, in the slots and in the pool."""
-    @property
-    def pooled(self) -> int:
-        """Of them, bytes waiting in the pool."""
-    def put(self, seq: int, packet: bytes, /) -> None:
-        """Keep a copy in slot ``seq & mask`` (12..MAX_RING_PACKET bytes; any other length
-        empties the slot)."""
-    def get(self, seq: int, /) -> bytes | None:
-        """The kept packet numbered ``seq`` (new bytes), or None."""
-    def clear(self) -> None:
-        """Forget every packet and free the slot buffers."""
 
 class _History(Protocol):
     def twcc_lookup(self, seq: int, /) -> tuple[int, int] | None: ...

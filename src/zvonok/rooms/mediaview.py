@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..media.forwarding.bwe import ACKED_CAP, Usage
 from ..media.forwarding.consumer import ConsumedTrack, Consumer
-from ..media.forwarding.history import HistoryLike
+from ..media.forwarding.history import PacketHistory
 from ..media.forwarding.layers import ProducerLayer
 from ..media.forwarding.producer import Producer
 from ..media.session import MediaSession
@@ -146,9 +146,9 @@ def forwarded_layer(consumer: Consumer) -> int | None:
     return index
 
 
-def packet_ring(producer: Producer) -> HistoryLike | None:
+def packet_ring(producer: Producer) -> PacketHistory | None:
     """The ring of ``producer``'s last packets by sequence number (an audio producer's 64,
-    ``HistoryLike.get``), to read packets from; None when it keeps none."""
+    ``PacketHistory.get``), to read packets in place; None when it keeps none."""
     return producer.layers[0].ring
 
 

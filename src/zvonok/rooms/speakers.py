@@ -8,9 +8,9 @@ and ``ActiveSpeakers``, a room's detector: on every media housekeeping tick it r
 each audio producer received since its last look (the producer's short audio history, from the
 sequence number after the last one read to its newest: a track that received nothing costs one
 attribute read, and no packet is read twice; ``read_levels``, compiled as
-``_fastpath.audio_levels`` for the compiled ring when the fast path is built), feeds their levels
-to the ranking, and sends ``speakers`` to every participant when the ordered list of speaking
-sessions changed, at most ``MAX_RATE`` times a second (docs/media.md, "Active speaker").
+``_fastpath.audio_levels`` when the fast path is built), feeds their levels to the ranking, and
+sends ``speakers`` to every participant when the ordered list of speaking sessions changed, at
+most ``MAX_RATE`` times a second (docs/media.md, "Active speaker").
 A session whose audio stops (muted, left, DTX silence) fades out of the list; an operator-muted
 track does not count; a session that joins is sent the current list (when it names anyone).
 Imports ``room``, ``mediaview`` and the wire vocabulary.
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Generic
 
 from ..media.fastpath import native
-from ..media.forwarding.history import HistoryLike
 from ..media.forwarding.layers import AUDIO_HISTORY_SIZE
 from ..media.packets.rtp import read_extension
 from ..media.sdp.codecs import AUDIO_LEVEL_URI
@@ -73,7 +72,7 @@ def level_of(packet: bytes | bytearray, ext_id: int) -> int | None:
 
 
 def read_levels(
-    ring: HistoryLike,
+    slots: list[bytes | None],
     newest: int,
     count: int,
     ext_id: int,
@@ -84,15 +83,17 @@ def read_levels(
 ) -> tuple[int, int, float]:
     """A loudness window (``LoudnessMeter``'s ``packets``, ``loud``, ``loudness``) with the
     levels of the last ``count`` packets of an audio ring added: the packets with sequence
-    numbers up to ``newest`` the ring still holds (``HistoryLike.get``), oldest first, each
-    level read as ``level_of`` reads it (the common layout directly, any other through
-    ``slow``) and added as ``LoudnessMeter.add`` adds it. The pure-Python reference of
-    ``_fastpath.audio_levels`` (which reads a compiled ``PacketRing`` in place and is used
-    when the extension is built; tests/unit/rooms/test_speaker_levels.py holds them equal)."""
+    numbers up to ``newest`` read in place (``PacketHistory.get``: a slot that holds another
+    sequence number is skipped), oldest first, each level read as ``level_of`` reads it (the
+    common layout directly, any other through ``slow``) and added as ``LoudnessMeter.add`` adds
+    it. The pure-Python reference of ``_fastpath.audio_levels``, which the detector uses when the
+    extension is built (tests/unit/rooms/test_speaker_levels.py holds them equal)."""
     direct = ext_id << 4 if 1 <= ext_id <= 14 else -1
-    for back in range(min(count, ring.size) - 1, -1, -1):
-        packet = ring.get((newest - back) & 0xFFFF)
-        if packet is None:
+    mask = len(slots) - 1
+    for back in range(min(count, len(slots)) - 1, -1, -1):
+        seq = (newest - back) & 0xFFFF
+        packet = slots[seq & mask]
+        if packet is None or len(packet) < 4 or (packet[2] << 8 | packet[3]) != seq:
             continue
         if (
             len(packet) >= 20
@@ -115,23 +116,11 @@ def read_levels(
     return packets, loud, loudness
 
 
-def _read_ring_levels(
-    ring: HistoryLike,
-    newest: int,
-    count: int,
-    ext_id: int,
-    packets: int,
-    loud: int,
-    loudness: float,
-    slow: Callable[[bytes, int], int | None],
-) -> tuple[int, int, float]:
-    """``read_levels``, compiled for a compiled ring (``_fastpath.audio_levels``)."""
-    if native is not None and type(ring) is native.PacketRing:
-        got: tuple[int, int, float] = native.audio_levels(
-            ring, newest, count, ext_id, packets, loud, loudness, slow
-        )
-        return got
-    return read_levels(ring, newest, count, ext_id, packets, loud, loudness, slow)
+#: The compiled ``read_levels`` when the fast path is built (and not built before it existed).
+_read_levels: Callable[
+    [list[bytes | None], int, int, int, int, int, float, Callable[[bytes, int], int | None]],
+    tuple[int, int, float],
+] = native.audio_levels if native is not None and hasattr(native, "audio_levels") else read_levels
 
 
 @dataclass(slots=True)
@@ -306,8 +295,8 @@ class ActiveSpeakers(Generic[M]):
         ring = packet_ring(producer)
         if ring is None:
             return
-        meter.packets, meter.loud, meter.loudness = _read_ring_levels(
-            ring,
+        meter.packets, meter.loud, meter.loudness = _read_levels(
+            ring.slots,
             newest,
             count,
             ext_id,

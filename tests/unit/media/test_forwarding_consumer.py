@@ -3,8 +3,6 @@ sender reports derived from the publisher's, RTT from receiver reports."""
 
 from __future__ import annotations
 
-import pytest
-
 from zvonok.media.forwarding.producer import Producer
 from zvonok.media.forwarding.router import CodecInfo, Router
 from zvonok.media.forwarding.types import ConsumerParams
@@ -118,7 +116,6 @@ def test_audio_needs_no_keyframe_and_unmapped_pt_leaves_no_hole() -> None:
     assert len(sink.rtp) == 2
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_answered_with_rtx_from_shared_history() -> None:
     clock, router, producer, _ = setup()
     (c1, sink1), (_, sink2) = consumer(router, producer, 1), consumer(router, producer, 2)
@@ -137,7 +134,6 @@ def test_nack_answered_with_rtx_from_shared_history() -> None:
     assert len(sink2.rtp) == 6  # the other subscriber is unaffected
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_without_rtx_resends_the_packet() -> None:
     clock, router, producer, _ = setup()
     c, sink = consumer(router, producer, rtx=False)
@@ -147,7 +143,6 @@ def test_nack_without_rtx_resends_the_packet() -> None:
     assert sink.rtp[-1] == sink.rtp[3]
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_before_the_sync_point_is_ignored() -> None:
     clock, router, producer, _ = setup()
     c, sink = consumer(router, producer, rtx=False)

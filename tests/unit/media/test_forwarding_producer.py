@@ -4,13 +4,11 @@ close cascades. The fakes (sink, clock, packet builder) are in ``forwarding_fake
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from zvonok.media.fastpath import native
-from zvonok.media.forwarding.history import HistoryLike, PacketHistory
+from zvonok.media.forwarding.history import PacketHistory
 from zvonok.media.forwarding.router import CodecInfo, Router
 from zvonok.media.packets.rtcp import (
     Fir,
@@ -162,7 +160,6 @@ def test_fir_when_pli_not_negotiated() -> None:
     ]
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_rtx_is_unwrapped() -> None:
     clock, sink = FakeClock(), FakeSink()
     producer = make_video(Router(clock=clock), sink)
@@ -237,16 +234,10 @@ def test_router_refuses_bad_requests() -> None:
         )  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["python", "compiled"])
-def test_history(kind: str) -> None:
-    ring: Callable[[int], HistoryLike] = PacketHistory
-    if kind == "compiled":
-        if native is None:
-            pytest.skip("the compiled fast path is not built")
-        ring = native.PacketRing
+def test_history() -> None:
     with pytest.raises(ValueError, match=r"^history size 1000 is not a power of two$"):
-        ring(1000)
-    history = ring(4)
+        PacketHistory(1000)
+    history = PacketHistory(4)
     history.put(1, rtp(1))
     history.put(5, rtp(5))  # same slot
     assert history.get(1) is None and history.get(5) == rtp(5) and history.get(2) is None

@@ -166,7 +166,6 @@ def test_ssrcs_learned_by_rid_two_byte_form() -> None:
     assert producer.layers[1].ssrc == 0xAB and producer.layers[1].packets_received == 1
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_rtx_ssrc_learned_by_repaired_rid() -> None:
     s = Setup()
     s.learn_all()
@@ -460,7 +459,6 @@ def test_subscriber_pause_defers_a_switch_to_resume() -> None:
     assert c.current_layer == 2 and len(sink.rtp) == 2 and continuous(out_seqs(sink))
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_and_keyframe_requests_follow_the_current_layer() -> None:
     s = Setup()
     s.learn_all()

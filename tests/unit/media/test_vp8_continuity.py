@@ -257,7 +257,6 @@ def test_a_temporal_cap_during_the_switch_keeps_one_numbering(cap: int) -> None:
     assert continuous(distinct([r[2] for r in out]), 1 << 8)
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_answers_carry_the_indices_first_sent() -> None:
     """Before a second switch the forwarder has offsets from the first: a NACKed packet is
     resent with them (and the temporal filter's shift); after the switch a packet of the old

@@ -282,7 +282,6 @@ def test_higher_cap_waits_for_a_layer_sync_frame() -> None:
     assert continuous(frame_pids(rows), 1 << 15)
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nacks_resend_the_packet_each_number_carried_with_its_picture_id() -> None:
     _, producer, c, sink, stream = setup()
     stream.frame(key=True)
@@ -432,7 +431,6 @@ def test_compiled_forwarder_behind_the_filter_sends_what_the_python_one_does(
 # -- what a layer measures of its temporal layers -----------------------------------------------
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_a_layer_measures_each_temporal_layers_rate_from_its_history() -> None:
     clock, producer, _, _, stream = setup()
     layer = producer.layers[0]
@@ -515,7 +513,6 @@ def test_a_capped_consumer_switches_spatial_layers_with_continuous_numbering() -
     assert read(sink) == [rows[-1]]
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nacks_map_back_across_two_capped_periods_and_a_long_one() -> None:
     clock, producer, c, sink, stream = setup()
     stream.frame(key=True)

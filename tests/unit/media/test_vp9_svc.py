@@ -207,7 +207,6 @@ def test_temporal_cap_on_vp9_and_up_at_a_switching_point() -> None:
     assert producer.layers[0].items == (c.core,)  # every layer again: the compiled path
 
 
-@pytest.mark.usefixtures("each_ring")
 def test_nack_of_a_marked_packet_resends_it_marked() -> None:
     _, _, c, sink, stream = setup()
     stream.picture(key=True)

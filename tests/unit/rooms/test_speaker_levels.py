@@ -1,24 +1,18 @@
 """The active-speaker detector's read of an audio ring: the compiled ``_fastpath.audio_levels``
-reading a compiled ``PacketRing`` adds exactly what its pure-Python reference
-``speakers.read_levels`` adds reading a ``PacketHistory`` after the same puts (the same counts
-and the same float sum, bit for bit), over rings of every layout the detector can meet."""
+adds exactly what its pure-Python reference ``speakers.read_levels`` adds (the same counts and
+the same float sum, bit for bit), over rings of every layout the detector can meet."""
 
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zvonok.media.fastpath import native
-from zvonok.media.forwarding.history import PacketHistory
 from zvonok.media.packets.rtp import build_extension_block
 from zvonok.rooms.speakers import level_of, read_levels
-
-if TYPE_CHECKING:
-    from zvonok.media._fastpath import PacketRing
 
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled fast path is not built")
 
@@ -59,36 +53,22 @@ def audio_packet(draw: st.DrawFn, seq: int) -> bytes:
     return packet
 
 
-Puts = list[tuple[int, bytes]]
-
-
-def filled(puts: Puts) -> tuple[PacketHistory, PacketRing]:
-    """The reference ring and the compiled one after the same puts."""
-    assert native is not None
-    reference, compiled = PacketHistory(SIZE), native.PacketRing(SIZE)
-    for seq, packet in puts:
-        reference.put(seq, packet)
-        compiled.put(seq, packet)
-    return reference, compiled
-
-
 @st.composite
-def ring(draw: st.DrawFn) -> tuple[Puts, int, int, int]:
-    """The puts that make a 64-slot ring after some traffic (gaps, late and overwritten
-    packets, slots holding an older sequence number), the newest sequence number, a count to
-    read and the id."""
+def ring(draw: st.DrawFn) -> tuple[list[bytes | None], int, int, int]:
+    """A 64-slot ring after some traffic (gaps, late and overwritten packets, slots holding an
+    older sequence number), the newest sequence number, a count to read and the id."""
     newest = draw(st.integers(0, 0xFFFF))
-    puts: Puts = []
+    slots: list[bytes | None] = [None] * SIZE
     for back in range(draw(st.integers(0, 2 * SIZE)), -1, -1):
         seq = (newest - back) & 0xFFFF
         if draw(st.integers(0, 9)) == 0:
             continue  # lost
         if draw(st.integers(0, 19)) == 0:
             seq = (seq - SIZE) & 0xFFFF  # an old packet left in the slot
-        puts.append((seq, draw(audio_packet(seq))))
+        slots[seq & (SIZE - 1)] = draw(audio_packet(seq))
     count = draw(st.integers(0, 0x7FFF))
     ext_id = draw(st.sampled_from([1, 1, 1, 5, 14, 15, 0]))
-    return puts, newest, count, ext_id
+    return slots, newest, count, ext_id
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,45 +77,42 @@ def ring(draw: st.DrawFn) -> tuple[Puts, int, int, int]:
     start=st.tuples(st.integers(0, 500), st.integers(0, 500), st.floats(0, 300, width=64)),
 )
 def test_compiled_levels_match_the_reference(
-    case: tuple[Puts, int, int, int], start: tuple[int, int, float]
+    case: tuple[list[bytes | None], int, int, int], start: tuple[int, int, float]
 ) -> None:
     assert native is not None
-    puts, newest, count, ext_id = case
+    slots, newest, count, ext_id = case
     packets, loud, loudness = start
-    reference, compiled = filled(puts)
-    expected = read_levels(reference, newest, count, ext_id, packets, loud, loudness, level_of)
-    got = native.audio_levels(compiled, newest, count, ext_id, packets, loud, loudness, level_of)
+    expected = read_levels(slots, newest, count, ext_id, packets, loud, loudness, level_of)
+    got = native.audio_levels(slots, newest, count, ext_id, packets, loud, loudness, level_of)
     assert got == expected
     assert got[2].hex() == expected[2].hex()  # bit for bit
-    # the reference reads the compiled ring the same way (get), as a pure-Python node would
-    assert read_levels(compiled, newest, count, ext_id, packets, loud, loudness, level_of) == got
 
 
 def test_a_ring_of_browser_packets_is_read_without_the_slow_path() -> None:
-    puts: Puts = []
+    assert native is not None
+    slots: list[bytes | None] = [None] * SIZE
     for seq in range(100, 112):
         block = build_extension_block([(1, bytes([0x80 | (seq % 60)]))])
-        puts.append((seq, struct.pack("!BBHII", 0x90, 111, seq, seq, 1) + block + bytes(9)))
-    reference, compiled = filled(puts)
+        slots[seq & (SIZE - 1)] = struct.pack("!BBHII", 0x90, 111, seq, seq, 1) + block + bytes(9)
 
     def slow(packet: bytes, ext_id: int) -> int | None:
         raise AssertionError("the common layout is read directly")
 
-    assert native is not None
-    got = native.audio_levels(compiled, 111, 12, 1, 0, 0, 0.0, slow)
-    expected = read_levels(reference, 111, 12, 1, 0, 0, 0.0, slow)
+    got = native.audio_levels(slots, 111, 12, 1, 0, 0, 0.0, slow)
+    expected = read_levels(slots, 111, 12, 1, 0, 0, 0.0, slow)
     assert got == expected
     assert got[0] == 12 and got[1] == sum(1 for s in range(100, 112) if s % 60 <= 50)
 
 
 def test_what_the_slow_path_raises_propagates() -> None:
     assert native is not None
-    _, compiled = filled([(5, struct.pack("!BBHII", 0x80, 111, 5, 0, 1) + bytes(10))])
+    slots: list[bytes | None] = [None] * SIZE
+    slots[5] = struct.pack("!BBHII", 0x80, 111, 5, 0, 1) + bytes(10)
 
     def slow(packet: bytes, ext_id: int) -> int | None:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        native.audio_levels(compiled, 5, 1, 1, 0, 0, 0.0, slow)
-    with pytest.raises(TypeError, match="PacketRing"):
-        native.audio_levels(PacketHistory(SIZE), 5, 1, 1, 0, 0, 0.0, slow)
+        native.audio_levels(slots, 5, 1, 1, 0, 0, 0.0, slow)
+    with pytest.raises(ValueError):
+        native.audio_levels([None] * 3, 5, 1, 1, 0, 0, 0.0, slow)

@@ -52,7 +52,7 @@ from ..packets.rtp import (
     wrap_rtx,
 )
 from .forwarder import ForwarderLike, can_send, make_forwarder
-from .history import HistoryLike
+from .history import PacketHistory
 from .types import CodecInfo, ConsumerParams, PacketSink
 
 SENDER_REPORT_INTERVAL = 1.0
@@ -88,7 +88,7 @@ class ConsumedLayer(Protocol):
     def rid(self) -> str | None: ...
 
     @property
-    def history(self) -> HistoryLike | None:
+    def history(self) -> PacketHistory | None:
         """The layer's recent packets, for NACK answers (video only)."""
         ...
 

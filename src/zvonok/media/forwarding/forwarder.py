@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .. import _fastpath
 from ..packets.codecs import offset_vp8_indices, vp8_picture_fields
 from ..packets.rtp import rewrite_rtp, rtp_payload_bounds
-from .history import HistoryLike
 
 _unpack_u32 = Struct("!I").unpack_from
 #: Keep the sync point this far behind the newest packet so that 16-bit wrap is safe.
@@ -311,19 +310,18 @@ class ProducerCore:
     ``ProducerCore``. ``receive`` counts, updates the receive statistics (RFC 3550 A.1/A.8),
     reports a gap to ``on_gap(seq, gap, now)`` (NACK, RFC 4585 §6.2.1) or forgets an arrived
     missing seq, asks ``spot_keyframe(packet)`` while ``want_keyframe``, stores the packet in the
-    history ring (``history.put``; the compiled core copies into a compiled ``PacketRing`` in C)
-    and fans it out."""
+    history ring and fans it out."""
 
     __slots__ = (
         "stats", "closed", "want_keyframe", "packets_received", "bytes_received", "dropped",
-        "_missing", "_put", "_fanout", "_on_gap", "_spot", "_clock",
+        "_missing", "_history", "_mask", "_fanout", "_on_gap", "_spot", "_clock",
     )  # fmt: skip
 
     def __init__(
         self,
         stats: Any,
         missing: dict[int, list[float]],
-        history: HistoryLike | None,
+        history: list[bytes | None] | None,
         fanout: Any,
         on_gap: Callable[[int, int, float], None],
         spot_keyframe: Callable[[bytes], bool],
@@ -333,7 +331,8 @@ class ProducerCore:
         self.closed = self.want_keyframe = False
         self.packets_received = self.bytes_received = self.dropped = 0
         self._missing = missing
-        self._put = history.put if history is not None else None
+        self._history = history
+        self._mask = len(history) - 1 if history is not None else 0
         self._fanout = fanout
         self._on_gap = on_gap
         self._spot = spot_keyframe
@@ -353,9 +352,9 @@ class ProducerCore:
         elif self._missing:
             self._missing.pop(seq, None)
         keyframe = self.want_keyframe and self._spot(packet)
-        put = self._put
-        if put is not None:
-            put(seq, packet)
+        history = self._history
+        if history is not None:
+            history[seq & self._mask] = packet
         self._fanout.forward(packet, keyframe)
 
 
@@ -363,7 +362,7 @@ def make_producer_core(
     *,
     stats: Any,
     missing: dict[int, list[float]],
-    history: HistoryLike | None,
+    history: list[bytes | None] | None,
     fanout: Any,
     on_gap: Callable[[int, int, float], None],
     spot_keyframe: Callable[[bytes], bool],

@@ -37,7 +37,7 @@ from ..packets.rtcp import (
 )
 from ..packets.rtp import rtp_header_size, rtp_timestamp, unwrap_rtx
 from .forwarder import make_fanout, make_producer_core
-from .history import HistoryLike, make_history
+from .history import PacketHistory
 from .reports import ReceiverReports
 from .stats import MissingPackets, ReceiveStats
 from .types import CodecInfo, PacketSink
@@ -91,11 +91,10 @@ class ProducerLayer:
         self._cname = cname
         self._clock = clock
         video = kind == "video"
-        #: The original packets for NACK answers (video only; compiled when built: the packets
-        #: are copied into buffers the ring reuses, no object kept per packet).
-        self.history: HistoryLike | None = make_history(HISTORY_SIZE) if video else None
+        #: The original packets for NACK answers (video only).
+        self.history: PacketHistory | None = PacketHistory(HISTORY_SIZE) if video else None
         #: Audio: the last packets, for ``recent_packets`` (the core fills one or the other).
-        self._recent: HistoryLike | None = None if video else make_history(AUDIO_HISTORY_SIZE)
+        self._recent: PacketHistory | None = None if video else PacketHistory(AUDIO_HISTORY_SIZE)
         self._detectors: dict[int, KeyframeDetector] = {}
         self._sizes: dict[int, FrameSizeReader] = {}
         #: VP8 payload types: their packets' temporal layer ids are counted (``tick``).
@@ -178,7 +177,7 @@ class ProducerLayer:
         self.core = make_producer_core(
             stats=self.stats,
             missing=self.missing.entries,
-            history=ring,
+            history=ring.slots if ring is not None else None,
             fanout=self.fanout,
             on_gap=self._on_gap,
             spot_keyframe=self._spot_keyframe,
@@ -275,7 +274,7 @@ class ProducerLayer:
         self.receive_rtp(bytes(original))
 
     @property
-    def ring(self) -> HistoryLike | None:
+    def ring(self) -> PacketHistory | None:
         """The ring the core stores every packet in: the history (video), or the last
         ``AUDIO_HISTORY_SIZE`` packets (audio). Read it, never write it."""
         return self.history if self.history is not None else self._recent
@@ -286,7 +285,7 @@ class ProducerLayer:
         if ring is None or not self.stats.started:
             return []
         newest = self.stats.max_seq
-        count = max(0, min(count, ring.size))
+        count = max(0, min(count, len(ring.slots)))
         out = []
         for back in range(count - 1, -1, -1):
             packet = ring.get((newest - back) & 0xFFFF)
@@ -450,7 +449,7 @@ class ProducerLayer:
             if svc is not None and svc[1] < 0:  # no layer indices: nothing to count
                 self._walked = newest
                 return
-        count = history.size
+        count = len(history.slots)
         todo = count if walked is None else min((newest - walked) & 0xFFFF, count)
         if todo >= 0x8000:
             todo = 0

@@ -23,7 +23,7 @@ from ..packets.rtcp import SenderReport
 from ..packets.rtp import read_extension
 from ..packets.vla import VLA_URI, LayersAllocation
 from .consumer import Consumer
-from .history import HistoryLike
+from .history import PacketHistory
 from .layers import AUDIO_HISTORY_SIZE, HISTORY_SIZE, KEYFRAME_REQUEST_INTERVAL, ProducerLayer
 from .reports import ReceiverReports
 from .stats import MissingPackets, ReceiveStats
@@ -127,7 +127,7 @@ class Producer:
         return self.layers[0].missing
 
     @property
-    def history(self) -> HistoryLike | None:
+    def history(self) -> PacketHistory | None:
         return self.layers[0].history
 
     @property
@@ -241,7 +241,7 @@ class Producer:
             newest = stats.max_seq
             walked = self._vla_walked[i]
             self._vla_walked[i] = newest
-            size = history.size
+            size = len(history.slots)
             todo = size if walked is None else min((newest - walked) & 0xFFFF, size)
             if todo >= 0x8000:
                 todo = 0
