@@ -15,9 +15,12 @@ from types import ModuleType
 
 from .packets.rtp import rewrite_rtp
 
+#: ``ZVONOK_PURE_PYTHON=1``: the pure-Python reference on purpose, even when the module is built.
+PURE_PYTHON = os.environ.get("ZVONOK_PURE_PYTHON", "") not in ("", "0")
+
 
 def _load() -> ModuleType | None:
-    if os.environ.get("ZVONOK_PURE_PYTHON", "") not in ("", "0"):
+    if PURE_PYTHON:
         return None
     try:
         from . import _fastpath

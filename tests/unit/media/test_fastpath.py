@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zvonok.media.fastpath import native
+from zvonok.media.fastpath import PURE_PYTHON, native
 from zvonok.media.forwarding.dispatch import RtpDispatcher as PyDispatcher
 from zvonok.media.forwarding.forwarder import Fanout, Forwarder
 from zvonok.media.packets.rtp import ext_id_table
@@ -33,6 +33,12 @@ from zvonok.media.transport.target import SendTarget as PySendTarget
 KEY = bytes(range(AEAD_AES_128_GCM.master_length))
 PTS = {96: 100, 111: 109, 0: 0}
 EXT_MAP = {1: 1, 2: 5, 4: 14, 6: 15}  # kept, renumbered, max one-byte, two-byte; 3, 5...: removed
+
+# With ZVONOK_PURE_PYTHON=1 there is nothing compiled to compare; without it a missing build
+# fails test_extension_is_built (an install bug), and the comparisons fail with it.
+pytestmark = pytest.mark.skipif(
+    PURE_PYTHON, reason="ZVONOK_PURE_PYTHON=1: the compiled fast path is off on purpose"
+)
 
 
 def test_extension_is_built() -> None:
