@@ -301,12 +301,9 @@ class DownlinkEstimator:
     """
 
     def __init__(self, start_bps: int = START_BPS, *, compiled: bool = True) -> None:
-        self.usage = Usage.NORMAL
         self.loss = 0.0
         self.rtt: float | None = None
         self.acked_bps: int | None = None
-        self.threshold = THRESHOLD_START
-        self.trend = 0.0
         self._delay_bps = float(start_bps)
         self._loss_bps = float(start_bps)
         self._acked_packets = 0
@@ -336,6 +333,19 @@ class DownlinkEstimator:
         self.probe_limited = False
 
     # -- the output -------------------------------------------------------------------------
+
+    @property
+    def usage(self) -> Usage:
+        """The delay-based detector's signal (its trendline's, read, never copied)."""
+        return _USAGES[self._trendline.usage]
+
+    @property
+    def threshold(self) -> float:
+        return self._trendline.threshold
+
+    @property
+    def trend(self) -> float:
+        return self._trendline.trend
 
     @property
     def estimate_bps(self) -> int | None:
@@ -413,10 +423,7 @@ class DownlinkEstimator:
         self._acked_packets += received
         self.acked_bps = acked_bps
         if groups:
-            trendline = self._trendline
-            trendline.detect(groups)
-            self.trend, self.threshold = trendline.trend, trendline.threshold
-            self.usage = _USAGES[trendline.usage]
+            self._trendline.detect(groups)
         self._update_loss(received, lost, now_us)
         if self.acked_bps is not None:
             recent = self._acked_recent
